@@ -1,0 +1,242 @@
+/*
+ * Internal helpers shared by the CPU kernel files (never exported):
+ *  - error reporting into the thread-local buffer behind ct_cpu_last_error();
+ *  - argument validation (ndim, shapes, strides, pointers) with messages naming the argument;
+ *  - element types: f16/bf16 storage types and their conversions to/from float32
+ *    (round to nearest even, NaN preserved, overflow to inf, subnormals exact);
+ *  - the strided N-d row iterator used by every elementwise op: it walks all but the last
+ *    dimension with an odometer and hands the innermost dimension to a tight row kernel,
+ *    splitting rows (or pieces of one long row) over OpenMP threads when the work is large;
+ *  - run-time ISA selection (AVX-512 functions are compiled per function with CT_AVX512).
+ */
+#ifndef CORTADO_CPU_INTERNAL_H
+#define CORTADO_CPU_INTERNAL_H
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <new>
+#include <type_traits>
+
+#include "cortado/common.h"
+
+/* Functions carrying this attribute are compiled for AVX-512 and only called after
+ * ct::use_avx512() said yes. Nothing else in the library is compiled for AVX-512. */
+#define CT_INLINE inline __attribute__((always_inline))
+#define CT_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,prefer-vector-width=512")))
+
+/* Every exported function body is wrapped in CT_TRY / CT_CATCH(name): no C++ exception
+ * may cross the C boundary. */
+#define CT_TRY try {
+#define CT_CATCH(fn)                                                                    \
+  }                                                                                     \
+  catch (const std::bad_alloc&) {                                                       \
+    return ct::fail(CT_ERR_OUT_OF_MEMORY, "%s: out of host memory", fn);                \
+  }                                                                                     \
+  catch (...) {                                                                         \
+    return ct::fail(CT_ERR_INVALID_ARG, "%s: unexpected internal exception", fn);       \
+  }
+
+namespace ct {
+
+// ------------------------------------------------------------------ runtime (runtime.cpp)
+/* Formats the message into the thread-local error buffer and returns `status`. */
+int fail(int status, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+/* AVX-512 F/BW/DQ/VL present on this CPU and not disabled by ct_cpu_set_avx512_enabled. */
+bool use_avx512();
+/* Thread count for OpenMP regions (set by ct_cpu_set_num_threads; all cores by default). */
+int threads();
+/* Turns OpenBLAS threading off while an OpenMP region calls BLAS, restores it on exit. */
+struct BlasSingleThreaded {
+  int saved;
+  BlasSingleThreaded();
+  ~BlasSingleThreaded();
+};
+
+/* Work below this many elements runs on the calling thread (an OpenMP fork costs ~1-5 us). */
+constexpr int64_t kParallelMin = 32768;
+
+inline int threads_for(int64_t work) {
+  if (work < kParallelMin) return 1;
+  int t = threads();
+  int64_t cap = work / (kParallelMin / 2);
+  return cap < t ? (int)(cap < 1 ? 1 : cap) : t;
+}
+
+// ------------------------------------------------------------------ element types
+struct f16 { uint16_t bits; };
+struct bf16 { uint16_t bits; };
+
+CT_INLINE uint32_t f32_bits(float x) { uint32_t u; std::memcpy(&u, &x, 4); return u; }
+CT_INLINE float bits_f32(uint32_t u) { float x; std::memcpy(&x, &u, 4); return x; }
+
+CT_INLINE float f16_to_f32(uint16_t h) { return _cvtsh_ss(h); }
+/* F16C's vcvtps2ph with imm 0: round to nearest even, overflow -> inf, NaN stays NaN. */
+CT_INLINE uint16_t f32_to_f16(float x) { return (uint16_t)_cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT); }
+
+CT_INLINE float bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
+CT_INLINE uint16_t f32_to_bf16(float x) {
+  uint32_t u = f32_bits(x);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);  // quiet NaN
+  u += 0x7fffu + ((u >> 16) & 1u);                                            // RNE
+  return (uint16_t)(u >> 16);
+}
+
+/* double -> float rounding to odd: a later float -> f16/bf16 rounding to nearest even then
+ * gives the correctly rounded double -> f16/bf16 result (no double-rounding error). */
+inline float f64_to_f32_odd(double d) {
+  float f = (float)d;
+  if ((double)f != d && d == d) {
+    uint32_t u = f32_bits(f);
+    if ((u & 1u) == 0) u += (std::fabs(d) > std::fabs((double)f)) ? 1 : (uint32_t)-1;
+    f = bits_f32(u);
+  }
+  return f;
+}
+
+/* The arithmetic type an element type is computed in. */
+template <class T> struct compute { using type = T; };
+template <> struct compute<f16> { using type = float; };
+template <> struct compute<bf16> { using type = float; };
+template <class T> using compute_t = typename compute<T>::type;
+
+template <class T> CT_INLINE compute_t<T> load(const T* p) { return *p; }
+template <> CT_INLINE float load<f16>(const f16* p) { return f16_to_f32(p->bits); }
+template <> CT_INLINE float load<bf16>(const bf16* p) { return bf16_to_f32(p->bits); }
+
+template <class T> CT_INLINE void store(T* p, compute_t<T> v) { *p = v; }
+template <> CT_INLINE void store<f16>(f16* p, float v) { p->bits = f32_to_f16(v); }
+template <> CT_INLINE void store<bf16>(bf16* p, float v) { p->bits = f32_to_bf16(v); }
+
+template <class T> constexpr bool is_float_v =
+    std::is_floating_point_v<T> || std::is_same_v<T, f16> || std::is_same_v<T, bf16>;
+
+inline int64_t dtype_size(int dtype) {
+  switch (dtype) {
+    case CT_F32: case CT_I32: return 4;
+    case CT_F64: case CT_I64: return 8;
+    case CT_F16: case CT_BF16: return 2;
+    case CT_I8: case CT_U8: case CT_BOOL: case CT_I4: return 1;
+    default: return 0;
+  }
+}
+const char* dtype_name(int dtype);
+
+/* Calls f(T{}) with T the storage type of a numeric dtype (BOOL maps to uint8_t). Returns
+ * false for unknown codes and I4. */
+template <class F> inline bool dispatch_dtype(int dtype, F&& f) {
+  switch (dtype) {
+    case CT_F32: f(float{}); return true;
+    case CT_F64: f(double{}); return true;
+    case CT_F16: f(f16{}); return true;
+    case CT_BF16: f(bf16{}); return true;
+    case CT_I8: f(int8_t{}); return true;
+    case CT_U8: f(uint8_t{}); return true;
+    case CT_I32: f(int32_t{}); return true;
+    case CT_I64: f(int64_t{}); return true;
+    case CT_BOOL: f(uint8_t{}); return true;
+    default: return false;
+  }
+}
+
+// ------------------------------------------------------------------ validation
+/* Checks ndim, shape and (optional) stride arrays; sets *numel. Returns CT_OK or an error. */
+int check_shape(const char* fn, int ndim, const int64_t* shape, int64_t* numel);
+int check_strides(const char* fn, const char* name, int ndim, const int64_t* strides);
+inline int check_ptr(const char* fn, const char* name, const void* p) {
+  return p ? CT_OK : fail(CT_ERR_INVALID_ARG, "%s: %s is NULL", fn, name);
+}
+
+// ------------------------------------------------------------------ strided N-d iteration
+/* Operand k has base byte pointer base[k], element size esize[k] and ndim strides (elements).
+ * fn(n, p, s) processes one row piece: n elements, byte pointers p[k], inner strides s[k]
+ * (elements). Rows are the innermost dimension; the outer dimensions are walked with an
+ * odometer, so one element costs the row kernel's work plus amortized O(1). */
+template <int K, class Fn>
+void for_each_row(int ndim, const int64_t* shape, const int64_t* const* strides,
+                  char* const* base, const int64_t* esize, int64_t numel, Fn&& fn) {
+  if (ndim == 0) {
+    char* p[K];
+    int64_t s[K];
+    for (int k = 0; k < K; ++k) { p[k] = base[k]; s[k] = 0; }
+    fn((int64_t)1, p, s);
+    return;
+  }
+  const int last = ndim - 1;
+  const int64_t n = shape[last];
+  const int64_t rows = numel / n;
+  int64_t s[K];
+  for (int k = 0; k < K; ++k) s[k] = strides[k][last];
+
+  const int nt = threads_for(numel);
+  // Pieces per row: split long rows when there are too few rows to feed the threads.
+  int64_t pieces = 1;
+  if (nt > 1 && rows < 4 * nt) {
+    pieces = (4 * nt + rows - 1) / rows;
+    int64_t maxp = n / 4096 > 1 ? n / 4096 : 1;
+    if (pieces > maxp) pieces = maxp;
+  }
+  const int64_t chunk = (n + pieces - 1) / pieces;
+  const int64_t items = rows * pieces;
+
+  auto run = [&](int64_t i0, int64_t i1) {
+    if (i0 >= i1) return;
+    int64_t coord[CT_MAX_DIMS];
+    int64_t row = i0 / pieces, piece = i0 % pieces;
+    char* rp[K];  // start of the current row for each operand
+    for (int k = 0; k < K; ++k) rp[k] = base[k];
+    for (int d = last - 1; d >= 0; --d) {
+      coord[d] = row % shape[d];
+      row /= shape[d];
+      for (int k = 0; k < K; ++k) rp[k] += coord[d] * strides[k][d] * esize[k];
+    }
+    for (int64_t i = i0; i < i1; ++i) {
+      int64_t lo = piece * chunk, hi = lo + chunk < n ? lo + chunk : n;
+      char* p[K];
+      for (int k = 0; k < K; ++k) p[k] = rp[k] + lo * s[k] * esize[k];
+      if (hi > lo) fn(hi - lo, p, s);
+      if (++piece == pieces) {
+        piece = 0;
+        for (int d = last - 1; d >= 0; --d) {  // odometer step to the next row
+          for (int k = 0; k < K; ++k) rp[k] += strides[k][d] * esize[k];
+          if (++coord[d] < shape[d]) break;
+          for (int k = 0; k < K; ++k) rp[k] -= shape[d] * strides[k][d] * esize[k];
+          coord[d] = 0;
+        }
+      }
+    }
+  };
+
+  if (nt <= 1 || items < 2) {
+    run(0, items);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    int t = omp_get_thread_num(), T = omp_get_num_threads();
+    int64_t per = items / T, rem = items % T;
+    int64_t i0 = t * per + (t < rem ? t : rem);
+    run(i0, i0 + per + (t < rem ? 1 : 0));
+  }
+}
+
+/* Splits [0, n) into contiguous per-thread ranges (serial below kParallelMin). */
+template <class Fn> void parallel_range(int64_t n, int64_t work_per_item, Fn&& fn) {
+  int nt = threads_for(n * work_per_item);
+  if (nt > n) nt = (int)(n > 0 ? n : 1);
+  if (nt <= 1) { fn((int64_t)0, n); return; }
+#pragma omp parallel num_threads(nt)
+  {
+    int t = omp_get_thread_num(), T = omp_get_num_threads();
+    int64_t per = n / T, rem = n % T;
+    int64_t i0 = t * per + (t < rem ? t : rem);
+    fn(i0, i0 + per + (t < rem ? 1 : 0));
+  }
+}
+
+}  // namespace ct
+
+#endif

@@ -1,0 +1,150 @@
+package dev.cortado.backend.cpu;
+
+import dev.cortado.backend.Backend;
+import dev.cortado.backend.DeviceOutOfMemoryException;
+import dev.cortado.backend.NativeArgs;
+import dev.cortado.backend.NativeStatus;
+import dev.cortado.tensor.DType;
+import dev.cortado.tensor.Device;
+
+/**
+ * The host backend: 64-byte aligned native memory from libcortado_cpu (counted, so leak tests
+ * can compare against a baseline), OpenMP kernels, OpenBLAS for GEMM.
+ */
+public final class CpuBackend implements Backend {
+    public static final CpuBackend INSTANCE = new CpuBackend();
+
+    private final String unavailableReason;
+
+    private CpuBackend() {
+        String reason = null;
+        try {
+            NativeCpu.ensureLoaded();
+            int threads = Integer.getInteger("cortado.threads", 0);
+            if (threads > 0) {
+                NativeCpu.ct_cpu_set_num_threads(threads);
+            }
+        } catch (LinkageError e) {
+            reason = "libcortado_cpu could not be loaded: " + e;
+        }
+        unavailableReason = reason;
+    }
+
+    /** Throws the exception that fits a failed native call; {@code context} names op and arguments. */
+    public static RuntimeException failure(int status, String context) {
+        return NativeStatus.toException(status, NativeCpu.ct_cpu_last_error().getString(), context);
+    }
+
+    /** Checks a native status; the context string is only built by callers on failure paths. */
+    public static void check(int status, String context) {
+        if (status != NativeStatus.OK) {
+            throw failure(status, context);
+        }
+    }
+
+    /** Sets the threads used by Cortado's OpenMP kernels and by OpenBLAS; n <= 0 means all cores. */
+    public static void setThreads(int n) {
+        INSTANCE.requireAvailable();
+        check(NativeCpu.ct_cpu_set_num_threads(n), "cpu.setThreads(" + n + ")");
+    }
+
+    public static int threads() {
+        INSTANCE.requireAvailable();
+        return NativeCpu.ct_cpu_get_num_threads();
+    }
+
+    /** Bytes of host memory currently allocated by Cortado's CPU allocator. */
+    public static long allocatedBytes() {
+        INSTANCE.requireAvailable();
+        return NativeCpu.ct_cpu_allocated_bytes();
+    }
+
+    /** Number of live host allocations. */
+    public static long liveAllocations() {
+        INSTANCE.requireAvailable();
+        return NativeCpu.ct_cpu_live_allocations();
+    }
+
+    /** Whether the AVX-512 kernel paths are in use on this CPU. */
+    public static boolean avx512() {
+        INSTANCE.requireAvailable();
+        return NativeCpu.ct_cpu_has_avx512() != 0;
+    }
+
+    /** Enables or disables the AVX-512 paths (the AVX2 baseline is used when disabled). */
+    public static void setAvx512Enabled(boolean enabled) {
+        INSTANCE.requireAvailable();
+        NativeCpu.ct_cpu_set_avx512_enabled(enabled ? 1 : 0);
+    }
+
+    private void requireAvailable() {
+        if (unavailableReason != null) {
+            throw new dev.cortado.backend.BackendUnavailableException(unavailableReason);
+        }
+    }
+
+    @Override
+    public long allocate(Device device, long bytes) {
+        long[] out = new long[1];
+        int status = NativeCpu.ct_cpu_alloc(bytes, out);
+        if (status == NativeStatus.OUT_OF_MEMORY) {
+            throw new DeviceOutOfMemoryException("cpu: out of host memory allocating " + bytes + " bytes ("
+                    + NativeCpu.ct_cpu_allocated_bytes() + " bytes already allocated by Cortado in "
+                    + NativeCpu.ct_cpu_live_allocations() + " blocks)", bytes);
+        }
+        check(status, "cpu.allocate(" + bytes + " bytes)");
+        return out[0];
+    }
+
+    @Override
+    public void free(Device device, long address, long bytes) {
+        check(NativeCpu.ct_cpu_free(address, bytes), "cpu.free");
+    }
+
+    @Override
+    public void copyFromHost(Device device, long dst, long hostSrc, long bytes) {
+        check(NativeCpu.ct_cpu_memcpy(dst, hostSrc, bytes), "cpu.copyFromHost(" + bytes + " bytes)");
+    }
+
+    @Override
+    public void copyToHost(Device device, long hostDst, long src, long bytes) {
+        check(NativeCpu.ct_cpu_memcpy(hostDst, src, bytes), "cpu.copyToHost(" + bytes + " bytes)");
+    }
+
+    @Override
+    public void copy(Device device, DType dstType, long dst, long[] dstStrides,
+                     DType srcType, long src, long[] srcStrides, long[] shape) {
+        NativeArgs args = NativeArgs.get();
+        int status = NativeCpu.ct_cpu_copy(dstType.code(), srcType.code(), shape.length, args.put(shape),
+                dst, args.put(dstStrides), src, args.put(srcStrides));
+        if (status != NativeStatus.OK) {
+            throw failure(status, "copy(" + srcType + " -> " + dstType + ", shape "
+                    + java.util.Arrays.toString(shape) + ")");
+        }
+    }
+
+    @Override
+    public void fill(Device device, DType type, long address, long count, double value) {
+        check(NativeCpu.ct_cpu_fill(type.code(), count, address, value), "fill(" + type + ", " + value + ")");
+    }
+
+    @Override
+    public void unpackInt4(Device device, long count, long packedSrc, long int8Dst) {
+        check(NativeCpu.ct_cpu_int4_unpack(count, packedSrc, int8Dst), "int4 unpack of " + count + " values");
+    }
+
+    @Override
+    public void packInt4(Device device, long count, long int8Src, long packedDst) {
+        check(NativeCpu.ct_cpu_int4_pack(count, int8Src, packedDst), "int4 pack of " + count + " values");
+    }
+
+    @Override
+    public boolean isAvailable() {
+        return unavailableReason == null;
+    }
+
+    @Override
+    public String unavailableReason() {
+        return unavailableReason == null ? "" : unavailableReason;
+    }
+}

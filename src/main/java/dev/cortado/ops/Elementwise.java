@@ -1,0 +1,482 @@
+package dev.cortado.ops;
+
+import static dev.cortado.tensor.DeviceType.CPU;
+import static dev.cortado.tensor.DeviceType.CUDA;
+
+import dev.cortado.backend.NativeArgs;
+import dev.cortado.backend.cpu.CpuBackend;
+import dev.cortado.backend.cpu.NativeCpu;
+import dev.cortado.backend.cuda.CudaBackend;
+import dev.cortado.backend.cuda.NativeCuda;
+import dev.cortado.tensor.DType;
+import dev.cortado.tensor.Shape;
+import dev.cortado.tensor.Tensor;
+
+/**
+ * Elementwise ops: unary maps, binary arithmetic and comparisons with broadcasting and type
+ * promotion, where, clamp. Kernels: {@code native/cpu/elementwise.cpp} and
+ * {@code native/cuda/elementwise.cu} (one native entry per arity, the op as a code).
+ *
+ * <p>Dtype rules (as PyTorch): binary ops compute in the promoted dtype of their inputs;
+ * {@code div} is true division (integers give float32); comparisons give bool; transcendental
+ * unary ops on integers give float32.
+ */
+public final class Elementwise {
+    private Elementwise() {
+    }
+
+    /** Parameters of a unary op (clamp bounds, exponent, affine scale and shift). */
+    public record Params(double p0, double p1) {
+        static final Params NONE = new Params(0, 0);
+    }
+
+    // ------------------------------------------------------------------ native op codes
+    private static final int NEG = 0, ABS = 1, EXP = 2, LOG = 3, SQRT = 4, RSQRT = 5, TANH = 6, SIGMOID = 7,
+            RELU = 8, GELU_ERF = 9, GELU_TANH = 10, SILU = 11, CLAMP = 12, NOT = 13, POW_SCALAR = 14, AFFINE = 15,
+            RECIPROCAL = 16, SIN = 17, COS = 18;
+    private static final int ADD = 0, SUB = 1, MUL = 2, DIV = 3, POW = 4, MAX = 5, MIN = 6, EQ = 7, NE = 8, LT = 9,
+            LE = 10, GT = 11, GE = 12, AND = 13, OR = 14, XOR = 15;
+
+    /** How a unary op treats dtypes. */
+    private enum UnaryKind {
+        /** floating result; integer and bool inputs compute in float32 */
+        FLOATING,
+        /** keeps any numeric dtype */
+        NUMERIC,
+        /** bool only */
+        LOGICAL
+    }
+
+    /** How a binary op treats dtypes. */
+    private enum BinaryKind {
+        ARITHMETIC, TRUE_DIVIDE, COMPARISON, LOGICAL
+    }
+
+    // ------------------------------------------------------------------ declarations
+    public static final Op<Params> NEG_OP = unary("neg", NEG, UnaryKind.NUMERIC);
+    public static final Op<Params> ABS_OP = unary("abs", ABS, UnaryKind.NUMERIC);
+    public static final Op<Params> EXP_OP = unary("exp", EXP, UnaryKind.FLOATING);
+    public static final Op<Params> LOG_OP = unary("log", LOG, UnaryKind.FLOATING);
+    public static final Op<Params> SQRT_OP = unary("sqrt", SQRT, UnaryKind.FLOATING);
+    public static final Op<Params> RSQRT_OP = unary("rsqrt", RSQRT, UnaryKind.FLOATING);
+    public static final Op<Params> TANH_OP = unary("tanh", TANH, UnaryKind.FLOATING);
+    public static final Op<Params> SIGMOID_OP = unary("sigmoid", SIGMOID, UnaryKind.FLOATING);
+    public static final Op<Params> RELU_OP = unary("relu", RELU, UnaryKind.NUMERIC);
+    public static final Op<Params> GELU_OP = unary("gelu", GELU_ERF, UnaryKind.FLOATING);
+    public static final Op<Params> GELU_TANH_OP = unary("gelu_tanh", GELU_TANH, UnaryKind.FLOATING);
+    public static final Op<Params> SILU_OP = unary("silu", SILU, UnaryKind.FLOATING);
+    public static final Op<Params> CLAMP_OP = unary("clamp", CLAMP, UnaryKind.NUMERIC);
+    public static final Op<Params> LOGICAL_NOT_OP = unary("logical_not", NOT, UnaryKind.LOGICAL);
+    public static final Op<Params> POW_SCALAR_OP = unary("pow_scalar", POW_SCALAR, UnaryKind.FLOATING);
+    public static final Op<Params> AFFINE_OP = unary("affine", AFFINE, UnaryKind.NUMERIC);
+    public static final Op<Params> RECIPROCAL_OP = unary("reciprocal", RECIPROCAL, UnaryKind.FLOATING);
+    public static final Op<Params> SIN_OP = unary("sin", SIN, UnaryKind.FLOATING);
+    public static final Op<Params> COS_OP = unary("cos", COS, UnaryKind.FLOATING);
+
+    public static final Op<Void> ADD_OP = binary("add", ADD, BinaryKind.ARITHMETIC);
+    public static final Op<Void> SUB_OP = binary("sub", SUB, BinaryKind.ARITHMETIC);
+    public static final Op<Void> MUL_OP = binary("mul", MUL, BinaryKind.ARITHMETIC);
+    public static final Op<Void> DIV_OP = binary("div", DIV, BinaryKind.TRUE_DIVIDE);
+    public static final Op<Void> POW_OP = binary("pow", POW, BinaryKind.ARITHMETIC);
+    public static final Op<Void> MAXIMUM_OP = binary("maximum", MAX, BinaryKind.ARITHMETIC);
+    public static final Op<Void> MINIMUM_OP = binary("minimum", MIN, BinaryKind.ARITHMETIC);
+    public static final Op<Void> EQ_OP = binary("eq", EQ, BinaryKind.COMPARISON);
+    public static final Op<Void> NE_OP = binary("ne", NE, BinaryKind.COMPARISON);
+    public static final Op<Void> LT_OP = binary("lt", LT, BinaryKind.COMPARISON);
+    public static final Op<Void> LE_OP = binary("le", LE, BinaryKind.COMPARISON);
+    public static final Op<Void> GT_OP = binary("gt", GT, BinaryKind.COMPARISON);
+    public static final Op<Void> GE_OP = binary("ge", GE, BinaryKind.COMPARISON);
+    public static final Op<Void> LOGICAL_AND_OP = binary("logical_and", AND, BinaryKind.LOGICAL);
+    public static final Op<Void> LOGICAL_OR_OP = binary("logical_or", OR, BinaryKind.LOGICAL);
+    public static final Op<Void> LOGICAL_XOR_OP = binary("logical_xor", XOR, BinaryKind.LOGICAL);
+
+    public static final Op<Void> WHERE_OP = Op.<Void>declare("where")
+            .inputs("condition", "a", "b")
+            .shape((op, attrs, in) -> {
+                if (in[0].dtype() != DType.BOOL) {
+                    throw op.error("condition must be bool, got " + in[0].describe());
+                }
+                Shape s = Shape.broadcast(Shape.broadcast(in[0].shape(), in[1].shape()), in[2].shape());
+                return Op.one(s, promoteFor(op, in[1], in[2]));
+            })
+            .kernel(CPU, (attrs, in, out) -> where(in, out[0], false))
+            .kernel(CUDA, (attrs, in, out) -> where(in, out[0], true))
+            .register();
+
+    // ------------------------------------------------------------------ eager entry points
+    public static Tensor neg(Tensor x) {
+        return NEG_OP.call(Params.NONE, x);
+    }
+
+    public static Tensor abs(Tensor x) {
+        return ABS_OP.call(Params.NONE, x);
+    }
+
+    public static Tensor exp(Tensor x) {
+        return EXP_OP.call(Params.NONE, x);
+    }
+
+    public static Tensor log(Tensor x) {
+        return LOG_OP.call(Params.NONE, x);
+    }
+
+    public static Tensor sqrt(Tensor x) {
+        return SQRT_OP.call(Params.NONE, x);
+    }
+
+    public static Tensor rsqrt(Tensor x) {
+        return RSQRT_OP.call(Params.NONE, x);
+    }
+
+    public static Tensor tanh(Tensor x) {
+        return TANH_OP.call(Params.NONE, x);
+    }
+
+    public static Tensor sigmoid(Tensor x) {
+        return SIGMOID_OP.call(Params.NONE, x);
+    }
+
+    public static Tensor relu(Tensor x) {
+        return RELU_OP.call(Params.NONE, x);
+    }
+
+    /** GELU, exact form: {@code x * Phi(x)} with the normal CDF through erf. */
+    public static Tensor gelu(Tensor x) {
+        return GELU_OP.call(Params.NONE, x);
+    }
+
+    /** GELU, tanh approximation (as GPT-2 and BERT implementations use). */
+    public static Tensor geluTanh(Tensor x) {
+        return GELU_TANH_OP.call(Params.NONE, x);
+    }
+
+    public static Tensor silu(Tensor x) {
+        return SILU_OP.call(Params.NONE, x);
+    }
+
+    public static Tensor sin(Tensor x) {
+        return SIN_OP.call(Params.NONE, x);
+    }
+
+    public static Tensor cos(Tensor x) {
+        return COS_OP.call(Params.NONE, x);
+    }
+
+    public static Tensor reciprocal(Tensor x) {
+        return RECIPROCAL_OP.call(Params.NONE, x);
+    }
+
+    /** Clamps into [min, max]; NaN stays NaN. Use ±infinity for a one-sided clamp. */
+    public static Tensor clamp(Tensor x, double min, double max) {
+        if (min > max) {
+            throw CLAMP_OP.error("min " + min + " is greater than max " + max);
+        }
+        return CLAMP_OP.call(new Params(min, max), x);
+    }
+
+    public static Tensor logicalNot(Tensor x) {
+        return LOGICAL_NOT_OP.call(Params.NONE, x);
+    }
+
+    public static Tensor pow(Tensor x, double exponent) {
+        return POW_SCALAR_OP.call(new Params(exponent, 0), x);
+    }
+
+    /** {@code x * scale + shift} in one pass. */
+    public static Tensor affine(Tensor x, double scale, double shift) {
+        return AFFINE_OP.call(new Params(scale, shift), x);
+    }
+
+    public static Tensor add(Tensor a, Tensor b) {
+        return ADD_OP.call(null, a, b);
+    }
+
+    public static Tensor add(Tensor a, double b) {
+        return scalarOp(ADD_OP, a, b);
+    }
+
+    public static Tensor sub(Tensor a, Tensor b) {
+        return SUB_OP.call(null, a, b);
+    }
+
+    public static Tensor sub(Tensor a, double b) {
+        return scalarOp(SUB_OP, a, b);
+    }
+
+    public static Tensor mul(Tensor a, Tensor b) {
+        return MUL_OP.call(null, a, b);
+    }
+
+    public static Tensor mul(Tensor a, double b) {
+        return scalarOp(MUL_OP, a, b);
+    }
+
+    public static Tensor div(Tensor a, Tensor b) {
+        return DIV_OP.call(null, a, b);
+    }
+
+    public static Tensor div(Tensor a, double b) {
+        return scalarOp(DIV_OP, a, b);
+    }
+
+    public static Tensor pow(Tensor a, Tensor b) {
+        return POW_OP.call(null, a, b);
+    }
+
+    public static Tensor maximum(Tensor a, Tensor b) {
+        return MAXIMUM_OP.call(null, a, b);
+    }
+
+    public static Tensor minimum(Tensor a, Tensor b) {
+        return MINIMUM_OP.call(null, a, b);
+    }
+
+    public static Tensor eq(Tensor a, Tensor b) {
+        return EQ_OP.call(null, a, b);
+    }
+
+    public static Tensor ne(Tensor a, Tensor b) {
+        return NE_OP.call(null, a, b);
+    }
+
+    public static Tensor lt(Tensor a, Tensor b) {
+        return LT_OP.call(null, a, b);
+    }
+
+    public static Tensor le(Tensor a, Tensor b) {
+        return LE_OP.call(null, a, b);
+    }
+
+    public static Tensor gt(Tensor a, Tensor b) {
+        return GT_OP.call(null, a, b);
+    }
+
+    public static Tensor gt(Tensor a, double b) {
+        return scalarOp(GT_OP, a, b);
+    }
+
+    public static Tensor ge(Tensor a, Tensor b) {
+        return GE_OP.call(null, a, b);
+    }
+
+    public static Tensor lt(Tensor a, double b) {
+        return scalarOp(LT_OP, a, b);
+    }
+
+    public static Tensor eq(Tensor a, double b) {
+        return scalarOp(EQ_OP, a, b);
+    }
+
+    public static Tensor logicalAnd(Tensor a, Tensor b) {
+        return LOGICAL_AND_OP.call(null, a, b);
+    }
+
+    public static Tensor logicalOr(Tensor a, Tensor b) {
+        return LOGICAL_OR_OP.call(null, a, b);
+    }
+
+    public static Tensor logicalXor(Tensor a, Tensor b) {
+        return LOGICAL_XOR_OP.call(null, a, b);
+    }
+
+    /** {@code condition ? a : b}, broadcasting all three. */
+    public static Tensor where(Tensor condition, Tensor a, Tensor b) {
+        return WHERE_OP.call(null, condition, a, b);
+    }
+
+    /**
+     * A Java number acts like PyTorch's: it does not widen the tensor's dtype within its kind
+     * (float32 + 2.5 stays float32), but an integer tensor with a fractional number gives float32.
+     */
+    private static Tensor scalarOp(Op<Void> op, Tensor a, double b) {
+        a.ensureOpen(op.name());
+        DType type = a.dtype();
+        if (type == DType.BOOL || (!type.isFloatingPoint() && b != Math.rint(b))) {
+            type = b == Math.rint(b) && type == DType.BOOL ? DType.INT64 : DType.FLOAT32;
+        }
+        try (Tensor s = Tensor.scalar(b, type, a.device())) {
+            return op.call(null, a, s);
+        }
+    }
+
+    // ------------------------------------------------------------------ rules
+    private static DType promoteFor(Op<?> op, Tensor a, Tensor b) {
+        if (a.dtype().isPacked() || b.dtype().isPacked()) {
+            throw op.error("packed int4 inputs must be unpacked first (" + a.describe() + ", " + b.describe() + ")");
+        }
+        return DType.promote(a.dtype(), b.dtype());
+    }
+
+    private static DType unaryComputeType(Op<?> op, UnaryKind kind, Tensor x) {
+        DType t = x.dtype();
+        if (t.isPacked()) {
+            throw op.error("packed int4 input must be unpacked first: " + x.describe());
+        }
+        return switch (kind) {
+            case FLOATING -> t.isFloatingPoint() ? t : DType.FLOAT32;
+            case NUMERIC -> {
+                if (t == DType.BOOL) {
+                    throw op.error("does not take bool input " + x.describe());
+                }
+                yield t;
+            }
+            case LOGICAL -> {
+                if (t != DType.BOOL) {
+                    throw op.error("takes bool input, got " + x.describe());
+                }
+                yield t;
+            }
+        };
+    }
+
+    private static DType binaryComputeType(Op<?> op, BinaryKind kind, Tensor a, Tensor b) {
+        DType t = promoteFor(op, a, b);
+        return switch (kind) {
+            case ARITHMETIC -> {
+                if (t == DType.BOOL) {
+                    throw op.error("arithmetic on bool tensors (" + a.describe() + ", " + b.describe()
+                            + ") is not defined; use logical ops or convert with to()");
+                }
+                yield t;
+            }
+            case TRUE_DIVIDE -> t.isFloatingPoint() ? t : DType.FLOAT32;
+            case COMPARISON -> t;
+            case LOGICAL -> DType.BOOL;
+        };
+    }
+
+    private static Op<Params> unary(String name, int code, UnaryKind kind) {
+        return Op.<Params>declare(name)
+                .inputs("x")
+                .shape((op, p, in) -> Op.one(in[0].shape(), unaryComputeType(op, kind, in[0])))
+                .kernel(CPU, (p, in, out) -> unaryKernel(name, code, p, in[0], out[0], false))
+                .kernel(CUDA, (p, in, out) -> unaryKernel(name, code, p, in[0], out[0], true))
+                .register();
+    }
+
+    private static Op<Void> binary(String name, int code, BinaryKind kind) {
+        return Op.<Void>declare(name)
+                .inputs("a", "b")
+                .shape((op, attrs, in) -> {
+                    DType compute = binaryComputeType(op, kind, in[0], in[1]);
+                    Shape s = Shape.broadcast(in[0].shape(), in[1].shape());
+                    return Op.one(s, kind == BinaryKind.COMPARISON || kind == BinaryKind.LOGICAL ? DType.BOOL : compute);
+                })
+                .kernel(CPU, (attrs, in, out) -> binaryKernel(name, code, kind, in[0], in[1], out[0], false))
+                .kernel(CUDA, (attrs, in, out) -> binaryKernel(name, code, kind, in[0], in[1], out[0], true))
+                .register();
+    }
+
+    // ------------------------------------------------------------------ kernels
+    /** {@code t} as {@code type}: itself when it already is (not to be closed), else a converted copy. */
+    static Tensor as(Tensor t, DType type) {
+        return t.dtype() == type ? t : t.to(type);
+    }
+
+    static void closeIfCopy(Tensor converted, Tensor original) {
+        if (converted != original) {
+            converted.close();
+        }
+    }
+
+    private static void unaryKernel(String name, int code, Params p, Tensor x, Tensor out, boolean cuda) {
+        if (out.numel() == 0) {
+            return;
+        }
+        Tensor xc = as(x, out.dtype());
+        try {
+            StridedPlan plan = StridedPlan.of(name, out, xc);
+            NativeArgs args = NativeArgs.get();
+            long shape = args.put(plan.shape, plan.ndim);
+            long os = args.put(plan.strides[0], plan.ndim);
+            long xs = args.put(plan.strides[1], plan.ndim);
+            int status;
+            if (cuda) {
+                CudaBackend b = CudaBackend.instance();
+                b.activate(out.device().index());
+                status = NativeCuda.ct_cuda_unary(code, out.dtype().code(), plan.ndim, shape, out.dataAddress(), os,
+                        xc.dataAddress(), xs, p.p0(), p.p1(), b.currentStream());
+            } else {
+                status = NativeCpu.ct_cpu_unary(code, out.dtype().code(), plan.ndim, shape, out.dataAddress(), os,
+                        xc.dataAddress(), xs, p.p0(), p.p1());
+            }
+            if (status != 0) {
+                String ctx = name + "(" + x.describe() + ")";
+                throw cuda ? CudaBackend.failure(status, ctx) : CpuBackend.failure(status, ctx);
+            }
+        } finally {
+            closeIfCopy(xc, x);
+        }
+    }
+
+    private static void binaryKernel(String name, int code, BinaryKind kind, Tensor a, Tensor b, Tensor out,
+                                     boolean cuda) {
+        if (out.numel() == 0) {
+            return;
+        }
+        DType compute = kind == BinaryKind.LOGICAL ? DType.BOOL
+                : kind == BinaryKind.COMPARISON ? DType.promote(a.dtype(), b.dtype()) : out.dtype();
+        Tensor ac = as(a, compute);
+        Tensor bc = as(b, compute);
+        try {
+            StridedPlan plan = StridedPlan.of(name, out, ac, bc);
+            NativeArgs args = NativeArgs.get();
+            long shape = args.put(plan.shape, plan.ndim);
+            long os = args.put(plan.strides[0], plan.ndim);
+            long as = args.put(plan.strides[1], plan.ndim);
+            long bs = args.put(plan.strides[2], plan.ndim);
+            int status;
+            if (cuda) {
+                CudaBackend be = CudaBackend.instance();
+                be.activate(out.device().index());
+                status = NativeCuda.ct_cuda_binary(code, compute.code(), plan.ndim, shape, out.dataAddress(), os,
+                        ac.dataAddress(), as, bc.dataAddress(), bs, be.currentStream());
+            } else {
+                status = NativeCpu.ct_cpu_binary(code, compute.code(), plan.ndim, shape, out.dataAddress(), os,
+                        ac.dataAddress(), as, bc.dataAddress(), bs);
+            }
+            if (status != 0) {
+                String ctx = name + "(" + a.describe() + ", " + b.describe() + ")";
+                throw cuda ? CudaBackend.failure(status, ctx) : CpuBackend.failure(status, ctx);
+            }
+        } finally {
+            closeIfCopy(ac, a);
+            closeIfCopy(bc, b);
+        }
+    }
+
+    private static void where(Tensor[] in, Tensor out, boolean cuda) {
+        if (out.numel() == 0) {
+            return;
+        }
+        Tensor cond = in[0];
+        Tensor a = as(in[1], out.dtype());
+        Tensor b = as(in[2], out.dtype());
+        try {
+            StridedPlan plan = StridedPlan.of("where", out, cond, a, b);
+            NativeArgs args = NativeArgs.get();
+            long shape = args.put(plan.shape, plan.ndim);
+            long os = args.put(plan.strides[0], plan.ndim);
+            long cs = args.put(plan.strides[1], plan.ndim);
+            long as = args.put(plan.strides[2], plan.ndim);
+            long bs = args.put(plan.strides[3], plan.ndim);
+            int status;
+            if (cuda) {
+                CudaBackend be = CudaBackend.instance();
+                be.activate(out.device().index());
+                status = NativeCuda.ct_cuda_where(out.dtype().code(), plan.ndim, shape, out.dataAddress(), os,
+                        cond.dataAddress(), cs, a.dataAddress(), as, b.dataAddress(), bs, be.currentStream());
+            } else {
+                status = NativeCpu.ct_cpu_where(out.dtype().code(), plan.ndim, shape, out.dataAddress(), os,
+                        cond.dataAddress(), cs, a.dataAddress(), as, b.dataAddress(), bs);
+            }
+            if (status != 0) {
+                String ctx = "where(" + cond.describe() + ", " + in[1].describe() + ", " + in[2].describe() + ")";
+                throw cuda ? CudaBackend.failure(status, ctx) : CpuBackend.failure(status, ctx);
+            }
+        } finally {
+            closeIfCopy(a, in[1]);
+            closeIfCopy(b, in[2]);
+        }
+    }
+}

@@ -1,0 +1,199 @@
+package dev.cortado.ops;
+
+import static dev.cortado.tensor.DeviceType.CPU;
+import static dev.cortado.tensor.DeviceType.CUDA;
+
+import dev.cortado.backend.cpu.CpuBackend;
+import dev.cortado.backend.cpu.NativeCpu;
+import dev.cortado.backend.cuda.CudaBackend;
+import dev.cortado.backend.cuda.NativeCuda;
+import dev.cortado.tensor.Shape;
+import dev.cortado.tensor.Tensor;
+import java.util.Arrays;
+
+/**
+ * Softmax, log-softmax, layer norm and RMS norm. Kernels: {@code native/cpu/norm.cpp},
+ * {@code native/cuda/norm.cu}; inputs are made contiguous first (a no-op for the usual case).
+ */
+public final class Normalization {
+    private Normalization() {
+    }
+
+    /** Softmax along {@code axis}. */
+    public record SoftmaxAttrs(int axis, boolean log) {
+    }
+
+    /** Normalization over the trailing {@code normalizedDims} dimensions, with epsilon. */
+    public record NormAttrs(int normalizedDims, double eps) {
+    }
+
+    public static final Op<SoftmaxAttrs> SOFTMAX_OP = softmaxOp("softmax");
+    public static final Op<SoftmaxAttrs> LOG_SOFTMAX_OP = softmaxOp("log_softmax");
+
+    public static final Op<NormAttrs> LAYER_NORM_OP = Op.<NormAttrs>declare("layer_norm")
+            .inputs("x", "weight", "bias").required(1)
+            .shape((op, a, in) -> normShape(op, a, in))
+            .kernel(CPU, (a, in, out) -> normKernel("layer_norm", a, in, out[0], false))
+            .kernel(CUDA, (a, in, out) -> normKernel("layer_norm", a, in, out[0], true))
+            .register();
+
+    public static final Op<NormAttrs> RMS_NORM_OP = Op.<NormAttrs>declare("rms_norm")
+            .inputs("x", "weight").required(1)
+            .shape((op, a, in) -> normShape(op, a, in))
+            .kernel(CPU, (a, in, out) -> normKernel("rms_norm", a, in, out[0], false))
+            .kernel(CUDA, (a, in, out) -> normKernel("rms_norm", a, in, out[0], true))
+            .register();
+
+    // ------------------------------------------------------------------ eager entry points
+    public static Tensor softmax(Tensor x, int axis) {
+        return SOFTMAX_OP.call(new SoftmaxAttrs(axis, false), x);
+    }
+
+    public static Tensor logSoftmax(Tensor x, int axis) {
+        return LOG_SOFTMAX_OP.call(new SoftmaxAttrs(axis, true), x);
+    }
+
+    /**
+     * Layer normalization over the trailing dimensions matching {@code weight}'s shape (or the last
+     * {@code normalizedDims} when weight is null): {@code (x - mean) / sqrt(var + eps) * weight + bias}.
+     */
+    public static Tensor layerNorm(Tensor x, Tensor weight, Tensor bias, int normalizedDims, double eps) {
+        return LAYER_NORM_OP.call(new NormAttrs(normalizedDims, eps), x, weight, bias);
+    }
+
+    /** RMS normalization over the trailing {@code normalizedDims}: {@code x / sqrt(mean(x^2) + eps) * weight}. */
+    public static Tensor rmsNorm(Tensor x, Tensor weight, int normalizedDims, double eps) {
+        return RMS_NORM_OP.call(new NormAttrs(normalizedDims, eps), x, weight);
+    }
+
+    // ------------------------------------------------------------------ rules and kernels
+    private static void requireFloat(Op<?> op, String input, Tensor t) {
+        if (!t.dtype().isFloatingPoint()) {
+            throw op.error("input '" + input + "' must be floating point, got " + t.describe());
+        }
+    }
+
+    private static Op<SoftmaxAttrs> softmaxOp(String name) {
+        return Op.<SoftmaxAttrs>declare(name)
+                .inputs("x")
+                .shape((op, a, in) -> {
+                    requireFloat(op, "x", in[0]);
+                    if (in[0].rank() == 0 && a.axis() != 0 && a.axis() != -1) {
+                        throw op.error("axis " + a.axis() + " is out of range for a 0-dim tensor");
+                    }
+                    if (in[0].rank() > 0) {
+                        try {
+                            Shape.normalize(a.axis(), in[0].rank());
+                        } catch (IndexOutOfBoundsException e) {
+                            throw op.error("axis " + a.axis() + " is out of range for " + in[0].describe());
+                        }
+                    }
+                    return Op.one(in[0].shape(), in[0].dtype());
+                })
+                .kernel(CPU, (a, in, out) -> softmaxKernel(name, a, in[0], out[0], false))
+                .kernel(CUDA, (a, in, out) -> softmaxKernel(name, a, in[0], out[0], true))
+                .register();
+    }
+
+    private static void softmaxKernel(String name, SoftmaxAttrs a, Tensor x, Tensor out, boolean cuda) {
+        if (out.numel() == 0) {
+            return;
+        }
+        long[] dims = x.dims();
+        int axis = dims.length == 0 ? 0 : Shape.normalize(a.axis(), dims.length);
+        long outer = 1;
+        long inner = 1;
+        for (int d = 0; d < axis; d++) {
+            outer *= dims[d];
+        }
+        for (int d = axis + 1; d < dims.length; d++) {
+            inner *= dims[d];
+        }
+        long dim = dims.length == 0 ? 1 : dims[axis];
+        try (Tensor xc = x.contiguous()) {
+            int status;
+            if (cuda) {
+                CudaBackend be = CudaBackend.instance();
+                be.activate(out.device().index());
+                status = NativeCuda.ct_cuda_softmax(x.dtype().code(), a.log() ? 1 : 0, outer, dim, inner,
+                        xc.dataAddress(), out.dataAddress(), be.currentStream());
+            } else {
+                status = NativeCpu.ct_cpu_softmax(x.dtype().code(), a.log() ? 1 : 0, outer, dim, inner,
+                        xc.dataAddress(), out.dataAddress());
+            }
+            if (status != 0) {
+                String ctx = name + "(" + x.describe() + ", axis " + a.axis() + ")";
+                throw cuda ? CudaBackend.failure(status, ctx) : CpuBackend.failure(status, ctx);
+            }
+        }
+    }
+
+    private static TensorSpec[] normShape(Op<NormAttrs> op, NormAttrs a, Tensor[] in) {
+        Tensor x = in[0];
+        requireFloat(op, "x", x);
+        int k = a.normalizedDims();
+        if (k < 1 || k > x.rank()) {
+            throw op.error("normalizes the last " + k + " dimensions but " + x.describe() + " has rank " + x.rank());
+        }
+        if (!(a.eps() >= 0)) {
+            throw op.error("eps must be non-negative, got " + a.eps());
+        }
+        long[] dims = x.dims();
+        long[] normalized = Arrays.copyOfRange(dims, dims.length - k, dims.length);
+        for (int i = 1; i < in.length; i++) {
+            Tensor p = in[i];
+            if (p == null) {
+                continue;
+            }
+            if (!Arrays.equals(p.dims(), normalized)) {
+                throw op.error("input '" + op.inputName(i) + "' has shape " + p.shape() + " but the normalized shape of "
+                        + x.describe() + " is " + Arrays.toString(normalized));
+            }
+            if (p.dtype() != x.dtype()) {
+                throw op.error("input '" + op.inputName(i) + "' has dtype " + p.dtype() + ", x has " + x.dtype());
+            }
+        }
+        return Op.one(x.shape(), x.dtype());
+    }
+
+    private static void normKernel(String name, NormAttrs a, Tensor[] in, Tensor out, boolean cuda) {
+        Tensor x = in[0];
+        if (out.numel() == 0) {
+            return;
+        }
+        long[] dims = x.dims();
+        long cols = 1;
+        for (int d = dims.length - a.normalizedDims(); d < dims.length; d++) {
+            cols *= dims[d];
+        }
+        long rows = x.numel() / cols;
+        Tensor weight = in.length > 1 ? in[1] : null;
+        Tensor bias = in.length > 2 ? in[2] : null;
+        try (Tensor xc = x.contiguous();
+             Tensor wc = weight == null ? null : weight.contiguous();
+             Tensor bc = bias == null ? null : bias.contiguous()) {
+            long w = wc == null ? 0 : wc.dataAddress();
+            long b = bc == null ? 0 : bc.dataAddress();
+            int code = x.dtype().code();
+            int status;
+            boolean layer = name.equals("layer_norm");
+            if (cuda) {
+                CudaBackend be = CudaBackend.instance();
+                be.activate(out.device().index());
+                status = layer
+                        ? NativeCuda.ct_cuda_layernorm(code, rows, cols, xc.dataAddress(), w, b, a.eps(), out.dataAddress(),
+                                0, 0, be.currentStream())
+                        : NativeCuda.ct_cuda_rmsnorm(code, rows, cols, xc.dataAddress(), w, a.eps(), out.dataAddress(), 0,
+                                be.currentStream());
+            } else {
+                status = layer
+                        ? NativeCpu.ct_cpu_layernorm(code, rows, cols, xc.dataAddress(), w, b, a.eps(), out.dataAddress(), 0, 0)
+                        : NativeCpu.ct_cpu_rmsnorm(code, rows, cols, xc.dataAddress(), w, a.eps(), out.dataAddress(), 0);
+            }
+            if (status != 0) {
+                String ctx = name + "(" + x.describe() + ")";
+                throw cuda ? CudaBackend.failure(status, ctx) : CpuBackend.failure(status, ctx);
+            }
+        }
+    }
+}

@@ -1,0 +1,121 @@
+package dev.cortado.tensor;
+
+/**
+ * Element types. The codes are the native dtype codes of {@code native/include/cortado/common.h}.
+ * {@link #INT4} is a storage type: two signed 4-bit values per byte, low nibble first; it can be
+ * created, reshaped, exported and converted, and compute ops take it after unpacking.
+ */
+public enum DType {
+    FLOAT32(0, 32, Kind.FLOAT, "float32"),
+    FLOAT64(1, 64, Kind.FLOAT, "float64"),
+    FLOAT16(2, 16, Kind.FLOAT, "float16"),
+    BFLOAT16(3, 16, Kind.FLOAT, "bfloat16"),
+    INT8(4, 8, Kind.INT, "int8"),
+    UINT8(5, 8, Kind.INT, "uint8"),
+    INT32(6, 32, Kind.INT, "int32"),
+    INT64(7, 64, Kind.INT, "int64"),
+    BOOL(8, 8, Kind.BOOL, "bool"),
+    INT4(9, 4, Kind.INT, "int4");
+
+    private enum Kind { BOOL, INT, FLOAT }
+
+    private static final DType[] BY_CODE = values();
+
+    private final int code;
+    private final int bits;
+    private final Kind kind;
+    private final String displayName;
+
+    DType(int code, int bits, Kind kind, String displayName) {
+        this.code = code;
+        this.bits = bits;
+        this.kind = kind;
+        this.displayName = displayName;
+    }
+
+    /** The native dtype code. */
+    public int code() {
+        return code;
+    }
+
+    public int bits() {
+        return bits;
+    }
+
+    /** Bytes per element; {@link #INT4} (half a byte) throws: use {@link #bytesFor(long)}. */
+    public int byteSize() {
+        if (this == INT4) {
+            throw new UnsupportedOperationException("int4 is packed two per byte; use bytesFor(count)");
+        }
+        return bits / 8;
+    }
+
+    /** Bytes needed to store {@code count} elements. */
+    public long bytesFor(long count) {
+        return this == INT4 ? (count + 1) / 2 : count * (bits / 8);
+    }
+
+    public boolean isFloatingPoint() {
+        return kind == Kind.FLOAT;
+    }
+
+    public boolean isInteger() {
+        return kind == Kind.INT;
+    }
+
+    public boolean isBool() {
+        return kind == Kind.BOOL;
+    }
+
+    /** Sub-byte storage types that views and most kernels do not address element by element. */
+    public boolean isPacked() {
+        return this == INT4;
+    }
+
+    public static DType fromCode(int code) {
+        if (code < 0 || code >= BY_CODE.length) {
+            throw new IllegalArgumentException("unknown dtype code " + code);
+        }
+        return BY_CODE[code];
+    }
+
+    /**
+     * Type promotion for two operands, as PyTorch does for tensors: bool &lt; integers &lt;
+     * floating point; within a kind the wider wins; float16 with bfloat16 gives float32;
+     * uint8 with int8 gives int32 (there is no int16); int4 promotes like int8.
+     */
+    public static DType promote(DType a, DType b) {
+        if (a == b) {
+            return a == INT4 ? INT8 : a;
+        }
+        if (a == INT4) {
+            a = INT8;
+        }
+        if (b == INT4) {
+            b = INT8;
+        }
+        if (a == b) {
+            return a;
+        }
+        if (a.kind != b.kind) {
+            DType hi = a.kind.ordinal() > b.kind.ordinal() ? a : b;
+            return hi;
+        }
+        if (a.kind == Kind.FLOAT) {
+            if ((a == FLOAT16 && b == BFLOAT16) || (a == BFLOAT16 && b == FLOAT16)) {
+                return FLOAT32;
+            }
+            return a.bits >= b.bits ? a : b;
+        }
+        // integers
+        if ((a == UINT8 && b == INT8) || (a == INT8 && b == UINT8)) {
+            return INT32;
+        }
+        return a.bits >= b.bits ? a : b;
+    }
+
+    @Override
+    public String toString() {
+        return displayName;
+    }
+}

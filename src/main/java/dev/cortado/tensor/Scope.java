@@ -1,0 +1,132 @@
+package dev.cortado.tensor;
+
+import java.util.ArrayList;
+
+/**
+ * Frees, when closed, every tensor created inside it on this thread (views included) except
+ * those {@linkplain #keep(Tensor) kept}, which move to the enclosing scope (or become unowned
+ * when there is none):
+ *
+ * <pre>{@code
+ * Tensor result;
+ * try (var scope = Scope.open()) {
+ *     Tensor h = Ops.relu(Ops.matmul(x, w));   // freed at the end of the block
+ *     result = scope.keep(Ops.sum(h));         // survives it
+ * }
+ * }</pre>
+ *
+ * Scopes nest and belong to the thread that opened them; they must be closed innermost first.
+ */
+public final class Scope implements AutoCloseable {
+    private static final ThreadLocal<Scope> CURRENT = new ThreadLocal<>();
+
+    private final Scope parent;
+    private final Thread owner;
+    private final ArrayList<Tensor> owned = new ArrayList<>();
+    private int closedSinceCompaction;
+    private boolean closed;
+
+    private Scope(Scope parent) {
+        this.parent = parent;
+        this.owner = Thread.currentThread();
+    }
+
+    /** Opens a scope nested in the current one of this thread. */
+    public static Scope open() {
+        Scope scope = new Scope(CURRENT.get());
+        CURRENT.set(scope);
+        return scope;
+    }
+
+    /** The innermost open scope of this thread, or null. */
+    static Scope current() {
+        return CURRENT.get();
+    }
+
+    void register(Tensor tensor) {
+        owned.add(tensor);
+    }
+
+    /** Called when an owned tensor is closed explicitly; occasionally drops closed entries. */
+    void onClosed() {
+        if (closed) {
+            return;
+        }
+        if (++closedSinceCompaction > 64 && closedSinceCompaction > owned.size() / 2) {
+            owned.removeIf(Tensor::isClosed);
+            closedSinceCompaction = 0;
+        }
+    }
+
+    /**
+     * Keeps {@code tensor} alive past this scope: it moves to the enclosing scope, or is owned
+     * by nobody (the caller closes it) when this is the outermost scope.
+     */
+    public <T extends Tensor> T keep(T tensor) {
+        checkOpen();
+        if (tensor.owner() != this) {
+            throw new IllegalArgumentException("tensor " + tensor.describe() + " is not owned by this scope");
+        }
+        for (int i = owned.size() - 1; i >= 0; i--) {
+            if (owned.get(i) == tensor) {
+                owned.remove(i);
+                break;
+            }
+        }
+        tensor.setOwner(parent);
+        if (parent != null) {
+            parent.register(tensor);
+        }
+        return tensor;
+    }
+
+    /** Number of tensors this scope will free if closed now. */
+    public int size() {
+        int n = 0;
+        for (Tensor t : owned) {
+            if (!t.isClosed()) {
+                n++;
+            }
+        }
+        return n;
+    }
+
+    private void checkOpen() {
+        if (closed) {
+            throw new IllegalStateException("scope is closed");
+        }
+        if (Thread.currentThread() != owner) {
+            throw new IllegalStateException("scope belongs to thread " + owner.getName());
+        }
+    }
+
+    @Override
+    public void close() {
+        if (closed) {
+            return;
+        }
+        checkOpen();
+        if (CURRENT.get() != this) {
+            throw new IllegalStateException("scopes must be closed innermost first");
+        }
+        closed = true;
+        CURRENT.set(parent);
+        RuntimeException first = null;
+        for (int i = owned.size() - 1; i >= 0; i--) {
+            Tensor t = owned.get(i);
+            try {
+                t.close();
+            } catch (RuntimeException e) {
+                if (first == null) {
+                    first = e;
+                } else {
+                    first.addSuppressed(e);
+                }
+            }
+        }
+        owned.clear();
+        if (first != null) {
+            throw first;
+        }
+    }
+}
