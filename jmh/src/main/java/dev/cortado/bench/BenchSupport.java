@@ -1,0 +1,58 @@
+package dev.cortado.bench;
+
+import dev.cortado.backend.cpu.CpuBackend;
+import dev.cortado.tensor.DType;
+import dev.cortado.tensor.Device;
+import dev.cortado.tensor.Tensor;
+import org.bytedeco.javacpp.FloatPointer;
+import org.bytedeco.javacpp.Pointer;
+import org.bytedeco.openblas.global.openblas_nolapack;
+
+/** Shared helpers: thread setup and wrapping Cortado's native buffers for the raw baselines. */
+final class BenchSupport {
+    private BenchSupport() {
+    }
+
+    /**
+     * Sets the thread count of Cortado's OpenMP kernels and of OpenBLAS (Cortado's call sets
+     * both already; the preset call makes the raw cblas baseline independent of that).
+     */
+    static void setThreads(int threads) {
+        CpuBackend.setThreads(threads);
+        // openblas_set_num_threads through the JavaCPP preset (same libopenblas.so.0 that
+        // libcortado_cpu links: NativeCpu loads it from the preset jar before itself)
+        openblas_nolapack.blas_set_num_threads(threads);
+        if (CpuBackend.threads() != threads) {
+            throw new IllegalStateException("CpuBackend.threads() = " + CpuBackend.threads() + ", wanted " + threads);
+        }
+    }
+
+    /** A FloatPointer over {@code count} floats at {@code address}; it does not own the memory. */
+    static FloatPointer floats(long address, long count) {
+        return new FloatPointer((Pointer) null) {
+            {
+                this.address = address;
+                this.position = 0;
+                this.limit = count;
+                this.capacity = count;
+            }
+        };
+    }
+
+    /** A plain Pointer over {@code bytes} bytes at {@code address}; it does not own the memory. */
+    static Pointer bytes(long address, long bytes) {
+        return new Pointer((Pointer) null) {
+            {
+                this.address = address;
+                this.position = 0;
+                this.limit = bytes;
+                this.capacity = bytes;
+            }
+        };
+    }
+
+    /** A contiguous float32 tensor on the CPU filled with {@code value}. */
+    static Tensor filled(float value, long... dims) {
+        return Tensor.full(value, DType.FLOAT32, Device.CPU, dims);
+    }
+}

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Builds and runs the native GPU check (native/tests/gpu_check.cu) on a machine with a GPU.
+#
+# Usage (from anywhere):
+#   scripts/gpu-check.sh [--check-only | --bench-only]
+# Environment:
+#   OPENBLAS_DIR  folder with libopenblas.so.0 and include/cblas.h (default: the one Maven
+#                 unpacks, <repo>/target/openblas/org/bytedeco/openblas/linux-x86_64)
+#   CUDA_ARCHS    overrides CMAKE_CUDA_ARCHITECTURES (e.g. "90"); default: CMake's "80-real;90"
+#   SANITIZE=1    afterwards runs compute-sanitizer memcheck and racecheck over --check-only
+#   BUILD_DIR     build folder (default <repo>/build/gpu-check)
+# Needs nvcc and cuBLAS (CUDA toolkit), cmake >= 3.22, a C++17 compiler with OpenMP.
+# Output is also written to $BUILD_DIR/report.md (markdown tables for docs/gpu-status.md).
+# Exit status: that of the check binary (non-zero when any check failed).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD_DIR="${BUILD_DIR:-$REPO/build/gpu-check}"
+OPENBLAS_DIR="${OPENBLAS_DIR:-$REPO/target/openblas/org/bytedeco/openblas/linux-x86_64}"
+
+die() { echo "gpu-check: $*" >&2; exit 1; }
+
+NVCC="$(command -v nvcc || true)"
+if [[ -z "$NVCC" ]]; then
+  for c in /usr/local/cuda/bin/nvcc /usr/local/cuda-*/bin/nvcc; do
+    [[ -x "$c" ]] && NVCC="$c" && break
+  done
+fi
+[[ -n "$NVCC" ]] || die "nvcc not found (put the CUDA toolkit's bin/ on PATH)"
+command -v cmake >/dev/null || die "cmake not found"
+[[ -f "$OPENBLAS_DIR/libopenblas.so.0" && -f "$OPENBLAS_DIR/include/cblas.h" ]] ||
+  die "OPENBLAS_DIR='$OPENBLAS_DIR' lacks libopenblas.so.0 or include/cblas.h; run 'mvn -q process-resources' (which unpacks the JavaCPP openblas jar) or set OPENBLAS_DIR"
+
+ARCH_ARGS=()
+[[ -n "${CUDA_ARCHS:-}" ]] && ARCH_ARGS=(-DCMAKE_CUDA_ARCHITECTURES="$CUDA_ARCHS")
+
+echo "gpu-check: nvcc $("$NVCC" --version | tail -1), building in $BUILD_DIR" >&2
+cmake -S "$REPO/native" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_COMPILER="$NVCC" \
+  -DCORTADO_GPU_CHECK=ON -DOPENBLAS_DIR="$OPENBLAS_DIR" "${ARCH_ARGS[@]}" >&2
+cmake --build "$BUILD_DIR" -j "$(nproc)" --target cortado_gpu_check >&2
+
+BIN="$BUILD_DIR/bin/cortado_gpu_check"
+[[ -x "$BIN" ]] || die "build produced no $BIN"
+export LD_LIBRARY_PATH="$BUILD_DIR/lib:$OPENBLAS_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >&2 || true
+
+REPORT="$BUILD_DIR/report.md"
+status=0
+"$BIN" "$@" 2>&1 | tee "$REPORT" || status=$?
+
+if [[ "${SANITIZE:-0}" == "1" ]]; then
+  SAN="$(command -v compute-sanitizer || echo "$(dirname "$NVCC")/compute-sanitizer")"
+  [[ -x "$SAN" ]] || die "compute-sanitizer not found next to nvcc"
+  for tool in memcheck racecheck; do
+    echo "gpu-check: compute-sanitizer --tool $tool" >&2
+    {
+      echo
+      echo "## compute-sanitizer --tool $tool (--check-only)"
+      echo
+      echo '```'
+      "$SAN" --tool "$tool" --error-exitcode 3 "$BIN" --check-only 2>&1 | grep -v '^|' | tail -n 30
+      echo '```'
+    } | tee -a "$REPORT" || status=$?
+  done
+fi
+echo "gpu-check: report in $REPORT (exit $status)" >&2
+exit "$status"

@@ -1,0 +1,169 @@
+package dev.cortado.tensor;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Views share storage and address the elements an independent index computation says they
+ * should: every view result is compared with values read through plain Java index math on the
+ * source array.
+ */
+class TensorViewTest {
+    private static final Random RANDOM = new Random(42);
+
+    private static double[] randomData(int n) {
+        double[] d = new double[n];
+        for (int i = 0; i < n; i++) {
+            d[i] = RANDOM.nextDouble() * 10 - 5;
+        }
+        return d;
+    }
+
+    @Test
+    void permuteMatchesIndexMath() {
+        try (var scope = Scope.open()) {
+            double[] data = randomData(2 * 3 * 4);
+            Tensor t = Tensor.of(data, 2, 3, 4).to(Device.CPU);
+            Tensor p = t.permute(2, 0, 1); // [4, 2, 3]
+            assertArrayEquals(new long[] {4, 2, 3}, p.dims());
+            assertTrue(p.sharesStorageWith(t));
+            assertFalse(p.isContiguous());
+            double[] got = p.toDoubleArray();
+            int k = 0;
+            for (int c = 0; c < 4; c++) {
+                for (int a = 0; a < 2; a++) {
+                    for (int b = 0; b < 3; b++) {
+                        assertEquals(data[a * 12 + b * 4 + c], got[k++]);
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void sliceWithStepAndNegativeBounds() {
+        try (var scope = Scope.open()) {
+            double[] data = randomData(5 * 7);
+            Tensor t = Tensor.of(data, 5, 7).to(Device.CPU);
+            Tensor s = t.slice(1, 1, -1, 2); // columns 1, 3, 5
+            assertArrayEquals(new long[] {5, 3}, s.dims());
+            double[] got = s.toDoubleArray();
+            for (int r = 0; r < 5; r++) {
+                for (int j = 0; j < 3; j++) {
+                    assertEquals(data[r * 7 + 1 + 2 * j], got[r * 3 + j]);
+                }
+            }
+            Tensor empty = t.slice(0, 4, 2, 1);
+            assertEquals(0, empty.numel());
+            assertArrayEquals(new long[] {0, 7}, empty.dims());
+        }
+    }
+
+    @Test
+    void narrowSelectSqueezeUnsqueeze() {
+        try (var scope = Scope.open()) {
+            double[] data = randomData(3 * 4);
+            Tensor t = Tensor.of(data, 3, 4).to(Device.CPU);
+            Tensor row = t.select(0, -1);
+            assertArrayEquals(new double[] {data[8], data[9], data[10], data[11]}, row.toDoubleArray());
+            Tensor col = t.narrow(1, 2, 1).squeeze(1);
+            assertArrayEquals(new double[] {data[2], data[6], data[10]}, col.toDoubleArray());
+            Tensor u = col.unsqueeze(0).unsqueeze(-1);
+            assertArrayEquals(new long[] {1, 3, 1}, u.dims());
+            assertArrayEquals(col.toDoubleArray(), u.toDoubleArray());
+            assertArrayEquals(new long[] {3}, u.squeeze().dims());
+        }
+    }
+
+    @Test
+    void expandBroadcastsWithZeroStrides() {
+        try (var scope = Scope.open()) {
+            Tensor v = Tensor.of(new double[] {1, 2, 3}, 3, 1).to(Device.CPU);
+            Tensor e = v.expand(2, 3, 4);
+            assertArrayEquals(new long[] {2, 3, 4}, e.dims());
+            assertArrayEquals(new long[] {0, 1, 0}, e.strides());
+            double[] got = e.toDoubleArray();
+            for (int i = 0; i < 24; i++) {
+                assertEquals((i / 4) % 3 + 1, got[i]);
+            }
+            assertThrows(IllegalArgumentException.class, () -> v.expand(2, 2));
+            assertThrows(IllegalArgumentException.class, () -> v.expand(4));
+        }
+    }
+
+    @Test
+    void reshapeViewsWhenPossibleAndCopiesOtherwise() {
+        try (var scope = Scope.open()) {
+            double[] data = randomData(6 * 4);
+            Tensor t = Tensor.of(data, 6, 4).to(Device.CPU);
+            Tensor r = t.reshape(2, -1, 4);
+            assertTrue(r.sharesStorageWith(t));
+            assertArrayEquals(new long[] {2, 3, 4}, r.dims());
+            Tensor tr = t.transpose(0, 1); // [4, 6], not viewable as [24]
+            assertThrows(IllegalArgumentException.class, () -> tr.view(24));
+            Tensor flat = tr.reshape(24);
+            assertFalse(flat.sharesStorageWith(t));
+            double[] got = flat.toDoubleArray();
+            for (int i = 0; i < 4; i++) {
+                for (int j = 0; j < 6; j++) {
+                    assertEquals(data[j * 4 + i], got[i * 6 + j]);
+                }
+            }
+            // A view over split dims of a transposed tensor is allowed where chunks are contiguous.
+            Tensor t3 = Tensor.of(randomData(2 * 3 * 4), 2, 3, 4).to(Device.CPU).permute(1, 2, 0); // [3, 4, 2]
+            Tensor merged = t3.view(12, 2);
+            assertTrue(merged.sharesStorageWith(t3));
+            assertArrayEquals(t3.toDoubleArray(), merged.toDoubleArray());
+            assertThrows(IllegalArgumentException.class, () -> t.reshape(5, -1));
+            assertThrows(IllegalArgumentException.class, () -> t.reshape(-1, -1));
+        }
+    }
+
+    @Test
+    void writesThroughViewsReachTheSharedStorage() {
+        try (var scope = Scope.open()) {
+            Tensor t = Tensor.zeros(DType.FLOAT32, Device.CPU, 3, 3);
+            Tensor diagonalRow = t.select(0, 1);
+            diagonalRow.fillWith(7);
+            t.narrow(1, 0, 1).fillWith(-1); // non-contiguous fill
+            assertArrayEquals(new float[] {-1, 0, 0, -1, 7, 7, -1, 0, 0}, t.toFloatArray());
+            Tensor src = Tensor.of(new float[] {1, 2, 3}, 3).to(Device.CPU);
+            t.select(1, 2).copyFrom(src);
+            assertArrayEquals(new float[] {-1, 0, 1, -1, 7, 2, -1, 0, 3}, t.toFloatArray());
+        }
+    }
+
+    @Test
+    void contiguousCopiesNonContiguousAndViewsContiguous() {
+        try (var scope = Scope.open()) {
+            Tensor t = Tensor.of(randomData(20), 4, 5).to(Device.CPU);
+            Tensor c = t.contiguous();
+            assertTrue(c.sharesStorageWith(t));
+            Tensor tc = t.transpose(0, 1).contiguous();
+            assertFalse(tc.sharesStorageWith(t));
+            assertTrue(tc.isContiguous());
+            assertArrayEquals(t.transpose(0, 1).toDoubleArray(), tc.toDoubleArray());
+        }
+    }
+
+    @Test
+    void sizeOneAndEmptyTensors() {
+        try (var scope = Scope.open()) {
+            Tensor s = Tensor.scalar(3.5, DType.FLOAT32, Device.CPU);
+            assertEquals(0, s.rank());
+            assertEquals(1, s.numel());
+            assertEquals(3.5, s.item());
+            Tensor e = Tensor.empty(DType.FLOAT32, Device.CPU, 0, 5);
+            assertEquals(0, e.numel());
+            assertEquals(0, e.toFloatArray().length);
+            assertEquals(0, e.transpose(0, 1).contiguous().numel());
+            assertEquals("tensor([], shape=[0, 5], dtype=float32, device=cpu)", e.toString());
+        }
+    }
+}
