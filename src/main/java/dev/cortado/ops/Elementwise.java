@@ -96,7 +96,7 @@ public final class Elementwise {
                 if (in[0].dtype() != DType.BOOL) {
                     throw op.error("condition must be bool, got " + in[0].describe());
                 }
-                Shape s = Shape.broadcast(Shape.broadcast(in[0].shape(), in[1].shape()), in[2].shape());
+                Shape s = op.broadcast(op.broadcast(in[0].shape(), in[1].shape()), in[2].shape());
                 return Op.one(s, promoteFor(op, in[1], in[2]));
             })
             .kernel(CPU, (attrs, in, out) -> where(in, out[0], false))
@@ -359,7 +359,7 @@ public final class Elementwise {
                 .inputs("a", "b")
                 .shape((op, attrs, in) -> {
                     DType compute = binaryComputeType(op, kind, in[0], in[1]);
-                    Shape s = Shape.broadcast(in[0].shape(), in[1].shape());
+                    Shape s = op.broadcast(in[0].shape(), in[1].shape());
                     return Op.one(s, kind == BinaryKind.COMPARISON || kind == BinaryKind.LOGICAL ? DType.BOOL : compute);
                 })
                 .kernel(CPU, (attrs, in, out) -> binaryKernel(name, code, kind, in[0], in[1], out[0], false))

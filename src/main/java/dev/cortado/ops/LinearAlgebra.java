@@ -53,7 +53,7 @@ public final class LinearAlgebra {
                 DType t = matmulType(op, a, b);
                 Shape s = Shape.of(m, n);
                 if (in.length > 2 && in[2] != null) {
-                    Shape broadcast = Shape.broadcast(in[2].shape(), s);
+                    Shape broadcast = op.broadcast(in[2].shape(), s);
                     if (!broadcast.equals(s)) {
                         throw op.error("c " + in[2].describe() + " does not broadcast to the result " + s);
                     }

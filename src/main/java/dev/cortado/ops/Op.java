@@ -203,6 +203,15 @@ public final class Op<A> {
                 + "); expected one of " + Arrays.toString(allowed));
     }
 
+    /** NumPy broadcasting of two shapes; the error names this op. */
+    public Shape broadcast(Shape a, Shape b) {
+        try {
+            return Shape.broadcast(a, b);
+        } catch (IllegalArgumentException e) {
+            throw error(e.getMessage());
+        }
+    }
+
     /** Single-output spec helper. */
     public static TensorSpec[] one(Shape shape, DType dtype) {
         return new TensorSpec[] {new TensorSpec(shape, dtype)};

@@ -24,6 +24,13 @@ final class StridedPlan {
 
     /** Operands' strides broadcast to {@code out}'s shape, then coalesced. */
     static StridedPlan of(String op, Tensor out, Tensor... inputs) {
+        if (allContiguousSameShape(out, inputs)) {
+            long[][] unit = new long[inputs.length + 1][];
+            for (int k = 0; k < unit.length; k++) {
+                unit[k] = UNIT_STRIDE;
+            }
+            return new StridedPlan(1, new long[] {out.numel()}, unit);
+        }
         long[] dims = out.dims();
         int rank = dims.length;
         int n = inputs.length + 1;
@@ -64,6 +71,21 @@ final class StridedPlan {
                     + "of 8 (shape " + Arrays.toString(dims) + "); make the inputs contiguous first");
         }
         return new StridedPlan(m, shape, st);
+    }
+
+    private static final long[] UNIT_STRIDE = {1};
+
+    /** The common case: every operand has the output's shape and is contiguous — one flat loop. */
+    private static boolean allContiguousSameShape(Tensor out, Tensor[] inputs) {
+        if (!out.isContiguous()) {
+            return false;
+        }
+        for (Tensor t : inputs) {
+            if (!t.shape().equals(out.shape()) || !t.isContiguous()) {
+                return false;
+            }
+        }
+        return true;
     }
 
     /** {@code t}'s strides for iterating over {@code dims} (t broadcast to it). */

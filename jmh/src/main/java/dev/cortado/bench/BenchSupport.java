@@ -28,10 +28,11 @@ final class BenchSupport {
     }
 
     /** A FloatPointer over {@code count} floats at {@code address}; it does not own the memory. */
-    static FloatPointer floats(long address, long count) {
+    static FloatPointer floats(long at, long count) {
+        // (parameter names must differ from Pointer's fields, which shadow them in the initializer)
         return new FloatPointer((Pointer) null) {
             {
-                this.address = address;
+                this.address = at;
                 this.position = 0;
                 this.limit = count;
                 this.capacity = count;
@@ -40,13 +41,13 @@ final class BenchSupport {
     }
 
     /** A plain Pointer over {@code bytes} bytes at {@code address}; it does not own the memory. */
-    static Pointer bytes(long address, long bytes) {
+    static Pointer bytes(long at, long size) {
         return new Pointer((Pointer) null) {
             {
-                this.address = address;
+                this.address = at;
                 this.position = 0;
-                this.limit = bytes;
-                this.capacity = bytes;
+                this.limit = size;
+                this.capacity = size;
             }
         };
     }

@@ -83,17 +83,25 @@ public final class CpuBackend implements Backend {
         }
     }
 
+    /** Per-thread 8-byte native slot receiving the address from ct_cpu_alloc (no JNI array copy). */
+    private static final class Slot {
+        final java.nio.ByteBuffer buffer = java.nio.ByteBuffer.allocateDirect(8).order(java.nio.ByteOrder.nativeOrder());
+        final long address = dev.cortado.backend.HostMemory.addressOf(buffer);
+    }
+
+    private static final ThreadLocal<Slot> ALLOC_SLOT = ThreadLocal.withInitial(Slot::new);
+
     @Override
     public long allocate(Device device, long bytes) {
-        long[] out = new long[1];
-        int status = NativeCpu.ct_cpu_alloc(bytes, out);
+        Slot slot = ALLOC_SLOT.get();
+        int status = NativeCpu.ct_cpu_alloc_into(bytes, slot.address);
         if (status == NativeStatus.OUT_OF_MEMORY) {
             throw new DeviceOutOfMemoryException("cpu: out of host memory allocating " + bytes + " bytes ("
                     + NativeCpu.ct_cpu_allocated_bytes() + " bytes already allocated by Cortado in "
                     + NativeCpu.ct_cpu_live_allocations() + " blocks)", bytes);
         }
         check(status, "cpu.allocate(" + bytes + " bytes)");
-        return out[0];
+        return slot.buffer.getLong(0);
     }
 
     @Override

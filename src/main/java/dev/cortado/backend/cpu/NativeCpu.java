@@ -39,6 +39,10 @@ public final class NativeCpu {
 
     public static native int ct_cpu_alloc(@Cast("int64_t") long bytes, @Cast("int64_t*") long[] outAddress);
 
+    /** ct_cpu_alloc writing the address to native memory at {@code outSlot} (the fast path). */
+    @org.bytedeco.javacpp.annotation.Name("ct_cpu_alloc")
+    public static native int ct_cpu_alloc_into(@Cast("int64_t") long bytes, @Cast("int64_t*") long outSlot);
+
     public static native int ct_cpu_free(@Cast("int64_t") long address, @Cast("int64_t") long bytes);
 
     public static native @Cast("int64_t") long ct_cpu_allocated_bytes();

@@ -1,0 +1,124 @@
+package dev.cortado.cli;
+
+import dev.cortado.backend.cpu.CpuBackend;
+import dev.cortado.backend.cuda.CudaBackend;
+import dev.cortado.backend.cuda.CudaDeviceInfo;
+import dev.cortado.ops.Elementwise;
+import dev.cortado.ops.Generator;
+import dev.cortado.ops.LinearAlgebra;
+import dev.cortado.ops.Normalization;
+import dev.cortado.ops.Reductions;
+import dev.cortado.tensor.DType;
+import dev.cortado.tensor.Device;
+import dev.cortado.tensor.Scope;
+import dev.cortado.tensor.Tensor;
+import java.util.Locale;
+
+/**
+ * The command line a new user runs first.
+ * <pre>
+ *   java -jar cortado.jar [demo] [--device auto|cpu|cuda:N] [--threads N] [--size N] [--seed S]
+ *   java -jar cortado.jar info
+ * </pre>
+ */
+public final class Main {
+    private Main() {
+    }
+
+    public static void main(String[] args) {
+        String command = "demo";
+        Device device = null;
+        int threads = 0;
+        int size = 1024;
+        long seed = Generator.DEFAULT_SEED;
+        for (int i = 0; i < args.length; i++) {
+            String a = args[i];
+            switch (a) {
+                case "demo", "info" -> command = a;
+                case "--device" -> device = Device.parse(value(args, ++i, a));
+                case "--threads" -> threads = Integer.parseInt(value(args, ++i, a));
+                case "--size" -> size = Integer.parseInt(value(args, ++i, a));
+                case "--seed" -> seed = Long.parseLong(value(args, ++i, a));
+                case "-h", "--help" -> {
+                    usage();
+                    return;
+                }
+                default -> {
+                    System.err.println("unknown argument: " + a);
+                    usage();
+                    System.exit(2);
+                }
+            }
+        }
+        if (threads > 0) {
+            CpuBackend.setThreads(threads);
+        }
+        Device target = device != null ? device : Device.auto();
+        if (command.equals("info")) {
+            info();
+        } else {
+            demo(target, size, seed);
+        }
+    }
+
+    private static String value(String[] args, int i, String flag) {
+        if (i >= args.length) {
+            throw new IllegalArgumentException(flag + " needs a value");
+        }
+        return args[i];
+    }
+
+    private static void usage() {
+        System.out.println("usage: java -jar cortado.jar [demo|info] [--device auto|cpu|cuda:N] [--threads N] "
+                + "[--size N] [--seed S]");
+    }
+
+    private static void info() {
+        System.out.println("Cortado 0.1.0");
+        System.out.printf("cpu: %d threads, AVX-512 paths %s%n", CpuBackend.threads(),
+                CpuBackend.avx512() ? "on" : "off (AVX2 baseline)");
+        CudaBackend cuda = CudaBackend.instance();
+        if (cuda.isAvailable()) {
+            for (CudaDeviceInfo d : cuda.devices()) {
+                System.out.println(d);
+            }
+        } else {
+            System.out.println("cuda: not usable (" + cuda.unavailableReason() + ")");
+        }
+    }
+
+    private static void demo(Device device, int n, long seed) {
+        info();
+        System.out.println();
+        System.out.println("device: " + device);
+        Generator gen = Generator.seeded(seed);
+        try (var scope = Scope.open()) {
+            Tensor x = Tensor.of(new float[] {1, 2, 3, 4, 5, 6}, 2, 3).to(device);
+            Tensor w = gen.normal(0, 1, DType.FLOAT32, device, 3, 4);
+            Tensor y = Elementwise.relu(LinearAlgebra.matmul(x, w));
+            System.out.println("x =\n" + x);
+            System.out.println("relu(x @ w) =\n" + y);
+            System.out.println("softmax(relu(x @ w), -1) =\n" + Normalization.softmax(y, -1));
+            System.out.println("sum over rows = " + Reductions.sum(y, false, 0));
+            System.out.println("as bfloat16 = " + y.to(DType.BFLOAT16));
+        }
+        // Timed: one n x n float32 matmul (2 n^3 FLOPs) after a warm-up.
+        try (var scope = Scope.open()) {
+            Tensor a = gen.uniform(-1, 1, DType.FLOAT32, device, n, n);
+            Tensor b = gen.uniform(-1, 1, DType.FLOAT32, device, n, n);
+            LinearAlgebra.matmul(a, b).close();
+            int reps = 5;
+            long best = Long.MAX_VALUE;
+            for (int r = 0; r < reps; r++) {
+                long t0 = System.nanoTime();
+                try (Tensor c = LinearAlgebra.matmul(a, b)) {
+                    c.toFloatArray(); // waits for the device and proves the result is there
+                }
+                best = Math.min(best, System.nanoTime() - t0);
+            }
+            double gflops = 2.0 * n * n * n / best;
+            System.out.printf(Locale.ROOT, "%nmatmul %dx%d float32 on %s: %.2f ms, %.1f GFLOP/s (best of %d)%n",
+                    n, n, device, best / 1e6, gflops, reps);
+        }
+    }
+}

@@ -1,0 +1,157 @@
+package dev.cortado.onnx;
+
+import dev.cortado.onnx.proto.Onnx.GraphProto;
+import dev.cortado.onnx.proto.Onnx.ModelProto;
+import dev.cortado.onnx.proto.Onnx.TensorProto;
+import dev.cortado.onnx.proto.Onnx.TypeProto;
+import dev.cortado.onnx.proto.Onnx.ValueInfoProto;
+import dev.cortado.tensor.Scope;
+import dev.cortado.tensor.Tensor;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.Paths;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
+import java.util.stream.Stream;
+
+/**
+ * Finds and runs the ONNX backend node tests of the shared conformance folder.
+ *
+ * <p>Location: the system property {@code cortado.conformance.dir} (the {@code conformance}
+ * folder, or its {@code onnx-node} folder directly), else {@code ../shared/conformance} relative
+ * to {@code user.dir} (Surefire runs in the repository root). Absent folder: {@link #nodeDir()}
+ * returns null and the tests skip.
+ */
+public final class OnnxTestCases {
+    private OnnxTestCases() {
+    }
+
+    /** ONNX's default tolerances (onnx/backend/test/loader): rtol 1e-3, atol 1e-7. */
+    public static final double RTOL = 1e-3;
+    public static final double ATOL = 1e-7;
+
+    /** One test directory, with what keeps it from running (if anything). */
+    public record Case(String name, Path dir, ModelProto model, Set<String> ops, Set<String> unsupportedOps,
+                       Set<String> unsupportedDTypes, String expectedFailure) {
+        /** All ops have handlers: the test is generated. */
+        public boolean opsSupported() {
+            return unsupportedOps.isEmpty();
+        }
+
+        /** Generated, all dtypes exist in Cortado, and not listed as an expected failure. */
+        public boolean expectedToPass() {
+            return opsSupported() && unsupportedDTypes.isEmpty() && expectedFailure == null;
+        }
+    }
+
+    public static Path conformanceDir() {
+        String override = System.getProperty("cortado.conformance.dir");
+        if (override != null && !override.isBlank()) {
+            return Paths.get(override).toAbsolutePath().normalize();
+        }
+        return Paths.get(System.getProperty("user.dir")).resolve("../shared/conformance").toAbsolutePath().normalize();
+    }
+
+    /** The onnx-node folder, or null when it is not there. */
+    public static Path nodeDir() {
+        return nodeDir(conformanceDir());
+    }
+
+    /** The onnx-node folder under (or at) {@code base}, or null when it is not there. */
+    public static Path nodeDir(Path base) {
+        for (Path p : new Path[] {base.resolve("onnx-node"), base}) {
+            if (Files.isDirectory(p) && Files.isRegularFile(p.resolve("MANIFEST.tsv"))) {
+                return p;
+            }
+        }
+        return null;
+    }
+
+    /** Every {@code test_*} directory with a model.onnx, sorted by name. */
+    public static List<Case> discover(Path nodeDir, Map<String, String> expectedFailures) {
+        List<Path> dirs;
+        try (Stream<Path> s = Files.list(nodeDir)) {
+            dirs = s.filter(p -> p.getFileName().toString().startsWith("test_"))
+                    .filter(p -> Files.isRegularFile(p.resolve("model.onnx")))
+                    .sorted()
+                    .toList();
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+        List<Case> cases = new ArrayList<>();
+        for (Path dir : dirs) {
+            String name = dir.getFileName().toString();
+            ModelProto model;
+            try {
+                model = OnnxNodeRunner.readModel(dir.resolve("model.onnx"));
+            } catch (IOException e) {
+                throw new UncheckedIOException("reading " + dir.resolve("model.onnx"), e);
+            }
+            cases.add(new Case(name, dir, model, OnnxNodeRunner.opTypes(model), OnnxNodeRunner.unsupportedOps(model),
+                    unsupportedDTypes(model.getGraph()), expectedFailures.get(name)));
+        }
+        return cases;
+    }
+
+    /** Element types of the graph's inputs and outputs that Cortado has no dtype for. */
+    static Set<String> unsupportedDTypes(GraphProto graph) {
+        Set<String> out = new TreeSet<>();
+        List<ValueInfoProto> values = new ArrayList<>(graph.getInputList());
+        values.addAll(graph.getOutputList());
+        for (ValueInfoProto v : values) {
+            TypeProto type = v.getType();
+            if (type.hasTensorType() && type.getTensorType().hasElemType()) {
+                int t = type.getTensorType().getElemType();
+                if (!OnnxTensors.isSupported(t)) {
+                    out.add(OnnxTensors.typeName(t));
+                }
+            }
+        }
+        return out;
+    }
+
+    /**
+     * Runs a test: feeds {@code input_i.pb}, checks that the outputs match {@code output_j.pb}
+     * by ONNX's rule. Returns null when they all match, else what differs; exceptions from the
+     * engine propagate.
+     */
+    public static String run(Case c) throws IOException {
+        Path data = c.dir().resolve("test_data_set_0");
+        GraphProto graph = c.model().getGraph();
+        List<String> feedNames = OnnxNodeRunner.feedNames(graph);
+        List<TensorProto> expected = new ArrayList<>();
+        for (int j = 0; Files.exists(data.resolve("output_" + j + ".pb")); j++) {
+            expected.add(OnnxTensors.read(data.resolve("output_" + j + ".pb")));
+        }
+        if (expected.size() != graph.getOutputCount()) {
+            return expected.size() + " output_*.pb files for " + graph.getOutputCount() + " graph outputs";
+        }
+        try (Scope scope = Scope.open()) {
+            Map<String, Tensor> feeds = new LinkedHashMap<>();
+            for (int i = 0; i < feedNames.size(); i++) {
+                Path pb = data.resolve("input_" + i + ".pb");
+                if (!Files.exists(pb)) {
+                    return "missing " + pb.getFileName() + " for graph input '" + feedNames.get(i) + "'";
+                }
+                feeds.put(feedNames.get(i), OnnxTensors.toTensor(OnnxTensors.read(pb)));
+            }
+            Map<String, Tensor> outputs = OnnxNodeRunner.run(c.model(), feeds);
+            List<String> problems = new ArrayList<>();
+            for (int j = 0; j < expected.size(); j++) {
+                String name = graph.getOutput(j).getName();
+                String problem = OnnxTensors.compare("output " + j + " '" + name + "'", expected.get(j), outputs.get(name),
+                        RTOL, ATOL);
+                if (problem != null) {
+                    problems.add(problem);
+                }
+            }
+            return problems.isEmpty() ? null : String.join("; ", problems);
+        }
+    }
+}
