@@ -21,6 +21,7 @@ import org.junit.jupiter.api.Test;
  * Handler forms that no runnable ONNX node test reaches (old-opset semantics, attribute axes,
  * broadcast scales, integer division signs), checked against plain Java references.
  */
+@SuppressWarnings("try") // Scope blocks free what the body creates without naming the scope
 class OnnxHandlersTest {
 
     private static AttributeProto intAttr(String name, long v) {

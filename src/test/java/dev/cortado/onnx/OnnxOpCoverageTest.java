@@ -36,6 +36,7 @@ import org.junit.jupiter.api.Test;
  * agree with an independent reading of {@code MANIFEST.tsv}. Also checks the one handler no
  * runnable ONNX test exercises (Constant) on a small hand-built graph.
  */
+@SuppressWarnings("try") // Scope blocks free what the body creates without naming the scope
 class OnnxOpCoverageTest {
 
     /** The ops this foundation implements and that must each be covered by an ONNX test. */

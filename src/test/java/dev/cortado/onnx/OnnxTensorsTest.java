@@ -21,6 +21,7 @@ import java.nio.file.Path;
 import org.junit.jupiter.api.Test;
 
 /** TensorProto decoding (raw and typed fields, every supported dtype) and the ONNX comparison rule. */
+@SuppressWarnings("try") // Scope blocks free what the body creates without naming the scope
 class OnnxTensorsTest {
 
     private static TensorProto.Builder proto(int type, long... dims) {

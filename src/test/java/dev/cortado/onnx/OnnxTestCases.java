@@ -28,6 +28,7 @@ import java.util.stream.Stream;
  * to {@code user.dir} (Surefire runs in the repository root). Absent folder: {@link #nodeDir()}
  * returns null and the tests skip.
  */
+@SuppressWarnings("try") // Scope blocks free what the body creates without naming the scope
 public final class OnnxTestCases {
     private OnnxTestCases() {
     }
