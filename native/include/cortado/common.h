@@ -42,6 +42,10 @@ extern "C" {
 #define CT_BOOL 8   /* one byte per element, 0 or 1 */
 #define CT_I4   9   /* packed signed 4-bit, two per byte, low nibble first; storage only */
 
+/* activation layouts of the convolution, pooling and batch-norm families */
+#define CT_LAYOUT_NCHW 0    /* channels first: [N, C, (D,) (H,) W] */
+#define CT_LAYOUT_NHWC 1    /* channels last:  [N, (D,) (H,) W, C] */
+
 /* status codes */
 #define CT_OK                   0
 #define CT_ERR_INVALID_ARG      1

@@ -22,6 +22,11 @@ int ct_cpu_free(int64_t address, int64_t bytes);
 /* Bytes currently allocated through ct_cpu_alloc, and the number of live allocations. */
 int64_t ct_cpu_allocated_bytes(void);
 int64_t ct_cpu_live_allocations(void);
+/* Freed blocks of 256 KiB and more are kept for reuse (no fresh page faults in hot loops):
+ * bytes held by that cache, emptying it, and its limit (default 1 GiB; 0 disables it). */
+int64_t ct_cpu_cached_bytes(void);
+int ct_cpu_empty_cache(void);
+int ct_cpu_set_cache_limit(int64_t bytes);
 
 /* Threads used by OpenMP regions and by OpenBLAS (bounded together). n <= 0 means all cores. */
 int ct_cpu_set_num_threads(int n);

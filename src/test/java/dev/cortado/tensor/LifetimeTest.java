@@ -64,6 +64,23 @@ class LifetimeTest {
     }
 
     @Test
+    void largeHostBlocksAreReusedFromTheCache() {
+        CpuBackend.emptyCache();
+        long before = CpuBackend.allocatedBytes();
+        long address;
+        try (Tensor t = Tensor.empty(DType.FLOAT32, Device.CPU, 1 << 20)) {
+            address = t.dataAddress();
+        }
+        assertEquals(before, CpuBackend.allocatedBytes(), "cached bytes are not counted as allocated");
+        assertTrue(CpuBackend.cachedBytes() >= 4L << 20);
+        try (Tensor again = Tensor.empty(DType.FLOAT32, Device.CPU, (1 << 20) - 100)) {
+            assertEquals(address, again.dataAddress(), "same size class: the cached block comes back");
+        }
+        CpuBackend.emptyCache();
+        assertEquals(0, CpuBackend.cachedBytes());
+    }
+
+    @Test
     void scopesMustCloseInnermostFirst() {
         Scope outer = Scope.open();
         Scope inner = Scope.open();

@@ -65,6 +65,24 @@ public final class CpuBackend implements Backend {
         return NativeCpu.ct_cpu_live_allocations();
     }
 
+    /** Bytes of freed large host blocks kept for reuse. */
+    public static long cachedBytes() {
+        INSTANCE.requireAvailable();
+        return NativeCpu.ct_cpu_cached_bytes();
+    }
+
+    /** Returns every cached host block to the system. */
+    public static void emptyCache() {
+        INSTANCE.requireAvailable();
+        check(NativeCpu.ct_cpu_empty_cache(), "cpu.emptyCache");
+    }
+
+    /** Caps the host block cache (0 disables it). */
+    public static void setCacheLimit(long bytes) {
+        INSTANCE.requireAvailable();
+        check(NativeCpu.ct_cpu_set_cache_limit(bytes), "cpu.setCacheLimit(" + bytes + ")");
+    }
+
     /** Whether the AVX-512 kernel paths are in use on this CPU. */
     public static boolean avx512() {
         INSTANCE.requireAvailable();

@@ -49,6 +49,12 @@ public final class NativeCpu {
 
     public static native @Cast("int64_t") long ct_cpu_live_allocations();
 
+    public static native @Cast("int64_t") long ct_cpu_cached_bytes();
+
+    public static native int ct_cpu_empty_cache();
+
+    public static native int ct_cpu_set_cache_limit(@Cast("int64_t") long bytes);
+
     public static native int ct_cpu_set_num_threads(int n);
 
     public static native int ct_cpu_get_num_threads();

@@ -1,0 +1,79 @@
+/*
+ * Convolution family: N-d convolution (1-d, 2-d, 3-d through one 3-d description), forward,
+ * backward with respect to the input (also the forward of a transposed convolution) and
+ * backward with respect to weight and bias.
+ *
+ * Geometry: an int64 array `g` of CT_CONV_GEOMETRY_LEN entries (Java fills and checks it;
+ * native re-checks it and returns CT_ERR_INVALID_ARG naming the first bad entry):
+ *   g[0]  N   batch               g[1]  C  input channels      g[2]  K  output channels
+ *   g[3]  groups (C and K divisible by it; depthwise: groups == C)
+ *   g[4..6]   input size    D, H, W   (a 2-d conv has D = 1, a 1-d conv D = H = 1)
+ *   g[7..9]   kernel size   kD, kH, kW
+ *   g[10..12] stride        sD, sH, sW   (>= 1)
+ *   g[13..15] dilation      dD, dH, dW   (>= 1)
+ *   g[16..18] padding before pD, pH, pW  (>= 0, may exceed the kernel's half)
+ *   g[19..21] padding after                (>= 0; asymmetric and "same" padding)
+ *   g[22..24] output size   oD, oH, oW = (in + before + after - dil*(k-1) - 1) / stride + 1 (>= 1)
+ * Layouts: CT_LAYOUT_NCHW: x [N, C, D, H, W], y [N, K, oD, oH, oW] (channels first);
+ *          CT_LAYOUT_NHWC: x [N, D, H, W, C], y [N, oD, oH, oW, K] (channels last).
+ * Weight is always [K, C/groups, kD, kH, kW] (PyTorch's layout); bias [K] or NULL. All
+ * operands contiguous in the stated layout.
+ *
+ * Forward:  y[n,k,o] = act( bias[k] + sum_{c in group(k), r} x[n, c, o*stride - pad + r*dil] * w[k, c', r] )
+ * Cost: 2 * N * K * (C/groups) * kD*kH*kW * oD*oH*oW FLOPs for each of forward, backward-data
+ * and backward-weight.
+ *
+ * Algorithms (chosen by CT_CONV_ALGO_AUTO with a shape heuristic, or forced):
+ *   REFERENCE    the direct 7-loop definition, float64 accumulation: the oracle for the others
+ *   IM2COL_GEMM  lower patches to a matrix, OpenBLAS sgemm per group: the general fallback
+ *   DIRECT_NHWC  register-blocked direct convolution over NHWC (vectorized over channels)
+ *   WINOGRAD     F(2x2, 3x3) for 2-d 3x3 stride-1 dilation-1 convolutions
+ *   DEPTHWISE    groups == C == K (multiplier 1): per-channel sliding window
+ * dtypes: F32 for every algorithm; F64 for REFERENCE and IM2COL_GEMM (gradient checks).
+ * An algorithm that does not apply to the arguments returns CT_ERR_UNSUPPORTED.
+ * Workspace is allocated inside the call (and freed before it returns).
+ */
+#ifndef CORTADO_CONV_H
+#define CORTADO_CONV_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+#pragma GCC visibility push(default)
+
+#define CT_CONV_GEOMETRY_LEN 25
+
+#define CT_CONV_ALGO_AUTO        0
+#define CT_CONV_ALGO_REFERENCE   1
+#define CT_CONV_ALGO_IM2COL_GEMM 2
+#define CT_CONV_ALGO_DIRECT_NHWC 3
+#define CT_CONV_ALGO_WINOGRAD    4
+#define CT_CONV_ALGO_DEPTHWISE   5
+
+#define CT_ACTIVATION_NONE 0
+#define CT_ACTIVATION_RELU 1
+#define CT_ACTIVATION_GELU 2   /* erf form */
+#define CT_ACTIVATION_SILU 3
+
+/* The algorithm AUTO would run for this pass (0 forward, 1 backward-data, 2 backward-weight). */
+int ct_cpu_conv_choose(int dtype, int layout, const int64_t* g, int pass);
+
+/* y = act(conv(x, w) + bias); the activation is for inference (no backward through it). */
+int ct_cpu_conv_forward(int dtype, int layout, int algorithm, const int64_t* g,
+                        const void* x, const void* w, const void* bias, int activation, void* y);
+
+/* dx = conv^T(dy, w): overwrites dx (shape of x). */
+int ct_cpu_conv_backward_data(int dtype, int layout, int algorithm, const int64_t* g,
+                              const void* dy, const void* w, void* dx);
+
+/* dw = sum over the batch of x (*) dy: overwrites dw; dbias = sum of dy per channel if not NULL. */
+int ct_cpu_conv_backward_weight(int dtype, int layout, int algorithm, const int64_t* g,
+                                const void* x, const void* dy, void* dw, void* dbias);
+
+#pragma GCC visibility pop
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,41 @@
+/*
+ * Pooling family: max pooling (with indices for backward), average pooling (padding counted
+ * or not), adaptive average pooling; forward and backward; 1-d, 2-d, 3-d through the conv
+ * geometry of conv.h (g[1] = g[2] = C channels, g[3] = groups = C; no weight).
+ *
+ * Max pooling: y = max over the window (padding never wins; NaN propagates); indices (int64,
+ * may be NULL) hold, per output, the flat index of the chosen input element within its
+ * (n, c) plane: (d * H + h) * W + w. Backward scatters dy to those positions (dx zeroed first).
+ * Average pooling: y = sum(window) / (count_include_pad ? kD*kH*kW : number of non-padding
+ * elements). Backward spreads dy evenly.
+ * Adaptive average pooling to (oD, oH, oW): window of output i along a dim of size L is
+ * [floor(i*L/o), ceil((i+1)*L/o)). Global average pooling is adaptive to 1x1x1.
+ * Layouts as conv.h. dtypes F32, F64. Cost: reads each input once per window covering it.
+ */
+#ifndef CORTADO_POOL_H
+#define CORTADO_POOL_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+#pragma GCC visibility push(default)
+
+int ct_cpu_maxpool_forward(int dtype, int layout, const int64_t* g, const void* x, void* y,
+                           int64_t* indices);
+int ct_cpu_maxpool_backward(int dtype, int layout, const int64_t* g, const void* dy,
+                            const int64_t* indices, void* dx);
+int ct_cpu_avgpool_forward(int dtype, int layout, const int64_t* g, int count_include_pad,
+                           const void* x, void* y);
+int ct_cpu_avgpool_backward(int dtype, int layout, const int64_t* g, int count_include_pad,
+                            const void* dy, void* dx);
+/* g as above with kernel/stride/padding entries ignored: only N, C, input and output sizes. */
+int ct_cpu_adaptive_avgpool_forward(int dtype, int layout, const int64_t* g, const void* x, void* y);
+int ct_cpu_adaptive_avgpool_backward(int dtype, int layout, const int64_t* g, const void* dy, void* dx);
+
+#pragma GCC visibility pop
+#ifdef __cplusplus
+}
+#endif
+#endif
