@@ -22,6 +22,7 @@
 #include <type_traits>
 
 #include "cortado/common.h"
+#include "shared.h"
 
 /* Functions carrying this attribute are compiled for AVX-512 and only called after
  * ct::use_avx512() said yes. Nothing else in the library is compiled for AVX-512. */
@@ -114,15 +115,6 @@ template <> CT_INLINE void store<bf16>(bf16* p, float v) { p->bits = f32_to_bf16
 template <class T> constexpr bool is_float_v =
     std::is_floating_point_v<T> || std::is_same_v<T, f16> || std::is_same_v<T, bf16>;
 
-inline int64_t dtype_size(int dtype) {
-  switch (dtype) {
-    case CT_F32: case CT_I32: return 4;
-    case CT_F64: case CT_I64: return 8;
-    case CT_F16: case CT_BF16: return 2;
-    case CT_I8: case CT_U8: case CT_BOOL: case CT_I4: return 1;
-    default: return 0;
-  }
-}
 const char* dtype_name(int dtype);
 
 /* Calls f(T{}) with T the storage type of a numeric dtype (BOOL maps to uint8_t). Returns

@@ -13,28 +13,10 @@
  */
 #include "cortado/random.h"
 #include "internal.h"
+#include "shared.h"
 
 namespace ct {
 namespace {
-
-struct u32x4 { uint32_t v[4]; };
-
-CT_INLINE u32x4 philox4x32_10(uint64_t group, uint64_t seed, uint64_t offset) {
-  uint32_t c0 = (uint32_t)group, c1 = (uint32_t)(group >> 32), c2 = (uint32_t)offset, c3 = (uint32_t)(offset >> 32);
-  uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-  for (int r = 0; r < 10; ++r) {
-    if (r > 0) { k0 += 0x9E3779B9u; k1 += 0xBB67AE85u; }
-    const uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;
-    const uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
-    c1 = (uint32_t)p1;
-    c3 = (uint32_t)p0;
-    c0 = n0;
-    c2 = n2;
-  }
-  return {{c0, c1, c2, c3}};
-}
-
-CT_INLINE float u24(uint32_t r) { return (float)(r >> 8) * 0x1p-24f; }
 
 template <class T> CT_INLINE void put(T* out, int64_t i, double v) {
   if constexpr (std::is_same_v<T, f16> || std::is_same_v<T, bf16>) store<T>(out + i, f64_to_f32_odd(v));
@@ -46,18 +28,18 @@ template <class T> void gen(int dist, int64_t n, T* out, uint64_t seed, uint64_t
   const int64_t groups = (n + per - 1) / per;
   parallel_range(groups, per * 8, [&](int64_t g0, int64_t g1) {
     for (int64_t g = g0; g < g1; ++g) {
-      const u32x4 r = philox4x32_10((uint64_t)g, seed, offset);
+      const philox_out r = philox4x32_10((uint64_t)g, seed, offset);
       const int64_t i0 = g * per;
       const int cnt = n - i0 < per ? (int)(n - i0) : per;
       for (int j = 0; j < cnt; ++j) {
         if (dist == CT_RANDOM_UNIFORM) {
-          put(out, i0 + j, std::fma(b - a, (double)u24(r.v[j]), a));
+          put(out, i0 + j, std::fma(b - a, (double)philox_unit(r.r[j]), a));
         } else if (dist == CT_RANDOM_BERNOULLI) {
-          if constexpr (std::is_integral_v<T>) out[i0 + j] = (T)((double)u24(r.v[j]) < a ? 1 : 0);
-          else put(out, i0 + j, (double)u24(r.v[j]) < a ? 1.0 : 0.0);
+          if constexpr (std::is_integral_v<T>) out[i0 + j] = (T)((double)philox_unit(r.r[j]) < a ? 1 : 0);
+          else put(out, i0 + j, (double)philox_unit(r.r[j]) < a ? 1.0 : 0.0);
         } else {
-          const float u1 = (float)((r.v[2 * j] >> 8) + 1) * 0x1p-24f;
-          const float u2 = u24(r.v[2 * j + 1]);
+          const float u1 = philox_unit_open0(r.r[2 * j]);
+          const float u2 = philox_unit(r.r[2 * j + 1]);
           const float z = std::sqrt(-2.0f * std::log(u1)) * std::cos(6.2831853071795865f * u2);
           put(out, i0 + j, a + b * (double)z);
         }

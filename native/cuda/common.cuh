@@ -23,6 +23,7 @@
 #include <type_traits>
 
 #include "cortado/common.h"
+#include "shared.h"
 
 namespace ct {
 
@@ -61,15 +62,6 @@ inline int check_ptr(const char* fn, const char* name, const void* p) {
   return p ? CT_OK : fail(CT_ERR_INVALID_ARG, "%s: %s is NULL", fn, name);
 }
 
-inline int64_t dtype_size(int dtype) {
-  switch (dtype) {
-    case CT_F32: case CT_I32: return 4;
-    case CT_F64: case CT_I64: return 8;
-    case CT_F16: case CT_BF16: return 2;
-    case CT_I8: case CT_U8: case CT_BOOL: case CT_I4: return 1;
-    default: return 0;
-  }
-}
 
 // ------------------------------------------------------------------ element types
 /* BOOL is a byte holding 0 or 1; a distinct type so conversions to it mean (x != 0). */
@@ -274,32 +266,6 @@ __device__ __forceinline__ T block_allreduce(T v, Op op, T* scratch) {
   T r = scratch[0];
   for (int w = 1; w < nwarps; ++w) r = op(r, scratch[w]);
   return r;
-}
-
-// ------------------------------------------------------------------ Philox4x32-10
-struct philox_out { uint32_t r[4]; };
-
-__host__ __device__ __forceinline__ philox_out philox4x32_10(uint64_t group, uint64_t seed,
-                                                             uint64_t offset) {
-  uint32_t c0 = (uint32_t)group, c1 = (uint32_t)(group >> 32);
-  uint32_t c2 = (uint32_t)offset, c3 = (uint32_t)(offset >> 32);
-  uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-#pragma unroll
-  for (int round = 0; round < 10; ++round) {
-    const uint64_t p0 = (uint64_t)0xD2511F53u * c0;
-    const uint64_t p1 = (uint64_t)0xCD9E8D57u * c2;
-    const uint32_t hi0 = (uint32_t)(p0 >> 32), lo0 = (uint32_t)p0;
-    const uint32_t hi1 = (uint32_t)(p1 >> 32), lo1 = (uint32_t)p1;
-    c0 = hi1 ^ c1 ^ k0;
-    c1 = lo1;
-    c2 = hi0 ^ c3 ^ k1;
-    c3 = lo0;
-    k0 += 0x9E3779B9u;
-    k1 += 0xBB67AE85u;
-  }
-  philox_out o;
-  o.r[0] = c0; o.r[1] = c1; o.r[2] = c2; o.r[3] = c3;
-  return o;
 }
 
 }  // namespace ct

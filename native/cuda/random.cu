@@ -19,8 +19,6 @@
 namespace ct {
 namespace {
 
-__device__ __forceinline__ float u24(uint32_t r) { return (float)(r >> 8) * 0x1p-24f; }
-
 template <int DIST, class T>
 __global__ void __launch_bounds__(kThreads)
 random_kernel(int64_t n, T* __restrict__ out, uint64_t seed, uint64_t offset, double a, double b) {
@@ -35,12 +33,12 @@ random_kernel(int64_t n, T* __restrict__ out, uint64_t seed, uint64_t offset, do
       if (i0 + j >= n) break;
       double y;
       if constexpr (DIST == CT_RANDOM_UNIFORM) {
-        y = fma(b - a, (double)u24(r.r[j]), a);
+        y = fma(b - a, (double)philox_unit(r.r[j]), a);
       } else if constexpr (DIST == CT_RANDOM_BERNOULLI) {
-        y = (double)u24(r.r[j]) < a ? 1.0 : 0.0;
+        y = (double)philox_unit(r.r[j]) < a ? 1.0 : 0.0;
       } else {
-        const float u1 = (float)((r.r[2 * j] >> 8) + 1) * 0x1p-24f;
-        const float u2 = u24(r.r[2 * j + 1]);
+        const float u1 = philox_unit_open0(r.r[2 * j]);
+        const float u2 = philox_unit(r.r[2 * j + 1]);
         const float z = sqrtf(-2.0f * logf(u1)) * cosf(6.2831853071795865f * u2);
         y = fma(b, (double)z, a);
       }
