@@ -1,0 +1,634 @@
+/*
+ * Pooling family (pool.h): max pooling with indices, average pooling (padding counted or
+ * not), adaptive average pooling; forward and backward; 1-d/2-d/3-d through the conv
+ * geometry g[25] of conv.h; layouts NCHW and NHWC; float32 and float64.
+ *
+ * Algorithm. Each spatial dimension gets a window table once per call: for output o the
+ * first input coordinate base(o) = o*stride - pad_before and the range [r0, r1) of kernel
+ * taps r whose coordinate base + r*dil lies inside the input (adaptive pooling: base =
+ * floor(o*L/out), taps [0, ceil((o+1)*L/out) - base), dil 1). Padding is never read: it
+ * cannot win a max (a window of only padding gives -inf and index -1) and only enters the
+ * divisor of average pooling when count_include_pad (divisor kD*kH*kW; else the number of
+ * taps inside). Max: NaN propagates (v > m || v != v takes v; the last NaN's index wins, as
+ * PyTorch); the initial index is the window's first element, so a window of -inf gives it.
+ *  - NCHW: OpenMP over the N*C planes; per output a direct loop over its clipped window
+ *    (max pooling with D == 1 has a dedicated loop without per-tap calls).
+ *  - NHWC: OpenMP over (n, od, oh) output rows; per output position the window's taps are
+ *    rows of C contiguous channels: accumulators for a block of channels stay in registers
+ *    while the taps stream by (the channel loop vectorizes; AVX2 intrinsics for float32 max
+ *    pooling with indices).
+ *  - Backward = scatter-add of dy into the zeroed dx: per plane (NCHW) or per (n, channel
+ *    block) (NHWC), so no two threads write the same dx element.
+ * The *_ref functions beside each fast path are the plain definition (one generic loop
+ * nest over either layout) used by the tests through CT_POOL_REFERENCE=1 when debugging.
+ *
+ * Cost (K = kD*kH*kW taps, O = N*C*oD*oH*oW outputs, I = N*C*D*H*W inputs, e = dtype bytes):
+ *   max/avg forward: O*K compares or adds (+1 divide per output); DRAM bytes ~ e*(I + O)
+ *   (+ 8*O for the indices); the window overlap is served from cache.
+ *   max backward: e*(2*I + O) + 8*O bytes, O adds. avg backward: O*K adds, e*(2*I + O) bytes.
+ *   adaptive: every input read once or twice (overlapping windows), the same byte counts.
+ */
+#include <cstdlib>
+#include <vector>
+
+#include "cortado/conv.h"
+#include "cortado/pool.h"
+#include "internal.h"
+
+namespace ct {
+namespace {
+
+enum Kind { MAXP, AVGP, ADAPT };
+
+struct Geo {
+  int64_t N, C;
+  int64_t in[3], k[3], s[3], dil[3], pb[3], pa[3], out[3];
+  int64_t plane() const { return in[0] * in[1] * in[2]; }
+  int64_t oplane() const { return out[0] * out[1] * out[2]; }
+  int64_t taps() const { return k[0] * k[1] * k[2]; }
+};
+
+/* One dimension's window table. */
+struct Win {
+  std::vector<int64_t> base, r0, r1;
+  int64_t dil = 1;
+};
+
+int check_common(const char* fn, int dtype, int layout, const int64_t* g) {
+  if (dtype != CT_F32 && dtype != CT_F64) {
+    if (dtype >= CT_F32 && dtype <= CT_I4)
+      return fail(CT_ERR_UNSUPPORTED, "%s: dtype %s is not supported (float32, float64)", fn, dtype_name(dtype));
+    return fail(CT_ERR_INVALID_ARG, "%s: unknown dtype code %d", fn, dtype);
+  }
+  if (layout != CT_LAYOUT_NCHW && layout != CT_LAYOUT_NHWC)
+    return fail(CT_ERR_INVALID_ARG, "%s: layout %d is neither CT_LAYOUT_NCHW (0) nor CT_LAYOUT_NHWC (1)", fn, layout);
+  return check_ptr(fn, "g (geometry)", g);
+}
+
+/* Reads and checks the geometry; kind ADAPT ignores kernel/stride/dilation/padding and groups. */
+int read_geo(const char* fn, const int64_t* g, Kind kind, Geo* o) {
+  static const char* dn[3] = {"D", "H", "W"};
+  o->N = g[0];
+  o->C = g[1];
+  if (g[0] < 0) return fail(CT_ERR_INVALID_ARG, "%s: g[0] (N) = %lld is negative", fn, (long long)g[0]);
+  if (g[1] < 0) return fail(CT_ERR_INVALID_ARG, "%s: g[1] (C) = %lld is negative", fn, (long long)g[1]);
+  if (kind != ADAPT) {
+    if (g[2] != g[1])
+      return fail(CT_ERR_INVALID_ARG, "%s: g[2] (K) = %lld must equal g[1] (C) = %lld for pooling", fn,
+                  (long long)g[2], (long long)g[1]);
+    if (g[3] != g[1] && !(g[1] == 0 && g[3] == 1))
+      return fail(CT_ERR_INVALID_ARG, "%s: g[3] (groups) = %lld must equal g[1] (C) = %lld for pooling", fn,
+                  (long long)g[3], (long long)g[1]);
+  }
+  int64_t total = o->N, t2;
+  if (__builtin_mul_overflow(total, o->C, &total))
+    return fail(CT_ERR_INVALID_ARG, "%s: N*C overflows int64", fn);
+  t2 = total;
+  for (int d = 0; d < 3; ++d) {
+    o->in[d] = g[4 + d];
+    o->out[d] = g[22 + d];
+    if (g[4 + d] < 1)
+      return fail(CT_ERR_INVALID_ARG, "%s: g[%d] (input %s) = %lld must be >= 1", fn, 4 + d, dn[d], (long long)g[4 + d]);
+    if (g[22 + d] < 1)
+      return fail(CT_ERR_INVALID_ARG, "%s: g[%d] (output o%s) = %lld must be >= 1", fn, 22 + d, dn[d],
+                  (long long)g[22 + d]);
+    if (__builtin_mul_overflow(total, g[4 + d], &total) || __builtin_mul_overflow(t2, g[22 + d], &t2))
+      return fail(CT_ERR_INVALID_ARG, "%s: tensor sizes overflow int64", fn);
+    if (kind == ADAPT) {
+      o->k[d] = o->s[d] = o->dil[d] = 1;
+      o->pb[d] = o->pa[d] = 0;
+      continue;
+    }
+    o->k[d] = g[7 + d];
+    o->s[d] = g[10 + d];
+    o->dil[d] = g[13 + d];
+    o->pb[d] = g[16 + d];
+    o->pa[d] = g[19 + d];
+    if (o->k[d] < 1)
+      return fail(CT_ERR_INVALID_ARG, "%s: g[%d] (kernel k%s) = %lld must be >= 1", fn, 7 + d, dn[d], (long long)o->k[d]);
+    if (o->s[d] < 1)
+      return fail(CT_ERR_INVALID_ARG, "%s: g[%d] (stride s%s) = %lld must be >= 1", fn, 10 + d, dn[d], (long long)o->s[d]);
+    if (o->dil[d] < 1)
+      return fail(CT_ERR_INVALID_ARG, "%s: g[%d] (dilation d%s) = %lld must be >= 1", fn, 13 + d, dn[d],
+                  (long long)o->dil[d]);
+    if (o->pb[d] < 0 || o->pb[d] > (int64_t)1 << 40)
+      return fail(CT_ERR_INVALID_ARG, "%s: g[%d] (padding before p%s) = %lld is out of range", fn, 16 + d, dn[d],
+                  (long long)o->pb[d]);
+    if (o->pa[d] < 0 || o->pa[d] > (int64_t)1 << 40)
+      return fail(CT_ERR_INVALID_ARG, "%s: g[%d] (padding after) = %lld is out of range", fn, 19 + d,
+                  (long long)o->pa[d]);
+    if (o->k[d] > (int64_t)1 << 31 || o->dil[d] > (int64_t)1 << 31 || o->s[d] > (int64_t)1 << 40)
+      return fail(CT_ERR_INVALID_ARG, "%s: kernel/stride/dilation of dimension %s are too large", fn, dn[d]);
+    int64_t span = o->in[d] + o->pb[d] + o->pa[d] - o->dil[d] * (o->k[d] - 1) - 1;
+    if (span < 0)
+      return fail(CT_ERR_INVALID_ARG,
+                  "%s: dimension %s: the dilated kernel %lld (k %lld, dilation %lld) exceeds the padded input %lld", fn,
+                  dn[d], (long long)(o->dil[d] * (o->k[d] - 1) + 1), (long long)o->k[d], (long long)o->dil[d],
+                  (long long)(o->in[d] + o->pb[d] + o->pa[d]));
+    int64_t want = span / o->s[d] + 1;
+    if (want != o->out[d])
+      return fail(CT_ERR_INVALID_ARG,
+                  "%s: g[%d] (output o%s) = %lld but input %lld, kernel %lld, stride %lld, dilation %lld, padding "
+                  "%lld+%lld give %lld",
+                  fn, 22 + d, dn[d], (long long)o->out[d], (long long)o->in[d], (long long)o->k[d], (long long)o->s[d],
+                  (long long)o->dil[d], (long long)o->pb[d], (long long)o->pa[d], (long long)want);
+  }
+  return CT_OK;
+}
+
+void make_wins(const Geo& g, Kind kind, Win w[3]) {
+  for (int d = 0; d < 3; ++d) {
+    const int64_t L = g.in[d], O = g.out[d];
+    w[d].base.resize(O);
+    w[d].r0.resize(O);
+    w[d].r1.resize(O);
+    w[d].dil = kind == ADAPT ? 1 : g.dil[d];
+    for (int64_t o = 0; o < O; ++o) {
+      if (kind == ADAPT) {
+        int64_t lo = (o * L) / O, hi = ((o + 1) * L + O - 1) / O;
+        w[d].base[o] = lo;
+        w[d].r0[o] = 0;
+        w[d].r1[o] = hi - lo;
+      } else {
+        const int64_t b = o * g.s[d] - g.pb[d], dl = g.dil[d];
+        int64_t r0 = b >= 0 ? 0 : (-b + dl - 1) / dl;
+        int64_t r1 = L - b <= 0 ? 0 : (L - b + dl - 1) / dl;  // first r with b + r*dl >= L
+        if (r1 > g.k[d]) r1 = g.k[d];
+        if (r0 > r1) r0 = r1;
+        w[d].base[o] = b;
+        w[d].r0[o] = r0;
+        w[d].r1[o] = r1;
+      }
+    }
+  }
+}
+
+/* Calls f(spatial flat index) for each tap of output (od, oh, ow) inside the input. */
+template <class F>
+CT_INLINE void for_taps(const Geo& g, const Win* w, int64_t od, int64_t oh, int64_t ow, F&& f) {
+  const int64_t H = g.in[1], W = g.in[2];
+  for (int64_t a = w[0].r0[od]; a < w[0].r1[od]; ++a) {
+    const int64_t id = w[0].base[od] + a * w[0].dil;
+    for (int64_t b = w[1].r0[oh]; b < w[1].r1[oh]; ++b) {
+      const int64_t rowb = (id * H + w[1].base[oh] + b * w[1].dil) * W + w[2].base[ow];
+      for (int64_t c = w[2].r0[ow]; c < w[2].r1[ow]; ++c) f(rowb + c * w[2].dil);
+    }
+  }
+}
+
+CT_INLINE int64_t ntaps(const Win* w, int64_t od, int64_t oh, int64_t ow) {
+  return (w[0].r1[od] - w[0].r0[od]) * (w[1].r1[oh] - w[1].r0[oh]) * (w[2].r1[ow] - w[2].r0[ow]);
+}
+
+/* Divisor of an average window. */
+CT_INLINE double divisor(const Geo& g, const Win* w, Kind kind, bool include_pad, int64_t od, int64_t oh, int64_t ow) {
+  if (kind == AVGP && include_pad) return (double)g.taps();
+  return (double)ntaps(w, od, oh, ow);
+}
+
+// ------------------------------------------------------------------ reference (both layouts)
+/* Plain definition over an element accessor: the oracle for the fast paths. */
+template <class T>
+void forward_ref(const Geo& g, int layout, Kind kind, bool include_pad, const T* x, T* y, int64_t* idx) {
+  Win w[3];
+  make_wins(g, kind, w);
+  const int64_t P = g.plane(), OP = g.oplane(), C = g.C;
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t od = 0; od < g.out[0]; ++od)
+        for (int64_t oh = 0; oh < g.out[1]; ++oh)
+          for (int64_t ow = 0; ow < g.out[2]; ++ow) {
+            const int64_t o = (od * g.out[1] + oh) * g.out[2] + ow;
+            auto xat = [&](int64_t s) { return layout == CT_LAYOUT_NCHW ? x[(n * C + c) * P + s] : x[(n * P + s) * C + c]; };
+            const int64_t yo = layout == CT_LAYOUT_NCHW ? (n * C + c) * OP + o : (n * OP + o) * C + c;
+            if (kind == MAXP) {
+              T m = -INFINITY;
+              int64_t mi = -1;
+              bool first = true;  // PyTorch: m = -inf, index = the window's first element
+              for_taps(g, w, od, oh, ow, [&](int64_t s) {
+                const T v = xat(s);
+                if (first) { mi = s; first = false; }
+                if (v > m || v != v) { m = v; mi = s; }
+              });
+              y[yo] = m;
+              if (idx) idx[yo] = mi;
+            } else {
+              double sacc = 0;
+              for_taps(g, w, od, oh, ow, [&](int64_t s) { sacc += (double)xat(s); });
+              const double dv = divisor(g, w, kind, include_pad, od, oh, ow);
+              y[yo] = (T)(dv > 0 ? sacc / dv : 0.0);
+            }
+          }
+}
+
+template <class T>
+void backward_ref(const Geo& g, int layout, Kind kind, bool include_pad, const T* dy, const int64_t* idx, T* dx) {
+  Win w[3];
+  make_wins(g, kind, w);
+  const int64_t P = g.plane(), OP = g.oplane(), C = g.C;
+  std::memset(dx, 0, sizeof(T) * g.N * C * P);
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t od = 0; od < g.out[0]; ++od)
+        for (int64_t oh = 0; oh < g.out[1]; ++oh)
+          for (int64_t ow = 0; ow < g.out[2]; ++ow) {
+            const int64_t o = (od * g.out[1] + oh) * g.out[2] + ow;
+            auto xo = [&](int64_t s) { return layout == CT_LAYOUT_NCHW ? (n * C + c) * P + s : (n * P + s) * C + c; };
+            const int64_t yo = layout == CT_LAYOUT_NCHW ? (n * C + c) * OP + o : (n * OP + o) * C + c;
+            if (kind == MAXP) {
+              if (idx[yo] >= 0) dx[xo(idx[yo])] += dy[yo];
+            } else {
+              const double dv = divisor(g, w, kind, include_pad, od, oh, ow);
+              const T v = dv > 0 ? (T)(dy[yo] / dv) : (T)0;
+              for_taps(g, w, od, oh, ow, [&](int64_t s) { dx[xo(s)] += v; });
+            }
+          }
+}
+
+// ------------------------------------------------------------------ NCHW fast paths
+/* Max over one (n, c) plane with D == 1 (1-d and 2-d pooling): direct loops, no per-tap calls. */
+template <class T, bool IDX>
+void max_plane_2d(const Geo& g, const Win* w, const T* xp, T* yp, int64_t* ip) {
+  const int64_t W = g.in[2], oH = g.out[1], oW = g.out[2];
+  const Win& wh = w[1];
+  const Win& ww = w[2];
+  const int64_t dh = wh.dil, dw = ww.dil;
+  for (int64_t oh = 0; oh < oH; ++oh) {
+    const int64_t h0 = wh.base[oh] + wh.r0[oh] * dh, nh = wh.r1[oh] - wh.r0[oh];
+    T* yr = yp + oh * oW;
+    int64_t* ir = IDX ? ip + oh * oW : nullptr;
+    for (int64_t ow = 0; ow < oW; ++ow) {
+      const int64_t w0 = ww.base[ow] + ww.r0[ow] * dw, nw = ww.r1[ow] - ww.r0[ow];
+      if (nh <= 0 || nw <= 0) {
+        yr[ow] = -INFINITY;
+        if (IDX) ir[ow] = -1;
+        continue;
+      }
+      int64_t mi = h0 * W + w0;
+      T m = xp[mi];
+      for (int64_t a = 0; a < nh; ++a) {
+        const int64_t rb = (h0 + a * dh) * W + w0;
+        const T* xr = xp + rb;
+        for (int64_t b = 0; b < nw; ++b) {
+          const T v = xr[b * dw];
+          const bool take = (v > m) | (v != v);  // branch-free select: random data mispredicts
+          m = take ? v : m;
+          if (IDX) mi = take ? rb + b * dw : mi;
+        }
+      }
+      yr[ow] = m;
+      if (IDX) ir[ow] = mi;
+    }
+  }
+}
+
+template <class T>
+void forward_nchw(const Geo& g, const Win* w, Kind kind, bool include_pad, const T* x, T* y, int64_t* idx) {
+  const int64_t P = g.plane(), OP = g.oplane();
+  const int64_t planes = g.N * g.C;
+  parallel_range(planes, P + OP * (kind == MAXP ? g.taps() : g.taps() + 4), [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      const T* xp = x + p * P;
+      T* yp = y + p * OP;
+      int64_t* ip = idx ? idx + p * OP : nullptr;
+      if (kind == MAXP && g.in[0] == 1) {  // fast path; the generic loop below is its reference
+        if (ip) max_plane_2d<T, true>(g, w, xp, yp, ip);
+        else max_plane_2d<T, false>(g, w, xp, yp, nullptr);
+        continue;
+      }
+      int64_t o = 0;
+      for (int64_t od = 0; od < g.out[0]; ++od)
+        for (int64_t oh = 0; oh < g.out[1]; ++oh)
+          for (int64_t ow = 0; ow < g.out[2]; ++ow, ++o) {
+            if (kind == MAXP) {
+              T m = -INFINITY;
+              int64_t mi = -1;
+              bool first = true;
+              for_taps(g, w, od, oh, ow, [&](int64_t s) {
+                const T v = xp[s];
+                if (first) { m = v; mi = s; first = false; }
+                else if (v > m || v != v) { m = v; mi = s; }
+              });
+              yp[o] = m;
+              if (ip) ip[o] = mi;
+            } else {
+              double acc = 0;
+              for_taps(g, w, od, oh, ow, [&](int64_t s) { acc += (double)xp[s]; });
+              const double dv = divisor(g, w, kind, include_pad, od, oh, ow);
+              yp[o] = (T)(dv > 0 ? acc / dv : 0.0);
+            }
+          }
+    }
+  });
+}
+
+template <class T>
+void backward_nchw(const Geo& g, const Win* w, Kind kind, bool include_pad, const T* dy, const int64_t* idx, T* dx) {
+  const int64_t P = g.plane(), OP = g.oplane();
+  const int64_t planes = g.N * g.C;
+  parallel_range(planes, P + OP * (kind == MAXP ? 2 : g.taps()), [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      T* dxp = dx + p * P;
+      const T* dyp = dy + p * OP;
+      std::memset(dxp, 0, sizeof(T) * P);
+      if (kind == MAXP) {
+        const int64_t* ip = idx + p * OP;
+        for (int64_t o = 0; o < OP; ++o)
+          if (ip[o] >= 0) dxp[ip[o]] += dyp[o];
+        continue;
+      }
+      int64_t o = 0;
+      for (int64_t od = 0; od < g.out[0]; ++od)
+        for (int64_t oh = 0; oh < g.out[1]; ++oh)
+          for (int64_t ow = 0; ow < g.out[2]; ++ow, ++o) {
+            const double dv = divisor(g, w, kind, include_pad, od, oh, ow);
+            const T v = dv > 0 ? (T)(dyp[o] / dv) : (T)0;
+            for_taps(g, w, od, oh, ow, [&](int64_t s) { dxp[s] += v; });
+          }
+    }
+  });
+}
+
+// ------------------------------------------------------------------ NHWC fast paths
+constexpr int64_t kCB = 64;  // channels per register block (NHWC)
+
+/* Max over the window taps for channels [c0, c0+cn) of one output position. */
+template <class T, bool IDX>
+CT_INLINE void max_block_generic(const Geo& g, const Win* w, int64_t od, int64_t oh, int64_t ow, const T* xn,
+                                 int64_t C, int64_t c0, int64_t cn, T* yr, int64_t* ir) {
+  T m[kCB];
+  int64_t mi[kCB];
+  bool first = true;
+  for_taps(g, w, od, oh, ow, [&](int64_t s) {
+    const T* xr = xn + s * C + c0;
+    if (first) {
+      for (int64_t c = 0; c < cn; ++c) { m[c] = xr[c]; if (IDX) mi[c] = s; }
+      first = false;
+    } else if (IDX) {
+      for (int64_t c = 0; c < cn; ++c) {
+        const T v = xr[c];
+        const bool t = v > m[c] || v != v;
+        m[c] = t ? v : m[c];
+        mi[c] = t ? s : mi[c];
+      }
+    } else {
+      for (int64_t c = 0; c < cn; ++c) {
+        const T v = xr[c];
+        m[c] = (v > m[c] || v != v) ? v : m[c];
+      }
+    }
+  });
+  if (first) {
+    for (int64_t c = 0; c < cn; ++c) { yr[c] = -INFINITY; if (IDX) ir[c] = -1; }
+    return;
+  }
+  for (int64_t c = 0; c < cn; ++c) { yr[c] = m[c]; if (IDX) ir[c] = mi[c]; }
+}
+
+/* float32 with indices, 8 channels per AVX2 vector, 4 vectors (32 channels) per block. */
+CT_INLINE void max_block_f32_idx_avx2(const Geo& g, const Win* w, int64_t od, int64_t oh, int64_t ow,
+                                      const float* xn, int64_t C, int64_t c0, float* yr, int64_t* ir) {
+  __m256 m[4];
+  __m256i lo[4], hi[4];
+  for (int j = 0; j < 4; ++j) { m[j] = _mm256_set1_ps(-INFINITY); lo[j] = hi[j] = _mm256_set1_epi64x(-1); }
+  bool first = true;
+  for_taps(g, w, od, oh, ow, [&](int64_t s) {
+    const float* xr = xn + s * C + c0;
+    const __m256i sv = _mm256_set1_epi64x(s);
+    if (first) {
+      for (int j = 0; j < 4; ++j) { m[j] = _mm256_loadu_ps(xr + 8 * j); lo[j] = sv; hi[j] = sv; }
+      first = false;
+      return;
+    }
+    for (int j = 0; j < 4; ++j) {
+      const __m256 v = _mm256_loadu_ps(xr + 8 * j);
+      const __m256 t = _mm256_or_ps(_mm256_cmp_ps(v, m[j], _CMP_GT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+      m[j] = _mm256_blendv_ps(m[j], v, t);
+      const __m256i ti = _mm256_castps_si256(t);
+      const __m256i tlo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(ti));
+      const __m256i thi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(ti, 1));
+      lo[j] = _mm256_blendv_epi8(lo[j], sv, tlo);
+      hi[j] = _mm256_blendv_epi8(hi[j], sv, thi);
+    }
+  });
+  if (first) {
+    for (int c = 0; c < 32; ++c) { yr[c] = -INFINITY; ir[c] = -1; }
+    return;
+  }
+  for (int j = 0; j < 4; ++j) {
+    _mm256_storeu_ps(yr + 8 * j, m[j]);
+    _mm256_storeu_si256((__m256i*)(ir + 8 * j), lo[j]);
+    _mm256_storeu_si256((__m256i*)(ir + 8 * j + 4), hi[j]);
+  }
+}
+
+template <class T>
+void forward_nhwc(const Geo& g, const Win* w, Kind kind, bool include_pad, const T* x, T* y, int64_t* idx) {
+  const int64_t P = g.plane(), OP = g.oplane(), C = g.C;
+  const int64_t rows = g.N * g.out[0] * g.out[1];
+  const int64_t per_row = g.out[2] * C * (kind == MAXP ? g.taps() : g.taps() + 4);
+  parallel_range(rows, per_row, [&](int64_t r0, int64_t r1) {
+    std::vector<double> acc(kind == MAXP ? 0 : C);
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t oh = r % g.out[1], od = (r / g.out[1]) % g.out[0], n = r / (g.out[1] * g.out[0]);
+      const T* xn = x + n * P * C;
+      for (int64_t ow = 0; ow < g.out[2]; ++ow) {
+        const int64_t o = (od * g.out[1] + oh) * g.out[2] + ow;
+        T* yr = y + (n * OP + o) * C;
+        int64_t* ir = idx ? idx + (n * OP + o) * C : nullptr;
+        if (kind == MAXP) {
+          int64_t c0 = 0;
+          if constexpr (std::is_same_v<T, float>) {
+            if (ir)
+              for (; c0 + 32 <= C; c0 += 32) max_block_f32_idx_avx2(g, w, od, oh, ow, xn, C, c0, yr + c0, ir + c0);
+          }
+          for (; c0 < C; c0 += kCB) {
+            const int64_t cn = C - c0 < kCB ? C - c0 : kCB;
+            if (ir) max_block_generic<T, true>(g, w, od, oh, ow, xn, C, c0, cn, yr + c0, ir + c0);
+            else max_block_generic<T, false>(g, w, od, oh, ow, xn, C, c0, cn, yr + c0, nullptr);
+          }
+        } else {
+          double* a = acc.data();
+          for (int64_t c = 0; c < C; ++c) a[c] = 0;
+          for_taps(g, w, od, oh, ow, [&](int64_t s) {
+            const T* xr = xn + s * C;
+            for (int64_t c = 0; c < C; ++c) a[c] += (double)xr[c];
+          });
+          const double dv = divisor(g, w, kind, include_pad, od, oh, ow);
+          const double inv = dv > 0 ? 1.0 / dv : 0.0;
+          for (int64_t c = 0; c < C; ++c) yr[c] = (T)(a[c] * inv);
+        }
+      }
+    }
+  });
+}
+
+template <class T>
+void backward_nhwc(const Geo& g, const Win* w, Kind kind, bool include_pad, const T* dy, const int64_t* idx, T* dx) {
+  const int64_t P = g.plane(), OP = g.oplane(), C = g.C;
+  // Work items: (n, channel chunk); chunks of >= 16 channels, enough items to feed the threads.
+  const int nt = threads();
+  int64_t chunks = (4 * nt + g.N - 1) / g.N;
+  if (chunks > (C + 15) / 16) chunks = (C + 15) / 16;
+  if (chunks < 1) chunks = 1;
+  const int64_t cw = (C + chunks - 1) / chunks;
+  const int64_t items = g.N * chunks;
+  parallel_range(items, (P + OP * (kind == MAXP ? 2 : g.taps())) * cw, [&](int64_t i0, int64_t i1) {
+    for (int64_t it = i0; it < i1; ++it) {
+      const int64_t n = it / chunks, c0 = (it % chunks) * cw;
+      const int64_t c1 = c0 + cw < C ? c0 + cw : C;
+      if (c0 >= c1) continue;
+      const int64_t cn = c1 - c0;
+      T* dxn = dx + n * P * C + c0;
+      for (int64_t s = 0; s < P; ++s) std::memset(dxn + s * C, 0, sizeof(T) * cn);
+      const T* dyn = dy + n * OP * C + c0;
+      if (kind == MAXP) {
+        const int64_t* in_ = idx + n * OP * C + c0;
+        for (int64_t o = 0; o < OP; ++o) {
+          const T* dr = dyn + o * C;
+          const int64_t* ir = in_ + o * C;
+          for (int64_t c = 0; c < cn; ++c)
+            if (ir[c] >= 0) dxn[ir[c] * C + c] += dr[c];
+        }
+        continue;
+      }
+      int64_t o = 0;
+      for (int64_t od = 0; od < g.out[0]; ++od)
+        for (int64_t oh = 0; oh < g.out[1]; ++oh)
+          for (int64_t ow = 0; ow < g.out[2]; ++ow, ++o) {
+            const double dv = divisor(g, w, kind, include_pad, od, oh, ow);
+            const double inv = dv > 0 ? 1.0 / dv : 0.0;
+            const T* dr = dyn + o * C;
+            for_taps(g, w, od, oh, ow, [&](int64_t s) {
+              T* xr = dxn + s * C;
+              for (int64_t c = 0; c < cn; ++c) xr[c] += (T)(dr[c] * inv);
+            });
+          }
+    }
+  });
+}
+
+bool use_reference() {
+  static const bool ref = [] {
+    const char* e = std::getenv("CT_POOL_REFERENCE");
+    return e && e[0] == '1';
+  }();
+  return ref;
+}
+
+template <class T>
+void run_forward(const Geo& g, int layout, Kind kind, bool include_pad, const void* x, void* y, int64_t* idx) {
+  if (use_reference()) {
+    forward_ref<T>(g, layout, kind, include_pad, (const T*)x, (T*)y, idx);
+    return;
+  }
+  Win w[3];
+  make_wins(g, kind, w);
+  if (layout == CT_LAYOUT_NCHW) forward_nchw<T>(g, w, kind, include_pad, (const T*)x, (T*)y, idx);
+  else forward_nhwc<T>(g, w, kind, include_pad, (const T*)x, (T*)y, idx);
+}
+
+template <class T>
+void run_backward(const Geo& g, int layout, Kind kind, bool include_pad, const void* dy, const int64_t* idx, void* dx) {
+  if (use_reference()) {
+    backward_ref<T>(g, layout, kind, include_pad, (const T*)dy, idx, (T*)dx);
+    return;
+  }
+  Win w[3];
+  make_wins(g, kind, w);
+  if (layout == CT_LAYOUT_NCHW) backward_nchw<T>(g, w, kind, include_pad, (const T*)dy, idx, (T*)dx);
+  else backward_nhwc<T>(g, w, kind, include_pad, (const T*)dy, idx, (T*)dx);
+}
+
+/* Every index must lie in [0, plane) (or be -1: a window of only padding). */
+int check_indices(const char* fn, const Geo& g, const int64_t* idx) {
+  const int64_t n = g.N * g.C * g.oplane(), P = g.plane();
+  int64_t bad = -1;
+  for (int64_t i = 0; i < n; ++i)
+    if (idx[i] < -1 || idx[i] >= P) { bad = i; break; }
+  if (bad >= 0)
+    return fail(CT_ERR_INDEX_OUT_OF_RANGE, "%s: indices[%lld] = %lld is outside the input plane of %lld elements", fn,
+                (long long)bad, (long long)idx[bad], (long long)P);
+  return CT_OK;
+}
+
+int pool_forward(const char* fn, Kind kind, int dtype, int layout, const int64_t* g, int include_pad, const void* x,
+                 void* y, int64_t* idx) {
+  int st;
+  if ((st = check_common(fn, dtype, layout, g))) return st;
+  Geo geo;
+  if ((st = read_geo(fn, g, kind, &geo))) return st;
+  if (geo.N == 0 || geo.C == 0) return CT_OK;
+  if ((st = check_ptr(fn, "x", x)) || (st = check_ptr(fn, "y", y))) return st;
+  if (dtype == CT_F32) run_forward<float>(geo, layout, kind, include_pad != 0, x, y, idx);
+  else run_forward<double>(geo, layout, kind, include_pad != 0, x, y, idx);
+  return CT_OK;
+}
+
+int pool_backward(const char* fn, Kind kind, int dtype, int layout, const int64_t* g, int include_pad, const void* dy,
+                  const int64_t* idx, void* dx) {
+  int st;
+  if ((st = check_common(fn, dtype, layout, g))) return st;
+  Geo geo;
+  if ((st = read_geo(fn, g, kind, &geo))) return st;
+  if (geo.N == 0 || geo.C == 0) return CT_OK;
+  if ((st = check_ptr(fn, "dy", dy)) || (st = check_ptr(fn, "dx", dx))) return st;
+  if (kind == MAXP) {
+    if ((st = check_ptr(fn, "indices", idx))) return st;
+    if ((st = check_indices(fn, geo, idx))) return st;
+  }
+  if (dtype == CT_F32) run_backward<float>(geo, layout, kind, include_pad != 0, dy, idx, dx);
+  else run_backward<double>(geo, layout, kind, include_pad != 0, dy, idx, dx);
+  return CT_OK;
+}
+
+}  // namespace
+}  // namespace ct
+
+using namespace ct;
+
+extern "C" {
+
+int ct_cpu_maxpool_forward(int dtype, int layout, const int64_t* g, const void* x, void* y, int64_t* indices) {
+  static const char* fn = "ct_cpu_maxpool_forward";
+  CT_TRY
+  return pool_forward(fn, MAXP, dtype, layout, g, 0, x, y, indices);
+  CT_CATCH(fn)
+}
+
+int ct_cpu_maxpool_backward(int dtype, int layout, const int64_t* g, const void* dy, const int64_t* indices, void* dx) {
+  static const char* fn = "ct_cpu_maxpool_backward";
+  CT_TRY
+  return pool_backward(fn, MAXP, dtype, layout, g, 0, dy, indices, dx);
+  CT_CATCH(fn)
+}
+
+int ct_cpu_avgpool_forward(int dtype, int layout, const int64_t* g, int count_include_pad, const void* x, void* y) {
+  static const char* fn = "ct_cpu_avgpool_forward";
+  CT_TRY
+  return pool_forward(fn, AVGP, dtype, layout, g, count_include_pad, x, y, nullptr);
+  CT_CATCH(fn)
+}
+
+int ct_cpu_avgpool_backward(int dtype, int layout, const int64_t* g, int count_include_pad, const void* dy, void* dx) {
+  static const char* fn = "ct_cpu_avgpool_backward";
+  CT_TRY
+  return pool_backward(fn, AVGP, dtype, layout, g, count_include_pad, dy, nullptr, dx);
+  CT_CATCH(fn)
+}
+
+int ct_cpu_adaptive_avgpool_forward(int dtype, int layout, const int64_t* g, const void* x, void* y) {
+  static const char* fn = "ct_cpu_adaptive_avgpool_forward";
+  CT_TRY
+  return pool_forward(fn, ADAPT, dtype, layout, g, 0, x, y, nullptr);
+  CT_CATCH(fn)
+}
+
+int ct_cpu_adaptive_avgpool_backward(int dtype, int layout, const int64_t* g, const void* dy, void* dx) {
+  static const char* fn = "ct_cpu_adaptive_avgpool_backward";
+  CT_TRY
+  return pool_backward(fn, ADAPT, dtype, layout, g, 0, dy, nullptr, dx);
+  CT_CATCH(fn)
+}
+
+}  // extern "C"

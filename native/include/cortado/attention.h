@@ -1,0 +1,80 @@
+/*
+ * Attention family: fused scaled-dot-product attention, forward and backward, in the
+ * FlashAttention-2 manner: the Lq x Lk score matrix is never stored. Queries are processed in
+ * blocks; for each block the keys are streamed in blocks with an online softmax (running max m,
+ * running sum l, rescaled accumulator), so extra memory is O(block) per thread. The forward
+ * writes the output and the per-row log-sum-exp lse = m + log(l) of the scaled, masked scores;
+ * the backward recomputes P = exp(S - lse) block by block:
+ *   dV += P^T dO,   dP = dO V^T,   dS = P * (dP - rowsum(dO * O)),   dQ += scale dS K,   dK += scale dS^T Q
+ *
+ * dims: int64[7] = {B, Hq, Hkv, Lq, Lk, D, Dv}; Hq % Hkv == 0 (grouped-query / multi-query
+ * attention: query head h reads key/value head h / (Hq / Hkv), without copies).
+ * Every tensor is described by 4 element strides (batch, head, sequence, feature) with the
+ * feature stride 1, so both [B, H, L, D] and [B, L, H, D] layouts (and other views) are taken
+ * as they lie: q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv], o [B, Hq, Lq, Dv].
+ * lse: float32 [B, Hq, Lq], contiguous.
+ * mask_kind: 0 none, 1 boolean (uint8, 1 = attend), 2 additive (same dtype as q, added to the
+ * scaled scores); mask [B, H, Lq, Lk] described by 4 strides, 0 for broadcast dimensions
+ * (a key-padding mask is [B, 1, 1, Lk]). causal: query i attends key j iff j <= i + (Lk - Lq)
+ * (aligned to the bottom-right when the lengths differ). A row with no key to attend gets
+ * output 0 and lse = -inf (and zero gradients).
+ * scale multiplies q.k (usually 1/sqrt(D)).
+ * Dropout (p in [0, 1)): element (b, h, i, j) of P is kept iff philox_unit(r) >= p, where r is
+ * lane e % 4 of Philox4x32-10 (native/shared/shared.h) for group e / 4, counter offset `offset`
+ * and key `seed`, with e = ((b * Hq + h) * Lq + i) * Lk + j; kept values are scaled by 1/(1-p).
+ * The forward and the backward draw the same mask. lse is of the scores before dropout.
+ * dtypes: F32, F64 (reference checks), BF16, F16 (inputs widened, float32 accumulation).
+ * Cost: forward 4 B Hq Lq Lk D FLOPs (2 matmuls; half with causal masking), backward ~2.5x.
+ */
+#ifndef CORTADO_ATTENTION_H
+#define CORTADO_ATTENTION_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+#pragma GCC visibility push(default)
+
+#define CT_ATTENTION_MASK_NONE     0
+#define CT_ATTENTION_MASK_BOOL     1
+#define CT_ATTENTION_MASK_ADDITIVE 2
+
+int ct_cpu_attention_forward(int dtype, const int64_t* dims,
+                             const void* q, const int64_t* q_strides,
+                             const void* k, const int64_t* k_strides,
+                             const void* v, const int64_t* v_strides,
+                             int mask_kind, const void* mask, const int64_t* mask_strides,
+                             int causal, double scale, double dropout_p, uint64_t seed, uint64_t offset,
+                             void* o, const int64_t* o_strides, float* lse);
+
+/* dq, dk, dv are overwritten (dk/dv sum over the query heads of each group). */
+int ct_cpu_attention_backward(int dtype, const int64_t* dims,
+                              const void* q, const int64_t* q_strides,
+                              const void* k, const int64_t* k_strides,
+                              const void* v, const int64_t* v_strides,
+                              int mask_kind, const void* mask, const int64_t* mask_strides,
+                              int causal, double scale, double dropout_p, uint64_t seed, uint64_t offset,
+                              const void* o, const int64_t* o_strides,
+                              const void* d_o, const int64_t* do_strides, const float* lse,
+                              void* dq, const int64_t* dq_strides,
+                              void* dk, const int64_t* dk_strides,
+                              void* dv, const int64_t* dv_strides);
+
+/*
+ * Rotary position embedding applied in place to x [B, H, L, D] (4 strides, feature stride 1):
+ * for position p = positions[l] (int64, length L; NULL means p = l) and pair index i < D_rot/2
+ * with theta_i = base^(-2i / D_rot): (x_a, x_b) <- (x_a cos(p theta_i) - x_b sin(p theta_i),
+ * x_a sin(p theta_i) + x_b cos(p theta_i)), where the pair is (2i, 2i+1) when interleaved and
+ * (i, i + D_rot/2) in the half-split form. Features >= D_rot are untouched. inverse != 0 rotates
+ * by -angle (the backward: the gradient of a rotation is the inverse rotation).
+ * Cost: 6 FLOPs and 2 transcendental evaluations per pair (angles computed in float64).
+ */
+int ct_cpu_rope(int dtype, const int64_t* dims4, void* x, const int64_t* x_strides,
+                const int64_t* positions, int64_t rotary_dim, double base, int interleaved, int inverse);
+
+#pragma GCC visibility pop
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,475 @@
+package dev.cortado.ops;
+
+import static dev.cortado.tensor.DeviceType.CPU;
+
+import dev.cortado.backend.NativeArgs;
+import dev.cortado.backend.cpu.CpuBackend;
+import dev.cortado.backend.cpu.NativePool;
+import dev.cortado.tensor.DType;
+import dev.cortado.tensor.Shape;
+import dev.cortado.tensor.Tensor;
+import java.util.Arrays;
+
+/**
+ * Max pooling (with int64 indices for backward), average pooling and adaptive / global average
+ * pooling, 1-d, 2-d and 3-d (the spatial rank is the input's rank minus 2), in the NCHW
+ * (channels first) or NHWC (channels last) layout. Kernels: {@code native/cpu/pool.cpp}
+ * (CPU only so far); the geometry travels as the int64[25] array of {@code cortado/conv.h}.
+ * Indices hold, per output, the flat index {@code (d * H + h) * W + w} of the chosen element
+ * within its (n, c) plane, in either layout.
+ */
+public final class Pooling {
+    private Pooling() {
+    }
+
+    /** Activation layout of the pooling and batch-norm families (codes of common.h). */
+    public enum DataLayout {
+        /** Channels first: [N, C, (D,) (H,) W]. */
+        NCHW,
+        /** Channels last: [N, (D,) (H,) W, C]. */
+        NHWC;
+
+        public int code() {
+            return ordinal();
+        }
+    }
+
+    /**
+     * Pooling options. Each of kernel, stride, padding, dilation holds one value per spatial
+     * dimension or a single value for all; an empty stride means stride = kernel.
+     */
+    public record PoolOptions(int[] kernel, int[] stride, int[] padding, int[] dilation, boolean countIncludePad,
+                              DataLayout layout) {
+        public PoolOptions {
+            kernel = kernel.clone();
+            stride = stride.clone();
+            padding = padding.clone();
+            dilation = dilation.clone();
+            if (layout == null) {
+                layout = DataLayout.NCHW;
+            }
+        }
+
+        public static Builder builder(int... kernel) {
+            return new Builder(kernel);
+        }
+
+        /** Kernel (and stride) {@code k}, no padding, NCHW. */
+        public static PoolOptions of(int... kernel) {
+            return builder(kernel).build();
+        }
+
+        @Override
+        public String toString() {
+            return "kernel " + Arrays.toString(kernel) + ", stride " + (stride.length == 0 ? "= kernel" : Arrays.toString(stride))
+                    + ", padding " + Arrays.toString(padding) + ", dilation " + Arrays.toString(dilation)
+                    + (countIncludePad ? ", count_include_pad" : "") + ", " + layout;
+        }
+
+        public static final class Builder {
+            private final int[] kernel;
+            private int[] stride = new int[0];
+            private int[] padding = {0};
+            private int[] dilation = {1};
+            private boolean countIncludePad = true;
+            private DataLayout layout = DataLayout.NCHW;
+
+            private Builder(int[] kernel) {
+                this.kernel = kernel.clone();
+            }
+
+            public Builder stride(int... s) {
+                stride = s.clone();
+                return this;
+            }
+
+            public Builder padding(int... p) {
+                padding = p.clone();
+                return this;
+            }
+
+            /** Max pooling only. */
+            public Builder dilation(int... d) {
+                dilation = d.clone();
+                return this;
+            }
+
+            /** Average pooling: divide by the full kernel size (true, the default) or the non-padding count. */
+            public Builder countIncludePad(boolean b) {
+                countIncludePad = b;
+                return this;
+            }
+
+            public Builder layout(DataLayout l) {
+                layout = l;
+                return this;
+            }
+
+            public PoolOptions build() {
+                return new PoolOptions(kernel, stride, padding, dilation, countIncludePad, layout);
+            }
+        }
+    }
+
+    /** Adaptive average pooling to {@code outputSize} (one value per spatial dimension or one for all). */
+    public record AdaptiveOptions(int[] outputSize, DataLayout layout) {
+        public AdaptiveOptions {
+            outputSize = outputSize.clone();
+            if (layout == null) {
+                layout = DataLayout.NCHW;
+            }
+        }
+    }
+
+    public static final Op<PoolOptions> MAX_POOL_OP = Op.<PoolOptions>declare("max_pool")
+            .inputs("x")
+            .shape((op, a, in) -> {
+                long[] g = poolGeometry(op.name(), a, in[0], true);
+                Shape ys = outShape(in[0], g, a.layout());
+                return new TensorSpec[] {new TensorSpec(ys, in[0].dtype()), new TensorSpec(ys, DType.INT64)};
+            })
+            .kernel(CPU, (a, in, out) -> {
+                long[] g = poolGeometry("max_pool", a, in[0], true);
+                if (out[0].numel() == 0) {
+                    return;
+                }
+                try (Tensor xc = in[0].contiguous()) {
+                    long gp = NativeArgs.get().put(g);
+                    int st = NativePool.ct_cpu_maxpool_forward(in[0].dtype().code(), a.layout().code(), gp,
+                            xc.dataAddress(), out[0].dataAddress(), out[1].dataAddress());
+                    check(st, "max_pool", in[0], a);
+                }
+            })
+            .register();
+
+    public static final Op<PoolOptions> MAX_POOL_BACKWARD_OP = Op.<PoolOptions>declare("max_pool_backward")
+            .inputs("dy", "x", "indices")
+            .shape((op, a, in) -> {
+                long[] g = poolGeometry(op.name(), a, in[1], true);
+                Shape ys = outShape(in[1], g, a.layout());
+                requireGrad(op.name(), "dy", in[0], ys, in[1]);
+                if (in[2].dtype() != DType.INT64 || !in[2].shape().equals(ys)) {
+                    throw op.error("indices " + in[2].describe() + " must be int64 of the output shape " + ys
+                            + " for x " + in[1].describe() + " (" + a + ")");
+                }
+                return Op.one(in[1].shape(), in[1].dtype());
+            })
+            .kernel(CPU, (a, in, out) -> {
+                long[] g = poolGeometry("max_pool_backward", a, in[1], true);
+                if (out[0].numel() == 0) {
+                    return;
+                }
+                try (Tensor dyc = in[0].contiguous(); Tensor ic = in[2].contiguous()) {
+                    long gp = NativeArgs.get().put(g);
+                    int st = NativePool.ct_cpu_maxpool_backward(in[1].dtype().code(), a.layout().code(), gp,
+                            dyc.dataAddress(), ic.dataAddress(), out[0].dataAddress());
+                    check(st, "max_pool_backward", in[1], a);
+                }
+            })
+            .register();
+
+    public static final Op<PoolOptions> AVG_POOL_OP = Op.<PoolOptions>declare("avg_pool")
+            .inputs("x")
+            .shape((op, a, in) -> Op.one(outShape(in[0], poolGeometry(op.name(), a, in[0], false), a.layout()), in[0].dtype()))
+            .kernel(CPU, (a, in, out) -> {
+                long[] g = poolGeometry("avg_pool", a, in[0], false);
+                if (out[0].numel() == 0) {
+                    return;
+                }
+                try (Tensor xc = in[0].contiguous()) {
+                    long gp = NativeArgs.get().put(g);
+                    int st = NativePool.ct_cpu_avgpool_forward(in[0].dtype().code(), a.layout().code(), gp,
+                            a.countIncludePad() ? 1 : 0, xc.dataAddress(), out[0].dataAddress());
+                    check(st, "avg_pool", in[0], a);
+                }
+            })
+            .register();
+
+    public static final Op<PoolOptions> AVG_POOL_BACKWARD_OP = Op.<PoolOptions>declare("avg_pool_backward")
+            .inputs("dy", "x")
+            .shape((op, a, in) -> {
+                long[] g = poolGeometry(op.name(), a, in[1], false);
+                requireGrad(op.name(), "dy", in[0], outShape(in[1], g, a.layout()), in[1]);
+                return Op.one(in[1].shape(), in[1].dtype());
+            })
+            .kernel(CPU, (a, in, out) -> {
+                long[] g = poolGeometry("avg_pool_backward", a, in[1], false);
+                if (out[0].numel() == 0) {
+                    return;
+                }
+                try (Tensor dyc = in[0].contiguous()) {
+                    long gp = NativeArgs.get().put(g);
+                    int st = NativePool.ct_cpu_avgpool_backward(in[1].dtype().code(), a.layout().code(), gp,
+                            a.countIncludePad() ? 1 : 0, dyc.dataAddress(), out[0].dataAddress());
+                    check(st, "avg_pool_backward", in[1], a);
+                }
+            })
+            .register();
+
+    public static final Op<AdaptiveOptions> ADAPTIVE_AVG_POOL_OP = adaptiveOp("adaptive_avg_pool");
+    public static final Op<AdaptiveOptions> GLOBAL_AVG_POOL_OP = adaptiveOp("global_avg_pool");
+
+    public static final Op<AdaptiveOptions> ADAPTIVE_AVG_POOL_BACKWARD_OP = Op.<AdaptiveOptions>declare(
+                    "adaptive_avg_pool_backward")
+            .inputs("dy", "x")
+            .shape((op, a, in) -> {
+                long[] g = adaptiveGeometry(op.name(), a, in[1]);
+                requireGrad(op.name(), "dy", in[0], outShape(in[1], g, a.layout()), in[1]);
+                return Op.one(in[1].shape(), in[1].dtype());
+            })
+            .kernel(CPU, (a, in, out) -> {
+                long[] g = adaptiveGeometry("adaptive_avg_pool_backward", a, in[1]);
+                if (out[0].numel() == 0) {
+                    return;
+                }
+                try (Tensor dyc = in[0].contiguous()) {
+                    long gp = NativeArgs.get().put(g);
+                    int st = NativePool.ct_cpu_adaptive_avgpool_backward(in[1].dtype().code(), a.layout().code(), gp,
+                            dyc.dataAddress(), out[0].dataAddress());
+                    check(st, "adaptive_avg_pool_backward", in[1], a);
+                }
+            })
+            .register();
+
+    // ------------------------------------------------------------------ eager entry points
+    /** Max pooling over the trailing spatial dimensions of x (rank 3, 4 or 5): {y, indices}. */
+    public static Tensor[] maxPoolWithIndices(Tensor x, PoolOptions o) {
+        return MAX_POOL_OP.callMulti(o, x);
+    }
+
+    /** Max pooling; the indices are computed and dropped. */
+    public static Tensor maxPool(Tensor x, PoolOptions o) {
+        Tensor[] r = MAX_POOL_OP.callMulti(o, x);
+        r[1].close();
+        return r[0];
+    }
+
+    public static Tensor maxPool1d(Tensor x, PoolOptions o) {
+        return maxPool(requireRank("max_pool", x, 3, o), o);
+    }
+
+    public static Tensor maxPool2d(Tensor x, PoolOptions o) {
+        return maxPool(requireRank("max_pool", x, 4, o), o);
+    }
+
+    public static Tensor maxPool3d(Tensor x, PoolOptions o) {
+        return maxPool(requireRank("max_pool", x, 5, o), o);
+    }
+
+    /** Gradient of max pooling with respect to x: dy scattered to the indices. */
+    public static Tensor maxPoolBackward(Tensor dy, Tensor x, Tensor indices, PoolOptions o) {
+        return MAX_POOL_BACKWARD_OP.call(o, dy, x, indices);
+    }
+
+    public static Tensor avgPool(Tensor x, PoolOptions o) {
+        return AVG_POOL_OP.call(o, x);
+    }
+
+    public static Tensor avgPool1d(Tensor x, PoolOptions o) {
+        return avgPool(requireRank("avg_pool", x, 3, o), o);
+    }
+
+    public static Tensor avgPool2d(Tensor x, PoolOptions o) {
+        return avgPool(requireRank("avg_pool", x, 4, o), o);
+    }
+
+    public static Tensor avgPool3d(Tensor x, PoolOptions o) {
+        return avgPool(requireRank("avg_pool", x, 5, o), o);
+    }
+
+    public static Tensor avgPoolBackward(Tensor dy, Tensor x, PoolOptions o) {
+        return AVG_POOL_BACKWARD_OP.call(o, dy, x);
+    }
+
+    /** Adaptive average pooling of the trailing spatial dimensions to {@code outputSize}. */
+    public static Tensor adaptiveAvgPool(Tensor x, DataLayout layout, int... outputSize) {
+        return ADAPTIVE_AVG_POOL_OP.call(new AdaptiveOptions(outputSize, layout), x);
+    }
+
+    public static Tensor adaptiveAvgPool(Tensor x, int... outputSize) {
+        return adaptiveAvgPool(x, DataLayout.NCHW, outputSize);
+    }
+
+    public static Tensor adaptiveAvgPoolBackward(Tensor dy, Tensor x, DataLayout layout, int... outputSize) {
+        return ADAPTIVE_AVG_POOL_BACKWARD_OP.call(new AdaptiveOptions(outputSize, layout), dy, x);
+    }
+
+    /** Mean over all spatial positions; the spatial dimensions stay with size 1 ([N, C, 1, 1] for NCHW 2-d). */
+    public static Tensor globalAvgPool(Tensor x, DataLayout layout) {
+        return GLOBAL_AVG_POOL_OP.call(new AdaptiveOptions(new int[] {1}, layout), x);
+    }
+
+    public static Tensor globalAvgPool(Tensor x) {
+        return globalAvgPool(x, DataLayout.NCHW);
+    }
+
+    // ------------------------------------------------------------------ rules
+    private static Tensor requireRank(String op, Tensor x, int rank, Object opts) {
+        if (x.rank() != rank) {
+            throw new IllegalArgumentException(op + ": " + (rank - 2) + "-d pooling needs a rank-" + rank + " input, got "
+                    + x.describe() + " (" + opts + ")");
+        }
+        return x;
+    }
+
+    private static void requireFloat(String op, String input, Tensor t) {
+        if (t.dtype() != DType.FLOAT32 && t.dtype() != DType.FLOAT64) {
+            throw err(op, "input '" + input + "' must be float32 or float64, got " + t.describe());
+        }
+    }
+
+    private static void requireGrad(String op, String name, Tensor dy, Shape want, Tensor x) {
+        if (dy.dtype() != x.dtype()) {
+            throw err(op, "'" + name + "' " + dy.describe() + " must have x's dtype " + x.dtype());
+        }
+        if (!dy.shape().equals(want)) {
+            throw err(op, "'" + name + "' " + dy.describe() + " must have the forward output shape " + want + " of x "
+                    + x.describe());
+        }
+    }
+
+    /** One value per spatial dimension from a per-dimension or single-value array. */
+    private static int[] expand(String op, String what, int[] v, int nd, Tensor x, Object opts) {
+        if (v.length == nd) {
+            return v;
+        }
+        if (v.length == 1) {
+            int[] r = new int[nd];
+            Arrays.fill(r, v[0]);
+            return r;
+        }
+        throw err(op, what + " " + Arrays.toString(v) + " needs 1 or " + nd + " values for the " + nd
+                + "-d pooling of x " + x.describe() + " (" + opts + ")");
+    }
+
+    private static int spatialRank(String op, Tensor x, Object opts) {
+        requireFloat(op, "x", x);
+        if (x.rank() < 3 || x.rank() > 5) {
+            throw err(op, "x " + x.describe() + " must have rank 3, 4 or 5 ([N, C, spatial...] or [N, spatial..., C]) ("
+                    + opts + ")");
+        }
+        return x.rank() - 2;
+    }
+
+    /** Fills N, C, K, groups and the input size of a conv.h geometry; returns it. */
+    private static long[] baseGeometry(Tensor x, DataLayout layout) {
+        long[] d = x.dims();
+        int nd = d.length - 2;
+        long[] g = new long[25];
+        boolean cl = layout == DataLayout.NHWC;
+        long c = cl ? d[d.length - 1] : d[1];
+        g[0] = d[0];
+        g[1] = c;
+        g[2] = c;
+        g[3] = c;
+        for (int i = 0; i < 3; i++) {
+            g[4 + i] = 1;
+            g[7 + i] = 1;
+            g[10 + i] = 1;
+            g[13 + i] = 1;
+            g[22 + i] = 1;
+        }
+        for (int i = 0; i < nd; i++) {
+            g[4 + 3 - nd + i] = cl ? d[1 + i] : d[2 + i];
+        }
+        return g;
+    }
+
+    static long[] poolGeometry(String op, PoolOptions a, Tensor x, boolean max) {
+        int nd = spatialRank(op, x, a);
+        int[] k = expand(op, "kernel", a.kernel(), nd, x, a);
+        int[] s = a.stride().length == 0 ? k : expand(op, "stride", a.stride(), nd, x, a);
+        int[] p = expand(op, "padding", a.padding(), nd, x, a);
+        int[] dl = expand(op, "dilation", a.dilation(), nd, x, a);
+        long[] g = baseGeometry(x, a.layout());
+        for (int i = 0; i < nd; i++) {
+            int j = 3 - nd + i;
+            long in = g[4 + j];
+            if (k[i] < 1) {
+                throw err(op, "kernel " + Arrays.toString(k) + " must be positive (x " + x.describe() + ", " + a + ")");
+            }
+            if (s[i] < 1) {
+                throw err(op, "stride " + Arrays.toString(s) + " must be positive (x " + x.describe() + ", " + a + ")");
+            }
+            if (dl[i] < 1) {
+                throw err(op, "dilation " + Arrays.toString(dl) + " must be positive (x " + x.describe() + ", " + a + ")");
+            }
+            if (!max && dl[i] != 1) {
+                throw err(op, "average pooling takes no dilation, got " + Arrays.toString(dl) + " (x " + x.describe()
+                        + ")");
+            }
+            if (p[i] < 0) {
+                throw err(op, "padding " + Arrays.toString(p) + " must be non-negative (x " + x.describe() + ", " + a + ")");
+            }
+            long eff = (long) dl[i] * (k[i] - 1) + 1;
+            if (p[i] > eff / 2) {
+                throw err(op, "padding " + Arrays.toString(p) + " must be at most half of the (dilated) kernel "
+                        + Arrays.toString(k) + " (x " + x.describe() + ", " + a + ")");
+            }
+            if (in + 2L * p[i] < eff) {
+                throw err(op, "the (dilated) kernel " + Arrays.toString(k) + " is larger than the padded input: x "
+                        + x.describe() + ", " + a);
+            }
+            g[7 + j] = k[i];
+            g[10 + j] = s[i];
+            g[13 + j] = dl[i];
+            g[16 + j] = p[i];
+            g[19 + j] = p[i];
+            g[22 + j] = (in + 2L * p[i] - eff) / s[i] + 1;
+        }
+        return g;
+    }
+
+    static long[] adaptiveGeometry(String op, AdaptiveOptions a, Tensor x) {
+        int nd = spatialRank(op, x, a);
+        int[] o = expand(op, "output size", a.outputSize(), nd, x, a);
+        long[] g = baseGeometry(x, a.layout());
+        for (int i = 0; i < nd; i++) {
+            if (o[i] < 1) {
+                throw err(op, "output size " + Arrays.toString(o) + " must be positive (x " + x.describe() + ")");
+            }
+            g[22 + 3 - nd + i] = o[i];
+        }
+        return g;
+    }
+
+    /** The output shape of x's pooling with geometry g, in x's layout. */
+    private static Shape outShape(Tensor x, long[] g, DataLayout layout) {
+        long[] d = x.dims().clone();
+        int nd = d.length - 2;
+        int first = layout == DataLayout.NHWC ? 1 : 2;
+        for (int i = 0; i < nd; i++) {
+            d[first + i] = g[22 + 3 - nd + i];
+        }
+        return Shape.of(d);
+    }
+
+    private static Op<AdaptiveOptions> adaptiveOp(String name) {
+        return Op.<AdaptiveOptions>declare(name)
+                .inputs("x")
+                .shape((op, a, in) -> Op.one(outShape(in[0], adaptiveGeometry(op.name(), a, in[0]), a.layout()), in[0].dtype()))
+                .kernel(CPU, (a, in, out) -> {
+                    if (out[0].numel() == 0) {
+                        return;
+                    }
+                    long[] g = adaptiveGeometry(name, a, in[0]);
+                    try (Tensor xc = in[0].contiguous()) {
+                        long gp = NativeArgs.get().put(g);
+                        int st = NativePool.ct_cpu_adaptive_avgpool_forward(in[0].dtype().code(), a.layout().code(), gp,
+                                xc.dataAddress(), out[0].dataAddress());
+                        check(st, name, in[0], a);
+                    }
+                })
+                .register();
+    }
+
+    private static IllegalArgumentException err(String op, String message) {
+        return new IllegalArgumentException(op + ": " + message);
+    }
+
+    private static void check(int status, String name, Tensor x, Object opts) {
+        if (status != 0) {
+            throw CpuBackend.failure(status, name + "(" + x.describe() + ", " + opts + ")");
+        }
+    }
+}
