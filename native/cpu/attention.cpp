@@ -1,0 +1,846 @@
+/*
+ * Attention family on the CPU: fused scaled-dot-product attention (forward and backward, the
+ * FlashAttention-2 algorithm) and rotary position embeddings. Contract: cortado/attention.h.
+ *
+ * Forward, per work item (b, h, query block of BQ = 64 rows), OpenMP dynamic over items:
+ *   Qs = scale * Q_blk (widened to the compute type C: float, or double for F64)
+ *   m = -inf, l = 0, O = 0
+ *   for each key block of BK = 64 keys (blocks wholly above the causal diagonal are skipped):
+ *     S = Qs K_blk^T                         register-blocked micro-kernel (6x16 AVX2 FMA,
+ *                                            6x32 AVX-512 when present), K transposed once
+ *     S += additive mask / S = -inf where the boolean mask or causality forbids
+ *     m' = max(m, rowmax S); a = exp(m - m'); P = exp(S - m'); l = a l + rowsum P; O *= a
+ *     P *= dropout keep / (1 - p)            (Philox, element numbering of attention.h)
+ *     O += P V_blk                           same micro-kernel
+ *   o = O / l, lse = m + log l (rows with l = 0: o = 0, lse = -inf)
+ * Backward (P recomputed from lse, never stored; Delta = rowsum(dO * o) computed first):
+ *   pass 1, items (b, kv head, key block): for every query head of the group and every query
+ *     block: S, P = exp(S - lse), dP = dO V^T, dS = P (dP z - Delta) (z: dropout scale),
+ *     dV += (P z)^T dO, dK += dS^T Qs. dK/dV of a key block are owned by one thread.
+ *   pass 2, items (b, h, query block): the same S, P, dP, dS per key block, dQ += scale dS K.
+ *   (7 block matmuls instead of 5, in exchange for no reduction buffers and no atomics.)
+ * Extra memory: O(BQ * BK + (BQ + BK) * (D + Dv)) per thread, plus Delta (B Hq Lq values);
+ * never O(Lq * Lk).
+ * Cost: forward 4 B Hq Lq Lk D FLOPs + B Hq Lq Lk exps (about half with causal masking);
+ * bytes: Q, O once, K and V once per query block (Lq / 64 times, from L2 for moderate Lk).
+ * Backward: 7/2 of the forward's FLOPs (+ 2 exps per score).
+ *
+ * attention_reference(): the naive algorithm, one query row at a time in double precision
+ * (scores row of Lk values, softmax, P V); its backward accumulates dK/dV per (b, kv head) over
+ * all rows. O(Lk + Lk (D + Dv)) memory per thread. Used when CORTADO_ATTENTION_REFERENCE=1 is
+ * set in the environment (debugging, cross-checking the blocked kernels).
+ *
+ * RoPE: per position p, the cos/sin of p theta_i (float64) are computed once and applied to
+ * every (b, h) row at that position, in place; 6 FLOPs per pair.
+ */
+#include <cstdlib>
+#include <vector>
+
+#include "cortado/attention.h"
+#include "internal.h"
+#include "vmath.h"
+
+namespace ct {
+namespace {
+
+constexpr int64_t BQ = 64;  // query rows per block
+constexpr int64_t BK = 64;  // keys per block (a multiple of 32: the micro-kernel width)
+
+// ------------------------------------------------------------------ problem description
+struct Problem {
+  int64_t B, Hq, Hkv, Lq, Lk, D, Dv, G;  // G = Hq / Hkv
+  const int64_t *qs, *ks, *vs, *ms, *os;
+  int mask_kind;
+  const void* mask;
+  bool causal;
+  double scale, p;
+  uint64_t seed, offset;
+  int64_t coff;  // causal offset Lk - Lq: query i sees key j iff j <= i + coff
+};
+
+/* Dropout keep test of element (b, h, i, j) per the numbering of attention.h. */
+struct Dropout {
+  const Problem& pb;
+  float p;
+  uint64_t base;          // element index of (b, h, i, 0)
+  uint64_t group = ~0ull; // cached Philox group
+  philox_out r{};
+  CT_INLINE bool keep(int64_t j) {
+    uint64_t e = base + (uint64_t)j;
+    uint64_t g = e >> 2;
+    if (g != group) { r = philox4x32_10(g, pb.seed, pb.offset); group = g; }
+    return philox_unit(r.r[e & 3]) >= p;
+  }
+};
+
+CT_INLINE uint64_t elem_base(const Problem& pb, int64_t b, int64_t h, int64_t i) {
+  return (((uint64_t)b * pb.Hq + h) * pb.Lq + i) * pb.Lk;
+}
+
+/* Score adjustments for row i: returns the value to add to the scaled score (0, the additive
+ * mask, or -inf when forbidden). */
+template <class T, class C> CT_INLINE C mask_at(const Problem& pb, int64_t b, int64_t h, int64_t i, int64_t j) {
+  if (pb.causal && j > i + pb.coff) return -INFINITY;
+  if (pb.mask_kind == CT_ATTENTION_MASK_NONE) return 0;
+  const int64_t off = b * pb.ms[0] + h * pb.ms[1] + i * pb.ms[2] + j * pb.ms[3];
+  if (pb.mask_kind == CT_ATTENTION_MASK_BOOL) return ((const uint8_t*)pb.mask)[off] ? (C)0 : (C)-INFINITY;
+  return (C)load((const T*)pb.mask + off);
+}
+
+// ================================================================== naive reference
+template <class T> void reference_forward(const Problem& pb, const T* q, const T* k, const T* v, T* o, float* lse) {
+  const int64_t rows = pb.B * pb.Hq * pb.Lq;
+  std::vector<double> buf((size_t)threads() * (size_t)(pb.Lk + pb.Dv));
+  parallel_range(rows, (pb.Lk + 1) * (pb.D + pb.Dv), [&](int64_t r0, int64_t r1) {
+    double* s = buf.data() + (size_t)omp_get_thread_num() * (size_t)(pb.Lk + pb.Dv);
+    double* acc = s + pb.Lk;
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t i = r % pb.Lq, h = (r / pb.Lq) % pb.Hq, b = r / (pb.Lq * pb.Hq), hk = h / pb.G;
+      const T* qr = q + b * pb.qs[0] + h * pb.qs[1] + i * pb.qs[2];
+      double m = -INFINITY;
+      for (int64_t j = 0; j < pb.Lk; ++j) {
+        const T* kr = k + b * pb.ks[0] + hk * pb.ks[1] + j * pb.ks[2];
+        double d = 0;
+        for (int64_t c = 0; c < pb.D; ++c) d += (double)load(qr + c) * (double)load(kr + c);
+        s[j] = d * pb.scale + (double)mask_at<T, double>(pb, b, h, i, j);
+        m = s[j] > m ? s[j] : m;
+      }
+      double l = 0;
+      for (int64_t j = 0; j < pb.Lk; ++j) { s[j] = m == -INFINITY ? 0 : std::exp(s[j] - m); l += s[j]; }
+      for (int64_t c = 0; c < pb.Dv; ++c) acc[c] = 0;
+      if (l > 0) {
+        Dropout dr{pb, (float)pb.p, elem_base(pb, b, h, i)};
+        const double inv = 1.0 / (l * (1.0 - pb.p));
+        for (int64_t j = 0; j < pb.Lk; ++j) {
+          if (s[j] == 0 || (pb.p > 0 && !dr.keep(j))) continue;
+          const T* vr = v + b * pb.vs[0] + hk * pb.vs[1] + j * pb.vs[2];
+          for (int64_t c = 0; c < pb.Dv; ++c) acc[c] += s[j] * inv * (double)load(vr + c);
+        }
+      }
+      T* orow = o + b * pb.os[0] + h * pb.os[1] + i * pb.os[2];
+      for (int64_t c = 0; c < pb.Dv; ++c) store<T>(orow + c, (compute_t<T>)acc[c]);
+      lse[r] = l > 0 ? (float)(m + std::log(l)) : -INFINITY;
+    }
+  });
+}
+
+template <class T>
+void reference_backward(const Problem& pb, const T* q, const T* k, const T* v, const T* o, const int64_t* dos,
+                        const T* d_o, const float* lse, T* dq, const int64_t* dqs, T* dk, const int64_t* dks, T* dv,
+                        const int64_t* dvs) {
+  const int64_t items = pb.B * pb.Hkv;
+  const size_t per = (size_t)(2 * pb.Lk + pb.Lk * (pb.D + pb.Dv) + pb.D);
+  std::vector<double> buf((size_t)threads() * per);
+  parallel_range(items, pb.G * pb.Lq * pb.Lk * (pb.D + pb.Dv) + 1, [&](int64_t w0, int64_t w1) {
+    double* P = buf.data() + (size_t)omp_get_thread_num() * per;
+    double* dS = P + pb.Lk;
+    double* dK = dS + pb.Lk;
+    double* dV = dK + pb.Lk * pb.D;
+    double* dQ = dV + pb.Lk * pb.Dv;
+    for (int64_t w = w0; w < w1; ++w) {
+      const int64_t b = w / pb.Hkv, hk = w % pb.Hkv;
+      for (int64_t x = 0; x < pb.Lk * (pb.D + pb.Dv); ++x) dK[x] = 0;
+      auto K = [&](int64_t j) { return k + b * pb.ks[0] + hk * pb.ks[1] + j * pb.ks[2]; };
+      auto V = [&](int64_t j) { return v + b * pb.vs[0] + hk * pb.vs[1] + j * pb.vs[2]; };
+      for (int64_t h = hk * pb.G; h < (hk + 1) * pb.G; ++h)
+        for (int64_t i = 0; i < pb.Lq; ++i) {
+          const T* qr = q + b * pb.qs[0] + h * pb.qs[1] + i * pb.qs[2];
+          const T* orow = o + b * pb.os[0] + h * pb.os[1] + i * pb.os[2];
+          const T* gr = d_o + b * dos[0] + h * dos[1] + i * dos[2];
+          T* dqr = dq + b * dqs[0] + h * dqs[1] + i * dqs[2];
+          // The row's log-sum-exp is recomputed in double (the float32 lse would limit F64 accuracy).
+          double L = -INFINITY, l = 0;
+          for (int64_t j = 0; j < pb.Lk; ++j) {
+            double d = 0;
+            for (int64_t c = 0; c < pb.D; ++c) d += (double)load(qr + c) * (double)load(K(j) + c);
+            P[j] = d * pb.scale + (double)mask_at<T, double>(pb, b, h, i, j);
+            L = P[j] > L ? P[j] : L;
+          }
+          for (int64_t j = 0; j < pb.Lk && L != -INFINITY; ++j) l += std::exp(P[j] - L);
+          L = l > 0 ? L + std::log(l) : -INFINITY;
+          for (int64_t c = 0; c < pb.D; ++c) dQ[c] = 0;
+          if (L != -INFINITY) {
+            double delta = 0;
+            for (int64_t c = 0; c < pb.Dv; ++c) delta += (double)load(gr + c) * (double)load(orow + c);
+            Dropout dr{pb, (float)pb.p, elem_base(pb, b, h, i)};
+            for (int64_t j = 0; j < pb.Lk; ++j) {
+              const double s = P[j];
+              const double pj = s == -INFINITY ? 0 : std::exp(s - L);
+              const double z = pb.p > 0 ? (dr.keep(j) ? 1.0 / (1.0 - pb.p) : 0.0) : 1.0;
+              double dp = 0;
+              for (int64_t c = 0; c < pb.Dv; ++c) dp += (double)load(gr + c) * (double)load(V(j) + c);
+              P[j] = pj * z;
+              dS[j] = pj * (dp * z - delta);
+            }
+            for (int64_t j = 0; j < pb.Lk; ++j) {
+              for (int64_t c = 0; c < pb.Dv; ++c) dV[j * pb.Dv + c] += P[j] * (double)load(gr + c);
+              for (int64_t c = 0; c < pb.D; ++c) {
+                dK[j * pb.D + c] += pb.scale * dS[j] * (double)load(qr + c);
+                dQ[c] += pb.scale * dS[j] * (double)load(K(j) + c);
+              }
+            }
+          }
+          for (int64_t c = 0; c < pb.D; ++c) store<T>(dqr + c, (compute_t<T>)dQ[c]);
+        }
+      for (int64_t j = 0; j < pb.Lk; ++j) {
+        T* dkr = dk + b * dks[0] + hk * dks[1] + j * dks[2];
+        T* dvr = dv + b * dvs[0] + hk * dvs[1] + j * dvs[2];
+        for (int64_t c = 0; c < pb.D; ++c) store<T>(dkr + c, (compute_t<T>)dK[j * pb.D + c]);
+        for (int64_t c = 0; c < pb.Dv; ++c) store<T>(dvr + c, (compute_t<T>)dV[j * pb.Dv + c]);
+      }
+    }
+  });
+}
+
+// ================================================================== blocked kernels
+/* C[M x N] (+)= A[M x K] B[K x N]; row-major with leading dimensions; N a multiple of the
+ * kernel width NW (16 for float AVX2, 32 for float AVX-512, 8 for double); the caller pads B
+ * and C. A is read by broadcasting A[i][k]; B by rows. */
+template <int MR>
+CT_INLINE void mk_f32_avx2(int64_t K, const float* A, int64_t lda, const float* Bm, int64_t ldb, float* Cm,
+                           int64_t ldc, bool accumulate) {
+  __m256 c0[MR], c1[MR];
+  for (int i = 0; i < MR; ++i) { c0[i] = _mm256_setzero_ps(); c1[i] = _mm256_setzero_ps(); }
+  for (int64_t k = 0; k < K; ++k) {
+    const __m256 b0 = _mm256_loadu_ps(Bm + k * ldb), b1 = _mm256_loadu_ps(Bm + k * ldb + 8);
+    for (int i = 0; i < MR; ++i) {
+      const __m256 a = _mm256_broadcast_ss(A + i * lda + k);
+      c0[i] = _mm256_fmadd_ps(a, b0, c0[i]);
+      c1[i] = _mm256_fmadd_ps(a, b1, c1[i]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    float* c = Cm + i * ldc;
+    if (accumulate) {
+      c0[i] = _mm256_add_ps(c0[i], _mm256_loadu_ps(c));
+      c1[i] = _mm256_add_ps(c1[i], _mm256_loadu_ps(c + 8));
+    }
+    _mm256_storeu_ps(c, c0[i]);
+    _mm256_storeu_ps(c + 8, c1[i]);
+  }
+}
+
+void gemm_f32_avx2(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* Bm, int64_t ldb,
+                   float* Cm, int64_t ldc, bool accumulate) {
+  for (int64_t n = 0; n < N; n += 16) {
+    int64_t m = 0;
+    for (; m + 6 <= M; m += 6) mk_f32_avx2<6>(K, A + m * lda, lda, Bm + n, ldb, Cm + m * ldc + n, ldc, accumulate);
+    const float* a = A + m * lda;
+    float* c = Cm + m * ldc + n;
+    switch (M - m) {
+      case 5: mk_f32_avx2<5>(K, a, lda, Bm + n, ldb, c, ldc, accumulate); break;
+      case 4: mk_f32_avx2<4>(K, a, lda, Bm + n, ldb, c, ldc, accumulate); break;
+      case 3: mk_f32_avx2<3>(K, a, lda, Bm + n, ldb, c, ldc, accumulate); break;
+      case 2: mk_f32_avx2<2>(K, a, lda, Bm + n, ldb, c, ldc, accumulate); break;
+      case 1: mk_f32_avx2<1>(K, a, lda, Bm + n, ldb, c, ldc, accumulate); break;
+      default: break;
+    }
+  }
+}
+
+template <int MR>
+CT_AVX512 CT_INLINE void mk_f32_avx512(int64_t K, const float* A, int64_t lda, const float* Bm, int64_t ldb,
+                                       float* Cm, int64_t ldc, bool accumulate) {
+  __m512 c0[MR], c1[MR];
+  for (int i = 0; i < MR; ++i) { c0[i] = _mm512_setzero_ps(); c1[i] = _mm512_setzero_ps(); }
+  for (int64_t k = 0; k < K; ++k) {
+    const __m512 b0 = _mm512_loadu_ps(Bm + k * ldb), b1 = _mm512_loadu_ps(Bm + k * ldb + 16);
+    for (int i = 0; i < MR; ++i) {
+      const __m512 a = _mm512_set1_ps(A[i * lda + k]);
+      c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
+      c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    float* c = Cm + i * ldc;
+    if (accumulate) {
+      c0[i] = _mm512_add_ps(c0[i], _mm512_loadu_ps(c));
+      c1[i] = _mm512_add_ps(c1[i], _mm512_loadu_ps(c + 16));
+    }
+    _mm512_storeu_ps(c, c0[i]);
+    _mm512_storeu_ps(c + 16, c1[i]);
+  }
+}
+
+/* N a multiple of 16; a 16-wide remainder goes through the AVX2 kernel. */
+CT_AVX512 void gemm_f32_avx512(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* Bm,
+                               int64_t ldb, float* Cm, int64_t ldc, bool accumulate) {
+  int64_t n = 0;
+  for (; n + 32 <= N; n += 32) {
+    int64_t m = 0;
+    for (; m + 12 <= M; m += 12) mk_f32_avx512<12>(K, A + m * lda, lda, Bm + n, ldb, Cm + m * ldc + n, ldc, accumulate);
+    for (; m + 4 <= M; m += 4) mk_f32_avx512<4>(K, A + m * lda, lda, Bm + n, ldb, Cm + m * ldc + n, ldc, accumulate);
+    for (; m < M; ++m) mk_f32_avx512<1>(K, A + m * lda, lda, Bm + n, ldb, Cm + m * ldc + n, ldc, accumulate);
+  }
+  if (n < N) gemm_f32_avx2(M, N - n, K, A, lda, Bm + n, ldb, Cm + n, ldc, accumulate);
+}
+
+template <int MR>
+CT_INLINE void mk_f64(int64_t K, const double* A, int64_t lda, const double* Bm, int64_t ldb, double* Cm, int64_t ldc,
+                      bool accumulate) {
+  __m256d c0[MR], c1[MR];
+  for (int i = 0; i < MR; ++i) { c0[i] = _mm256_setzero_pd(); c1[i] = _mm256_setzero_pd(); }
+  for (int64_t k = 0; k < K; ++k) {
+    const __m256d b0 = _mm256_loadu_pd(Bm + k * ldb), b1 = _mm256_loadu_pd(Bm + k * ldb + 4);
+    for (int i = 0; i < MR; ++i) {
+      const __m256d a = _mm256_broadcast_sd(A + i * lda + k);
+      c0[i] = _mm256_fmadd_pd(a, b0, c0[i]);
+      c1[i] = _mm256_fmadd_pd(a, b1, c1[i]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    double* c = Cm + i * ldc;
+    if (accumulate) {
+      c0[i] = _mm256_add_pd(c0[i], _mm256_loadu_pd(c));
+      c1[i] = _mm256_add_pd(c1[i], _mm256_loadu_pd(c + 4));
+    }
+    _mm256_storeu_pd(c, c0[i]);
+    _mm256_storeu_pd(c + 4, c1[i]);
+  }
+}
+
+void gemm_f64(int64_t M, int64_t N, int64_t K, const double* A, int64_t lda, const double* Bm, int64_t ldb,
+              double* Cm, int64_t ldc, bool accumulate) {
+  for (int64_t n = 0; n < N; n += 8) {
+    int64_t m = 0;
+    for (; m + 4 <= M; m += 4) mk_f64<4>(K, A + m * lda, lda, Bm + n, ldb, Cm + m * ldc + n, ldc, accumulate);
+    for (; m < M; ++m) mk_f64<1>(K, A + m * lda, lda, Bm + n, ldb, Cm + m * ldc + n, ldc, accumulate);
+  }
+}
+
+/* The compute-type operations the blocked algorithm needs. */
+template <class C> struct Ops;
+template <> struct Ops<float> {
+  bool avx512;
+  static constexpr int64_t W = 16;  // padding unit of N
+  void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* Bm, int64_t ldb, float* Cm,
+            int64_t ldc, bool acc) const {
+    if (M <= 0 || N <= 0) return;
+    if (avx512) gemm_f32_avx512(M, N, K, A, lda, Bm, ldb, Cm, ldc, acc);
+    else gemm_f32_avx2(M, N, K, A, lda, Bm, ldb, Cm, ldc, acc);
+  }
+  /* y[j] = exp(x[j] - m) for j < n (x[j] = -inf gives 0); returns the sum. */
+  static float exp_row(float* x, int64_t n, float m) {
+    float lane[16] = {0};
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16)
+      for (int t = 0; t < 16; ++t) {
+        float e = exp_f32(x[j + t] - m);
+        e = x[j + t] == -INFINITY ? 0.0f : e;
+        x[j + t] = e;
+        lane[t] += e;
+      }
+    float s = 0;
+    for (; j < n; ++j) { float e = x[j] == -INFINITY ? 0.0f : exp_f32(x[j] - m); x[j] = e; s += e; }
+    for (int t = 0; t < 16; ++t) s += lane[t];
+    return s;
+  }
+  static float exp1(float x) { return x == -INFINITY ? 0.0f : exp_f32(x); }
+};
+template <> struct Ops<double> {
+  bool avx512;
+  static constexpr int64_t W = 8;
+  void gemm(int64_t M, int64_t N, int64_t K, const double* A, int64_t lda, const double* Bm, int64_t ldb, double* Cm,
+            int64_t ldc, bool acc) const {
+    if (M <= 0 || N <= 0) return;
+    gemm_f64(M, N, K, A, lda, Bm, ldb, Cm, ldc, acc);
+  }
+  static double exp_row(double* x, int64_t n, double m) {
+    double s = 0;
+    for (int64_t j = 0; j < n; ++j) { double e = x[j] == -INFINITY ? 0.0 : std::exp(x[j] - m); x[j] = e; s += e; }
+    return s;
+  }
+  static double exp1(double x) { return x == -INFINITY ? 0.0 : std::exp(x); }
+};
+
+CT_INLINE int64_t pad_to(int64_t n, int64_t w) { return (n + w - 1) / w * w; }
+
+/* Loads rows [r0, r0 + n) of a [L, F] slice (row stride rs) into dst[n][ld] scaled by mul, zero
+ * padding columns F..ld and rows n..nrows. */
+template <class T, class C>
+CT_INLINE void load_rows(const T* src, int64_t rs, int64_t n, int64_t F, C* dst, int64_t ld, int64_t nrows, C mul) {
+  for (int64_t r = 0; r < nrows; ++r) {
+    C* d = dst + r * ld;
+    if (r < n) {
+      const T* s = src + r * rs;
+      for (int64_t c = 0; c < F; ++c) d[c] = (C)load(s + c) * mul;
+      for (int64_t c = F; c < ld; ++c) d[c] = 0;
+    } else {
+      for (int64_t c = 0; c < ld; ++c) d[c] = 0;
+    }
+  }
+}
+
+/* Loads the transpose: dst[F][ld] with dst[c][r] = src[r][c] for r < n, zero for r in [n, ld). */
+template <class T, class C>
+CT_INLINE void load_rows_t(const T* src, int64_t rs, int64_t n, int64_t F, C* dst, int64_t ld) {
+  for (int64_t r = 0; r < n; ++r) {
+    const T* s = src + r * rs;
+    for (int64_t c = 0; c < F; ++c) dst[c * ld + r] = (C)load(s + c);
+  }
+  for (int64_t c = 0; c < F; ++c)
+    for (int64_t r = n; r < ld; ++r) dst[c * ld + r] = 0;
+}
+
+/* Applies mask and causality to the score block S[nq][ld] of rows i0.., keys j0..; returns
+ * nothing: forbidden entries become -inf, additive masks are added. */
+template <class T, class C>
+CT_INLINE void mask_block(const Problem& pb, int64_t b, int64_t h, int64_t i0, int64_t nq, int64_t j0, int64_t nk, C* S,
+                          int64_t ld) {
+  const bool need_causal = pb.causal && j0 + nk - 1 > i0 + pb.coff;
+  if (pb.mask_kind == CT_ATTENTION_MASK_NONE && !need_causal) return;
+  for (int64_t r = 0; r < nq; ++r) {
+    C* s = S + r * ld;
+    const int64_t i = i0 + r;
+    if (pb.mask_kind == CT_ATTENTION_MASK_BOOL) {
+      const uint8_t* mr = (const uint8_t*)pb.mask + b * pb.ms[0] + h * pb.ms[1] + i * pb.ms[2] + j0 * pb.ms[3];
+      for (int64_t c = 0; c < nk; ++c) s[c] = mr[c * pb.ms[3]] ? s[c] : (C)-INFINITY;
+    } else if (pb.mask_kind == CT_ATTENTION_MASK_ADDITIVE) {
+      const T* mr = (const T*)pb.mask + b * pb.ms[0] + h * pb.ms[1] + i * pb.ms[2] + j0 * pb.ms[3];
+      for (int64_t c = 0; c < nk; ++c) s[c] += (C)load(mr + c * pb.ms[3]);
+    }
+    if (need_causal) {
+      int64_t first = i + pb.coff + 1 - j0;  // first forbidden column
+      if (first < 0) first = 0;
+      for (int64_t c = first; c < nk; ++c) s[c] = -INFINITY;
+    }
+  }
+}
+
+/* Exclusive end of the keys query rows [i0, i0 + nq) may see. */
+CT_INLINE int64_t key_end(const Problem& pb, int64_t i0, int64_t nq) {
+  if (!pb.causal) return pb.Lk;
+  int64_t e = i0 + nq - 1 + pb.coff + 1;
+  return e < 0 ? 0 : (e > pb.Lk ? pb.Lk : e);
+}
+/* First query row that sees key j0 (causal), clamped to [0, Lq]. */
+CT_INLINE int64_t query_begin(const Problem& pb, int64_t j0) {
+  if (!pb.causal) return 0;
+  int64_t i = j0 - pb.coff;
+  return i < 0 ? 0 : (i > pb.Lq ? pb.Lq : i);
+}
+
+/* With o == NULL only lse is computed (the F64 backward recomputes an exact double lse). */
+template <class T, class C, class LseT>
+void blocked_forward(const Problem& pb, const T* q, const T* k, const T* v, T* o, LseT* lse) {
+  const Ops<C> ops{use_avx512()};
+  const int64_t W = Ops<C>::W;
+  const int64_t Dvp = pad_to(pb.Dv, W), BKP = pad_to(BK, W);
+  const size_t per = (size_t)(BQ * pb.D + pb.D * BKP + BK * Dvp + BQ * BKP + BQ * Dvp + 2 * BQ + 16);
+  const int64_t nqb = (pb.Lq + BQ - 1) / BQ;
+  const int64_t items = pb.B * pb.Hq * nqb;
+  int nt = threads();
+  if (nt > items) nt = (int)items;
+  if ((double)items * BQ * pb.Lk * (pb.D + pb.Dv) < 1e5) nt = 1;
+  std::vector<C> scratch((size_t)nt * per);
+#pragma omp parallel num_threads(nt)
+  {
+    C* Qs = scratch.data() + (size_t)omp_get_thread_num() * per;
+    C* Kt = Qs + BQ * pb.D;
+    C* Vb = Kt + pb.D * BKP;
+    C* S = Vb + BK * Dvp;
+    C* O = S + BQ * BKP;
+    C* m = O + BQ * Dvp;
+    C* l = m + BQ;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < items; ++it) {
+      const int64_t qb = it % nqb, h = (it / nqb) % pb.Hq, b = it / (nqb * pb.Hq), hk = h / pb.G;
+      const int64_t i0 = qb * BQ, nq = pb.Lq - i0 < BQ ? pb.Lq - i0 : BQ;
+      load_rows(q + b * pb.qs[0] + h * pb.qs[1] + i0 * pb.qs[2], pb.qs[2], nq, pb.D, Qs, pb.D, nq, (C)pb.scale);
+      for (int64_t r = 0; r < nq; ++r) { m[r] = -INFINITY; l[r] = 0; }
+      for (int64_t x = 0; x < nq * Dvp; ++x) O[x] = 0;
+      const T* kbase = k + b * pb.ks[0] + hk * pb.ks[1];
+      const T* vbase = v + b * pb.vs[0] + hk * pb.vs[1];
+      const int64_t jend = key_end(pb, i0, nq);
+      for (int64_t j0 = 0; j0 < jend; j0 += BK) {
+        const int64_t nk = jend - j0 < BK ? jend - j0 : BK;
+        const int64_t nkp = pad_to(nk, W);
+        load_rows_t(kbase + j0 * pb.ks[2], pb.ks[2], nk, pb.D, Kt, BKP);
+        if (o) load_rows(vbase + j0 * pb.vs[2], pb.vs[2], nk, pb.Dv, Vb, Dvp, nk, (C)1);
+        ops.gemm(nq, nkp, pb.D, Qs, pb.D, Kt, BKP, S, BKP, false);
+        mask_block<T, C>(pb, b, h, i0, nq, j0, nk, S, BKP);
+        for (int64_t r = 0; r < nq; ++r) {
+          C* s = S + r * BKP;
+          C mx = m[r];
+          for (int64_t c = 0; c < nk; ++c) mx = s[c] > mx ? s[c] : mx;
+          if (mx == -INFINITY) {  // nothing visible yet in this row
+            for (int64_t c = 0; c < nk; ++c) s[c] = 0;
+            continue;
+          }
+          const C alpha = Ops<C>::exp1(m[r] - mx);
+          const C sum = Ops<C>::exp_row(s, nk, mx);
+          l[r] = l[r] * alpha + sum;
+          m[r] = mx;
+          if (!o) continue;
+          if (alpha != (C)1) {
+            C* orow = O + r * Dvp;
+            for (int64_t c = 0; c < Dvp; ++c) orow[c] *= alpha;
+          }
+          if (pb.p > 0) {
+            Dropout dr{pb, (float)pb.p, elem_base(pb, b, h, i0 + r) + (uint64_t)j0};
+            const C zs = (C)(1.0 / (1.0 - pb.p));
+            for (int64_t c = 0; c < nk; ++c) s[c] = dr.keep(c) ? s[c] * zs : (C)0;
+          }
+        }
+        if (o) ops.gemm(nq, Dvp, nk, S, BKP, Vb, Dvp, O, Dvp, true);
+      }
+      for (int64_t r = 0; r < nq; ++r) {
+        lse[(b * pb.Hq + h) * pb.Lq + i0 + r] = l[r] > 0 ? (LseT)(m[r] + std::log(l[r])) : (LseT)-INFINITY;
+        if (!o) continue;
+        T* orow = o + b * pb.os[0] + h * pb.os[1] + (i0 + r) * pb.os[2];
+        const C inv = l[r] > 0 ? (C)1 / l[r] : (C)0;
+        for (int64_t c = 0; c < pb.Dv; ++c) store<T>(orow + c, (compute_t<T>)(O[r * Dvp + c] * inv));
+      }
+    }
+  }
+}
+
+/* Recomputes the block P = exp(S - lse) into S and dS = P (dP z - Delta) into dP; P is left
+ * multiplied by the dropout scale z (the P that multiplied V). */
+template <class T, class C, class LseT>
+CT_INLINE void softmax_grad_block(const Problem& pb, int64_t b, int64_t h, int64_t i0, int64_t nq, int64_t j0,
+                                  int64_t nk, C* S, C* dP, int64_t ld, const LseT* lse, const C* delta) {
+  for (int64_t r = 0; r < nq; ++r) {
+    C* s = S + r * ld;
+    C* dp = dP + r * ld;
+    const C L = (C)lse[r];
+    if (L == -INFINITY) {
+      for (int64_t c = 0; c < nk; ++c) { s[c] = 0; dp[c] = 0; }
+      continue;
+    }
+    Ops<C>::exp_row(s, nk, L);
+    const C dl = delta[r];
+    if (pb.p > 0) {
+      Dropout dr{pb, (float)pb.p, elem_base(pb, b, h, i0 + r) + (uint64_t)j0};
+      const C zs = (C)(1.0 / (1.0 - pb.p));
+      for (int64_t c = 0; c < nk; ++c) {
+        const C z = dr.keep(c) ? zs : (C)0;
+        dp[c] = s[c] * (dp[c] * z - dl);
+        s[c] *= z;
+      }
+    } else {
+      for (int64_t c = 0; c < nk; ++c) dp[c] = s[c] * (dp[c] - dl);
+    }
+  }
+}
+
+template <class T, class C>
+void blocked_backward(const Problem& pb, const T* q, const T* k, const T* v, const T* o, const int64_t* dos,
+                      const T* d_o, const float* lse, T* dq, const int64_t* dqs, T* dk, const int64_t* dks, T* dv,
+                      const int64_t* dvs) {
+  // F64: the float32 lse of the forward would cost ~1e-7 relative error in P; recompute it in double.
+  std::vector<double> lse64;
+  using LseT = std::conditional_t<std::is_same_v<C, double>, double, float>;
+  const LseT* lse_all;
+  if constexpr (std::is_same_v<C, double>) {
+    lse64.resize((size_t)(pb.B * pb.Hq * pb.Lq));
+    if (pb.Lq > 0) blocked_forward<T, C, double>(pb, q, k, v, nullptr, lse64.data());
+    lse_all = lse64.data();
+  } else {
+    lse_all = lse;
+  }
+  const Ops<C> ops{use_avx512()};
+  const int64_t W = Ops<C>::W;
+  const int64_t Dp = pad_to(pb.D, W), Dvp = pad_to(pb.Dv, W), BKP = pad_to(BK, W), BQP = pad_to(BQ, W);
+  // Delta = rowsum(dO * O) for every query row.
+  const int64_t rows = pb.B * pb.Hq * pb.Lq;
+  std::vector<C> delta((size_t)rows);
+  parallel_range(rows, pb.Dv * 2, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t i = r % pb.Lq, h = (r / pb.Lq) % pb.Hq, b = r / (pb.Lq * pb.Hq);
+      const T* a = o + b * pb.os[0] + h * pb.os[1] + i * pb.os[2];
+      const T* g = d_o + b * dos[0] + h * dos[1] + i * dos[2];
+      C s = 0;
+      for (int64_t c = 0; c < pb.Dv; ++c) s += (C)load(a + c) * (C)load(g + c);
+      delta[r] = s;
+    }
+  });
+  // Scratch: Qs[BQ][Dp], dO[BQ][Dvp], Kt[D][BKP], Vt[Dv][BKP], Kb[BK][Dp], S/dP[BQ][BKP],
+  // St/dSt[BK][BQP], dK[BK][Dp], dV[BK][Dvp] (pass 2 uses dK's space as dQ[BQ][Dp]).
+  const size_t per = (size_t)(BQ * Dp + BQ * Dvp + pb.D * BKP + pb.Dv * BKP + BK * Dp + 2 * BQ * BKP + 2 * BK * BQP +
+                              (BK > BQ ? BK : BQ) * Dp + BK * Dvp + 16);
+  int nt = threads();
+  std::vector<C> scratch((size_t)nt * per);
+  const bool small = (double)pb.B * pb.Hq * pb.Lq * pb.Lk * (pb.D + pb.Dv) < 2e5;
+  if (small) nt = 1;
+  const int64_t nkb = (pb.Lk + BK - 1) / BK, nqb = (pb.Lq + BQ - 1) / BQ;
+  const int64_t items1 = pb.B * pb.Hkv * nkb, items2 = pb.B * pb.Hq * nqb;
+#pragma omp parallel num_threads(nt)
+  {
+    C* Qs = scratch.data() + (size_t)omp_get_thread_num() * per;
+    C* dO = Qs + BQ * Dp;
+    C* Kt = dO + BQ * Dvp;
+    C* Vt = Kt + pb.D * BKP;
+    C* Kb = Vt + pb.Dv * BKP;
+    C* S = Kb + BK * Dp;
+    C* dP = S + BQ * BKP;
+    C* St = dP + BQ * BKP;
+    C* dSt = St + BK * BQP;
+    C* dK = dSt + BK * BQP;
+    C* dV = dK + (BK > BQ ? BK : BQ) * Dp;
+    // ---------------- pass 1: dK, dV per (b, kv head, key block)
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < items1; ++it) {
+      const int64_t kb = it % nkb, hk = (it / nkb) % pb.Hkv, b = it / (nkb * pb.Hkv);
+      const int64_t j0 = kb * BK, nk = pb.Lk - j0 < BK ? pb.Lk - j0 : BK, nkp = pad_to(nk, W);
+      load_rows_t(k + b * pb.ks[0] + hk * pb.ks[1] + j0 * pb.ks[2], pb.ks[2], nk, pb.D, Kt, BKP);
+      load_rows_t(v + b * pb.vs[0] + hk * pb.vs[1] + j0 * pb.vs[2], pb.vs[2], nk, pb.Dv, Vt, BKP);
+      for (int64_t x = 0; x < BK * Dp; ++x) dK[x] = 0;
+      for (int64_t x = 0; x < BK * Dvp; ++x) dV[x] = 0;
+      const int64_t ibeg = query_begin(pb, j0) / BQ * BQ;
+      for (int64_t h = hk * pb.G; h < (hk + 1) * pb.G; ++h) {
+        const LseT* lse_h = lse_all + (b * pb.Hq + h) * pb.Lq;
+        const C* delta_h = delta.data() + (b * pb.Hq + h) * pb.Lq;
+        for (int64_t i0 = ibeg; i0 < pb.Lq; i0 += BQ) {
+          const int64_t nq = pb.Lq - i0 < BQ ? pb.Lq - i0 : BQ;
+          load_rows(q + b * pb.qs[0] + h * pb.qs[1] + i0 * pb.qs[2], pb.qs[2], nq, pb.D, Qs, Dp, nq, (C)pb.scale);
+          load_rows(d_o + b * dos[0] + h * dos[1] + i0 * dos[2], dos[2], nq, pb.Dv, dO, Dvp, nq, (C)1);
+          ops.gemm(nq, nkp, pb.D, Qs, Dp, Kt, BKP, S, BKP, false);
+          mask_block<T, C>(pb, b, h, i0, nq, j0, nk, S, BKP);
+          ops.gemm(nq, nkp, pb.Dv, dO, Dvp, Vt, BKP, dP, BKP, false);
+          softmax_grad_block<T, C, LseT>(pb, b, h, i0, nq, j0, nk, S, dP, BKP, lse_h + i0, delta_h + i0);
+          for (int64_t r = 0; r < nq; ++r)
+            for (int64_t c = 0; c < nk; ++c) { St[c * BQP + r] = S[r * BKP + c]; dSt[c * BQP + r] = dP[r * BKP + c]; }
+          ops.gemm(nk, Dvp, nq, St, BQP, dO, Dvp, dV, Dvp, true);
+          ops.gemm(nk, Dp, nq, dSt, BQP, Qs, Dp, dK, Dp, true);
+        }
+      }
+      for (int64_t r = 0; r < nk; ++r) {
+        T* dkr = dk + b * dks[0] + hk * dks[1] + (j0 + r) * dks[2];
+        T* dvr = dv + b * dvs[0] + hk * dvs[1] + (j0 + r) * dvs[2];
+        for (int64_t c = 0; c < pb.D; ++c) store<T>(dkr + c, (compute_t<T>)dK[r * Dp + c]);
+        for (int64_t c = 0; c < pb.Dv; ++c) store<T>(dvr + c, (compute_t<T>)dV[r * Dvp + c]);
+      }
+    }
+    // ---------------- pass 2: dQ per (b, h, query block)
+    C* dQ = dK;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t it = 0; it < items2; ++it) {
+      const int64_t qb = it % nqb, h = (it / nqb) % pb.Hq, b = it / (nqb * pb.Hq), hk = h / pb.G;
+      const int64_t i0 = qb * BQ, nq = pb.Lq - i0 < BQ ? pb.Lq - i0 : BQ;
+      load_rows(q + b * pb.qs[0] + h * pb.qs[1] + i0 * pb.qs[2], pb.qs[2], nq, pb.D, Qs, Dp, nq, (C)pb.scale);
+      load_rows(d_o + b * dos[0] + h * dos[1] + i0 * dos[2], dos[2], nq, pb.Dv, dO, Dvp, nq, (C)1);
+      for (int64_t x = 0; x < BQ * Dp; ++x) dQ[x] = 0;
+      const LseT* lse_h = lse_all + (b * pb.Hq + h) * pb.Lq + i0;
+      const C* delta_h = delta.data() + (b * pb.Hq + h) * pb.Lq + i0;
+      const int64_t jend = key_end(pb, i0, nq);
+      for (int64_t j0 = 0; j0 < jend; j0 += BK) {
+        const int64_t nk = jend - j0 < BK ? jend - j0 : BK, nkp = pad_to(nk, W);
+        const T* kr = k + b * pb.ks[0] + hk * pb.ks[1] + j0 * pb.ks[2];
+        load_rows_t(kr, pb.ks[2], nk, pb.D, Kt, BKP);
+        load_rows(kr, pb.ks[2], nk, pb.D, Kb, Dp, nk, (C)pb.scale);
+        load_rows_t(v + b * pb.vs[0] + hk * pb.vs[1] + j0 * pb.vs[2], pb.vs[2], nk, pb.Dv, Vt, BKP);
+        ops.gemm(nq, nkp, pb.D, Qs, Dp, Kt, BKP, S, BKP, false);
+        mask_block<T, C>(pb, b, h, i0, nq, j0, nk, S, BKP);
+        ops.gemm(nq, nkp, pb.Dv, dO, Dvp, Vt, BKP, dP, BKP, false);
+        softmax_grad_block<T, C, LseT>(pb, b, h, i0, nq, j0, nk, S, dP, BKP, lse_h, delta_h);
+        ops.gemm(nq, Dp, nk, dP, BKP, Kb, Dp, dQ, Dp, true);
+      }
+      for (int64_t r = 0; r < nq; ++r) {
+        T* dqr = dq + b * dqs[0] + h * dqs[1] + (i0 + r) * dqs[2];
+        for (int64_t c = 0; c < pb.D; ++c) store<T>(dqr + c, (compute_t<T>)dQ[r * Dp + c]);
+      }
+    }
+  }
+}
+
+// ================================================================== validation and dispatch
+bool use_reference() {
+  static const bool r = [] {
+    const char* e = std::getenv("CORTADO_ATTENTION_REFERENCE");
+    return e && e[0] == '1';
+  }();
+  return r;
+}
+
+int check_strides4(const char* fn, const char* name, const int64_t* s, bool unit_feature) {
+  if (!s) return fail(CT_ERR_INVALID_ARG, "%s: %s is NULL", fn, name);
+  for (int d = 0; d < 4; ++d)
+    if (s[d] < 0) return fail(CT_ERR_INVALID_ARG, "%s: %s[%d]=%lld is negative", fn, name, d, (long long)s[d]);
+  if (unit_feature && s[3] != 1)
+    return fail(CT_ERR_INVALID_ARG, "%s: %s[3]=%lld must be 1 (the feature dimension is contiguous)", fn, name,
+                (long long)s[3]);
+  return CT_OK;
+}
+
+int check_float_dtype(const char* fn, int dtype) {
+  if (dtype == CT_F32 || dtype == CT_F64 || dtype == CT_F16 || dtype == CT_BF16) return CT_OK;
+  return fail(CT_ERR_UNSUPPORTED, "%s: dtype %s (%d) is not supported (F32, F64, F16, BF16 only)", fn,
+              dtype_name(dtype), dtype);
+}
+
+/* Validates the arguments shared by forward and backward; fills pb. Returns CT_OK or an error. */
+int setup(const char* fn, Problem& pb, int dtype, const int64_t* dims, const void* q, const int64_t* qs, const void* k,
+          const int64_t* ks, const void* v, const int64_t* vs, int mask_kind, const void* mask, const int64_t* ms,
+          int causal, double scale, double dropout_p, uint64_t seed, uint64_t offset, const int64_t* os) {
+  int st = check_float_dtype(fn, dtype);
+  if (st) return st;
+  if (!dims) return fail(CT_ERR_INVALID_ARG, "%s: dims is NULL", fn);
+  static const char* names[7] = {"B", "Hq", "Hkv", "Lq", "Lk", "D", "Dv"};
+  for (int i = 0; i < 7; ++i) {
+    const bool may_be_zero = i == 0 || i == 3 || i == 4;
+    if (dims[i] < 0 || (dims[i] == 0 && !may_be_zero))
+      return fail(CT_ERR_INVALID_ARG, "%s: dims[%d] (%s) = %lld must be %s", fn, i, names[i], (long long)dims[i],
+                  may_be_zero ? "non-negative" : "positive");
+  }
+  if (dims[1] % dims[2] != 0)
+    return fail(CT_ERR_INVALID_ARG, "%s: Hq=%lld is not a multiple of Hkv=%lld", fn, (long long)dims[1],
+                (long long)dims[2]);
+  if ((st = check_strides4(fn, "q_strides", qs, true)) || (st = check_strides4(fn, "k_strides", ks, true)) ||
+      (st = check_strides4(fn, "v_strides", vs, true)))
+    return st;
+  if (os && (st = check_strides4(fn, "o_strides", os, true))) return st;
+  if (mask_kind < 0 || mask_kind > 2)
+    return fail(CT_ERR_INVALID_ARG, "%s: mask_kind=%d must be 0 (none), 1 (boolean) or 2 (additive)", fn, mask_kind);
+  if (mask_kind != 0 && (st = check_strides4(fn, "mask_strides", ms, false))) return st;
+  if (!(dropout_p >= 0.0 && dropout_p < 1.0))
+    return fail(CT_ERR_INVALID_ARG, "%s: dropout_p=%g must be in [0, 1)", fn, dropout_p);
+  if (!std::isfinite(scale)) return fail(CT_ERR_INVALID_ARG, "%s: scale=%g must be finite", fn, scale);
+  pb.B = dims[0]; pb.Hq = dims[1]; pb.Hkv = dims[2]; pb.Lq = dims[3]; pb.Lk = dims[4]; pb.D = dims[5]; pb.Dv = dims[6];
+  pb.G = pb.Hq / pb.Hkv;
+  pb.qs = qs; pb.ks = ks; pb.vs = vs; pb.ms = ms; pb.os = os;
+  pb.mask_kind = mask_kind; pb.mask = mask; pb.causal = causal != 0;
+  pb.scale = scale; pb.p = dropout_p; pb.seed = seed; pb.offset = offset; pb.coff = pb.Lk - pb.Lq;
+  const bool empty = pb.B == 0 || pb.Lq == 0;
+  if (!empty) {
+    if ((st = check_ptr(fn, "q", q))) return st;
+    if (pb.Lk > 0 && ((st = check_ptr(fn, "k", k)) || (st = check_ptr(fn, "v", v)))) return st;
+    if (mask_kind != 0 && pb.Lk > 0 && (st = check_ptr(fn, "mask", mask))) return st;
+  }
+  return CT_OK;
+}
+
+template <class F> bool dispatch_float(int dtype, F&& f) {
+  switch (dtype) {
+    case CT_F32: f(float{}); return true;
+    case CT_F64: f(double{}); return true;
+    case CT_F16: f(f16{}); return true;
+    case CT_BF16: f(bf16{}); return true;
+    default: return false;
+  }
+}
+
+}  // namespace
+}  // namespace ct
+
+using namespace ct;
+
+extern "C" int ct_cpu_attention_forward(int dtype, const int64_t* dims, const void* q, const int64_t* q_strides,
+                                        const void* k, const int64_t* k_strides, const void* v,
+                                        const int64_t* v_strides, int mask_kind, const void* mask,
+                                        const int64_t* mask_strides, int causal, double scale, double dropout_p,
+                                        uint64_t seed, uint64_t offset, void* o, const int64_t* o_strides,
+                                        float* lse) {
+  static const char* fn = "ct_cpu_attention_forward";
+  CT_TRY
+  if (!o_strides) return fail(CT_ERR_INVALID_ARG, "%s: o_strides is NULL", fn);
+  Problem pb{};
+  int st = setup(fn, pb, dtype, dims, q, q_strides, k, k_strides, v, v_strides, mask_kind, mask, mask_strides, causal,
+                 scale, dropout_p, seed, offset, o_strides);
+  if (st) return st;
+  if (pb.B == 0 || pb.Lq == 0) return CT_OK;
+  if ((st = check_ptr(fn, "o", o)) || (st = check_ptr(fn, "lse", lse))) return st;
+  dispatch_float(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    using C = std::conditional_t<std::is_same_v<T, double>, double, float>;
+    if (use_reference())
+      reference_forward<T>(pb, (const T*)q, (const T*)k, (const T*)v, (T*)o, lse);
+    else
+      blocked_forward<T, C, float>(pb, (const T*)q, (const T*)k, (const T*)v, (T*)o, lse);
+  });
+  return CT_OK;
+  CT_CATCH(fn)
+}
+
+extern "C" int ct_cpu_attention_backward(int dtype, const int64_t* dims, const void* q, const int64_t* q_strides,
+                                         const void* k, const int64_t* k_strides, const void* v,
+                                         const int64_t* v_strides, int mask_kind, const void* mask,
+                                         const int64_t* mask_strides, int causal, double scale, double dropout_p,
+                                         uint64_t seed, uint64_t offset, const void* o, const int64_t* o_strides,
+                                         const void* d_o, const int64_t* do_strides, const float* lse, void* dq,
+                                         const int64_t* dq_strides, void* dk, const int64_t* dk_strides, void* dv,
+                                         const int64_t* dv_strides) {
+  static const char* fn = "ct_cpu_attention_backward";
+  CT_TRY
+  if (!o_strides) return fail(CT_ERR_INVALID_ARG, "%s: o_strides is NULL", fn);
+  Problem pb{};
+  int st = setup(fn, pb, dtype, dims, q, q_strides, k, k_strides, v, v_strides, mask_kind, mask, mask_strides, causal,
+                 scale, dropout_p, seed, offset, o_strides);
+  if (st) return st;
+  if ((st = check_strides4(fn, "do_strides", do_strides, true)) ||
+      (st = check_strides4(fn, "dq_strides", dq_strides, true)) ||
+      (st = check_strides4(fn, "dk_strides", dk_strides, true)) ||
+      (st = check_strides4(fn, "dv_strides", dv_strides, true)))
+    return st;
+  if (pb.B == 0 || (pb.Lq == 0 && pb.Lk == 0)) return CT_OK;
+  if (pb.Lq > 0 && ((st = check_ptr(fn, "o", o)) || (st = check_ptr(fn, "d_o", d_o)) ||
+                    (st = check_ptr(fn, "lse", lse)) || (st = check_ptr(fn, "dq", dq))))
+    return st;
+  if (pb.Lk > 0 && ((st = check_ptr(fn, "dk", dk)) || (st = check_ptr(fn, "dv", dv)))) return st;
+  if (pb.Lk > 0 && pb.Lq == 0) {  // no queries: dK = dV = 0
+    if ((st = check_ptr(fn, "k", k))) return st;
+  }
+  dispatch_float(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    using C = std::conditional_t<std::is_same_v<T, double>, double, float>;
+    if (use_reference())
+      reference_backward<T>(pb, (const T*)q, (const T*)k, (const T*)v, (const T*)o, do_strides, (const T*)d_o, lse,
+                            (T*)dq, dq_strides, (T*)dk, dk_strides, (T*)dv, dv_strides);
+    else
+      blocked_backward<T, C>(pb, (const T*)q, (const T*)k, (const T*)v, (const T*)o, do_strides, (const T*)d_o, lse,
+                             (T*)dq, dq_strides, (T*)dk, dk_strides, (T*)dv, dv_strides);
+  });
+  return CT_OK;
+  CT_CATCH(fn)
+}
+
+extern "C" int ct_cpu_rope(int dtype, const int64_t* dims4, void* x, const int64_t* x_strides,
+                           const int64_t* positions, int64_t rotary_dim, double base, int interleaved, int inverse) {
+  static const char* fn = "ct_cpu_rope";
+  CT_TRY
+  int st = check_float_dtype(fn, dtype);
+  if (st) return st;
+  if (!dims4) return fail(CT_ERR_INVALID_ARG, "%s: dims4 is NULL", fn);
+  for (int i = 0; i < 4; ++i)
+    if (dims4[i] < 0) return fail(CT_ERR_INVALID_ARG, "%s: dims4[%d]=%lld is negative", fn, i, (long long)dims4[i]);
+  if ((st = check_strides4(fn, "x_strides", x_strides, true))) return st;
+  const int64_t B = dims4[0], H = dims4[1], L = dims4[2], D = dims4[3];
+  if (rotary_dim <= 0 || rotary_dim % 2 != 0 || rotary_dim > D)
+    return fail(CT_ERR_INVALID_ARG, "%s: rotary_dim=%lld must be positive, even and at most D=%lld", fn,
+                (long long)rotary_dim, (long long)D);
+  if (!(base > 0) || !std::isfinite(base)) return fail(CT_ERR_INVALID_ARG, "%s: base=%g must be positive", fn, base);
+  if (B == 0 || H == 0 || L == 0) return CT_OK;
+  if ((st = check_ptr(fn, "x", x))) return st;
+  const int64_t half = rotary_dim / 2;
+  std::vector<double> tab((size_t)threads() * (size_t)(2 * half));
+  dispatch_float(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    using C = std::conditional_t<std::is_same_v<T, double>, double, float>;
+    T* xp = (T*)x;
+    parallel_range(L, B * H * rotary_dim * 3 + half * 40, [&](int64_t l0, int64_t l1) {
+      double* cs = tab.data() + (size_t)omp_get_thread_num() * (size_t)(2 * half);
+      double* sn = cs + half;
+      for (int64_t l = l0; l < l1; ++l) {
+        const double p = positions ? (double)positions[l] : (double)l;
+        for (int64_t i = 0; i < half; ++i) {
+          const double ang = p * std::pow(base, -2.0 * (double)i / (double)rotary_dim);
+          cs[i] = std::cos(ang);
+          sn[i] = inverse ? -std::sin(ang) : std::sin(ang);
+        }
+        for (int64_t b = 0; b < B; ++b)
+          for (int64_t h = 0; h < H; ++h) {
+            T* r = xp + b * x_strides[0] + h * x_strides[1] + l * x_strides[2];
+            for (int64_t i = 0; i < half; ++i) {
+              T* pa = interleaved ? r + 2 * i : r + i;
+              T* pbp = interleaved ? r + 2 * i + 1 : r + i + half;
+              const double a = (double)load(pa), bb = (double)load(pbp);
+              store<T>(pa, (C)(a * cs[i] - bb * sn[i]));
+              store<T>(pbp, (C)(a * sn[i] + bb * cs[i]));
+            }
+          }
+      }
+    });
+  });
+  return CT_OK;
+  CT_CATCH(fn)
+}

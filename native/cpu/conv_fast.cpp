@@ -1,0 +1,509 @@
+/*
+ * Convolution fast paths (float32), dispatched from conv.cpp after its checks.
+ *
+ * DEPTHWISE (groups == C == K): per channel sliding window; F = 2*N*C*KS*P FLOPs against
+ *   N*C*(S+P)*4 bytes, so it is bandwidth bound (arithmetic intensity ~KS/4 FLOP/byte).
+ *   NCHW: one output row at a time, for each valid tap a contiguous (stride 1) axpy over the row;
+ *   NHWC: one output pixel at a time, the taps' channel vectors multiply-added (vectorized over C).
+ *   Backward-data scatters the same taps (planes / channel blocks own their outputs: no races);
+ *   backward-weight reduces x * dy per channel over (n, o).
+ * DIRECT_NHWC: the image is copied into a zero-padded NHWC buffer ((D+pads)(H+pads)(W+pads)C*4
+ *   bytes per thread) so the inner kernel has no bounds checks; the weight is packed
+ *   [group][K block of 16][tap][c][16]. The register tile is 6 output pixels x 16 output channels
+ *   (12 ymm accumulators); per input channel and tap it loads 2 weight vectors, broadcasts 6
+ *   inputs and issues 12 FMAs. F FLOPs; reads the padded image KS*Kblocks times from L1/L2.
+ * WINOGRAD F(2x2, 3x3): 2-d 3x3 stride 1: per 2x2 output tile a 4x4 input tile is transformed
+ *   (V = B^T d B), the 16 elementwise products become 16 GEMMs over channels
+ *   M[xi] (Kg x T) = U[xi] (Kg x Cg) * V[xi] (Cg x T), U = G w G^T, and Y = A^T M A.
+ *   GEMM FLOPs 2*16*Kg*Cg*T = F * 16/36 (2.25x fewer multiplies than direct) plus transforms
+ *   O((Cg + Kg) * T * 16 * ~4); workspace 16*(Cg+Kg)*T*4 bytes per image per thread.
+ *   Numerically: float32 error grows by a small factor (the transforms' coefficients are 0.5, 1).
+ */
+#include <cblas.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "conv_internal.h"
+
+namespace ct {
+namespace conv {
+
+static inline void valid_range(int64_t out, int64_t s, int64_t off, int64_t in, int64_t* lo, int64_t* hi) {
+  int64_t l = off >= 0 ? 0 : (-off + s - 1) / s;
+  int64_t h = in - off <= 0 ? 0 : (in - off + s - 1) / s;
+  if (h > out) h = out;
+  if (l > h) l = h;
+  *lo = l; *hi = h;
+}
+
+// ------------------------------------------------------------------ DEPTHWISE
+void depthwise_forward(const Geo& g, const float* x, const float* w, const float* bias, int act, float* y) {
+  const int64_t C = g.C, KS = g.KS;
+  const int64_t oD = g.out[0], oH = g.out[1], oW = g.out[2];
+  if (g.layout == CT_LAYOUT_NCHW) {
+    parallel_range(g.N * C, g.P * KS, [&](int64_t i0, int64_t i1) {
+      std::vector<float> acc(oW);
+      for (int64_t nc = i0; nc < i1; ++nc) {
+        const int64_t c = nc % C;
+        const float* xp = x + nc * g.S;
+        const float* wc = w + c * KS;
+        float* yp = y + nc * g.P;
+        const float b = bias ? bias[c] : 0.0f;
+        for (int64_t od = 0; od < oD; ++od)
+          for (int64_t oh = 0; oh < oH; ++oh) {
+            std::fill(acc.begin(), acc.end(), b);
+            for (int64_t kd = 0; kd < g.k[0]; ++kd) {
+              int64_t id = od * g.s[0] - g.pb[0] + kd * g.d[0];
+              if (id < 0 || id >= g.in[0]) continue;
+              for (int64_t kh = 0; kh < g.k[1]; ++kh) {
+                int64_t ih = oh * g.s[1] - g.pb[1] + kh * g.d[1];
+                if (ih < 0 || ih >= g.in[1]) continue;
+                const float* xr = xp + (id * g.in[1] + ih) * g.in[2];
+                for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+                  const float wv = wc[(kd * g.k[1] + kh) * g.k[2] + kw];
+                  const int64_t off = kw * g.d[2] - g.pb[2];
+                  int64_t lo, hi;
+                  valid_range(oW, g.s[2], off, g.in[2], &lo, &hi);
+                  float* a = acc.data();
+                  if (g.s[2] == 1) {
+                    const float* xs = xr + off;
+                    for (int64_t ow = lo; ow < hi; ++ow) a[ow] += wv * xs[ow];
+                  } else {
+                    const int64_t sw = g.s[2];
+                    for (int64_t ow = lo; ow < hi; ++ow) a[ow] += wv * xr[ow * sw + off];
+                  }
+                }
+              }
+            }
+            float* yr = yp + (od * oH + oh) * oW;
+            for (int64_t ow = 0; ow < oW; ++ow) yr[ow] = act_f(acc[ow], act);
+          }
+      }
+    });
+  } else {
+    std::vector<float> wt(KS * C);  // [tap][C]
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t r = 0; r < KS; ++r) wt[r * C + c] = w[c * KS + r];
+    parallel_range(g.N * oD * oH, oW * C * KS, [&](int64_t i0, int64_t i1) {
+      std::vector<float> acc(C);
+      for (int64_t row = i0; row < i1; ++row) {
+        const int64_t oh = row % oH, od = (row / oH) % oD, n = row / (oH * oD);
+        const float* xn = x + n * g.S * C;
+        for (int64_t ow = 0; ow < oW; ++ow) {
+          float* a = acc.data();
+          if (bias) std::memcpy(a, bias, C * 4); else std::fill(a, a + C, 0.0f);
+          for (int64_t kd = 0; kd < g.k[0]; ++kd) {
+            int64_t id = od * g.s[0] - g.pb[0] + kd * g.d[0];
+            if (id < 0 || id >= g.in[0]) continue;
+            for (int64_t kh = 0; kh < g.k[1]; ++kh) {
+              int64_t ih = oh * g.s[1] - g.pb[1] + kh * g.d[1];
+              if (ih < 0 || ih >= g.in[1]) continue;
+              for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+                int64_t iw = ow * g.s[2] - g.pb[2] + kw * g.d[2];
+                if (iw < 0 || iw >= g.in[2]) continue;
+                const float* xp = xn + ((id * g.in[1] + ih) * g.in[2] + iw) * C;
+                const float* wp = wt.data() + ((kd * g.k[1] + kh) * g.k[2] + kw) * C;
+                for (int64_t c = 0; c < C; ++c) a[c] += xp[c] * wp[c];
+              }
+            }
+          }
+          float* yp = y + (row * oW + ow) * C;
+          if (act == CT_ACTIVATION_NONE) std::memcpy(yp, a, C * 4);
+          else for (int64_t c = 0; c < C; ++c) yp[c] = act_f(a[c], act);
+        }
+      }
+    });
+  }
+}
+
+void depthwise_backward_data(const Geo& g, const float* dy, const float* w, float* dx) {
+  const int64_t C = g.C, KS = g.KS;
+  const int64_t oD = g.out[0], oH = g.out[1], oW = g.out[2];
+  if (g.layout == CT_LAYOUT_NCHW) {
+    parallel_range(g.N * C, g.P * KS, [&](int64_t i0, int64_t i1) {
+      for (int64_t nc = i0; nc < i1; ++nc) {
+        const int64_t c = nc % C;
+        float* xp = dx + nc * g.S;
+        std::fill(xp, xp + g.S, 0.0f);
+        const float* wc = w + c * KS;
+        const float* yp = dy + nc * g.P;
+        for (int64_t od = 0; od < oD; ++od)
+          for (int64_t oh = 0; oh < oH; ++oh) {
+            const float* yr = yp + (od * oH + oh) * oW;
+            for (int64_t kd = 0; kd < g.k[0]; ++kd) {
+              int64_t id = od * g.s[0] - g.pb[0] + kd * g.d[0];
+              if (id < 0 || id >= g.in[0]) continue;
+              for (int64_t kh = 0; kh < g.k[1]; ++kh) {
+                int64_t ih = oh * g.s[1] - g.pb[1] + kh * g.d[1];
+                if (ih < 0 || ih >= g.in[1]) continue;
+                float* xr = xp + (id * g.in[1] + ih) * g.in[2];
+                for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+                  const float wv = wc[(kd * g.k[1] + kh) * g.k[2] + kw];
+                  const int64_t off = kw * g.d[2] - g.pb[2];
+                  int64_t lo, hi;
+                  valid_range(oW, g.s[2], off, g.in[2], &lo, &hi);
+                  const int64_t sw = g.s[2];
+                  if (sw == 1) {
+                    float* xs = xr + off;
+                    for (int64_t ow = lo; ow < hi; ++ow) xs[ow] += wv * yr[ow];
+                  } else {
+                    for (int64_t ow = lo; ow < hi; ++ow) xr[ow * sw + off] += wv * yr[ow];
+                  }
+                }
+              }
+            }
+          }
+      }
+    });
+  } else {
+    std::vector<float> wt(KS * C);
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t r = 0; r < KS; ++r) wt[r * C + c] = w[c * KS + r];
+    // work items: (image, channel block); each owns its dx entries
+    const int64_t CB = 64, nb = (C + CB - 1) / CB;
+    parallel_range(g.N * nb, g.P * std::min(C, CB) * KS, [&](int64_t i0, int64_t i1) {
+      for (int64_t it = i0; it < i1; ++it) {
+        const int64_t n = it / nb, c0 = (it % nb) * CB, c1 = std::min(C, c0 + CB), cn = c1 - c0;
+        float* xn = dx + n * g.S * C;
+        for (int64_t s = 0; s < g.S; ++s) std::fill(xn + s * C + c0, xn + s * C + c1, 0.0f);
+        for (int64_t od = 0; od < oD; ++od)
+          for (int64_t oh = 0; oh < oH; ++oh)
+            for (int64_t ow = 0; ow < oW; ++ow) {
+              const float* yp = dy + (((n * oD + od) * oH + oh) * oW + ow) * C + c0;
+              for (int64_t kd = 0; kd < g.k[0]; ++kd) {
+                int64_t id = od * g.s[0] - g.pb[0] + kd * g.d[0];
+                if (id < 0 || id >= g.in[0]) continue;
+                for (int64_t kh = 0; kh < g.k[1]; ++kh) {
+                  int64_t ih = oh * g.s[1] - g.pb[1] + kh * g.d[1];
+                  if (ih < 0 || ih >= g.in[1]) continue;
+                  for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+                    int64_t iw = ow * g.s[2] - g.pb[2] + kw * g.d[2];
+                    if (iw < 0 || iw >= g.in[2]) continue;
+                    float* xp = xn + ((id * g.in[1] + ih) * g.in[2] + iw) * C + c0;
+                    const float* wp = wt.data() + ((kd * g.k[1] + kh) * g.k[2] + kw) * C + c0;
+                    for (int64_t c = 0; c < cn; ++c) xp[c] += yp[c] * wp[c];
+                  }
+                }
+              }
+            }
+      }
+    });
+  }
+}
+
+void depthwise_backward_weight(const Geo& g, const float* x, const float* dy, float* dw) {
+  const int64_t C = g.C, KS = g.KS;
+  const int64_t oD = g.out[0], oH = g.out[1], oW = g.out[2];
+  if (g.layout == CT_LAYOUT_NCHW) {
+    parallel_range(C, g.N * g.P * KS, [&](int64_t c0, int64_t c1) {
+      std::vector<double> acc(KS);
+      for (int64_t c = c0; c < c1; ++c) {
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (int64_t n = 0; n < g.N; ++n) {
+          const float* xp = x + (n * C + c) * g.S;
+          const float* yp = dy + (n * C + c) * g.P;
+          for (int64_t od = 0; od < oD; ++od)
+            for (int64_t oh = 0; oh < oH; ++oh) {
+              const float* yr = yp + (od * oH + oh) * oW;
+              for (int64_t kd = 0; kd < g.k[0]; ++kd) {
+                int64_t id = od * g.s[0] - g.pb[0] + kd * g.d[0];
+                if (id < 0 || id >= g.in[0]) continue;
+                for (int64_t kh = 0; kh < g.k[1]; ++kh) {
+                  int64_t ih = oh * g.s[1] - g.pb[1] + kh * g.d[1];
+                  if (ih < 0 || ih >= g.in[1]) continue;
+                  const float* xr = xp + (id * g.in[1] + ih) * g.in[2];
+                  for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+                    const int64_t off = kw * g.d[2] - g.pb[2];
+                    int64_t lo, hi;
+                    valid_range(oW, g.s[2], off, g.in[2], &lo, &hi);
+                    float s = 0;
+                    const int64_t sw = g.s[2];
+                    if (sw == 1) {
+                      const float* xs = xr + off;
+                      for (int64_t ow = lo; ow < hi; ++ow) s += xs[ow] * yr[ow];
+                    } else {
+                      for (int64_t ow = lo; ow < hi; ++ow) s += xr[ow * sw + off] * yr[ow];
+                    }
+                    acc[(kd * g.k[1] + kh) * g.k[2] + kw] += s;
+                  }
+                }
+              }
+            }
+        }
+        for (int64_t r = 0; r < KS; ++r) dw[c * KS + r] = (float)acc[r];
+      }
+    });
+  } else {
+    // channel blocks over threads; each accumulates [tap][block] in float per row, double overall
+    const int64_t CB = 64, nb = (C + CB - 1) / CB;
+    parallel_range(nb, g.N * g.P * std::min(C, CB) * KS, [&](int64_t b0, int64_t b1) {
+      std::vector<double> acc(KS * CB);
+      std::vector<float> racc(KS * CB);
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t c0 = b * CB, c1 = std::min(C, c0 + CB), cn = c1 - c0;
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (int64_t n = 0; n < g.N; ++n)
+          for (int64_t od = 0; od < oD; ++od)
+            for (int64_t oh = 0; oh < oH; ++oh) {
+              std::fill(racc.begin(), racc.end(), 0.0f);
+              for (int64_t ow = 0; ow < oW; ++ow) {
+                const float* yp = dy + (((n * oD + od) * oH + oh) * oW + ow) * C + c0;
+                for (int64_t kd = 0; kd < g.k[0]; ++kd) {
+                  int64_t id = od * g.s[0] - g.pb[0] + kd * g.d[0];
+                  if (id < 0 || id >= g.in[0]) continue;
+                  for (int64_t kh = 0; kh < g.k[1]; ++kh) {
+                    int64_t ih = oh * g.s[1] - g.pb[1] + kh * g.d[1];
+                    if (ih < 0 || ih >= g.in[1]) continue;
+                    for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+                      int64_t iw = ow * g.s[2] - g.pb[2] + kw * g.d[2];
+                      if (iw < 0 || iw >= g.in[2]) continue;
+                      const float* xp = x + (((n * g.in[0] + id) * g.in[1] + ih) * g.in[2] + iw) * C + c0;
+                      float* a = racc.data() + ((kd * g.k[1] + kh) * g.k[2] + kw) * CB;
+                      for (int64_t c = 0; c < cn; ++c) a[c] += xp[c] * yp[c];
+                    }
+                  }
+                }
+              }
+              for (int64_t i = 0; i < KS * CB; ++i) acc[i] += racc[i];
+            }
+        for (int64_t c = 0; c < cn; ++c)
+          for (int64_t r = 0; r < KS; ++r) dw[(c0 + c) * KS + r] = (float)acc[r * CB + c];
+      }
+    });
+  }
+}
+
+// ------------------------------------------------------------------ DIRECT_NHWC
+namespace {
+constexpr int KB = 16;  // output channels per block (2 ymm)
+constexpr int PB = 6;   // output pixels per tile
+
+/* acc[j][v] += sum_{tap, c} x_j[tap][c] * wp[tap][c][v*8..]; xs[j] points at pixel j's first tap. */
+template <int NP>
+CT_INLINE void direct_tile(const float* const* xs, const int64_t* tap_off, int64_t ntaps, int64_t Cg, const float* wp,
+                           float* out /* [NP][KB] */) {
+  __m256 a0[NP], a1[NP];
+  for (int j = 0; j < NP; ++j) { a0[j] = _mm256_setzero_ps(); a1[j] = _mm256_setzero_ps(); }
+  for (int64_t t = 0; t < ntaps; ++t) {
+    const int64_t to = tap_off[t];
+    const float* xj[NP];
+    for (int j = 0; j < NP; ++j) xj[j] = xs[j] + to;
+    for (int64_t c = 0; c < Cg; ++c, wp += KB) {
+      const __m256 w0 = _mm256_loadu_ps(wp), w1 = _mm256_loadu_ps(wp + 8);
+      for (int j = 0; j < NP; ++j) {
+        const __m256 b = _mm256_broadcast_ss(xj[j] + c);
+        a0[j] = _mm256_fmadd_ps(b, w0, a0[j]);
+        a1[j] = _mm256_fmadd_ps(b, w1, a1[j]);
+      }
+    }
+  }
+  for (int j = 0; j < NP; ++j) {
+    _mm256_storeu_ps(out + j * KB, a0[j]);
+    _mm256_storeu_ps(out + j * KB + 8, a1[j]);
+  }
+}
+}  // namespace
+
+void direct_nhwc_forward(const Geo& g, const float* x, const float* w, const float* bias, int act, float* y) {
+  const int64_t C = g.C, K = g.K, Cg = g.Cg, Kg = g.Kg, KS = g.KS;
+  const int64_t Dp = g.in[0] + g.pb[0] + g.pa[0], Hp = g.in[1] + g.pb[1] + g.pa[1], Wp = g.in[2] + g.pb[2] + g.pa[2];
+  const int64_t nkb = (Kg + KB - 1) / KB;
+  // packed weight [grp][kb][tap][c][KB]
+  std::vector<float> wpk(g.G * nkb * KS * Cg * KB, 0.0f);
+  for (int64_t grp = 0; grp < g.G; ++grp)
+    for (int64_t kk = 0; kk < Kg; ++kk)
+      for (int64_t c = 0; c < Cg; ++c)
+        for (int64_t r = 0; r < KS; ++r)
+          wpk[(((grp * nkb + kk / KB) * KS + r) * Cg + c) * KB + kk % KB] = w[((grp * Kg + kk) * Cg + c) * KS + r];
+  // tap offsets in the padded image (elements)
+  std::vector<int64_t> taps(KS);
+  for (int64_t kd = 0; kd < g.k[0]; ++kd)
+    for (int64_t kh = 0; kh < g.k[1]; ++kh)
+      for (int64_t kw = 0; kw < g.k[2]; ++kw)
+        taps[(kd * g.k[1] + kh) * g.k[2] + kw] = ((kd * g.d[0] * Hp + kh * g.d[1]) * Wp + kw * g.d[2]) * C;
+  const int64_t oD = g.out[0], oH = g.out[1], oW = g.out[2];
+  const int64_t padsz = Dp * Hp * Wp * C;
+  const bool nopad = g.pb[0] == 0 && g.pb[1] == 0 && g.pb[2] == 0 && g.pa[0] == 0 && g.pa[1] == 0 && g.pa[2] == 0;
+  std::vector<float> padded(nopad ? 0 : g.N * padsz);
+  // zero-padded copy of the whole batch (cheap next to the convolution)
+  if (!nopad) {
+    parallel_range(g.N * Dp * Hp, Wp * C, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const int64_t hp = r % Hp, dp = (r / Hp) % Dp, n = r / (Hp * Dp);
+        float* dst = padded.data() + r * Wp * C;
+        const int64_t id = dp - g.pb[0], ih = hp - g.pb[1];
+        if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1]) { std::fill(dst, dst + Wp * C, 0.0f); continue; }
+        std::fill(dst, dst + g.pb[2] * C, 0.0f);
+        std::memcpy(dst + g.pb[2] * C, x + (((n * g.in[0] + id) * g.in[1] + ih) * g.in[2]) * C, g.in[2] * C * 4);
+        std::fill(dst + (g.pb[2] + g.in[2]) * C, dst + Wp * C, 0.0f);
+      }
+    });
+  }
+  const float* xsrc = nopad ? x : padded.data();
+  const int64_t nwb = (oW + PB - 1) / PB;
+  parallel_range(g.N * oD * oH * nwb, KS * Cg * K * PB * 2, [&](int64_t i0, int64_t i1) {
+    alignas(32) float tile[PB * KB];
+    for (int64_t it = i0; it < i1; ++it) {
+      const int64_t wb = it % nwb, row = it / nwb;
+      const int64_t oh = row % oH, od = (row / oH) % oD, n = row / (oH * oD);
+      const int64_t ow0 = wb * PB, np = std::min<int64_t>(PB, oW - ow0);
+      const float* base = xsrc + n * padsz + ((od * g.s[0] * Hp + oh * g.s[1]) * Wp) * C;
+      float* yrow = y + (((n * oD + od) * oH + oh) * oW + ow0) * K;
+      for (int64_t grp = 0; grp < g.G; ++grp) {
+        const float* xs[PB];
+        for (int j = 0; j < PB; ++j) xs[j] = base + (ow0 + std::min<int64_t>(j, np - 1)) * g.s[2] * C + grp * Cg;
+        for (int64_t kb = 0; kb < nkb; ++kb) {
+          const float* wp = wpk.data() + (grp * nkb + kb) * KS * Cg * KB;
+          switch (np) {
+            case 6: direct_tile<6>(xs, taps.data(), KS, Cg, wp, tile); break;
+            case 5: direct_tile<5>(xs, taps.data(), KS, Cg, wp, tile); break;
+            case 4: direct_tile<4>(xs, taps.data(), KS, Cg, wp, tile); break;
+            case 3: direct_tile<3>(xs, taps.data(), KS, Cg, wp, tile); break;
+            case 2: direct_tile<2>(xs, taps.data(), KS, Cg, wp, tile); break;
+            default: direct_tile<1>(xs, taps.data(), KS, Cg, wp, tile); break;
+          }
+          const int64_t k0 = grp * Kg + kb * KB, kn = std::min<int64_t>(KB, Kg - kb * KB);
+          for (int64_t j = 0; j < np; ++j) {
+            float* yp = yrow + j * K + k0;
+            const float* tp = tile + j * KB;
+            if (bias) for (int64_t v = 0; v < kn; ++v) yp[v] = act_f(tp[v] + bias[k0 + v], act);
+            else for (int64_t v = 0; v < kn; ++v) yp[v] = act_f(tp[v], act);
+          }
+        }
+      }
+    }
+  });
+}
+
+// ------------------------------------------------------------------ WINOGRAD F(2x2, 3x3)
+void winograd_forward(const Geo& g, const float* x, const float* w, const float* bias, int act, float* y) {
+  const int64_t Cg = g.Cg, Kg = g.Kg, H = g.in[1], W = g.in[2], oH = g.out[1], oW = g.out[2];
+  const int64_t tH = (oH + 1) / 2, tW = (oW + 1) / 2, T = tH * tW;
+  const bool nchw = g.layout == CT_LAYOUT_NCHW;
+  const int64_t ph = g.pb[1], pw = g.pb[2];
+  // U[grp][xi][k][c] = (G w G^T)[xi]
+  std::vector<float> U(g.G * 16 * Kg * Cg);
+  for (int64_t grp = 0; grp < g.G; ++grp)
+    for (int64_t k = 0; k < Kg; ++k)
+      for (int64_t c = 0; c < Cg; ++c) {
+        const float* f = w + ((grp * Kg + k) * Cg + c) * 9;
+        float t[4][3];
+        for (int j = 0; j < 3; ++j) {
+          t[0][j] = f[j];
+          t[1][j] = 0.5f * (f[j] + f[3 + j] + f[6 + j]);
+          t[2][j] = 0.5f * (f[j] - f[3 + j] + f[6 + j]);
+          t[3][j] = f[6 + j];
+        }
+        for (int i = 0; i < 4; ++i) {
+          float u[4] = {t[i][0], 0.5f * (t[i][0] + t[i][1] + t[i][2]), 0.5f * (t[i][0] - t[i][1] + t[i][2]), t[i][2]};
+          for (int j = 0; j < 4; ++j) U[((grp * 16 + i * 4 + j) * Kg + k) * Cg + c] = u[j];
+        }
+      }
+  const Str xs = strides_of(g.layout, g.C, g.in), ys = strides_of(g.layout, g.K, g.out);
+  int nt = threads();
+  if (nt > g.N) nt = (int)g.N;
+  // chunk tiles so V and M stay within ~L2-ish sizes
+  const int64_t TC = std::min<int64_t>(T, std::max<int64_t>(96, (int64_t)(2048 * 1024 / (16 * 4 * (Cg + Kg)))));
+  auto image = [&](int64_t n, std::vector<float>& V, std::vector<float>& M) {
+    for (int64_t grp = 0; grp < g.G; ++grp)
+      for (int64_t t0 = 0; t0 < T; t0 += TC) {
+        const int64_t tn = std::min(TC, T - t0);
+        // input transform: V[xi][c][t] (NCHW) or V[xi][t][c] (NHWC)
+        auto in_tf = [&](int64_t ti, int64_t c) {
+          const int64_t th = (t0 + ti) / tW, tw = (t0 + ti) % tW;
+          const int64_t h0 = 2 * th - ph, w0 = 2 * tw - pw;
+          const bool inside = h0 >= 0 && w0 >= 0 && h0 + 4 <= H && w0 + 4 <= W;
+          const float* xc = x + n * xs.n + (grp * Cg + c) * xs.c;
+          float d[4][4];
+          if (inside) {
+            for (int i = 0; i < 4; ++i)
+              for (int j = 0; j < 4; ++j) d[i][j] = xc[(h0 + i) * xs.sp[1] + (w0 + j) * xs.sp[2]];
+          } else {
+            for (int i = 0; i < 4; ++i)
+              for (int j = 0; j < 4; ++j) {
+                int64_t hh = h0 + i, ww = w0 + j;
+                d[i][j] = (hh >= 0 && hh < H && ww >= 0 && ww < W) ? xc[hh * xs.sp[1] + ww * xs.sp[2]] : 0.0f;
+              }
+          }
+          float t[4][4];
+          for (int j = 0; j < 4; ++j) {
+            t[0][j] = d[0][j] - d[2][j];
+            t[1][j] = d[1][j] + d[2][j];
+            t[2][j] = d[2][j] - d[1][j];
+            t[3][j] = d[1][j] - d[3][j];
+          }
+          for (int i = 0; i < 4; ++i) {
+            float v[4] = {t[i][0] - t[i][2], t[i][1] + t[i][2], t[i][2] - t[i][1], t[i][1] - t[i][3]};
+            for (int j = 0; j < 4; ++j) {
+              int64_t xi = i * 4 + j;
+              V[nchw ? (xi * Cg + c) * tn + ti : (xi * tn + ti) * Cg + c] = v[j];
+            }
+          }
+        };
+        // input transform: V[xi][c][t] (NCHW: channel planes outer) or V[xi][t][c] (NHWC: channels inner)
+        if (nchw) {
+          for (int64_t c = 0; c < Cg; ++c)
+            for (int64_t ti = 0; ti < tn; ++ti) in_tf(ti, c);
+        } else {
+          for (int64_t ti = 0; ti < tn; ++ti)
+            for (int64_t c = 0; c < Cg; ++c) in_tf(ti, c);
+        }
+        // 16 GEMMs
+        for (int xi = 0; xi < 16; ++xi) {
+          const float* Ux = U.data() + (grp * 16 + xi) * Kg * Cg;
+          if (nchw)  // M[xi][k][t] = U (Kg x Cg) * V (Cg x tn)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)Kg, (blasint)tn, (blasint)Cg, 1.0f, Ux,
+                        (blasint)Cg, V.data() + xi * Cg * tn, (blasint)tn, 0.0f, M.data() + xi * Kg * tn, (blasint)tn);
+          else  // M[xi][t][k] = V (tn x Cg) * U^T
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)tn, (blasint)Kg, (blasint)Cg, 1.0f,
+                        V.data() + xi * tn * Cg, (blasint)Cg, Ux, (blasint)Cg, 0.0f, M.data() + xi * tn * Kg,
+                        (blasint)Kg);
+        }
+        // output transform (NCHW: one output plane at a time)
+        auto out_tf = [&](int64_t ti, int64_t k) {
+          const int64_t th = (t0 + ti) / tW, tw = (t0 + ti) % tW;
+          {
+            float m[4][4];
+            for (int xi = 0; xi < 16; ++xi) m[xi / 4][xi % 4] = M[nchw ? (xi * Kg + k) * tn + ti : (xi * tn + ti) * Kg + k];
+            float t[2][4];
+            for (int j = 0; j < 4; ++j) {
+              t[0][j] = m[0][j] + m[1][j] + m[2][j];
+              t[1][j] = m[1][j] - m[2][j] - m[3][j];
+            }
+            const int64_t kk = grp * Kg + k;
+            const float b = bias ? bias[kk] : 0.0f;
+            float* yk = y + n * ys.n + kk * ys.c;
+            for (int i = 0; i < 2; ++i) {
+              const int64_t oh = 2 * th + i;
+              if (oh >= oH) break;
+              float o0 = t[i][0] + t[i][1] + t[i][2], o1 = t[i][1] - t[i][2] - t[i][3];
+              const int64_t ow = 2 * tw;
+              yk[oh * ys.sp[1] + ow * ys.sp[2]] = act_f(o0 + b, act);
+              if (ow + 1 < oW) yk[oh * ys.sp[1] + (ow + 1) * ys.sp[2]] = act_f(o1 + b, act);
+            }
+          }
+        };
+        if (nchw) {
+          for (int64_t k = 0; k < Kg; ++k)
+            for (int64_t ti = 0; ti < tn; ++ti) out_tf(ti, k);
+        } else {
+          for (int64_t ti = 0; ti < tn; ++ti)
+            for (int64_t k = 0; k < Kg; ++k) out_tf(ti, k);
+        }
+      }
+  };
+  const int64_t vs = 16 * Cg * TC, ms = 16 * Kg * TC;
+  if (nt <= 1) {
+    std::vector<float> V(vs), M(ms);
+    for (int64_t n = 0; n < g.N; ++n) image(n, V, M);
+    return;
+  }
+  std::vector<std::vector<float>> Vs(nt, std::vector<float>(vs)), Ms(nt, std::vector<float>(ms));
+  BlasSingleThreaded single;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+  for (int64_t n = 0; n < g.N; ++n) image(n, Vs[omp_get_thread_num()], Ms[omp_get_thread_num()]);
+}
+
+}  // namespace conv
+}  // namespace ct

@@ -1,0 +1,711 @@
+package dev.cortado.ops;
+
+import static dev.cortado.tensor.DeviceType.CPU;
+
+import dev.cortado.backend.NativeArgs;
+import dev.cortado.backend.cpu.CpuBackend;
+import dev.cortado.backend.cpu.NativeConv;
+import dev.cortado.tensor.DType;
+import dev.cortado.tensor.Shape;
+import dev.cortado.tensor.Tensor;
+import java.util.Arrays;
+
+/**
+ * Convolutions: 1-d, 2-d and 3-d, NCHW ({@code [N, C, (D,) (H,) W]}) or NHWC ({@code [N, (D,) (H,) W, C]})
+ * activations, weight always {@code [K, C/groups, k...]} (PyTorch's layout), groups (depthwise
+ * included), stride, dilation, per-side or "same" padding, fused bias and activation on the forward.
+ * Kernels: {@code native/cpu/conv.cpp} and {@code conv_fast.cpp} (REFERENCE, IM2COL_GEMM,
+ * DIRECT_NHWC, WINOGRAD, DEPTHWISE; AUTO picks by shape). Cost: 2*N*K*(C/groups)*prod(k)*prod(out)
+ * FLOPs for each of forward, backward-data and backward-weight.
+ *
+ * <p>Ops: {@code conv} (x, weight, bias?), {@code conv_transpose} (x, weight, bias?; the forward of a
+ * transposed convolution = backward-data of a convolution), {@code conv_backward_data} (dy, weight)
+ * and {@code conv_backward_weight} (x, dy) -> (dw, dbias?) for the autograd work. Inputs are made
+ * contiguous in the stated layout first. float32 and float64; float64 runs REFERENCE or IM2COL_GEMM.
+ */
+public final class Convolution {
+    private Convolution() {
+    }
+
+    /** Activation layout (matches CT_LAYOUT_*). */
+    public enum ConvLayout {
+        NCHW, NHWC
+    }
+
+    /** Algorithm (matches CT_CONV_ALGO_*). */
+    public enum Algorithm {
+        AUTO, REFERENCE, IM2COL_GEMM, DIRECT_NHWC, WINOGRAD, DEPTHWISE
+    }
+
+    /** Fused activation of the forward (matches CT_ACTIVATION_*); GELU is the erf form. */
+    public enum Activation {
+        NONE, RELU, GELU, SILU
+    }
+
+    /**
+     * Convolution options. Per-dimension arrays hold one value (used for every spatial dimension)
+     * or one per spatial dimension. {@code samePadding}: padding chosen so that out = ceil(in / stride)
+     * (extra padding after, as TensorFlow does). {@code outputPadding} only for transposed convolutions.
+     */
+    public record ConvOptions(long[] stride, long[] padBefore, long[] padAfter, boolean samePadding, long[] dilation,
+                              long groups, ConvLayout layout, Algorithm algorithm, Activation activation,
+                              long[] outputPadding) {
+        public static Builder builder() {
+            return new Builder();
+        }
+
+        public static ConvOptions defaults() {
+            return new Builder().build();
+        }
+
+        @Override
+        public String toString() {
+            return "stride " + Arrays.toString(stride) + ", padding "
+                    + (samePadding ? "same" : Arrays.toString(padBefore) + "/" + Arrays.toString(padAfter)) + ", dilation "
+                    + Arrays.toString(dilation) + ", groups " + groups + ", " + layout + ", " + algorithm
+                    + (activation != Activation.NONE ? ", " + activation : "")
+                    + (outputPadding != null && Arrays.stream(outputPadding).anyMatch(v -> v != 0)
+                            ? ", output_padding " + Arrays.toString(outputPadding) : "");
+        }
+
+        /** Builder with defaults stride 1, padding 0, dilation 1, groups 1, NCHW, AUTO, no activation. */
+        public static final class Builder {
+            private long[] stride = {1};
+            private long[] padBefore = {0};
+            private long[] padAfter = {0};
+            private boolean same;
+            private long[] dilation = {1};
+            private long groups = 1;
+            private ConvLayout layout = ConvLayout.NCHW;
+            private Algorithm algorithm = Algorithm.AUTO;
+            private Activation activation = Activation.NONE;
+            private long[] outputPadding = {0};
+
+            public Builder stride(long... s) {
+                stride = s.clone();
+                return this;
+            }
+
+            /** Symmetric padding (one value or one per spatial dimension). */
+            public Builder padding(long... p) {
+                padBefore = p.clone();
+                padAfter = p.clone();
+                same = false;
+                return this;
+            }
+
+            /** Padding before and after each spatial dimension (asymmetric). */
+            public Builder padding(long[] before, long[] after) {
+                padBefore = before.clone();
+                padAfter = after.clone();
+                same = false;
+                return this;
+            }
+
+            /** "same" padding: out = ceil(in / stride). */
+            public Builder paddingSame() {
+                same = true;
+                return this;
+            }
+
+            public Builder dilation(long... d) {
+                dilation = d.clone();
+                return this;
+            }
+
+            public Builder groups(long g) {
+                groups = g;
+                return this;
+            }
+
+            public Builder layout(ConvLayout l) {
+                layout = l;
+                return this;
+            }
+
+            public Builder algorithm(Algorithm a) {
+                algorithm = a;
+                return this;
+            }
+
+            public Builder activation(Activation a) {
+                activation = a;
+                return this;
+            }
+
+            public Builder outputPadding(long... p) {
+                outputPadding = p.clone();
+                return this;
+            }
+
+            public ConvOptions build() {
+                return new ConvOptions(stride.clone(), padBefore.clone(), padAfter.clone(), same, dilation.clone(), groups,
+                        layout, algorithm, activation, outputPadding.clone());
+            }
+        }
+    }
+
+    /** Attributes of {@code conv} and {@code conv_transpose}: the number of spatial dimensions and the options. */
+    public record ConvAttrs(int spatialDims, ConvOptions options) {
+    }
+
+    /** Attributes of {@code conv_backward_data}: {@code inputSize} is the spatial size of x. */
+    public record BackwardDataAttrs(int spatialDims, ConvOptions options, long[] inputSize) {
+    }
+
+    /** Attributes of {@code conv_backward_weight}: the kernel's spatial size, and whether dbias is wanted. */
+    public record BackwardWeightAttrs(int spatialDims, ConvOptions options, long[] kernelSize, boolean bias) {
+    }
+
+    public static final Op<ConvAttrs> CONV_OP = Op.<ConvAttrs>declare("conv")
+            .inputs("x", "weight", "bias").required(2)
+            .shape((op, a, in) -> {
+                Geometry g = forwardGeometry(op, a, in[0], in[1], in.length > 2 ? in[2] : null);
+                return Op.one(activationShape(a.options().layout(), a.spatialDims(), g.n, g.k, g.out), in[0].dtype());
+            })
+            .kernel(CPU, (a, in, out) -> forwardKernel(a, in, out[0]))
+            .register();
+
+    public static final Op<ConvAttrs> CONV_TRANSPOSE_OP = Op.<ConvAttrs>declare("conv_transpose")
+            .inputs("x", "weight", "bias").required(2)
+            .shape((op, a, in) -> {
+                Geometry g = transposeGeometry(op, a, in[0], in[1], in.length > 2 ? in[2] : null);
+                return Op.one(activationShape(a.options().layout(), a.spatialDims(), g.n, g.c, g.in), in[0].dtype());
+            })
+            .kernel(CPU, (a, in, out) -> transposeKernel(a, in, out[0]))
+            .register();
+
+    public static final Op<BackwardDataAttrs> CONV_BACKWARD_DATA_OP = Op.<BackwardDataAttrs>declare("conv_backward_data")
+            .inputs("dy", "weight")
+            .shape((op, a, in) -> {
+                Geometry g = backwardDataGeometry(op, a, in[0], in[1]);
+                return Op.one(activationShape(a.options().layout(), a.spatialDims(), g.n, g.c, g.in), in[0].dtype());
+            })
+            .kernel(CPU, (a, in, out) -> backwardDataKernel(a, in, out[0]))
+            .register();
+
+    public static final Op<BackwardWeightAttrs> CONV_BACKWARD_WEIGHT_OP =
+            Op.<BackwardWeightAttrs>declare("conv_backward_weight")
+                    .inputs("x", "dy")
+                    .shape((op, a, in) -> {
+                        Geometry g = backwardWeightGeometry(op, a, in[0], in[1]);
+                        Shape w = weightShape(a.spatialDims(), g);
+                        DType t = in[0].dtype();
+                        return a.bias() ? new TensorSpec[] {new TensorSpec(w, t), new TensorSpec(Shape.of(g.k), t)}
+                                : new TensorSpec[] {new TensorSpec(w, t)};
+                    })
+                    .kernel(CPU, (a, in, out) -> backwardWeightKernel(a, in, out))
+                    .register();
+
+    // ------------------------------------------------------------------ eager entry points
+    /** 1-d convolution: x [N, C, W] (NHWC: [N, W, C]), weight [K, C/groups, kW], bias [K] or null. */
+    public static Tensor conv1d(Tensor x, Tensor weight, Tensor bias, ConvOptions options) {
+        return CONV_OP.call(new ConvAttrs(1, options), x, weight, bias);
+    }
+
+    /** 2-d convolution: x [N, C, H, W] (NHWC: [N, H, W, C]), weight [K, C/groups, kH, kW], bias [K] or null. */
+    public static Tensor conv2d(Tensor x, Tensor weight, Tensor bias, ConvOptions options) {
+        return CONV_OP.call(new ConvAttrs(2, options), x, weight, bias);
+    }
+
+    /** 3-d convolution: x [N, C, D, H, W] (NHWC: [N, D, H, W, C]), weight [K, C/groups, kD, kH, kW]. */
+    public static Tensor conv3d(Tensor x, Tensor weight, Tensor bias, ConvOptions options) {
+        return CONV_OP.call(new ConvAttrs(3, options), x, weight, bias);
+    }
+
+    /**
+     * 2-d transposed convolution (PyTorch's ConvTranspose2d): x [N, Cin, H, W], weight
+     * [Cin, Cout/groups, kH, kW], output [N, Cout, (H-1)*s - padBefore - padAfter + d*(k-1) + outputPadding + 1, ...].
+     */
+    public static Tensor convTranspose2d(Tensor x, Tensor weight, Tensor bias, ConvOptions options) {
+        return CONV_TRANSPOSE_OP.call(new ConvAttrs(2, options), x, weight, bias);
+    }
+
+    /** Gradient of the convolution's input: dx for dy and weight; {@code inputSize} is x's spatial size. */
+    public static Tensor convBackwardData(Tensor dy, Tensor weight, long[] inputSize, ConvOptions options) {
+        return CONV_BACKWARD_DATA_OP.call(new BackwardDataAttrs(weight.rank() - 2, options, inputSize.clone()), dy, weight);
+    }
+
+    /** Gradient of the weight, and of the bias when {@code bias}: returns {dw} or {dw, dbias}. */
+    public static Tensor[] convBackwardWeight(Tensor x, Tensor dy, long[] kernelSize, boolean bias, ConvOptions options) {
+        return CONV_BACKWARD_WEIGHT_OP.callMulti(
+                new BackwardWeightAttrs(kernelSize.length, options, kernelSize.clone(), bias), x, dy);
+    }
+
+    /** The algorithm AUTO runs for a forward (pass 0), backward-data (1) or backward-weight (2) of conv(x, weight). */
+    public static Algorithm chosenAlgorithm(Tensor x, Tensor weight, ConvOptions options, int pass) {
+        Geometry g = forwardGeometry(CONV_OP, new ConvAttrs(weight.rank() - 2, options), x, weight, null);
+        NativeConv.ensureLoaded();
+        NativeArgs args = NativeArgs.get();
+        int r = NativeConv.ct_cpu_conv_choose(x.dtype().code(), options.layout().ordinal(), args.put(g.array()), pass);
+        if (r < 0) {
+            throw CpuBackend.failure(-r, "conv_choose(" + x.describe() + ", " + weight.describe() + ")");
+        }
+        return Algorithm.values()[r];
+    }
+
+    // ------------------------------------------------------------------ geometry
+    /** The native geometry with spatial dimensions right-aligned into (D, H, W). */
+    static final class Geometry {
+        long n;
+        long c;
+        long k;
+        long groups;
+        final long[] in = {1, 1, 1};
+        final long[] ks = {1, 1, 1};
+        final long[] stride = {1, 1, 1};
+        final long[] dil = {1, 1, 1};
+        final long[] pb = {0, 0, 0};
+        final long[] pa = {0, 0, 0};
+        final long[] out = {1, 1, 1};
+        int spatial;
+
+        long[] array() {
+            long[] g = new long[25];
+            g[0] = n;
+            g[1] = c;
+            g[2] = k;
+            g[3] = groups;
+            for (int i = 0; i < 3; i++) {
+                g[4 + i] = in[i];
+                g[7 + i] = ks[i];
+                g[10 + i] = stride[i];
+                g[13 + i] = dil[i];
+                g[16 + i] = pb[i];
+                g[19 + i] = pa[i];
+                g[22 + i] = out[i];
+            }
+            return g;
+        }
+
+        long[] tail(long[] a) {
+            return Arrays.copyOfRange(a, 3 - spatial, 3);
+        }
+    }
+
+    private static void requireFloat(Op<?> op, String name, Tensor t) {
+        if (t.dtype() != DType.FLOAT32 && t.dtype() != DType.FLOAT64) {
+            throw op.error("input '" + name + "' has dtype " + t.dtype() + " (" + t.describe()
+                    + "); expected float32 or float64");
+        }
+    }
+
+    private static void sameType(Op<?> op, String name, Tensor t, Tensor ref, String refName) {
+        if (t.dtype() != ref.dtype()) {
+            throw op.error("input '" + name + "' (" + t.describe() + ") has dtype " + t.dtype() + " but '" + refName + "' ("
+                    + ref.describe() + ") has " + ref.dtype());
+        }
+    }
+
+    private static long[] perDim(Op<?> op, String what, long[] v, int spatial, String ctx) {
+        if (v == null || (v.length != 1 && v.length != spatial)) {
+            throw op.error(what + " " + Arrays.toString(v) + " must have 1 or " + spatial + " entries (" + ctx + ")");
+        }
+        long[] r = new long[spatial];
+        for (int i = 0; i < spatial; i++) {
+            r[i] = v.length == 1 ? v[0] : v[i];
+        }
+        return r;
+    }
+
+    /** Spatial sizes and channel count of an activation in the given layout. */
+    private static long channelsOf(ConvLayout l, Tensor t) {
+        return l == ConvLayout.NCHW ? t.size(1) : t.size(t.rank() - 1);
+    }
+
+    private static long spatialOf(ConvLayout l, Tensor t, int i) {
+        return l == ConvLayout.NCHW ? t.size(2 + i) : t.size(1 + i);
+    }
+
+    private static Shape activationShape(ConvLayout l, int spatial, long n, long ch, long[] sp3) {
+        long[] d = new long[spatial + 2];
+        d[0] = n;
+        for (int i = 0; i < spatial; i++) {
+            d[l == ConvLayout.NCHW ? 2 + i : 1 + i] = sp3[3 - spatial + i];
+        }
+        d[l == ConvLayout.NCHW ? 1 : spatial + 1] = ch;
+        return Shape.of(d);
+    }
+
+    private static Shape weightShape(int spatial, Geometry g) {
+        long[] d = new long[spatial + 2];
+        d[0] = g.k;
+        d[1] = g.c / g.groups;
+        for (int i = 0; i < spatial; i++) {
+            d[2 + i] = g.ks[3 - spatial + i];
+        }
+        return Shape.of(d);
+    }
+
+    private static void checkSpatial(Op<?> op, int spatial) {
+        if (spatial < 1 || spatial > 3) {
+            throw op.error("supports 1, 2 or 3 spatial dimensions, got " + spatial);
+        }
+    }
+
+    private static void requireRank(Op<?> op, String name, Tensor t, int rank, String expect) {
+        if (t.rank() != rank) {
+            throw op.error("input '" + name + "' must have rank " + rank + " " + expect + ", got " + t.describe());
+        }
+    }
+
+    private static String layoutDims(ConvLayout l, int spatial, String ch) {
+        String sp = switch (spatial) {
+            case 1 -> "W";
+            case 2 -> "H, W";
+            default -> "D, H, W";
+        };
+        return l == ConvLayout.NCHW ? "[N, " + ch + ", " + sp + "]" : "[N, " + sp + ", " + ch + "]";
+    }
+
+    /** Fills stride, dilation and padding (checking them); needs g.in and g.ks set. */
+    private static void options(Op<?> op, Geometry g, ConvOptions o, String ctx) {
+        int s = g.spatial;
+        long[] st = perDim(op, "stride", o.stride(), s, ctx);
+        long[] dl = perDim(op, "dilation", o.dilation(), s, ctx);
+        for (int i = 0; i < s; i++) {
+            if (st[i] <= 0) {
+                throw op.error("stride must be positive, got " + Arrays.toString(o.stride()) + " (" + ctx + ")");
+            }
+            if (dl[i] <= 0) {
+                throw op.error("dilation must be positive, got " + Arrays.toString(o.dilation()) + " (" + ctx + ")");
+            }
+            g.stride[3 - s + i] = st[i];
+            g.dil[3 - s + i] = dl[i];
+        }
+        if (o.samePadding()) {
+            for (int j = 3 - s; j < 3; j++) {
+                long out = (g.in[j] + g.stride[j] - 1) / g.stride[j];
+                long total = Math.max((out - 1) * g.stride[j] + g.dil[j] * (g.ks[j] - 1) + 1 - g.in[j], 0);
+                g.pb[j] = total / 2;
+                g.pa[j] = total - total / 2;
+            }
+        } else {
+            long[] pb = perDim(op, "padding", o.padBefore(), s, ctx);
+            long[] pa = perDim(op, "padding", o.padAfter(), s, ctx);
+            for (int i = 0; i < s; i++) {
+                if (pb[i] < 0 || pa[i] < 0) {
+                    throw op.error("padding must be non-negative, got " + Arrays.toString(o.padBefore()) + "/"
+                            + Arrays.toString(o.padAfter()) + " (" + ctx + ")");
+                }
+                g.pb[3 - s + i] = pb[i];
+                g.pa[3 - s + i] = pa[i];
+            }
+        }
+    }
+
+    private static void computeOut(Op<?> op, Geometry g, String ctx) {
+        for (int j = 3 - g.spatial; j < 3; j++) {
+            long span = g.dil[j] * (g.ks[j] - 1) + 1;
+            long padded = g.in[j] + g.pb[j] + g.pa[j];
+            if (span > padded) {
+                throw op.error("kernel " + Arrays.toString(g.tail(g.ks)) + " with dilation " + Arrays.toString(g.tail(g.dil))
+                        + " spans " + span + " but the padded input is only " + padded + " in spatial dimension "
+                        + (j - 3 + g.spatial) + " (" + ctx + ")");
+            }
+            g.out[j] = (padded - span) / g.stride[j] + 1;
+        }
+    }
+
+    private static void groupsCheck(Op<?> op, Geometry g, String ctx) {
+        if (g.groups < 1) {
+            throw op.error("groups must be positive, got " + g.groups + " (" + ctx + ")");
+        }
+        if (g.c % g.groups != 0 || g.k % g.groups != 0) {
+            throw op.error("channels in " + g.c + " and out " + g.k + " must both be divisible by groups " + g.groups + " ("
+                    + ctx + ")");
+        }
+    }
+
+    static Geometry forwardGeometry(Op<?> op, ConvAttrs a, Tensor x, Tensor w, Tensor bias) {
+        int s = a.spatialDims();
+        checkSpatial(op, s);
+        ConvOptions o = a.options();
+        String ctx = "x " + x.describe() + ", weight " + w.describe() + (bias != null ? ", bias " + bias.describe() : "")
+                + ", " + o;
+        requireFloat(op, "x", x);
+        sameType(op, "weight", w, x, "x");
+        if (bias != null) {
+            sameType(op, "bias", bias, x, "x");
+        }
+        requireRank(op, "x", x, s + 2, layoutDims(o.layout(), s, "C"), ctx);
+        requireRank(op, "weight", w, s + 2, "[K, C/groups, kernel...]", ctx);
+        Geometry g = new Geometry();
+        g.spatial = s;
+        g.n = x.size(0);
+        g.c = channelsOf(o.layout(), x);
+        g.k = w.size(0);
+        g.groups = o.groups();
+        for (int i = 0; i < s; i++) {
+            g.in[3 - s + i] = spatialOf(o.layout(), x, i);
+            g.ks[3 - s + i] = w.size(2 + i);
+        }
+        groupsCheck(op, g, ctx);
+        if (w.size(1) * g.groups != g.c) {
+            throw op.error("x has " + g.c + " channels but weight expects " + w.size(1) + " per group x " + g.groups
+                    + " groups = " + w.size(1) * g.groups + " (" + ctx + ")");
+        }
+        if (bias != null && (bias.rank() != 1 || bias.size(0) != g.k)) {
+            throw op.error("bias must have shape [" + g.k + "], got " + bias.describe() + " (" + ctx + ")");
+        }
+        checkPositive(op, g, ctx);
+        options(op, g, o, ctx);
+        computeOut(op, g, ctx);
+        return g;
+    }
+
+    private static void requireRank(Op<?> op, String name, Tensor t, int rank, String expect, String ctx) {
+        if (t.rank() != rank) {
+            throw op.error("input '" + name + "' must have rank " + rank + " " + expect + ", got " + t.describe() + " ("
+                    + ctx + ")");
+        }
+    }
+
+    private static void checkPositive(Op<?> op, Geometry g, String ctx) {
+        for (int j = 0; j < 3; j++) {
+            if (g.ks[j] < 1) {
+                throw op.error("kernel size must be positive, got " + Arrays.toString(g.tail(g.ks)) + " (" + ctx + ")");
+            }
+            if (g.in[j] < 1) {
+                throw op.error("spatial size must be positive, got " + Arrays.toString(g.tail(g.in)) + " (" + ctx + ")");
+            }
+        }
+        if (g.c < 1 || g.k < 1) {
+            throw op.error("channel counts must be positive (" + ctx + ")");
+        }
+    }
+
+    /** conv_transpose: the convolution whose backward-data it is (c = output channels, k = x's channels). */
+    static Geometry transposeGeometry(Op<?> op, ConvAttrs a, Tensor x, Tensor w, Tensor bias) {
+        int s = a.spatialDims();
+        checkSpatial(op, s);
+        ConvOptions o = a.options();
+        String ctx = "x " + x.describe() + ", weight " + w.describe() + (bias != null ? ", bias " + bias.describe() : "")
+                + ", " + o;
+        requireFloat(op, "x", x);
+        sameType(op, "weight", w, x, "x");
+        if (bias != null) {
+            sameType(op, "bias", bias, x, "x");
+        }
+        requireRank(op, "x", x, s + 2, layoutDims(o.layout(), s, "Cin"), ctx);
+        requireRank(op, "weight", w, s + 2, "[Cin, Cout/groups, kernel...]", ctx);
+        if (o.samePadding()) {
+            throw op.error("'same' padding is not defined for a transposed convolution (" + ctx + ")");
+        }
+        if (o.activation() != Activation.NONE) {
+            throw op.error("a fused activation is not supported on a transposed convolution (" + ctx + ")");
+        }
+        Geometry g = new Geometry();
+        g.spatial = s;
+        g.n = x.size(0);
+        g.k = channelsOf(o.layout(), x);
+        g.groups = o.groups();
+        if (w.size(0) != g.k) {
+            throw op.error("x has " + g.k + " channels but weight's first dimension is " + w.size(0) + " (" + ctx + ")");
+        }
+        g.c = w.size(1) * g.groups;
+        for (int i = 0; i < s; i++) {
+            g.out[3 - s + i] = spatialOf(o.layout(), x, i);
+            g.ks[3 - s + i] = w.size(2 + i);
+            g.in[3 - s + i] = 1; // placeholder for options()
+        }
+        groupsCheck(op, g, ctx);
+        if (bias != null && (bias.rank() != 1 || bias.size(0) != g.c)) {
+            throw op.error("bias must have shape [" + g.c + "], got " + bias.describe() + " (" + ctx + ")");
+        }
+        checkPositive(op, g, ctx);
+        options(op, g, o, ctx);
+        long[] op_ = perDim(op, "output_padding", o.outputPadding(), s, ctx);
+        for (int i = 0; i < s; i++) {
+            int j = 3 - s + i;
+            if (op_[i] < 0 || op_[i] >= g.stride[j]) {
+                throw op.error("output_padding " + Arrays.toString(o.outputPadding()) + " must be in [0, stride) ("
+                        + ctx + ")");
+            }
+            if (g.out[j] < 1) {
+                throw op.error("spatial size must be positive (" + ctx + ")");
+            }
+            long size = (g.out[j] - 1) * g.stride[j] - g.pb[j] - g.pa[j] + g.dil[j] * (g.ks[j] - 1) + op_[i] + 1;
+            if (size < 1) {
+                throw op.error("the output size " + size + " in spatial dimension " + i + " is not positive (" + ctx + ")");
+            }
+            g.in[j] = size;
+        }
+        return g;
+    }
+
+    static Geometry backwardDataGeometry(Op<?> op, BackwardDataAttrs a, Tensor dy, Tensor w) {
+        int s = a.spatialDims();
+        checkSpatial(op, s);
+        ConvOptions o = a.options();
+        String ctx = "dy " + dy.describe() + ", weight " + w.describe() + ", input size " + Arrays.toString(a.inputSize())
+                + ", " + o;
+        requireFloat(op, "dy", dy);
+        sameType(op, "weight", w, dy, "dy");
+        requireRank(op, "dy", dy, s + 2, layoutDims(o.layout(), s, "K"), ctx);
+        requireRank(op, "weight", w, s + 2, "[K, C/groups, kernel...]", ctx);
+        if (a.inputSize() == null || a.inputSize().length != s) {
+            throw op.error("input size must have " + s + " entries (" + ctx + ")");
+        }
+        Geometry g = new Geometry();
+        g.spatial = s;
+        g.n = dy.size(0);
+        g.k = w.size(0);
+        g.groups = o.groups();
+        g.c = w.size(1) * g.groups;
+        for (int i = 0; i < s; i++) {
+            g.in[3 - s + i] = a.inputSize()[i];
+            g.ks[3 - s + i] = w.size(2 + i);
+        }
+        groupsCheck(op, g, ctx);
+        if (channelsOf(o.layout(), dy) != g.k) {
+            throw op.error("dy has " + channelsOf(o.layout(), dy) + " channels but weight has " + g.k + " output channels ("
+                    + ctx + ")");
+        }
+        checkPositive(op, g, ctx);
+        options(op, g, o, ctx);
+        computeOut(op, g, ctx);
+        for (int i = 0; i < s; i++) {
+            if (spatialOf(o.layout(), dy, i) != g.out[3 - s + i]) {
+                throw op.error("dy's spatial size " + Arrays.toString(g.tail(dySizes(o.layout(), dy, s)))
+                        + " differs from the convolution's output size " + Arrays.toString(g.tail(g.out)) + " (" + ctx + ")");
+            }
+        }
+        return g;
+    }
+
+    private static long[] dySizes(ConvLayout l, Tensor t, int s) {
+        long[] r = {1, 1, 1};
+        for (int i = 0; i < s; i++) {
+            r[3 - s + i] = spatialOf(l, t, i);
+        }
+        return r;
+    }
+
+    static Geometry backwardWeightGeometry(Op<?> op, BackwardWeightAttrs a, Tensor x, Tensor dy) {
+        int s = a.spatialDims();
+        checkSpatial(op, s);
+        ConvOptions o = a.options();
+        String ctx = "x " + x.describe() + ", dy " + dy.describe() + ", kernel " + Arrays.toString(a.kernelSize()) + ", "
+                + o;
+        requireFloat(op, "x", x);
+        sameType(op, "dy", dy, x, "x");
+        requireRank(op, "x", x, s + 2, layoutDims(o.layout(), s, "C"), ctx);
+        requireRank(op, "dy", dy, s + 2, layoutDims(o.layout(), s, "K"), ctx);
+        if (a.kernelSize() == null || a.kernelSize().length != s) {
+            throw op.error("kernel size must have " + s + " entries (" + ctx + ")");
+        }
+        Geometry g = new Geometry();
+        g.spatial = s;
+        g.n = x.size(0);
+        g.c = channelsOf(o.layout(), x);
+        g.k = channelsOf(o.layout(), dy);
+        g.groups = o.groups();
+        for (int i = 0; i < s; i++) {
+            g.in[3 - s + i] = spatialOf(o.layout(), x, i);
+            g.ks[3 - s + i] = a.kernelSize()[i];
+        }
+        if (dy.size(0) != g.n) {
+            throw op.error("x has batch " + g.n + " but dy has " + dy.size(0) + " (" + ctx + ")");
+        }
+        groupsCheck(op, g, ctx);
+        checkPositive(op, g, ctx);
+        options(op, g, o, ctx);
+        computeOut(op, g, ctx);
+        for (int i = 0; i < s; i++) {
+            if (spatialOf(o.layout(), dy, i) != g.out[3 - s + i]) {
+                throw op.error("dy's spatial size " + Arrays.toString(g.tail(dySizes(o.layout(), dy, s)))
+                        + " differs from the convolution's output size " + Arrays.toString(g.tail(g.out)) + " (" + ctx + ")");
+            }
+        }
+        return g;
+    }
+
+    // ------------------------------------------------------------------ kernels
+    private static String describe(String name, Tensor[] in, Object attrs) {
+        StringBuilder b = new StringBuilder(name).append('(');
+        for (Tensor t : in) {
+            if (t != null) {
+                b.append(t.describe()).append(", ");
+            }
+        }
+        return b.append(attrs).append(')').toString();
+    }
+
+    private static void forwardKernel(ConvAttrs a, Tensor[] in, Tensor out) {
+        Tensor bias = in.length > 2 ? in[2] : null;
+        Geometry g = forwardGeometry(CONV_OP, a, in[0], in[1], bias);
+        if (out.numel() == 0) {
+            return;
+        }
+        ConvOptions o = a.options();
+        try (Tensor xc = in[0].contiguous(); Tensor wc = in[1].contiguous();
+             Tensor bc = bias == null ? null : bias.contiguous()) {
+            NativeArgs args = NativeArgs.get();
+            int status = NativeConv.ct_cpu_conv_forward(in[0].dtype().code(), o.layout().ordinal(), o.algorithm().ordinal(),
+                    args.put(g.array()), xc.dataAddress(), wc.dataAddress(), bc == null ? 0 : bc.dataAddress(),
+                    o.activation().ordinal(), out.dataAddress());
+            if (status != 0) {
+                throw CpuBackend.failure(status, describe("conv", in, o));
+            }
+        }
+    }
+
+    private static void transposeKernel(ConvAttrs a, Tensor[] in, Tensor out) {
+        Tensor bias = in.length > 2 ? in[2] : null;
+        Geometry g = transposeGeometry(CONV_TRANSPOSE_OP, a, in[0], in[1], bias);
+        if (out.numel() == 0) {
+            return;
+        }
+        ConvOptions o = a.options();
+        try (Tensor xc = in[0].contiguous(); Tensor wc = in[1].contiguous()) {
+            NativeArgs args = NativeArgs.get();
+            int status = NativeConv.ct_cpu_conv_backward_data(in[0].dtype().code(), o.layout().ordinal(),
+                    o.algorithm().ordinal(), args.put(g.array()), xc.dataAddress(), wc.dataAddress(), out.dataAddress());
+            if (status != 0) {
+                throw CpuBackend.failure(status, describe("conv_transpose", in, o));
+            }
+        }
+        if (bias != null) {
+            long[] bd = new long[a.spatialDims() + 1];
+            Arrays.fill(bd, 1);
+            bd[o.layout() == ConvLayout.NCHW ? 0 : a.spatialDims()] = g.c;
+            try (Tensor bv = bias.reshape(bd); Tensor sum = Elementwise.add(out, bv)) {
+                out.copyFrom(sum);
+            }
+        }
+    }
+
+    private static void backwardDataKernel(BackwardDataAttrs a, Tensor[] in, Tensor out) {
+        Geometry g = backwardDataGeometry(CONV_BACKWARD_DATA_OP, a, in[0], in[1]);
+        if (out.numel() == 0) {
+            return;
+        }
+        ConvOptions o = a.options();
+        try (Tensor dyc = in[0].contiguous(); Tensor wc = in[1].contiguous()) {
+            NativeArgs args = NativeArgs.get();
+            int status = NativeConv.ct_cpu_conv_backward_data(in[0].dtype().code(), o.layout().ordinal(),
+                    o.algorithm().ordinal(), args.put(g.array()), dyc.dataAddress(), wc.dataAddress(), out.dataAddress());
+            if (status != 0) {
+                throw CpuBackend.failure(status, describe("conv_backward_data", in, o));
+            }
+        }
+    }
+
+    private static void backwardWeightKernel(BackwardWeightAttrs a, Tensor[] in, Tensor[] out) {
+        Geometry g = backwardWeightGeometry(CONV_BACKWARD_WEIGHT_OP, a, in[0], in[1]);
+        if (out[0].numel() == 0) {
+            return;
+        }
+        ConvOptions o = a.options();
+        try (Tensor xc = in[0].contiguous(); Tensor dyc = in[1].contiguous()) {
+            NativeArgs args = NativeArgs.get();
+            int status = NativeConv.ct_cpu_conv_backward_weight(in[0].dtype().code(), o.layout().ordinal(),
+                    o.algorithm().ordinal(), args.put(g.array()), xc.dataAddress(), dyc.dataAddress(), out[0].dataAddress(),
+                    a.bias() ? out[1].dataAddress() : 0);
+            if (status != 0) {
+                throw CpuBackend.failure(status, describe("conv_backward_weight", in, o));
+            }
+        }
+    }
+}
