@@ -37,17 +37,33 @@ public final class Pooling {
     /**
      * Pooling options. Each of kernel, stride, padding, dilation holds one value per spatial
      * dimension or a single value for all; an empty stride means stride = kernel.
+     *
+     * <p>{@code padding} is the padding before each spatial dimension and, when
+     * {@code paddingAfter} is empty, also after it (symmetric, PyTorch's form: at most half the
+     * dilated kernel). A non-empty {@code paddingAfter} gives the padding after each dimension
+     * separately (asymmetric, ONNX's {@code pads} / "same" padding: any non-negative amounts).
+     * {@code ceilMode} rounds the output size up ({@code ceil((in + before + after - eff) / stride) + 1},
+     * less one when the last window would start past the input and the padding before it, as
+     * PyTorch and ONNX); the extra windows are clipped at the end of the input. With ceilMode
+     * and countIncludePad, the divisor of a window hanging past the padded input counts only
+     * the taps inside the input and its padding (PyTorch / ONNX), not the full kernel.
      */
-    public record PoolOptions(int[] kernel, int[] stride, int[] padding, int[] dilation, boolean countIncludePad,
-                              DataLayout layout) {
+    public record PoolOptions(int[] kernel, int[] stride, int[] padding, int[] paddingAfter, int[] dilation,
+                              boolean countIncludePad, boolean ceilMode, DataLayout layout) {
         public PoolOptions {
             kernel = kernel.clone();
             stride = stride.clone();
             padding = padding.clone();
+            paddingAfter = paddingAfter == null ? new int[0] : paddingAfter.clone();
             dilation = dilation.clone();
             if (layout == null) {
                 layout = DataLayout.NCHW;
             }
+        }
+
+        /** Whether the padding after is given separately. */
+        public boolean asymmetric() {
+            return paddingAfter.length > 0;
         }
 
         public static Builder builder(int... kernel) {
@@ -62,16 +78,20 @@ public final class Pooling {
         @Override
         public String toString() {
             return "kernel " + Arrays.toString(kernel) + ", stride " + (stride.length == 0 ? "= kernel" : Arrays.toString(stride))
-                    + ", padding " + Arrays.toString(padding) + ", dilation " + Arrays.toString(dilation)
-                    + (countIncludePad ? ", count_include_pad" : "") + ", " + layout;
+                    + ", padding " + Arrays.toString(padding)
+                    + (paddingAfter.length > 0 ? ", padding after " + Arrays.toString(paddingAfter) : "")
+                    + ", dilation " + Arrays.toString(dilation)
+                    + (countIncludePad ? ", count_include_pad" : "") + (ceilMode ? ", ceil_mode" : "") + ", " + layout;
         }
 
         public static final class Builder {
             private final int[] kernel;
             private int[] stride = new int[0];
             private int[] padding = {0};
+            private int[] paddingAfter = new int[0];
             private int[] dilation = {1};
             private boolean countIncludePad = true;
+            private boolean ceilMode;
             private DataLayout layout = DataLayout.NCHW;
 
             private Builder(int[] kernel) {
@@ -88,7 +108,22 @@ public final class Pooling {
                 return this;
             }
 
-            /** Max pooling only. */
+            /**
+             * Asymmetric padding: {@code padding} is then the padding before each dimension
+             * and {@code p} the padding after it (one value per dimension or one for all).
+             */
+            public Builder paddingAfter(int... p) {
+                paddingAfter = p.clone();
+                return this;
+            }
+
+            /** Round the output size up (PyTorch's / ONNX's ceil_mode). */
+            public Builder ceilMode(boolean b) {
+                ceilMode = b;
+                return this;
+            }
+
+            /** Dilation of the kernel (max and average pooling). */
             public Builder dilation(int... d) {
                 dilation = d.clone();
                 return this;
@@ -106,7 +141,8 @@ public final class Pooling {
             }
 
             public PoolOptions build() {
-                return new PoolOptions(kernel, stride, padding, dilation, countIncludePad, layout);
+                return new PoolOptions(kernel, stride, padding, paddingAfter, dilation, countIncludePad, ceilMode,
+                        layout);
             }
         }
     }
@@ -261,8 +297,21 @@ public final class Pooling {
         return MAX_POOL_BACKWARD_OP.call(o, dy, x, indices);
     }
 
+    /**
+     * Average pooling. With ceilMode and countIncludePad, windows hanging past the padded input
+     * are divided by their taps inside the input and its padding (the op itself divides by the
+     * full kernel; this entry point rescales).
+     */
     public static Tensor avgPool(Tensor x, PoolOptions o) {
-        return AVG_POOL_OP.call(o, x);
+        Tensor y = AVG_POOL_OP.call(o, x);
+        try (Tensor fix = ceilDivisorFix(x, o)) {
+            if (fix == null) {
+                return y;
+            }
+            try (y) {
+                return Elementwise.mul(y, fix);
+            }
+        }
     }
 
     public static Tensor avgPool1d(Tensor x, PoolOptions o) {
@@ -277,8 +326,16 @@ public final class Pooling {
         return avgPool(requireRank("avg_pool", x, 5, o), o);
     }
 
+    /** Gradient of {@link #avgPool} (including its ceilMode / countIncludePad rescaling). */
     public static Tensor avgPoolBackward(Tensor dy, Tensor x, PoolOptions o) {
-        return AVG_POOL_BACKWARD_OP.call(o, dy, x);
+        try (Tensor fix = ceilDivisorFix(x, o)) {
+            if (fix == null) {
+                return AVG_POOL_BACKWARD_OP.call(o, dy, x);
+            }
+            try (Tensor dys = Elementwise.mul(dy, fix)) {
+                return AVG_POOL_BACKWARD_OP.call(o, dys, x);
+            }
+        }
     }
 
     /** Adaptive average pooling of the trailing spatial dimensions to {@code outputSize}. */
@@ -380,6 +437,7 @@ public final class Pooling {
         int[] k = expand(op, "kernel", a.kernel(), nd, x, a);
         int[] s = a.stride().length == 0 ? k : expand(op, "stride", a.stride(), nd, x, a);
         int[] p = expand(op, "padding", a.padding(), nd, x, a);
+        int[] pa = a.asymmetric() ? expand(op, "padding after", a.paddingAfter(), nd, x, a) : p;
         int[] dl = expand(op, "dilation", a.dilation(), nd, x, a);
         long[] g = baseGeometry(x, a.layout());
         for (int i = 0; i < nd; i++) {
@@ -394,30 +452,89 @@ public final class Pooling {
             if (dl[i] < 1) {
                 throw err(op, "dilation " + Arrays.toString(dl) + " must be positive (x " + x.describe() + ", " + a + ")");
             }
-            if (!max && dl[i] != 1) {
-                throw err(op, "average pooling takes no dilation, got " + Arrays.toString(dl) + " (x " + x.describe()
-                        + ")");
-            }
-            if (p[i] < 0) {
-                throw err(op, "padding " + Arrays.toString(p) + " must be non-negative (x " + x.describe() + ", " + a + ")");
+            if (p[i] < 0 || pa[i] < 0) {
+                throw err(op, "padding " + Arrays.toString(p) + (a.asymmetric() ? " / " + Arrays.toString(pa) : "")
+                        + " must be non-negative (x " + x.describe() + ", " + a + ")");
             }
             long eff = (long) dl[i] * (k[i] - 1) + 1;
-            if (p[i] > eff / 2) {
+            if (!a.asymmetric() && p[i] > eff / 2) {
                 throw err(op, "padding " + Arrays.toString(p) + " must be at most half of the (dilated) kernel "
                         + Arrays.toString(k) + " (x " + x.describe() + ", " + a + ")");
             }
-            if (in + 2L * p[i] < eff) {
+            long padded = in + p[i] + pa[i];
+            if (padded < eff) {
                 throw err(op, "the (dilated) kernel " + Arrays.toString(k) + " is larger than the padded input: x "
                         + x.describe() + ", " + a);
+            }
+            long out = (padded - eff) / s[i] + 1;
+            long after = pa[i];
+            if (a.ceilMode()) {
+                out = (padded - eff + s[i] - 1) / s[i] + 1;
+                if ((out - 1) * s[i] >= in + p[i]) {
+                    out--; // the last window would start in the padding after the input
+                }
+                after = Math.max(after, (out - 1) * s[i] + eff - in - p[i]); // windows past the end are clipped
             }
             g[7 + j] = k[i];
             g[10 + j] = s[i];
             g[13 + j] = dl[i];
             g[16 + j] = p[i];
-            g[19 + j] = p[i];
-            g[22 + j] = (in + 2L * p[i] - eff) / s[i] + 1;
+            g[19 + j] = after;
+            g[22 + j] = out;
         }
         return g;
+    }
+
+    /**
+     * Average pooling with ceilMode and countIncludePad: the factor (per output position, shape
+     * [1, 1, oD?, oH?, oW] or its NHWC form) that turns the native divisor (the full kernel) into
+     * the number of taps inside the input and its padding; null when every window lies inside.
+     */
+    private static Tensor ceilDivisorFix(Tensor x, PoolOptions a) {
+        if (!a.ceilMode() || !a.countIncludePad()) {
+            return null;
+        }
+        String op = "avg_pool";
+        long[] g = poolGeometry(op, a, x, false);
+        int nd = x.rank() - 2;
+        int[] pa = a.asymmetric() ? expand(op, "padding after", a.paddingAfter(), nd, x, a)
+                : expand(op, "padding", a.padding(), nd, x, a);
+        double[][] per = new double[3][];
+        boolean clipped = false;
+        for (int j = 0; j < 3; j++) {
+            int o = (int) g[22 + j];
+            per[j] = new double[o];
+            long in = g[4 + j], k = g[7 + j], s = g[10 + j], dl = g[13 + j], pb = g[16 + j];
+            int i = j - (3 - nd);
+            long limit = in + (i >= 0 ? pa[i] : 0); // end of the input and its real padding
+            for (int t = 0; t < o; t++) {
+                long base = t * s - pb;
+                long inside = Math.min(k, Math.max(0, (limit - base + dl - 1) / dl));
+                per[j][t] = (double) k / inside;
+                clipped |= inside < k;
+            }
+        }
+        if (!clipped) {
+            return null;
+        }
+        double[] f = new double[per[0].length * per[1].length * per[2].length];
+        int q = 0;
+        for (double f0 : per[0]) {
+            for (double f1 : per[1]) {
+                for (double f2 : per[2]) {
+                    f[q++] = f0 * f1 * f2;
+                }
+            }
+        }
+        long[] dims = new long[x.rank()];
+        Arrays.fill(dims, 1);
+        int first = a.layout() == DataLayout.NHWC ? 1 : 2;
+        for (int i = 0; i < nd; i++) {
+            dims[first + i] = g[22 + 3 - nd + i];
+        }
+        try (Tensor host = Tensor.of(f, dims)) {
+            return host.to(x.dtype()).to(x.device());
+        }
     }
 
     static long[] adaptiveGeometry(String op, AdaptiveOptions a, Tensor x) {

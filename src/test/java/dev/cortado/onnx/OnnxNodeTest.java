@@ -37,87 +37,194 @@ class OnnxNodeTest {
      * passes" until the entry is removed).
      */
     static final Map<String, String> EXPECTED_FAILURES = Map.ofEntries(
+            Map.entry("test_attention_3d_diff_heads_sizes_softcap",
+                    "softcap is not supported by Cortado's fused attention (no handler fallback)"),
+            Map.entry("test_attention_3d_gqa_softcap",
+                    "softcap is not supported by Cortado's fused attention (no handler fallback)"),
+            Map.entry("test_attention_3d_softcap",
+                    "softcap is not supported by Cortado's fused attention (no handler fallback)"),
+            Map.entry("test_attention_3d_with_past_and_present_qk_matmul_softcap",
+                    "softcap is not supported by Cortado's fused attention (no handler fallback)"),
+            Map.entry("test_attention_4d_diff_heads_sizes_softcap",
+                    "softcap is not supported by Cortado's fused attention (no handler fallback)"),
+            Map.entry("test_attention_4d_gqa_softcap",
+                    "softcap is not supported by Cortado's fused attention (no handler fallback)"),
+            Map.entry("test_attention_4d_softcap",
+                    "softcap is not supported by Cortado's fused attention (no handler fallback)"),
+            Map.entry("test_attention_4d_softcap_neginf_mask",
+                    "softcap is not supported by Cortado's fused attention (no handler fallback)"),
+            Map.entry("test_attention_4d_softcap_neginf_mask_poison",
+                    "softcap is not supported by Cortado's fused attention (no handler fallback)"),
+            Map.entry("test_attention_4d_with_qk_matmul_softcap",
+                    "softcap is not supported by Cortado's fused attention (no handler fallback)"),
+            Map.entry("test_attention_23_fullymasked_qk_matmul_output_mode3_zero",
+                    "the optional qk_matmul_output output is not supported (Cortado's fused attention never materializes the scores)"),
+            Map.entry("test_attention_24_fullymasked_qk_matmul_output_mode3_zero",
+                    "the optional qk_matmul_output output is not supported (Cortado's fused attention never materializes the scores)"),
+            Map.entry("test_attention_24_qk_matmul_output_mode3_softmax_precision",
+                    "the optional qk_matmul_output output is not supported (Cortado's fused attention never materializes the scores)"),
+            Map.entry("test_attention_3d_with_past_and_present_qk_matmul",
+                    "the optional qk_matmul_output output is not supported (Cortado's fused attention never materializes the scores)"),
+            Map.entry("test_attention_3d_with_past_and_present_qk_matmul_bias",
+                    "the optional qk_matmul_output output is not supported (Cortado's fused attention never materializes the scores)"),
+            Map.entry("test_attention_3d_with_past_and_present_qk_matmul_softmax",
+                    "the optional qk_matmul_output output is not supported (Cortado's fused attention never materializes the scores)"),
+            Map.entry("test_attention_4d_with_past_and_present_qk_matmul",
+                    "the optional qk_matmul_output output is not supported (Cortado's fused attention never materializes the scores)"),
+            Map.entry("test_attention_4d_with_past_and_present_qk_matmul_bias",
+                    "the optional qk_matmul_output output is not supported (Cortado's fused attention never materializes the scores)"),
+            Map.entry("test_attention_4d_with_past_and_present_qk_matmul_bias_3d_mask",
+                    "the optional qk_matmul_output output is not supported (Cortado's fused attention never materializes the scores)"),
+            Map.entry("test_attention_4d_with_past_and_present_qk_matmul_bias_3d_mask_causal",
+                    "the optional qk_matmul_output output is not supported (Cortado's fused attention never materializes the scores)"),
+            Map.entry("test_attention_4d_with_past_and_present_qk_matmul_bias_4d_mask",
+                    "the optional qk_matmul_output output is not supported (Cortado's fused attention never materializes the scores)"),
+            Map.entry("test_attention_4d_with_past_and_present_qk_matmul_bias_4d_mask_causal",
+                    "the optional qk_matmul_output output is not supported (Cortado's fused attention never materializes the scores)"),
+            Map.entry("test_attention_4d_with_qk_matmul",
+                    "the optional qk_matmul_output output is not supported (Cortado's fused attention never materializes the scores)"),
+            Map.entry("test_attention_4d_with_qk_matmul_bias",
+                    "the optional qk_matmul_output output is not supported (Cortado's fused attention never materializes the scores)"),
+            Map.entry("test_attention_4d_with_qk_matmul_softmax",
+                    "the optional qk_matmul_output output is not supported (Cortado's fused attention never materializes the scores)"),
+            Map.entry("test_attention_4d_causal_nonpad_attn_mask_composition",
+                    "opset 24 nonpad_kv_seqlen input is not supported"),
+            Map.entry("test_attention_4d_causal_nonpad_batch_prefill",
+                    "opset 24 nonpad_kv_seqlen input is not supported"),
+            Map.entry("test_attention_4d_causal_nonpad_continued_prefill",
+                    "opset 24 nonpad_kv_seqlen input is not supported"),
+            Map.entry("test_attention_4d_causal_nonpad_negative_offset_structural_empty",
+                    "opset 24 nonpad_kv_seqlen input is not supported"),
+            Map.entry("test_attention_4d_diff_heads_mask4d_padded_kv",
+                    "opset 24 nonpad_kv_seqlen input is not supported"),
+            Map.entry("test_attention_4d_gqa_causal_nonpad_decode",
+                    "opset 24 nonpad_kv_seqlen input is not supported"),
+            Map.entry("test_attention_4d_gqa_causal_nonpad_decode_fp16",
+                    "opset 24 nonpad_kv_seqlen input is not supported")
     );
 
-    private static final AtomicInteger PASSED = new AtomicInteger();
-    private static final AtomicInteger FAILED = new AtomicInteger();
-    private static final AtomicInteger XFAILED = new AtomicInteger();
-    private static final AtomicInteger DTYPE_SKIPPED = new AtomicInteger();
-    private static final AtomicLong NANOS = new AtomicLong();
-    private static volatile int opSkipped = -1;
-    private static volatile int generated;
-    private static final Map<String, String> XFAIL_DETAILS = new TreeMap<>();
+    /**
+     * Known failures of the older PyTorch-exported tests ({@code onnx-pytorch}), same rules as
+     * {@link #EXPECTED_FAILURES}.
+     */
+    static final Map<String, String> PYTORCH_EXPECTED_FAILURES = Map.ofEntries(
+    );
+
+    /** Counters and the outcome rules of one suite (node tests, PyTorch-exported tests). */
+    static final class Suite {
+        final String title;
+        final AtomicInteger passed = new AtomicInteger();
+        final AtomicInteger failed = new AtomicInteger();
+        final AtomicInteger xfailed = new AtomicInteger();
+        final AtomicInteger dtypeSkipped = new AtomicInteger();
+        final AtomicLong nanos = new AtomicLong();
+        volatile int opSkipped = -1;
+        volatile int generated;
+        final Map<String, String> xfailDetails = new TreeMap<>();
+
+        Suite(String title) {
+            this.title = title;
+        }
+
+        Stream<DynamicTest> tests(List<Case> cases, Map<String, String> expectedFailures, String where) {
+            List<Case> runnable = cases.stream().filter(Case::opsSupported).toList();
+            opSkipped = cases.size() - runnable.size();
+            generated = runnable.size();
+            for (String name : expectedFailures.keySet()) {
+                assertNotNull(runnable.stream().filter(c -> c.name().equals(name)).findFirst().orElse(null),
+                        title + ": expected-failure list names " + name + ", which is not a generated test");
+            }
+            System.out.println(title + ": " + cases.size() + " test directories in " + where + "; " + runnable.size()
+                    + " generated, " + opSkipped + " not generated (unsupported ops)");
+            return runnable.stream().map(c -> DynamicTest.dynamicTest(c.name(), c.dir().toUri(), () -> execute(c)));
+        }
+
+        void execute(Case c) throws Exception {
+            if (!c.unsupportedDTypes().isEmpty()) {
+                dtypeSkipped.incrementAndGet();
+                abort(c.name() + ": ONNX element type(s) " + c.unsupportedDTypes() + " have no Cortado dtype");
+            }
+            long t0 = System.nanoTime();
+            String problem;
+            try {
+                problem = OnnxTestCases.run(c);
+            } catch (RuntimeException | Error e) {
+                if (e instanceof OutOfMemoryError) {
+                    throw e;
+                }
+                problem = e.toString();
+                if (c.expectedFailure() == null) {
+                    failed.incrementAndGet();
+                    throw new AssertionError(c.name() + " threw " + e, e);
+                }
+            } finally {
+                nanos.addAndGet(System.nanoTime() - t0);
+            }
+            if (c.expectedFailure() != null) {
+                if (problem == null) {
+                    failed.incrementAndGet();
+                    fail(c.name() + " is listed as an expected failure (" + c.expectedFailure()
+                            + ") but now passes: remove it from the list");
+                }
+                xfailed.incrementAndGet();
+                synchronized (xfailDetails) {
+                    xfailDetails.put(c.name(), problem);
+                }
+                abort("expected failure (" + c.expectedFailure() + "): " + problem);
+            }
+            if (problem != null) {
+                failed.incrementAndGet();
+                fail(c.name() + ": " + problem);
+            }
+            passed.incrementAndGet();
+        }
+
+        void summary() {
+            if (opSkipped < 0) {
+                return;
+            }
+            System.out.println(title + ": " + passed.get() + " passed, " + opSkipped + " skipped (unsupported ops), "
+                    + xfailed.get() + " expected failures, " + dtypeSkipped.get() + " skipped (unsupported dtypes), "
+                    + failed.get() + " failed; " + generated + " generated; " + String.format("%.2f", nanos.get() / 1e9)
+                    + " s in the runner");
+            synchronized (xfailDetails) {
+                xfailDetails.forEach((k, v) -> System.out.println("  expected failure " + k + ": "
+                        + (v.length() > 300 ? v.substring(0, 300) + "..." : v)));
+            }
+        }
+    }
+
+    private static final Suite NODE = new Suite("ONNX node tests");
+    private static final Suite PYTORCH = new Suite("ONNX pytorch tests");
 
     @TestFactory
     Stream<DynamicTest> onnxNodeTests() {
         Path dir = OnnxTestCases.nodeDir();
         assumeTrue(dir != null, "ONNX conformance data not found at " + OnnxTestCases.conformanceDir()
                 + " (set -Dcortado.conformance.dir); skipping");
-        List<Case> cases = OnnxTestCases.discover(dir, EXPECTED_FAILURES);
-        List<Case> runnable = cases.stream().filter(Case::opsSupported).toList();
-        opSkipped = cases.size() - runnable.size();
-        generated = runnable.size();
-        for (String name : EXPECTED_FAILURES.keySet()) {
-            assertNotNull(runnable.stream().filter(c -> c.name().equals(name)).findFirst().orElse(null),
-                    "EXPECTED_FAILURES lists " + name + ", which is not a generated test");
-        }
-        System.out.println("ONNX node tests: " + cases.size() + " test directories in " + dir + "; " + runnable.size()
-                + " generated, " + opSkipped + " not generated (unsupported ops)");
-        return runnable.stream().map(c -> DynamicTest.dynamicTest(c.name(), c.dir().toUri(), () -> execute(c)));
+        return NODE.tests(OnnxTestCases.discover(dir, EXPECTED_FAILURES), EXPECTED_FAILURES, dir.toString());
     }
 
-    private static void execute(Case c) throws Exception {
-        if (!c.unsupportedDTypes().isEmpty()) {
-            DTYPE_SKIPPED.incrementAndGet();
-            abort(c.name() + ": ONNX element type(s) " + c.unsupportedDTypes() + " have no Cortado dtype");
+    /**
+     * The older IR-3 / opset-6 PyTorch exports ({@code onnx-pytorch/pytorch-converted} and
+     * {@code pytorch-operator}): same runner and rules; initializers listed in graph.input are
+     * not fed. Skips when the folder is absent.
+     */
+    @TestFactory
+    Stream<DynamicTest> onnxPytorchTests() {
+        List<Path> dirs = OnnxTestCases.pytorchDirs();
+        assumeTrue(!dirs.isEmpty(), "ONNX pytorch conformance data not found under " + OnnxTestCases.conformanceDir()
+                + "/onnx-pytorch; skipping");
+        List<Case> cases = new java.util.ArrayList<>();
+        for (Path d : dirs) {
+            cases.addAll(OnnxTestCases.discover(d, PYTORCH_EXPECTED_FAILURES));
         }
-        long t0 = System.nanoTime();
-        String problem;
-        try {
-            problem = OnnxTestCases.run(c);
-        } catch (RuntimeException | Error e) {
-            if (e instanceof OutOfMemoryError) {
-                throw e;
-            }
-            problem = e.toString();
-            if (c.expectedFailure() == null) {
-                FAILED.incrementAndGet();
-                throw new AssertionError(c.name() + " threw " + e, e);
-            }
-        } finally {
-            NANOS.addAndGet(System.nanoTime() - t0);
-        }
-        if (c.expectedFailure() != null) {
-            if (problem == null) {
-                FAILED.incrementAndGet();
-                fail(c.name() + " is listed in EXPECTED_FAILURES (" + c.expectedFailure()
-                        + ") but now passes: remove it from the list");
-            }
-            XFAILED.incrementAndGet();
-            synchronized (XFAIL_DETAILS) {
-                XFAIL_DETAILS.put(c.name(), problem);
-            }
-            abort("expected failure (" + c.expectedFailure() + "): " + problem);
-        }
-        if (problem != null) {
-            FAILED.incrementAndGet();
-            fail(c.name() + ": " + problem);
-        }
-        PASSED.incrementAndGet();
+        return PYTORCH.tests(cases, PYTORCH_EXPECTED_FAILURES, dirs.toString());
     }
 
     @AfterAll
     static void summary() {
-        if (opSkipped < 0) {
-            return;
-        }
-        System.out.println("ONNX node tests: " + PASSED.get() + " passed, " + opSkipped + " skipped (unsupported ops), "
-                + XFAILED.get() + " expected failures, " + DTYPE_SKIPPED.get() + " skipped (unsupported dtypes), "
-                + FAILED.get() + " failed; " + generated + " generated; " + String.format("%.2f", NANOS.get() / 1e9)
-                + " s in the runner");
-        synchronized (XFAIL_DETAILS) {
-            XFAIL_DETAILS.forEach((k, v) -> System.out.println("  expected failure " + k + ": "
-                    + (v.length() > 300 ? v.substring(0, 300) + "..." : v)));
-        }
+        NODE.summary();
+        PYTORCH.summary();
     }
 }

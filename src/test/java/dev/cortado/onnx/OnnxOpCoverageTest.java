@@ -42,7 +42,8 @@ class OnnxOpCoverageTest {
     /** The ops this foundation implements and that must each be covered by an ONNX test. */
     static final List<String> TARGET_OPS = List.of("Add", "Sub", "Mul", "Div", "Relu", "Sigmoid", "Tanh", "Gelu",
             "Softmax", "LogSoftmax", "LayerNormalization", "RMSNormalization", "ReduceSum", "ReduceMean", "MatMul",
-            "Gemm", "Gather", "Concat", "Reshape", "Transpose");
+            "Gemm", "Gather", "Concat", "Reshape", "Transpose", "MaxPool", "AveragePool", "GlobalAveragePool",
+            "BatchNormalization", "Conv", "ConvTranspose", "Attention", "RotaryEmbedding");
 
     @Test
     void everyTargetOpHasAHandler() {

@@ -3,10 +3,19 @@ package dev.cortado.onnx;
 import dev.cortado.onnx.OnnxNodeRunner.Node;
 import dev.cortado.onnx.OnnxNodeRunner.OpHandler;
 import dev.cortado.onnx.proto.Onnx.TensorProto;
+import dev.cortado.ops.Attention;
+import dev.cortado.ops.BatchNorm;
+import dev.cortado.ops.BatchNorm.BatchNormAttrs;
+import dev.cortado.ops.Convolution;
+import dev.cortado.ops.Convolution.ConvAttrs;
+import dev.cortado.ops.Convolution.ConvOptions;
 import dev.cortado.ops.Elementwise;
 import dev.cortado.ops.Indexing;
 import dev.cortado.ops.LinearAlgebra;
 import dev.cortado.ops.Normalization;
+import dev.cortado.ops.Pooling;
+import dev.cortado.ops.Pooling.DataLayout;
+import dev.cortado.ops.Pooling.PoolOptions;
 import dev.cortado.ops.Reductions;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;
@@ -35,9 +44,9 @@ public final class OnnxOps {
     private static final Map<String, OpHandler> HANDLERS = new LinkedHashMap<>();
 
     static {
-        register("Add", n -> one(Elementwise.add(n.required(0), n.required(1))));
-        register("Sub", n -> one(Elementwise.sub(n.required(0), n.required(1))));
-        register("Mul", n -> one(Elementwise.mul(n.required(0), n.required(1))));
+        register("Add", n -> one(Elementwise.add(n.required(0), legacyBroadcast(n))));
+        register("Sub", n -> one(Elementwise.sub(n.required(0), legacyBroadcast(n))));
+        register("Mul", n -> one(Elementwise.mul(n.required(0), legacyBroadcast(n))));
         register("Div", OnnxOps::div);
         register("Relu", n -> one(Elementwise.relu(n.required(0))));
         register("Sigmoid", n -> one(Elementwise.sigmoid(n.required(0))));
@@ -56,6 +65,15 @@ public final class OnnxOps {
         register("Reshape", OnnxOps::reshape);
         register("Transpose", OnnxOps::transpose);
         register("Constant", OnnxOps::constant);
+        register("MaxPool", OnnxOps::maxPool);
+        register("AveragePool", OnnxOps::averagePool);
+        register("GlobalAveragePool", n -> one(Pooling.globalAvgPool(floatInput(n, 0))));
+        register("GlobalMaxPool", OnnxOps::globalMaxPool);
+        register("BatchNormalization", OnnxOps::batchNormalization);
+        register("Conv", OnnxOps::conv);
+        register("ConvTranspose", OnnxOps::convTranspose);
+        register("Attention", OnnxOps::attention);
+        register("RotaryEmbedding", OnnxOps::rotaryEmbedding);
     }
 
     /** Registers (or replaces) the handler of {@code opType} (default domain). */
@@ -105,6 +123,469 @@ public final class OnnxOps {
         return OnnxTensors.dtypeOf(n.attrIntAsInt("stash_type", OnnxTensors.FLOAT));
     }
 
+    /**
+     * The second operand of a binary op, aligned for the legacy (opset < 7) broadcast: with
+     * broadcast=1 and an axis, B's dimensions line up with A's starting at that axis (trailing
+     * ones are appended so that numpy broadcasting does the rest); otherwise B as is.
+     */
+    static Tensor legacyBroadcast(Node n) {
+        Tensor a = n.required(0);
+        Tensor b = n.required(1);
+        if (n.opset() >= 7 || n.attrInt("broadcast", 0) == 0 || !n.has("axis")) {
+            return b;
+        }
+        int axis = axis(n, n.attrInt("axis", 0), a.rank());
+        int trailing = a.rank() - axis - b.rank();
+        if (trailing <= 0) {
+            return b;
+        }
+        long[] dims = Arrays.copyOf(b.dims(), b.rank() + trailing);
+        Arrays.fill(dims, b.rank(), dims.length, 1);
+        return b.reshape(dims);
+    }
+
+    /** Input i as float32/float64 (Cortado's pooling and norms are floating point only); others go to float64. */
+    private static Tensor floatInput(Node n, int i) {
+        Tensor x = n.required(i);
+        return x.dtype() == DType.FLOAT32 || x.dtype() == DType.FLOAT64 ? x : x.to(DType.FLOAT64);
+    }
+
+    private static int[] ints(Node n, String name, int count, int dflt) {
+        long[] v = n.attrInts(name);
+        int[] r = new int[count];
+        Arrays.fill(r, dflt);
+        if (v != null) {
+            if (v.length != count) {
+                throw n.error(name + " " + Arrays.toString(v) + " needs " + count + " values");
+            }
+            for (int i = 0; i < count; i++) {
+                r[i] = Math.toIntExact(v[i]);
+            }
+        }
+        return r;
+    }
+
+    /**
+     * ONNX pooling attributes as Cortado options: kernel_shape, strides (default 1), dilations,
+     * pads [begin..., end...] or auto_pad (VALID: none; SAME_UPPER / SAME_LOWER: output
+     * ceil(in / stride), the odd padding at the end / beginning), ceil_mode, count_include_pad.
+     */
+    static PoolOptions poolOptions(Node n, Tensor x, boolean avg) {
+        int nd = x.rank() - 2;
+        if (nd < 1) {
+            throw n.error("input " + x.describe() + " needs a spatial dimension");
+        }
+        long[] ksl = n.attrInts("kernel_shape");
+        if (ksl == null) {
+            throw n.error("attribute 'kernel_shape' is required");
+        }
+        int[] k = ints(n, "kernel_shape", nd, 1);
+        int[] s = ints(n, "strides", nd, 1);
+        int[] d = ints(n, "dilations", nd, 1);
+        int[] pads = ints(n, "pads", 2 * nd, 0);
+        int[] before = Arrays.copyOfRange(pads, 0, nd);
+        int[] after = Arrays.copyOfRange(pads, nd, 2 * nd);
+        String autoPad = n.attrString("auto_pad", "NOTSET");
+        switch (autoPad) {
+            case "NOTSET" -> { }
+            case "VALID" -> {
+                Arrays.fill(before, 0);
+                Arrays.fill(after, 0);
+            }
+            case "SAME_UPPER", "SAME_LOWER" -> {
+                for (int i = 0; i < nd; i++) {
+                    long in = x.size(2 + i);
+                    long out = (in + s[i] - 1) / s[i];
+                    long eff = (long) d[i] * (k[i] - 1) + 1;
+                    int total = (int) Math.max(0, (out - 1) * s[i] + eff - in);
+                    int small = total / 2;
+                    before[i] = autoPad.equals("SAME_UPPER") ? small : total - small;
+                    after[i] = total - before[i];
+                }
+            }
+            default -> throw n.error("unknown auto_pad '" + autoPad + "'");
+        }
+        return PoolOptions.builder(k).stride(s).padding(before).paddingAfter(after).dilation(d)
+                .ceilMode(n.attrInt("ceil_mode", 0) != 0)
+                .countIncludePad(avg && n.attrInt("count_include_pad", 0) != 0)
+                .layout(DataLayout.NCHW).build();
+    }
+
+    /**
+     * MaxPool: values, and the optional Indices output converted from Cortado's per-(n, c)-plane
+     * flat index to ONNX's index over the whole tensor ((n * C + c) * plane + offset), for
+     * storage_order 1 (2-d only) with the offset in column-major order (w * H + h). Integer
+     * inputs (uint8, int8) are pooled exactly in float64 and cast back.
+     */
+    static Tensor[] maxPool(Node n) {
+        Tensor x0 = n.required(0);
+        Tensor x = floatInput(n, 0);
+        PoolOptions o = poolOptions(n, x, false);
+        long storageOrder = n.attrInt("storage_order", 0);
+        Tensor[] r = Pooling.maxPoolWithIndices(x, o);
+        Tensor y = r[0].dtype() == x0.dtype() ? r[0] : r[0].to(x0.dtype());
+        if (!n.wantsOutput(1)) {
+            return one(y);
+        }
+        long[] dims = x.dims();
+        long plane = prod(dims, 2, dims.length);
+        long[] idx = r[1].toLongArray();
+        long outPlane = prod(r[1].dims(), 2, dims.length);
+        if (storageOrder != 0 && dims.length != 4) {
+            throw new UnsupportedOperationException(n.describe() + ": storage_order=1 is supported for 2-d pooling only");
+        }
+        long h = dims.length == 4 ? dims[2] : 1;
+        long w = dims[dims.length - 1];
+        for (int i = 0; i < idx.length; i++) {
+            long base = (i / outPlane) * plane;
+            long off = idx[i];
+            if (storageOrder != 0) {
+                off = (off % w) * h + off / w;
+            }
+            idx[i] = base + off;
+        }
+        try (Tensor host = Tensor.of(idx, r[1].dims())) {
+            return new Tensor[] {y, host.to(x.device())};
+        }
+    }
+
+    static Tensor[] averagePool(Node n) {
+        Tensor x0 = n.required(0);
+        Tensor x = floatInput(n, 0);
+        Tensor y = Pooling.avgPool(x, poolOptions(n, x, true));
+        return one(y.dtype() == x0.dtype() ? y : y.to(x0.dtype()));
+    }
+
+    /** GlobalMaxPool: max over the spatial dimensions, kept with size 1. */
+    static Tensor[] globalMaxPool(Node n) {
+        Tensor x = n.required(0);
+        if (x.rank() < 3) {
+            throw n.error("input " + x.describe() + " needs a spatial dimension");
+        }
+        return one(Reductions.max(x, true, range(2, x.rank())));
+    }
+
+    /** A per-channel parameter as float32 (Cortado's batch norm takes float32 [C] parameters). */
+    private static Tensor f32(Tensor t) {
+        return t == null || t.dtype() == DType.FLOAT32 ? t : t.to(DType.FLOAT32);
+    }
+
+    /**
+     * BatchNormalization. Inference (default; opset 6's is_test=1, opset >= 14's training_mode=0):
+     * Y = (X - mean) / sqrt(var + epsilon) * scale + B with the given statistics. training_mode=1
+     * (opset >= 14): Y normalized with the batch statistics, and the optional outputs
+     * running_mean = input_mean * momentum + batch_mean * (1 - momentum) and
+     * running_var = input_var * momentum + batch_var * (1 - momentum), batch_var the population
+     * variance (ONNX's reference; Cortado's in-place update uses the unbiased variance and the
+     * opposite momentum convention, so the handler computes them). Opset 6's spatial=0 and
+     * is_test=0 (legacy training outputs) are not supported.
+     */
+    static Tensor[] batchNormalization(Node n) {
+        Tensor x = n.required(0);
+        Tensor scale = f32(n.required(1));
+        Tensor bias = f32(n.required(2));
+        Tensor mean = f32(n.required(3));
+        Tensor var = f32(n.required(4));
+        double eps = n.attrFloat("epsilon", 1e-5);
+        double momentum = n.attrFloat("momentum", 0.9);
+        if (n.opset() < 9 && n.attrInt("spatial", 1) == 0) {
+            throw new UnsupportedOperationException(n.describe() + ": spatial=0 is not supported");
+        }
+        boolean training = n.opset() >= 14 ? n.attrInt("training_mode", 0) != 0
+                : n.opset() < 7 ? n.attrInt("is_test", 0) == 0 && n.outputCount() > 1 : n.outputCount() > 1;
+        if (training && n.opset() < 14) {
+            throw new UnsupportedOperationException(n.describe() + ": legacy training outputs are not supported");
+        }
+        BatchNormAttrs attrs = new BatchNormAttrs(eps, 1 - momentum, DataLayout.NCHW);
+        if (!training) {
+            return one(BatchNorm.inference(x, scale, bias, mean, var, attrs));
+        }
+        Tensor[] r = BatchNorm.training(x, scale, bias, null, null, attrs);
+        Tensor[] out = new Tensor[3];
+        out[0] = r[0];
+        int[] axes = new int[x.rank() - 1];
+        axes[0] = 0;
+        for (int i = 2; i < x.rank(); i++) {
+            axes[i - 1] = i;
+        }
+        if (n.wantsOutput(1)) {
+            Tensor bm = Reductions.mean(x, false, axes);
+            out[1] = Elementwise.add(Elementwise.mul(n.required(3), momentum),
+                    Elementwise.mul(bm.to(n.required(3).dtype()), 1 - momentum));
+        }
+        if (n.wantsOutput(2)) {
+            Tensor bv = Reductions.var(x, 0, false, axes);
+            out[2] = Elementwise.add(Elementwise.mul(n.required(4), momentum),
+                    Elementwise.mul(bv.to(n.required(4).dtype()), 1 - momentum));
+        }
+        return out;
+    }
+
+    private static long[] longs(Node n, String name, int count, long dflt) {
+        long[] v = n.attrInts(name);
+        if (v == null) {
+            long[] r = new long[count];
+            Arrays.fill(r, dflt);
+            return r;
+        }
+        if (v.length != count) {
+            throw n.error(name + " " + Arrays.toString(v) + " needs " + count + " values");
+        }
+        return v;
+    }
+
+    /** kernel_shape, or the weight's spatial dimensions (they must agree). */
+    private static long[] kernelShape(Node n, Tensor w, int nd) {
+        long[] fromW = Arrays.copyOfRange(w.dims(), 2, w.rank());
+        long[] k = n.attrInts("kernel_shape");
+        if (k != null && !Arrays.equals(k, fromW)) {
+            throw n.error("kernel_shape " + Arrays.toString(k) + " does not match weight " + w.describe());
+        }
+        if (fromW.length != nd) {
+            throw n.error("weight " + w.describe() + " does not match the " + nd + "-d input");
+        }
+        return fromW;
+    }
+
+    /**
+     * Conv (1-d, 2-d, 3-d): x [N, C, spatial...], W [M, C/group, k...], optional B [M]; strides,
+     * dilations, group, pads [begin..., end...] or auto_pad (SAME_UPPER / SAME_LOWER: output
+     * ceil(in / stride), the odd padding after / before; VALID: none).
+     */
+    static Tensor[] conv(Node n) {
+        Tensor x = n.required(0);
+        Tensor w = n.required(1);
+        Tensor b = n.input(2);
+        int nd = x.rank() - 2;
+        if (nd < 1 || nd > 3) {
+            throw new UnsupportedOperationException(n.describe() + ": input " + x.describe() + " is not 1-d, 2-d or 3-d");
+        }
+        long[] k = kernelShape(n, w, nd);
+        long[] s = longs(n, "strides", nd, 1);
+        long[] d = longs(n, "dilations", nd, 1);
+        long[] pads = longs(n, "pads", 2 * nd, 0);
+        long[] before = Arrays.copyOfRange(pads, 0, nd);
+        long[] after = Arrays.copyOfRange(pads, nd, 2 * nd);
+        String autoPad = n.attrString("auto_pad", "NOTSET");
+        switch (autoPad) {
+            case "NOTSET" -> { }
+            case "VALID" -> {
+                Arrays.fill(before, 0);
+                Arrays.fill(after, 0);
+            }
+            case "SAME_UPPER", "SAME_LOWER" -> {
+                for (int i = 0; i < nd; i++) {
+                    long in = x.size(2 + i);
+                    long out = (in + s[i] - 1) / s[i];
+                    long total = Math.max(0, (out - 1) * s[i] + d[i] * (k[i] - 1) + 1 - in);
+                    before[i] = autoPad.equals("SAME_UPPER") ? total / 2 : total - total / 2;
+                    after[i] = total - before[i];
+                }
+            }
+            default -> throw n.error("unknown auto_pad '" + autoPad + "'");
+        }
+        ConvOptions o = ConvOptions.builder().stride(s).padding(before, after).dilation(d)
+                .groups(n.attrInt("group", 1)).build();
+        return one(Convolution.CONV_OP.call(new ConvAttrs(nd, o), x, w, b));
+    }
+
+    /**
+     * ConvTranspose (1-d, 2-d, 3-d): x [N, C, spatial...], W [C, M/group, k...], optional B;
+     * strides, dilations, group, output_padding, and pads / auto_pad / output_shape as ONNX
+     * defines them: with output_shape (or SAME_* auto_pad, whose output is in * stride) the total
+     * padding is stride * (in - 1) + output_padding + (k - 1) * dilation + 1 - output_shape,
+     * split half before (SAME_UPPER: the odd one after; otherwise before); a negative padding
+     * after becomes extra output padding.
+     */
+    static Tensor[] convTranspose(Node n) {
+        Tensor x = n.required(0);
+        Tensor w = n.required(1);
+        Tensor b = n.input(2);
+        int nd = x.rank() - 2;
+        if (nd < 1 || nd > 3) {
+            throw new UnsupportedOperationException(n.describe() + ": input " + x.describe() + " is not 1-d, 2-d or 3-d");
+        }
+        long[] k = kernelShape(n, w, nd);
+        long[] s = longs(n, "strides", nd, 1);
+        long[] d = longs(n, "dilations", nd, 1);
+        long[] outPad = longs(n, "output_padding", nd, 0);
+        long[] pads = longs(n, "pads", 2 * nd, 0);
+        long[] before = Arrays.copyOfRange(pads, 0, nd);
+        long[] after = Arrays.copyOfRange(pads, nd, 2 * nd);
+        String autoPad = n.attrString("auto_pad", "NOTSET");
+        long[] outputShape = n.attrInts("output_shape");
+        if (outputShape != null && outputShape.length == nd + 2) {
+            outputShape = Arrays.copyOfRange(outputShape, 2, nd + 2);
+        }
+        if (outputShape == null && (autoPad.equals("SAME_UPPER") || autoPad.equals("SAME_LOWER"))) {
+            outputShape = new long[nd];
+            for (int i = 0; i < nd; i++) {
+                outputShape[i] = x.size(2 + i) * s[i];
+            }
+        }
+        if (autoPad.equals("VALID")) {
+            Arrays.fill(before, 0);
+            Arrays.fill(after, 0);
+        }
+        if (outputShape != null) {
+            if (outputShape.length != nd) {
+                throw n.error("output_shape " + Arrays.toString(n.attrInts("output_shape")) + " needs " + nd + " values");
+            }
+            for (int i = 0; i < nd; i++) {
+                long total = s[i] * (x.size(2 + i) - 1) + outPad[i] + (k[i] - 1) * d[i] + 1 - outputShape[i];
+                long half = Math.floorDiv(total, 2);
+                if (autoPad.equals("SAME_UPPER")) {
+                    before[i] = half;
+                    after[i] = total - half;
+                } else {
+                    before[i] = total - half;
+                    after[i] = half;
+                }
+                if (after[i] < 0) {
+                    outPad[i] -= after[i];
+                    after[i] = 0;
+                }
+                if (before[i] < 0) {
+                    throw new UnsupportedOperationException(n.describe() + ": output_shape "
+                            + Arrays.toString(outputShape) + " needs negative padding before the output");
+                }
+            }
+        }
+        ConvOptions o = ConvOptions.builder().stride(s).padding(before, after).dilation(d).outputPadding(outPad)
+                .groups(n.attrInt("group", 1)).build();
+        return one(Convolution.CONV_TRANSPOSE_OP.call(new ConvAttrs(nd, o), x, w, b));
+    }
+
+    /** [B, L, H*D] as [B, H, L, D]. */
+    private static Tensor heads(Tensor t, long h) {
+        long[] d = t.dims();
+        return t.reshape(d[0], d[1], h, d[2] / h).permute(0, 2, 1, 3);
+    }
+
+    /**
+     * Attention (opset 23): Q/K/V 4-d [B, H, L, D] or 3-d [B, L, H*D] (q_num_heads /
+     * kv_num_heads), grouped-query heads, attn_mask (bool: true attends; float: added),
+     * is_causal, scale, past_key/past_value (concatenated before K/V along the sequence) and the
+     * present_key/present_value outputs, through Cortado's fused attention. softcap, the
+     * qk_matmul_output output and opset 24's nonpad_kv_seqlen input are not supported.
+     */
+    static Tensor[] attention(Node n) {
+        Tensor q = n.required(0);
+        Tensor k = n.required(1);
+        Tensor v = n.required(2);
+        Tensor mask = n.input(3);
+        Tensor pastK = n.input(4);
+        Tensor pastV = n.input(5);
+        if (n.input(6) != null) {
+            throw new UnsupportedOperationException(n.describe() + ": nonpad_kv_seqlen is not supported");
+        }
+        if (n.attrFloat("softcap", 0) != 0) {
+            throw new UnsupportedOperationException(n.describe() + ": softcap is not supported");
+        }
+        if (n.wantsOutput(3)) {
+            throw new UnsupportedOperationException(n.describe() + ": the qk_matmul_output output (mode "
+                    + n.attrInt("qk_matmul_output_mode", 0) + ") is not supported");
+        }
+        boolean threeD = q.rank() == 3;
+        if (threeD) {
+            q = heads(q, n.attrInt("q_num_heads", 0));
+            k = heads(k, n.attrInt("kv_num_heads", 0));
+            v = heads(v, n.attrInt("kv_num_heads", 0));
+        }
+        if (pastK != null) {
+            k = Indexing.concat(2, pastK, k);
+        }
+        if (pastV != null) {
+            v = Indexing.concat(2, pastV, v);
+        }
+        boolean causal = n.attrInt("is_causal", 0) != 0;
+        long lq = q.size(2);
+        long lk = k.size(2);
+        if (causal && n.opset() < 24 && lq != lk) {
+            // Opset 23 aligns the causal mask top-left (query i sees keys 0..i) when the lengths
+            // differ; Cortado's causal flag aligns it bottom-right: pass an explicit mask instead.
+            boolean[] tril = new boolean[(int) (lq * lk)];
+            for (int i = 0; i < lq; i++) {
+                for (int j = 0; j <= i && j < lk; j++) {
+                    tril[(int) (i * lk + j)] = true;
+                }
+            }
+            Tensor cm;
+            try (Tensor host = Tensor.of(tril, lq, lk)) {
+                cm = host.to(q.device());
+            }
+            if (mask == null) {
+                mask = cm;
+            } else if (mask.dtype() == DType.BOOL) {
+                mask = Elementwise.logicalAnd(mask, cm);
+            } else {
+                mask = Elementwise.where(cm, mask, Tensor.scalar(Double.NEGATIVE_INFINITY, mask.dtype(), q.device()));
+            }
+            causal = false;
+        }
+        Attention.Options.Builder ob = Attention.Options.builder().causal(causal);
+        if (n.has("scale")) {
+            ob.scale(n.attrFloat("scale", 1));
+        }
+        Tensor y = Attention.scaledDotProductAttention(q, k, v, mask, ob.build());
+        if (threeD) {
+            long[] d = y.dims();
+            y = y.permute(0, 2, 1, 3).reshape(d[0], d[2], d[1] * d[3]);
+        }
+        return new Tensor[] {y, n.wantsOutput(1) ? k.contiguous() : null, n.wantsOutput(2) ? v.contiguous() : null};
+    }
+
+    /**
+     * RotaryEmbedding (opset 23) from the precomputed cos/sin caches (Cortado's rope derives the
+     * angles from a base, so the rotation is written out with elementwise ops): X [B, H, S, D]
+     * or [B, S, H*D] (num_heads), caches [max_pos, R/2] indexed by position_ids [B, S] or
+     * [B, S, R/2] without them; the first rotary_embedding_dim features (default D) rotate,
+     * as pairs (x[i], x[i + R/2]) or, interleaved, (x[2i], x[2i+1]).
+     */
+    static Tensor[] rotaryEmbedding(Node n) {
+        Tensor x0 = n.required(0);
+        Tensor cos = n.required(1);
+        Tensor sin = n.required(2);
+        Tensor pos = n.input(3);
+        boolean interleaved = n.attrInt("interleaved", 0) != 0;
+        Tensor x; // [B, S, H, D]
+        if (x0.rank() == 4) {
+            x = x0.permute(0, 2, 1, 3);
+        } else {
+            long[] d = x0.dims();
+            long h = n.attrInt("num_heads", 0);
+            if (h <= 0) {
+                throw n.error("3-d input needs num_heads");
+            }
+            x = x0.reshape(d[0], d[1], h, d[2] / h);
+        }
+        long hd = x.size(3);
+        long r = n.attrInt("rotary_embedding_dim", 0);
+        if (r == 0) {
+            r = hd;
+        }
+        long half = r / 2;
+        if (pos != null) {
+            cos = Indexing.gather(cos, pos, 0);
+            sin = Indexing.gather(sin, pos, 0);
+        }
+        cos = cos.narrow(2, 0, half).unsqueeze(2); // [B, S, 1, R/2]
+        sin = sin.narrow(2, 0, half).unsqueeze(2);
+        Tensor rot = x.narrow(3, 0, r);
+        Tensor x1 = interleaved ? rot.slice(3, 0, r, 2) : rot.narrow(3, 0, half);
+        Tensor x2 = interleaved ? rot.slice(3, 1, r, 2) : rot.narrow(3, half, half);
+        Tensor real = Elementwise.sub(Elementwise.mul(cos, x1), Elementwise.mul(sin, x2));
+        Tensor imag = Elementwise.add(Elementwise.mul(sin, x1), Elementwise.mul(cos, x2));
+        Tensor rotated = interleaved
+                ? Indexing.concat(4, real.unsqueeze(4), imag.unsqueeze(4)).reshape(rot.dims())
+                : Indexing.concat(3, real, imag);
+        Tensor out = r < hd ? Indexing.concat(3, rotated, x.narrow(3, r, hd - r)) : rotated;
+        if (x0.rank() == 4) {
+            return one(out.permute(0, 2, 1, 3));
+        }
+        return one(out.reshape(x0.dims()));
+    }
+
     // ------------------------------------------------------------------ handlers
     /**
      * Div. Floating point: Cortado's div. Integers: ONNX divides with truncation toward zero and
@@ -116,7 +597,7 @@ public final class OnnxOps {
      */
     static Tensor[] div(Node n) {
         Tensor a = n.required(0);
-        Tensor b = n.required(1);
+        Tensor b = legacyBroadcast(n);
         if (a.dtype().isFloatingPoint() || b.dtype().isFloatingPoint()) {
             return one(Elementwise.div(a, b));
         }

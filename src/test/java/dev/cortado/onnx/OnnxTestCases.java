@@ -74,6 +74,25 @@ public final class OnnxTestCases {
         return null;
     }
 
+    /**
+     * The folders of the older PyTorch-exported tests ({@code onnx-pytorch/pytorch-converted} and
+     * {@code onnx-pytorch/pytorch-operator}) that exist under {@code base}; empty when absent.
+     */
+    public static List<Path> pytorchDirs(Path base) {
+        List<Path> dirs = new ArrayList<>();
+        for (String sub : new String[] {"pytorch-converted", "pytorch-operator"}) {
+            Path p = base.resolve("onnx-pytorch").resolve(sub);
+            if (Files.isDirectory(p)) {
+                dirs.add(p);
+            }
+        }
+        return dirs;
+    }
+
+    public static List<Path> pytorchDirs() {
+        return pytorchDirs(conformanceDir());
+    }
+
     /** Every {@code test_*} directory with a model.onnx, sorted by name. */
     public static List<Case> discover(Path nodeDir, Map<String, String> expectedFailures) {
         List<Path> dirs;

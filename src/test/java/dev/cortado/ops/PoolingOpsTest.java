@@ -674,7 +674,30 @@ class PoolingOpsTest {
             Tensor[] yi = Pooling.maxPoolWithIndices(x, PoolOptions.of(2));
             assertBad(() -> Pooling.maxPoolBackward(yi[0], x, yi[0], PoolOptions.of(2)), "max_pool_backward",
                     "indices");
-            assertBad(() -> Pooling.avgPool2d(x, PoolOptions.builder(2).dilation(2).build()), "avg_pool", "dilation");
+            assertBad(() -> Pooling.maxPool2d(x, PoolOptions.builder(2).padding(0).paddingAfter(-1).build()),
+                    "max_pool", "[1, 2, 3, 3]", "non-negative");
+        }
+    }
+
+    /** ONNX-style options: asymmetric padding, ceil mode (with both divisors), dilated average pooling. */
+    @Test
+    void asymmetricPaddingCeilModeAndAvgDilation() {
+        try (var scope = Scope.open()) {
+            Tensor x = Tensor.of(new float[] {1, 2, 3, 4, 5}, 1, 1, 5);
+            assertArrayEquals(new float[] {2, 4, 5},
+                    Pooling.maxPool(x, PoolOptions.builder(2).stride(2).ceilMode(true).build()).toFloatArray());
+            assertArrayEquals(new float[] {1.5f, 3.5f, 5},
+                    Pooling.avgPool(x, PoolOptions.builder(2).stride(2).ceilMode(true).countIncludePad(false).build())
+                            .toFloatArray());
+            // count_include_pad: the clipped last window divides by its taps inside the input (+ real padding)
+            assertArrayEquals(new float[] {1.5f, 3.5f, 5},
+                    Pooling.avgPool(x, PoolOptions.builder(2).stride(2).ceilMode(true).build()).toFloatArray());
+            assertArrayEquals(new float[] {0.5f, 2.5f, 4.5f},
+                    Pooling.avgPool(x, PoolOptions.builder(2).stride(2).padding(1).ceilMode(true).build()).toFloatArray());
+            assertArrayEquals(new float[] {2, 3, 4, 5, 5},
+                    Pooling.maxPool(x, PoolOptions.builder(2).stride(1).padding(0).paddingAfter(1).build()).toFloatArray());
+            assertArrayEquals(new float[] {2, 3, 4},
+                    Pooling.avgPool(x, PoolOptions.builder(2).stride(1).dilation(2).build()).toFloatArray());
         }
     }
 }
