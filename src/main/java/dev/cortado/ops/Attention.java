@@ -24,6 +24,10 @@ import java.util.List;
  * whatever the layout) is boolean (true = attend) or additive (floating, added to the scaled
  * scores). Inputs are read through their strides; only a feature dimension that is not
  * contiguous is copied.
+ *
+ * <p>Causal masking is aligned to the bottom-right when the lengths differ (FlashAttention 2.1's
+ * convention, right for decoding with a cache): query i attends key j iff j &lt;= i + (Lk - Lq).
+ * ONNX Attention (opset 23) aligns to the top-left; pass an explicit mask for that.
  */
 public final class Attention {
     private Attention() {
