@@ -4,7 +4,6 @@ import static dev.cortado.tensor.DeviceType.CPU;
 
 import dev.cortado.backend.cpu.CpuBackend;
 import dev.cortado.backend.cpu.NativePool;
-import dev.cortado.ops.Pooling.DataLayout;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Shape;
 import dev.cortado.tensor.Tensor;

@@ -27,11 +27,6 @@ public final class Convolution {
     private Convolution() {
     }
 
-    /** Activation layout (matches CT_LAYOUT_*). */
-    public enum ConvLayout {
-        NCHW, NHWC
-    }
-
     /** Algorithm (matches CT_CONV_ALGO_*). */
     public enum Algorithm {
         AUTO, REFERENCE, IM2COL_GEMM, DIRECT_NHWC, WINOGRAD, DEPTHWISE
@@ -48,7 +43,7 @@ public final class Convolution {
      * (extra padding after, as TensorFlow does). {@code outputPadding} only for transposed convolutions.
      */
     public record ConvOptions(long[] stride, long[] padBefore, long[] padAfter, boolean samePadding, long[] dilation,
-                              long groups, ConvLayout layout, Algorithm algorithm, Activation activation,
+                              long groups, DataLayout layout, Algorithm algorithm, Activation activation,
                               long[] outputPadding) {
         public static Builder builder() {
             return new Builder();
@@ -76,7 +71,7 @@ public final class Convolution {
             private boolean same;
             private long[] dilation = {1};
             private long groups = 1;
-            private ConvLayout layout = ConvLayout.NCHW;
+            private DataLayout layout = DataLayout.NCHW;
             private Algorithm algorithm = Algorithm.AUTO;
             private Activation activation = Activation.NONE;
             private long[] outputPadding = {0};
@@ -118,7 +113,7 @@ public final class Convolution {
                 return this;
             }
 
-            public Builder layout(ConvLayout l) {
+            public Builder layout(DataLayout l) {
                 layout = l;
                 return this;
             }
@@ -237,7 +232,7 @@ public final class Convolution {
         Geometry g = forwardGeometry(CONV_OP, new ConvAttrs(weight.rank() - 2, options), x, weight, null);
         NativeConv.ensureLoaded();
         NativeArgs args = NativeArgs.get();
-        int r = NativeConv.ct_cpu_conv_choose(x.dtype().code(), options.layout().ordinal(), args.put(g.array()), pass);
+        int r = NativeConv.ct_cpu_conv_choose(x.dtype().code(), options.layout().code(), args.put(g.array()), pass);
         if (r < 0) {
             throw CpuBackend.failure(-r, "conv_choose(" + x.describe() + ", " + weight.describe() + ")");
         }
@@ -309,21 +304,21 @@ public final class Convolution {
     }
 
     /** Spatial sizes and channel count of an activation in the given layout. */
-    private static long channelsOf(ConvLayout l, Tensor t) {
-        return l == ConvLayout.NCHW ? t.size(1) : t.size(t.rank() - 1);
+    private static long channelsOf(DataLayout l, Tensor t) {
+        return l == DataLayout.NCHW ? t.size(1) : t.size(t.rank() - 1);
     }
 
-    private static long spatialOf(ConvLayout l, Tensor t, int i) {
-        return l == ConvLayout.NCHW ? t.size(2 + i) : t.size(1 + i);
+    private static long spatialOf(DataLayout l, Tensor t, int i) {
+        return l == DataLayout.NCHW ? t.size(2 + i) : t.size(1 + i);
     }
 
-    private static Shape activationShape(ConvLayout l, int spatial, long n, long ch, long[] sp3) {
+    private static Shape activationShape(DataLayout l, int spatial, long n, long ch, long[] sp3) {
         long[] d = new long[spatial + 2];
         d[0] = n;
         for (int i = 0; i < spatial; i++) {
-            d[l == ConvLayout.NCHW ? 2 + i : 1 + i] = sp3[3 - spatial + i];
+            d[l == DataLayout.NCHW ? 2 + i : 1 + i] = sp3[3 - spatial + i];
         }
-        d[l == ConvLayout.NCHW ? 1 : spatial + 1] = ch;
+        d[l == DataLayout.NCHW ? 1 : spatial + 1] = ch;
         return Shape.of(d);
     }
 
@@ -349,13 +344,13 @@ public final class Convolution {
         }
     }
 
-    private static String layoutDims(ConvLayout l, int spatial, String ch) {
+    private static String layoutDims(DataLayout l, int spatial, String ch) {
         String sp = switch (spatial) {
             case 1 -> "W";
             case 2 -> "H, W";
             default -> "D, H, W";
         };
-        return l == ConvLayout.NCHW ? "[N, " + ch + ", " + sp + "]" : "[N, " + sp + ", " + ch + "]";
+        return l == DataLayout.NCHW ? "[N, " + ch + ", " + sp + "]" : "[N, " + sp + ", " + ch + "]";
     }
 
     /** Fills stride, dilation and padding (checking them); needs g.in and g.ks set. */
@@ -574,7 +569,7 @@ public final class Convolution {
         return g;
     }
 
-    private static long[] dySizes(ConvLayout l, Tensor t, int s) {
+    private static long[] dySizes(DataLayout l, Tensor t, int s) {
         long[] r = {1, 1, 1};
         for (int i = 0; i < s; i++) {
             r[3 - s + i] = spatialOf(l, t, i);
@@ -642,7 +637,7 @@ public final class Convolution {
         try (Tensor xc = in[0].contiguous(); Tensor wc = in[1].contiguous();
              Tensor bc = bias == null ? null : bias.contiguous()) {
             NativeArgs args = NativeArgs.get();
-            int status = NativeConv.ct_cpu_conv_forward(in[0].dtype().code(), o.layout().ordinal(), o.algorithm().ordinal(),
+            int status = NativeConv.ct_cpu_conv_forward(in[0].dtype().code(), o.layout().code(), o.algorithm().ordinal(),
                     args.put(g.array()), xc.dataAddress(), wc.dataAddress(), bc == null ? 0 : bc.dataAddress(),
                     o.activation().ordinal(), out.dataAddress());
             if (status != 0) {
@@ -660,7 +655,7 @@ public final class Convolution {
         ConvOptions o = a.options();
         try (Tensor xc = in[0].contiguous(); Tensor wc = in[1].contiguous()) {
             NativeArgs args = NativeArgs.get();
-            int status = NativeConv.ct_cpu_conv_backward_data(in[0].dtype().code(), o.layout().ordinal(),
+            int status = NativeConv.ct_cpu_conv_backward_data(in[0].dtype().code(), o.layout().code(),
                     o.algorithm().ordinal(), args.put(g.array()), xc.dataAddress(), wc.dataAddress(), out.dataAddress());
             if (status != 0) {
                 throw CpuBackend.failure(status, describe("conv_transpose", in, o));
@@ -669,7 +664,7 @@ public final class Convolution {
         if (bias != null) {
             long[] bd = new long[a.spatialDims() + 1];
             Arrays.fill(bd, 1);
-            bd[o.layout() == ConvLayout.NCHW ? 0 : a.spatialDims()] = g.c;
+            bd[o.layout() == DataLayout.NCHW ? 0 : a.spatialDims()] = g.c;
             try (Tensor bv = bias.reshape(bd); Tensor sum = Elementwise.add(out, bv)) {
                 out.copyFrom(sum);
             }
@@ -684,7 +679,7 @@ public final class Convolution {
         ConvOptions o = a.options();
         try (Tensor dyc = in[0].contiguous(); Tensor wc = in[1].contiguous()) {
             NativeArgs args = NativeArgs.get();
-            int status = NativeConv.ct_cpu_conv_backward_data(in[0].dtype().code(), o.layout().ordinal(),
+            int status = NativeConv.ct_cpu_conv_backward_data(in[0].dtype().code(), o.layout().code(),
                     o.algorithm().ordinal(), args.put(g.array()), dyc.dataAddress(), wc.dataAddress(), out.dataAddress());
             if (status != 0) {
                 throw CpuBackend.failure(status, describe("conv_backward_data", in, o));
@@ -700,7 +695,7 @@ public final class Convolution {
         ConvOptions o = a.options();
         try (Tensor xc = in[0].contiguous(); Tensor dyc = in[1].contiguous()) {
             NativeArgs args = NativeArgs.get();
-            int status = NativeConv.ct_cpu_conv_backward_weight(in[0].dtype().code(), o.layout().ordinal(),
+            int status = NativeConv.ct_cpu_conv_backward_weight(in[0].dtype().code(), o.layout().code(),
                     o.algorithm().ordinal(), args.put(g.array()), xc.dataAddress(), dyc.dataAddress(), out[0].dataAddress(),
                     a.bias() ? out[1].dataAddress() : 0);
             if (status != 0) {

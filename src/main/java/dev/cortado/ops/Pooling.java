@@ -22,18 +22,6 @@ public final class Pooling {
     private Pooling() {
     }
 
-    /** Activation layout of the pooling and batch-norm families (codes of common.h). */
-    public enum DataLayout {
-        /** Channels first: [N, C, (D,) (H,) W]. */
-        NCHW,
-        /** Channels last: [N, (D,) (H,) W, C]. */
-        NHWC;
-
-        public int code() {
-            return ordinal();
-        }
-    }
-
     /**
      * Pooling options. Each of kernel, stride, padding, dilation holds one value per spatial
      * dimension or a single value for all; an empty stride means stride = kernel.

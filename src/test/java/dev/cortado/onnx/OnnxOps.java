@@ -14,7 +14,7 @@ import dev.cortado.ops.Indexing;
 import dev.cortado.ops.LinearAlgebra;
 import dev.cortado.ops.Normalization;
 import dev.cortado.ops.Pooling;
-import dev.cortado.ops.Pooling.DataLayout;
+import dev.cortado.ops.DataLayout;
 import dev.cortado.ops.Pooling.PoolOptions;
 import dev.cortado.ops.Reductions;
 import dev.cortado.tensor.DType;

@@ -7,7 +7,6 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.DynamicTest.dynamicTest;
 
 import dev.cortado.ops.BatchNorm.BatchNormAttrs;
-import dev.cortado.ops.Pooling.DataLayout;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Tensor;

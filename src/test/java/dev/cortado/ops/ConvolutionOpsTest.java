@@ -9,7 +9,6 @@ import static org.junit.jupiter.api.DynamicTest.dynamicTest;
 
 import dev.cortado.ops.Convolution.Activation;
 import dev.cortado.ops.Convolution.Algorithm;
-import dev.cortado.ops.Convolution.ConvLayout;
 import dev.cortado.ops.Convolution.ConvOptions;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Scope;
@@ -76,14 +75,14 @@ class ConvolutionOpsTest {
             return ConvOptions.builder().stride(tail(st)).dilation(tail(dil)).padding(tail(pb), tail(pa)).groups(groups);
         }
 
-        long[] actDims(ConvLayout l, int ch, int[] sp) {
+        long[] actDims(DataLayout l, int ch, int[] sp) {
             long[] d = new long[spatial + 2];
             d[0] = n;
             long[] t = tail(sp);
             for (int i = 0; i < spatial; i++) {
-                d[l == ConvLayout.NCHW ? 2 + i : 1 + i] = t[i];
+                d[l == DataLayout.NCHW ? 2 + i : 1 + i] = t[i];
             }
-            d[l == ConvLayout.NCHW ? 1 : spatial + 1] = ch;
+            d[l == DataLayout.NCHW ? 1 : spatial + 1] = ch;
             return d;
         }
 
@@ -299,8 +298,8 @@ class ConvolutionOpsTest {
 
     // ------------------------------------------------------------------ helpers
     /** canonical [N, C, S] -> layout order. */
-    static double[] toLayout(double[] a, int n, int ch, int s, ConvLayout l) {
-        if (l == ConvLayout.NCHW) {
+    static double[] toLayout(double[] a, int n, int ch, int s, DataLayout l) {
+        if (l == DataLayout.NCHW) {
             return a;
         }
         double[] r = new double[a.length];
@@ -314,8 +313,8 @@ class ConvolutionOpsTest {
         return r;
     }
 
-    static double[] fromLayout(double[] a, int n, int ch, int s, ConvLayout l) {
-        if (l == ConvLayout.NCHW) {
+    static double[] fromLayout(double[] a, int n, int ch, int s, DataLayout l) {
+        if (l == DataLayout.NCHW) {
             return a;
         }
         double[] r = new double[a.length];
@@ -374,7 +373,7 @@ class ConvolutionOpsTest {
         }
     }
 
-    static boolean applies(Algorithm a, Case c, ConvLayout l, DType t, int pass) {
+    static boolean applies(Algorithm a, Case c, DataLayout l, DType t, int pass) {
         if (a == Algorithm.REFERENCE || a == Algorithm.IM2COL_GEMM || a == Algorithm.AUTO) {
             return true;
         }
@@ -388,7 +387,7 @@ class ConvolutionOpsTest {
         }
         return switch (a) {
             case DEPTHWISE -> c.groups == c.c && c.k == c.c;
-            case DIRECT_NHWC -> l == ConvLayout.NHWC && (pass == 0 || (pass == 1 && flipOk));
+            case DIRECT_NHWC -> l == DataLayout.NHWC && (pass == 0 || (pass == 1 && flipOk));
             case WINOGRAD -> c.spatial == 2 && c.ks[1] == 3 && c.ks[2] == 3 && c.st[1] == 1 && c.st[2] == 1
                     && c.dil[1] == 1 && c.dil[2] == 1 && (pass == 0 || (pass == 1 && flipOk));
             default -> true;
@@ -405,7 +404,7 @@ class ConvolutionOpsTest {
         List<DynamicTest> tests = new ArrayList<>();
         int idx = 0;
         for (Case c : CASES) {
-            for (ConvLayout l : ConvLayout.values()) {
+            for (DataLayout l : DataLayout.values()) {
                 for (DType t : new DType[] {DType.FLOAT32, DType.FLOAT64}) {
                     final int seed = 1000 + idx++;
                     final boolean bias = seed % 2 == 0;
@@ -418,7 +417,7 @@ class ConvolutionOpsTest {
         return tests;
     }
 
-    static void checkCase(Case c, ConvLayout l, DType t, boolean withBias, Activation act, long seed) {
+    static void checkCase(Case c, DataLayout l, DType t, boolean withBias, Activation act, long seed) {
         try (var scope = Scope.open()) {
             Random r = new Random(seed);
             int p = c.outVol();
@@ -496,7 +495,7 @@ class ConvolutionOpsTest {
                             double[] b = bias ? rounded(rand(r, cs.k), DType.FLOAT32) : null;
                             double[] want = refForward(cs, x, w, b, act, false);
                             double[] scale = refForward(cs, x, w, b, act, true);
-                            for (ConvLayout l : ConvLayout.values()) {
+                            for (DataLayout l : DataLayout.values()) {
                                 Tensor xt = tensor(toLayout(x, cs.n, cs.c, cs.inVol(), l), DType.FLOAT32,
                                         cs.actDims(l, cs.c, cs.in));
                                 Tensor wt = tensor(w, DType.FLOAT32, cs.wDims());
@@ -520,7 +519,7 @@ class ConvolutionOpsTest {
     }
 
     // ------------------------------------------------------------------ finite differences
-    static double lossOf(Case c, ConvLayout l, Algorithm a, double[] xl, double[] w, double[] b, double[] rl) {
+    static double lossOf(Case c, DataLayout l, Algorithm a, double[] xl, double[] w, double[] b, double[] rl) {
         try (Tensor xt = Tensor.of(xl, c.actDims(l, c.c, c.in)); Tensor wt = Tensor.of(w, c.wDims());
              Tensor bt = Tensor.of(b, c.k);
              Tensor y = Convolution.CONV_OP.call(new Convolution.ConvAttrs(c.spatial, c.options().layout(l).algorithm(a)
@@ -543,7 +542,7 @@ class ConvolutionOpsTest {
                         new int[] {1, 1, 1}, new int[] {0, 1, 1}, new int[] {1, 0, 1}));
         List<DynamicTest> tests = new ArrayList<>();
         for (Case c : tiny) {
-            for (ConvLayout l : ConvLayout.values()) {
+            for (DataLayout l : DataLayout.values()) {
                 for (Algorithm a : new Algorithm[] {Algorithm.REFERENCE, Algorithm.IM2COL_GEMM}) {
                     tests.add(dynamicTest(c + " " + l + " " + a, () -> {
                         try (var scope = Scope.open()) {
@@ -606,7 +605,7 @@ class ConvolutionOpsTest {
         int[][] cfgs = {{3, 4, 1, 5, 6, 3, 2, 1, 1, 1, 1}, {4, 6, 2, 4, 4, 3, 1, 2, 2, 0, 0}, {2, 3, 1, 3, 5, 5, 3, 1, 0, 2, 2}};
         int idx = 0;
         for (int[] f : cfgs) {
-            for (ConvLayout l : ConvLayout.values()) {
+            for (DataLayout l : DataLayout.values()) {
                 for (DType t : new DType[] {DType.FLOAT32, DType.FLOAT64}) {
                     final long seed = 77 + idx++;
                     tests.add(dynamicTest(Arrays.toString(f) + " " + l + " " + t, () -> {
@@ -682,11 +681,11 @@ class ConvolutionOpsTest {
             Tensor xs = Tensor.of(new float[1 * 8 * 8 * 32], 1, 8, 8, 32);
             Tensor ws = Tensor.of(new float[32 * 32 * 9], 32, 32, 3, 3);
             assertEquals(Algorithm.DIRECT_NHWC, Convolution.chosenAlgorithm(xs, ws,
-                    ConvOptions.builder().padding(1).layout(ConvLayout.NHWC).build(), 0));
+                    ConvOptions.builder().padding(1).layout(DataLayout.NHWC).build(), 0));
             Tensor xd = Tensor.of(new double[1 * 8 * 8 * 32], 1, 8, 8, 32);
             Tensor wdd = Tensor.of(new double[32 * 32 * 9], 32, 32, 3, 3);
             assertEquals(Algorithm.IM2COL_GEMM, Convolution.chosenAlgorithm(xd, wdd,
-                    ConvOptions.builder().padding(1).layout(ConvLayout.NHWC).build(), 0));
+                    ConvOptions.builder().padding(1).layout(DataLayout.NHWC).build(), 0));
         }
     }
 
@@ -751,7 +750,7 @@ class ConvolutionOpsTest {
             double[] x = rand(r, 2 * 3 * 30);
             double[] w = rand(r, 4 * 3 * 9);
             // an NHWC tensor permuted to NCHW: not contiguous
-            Tensor xNhwc = Tensor.of(toLayout(x, 2, 3, 30, ConvLayout.NHWC), 2, 6, 5, 3);
+            Tensor xNhwc = Tensor.of(toLayout(x, 2, 3, 30, DataLayout.NHWC), 2, 6, 5, 3);
             Tensor xView = xNhwc.permute(0, 3, 1, 2);
             Tensor y = Convolution.conv2d(xView, Tensor.of(w, 4, 3, 3, 3), null, c.options().build());
             double[] want = refForward(c, x, w, null, Activation.NONE, false);

@@ -1,0 +1,17 @@
+package dev.cortado.ops;
+
+/**
+ * Memory order of image-like activations for the convolution, pooling and batch-norm families
+ * (the codes are {@code CT_LAYOUT_*} of {@code native/include/cortado/common.h}).
+ */
+public enum DataLayout {
+    /** Channels first: [N, C, (D,) (H,) W]. */
+    NCHW,
+    /** Channels last: [N, (D,) (H,) W, C]; the faster layout for the direct and Winograd kernels. */
+    NHWC;
+
+    /** The native layout code. */
+    public int code() {
+        return ordinal();
+    }
+}
