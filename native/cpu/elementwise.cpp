@@ -69,6 +69,27 @@ struct Ge { template <class C> CT_INLINE bool operator()(C a, C b) const { retur
 struct And { template <class C> CT_INLINE bool operator()(C a, C b) const { return (a != 0) & (b != 0); } };
 struct Or { template <class C> CT_INLINE bool operator()(C a, C b) const { return (a != 0) | (b != 0); } };
 struct Xor { template <class C> CT_INLINE bool operator()(C a, C b) const { return (a != 0) ^ (b != 0); } };
+// Activation gradients g * f'(x) (a = g, b = x); floating dtypes only (integers never reach them).
+struct GeluGrad { template <class C> CT_INLINE C operator()(C g, C x) const {
+  if constexpr (std::is_integral_v<C>) return 0;
+  else {
+    const C cdf = C(0.5) * std::erfc(-x * C(0.70710678118654752440));
+    const C pdf = std::exp(C(-0.5) * x * x) * C(0.39894228040143267794);
+    return g * (cdf + x * pdf);
+  } } };
+struct GeluTanhGrad { template <class C> CT_INLINE C operator()(C g, C x) const {
+  if constexpr (std::is_integral_v<C>) return 0;
+  else {
+    const C k0 = C(0.79788456080286535588), k1 = C(0.044715);
+    const C t = std::tanh(k0 * (x + k1 * x * x * x));
+    return g * (C(0.5) * (C(1) + t) + C(0.5) * x * (C(1) - t * t) * k0 * (C(1) + C(3) * k1 * x * x));
+  } } };
+struct SiluGrad { template <class C> CT_INLINE C operator()(C g, C x) const {
+  if constexpr (std::is_integral_v<C>) return 0;
+  else {
+    const C s = C(1) / (C(1) + std::exp(-x));
+    return g * s * (C(1) + x * (C(1) - s));
+  } } };
 
 // ------------------------------------------------------------------ generic row loops
 /* Reference loop: any strides. */
@@ -294,7 +315,8 @@ const char* unary_name(int op) {
 }
 const char* binary_name(int op) {
   static const char* n[] = {"ADD", "SUB", "MUL", "DIV", "POW", "MAX", "MIN", "EQ",
-                            "NE", "LT", "LE", "GT", "GE", "AND", "OR", "XOR"};
+                            "NE", "LT", "LE", "GT", "GE", "AND", "OR", "XOR",
+                            "GELU_GRAD", "GELU_TANH_GRAD", "SILU_GRAD"};
   return op >= 0 && op < CT_BINARY_COUNT ? n[op] : "unknown";
 }
 
@@ -345,8 +367,10 @@ int ct_cpu_binary(int op, int dtype, int ndim, const int64_t* shape, void* out, 
   CT_TRY
   if (op < 0 || op >= CT_BINARY_COUNT) return fail(CT_ERR_INVALID_ARG, "%s: unknown op code %d", fn, op);
   const bool cmp = op >= CT_BINARY_EQ && op <= CT_BINARY_GE;
-  const bool logic = op >= CT_BINARY_AND;
-  const bool ok = logic ? dtype == CT_BOOL : (numeric(dtype) || (cmp && dtype == CT_BOOL));
+  const bool logic = op >= CT_BINARY_AND && op <= CT_BINARY_XOR;
+  const bool grad = op >= CT_BINARY_GELU_GRAD;
+  const bool fp = dtype == CT_F32 || dtype == CT_F64 || dtype == CT_F16 || dtype == CT_BF16;
+  const bool ok = logic ? dtype == CT_BOOL : grad ? fp : (numeric(dtype) || (cmp && dtype == CT_BOOL));
   if (!ok)
     return fail(CT_ERR_UNSUPPORTED, "%s: op %s is not defined for dtype %s (%d)", fn, binary_name(op),
                 dtype_name(dtype), dtype);
@@ -379,6 +403,9 @@ int ct_cpu_binary(int op, int dtype, int ndim, const int64_t* shape, void* out, 
       case CT_BINARY_LE: go(Le{}, Y{}); break;
       case CT_BINARY_GT: go(Gt{}, Y{}); break;
       case CT_BINARY_GE: go(Ge{}, Y{}); break;
+      case CT_BINARY_GELU_GRAD: go(GeluGrad{}, N{}); break;
+      case CT_BINARY_GELU_TANH_GRAD: go(GeluTanhGrad{}, N{}); break;
+      case CT_BINARY_SILU_GRAD: go(SiluGrad{}, N{}); break;
       default:
         if constexpr (std::is_same_v<T, uint8_t>) {
           if (op == CT_BINARY_AND) go(And{}, Y{});

@@ -104,6 +104,30 @@ template <int OP> struct binary_logic {
   }
 };
 
+/* Activation gradients g * f'(x) (a = g, b = x) on floating dtypes. */
+template <int OP, class T> struct binary_grad {
+  __device__ __forceinline__ T operator()(T as, T bs) const {
+    using C = compute_t<T>;
+    const C g = load<T>(as), x = load<T>(bs);
+    C y;
+    if constexpr (OP == CT_BINARY_GELU_GRAD) {
+      const C cdf = C(0.5) * erfc(-x * C(0.70710678118654752440));
+      const C pdf = exp(C(-0.5) * x * x) * C(0.39894228040143267794);
+      y = g * (cdf + x * pdf);
+    } else if constexpr (OP == CT_BINARY_GELU_TANH_GRAD) {
+      const C k0 = C(0.79788456080286535588), k1 = C(0.044715);
+      const C t = tanh(k0 * (x + k1 * x * x * x));
+      y = g * (C(0.5) * (C(1) + t) + C(0.5) * x * (C(1) - t * t) * k0 * (C(1) + C(3) * k1 * x * x));
+    } else if constexpr (OP == CT_BINARY_SILU_GRAD) {
+      const C s = C(1) / (C(1) + exp(-x));
+      y = g * s * (C(1) + x * (C(1) - s));
+    } else {
+      static_assert(OP < 0, "not a gradient op");
+    }
+    return store<T>(y);
+  }
+};
+
 struct binary_args {
   int ndim;
   const int64_t* shape;
@@ -132,8 +156,10 @@ template <int OP> int run_op(int dtype, const binary_args& x) {
       if constexpr (!std::is_same_v<T, boolean>) status = run<T, T>(x, binary_arith<OP, T>{});
     } else if constexpr (OP <= CT_BINARY_GE) {
       status = run<boolean, T>(x, binary_cmp<OP, T>{});
-    } else {
+    } else if constexpr (OP <= CT_BINARY_XOR) {
       if constexpr (std::is_same_v<T, boolean>) status = run<boolean, T>(x, binary_logic<OP>{});
+    } else {
+      if constexpr (is_float_v<T>) status = run<T, T>(x, binary_grad<OP, T>{});
     }
   });
   if (status < 0)

@@ -62,7 +62,12 @@ extern "C" {
 #define CT_BINARY_AND  13   /* bool only */
 #define CT_BINARY_OR   14   /* bool only */
 #define CT_BINARY_XOR  15   /* bool only */
-#define CT_BINARY_COUNT 16
+/* Activation gradients, floating dtypes only: a is the output gradient, b the input x;
+ * the result is a * f'(x). */
+#define CT_BINARY_GELU_GRAD      16
+#define CT_BINARY_GELU_TANH_GRAD 17
+#define CT_BINARY_SILU_GRAD      18
+#define CT_BINARY_COUNT 19
 
 /* Unary ops are defined for floating dtypes (F32, F64, F16, BF16); NEG, ABS, RELU, CLAMP,
  * AFFINE also for integer dtypes (I8, U8, I32, I64); NOT only for BOOL. Others: CT_ERR_UNSUPPORTED. */

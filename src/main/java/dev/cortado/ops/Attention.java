@@ -148,6 +148,16 @@ public final class Attention {
                         new TensorSpec(Shape.of(g.dims[0], g.dims[1], g.dims[3]), DType.FLOAT32)};
             })
             .kernel(CPU, (a, in, out) -> forwardKernel(a, in, out))
+            .backward(Op.Saves.INPUTS_AND_OUTPUTS, (a, sv, g) -> {
+                // the fused backward recomputes the scores from q, k, v, o and the row log-sum-exp
+                Tensor mask = sv.inputCount() > 3 ? sv.input(3) : null;
+                Tensor[] d = mask == null
+                        ? Attention.SDPA_BACKWARD_OP.callMulti(a, g[0], sv.input(0), sv.input(1), sv.input(2),
+                                sv.output(0), sv.output(1))
+                        : Attention.SDPA_BACKWARD_OP.callMulti(a, g[0], sv.input(0), sv.input(1), sv.input(2),
+                                sv.output(0), sv.output(1), mask);
+                return sv.inputCount() > 3 ? new Tensor[] {d[0], d[1], d[2], null} : d;
+            })
             .register();
 
     public static final Op<Options> SDPA_BACKWARD_OP = Op.<Options>declare("scaled_dot_product_attention_backward")
@@ -457,6 +467,13 @@ public final class Attention {
                             throw CpuBackend.failure(st, name + "(" + in[0].describe() + ", " + a + ")");
                         }
                     }
+                })
+                .backward(Op.Saves.INPUTS, (a, sv, g) -> {
+                    // a rotation: its gradient is the inverse rotation (and back)
+                    Op<RopeAttrs> transpose = inverse ? Attention.ROPE_OP : Attention.ROPE_BACKWARD_OP;
+                    Tensor positions = sv.inputCount() > 1 ? sv.input(1) : null;
+                    Tensor dx = positions == null ? transpose.call(a, g[0]) : transpose.call(a, g[0], positions);
+                    return sv.inputCount() > 1 ? new Tensor[] {dx, null} : new Tensor[] {dx};
                 })
                 .register();
     }

@@ -5,6 +5,7 @@ import static dev.cortado.tensor.DeviceType.CPU;
 import dev.cortado.backend.cpu.CpuBackend;
 import dev.cortado.backend.cpu.NativePool;
 import dev.cortado.tensor.DType;
+import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Shape;
 import dev.cortado.tensor.Tensor;
 
@@ -67,6 +68,26 @@ public final class BatchNorm {
                     check(st, "batch_norm_training", x, a);
                 }
             })
+            .backward(Op.Saves.INPUTS_AND_OUTPUTS, (a, sv, g) -> {
+                Tensor[] r = new Tensor[sv.inputCount()];
+                if (g[0] == null) {
+                    return r;
+                }
+                Tensor weight = sv.inputCount() > 1 ? sv.input(1) : null;
+                Tensor[] d = BatchNorm.backward(g[0], sv.input(0), weight, sv.output(1), sv.output(2), a);
+                r[0] = d[0];
+                if (r.length > 1 && sv.needsGradient(1)) {
+                    r[1] = d[1];
+                } else {
+                    d[1].close();
+                }
+                if (r.length > 2 && sv.needsGradient(2)) {
+                    r[2] = d[2];
+                } else {
+                    d[2].close();
+                }
+                return r;
+            })
             .register();
 
     public static final Op<BatchNormAttrs> BATCH_NORM_INFERENCE_OP = Op.<BatchNormAttrs>declare("batch_norm_inference")
@@ -92,7 +113,44 @@ public final class BatchNorm {
                     check(st, "batch_norm_inference", x, a);
                 }
             })
+            .backward(Op.Saves.INPUTS, BatchNorm::inferenceGrad)
             .register();
+
+    /**
+     * Evaluation mode is a per-channel affine map y = (x - mean) * rstd * w + b with fixed
+     * statistics: dx = dy * w * rstd, dw = sum(dy * (x - mean) * rstd), db = sum(dy).
+     */
+    private static Tensor[] inferenceGrad(BatchNormAttrs a, Op.Saved sv, Tensor[] g) {
+        Tensor x = sv.input(0);
+        int channelAxis = a.layout() == DataLayout.NCHW ? 1 : x.rank() - 1;
+        long c = x.size(channelAxis);
+        long[] bshape = new long[x.rank()];
+        java.util.Arrays.fill(bshape, 1);
+        bshape[channelAxis] = c;
+        int[] others = new int[x.rank() - 1];
+        for (int d = 0, j = 0; d < x.rank(); d++) {
+            if (d != channelAxis) {
+                others[j++] = d;
+            }
+        }
+        Tensor[] r = new Tensor[sv.inputCount()];
+        try (Scope s = Scope.open()) {
+            Tensor rstd = Elementwise.rsqrt(Elementwise.add(sv.input(4), a.eps())).reshape(bshape);
+            Tensor w = sv.inputCount() > 1 && sv.input(1) != null ? sv.input(1).reshape(bshape) : null;
+            if (sv.needsGradient(0)) {
+                Tensor scale = w == null ? rstd : Elementwise.mul(rstd, w);
+                r[0] = s.keep(Elementwise.mul(g[0], scale));
+            }
+            if (sv.needsGradient(1)) {
+                Tensor xhat = Elementwise.mul(Elementwise.sub(x, sv.input(3).reshape(bshape)), rstd);
+                r[1] = s.keep(Reductions.sum(Elementwise.mul(g[0], xhat), false, others));
+            }
+            if (r.length > 2 && sv.needsGradient(2)) {
+                r[2] = s.keep(Reductions.sum(g[0], false, others));
+            }
+        }
+        return r;
+    }
 
     /** Outputs {dx, dgamma, dbeta} from dy, x, weight (optional) and the saved statistics. */
     public static final Op<BatchNormAttrs> BATCH_NORM_BACKWARD_OP = Op.<BatchNormAttrs>declare("batch_norm_backward")

@@ -6,6 +6,7 @@ import dev.cortado.backend.NativeArgs;
 import dev.cortado.backend.cpu.CpuBackend;
 import dev.cortado.backend.cpu.NativeConv;
 import dev.cortado.tensor.DType;
+import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Shape;
 import dev.cortado.tensor.Tensor;
 import java.util.Arrays;
@@ -159,6 +160,7 @@ public final class Convolution {
                 return Op.one(activationShape(a.options().layout(), a.spatialDims(), g.n, g.k, g.out), in[0].dtype());
             })
             .kernel(CPU, (a, in, out) -> forwardKernel(a, in, out[0]))
+            .backward(Op.Saves.INPUTS_AND_OUTPUTS, Convolution::convGrad)
             .register();
 
     public static final Op<ConvAttrs> CONV_TRANSPOSE_OP = Op.<ConvAttrs>declare("conv_transpose")
@@ -168,6 +170,7 @@ public final class Convolution {
                 return Op.one(activationShape(a.options().layout(), a.spatialDims(), g.n, g.c, g.in), in[0].dtype());
             })
             .kernel(CPU, (a, in, out) -> transposeKernel(a, in, out[0]))
+            .backward(Op.Saves.INPUTS, Convolution::convTransposeGrad)
             .register();
 
     public static final Op<BackwardDataAttrs> CONV_BACKWARD_DATA_OP = Op.<BackwardDataAttrs>declare("conv_backward_data")
@@ -191,6 +194,81 @@ public final class Convolution {
                     })
                     .kernel(CPU, (a, in, out) -> backwardWeightKernel(a, in, out))
                     .register();
+
+    // ------------------------------------------------------------------ backward rules
+
+    /**
+     * conv: dx = conv_backward_data(dy, w), (dw, db) = conv_backward_weight(x, dy). A fused ReLU
+     * is differentiated through its output (dy masked where y == 0); the other fused activations
+     * are for inference (their pre-activation is not kept), so training applies them as ops.
+     */
+    private static Tensor[] convGrad(ConvAttrs a, Op.Saved sv, Tensor[] g) {
+        ConvOptions o = a.options();
+        try (Scope scope = Scope.open()) {
+            Tensor dy = g[0];
+            if (o.activation() == Activation.RELU) {
+                dy = Elementwise.mul(dy, Elementwise.gt(sv.output(0), 0));
+            } else if (o.activation() != Activation.NONE) {
+                throw new UnsupportedOperationException("conv: the fused " + o.activation() + " activation is for "
+                        + "inference; for training apply " + o.activation().name().toLowerCase() + " as a separate op");
+            }
+            Tensor x = sv.input(0);
+            Tensor w = sv.input(1);
+            boolean hasBias = sv.inputCount() > 2 && sv.input(2) != null;
+            Tensor dx = null;
+            Tensor dw = null;
+            Tensor db = null;
+            if (sv.needsGradient(0)) {
+                dx = scope.keep(convBackwardData(dy, w, spatialSize(x, o.layout(), a.spatialDims()), o));
+            }
+            boolean wantBias = hasBias && sv.needsGradient(2);
+            if (sv.needsGradient(1) || wantBias) {
+                long[] kernel = Arrays.copyOfRange(w.dims(), 2, w.rank());
+                Tensor[] r = convBackwardWeight(x, dy, kernel, wantBias, o);
+                dw = sv.needsGradient(1) ? scope.keep(r[0]) : null;
+                db = wantBias ? scope.keep(r[1]) : null;
+            }
+            return hasBias || sv.inputCount() > 2 ? new Tensor[] {dx, dw, db} : new Tensor[] {dx, dw};
+        }
+    }
+
+    /**
+     * conv_transpose is the data-gradient of a convolution, so: dx = conv(dy, w), dw =
+     * conv_backward_weight with dy as the convolution's input and x as its output gradient,
+     * db = dy summed over batch and space.
+     */
+    private static Tensor[] convTransposeGrad(ConvAttrs a, Op.Saved sv, Tensor[] g) {
+        ConvOptions o = a.options();
+        if (o.activation() != Activation.NONE) {
+            throw new UnsupportedOperationException("conv_transpose: fused activations are for inference");
+        }
+        try (Scope scope = Scope.open()) {
+            Tensor dy = g[0];
+            Tensor x = sv.input(0);
+            Tensor w = sv.input(1);
+            boolean hasBias = sv.inputCount() > 2 && sv.input(2) != null;
+            Tensor dx = sv.needsGradient(0) ? scope.keep(CONV_OP.call(new ConvAttrs(a.spatialDims(), o), dy, w)) : null;
+            Tensor dw = null;
+            if (sv.needsGradient(1)) {
+                long[] kernel = Arrays.copyOfRange(w.dims(), 2, w.rank());
+                dw = scope.keep(convBackwardWeight(dy, x, kernel, false, o)[0]);
+            }
+            Tensor db = null;
+            if (hasBias && sv.needsGradient(2)) {
+                int[] axes = new int[a.spatialDims() + 1];
+                for (int i = 0; i < axes.length; i++) {
+                    axes[i] = o.layout() == DataLayout.NCHW ? (i == 0 ? 0 : i + 1) : i;
+                }
+                db = scope.keep(Reductions.sum(dy, false, axes));
+            }
+            return sv.inputCount() > 2 ? new Tensor[] {dx, dw, db} : new Tensor[] {dx, dw};
+        }
+    }
+
+    private static long[] spatialSize(Tensor x, DataLayout layout, int spatialDims) {
+        int first = layout == DataLayout.NCHW ? 2 : 1;
+        return Arrays.copyOfRange(x.dims(), first, first + spatialDims);
+    }
 
     // ------------------------------------------------------------------ eager entry points
     /** 1-d convolution: x [N, C, W] (NHWC: [N, W, C]), weight [K, C/groups, kW], bias [K] or null. */

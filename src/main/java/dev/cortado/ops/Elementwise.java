@@ -8,7 +8,9 @@ import dev.cortado.backend.cpu.CpuBackend;
 import dev.cortado.backend.cpu.NativeCpu;
 import dev.cortado.backend.cuda.CudaBackend;
 import dev.cortado.backend.cuda.NativeCuda;
+import dev.cortado.ops.Op.Saves;
 import dev.cortado.tensor.DType;
+import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Shape;
 import dev.cortado.tensor.Tensor;
 
@@ -35,7 +37,7 @@ public final class Elementwise {
             RELU = 8, GELU_ERF = 9, GELU_TANH = 10, SILU = 11, CLAMP = 12, NOT = 13, POW_SCALAR = 14, AFFINE = 15,
             RECIPROCAL = 16, SIN = 17, COS = 18;
     private static final int ADD = 0, SUB = 1, MUL = 2, DIV = 3, POW = 4, MAX = 5, MIN = 6, EQ = 7, NE = 8, LT = 9,
-            LE = 10, GT = 11, GE = 12, AND = 13, OR = 14, XOR = 15;
+            LE = 10, GT = 11, GE = 12, AND = 13, OR = 14, XOR = 15, GELU_GRAD = 16, GELU_TANH_GRAD = 17, SILU_GRAD = 18;
 
     /** How a unary op treats dtypes. */
     private enum UnaryKind {
@@ -53,42 +55,71 @@ public final class Elementwise {
     }
 
     // ------------------------------------------------------------------ declarations
-    public static final Op<Params> NEG_OP = unary("neg", NEG, UnaryKind.NUMERIC);
-    public static final Op<Params> ABS_OP = unary("abs", ABS, UnaryKind.NUMERIC);
-    public static final Op<Params> EXP_OP = unary("exp", EXP, UnaryKind.FLOATING);
-    public static final Op<Params> LOG_OP = unary("log", LOG, UnaryKind.FLOATING);
-    public static final Op<Params> SQRT_OP = unary("sqrt", SQRT, UnaryKind.FLOATING);
-    public static final Op<Params> RSQRT_OP = unary("rsqrt", RSQRT, UnaryKind.FLOATING);
-    public static final Op<Params> TANH_OP = unary("tanh", TANH, UnaryKind.FLOATING);
-    public static final Op<Params> SIGMOID_OP = unary("sigmoid", SIGMOID, UnaryKind.FLOATING);
-    public static final Op<Params> RELU_OP = unary("relu", RELU, UnaryKind.NUMERIC);
-    public static final Op<Params> GELU_OP = unary("gelu", GELU_ERF, UnaryKind.FLOATING);
-    public static final Op<Params> GELU_TANH_OP = unary("gelu_tanh", GELU_TANH, UnaryKind.FLOATING);
-    public static final Op<Params> SILU_OP = unary("silu", SILU, UnaryKind.FLOATING);
-    public static final Op<Params> CLAMP_OP = unary("clamp", CLAMP, UnaryKind.NUMERIC);
-    public static final Op<Params> LOGICAL_NOT_OP = unary("logical_not", NOT, UnaryKind.LOGICAL);
-    public static final Op<Params> POW_SCALAR_OP = unary("pow_scalar", POW_SCALAR, UnaryKind.FLOATING);
-    public static final Op<Params> AFFINE_OP = unary("affine", AFFINE, UnaryKind.NUMERIC);
-    public static final Op<Params> RECIPROCAL_OP = unary("reciprocal", RECIPROCAL, UnaryKind.FLOATING);
-    public static final Op<Params> SIN_OP = unary("sin", SIN, UnaryKind.FLOATING);
-    public static final Op<Params> COS_OP = unary("cos", COS, UnaryKind.FLOATING);
+    public static final Op<Params> NEG_OP = unary("neg", NEG, UnaryKind.NUMERIC, Saves.NOTHING,
+            (p, sv, g) -> grads(neg(g[0])));
+    public static final Op<Params> ABS_OP = unary("abs", ABS, UnaryKind.NUMERIC, Saves.INPUTS,
+            (p, sv, g) -> grads(mulMask(g[0], sv.input(0), 0, 1, -1)));
+    public static final Op<Params> EXP_OP = unary("exp", EXP, UnaryKind.FLOATING, Saves.OUTPUTS,
+            (p, sv, g) -> grads(mul(g[0], sv.output(0))));
+    public static final Op<Params> LOG_OP = unary("log", LOG, UnaryKind.FLOATING, Saves.INPUTS,
+            (p, sv, g) -> grads(div(g[0], sv.input(0))));
+    public static final Op<Params> SQRT_OP = unary("sqrt", SQRT, UnaryKind.FLOATING, Saves.OUTPUTS,
+            (p, sv, g) -> grads(scaled(0.5, g[0], sv.output(0), -1)));
+    public static final Op<Params> RSQRT_OP = unary("rsqrt", RSQRT, UnaryKind.FLOATING, Saves.OUTPUTS,
+            (p, sv, g) -> grads(scaled(-0.5, g[0], sv.output(0), 3)));
+    public static final Op<Params> TANH_OP = unary("tanh", TANH, UnaryKind.FLOATING, Saves.OUTPUTS,
+            (p, sv, g) -> grads(timesOneMinus(g[0], sv.output(0), sv.output(0))));
+    public static final Op<Params> SIGMOID_OP = unary("sigmoid", SIGMOID, UnaryKind.FLOATING, Saves.OUTPUTS,
+            (p, sv, g) -> grads(timesOneMinus(g[0], sv.output(0), null)));
+    public static final Op<Params> RELU_OP = unary("relu", RELU, UnaryKind.NUMERIC, Saves.OUTPUTS,
+            (p, sv, g) -> grads(mul(g[0], gt(sv.output(0), 0))));
+    public static final Op<Params> GELU_OP = unary("gelu", GELU_ERF, UnaryKind.FLOATING, Saves.INPUTS,
+            (p, sv, g) -> grads(Elementwise.GELU_GRAD_OP.call(null, g[0], sv.input(0))));
+    public static final Op<Params> GELU_TANH_OP = unary("gelu_tanh", GELU_TANH, UnaryKind.FLOATING, Saves.INPUTS,
+            (p, sv, g) -> grads(Elementwise.GELU_TANH_GRAD_OP.call(null, g[0], sv.input(0))));
+    public static final Op<Params> SILU_OP = unary("silu", SILU, UnaryKind.FLOATING, Saves.INPUTS,
+            (p, sv, g) -> grads(Elementwise.SILU_GRAD_OP.call(null, g[0], sv.input(0))));
+    public static final Op<Params> CLAMP_OP = unary("clamp", CLAMP, UnaryKind.NUMERIC, Saves.INPUTS,
+            (p, sv, g) -> grads(clampGrad(g[0], sv.input(0), p)));
+    public static final Op<Params> LOGICAL_NOT_OP = unary("logical_not", NOT, UnaryKind.LOGICAL, Saves.NOTHING, null);
+    public static final Op<Params> POW_SCALAR_OP = unary("pow_scalar", POW_SCALAR, UnaryKind.FLOATING, Saves.INPUTS,
+            (p, sv, g) -> grads(scaled(p.p0(), g[0], sv.input(0), p.p0() - 1)));
+    public static final Op<Params> AFFINE_OP = unary("affine", AFFINE, UnaryKind.NUMERIC, Saves.NOTHING,
+            (p, sv, g) -> grads(mul(g[0], p.p0())));
+    public static final Op<Params> RECIPROCAL_OP = unary("reciprocal", RECIPROCAL, UnaryKind.FLOATING, Saves.OUTPUTS,
+            (p, sv, g) -> grads(scaled(-1, g[0], sv.output(0), 2)));
+    public static final Op<Params> SIN_OP = unary("sin", SIN, UnaryKind.FLOATING, Saves.INPUTS,
+            (p, sv, g) -> grads(timesFunction(g[0], sv.input(0), true)));
+    public static final Op<Params> COS_OP = unary("cos", COS, UnaryKind.FLOATING, Saves.INPUTS,
+            (p, sv, g) -> grads(timesFunction(g[0], sv.input(0), false)));
 
-    public static final Op<Void> ADD_OP = binary("add", ADD, BinaryKind.ARITHMETIC);
-    public static final Op<Void> SUB_OP = binary("sub", SUB, BinaryKind.ARITHMETIC);
-    public static final Op<Void> MUL_OP = binary("mul", MUL, BinaryKind.ARITHMETIC);
-    public static final Op<Void> DIV_OP = binary("div", DIV, BinaryKind.TRUE_DIVIDE);
-    public static final Op<Void> POW_OP = binary("pow", POW, BinaryKind.ARITHMETIC);
-    public static final Op<Void> MAXIMUM_OP = binary("maximum", MAX, BinaryKind.ARITHMETIC);
-    public static final Op<Void> MINIMUM_OP = binary("minimum", MIN, BinaryKind.ARITHMETIC);
-    public static final Op<Void> EQ_OP = binary("eq", EQ, BinaryKind.COMPARISON);
-    public static final Op<Void> NE_OP = binary("ne", NE, BinaryKind.COMPARISON);
-    public static final Op<Void> LT_OP = binary("lt", LT, BinaryKind.COMPARISON);
-    public static final Op<Void> LE_OP = binary("le", LE, BinaryKind.COMPARISON);
-    public static final Op<Void> GT_OP = binary("gt", GT, BinaryKind.COMPARISON);
-    public static final Op<Void> GE_OP = binary("ge", GE, BinaryKind.COMPARISON);
-    public static final Op<Void> LOGICAL_AND_OP = binary("logical_and", AND, BinaryKind.LOGICAL);
-    public static final Op<Void> LOGICAL_OR_OP = binary("logical_or", OR, BinaryKind.LOGICAL);
-    public static final Op<Void> LOGICAL_XOR_OP = binary("logical_xor", XOR, BinaryKind.LOGICAL);
+    public static final Op<Void> ADD_OP = binary("add", ADD, BinaryKind.ARITHMETIC, Saves.NOTHING,
+            (a, sv, g) -> new Tensor[] {g[0], g[0]});
+    public static final Op<Void> SUB_OP = binary("sub", SUB, BinaryKind.ARITHMETIC, Saves.NOTHING,
+            (a, sv, g) -> new Tensor[] {g[0], sv.needsGradient(1) ? neg(g[0]) : null});
+    public static final Op<Void> MUL_OP = binary("mul", MUL, BinaryKind.ARITHMETIC, Saves.INPUTS, (a, sv, g) -> new Tensor[] {
+            sv.needsGradient(0) ? mul(g[0], sv.input(1)) : null, sv.needsGradient(1) ? mul(g[0], sv.input(0)) : null});
+    public static final Op<Void> DIV_OP = binary("div", DIV, BinaryKind.TRUE_DIVIDE, Saves.INPUTS_AND_OUTPUTS, Elementwise::divGrad);
+    public static final Op<Void> POW_OP = binary("pow", POW, BinaryKind.ARITHMETIC, Saves.INPUTS_AND_OUTPUTS, Elementwise::powGrad);
+    public static final Op<Void> MAXIMUM_OP = binary("maximum", MAX, BinaryKind.ARITHMETIC, Saves.INPUTS,
+            (a, sv, g) -> selectGrad(g[0], sv, Elementwise.GE_OP));
+    public static final Op<Void> MINIMUM_OP = binary("minimum", MIN, BinaryKind.ARITHMETIC, Saves.INPUTS,
+            (a, sv, g) -> selectGrad(g[0], sv, Elementwise.LE_OP));
+    public static final Op<Void> EQ_OP = binary("eq", EQ, BinaryKind.COMPARISON, Saves.NOTHING, null);
+    public static final Op<Void> NE_OP = binary("ne", NE, BinaryKind.COMPARISON, Saves.NOTHING, null);
+    public static final Op<Void> LT_OP = binary("lt", LT, BinaryKind.COMPARISON, Saves.NOTHING, null);
+    public static final Op<Void> LE_OP = binary("le", LE, BinaryKind.COMPARISON, Saves.NOTHING, null);
+    public static final Op<Void> GT_OP = binary("gt", GT, BinaryKind.COMPARISON, Saves.NOTHING, null);
+    public static final Op<Void> GE_OP = binary("ge", GE, BinaryKind.COMPARISON, Saves.NOTHING, null);
+    public static final Op<Void> LOGICAL_AND_OP = binary("logical_and", AND, BinaryKind.LOGICAL, Saves.NOTHING, null);
+    public static final Op<Void> LOGICAL_OR_OP = binary("logical_or", OR, BinaryKind.LOGICAL, Saves.NOTHING, null);
+    public static final Op<Void> LOGICAL_XOR_OP = binary("logical_xor", XOR, BinaryKind.LOGICAL, Saves.NOTHING, null);
+
+    /** Gradients of activations: {@code g * f'(x)} from the output gradient g and the input x. */
+    public static final Op<Void> GELU_GRAD_OP = binary("gelu_grad", GELU_GRAD, BinaryKind.TRUE_DIVIDE, Saves.NOTHING, null);
+    public static final Op<Void> GELU_TANH_GRAD_OP = binary("gelu_tanh_grad", GELU_TANH_GRAD, BinaryKind.TRUE_DIVIDE,
+            Saves.NOTHING, null);
+    public static final Op<Void> SILU_GRAD_OP = binary("silu_grad", SILU_GRAD, BinaryKind.TRUE_DIVIDE, Saves.NOTHING, null);
 
     public static final Op<Void> WHERE_OP = Op.<Void>declare("where")
             .inputs("condition", "a", "b")
@@ -101,6 +132,12 @@ public final class Elementwise {
             })
             .kernel(CPU, (attrs, in, out) -> where(in, out[0], false))
             .kernel(CUDA, (attrs, in, out) -> where(in, out[0], true))
+            .backward(Saves.INPUTS, (attrs, sv, g) -> {
+                try (Tensor zero = Tensor.scalar(0, g[0].dtype(), g[0].device())) {
+                    return new Tensor[] {null, sv.needsGradient(1) ? where(sv.input(0), g[0], zero) : null,
+                        sv.needsGradient(2) ? where(sv.input(0), zero, g[0]) : null};
+                }
+            })
             .register();
 
     // ------------------------------------------------------------------ eager entry points
@@ -259,6 +296,14 @@ public final class Elementwise {
         return GE_OP.call(null, a, b);
     }
 
+    public static Tensor ge(Tensor a, double b) {
+        return scalarOp(GE_OP, a, b);
+    }
+
+    public static Tensor le(Tensor a, double b) {
+        return scalarOp(LE_OP, a, b);
+    }
+
     public static Tensor lt(Tensor a, double b) {
         return scalarOp(LT_OP, a, b);
     }
@@ -345,17 +390,17 @@ public final class Elementwise {
         };
     }
 
-    private static Op<Params> unary(String name, int code, UnaryKind kind) {
-        return Op.<Params>declare(name)
+    private static Op<Params> unary(String name, int code, UnaryKind kind, Saves saves, Op.BackwardRule<Params> rule) {
+        Op.Builder<Params> b = Op.<Params>declare(name)
                 .inputs("x")
                 .shape((op, p, in) -> Op.one(in[0].shape(), unaryComputeType(op, kind, in[0])))
                 .kernel(CPU, (p, in, out) -> unaryKernel(name, code, p, in[0], out[0], false))
-                .kernel(CUDA, (p, in, out) -> unaryKernel(name, code, p, in[0], out[0], true))
-                .register();
+                .kernel(CUDA, (p, in, out) -> unaryKernel(name, code, p, in[0], out[0], true));
+        return (rule == null ? b : b.backward(saves, rule)).register();
     }
 
-    private static Op<Void> binary(String name, int code, BinaryKind kind) {
-        return Op.<Void>declare(name)
+    private static Op<Void> binary(String name, int code, BinaryKind kind, Saves saves, Op.BackwardRule<Void> rule) {
+        Op.Builder<Void> b = Op.<Void>declare(name)
                 .inputs("a", "b")
                 .shape((op, attrs, in) -> {
                     DType compute = binaryComputeType(op, kind, in[0], in[1]);
@@ -363,8 +408,89 @@ public final class Elementwise {
                     return Op.one(s, kind == BinaryKind.COMPARISON || kind == BinaryKind.LOGICAL ? DType.BOOL : compute);
                 })
                 .kernel(CPU, (attrs, in, out) -> binaryKernel(name, code, kind, in[0], in[1], out[0], false))
-                .kernel(CUDA, (attrs, in, out) -> binaryKernel(name, code, kind, in[0], in[1], out[0], true))
-                .register();
+                .kernel(CUDA, (attrs, in, out) -> binaryKernel(name, code, kind, in[0], in[1], out[0], true));
+        return (rule == null ? b : b.backward(saves, rule)).register();
+    }
+
+    // ------------------------------------------------------------------ backward rules
+    // Rules may return gradients in the broadcast shape: the tape sums them down to each input.
+
+    private static Tensor[] grads(Tensor... g) {
+        return g;
+    }
+
+    /** {@code g * m} where m is {@code pos} where x > 0, {@code neg} where x < 0 and {@code zero} at 0. */
+    private static Tensor mulMask(Tensor g, Tensor x, double zero, double pos, double neg) {
+        try (Scope s = Scope.open()) {
+            Tensor sign = sub(gt(x, 0).to(g.dtype()), lt(x, 0).to(g.dtype()));
+            // m = zero + sign * (pos - neg)/2 + |sign| * ((pos + neg)/2 - zero)
+            Tensor m = add(mul(sign, (pos - neg) / 2), mul(abs(sign), (pos + neg) / 2 - zero));
+            return s.keep(mul(g, add(m, zero)));
+        }
+    }
+
+    /** {@code scale * g * y^power}. */
+    private static Tensor scaled(double scale, Tensor g, Tensor y, double power) {
+        try (Scope s = Scope.open()) {
+            Tensor p = power == 1 ? y : pow(y, power);
+            return s.keep(mul(mul(g, p), scale));
+        }
+    }
+
+    /** {@code g * (1 - y*y)} when {@code y2} is given (tanh), else {@code g * y * (1 - y)} (sigmoid). */
+    private static Tensor timesOneMinus(Tensor g, Tensor y, Tensor y2) {
+        try (Scope s = Scope.open()) {
+            Tensor d = y2 != null ? affine(mul(y, y2), -1, 1) : mul(y, affine(y, -1, 1));
+            return s.keep(mul(g, d));
+        }
+    }
+
+    /** {@code g * cos(x)} (sin's rule) or {@code -g * sin(x)} (cos's rule). */
+    private static Tensor timesFunction(Tensor g, Tensor x, boolean cosine) {
+        try (Scope s = Scope.open()) {
+            return s.keep(cosine ? mul(g, cos(x)) : mul(g, neg(sin(x))));
+        }
+    }
+
+    private static Tensor clampGrad(Tensor g, Tensor x, Params p) {
+        try (Scope s = Scope.open()) {
+            Tensor inside = logicalAnd(ge(x, p.p0()), le(x, p.p1()));
+            return s.keep(mul(g, inside.to(g.dtype())));
+        }
+    }
+
+    private static Tensor[] divGrad(Void attrs, Op.Saved sv, Tensor[] g) {
+        try (Scope s = Scope.open()) {
+            Tensor ga = div(g[0], sv.input(1));
+            Tensor gb = sv.needsGradient(1) ? s.keep(neg(mul(ga, sv.output(0)))) : null;
+            return new Tensor[] {sv.needsGradient(0) ? s.keep(ga) : null, gb};
+        }
+    }
+
+    private static Tensor[] powGrad(Void attrs, Op.Saved sv, Tensor[] g) {
+        try (Scope s = Scope.open()) {
+            Tensor a = sv.input(0);
+            Tensor b = sv.input(1);
+            Tensor ga = null;
+            Tensor gb = null;
+            if (sv.needsGradient(0)) {
+                ga = s.keep(mul(g[0], mul(b, pow(a, sub(b, 1.0)))));
+            }
+            if (sv.needsGradient(1)) {
+                gb = s.keep(mul(g[0], mul(sv.output(0), log(a))));
+            }
+            return new Tensor[] {ga, gb};
+        }
+    }
+
+    /** maximum/minimum: the gradient goes to a where {@code pick(a, b)}, else to b. */
+    private static Tensor[] selectGrad(Tensor g, Op.Saved sv, Op<Void> pick) {
+        try (Scope s = Scope.open()) {
+            Tensor takeA = pick.call(null, sv.input(0), sv.input(1));
+            Tensor zero = Tensor.scalar(0, g.dtype(), g.device());
+            return new Tensor[] {sv.needsGradient(0) ? s.keep(where(takeA, g, zero)) : null,
+                sv.needsGradient(1) ? s.keep(where(takeA, zero, g)) : null};
+        }
     }
 
     // ------------------------------------------------------------------ kernels

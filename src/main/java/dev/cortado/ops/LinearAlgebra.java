@@ -7,6 +7,7 @@ import dev.cortado.backend.cpu.CpuBackend;
 import dev.cortado.backend.cpu.NativeCpu;
 import dev.cortado.backend.cuda.Cublas;
 import dev.cortado.tensor.DType;
+import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Shape;
 import dev.cortado.tensor.Tensor;
 import java.util.Arrays;
@@ -31,6 +32,7 @@ public final class LinearAlgebra {
             .shape((op, attrs, in) -> Op.one(matmulShape(op, in[0], in[1]), matmulType(op, in[0], in[1])))
             .kernel(CPU, (attrs, in, out) -> matmulKernel(in[0], in[1], out[0], 0, false))
             .kernel(CUDA, (attrs, in, out) -> matmulKernel(in[0], in[1], out[0], 0, true))
+            .backward(Op.Saves.INPUTS, LinearAlgebra::matmulGrad)
             .register();
 
     public static final Op<GemmAttrs> GEMM_OP = Op.<GemmAttrs>declare("gemm")
@@ -62,7 +64,78 @@ public final class LinearAlgebra {
             })
             .kernel(CPU, (g, in, out) -> gemmKernel(g, in, out[0], false))
             .kernel(CUDA, (g, in, out) -> gemmKernel(g, in, out[0], true))
+            .backward(Op.Saves.INPUTS, LinearAlgebra::gemmGrad)
             .register();
+
+    // ------------------------------------------------------------------ backward rules
+
+    /**
+     * dA = dY Bᵀ, dB = Aᵀ dY, with vectors treated as 1-row / 1-column matrices; a weight shared
+     * by every batch (2-d b, batched a) gets one GEMM over the flattened batch instead of a
+     * batched product and a sum.
+     */
+    private static Tensor[] matmulGrad(Void attrs, Op.Saved sv, Tensor[] g) {
+        try (Scope s = Scope.open()) {
+            Tensor a = sv.input(0);
+            Tensor b = sv.input(1);
+            boolean aVec = a.rank() == 1;
+            boolean bVec = b.rank() == 1;
+            Tensor a2 = aVec ? a.unsqueeze(0) : a;
+            Tensor b2 = bVec ? b.unsqueeze(1) : b;
+            Tensor g2 = g[0];
+            if (aVec && bVec) {
+                g2 = g2.reshape(1, 1);
+            } else if (aVec) {
+                g2 = g2.unsqueeze(-2);
+            } else if (bVec) {
+                g2 = g2.unsqueeze(-1);
+            }
+            Tensor ga = null;
+            Tensor gb = null;
+            if (sv.needsGradient(0)) {
+                ga = matmul(g2, b2.transpose(-1, -2));
+                if (aVec) {
+                    ga = ga.squeeze(-2);
+                }
+                ga = s.keep(ga.contiguous());
+            }
+            if (sv.needsGradient(1)) {
+                if (b2.rank() == 2 && a2.rank() > 2) {
+                    long k = a2.size(a2.rank() - 1);
+                    long n = g2.size(g2.rank() - 1);
+                    gb = matmul(a2.reshape(-1, k).transpose(0, 1), g2.reshape(-1, n));
+                } else {
+                    gb = matmul(a2.transpose(-1, -2), g2);
+                }
+                if (bVec) {
+                    gb = gb.squeeze(-1);
+                }
+                gb = s.keep(gb.contiguous());
+            }
+            return new Tensor[] {ga, gb};
+        }
+    }
+
+    /** Gradients of {@code alpha op(A) op(B) + beta C}, each as one more gemm. */
+    private static Tensor[] gemmGrad(GemmAttrs at, Op.Saved sv, Tensor[] g) {
+        Tensor a = sv.input(0);
+        Tensor b = sv.input(1);
+        Tensor gy = g[0];
+        double alpha = at.alpha();
+        Tensor ga = null;
+        Tensor gb = null;
+        Tensor gc = null;
+        if (sv.needsGradient(0)) {
+            ga = at.transA() ? gemm(b, gy, null, alpha, 0, at.transB(), true) : gemm(gy, b, null, alpha, 0, false, !at.transB());
+        }
+        if (sv.needsGradient(1)) {
+            gb = at.transB() ? gemm(gy, a, null, alpha, 0, true, at.transA()) : gemm(a, gy, null, alpha, 0, !at.transA(), false);
+        }
+        if (sv.inputCount() > 2 && sv.needsGradient(2)) {
+            gc = Elementwise.mul(gy, at.beta());
+        }
+        return sv.inputCount() > 2 ? new Tensor[] {ga, gb, gc} : new Tensor[] {ga, gb};
+    }
 
     // ------------------------------------------------------------------ eager entry points
     /** NumPy matmul: 1-d operands are vectors, leading dimensions are broadcast batches. */

@@ -35,10 +35,59 @@ public final class Op<A> {
         void run(A attrs, Tensor[] inputs, Tensor[] outputs);
     }
 
-    /** Gradients of the inputs (null where an input takes none) from the outputs' gradients. */
+    /**
+     * Gradients of the inputs (null where an input takes none, or where
+     * {@link Saved#needsGradient} is false) from the outputs' gradients (null for an output no
+     * gradient reached). Written with ops, so the rule runs on every backend that has them.
+     * The returned tensors are new (the tape closes them).
+     */
     @FunctionalInterface
     public interface BackwardRule<A> {
-        Tensor[] backward(A attrs, Tensor[] inputs, Tensor[] outputs, Tensor[] outputGradients);
+        Tensor[] backward(A attrs, Saved saved, Tensor[] outputGradients);
+    }
+
+    /** What the forward keeps for its backward rule. */
+    public enum Saves {
+        NOTHING, INPUTS, OUTPUTS, INPUTS_AND_OUTPUTS;
+
+        public boolean inputs() {
+            return this == INPUTS || this == INPUTS_AND_OUTPUTS;
+        }
+
+        public boolean outputs() {
+            return this == OUTPUTS || this == INPUTS_AND_OUTPUTS;
+        }
+    }
+
+    /** The forward's tensors as a backward rule sees them. */
+    public interface Saved {
+        /** Saved input {@code i} (null for an absent optional input); throws if inputs were not saved. */
+        Tensor input(int i);
+
+        /** Saved output {@code i}; throws if outputs were not saved. */
+        Tensor output(int i);
+
+        /** Always known, saved or not. */
+        Shape inputShape(int i);
+
+        DType inputDType(int i);
+
+        /** Whether input {@code i} takes a gradient (the rule may skip the others). */
+        boolean needsGradient(int i);
+
+        int inputCount();
+    }
+
+    /** Records calls on the autograd tape; installed by {@code dev.cortado.autograd}. */
+    public interface Recorder {
+        <A> void record(Op<A> op, A attrs, Tensor[] inputs, Tensor[] outputs);
+    }
+
+    private static volatile Recorder recorder;
+
+    /** Installs the tape (called once by the autograd package). */
+    public static void installRecorder(Recorder r) {
+        recorder = r;
     }
 
     private final String name;
@@ -48,6 +97,7 @@ public final class Op<A> {
     private final ShapeRule<A> shapeRule;
     private final Kernel<A>[] kernels;
     private final BackwardRule<A> backward;
+    private final Saves saves;
 
     @SuppressWarnings("unchecked")
     private Op(Builder<A> b) {
@@ -61,6 +111,7 @@ public final class Op<A> {
             kernels[e.getKey().ordinal()] = e.getValue();
         }
         this.backward = b.backward;
+        this.saves = b.saves;
     }
 
     public static <A> Builder<A> declare(String name) {
@@ -89,6 +140,11 @@ public final class Op<A> {
     /** The backward rule, or null while none is declared. */
     public BackwardRule<A> backward() {
         return backward;
+    }
+
+    /** What the forward keeps for the backward rule. */
+    public Saves saves() {
+        return saves;
     }
 
     /** Output shapes and dtypes for these inputs, without running anything (graph capture uses it). */
@@ -176,6 +232,10 @@ public final class Op<A> {
                 outputs[i] = Tensor.empty(specs[i].dtype(), device, specs[i].shape());
             }
             kernel.run(attrs, inputs, outputs);
+            Recorder r = recorder;
+            if (r != null && anyRequiresGrad(inputs)) {
+                r.record(this, attrs, inputs, outputs);
+            }
         } catch (RuntimeException | Error e) {
             for (Tensor t : outputs) {
                 if (t != null) {
@@ -185,6 +245,15 @@ public final class Op<A> {
             throw e;
         }
         return outputs;
+    }
+
+    private static boolean anyRequiresGrad(Tensor[] inputs) {
+        for (Tensor t : inputs) {
+            if (t != null && t.requiresGrad()) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** An IllegalArgumentException that names this op: {@code add: ...}. */
@@ -231,6 +300,7 @@ public final class Op<A> {
         private ShapeRule<A> shapeRule;
         private final EnumMap<DeviceType, Kernel<A>> kernels = new EnumMap<>(DeviceType.class);
         private BackwardRule<A> backward;
+        private Saves saves = Saves.NOTHING;
 
         private Builder(String name) {
             this.name = name;
@@ -264,7 +334,9 @@ public final class Op<A> {
             return this;
         }
 
-        public Builder<A> backward(BackwardRule<A> rule) {
+        /** The backward rule, and which forward tensors it reads. */
+        public Builder<A> backward(Saves saved, BackwardRule<A> rule) {
+            saves = saved;
             backward = rule;
             return this;
         }

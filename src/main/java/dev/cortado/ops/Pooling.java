@@ -164,6 +164,8 @@ public final class Pooling {
                     check(st, "max_pool", in[0], a);
                 }
             })
+            .backward(Op.Saves.INPUTS_AND_OUTPUTS, (a, sv, g) -> new Tensor[] {
+                Pooling.MAX_POOL_BACKWARD_OP.call(a, g[0], sv.input(0), sv.output(1))})
             .register();
 
     public static final Op<PoolOptions> MAX_POOL_BACKWARD_OP = Op.<PoolOptions>declare("max_pool_backward")
@@ -207,6 +209,8 @@ public final class Pooling {
                     check(st, "avg_pool", in[0], a);
                 }
             })
+            .backward(Op.Saves.INPUTS, (a, sv, g) -> new Tensor[] {
+                Pooling.AVG_POOL_BACKWARD_OP.call(a, g[0], sv.input(0))})
             .register();
 
     public static final Op<PoolOptions> AVG_POOL_BACKWARD_OP = Op.<PoolOptions>declare("avg_pool_backward")
@@ -565,6 +569,8 @@ public final class Pooling {
                         check(st, name, in[0], a);
                     }
                 })
+                .backward(Op.Saves.INPUTS, (a, sv, g) -> new Tensor[] {
+                    Pooling.ADAPTIVE_AVG_POOL_BACKWARD_OP.call(a, g[0], sv.input(0))})
                 .register();
     }
 

@@ -9,6 +9,7 @@ import dev.cortado.backend.cpu.NativeCpu;
 import dev.cortado.backend.cuda.CudaBackend;
 import dev.cortado.backend.cuda.NativeCuda;
 import dev.cortado.tensor.DType;
+import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Shape;
 import dev.cortado.tensor.Tensor;
 import java.util.Arrays;
@@ -195,7 +196,64 @@ public final class Reductions {
                 })
                 .kernel(CPU, (a, in, out) -> reduceKernel(name, code, a, in[0], out[0], false))
                 .kernel(CUDA, (a, in, out) -> reduceKernel(name, code, a, in[0], out[0], true))
+                .backward(code == SUM || code == MEAN ? Op.Saves.NOTHING : code == VAR ? Op.Saves.INPUTS
+                        : Op.Saves.INPUTS_AND_OUTPUTS, (a, sv, g) -> new Tensor[] {reductionGrad(code, a, sv, g[0])})
                 .register();
+    }
+
+    // ------------------------------------------------------------------ backward rules
+
+    /**
+     * The gradient of a reduction, broadcast back over the reduced dimensions: sum 1, mean 1/n,
+     * var 2(x - mean)/(n - correction), max/min split evenly among the elements equal to the
+     * result, prod y/x (NaN where x is 0). Arg reductions have integer outputs and no gradient.
+     */
+    private static Tensor reductionGrad(int code, Axes a, Op.Saved sv, Tensor g) {
+        Shape in = sv.inputShape(0);
+        boolean[] reduced = reducedDims(SUM_OP, a, in.rank());
+        long[] keep = in.toArray();
+        long count = 1;
+        for (int d = 0; d < keep.length; d++) {
+            if (reduced[d]) {
+                count *= keep[d];
+                keep[d] = 1;
+            }
+        }
+        try (Scope s = Scope.open()) {
+            Tensor gk = g.reshape(keep);
+            Tensor r = switch (code) {
+                case SUM -> gk.expand(in.toArray());
+                case MEAN -> Elementwise.mul(gk.expand(in.toArray()), 1.0 / count);
+                case VAR -> {
+                    Tensor x = sv.input(0);
+                    Tensor centered = Elementwise.sub(x, mean(x, true, reducedAxes(reduced)));
+                    yield Elementwise.mul(Elementwise.mul(centered, gk), 2.0 / (count - a.correction()));
+                }
+                case MAX, MIN -> {
+                    Tensor x = sv.input(0);
+                    Tensor hit = Elementwise.eq(x, sv.output(0).reshape(keep)).to(g.dtype());
+                    Tensor ties = sum(hit, true, reducedAxes(reduced));
+                    yield Elementwise.mul(hit, Elementwise.div(gk, ties));
+                }
+                case PROD -> Elementwise.mul(gk, Elementwise.div(sv.output(0).reshape(keep), sv.input(0)));
+                default -> throw new IllegalStateException("no gradient for reduction code " + code);
+            };
+            return s.keep(r.contiguous());
+        }
+    }
+
+    private static int[] reducedAxes(boolean[] reduced) {
+        int n = 0;
+        for (boolean r : reduced) {
+            n += r ? 1 : 0;
+        }
+        int[] axes = new int[n];
+        for (int d = 0, j = 0; d < reduced.length; d++) {
+            if (reduced[d]) {
+                axes[j++] = d;
+            }
+        }
+        return axes;
     }
 
     /** Merges neighbouring dims of one group where {@code outer stride == inner stride * inner size}. */

@@ -22,18 +22,31 @@ public final class Scope implements AutoCloseable {
 
     private final Scope parent;
     private final Thread owner;
+    private final boolean detached;
     private final ArrayList<Tensor> owned = new ArrayList<>();
     private int closedSinceCompaction;
     private boolean closed;
 
-    private Scope(Scope parent) {
+    private Scope(Scope parent, boolean detached) {
         this.parent = parent;
         this.owner = Thread.currentThread();
+        this.detached = detached;
     }
 
     /** Opens a scope nested in the current one of this thread. */
     public static Scope open() {
-        Scope scope = new Scope(CURRENT.get());
+        Scope scope = new Scope(CURRENT.get(), false);
+        CURRENT.set(scope);
+        return scope;
+    }
+
+    /**
+     * Opens a region in which new tensors belong to no scope (the code that creates them closes
+     * them): autograd uses it for the tensors it saves and for gradients, whose lifetime follows
+     * the tape and the parameters rather than the user's scopes.
+     */
+    public static Scope detached() {
+        Scope scope = new Scope(CURRENT.get(), true);
         CURRENT.set(scope);
         return scope;
     }
@@ -43,8 +56,13 @@ public final class Scope implements AutoCloseable {
         return CURRENT.get();
     }
 
-    void register(Tensor tensor) {
+    /** Records {@code tensor} as owned; false in a detached region, where nothing is owned. */
+    boolean register(Tensor tensor) {
+        if (detached) {
+            return false;
+        }
         owned.add(tensor);
+        return true;
     }
 
     /** Called when an owned tensor is closed explicitly; occasionally drops closed entries. */
@@ -73,10 +91,7 @@ public final class Scope implements AutoCloseable {
                 break;
             }
         }
-        tensor.setOwner(parent);
-        if (parent != null) {
-            parent.register(tensor);
-        }
+        tensor.setOwner(parent != null && parent.register(tensor) ? parent : null);
         return tensor;
     }
 

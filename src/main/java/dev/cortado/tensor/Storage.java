@@ -32,6 +32,10 @@ final class Storage {
         return backend;
     }
 
+    int references() {
+        return references.get();
+    }
+
     void retain() {
         int before = references.getAndIncrement();
         if (before <= 0) {

@@ -39,6 +39,13 @@ public final class Tensor implements AutoCloseable {
     private final Cleaner.Cleanable cleanable;
     private Scope owner;
 
+    // autograd state (see dev.cortado.autograd): a leaf that wants a gradient, its accumulated
+    // gradient, or the tape node that produced this tensor
+    private boolean requiresGrad;
+    private Tensor grad;
+    private AutogradHook.Node gradNode;
+    private int gradOutput;
+
     /** What the Cleaner holds: never the tensor itself, so the tensor can become unreachable. */
     private static final class Resource implements Runnable {
         final Storage storage;
@@ -94,9 +101,8 @@ public final class Tensor implements AutoCloseable {
         this.resource = new Resource(storage, dtype, shape);
         this.cleanable = CLEANER.register(this, resource);
         Scope scope = Scope.current();
-        if (scope != null) {
+        if (scope != null && scope.register(this)) {
             this.owner = scope;
-            scope.register(this);
         }
     }
 
@@ -397,9 +403,143 @@ public final class Tensor implements AutoCloseable {
         }
         resource.closed = true;
         cleanable.clean();
+        if (grad != null) {
+            grad.close();
+            grad = null;
+        }
+        if (gradNode != null) {
+            AutogradHook.Node node = gradNode;
+            gradNode = null;
+            node.outputClosed();
+        }
         if (owner != null) {
             owner.onClosed();
         }
+    }
+
+    // ================================================================ autograd
+
+    /**
+     * Marks this leaf tensor as a parameter whose gradient backward() accumulates into
+     * {@link #grad()}; floating dtypes only. Returns this tensor.
+     */
+    public Tensor requiresGrad(boolean flag) {
+        ensureOpen("requiresGrad");
+        if (flag && !dtype.isFloatingPoint()) {
+            throw new IllegalArgumentException("requiresGrad: only floating tensors take gradients, " + describe()
+                    + " has dtype " + dtype);
+        }
+        if (gradNode != null) {
+            throw new IllegalStateException("requiresGrad: " + describe() + " was computed by " + gradNode.name()
+                    + "; only leaf tensors are marked (use detach() for a new leaf)");
+        }
+        if (flag) {
+            AutogradHook.get();
+        }
+        requiresGrad = flag;
+        return this;
+    }
+
+    /** True when gradients flow to or through this tensor. */
+    public boolean requiresGrad() {
+        return requiresGrad || gradNode != null;
+    }
+
+    /** True unless an op recorded on the tape produced this tensor. */
+    public boolean isLeaf() {
+        return gradNode == null;
+    }
+
+    /** The gradient accumulated by backward() for this leaf, or null; owned by this tensor. */
+    public Tensor grad() {
+        return grad;
+    }
+
+    /** Replaces the gradient (this tensor takes ownership; the previous one is closed); null clears it. */
+    public void setGrad(Tensor gradient) {
+        if (gradient != null && !gradient.shape.equals(shape)) {
+            throw new IllegalArgumentException("setGrad: gradient " + gradient.describe() + " does not match "
+                    + describe());
+        }
+        if (grad != null && grad != gradient) {
+            grad.close();
+        }
+        grad = gradient;
+    }
+
+    /** The tape node that produced this tensor (null for leaves); used by autograd. */
+    public AutogradHook.Node gradNode() {
+        return gradNode;
+    }
+
+    /** Which output of {@link #gradNode()} this tensor is. */
+    public int gradOutput() {
+        return gradOutput;
+    }
+
+    /** Attaches this freshly computed tensor to the tape; used by autograd. */
+    public void attachGradNode(AutogradHook.Node node, int outputIndex) {
+        this.gradNode = node;
+        this.gradOutput = outputIndex;
+    }
+
+    /** True when no other tensor or view shares this tensor's memory (autograd may then keep it). */
+    public boolean ownsStorageAlone() {
+        return !resource.closed && storage.references() == 1;
+    }
+
+    /** The same data as a new leaf with no gradient history. */
+    public Tensor detach() {
+        ensureOpen("detach");
+        return view(shape, strides.clone(), offset);
+    }
+
+    /** Backward from this scalar (the gradient of itself is 1); frees the tape behind it. */
+    public void backward() {
+        backward(null, false);
+    }
+
+    /**
+     * Backward from this tensor with {@code seed} as its gradient (null means 1 for a scalar);
+     * {@code retainGraph} keeps the tape for another backward.
+     */
+    public void backward(Tensor seed, boolean retainGraph) {
+        ensureOpen("backward");
+        if (!requiresGrad()) {
+            throw new IllegalStateException("backward: " + describe()
+                    + " does not require gradients (no input was marked requiresGrad, or it was computed under noGrad)");
+        }
+        AutogradHook.get().backward(this, seed, retainGraph);
+    }
+
+    private Tensor traced(String name, Tensor out, AutogradHook.ViewBackward backward) {
+        if (requiresGrad() && dtype.isFloatingPoint() && out.dtype.isFloatingPoint()) {
+            AutogradHook hook = AutogradHook.Installed.current();
+            if (hook != null) {
+                hook.recordView(name, this, out, backward);
+            }
+        }
+        return out;
+    }
+
+    private Tensor reshapedBack(Tensor g) {
+        return g.reshape(shape.toArray());
+    }
+
+    private Tensor convertedBack(Tensor g) {
+        return g.to(dtype, storage.device);
+    }
+
+    /** A zero tensor shaped like this one with {@code g} written into the region {@code region} selects. */
+    private Tensor scatteredBack(Tensor g, java.util.function.Function<Tensor, Tensor> region) {
+        Tensor z = zeros(g.dtype, g.device(), shape.toArray());
+        try (Tensor part = region.apply(z)) {
+            part.copyFrom(g);
+        } catch (RuntimeException e) {
+            z.close();
+            throw e;
+        }
+        return z;
     }
 
     // ================================================================ views
@@ -511,7 +651,7 @@ public final class Tensor implements AutoCloseable {
             throw new IllegalArgumentException("view: " + describe() + " with strides " + Arrays.toString(strides)
                     + " cannot be viewed as " + Arrays.toString(newDims) + " without a copy; use reshape()");
         }
-        return view(Shape.wrap(newDims), s, offset);
+        return traced("view", view(Shape.wrap(newDims), s, offset), this::reshapedBack);
     }
 
     /** A view with the new shape when possible, else a contiguous copy. One size may be -1. */
@@ -520,7 +660,7 @@ public final class Tensor implements AutoCloseable {
         long[] newDims = inferDims("reshape", dims);
         long[] s = dtype.isPacked() ? (isContiguous() ? Shape.of(newDims).contiguousStrides() : null) : viewStrides(newDims);
         if (s != null) {
-            return view(Shape.wrap(newDims), s, offset);
+            return traced("reshape", view(Shape.wrap(newDims), s, offset), this::reshapedBack);
         }
         try (Tensor c = contiguous()) {
             return c.view(newDims);
@@ -552,7 +692,11 @@ public final class Tensor implements AutoCloseable {
             d[i] = shape.raw()[src];
             s[i] = strides[src];
         }
-        return view(Shape.wrap(d), s, offset);
+        int[] inverse = new int[rank];
+        for (int i = 0; i < rank; i++) {
+            inverse[Shape.normalize(order[i], rank)] = i;
+        }
+        return traced("permute", view(Shape.wrap(d), s, offset), g -> g.permute(inverse));
     }
 
     /** Swaps two dimensions. */
@@ -593,7 +737,9 @@ public final class Tensor implements AutoCloseable {
         long[] ns = strides.clone();
         nd[d] = len;
         ns[d] = strides[d] * step;
-        return view(Shape.wrap(nd), ns, len == 0 ? offset : offset + s * strides[d]);
+        long first = s;
+        return traced("slice", view(Shape.wrap(nd), ns, len == 0 ? offset : offset + s * strides[d]),
+                g -> scatteredBack(g, z -> z.slice(d, first, first + len * step, step)));
     }
 
     /** The sub-tensor at {@code index} of {@code dim}, which is removed. */
@@ -614,7 +760,8 @@ public final class Tensor implements AutoCloseable {
                 ns[j++] = strides[k];
             }
         }
-        return view(Shape.wrap(nd), ns, offset + i * strides[d]);
+        return traced("select", view(Shape.wrap(nd), ns, offset + i * strides[d]),
+                g -> scatteredBack(g, z -> z.select(d, i)));
     }
 
     /** Broadcasts size-1 dimensions (and new leading ones) to {@code dims}; -1 keeps a size. */
@@ -650,7 +797,7 @@ public final class Tensor implements AutoCloseable {
                         + Arrays.toString(dims) + " (dimension " + i + " has size " + have + ")");
             }
         }
-        return view(Shape.wrap(nd), ns, offset);
+        return traced("expand", view(Shape.wrap(nd), ns, offset), g -> AutogradHook.get().sumToShape(g, shape));
     }
 
     /** Broadcasts to {@code target} (NumPy rules). */
@@ -675,7 +822,7 @@ public final class Tensor implements AutoCloseable {
                 ns[j++] = strides[k];
             }
         }
-        return view(Shape.wrap(nd), ns, offset);
+        return traced("squeeze", view(Shape.wrap(nd), ns, offset), this::reshapedBack);
     }
 
     /** Removes dimension {@code dim} if its size is 1 (otherwise returns an unchanged view). */
@@ -683,7 +830,7 @@ public final class Tensor implements AutoCloseable {
         checkViewable("squeeze");
         int d = Shape.normalize(dim, rank());
         if (shape.raw()[d] != 1) {
-            return view(shape, strides.clone(), offset);
+            return traced("squeeze", view(shape, strides.clone(), offset), this::reshapedBack);
         }
         return select(d, 0);
     }
@@ -703,7 +850,7 @@ public final class Tensor implements AutoCloseable {
                 ns[k] = strides[j++];
             }
         }
-        return view(Shape.wrap(nd), ns, offset);
+        return traced("unsqueeze", view(Shape.wrap(nd), ns, offset), this::reshapedBack);
     }
 
     // ================================================================ copies and transfers
@@ -712,33 +859,33 @@ public final class Tensor implements AutoCloseable {
     public Tensor contiguous() {
         ensureOpen("contiguous");
         if (isContiguous()) {
-            return view(shape, strides.clone(), offset);
+            return traced("contiguous", view(shape, strides.clone(), offset), this::convertedBack);
         }
-        return copyAs(dtype, storage.device);
+        return traced("contiguous", copyAs(dtype, storage.device), this::convertedBack);
     }
 
     /** A contiguous copy with its own storage. */
     public Tensor copy() {
         ensureOpen("copy");
-        return copyAs(dtype, storage.device);
+        return traced("copy", copyAs(dtype, storage.device), this::convertedBack);
     }
 
     /** Converts to {@code target} (round to nearest even for 16-bit floats); a view if unchanged. */
     public Tensor to(DType target) {
         ensureOpen("to(" + target + ")");
         if (target == dtype) {
-            return view(shape, strides.clone(), offset);
+            return traced("to", view(shape, strides.clone(), offset), this::convertedBack);
         }
-        return copyAs(target, storage.device);
+        return traced("to", copyAs(target, storage.device), this::convertedBack);
     }
 
     /** Copies to {@code target}; a view if already there. */
     public Tensor to(Device target) {
         ensureOpen("to(" + target + ")");
         if (target.equals(storage.device)) {
-            return view(shape, strides.clone(), offset);
+            return traced("to", view(shape, strides.clone(), offset), this::convertedBack);
         }
-        return copyAs(dtype, target);
+        return traced("to", copyAs(dtype, target), this::convertedBack);
     }
 
     public Tensor to(DType targetType, Device targetDevice) {

@@ -1,0 +1,403 @@
+package dev.cortado.autograd;
+
+import dev.cortado.ops.Elementwise;
+import dev.cortado.ops.Op;
+import dev.cortado.ops.Reductions;
+import dev.cortado.tensor.AutogradHook;
+import dev.cortado.tensor.DType;
+import dev.cortado.tensor.Scope;
+import dev.cortado.tensor.Shape;
+import dev.cortado.tensor.Tensor;
+import java.util.ArrayDeque;
+import java.util.ArrayList;
+import java.util.Deque;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The autograd tape. When an input of an op requires gradients (a leaf marked
+ * {@link Tensor#requiresGrad(boolean)}, or a tensor computed from one) and recording is on, the
+ * op registry records a {@link TapeNode} holding the op's backward rule, where each input's gradient
+ * goes, and the tensors the rule declared it needs. {@link Tensor#backward()} walks the nodes in
+ * reverse topological order, runs each rule (written with ops, so on every backend), sums
+ * gradients that meet, and accumulates into the leaves' {@link Tensor#grad()}.
+ *
+ * <p>Memory: a node frees what it saved as soon as backward has used it (unless
+ * {@code retainGraph}), or as soon as nothing can reach it any more (every output closed, no
+ * consumer left). Gradients of leaves belong to the leaf; everything else backward creates is
+ * closed before it returns. Recording is per thread; {@link #noGrad()} turns it off in a block.
+ */
+public final class Autograd {
+    private static final ThreadLocal<boolean[]> ENABLED = ThreadLocal.withInitial(() -> new boolean[] {true});
+    private static final Tape TAPE = new Tape();
+
+    static {
+        AutogradHook.install(TAPE);
+        Op.installRecorder(TAPE);
+    }
+
+    private Autograd() {
+    }
+
+    /** Whether ops on this thread are recorded now. */
+    public static boolean isGradEnabled() {
+        return ENABLED.get()[0];
+    }
+
+    /** Turns recording off until the returned mode is closed: {@code try (var g = Autograd.noGrad()) {...}}. */
+    public static GradMode noGrad() {
+        return new GradMode(false);
+    }
+
+    /** Turns recording back on inside a {@link #noGrad()} block. */
+    public static GradMode enableGrad() {
+        return new GradMode(true);
+    }
+
+    /** Backward from {@code root} (see {@link Tensor#backward(Tensor, boolean)}). */
+    public static void backward(Tensor root, Tensor seed, boolean retainGraph) {
+        TAPE.backward(root, seed, retainGraph);
+    }
+
+    /** Sums {@code gradient} over the dimensions it was broadcast along, down to {@code shape}. */
+    public static Tensor sumToShape(Tensor gradient, Shape shape) {
+        return TAPE.sumToShape(gradient, shape);
+    }
+
+    /** A recording switch for one block; closing restores the previous state. */
+    public static final class GradMode implements AutoCloseable {
+        private final boolean previous;
+        private final boolean[] flag;
+
+        private GradMode(boolean enabled) {
+            flag = ENABLED.get();
+            previous = flag[0];
+            flag[0] = enabled;
+        }
+
+        @Override
+        public void close() {
+            flag[0] = previous;
+        }
+    }
+
+    /** Records ops and views, and runs backward. */
+    private static final class Tape implements AutogradHook, Op.Recorder {
+
+        @Override
+        public <A> void record(Op<A> op, A attrs, Tensor[] inputs, Tensor[] outputs) {
+            if (!isGradEnabled() || !anyFloating(outputs)) {
+                return;
+            }
+            TapeNode.Edge[] edges = new TapeNode.Edge[inputs.length];
+            boolean any = false;
+            Shape[] shapes = new Shape[inputs.length];
+            DType[] dtypes = new DType[inputs.length];
+            for (int i = 0; i < inputs.length; i++) {
+                Tensor t = inputs[i];
+                if (t == null) {
+                    continue;
+                }
+                shapes[i] = t.shape();
+                dtypes[i] = t.dtype();
+                if (t.requiresGrad() && t.dtype().isFloatingPoint()) {
+                    edges[i] = edgeTo(t);
+                    any = true;
+                }
+            }
+            if (!any) {
+                return;
+            }
+            Tensor[] savedIn = null;
+            Tensor[] savedOut = null;
+            try (Scope s = Scope.detached()) {
+                if (op.saves().inputs()) {
+                    savedIn = aliases(inputs);
+                }
+                if (op.saves().outputs()) {
+                    savedOut = aliases(outputs);
+                }
+            }
+            Op.BackwardRule<A> rule = op.backward();
+            TapeNode.Backward fn = rule == null
+                    ? (n, g) -> {
+                        throw new UnsupportedOperationException(op.name() + " has no backward rule: gradients cannot "
+                                + "flow through it (compute it under Autograd.noGrad(), or detach() its inputs)");
+                    }
+                    : (n, g) -> rule.backward(attrs, n, g);
+            TapeNode node = new TapeNode(op.name(), fn, edges, shapes, dtypes, outputs, savedIn, savedOut);
+            for (int i = 0; i < outputs.length; i++) {
+                if (outputs[i].dtype().isFloatingPoint()) {
+                    outputs[i].attachGradNode(node, i);
+                    node.addOutputReference();
+                }
+            }
+        }
+
+        @Override
+        public void recordView(String name, Tensor source, Tensor view, ViewBackward backward) {
+            if (!isGradEnabled()) {
+                return;
+            }
+            TapeNode node = new TapeNode(name, (n, g) -> new Tensor[] {g[0] == null ? null : backward.apply(g[0])},
+                    new TapeNode.Edge[] {edgeTo(source)}, new Shape[] {source.shape()}, new DType[] {source.dtype()},
+                    new Tensor[] {view}, null, null);
+            view.attachGradNode(node, 0);
+            node.addOutputReference();
+        }
+
+        private static TapeNode.Edge edgeTo(Tensor t) {
+            return t.isLeaf() ? new TapeNode.Edge(t, null, 0) : new TapeNode.Edge(null, (TapeNode) t.gradNode(), t.gradOutput());
+        }
+
+        private static boolean anyFloating(Tensor[] ts) {
+            for (Tensor t : ts) {
+                if (t.dtype().isFloatingPoint()) {
+                    return true;
+                }
+            }
+            return false;
+        }
+
+        private static Tensor[] aliases(Tensor[] ts) {
+            Tensor[] out = new Tensor[ts.length];
+            for (int i = 0; i < ts.length; i++) {
+                out[i] = ts[i] == null ? null : ts[i].detach();
+            }
+            return out;
+        }
+
+        @Override
+        public void backward(Tensor root, Tensor seed, boolean retainGraph) {
+            List<TapeNode> done = new ArrayList<>();
+            try (Autograd.GradMode off = noGrad(); Scope s = Scope.detached()) {
+                Tensor seedGrad;
+                if (seed == null) {
+                    if (root.numel() != 1) {
+                        throw new IllegalArgumentException("backward: " + root.describe() + " is not a single value; "
+                                + "pass the gradient of the output as seed: backward(seed, retainGraph)");
+                    }
+                    seedGrad = Tensor.full(1.0, root.dtype(), root.device(), root.shape().toArray());
+                } else {
+                    if (!seed.shape().equals(root.shape())) {
+                        throw new IllegalArgumentException("backward: seed gradient " + seed.describe()
+                                + " does not match the output " + root.describe());
+                    }
+                    seedGrad = seed.to(root.dtype(), root.device());
+                }
+                if (root.isLeaf()) {
+                    accumulate(root, seedGrad);
+                    return;
+                }
+                TapeNode start = (TapeNode) root.gradNode();
+                Map<TapeNode, Integer> dependencies = countDependencies(start);
+                Map<TapeNode, Tensor[]> pending = new IdentityHashMap<>();
+                pending.put(start, new Tensor[start.outputCount]);
+                pending.get(start)[root.gradOutput()] = seedGrad;
+                Deque<TapeNode> ready = new ArrayDeque<>();
+                ready.push(start);
+                try {
+                    while (!ready.isEmpty()) {
+                        TapeNode n = ready.pop();
+                        done.add(n);
+                        Tensor[] g = pending.remove(n);
+                        Tensor[] in = null;
+                        try {
+                            if (anyNonNull(g)) {
+                                in = distinct(n.runBackward(g), g);
+                                if (in.length != n.edges.length) {
+                                    throw new IllegalStateException("backward rule of " + n.name() + " returned "
+                                            + in.length + " gradients for " + n.edges.length + " inputs");
+                                }
+                            }
+                        } finally {
+                            closeAll(g);
+                        }
+                        if (!retainGraph) {
+                            n.freeSaved();
+                        }
+                        for (int i = 0; i < n.edges.length; i++) {
+                            TapeNode.Edge e = n.edges[i];
+                            Tensor gi = in == null ? null : in[i];
+                            if (e == null) {
+                                if (gi != null) {
+                                    gi.close();
+                                }
+                                continue;
+                            }
+                            if (gi != null) {
+                                gi = conform(gi, n.inputShape(i), n.inputDType(i), n.name(), i);
+                                if (e.leaf() != null) {
+                                    accumulate(e.leaf(), gi);
+                                } else {
+                                    addPending(pending, e.node(), e.output(), gi);
+                                }
+                            }
+                            if (e.node() != null && dependencies.merge(e.node(), -1, Integer::sum) == 0) {
+                                ready.push(e.node());
+                            }
+                        }
+                    }
+                } finally {
+                    for (Tensor[] g : pending.values()) {
+                        closeAll(g);
+                    }
+                    if (!retainGraph) {
+                        for (TapeNode n : done) {
+                            n.release();
+                        }
+                    }
+                }
+            }
+        }
+
+        /** How many edges of reachable nodes point at each node. */
+        private static Map<TapeNode, Integer> countDependencies(TapeNode start) {
+            Map<TapeNode, Integer> deps = new IdentityHashMap<>();
+            Deque<TapeNode> stack = new ArrayDeque<>();
+            stack.push(start);
+            deps.put(start, 0);
+            while (!stack.isEmpty()) {
+                TapeNode n = stack.pop();
+                for (TapeNode.Edge e : n.edges) {
+                    if (e != null && e.node() != null) {
+                        Integer before = deps.get(e.node());
+                        deps.put(e.node(), before == null ? 1 : before + 1);
+                        if (before == null) {
+                            stack.push(e.node());
+                        }
+                    }
+                }
+            }
+            return deps;
+        }
+
+        /** Gives every returned gradient its own handle, so each can be closed independently. */
+        private static Tensor[] distinct(Tensor[] result, Tensor[] incoming) {
+            Tensor[] out = result.clone();
+            for (int i = 0; i < out.length; i++) {
+                if (out[i] == null) {
+                    continue;
+                }
+                boolean shared = false;
+                for (Tensor t : incoming) {
+                    shared |= t == out[i];
+                }
+                for (int j = 0; j < i; j++) {
+                    shared |= result[j] == out[i];
+                }
+                if (shared) {
+                    out[i] = out[i].detach();
+                }
+            }
+            return out;
+        }
+
+        private static void addPending(Map<TapeNode, Tensor[]> pending, TapeNode node, int output, Tensor g) {
+            Tensor[] slot = pending.computeIfAbsent(node, k -> new Tensor[k.outputCount]);
+            if (slot[output] == null) {
+                slot[output] = g;
+            } else {
+                Tensor sum = Elementwise.add(slot[output], g);
+                slot[output].close();
+                g.close();
+                slot[output] = sum;
+            }
+        }
+
+        private static void accumulate(Tensor leaf, Tensor g) {
+            if (leaf.isClosed()) {
+                g.close();
+                return;
+            }
+            Tensor old = leaf.grad();
+            if (old == null) {
+                if (g.ownsStorageAlone() && g.isContiguous()) {
+                    leaf.setGrad(g);
+                } else {
+                    try (g) {
+                        leaf.setGrad(g.copy());
+                    }
+                }
+            } else {
+                try (g) {
+                    leaf.setGrad(Elementwise.add(old, g));
+                }
+            }
+        }
+
+        /** Brings a rule's gradient to its input's shape (summing broadcast dims) and dtype. */
+        private Tensor conform(Tensor g, Shape shape, DType dtype, String op, int input) {
+            Tensor out = g;
+            if (!out.shape().equals(shape)) {
+                try (Tensor full = out) {
+                    out = sumToShape(full, shape, op, input);
+                }
+            }
+            if (out.dtype() != dtype) {
+                try (Tensor wrongType = out) {
+                    out = wrongType.to(dtype);
+                }
+            }
+            return out;
+        }
+
+        @Override
+        public Tensor sumToShape(Tensor gradient, Shape shape) {
+            return sumToShape(gradient, shape, "sumToShape", -1);
+        }
+
+        private static Tensor sumToShape(Tensor g, Shape shape, String op, int input) {
+            int extra = g.rank() - shape.rank();
+            List<Integer> axes = new ArrayList<>();
+            boolean ok = extra >= 0;
+            for (int i = 0; ok && i < g.rank(); i++) {
+                long have = g.shape().size(i);
+                if (i < extra) {
+                    axes.add(i);
+                } else {
+                    long want = shape.size(i - extra);
+                    if (want == 1 && have != 1) {
+                        axes.add(i);
+                    } else if (want != have) {
+                        ok = false;
+                    }
+                }
+            }
+            if (!ok) {
+                throw new IllegalStateException(op + ": gradient " + g.describe() + " for input " + input
+                        + " cannot be reduced to its shape " + shape);
+            }
+            if (axes.isEmpty()) {
+                return g.reshape(shape.toArray());
+            }
+            int[] a = axes.stream().mapToInt(Integer::intValue).toArray();
+            try (Tensor summed = Reductions.sum(g, true, a)) {
+                return summed.reshape(shape.toArray());
+            }
+        }
+
+        private static boolean anyNonNull(Tensor[] ts) {
+            if (ts == null) {
+                return false;
+            }
+            for (Tensor t : ts) {
+                if (t != null) {
+                    return true;
+                }
+            }
+            return false;
+        }
+
+        private static void closeAll(Tensor[] ts) {
+            if (ts != null) {
+                for (Tensor t : ts) {
+                    if (t != null) {
+                        t.close();
+                    }
+                }
+            }
+        }
+    }
+}
