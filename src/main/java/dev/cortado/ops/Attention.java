@@ -148,6 +148,7 @@ public final class Attention {
                         new TensorSpec(Shape.of(g.dims[0], g.dims[1], g.dims[3]), DType.FLOAT32)};
             })
             .kernel(CPU, (a, in, out) -> forwardKernel(a, in, out))
+            .autocast(0, 1, 2)
             .backward(Op.Saves.INPUTS_AND_OUTPUTS, (a, sv, g) -> {
                 // the fused backward recomputes the scores from q, k, v, o and the row log-sum-exp
                 Tensor mask = sv.inputCount() > 3 ? sv.input(3) : null;

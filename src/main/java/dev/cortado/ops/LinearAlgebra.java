@@ -33,6 +33,7 @@ public final class LinearAlgebra {
             .kernel(CPU, (attrs, in, out) -> matmulKernel(in[0], in[1], out[0], 0, false))
             .kernel(CUDA, (attrs, in, out) -> matmulKernel(in[0], in[1], out[0], 0, true))
             .backward(Op.Saves.INPUTS, LinearAlgebra::matmulGrad)
+            .autocast(0, 1)
             .register();
 
     public static final Op<GemmAttrs> GEMM_OP = Op.<GemmAttrs>declare("gemm")
@@ -65,6 +66,7 @@ public final class LinearAlgebra {
             .kernel(CPU, (g, in, out) -> gemmKernel(g, in, out[0], false))
             .kernel(CUDA, (g, in, out) -> gemmKernel(g, in, out[0], true))
             .backward(Op.Saves.INPUTS, LinearAlgebra::gemmGrad)
+            .autocast(0, 1, 2)
             .register();
 
     // ------------------------------------------------------------------ backward rules

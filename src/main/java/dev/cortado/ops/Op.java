@@ -98,6 +98,7 @@ public final class Op<A> {
     private final Kernel<A>[] kernels;
     private final BackwardRule<A> backward;
     private final Saves saves;
+    private final int[] autocastInputs;
 
     @SuppressWarnings("unchecked")
     private Op(Builder<A> b) {
@@ -112,6 +113,7 @@ public final class Op<A> {
         }
         this.backward = b.backward;
         this.saves = b.saves;
+        this.autocastInputs = b.autocastInputs;
     }
 
     public static <A> Builder<A> declare(String name) {
@@ -213,8 +215,23 @@ public final class Op<A> {
         return inputNames.get(inputNames.size() - 1) + i;
     }
 
-    private Tensor[] invoke(Device device, A attrs, Tensor[] inputs) {
-        checkInputs(inputs);
+    private Tensor[] invoke(Device device, A attrs, Tensor[] given) {
+        checkInputs(given);
+        Tensor[] inputs = Autocast.cast(autocastInputs, given);
+        try {
+            return invokeChecked(device, attrs, inputs);
+        } finally {
+            if (inputs != given) {
+                for (int i = 0; i < inputs.length; i++) {
+                    if (inputs[i] != given[i]) {
+                        inputs[i].close();
+                    }
+                }
+            }
+        }
+    }
+
+    private Tensor[] invokeChecked(Device device, A attrs, Tensor[] inputs) {
         for (Tensor t : inputs) {
             if (t != null && !t.device().equals(device)) {
                 throw new IllegalArgumentException(name + ": input " + t.describe() + " is not on " + device);
@@ -301,6 +318,7 @@ public final class Op<A> {
         private final EnumMap<DeviceType, Kernel<A>> kernels = new EnumMap<>(DeviceType.class);
         private BackwardRule<A> backward;
         private Saves saves = Saves.NOTHING;
+        private int[] autocastInputs;
 
         private Builder(String name) {
             this.name = name;
@@ -338,6 +356,12 @@ public final class Op<A> {
         public Builder<A> backward(Saves saved, BackwardRule<A> rule) {
             saves = saved;
             backward = rule;
+            return this;
+        }
+
+        /** Inputs that {@link Autocast} converts from float32 to its 16-bit dtype. */
+        public Builder<A> autocast(int... inputs) {
+            autocastInputs = inputs.clone();
             return this;
         }
 
