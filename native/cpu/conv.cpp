@@ -361,6 +361,26 @@ template <class F> static void over_images(const Geo& g, int64_t work_per_image,
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
   for (int64_t n = 0; n < g.N; ++n) body(n, omp_get_thread_num());
 }
+/* Like over_images, for reductions over images: image n always goes to slot
+ * floor(n * slots / N) (contiguous blocks, one block per loop iteration), so each slot's
+ * accumulator sums the same images in the same order whatever thread runs it: results are
+ * bit-identical run to run for a given thread count. */
+template <class F> static void over_image_blocks(const Geo& g, int slots, int64_t work_per_image, F&& body) {
+  auto block = [&](int b) {
+    const int64_t lo = g.N * b / slots, hi = g.N * (b + 1) / slots;
+    for (int64_t n = lo; n < hi; ++n) body(n, b);
+  };
+  int nt = threads();
+  if (nt > slots) nt = slots;
+  if (work_per_image * g.N < 200000) nt = 1;
+  if (nt <= 1) {
+    for (int b = 0; b < slots; ++b) block(b);
+    return;
+  }
+  BlasSingleThreaded single;
+#pragma omp parallel for num_threads(nt) schedule(static, 1)
+  for (int b = 0; b < slots; ++b) block(b);
+}
 static int images_threads(const Geo& g) {
   int nt = threads();
   return nt > g.N ? (int)std::max<int64_t>(g.N, 1) : nt;
@@ -433,7 +453,7 @@ static void gemm_backward_weight(const Geo& g, const T* x, const T* dy, T* dw, T
   const int64_t R = g.Cg * g.KS;
   const int nt = images_threads(g);
   std::vector<std::vector<T>> cols(nt, std::vector<T>(plain ? 0 : R * g.P)), acc(nt, std::vector<T>(g.K * R, T(0)));
-  over_images(g, g.K * R * g.P, [&](int64_t n, int tid) {
+  over_image_blocks(g, nt, g.K * R * g.P, [&](int64_t n, int tid) {
     std::vector<T>& col = cols[tid];
     T* a = acc[tid].data();
     for (int64_t grp = 0; grp < g.G; ++grp) {

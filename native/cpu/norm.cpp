@@ -13,8 +13,17 @@
  * layernorm / rmsnorm: per row two passes accumulated in float64 lanes (mean, then
  * centered squares: no cancellation), then y = (x - mean) * rstd * gamma + beta in float32.
  *
+ * Backward (see norm.h): softmax dx = y (dy - sum(dy y)), log-softmax dx = dy - exp(y) sum(dy),
+ * row sums in float64 lanes; layer/RMS norm recompute mean and rstd from x (the forward
+ * saves nothing), then per row sum(g) and sum(g xhat) in float64 lanes (g = dy gamma) and
+ * dx = rstd (g - mean(g) - xhat mean(g xhat)); dgamma/dbeta partials in float64 per fixed
+ * block of rows (at most 64 blocks, whatever the thread count), added in block order.
+ *
  * Cost: softmax ~3 reads + 1 write per element from cache, 1 exp (~15 FLOPs) per element;
  * DRAM traffic 2 * numel * sizeof(dtype). layernorm: 2 reads + 1 write, ~6 FLOPs per element.
+ * softmax backward: 2 reads (y, dy) + 1 write, ~4 FLOPs (log: + 1 exp); norm backward: x
+ * read 3-4 times and dy twice (cache-resident rows), dx written once, ~14 FLOPs per element,
+ * DRAM ~3 * numel * sizeof(dtype) (+ 16 * 64 * cols bytes of partials).
  */
 #include <vector>
 
@@ -177,6 +186,160 @@ template <class T> void rmsnorm_typed(int64_t rows, int64_t cols, const T* x, co
   });
 }
 
+// ------------------------------------------------------------------ backward
+/* sum of f(a_i, b_i) over a row in 8 float64 lanes. */
+template <class T, class F> CT_INLINE double row_sum2(const T* a, const T* b, int64_t n, F f) {
+  double lane[8] = {0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) lane[j] += f((double)load(a + i + j), (double)load(b + i + j));
+  double s = 0;
+  for (; i < n; ++i) s += f((double)load(a + i), (double)load(b + i));
+  return s + ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+}
+
+template <class C> CT_INLINE C exp_c(C v) {
+  if constexpr (std::is_same_v<C, float>) return exp_f32(v);
+  else return std::exp(v);
+}
+
+/* One row of the softmax backward: softmax dx = y (dy - sum(dy y)); log: dx = dy - exp(y) sum(dy). */
+template <class T> CT_INLINE void softmax_bwd_row(const T* y, const T* dy, T* dx, int64_t n, bool log) {
+  using C = compute_t<T>;
+  if (log) {
+    const C s = (C)row_sum2(y, dy, n, [](double, double b) { return b; });
+    for (int64_t i = 0; i < n; ++i) store<T>(dx + i, (C)load(dy + i) - exp_c<C>((C)load(y + i)) * s);
+  } else {
+    const C d = (C)row_sum2(y, dy, n, [](double a, double b) { return a * b; });
+    for (int64_t i = 0; i < n; ++i) store<T>(dx + i, (C)load(y + i) * ((C)load(dy + i) - d));
+  }
+}
+void softmax_bwd_row_f32(const float* y, const float* dy, float* dx, int64_t n, bool log) {
+  softmax_bwd_row<float>(y, dy, dx, n, log);
+}
+CT_AVX512 void softmax_bwd_row_f32_avx512(const float* y, const float* dy, float* dx, int64_t n, bool log) {
+  softmax_bwd_row<float>(y, dy, dx, n, log);
+}
+
+template <class T> void softmax_backward_typed(int64_t outer, int64_t dim, int64_t inner, const T* y, const T* dy, T* dx,
+                                               bool log) {
+  using C = compute_t<T>;
+  if (inner == 1) {
+    const bool avx512 = use_avx512();
+    parallel_range(outer, dim * 4, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        if constexpr (std::is_same_v<T, float>) {
+          avx512 ? softmax_bwd_row_f32_avx512(y + r * dim, dy + r * dim, dx + r * dim, dim, log)
+                 : softmax_bwd_row_f32(y + r * dim, dy + r * dim, dx + r * dim, dim, log);
+        } else {
+          softmax_bwd_row<T>(y + r * dim, dy + r * dim, dx + r * dim, dim, log);
+        }
+      }
+    });
+    return;
+  }
+  // non-last axis: column blocks of <= 256 inner positions carry their sums (float64).
+  constexpr int64_t B = 256;
+  const int64_t chunks = (inner + B - 1) / B;
+  parallel_range(outer * chunks, dim * B * 4, [&](int64_t i0, int64_t i1) {
+    double s[B];
+    for (int64_t it = i0; it < i1; ++it) {
+      const int64_t o = it / chunks, j0 = (it % chunks) * B, b = inner - j0 < B ? inner - j0 : B;
+      const int64_t base = o * dim * inner + j0;
+      for (int64_t j = 0; j < b; ++j) s[j] = 0;
+      for (int64_t d = 0; d < dim; ++d)
+        for (int64_t j = 0; j < b; ++j) {
+          const int64_t p = base + d * inner + j;
+          s[j] += log ? (double)load(dy + p) : (double)load(dy + p) * (double)load(y + p);
+        }
+      for (int64_t d = 0; d < dim; ++d)
+        for (int64_t j = 0; j < b; ++j) {
+          const int64_t p = base + d * inner + j;
+          const C yv = (C)load(y + p), g = (C)load(dy + p);
+          store<T>(dx + p, log ? g - exp_c<C>(yv) * (C)s[j] : yv * (g - (C)s[j]));
+        }
+    }
+  });
+}
+
+/* Layer norm (RMS = false) or RMS norm backward; see norm.h. Rows are split into at most 64
+ * fixed blocks (independent of the thread count); each block accumulates its dgamma/dbeta
+ * partial sums in float64, and the partials are added in block order at the end. */
+template <class T, bool RMS>
+void norm_backward_typed(int64_t rows, int64_t cols, const T* x, const T* gamma, double eps, const T* dy, T* dx,
+                         T* dgamma, T* dbeta) {
+  using C = std::conditional_t<std::is_same_v<T, double>, double, float>;
+  const int64_t nb = rows < 64 ? rows : 64;
+  const bool want_g = dgamma != nullptr, want_b = !RMS && dbeta != nullptr;
+  std::vector<double> part((size_t)(want_g || want_b ? nb * cols * 2 : 0));
+  const double inv_n = 1.0 / (double)cols;
+  parallel_range(nb, (rows / nb + 1) * cols * 6, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      double* pg = part.empty() ? nullptr : part.data() + (size_t)(b * cols * 2);
+      double* pb = pg ? pg + cols : nullptr;
+      if (pg) std::memset(pg, 0, sizeof(double) * (size_t)cols * 2);
+      const int64_t r_lo = rows * b / nb, r_hi = rows * (b + 1) / nb;
+      for (int64_t r = r_lo; r < r_hi; ++r) {
+        const T* xr = x + r * cols;
+        const T* dyr = dy + r * cols;
+        T* dxr = dx + r * cols;
+        double mean = 0, rstd;
+        if constexpr (!RMS) {
+          mean = row_sum(xr, cols, [](double v) { return v; }) * inv_n;
+          const double var = row_sum(xr, cols, [mean](double v) { return (v - mean) * (v - mean); }) * inv_n;
+          rstd = 1.0 / std::sqrt(var + eps);
+        } else {
+          rstd = 1.0 / std::sqrt(row_sum(xr, cols, [](double v) { return v * v; }) * inv_n + eps);
+        }
+        // a = sum(g), c = sum(g * xhat), g = dy * gamma
+        double la[8] = {0}, lc[8] = {0};
+        int64_t i = 0;
+        for (; i + 8 <= cols; i += 8)
+          for (int j = 0; j < 8; ++j) {
+            const double xh = ((double)load(xr + i + j) - mean) * rstd;
+            const double g = (double)load(dyr + i + j) * (gamma ? (double)load(gamma + i + j) : 1.0);
+            la[j] += g;
+            lc[j] += g * xh;
+          }
+        double sa = 0, sc = 0;
+        for (; i < cols; ++i) {
+          const double xh = ((double)load(xr + i) - mean) * rstd;
+          const double g = (double)load(dyr + i) * (gamma ? (double)load(gamma + i) : 1.0);
+          sa += g;
+          sc += g * xh;
+        }
+        for (int j = 0; j < 8; ++j) { sa += la[j]; sc += lc[j]; }
+        const C mu = (C)mean, rs = (C)rstd, ma = RMS ? (C)0 : (C)(sa * inv_n), mc = (C)(sc * inv_n);
+        for (int64_t k = 0; k < cols; ++k) {
+          const C xh = ((C)load(xr + k) - mu) * rs;
+          const C d = (C)load(dyr + k);
+          const C g = gamma ? d * (C)load(gamma + k) : d;
+          store<T>(dxr + k, (compute_t<T>)(rs * (g - ma - xh * mc)));
+        }
+        if (pg) {
+          for (int64_t k = 0; k < cols; ++k) {
+            const double d = (double)load(dyr + k);
+            pg[k] += d * (((double)load(xr + k) - mean) * rstd);
+            pb[k] += d;
+          }
+        }
+      }
+    }
+  });
+  if (part.empty()) return;
+  parallel_range(cols, nb * 2, [&](int64_t c0, int64_t c1) {
+    for (int64_t k = c0; k < c1; ++k) {
+      double g = 0, s = 0;
+      for (int64_t b = 0; b < nb; ++b) {
+        g += part[(size_t)(b * cols * 2 + k)];
+        s += part[(size_t)(b * cols * 2 + cols + k)];
+      }
+      if (want_g) store<T>(dgamma + k, (compute_t<T>)g);
+      if (want_b) store<T>(dbeta + k, (compute_t<T>)s);
+    }
+  });
+}
+
 template <class F> bool dispatch_float(int dtype, F&& f) {
   switch (dtype) {
     case CT_F32: f(float{}); return true;
@@ -266,6 +429,74 @@ int ct_cpu_rmsnorm(int dtype, int64_t rows, int64_t cols, const void* x, const v
   });
   return CT_OK;
   CT_CATCH(fn)
+}
+
+}  // extern "C"
+
+template <bool RMS>
+static int norm_backward_entry(const char* fn, int dtype, int64_t rows, int64_t cols, const void* x, const void* gamma,
+                               double eps, const void* dy, void* dx, void* dgamma, void* dbeta) {
+  CT_TRY
+  int st;
+  if ((st = check_float(fn, dtype)) || (st = check_size(fn, "rows", rows)) || (st = check_size(fn, "cols", cols)))
+    return st;
+  int64_t t;
+  if (__builtin_mul_overflow(rows, cols, &t)) return fail(CT_ERR_INVALID_ARG, "%s: rows*cols overflows int64", fn);
+  if (!(eps >= 0)) return fail(CT_ERR_INVALID_ARG, "%s: eps %g must be non-negative", fn, eps);
+  if (cols == 0) return CT_OK;
+  if (rows == 0) {  // nothing to reduce: the parameter gradients are zero
+    dispatch_float(dtype, [&](auto z) {
+      using T = decltype(z);
+      for (int64_t k = 0; k < cols; ++k) {
+        if (dgamma) store<T>((T*)dgamma + k, (compute_t<T>)0);
+        if (dbeta) store<T>((T*)dbeta + k, (compute_t<T>)0);
+      }
+    });
+    return CT_OK;
+  }
+  if ((st = check_ptr(fn, "x", x)) || (st = check_ptr(fn, "dy", dy)) || (st = check_ptr(fn, "dx", dx))) return st;
+  dispatch_float(dtype, [&](auto z) {
+    using T = decltype(z);
+    norm_backward_typed<T, RMS>(rows, cols, (const T*)x, (const T*)gamma, eps, (const T*)dy, (T*)dx, (T*)dgamma,
+                                (T*)dbeta);
+  });
+  return CT_OK;
+  CT_CATCH(fn)
+}
+
+extern "C" {
+
+int ct_cpu_softmax_backward(int dtype, int log, int64_t outer, int64_t dim, int64_t inner, const void* y,
+                            const void* dy, void* dx) {
+  static const char* fn = "ct_cpu_softmax_backward";
+  CT_TRY
+  int st;
+  if ((st = check_float(fn, dtype)) || (st = check_size(fn, "outer", outer)) || (st = check_size(fn, "dim", dim)) ||
+      (st = check_size(fn, "inner", inner)))
+    return st;
+  int64_t t;
+  if (__builtin_mul_overflow(outer, dim, &t) || __builtin_mul_overflow(t, inner, &t))
+    return fail(CT_ERR_INVALID_ARG, "%s: outer*dim*inner overflows int64", fn);
+  if (t == 0) return CT_OK;
+  if ((st = check_ptr(fn, "y", y)) || (st = check_ptr(fn, "dy", dy)) || (st = check_ptr(fn, "dx", dx))) return st;
+  dispatch_float(dtype, [&](auto z) {
+    using T = decltype(z);
+    softmax_backward_typed<T>(outer, dim, inner, (const T*)y, (const T*)dy, (T*)dx, log != 0);
+  });
+  return CT_OK;
+  CT_CATCH(fn)
+}
+
+int ct_cpu_layernorm_backward(int dtype, int64_t rows, int64_t cols, const void* x, const void* gamma, double eps,
+                              const void* dy, void* dx, void* dgamma, void* dbeta) {
+  return norm_backward_entry<false>("ct_cpu_layernorm_backward", dtype, rows, cols, x, gamma, eps, dy, dx, dgamma,
+                                    dbeta);
+}
+
+int ct_cpu_rmsnorm_backward(int dtype, int64_t rows, int64_t cols, const void* x, const void* gamma, double eps,
+                            const void* dy, void* dx, void* dgamma) {
+  return norm_backward_entry<true>("ct_cpu_rmsnorm_backward", dtype, rows, cols, x, gamma, eps, dy, dx, dgamma,
+                                   nullptr);
 }
 
 }  // extern "C"

@@ -1,5 +1,5 @@
 /*
- * Indexing family: gather (ONNX Gather, embedding lookup).
+ * Indexing family: gather (ONNX Gather, embedding lookup) and index_add (its backward).
  *
  * src is contiguous, viewed as [outer, axis_len, inner]; index holds n_index values of
  * index_dtype (CT_I32 or CT_I64), contiguous; out is contiguous [outer, n_index, inner]:
@@ -26,6 +26,26 @@ int ct_cpu_gather(int dtype, int index_dtype, int64_t outer, int64_t axis_len, i
 int ct_cuda_gather(int dtype, int index_dtype, int64_t outer, int64_t axis_len, int64_t inner,
                    const void* src, int64_t n_index, const void* index, void* out,
                    int64_t stream);
+
+/*
+ * index_add (scatter-add; the backward of gather and embedding): with the geometry above,
+ *   out[o, idx(j), i] += src[o, j, i]     for every o, j, i
+ * `out` [outer, axis_len, inner] already holds the base values (zeros for a gradient) and is
+ * accumulated in place; src is contiguous [outer, n_index, inner]. Same index rules and
+ * errors as gather (checked before anything is written). Floating dtypes F32 F64 F16 BF16
+ * (16-bit: float32 accumulation, one rounding per output element).
+ * CPU: deterministic whatever the thread count: indices are bucketed by destination
+ * (counting sort, stable), and threads own destination rows, each adding its sources in
+ * ascending j. CUDA: one thread per source element, float atomics (16-bit dtypes accumulate
+ * in a float32 scratch buffer, then add to out); the order of additions is not fixed.
+ * Cost: one read of src and one read-modify-write of each touched out element:
+ * ~e*(n_index*inner*outer) read + e*2*(touched rows) bytes, one FLOP per source element.
+ */
+int ct_cpu_index_add(int dtype, int index_dtype, int64_t outer, int64_t axis_len, int64_t inner,
+                     int64_t n_index, const void* index, const void* src, void* out);
+int ct_cuda_index_add(int dtype, int index_dtype, int64_t outer, int64_t axis_len, int64_t inner,
+                      int64_t n_index, const void* index, const void* src, void* out,
+                      int64_t stream);
 
 #pragma GCC visibility pop
 #ifdef __cplusplus

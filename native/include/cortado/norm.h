@@ -1,5 +1,5 @@
 /*
- * Normalization family: softmax, log-softmax, layer norm, RMS norm (forward).
+ * Normalization family: softmax, log-softmax, layer norm, RMS norm (forward and backward).
  *
  * Inputs are CONTIGUOUS (Java makes them so). dtypes F32 F64 F16 BF16; 16-bit inputs are
  * computed in float32. Output y has the input's dtype and shape.
@@ -39,6 +39,41 @@ int ct_cuda_layernorm(int dtype, int64_t rows, int64_t cols, const void* x,
                       void* y, float* mean_out, float* rstd_out, int64_t stream);
 int ct_cuda_rmsnorm(int dtype, int64_t rows, int64_t cols, const void* x,
                     const void* gamma, double eps, void* y, float* rstd_out, int64_t stream);
+
+/*
+ * Backward of softmax / log-softmax from the forward's output y and dy (same layout
+ * [outer, dim, inner], contiguous, dtype of y):
+ *   softmax:     dx = y * (dy - sum_dim(dy * y))
+ *   log-softmax: dx = dy - exp(y) * sum_dim(dy)
+ * cost: 2 reads of y and dy + 1 write per element, ~4 FLOPs (log: + one exp); memory bound.
+ *
+ * Backward of layer norm / RMS norm, x [rows, cols] contiguous, gamma NULL (= 1) or `cols`
+ * elements. mean and rstd are RECOMPUTED from x (two passes, as the forward), so the forward
+ * saves nothing but its inputs. With xhat = (x - mean) * rstd (RMS: x * rstd), g = dy * gamma:
+ *   layer norm: dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
+ *   RMS norm:   dx = rstd * (g - xhat * mean(g * xhat))
+ *   dgamma = sum_rows(dy * xhat), dbeta = sum_rows(dy)   (dgamma/dbeta may be NULL)
+ * dgamma/dbeta are reduced over fixed blocks of rows then over blocks in a fixed order, so
+ * results do not depend on the thread count (CPU) or on scheduling (CUDA: no atomics).
+ * cost: x and dy read twice (the second time from cache for rows that fit), dx written once,
+ * ~12 FLOPs per element; DRAM ~ e*(2 reads + 1 write) per element, memory bound.
+ */
+int ct_cpu_softmax_backward(int dtype, int log, int64_t outer, int64_t dim, int64_t inner,
+                            const void* y, const void* dy, void* dx);
+int ct_cpu_layernorm_backward(int dtype, int64_t rows, int64_t cols, const void* x,
+                              const void* gamma, double eps, const void* dy, void* dx,
+                              void* dgamma, void* dbeta);
+int ct_cpu_rmsnorm_backward(int dtype, int64_t rows, int64_t cols, const void* x,
+                            const void* gamma, double eps, const void* dy, void* dx, void* dgamma);
+
+int ct_cuda_softmax_backward(int dtype, int log, int64_t outer, int64_t dim, int64_t inner,
+                             const void* y, const void* dy, void* dx, int64_t stream);
+int ct_cuda_layernorm_backward(int dtype, int64_t rows, int64_t cols, const void* x,
+                               const void* gamma, double eps, const void* dy, void* dx,
+                               void* dgamma, void* dbeta, int64_t stream);
+int ct_cuda_rmsnorm_backward(int dtype, int64_t rows, int64_t cols, const void* x,
+                             const void* gamma, double eps, const void* dy, void* dx, void* dgamma,
+                             int64_t stream);
 
 /*
  * Batch normalization over (N, spatial) per channel; x is [N, C, S] (NCHW, S = D*H*W) or

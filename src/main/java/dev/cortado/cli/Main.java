@@ -3,10 +3,15 @@ package dev.cortado.cli;
 import dev.cortado.backend.cpu.CpuBackend;
 import dev.cortado.backend.cuda.CudaBackend;
 import dev.cortado.backend.cuda.CudaDeviceInfo;
+import dev.cortado.ops.Attention;
+import dev.cortado.ops.BatchNorm;
+import dev.cortado.ops.Convolution;
 import dev.cortado.ops.Elementwise;
 import dev.cortado.ops.Generator;
 import dev.cortado.ops.LinearAlgebra;
 import dev.cortado.ops.Normalization;
+import dev.cortado.ops.Op;
+import dev.cortado.ops.Pooling;
 import dev.cortado.ops.Reductions;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;
@@ -17,7 +22,9 @@ import java.util.Locale;
 /**
  * The command line a new user runs first.
  * <pre>
- *   java -jar cortado.jar [demo] [--device auto|cpu|cuda:N] [--threads N] [--size N] [--seed S]
+ *   java -jar cortado.jar train-mnist  [--epochs N] [--batch-size N] [--lr X] [--device D] [--threads N] [--seed S] [--out DIR]
+ *   java -jar cortado.jar train-charlm [--steps N] [--batch-size N] [--lr X] [--device D] [--threads N] [--seed S] [--out DIR]
+ *   java -jar cortado.jar demo [--device auto|cpu|cuda:N] [--threads N] [--size N] [--seed S]
  *   java -jar cortado.jar info
  * </pre>
  */
@@ -25,20 +32,31 @@ public final class Main {
     private Main() {
     }
 
-    public static void main(String[] args) {
+    public static void main(String[] args) throws java.io.IOException {
+        System.setProperty("java.awt.headless", "true");
         String command = "demo";
         Device device = null;
         int threads = 0;
         int size = 1024;
         long seed = Generator.DEFAULT_SEED;
+        int epochs = -1;
+        int steps = -1;
+        int batchSize = -1;
+        double lr = Double.NaN;
+        java.nio.file.Path out = null;
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
             switch (a) {
-                case "demo", "info" -> command = a;
+                case "demo", "info", "train-mnist", "train-charlm" -> command = a;
                 case "--device" -> device = Device.parse(value(args, ++i, a));
                 case "--threads" -> threads = Integer.parseInt(value(args, ++i, a));
                 case "--size" -> size = Integer.parseInt(value(args, ++i, a));
                 case "--seed" -> seed = Long.parseLong(value(args, ++i, a));
+                case "--epochs" -> epochs = Integer.parseInt(value(args, ++i, a));
+                case "--steps" -> steps = Integer.parseInt(value(args, ++i, a));
+                case "--batch-size" -> batchSize = Integer.parseInt(value(args, ++i, a));
+                case "--lr" -> lr = Double.parseDouble(value(args, ++i, a));
+                case "--out" -> out = java.nio.file.Path.of(value(args, ++i, a));
                 case "-h", "--help" -> {
                     usage();
                     return;
@@ -54,11 +72,41 @@ public final class Main {
             CpuBackend.setThreads(threads);
         }
         Device target = device != null ? device : Device.auto();
-        if (command.equals("info")) {
-            info();
-        } else {
-            demo(target, size, seed);
+        switch (command) {
+            case "info" -> info();
+            case "train-mnist" -> TrainMnist.run(new TrainMnist.Settings(epochs > 0 ? epochs : 8,
+                    batchSize > 0 ? batchSize : 64, Double.isNaN(lr) ? 2e-3 : lr, seed,
+                    trainingDevice(device, "train-mnist", Convolution.CONV_OP, Pooling.MAX_POOL_OP,
+                            BatchNorm.BATCH_NORM_TRAINING_OP),
+                    out != null ? out : java.nio.file.Path.of("runs", "train-mnist")));
+            case "train-charlm" -> TrainCharLm.run(new TrainCharLm.Settings(steps > 0 ? steps : 500,
+                    batchSize > 0 ? batchSize : 16, Double.isNaN(lr) ? 3e-3 : lr, seed,
+                    trainingDevice(device, "train-charlm", Attention.SDPA_OP, Attention.ROPE_OP),
+                    out != null ? out : java.nio.file.Path.of("runs", "train-charlm")));
+            default -> demo(target, size, seed);
         }
+    }
+
+    /**
+     * The device a demo trains on: the one asked for, else a usable GPU when every op the demo
+     * needs has a CUDA kernel there, else the CPU (saying why).
+     */
+    private static Device trainingDevice(Device asked, String demo, Op<?>... needs) {
+        if (asked != null) {
+            return asked;
+        }
+        Device auto = Device.auto();
+        if (auto.isCpu()) {
+            return auto;
+        }
+        for (Op<?> op : needs) {
+            if (!op.backends().contains(dev.cortado.tensor.DeviceType.CUDA)) {
+                System.out.println(demo + ": " + auto + " is usable, but " + op.name()
+                        + " has no CUDA kernel yet; training on the CPU");
+                return Device.CPU;
+            }
+        }
+        return auto;
     }
 
     private static String value(String[] args, int i, String flag) {
@@ -69,8 +117,15 @@ public final class Main {
     }
 
     private static void usage() {
-        System.out.println("usage: java -jar cortado.jar [demo|info] [--device auto|cpu|cuda:N] [--threads N] "
-                + "[--size N] [--seed S]");
+        System.out.println("""
+                usage: java -jar cortado.jar COMMAND [options]
+                  train-mnist   train a small CNN on 10k MNIST digits, test on the t10k split
+                                [--epochs 8] [--batch-size 64] [--lr 2e-3]
+                  train-charlm  train a small GPT-style character model on Jane Austen, then sample from it
+                                [--steps 500] [--batch-size 16] [--lr 3e-3]
+                  demo          a few ops and a timed matmul [--size 1024]
+                  info          devices and CPU features
+                common: [--device auto|cpu|cuda:N] [--threads N] [--seed S] [--out DIR]""");
     }
 
     private static void info() {

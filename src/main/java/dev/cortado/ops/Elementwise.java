@@ -72,7 +72,11 @@ public final class Elementwise {
     public static final Op<Params> SIGMOID_OP = unary("sigmoid", SIGMOID, UnaryKind.FLOATING, Saves.OUTPUTS,
             (p, sv, g) -> grads(timesOneMinus(g[0], sv.output(0), null)));
     public static final Op<Params> RELU_OP = unary("relu", RELU, UnaryKind.NUMERIC, Saves.OUTPUTS,
-            (p, sv, g) -> grads(mul(g[0], gt(sv.output(0), 0))));
+            (p, sv, g) -> {
+                try (Tensor positive = gt(sv.output(0), 0)) {
+                    return grads(mul(g[0], positive));
+                }
+            });
     public static final Op<Params> GELU_OP = unary("gelu", GELU_ERF, UnaryKind.FLOATING, Saves.INPUTS,
             (p, sv, g) -> grads(Elementwise.GELU_GRAD_OP.call(null, g[0], sv.input(0))));
     public static final Op<Params> GELU_TANH_OP = unary("gelu_tanh", GELU_TANH, UnaryKind.FLOATING, Saves.INPUTS,

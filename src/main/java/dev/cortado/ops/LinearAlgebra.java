@@ -250,6 +250,19 @@ public final class LinearAlgebra {
     }
 
     private static void matmulKernel(Tensor a, Tensor b, Tensor out, double beta, boolean cuda) {
+        if (b.rank() == 2 && a.rank() > 2 && out.isContiguous()) {
+            // a shared 2-d weight: one GEMM over the flattened batch beats a batch of small ones
+            // (detached aliases, so the flattening is not recorded on the tape)
+            long rows = 1;
+            for (int d = 0; d < a.rank() - 1; d++) {
+                rows *= a.size(d);
+            }
+            try (Tensor ad = a.detach(); Tensor af = ad.reshape(rows, a.size(-1)); Tensor od = out.detach();
+                 Tensor of = od.view(rows, out.size(-1))) {
+                matmulKernel(af, b, of, beta, cuda);
+            }
+            return;
+        }
         DType type = out.dtype();
         try (Tensor a2 = a.rank() == 1 ? a.unsqueeze(0) : a.view(a.dims());
              Tensor b2 = b.rank() == 1 ? b.unsqueeze(1) : b.view(b.dims())) {

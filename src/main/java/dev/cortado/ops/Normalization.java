@@ -12,8 +12,9 @@ import dev.cortado.tensor.Tensor;
 import java.util.Arrays;
 
 /**
- * Softmax, log-softmax, layer norm and RMS norm. Kernels: {@code native/cpu/norm.cpp},
- * {@code native/cuda/norm.cu}; inputs are made contiguous first (a no-op for the usual case).
+ * Softmax, log-softmax, layer norm and RMS norm, and their backward ops (declared as the
+ * forward ops' backward rules). Kernels: {@code native/cpu/norm.cpp}, {@code native/cuda/norm.cu};
+ * inputs are made contiguous first (a no-op for the usual case).
  */
 public final class Normalization {
     private Normalization() {
@@ -35,6 +36,7 @@ public final class Normalization {
             .shape((op, a, in) -> normShape(op, a, in))
             .kernel(CPU, (a, in, out) -> normKernel("layer_norm", a, in, out[0], false))
             .kernel(CUDA, (a, in, out) -> normKernel("layer_norm", a, in, out[0], true))
+            .backward(Op.Saves.INPUTS, (a, saved, g) -> normBackward(Normalization.LAYER_NORM_BACKWARD_OP, a, saved, g))
             .register();
 
     public static final Op<NormAttrs> RMS_NORM_OP = Op.<NormAttrs>declare("rms_norm")
@@ -42,6 +44,31 @@ public final class Normalization {
             .shape((op, a, in) -> normShape(op, a, in))
             .kernel(CPU, (a, in, out) -> normKernel("rms_norm", a, in, out[0], false))
             .kernel(CUDA, (a, in, out) -> normKernel("rms_norm", a, in, out[0], true))
+            .backward(Op.Saves.INPUTS, (a, saved, g) -> normBackward(Normalization.RMS_NORM_BACKWARD_OP, a, saved, g))
+            .register();
+
+    /** Backward of softmax from its output y and dy: {@code dx = y * (dy - sum(dy * y))} along the axis. */
+    public static final Op<SoftmaxAttrs> SOFTMAX_BACKWARD_OP = softmaxBackwardOp("softmax_backward");
+    /** Backward of log-softmax from its output y and dy: {@code dx = dy - exp(y) * sum(dy)} along the axis. */
+    public static final Op<SoftmaxAttrs> LOG_SOFTMAX_BACKWARD_OP = softmaxBackwardOp("log_softmax_backward");
+
+    /**
+     * Outputs {dx, dweight, dbias} of layer norm from dy, x and weight (optional; dweight and dbias
+     * are always computed). Mean and 1/std are recomputed from x.
+     */
+    public static final Op<NormAttrs> LAYER_NORM_BACKWARD_OP = Op.<NormAttrs>declare("layer_norm_backward")
+            .inputs("dy", "x", "weight").required(2)
+            .shape((op, a, in) -> normBackwardShape(op, a, in, 3))
+            .kernel(CPU, (a, in, out) -> normBackwardKernel("layer_norm_backward", a, in, out, false))
+            .kernel(CUDA, (a, in, out) -> normBackwardKernel("layer_norm_backward", a, in, out, true))
+            .register();
+
+    /** Outputs {dx, dweight} of RMS norm from dy, x and weight (optional). */
+    public static final Op<NormAttrs> RMS_NORM_BACKWARD_OP = Op.<NormAttrs>declare("rms_norm_backward")
+            .inputs("dy", "x", "weight").required(2)
+            .shape((op, a, in) -> normBackwardShape(op, a, in, 2))
+            .kernel(CPU, (a, in, out) -> normBackwardKernel("rms_norm_backward", a, in, out, false))
+            .kernel(CUDA, (a, in, out) -> normBackwardKernel("rms_norm_backward", a, in, out, true))
             .register();
 
     // ------------------------------------------------------------------ eager entry points
@@ -92,7 +119,161 @@ public final class Normalization {
                 })
                 .kernel(CPU, (a, in, out) -> softmaxKernel(name, a, in[0], out[0], false))
                 .kernel(CUDA, (a, in, out) -> softmaxKernel(name, a, in[0], out[0], true))
+                .backward(Op.Saves.OUTPUTS, (a, saved, g) -> {
+                    if (g[0] == null || !saved.needsGradient(0)) {
+                        return new Tensor[] {null};
+                    }
+                    Op<SoftmaxAttrs> bw = a.log() ? Normalization.LOG_SOFTMAX_BACKWARD_OP
+                            : Normalization.SOFTMAX_BACKWARD_OP;
+                    return new Tensor[] {bw.call(a, saved.output(0), g[0])};
+                })
                 .register();
+    }
+
+    private static Op<SoftmaxAttrs> softmaxBackwardOp(String name) {
+        boolean log = name.startsWith("log");
+        return Op.<SoftmaxAttrs>declare(name)
+                .inputs("y", "dy")
+                .shape((op, a, in) -> {
+                    requireFloat(op, "y", in[0]);
+                    requireFloat(op, "dy", in[1]);
+                    if (a.log() != log) {
+                        throw op.error("attrs say log=" + a.log());
+                    }
+                    if (!in[0].shape().equals(in[1].shape())) {
+                        throw op.error("dy " + in[1].describe() + " must have the shape of y " + in[0].describe());
+                    }
+                    if (in[0].rank() > 0) {
+                        try {
+                            Shape.normalize(a.axis(), in[0].rank());
+                        } catch (IndexOutOfBoundsException e) {
+                            throw op.error("axis " + a.axis() + " is out of range for " + in[0].describe());
+                        }
+                    }
+                    return Op.one(in[0].shape(), in[0].dtype());
+                })
+                .kernel(CPU, (a, in, out) -> softmaxBackwardKernel(name, a, in[0], in[1], out[0], false))
+                .kernel(CUDA, (a, in, out) -> softmaxBackwardKernel(name, a, in[0], in[1], out[0], true))
+                .register();
+    }
+
+    private static void softmaxBackwardKernel(String name, SoftmaxAttrs a, Tensor y, Tensor dy, Tensor out,
+                                              boolean cuda) {
+        if (out.numel() == 0) {
+            return;
+        }
+        long[] dims = y.dims();
+        int axis = dims.length == 0 ? 0 : Shape.normalize(a.axis(), dims.length);
+        long outer = 1;
+        long inner = 1;
+        for (int d = 0; d < axis; d++) {
+            outer *= dims[d];
+        }
+        for (int d = axis + 1; d < dims.length; d++) {
+            inner *= dims[d];
+        }
+        long dim = dims.length == 0 ? 1 : dims[axis];
+        try (Tensor yc = y.contiguous(); Tensor gc = dy.dtype() == y.dtype() ? dy.contiguous() : dy.to(y.dtype())) {
+            int status;
+            if (cuda) {
+                CudaBackend be = CudaBackend.instance();
+                be.activate(out.device().index());
+                status = NativeCuda.ct_cuda_softmax_backward(y.dtype().code(), a.log() ? 1 : 0, outer, dim, inner,
+                        yc.dataAddress(), gc.dataAddress(), out.dataAddress(), be.currentStream());
+            } else {
+                status = NativeCpu.ct_cpu_softmax_backward(y.dtype().code(), a.log() ? 1 : 0, outer, dim, inner,
+                        yc.dataAddress(), gc.dataAddress(), out.dataAddress());
+            }
+            if (status != 0) {
+                String ctx = name + "(y " + y.describe() + ", dy " + dy.describe() + ", axis " + a.axis() + ")";
+                throw cuda ? CudaBackend.failure(status, ctx) : CpuBackend.failure(status, ctx);
+            }
+        }
+    }
+
+    /** Shared rule of layer_norm / rms_norm: keeps the gradients the inputs need, closes the rest. */
+    private static Tensor[] normBackward(Op<NormAttrs> bw, NormAttrs a, Op.Saved saved, Tensor[] g) {
+        Tensor[] res = new Tensor[saved.inputCount()];
+        if (g[0] == null) {
+            return res;
+        }
+        Tensor w = saved.inputCount() > 1 ? saved.input(1) : null;
+        Tensor[] r = bw.callMulti(a, g[0], saved.input(0), w);
+        for (int i = 0; i < r.length; i++) {
+            if (i < res.length && saved.needsGradient(i)) {
+                res[i] = r[i];
+            } else {
+                r[i].close();
+            }
+        }
+        return res;
+    }
+
+    private static TensorSpec[] normBackwardShape(Op<NormAttrs> op, NormAttrs a, Tensor[] in, int outputs) {
+        Tensor dy = in[0];
+        Tensor x = in[1];
+        Tensor w = in.length > 2 ? in[2] : null;
+        normShape(op, a, new Tensor[] {x});
+        requireFloat(op, "dy", dy);
+        if (!dy.shape().equals(x.shape())) {
+            throw op.error("dy " + dy.describe() + " must have the shape of x " + x.describe());
+        }
+        long[] dims = x.dims();
+        Shape normalized = Shape.of(Arrays.copyOfRange(dims, dims.length - a.normalizedDims(), dims.length));
+        if (w != null && (!w.shape().equals(normalized) || w.dtype() != x.dtype())) {
+            throw op.error("input 'weight' " + w.describe() + " must be " + x.dtype() + " " + normalized
+                    + ", the normalized shape of x " + x.describe());
+        }
+        TensorSpec[] specs = new TensorSpec[outputs];
+        specs[0] = new TensorSpec(x.shape(), x.dtype());
+        for (int i = 1; i < outputs; i++) {
+            specs[i] = new TensorSpec(normalized, x.dtype());
+        }
+        return specs;
+    }
+
+    private static void normBackwardKernel(String name, NormAttrs a, Tensor[] in, Tensor[] out, boolean cuda) {
+        Tensor dy = in[0];
+        Tensor x = in[1];
+        Tensor weight = in.length > 2 ? in[2] : null;
+        long[] dims = x.dims();
+        long cols = 1;
+        for (int d = dims.length - a.normalizedDims(); d < dims.length; d++) {
+            cols *= dims[d];
+        }
+        if (cols == 0) {
+            return;
+        }
+        long rows = x.numel() / cols;
+        boolean layer = out.length == 3;
+        try (Tensor xc = x.contiguous(); Tensor gc = dy.dtype() == x.dtype() ? dy.contiguous() : dy.to(x.dtype());
+             Tensor wc = weight == null ? null : weight.contiguous()) {
+            long w = wc == null ? 0 : wc.dataAddress();
+            long dxa = rows == 0 ? 0 : out[0].dataAddress();
+            long dg = out[1].dataAddress();
+            long db = layer ? out[2].dataAddress() : 0;
+            int code = x.dtype().code();
+            int status;
+            if (cuda) {
+                CudaBackend be = CudaBackend.instance();
+                be.activate(out[0].device().index());
+                status = layer
+                        ? NativeCuda.ct_cuda_layernorm_backward(code, rows, cols, xc.dataAddress(), w, a.eps(),
+                                gc.dataAddress(), dxa, dg, db, be.currentStream())
+                        : NativeCuda.ct_cuda_rmsnorm_backward(code, rows, cols, xc.dataAddress(), w, a.eps(),
+                                gc.dataAddress(), dxa, dg, be.currentStream());
+            } else {
+                status = layer
+                        ? NativeCpu.ct_cpu_layernorm_backward(code, rows, cols, xc.dataAddress(), w, a.eps(),
+                                gc.dataAddress(), dxa, dg, db)
+                        : NativeCpu.ct_cpu_rmsnorm_backward(code, rows, cols, xc.dataAddress(), w, a.eps(),
+                                gc.dataAddress(), dxa, dg);
+            }
+            if (status != 0) {
+                String ctx = name + "(dy " + dy.describe() + ", x " + x.describe() + ")";
+                throw cuda ? CudaBackend.failure(status, ctx) : CpuBackend.failure(status, ctx);
+            }
+        }
     }
 
     private static void softmaxKernel(String name, SoftmaxAttrs a, Tensor x, Tensor out, boolean cuda) {

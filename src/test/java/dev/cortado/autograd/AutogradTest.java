@@ -45,10 +45,8 @@ class AutogradTest {
     }
 
     static Tensor positiveLeaf(long... dims) {
-        try (Tensor x = leaf(dims)) {
-            try (var g = Autograd.noGrad()) {
-                return Elementwise.affine(Elementwise.abs(x), 1, 0.5).requiresGrad(true);
-            }
+        try (Tensor x = leaf(dims); var g = Autograd.noGrad(); Tensor a = Elementwise.abs(x)) {
+            return Elementwise.affine(a, 1, 0.5).requiresGrad(true);
         }
     }
 

@@ -118,6 +118,28 @@ public final class NativeCpu {
                                             @Cast("const void*") long x, @Cast("const void*") long gamma,
                                             double eps, @Cast("void*") long y, @Cast("float*") long rstdOut);
 
+    // ---------------------------------------------------------------- norm.h (backward)
+    public static native int ct_cpu_softmax_backward(int dtype, int log, @Cast("int64_t") long outer,
+                                                     @Cast("int64_t") long dim, @Cast("int64_t") long inner,
+                                                     @Cast("const void*") long y, @Cast("const void*") long dy,
+                                                     @Cast("void*") long dx);
+
+    public static native int ct_cpu_layernorm_backward(int dtype, @Cast("int64_t") long rows, @Cast("int64_t") long cols,
+                                                       @Cast("const void*") long x, @Cast("const void*") long gamma,
+                                                       double eps, @Cast("const void*") long dy, @Cast("void*") long dx,
+                                                       @Cast("void*") long dgamma, @Cast("void*") long dbeta);
+
+    public static native int ct_cpu_rmsnorm_backward(int dtype, @Cast("int64_t") long rows, @Cast("int64_t") long cols,
+                                                     @Cast("const void*") long x, @Cast("const void*") long gamma,
+                                                     double eps, @Cast("const void*") long dy, @Cast("void*") long dx,
+                                                     @Cast("void*") long dgamma);
+
+    // ---------------------------------------------------------------- index.h (index_add)
+    public static native int ct_cpu_index_add(int dtype, int indexDtype, @Cast("int64_t") long outer,
+                                              @Cast("int64_t") long axisLen, @Cast("int64_t") long inner,
+                                              @Cast("int64_t") long nIndex, @Cast("const void*") long index,
+                                              @Cast("const void*") long src, @Cast("void*") long out);
+
     // ---------------------------------------------------------------- index.h
     public static native int ct_cpu_gather(int dtype, int indexDtype, @Cast("int64_t") long outer,
                                            @Cast("int64_t") long axisLen, @Cast("int64_t") long inner,

@@ -150,6 +150,31 @@ public final class NativeCuda {
                                             @Cast("const void*") long index, @Cast("void*") long out,
                                             @Cast("int64_t") long stream);
 
+    // ---------------------------------------------------------------- norm.h (backward)
+    public static native int ct_cuda_softmax_backward(int dtype, int log, @Cast("int64_t") long outer,
+                                                      @Cast("int64_t") long dim, @Cast("int64_t") long inner,
+                                                      @Cast("const void*") long y, @Cast("const void*") long dy,
+                                                      @Cast("void*") long dx, @Cast("int64_t") long stream);
+
+    public static native int ct_cuda_layernorm_backward(int dtype, @Cast("int64_t") long rows,
+                                                        @Cast("int64_t") long cols, @Cast("const void*") long x,
+                                                        @Cast("const void*") long gamma, double eps,
+                                                        @Cast("const void*") long dy, @Cast("void*") long dx,
+                                                        @Cast("void*") long dgamma, @Cast("void*") long dbeta,
+                                                        @Cast("int64_t") long stream);
+
+    public static native int ct_cuda_rmsnorm_backward(int dtype, @Cast("int64_t") long rows, @Cast("int64_t") long cols,
+                                                      @Cast("const void*") long x, @Cast("const void*") long gamma,
+                                                      double eps, @Cast("const void*") long dy, @Cast("void*") long dx,
+                                                      @Cast("void*") long dgamma, @Cast("int64_t") long stream);
+
+    // ---------------------------------------------------------------- index.h (index_add)
+    public static native int ct_cuda_index_add(int dtype, int indexDtype, @Cast("int64_t") long outer,
+                                               @Cast("int64_t") long axisLen, @Cast("int64_t") long inner,
+                                               @Cast("int64_t") long nIndex, @Cast("const void*") long index,
+                                               @Cast("const void*") long src, @Cast("void*") long out,
+                                               @Cast("int64_t") long stream);
+
     // ---------------------------------------------------------------- random.h
     public static native int ct_cuda_random(int distribution, int dtype, @Cast("int64_t") long n,
                                             @Cast("void*") long out, @Cast("uint64_t") long seed,

@@ -1,0 +1,171 @@
+package dev.cortado.nn;
+
+import dev.cortado.nn.functional.F;
+import dev.cortado.ops.Attention;
+import dev.cortado.ops.Elementwise;
+import dev.cortado.tensor.Tensor;
+
+/**
+ * A pre-norm transformer block over x [B, T, C]:
+ * {@code h = x + drop(attn(norm1(x)))}, {@code y = h + drop(mlp(norm2(h)))}. Children: {@code norm1},
+ * {@code attn} ({@link MultiheadAttention}), {@code norm2}, {@code mlp} ({@link MLP}), and
+ * {@code drop} ({@link Dropout}, residual dropout) when dropout > 0.
+ */
+public class TransformerBlock extends Module {
+    /** Which normalization the block uses. */
+    public enum Norm {
+        LAYER_NORM, RMS_NORM
+    }
+
+    /** Configuration; {@link #builder(long, long)} gives GPT-2-like defaults (LayerNorm, GELU MLP of 4*dim). */
+    public record Options(MultiheadAttention.Options attention, long mlpHidden, MLP.Kind mlp, Norm norm, double eps,
+                          boolean mlpBias, double residualDropout) {
+        public Options {
+            if (mlpHidden <= 0) {
+                mlpHidden = 4 * attention.dim();
+            }
+        }
+    }
+
+    public static Builder builder(long dim, long numHeads) {
+        return new Builder(dim, numHeads);
+    }
+
+    public static final class Builder {
+        private final MultiheadAttention.Builder attention;
+        private long mlpHidden;
+        private MLP.Kind mlp = MLP.Kind.GELU;
+        private Norm norm = Norm.LAYER_NORM;
+        private double eps = 1e-5;
+        private boolean mlpBias = true;
+        private double dropout;
+        private ParamOptions params = ParamOptions.defaults();
+
+        private Builder(long dim, long numHeads) {
+            attention = MultiheadAttention.builder(dim, numHeads);
+        }
+
+        public Builder kvHeads(long n) {
+            attention.kvHeads(n);
+            return this;
+        }
+
+        public Builder causal(boolean c) {
+            attention.causal(c);
+            return this;
+        }
+
+        public Builder rope() {
+            attention.rope();
+            return this;
+        }
+
+        public Builder rope(double base, long rotaryDim, boolean interleaved) {
+            attention.rope(base, rotaryDim, interleaved);
+            return this;
+        }
+
+        public Builder layout(Attention.Layout l) {
+            attention.layout(l);
+            return this;
+        }
+
+        /** Bias in every projection (attention and MLP). */
+        public Builder bias(boolean b) {
+            attention.bias(b);
+            mlpBias = b;
+            return this;
+        }
+
+        public Builder mlp(MLP.Kind kind, long hidden) {
+            mlp = kind;
+            mlpHidden = hidden;
+            return this;
+        }
+
+        public Builder norm(Norm n, double eps) {
+            norm = n;
+            this.eps = eps;
+            return this;
+        }
+
+        /** Dropout on the attention probabilities and on both residual branches. */
+        public Builder dropout(double p) {
+            attention.dropout(p);
+            dropout = p;
+            return this;
+        }
+
+        public Builder params(ParamOptions p) {
+            params = p;
+            attention.params(p);
+            return this;
+        }
+
+        /** GPT-2 / LLaMA presets in one call: RMSNorm, SwiGLU, no bias, RoPE, causal. */
+        public Builder llama(long hidden) {
+            norm(Norm.RMS_NORM, 1e-6);
+            mlp(MLP.Kind.SWIGLU, hidden);
+            bias(false);
+            rope();
+            return causal(true);
+        }
+
+        public Options options() {
+            return new Options(attention.options(), mlpHidden, mlp, norm, eps, mlpBias, dropout);
+        }
+
+        public TransformerBlock build() {
+            return new TransformerBlock(options(), params);
+        }
+    }
+
+    private final Options o;
+
+    public TransformerBlock(Options o, ParamOptions p) {
+        this.o = o;
+        long dim = o.attention().dim();
+        registerModule("norm1", norm(o, dim, p));
+        registerModule("attn", new MultiheadAttention(o.attention()));
+        registerModule("norm2", norm(o, dim, p));
+        registerModule("mlp", new MLP(dim, o.mlpHidden(), o.mlp(), o.mlpBias(), p));
+        if (o.residualDropout() > 0) {
+            registerModule("drop", new Dropout(o.residualDropout(), p.generator()));
+        }
+    }
+
+    private static Module norm(Options o, long dim, ParamOptions p) {
+        return o.norm() == Norm.LAYER_NORM ? new LayerNorm(new long[] {dim}, o.eps(), true, true, p)
+                : new RMSNorm(new long[] {dim}, o.eps(), true, p);
+    }
+
+    public Options options() {
+        return o;
+    }
+
+    @Override
+    public Tensor forward(Tensor x) {
+        return forward(x, null);
+    }
+
+    /** The block with an attention mask (see {@link MultiheadAttention#forward(Tensor, Tensor)}). */
+    public Tensor forward(Tensor x, Tensor mask) {
+        MultiheadAttention attn = (MultiheadAttention) child("attn");
+        Tensor h;
+        try (Tensor n1 = child("norm1").forward(x); Tensor a = attn.forward(n1, mask); Tensor ad = drop(a)) {
+            h = Elementwise.add(x, ad);
+        }
+        try (h; Tensor n2 = child("norm2").forward(h); Tensor m = child("mlp").forward(n2); Tensor md = drop(m)) {
+            return Elementwise.add(h, md);
+        }
+    }
+
+    private Tensor drop(Tensor t) {
+        return o.residualDropout() > 0 ? child("drop").forward(t) : F.identity(t);
+    }
+
+    @Override
+    protected String extraRepr() {
+        return o.norm() + ", " + o.mlp() + " hidden=" + o.mlpHidden();
+    }
+}
