@@ -79,7 +79,7 @@ public final class Main {
                     trainingDevice(device, "train-mnist", Convolution.CONV_OP, Pooling.MAX_POOL_OP,
                             BatchNorm.BATCH_NORM_TRAINING_OP),
                     out != null ? out : java.nio.file.Path.of("runs", "train-mnist")));
-            case "train-charlm" -> TrainCharLm.run(new TrainCharLm.Settings(steps > 0 ? steps : 500,
+            case "train-charlm" -> TrainCharLm.run(new TrainCharLm.Settings(steps > 0 ? steps : 400,
                     batchSize > 0 ? batchSize : 16, Double.isNaN(lr) ? 3e-3 : lr, seed,
                     trainingDevice(device, "train-charlm", Attention.SDPA_OP, Attention.ROPE_OP),
                     out != null ? out : java.nio.file.Path.of("runs", "train-charlm")));
@@ -122,7 +122,7 @@ public final class Main {
                   train-mnist   train a small CNN on 10k MNIST digits, test on the t10k split
                                 [--epochs 8] [--batch-size 64] [--lr 2e-3]
                   train-charlm  train a small GPT-style character model on Jane Austen, then sample from it
-                                [--steps 500] [--batch-size 16] [--lr 3e-3]
+                                [--steps 400] [--batch-size 16] [--lr 3e-3]
                   demo          a few ops and a timed matmul [--size 1024]
                   info          devices and CPU features
                 common: [--device auto|cpu|cuda:N] [--threads N] [--seed S] [--out DIR]""");

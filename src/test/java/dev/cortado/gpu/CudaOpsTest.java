@@ -50,7 +50,7 @@ class CudaOpsTest {
         }
     }
 
-    private static double tolerance(DType t) {
+    static double tolerance(DType t) {
         return switch (t) {
             case BFLOAT16 -> 2e-2;
             case FLOAT16 -> 2e-3;
@@ -59,7 +59,7 @@ class CudaOpsTest {
         };
     }
 
-    private static void assertClose(Tensor cpu, Tensor gpu, double rel, String what) {
+    static void assertClose(Tensor cpu, Tensor gpu, double rel, String what) {
         assertArrayEquals(cpu.dims(), gpu.dims(), what + ": shape");
         assertEquals(cpu.dtype(), gpu.dtype(), what + ": dtype");
         double[] a = cpu.toDoubleArray();

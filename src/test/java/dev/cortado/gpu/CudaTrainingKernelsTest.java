@@ -1,5 +1,7 @@
 package dev.cortado.gpu;
 
+import static dev.cortado.gpu.CudaOpsTest.assertClose;
+import static dev.cortado.gpu.CudaOpsTest.tolerance;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -47,30 +49,6 @@ class CudaTrainingKernelsTest {
         try (Tensor f = Generator.seeded(dims.length * 17L + (dims.length > 0 ? dims[0] : 0) + (long) (hi * 10))
                 .uniform(lo, hi, DType.FLOAT32, Device.CPU, dims)) {
             return f.to(type);
-        }
-    }
-
-    private static double tolerance(DType t) {
-        return switch (t) {
-            case BFLOAT16 -> 3e-2;
-            case FLOAT16 -> 4e-3;
-            case FLOAT64 -> 1e-10;
-            default -> 1e-4;
-        };
-    }
-
-    private static void assertClose(Tensor cpu, Tensor gpu, double rel, String what) {
-        assertArrayEquals(cpu.dims(), gpu.dims(), what + ": shape");
-        assertEquals(cpu.dtype(), gpu.dtype(), what + ": dtype");
-        double[] a = cpu.toDoubleArray();
-        double[] b = gpu.toDoubleArray();
-        for (int i = 0; i < a.length; i++) {
-            if (Double.isNaN(a[i])) {
-                assertTrue(Double.isNaN(b[i]), what + " [" + i + "]: expected NaN, got " + b[i]);
-                continue;
-            }
-            double tol = rel * Math.abs(a[i]) + rel * 0.1;
-            assertTrue(Math.abs(a[i] - b[i]) <= tol, what + " [" + i + "]: cpu " + a[i] + " vs cuda " + b[i]);
         }
     }
 

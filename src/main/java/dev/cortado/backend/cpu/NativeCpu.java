@@ -18,7 +18,7 @@ import org.bytedeco.javacpp.annotation.Properties;
         include = {"cortado/common.h", "cortado/cpu.h", "cortado/elementwise.h", "cortado/reduce.h",
                    "cortado/norm.h", "cortado/index.h", "cortado/gemm.h", "cortado/random.h"},
         link = "cortado_cpu",
-        preload = "gomp@.1"))
+        preload = {"cortado_env", "gomp@.1"}))
 public final class NativeCpu {
     static {
         // libcortado_cpu.so needs libopenblas.so.0: load it from the OpenBLAS preset jar first,

@@ -18,7 +18,7 @@ import org.bytedeco.javacpp.annotation.Properties;
         compiler = "cpp17",
         include = {"cortado/common.h", "cortado/optim.h"},
         link = "cortado_cpu",
-        preload = "gomp@.1"))
+        preload = {"cortado_env", "gomp@.1"}))
 public final class NativeOptim {
     static {
         Loader.load(org.bytedeco.openblas.global.openblas_nolapack.class);

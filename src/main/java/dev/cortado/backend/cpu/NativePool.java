@@ -16,7 +16,7 @@ import org.bytedeco.javacpp.annotation.Properties;
         compiler = "cpp17",
         include = {"cortado/common.h", "cortado/pool.h", "cortado/norm.h"},
         link = "cortado_cpu",
-        preload = "gomp@.1"))
+        preload = {"cortado_env", "gomp@.1"}))
 public final class NativePool {
     static {
         // libcortado_cpu.so needs libopenblas.so.0: load it first (see NativeCpu).
