@@ -212,7 +212,7 @@ public final class Autograd {
                                 }
                             }
                         } finally {
-                            closeAll(g);
+                            TapeNode.closeAll(g);
                         }
                         if (!retainGraph) {
                             n.freeSaved();
@@ -241,7 +241,7 @@ public final class Autograd {
                     }
                 } finally {
                     for (Tensor[] g : pending.values()) {
-                        closeAll(g);
+                        TapeNode.closeAll(g);
                     }
                     if (!retainGraph) {
                         for (TapeNode n : done) {
@@ -390,14 +390,5 @@ public final class Autograd {
             return false;
         }
 
-        private static void closeAll(Tensor[] ts) {
-            if (ts != null) {
-                for (Tensor t : ts) {
-                    if (t != null) {
-                        t.close();
-                    }
-                }
-            }
-        }
     }
 }

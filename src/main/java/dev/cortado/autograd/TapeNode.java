@@ -124,7 +124,8 @@ final class TapeNode implements AutogradHook.Node, Op.Saved {
         return backward.apply(this, outputGradients);
     }
 
-    private static void closeAll(Tensor[] ts) {
+    /** Closes every non-null tensor of {@code ts} (null arrays allowed). */
+    static void closeAll(Tensor[] ts) {
         if (ts != null) {
             for (Tensor t : ts) {
                 if (t != null) {

@@ -1,6 +1,5 @@
 package dev.cortado.cli;
 
-import dev.cortado.autograd.Autograd;
 import dev.cortado.io.Batch;
 import dev.cortado.io.CharSequenceDataset;
 import dev.cortado.io.Checkpoint;
@@ -102,7 +101,9 @@ final class TrainCharLm {
                         step++;
                     }
                     log.endEpoch();
-                    double[] eval = evaluate(model, valLoader, corpus.vocabSize(), chunk == chunks ? Integer.MAX_VALUE : 8);
+                    // intermediate evaluations: a fixed subset of 8 batches; the final one: all windows
+                    double[] eval = TrainMnist.evaluate(model, valLoader, corpus.vocabSize(),
+                            chunk == chunks ? Integer.MAX_VALUE : 8);
                     valLoss = eval[0];
                     log.evaluation(chunk, step, eval[0], eval[1], "validation (nats/char)");
                 }
@@ -128,35 +129,5 @@ final class TrainCharLm {
                     s.out().resolve("training-curves.png"), s.out().resolve("sample.txt"), ckpt);
             return valLoss;
         }
-    }
-
-    /**
-     * Mean next-character loss (nats) and accuracy over the validation windows (the first
-     * {@code maxBatches} batches: intermediate evaluations use a fixed subset, the final one all).
-     */
-    static double[] evaluate(CausalLanguageModel model, DataLoader loader, int vocab, int maxBatches) {
-        model.eval();
-        double lossSum = 0;
-        double correct = 0;
-        long n = 0;
-        try (Autograd.GradMode off = Autograd.noGrad(); DataLoader.Epoch batches = loader.epoch(0)) {
-            int seen = 0;
-            for (Batch b : batches) {
-                if (seen++ == maxBatches) {
-                    b.close();
-                    break;
-                }
-                try (b; Scope scope = Scope.open()) {
-                    Tensor flat = model.forward(b.input()).reshape(-1, vocab);
-                    Tensor targets = b.target().reshape(-1);
-                    long tokens = targets.numel();
-                    lossSum += Losses.crossEntropy(flat, targets).item() * tokens;
-                    correct += TrainMnist.countCorrect(flat, targets);
-                    n += tokens;
-                }
-            }
-        }
-        model.train();
-        return new double[] {lossSum / n, correct / n};
     }
 }

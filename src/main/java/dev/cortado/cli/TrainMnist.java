@@ -12,6 +12,7 @@ import dev.cortado.nn.Conv2d;
 import dev.cortado.nn.Flatten;
 import dev.cortado.nn.Linear;
 import dev.cortado.nn.Losses;
+import dev.cortado.nn.Module;
 import dev.cortado.nn.ParamOptions;
 import dev.cortado.nn.Pool;
 import dev.cortado.nn.Sequential;
@@ -121,17 +122,33 @@ final class TrainMnist {
 
     /** Mean loss and accuracy over a loader, in evaluation mode without recording. */
     static double[] evaluate(Sequential model, DataLoader loader) {
+        return evaluate(model, loader, 10, Integer.MAX_VALUE);
+    }
+
+    /**
+     * Mean cross-entropy and accuracy of {@code model}'s logits (last dimension {@code classes})
+     * against the targets over the first {@code maxBatches} batches of {@code loader}, averaged
+     * per predicted position, in evaluation mode without recording.
+     */
+    static double[] evaluate(Module model, DataLoader loader, int classes, int maxBatches) {
         model.eval();
         double lossSum = 0;
         double correct = 0;
         long n = 0;
         try (Autograd.GradMode off = Autograd.noGrad(); DataLoader.Epoch batches = loader.epoch(0)) {
+            int seen = 0;
             for (Batch b : batches) {
+                if (seen++ == maxBatches) {
+                    b.close();
+                    break;
+                }
                 try (b; Scope scope = Scope.open()) {
-                    Tensor logits = model.forward(b.input());
-                    lossSum += Losses.crossEntropy(logits, b.target()).item() * b.size();
-                    correct += countCorrect(logits, b.target());
-                    n += b.size();
+                    Tensor logits = model.forward(b.input()).reshape(-1, classes);
+                    Tensor targets = b.target().reshape(-1);
+                    long count = targets.numel();
+                    lossSum += Losses.crossEntropy(logits, targets).item() * count;
+                    correct += countCorrect(logits, targets);
+                    n += count;
                 }
             }
         }

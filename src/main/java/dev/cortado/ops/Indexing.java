@@ -185,14 +185,8 @@ public final class Indexing {
     private static void gatherKernel(Axis a, Tensor data, Tensor idx, Tensor out, boolean cuda) {
         int axis = Shape.normalize(a.axis(), data.rank());
         long[] d = data.dims();
-        long outer = 1;
-        long inner = 1;
-        for (int k = 0; k < axis; k++) {
-            outer *= d[k];
-        }
-        for (int k = axis + 1; k < d.length; k++) {
-            inner *= d[k];
-        }
+        long outer = data.shape().sizeBefore(axis);
+        long inner = data.shape().sizeAfter(axis);
         if (idx.numel() > 0 && d[axis] == 0) {
             throw new IndexOutOfBoundsException("gather: axis " + axis + " of " + data.describe() + " is empty, "
                     + "so no index is valid");
@@ -273,14 +267,8 @@ public final class Indexing {
         Tensor base = in.length > 2 ? in[2] : null;
         int axis = Shape.normalize(a.axis(), out.rank());
         long[] d = out.dims();
-        long outer = 1;
-        long inner = 1;
-        for (int k = 0; k < axis; k++) {
-            outer *= d[k];
-        }
-        for (int k = axis + 1; k < d.length; k++) {
-            inner *= d[k];
-        }
+        long outer = out.shape().sizeBefore(axis);
+        long inner = out.shape().sizeAfter(axis);
         if (idx.numel() > 0 && d[axis] == 0) {
             throw new IndexOutOfBoundsException("index_add: axis " + axis + " of the output " + out.describe()
                     + " is empty, so no index is valid");

@@ -164,14 +164,8 @@ public final class Normalization {
         }
         long[] dims = y.dims();
         int axis = dims.length == 0 ? 0 : Shape.normalize(a.axis(), dims.length);
-        long outer = 1;
-        long inner = 1;
-        for (int d = 0; d < axis; d++) {
-            outer *= dims[d];
-        }
-        for (int d = axis + 1; d < dims.length; d++) {
-            inner *= dims[d];
-        }
+        long outer = y.shape().sizeBefore(axis);
+        long inner = y.shape().sizeAfter(axis);
         long dim = dims.length == 0 ? 1 : dims[axis];
         try (Tensor yc = y.contiguous(); Tensor gc = dy.dtype() == y.dtype() ? dy.contiguous() : dy.to(y.dtype())) {
             int status;
@@ -282,14 +276,8 @@ public final class Normalization {
         }
         long[] dims = x.dims();
         int axis = dims.length == 0 ? 0 : Shape.normalize(a.axis(), dims.length);
-        long outer = 1;
-        long inner = 1;
-        for (int d = 0; d < axis; d++) {
-            outer *= dims[d];
-        }
-        for (int d = axis + 1; d < dims.length; d++) {
-            inner *= dims[d];
-        }
+        long outer = x.shape().sizeBefore(axis);
+        long inner = x.shape().sizeAfter(axis);
         long dim = dims.length == 0 ? 1 : dims[axis];
         try (Tensor xc = x.contiguous()) {
             int status;

@@ -51,6 +51,24 @@ public final class Shape {
         return numel;
     }
 
+    /** Product of the sizes before dimension {@code axis} (the "outer" count of an axis-wise kernel). */
+    public long sizeBefore(int axis) {
+        long n = 1;
+        for (int d = 0; d < axis && d < dims.length; d++) {
+            n *= dims[d];
+        }
+        return n;
+    }
+
+    /** Product of the sizes after dimension {@code axis} (the "inner" stride of an axis-wise kernel). */
+    public long sizeAfter(int axis) {
+        long n = 1;
+        for (int d = axis + 1; d < dims.length; d++) {
+            n *= dims[d];
+        }
+        return n;
+    }
+
     public long[] toArray() {
         return dims.clone();
     }
