@@ -24,20 +24,20 @@
  *   forward convolution of dy with the flipped, channel-transposed weight and padding
  *   dil*(k-1) - pad, which this file sets up and hands to the forward fast path.
  *
- * AUTO (forward, float32): depthwise -> DEPTHWISE; 2-d 3x3 s1 d1 with >= 16 channels per group ->
- *   NHWC: WINOGRAD from 128x128 channels per group, else DIRECT_NHWC; NCHW: WINOGRAD from 64x64,
- *   else IM2COL_GEMM; other NHWC kernels (not plain 1x1) with >= 8 outputs per group -> DIRECT_NHWC;
- *   the rest and float64 -> IM2COL_GEMM. Backward passes: DEPTHWISE for depthwise, else IM2COL_GEMM.
- *   Measured (Zen 4, 2 threads, batch 8, GFLOP/s counting direct FLOPs; peak ~234): 64->64 3x3 @56
- *   DIRECT 190, WINOGRAD 120 (NHWC) / 90 (NCHW), GEMM 58-71; 128ch @28 DIRECT 187, WINOGRAD 175-184;
- *   256ch @14 WINOGRAD 159-170, DIRECT 164, GEMM 152-163; 1x1 64->256 @56 GEMM 92-112; 7x7 s2
- *   3->64 DIRECT 145, GEMM 70-97; depthwise 128ch 3x3 @56 DEPTHWISE 15-17 (bandwidth bound).
+ * WINOGRAD backward-weight: conv_winograd.cpp (the adjoint of the forward's factorisation).
+ *
+ * AUTO (float32): depthwise -> DEPTHWISE; 2-d 3x3 stride-1 dilation-1 with >= 16 input and >= 32
+ *   output channels per group -> WINOGRAD for every pass (backward-data only where it is the
+ *   flipped forward, i.e. padding <= 2); otherwise the forward takes DIRECT_NHWC for NHWC kernels
+ *   other than a plain 1x1 with >= 8 outputs per group, and everything else (and float64) takes
+ *   IM2COL_GEMM. Measured numbers behind these rules: docs/performance.md (convolution section).
  * Every entry point validates g[] completely (ct_cpu_conv_* returns CT_ERR_INVALID_ARG naming
  * the entry) and catches every exception (bad_alloc -> CT_ERR_OUT_OF_MEMORY).
  */
 #include <cblas.h>
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "conv_internal.h"
@@ -394,9 +394,10 @@ static void gemm_forward(const Geo& g, const T* x, const T* w, const T* bias, in
   if (!nchw && g.KS > 1) { wp.resize(g.K * R); reorder_w(g, w, wp.data(), true); }
   const T* wm = (!nchw && g.KS > 1) ? wp.data() : w;
   const int nt = images_threads(g);
-  std::vector<std::vector<T>> cols(nt, std::vector<T>(plain ? 0 : R * g.P));
+  std::vector<std::unique_ptr<HostBuffer<T>>> cols(nt);
+  for (auto& c : cols) c = std::make_unique<HostBuffer<T>>(plain ? 0 : R * g.P);
   over_images(g, g.K * R * g.P, [&](int64_t n, int tid) {
-    std::vector<T>& col = cols[tid];
+    HostBuffer<T>& col = *cols[tid];
     for (int64_t grp = 0; grp < g.G; ++grp) {
       const T* B;
       int64_t ldb;
@@ -427,9 +428,10 @@ static void gemm_backward_data(const Geo& g, const T* dy, const T* w, T* dx) {
   if (!nchw && g.KS > 1) { wp.resize(g.K * R); reorder_w(g, w, wp.data(), true); }
   const T* wm = (!nchw && g.KS > 1) ? wp.data() : w;
   const int nt = images_threads(g);
-  std::vector<std::vector<T>> cols(nt, std::vector<T>(plain ? 0 : R * g.P));
+  std::vector<std::unique_ptr<HostBuffer<T>>> cols(nt);
+  for (auto& c : cols) c = std::make_unique<HostBuffer<T>>(plain ? 0 : R * g.P);
   over_images(g, g.K * R * g.P, [&](int64_t n, int tid) {
-    std::vector<T>& col = cols[tid];
+    HostBuffer<T>& col = *cols[tid];
     if (!plain) {
       std::fill(dx + n * g.C * g.S, dx + (n + 1) * g.C * g.S, T(0));
     }
@@ -452,9 +454,11 @@ static void gemm_backward_weight(const Geo& g, const T* x, const T* dy, T* dw, T
   const bool nchw = g.layout == CT_LAYOUT_NCHW, plain = is_pointwise_plain(g);
   const int64_t R = g.Cg * g.KS;
   const int nt = images_threads(g);
-  std::vector<std::vector<T>> cols(nt, std::vector<T>(plain ? 0 : R * g.P)), acc(nt, std::vector<T>(g.K * R, T(0)));
+  std::vector<std::unique_ptr<HostBuffer<T>>> cols(nt);
+  for (auto& c : cols) c = std::make_unique<HostBuffer<T>>(plain ? 0 : R * g.P);
+  std::vector<std::vector<T>> acc(nt, std::vector<T>(g.K * R, T(0)));
   over_image_blocks(g, nt, g.K * R * g.P, [&](int64_t n, int tid) {
-    std::vector<T>& col = cols[tid];
+    HostBuffer<T>& col = *cols[tid];
     T* a = acc[tid].data();
     for (int64_t grp = 0; grp < g.G; ++grp) {
       const T* B;
@@ -504,16 +508,22 @@ static void gemm_backward_weight(const Geo& g, const T* x, const T* dy, T* dw, T
 }
 
 // ------------------------------------------------------------------ selection
+/* Backward-data is a forward convolution of dy with the flipped weight (stride 1, pad <= dil*(k-1)). */
+static bool flip_applies(const Geo& g) {
+  for (int i = 0; i < 3; ++i) {
+    const int64_t span = g.d[i] * (g.k[i] - 1);
+    if (g.s[i] != 1 || g.pb[i] > span || g.pa[i] > span) return false;
+  }
+  return true;
+}
+
 static int choose(int dtype, const Geo& g, int pass) {
   if (dtype != CT_F32) return CT_CONV_ALGO_IM2COL_GEMM;
   if (is_depthwise(g)) return CT_CONV_ALGO_DEPTHWISE;
-  if (pass != 0) return CT_CONV_ALGO_IM2COL_GEMM;
-  // forward; thresholds from single-core measurements at ResNet-50 shapes (Zen 4, see the report)
   const bool nhwc = g.layout == CT_LAYOUT_NHWC;
-  if (is_winograd_shape(g) && g.Cg >= 16 && g.Kg >= 16) {
-    if (nhwc) return (g.Cg >= 128 && g.Kg >= 128) ? CT_CONV_ALGO_WINOGRAD : CT_CONV_ALGO_DIRECT_NHWC;
-    return (g.Cg >= 64 && g.Kg >= 64) ? CT_CONV_ALGO_WINOGRAD : CT_CONV_ALGO_IM2COL_GEMM;
-  }
+  // Winograd's GEMMs are 32 output channels wide: below that, direct convolution wastes less
+  if (is_winograd_shape(g) && g.Cg >= 16 && g.Kg >= 32 && (pass != 1 || flip_applies(g))) return CT_CONV_ALGO_WINOGRAD;
+  if (pass != 0) return CT_CONV_ALGO_IM2COL_GEMM;
   if (nhwc && !is_pointwise_plain(g) && g.Kg >= 8) return CT_CONV_ALGO_DIRECT_NHWC;
   return CT_CONV_ALGO_IM2COL_GEMM;
 }
@@ -556,13 +566,10 @@ static int check_algo(const char* fn, int algo) {
 
 /* Backward-data as a forward convolution (stride 1, pad <= dil*(k-1)) with flipped weights. */
 static int flipped_backward_data(const char* fn, int algo, const Geo& g, const float* dy, const float* w, float* dx) {
-  for (int i = 0; i < 3; ++i) {
-    int64_t span = g.d[i] * (g.k[i] - 1);
-    if (g.s[i] != 1 || g.pb[i] > span || g.pa[i] > span)
-      return fail(CT_ERR_UNSUPPORTED,
-                  "%s: %s backward-data needs stride 1 and padding <= dilation*(kernel-1) in every dimension", fn,
-                  algo_name(algo));
-  }
+  if (!flip_applies(g))
+    return fail(CT_ERR_UNSUPPORTED,
+                "%s: %s backward-data needs stride 1 and padding <= dilation*(kernel-1) in every dimension", fn,
+                algo_name(algo));
   Geo t = g;
   t.C = g.K; t.K = g.C; t.Cg = g.Kg; t.Kg = g.Cg;
   for (int i = 0; i < 3; ++i) {
@@ -570,7 +577,6 @@ static int flipped_backward_data(const char* fn, int algo, const Geo& g, const f
     t.in[i] = g.out[i]; t.out[i] = g.in[i]; t.pb[i] = span - g.pb[i]; t.pa[i] = span - g.pa[i];
   }
   t.S = g.P; t.P = g.S;
-  if (algo == CT_CONV_ALGO_WINOGRAD && t.Cg * t.Kg == 0) return CT_OK;
   std::vector<float> wt(g.K * g.Cg * g.KS);
   for (int64_t grp = 0; grp < g.G; ++grp)
     for (int64_t kk = 0; kk < g.Kg; ++kk)
@@ -695,17 +701,30 @@ int ct_cpu_conv_backward_weight(int dtype, int layout, int algorithm, const int6
     return CT_OK;
   }
   if ((st = check_fast(fn, algo, dtype, g))) return st;
-  if (algo != CT_CONV_ALGO_DEPTHWISE)
-    return fail(CT_ERR_UNSUPPORTED, "%s: %s has no backward-weight pass (use IM2COL_GEMM or AUTO)", fn, algo_name(algo));
-  depthwise_backward_weight(g, (const float*)x, (const float*)dy, (float*)dw);
+  if (algo == CT_CONV_ALGO_DIRECT_NHWC)
+    return fail(CT_ERR_UNSUPPORTED, "%s: %s has no backward-weight pass (use IM2COL_GEMM, WINOGRAD or AUTO)", fn,
+                algo_name(algo));
+  if (algo == CT_CONV_ALGO_DEPTHWISE) depthwise_backward_weight(g, (const float*)x, (const float*)dy, (float*)dw);
+  else winograd_backward_weight(g, (const float*)x, (const float*)dy, (float*)dw);
   if (dbias) {
     float* db = (float*)dbias;
     const float* d = (const float*)dy;
     std::vector<double> b(g.K, 0.0);
-    for (int64_t n = 0; n < g.N; ++n)
-      for (int64_t k = 0; k < g.K; ++k)
-        for (int64_t p = 0; p < g.P; ++p)
-          b[k] += g.layout == CT_LAYOUT_NCHW ? d[(n * g.K + k) * g.P + p] : d[(n * g.P + p) * g.K + k];
+    for (int64_t n = 0; n < g.N; ++n) {
+      if (g.layout == CT_LAYOUT_NCHW) {
+        for (int64_t k = 0; k < g.K; ++k) {
+          const float* r = d + (n * g.K + k) * g.P;
+          double s = 0;
+          for (int64_t p = 0; p < g.P; ++p) s += r[p];
+          b[k] += s;
+        }
+      } else {
+        for (int64_t p = 0; p < g.P; ++p) {
+          const float* r = d + (n * g.P + p) * g.K;
+          for (int64_t k = 0; k < g.K; ++k) b[k] += r[k];
+        }
+      }
+    }
     for (int64_t k = 0; k < g.K; ++k) db[k] = (float)b[k];
   }
   return CT_OK;

@@ -9,15 +9,11 @@
  *   backward-weight reduces x * dy per channel over (n, o).
  * DIRECT_NHWC: the image is copied into a zero-padded NHWC buffer ((D+pads)(H+pads)(W+pads)C*4
  *   bytes per thread) so the inner kernel has no bounds checks; the weight is packed
- *   [group][K block of 16][tap][c][16]. The register tile is 6 output pixels x 16 output channels
- *   (12 ymm accumulators); per input channel and tap it loads 2 weight vectors, broadcasts 6
- *   inputs and issues 12 FMAs. F FLOPs; reads the padded image KS*Kblocks times from L1/L2.
- * WINOGRAD F(2x2, 3x3): 2-d 3x3 stride 1: per 2x2 output tile a 4x4 input tile is transformed
- *   (V = B^T d B), the 16 elementwise products become 16 GEMMs over channels
- *   M[xi] (Kg x T) = U[xi] (Kg x Cg) * V[xi] (Cg x T), U = G w G^T, and Y = A^T M A.
- *   GEMM FLOPs 2*16*Kg*Cg*T = F * 16/36 (2.25x fewer multiplies than direct) plus transforms
- *   O((Cg + Kg) * T * 16 * ~4); workspace 16*(Cg+Kg)*T*4 bytes per image per thread.
- *   Numerically: float32 error grows by a small factor (the transforms' coefficients are 0.5, 1).
+ *   [group][K block][tap][c][K block]. The register tile is 12 output pixels x 32 output channels
+ *   (24 zmm accumulators) with AVX-512, 6 x 16 (12 ymm) on the AVX2 baseline; per input channel
+ *   and tap it loads 2 weight vectors, broadcasts 12 (6) inputs and issues 24 (12) FMAs.
+ *   F FLOPs; reads the padded image KS*Kblocks times from L1/L2.
+ * WINOGRAD: conv_winograd.cpp.
  */
 #include <cblas.h>
 
@@ -276,20 +272,17 @@ void depthwise_backward_weight(const Geo& g, const float* x, const float* dy, fl
 
 // ------------------------------------------------------------------ DIRECT_NHWC
 namespace {
-constexpr int KB = 16;  // output channels per block (2 ymm)
-constexpr int PB = 6;   // output pixels per tile
-
-/* acc[j][v] += sum_{tap, c} x_j[tap][c] * wp[tap][c][v*8..]; xs[j] points at pixel j's first tap. */
+/* acc[j][*] += sum_{tap, c} x_j[tap][c] * wp[tap][c][0..16); xs[j] points at pixel j's first tap. AVX2. */
 template <int NP>
 CT_INLINE void direct_tile(const float* const* xs, const int64_t* tap_off, int64_t ntaps, int64_t Cg, const float* wp,
-                           float* out /* [NP][KB] */) {
+                           float* out /* [NP][16] */) {
   __m256 a0[NP], a1[NP];
   for (int j = 0; j < NP; ++j) { a0[j] = _mm256_setzero_ps(); a1[j] = _mm256_setzero_ps(); }
   for (int64_t t = 0; t < ntaps; ++t) {
     const int64_t to = tap_off[t];
     const float* xj[NP];
     for (int j = 0; j < NP; ++j) xj[j] = xs[j] + to;
-    for (int64_t c = 0; c < Cg; ++c, wp += KB) {
+    for (int64_t c = 0; c < Cg; ++c, wp += 16) {
       const __m256 w0 = _mm256_loadu_ps(wp), w1 = _mm256_loadu_ps(wp + 8);
       for (int j = 0; j < NP; ++j) {
         const __m256 b = _mm256_broadcast_ss(xj[j] + c);
@@ -299,13 +292,70 @@ CT_INLINE void direct_tile(const float* const* xs, const int64_t* tap_off, int64
     }
   }
   for (int j = 0; j < NP; ++j) {
-    _mm256_storeu_ps(out + j * KB, a0[j]);
-    _mm256_storeu_ps(out + j * KB + 8, a1[j]);
+    _mm256_storeu_ps(out + j * 16, a0[j]);
+    _mm256_storeu_ps(out + j * 16 + 8, a1[j]);
+  }
+}
+
+/* The same with 32 output channels per block in 2 zmm and up to 12 pixels (24 accumulators). */
+template <int NP>
+CT_AVX512 CT_INLINE void direct_tile512(const float* const* xs, const int64_t* tap_off, int64_t ntaps, int64_t Cg,
+                                        const float* wp, float* out /* [NP][32] */) {
+  __m512 a0[NP], a1[NP];
+  for (int j = 0; j < NP; ++j) { a0[j] = _mm512_setzero_ps(); a1[j] = _mm512_setzero_ps(); }
+  for (int64_t t = 0; t < ntaps; ++t) {
+    const int64_t to = tap_off[t];
+    const float* xj[NP];
+    for (int j = 0; j < NP; ++j) xj[j] = xs[j] + to;
+    for (int64_t c = 0; c < Cg; ++c, wp += 32) {
+      const __m512 w0 = _mm512_loadu_ps(wp), w1 = _mm512_loadu_ps(wp + 16);
+      for (int j = 0; j < NP; ++j) {
+        const __m512 b = _mm512_set1_ps(xj[j][c]);
+        a0[j] = _mm512_fmadd_ps(b, w0, a0[j]);
+        a1[j] = _mm512_fmadd_ps(b, w1, a1[j]);
+      }
+    }
+  }
+  for (int j = 0; j < NP; ++j) {
+    _mm512_storeu_ps(out + j * 32, a0[j]);
+    _mm512_storeu_ps(out + j * 32 + 16, a1[j]);
+  }
+}
+
+CT_AVX512 void tile512(int np, const float* const* xs, const int64_t* taps, int64_t ntaps, int64_t Cg, const float* wp,
+                       float* out) {
+  switch (np) {
+    case 12: return direct_tile512<12>(xs, taps, ntaps, Cg, wp, out);
+    case 11: return direct_tile512<11>(xs, taps, ntaps, Cg, wp, out);
+    case 10: return direct_tile512<10>(xs, taps, ntaps, Cg, wp, out);
+    case 9: return direct_tile512<9>(xs, taps, ntaps, Cg, wp, out);
+    case 8: return direct_tile512<8>(xs, taps, ntaps, Cg, wp, out);
+    case 7: return direct_tile512<7>(xs, taps, ntaps, Cg, wp, out);
+    case 6: return direct_tile512<6>(xs, taps, ntaps, Cg, wp, out);
+    case 5: return direct_tile512<5>(xs, taps, ntaps, Cg, wp, out);
+    case 4: return direct_tile512<4>(xs, taps, ntaps, Cg, wp, out);
+    case 3: return direct_tile512<3>(xs, taps, ntaps, Cg, wp, out);
+    case 2: return direct_tile512<2>(xs, taps, ntaps, Cg, wp, out);
+    default: return direct_tile512<1>(xs, taps, ntaps, Cg, wp, out);
+  }
+}
+void tile256(int np, const float* const* xs, const int64_t* taps, int64_t ntaps, int64_t Cg, const float* wp,
+             float* out) {
+  switch (np) {
+    case 6: return direct_tile<6>(xs, taps, ntaps, Cg, wp, out);
+    case 5: return direct_tile<5>(xs, taps, ntaps, Cg, wp, out);
+    case 4: return direct_tile<4>(xs, taps, ntaps, Cg, wp, out);
+    case 3: return direct_tile<3>(xs, taps, ntaps, Cg, wp, out);
+    case 2: return direct_tile<2>(xs, taps, ntaps, Cg, wp, out);
+    default: return direct_tile<1>(xs, taps, ntaps, Cg, wp, out);
   }
 }
 }  // namespace
 
 void direct_nhwc_forward(const Geo& g, const float* x, const float* w, const float* bias, int act, float* y) {
+  // register tile: PB output pixels x KB output channels (AVX-512: 12 x 32, AVX2: 6 x 16)
+  const bool z = use_avx512();
+  const int64_t KB = z ? 32 : 16, PB = z ? 12 : 6;
   const int64_t C = g.C, K = g.K, Cg = g.Cg, Kg = g.Kg, KS = g.KS;
   const int64_t Dp = g.in[0] + g.pb[0] + g.pa[0], Hp = g.in[1] + g.pb[1] + g.pa[1], Wp = g.in[2] + g.pb[2] + g.pa[2];
   const int64_t nkb = (Kg + KB - 1) / KB;
@@ -325,7 +375,7 @@ void direct_nhwc_forward(const Geo& g, const float* x, const float* w, const flo
   const int64_t oD = g.out[0], oH = g.out[1], oW = g.out[2];
   const int64_t padsz = Dp * Hp * Wp * C;
   const bool nopad = g.pb[0] == 0 && g.pb[1] == 0 && g.pb[2] == 0 && g.pa[0] == 0 && g.pa[1] == 0 && g.pa[2] == 0;
-  std::vector<float> padded(nopad ? 0 : g.N * padsz);
+  Workspace padded(nopad ? 0 : g.N * padsz);  // every element is written below
   // zero-padded copy of the whole batch (cheap next to the convolution)
   if (!nopad) {
     parallel_range(g.N * Dp * Hp, Wp * C, [&](int64_t r0, int64_t r1) {
@@ -343,7 +393,7 @@ void direct_nhwc_forward(const Geo& g, const float* x, const float* w, const flo
   const float* xsrc = nopad ? x : padded.data();
   const int64_t nwb = (oW + PB - 1) / PB;
   parallel_range(g.N * oD * oH * nwb, KS * Cg * K * PB * 2, [&](int64_t i0, int64_t i1) {
-    alignas(32) float tile[PB * KB];
+    alignas(64) float tile[12 * 32];
     for (int64_t it = i0; it < i1; ++it) {
       const int64_t wb = it % nwb, row = it / nwb;
       const int64_t oh = row % oH, od = (row / oH) % oD, n = row / (oH * oD);
@@ -351,18 +401,12 @@ void direct_nhwc_forward(const Geo& g, const float* x, const float* w, const flo
       const float* base = xsrc + n * padsz + ((od * g.s[0] * Hp + oh * g.s[1]) * Wp) * C;
       float* yrow = y + (((n * oD + od) * oH + oh) * oW + ow0) * K;
       for (int64_t grp = 0; grp < g.G; ++grp) {
-        const float* xs[PB];
+        const float* xs[12];
         for (int j = 0; j < PB; ++j) xs[j] = base + (ow0 + std::min<int64_t>(j, np - 1)) * g.s[2] * C + grp * Cg;
         for (int64_t kb = 0; kb < nkb; ++kb) {
           const float* wp = wpk.data() + (grp * nkb + kb) * KS * Cg * KB;
-          switch (np) {
-            case 6: direct_tile<6>(xs, taps.data(), KS, Cg, wp, tile); break;
-            case 5: direct_tile<5>(xs, taps.data(), KS, Cg, wp, tile); break;
-            case 4: direct_tile<4>(xs, taps.data(), KS, Cg, wp, tile); break;
-            case 3: direct_tile<3>(xs, taps.data(), KS, Cg, wp, tile); break;
-            case 2: direct_tile<2>(xs, taps.data(), KS, Cg, wp, tile); break;
-            default: direct_tile<1>(xs, taps.data(), KS, Cg, wp, tile); break;
-          }
+          if (z) tile512((int)np, xs, taps.data(), KS, Cg, wp, tile);
+          else tile256((int)np, xs, taps.data(), KS, Cg, wp, tile);
           const int64_t k0 = grp * Kg + kb * KB, kn = std::min<int64_t>(KB, Kg - kb * KB);
           for (int64_t j = 0; j < np; ++j) {
             float* yp = yrow + j * K + k0;
@@ -374,135 +418,6 @@ void direct_nhwc_forward(const Geo& g, const float* x, const float* w, const flo
       }
     }
   });
-}
-
-// ------------------------------------------------------------------ WINOGRAD F(2x2, 3x3)
-void winograd_forward(const Geo& g, const float* x, const float* w, const float* bias, int act, float* y) {
-  const int64_t Cg = g.Cg, Kg = g.Kg, H = g.in[1], W = g.in[2], oH = g.out[1], oW = g.out[2];
-  const int64_t tH = (oH + 1) / 2, tW = (oW + 1) / 2, T = tH * tW;
-  const bool nchw = g.layout == CT_LAYOUT_NCHW;
-  const int64_t ph = g.pb[1], pw = g.pb[2];
-  // U[grp][xi][k][c] = (G w G^T)[xi]
-  std::vector<float> U(g.G * 16 * Kg * Cg);
-  for (int64_t grp = 0; grp < g.G; ++grp)
-    for (int64_t k = 0; k < Kg; ++k)
-      for (int64_t c = 0; c < Cg; ++c) {
-        const float* f = w + ((grp * Kg + k) * Cg + c) * 9;
-        float t[4][3];
-        for (int j = 0; j < 3; ++j) {
-          t[0][j] = f[j];
-          t[1][j] = 0.5f * (f[j] + f[3 + j] + f[6 + j]);
-          t[2][j] = 0.5f * (f[j] - f[3 + j] + f[6 + j]);
-          t[3][j] = f[6 + j];
-        }
-        for (int i = 0; i < 4; ++i) {
-          float u[4] = {t[i][0], 0.5f * (t[i][0] + t[i][1] + t[i][2]), 0.5f * (t[i][0] - t[i][1] + t[i][2]), t[i][2]};
-          for (int j = 0; j < 4; ++j) U[((grp * 16 + i * 4 + j) * Kg + k) * Cg + c] = u[j];
-        }
-      }
-  const Str xs = strides_of(g.layout, g.C, g.in), ys = strides_of(g.layout, g.K, g.out);
-  int nt = threads();
-  if (nt > g.N) nt = (int)g.N;
-  // chunk tiles so V and M stay within ~L2-ish sizes
-  const int64_t TC = std::min<int64_t>(T, std::max<int64_t>(96, (int64_t)(2048 * 1024 / (16 * 4 * (Cg + Kg)))));
-  auto image = [&](int64_t n, std::vector<float>& V, std::vector<float>& M) {
-    for (int64_t grp = 0; grp < g.G; ++grp)
-      for (int64_t t0 = 0; t0 < T; t0 += TC) {
-        const int64_t tn = std::min(TC, T - t0);
-        // input transform: V[xi][c][t] (NCHW) or V[xi][t][c] (NHWC)
-        auto in_tf = [&](int64_t ti, int64_t c) {
-          const int64_t th = (t0 + ti) / tW, tw = (t0 + ti) % tW;
-          const int64_t h0 = 2 * th - ph, w0 = 2 * tw - pw;
-          const bool inside = h0 >= 0 && w0 >= 0 && h0 + 4 <= H && w0 + 4 <= W;
-          const float* xc = x + n * xs.n + (grp * Cg + c) * xs.c;
-          float d[4][4];
-          if (inside) {
-            for (int i = 0; i < 4; ++i)
-              for (int j = 0; j < 4; ++j) d[i][j] = xc[(h0 + i) * xs.sp[1] + (w0 + j) * xs.sp[2]];
-          } else {
-            for (int i = 0; i < 4; ++i)
-              for (int j = 0; j < 4; ++j) {
-                int64_t hh = h0 + i, ww = w0 + j;
-                d[i][j] = (hh >= 0 && hh < H && ww >= 0 && ww < W) ? xc[hh * xs.sp[1] + ww * xs.sp[2]] : 0.0f;
-              }
-          }
-          float t[4][4];
-          for (int j = 0; j < 4; ++j) {
-            t[0][j] = d[0][j] - d[2][j];
-            t[1][j] = d[1][j] + d[2][j];
-            t[2][j] = d[2][j] - d[1][j];
-            t[3][j] = d[1][j] - d[3][j];
-          }
-          for (int i = 0; i < 4; ++i) {
-            float v[4] = {t[i][0] - t[i][2], t[i][1] + t[i][2], t[i][2] - t[i][1], t[i][1] - t[i][3]};
-            for (int j = 0; j < 4; ++j) {
-              int64_t xi = i * 4 + j;
-              V[nchw ? (xi * Cg + c) * tn + ti : (xi * tn + ti) * Cg + c] = v[j];
-            }
-          }
-        };
-        // input transform: V[xi][c][t] (NCHW: channel planes outer) or V[xi][t][c] (NHWC: channels inner)
-        if (nchw) {
-          for (int64_t c = 0; c < Cg; ++c)
-            for (int64_t ti = 0; ti < tn; ++ti) in_tf(ti, c);
-        } else {
-          for (int64_t ti = 0; ti < tn; ++ti)
-            for (int64_t c = 0; c < Cg; ++c) in_tf(ti, c);
-        }
-        // 16 GEMMs
-        for (int xi = 0; xi < 16; ++xi) {
-          const float* Ux = U.data() + (grp * 16 + xi) * Kg * Cg;
-          if (nchw)  // M[xi][k][t] = U (Kg x Cg) * V (Cg x tn)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)Kg, (blasint)tn, (blasint)Cg, 1.0f, Ux,
-                        (blasint)Cg, V.data() + xi * Cg * tn, (blasint)tn, 0.0f, M.data() + xi * Kg * tn, (blasint)tn);
-          else  // M[xi][t][k] = V (tn x Cg) * U^T
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)tn, (blasint)Kg, (blasint)Cg, 1.0f,
-                        V.data() + xi * tn * Cg, (blasint)Cg, Ux, (blasint)Cg, 0.0f, M.data() + xi * tn * Kg,
-                        (blasint)Kg);
-        }
-        // output transform (NCHW: one output plane at a time)
-        auto out_tf = [&](int64_t ti, int64_t k) {
-          const int64_t th = (t0 + ti) / tW, tw = (t0 + ti) % tW;
-          {
-            float m[4][4];
-            for (int xi = 0; xi < 16; ++xi) m[xi / 4][xi % 4] = M[nchw ? (xi * Kg + k) * tn + ti : (xi * tn + ti) * Kg + k];
-            float t[2][4];
-            for (int j = 0; j < 4; ++j) {
-              t[0][j] = m[0][j] + m[1][j] + m[2][j];
-              t[1][j] = m[1][j] - m[2][j] - m[3][j];
-            }
-            const int64_t kk = grp * Kg + k;
-            const float b = bias ? bias[kk] : 0.0f;
-            float* yk = y + n * ys.n + kk * ys.c;
-            for (int i = 0; i < 2; ++i) {
-              const int64_t oh = 2 * th + i;
-              if (oh >= oH) break;
-              float o0 = t[i][0] + t[i][1] + t[i][2], o1 = t[i][1] - t[i][2] - t[i][3];
-              const int64_t ow = 2 * tw;
-              yk[oh * ys.sp[1] + ow * ys.sp[2]] = act_f(o0 + b, act);
-              if (ow + 1 < oW) yk[oh * ys.sp[1] + (ow + 1) * ys.sp[2]] = act_f(o1 + b, act);
-            }
-          }
-        };
-        if (nchw) {
-          for (int64_t k = 0; k < Kg; ++k)
-            for (int64_t ti = 0; ti < tn; ++ti) out_tf(ti, k);
-        } else {
-          for (int64_t ti = 0; ti < tn; ++ti)
-            for (int64_t k = 0; k < Kg; ++k) out_tf(ti, k);
-        }
-      }
-  };
-  const int64_t vs = 16 * Cg * TC, ms = 16 * Kg * TC;
-  if (nt <= 1) {
-    std::vector<float> V(vs), M(ms);
-    for (int64_t n = 0; n < g.N; ++n) image(n, V, M);
-    return;
-  }
-  std::vector<std::vector<float>> Vs(nt, std::vector<float>(vs)), Ms(nt, std::vector<float>(ms));
-  BlasSingleThreaded single;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-  for (int64_t n = 0; n < g.N; ++n) image(n, Vs[omp_get_thread_num()], Ms[omp_get_thread_num()]);
 }
 
 }  // namespace conv

@@ -65,12 +65,13 @@ CT_INLINE float act_f(float v, int a) {
 /* bias + activation over a whole [N, K, P] / [N, P, K] output (float or double). */
 template <class T> void epilogue(const Geo& g, T* y, const T* bias, int act);
 
-// fast paths (conv_fast.cpp); F32 only; preconditions checked by the caller
+// fast paths (conv_fast.cpp, conv_winograd.cpp); F32 only; preconditions checked by the caller
 void depthwise_forward(const Geo& g, const float* x, const float* w, const float* bias, int act, float* y);
 void depthwise_backward_data(const Geo& g, const float* dy, const float* w, float* dx);
 void depthwise_backward_weight(const Geo& g, const float* x, const float* dy, float* dw);
 void direct_nhwc_forward(const Geo& g, const float* x, const float* w, const float* bias, int act, float* y);
 void winograd_forward(const Geo& g, const float* x, const float* w, const float* bias, int act, float* y);
+void winograd_backward_weight(const Geo& g, const float* x, const float* dy, float* dw);
 
 }  // namespace conv
 }  // namespace ct

@@ -22,6 +22,7 @@
 #include <type_traits>
 
 #include "cortado/common.h"
+#include "cortado/cpu.h"
 #include "shared.h"
 
 /* Functions carrying this attribute are compiled for AVX-512 and only called after
@@ -56,6 +57,28 @@ struct BlasSingleThreaded {
   BlasSingleThreaded();
   ~BlasSingleThreaded();
 };
+
+/* An uninitialized workspace of n elements from ct_cpu_alloc (blocks of 256 KiB and more come back
+ * from its cache, so a large workspace costs no fresh page faults per call); freed when it goes out
+ * of scope. Throws std::bad_alloc when the memory is not there. */
+template <class T> class HostBuffer {
+ public:
+  explicit HostBuffer(int64_t n) : bytes_(n * (int64_t)sizeof(T)) {
+    int64_t address = 0;
+    if (ct_cpu_alloc(bytes_, &address) != CT_OK) throw std::bad_alloc();
+    p_ = (T*)(intptr_t)address;
+  }
+  ~HostBuffer() { ct_cpu_free((int64_t)(intptr_t)p_, bytes_); }
+  HostBuffer(const HostBuffer&) = delete;
+  HostBuffer& operator=(const HostBuffer&) = delete;
+  T* data() const { return p_; }
+  T& operator[](int64_t i) const { return p_[i]; }
+
+ private:
+  T* p_ = nullptr;
+  int64_t bytes_ = 0;
+};
+using Workspace = HostBuffer<float>;
 
 /* Work below this many elements runs on the calling thread (an OpenMP fork costs ~1-5 us). */
 constexpr int64_t kParallelMin = 32768;

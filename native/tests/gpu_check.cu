@@ -950,6 +950,11 @@ static void bench() {
 #endif
 }
 
+// Per-family checks and timings, one file each (they use the helpers above).
+#include "gpu_check_attention.cuh"
+#include "gpu_check_conv.cuh"
+#include "gpu_check_pool.cuh"
+
 int main(int argc, char** argv) {
   bool checks = true, benches = true;
   for (int i = 1; i < argc; ++i) {
@@ -985,9 +990,16 @@ int main(int argc, char** argv) {
     check_norm();
     check_gather();
     check_random();
+    check_attention();
+    check_conv();
+    check_pool();
     print_checks();
   }
-  if (benches) bench();
+  if (benches) {
+    bench();
+    bench_attention();
+    bench_conv();
+  }
   if (checks) printf("\nRESULT: %s (%d of %zu checks failed)\n", g_fail ? "FAIL" : "PASS", g_fail, g_rows.size());
   return g_fail ? 1 : 0;
 }

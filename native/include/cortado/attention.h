@@ -73,6 +73,39 @@ int ct_cpu_attention_backward(int dtype, const int64_t* dims,
 int ct_cpu_rope(int dtype, const int64_t* dims4, void* x, const int64_t* x_strides,
                 const int64_t* positions, int64_t rotary_dim, double base, int interleaved, int inverse);
 
+/*
+ * CUDA twins (libcortado_cuda, native/cuda/attention.cu): the same arguments (device pointers;
+ * dims, strides and positions stay host arrays except positions, which is a device array) plus
+ * the stream. Same semantics: the dropout mask is the CPU's bit for bit. bf16/f16 run on tensor
+ * cores (mma.sync m16n8k16, float32 accumulation) for max(D, Dv) <= 256 on sm_80+; float32 and
+ * float64 run a SIMT path (float32 does not use TF32). max(D, Dv) > 256 is CT_ERR_UNSUPPORTED.
+ * The backward allocates B Hq Lq (D + 1) floats of stream-ordered workspace (cudaMallocAsync).
+ */
+int ct_cuda_attention_forward(int dtype, const int64_t* dims,
+                              const void* q, const int64_t* q_strides,
+                              const void* k, const int64_t* k_strides,
+                              const void* v, const int64_t* v_strides,
+                              int mask_kind, const void* mask, const int64_t* mask_strides,
+                              int causal, double scale, double dropout_p, uint64_t seed, uint64_t offset,
+                              void* o, const int64_t* o_strides, float* lse, int64_t stream);
+
+int ct_cuda_attention_backward(int dtype, const int64_t* dims,
+                               const void* q, const int64_t* q_strides,
+                               const void* k, const int64_t* k_strides,
+                               const void* v, const int64_t* v_strides,
+                               int mask_kind, const void* mask, const int64_t* mask_strides,
+                               int causal, double scale, double dropout_p, uint64_t seed, uint64_t offset,
+                               const void* o, const int64_t* o_strides,
+                               const void* d_o, const int64_t* do_strides, const float* lse,
+                               void* dq, const int64_t* dq_strides,
+                               void* dk, const int64_t* dk_strides,
+                               void* dv, const int64_t* dv_strides, int64_t stream);
+
+/* positions: device int64 [L] or NULL. */
+int ct_cuda_rope(int dtype, const int64_t* dims4, void* x, const int64_t* x_strides,
+                 const int64_t* positions, int64_t rotary_dim, double base, int interleaved, int inverse,
+                 int64_t stream);
+
 #pragma GCC visibility pop
 #ifdef __cplusplus
 }

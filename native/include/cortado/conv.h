@@ -27,7 +27,8 @@
  *   REFERENCE    the direct 7-loop definition, float64 accumulation: the oracle for the others
  *   IM2COL_GEMM  lower patches to a matrix, OpenBLAS sgemm per group: the general fallback
  *   DIRECT_NHWC  register-blocked direct convolution over NHWC (vectorized over channels)
- *   WINOGRAD     F(2x2, 3x3) for 2-d 3x3 stride-1 dilation-1 convolutions
+ *   WINOGRAD     F(2x2, 3x3) for 2-d 3x3 stride-1 dilation-1 convolutions: forward, backward-data
+ *                (padding <= 2) and backward-weight; channels-last inside, NCHW staged per tile chunk
  *   DEPTHWISE    groups == C == K (multiplier 1): per-channel sliding window
  * dtypes: F32 for every algorithm; F64 for REFERENCE and IM2COL_GEMM (gradient checks).
  * An algorithm that does not apply to the arguments returns CT_ERR_UNSUPPORTED.
@@ -51,6 +52,8 @@ extern "C" {
 #define CT_CONV_ALGO_DIRECT_NHWC 3
 #define CT_CONV_ALGO_WINOGRAD    4
 #define CT_CONV_ALGO_DEPTHWISE   5
+#define CT_CONV_ALGO_IMPLICIT_GEMM 6  /* CUDA only: tensor-core implicit GEMM (Java runs AUTO on the CPU) */
+#define CT_CONV_ALGO_CUDNN       7    /* Java only (backend/cuda/Cudnn.java); never passed to native code */
 
 #define CT_ACTIVATION_NONE 0
 #define CT_ACTIVATION_RELU 1
@@ -71,6 +74,25 @@ int ct_cpu_conv_backward_data(int dtype, int layout, int algorithm, const int64_
 /* dw = sum over the batch of x (*) dy: overwrites dw; dbias = sum of dy per channel if not NULL. */
 int ct_cpu_conv_backward_weight(int dtype, int layout, int algorithm, const int64_t* g,
                                 const void* x, const void* dy, void* dw, void* dbias);
+
+/*
+ * CUDA (native/cuda/conv.cu): the same arguments as the ct_cpu_ functions plus the stream.
+ * dtypes F32 (TF32 tensor cores in IMPLICIT_GEMM, exact float32 in REFERENCE), BF16, F16
+ * (float32 accumulation) and F64 (REFERENCE and DEPTHWISE only). Algorithms: AUTO
+ * (DEPTHWISE for groups == C == K, REFERENCE for F64, else IMPLICIT_GEMM), REFERENCE (direct
+ * loops), IMPLICIT_GEMM, DEPTHWISE; the CPU-only IM2COL_GEMM, DIRECT_NHWC and WINOGRAD run
+ * IMPLICIT_GEMM (REFERENCE for F64).
+ * Workspace (reordered weights, split-reduction partials) comes from cudaMallocAsync on the
+ * stream and is freed with cudaFreeAsync before the call returns; no synchronization.
+ * Every pass is deterministic (fixed reduction order, no atomics). Limits: N*oD*oH*oW and
+ * N*D*H*W below 2^31, groups <= 65535 (CT_ERR_UNSUPPORTED otherwise).
+ */
+int ct_cuda_conv_forward(int dtype, int layout, int algorithm, const int64_t* g, const void* x, const void* w,
+                         const void* bias, int activation, void* y, int64_t stream);
+int ct_cuda_conv_backward_data(int dtype, int layout, int algorithm, const int64_t* g, const void* dy,
+                               const void* w, void* dx, int64_t stream);
+int ct_cuda_conv_backward_weight(int dtype, int layout, int algorithm, const int64_t* g, const void* x,
+                                 const void* dy, void* dw, void* dbias, int64_t stream);
 
 #pragma GCC visibility pop
 #ifdef __cplusplus

@@ -99,6 +99,27 @@ int ct_cpu_batchnorm_backward(int dtype, int layout, int64_t n, int64_t c, int64
                               const float* save_mean, const float* save_rstd,
                               void* dx, float* dgamma, float* dbeta);
 
+/*
+ * CUDA twins (native/cuda/batchnorm.cu): the same arguments (every pointer on the device,
+ * gamma/beta/statistics included) plus the stream; dtypes F32 and F64. Statistics: per-thread
+ * Welford (float32; float64 for F64), Chan merges inside a block in a fixed order, per-block
+ * partials in a workspace, then one thread per channel merges them in a fixed order in float64:
+ * deterministic, no atomics. Backward reduces sum(dy) and sum(dy * (x - mean)) the same way.
+ */
+int ct_cuda_batchnorm_forward_training(int dtype, int layout, int64_t n, int64_t c, int64_t s,
+                                       const void* x, const float* gamma, const float* beta,
+                                       double eps, double momentum, float* running_mean,
+                                       float* running_var, void* y, float* save_mean,
+                                       float* save_rstd, int64_t stream);
+int ct_cuda_batchnorm_forward_inference(int dtype, int layout, int64_t n, int64_t c, int64_t s,
+                                        const void* x, const float* gamma, const float* beta,
+                                        const float* running_mean, const float* running_var,
+                                        double eps, void* y, int64_t stream);
+int ct_cuda_batchnorm_backward(int dtype, int layout, int64_t n, int64_t c, int64_t s,
+                               const void* x, const void* dy, const float* gamma,
+                               const float* save_mean, const float* save_rstd,
+                               void* dx, float* dgamma, float* dbeta, int64_t stream);
+
 #pragma GCC visibility pop
 #ifdef __cplusplus
 }

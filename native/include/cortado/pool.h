@@ -34,6 +34,29 @@ int ct_cpu_avgpool_backward(int dtype, int layout, const int64_t* g, int count_i
 int ct_cpu_adaptive_avgpool_forward(int dtype, int layout, const int64_t* g, const void* x, void* y);
 int ct_cpu_adaptive_avgpool_backward(int dtype, int layout, const int64_t* g, const void* dy, void* dx);
 
+/*
+ * CUDA twins (native/cuda/pool.cu): the same arguments (device pointers; g stays a HOST array)
+ * plus the stream, the same semantics, dtypes F32 and F64. Forward: one thread per output
+ * (NCHW: consecutive threads along the output width; NHWC: along the channels), or one warp per
+ * output for NCHW windows of 64 taps and more. Backward is a gather (one thread per dx element
+ * adding, in ascending output order, the dy of the windows that cover it): no atomics,
+ * deterministic, and max pooling's dx is bit-identical to the CPU's. Max-pool backward first
+ * checks every index (-1 or a tap of its own window, else CT_ERR_INDEX_OUT_OF_RANGE naming the
+ * first bad position): one extra read of the indices and one stream synchronization.
+ */
+int ct_cuda_maxpool_forward(int dtype, int layout, const int64_t* g, const void* x, void* y,
+                            int64_t* indices, int64_t stream);
+int ct_cuda_maxpool_backward(int dtype, int layout, const int64_t* g, const void* dy,
+                             const int64_t* indices, void* dx, int64_t stream);
+int ct_cuda_avgpool_forward(int dtype, int layout, const int64_t* g, int count_include_pad,
+                            const void* x, void* y, int64_t stream);
+int ct_cuda_avgpool_backward(int dtype, int layout, const int64_t* g, int count_include_pad,
+                             const void* dy, void* dx, int64_t stream);
+int ct_cuda_adaptive_avgpool_forward(int dtype, int layout, const int64_t* g, const void* x, void* y,
+                                     int64_t stream);
+int ct_cuda_adaptive_avgpool_backward(int dtype, int layout, const int64_t* g, const void* dy, void* dx,
+                                      int64_t stream);
+
 #pragma GCC visibility pop
 #ifdef __cplusplus
 }

@@ -1,10 +1,13 @@
 package dev.cortado.ops;
 
 import static dev.cortado.tensor.DeviceType.CPU;
+import static dev.cortado.tensor.DeviceType.CUDA;
 
 import dev.cortado.backend.NativeArgs;
 import dev.cortado.backend.cpu.CpuBackend;
 import dev.cortado.backend.cpu.NativeAttention;
+import dev.cortado.backend.cuda.CudaBackend;
+import dev.cortado.backend.cuda.NativeCudaAttention;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Shape;
 import dev.cortado.tensor.Tensor;
@@ -14,8 +17,9 @@ import java.util.List;
 
 /**
  * Fused scaled-dot-product attention (forward and backward, FlashAttention-2 style: the score
- * matrix is never stored) and rotary position embeddings. Kernels: {@code native/cpu/attention.cpp}
- * (CPU only so far); contract: {@code cortado/attention.h}.
+ * matrix is never stored) and rotary position embeddings. Kernels: {@code native/cpu/attention.cpp},
+ * {@code native/cuda/attention.cu} (tensor cores for bfloat16/float16 with head dims up to 256;
+ * a SIMT path for float32/float64); contract: {@code cortado/attention.h}.
  *
  * <p>q is [B, Hq, Lq, D] (layout BHSD) or [B, Lq, Hq, D] (BSHD); k [B, Hkv, Lk, D] and v
  * [B, Hkv, Lk, Dv] in the same layout; Hq must be a multiple of Hkv (grouped-query and
@@ -147,7 +151,8 @@ public final class Attention {
                 return new TensorSpec[] {new TensorSpec(Shape.of(od), in[0].dtype()),
                         new TensorSpec(Shape.of(g.dims[0], g.dims[1], g.dims[3]), DType.FLOAT32)};
             })
-            .kernel(CPU, (a, in, out) -> forwardKernel(a, in, out))
+            .kernel(CPU, (a, in, out) -> forwardKernel(a, in, out, false))
+            .kernel(CUDA, (a, in, out) -> forwardKernel(a, in, out, true))
             .autocast(0, 1, 2)
             .backward(Op.Saves.INPUTS_AND_OUTPUTS, (a, sv, g) -> {
                 // the fused backward recomputes the scores from q, k, v, o and the row log-sum-exp
@@ -181,7 +186,8 @@ public final class Attention {
                 return new TensorSpec[] {new TensorSpec(in[1].shape(), in[1].dtype()),
                         new TensorSpec(in[2].shape(), in[2].dtype()), new TensorSpec(in[3].shape(), in[3].dtype())};
             })
-            .kernel(CPU, (a, in, out) -> backwardKernel(a, in, out))
+            .kernel(CPU, (a, in, out) -> backwardKernel(a, in, out, false))
+            .kernel(CUDA, (a, in, out) -> backwardKernel(a, in, out, true))
             .register();
 
     public static final Op<RopeAttrs> ROPE_OP = ropeOp("rope", false);
@@ -357,11 +363,33 @@ public final class Attention {
         return c;
     }
 
-    private static void forwardKernel(Options a, Tensor[] in, Tensor[] out) {
+    /** The stream of the CUDA device the outputs live on (made current), or 0 for the CPU. */
+    private static long cudaStream(Tensor out, boolean cuda) {
+        if (!cuda) {
+            return 0;
+        }
+        CudaBackend be = CudaBackend.instance();
+        be.activate(out.device().index());
+        return be.currentStream();
+    }
+
+    /** The CUDA kernels take at most 256 features per head (CT_ERR_UNSUPPORTED otherwise): say so early. */
+    private static void requireCudaHeadDims(Op<?> op, Geometry g, Tensor q, Tensor v) {
+        if (g.dims()[5] > 256 || g.dims()[6] > 256) {
+            throw new UnsupportedOperationException(op.name() + ": the CUDA kernels support head dims up to 256, got D = "
+                    + g.dims()[5] + ", Dv = " + g.dims()[6] + " (q " + q.describe() + ", v " + v.describe()
+                    + "); run on the CPU");
+        }
+    }
+
+    private static void forwardKernel(Options a, Tensor[] in, Tensor[] out, boolean cuda) {
         Tensor mask0 = in.length > 3 ? in[3] : null;
         Geometry g = geometry(SDPA_OP, a, in[0], in[1], in[2], mask0);
         if (out[0].numel() == 0) {
             return;
+        }
+        if (cuda) {
+            requireCudaHeadDims(SDPA_OP, g, in[0], in[2]);
         }
         List<Tensor> temps = new ArrayList<>();
         try {
@@ -371,26 +399,42 @@ public final class Attention {
             Tensor v = prep(in[2], l, temps);
             Tensor mask = prepMask(mask0, in[0].dtype(), temps);
             Geometry gm = mask == mask0 ? g : geometry(SDPA_OP, a, in[0], in[1], in[2], mask);
+            long stream = cudaStream(out[0], cuda);
             NativeArgs args = NativeArgs.get();
-            int st = NativeAttention.ct_cpu_attention_forward(q.dtype().code(), args.put(g.dims()),
-                    q.dataAddress(), args.put(strides4(q, l)), k.dataAddress(), args.put(strides4(k, l)),
-                    v.dataAddress(), args.put(strides4(v, l)), gm.maskKind(), mask == null ? 0 : mask.dataAddress(),
-                    args.put(gm.maskStrides()), a.causal() ? 1 : 0, scaleOf(a, g.dims()[5]), a.dropoutP(), a.seed(),
-                    a.offset(), out[0].dataAddress(), args.put(strides4(out[0], l)), out[1].dataAddress());
+            long dims = args.put(g.dims());
+            long qs = args.put(strides4(q, l));
+            long ks = args.put(strides4(k, l));
+            long vs = args.put(strides4(v, l));
+            long ms = args.put(gm.maskStrides());
+            long os = args.put(strides4(out[0], l));
+            long maskAddr = mask == null ? 0 : mask.dataAddress();
+            double scale = scaleOf(a, g.dims()[5]);
+            int st = cuda
+                    ? NativeCudaAttention.ct_cuda_attention_forward(q.dtype().code(), dims, q.dataAddress(), qs,
+                            k.dataAddress(), ks, v.dataAddress(), vs, gm.maskKind(), maskAddr, ms, a.causal() ? 1 : 0,
+                            scale, a.dropoutP(), a.seed(), a.offset(), out[0].dataAddress(), os, out[1].dataAddress(),
+                            stream)
+                    : NativeAttention.ct_cpu_attention_forward(q.dtype().code(), dims, q.dataAddress(), qs,
+                            k.dataAddress(), ks, v.dataAddress(), vs, gm.maskKind(), maskAddr, ms, a.causal() ? 1 : 0,
+                            scale, a.dropoutP(), a.seed(), a.offset(), out[0].dataAddress(), os, out[1].dataAddress());
             if (st != 0) {
-                throw CpuBackend.failure(st, "scaled_dot_product_attention(q " + in[0].describe() + ", k " + in[1].describe()
-                        + ", v " + in[2].describe() + ", " + a + ")");
+                String ctx = "scaled_dot_product_attention(q " + in[0].describe() + ", k " + in[1].describe()
+                        + ", v " + in[2].describe() + ", " + a + ")";
+                throw cuda ? CudaBackend.failure(st, ctx) : CpuBackend.failure(st, ctx);
             }
         } finally {
             closeAll(temps);
         }
     }
 
-    private static void backwardKernel(Options a, Tensor[] in, Tensor[] out) {
+    private static void backwardKernel(Options a, Tensor[] in, Tensor[] out, boolean cuda) {
         Tensor mask0 = in.length > 6 ? in[6] : null;
         Geometry g = geometry(SDPA_BACKWARD_OP, a, in[1], in[2], in[3], mask0);
         if (out[0].numel() == 0 && out[1].numel() == 0) {
             return;
+        }
+        if (cuda) {
+            requireCudaHeadDims(SDPA_BACKWARD_OP, g, in[1], in[3]);
         }
         List<Tensor> temps = new ArrayList<>();
         try {
@@ -404,17 +448,36 @@ public final class Attention {
             temps.add(lse);
             Tensor mask = prepMask(mask0, in[1].dtype(), temps);
             Geometry gm = mask == mask0 ? g : geometry(SDPA_BACKWARD_OP, a, in[1], in[2], in[3], mask);
+            long stream = cudaStream(out[0], cuda);
             NativeArgs args = NativeArgs.get();
-            int st = NativeAttention.ct_cpu_attention_backward(q.dtype().code(), args.put(g.dims()),
-                    q.dataAddress(), args.put(strides4(q, l)), k.dataAddress(), args.put(strides4(k, l)),
-                    v.dataAddress(), args.put(strides4(v, l)), gm.maskKind(), mask == null ? 0 : mask.dataAddress(),
-                    args.put(gm.maskStrides()), a.causal() ? 1 : 0, scaleOf(a, g.dims()[5]), a.dropoutP(), a.seed(),
-                    a.offset(), o.dataAddress(), args.put(strides4(o, l)), dO.dataAddress(), args.put(strides4(dO, l)),
-                    lse.dataAddress(), out[0].dataAddress(), args.put(strides4(out[0], l)), out[1].dataAddress(),
-                    args.put(strides4(out[1], l)), out[2].dataAddress(), args.put(strides4(out[2], l)));
+            long dims = args.put(g.dims());
+            long qs = args.put(strides4(q, l));
+            long ks = args.put(strides4(k, l));
+            long vs = args.put(strides4(v, l));
+            long ms = args.put(gm.maskStrides());
+            long os = args.put(strides4(o, l));
+            long dos = args.put(strides4(dO, l));
+            long dqs = args.put(strides4(out[0], l));
+            long dks = args.put(strides4(out[1], l));
+            long dvs = args.put(strides4(out[2], l));
+            long maskAddr = mask == null ? 0 : mask.dataAddress();
+            double scale = scaleOf(a, g.dims()[5]);
+            int causal = a.causal() ? 1 : 0;
+            int st = cuda
+                    ? NativeCudaAttention.ct_cuda_attention_backward(q.dtype().code(), dims, q.dataAddress(), qs,
+                            k.dataAddress(), ks, v.dataAddress(), vs, gm.maskKind(), maskAddr, ms, causal, scale,
+                            a.dropoutP(), a.seed(), a.offset(), o.dataAddress(), os, dO.dataAddress(), dos,
+                            lse.dataAddress(), out[0].dataAddress(), dqs, out[1].dataAddress(), dks,
+                            out[2].dataAddress(), dvs, stream)
+                    : NativeAttention.ct_cpu_attention_backward(q.dtype().code(), dims, q.dataAddress(), qs,
+                            k.dataAddress(), ks, v.dataAddress(), vs, gm.maskKind(), maskAddr, ms, causal, scale,
+                            a.dropoutP(), a.seed(), a.offset(), o.dataAddress(), os, dO.dataAddress(), dos,
+                            lse.dataAddress(), out[0].dataAddress(), dqs, out[1].dataAddress(), dks,
+                            out[2].dataAddress(), dvs);
             if (st != 0) {
-                throw CpuBackend.failure(st, "scaled_dot_product_attention_backward(q " + in[1].describe() + ", k "
-                        + in[2].describe() + ", v " + in[3].describe() + ", " + a + ")");
+                String ctx = "scaled_dot_product_attention_backward(q " + in[1].describe() + ", k "
+                        + in[2].describe() + ", v " + in[3].describe() + ", " + a + ")";
+                throw cuda ? CudaBackend.failure(st, ctx) : CpuBackend.failure(st, ctx);
             }
         } finally {
             closeAll(temps);
@@ -449,26 +512,8 @@ public final class Attention {
                     }
                     return Op.one(x.shape(), x.dtype());
                 })
-                .kernel(CPU, (a, in, out) -> {
-                    Tensor y = out[0];
-                    if (y.numel() == 0) {
-                        return;
-                    }
-                    y.copyFrom(in[0]);
-                    Tensor p = in.length > 1 ? in[1] : null;
-                    try (Tensor p64 = p == null ? null : p.to(DType.INT64);
-                         Tensor pc = p64 == null ? null : p64.contiguous()) {
-                        int[] ax = axes(a.layout());
-                        long[] dims = {y.size(ax[0]), y.size(ax[1]), y.size(ax[2]), y.size(ax[3])};
-                        NativeArgs args = NativeArgs.get();
-                        int st = NativeAttention.ct_cpu_rope(y.dtype().code(), args.put(dims), y.dataAddress(),
-                                args.put(strides4(y, a.layout())), pc == null ? 0 : pc.dataAddress(), a.rotaryDim(),
-                                a.base(), a.interleaved() ? 1 : 0, inverse ? 1 : 0);
-                        if (st != 0) {
-                            throw CpuBackend.failure(st, name + "(" + in[0].describe() + ", " + a + ")");
-                        }
-                    }
-                })
+                .kernel(CPU, (a, in, out) -> ropeKernel(name, inverse, a, in, out, false))
+                .kernel(CUDA, (a, in, out) -> ropeKernel(name, inverse, a, in, out, true))
                 .backward(Op.Saves.INPUTS, (a, sv, g) -> {
                     // a rotation: its gradient is the inverse rotation (and back)
                     Op<RopeAttrs> transpose = inverse ? Attention.ROPE_OP : Attention.ROPE_BACKWARD_OP;
@@ -477,5 +522,33 @@ public final class Attention {
                     return sv.inputCount() > 1 ? new Tensor[] {dx, null} : new Tensor[] {dx};
                 })
                 .register();
+    }
+
+    private static void ropeKernel(String name, boolean inverse, RopeAttrs a, Tensor[] in, Tensor[] out, boolean cuda) {
+        Tensor y = out[0];
+        if (y.numel() == 0) {
+            return;
+        }
+        y.copyFrom(in[0]);
+        Tensor p = in.length > 1 ? in[1] : null;
+        try (Tensor p64 = p == null ? null : p.to(DType.INT64);
+             Tensor pc = p64 == null ? null : p64.contiguous()) {
+            int[] ax = axes(a.layout());
+            long[] dims = {y.size(ax[0]), y.size(ax[1]), y.size(ax[2]), y.size(ax[3])};
+            long stream = cudaStream(y, cuda);
+            NativeArgs args = NativeArgs.get();
+            long dimsAddr = args.put(dims);
+            long xs = args.put(strides4(y, a.layout()));
+            long pos = pc == null ? 0 : pc.dataAddress();
+            int st = cuda
+                    ? NativeCudaAttention.ct_cuda_rope(y.dtype().code(), dimsAddr, y.dataAddress(), xs, pos,
+                            a.rotaryDim(), a.base(), a.interleaved() ? 1 : 0, inverse ? 1 : 0, stream)
+                    : NativeAttention.ct_cpu_rope(y.dtype().code(), dimsAddr, y.dataAddress(), xs, pos,
+                            a.rotaryDim(), a.base(), a.interleaved() ? 1 : 0, inverse ? 1 : 0);
+            if (st != 0) {
+                String ctx = name + "(" + in[0].describe() + ", " + a + ")";
+                throw cuda ? CudaBackend.failure(st, ctx) : CpuBackend.failure(st, ctx);
+            }
+        }
     }
 }

@@ -1,9 +1,12 @@
 package dev.cortado.ops;
 
 import static dev.cortado.tensor.DeviceType.CPU;
+import static dev.cortado.tensor.DeviceType.CUDA;
 
 import dev.cortado.backend.cpu.CpuBackend;
 import dev.cortado.backend.cpu.NativePool;
+import dev.cortado.backend.cuda.CudaBackend;
+import dev.cortado.backend.cuda.NativeCudaPool;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Shape;
@@ -15,7 +18,7 @@ import dev.cortado.tensor.Tensor;
  * inference (running statistics), backward (dx, dgamma, dbeta), and folding into a preceding
  * convolution for inference. x is [N, C, spatial...] (NCHW) or [N, spatial..., C] (NHWC), rank
  * >= 2, float32 or float64; weight (gamma), bias (beta), running and saved statistics are
- * float32 [C]. Kernels: {@code native/cpu/batchnorm.cpp} (CPU only so far).
+ * float32 [C]. Kernels: {@code native/cpu/batchnorm.cpp} and {@code native/cuda/batchnorm.cu}.
  */
 public final class BatchNorm {
     private BatchNorm() {
@@ -55,19 +58,8 @@ public final class BatchNorm {
                 return new TensorSpec[] {new TensorSpec(in[0].shape(), in[0].dtype()), new TensorSpec(cs, DType.FLOAT32),
                     new TensorSpec(cs, DType.FLOAT32)};
             })
-            .kernel(CPU, (a, in, out) -> {
-                Tensor x = in[0];
-                long[] ncs = ncs(x, a.layout());
-                if (ncs[1] == 0) {
-                    return;
-                }
-                try (Tensor xc = x.contiguous(); Tensor w = contig(in, 1); Tensor b = contig(in, 2)) {
-                    int st = NativePool.ct_cpu_batchnorm_forward_training(x.dtype().code(), a.layout().code(), ncs[0],
-                            ncs[1], ncs[2], xc.dataAddress(), addr(w), addr(b), a.eps(), a.momentum(), addr(in, 3),
-                            addr(in, 4), out[0].dataAddress(), out[1].dataAddress(), out[2].dataAddress());
-                    check(st, "batch_norm_training", x, a);
-                }
-            })
+            .kernel(CPU, (a, in, out) -> trainingKernel(a, in, out, false))
+            .kernel(CUDA, (a, in, out) -> trainingKernel(a, in, out, true))
             .backward(Op.Saves.INPUTS_AND_OUTPUTS, (a, sv, g) -> {
                 Tensor[] r = new Tensor[sv.inputCount()];
                 if (g[0] == null) {
@@ -99,20 +91,8 @@ public final class BatchNorm {
                 }
                 return Op.one(in[0].shape(), in[0].dtype());
             })
-            .kernel(CPU, (a, in, out) -> {
-                Tensor x = in[0];
-                long[] ncs = ncs(x, a.layout());
-                if (x.numel() == 0) {
-                    return;
-                }
-                try (Tensor xc = x.contiguous(); Tensor w = contig(in, 1); Tensor b = contig(in, 2);
-                     Tensor rm = contig(in, 3); Tensor rv = contig(in, 4)) {
-                    int st = NativePool.ct_cpu_batchnorm_forward_inference(x.dtype().code(), a.layout().code(), ncs[0],
-                            ncs[1], ncs[2], xc.dataAddress(), addr(w), addr(b), addr(rm), addr(rv), a.eps(),
-                            out[0].dataAddress());
-                    check(st, "batch_norm_inference", x, a);
-                }
-            })
+            .kernel(CPU, (a, in, out) -> inferenceKernel(a, in, out, false))
+            .kernel(CUDA, (a, in, out) -> inferenceKernel(a, in, out, true))
             .backward(Op.Saves.INPUTS, BatchNorm::inferenceGrad)
             .register();
 
@@ -170,20 +150,8 @@ public final class BatchNorm {
                 return new TensorSpec[] {new TensorSpec(x.shape(), x.dtype()), new TensorSpec(cs, DType.FLOAT32),
                     new TensorSpec(cs, DType.FLOAT32)};
             })
-            .kernel(CPU, (a, in, out) -> {
-                Tensor x = in[1];
-                long[] ncs = ncs(x, a.layout());
-                if (ncs[1] == 0) {
-                    return;
-                }
-                try (Tensor dyc = in[0].contiguous(); Tensor xc = x.contiguous(); Tensor w = contig(in, 2);
-                     Tensor sm = contig(in, 3); Tensor sr = contig(in, 4)) {
-                    int st = NativePool.ct_cpu_batchnorm_backward(x.dtype().code(), a.layout().code(), ncs[0], ncs[1],
-                            ncs[2], xc.dataAddress(), dyc.dataAddress(), addr(w), addr(sm), addr(sr),
-                            out[0].dataAddress(), out[1].dataAddress(), out[2].dataAddress());
-                    check(st, "batch_norm_backward", x, a);
-                }
-            })
+            .kernel(CPU, (a, in, out) -> backwardKernel(a, in, out, false))
+            .kernel(CUDA, (a, in, out) -> backwardKernel(a, in, out, true))
             .register();
 
     // ------------------------------------------------------------------ eager entry points
@@ -331,9 +299,78 @@ public final class BatchNorm {
         return i < in.length && in[i] != null ? in[i].dataAddress() : 0;
     }
 
-    private static void check(int status, String name, Tensor x, BatchNormAttrs a) {
+    private static void check(int status, String name, Tensor x, BatchNormAttrs a, boolean cuda) {
         if (status != 0) {
-            throw CpuBackend.failure(status, name + "(" + x.describe() + ", " + a + ")");
+            String ctx = name + "(" + x.describe() + ", " + a + ")";
+            throw cuda ? CudaBackend.failure(status, ctx) : CpuBackend.failure(status, ctx);
+        }
+    }
+
+    /** The current stream of the tensor's device after making that device current (CUDA only). */
+    private static long stream(Tensor t) {
+        CudaBackend be = CudaBackend.instance();
+        be.activate(t.device().index());
+        return be.currentStream();
+    }
+
+    private static void trainingKernel(BatchNormAttrs a, Tensor[] in, Tensor[] out, boolean cuda) {
+        Tensor x = in[0];
+        long[] ncs = ncs(x, a.layout());
+        if (ncs[1] == 0) {
+            return;
+        }
+        try (Tensor xc = x.contiguous(); Tensor w = contig(in, 1); Tensor b = contig(in, 2)) {
+            int dt = x.dtype().code();
+            int lay = a.layout().code();
+            int st = cuda
+                    ? NativeCudaPool.ct_cuda_batchnorm_forward_training(dt, lay, ncs[0], ncs[1], ncs[2],
+                            xc.dataAddress(), addr(w), addr(b), a.eps(), a.momentum(), addr(in, 3), addr(in, 4),
+                            out[0].dataAddress(), out[1].dataAddress(), out[2].dataAddress(), stream(out[0]))
+                    : NativePool.ct_cpu_batchnorm_forward_training(dt, lay, ncs[0], ncs[1], ncs[2],
+                            xc.dataAddress(), addr(w), addr(b), a.eps(), a.momentum(), addr(in, 3), addr(in, 4),
+                            out[0].dataAddress(), out[1].dataAddress(), out[2].dataAddress());
+            check(st, "batch_norm_training", x, a, cuda);
+        }
+    }
+
+    private static void inferenceKernel(BatchNormAttrs a, Tensor[] in, Tensor[] out, boolean cuda) {
+        Tensor x = in[0];
+        long[] ncs = ncs(x, a.layout());
+        if (x.numel() == 0) {
+            return;
+        }
+        try (Tensor xc = x.contiguous(); Tensor w = contig(in, 1); Tensor b = contig(in, 2);
+             Tensor rm = contig(in, 3); Tensor rv = contig(in, 4)) {
+            int dt = x.dtype().code();
+            int lay = a.layout().code();
+            int st = cuda
+                    ? NativeCudaPool.ct_cuda_batchnorm_forward_inference(dt, lay, ncs[0], ncs[1], ncs[2],
+                            xc.dataAddress(), addr(w), addr(b), addr(rm), addr(rv), a.eps(), out[0].dataAddress(),
+                            stream(out[0]))
+                    : NativePool.ct_cpu_batchnorm_forward_inference(dt, lay, ncs[0], ncs[1], ncs[2],
+                            xc.dataAddress(), addr(w), addr(b), addr(rm), addr(rv), a.eps(), out[0].dataAddress());
+            check(st, "batch_norm_inference", x, a, cuda);
+        }
+    }
+
+    private static void backwardKernel(BatchNormAttrs a, Tensor[] in, Tensor[] out, boolean cuda) {
+        Tensor x = in[1];
+        long[] ncs = ncs(x, a.layout());
+        if (ncs[1] == 0) {
+            return;
+        }
+        try (Tensor dyc = in[0].contiguous(); Tensor xc = x.contiguous(); Tensor w = contig(in, 2);
+             Tensor sm = contig(in, 3); Tensor sr = contig(in, 4)) {
+            int dt = x.dtype().code();
+            int lay = a.layout().code();
+            int st = cuda
+                    ? NativeCudaPool.ct_cuda_batchnorm_backward(dt, lay, ncs[0], ncs[1], ncs[2], xc.dataAddress(),
+                            dyc.dataAddress(), addr(w), addr(sm), addr(sr), out[0].dataAddress(),
+                            out[1].dataAddress(), out[2].dataAddress(), stream(out[0]))
+                    : NativePool.ct_cpu_batchnorm_backward(dt, lay, ncs[0], ncs[1], ncs[2], xc.dataAddress(),
+                            dyc.dataAddress(), addr(w), addr(sm), addr(sr), out[0].dataAddress(),
+                            out[1].dataAddress(), out[2].dataAddress());
+            check(st, "batch_norm_backward", x, a, cuda);
         }
     }
 }

@@ -1,36 +1,68 @@
 package dev.cortado.ops;
 
 import static dev.cortado.tensor.DeviceType.CPU;
+import static dev.cortado.tensor.DeviceType.CUDA;
 
 import dev.cortado.backend.NativeArgs;
 import dev.cortado.backend.cpu.CpuBackend;
 import dev.cortado.backend.cpu.NativeConv;
+import dev.cortado.backend.cuda.CudaBackend;
+import dev.cortado.backend.cuda.Cudnn;
+import dev.cortado.backend.cuda.NativeCudaConv;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Shape;
 import dev.cortado.tensor.Tensor;
 import java.util.Arrays;
+import java.util.List;
+import java.util.function.IntUnaryOperator;
 
 /**
  * Convolutions: 1-d, 2-d and 3-d, NCHW ({@code [N, C, (D,) (H,) W]}) or NHWC ({@code [N, (D,) (H,) W, C]})
  * activations, weight always {@code [K, C/groups, k...]} (PyTorch's layout), groups (depthwise
  * included), stride, dilation, per-side or "same" padding, fused bias and activation on the forward.
  * Kernels: {@code native/cpu/conv.cpp} and {@code conv_fast.cpp} (REFERENCE, IM2COL_GEMM,
- * DIRECT_NHWC, WINOGRAD, DEPTHWISE; AUTO picks by shape). Cost: 2*N*K*(C/groups)*prod(k)*prod(out)
- * FLOPs for each of forward, backward-data and backward-weight.
+ * DIRECT_NHWC, WINOGRAD, DEPTHWISE; AUTO picks by shape); CUDA: {@code native/cuda/conv.cu}
+ * (IMPLICIT_GEMM on tensor cores, DEPTHWISE, REFERENCE; AUTO picks DEPTHWISE for groups == C == K,
+ * REFERENCE for float64, else IMPLICIT_GEMM; the CPU-only algorithms run IMPLICIT_GEMM (float64: REFERENCE) on CUDA and the
+ * CUDA-only IMPLICIT_GEMM runs AUTO on the CPU). Cost: 2*N*K*(C/groups)*prod(k)*prod(out) FLOPs for each
+ * of forward, backward-data and backward-weight.
  *
  * <p>Ops: {@code conv} (x, weight, bias?), {@code conv_transpose} (x, weight, bias?; the forward of a
  * transposed convolution = backward-data of a convolution), {@code conv_backward_data} (dy, weight)
  * and {@code conv_backward_weight} (x, dy) -> (dw, dbias?) for the autograd work. Inputs are made
- * contiguous in the stated layout first. float32 and float64; float64 runs REFERENCE or IM2COL_GEMM.
+ * contiguous in the stated layout first. float32 and float64 (float64 runs REFERENCE or IM2COL_GEMM on
+ * the CPU, REFERENCE or DEPTHWISE on CUDA); float16 and bfloat16 on CUDA only (float32 accumulation;
+ * float32 runs on TF32 tensor cores in IMPLICIT_GEMM, exact float32 with REFERENCE).
  */
 public final class Convolution {
     private Convolution() {
     }
 
-    /** Algorithm (matches CT_CONV_ALGO_*). */
+    /**
+     * Algorithm (matches CT_CONV_ALGO_*). IMPLICIT_GEMM is CUDA's tensor-core kernel (AUTO on the CPU);
+     * IM2COL_GEMM, DIRECT_NHWC and WINOGRAD are CPU kernels (IMPLICIT_GEMM on CUDA). CUDNN runs cuDNN on
+     * CUDA (loaded on first use; AUTO where cuDNN cannot express the geometry, i.e. asymmetric padding;
+     * UnsupportedOperationException on the CPU).
+     */
     public enum Algorithm {
-        AUTO, REFERENCE, IM2COL_GEMM, DIRECT_NHWC, WINOGRAD, DEPTHWISE
+        AUTO, REFERENCE, IM2COL_GEMM, DIRECT_NHWC, WINOGRAD, DEPTHWISE, IMPLICIT_GEMM, CUDNN,
+        /** CPU: time every algorithm that applies once per shape and keep the fastest ({@link ConvAutotune}); CUDA: AUTO. */
+        AUTOTUNE
+    }
+
+    /** The CPU algorithms AUTOTUNE times (each native call answers UNSUPPORTED where it does not apply). */
+    private static final List<Algorithm> TUNABLE =
+            List.of(Algorithm.WINOGRAD, Algorithm.DIRECT_NHWC, Algorithm.IM2COL_GEMM, Algorithm.DEPTHWISE);
+
+    /** Runs a CPU entry point with the asked algorithm, or through the autotuner for AUTOTUNE. */
+    private static int runCpu(int pass, Tensor x, ConvOptions o, Geometry g, IntUnaryOperator call) {
+        if (o.algorithm() != Algorithm.AUTOTUNE) {
+            return call.applyAsInt(o.algorithm() == Algorithm.IMPLICIT_GEMM ? 0 : o.algorithm().ordinal());
+        }
+        String key = ConvAutotune.key(pass, x.dtype().name(), o.layout().name(), g.array(), CpuBackend.threads(),
+                CpuBackend.avx512());
+        return ConvAutotune.run(key, TUNABLE, call);
     }
 
     /** Fused activation of the forward (matches CT_ACTIVATION_*); GELU is the erf form. */
@@ -159,7 +191,8 @@ public final class Convolution {
                 Geometry g = forwardGeometry(op, a, in[0], in[1], in.length > 2 ? in[2] : null);
                 return Op.one(activationShape(a.options().layout(), a.spatialDims(), g.n, g.k, g.out), in[0].dtype());
             })
-            .kernel(CPU, (a, in, out) -> forwardKernel(a, in, out[0]))
+            .kernel(CPU, (a, in, out) -> forwardKernel(a, in, out[0], false))
+            .kernel(CUDA, (a, in, out) -> forwardKernel(a, in, out[0], true))
             .backward(Op.Saves.INPUTS_AND_OUTPUTS, Convolution::convGrad)
             .register();
 
@@ -169,7 +202,8 @@ public final class Convolution {
                 Geometry g = transposeGeometry(op, a, in[0], in[1], in.length > 2 ? in[2] : null);
                 return Op.one(activationShape(a.options().layout(), a.spatialDims(), g.n, g.c, g.in), in[0].dtype());
             })
-            .kernel(CPU, (a, in, out) -> transposeKernel(a, in, out[0]))
+            .kernel(CPU, (a, in, out) -> transposeKernel(a, in, out[0], false))
+            .kernel(CUDA, (a, in, out) -> transposeKernel(a, in, out[0], true))
             .backward(Op.Saves.INPUTS, Convolution::convTransposeGrad)
             .register();
 
@@ -179,7 +213,8 @@ public final class Convolution {
                 Geometry g = backwardDataGeometry(op, a, in[0], in[1]);
                 return Op.one(activationShape(a.options().layout(), a.spatialDims(), g.n, g.c, g.in), in[0].dtype());
             })
-            .kernel(CPU, (a, in, out) -> backwardDataKernel(a, in, out[0]))
+            .kernel(CPU, (a, in, out) -> backwardDataKernel(a, in, out[0], false))
+            .kernel(CUDA, (a, in, out) -> backwardDataKernel(a, in, out[0], true))
             .register();
 
     public static final Op<BackwardWeightAttrs> CONV_BACKWARD_WEIGHT_OP =
@@ -192,7 +227,8 @@ public final class Convolution {
                         return a.bias() ? new TensorSpec[] {new TensorSpec(w, t), new TensorSpec(Shape.of(g.k), t)}
                                 : new TensorSpec[] {new TensorSpec(w, t)};
                     })
-                    .kernel(CPU, (a, in, out) -> backwardWeightKernel(a, in, out))
+                    .kernel(CPU, (a, in, out) -> backwardWeightKernel(a, in, out, false))
+                    .kernel(CUDA, (a, in, out) -> backwardWeightKernel(a, in, out, true))
                     .register();
 
     // ------------------------------------------------------------------ backward rules
@@ -305,9 +341,18 @@ public final class Convolution {
                 new BackwardWeightAttrs(kernelSize.length, options, kernelSize.clone(), bias), x, dy);
     }
 
-    /** The algorithm AUTO runs for a forward (pass 0), backward-data (1) or backward-weight (2) of conv(x, weight). */
+    /**
+     * The algorithm AUTO runs for a forward (pass 0), backward-data (1) or backward-weight (2) of conv(x, weight)
+     * on x's device.
+     */
     public static Algorithm chosenAlgorithm(Tensor x, Tensor weight, ConvOptions options, int pass) {
         Geometry g = forwardGeometry(CONV_OP, new ConvAttrs(weight.rank() - 2, options), x, weight, null);
+        if (x.device().isCuda()) { // the rule of resolve() in native/cuda/conv.cu
+            if (g.groups == g.c && g.k == g.c) {
+                return Algorithm.DEPTHWISE;
+            }
+            return x.dtype() == DType.FLOAT64 ? Algorithm.REFERENCE : Algorithm.IMPLICIT_GEMM;
+        }
         NativeConv.ensureLoaded();
         NativeArgs args = NativeArgs.get();
         int r = NativeConv.ct_cpu_conv_choose(x.dtype().code(), options.layout().code(), args.put(g.array()), pass);
@@ -357,9 +402,10 @@ public final class Convolution {
     }
 
     private static void requireFloat(Op<?> op, String name, Tensor t) {
-        if (t.dtype() != DType.FLOAT32 && t.dtype() != DType.FLOAT64) {
-            throw op.error("input '" + name + "' has dtype " + t.dtype() + " (" + t.describe()
-                    + "); expected float32 or float64");
+        DType d = t.dtype();
+        if (d != DType.FLOAT32 && d != DType.FLOAT64 && d != DType.FLOAT16 && d != DType.BFLOAT16) {
+            throw op.error("input '" + name + "' has dtype " + d + " (" + t.describe()
+                    + "); expected float32 or float64 (or float16 / bfloat16 on CUDA)");
         }
     }
 
@@ -705,38 +751,112 @@ public final class Convolution {
         return b.append(attrs).append(')').toString();
     }
 
-    private static void forwardKernel(ConvAttrs a, Tensor[] in, Tensor out) {
+    /** The algorithm code a backend's native entry point is given (each maps the other's algorithms). */
+    private static int algorithmCode(String name, Tensor[] in, ConvOptions o, boolean cuda) {
+        Algorithm a = o.algorithm();
+        if (!cuda) {
+            DType d = in[0].dtype();
+            if (d == DType.FLOAT16 || d == DType.BFLOAT16) {
+                throw new UnsupportedOperationException(describe(name, in, o) + ": " + d
+                        + " convolutions run on CUDA only; the CPU kernels take float32 or float64");
+            }
+            if (a == Algorithm.CUDNN) {
+                throw new UnsupportedOperationException(describe(name, in, o)
+                        + ": algorithm CUDNN is for CUDA tensors only");
+            }
+            return a == Algorithm.IMPLICIT_GEMM || a == Algorithm.AUTOTUNE ? Algorithm.AUTO.ordinal() : a.ordinal();
+        }
+        return a == Algorithm.CUDNN || a == Algorithm.AUTOTUNE ? Algorithm.AUTO.ordinal() : a.ordinal();
+    }
+
+    /** True when the CUDA kernel should call cuDNN (CUDNN asked for and the geometry expressible). */
+    private static boolean useCudnn(boolean cuda, ConvOptions o, Geometry g) {
+        return cuda && o.algorithm() == Algorithm.CUDNN && Cudnn.applies(g.array());
+    }
+
+    /** Applies a fused activation in place (the cuDNN path; the native kernels fuse it). */
+    private static void activateInPlace(Tensor out, Activation act) {
+        if (act == Activation.NONE) {
+            return;
+        }
+        try (Tensor r = switch (act) {
+            case RELU -> Elementwise.relu(out);
+            case GELU -> Elementwise.gelu(out);
+            default -> Elementwise.silu(out);
+        }) {
+            out.copyFrom(r);
+        }
+    }
+
+    /** cuDNN backward-data (also the conv_transpose forward); returns status 0 (failures throw). */
+    private static int cudnnBackwardData(int spatial, ConvOptions o, Geometry g, Tensor dy, Tensor w, Tensor dx) {
+        Cudnn.backwardData(dx.device(), dy.dtype(), o.layout() == DataLayout.NHWC, spatial, g.array(), dy.dataAddress(),
+                w.dataAddress(), dx.dataAddress());
+        return 0;
+    }
+
+    /** Activates the output's device and returns its current stream. */
+    private static long cudaStream(Tensor out) {
+        CudaBackend be = CudaBackend.instance();
+        be.activate(out.device().index());
+        return be.currentStream();
+    }
+
+    private static RuntimeException failure(boolean cuda, int status, String ctx) {
+        return cuda ? CudaBackend.failure(status, ctx) : CpuBackend.failure(status, ctx);
+    }
+
+    private static void forwardKernel(ConvAttrs a, Tensor[] in, Tensor out, boolean cuda) {
         Tensor bias = in.length > 2 ? in[2] : null;
         Geometry g = forwardGeometry(CONV_OP, a, in[0], in[1], bias);
         if (out.numel() == 0) {
             return;
         }
         ConvOptions o = a.options();
+        int algo = algorithmCode("conv", in, o, cuda);
         try (Tensor xc = in[0].contiguous(); Tensor wc = in[1].contiguous();
              Tensor bc = bias == null ? null : bias.contiguous()) {
+            if (useCudnn(cuda, o, g)) {
+                Cudnn.forward(out.device(), in[0].dtype(), o.layout() == DataLayout.NHWC, a.spatialDims(), g.array(),
+                        xc.dataAddress(), wc.dataAddress(), bc == null ? 0 : bc.dataAddress(), out.dataAddress());
+                activateInPlace(out, o.activation());
+                return;
+            }
             NativeArgs args = NativeArgs.get();
-            int status = NativeConv.ct_cpu_conv_forward(in[0].dtype().code(), o.layout().code(), o.algorithm().ordinal(),
-                    args.put(g.array()), xc.dataAddress(), wc.dataAddress(), bc == null ? 0 : bc.dataAddress(),
-                    o.activation().ordinal(), out.dataAddress());
+            int dt = in[0].dtype().code();
+            int layout = o.layout().code();
+            long bp = bc == null ? 0 : bc.dataAddress();
+            int status = cuda
+                    ? NativeCudaConv.ct_cuda_conv_forward(dt, layout, algo, args.put(g.array()), xc.dataAddress(),
+                            wc.dataAddress(), bp, o.activation().ordinal(), out.dataAddress(), cudaStream(out))
+                    : runCpu(0, in[0], o, g, code -> NativeConv.ct_cpu_conv_forward(dt, layout, code,
+                            args.put(g.array()), xc.dataAddress(), wc.dataAddress(), bp, o.activation().ordinal(),
+                            out.dataAddress()));
             if (status != 0) {
-                throw CpuBackend.failure(status, describe("conv", in, o));
+                throw failure(cuda, status, describe("conv", in, o));
             }
         }
     }
 
-    private static void transposeKernel(ConvAttrs a, Tensor[] in, Tensor out) {
+    private static void transposeKernel(ConvAttrs a, Tensor[] in, Tensor out, boolean cuda) {
         Tensor bias = in.length > 2 ? in[2] : null;
         Geometry g = transposeGeometry(CONV_TRANSPOSE_OP, a, in[0], in[1], bias);
         if (out.numel() == 0) {
             return;
         }
         ConvOptions o = a.options();
+        int algo = algorithmCode("conv_transpose", in, o, cuda);
         try (Tensor xc = in[0].contiguous(); Tensor wc = in[1].contiguous()) {
             NativeArgs args = NativeArgs.get();
-            int status = NativeConv.ct_cpu_conv_backward_data(in[0].dtype().code(), o.layout().code(),
-                    o.algorithm().ordinal(), args.put(g.array()), xc.dataAddress(), wc.dataAddress(), out.dataAddress());
+            int dt = in[0].dtype().code();
+            int layout = o.layout().code();
+            int status = useCudnn(cuda, o, g) ? cudnnBackwardData(a.spatialDims(), o, g, xc, wc, out) : cuda
+                    ? NativeCudaConv.ct_cuda_conv_backward_data(dt, layout, algo, args.put(g.array()), xc.dataAddress(),
+                            wc.dataAddress(), out.dataAddress(), cudaStream(out))
+                    : runCpu(1, in[0], o, g, code -> NativeConv.ct_cpu_conv_backward_data(dt, layout, code,
+                            args.put(g.array()), xc.dataAddress(), wc.dataAddress(), out.dataAddress()));
             if (status != 0) {
-                throw CpuBackend.failure(status, describe("conv_transpose", in, o));
+                throw failure(cuda, status, describe("conv_transpose", in, o));
             }
         }
         if (bias != null) {
@@ -749,35 +869,62 @@ public final class Convolution {
         }
     }
 
-    private static void backwardDataKernel(BackwardDataAttrs a, Tensor[] in, Tensor out) {
+    private static void backwardDataKernel(BackwardDataAttrs a, Tensor[] in, Tensor out, boolean cuda) {
         Geometry g = backwardDataGeometry(CONV_BACKWARD_DATA_OP, a, in[0], in[1]);
         if (out.numel() == 0) {
             return;
         }
         ConvOptions o = a.options();
+        int algo = algorithmCode("conv_backward_data", in, o, cuda);
         try (Tensor dyc = in[0].contiguous(); Tensor wc = in[1].contiguous()) {
             NativeArgs args = NativeArgs.get();
-            int status = NativeConv.ct_cpu_conv_backward_data(in[0].dtype().code(), o.layout().code(),
-                    o.algorithm().ordinal(), args.put(g.array()), dyc.dataAddress(), wc.dataAddress(), out.dataAddress());
+            int dt = in[0].dtype().code();
+            int layout = o.layout().code();
+            int status = useCudnn(cuda, o, g) ? cudnnBackwardData(a.spatialDims(), o, g, dyc, wc, out) : cuda
+                    ? NativeCudaConv.ct_cuda_conv_backward_data(dt, layout, algo, args.put(g.array()), dyc.dataAddress(),
+                            wc.dataAddress(), out.dataAddress(), cudaStream(out))
+                    : runCpu(1, in[0], o, g, code -> NativeConv.ct_cpu_conv_backward_data(dt, layout, code,
+                            args.put(g.array()), dyc.dataAddress(), wc.dataAddress(), out.dataAddress()));
             if (status != 0) {
-                throw CpuBackend.failure(status, describe("conv_backward_data", in, o));
+                throw failure(cuda, status, describe("conv_backward_data", in, o));
             }
         }
     }
 
-    private static void backwardWeightKernel(BackwardWeightAttrs a, Tensor[] in, Tensor[] out) {
+    private static void backwardWeightKernel(BackwardWeightAttrs a, Tensor[] in, Tensor[] out, boolean cuda) {
         Geometry g = backwardWeightGeometry(CONV_BACKWARD_WEIGHT_OP, a, in[0], in[1]);
         if (out[0].numel() == 0) {
             return;
         }
         ConvOptions o = a.options();
+        int algo = algorithmCode("conv_backward_weight", in, o, cuda);
         try (Tensor xc = in[0].contiguous(); Tensor dyc = in[1].contiguous()) {
+            if (useCudnn(cuda, o, g)) {
+                Cudnn.backwardWeight(out[0].device(), in[0].dtype(), o.layout() == DataLayout.NHWC, a.spatialDims(),
+                        g.array(), xc.dataAddress(), dyc.dataAddress(), out[0].dataAddress());
+                if (a.bias()) {
+                    int s = a.spatialDims();
+                    int[] axes = new int[s + 1];
+                    for (int i = 0; i < axes.length; i++) {
+                        axes[i] = o.layout() == DataLayout.NCHW ? (i == 0 ? 0 : i + 1) : i;
+                    }
+                    try (Tensor db = Reductions.sum(dyc, false, axes)) {
+                        out[1].copyFrom(db);
+                    }
+                }
+                return;
+            }
             NativeArgs args = NativeArgs.get();
-            int status = NativeConv.ct_cpu_conv_backward_weight(in[0].dtype().code(), o.layout().code(),
-                    o.algorithm().ordinal(), args.put(g.array()), xc.dataAddress(), dyc.dataAddress(), out[0].dataAddress(),
-                    a.bias() ? out[1].dataAddress() : 0);
+            int dt = in[0].dtype().code();
+            int layout = o.layout().code();
+            long db = a.bias() ? out[1].dataAddress() : 0;
+            int status = cuda
+                    ? NativeCudaConv.ct_cuda_conv_backward_weight(dt, layout, algo, args.put(g.array()), xc.dataAddress(),
+                            dyc.dataAddress(), out[0].dataAddress(), db, cudaStream(out[0]))
+                    : runCpu(2, in[0], o, g, code -> NativeConv.ct_cpu_conv_backward_weight(dt, layout, code,
+                            args.put(g.array()), xc.dataAddress(), dyc.dataAddress(), out[0].dataAddress(), db));
             if (status != 0) {
-                throw CpuBackend.failure(status, describe("conv_backward_weight", in, o));
+                throw failure(cuda, status, describe("conv_backward_weight", in, o));
             }
         }
     }

@@ -1,10 +1,13 @@
 package dev.cortado.ops;
 
 import static dev.cortado.tensor.DeviceType.CPU;
+import static dev.cortado.tensor.DeviceType.CUDA;
 
 import dev.cortado.backend.NativeArgs;
 import dev.cortado.backend.cpu.CpuBackend;
 import dev.cortado.backend.cpu.NativePool;
+import dev.cortado.backend.cuda.CudaBackend;
+import dev.cortado.backend.cuda.NativeCudaPool;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Shape;
 import dev.cortado.tensor.Tensor;
@@ -13,8 +16,9 @@ import java.util.Arrays;
 /**
  * Max pooling (with int64 indices for backward), average pooling and adaptive / global average
  * pooling, 1-d, 2-d and 3-d (the spatial rank is the input's rank minus 2), in the NCHW
- * (channels first) or NHWC (channels last) layout. Kernels: {@code native/cpu/pool.cpp}
- * (CPU only so far); the geometry travels as the int64[25] array of {@code cortado/conv.h}.
+ * (channels first) or NHWC (channels last) layout. Kernels: {@code native/cpu/pool.cpp} and
+ * {@code native/cuda/pool.cu}; the geometry travels as the int64[25] array of {@code cortado/conv.h}
+ * (a host array for both).
  * Indices hold, per output, the flat index {@code (d * H + h) * W + w} of the chosen element
  * within its (n, c) plane, in either layout.
  */
@@ -152,18 +156,8 @@ public final class Pooling {
                 Shape ys = outShape(in[0], g, a.layout());
                 return new TensorSpec[] {new TensorSpec(ys, in[0].dtype()), new TensorSpec(ys, DType.INT64)};
             })
-            .kernel(CPU, (a, in, out) -> {
-                long[] g = poolGeometry("max_pool", a, in[0], true);
-                if (out[0].numel() == 0) {
-                    return;
-                }
-                try (Tensor xc = in[0].contiguous()) {
-                    long gp = NativeArgs.get().put(g);
-                    int st = NativePool.ct_cpu_maxpool_forward(in[0].dtype().code(), a.layout().code(), gp,
-                            xc.dataAddress(), out[0].dataAddress(), out[1].dataAddress());
-                    check(st, "max_pool", in[0], a);
-                }
-            })
+            .kernel(CPU, (a, in, out) -> maxForward(a, in, out, false))
+            .kernel(CUDA, (a, in, out) -> maxForward(a, in, out, true))
             .backward(Op.Saves.INPUTS_AND_OUTPUTS, (a, sv, g) -> new Tensor[] {
                 Pooling.MAX_POOL_BACKWARD_OP.call(a, g[0], sv.input(0), sv.output(1))})
             .register();
@@ -180,35 +174,15 @@ public final class Pooling {
                 }
                 return Op.one(in[1].shape(), in[1].dtype());
             })
-            .kernel(CPU, (a, in, out) -> {
-                long[] g = poolGeometry("max_pool_backward", a, in[1], true);
-                if (out[0].numel() == 0) {
-                    return;
-                }
-                try (Tensor dyc = in[0].contiguous(); Tensor ic = in[2].contiguous()) {
-                    long gp = NativeArgs.get().put(g);
-                    int st = NativePool.ct_cpu_maxpool_backward(in[1].dtype().code(), a.layout().code(), gp,
-                            dyc.dataAddress(), ic.dataAddress(), out[0].dataAddress());
-                    check(st, "max_pool_backward", in[1], a);
-                }
-            })
+            .kernel(CPU, (a, in, out) -> maxBackward(a, in, out, false))
+            .kernel(CUDA, (a, in, out) -> maxBackward(a, in, out, true))
             .register();
 
     public static final Op<PoolOptions> AVG_POOL_OP = Op.<PoolOptions>declare("avg_pool")
             .inputs("x")
             .shape((op, a, in) -> Op.one(outShape(in[0], poolGeometry(op.name(), a, in[0], false), a.layout()), in[0].dtype()))
-            .kernel(CPU, (a, in, out) -> {
-                long[] g = poolGeometry("avg_pool", a, in[0], false);
-                if (out[0].numel() == 0) {
-                    return;
-                }
-                try (Tensor xc = in[0].contiguous()) {
-                    long gp = NativeArgs.get().put(g);
-                    int st = NativePool.ct_cpu_avgpool_forward(in[0].dtype().code(), a.layout().code(), gp,
-                            a.countIncludePad() ? 1 : 0, xc.dataAddress(), out[0].dataAddress());
-                    check(st, "avg_pool", in[0], a);
-                }
-            })
+            .kernel(CPU, (a, in, out) -> avgForward(a, in, out, false))
+            .kernel(CUDA, (a, in, out) -> avgForward(a, in, out, true))
             .backward(Op.Saves.INPUTS, (a, sv, g) -> new Tensor[] {
                 Pooling.AVG_POOL_BACKWARD_OP.call(a, g[0], sv.input(0))})
             .register();
@@ -220,18 +194,8 @@ public final class Pooling {
                 requireGrad(op.name(), "dy", in[0], outShape(in[1], g, a.layout()), in[1]);
                 return Op.one(in[1].shape(), in[1].dtype());
             })
-            .kernel(CPU, (a, in, out) -> {
-                long[] g = poolGeometry("avg_pool_backward", a, in[1], false);
-                if (out[0].numel() == 0) {
-                    return;
-                }
-                try (Tensor dyc = in[0].contiguous()) {
-                    long gp = NativeArgs.get().put(g);
-                    int st = NativePool.ct_cpu_avgpool_backward(in[1].dtype().code(), a.layout().code(), gp,
-                            a.countIncludePad() ? 1 : 0, dyc.dataAddress(), out[0].dataAddress());
-                    check(st, "avg_pool_backward", in[1], a);
-                }
-            })
+            .kernel(CPU, (a, in, out) -> avgBackward(a, in, out, false))
+            .kernel(CUDA, (a, in, out) -> avgBackward(a, in, out, true))
             .register();
 
     public static final Op<AdaptiveOptions> ADAPTIVE_AVG_POOL_OP = adaptiveOp("adaptive_avg_pool");
@@ -245,18 +209,8 @@ public final class Pooling {
                 requireGrad(op.name(), "dy", in[0], outShape(in[1], g, a.layout()), in[1]);
                 return Op.one(in[1].shape(), in[1].dtype());
             })
-            .kernel(CPU, (a, in, out) -> {
-                long[] g = adaptiveGeometry("adaptive_avg_pool_backward", a, in[1]);
-                if (out[0].numel() == 0) {
-                    return;
-                }
-                try (Tensor dyc = in[0].contiguous()) {
-                    long gp = NativeArgs.get().put(g);
-                    int st = NativePool.ct_cpu_adaptive_avgpool_backward(in[1].dtype().code(), a.layout().code(), gp,
-                            dyc.dataAddress(), out[0].dataAddress());
-                    check(st, "adaptive_avg_pool_backward", in[1], a);
-                }
-            })
+            .kernel(CPU, (a, in, out) -> adaptiveBackward(a, in, out, false))
+            .kernel(CUDA, (a, in, out) -> adaptiveBackward(a, in, out, true))
             .register();
 
     // ------------------------------------------------------------------ eager entry points
@@ -557,18 +511,8 @@ public final class Pooling {
         return Op.<AdaptiveOptions>declare(name)
                 .inputs("x")
                 .shape((op, a, in) -> Op.one(outShape(in[0], adaptiveGeometry(op.name(), a, in[0]), a.layout()), in[0].dtype()))
-                .kernel(CPU, (a, in, out) -> {
-                    if (out[0].numel() == 0) {
-                        return;
-                    }
-                    long[] g = adaptiveGeometry(name, a, in[0]);
-                    try (Tensor xc = in[0].contiguous()) {
-                        long gp = NativeArgs.get().put(g);
-                        int st = NativePool.ct_cpu_adaptive_avgpool_forward(in[0].dtype().code(), a.layout().code(), gp,
-                                xc.dataAddress(), out[0].dataAddress());
-                        check(st, name, in[0], a);
-                    }
-                })
+                .kernel(CPU, (a, in, out) -> adaptiveForward(name, a, in, out, false))
+                .kernel(CUDA, (a, in, out) -> adaptiveForward(name, a, in, out, true))
                 .backward(Op.Saves.INPUTS, (a, sv, g) -> new Tensor[] {
                     Pooling.ADAPTIVE_AVG_POOL_BACKWARD_OP.call(a, g[0], sv.input(0))})
                 .register();
@@ -578,9 +522,128 @@ public final class Pooling {
         return new IllegalArgumentException(op + ": " + message);
     }
 
-    private static void check(int status, String name, Tensor x, Object opts) {
+    private static void check(int status, String name, Tensor x, Object opts, boolean cuda) {
         if (status != 0) {
-            throw CpuBackend.failure(status, name + "(" + x.describe() + ", " + opts + ")");
+            String ctx = name + "(" + x.describe() + ", " + opts + ")";
+            throw cuda ? CudaBackend.failure(status, ctx) : CpuBackend.failure(status, ctx);
+        }
+    }
+
+    // ------------------------------------------------------------------ kernels (CPU and CUDA twins)
+    /** The current stream of the output's device after making that device current (CUDA only). */
+    private static long stream(Tensor out) {
+        CudaBackend be = CudaBackend.instance();
+        be.activate(out.device().index());
+        return be.currentStream();
+    }
+
+    private static void maxForward(PoolOptions a, Tensor[] in, Tensor[] out, boolean cuda) {
+        long[] g = poolGeometry("max_pool", a, in[0], true);
+        if (out[0].numel() == 0) {
+            return;
+        }
+        try (Tensor xc = in[0].contiguous()) {
+            long stream = cuda ? stream(out[0]) : 0; // before the geometry goes into the scratch buffer
+            long gp = NativeArgs.get().put(g);
+            int dt = in[0].dtype().code();
+            int st = cuda
+                    ? NativeCudaPool.ct_cuda_maxpool_forward(dt, a.layout().code(), gp, xc.dataAddress(),
+                            out[0].dataAddress(), out[1].dataAddress(), stream)
+                    : NativePool.ct_cpu_maxpool_forward(dt, a.layout().code(), gp, xc.dataAddress(),
+                            out[0].dataAddress(), out[1].dataAddress());
+            check(st, "max_pool", in[0], a, cuda);
+        }
+    }
+
+    private static void maxBackward(PoolOptions a, Tensor[] in, Tensor[] out, boolean cuda) {
+        long[] g = poolGeometry("max_pool_backward", a, in[1], true);
+        if (out[0].numel() == 0) {
+            return;
+        }
+        try (Tensor dyc = in[0].contiguous(); Tensor ic = in[2].contiguous()) {
+            long stream = cuda ? stream(out[0]) : 0; // before the geometry goes into the scratch buffer
+            long gp = NativeArgs.get().put(g);
+            int dt = in[1].dtype().code();
+            int st = cuda
+                    ? NativeCudaPool.ct_cuda_maxpool_backward(dt, a.layout().code(), gp, dyc.dataAddress(),
+                            ic.dataAddress(), out[0].dataAddress(), stream)
+                    : NativePool.ct_cpu_maxpool_backward(dt, a.layout().code(), gp, dyc.dataAddress(),
+                            ic.dataAddress(), out[0].dataAddress());
+            check(st, "max_pool_backward", in[1], a, cuda);
+        }
+    }
+
+    private static void avgForward(PoolOptions a, Tensor[] in, Tensor[] out, boolean cuda) {
+        long[] g = poolGeometry("avg_pool", a, in[0], false);
+        if (out[0].numel() == 0) {
+            return;
+        }
+        try (Tensor xc = in[0].contiguous()) {
+            long stream = cuda ? stream(out[0]) : 0; // before the geometry goes into the scratch buffer
+            long gp = NativeArgs.get().put(g);
+            int dt = in[0].dtype().code();
+            int pad = a.countIncludePad() ? 1 : 0;
+            int st = cuda
+                    ? NativeCudaPool.ct_cuda_avgpool_forward(dt, a.layout().code(), gp, pad, xc.dataAddress(),
+                            out[0].dataAddress(), stream)
+                    : NativePool.ct_cpu_avgpool_forward(dt, a.layout().code(), gp, pad, xc.dataAddress(),
+                            out[0].dataAddress());
+            check(st, "avg_pool", in[0], a, cuda);
+        }
+    }
+
+    private static void avgBackward(PoolOptions a, Tensor[] in, Tensor[] out, boolean cuda) {
+        long[] g = poolGeometry("avg_pool_backward", a, in[1], false);
+        if (out[0].numel() == 0) {
+            return;
+        }
+        try (Tensor dyc = in[0].contiguous()) {
+            long stream = cuda ? stream(out[0]) : 0; // before the geometry goes into the scratch buffer
+            long gp = NativeArgs.get().put(g);
+            int dt = in[1].dtype().code();
+            int pad = a.countIncludePad() ? 1 : 0;
+            int st = cuda
+                    ? NativeCudaPool.ct_cuda_avgpool_backward(dt, a.layout().code(), gp, pad, dyc.dataAddress(),
+                            out[0].dataAddress(), stream)
+                    : NativePool.ct_cpu_avgpool_backward(dt, a.layout().code(), gp, pad, dyc.dataAddress(),
+                            out[0].dataAddress());
+            check(st, "avg_pool_backward", in[1], a, cuda);
+        }
+    }
+
+    private static void adaptiveForward(String name, AdaptiveOptions a, Tensor[] in, Tensor[] out, boolean cuda) {
+        if (out[0].numel() == 0) {
+            return;
+        }
+        long[] g = adaptiveGeometry(name, a, in[0]);
+        try (Tensor xc = in[0].contiguous()) {
+            long stream = cuda ? stream(out[0]) : 0; // before the geometry goes into the scratch buffer
+            long gp = NativeArgs.get().put(g);
+            int dt = in[0].dtype().code();
+            int st = cuda
+                    ? NativeCudaPool.ct_cuda_adaptive_avgpool_forward(dt, a.layout().code(), gp, xc.dataAddress(),
+                            out[0].dataAddress(), stream)
+                    : NativePool.ct_cpu_adaptive_avgpool_forward(dt, a.layout().code(), gp, xc.dataAddress(),
+                            out[0].dataAddress());
+            check(st, name, in[0], a, cuda);
+        }
+    }
+
+    private static void adaptiveBackward(AdaptiveOptions a, Tensor[] in, Tensor[] out, boolean cuda) {
+        long[] g = adaptiveGeometry("adaptive_avg_pool_backward", a, in[1]);
+        if (out[0].numel() == 0) {
+            return;
+        }
+        try (Tensor dyc = in[0].contiguous()) {
+            long stream = cuda ? stream(out[0]) : 0; // before the geometry goes into the scratch buffer
+            long gp = NativeArgs.get().put(g);
+            int dt = in[1].dtype().code();
+            int st = cuda
+                    ? NativeCudaPool.ct_cuda_adaptive_avgpool_backward(dt, a.layout().code(), gp, dyc.dataAddress(),
+                            out[0].dataAddress(), stream)
+                    : NativePool.ct_cpu_adaptive_avgpool_backward(dt, a.layout().code(), gp, dyc.dataAddress(),
+                            out[0].dataAddress());
+            check(st, "adaptive_avg_pool_backward", in[1], a, cuda);
         }
     }
 }

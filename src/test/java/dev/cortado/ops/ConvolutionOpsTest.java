@@ -7,6 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assertions.fail;
 import static org.junit.jupiter.api.DynamicTest.dynamicTest;
 
+import dev.cortado.backend.cpu.CpuBackend;
 import dev.cortado.ops.Convolution.Activation;
 import dev.cortado.ops.Convolution.Algorithm;
 import dev.cortado.ops.Convolution.ConvOptions;
@@ -135,6 +136,10 @@ class ConvolutionOpsTest {
             c2("2d 3x3 18->20 channels", 1, 18, 20, 1, 10, 9, 3, 3, 1, 1, 1, 1),
             c2("2d 7x7 d2 groups2 pad6", 1, 6, 4, 2, 15, 14, 7, 7, 1, 2, 6, 5),
             c2("2d 3x3 pad 0/2", 2, 3, 17, 1, 6, 5, 3, 3, 1, 1, 0, 2),
+            // Winograd with full 12-row panels, three 32-wide column blocks (the last partial) and
+            // two tile chunks (64 x 96 channels: 96 tiles per chunk, 2 x 64 tiles here)
+            c2("2d 3x3 64->96 two chunks", 2, 64, 96, 1, 16, 15, 3, 3, 1, 1, 1, 1),
+            c2("2d 3x3 groups2 64->64 pad 2/0", 1, 64, 64, 2, 7, 6, 3, 3, 1, 1, 2, 0),
             new Case("1d k5 s2 d2 pad 4/1", 1, 2, 3, 4, 1, a3(1, 13), a3(1, 5), a3(1, 2), a3(1, 2), p3(1, 4), p3(1, 1)),
             new Case("1d depthwise k3 pad1", 1, 1, 4, 4, 4, a3(1, 10), a3(1, 3), a3(1, 1), a3(1, 1), p3(1, 1), p3(1, 1)),
             new Case("3d 3x3x3 s(1,2,1) pad 1/0", 3, 2, 2, 4, 1, new int[] {5, 6, 7}, new int[] {3, 3, 3},
@@ -374,8 +379,13 @@ class ConvolutionOpsTest {
     }
 
     static boolean applies(Algorithm a, Case c, DataLayout l, DType t, int pass) {
-        if (a == Algorithm.REFERENCE || a == Algorithm.IM2COL_GEMM || a == Algorithm.AUTO) {
+        // IMPLICIT_GEMM is CUDA's kernel: on the CPU it runs AUTO
+        if (a == Algorithm.REFERENCE || a == Algorithm.IM2COL_GEMM || a == Algorithm.AUTO
+                || a == Algorithm.AUTOTUNE || a == Algorithm.IMPLICIT_GEMM) {
             return true;
+        }
+        if (a == Algorithm.CUDNN) {
+            return false;  // CUDA tensors only
         }
         if (t != DType.FLOAT32) {
             return false;
@@ -389,7 +399,7 @@ class ConvolutionOpsTest {
             case DEPTHWISE -> c.groups == c.c && c.k == c.c;
             case DIRECT_NHWC -> l == DataLayout.NHWC && (pass == 0 || (pass == 1 && flipOk));
             case WINOGRAD -> c.spatial == 2 && c.ks[1] == 3 && c.ks[2] == 3 && c.st[1] == 1 && c.st[2] == 1
-                    && c.dil[1] == 1 && c.dil[2] == 1 && (pass == 0 || (pass == 1 && flipOk));
+                    && c.dil[1] == 1 && c.dil[2] == 1 && (pass != 1 || flipOk);
             default -> true;
         };
     }
@@ -412,6 +422,31 @@ class ConvolutionOpsTest {
                     tests.add(dynamicTest(c + " " + l + " " + t + (bias ? " bias" : "") + " " + act,
                             () -> checkCase(c, l, t, bias, act, seed)));
                 }
+            }
+        }
+        return tests;
+    }
+
+    /** The same grid in float32 on the AVX2 baseline kernels (the AVX-512 paths switched off), where AVX-512 exists. */
+    @TestFactory
+    List<DynamicTest> everyAlgorithmOnTheAvx2Baseline() {
+        List<DynamicTest> tests = new ArrayList<>();
+        if (!CpuBackend.avx512()) {
+            return tests;  // the grid above already ran the baseline
+        }
+        int idx = 0;
+        for (Case c : CASES) {
+            for (DataLayout l : DataLayout.values()) {
+                final int seed = 5000 + idx++;
+                final Activation act = Activation.values()[seed % 4];
+                tests.add(dynamicTest(c + " " + l + " AVX2 " + act, () -> {
+                    CpuBackend.setAvx512Enabled(false);
+                    try {
+                        checkCase(c, l, DType.FLOAT32, seed % 2 == 0, act, seed);
+                    } finally {
+                        CpuBackend.setAvx512Enabled(true);
+                    }
+                }));
             }
         }
         return tests;
@@ -675,17 +710,93 @@ class ConvolutionOpsTest {
             Tensor wd = Tensor.of(new float[128 * 9], 128, 1, 3, 3);
             ConvOptions o = ConvOptions.builder().padding(1).build();
             assertEquals(Algorithm.WINOGRAD, Convolution.chosenAlgorithm(xf, wf, o, 0));
-            assertEquals(Algorithm.IM2COL_GEMM, Convolution.chosenAlgorithm(xf, wf, o, 2));
+            assertEquals(Algorithm.WINOGRAD, Convolution.chosenAlgorithm(xf, wf, o, 1));
+            assertEquals(Algorithm.WINOGRAD, Convolution.chosenAlgorithm(xf, wf, o, 2));
+            // padding 3 > kernel - 1: backward-data cannot be the flipped forward
+            assertEquals(Algorithm.IM2COL_GEMM,
+                    Convolution.chosenAlgorithm(xf, wf, ConvOptions.builder().padding(3).build(), 1));
             assertEquals(Algorithm.DEPTHWISE,
                     Convolution.chosenAlgorithm(xf, wd, ConvOptions.builder().padding(1).groups(128).build(), 0));
+            // fewer than 32 output channels: Winograd's 32-wide GEMM blocks would be mostly padding
             Tensor xs = Tensor.of(new float[1 * 8 * 8 * 32], 1, 8, 8, 32);
-            Tensor ws = Tensor.of(new float[32 * 32 * 9], 32, 32, 3, 3);
+            Tensor ws = Tensor.of(new float[16 * 32 * 9], 16, 32, 3, 3);
             assertEquals(Algorithm.DIRECT_NHWC, Convolution.chosenAlgorithm(xs, ws,
                     ConvOptions.builder().padding(1).layout(DataLayout.NHWC).build(), 0));
             Tensor xd = Tensor.of(new double[1 * 8 * 8 * 32], 1, 8, 8, 32);
             Tensor wdd = Tensor.of(new double[32 * 32 * 9], 32, 32, 3, 3);
             assertEquals(Algorithm.IM2COL_GEMM, Convolution.chosenAlgorithm(xd, wdd,
                     ConvOptions.builder().padding(1).layout(DataLayout.NHWC).build(), 0));
+        }
+    }
+
+    /** AUTOTUNE times the applicable algorithms once per shape, caches the winner (also in a file) and reuses it. */
+    @Test
+    void autotuneCachesTheFastestAlgorithmPerShape() throws Exception {
+        java.nio.file.Path dir = java.nio.file.Files.createTempDirectory("cortado-autotune");
+        java.nio.file.Path file = dir.resolve("conv-autotune.txt");
+        String before = System.getProperty(ConvAutotune.FILE_PROPERTY);
+        System.setProperty(ConvAutotune.FILE_PROPERTY, file.toString());
+        try (var scope = Scope.open()) {
+            Random r = new Random(21);
+            Tensor x = tensor(rand(r, 2 * 19 * 23 * 40), DType.FLOAT32, 2, 19, 23, 40);
+            Tensor w = tensor(rand(r, 48 * 40 * 9), DType.FLOAT32, 48, 40, 3, 3);
+            ConvOptions tune = ConvOptions.builder().padding(1).layout(DataLayout.NHWC).algorithm(Algorithm.AUTOTUNE)
+                    .build();
+            ConvOptions ref = ConvOptions.builder().padding(1).layout(DataLayout.NHWC).algorithm(Algorithm.REFERENCE)
+                    .build();
+            int entries = ConvAutotune.entries().size();
+            Tensor y1 = Convolution.conv2d(x, w, null, tune);
+            var tuned = new java.util.HashMap<>(ConvAutotune.entries());
+            assertEquals(entries + 1, tuned.size(), "one new cache entry: " + tuned);
+            String key = tuned.keySet().stream()
+                    .filter(k -> k.startsWith("pass0 FLOAT32 NHWC")
+                            && k.endsWith(",2,40,48,1,1,19,23,1,3,3,1,1,1,1,1,1,0,1,1,0,1,1,1,19,23"))
+                    .findFirst().orElseThrow(() -> new AssertionError("no entry for the shape in " + tuned));
+            assertTrue(List.of(Algorithm.WINOGRAD, Algorithm.DIRECT_NHWC, Algorithm.IM2COL_GEMM).contains(tuned.get(key)),
+                    tuned.get(key).toString());
+            // the tuned output is the chosen algorithm's: the second (cached) call is bit-identical
+            Tensor y2 = Convolution.conv2d(x, w, null, tune);
+            assertArrayEquals(y1.toFloatArray(), y2.toFloatArray());
+            assertEquals(tuned.size(), ConvAutotune.entries().size(), "no re-tuning for a cached shape");
+            double[] want = Convolution.conv2d(tensor(read(x), DType.FLOAT64, x.dims()),
+                    tensor(read(w), DType.FLOAT64, w.dims()), null, ref).toDoubleArray();
+            float[] got = y1.toFloatArray();
+            for (int i = 0; i < want.length; i++) {
+                assertTrue(Math.abs(got[i] - want[i]) <= 1e-4 * (1 + Math.abs(want[i])), "element " + i);
+            }
+            // persisted atomically: a fresh cache reads the same choice back
+            List<String> lines = java.nio.file.Files.readAllLines(file);
+            assertTrue(lines.contains(key + "=" + tuned.get(key).name()), lines.toString());
+            ConvAutotune.clear();
+            assertTrue(ConvAutotune.entries().isEmpty());
+            ConvAutotune.reload();
+            assertEquals(tuned.get(key), ConvAutotune.entries().get(key));
+        } finally {
+            if (before == null) {
+                System.clearProperty(ConvAutotune.FILE_PROPERTY);
+            } else {
+                System.setProperty(ConvAutotune.FILE_PROPERTY, before);
+            }
+        }
+    }
+
+    /** Winograd backward-weight sums over tiles in a fixed chunk order: bit-identical on 1 and 2 threads. */
+    @Test
+    void winogradBackwardWeightDoesNotDependOnThreadCount() {
+        int before = CpuBackend.threads();
+        try (var scope = Scope.open()) {
+            Random r = new Random(11);
+            Tensor x = tensor(rand(r, 3 * 17 * 50 * 50), DType.FLOAT32, 3, 50, 50, 17);
+            Tensor dy = tensor(rand(r, 3 * 70 * 50 * 50), DType.FLOAT32, 3, 50, 50, 70);
+            ConvOptions o = ConvOptions.builder().padding(1).layout(DataLayout.NHWC).algorithm(Algorithm.WINOGRAD).build();
+            float[][] got = new float[2][];
+            for (int t = 1; t <= 2; t++) {
+                CpuBackend.setThreads(t);
+                got[t - 1] = Convolution.convBackwardWeight(x, dy, new long[] {3, 3}, false, o)[0].toFloatArray();
+            }
+            assertArrayEquals(got[0], got[1], "dw on 1 and 2 threads");
+        } finally {
+            CpuBackend.setThreads(before);
         }
     }
 
