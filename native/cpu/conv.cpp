@@ -46,48 +46,13 @@ namespace ct {
 namespace conv {
 
 // ------------------------------------------------------------------ geometry
-static const char* kNames[CT_CONV_GEOMETRY_LEN] = {
-    "N", "C", "K", "groups", "D", "H", "W", "kD", "kH", "kW", "sD", "sH", "sW",
-    "dD", "dH", "dW", "padD_before", "padH_before", "padW_before", "padD_after",
-    "padH_after", "padW_after", "oD", "oH", "oW"};
-
+/* dtype, then the shared geometry checks (native/shared/conv_geometry.h), then the CPU's size limits. */
 static int parse(const char* fn, int dtype, int layout, const int64_t* gv, Geo* out) {
   if (dtype != CT_F32 && dtype != CT_F64)
     return fail(CT_ERR_UNSUPPORTED, "%s: dtype %s is not supported (float32 and float64 only)", fn, dtype_name(dtype));
-  if (layout != CT_LAYOUT_NCHW && layout != CT_LAYOUT_NHWC)
-    return fail(CT_ERR_INVALID_ARG, "%s: unknown layout %d (0 NCHW, 1 NHWC)", fn, layout);
-  if (!gv) return fail(CT_ERR_INVALID_ARG, "%s: geometry pointer g is NULL", fn);
-  const int64_t kMax = (int64_t)1 << 31;
-  for (int i = 0; i < CT_CONV_GEOMETRY_LEN; ++i) {
-    int64_t lo = (i == 0) ? 0 : (i >= 16 && i <= 21) ? 0 : 1;
-    if (gv[i] < lo || gv[i] > kMax)
-      return fail(CT_ERR_INVALID_ARG, "%s: g[%d] (%s) = %lld is out of range [%lld, 2^31]", fn, i, kNames[i],
-                  (long long)gv[i], (long long)lo);
-  }
-  Geo& g = *out;
-  g.layout = layout;
-  g.N = gv[0]; g.C = gv[1]; g.K = gv[2]; g.G = gv[3];
-  for (int i = 0; i < 3; ++i) {
-    g.in[i] = gv[4 + i]; g.k[i] = gv[7 + i]; g.s[i] = gv[10 + i]; g.d[i] = gv[13 + i];
-    g.pb[i] = gv[16 + i]; g.pa[i] = gv[19 + i]; g.out[i] = gv[22 + i];
-  }
-  if (g.C % g.G) return fail(CT_ERR_INVALID_ARG, "%s: g[1] (C) = %lld is not divisible by g[3] (groups) = %lld", fn, (long long)g.C, (long long)g.G);
-  if (g.K % g.G) return fail(CT_ERR_INVALID_ARG, "%s: g[2] (K) = %lld is not divisible by g[3] (groups) = %lld", fn, (long long)g.K, (long long)g.G);
-  for (int i = 0; i < 3; ++i) {
-    int64_t span = g.d[i] * (g.k[i] - 1) + 1;
-    int64_t padded = g.in[i] + g.pb[i] + g.pa[i];
-    if (span > padded)
-      return fail(CT_ERR_INVALID_ARG, "%s: g[%d] (%s) = %lld: the dilated kernel (%lld) is larger than the padded input (%lld)",
-                  fn, 7 + i, kNames[7 + i], (long long)g.k[i], (long long)span, (long long)padded);
-    int64_t o = (padded - span) / g.s[i] + 1;
-    if (o != g.out[i])
-      return fail(CT_ERR_INVALID_ARG, "%s: g[%d] (%s) = %lld but (in + pad_before + pad_after - dil*(k-1) - 1) / stride + 1 = %lld",
-                  fn, 22 + i, kNames[22 + i], (long long)g.out[i], (long long)o);
-  }
-  g.Cg = g.C / g.G; g.Kg = g.K / g.G;
-  g.KS = g.k[0] * g.k[1] * g.k[2];
-  g.S = g.in[0] * g.in[1] * g.in[2];
-  g.P = g.out[0] * g.out[1] * g.out[2];
+  int st = parse_geometry(fn, layout, gv, (int64_t)1 << 31, out);
+  if (st != CT_OK) return st;
+  const Geo& g = *out;
   // total sizes must fit comfortably in int64 (and in a blasint for the GEMM dimensions)
   __int128 xs = (__int128)g.N * g.C * g.S, ys = (__int128)g.N * g.K * g.P, ws = (__int128)g.K * g.Cg * g.KS;
   __int128 cs = (__int128)g.Cg * g.KS * g.P;

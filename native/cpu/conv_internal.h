@@ -9,25 +9,10 @@
 
 #include "cortado/conv.h"
 #include "internal.h"
+#include "conv_geometry.h"  // struct Geo and its checks, shared with the CUDA library
 
 namespace ct {
 namespace conv {
-
-struct Geo {
-  int64_t N, C, K, G;
-  int64_t in[3];    // D, H, W
-  int64_t k[3];     // kD, kH, kW
-  int64_t s[3];     // stride
-  int64_t d[3];     // dilation
-  int64_t pb[3];    // padding before
-  int64_t pa[3];    // padding after
-  int64_t out[3];   // oD, oH, oW
-  int64_t Cg, Kg;   // channels per group
-  int64_t KS;       // kD*kH*kW
-  int64_t S;        // D*H*W
-  int64_t P;        // oD*oH*oW
-  int layout;       // CT_LAYOUT_*
-};
 
 /* Element strides of a [N, Ch, D, H, W] (NCHW) or [N, D, H, W, Ch] (NHWC) operand. */
 struct Str {

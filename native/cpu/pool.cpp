@@ -34,19 +34,18 @@
 #include "cortado/conv.h"
 #include "cortado/pool.h"
 #include "internal.h"
+#include "pool_geometry.h"  // struct Geo and its checks, shared with the CUDA library
 
 namespace ct {
 namespace {
 
-enum Kind { MAXP, AVGP, ADAPT };
-
-struct Geo {
-  int64_t N, C;
-  int64_t in[3], k[3], s[3], dil[3], pb[3], pa[3], out[3];
-  int64_t plane() const { return in[0] * in[1] * in[2]; }
-  int64_t oplane() const { return out[0] * out[1] * out[2]; }
-  int64_t taps() const { return k[0] * k[1] * k[2]; }
-};
+using pool::Kind;
+using pool::Geo;
+using pool::MAXP;
+using pool::AVGP;
+using pool::ADAPT;
+using pool::check_common;
+using pool::read_geo;
 
 /* One dimension's window table. */
 struct Win {
@@ -54,87 +53,6 @@ struct Win {
   int64_t dil = 1;
 };
 
-int check_common(const char* fn, int dtype, int layout, const int64_t* g) {
-  if (dtype != CT_F32 && dtype != CT_F64) {
-    if (dtype >= CT_F32 && dtype <= CT_I4)
-      return fail(CT_ERR_UNSUPPORTED, "%s: dtype %s is not supported (float32, float64)", fn, dtype_name(dtype));
-    return fail(CT_ERR_INVALID_ARG, "%s: unknown dtype code %d", fn, dtype);
-  }
-  if (layout != CT_LAYOUT_NCHW && layout != CT_LAYOUT_NHWC)
-    return fail(CT_ERR_INVALID_ARG, "%s: layout %d is neither CT_LAYOUT_NCHW (0) nor CT_LAYOUT_NHWC (1)", fn, layout);
-  return check_ptr(fn, "g (geometry)", g);
-}
-
-/* Reads and checks the geometry; kind ADAPT ignores kernel/stride/dilation/padding and groups. */
-int read_geo(const char* fn, const int64_t* g, Kind kind, Geo* o) {
-  static const char* dn[3] = {"D", "H", "W"};
-  o->N = g[0];
-  o->C = g[1];
-  if (g[0] < 0) return fail(CT_ERR_INVALID_ARG, "%s: g[0] (N) = %lld is negative", fn, (long long)g[0]);
-  if (g[1] < 0) return fail(CT_ERR_INVALID_ARG, "%s: g[1] (C) = %lld is negative", fn, (long long)g[1]);
-  if (kind != ADAPT) {
-    if (g[2] != g[1])
-      return fail(CT_ERR_INVALID_ARG, "%s: g[2] (K) = %lld must equal g[1] (C) = %lld for pooling", fn,
-                  (long long)g[2], (long long)g[1]);
-    if (g[3] != g[1] && !(g[1] == 0 && g[3] == 1))
-      return fail(CT_ERR_INVALID_ARG, "%s: g[3] (groups) = %lld must equal g[1] (C) = %lld for pooling", fn,
-                  (long long)g[3], (long long)g[1]);
-  }
-  int64_t total = o->N, t2;
-  if (__builtin_mul_overflow(total, o->C, &total))
-    return fail(CT_ERR_INVALID_ARG, "%s: N*C overflows int64", fn);
-  t2 = total;
-  for (int d = 0; d < 3; ++d) {
-    o->in[d] = g[4 + d];
-    o->out[d] = g[22 + d];
-    if (g[4 + d] < 1)
-      return fail(CT_ERR_INVALID_ARG, "%s: g[%d] (input %s) = %lld must be >= 1", fn, 4 + d, dn[d], (long long)g[4 + d]);
-    if (g[22 + d] < 1)
-      return fail(CT_ERR_INVALID_ARG, "%s: g[%d] (output o%s) = %lld must be >= 1", fn, 22 + d, dn[d],
-                  (long long)g[22 + d]);
-    if (__builtin_mul_overflow(total, g[4 + d], &total) || __builtin_mul_overflow(t2, g[22 + d], &t2))
-      return fail(CT_ERR_INVALID_ARG, "%s: tensor sizes overflow int64", fn);
-    if (kind == ADAPT) {
-      o->k[d] = o->s[d] = o->dil[d] = 1;
-      o->pb[d] = o->pa[d] = 0;
-      continue;
-    }
-    o->k[d] = g[7 + d];
-    o->s[d] = g[10 + d];
-    o->dil[d] = g[13 + d];
-    o->pb[d] = g[16 + d];
-    o->pa[d] = g[19 + d];
-    if (o->k[d] < 1)
-      return fail(CT_ERR_INVALID_ARG, "%s: g[%d] (kernel k%s) = %lld must be >= 1", fn, 7 + d, dn[d], (long long)o->k[d]);
-    if (o->s[d] < 1)
-      return fail(CT_ERR_INVALID_ARG, "%s: g[%d] (stride s%s) = %lld must be >= 1", fn, 10 + d, dn[d], (long long)o->s[d]);
-    if (o->dil[d] < 1)
-      return fail(CT_ERR_INVALID_ARG, "%s: g[%d] (dilation d%s) = %lld must be >= 1", fn, 13 + d, dn[d],
-                  (long long)o->dil[d]);
-    if (o->pb[d] < 0 || o->pb[d] > (int64_t)1 << 40)
-      return fail(CT_ERR_INVALID_ARG, "%s: g[%d] (padding before p%s) = %lld is out of range", fn, 16 + d, dn[d],
-                  (long long)o->pb[d]);
-    if (o->pa[d] < 0 || o->pa[d] > (int64_t)1 << 40)
-      return fail(CT_ERR_INVALID_ARG, "%s: g[%d] (padding after) = %lld is out of range", fn, 19 + d,
-                  (long long)o->pa[d]);
-    if (o->k[d] > (int64_t)1 << 31 || o->dil[d] > (int64_t)1 << 31 || o->s[d] > (int64_t)1 << 40)
-      return fail(CT_ERR_INVALID_ARG, "%s: kernel/stride/dilation of dimension %s are too large", fn, dn[d]);
-    int64_t span = o->in[d] + o->pb[d] + o->pa[d] - o->dil[d] * (o->k[d] - 1) - 1;
-    if (span < 0)
-      return fail(CT_ERR_INVALID_ARG,
-                  "%s: dimension %s: the dilated kernel %lld (k %lld, dilation %lld) exceeds the padded input %lld", fn,
-                  dn[d], (long long)(o->dil[d] * (o->k[d] - 1) + 1), (long long)o->k[d], (long long)o->dil[d],
-                  (long long)(o->in[d] + o->pb[d] + o->pa[d]));
-    int64_t want = span / o->s[d] + 1;
-    if (want != o->out[d])
-      return fail(CT_ERR_INVALID_ARG,
-                  "%s: g[%d] (output o%s) = %lld but input %lld, kernel %lld, stride %lld, dilation %lld, padding "
-                  "%lld+%lld give %lld",
-                  fn, 22 + d, dn[d], (long long)o->out[d], (long long)o->in[d], (long long)o->k[d], (long long)o->s[d],
-                  (long long)o->dil[d], (long long)o->pb[d], (long long)o->pa[d], (long long)want);
-  }
-  return CT_OK;
-}
 
 void make_wins(const Geo& g, Kind kind, Win w[3]) {
   for (int d = 0; d < 3; ++d) {
@@ -182,7 +100,7 @@ CT_INLINE int64_t ntaps(const Win* w, int64_t od, int64_t oh, int64_t ow) {
 
 /* Divisor of an average window. */
 CT_INLINE double divisor(const Geo& g, const Win* w, Kind kind, bool include_pad, int64_t od, int64_t oh, int64_t ow) {
-  if (kind == AVGP && include_pad) return (double)g.taps();
+  if (kind == AVGP && include_pad) return (double)g.taps;
   return (double)ntaps(w, od, oh, ow);
 }
 
@@ -192,7 +110,7 @@ template <class T>
 void forward_ref(const Geo& g, int layout, Kind kind, bool include_pad, const T* x, T* y, int64_t* idx) {
   Win w[3];
   make_wins(g, kind, w);
-  const int64_t P = g.plane(), OP = g.oplane(), C = g.C;
+  const int64_t P = g.P, OP = g.OP, C = g.C;
   for (int64_t n = 0; n < g.N; ++n)
     for (int64_t c = 0; c < C; ++c)
       for (int64_t od = 0; od < g.out[0]; ++od)
@@ -225,7 +143,7 @@ template <class T>
 void backward_ref(const Geo& g, int layout, Kind kind, bool include_pad, const T* dy, const int64_t* idx, T* dx) {
   Win w[3];
   make_wins(g, kind, w);
-  const int64_t P = g.plane(), OP = g.oplane(), C = g.C;
+  const int64_t P = g.P, OP = g.OP, C = g.C;
   std::memset(dx, 0, sizeof(T) * g.N * C * P);
   for (int64_t n = 0; n < g.N; ++n)
     for (int64_t c = 0; c < C; ++c)
@@ -284,9 +202,9 @@ void max_plane_2d(const Geo& g, const Win* w, const T* xp, T* yp, int64_t* ip) {
 
 template <class T>
 void forward_nchw(const Geo& g, const Win* w, Kind kind, bool include_pad, const T* x, T* y, int64_t* idx) {
-  const int64_t P = g.plane(), OP = g.oplane();
+  const int64_t P = g.P, OP = g.OP;
   const int64_t planes = g.N * g.C;
-  parallel_range(planes, P + OP * (kind == MAXP ? g.taps() : g.taps() + 4), [&](int64_t p0, int64_t p1) {
+  parallel_range(planes, P + OP * (kind == MAXP ? g.taps : g.taps + 4), [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       const T* xp = x + p * P;
       T* yp = y + p * OP;
@@ -324,9 +242,9 @@ void forward_nchw(const Geo& g, const Win* w, Kind kind, bool include_pad, const
 
 template <class T>
 void backward_nchw(const Geo& g, const Win* w, Kind kind, bool include_pad, const T* dy, const int64_t* idx, T* dx) {
-  const int64_t P = g.plane(), OP = g.oplane();
+  const int64_t P = g.P, OP = g.OP;
   const int64_t planes = g.N * g.C;
-  parallel_range(planes, P + OP * (kind == MAXP ? 2 : g.taps()), [&](int64_t p0, int64_t p1) {
+  parallel_range(planes, P + OP * (kind == MAXP ? 2 : g.taps), [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       T* dxp = dx + p * P;
       const T* dyp = dy + p * OP;
@@ -424,9 +342,9 @@ CT_INLINE void max_block_f32_idx_avx2(const Geo& g, const Win* w, int64_t od, in
 
 template <class T>
 void forward_nhwc(const Geo& g, const Win* w, Kind kind, bool include_pad, const T* x, T* y, int64_t* idx) {
-  const int64_t P = g.plane(), OP = g.oplane(), C = g.C;
+  const int64_t P = g.P, OP = g.OP, C = g.C;
   const int64_t rows = g.N * g.out[0] * g.out[1];
-  const int64_t per_row = g.out[2] * C * (kind == MAXP ? g.taps() : g.taps() + 4);
+  const int64_t per_row = g.out[2] * C * (kind == MAXP ? g.taps : g.taps + 4);
   parallel_range(rows, per_row, [&](int64_t r0, int64_t r1) {
     std::vector<double> acc(kind == MAXP ? 0 : C);
     for (int64_t r = r0; r < r1; ++r) {
@@ -465,7 +383,7 @@ void forward_nhwc(const Geo& g, const Win* w, Kind kind, bool include_pad, const
 
 template <class T>
 void backward_nhwc(const Geo& g, const Win* w, Kind kind, bool include_pad, const T* dy, const int64_t* idx, T* dx) {
-  const int64_t P = g.plane(), OP = g.oplane(), C = g.C;
+  const int64_t P = g.P, OP = g.OP, C = g.C;
   // Work items: (n, channel chunk); chunks of >= 16 channels, enough items to feed the threads.
   const int nt = threads();
   int64_t chunks = (4 * nt + g.N - 1) / g.N;
@@ -473,7 +391,7 @@ void backward_nhwc(const Geo& g, const Win* w, Kind kind, bool include_pad, cons
   if (chunks < 1) chunks = 1;
   const int64_t cw = (C + chunks - 1) / chunks;
   const int64_t items = g.N * chunks;
-  parallel_range(items, (P + OP * (kind == MAXP ? 2 : g.taps())) * cw, [&](int64_t i0, int64_t i1) {
+  parallel_range(items, (P + OP * (kind == MAXP ? 2 : g.taps)) * cw, [&](int64_t i0, int64_t i1) {
     for (int64_t it = i0; it < i1; ++it) {
       const int64_t n = it / chunks, c0 = (it % chunks) * cw;
       const int64_t c1 = c0 + cw < C ? c0 + cw : C;
@@ -542,7 +460,7 @@ void run_backward(const Geo& g, int layout, Kind kind, bool include_pad, const v
 
 /* Every index must lie in [0, plane) (or be -1: a window of only padding). */
 int check_indices(const char* fn, const Geo& g, const int64_t* idx) {
-  const int64_t n = g.N * g.C * g.oplane(), P = g.plane();
+  const int64_t n = g.N * g.C * g.OP, P = g.P;
   int64_t bad = -1;
   for (int64_t i = 0; i < n; ++i)
     if (idx[i] < -1 || idx[i] >= P) { bad = i; break; }

@@ -38,72 +38,26 @@
 #include <cstdio>
 
 #include "common.cuh"
+#include "conv_geometry.h"
 #include "cortado/conv.h"
 
 namespace ct {
 namespace {
 
 // ------------------------------------------------------------------ geometry
-struct Geo {
-  int layout;
-  int64_t N, C, K, G, Cg, Kg, KS, S, P;
-  int64_t in[3], k[3], s[3], d[3], pb[3], pa[3], out[3];
-};
+using conv::Geo;
 
-const char* kNames[CT_CONV_GEOMETRY_LEN] = {
-    "N", "C", "K", "groups", "D", "H", "W", "kD", "kH", "kW", "sD", "sH", "sW",
-    "dD", "dH", "dW", "padD_before", "padH_before", "padW_before", "padD_after",
-    "padH_after", "padW_after", "oD", "oH", "oW"};
-
+/* dtype and algorithm, then the shared geometry checks (native/shared/conv_geometry.h), then the
+ * CUDA kernels' size limits (int32 indexing). */
 int parse(const char* fn, int dtype, int layout, int algorithm, const int64_t* gv, Geo* out) {
   if (dtype != CT_F32 && dtype != CT_F64 && dtype != CT_F16 && dtype != CT_BF16)
     return fail(CT_ERR_UNSUPPORTED, "%s: dtype %s is not supported (float32, float64, float16, bfloat16)", fn,
                 dtype_name(dtype));
-  if (layout != CT_LAYOUT_NCHW && layout != CT_LAYOUT_NHWC)
-    return fail(CT_ERR_INVALID_ARG, "%s: unknown layout %d (0 NCHW, 1 NHWC)", fn, layout);
   if (algorithm < CT_CONV_ALGO_AUTO || algorithm > CT_CONV_ALGO_IMPLICIT_GEMM)
     return fail(CT_ERR_INVALID_ARG, "%s: unknown algorithm %d", fn, algorithm);
-  if (!gv) return fail(CT_ERR_INVALID_ARG, "%s: geometry pointer g is NULL", fn);
-  const int64_t kMax = (int64_t)1 << 30;
-  for (int i = 0; i < CT_CONV_GEOMETRY_LEN; ++i) {
-    int64_t lo = (i == 0) ? 0 : (i >= 16 && i <= 21) ? 0 : 1;
-    if (gv[i] < lo || gv[i] > kMax)
-      return fail(CT_ERR_INVALID_ARG, "%s: g[%d] (%s) = %lld is out of range [%lld, 2^30]", fn, i, kNames[i],
-                  (long long)gv[i], (long long)lo);
-  }
-  Geo& g = *out;
-  g.layout = layout;
-  g.N = gv[0]; g.C = gv[1]; g.K = gv[2]; g.G = gv[3];
-  for (int i = 0; i < 3; ++i) {
-    g.in[i] = gv[4 + i]; g.k[i] = gv[7 + i]; g.s[i] = gv[10 + i]; g.d[i] = gv[13 + i];
-    g.pb[i] = gv[16 + i]; g.pa[i] = gv[19 + i]; g.out[i] = gv[22 + i];
-  }
-  if (g.C % g.G)
-    return fail(CT_ERR_INVALID_ARG, "%s: g[1] (C) = %lld is not divisible by g[3] (groups) = %lld", fn, (long long)g.C,
-                (long long)g.G);
-  if (g.K % g.G)
-    return fail(CT_ERR_INVALID_ARG, "%s: g[2] (K) = %lld is not divisible by g[3] (groups) = %lld", fn, (long long)g.K,
-                (long long)g.G);
-  for (int i = 0; i < 3; ++i) {
-    int64_t span = g.d[i] * (g.k[i] - 1) + 1;
-    int64_t padded = g.in[i] + g.pb[i] + g.pa[i];
-    if (span > padded)
-      return fail(CT_ERR_INVALID_ARG,
-                  "%s: g[%d] (%s) = %lld: the dilated kernel (%lld) is larger than the padded input (%lld)", fn, 7 + i,
-                  kNames[7 + i], (long long)g.k[i], (long long)span, (long long)padded);
-    if (padded > kMax || span > kMax)
-      return fail(CT_ERR_UNSUPPORTED, "%s: spatial dimension %d is too large (padded %lld, kernel span %lld, limit 2^30)",
-                  fn, i, (long long)padded, (long long)span);
-    int64_t o = (padded - span) / g.s[i] + 1;
-    if (o != g.out[i])
-      return fail(CT_ERR_INVALID_ARG,
-                  "%s: g[%d] (%s) = %lld but (in + pad_before + pad_after - dil*(k-1) - 1) / stride + 1 = %lld", fn,
-                  22 + i, kNames[22 + i], (long long)g.out[i], (long long)o);
-  }
-  g.Cg = g.C / g.G; g.Kg = g.K / g.G;
-  g.KS = g.k[0] * g.k[1] * g.k[2];
-  g.S = g.in[0] * g.in[1] * g.in[2];
-  g.P = g.out[0] * g.out[1] * g.out[2];
+  const int st = conv::parse_geometry(fn, layout, gv, (int64_t)1 << 30, out);
+  if (st != CT_OK) return st;
+  const Geo& g = *out;
   const __int128 lim = (__int128)1 << 31;
   __int128 np = (__int128)g.N * g.P, ns = (__int128)g.N * g.S, red = (__int128)g.KS * (g.Cg > g.Kg ? g.Cg : g.Kg);
   __int128 ws = (__int128)g.K * g.Cg * g.KS;
