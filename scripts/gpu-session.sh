@@ -5,7 +5,7 @@
 # Steps (each under its own time limit, the whole well under 10 minutes; results under $OUT):
 #   1. scripts/gpu-check.sh: the native check (every CUDA kernel against its CPU twin) and the
 #      CUDA-event timings                                   -> gpu-check.md, gpu-check.log
-#   2. the Java `gpu` tests (JUnit console, bundled JRE)     -> junit.log, TEST-junit-jupiter.xml
+#   2. the Java `gpu` tests (JUnit console, bundled JRE)     -> junit.log (tree), TEST-junit-jupiter.xml
 #   3. the PyTorch peers on the same shapes (cuDNN convolution, flash attention)
 #                                                            -> peers.md
 # Environment: STEPS="1 2 3" (default all), CUDA_ARCHS (default 90: Hopper only, the fastest build).
@@ -50,10 +50,18 @@ fi
 if [[ " $STEPS " == *" 2 "* ]]; then
   echo "== 2. Java gpu tests" >&2
   cp "$B/openblas.jar" "$W/test-libs/"
+  # the CUDA library built in step 1 (or now) for this GPU, where the bundle left it out
+  if [[ ! -f "$W/gpu-check/lib/libcortado_cuda.so" ]]; then
+    cmake -S native -B "$W/gpu-check" -DCMAKE_BUILD_TYPE=Release -DOPENBLAS_DIR="$OBDIR" \
+      -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHS:-90}" >> "$OUT/gpu-check.log" 2>&1
+    cmake --build "$W/gpu-check" -j "$(nproc)" --target cortado_cuda >> "$OUT/gpu-check.log" 2>&1
+  fi
+  cp "$W/gpu-check/lib/libcortado_cuda.so" "$W/classes/dev/cortado/backend/cuda/linux-x86_64/" || status=1
   (cd "$W" && timeout 240 jre/bin/java -Xmx8g -jar test-libs/junit-platform-console-standalone-*.jar execute \
       -cp "classes:test-classes:$(ls test-libs/*.jar | tr '\n' ':')" --select-package dev.cortado --include-tag gpu \
-      --details=summary --disable-banner --reports-dir "$OUT") > "$OUT/junit.log" 2>&1 || status=1
-  grep -E 'tests (successful|failed|skipped|aborted)|MethodSource|=>' "$OUT/junit.log" | head -n 60 >&2
+      --details=tree --disable-banner --reports-dir "$W/junit-reports") > "$OUT/junit.log" 2>&1 || status=1
+  cp "$W/junit-reports/TEST-junit-jupiter.xml" "$OUT/" 2>/dev/null  # the device tool returns at most 8 files
+  grep -E 'tests (found|successful|failed|skipped|aborted)|✘' "$OUT/junit.log" | head -n 60 >&2
 fi
 
 if [[ " $STEPS " == *" 3 "* ]]; then
