@@ -38,6 +38,7 @@
 
 #include "cortado/attention.h"
 #include "internal.h"
+#include "attention_args.h"  // argument checks shared with the CUDA library
 #include "vmath.h"
 
 namespace ct {
@@ -653,60 +654,20 @@ bool use_reference() {
   return r;
 }
 
-int check_strides4(const char* fn, const char* name, const int64_t* s, bool unit_feature) {
-  if (!s) return fail(CT_ERR_INVALID_ARG, "%s: %s is NULL", fn, name);
-  for (int d = 0; d < 4; ++d)
-    if (s[d] < 0) return fail(CT_ERR_INVALID_ARG, "%s: %s[%d]=%lld is negative", fn, name, d, (long long)s[d]);
-  if (unit_feature && s[3] != 1)
-    return fail(CT_ERR_INVALID_ARG, "%s: %s[3]=%lld must be 1 (the feature dimension is contiguous)", fn, name,
-                (long long)s[3]);
-  return CT_OK;
-}
-
-int check_float_dtype(const char* fn, int dtype) {
-  if (dtype == CT_F32 || dtype == CT_F64 || dtype == CT_F16 || dtype == CT_BF16) return CT_OK;
-  return fail(CT_ERR_UNSUPPORTED, "%s: dtype %s (%d) is not supported (F32, F64, F16, BF16 only)", fn,
-              dtype_name(dtype), dtype);
-}
+using attention::check_float_dtype;
+using attention::check_strides4;
 
 /* Validates the arguments shared by forward and backward; fills pb. Returns CT_OK or an error. */
 int setup(const char* fn, Problem& pb, int dtype, const int64_t* dims, const void* q, const int64_t* qs, const void* k,
           const int64_t* ks, const void* v, const int64_t* vs, int mask_kind, const void* mask, const int64_t* ms,
           int causal, double scale, double dropout_p, uint64_t seed, uint64_t offset, const int64_t* os) {
-  int st = check_float_dtype(fn, dtype);
+  const int st = attention::check_args(fn, dtype, dims, q, qs, k, ks, v, vs, mask_kind, mask, ms, scale, dropout_p, os);
   if (st) return st;
-  if (!dims) return fail(CT_ERR_INVALID_ARG, "%s: dims is NULL", fn);
-  static const char* names[7] = {"B", "Hq", "Hkv", "Lq", "Lk", "D", "Dv"};
-  for (int i = 0; i < 7; ++i) {
-    const bool may_be_zero = i == 0 || i == 3 || i == 4;
-    if (dims[i] < 0 || (dims[i] == 0 && !may_be_zero))
-      return fail(CT_ERR_INVALID_ARG, "%s: dims[%d] (%s) = %lld must be %s", fn, i, names[i], (long long)dims[i],
-                  may_be_zero ? "non-negative" : "positive");
-  }
-  if (dims[1] % dims[2] != 0)
-    return fail(CT_ERR_INVALID_ARG, "%s: Hq=%lld is not a multiple of Hkv=%lld", fn, (long long)dims[1],
-                (long long)dims[2]);
-  if ((st = check_strides4(fn, "q_strides", qs, true)) || (st = check_strides4(fn, "k_strides", ks, true)) ||
-      (st = check_strides4(fn, "v_strides", vs, true)))
-    return st;
-  if (os && (st = check_strides4(fn, "o_strides", os, true))) return st;
-  if (mask_kind < 0 || mask_kind > 2)
-    return fail(CT_ERR_INVALID_ARG, "%s: mask_kind=%d must be 0 (none), 1 (boolean) or 2 (additive)", fn, mask_kind);
-  if (mask_kind != 0 && (st = check_strides4(fn, "mask_strides", ms, false))) return st;
-  if (!(dropout_p >= 0.0 && dropout_p < 1.0))
-    return fail(CT_ERR_INVALID_ARG, "%s: dropout_p=%g must be in [0, 1)", fn, dropout_p);
-  if (!std::isfinite(scale)) return fail(CT_ERR_INVALID_ARG, "%s: scale=%g must be finite", fn, scale);
   pb.B = dims[0]; pb.Hq = dims[1]; pb.Hkv = dims[2]; pb.Lq = dims[3]; pb.Lk = dims[4]; pb.D = dims[5]; pb.Dv = dims[6];
   pb.G = pb.Hq / pb.Hkv;
   pb.qs = qs; pb.ks = ks; pb.vs = vs; pb.ms = ms; pb.os = os;
   pb.mask_kind = mask_kind; pb.mask = mask; pb.causal = causal != 0;
   pb.scale = scale; pb.p = dropout_p; pb.seed = seed; pb.offset = offset; pb.coff = pb.Lk - pb.Lq;
-  const bool empty = pb.B == 0 || pb.Lq == 0;
-  if (!empty) {
-    if ((st = check_ptr(fn, "q", q))) return st;
-    if (pb.Lk > 0 && ((st = check_ptr(fn, "k", k)) || (st = check_ptr(fn, "v", v)))) return st;
-    if (mask_kind != 0 && pb.Lk > 0 && (st = check_ptr(fn, "mask", mask))) return st;
-  }
   return CT_OK;
 }
 

@@ -29,6 +29,7 @@
 
 #include "cortado/norm.h"
 #include "internal.h"
+#include "batchnorm_args.h"  // argument checks shared with the CUDA library
 
 namespace ct {
 namespace {
@@ -41,22 +42,7 @@ bool use_reference() {
   return ref;
 }
 
-int check_args(const char* fn, int dtype, int layout, int64_t n, int64_t c, int64_t s) {
-  if (dtype != CT_F32 && dtype != CT_F64) {
-    if (dtype >= CT_F32 && dtype <= CT_I4)
-      return fail(CT_ERR_UNSUPPORTED, "%s: dtype %s is not supported (float32, float64)", fn, dtype_name(dtype));
-    return fail(CT_ERR_INVALID_ARG, "%s: unknown dtype code %d", fn, dtype);
-  }
-  if (layout != CT_LAYOUT_NCHW && layout != CT_LAYOUT_NHWC)
-    return fail(CT_ERR_INVALID_ARG, "%s: layout %d is neither CT_LAYOUT_NCHW (0) nor CT_LAYOUT_NHWC (1)", fn, layout);
-  if (n < 0) return fail(CT_ERR_INVALID_ARG, "%s: n = %lld is negative", fn, (long long)n);
-  if (c < 0) return fail(CT_ERR_INVALID_ARG, "%s: c = %lld is negative", fn, (long long)c);
-  if (s < 0) return fail(CT_ERR_INVALID_ARG, "%s: s = %lld is negative", fn, (long long)s);
-  int64_t t;
-  if (__builtin_mul_overflow(n, c, &t) || __builtin_mul_overflow(t, s, &t))
-    return fail(CT_ERR_INVALID_ARG, "%s: n*c*s overflows int64", fn);
-  return CT_OK;
-}
+using batchnorm::check_args;
 
 /* Per-channel shifted sums of x (pass 1 of training). */
 template <class T>

@@ -50,6 +50,7 @@
  *  rotation in float64 too; inverse rotates by -angle. 6 FLOPs per pair, memory bound.
  */
 #include "common.cuh"
+#include "attention_args.h"  // argument checks shared with the CPU library
 #include "cortado/attention.h"
 
 #include <cmath>
@@ -853,21 +854,8 @@ __global__ void __launch_bounds__(256) rope_kernel(T* x, int64_t B, int64_t H, i
 }
 
 // ================================================================== host side
-int check_strides4(const char* fn, const char* name, const int64_t* s, bool unit_feature) {
-  if (!s) return fail(CT_ERR_INVALID_ARG, "%s: %s is NULL", fn, name);
-  for (int d = 0; d < 4; ++d)
-    if (s[d] < 0) return fail(CT_ERR_INVALID_ARG, "%s: %s[%d]=%lld is negative", fn, name, d, (long long)s[d]);
-  if (unit_feature && s[3] != 1)
-    return fail(CT_ERR_INVALID_ARG, "%s: %s[3]=%lld must be 1 (the feature dimension is contiguous)", fn, name,
-                (long long)s[3]);
-  return CT_OK;
-}
-
-int check_float_dtype(const char* fn, int dtype) {
-  if (dtype == CT_F32 || dtype == CT_F64 || dtype == CT_F16 || dtype == CT_BF16) return CT_OK;
-  return fail(CT_ERR_UNSUPPORTED, "%s: dtype %s (%d) is not supported (F32, F64, F16, BF16 only)", fn,
-              dtype_name(dtype), dtype);
-}
+using attention::check_float_dtype;
+using attention::check_strides4;
 
 void copy4(int64_t (&dst)[4], const int64_t* s) {
   for (int d = 0; d < 4; ++d) dst[d] = s ? s[d] : 0;
@@ -877,31 +865,12 @@ void copy4(int64_t (&dst)[4], const int64_t* s) {
 int setup(const char* fn, AttnArgs& a, int dtype, const int64_t* dims, const void* q, const int64_t* qs, const void* k,
           const int64_t* ks, const void* v, const int64_t* vs, int mask_kind, const void* mask, const int64_t* ms,
           int causal, double scale, double dropout_p, uint64_t seed, uint64_t offset, const int64_t* os) {
-  int st = check_float_dtype(fn, dtype);
+  int st = attention::check_args(fn, dtype, dims, q, qs, k, ks, v, vs, mask_kind, mask, ms, scale, dropout_p, os);
   if (st) return st;
-  if (!dims) return fail(CT_ERR_INVALID_ARG, "%s: dims is NULL", fn);
-  static const char* names[7] = {"B", "Hq", "Hkv", "Lq", "Lk", "D", "Dv"};
-  for (int i = 0; i < 7; ++i) {
-    const bool may_be_zero = i == 0 || i == 3 || i == 4;
-    if (dims[i] < 0 || (dims[i] == 0 && !may_be_zero))
-      return fail(CT_ERR_INVALID_ARG, "%s: dims[%d] (%s) = %lld must be %s", fn, i, names[i], (long long)dims[i],
-                  may_be_zero ? "non-negative" : "positive");
-  }
-  if (dims[1] % dims[2] != 0)
-    return fail(CT_ERR_INVALID_ARG, "%s: Hq=%lld is not a multiple of Hkv=%lld", fn, (long long)dims[1],
-                (long long)dims[2]);
+  if ((st = check_strides4(fn, "o_strides", os, true))) return st;  // required here (NULL allowed on the CPU)
   if (dims[5] > 256 || dims[6] > 256)
     return fail(CT_ERR_UNSUPPORTED, "%s: head dims D=%lld, Dv=%lld: the CUDA kernels support at most 256", fn,
                 (long long)dims[5], (long long)dims[6]);
-  if ((st = check_strides4(fn, "q_strides", qs, true)) || (st = check_strides4(fn, "k_strides", ks, true)) ||
-      (st = check_strides4(fn, "v_strides", vs, true)) || (st = check_strides4(fn, "o_strides", os, true)))
-    return st;
-  if (mask_kind < 0 || mask_kind > 2)
-    return fail(CT_ERR_INVALID_ARG, "%s: mask_kind=%d must be 0 (none), 1 (boolean) or 2 (additive)", fn, mask_kind);
-  if (mask_kind != 0 && (st = check_strides4(fn, "mask_strides", ms, false))) return st;
-  if (!(dropout_p >= 0.0 && dropout_p < 1.0))
-    return fail(CT_ERR_INVALID_ARG, "%s: dropout_p=%g must be in [0, 1)", fn, dropout_p);
-  if (!std::isfinite(scale)) return fail(CT_ERR_INVALID_ARG, "%s: scale=%g must be finite", fn, scale);
   a = AttnArgs{};
   a.B = dims[0]; a.Hq = dims[1]; a.Hkv = dims[2]; a.Lq = dims[3]; a.Lk = dims[4]; a.D = dims[5]; a.Dv = dims[6];
   a.G = a.Hq / a.Hkv;
@@ -917,12 +886,6 @@ int setup(const char* fn, AttnArgs& a, int dtype, const int64_t* dims, const voi
   a.zs = 1.0 / (1.0 - dropout_p);
   a.seed = seed;
   a.offset = offset;
-  const bool empty = a.B == 0 || a.Lq == 0;
-  if (!empty) {
-    if ((st = check_ptr(fn, "q", q))) return st;
-    if (a.Lk > 0 && ((st = check_ptr(fn, "k", k)) || (st = check_ptr(fn, "v", v)))) return st;
-    if (mask_kind != 0 && a.Lk > 0 && (st = check_ptr(fn, "mask", mask))) return st;
-  }
   return CT_OK;
 }
 

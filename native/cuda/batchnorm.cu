@@ -30,6 +30,7 @@
  *  channel tile (freed at the end of the call, stream ordered).
  */
 #include "common.cuh"
+#include "batchnorm_args.h"  // argument checks shared with the CPU library
 #include "cortado/norm.h"
 
 namespace ct {
@@ -37,21 +38,11 @@ namespace {
 
 template <class T> using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
-// ------------------------------------------------------------------ validation (as batchnorm.cpp)
+// ------------------------------------------------------------------ validation
+/* The shared checks (native/shared/batchnorm_args.h), then the CUDA grid's channel limit. */
 int check_args(const char* fn, int dtype, int layout, int64_t n, int64_t c, int64_t s) {
-  if (dtype != CT_F32 && dtype != CT_F64) {
-    if (dtype >= CT_F32 && dtype <= CT_I4)
-      return fail(CT_ERR_UNSUPPORTED, "%s: dtype %s is not supported (float32, float64)", fn, dtype_name(dtype));
-    return fail(CT_ERR_INVALID_ARG, "%s: unknown dtype code %d", fn, dtype);
-  }
-  if (layout != CT_LAYOUT_NCHW && layout != CT_LAYOUT_NHWC)
-    return fail(CT_ERR_INVALID_ARG, "%s: layout %d is neither CT_LAYOUT_NCHW (0) nor CT_LAYOUT_NHWC (1)", fn, layout);
-  if (n < 0) return fail(CT_ERR_INVALID_ARG, "%s: n = %lld is negative", fn, (long long)n);
-  if (c < 0) return fail(CT_ERR_INVALID_ARG, "%s: c = %lld is negative", fn, (long long)c);
-  if (s < 0) return fail(CT_ERR_INVALID_ARG, "%s: s = %lld is negative", fn, (long long)s);
-  int64_t t;
-  if (__builtin_mul_overflow(n, c, &t) || __builtin_mul_overflow(t, s, &t))
-    return fail(CT_ERR_INVALID_ARG, "%s: n*c*s overflows int64", fn);
+  const int st = batchnorm::check_args(fn, dtype, layout, n, c, s);
+  if (st != CT_OK) return st;
   if (c > INT32_MAX) return fail(CT_ERR_UNSUPPORTED, "%s: c = %lld channels exceed the CUDA grid (2^31 - 1)", fn, (long long)c);
   return CT_OK;
 }
