@@ -410,6 +410,37 @@ class PoolingOpsTest {
         }
     }
 
+    /** The plain 2x2 stride-2 kernel (its own fast path): odd planes, ties, NaNs, exact values and indices. */
+    @Test
+    void maxPool2x2Stride2MatchesTheDefinition() {
+        try (var scope = Scope.open()) {
+            Random r = new Random(17);
+            int n = 3;
+            int c = 5;
+            int[] sp = {7, 9};
+            for (DType t : new DType[] {DType.FLOAT32, DType.FLOAT64}) {
+                for (DataLayout l : DataLayout.values()) {
+                    double[] xv = new double[n * c * prod(sp)];
+                    for (int i = 0; i < xv.length; i++) {
+                        xv[i] = r.nextInt(4);  // many ties: the first maximum of a window must win
+                    }
+                    xv[10] = Double.NaN;
+                    xv[2 * 63 + 20] = Double.NaN;
+                    xv[2 * 63 + 21] = Double.NaN;
+                    Tensor x = toLayout(Reference.make(xv, t, nchwDims(n, c, sp)), l);
+                    PoolOptions o = PoolOptions.builder(2).stride(2).layout(l).build();
+                    Tensor[] yi = Pooling.maxPoolWithIndices(x, o);
+                    double[][] ref = poolRef(xv, n, c, sp, new int[] {2, 2}, new int[] {2, 2}, new int[] {0, 0},
+                            new int[] {1, 1}, 0, false);
+                    String what = "max_pool 2x2/2 " + t + " " + l;
+                    Reference.assertExact(ref[0], fromLayout(yi[0], l), what);
+                    Reference.assertExact(ref[1], fromLayout(yi[1], l), what + " indices");
+                    Reference.assertExact(ref[0], fromLayout(Pooling.maxPool(x, o), l), what + " without indices");
+                }
+            }
+        }
+    }
+
     @Test
     void maxPoolNaNPropagatesAndPaddingNeverWins() {
         try (var scope = Scope.open()) {
