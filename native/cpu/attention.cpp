@@ -654,9 +654,6 @@ bool use_reference() {
   return r;
 }
 
-using attention::check_float_dtype;
-using attention::check_strides4;
-
 /* Validates the arguments shared by forward and backward; fills pb. Returns CT_OK or an error. */
 int setup(const char* fn, Problem& pb, int dtype, const int64_t* dims, const void* q, const int64_t* qs, const void* k,
           const int64_t* ks, const void* v, const int64_t* vs, int mask_kind, const void* mask, const int64_t* ms,
@@ -728,16 +725,10 @@ extern "C" int ct_cpu_attention_backward(int dtype, const int64_t* dims, const v
   int st = setup(fn, pb, dtype, dims, q, q_strides, k, k_strides, v, v_strides, mask_kind, mask, mask_strides, causal,
                  scale, dropout_p, seed, offset, o_strides);
   if (st) return st;
-  if ((st = check_strides4(fn, "do_strides", do_strides, true)) ||
-      (st = check_strides4(fn, "dq_strides", dq_strides, true)) ||
-      (st = check_strides4(fn, "dk_strides", dk_strides, true)) ||
-      (st = check_strides4(fn, "dv_strides", dv_strides, true)))
+  if ((st = attention::check_backward_args(fn, dims, o, d_o, do_strides, lse, dq, dq_strides, dk, dk_strides, dv,
+                                           dv_strides)))
     return st;
   if (pb.B == 0 || (pb.Lq == 0 && pb.Lk == 0)) return CT_OK;
-  if (pb.Lq > 0 && ((st = check_ptr(fn, "o", o)) || (st = check_ptr(fn, "d_o", d_o)) ||
-                    (st = check_ptr(fn, "lse", lse)) || (st = check_ptr(fn, "dq", dq))))
-    return st;
-  if (pb.Lk > 0 && ((st = check_ptr(fn, "dk", dk)) || (st = check_ptr(fn, "dv", dv)))) return st;
   if (pb.Lk > 0 && pb.Lq == 0) {  // no queries: dK = dV = 0
     if ((st = check_ptr(fn, "k", k))) return st;
   }
@@ -759,19 +750,10 @@ extern "C" int ct_cpu_rope(int dtype, const int64_t* dims4, void* x, const int64
                            const int64_t* positions, int64_t rotary_dim, double base, int interleaved, int inverse) {
   static const char* fn = "ct_cpu_rope";
   CT_TRY
-  int st = check_float_dtype(fn, dtype);
+  int st = attention::check_rope_args(fn, dtype, dims4, x, x_strides, rotary_dim, base);
   if (st) return st;
-  if (!dims4) return fail(CT_ERR_INVALID_ARG, "%s: dims4 is NULL", fn);
-  for (int i = 0; i < 4; ++i)
-    if (dims4[i] < 0) return fail(CT_ERR_INVALID_ARG, "%s: dims4[%d]=%lld is negative", fn, i, (long long)dims4[i]);
-  if ((st = check_strides4(fn, "x_strides", x_strides, true))) return st;
-  const int64_t B = dims4[0], H = dims4[1], L = dims4[2], D = dims4[3];
-  if (rotary_dim <= 0 || rotary_dim % 2 != 0 || rotary_dim > D)
-    return fail(CT_ERR_INVALID_ARG, "%s: rotary_dim=%lld must be positive, even and at most D=%lld", fn,
-                (long long)rotary_dim, (long long)D);
-  if (!(base > 0) || !std::isfinite(base)) return fail(CT_ERR_INVALID_ARG, "%s: base=%g must be positive", fn, base);
+  const int64_t B = dims4[0], H = dims4[1], L = dims4[2];
   if (B == 0 || H == 0 || L == 0) return CT_OK;
-  if ((st = check_ptr(fn, "x", x))) return st;
   const int64_t half = rotary_dim / 2;
   std::vector<double> tab((size_t)threads() * (size_t)(2 * half));
   dispatch_float(dtype, [&](auto tag) {

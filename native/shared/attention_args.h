@@ -69,6 +69,45 @@ inline int check_args(const char* fn, int dtype, const int64_t* dims, const void
   return CT_OK;
 }
 
+/* The backward's own arguments (after check_args): the strides of dO, dQ, dK, dV, and the pointers
+ * a non-empty call reads or writes. */
+inline int check_backward_args(const char* fn, const int64_t* dims, const void* o, const void* d_o,
+                               const int64_t* do_strides, const float* lse, const void* dq, const int64_t* dq_strides,
+                               const void* dk, const int64_t* dk_strides, const void* dv,
+                               const int64_t* dv_strides) {
+  int st;
+  if ((st = check_strides4(fn, "do_strides", do_strides, true)) ||
+      (st = check_strides4(fn, "dq_strides", dq_strides, true)) ||
+      (st = check_strides4(fn, "dk_strides", dk_strides, true)) ||
+      (st = check_strides4(fn, "dv_strides", dv_strides, true)))
+    return st;
+  const int64_t B = dims[0], Lq = dims[3], Lk = dims[4];
+  if (B == 0 || (Lq == 0 && Lk == 0)) return CT_OK;
+  if (Lq > 0 && ((st = check_ptr(fn, "o", o)) || (st = check_ptr(fn, "d_o", d_o)) || (st = check_ptr(fn, "lse", lse)) ||
+                 (st = check_ptr(fn, "dq", dq))))
+    return st;
+  if (Lk > 0 && ((st = check_ptr(fn, "dk", dk)) || (st = check_ptr(fn, "dv", dv)))) return st;
+  return CT_OK;
+}
+
+/* RoPE: dtype, dims4 {B, H, L, D} non-negative, x strides (feature stride 1), an even rotary_dim in
+ * (0, D], a finite positive base, and x when there is anything to rotate. */
+inline int check_rope_args(const char* fn, int dtype, const int64_t* dims4, const void* x, const int64_t* x_strides,
+                           int64_t rotary_dim, double base) {
+  int st = check_float_dtype(fn, dtype);
+  if (st) return st;
+  if (!dims4) return fail(CT_ERR_INVALID_ARG, "%s: dims4 is NULL", fn);
+  for (int i = 0; i < 4; ++i)
+    if (dims4[i] < 0) return fail(CT_ERR_INVALID_ARG, "%s: dims4[%d]=%lld is negative", fn, i, (long long)dims4[i]);
+  if ((st = check_strides4(fn, "x_strides", x_strides, true))) return st;
+  if (rotary_dim <= 0 || rotary_dim % 2 != 0 || rotary_dim > dims4[3])
+    return fail(CT_ERR_INVALID_ARG, "%s: rotary_dim=%lld must be positive, even and at most D=%lld", fn,
+                (long long)rotary_dim, (long long)dims4[3]);
+  if (!(base > 0) || !isfinite(base)) return fail(CT_ERR_INVALID_ARG, "%s: base=%g must be positive", fn, base);
+  if (dims4[0] == 0 || dims4[1] == 0 || dims4[2] == 0) return CT_OK;
+  return check_ptr(fn, "x", x);
+}
+
 }  // namespace attention
 }  // namespace ct
 

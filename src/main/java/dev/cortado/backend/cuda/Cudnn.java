@@ -17,6 +17,7 @@ import static org.bytedeco.cuda.global.cudnn.CUDNN_TENSOR_OP_MATH;
 import dev.cortado.backend.CudaException;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;
+import java.util.function.IntPredicate;
 import org.bytedeco.cuda.cudart.CUstream_st;
 import org.bytedeco.cuda.cudnn.cudnnContext;
 import org.bytedeco.cuda.cudnn.cudnnConvolutionBwdDataAlgoPerf_t;
@@ -278,6 +279,23 @@ public final class Cudnn {
         }
     }
 
+    /**
+     * Index of the algorithm to run among the {@code count} cuDNN ranked: the first successful deterministic one,
+     * else cuDNN's first successful one, else -1.
+     */
+    private static int pickAlgorithm(int count, IntPredicate succeeded, IntPredicate deterministic) {
+        int any = -1;
+        for (int i = 0; i < count; i++) {
+            if (succeeded.test(i)) {
+                if (deterministic.test(i)) {
+                    return i;
+                }
+                any = any < 0 ? i : any;
+            }
+        }
+        return any;
+    }
+
     /** dx = conv^T(dy, w). */
     public static void backwardData(Device device, DType t, boolean nhwc, int spatial, long[] g, long dy, long w,
                                     long dx) {
@@ -287,16 +305,8 @@ public final class Cudnn {
              IntPointer count = new IntPointer(1); Pointer one = d.scalar(1); Pointer zero = d.scalar(0)) {
             check(cudnn.cudnnGetConvolutionBackwardDataAlgorithm_v7(d.h, d.w, d.y, d.conv, d.x,
                     CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, count, perf), "cudnnGetConvolutionBackwardDataAlgorithm_v7");
-            int pick = -1;
-            int any = -1;
-            for (int i = 0; i < count.get() && pick < 0; i++) {
-                cudnnConvolutionBwdDataAlgoPerf_t p = perf.getPointer(i);
-                if (p.status() == CUDNN_STATUS_SUCCESS) {
-                    any = any < 0 ? i : any;
-                    pick = p.determinism() == CUDNN_DETERMINISTIC ? i : -1;
-                }
-            }
-            pick = pick < 0 ? any : pick; // deterministic preferred, else cuDNN's first choice
+            int pick = pickAlgorithm(count.get(), i -> perf.getPointer(i).status() == CUDNN_STATUS_SUCCESS,
+                    i -> perf.getPointer(i).determinism() == CUDNN_DETERMINISTIC);
             if (pick < 0) {
                 throw new CudaException("conv algorithm CUDNN: no backward-data algorithm supports this convolution");
             }
@@ -317,16 +327,8 @@ public final class Cudnn {
              IntPointer count = new IntPointer(1); Pointer one = d.scalar(1); Pointer zero = d.scalar(0)) {
             check(cudnn.cudnnGetConvolutionBackwardFilterAlgorithm_v7(d.h, d.x, d.y, d.conv, d.w,
                     CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, count, perf), "cudnnGetConvolutionBackwardFilterAlgorithm_v7");
-            int pick = -1;
-            int any = -1;
-            for (int i = 0; i < count.get() && pick < 0; i++) {
-                cudnnConvolutionBwdFilterAlgoPerf_t p = perf.getPointer(i);
-                if (p.status() == CUDNN_STATUS_SUCCESS) {
-                    any = any < 0 ? i : any;
-                    pick = p.determinism() == CUDNN_DETERMINISTIC ? i : -1;
-                }
-            }
-            pick = pick < 0 ? any : pick; // deterministic preferred, else cuDNN's first choice
+            int pick = pickAlgorithm(count.get(), i -> perf.getPointer(i).status() == CUDNN_STATUS_SUCCESS,
+                    i -> perf.getPointer(i).determinism() == CUDNN_DETERMINISTIC);
             if (pick < 0) {
                 throw new CudaException("conv algorithm CUDNN: no backward-weight algorithm supports this convolution");
             }
