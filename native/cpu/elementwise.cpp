@@ -90,6 +90,8 @@ struct SiluGrad { template <class C> CT_INLINE C operator()(C g, C x) const {
     const C s = C(1) / (C(1) + std::exp(-x));
     return g * s * (C(1) + x * (C(1) - s));
   } } };
+// One pass instead of three (compare to a bool mask, widen it, multiply): 12 bytes per element.
+struct ReluGrad { template <class C> CT_INLINE C operator()(C g, C x) const { return x > C(0) ? g : C(0); } };
 
 // ------------------------------------------------------------------ generic row loops
 /* Reference loop: any strides. */
@@ -316,7 +318,7 @@ const char* unary_name(int op) {
 const char* binary_name(int op) {
   static const char* n[] = {"ADD", "SUB", "MUL", "DIV", "POW", "MAX", "MIN", "EQ",
                             "NE", "LT", "LE", "GT", "GE", "AND", "OR", "XOR",
-                            "GELU_GRAD", "GELU_TANH_GRAD", "SILU_GRAD"};
+                            "GELU_GRAD", "GELU_TANH_GRAD", "SILU_GRAD", "RELU_GRAD"};
   return op >= 0 && op < CT_BINARY_COUNT ? n[op] : "unknown";
 }
 
@@ -406,6 +408,7 @@ int ct_cpu_binary(int op, int dtype, int ndim, const int64_t* shape, void* out, 
       case CT_BINARY_GELU_GRAD: go(GeluGrad{}, N{}); break;
       case CT_BINARY_GELU_TANH_GRAD: go(GeluTanhGrad{}, N{}); break;
       case CT_BINARY_SILU_GRAD: go(SiluGrad{}, N{}); break;
+      case CT_BINARY_RELU_GRAD: go(ReluGrad{}, N{}); break;
       default:
         if constexpr (std::is_same_v<T, uint8_t>) {
           if (op == CT_BINARY_AND) go(And{}, Y{});

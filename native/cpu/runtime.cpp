@@ -21,6 +21,8 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <thread>
 
 #include "cortado/cpu.h"
 #include "internal.h"
@@ -52,6 +54,60 @@ bool use_avx512() { return g_avx512_enabled.load(std::memory_order_relaxed) && c
 int threads() {
   int t = g_threads.load(std::memory_order_relaxed);
   return t > 0 ? t : omp_get_num_procs();
+}
+
+/*
+ * OpenBLAS's parallel GEMM jobs run on Cortado's OpenMP threads, not on OpenBLAS's own pthreads.
+ *
+ * Why: with two thread pools on the same cores, OpenBLAS's workers busy-wait (about 2^28 cycles)
+ * after every parallel GEMM and take the cores the next OpenMP region needs. In the 2-thread MNIST
+ * CNN training step they were 40% of all CPU samples and the step ran no faster than on one thread
+ * (75 ms on 2 threads, 71 ms on 1); with one pool it takes 45 ms (docs/performance.md).
+ *
+ * The jobs of one OpenBLAS call wait for each other (level-3 GEMM hands packed panels from job to
+ * job), so they must all run at the same time: one OpenMP team of exactly numjobs threads, one job
+ * per thread. Where OpenMP cannot promise that team (called from inside a parallel region, dynamic
+ * teams, a thread limit below numjobs), the jobs get plain std::threads instead. Parallel calls
+ * from several caller threads run one after the other, as they do in OpenBLAS's own server.
+ * CORTADO_BLAS_THREADS=openblas keeps OpenBLAS's own pool.
+ */
+static std::atomic<int> g_blas_on_openmp{0};
+static std::atomic<int64_t> g_blas_parallel_calls{0};
+static std::mutex g_blas_call_lock;
+
+static void run_blas_jobs(int /*sync*/, openblas_dojob_callback dojob, int numjobs, size_t job_bytes, void* jobs,
+                          int data) {
+  char* base = static_cast<char*>(jobs);
+  if (numjobs <= 1) {
+    if (numjobs == 1) dojob(0, base, data);
+    return;
+  }
+  // OpenBLAS's pthreads build hands each job a per-thread-index scratch buffer shared by all
+  // callers; its own server serializes calls, so callers from several Java threads must be
+  // serialized here too (without this lock concurrent GEMMs gave wrong results, tested)
+  std::lock_guard<std::mutex> one_call_at_a_time(g_blas_call_lock);
+  g_blas_parallel_calls.fetch_add(1, std::memory_order_relaxed);
+  bool team_guaranteed = !omp_in_parallel() && !omp_get_dynamic() && omp_get_thread_limit() >= numjobs;
+  if (team_guaranteed) {
+#pragma omp parallel num_threads(numjobs)
+    {
+      int t = omp_get_thread_num();
+      dojob(t, base + (size_t)t * job_bytes, data);
+    }
+    return;
+  }
+  std::vector<std::thread> helpers;
+  helpers.reserve((size_t)numjobs - 1);
+  for (int t = 1; t < numjobs; ++t) helpers.emplace_back(dojob, t, base + (size_t)t * job_bytes, data);
+  dojob(0, base, data);
+  for (auto& h : helpers) h.join();
+}
+
+__attribute__((constructor)) static void blas_jobs_on_openmp() {
+  const char* pool = std::getenv("CORTADO_BLAS_THREADS");
+  if (pool != nullptr && std::strcmp(pool, "openblas") == 0) return;
+  openblas_set_threads_callback_function(run_blas_jobs);
+  g_blas_on_openmp.store(1, std::memory_order_relaxed);
 }
 
 BlasSingleThreaded::BlasSingleThreaded() : saved(openblas_get_num_threads()) {
@@ -209,6 +265,9 @@ int ct_cpu_set_num_threads(int n) {
 }
 
 int ct_cpu_get_num_threads(void) { return ct::threads(); }
+
+int ct_cpu_blas_on_openmp(void) { return ct::g_blas_on_openmp.load(std::memory_order_relaxed); }
+int64_t ct_cpu_blas_parallel_calls(void) { return ct::g_blas_parallel_calls.load(std::memory_order_relaxed); }
 
 int ct_cpu_has_avx512(void) { return ct::use_avx512() ? 1 : 0; }
 

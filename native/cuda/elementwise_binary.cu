@@ -121,6 +121,8 @@ template <int OP, class T> struct binary_grad {
     } else if constexpr (OP == CT_BINARY_SILU_GRAD) {
       const C s = C(1) / (C(1) + exp(-x));
       y = g * s * (C(1) + x * (C(1) - s));
+    } else if constexpr (OP == CT_BINARY_RELU_GRAD) {
+      y = x > C(0) ? g : C(0);
     } else {
       static_assert(OP < 0, "not a gradient op");
     }

@@ -31,6 +31,11 @@ int ct_cpu_set_cache_limit(int64_t bytes);
 /* Threads used by OpenMP regions and by OpenBLAS (bounded together). n <= 0 means all cores. */
 int ct_cpu_set_num_threads(int n);
 int ct_cpu_get_num_threads(void);
+/* 1 when OpenBLAS runs its parallel GEMM jobs on Cortado's OpenMP threads (the default), 0 when
+ * on its own pthreads (CORTADO_BLAS_THREADS=openblas). */
+int ct_cpu_blas_on_openmp(void);
+/* OpenBLAS calls that ran their jobs on Cortado's threads so far (parallel calls only). */
+int64_t ct_cpu_blas_parallel_calls(void);
 
 /* 1 if the running CPU supports the AVX-512 (F, BW, DQ, VL) paths and they are enabled. */
 int ct_cpu_has_avx512(void);

@@ -67,7 +67,9 @@ extern "C" {
 #define CT_BINARY_GELU_GRAD      16
 #define CT_BINARY_GELU_TANH_GRAD 17
 #define CT_BINARY_SILU_GRAD      18
-#define CT_BINARY_COUNT 19
+/* ReLU's gradient: a where b > 0, else 0 (b is relu's input or output; a NaN b gives 0). */
+#define CT_BINARY_RELU_GRAD      19
+#define CT_BINARY_COUNT 20
 
 /* Unary ops are defined for floating dtypes (F32, F64, F16, BF16); NEG, ABS, RELU, CLAMP,
  * AFFINE also for integer dtypes (I8, U8, I32, I64); NOT only for BOOL. Others: CT_ERR_UNSUPPORTED. */

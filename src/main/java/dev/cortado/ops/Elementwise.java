@@ -37,7 +37,8 @@ public final class Elementwise {
             RELU = 8, GELU_ERF = 9, GELU_TANH = 10, SILU = 11, CLAMP = 12, NOT = 13, POW_SCALAR = 14, AFFINE = 15,
             RECIPROCAL = 16, SIN = 17, COS = 18;
     private static final int ADD = 0, SUB = 1, MUL = 2, DIV = 3, POW = 4, MAX = 5, MIN = 6, EQ = 7, NE = 8, LT = 9,
-            LE = 10, GT = 11, GE = 12, AND = 13, OR = 14, XOR = 15, GELU_GRAD = 16, GELU_TANH_GRAD = 17, SILU_GRAD = 18;
+            LE = 10, GT = 11, GE = 12, AND = 13, OR = 14, XOR = 15, GELU_GRAD = 16, GELU_TANH_GRAD = 17, SILU_GRAD = 18,
+            RELU_GRAD = 19;
 
     /** How a unary op treats dtypes. */
     private enum UnaryKind {
@@ -72,11 +73,7 @@ public final class Elementwise {
     public static final Op<Params> SIGMOID_OP = unary("sigmoid", SIGMOID, UnaryKind.FLOATING, Saves.OUTPUTS,
             (p, sv, g) -> grads(timesOneMinus(g[0], sv.output(0), null)));
     public static final Op<Params> RELU_OP = unary("relu", RELU, UnaryKind.NUMERIC, Saves.OUTPUTS,
-            (p, sv, g) -> {
-                try (Tensor positive = gt(sv.output(0), 0)) {
-                    return grads(mul(g[0], positive));
-                }
-            });
+            (p, sv, g) -> grads(Elementwise.RELU_GRAD_OP.call(null, g[0], sv.output(0))));
     public static final Op<Params> GELU_OP = unary("gelu", GELU_ERF, UnaryKind.FLOATING, Saves.INPUTS,
             (p, sv, g) -> grads(Elementwise.GELU_GRAD_OP.call(null, g[0], sv.input(0))));
     public static final Op<Params> GELU_TANH_OP = unary("gelu_tanh", GELU_TANH, UnaryKind.FLOATING, Saves.INPUTS,
@@ -124,6 +121,10 @@ public final class Elementwise {
     public static final Op<Void> GELU_TANH_GRAD_OP = binary("gelu_tanh_grad", GELU_TANH_GRAD, BinaryKind.TRUE_DIVIDE,
             Saves.NOTHING, null);
     public static final Op<Void> SILU_GRAD_OP = binary("silu_grad", SILU_GRAD, BinaryKind.TRUE_DIVIDE, Saves.NOTHING, null);
+    /** ReLU's gradient in one pass: g where y > 0, else 0; differentiable in g (double backward). */
+    public static final Op<Void> RELU_GRAD_OP = binary("relu_grad", RELU_GRAD, BinaryKind.TRUE_DIVIDE, Saves.INPUTS,
+            (a, sv, g) -> new Tensor[] {
+                sv.needsGradient(0) ? Elementwise.RELU_GRAD_OP.call(null, g[0], sv.input(1)) : null, null});
 
     public static final Op<Void> WHERE_OP = Op.<Void>declare("where")
             .inputs("condition", "a", "b")

@@ -76,6 +76,12 @@ public final class LinearAlgebra {
      * by every batch (2-d b, batched a) gets one GEMM over the flattened batch instead of a
      * batched product and a sum.
      */
+    /** A 2-d tensor laid out column by column: the transpose of a contiguous matrix. */
+    private static boolean isTransposedMatrix(Tensor t) {
+        long[] st = t.strides();
+        return t.size(0) > 1 && t.size(1) > 1 && st[0] == 1 && st[1] == t.size(0);
+    }
+
     private static Tensor[] matmulGrad(Void attrs, Op.Saved sv, Tensor[] g) {
         try (Scope s = Scope.open()) {
             Tensor a = sv.input(0);
@@ -101,7 +107,15 @@ public final class LinearAlgebra {
                 }
                 ga = s.keep(ga.contiguous());
             }
-            if (sv.needsGradient(1)) {
+            if (sv.needsGradient(1) && !bVec && b2.rank() == 2 && isTransposedMatrix(b2)) {
+                // b is a transposed view (a Linear layer's weightᵀ): dB is produced in b's layout,
+                // (dYᵀ A)ᵀ, so the transpose's backward hands the weight a contiguous gradient
+                // instead of a strided copy of the whole weight per step
+                long k = a2.size(a2.rank() - 1);
+                long n = g2.size(g2.rank() - 1);
+                Tensor gbT = matmul(g2.reshape(-1, n).transpose(0, 1), a2.reshape(-1, k));
+                gb = s.keep(gbT.transpose(0, 1));
+            } else if (sv.needsGradient(1)) {
                 if (b2.rank() == 2 && a2.rank() > 2) {
                     long k = a2.size(a2.rank() - 1);
                     long n = g2.size(g2.rank() - 1);

@@ -103,6 +103,12 @@ class AutogradTest {
                 binary("pow", full, row, true, Elementwise::pow),
                 binary("maximum", full, full, false, Elementwise::maximum),
                 binary("minimum", full, col, false, Elementwise::minimum),
+                DynamicTest.dynamicTest("relu_grad (double backward of relu)", () -> {
+                    // d/dg is relu_grad itself; d/dy is zero away from 0 (leaves keep |y| >= 0.05)
+                    try (Tensor g = leaf(full); Tensor y = leaf(row)) {
+                        GradCheck.check("relu_grad", in -> Elementwise.RELU_GRAD_OP.call(null, in[0], in[1]), g, y);
+                    }
+                }),
                 binary("where", full, row, false, (p, q) -> {
                     try (Tensor c = Elementwise.gt(p, 0.2)) {
                         return Elementwise.where(c, p, q);

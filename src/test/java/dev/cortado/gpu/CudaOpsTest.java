@@ -103,6 +103,7 @@ class CudaOpsTest {
             twin("gelu", tol, in -> Elementwise.gelu(in[0]), x);
             twin("gelu_tanh", tol, in -> Elementwise.geluTanh(in[0]), x);
             twin("silu", tol, in -> Elementwise.silu(in[0]), x);
+            twin("relu_grad broadcast", 0, in -> Elementwise.RELU_GRAD_OP.call(null, in[0], in[1]), x, y);
             twin("clamp", tol, in -> Elementwise.clamp(in[0], -0.5, 0.7), x);
             twin("neg of transposed", tol, in -> Elementwise.neg(in[0].transpose(0, 1)), x);
             twin("add broadcast", tol, in -> Elementwise.add(in[0], in[1]), x, y);

@@ -49,6 +49,17 @@ class GradTest {
         try (Scope s = Scope.open(); Linear lin = new Linear(4, 3, true, F64)) {
             Tensor x = leaf(r, 2, 3, 4);
             GradCheck.check("Linear", in -> lin.forward(in[0]), withInput(x, lin));
+            // 2-d and 1-d inputs: the weight gradient is produced in weightᵀ's layout (matmul's
+            // backward for a transposed b), through every shape path of that rule
+            GradCheck.check("Linear 2-d", in -> lin.forward(in[0]), withInput(leaf(r, 5, 4), lin));
+            GradCheck.check("Linear 1-d", in -> lin.forward(in[0]), withInput(leaf(r, 4), lin));
+        }
+        try (Scope s = Scope.open()) {
+            // plain matmul with a transposed b of odd shape; b itself is the leaf, a transposed view
+            Tensor a = leaf(r, 3, 5);
+            Tensor bt = leaf(r, 7, 5);
+            GradCheck.check("matmul(a, btᵀ)", in -> dev.cortado.ops.LinearAlgebra.matmul(in[0], in[1].transpose(0, 1)),
+                    new Tensor[] {a, bt});
         }
     }
 

@@ -655,6 +655,39 @@ class ElementwiseOpsTest {
         }
     }
 
+    /**
+     * relu's one-pass gradient: g where y > 0, else 0, for float32, float64 and bfloat16 (exact:
+     * it only selects), with y broadcast along rows; y = 0, -0, NaN and an infinite g under a
+     * non-positive y all give 0 (an infinite g times a 0 mask would have given NaN).
+     */
+    @Test
+    void reluGradSelectsTheGradientWhereTheOutputIsPositive() {
+        Random r = new Random(41);
+        double nan = Double.NaN;
+        double inf = Double.POSITIVE_INFINITY;
+        for (DType t : new DType[] {DType.FLOAT32, DType.FLOAT64, DType.BFLOAT16}) {
+            double[] g = Reference.uniform(r, 5 * 7, -2, 2);
+            double[] y = Reference.uniform(r, 7, -1, 1);
+            y[0] = 0;
+            y[1] = -0.0;
+            y[2] = nan;
+            y[3] = 0.25;
+            g[0] = inf;
+            g[2] = -inf;
+            g[3] = inf;
+            try (Tensor tg = Reference.make(g, t, 5, 7); Tensor ty = Reference.make(y, t, 7);
+                 Tensor out = Elementwise.RELU_GRAD_OP.call(null, tg, ty)) {
+                assertEquals(t, out.dtype());
+                double[] want = new double[g.length];
+                for (int i = 0; i < g.length; i++) {
+                    double yi = Reference.roundTo(y[i % 7], t);
+                    want[i] = yi > 0 ? Reference.roundTo(g[i], t) : 0;
+                }
+                assertExact(want, out.toDoubleArray(), "relu_grad " + t);
+            }
+        }
+    }
+
     @Test
     void nanAndInfinityInMaximumMinimumClamp() {
         try (var scope = Scope.open()) {

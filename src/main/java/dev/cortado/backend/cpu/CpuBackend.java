@@ -53,6 +53,17 @@ public final class CpuBackend implements Backend {
         return NativeCpu.ct_cpu_get_num_threads();
     }
 
+    /**
+     * True when OpenBLAS's parallel GEMM jobs run on Cortado's OpenMP threads (the default: one
+     * thread pool, so OpenBLAS's idle workers no longer spin on the cores the next kernel needs);
+     * false when the environment variable {@code CORTADO_BLAS_THREADS=openblas} keeps OpenBLAS's
+     * own pthreads.
+     */
+    public static boolean blasOnOpenMp() {
+        INSTANCE.requireAvailable();
+        return NativeCpu.ct_cpu_blas_on_openmp() == 1;
+    }
+
     /** Bytes of host memory currently allocated by Cortado's CPU allocator. */
     public static long allocatedBytes() {
         INSTANCE.requireAvailable();

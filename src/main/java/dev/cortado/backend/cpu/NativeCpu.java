@@ -59,6 +59,10 @@ public final class NativeCpu {
 
     public static native int ct_cpu_get_num_threads();
 
+    public static native int ct_cpu_blas_on_openmp();
+
+    public static native @Cast("int64_t") long ct_cpu_blas_parallel_calls();
+
     public static native int ct_cpu_has_avx512();
 
     public static native int ct_cpu_set_avx512_enabled(int enabled);
