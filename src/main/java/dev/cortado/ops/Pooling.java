@@ -537,113 +537,88 @@ public final class Pooling {
         return be.currentStream();
     }
 
-    private static void maxForward(PoolOptions a, Tensor[] in, Tensor[] out, boolean cuda) {
-        long[] g = poolGeometry("max_pool", a, in[0], true);
-        if (out[0].numel() == 0) {
+    /** One native pooling call: (dtype code, geometry pointer, source address, stream) -> status. */
+    @FunctionalInterface
+    private interface PoolCall {
+        int run(int dtype, long geometry, long src, long stream);
+    }
+
+    /**
+     * Runs {@code call} on a contiguous copy of {@code src} (when it is not contiguous already),
+     * with the geometry in the scratch buffer and, on CUDA, the output device's current stream;
+     * a failure names {@code name}, the tensor {@code named} and the options. An empty output
+     * launches nothing.
+     */
+    private static void launch(String name, Object opts, Tensor named, long[] g, Tensor src, Tensor out, boolean cuda,
+            PoolCall call) {
+        if (out.numel() == 0) {
             return;
         }
-        try (Tensor xc = in[0].contiguous()) {
-            long stream = cuda ? stream(out[0]) : 0; // before the geometry goes into the scratch buffer
+        try (Tensor sc = src.contiguous()) {
+            long stream = cuda ? stream(out) : 0; // before the geometry goes into the scratch buffer
             long gp = NativeArgs.get().put(g);
-            int dt = in[0].dtype().code();
-            int st = cuda
-                    ? NativeCudaPool.ct_cuda_maxpool_forward(dt, a.layout().code(), gp, xc.dataAddress(),
-                            out[0].dataAddress(), out[1].dataAddress(), stream)
-                    : NativePool.ct_cpu_maxpool_forward(dt, a.layout().code(), gp, xc.dataAddress(),
-                            out[0].dataAddress(), out[1].dataAddress());
-            check(st, "max_pool", in[0], a, cuda);
+            check(call.run(named.dtype().code(), gp, sc.dataAddress(), stream), name, named, opts, cuda);
         }
     }
 
+    private static void maxForward(PoolOptions a, Tensor[] in, Tensor[] out, boolean cuda) {
+        int layout = a.layout().code();
+        long y = out[0].dataAddress();
+        long idx = out[1].dataAddress();
+        launch("max_pool", a, in[0], poolGeometry("max_pool", a, in[0], true), in[0], out[0], cuda,
+                (dt, gp, x, stream) -> cuda
+                        ? NativeCudaPool.ct_cuda_maxpool_forward(dt, layout, gp, x, y, idx, stream)
+                        : NativePool.ct_cpu_maxpool_forward(dt, layout, gp, x, y, idx));
+    }
+
     private static void maxBackward(PoolOptions a, Tensor[] in, Tensor[] out, boolean cuda) {
+        int layout = a.layout().code();
         long[] g = poolGeometry("max_pool_backward", a, in[1], true);
-        if (out[0].numel() == 0) {
-            return;
-        }
-        try (Tensor dyc = in[0].contiguous(); Tensor ic = in[2].contiguous()) {
-            long stream = cuda ? stream(out[0]) : 0; // before the geometry goes into the scratch buffer
-            long gp = NativeArgs.get().put(g);
-            int dt = in[1].dtype().code();
-            int st = cuda
-                    ? NativeCudaPool.ct_cuda_maxpool_backward(dt, a.layout().code(), gp, dyc.dataAddress(),
-                            ic.dataAddress(), out[0].dataAddress(), stream)
-                    : NativePool.ct_cpu_maxpool_backward(dt, a.layout().code(), gp, dyc.dataAddress(),
-                            ic.dataAddress(), out[0].dataAddress());
-            check(st, "max_pool_backward", in[1], a, cuda);
+        long dx = out[0].dataAddress();
+        try (Tensor ic = out[0].numel() == 0 ? null : in[2].contiguous()) {
+            launch("max_pool_backward", a, in[1], g, in[0], out[0], cuda, (dt, gp, dy, stream) -> cuda
+                    ? NativeCudaPool.ct_cuda_maxpool_backward(dt, layout, gp, dy, ic.dataAddress(), dx, stream)
+                    : NativePool.ct_cpu_maxpool_backward(dt, layout, gp, dy, ic.dataAddress(), dx));
         }
     }
 
     private static void avgForward(PoolOptions a, Tensor[] in, Tensor[] out, boolean cuda) {
-        long[] g = poolGeometry("avg_pool", a, in[0], false);
-        if (out[0].numel() == 0) {
-            return;
-        }
-        try (Tensor xc = in[0].contiguous()) {
-            long stream = cuda ? stream(out[0]) : 0; // before the geometry goes into the scratch buffer
-            long gp = NativeArgs.get().put(g);
-            int dt = in[0].dtype().code();
-            int pad = a.countIncludePad() ? 1 : 0;
-            int st = cuda
-                    ? NativeCudaPool.ct_cuda_avgpool_forward(dt, a.layout().code(), gp, pad, xc.dataAddress(),
-                            out[0].dataAddress(), stream)
-                    : NativePool.ct_cpu_avgpool_forward(dt, a.layout().code(), gp, pad, xc.dataAddress(),
-                            out[0].dataAddress());
-            check(st, "avg_pool", in[0], a, cuda);
-        }
+        int layout = a.layout().code();
+        int pad = a.countIncludePad() ? 1 : 0;
+        long y = out[0].dataAddress();
+        launch("avg_pool", a, in[0], poolGeometry("avg_pool", a, in[0], false), in[0], out[0], cuda,
+                (dt, gp, x, stream) -> cuda
+                        ? NativeCudaPool.ct_cuda_avgpool_forward(dt, layout, gp, pad, x, y, stream)
+                        : NativePool.ct_cpu_avgpool_forward(dt, layout, gp, pad, x, y));
     }
 
     private static void avgBackward(PoolOptions a, Tensor[] in, Tensor[] out, boolean cuda) {
-        long[] g = poolGeometry("avg_pool_backward", a, in[1], false);
-        if (out[0].numel() == 0) {
-            return;
-        }
-        try (Tensor dyc = in[0].contiguous()) {
-            long stream = cuda ? stream(out[0]) : 0; // before the geometry goes into the scratch buffer
-            long gp = NativeArgs.get().put(g);
-            int dt = in[1].dtype().code();
-            int pad = a.countIncludePad() ? 1 : 0;
-            int st = cuda
-                    ? NativeCudaPool.ct_cuda_avgpool_backward(dt, a.layout().code(), gp, pad, dyc.dataAddress(),
-                            out[0].dataAddress(), stream)
-                    : NativePool.ct_cpu_avgpool_backward(dt, a.layout().code(), gp, pad, dyc.dataAddress(),
-                            out[0].dataAddress());
-            check(st, "avg_pool_backward", in[1], a, cuda);
-        }
+        int layout = a.layout().code();
+        int pad = a.countIncludePad() ? 1 : 0;
+        long dx = out[0].dataAddress();
+        launch("avg_pool_backward", a, in[1], poolGeometry("avg_pool_backward", a, in[1], false), in[0], out[0], cuda,
+                (dt, gp, dy, stream) -> cuda
+                        ? NativeCudaPool.ct_cuda_avgpool_backward(dt, layout, gp, pad, dy, dx, stream)
+                        : NativePool.ct_cpu_avgpool_backward(dt, layout, gp, pad, dy, dx));
     }
 
     private static void adaptiveForward(String name, AdaptiveOptions a, Tensor[] in, Tensor[] out, boolean cuda) {
         if (out[0].numel() == 0) {
-            return;
+            return; // (before the geometry: an empty output needs no valid one)
         }
-        long[] g = adaptiveGeometry(name, a, in[0]);
-        try (Tensor xc = in[0].contiguous()) {
-            long stream = cuda ? stream(out[0]) : 0; // before the geometry goes into the scratch buffer
-            long gp = NativeArgs.get().put(g);
-            int dt = in[0].dtype().code();
-            int st = cuda
-                    ? NativeCudaPool.ct_cuda_adaptive_avgpool_forward(dt, a.layout().code(), gp, xc.dataAddress(),
-                            out[0].dataAddress(), stream)
-                    : NativePool.ct_cpu_adaptive_avgpool_forward(dt, a.layout().code(), gp, xc.dataAddress(),
-                            out[0].dataAddress());
-            check(st, name, in[0], a, cuda);
-        }
+        int layout = a.layout().code();
+        long y = out[0].dataAddress();
+        launch(name, a, in[0], adaptiveGeometry(name, a, in[0]), in[0], out[0], cuda, (dt, gp, x, stream) -> cuda
+                ? NativeCudaPool.ct_cuda_adaptive_avgpool_forward(dt, layout, gp, x, y, stream)
+                : NativePool.ct_cpu_adaptive_avgpool_forward(dt, layout, gp, x, y));
     }
 
     private static void adaptiveBackward(AdaptiveOptions a, Tensor[] in, Tensor[] out, boolean cuda) {
-        long[] g = adaptiveGeometry("adaptive_avg_pool_backward", a, in[1]);
-        if (out[0].numel() == 0) {
-            return;
-        }
-        try (Tensor dyc = in[0].contiguous()) {
-            long stream = cuda ? stream(out[0]) : 0; // before the geometry goes into the scratch buffer
-            long gp = NativeArgs.get().put(g);
-            int dt = in[1].dtype().code();
-            int st = cuda
-                    ? NativeCudaPool.ct_cuda_adaptive_avgpool_backward(dt, a.layout().code(), gp, dyc.dataAddress(),
-                            out[0].dataAddress(), stream)
-                    : NativePool.ct_cpu_adaptive_avgpool_backward(dt, a.layout().code(), gp, dyc.dataAddress(),
-                            out[0].dataAddress());
-            check(st, "adaptive_avg_pool_backward", in[1], a, cuda);
-        }
+        int layout = a.layout().code();
+        long dx = out[0].dataAddress();
+        launch("adaptive_avg_pool_backward", a, in[1], adaptiveGeometry("adaptive_avg_pool_backward", a, in[1]), in[0],
+                out[0], cuda, (dt, gp, dy, stream) -> cuda
+                        ? NativeCudaPool.ct_cuda_adaptive_avgpool_backward(dt, layout, gp, dy, dx, stream)
+                        : NativePool.ct_cpu_adaptive_avgpool_backward(dt, layout, gp, dy, dx));
     }
 }

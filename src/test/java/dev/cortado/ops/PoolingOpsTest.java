@@ -667,6 +667,16 @@ class PoolingOpsTest {
                     PoolOptions.of(2)).dims());
             assertTrue(OpRegistryHas("max_pool") && OpRegistryHas("adaptive_avg_pool_backward"));
         }
+        // empty batch through every backward kernel: gradients of the input's (empty) shape
+        for (java.util.function.Function<Tensor, Tensor> pool : List.<java.util.function.Function<Tensor, Tensor>>of(
+                x -> Pooling.maxPool2d(x, PoolOptions.of(2)), x -> Pooling.avgPool2d(x, PoolOptions.of(2)),
+                x -> Pooling.adaptiveAvgPool(x, 2, 3))) {
+            try (Scope s = Scope.open()) {
+                Tensor x = Tensor.zeros(DType.FLOAT32, 0, 3, 9, 7).requiresGrad(true);
+                Reductions.sum(pool.apply(x)).backward();
+                assertArrayEquals(new long[] {0, 3, 9, 7}, x.grad().dims());
+            }
+        }
     }
 
     static boolean OpRegistryHas(String name) {
