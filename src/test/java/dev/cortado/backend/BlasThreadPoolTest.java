@@ -11,6 +11,8 @@ import dev.cortado.ops.LinearAlgebra;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Tensor;
 import dev.cortado.testing.Reference;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -18,6 +20,7 @@ import java.util.Random;
 import java.util.concurrent.ExecutorService;
 import java.util.concurrent.Executors;
 import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -26,8 +29,9 @@ import org.junit.jupiter.api.Test;
  * OpenBLAS's parallel GEMM jobs on Cortado's OpenMP threads (native/cpu/runtime.cpp): the jobs of
  * one call wait for each other, so a team smaller than the job count would hang, and a wrong job
  * index would give wrong blocks. Checked against a float64 product on fresh random inputs of odd
- * sizes (float32: |error| <= 1e-5 * sum |a||b| per element), on 2 threads, from one Java thread
- * and from four at once; every call must finish within the timeout.
+ * sizes (float32: |error| <= 1e-5 * sum |a||b| per element), on 2 threads, from one Java thread,
+ * from four at once, and in a child JVM where OpenMP may not start a second thread (the callback's
+ * plain-thread fallback); every call must finish within the timeout.
  */
 class BlasThreadPoolTest {
     private int savedThreads;
@@ -86,6 +90,45 @@ class BlasThreadPoolTest {
         // both products are far above OpenBLAS's single-thread threshold on 2 threads
         assertTrue(NativeCpu.ct_cpu_blas_parallel_calls() - before >= 2,
                 "OpenBLAS ran " + (NativeCpu.ct_cpu_blas_parallel_calls() - before) + " parallel calls on Cortado's threads");
+    }
+
+    /**
+     * Under {@code OMP_THREAD_LIMIT=1} OpenMP cannot give a 2-job OpenBLAS call its team (a team
+     * of one would leave job 0 waiting for job 1 forever), so the callback must start plain
+     * threads: a child JVM with that limit runs checked products on 2 threads and must finish.
+     */
+    @Test
+    void plainThreadsWhenOpenMpCannotPromiseATeam() throws Exception {
+        String pool = System.getenv("CORTADO_BLAS_THREADS");
+        assumeTrue(pool == null || !pool.equals("openblas"), "CORTADO_BLAS_THREADS=openblas keeps OpenBLAS's pool");
+        ProcessBuilder pb = new ProcessBuilder(Path.of(System.getProperty("java.home"), "bin", "java").toString(),
+                "-cp", System.getProperty("java.class.path"), ChildWithThreadLimit.class.getName())
+                .redirectErrorStream(true);
+        pb.environment().put("OMP_THREAD_LIMIT", "1");
+        Process p = pb.start();
+        String out;
+        try (var in = p.getInputStream()) {
+            boolean done = p.waitFor(60, TimeUnit.SECONDS);
+            if (!done) {
+                p.destroyForcibly();
+            }
+            assertTrue(done, "the child JVM hung (OpenBLAS jobs without their partner)");
+            out = new String(in.readAllBytes(), StandardCharsets.UTF_8);
+        }
+        assertEquals(0, p.exitValue(), out);
+        assertTrue(out.contains("parallel BLAS calls: "), out);
+        long calls = Long.parseLong(out.substring(out.indexOf("parallel BLAS calls: ") + 21).trim().split("\\s+")[0]);
+        assertTrue(calls >= 2, out);
+    }
+
+    /** The child of {@link #plainThreadsWhenOpenMpCannotPromiseATeam}. */
+    public static final class ChildWithThreadLimit {
+        public static void main(String[] args) {
+            CpuBackend.setThreads(2);
+            checkedProduct(7, 301, 517, 389, false);
+            checkedProduct(8, 257, 383, 511, true);
+            System.out.println("parallel BLAS calls: " + NativeCpu.ct_cpu_blas_parallel_calls());
+        }
     }
 
     @Test
