@@ -13,7 +13,8 @@
  * IM2COL_GEMM (this file): per image and group, lower the receptive fields to a matrix
  *   (NCHW: col [Cg*KS, P]; NHWC: col [P, KS*Cg]) and call OpenBLAS gemm:
  *     forward  y_g = w_g * col             (NHWC: y_g = col * wp_g^T, wp = w reordered [K, KS, Cg])
- *     bwd-data dcol = w_g^T * dy_g, col2im (scatter-add) into dx
+ *     bwd-data dcol = w_g^T * dy_g, col2im (scatter-add) into dx (NCHW with stride 2 along w:
+ *              taps kw, kw+1 added as one interleaved contiguous run, see col2im_pair_w2)
  *     bwd-w    dw_g += dy_g * col^T        (per-thread accumulators, summed at the end)
  *   F FLOPs in GEMM, plus KS*Cg*P*e bytes written and read per image and group for col (a 1x1,
  *   stride-1, unpadded convolution skips the lowering and hands x to GEMM as it lies).
@@ -233,6 +234,24 @@ static inline void valid_range(int64_t out, int64_t s, int64_t off, int64_t in, 
   *lo = l; *hi = h;
 }
 
+/* col2im of the col rows of taps kw and kw+1 (NCHW, stride 2 and dilation 1 along w) into one
+ * row of x: the two taps land on neighbouring columns, x[2*ow + kw - p] and x[2*ow + kw + 1 - p],
+ * so where both are valid the rows are interleaved into one contiguous run (the compiler turns
+ * the grouped load-add-store into permutes and full vectors; the strided single-tap loop does not
+ * vectorize). x0 points at column kw - p of the row; c0, c1 are the two col rows. */
+template <class T>
+static void col2im_pair_w2(T* x0, const T* c0, const T* c1, int64_t lo0, int64_t hi0, int64_t lo1, int64_t hi1) {
+  const int64_t lo = std::max(lo0, lo1), hi = std::min(hi0, hi1);
+  for (int64_t ow = lo0; ow < std::min(hi0, lo); ++ow) x0[2 * ow] += c0[ow];
+  for (int64_t ow = lo1; ow < std::min(hi1, lo); ++ow) x0[2 * ow + 1] += c1[ow];
+  for (int64_t ow = lo; ow < hi; ++ow) {
+    x0[2 * ow] += c0[ow];
+    x0[2 * ow + 1] += c1[ow];
+  }
+  for (int64_t ow = std::max(lo0, hi); ow < hi0; ++ow) x0[2 * ow] += c0[ow];
+  for (int64_t ow = std::max(lo1, hi); ow < hi1; ++ow) x0[2 * ow + 1] += c1[ow];
+}
+
 /* im2col for image n, group grp. NCHW: col[(c, kd, kh, kw), p]; NHWC: col[p, (kd, kh, kw, c)].
  * If accumulate_back, does col2im instead: x[...] += col[...] (x must be pre-zeroed). */
 template <class T, bool Back>
@@ -243,8 +262,28 @@ static void lower(const Geo& g, T* x, int64_t n, int64_t grp, T* col) {
   if (g.layout == CT_LAYOUT_NCHW) {
     for (int64_t c = 0; c < g.Cg; ++c)
       for (int64_t kd = 0; kd < g.k[0]; ++kd)
-        for (int64_t kh = 0; kh < g.k[1]; ++kh)
-          for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+        for (int64_t kh = 0; kh < g.k[1]; ++kh) {
+          // col2im with stride 2 along w (transposed convolutions that upsample by 2): taps in pairs
+          const bool pairs = Back && g.s[2] == 2 && g.d[2] == 1;
+          for (int64_t kw = 0; pairs && kw + 1 < g.k[2]; kw += 2) {
+            const T* c0 = col + (((c * g.k[0] + kd) * g.k[1] + kh) * g.k[2] + kw) * g.P;
+            const T* c1 = c0 + g.P;
+            int64_t lo0, hi0, lo1, hi1;
+            valid_range(oW, 2, kw - g.pb[2], g.in[2], &lo0, &hi0);
+            valid_range(oW, 2, kw + 1 - g.pb[2], g.in[2], &lo1, &hi1);
+            for (int64_t od = 0; od < oD; ++od) {
+              const int64_t id = od * g.s[0] - g.pb[0] + kd * g.d[0];
+              if (id < 0 || id >= g.in[0]) continue;
+              for (int64_t oh = 0; oh < oH; ++oh) {
+                const int64_t ih = oh * g.s[1] - g.pb[1] + kh * g.d[1];
+                if (ih < 0 || ih >= g.in[1]) continue;
+                const int64_t p0 = (od * oH + oh) * oW;
+                col2im_pair_w2(xb + c * xs.c + id * xs.sp[0] + ih * xs.sp[1] - g.pb[2] + kw, c0 + p0, c1 + p0, lo0, hi0,
+                               lo1, hi1);
+              }
+            }
+          }
+          for (int64_t kw = pairs ? g.k[2] & ~(int64_t)1 : 0; kw < g.k[2]; ++kw) {
             T* crow = col + (((c * g.k[0] + kd) * g.k[1] + kh) * g.k[2] + kw) * g.P;
             int64_t wlo, whi;
             valid_range(oW, g.s[2], kw * g.d[2] - g.pb[2], g.in[2], &wlo, &whi);
@@ -272,6 +311,7 @@ static void lower(const Geo& g, T* x, int64_t n, int64_t grp, T* col) {
               }
             }
           }
+        }
   } else {
     const int64_t rowlen = g.KS * g.Cg;
     for (int64_t od = 0; od < oD; ++od)

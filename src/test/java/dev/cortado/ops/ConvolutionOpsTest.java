@@ -637,7 +637,10 @@ class ConvolutionOpsTest {
     List<DynamicTest> convTranspose2dAgainstReference() {
         List<DynamicTest> tests = new ArrayList<>();
         // {cin, cout, groups, h, w, k, stride, dil, padBefore, padAfter, outputPadding}
-        int[][] cfgs = {{3, 4, 1, 5, 6, 3, 2, 1, 1, 1, 1}, {4, 6, 2, 4, 4, 3, 1, 2, 2, 0, 0}, {2, 3, 1, 3, 5, 5, 3, 1, 0, 2, 2}};
+        // (the last three: stride-2 upsampling with 4x4 and 2x2 kernels, where col2im adds pairs of
+        // taps; widths past one vector, odd sizes, padding 0/1/2, asymmetric padding)
+        int[][] cfgs = {{3, 4, 1, 5, 6, 3, 2, 1, 1, 1, 1}, {4, 6, 2, 4, 4, 3, 1, 2, 2, 0, 0}, {2, 3, 1, 3, 5, 5, 3, 1, 0, 2, 2},
+            {5, 3, 1, 7, 37, 4, 2, 1, 1, 1, 0}, {4, 4, 2, 5, 19, 2, 2, 1, 0, 0, 1}, {3, 2, 1, 6, 23, 4, 2, 1, 2, 1, 1}};
         int idx = 0;
         for (int[] f : cfgs) {
             for (DataLayout l : DataLayout.values()) {
