@@ -112,21 +112,10 @@ static void ref_forward(const Geo& g, const T* x, const T* w, const T* bias, int
           for (int64_t ow = 0; ow < g.out[2]; ++ow) {
             double acc = bias ? (double)bias[k] : 0.0;
             for (int64_t c = 0; c < g.Cg; ++c)
-              for (int64_t kd = 0; kd < g.k[0]; ++kd) {
-                int64_t id = od * g.s[0] - g.pb[0] + kd * g.d[0];
-                if (id < 0 || id >= g.in[0]) continue;
-                for (int64_t kh = 0; kh < g.k[1]; ++kh) {
-                  int64_t ih = oh * g.s[1] - g.pb[1] + kh * g.d[1];
-                  if (ih < 0 || ih >= g.in[1]) continue;
-                  for (int64_t kw = 0; kw < g.k[2]; ++kw) {
-                    int64_t iw = ow * g.s[2] - g.pb[2] + kw * g.d[2];
-                    if (iw < 0 || iw >= g.in[2]) continue;
-                    double xv = x[n * xs.n + (grp * g.Cg + c) * xs.c + id * xs.sp[0] + ih * xs.sp[1] + iw * xs.sp[2]];
-                    double wv = w[((k * g.Cg + c) * g.k[0] + kd) * g.k[1] * g.k[2] + kh * g.k[2] + kw];
-                    acc += xv * wv;
-                  }
-                }
-              }
+              for_valid_taps(g, od, oh, ow, [&](int64_t r, int64_t id, int64_t ih, int64_t iw) {
+                double xv = x[n * xs.n + (grp * g.Cg + c) * xs.c + id * xs.sp[0] + ih * xs.sp[1] + iw * xs.sp[2]];
+                acc += xv * (double)w[(k * g.Cg + c) * g.KS + r];
+              });
             y[n * ys.n + k * ys.c + od * ys.sp[0] + oh * ys.sp[1] + ow * ys.sp[2]] = (T)act_d(acc, act);
           }
     }

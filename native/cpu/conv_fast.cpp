@@ -49,29 +49,23 @@ void depthwise_forward(const Geo& g, const float* x, const float* w, const float
         for (int64_t od = 0; od < oD; ++od)
           for (int64_t oh = 0; oh < oH; ++oh) {
             std::fill(acc.begin(), acc.end(), b);
-            for (int64_t kd = 0; kd < g.k[0]; ++kd) {
-              int64_t id = od * g.s[0] - g.pb[0] + kd * g.d[0];
-              if (id < 0 || id >= g.in[0]) continue;
-              for (int64_t kh = 0; kh < g.k[1]; ++kh) {
-                int64_t ih = oh * g.s[1] - g.pb[1] + kh * g.d[1];
-                if (ih < 0 || ih >= g.in[1]) continue;
-                const float* xr = xp + (id * g.in[1] + ih) * g.in[2];
-                for (int64_t kw = 0; kw < g.k[2]; ++kw) {
-                  const float wv = wc[(kd * g.k[1] + kh) * g.k[2] + kw];
-                  const int64_t off = kw * g.d[2] - g.pb[2];
-                  int64_t lo, hi;
-                  valid_range(oW, g.s[2], off, g.in[2], &lo, &hi);
-                  float* a = acc.data();
-                  if (g.s[2] == 1) {
-                    const float* xs = xr + off;
-                    for (int64_t ow = lo; ow < hi; ++ow) a[ow] += wv * xs[ow];
-                  } else {
-                    const int64_t sw = g.s[2];
-                    for (int64_t ow = lo; ow < hi; ++ow) a[ow] += wv * xr[ow * sw + off];
-                  }
+            for_valid_tap_rows(g, od, oh, [&](int64_t kd, int64_t kh, int64_t id, int64_t ih) {
+              const float* xr = xp + (id * g.in[1] + ih) * g.in[2];
+              for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+                const float wv = wc[(kd * g.k[1] + kh) * g.k[2] + kw];
+                const int64_t off = kw * g.d[2] - g.pb[2];
+                int64_t lo, hi;
+                valid_range(oW, g.s[2], off, g.in[2], &lo, &hi);
+                float* a = acc.data();
+                if (g.s[2] == 1) {
+                  const float* xs = xr + off;
+                  for (int64_t ow = lo; ow < hi; ++ow) a[ow] += wv * xs[ow];
+                } else {
+                  const int64_t sw = g.s[2];
+                  for (int64_t ow = lo; ow < hi; ++ow) a[ow] += wv * xr[ow * sw + off];
                 }
               }
-            }
+            });
             float* yr = yp + (od * oH + oh) * oW;
             for (int64_t ow = 0; ow < oW; ++ow) yr[ow] = act_f(acc[ow], act);
           }
@@ -89,21 +83,11 @@ void depthwise_forward(const Geo& g, const float* x, const float* w, const float
         for (int64_t ow = 0; ow < oW; ++ow) {
           float* a = acc.data();
           if (bias) std::memcpy(a, bias, C * 4); else std::fill(a, a + C, 0.0f);
-          for (int64_t kd = 0; kd < g.k[0]; ++kd) {
-            int64_t id = od * g.s[0] - g.pb[0] + kd * g.d[0];
-            if (id < 0 || id >= g.in[0]) continue;
-            for (int64_t kh = 0; kh < g.k[1]; ++kh) {
-              int64_t ih = oh * g.s[1] - g.pb[1] + kh * g.d[1];
-              if (ih < 0 || ih >= g.in[1]) continue;
-              for (int64_t kw = 0; kw < g.k[2]; ++kw) {
-                int64_t iw = ow * g.s[2] - g.pb[2] + kw * g.d[2];
-                if (iw < 0 || iw >= g.in[2]) continue;
-                const float* xp = xn + ((id * g.in[1] + ih) * g.in[2] + iw) * C;
-                const float* wp = wt.data() + ((kd * g.k[1] + kh) * g.k[2] + kw) * C;
-                for (int64_t c = 0; c < C; ++c) a[c] += xp[c] * wp[c];
-              }
-            }
-          }
+          for_valid_taps(g, od, oh, ow, [&](int64_t r, int64_t id, int64_t ih, int64_t iw) {
+            const float* xp = xn + ((id * g.in[1] + ih) * g.in[2] + iw) * C;
+            const float* wp = wt.data() + r * C;
+            for (int64_t c = 0; c < C; ++c) a[c] += xp[c] * wp[c];
+          });
           float* yp = y + (row * oW + ow) * C;
           if (act == CT_ACTIVATION_NONE) std::memcpy(yp, a, C * 4);
           else for (int64_t c = 0; c < C; ++c) yp[c] = act_f(a[c], act);
@@ -127,28 +111,22 @@ void depthwise_backward_data(const Geo& g, const float* dy, const float* w, floa
         for (int64_t od = 0; od < oD; ++od)
           for (int64_t oh = 0; oh < oH; ++oh) {
             const float* yr = yp + (od * oH + oh) * oW;
-            for (int64_t kd = 0; kd < g.k[0]; ++kd) {
-              int64_t id = od * g.s[0] - g.pb[0] + kd * g.d[0];
-              if (id < 0 || id >= g.in[0]) continue;
-              for (int64_t kh = 0; kh < g.k[1]; ++kh) {
-                int64_t ih = oh * g.s[1] - g.pb[1] + kh * g.d[1];
-                if (ih < 0 || ih >= g.in[1]) continue;
-                float* xr = xp + (id * g.in[1] + ih) * g.in[2];
-                for (int64_t kw = 0; kw < g.k[2]; ++kw) {
-                  const float wv = wc[(kd * g.k[1] + kh) * g.k[2] + kw];
-                  const int64_t off = kw * g.d[2] - g.pb[2];
-                  int64_t lo, hi;
-                  valid_range(oW, g.s[2], off, g.in[2], &lo, &hi);
-                  const int64_t sw = g.s[2];
-                  if (sw == 1) {
-                    float* xs = xr + off;
-                    for (int64_t ow = lo; ow < hi; ++ow) xs[ow] += wv * yr[ow];
-                  } else {
-                    for (int64_t ow = lo; ow < hi; ++ow) xr[ow * sw + off] += wv * yr[ow];
-                  }
+            for_valid_tap_rows(g, od, oh, [&](int64_t kd, int64_t kh, int64_t id, int64_t ih) {
+              float* xr = xp + (id * g.in[1] + ih) * g.in[2];
+              for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+                const float wv = wc[(kd * g.k[1] + kh) * g.k[2] + kw];
+                const int64_t off = kw * g.d[2] - g.pb[2];
+                int64_t lo, hi;
+                valid_range(oW, g.s[2], off, g.in[2], &lo, &hi);
+                const int64_t sw = g.s[2];
+                if (sw == 1) {
+                  float* xs = xr + off;
+                  for (int64_t ow = lo; ow < hi; ++ow) xs[ow] += wv * yr[ow];
+                } else {
+                  for (int64_t ow = lo; ow < hi; ++ow) xr[ow * sw + off] += wv * yr[ow];
                 }
               }
-            }
+            });
           }
       }
     });
@@ -167,21 +145,11 @@ void depthwise_backward_data(const Geo& g, const float* dy, const float* w, floa
           for (int64_t oh = 0; oh < oH; ++oh)
             for (int64_t ow = 0; ow < oW; ++ow) {
               const float* yp = dy + (((n * oD + od) * oH + oh) * oW + ow) * C + c0;
-              for (int64_t kd = 0; kd < g.k[0]; ++kd) {
-                int64_t id = od * g.s[0] - g.pb[0] + kd * g.d[0];
-                if (id < 0 || id >= g.in[0]) continue;
-                for (int64_t kh = 0; kh < g.k[1]; ++kh) {
-                  int64_t ih = oh * g.s[1] - g.pb[1] + kh * g.d[1];
-                  if (ih < 0 || ih >= g.in[1]) continue;
-                  for (int64_t kw = 0; kw < g.k[2]; ++kw) {
-                    int64_t iw = ow * g.s[2] - g.pb[2] + kw * g.d[2];
-                    if (iw < 0 || iw >= g.in[2]) continue;
-                    float* xp = xn + ((id * g.in[1] + ih) * g.in[2] + iw) * C + c0;
-                    const float* wp = wt.data() + ((kd * g.k[1] + kh) * g.k[2] + kw) * C + c0;
-                    for (int64_t c = 0; c < cn; ++c) xp[c] += yp[c] * wp[c];
-                  }
-                }
-              }
+              for_valid_taps(g, od, oh, ow, [&](int64_t r, int64_t id, int64_t ih, int64_t iw) {
+                float* xp = xn + ((id * g.in[1] + ih) * g.in[2] + iw) * C + c0;
+                const float* wp = wt.data() + r * C + c0;
+                for (int64_t c = 0; c < cn; ++c) xp[c] += yp[c] * wp[c];
+              });
             }
       }
     });
@@ -202,29 +170,23 @@ void depthwise_backward_weight(const Geo& g, const float* x, const float* dy, fl
           for (int64_t od = 0; od < oD; ++od)
             for (int64_t oh = 0; oh < oH; ++oh) {
               const float* yr = yp + (od * oH + oh) * oW;
-              for (int64_t kd = 0; kd < g.k[0]; ++kd) {
-                int64_t id = od * g.s[0] - g.pb[0] + kd * g.d[0];
-                if (id < 0 || id >= g.in[0]) continue;
-                for (int64_t kh = 0; kh < g.k[1]; ++kh) {
-                  int64_t ih = oh * g.s[1] - g.pb[1] + kh * g.d[1];
-                  if (ih < 0 || ih >= g.in[1]) continue;
-                  const float* xr = xp + (id * g.in[1] + ih) * g.in[2];
-                  for (int64_t kw = 0; kw < g.k[2]; ++kw) {
-                    const int64_t off = kw * g.d[2] - g.pb[2];
-                    int64_t lo, hi;
-                    valid_range(oW, g.s[2], off, g.in[2], &lo, &hi);
-                    float s = 0;
-                    const int64_t sw = g.s[2];
-                    if (sw == 1) {
-                      const float* xs = xr + off;
-                      for (int64_t ow = lo; ow < hi; ++ow) s += xs[ow] * yr[ow];
-                    } else {
-                      for (int64_t ow = lo; ow < hi; ++ow) s += xr[ow * sw + off] * yr[ow];
-                    }
-                    acc[(kd * g.k[1] + kh) * g.k[2] + kw] += s;
+              for_valid_tap_rows(g, od, oh, [&](int64_t kd, int64_t kh, int64_t id, int64_t ih) {
+                const float* xr = xp + (id * g.in[1] + ih) * g.in[2];
+                for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+                  const int64_t off = kw * g.d[2] - g.pb[2];
+                  int64_t lo, hi;
+                  valid_range(oW, g.s[2], off, g.in[2], &lo, &hi);
+                  float s = 0;
+                  const int64_t sw = g.s[2];
+                  if (sw == 1) {
+                    const float* xs = xr + off;
+                    for (int64_t ow = lo; ow < hi; ++ow) s += xs[ow] * yr[ow];
+                  } else {
+                    for (int64_t ow = lo; ow < hi; ++ow) s += xr[ow * sw + off] * yr[ow];
                   }
+                  acc[(kd * g.k[1] + kh) * g.k[2] + kw] += s;
                 }
-              }
+              });
             }
         }
         for (int64_t r = 0; r < KS; ++r) dw[c * KS + r] = (float)acc[r];
@@ -245,21 +207,11 @@ void depthwise_backward_weight(const Geo& g, const float* x, const float* dy, fl
               std::fill(racc.begin(), racc.end(), 0.0f);
               for (int64_t ow = 0; ow < oW; ++ow) {
                 const float* yp = dy + (((n * oD + od) * oH + oh) * oW + ow) * C + c0;
-                for (int64_t kd = 0; kd < g.k[0]; ++kd) {
-                  int64_t id = od * g.s[0] - g.pb[0] + kd * g.d[0];
-                  if (id < 0 || id >= g.in[0]) continue;
-                  for (int64_t kh = 0; kh < g.k[1]; ++kh) {
-                    int64_t ih = oh * g.s[1] - g.pb[1] + kh * g.d[1];
-                    if (ih < 0 || ih >= g.in[1]) continue;
-                    for (int64_t kw = 0; kw < g.k[2]; ++kw) {
-                      int64_t iw = ow * g.s[2] - g.pb[2] + kw * g.d[2];
-                      if (iw < 0 || iw >= g.in[2]) continue;
-                      const float* xp = x + (((n * g.in[0] + id) * g.in[1] + ih) * g.in[2] + iw) * C + c0;
-                      float* a = racc.data() + ((kd * g.k[1] + kh) * g.k[2] + kw) * CB;
-                      for (int64_t c = 0; c < cn; ++c) a[c] += xp[c] * yp[c];
-                    }
-                  }
-                }
+                for_valid_taps(g, od, oh, ow, [&](int64_t r, int64_t id, int64_t ih, int64_t iw) {
+                  const float* xp = x + (((n * g.in[0] + id) * g.in[1] + ih) * g.in[2] + iw) * C + c0;
+                  float* a = racc.data() + r * CB;
+                  for (int64_t c = 0; c < cn; ++c) a[c] += xp[c] * yp[c];
+                });
               }
               for (int64_t i = 0; i < KS * CB; ++i) acc[i] += racc[i];
             }

@@ -29,6 +29,32 @@ inline Str strides_of(int layout, int64_t Ch, const int64_t* sz) {
   return t;
 }
 
+/* The taps of output row (od, oh) whose input row lies inside the input (padding rows skipped):
+ * f(kd, kh, id, ih) with id = od*s0 - pb0 + kd*d0, ih = oh*s1 - pb1 + kh*d1. */
+template <class F> CT_INLINE void for_valid_tap_rows(const Geo& g, int64_t od, int64_t oh, F&& f) {
+  for (int64_t kd = 0; kd < g.k[0]; ++kd) {
+    const int64_t id = od * g.s[0] - g.pb[0] + kd * g.d[0];
+    if (id < 0 || id >= g.in[0]) continue;
+    for (int64_t kh = 0; kh < g.k[1]; ++kh) {
+      const int64_t ih = oh * g.s[1] - g.pb[1] + kh * g.d[1];
+      if (ih < 0 || ih >= g.in[1]) continue;
+      f(kd, kh, id, ih);
+    }
+  }
+}
+
+/* The taps of output position (od, oh, ow) that read inside the input (padding skipped):
+ * f(r, id, ih, iw) with r = (kd*kH + kh)*kW + kw the tap's index in the kernel. */
+template <class F> CT_INLINE void for_valid_taps(const Geo& g, int64_t od, int64_t oh, int64_t ow, F&& f) {
+  for_valid_tap_rows(g, od, oh, [&](int64_t kd, int64_t kh, int64_t id, int64_t ih) {
+    for (int64_t kw = 0; kw < g.k[2]; ++kw) {
+      const int64_t iw = ow * g.s[2] - g.pb[2] + kw * g.d[2];
+      if (iw < 0 || iw >= g.in[2]) continue;
+      f((kd * g.k[1] + kh) * g.k[2] + kw, id, ih, iw);
+    }
+  });
+}
+
 /* Bias + activation applied to one float. */
 CT_INLINE double act_d(double v, int a) {
   switch (a) {
