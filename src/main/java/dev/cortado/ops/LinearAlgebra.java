@@ -71,17 +71,17 @@ public final class LinearAlgebra {
 
     // ------------------------------------------------------------------ backward rules
 
-    /**
-     * dA = dY Bᵀ, dB = Aᵀ dY, with vectors treated as 1-row / 1-column matrices; a weight shared
-     * by every batch (2-d b, batched a) gets one GEMM over the flattened batch instead of a
-     * batched product and a sum.
-     */
     /** A 2-d tensor laid out column by column: the transpose of a contiguous matrix. */
     private static boolean isTransposedMatrix(Tensor t) {
         long[] st = t.strides();
         return t.size(0) > 1 && t.size(1) > 1 && st[0] == 1 && st[1] == t.size(0);
     }
 
+    /**
+     * dA = dY Bᵀ, dB = Aᵀ dY, with vectors treated as 1-row / 1-column matrices; a weight shared
+     * by every batch (2-d b, batched a) gets one GEMM over the flattened batch instead of a
+     * batched product and a sum.
+     */
     private static Tensor[] matmulGrad(Void attrs, Op.Saved sv, Tensor[] g) {
         try (Scope s = Scope.open()) {
             Tensor a = sv.input(0);
