@@ -443,6 +443,27 @@ static void gemm_backward_data(const Geo& g, const T* dy, const T* w, T* dx) {
   });
 }
 
+/* dbias[k] = sum of dy over images and positions, in float64 (fixed order). */
+template <class T> static void bias_gradient(const Geo& g, const T* dy, T* dbias) {
+  std::vector<double> b(g.K, 0.0);
+  for (int64_t n = 0; n < g.N; ++n) {
+    if (g.layout == CT_LAYOUT_NCHW) {
+      for (int64_t k = 0; k < g.K; ++k) {
+        const T* r = dy + (n * g.K + k) * g.P;
+        double s = 0;
+        for (int64_t p = 0; p < g.P; ++p) s += r[p];
+        b[k] += s;
+      }
+    } else {
+      for (int64_t p = 0; p < g.P; ++p) {
+        const T* r = dy + (n * g.P + p) * g.K;
+        for (int64_t k = 0; k < g.K; ++k) b[k] += r[k];
+      }
+    }
+  }
+  for (int64_t k = 0; k < g.K; ++k) dbias[k] = (T)b[k];
+}
+
 template <class T>
 static void gemm_backward_weight(const Geo& g, const T* x, const T* dy, T* dw, T* dbias) {
   const bool nchw = g.layout == CT_LAYOUT_NCHW, plain = is_pointwise_plain(g);
@@ -480,25 +501,7 @@ static void gemm_backward_weight(const Geo& g, const T* x, const T* dy, T* dw, T
     reorder_w(g, sum.data(), dw, false);
   else
     std::memcpy(dw, sum.data(), g.K * R * sizeof(T));
-  if (dbias) {
-    std::vector<double> b(g.K, 0.0);
-    for (int64_t n = 0; n < g.N; ++n) {
-      if (nchw) {
-        for (int64_t k = 0; k < g.K; ++k) {
-          const T* r = dy + (n * g.K + k) * g.P;
-          double s = 0;
-          for (int64_t p = 0; p < g.P; ++p) s += r[p];
-          b[k] += s;
-        }
-      } else {
-        for (int64_t p = 0; p < g.P; ++p) {
-          const T* r = dy + (n * g.P + p) * g.K;
-          for (int64_t k = 0; k < g.K; ++k) b[k] += r[k];
-        }
-      }
-    }
-    for (int64_t k = 0; k < g.K; ++k) dbias[k] = (T)b[k];
-  }
+  if (dbias) bias_gradient(g, dy, dbias);
 }
 
 // ------------------------------------------------------------------ selection
@@ -700,27 +703,7 @@ int ct_cpu_conv_backward_weight(int dtype, int layout, int algorithm, const int6
                 algo_name(algo));
   if (algo == CT_CONV_ALGO_DEPTHWISE) depthwise_backward_weight(g, (const float*)x, (const float*)dy, (float*)dw);
   else winograd_backward_weight(g, (const float*)x, (const float*)dy, (float*)dw);
-  if (dbias) {
-    float* db = (float*)dbias;
-    const float* d = (const float*)dy;
-    std::vector<double> b(g.K, 0.0);
-    for (int64_t n = 0; n < g.N; ++n) {
-      if (g.layout == CT_LAYOUT_NCHW) {
-        for (int64_t k = 0; k < g.K; ++k) {
-          const float* r = d + (n * g.K + k) * g.P;
-          double s = 0;
-          for (int64_t p = 0; p < g.P; ++p) s += r[p];
-          b[k] += s;
-        }
-      } else {
-        for (int64_t p = 0; p < g.P; ++p) {
-          const float* r = d + (n * g.P + p) * g.K;
-          for (int64_t k = 0; k < g.K; ++k) b[k] += r[k];
-        }
-      }
-    }
-    for (int64_t k = 0; k < g.K; ++k) db[k] = (float)b[k];
-  }
+  if (dbias) bias_gradient(g, (const float*)dy, (float*)dbias);
   return CT_OK;
   CT_CATCH(fn)
 }

@@ -205,6 +205,26 @@ template <class T> __device__ __forceinline__ typename Cfg<T>::S to_bits(T v) {
   else return v;
 }
 
+/* LW consecutive elements of src at off into dst as shared-storage bits (one 16-byte load when
+ * LW > 1, so off must be 16-byte aligned then), or zeros when !valid. */
+template <int LW, class T>
+__device__ __forceinline__ void load_run(const T* src, int64_t off, bool valid, typename Cfg<T>::S (&dst)[LW]) {
+  using S = typename Cfg<T>::S;
+  if constexpr (LW > 1) {
+    if (valid) {
+      const uint4 v = *reinterpret_cast<const uint4*>(src + off);
+      const S* vs = reinterpret_cast<const S*>(&v);
+#pragma unroll
+      for (int e = 0; e < LW; ++e) dst[e] = vs[e];
+    } else {
+#pragma unroll
+      for (int e = 0; e < LW; ++e) dst[e] = S(0);
+    }
+  } else {
+    dst[0] = valid ? to_bits<T>(src[off]) : S(0);
+  }
+}
+
 /* One BK slice of the warp's 64 x 32 sub-tile: As/Bs point at the stage's [128][LDS] tiles. */
 template <class T>
 __device__ __forceinline__ void mma_slice(const typename Cfg<T>::S* As, const typename Cfg<T>::S* Bs,
@@ -464,19 +484,7 @@ __global__ void __launch_bounds__(NT) wgrad_kernel(const WgArgs p) {
       {
         const int m = m0 + mc * LW;
         const int64_t off = (int64_t)n * p.y_n + (int64_t)pp * p.y_p + ((int64_t)grp * p.Kg + m) * p.y_c;
-        if constexpr (LW > 1) {
-          if (qv && m < p.Kg) {
-            const uint4 v = *reinterpret_cast<const uint4*>(DY + off);
-            const S* vs = reinterpret_cast<const S*>(&v);
-#pragma unroll
-            for (int e = 0; e < LW; ++e) ra[i][e] = vs[e];
-          } else {
-#pragma unroll
-            for (int e = 0; e < LW; ++e) ra[i][e] = S(0);
-          }
-        } else {
-          ra[i][0] = (qv && m < p.Kg) ? to_bits<T>(DY[off]) : S(0);
-        }
+        load_run<LW>(DY, off, qv && m < p.Kg, ra[i]);
       }
       // B: x[n, grp*Cg + c, in(pp, r)], j = n0 + mc*LW + e = r*Cg + c
       {
@@ -496,19 +504,7 @@ __global__ void __launch_bounds__(NT) wgrad_kernel(const WgArgs p) {
               off = (int64_t)n * p.x_n + (((int64_t)i0 * p.sp.in[1] + i1) * p.sp.in[2] + i2) * p.x_p +
                     ((int64_t)grp * p.Cg + c) * p.x_c;
           }
-          if constexpr (LW > 1) {
-            if (v) {
-              const uint4 vv = *reinterpret_cast<const uint4*>(X + off);
-              const S* vs = reinterpret_cast<const S*>(&vv);
-#pragma unroll
-              for (int e = 0; e < LW; ++e) rb[i][e] = vs[e];
-            } else {
-#pragma unroll
-              for (int e = 0; e < LW; ++e) rb[i][e] = S(0);
-            }
-          } else {
-            rb[i][0] = v ? to_bits<T>(X[off]) : S(0);
-          }
+          load_run<LW>(X, off, v, rb[i]);
         }
       }
     }
