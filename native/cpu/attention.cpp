@@ -8,6 +8,7 @@
  *   for each key block of BK = 64 keys (blocks wholly above the causal diagonal are skipped):
  *     S = Qs K_blk^T                         register-blocked micro-kernel (6x16 AVX2 FMA,
  *                                            6x32 AVX-512 when present), K transposed once
+ *     S = c tanh(S / c)                      only with softcap c > 0
  *     S += additive mask / S = -inf where the boolean mask or causality forbids
  *     m' = max(m, rowmax S); a = exp(m - m'); P = exp(S - m'); l = a l + rowsum P; O *= a
  *     P *= dropout keep / (1 - p)            (Philox, element numbering of attention.h)
@@ -15,7 +16,8 @@
  *   o = O / l, lse = m + log l (rows with l = 0: o = 0, lse = -inf)
  * Backward (P recomputed from lse, never stored; Delta = rowsum(dO * o) computed first):
  *   pass 1, items (b, kv head, key block): for every query head of the group and every query
- *     block: S, P = exp(S - lse), dP = dO V^T, dS = P (dP z - Delta) (z: dropout scale),
+ *     block: S, P = exp(S - lse), dP = dO V^T, dS = P (dP z - Delta) (z: dropout scale; times
+ *     1 - tanh^2 of the capped score with softcap),
  *     dV += (P z)^T dO, dK += dS^T Qs. dK/dV of a key block are owned by one thread.
  *   pass 2, items (b, h, query block): the same S, P, dP, dS per key block, dQ += scale dS K.
  *   (7 block matmuls instead of 5, in exchange for no reduction buffers and no atomics.)
@@ -54,7 +56,7 @@ struct Problem {
   int mask_kind;
   const void* mask;
   bool causal;
-  double scale, p;
+  double scale, softcap, p;  // softcap 0: none
   uint64_t seed, offset;
   int64_t coff;  // causal offset Lk - Lq: query i sees key j iff j <= i + coff
 };
@@ -88,6 +90,11 @@ template <class T, class C> CT_INLINE C mask_at(const Problem& pb, int64_t b, in
   return (C)load((const T*)pb.mask + off);
 }
 
+/* The score after soft-capping: c tanh(s / c), or s without a cap. */
+CT_INLINE double capped(const Problem& pb, double s) {
+  return pb.softcap > 0 ? pb.softcap * std::tanh(s / pb.softcap) : s;
+}
+
 // ================================================================== naive reference
 template <class T> void reference_forward(const Problem& pb, const T* q, const T* k, const T* v, T* o, float* lse) {
   const int64_t rows = pb.B * pb.Hq * pb.Lq;
@@ -103,7 +110,7 @@ template <class T> void reference_forward(const Problem& pb, const T* q, const T
         const T* kr = k + b * pb.ks[0] + hk * pb.ks[1] + j * pb.ks[2];
         double d = 0;
         for (int64_t c = 0; c < pb.D; ++c) d += (double)load(qr + c) * (double)load(kr + c);
-        s[j] = d * pb.scale + (double)mask_at<T, double>(pb, b, h, i, j);
+        s[j] = capped(pb, d * pb.scale) + (double)mask_at<T, double>(pb, b, h, i, j);
         m = s[j] > m ? s[j] : m;
       }
       double l = 0;
@@ -154,7 +161,9 @@ void reference_backward(const Problem& pb, const T* q, const T* k, const T* v, c
           for (int64_t j = 0; j < pb.Lk; ++j) {
             double d = 0;
             for (int64_t c = 0; c < pb.D; ++c) d += (double)load(qr + c) * (double)load(K(j) + c);
-            P[j] = d * pb.scale + (double)mask_at<T, double>(pb, b, h, i, j);
+            const double sc = capped(pb, d * pb.scale);
+            dS[j] = pb.softcap > 0 ? 1 - (sc / pb.softcap) * (sc / pb.softcap) : 1;  // d capped / d s
+            P[j] = sc + (double)mask_at<T, double>(pb, b, h, i, j);
             L = P[j] > L ? P[j] : L;
           }
           for (int64_t j = 0; j < pb.Lk && L != -INFINITY; ++j) l += std::exp(P[j] - L);
@@ -171,7 +180,7 @@ void reference_backward(const Problem& pb, const T* q, const T* k, const T* v, c
               double dp = 0;
               for (int64_t c = 0; c < pb.Dv; ++c) dp += (double)load(gr + c) * (double)load(V(j) + c);
               P[j] = pj * z;
-              dS[j] = pj * (dp * z - delta);
+              dS[j] *= pj * (dp * z - delta);
             }
             for (int64_t j = 0; j < pb.Lk; ++j) {
               for (int64_t c = 0; c < pb.Dv; ++c) dV[j * pb.Dv + c] += P[j] * (double)load(gr + c);
@@ -337,6 +346,7 @@ template <> struct Ops<float> {
     return s;
   }
   static float exp1(float x) { return x == -INFINITY ? 0.0f : exp_f32(x); }
+  static float tanh1(float x) { return tanh_f32(x); }
 };
 template <> struct Ops<double> {
   bool avx512;
@@ -352,6 +362,7 @@ template <> struct Ops<double> {
     return s;
   }
   static double exp1(double x) { return x == -INFINITY ? 0.0 : std::exp(x); }
+  static double tanh1(double x) { return std::tanh(x); }
 };
 
 CT_INLINE int64_t pad_to(int64_t n, int64_t w) { return (n + w - 1) / w * w; }
@@ -381,6 +392,23 @@ CT_INLINE void load_rows_t(const T* src, int64_t rs, int64_t n, int64_t F, C* ds
   }
   for (int64_t c = 0; c < F; ++c)
     for (int64_t r = n; r < ld; ++r) dst[c * ld + r] = 0;
+}
+
+/* Soft-caps the score block S[nq][ld] (keys 0..nk) in place: S = c tanh(S / c); with dcap, also
+ * stores d(capped)/dS = 1 - tanh^2 there (the backward's factor). No-op without a cap. */
+template <class C>
+CT_INLINE void softcap_block(const Problem& pb, int64_t nq, int64_t nk, C* S, int64_t ld, C* dcap) {
+  if (!(pb.softcap > 0)) return;
+  const C cap = (C)pb.softcap, inv = (C)(1.0 / pb.softcap);
+  for (int64_t r = 0; r < nq; ++r) {
+    C* s = S + r * ld;
+    C* g = dcap ? dcap + r * ld : nullptr;
+    for (int64_t c = 0; c < nk; ++c) {
+      const C t = Ops<C>::tanh1(s[c] * inv);
+      s[c] = cap * t;
+      if (g) g[c] = (C)1 - t * t;
+    }
+  }
 }
 
 /* Applies mask and causality to the score block S[nq][ld] of rows i0.., keys j0..; returns
@@ -459,6 +487,7 @@ void blocked_forward(const Problem& pb, const T* q, const T* k, const T* v, T* o
         load_rows_t(kbase + j0 * pb.ks[2], pb.ks[2], nk, pb.D, Kt, BKP);
         if (o) load_rows(vbase + j0 * pb.vs[2], pb.vs[2], nk, pb.Dv, Vb, Dvp, nk, (C)1);
         ops.gemm(nq, nkp, pb.D, Qs, pb.D, Kt, BKP, S, BKP, false);
+        softcap_block<C>(pb, nq, nk, S, BKP, nullptr);
         mask_block<T, C>(pb, b, h, i0, nq, j0, nk, S, BKP);
         for (int64_t r = 0; r < nq; ++r) {
           C* s = S + r * BKP;
@@ -496,11 +525,13 @@ void blocked_forward(const Problem& pb, const T* q, const T* k, const T* v, T* o
   }
 }
 
-/* Recomputes the block P = exp(S - lse) into S and dS = P (dP z - Delta) into dP; P is left
- * multiplied by the dropout scale z (the P that multiplied V). */
+/* Recomputes the block P = exp(S - lse) into S and dS = P (dP z - Delta) into dP (times dcap, the
+ * soft-cap derivative, when there is a cap); P is left multiplied by the dropout scale z (the P
+ * that multiplied V). */
 template <class T, class C, class LseT>
 CT_INLINE void softmax_grad_block(const Problem& pb, int64_t b, int64_t h, int64_t i0, int64_t nq, int64_t j0,
-                                  int64_t nk, C* S, C* dP, int64_t ld, const LseT* lse, const C* delta) {
+                                  int64_t nk, C* S, C* dP, int64_t ld, const LseT* lse, const C* delta,
+                                  const C* dcap) {
   for (int64_t r = 0; r < nq; ++r) {
     C* s = S + r * ld;
     C* dp = dP + r * ld;
@@ -521,6 +552,10 @@ CT_INLINE void softmax_grad_block(const Problem& pb, int64_t b, int64_t h, int64
       }
     } else {
       for (int64_t c = 0; c < nk; ++c) dp[c] = s[c] * (dp[c] - dl);
+    }
+    if (pb.softcap > 0) {
+      const C* g = dcap + r * ld;
+      for (int64_t c = 0; c < nk; ++c) dp[c] *= g[c];
     }
   }
 }
@@ -557,8 +592,9 @@ void blocked_backward(const Problem& pb, const T* q, const T* k, const T* v, con
     }
   });
   // Scratch: Qs[BQ][Dp], dO[BQ][Dvp], Kt[D][BKP], Vt[Dv][BKP], Kb[BK][Dp], S/dP[BQ][BKP],
-  // St/dSt[BK][BQP], dK[BK][Dp], dV[BK][Dvp] (pass 2 uses dK's space as dQ[BQ][Dp]).
-  const size_t per = (size_t)(BQ * Dp + BQ * Dvp + pb.D * BKP + pb.Dv * BKP + BK * Dp + 2 * BQ * BKP + 2 * BK * BQP +
+  // St/dSt[BK][BQP], dK[BK][Dp], dV[BK][Dvp] (pass 2 uses dK's space as dQ[BQ][Dp]), the
+  // soft-cap derivative Gc[BQ][BKP].
+  const size_t per = (size_t)(BQ * Dp + BQ * Dvp + pb.D * BKP + pb.Dv * BKP + BK * Dp + 3 * BQ * BKP + 2 * BK * BQP +
                               (BK > BQ ? BK : BQ) * Dp + BK * Dvp + 16);
   int nt = threads();
   std::vector<C> scratch((size_t)nt * per);
@@ -579,6 +615,7 @@ void blocked_backward(const Problem& pb, const T* q, const T* k, const T* v, con
     C* dSt = St + BK * BQP;
     C* dK = dSt + BK * BQP;
     C* dV = dK + (BK > BQ ? BK : BQ) * Dp;
+    C* Gc = dV + BK * Dvp;
     // ---------------- pass 1: dK, dV per (b, kv head, key block)
 #pragma omp for schedule(dynamic, 1)
     for (int64_t it = 0; it < items1; ++it) {
@@ -597,9 +634,10 @@ void blocked_backward(const Problem& pb, const T* q, const T* k, const T* v, con
           load_rows(q + b * pb.qs[0] + h * pb.qs[1] + i0 * pb.qs[2], pb.qs[2], nq, pb.D, Qs, Dp, nq, (C)pb.scale);
           load_rows(d_o + b * dos[0] + h * dos[1] + i0 * dos[2], dos[2], nq, pb.Dv, dO, Dvp, nq, (C)1);
           ops.gemm(nq, nkp, pb.D, Qs, Dp, Kt, BKP, S, BKP, false);
+          softcap_block<C>(pb, nq, nk, S, BKP, Gc);
           mask_block<T, C>(pb, b, h, i0, nq, j0, nk, S, BKP);
           ops.gemm(nq, nkp, pb.Dv, dO, Dvp, Vt, BKP, dP, BKP, false);
-          softmax_grad_block<T, C, LseT>(pb, b, h, i0, nq, j0, nk, S, dP, BKP, lse_h + i0, delta_h + i0);
+          softmax_grad_block<T, C, LseT>(pb, b, h, i0, nq, j0, nk, S, dP, BKP, lse_h + i0, delta_h + i0, Gc);
           for (int64_t r = 0; r < nq; ++r)
             for (int64_t c = 0; c < nk; ++c) { St[c * BQP + r] = S[r * BKP + c]; dSt[c * BQP + r] = dP[r * BKP + c]; }
           ops.gemm(nk, Dvp, nq, St, BQP, dO, Dvp, dV, Dvp, true);
@@ -632,9 +670,10 @@ void blocked_backward(const Problem& pb, const T* q, const T* k, const T* v, con
         load_rows(kr, pb.ks[2], nk, pb.D, Kb, Dp, nk, (C)pb.scale);
         load_rows_t(v + b * pb.vs[0] + hk * pb.vs[1] + j0 * pb.vs[2], pb.vs[2], nk, pb.Dv, Vt, BKP);
         ops.gemm(nq, nkp, pb.D, Qs, Dp, Kt, BKP, S, BKP, false);
+        softcap_block<C>(pb, nq, nk, S, BKP, Gc);
         mask_block<T, C>(pb, b, h, i0, nq, j0, nk, S, BKP);
         ops.gemm(nq, nkp, pb.Dv, dO, Dvp, Vt, BKP, dP, BKP, false);
-        softmax_grad_block<T, C, LseT>(pb, b, h, i0, nq, j0, nk, S, dP, BKP, lse_h, delta_h);
+        softmax_grad_block<T, C, LseT>(pb, b, h, i0, nq, j0, nk, S, dP, BKP, lse_h, delta_h, Gc);
         ops.gemm(nq, Dp, nk, dP, BKP, Kb, Dp, dQ, Dp, true);
       }
       for (int64_t r = 0; r < nq; ++r) {
@@ -657,14 +696,16 @@ bool use_reference() {
 /* Validates the arguments shared by forward and backward; fills pb. Returns CT_OK or an error. */
 int setup(const char* fn, Problem& pb, int dtype, const int64_t* dims, const void* q, const int64_t* qs, const void* k,
           const int64_t* ks, const void* v, const int64_t* vs, int mask_kind, const void* mask, const int64_t* ms,
-          int causal, double scale, double dropout_p, uint64_t seed, uint64_t offset, const int64_t* os) {
-  const int st = attention::check_args(fn, dtype, dims, q, qs, k, ks, v, vs, mask_kind, mask, ms, scale, dropout_p, os);
+          int causal, double scale, double softcap, double dropout_p, uint64_t seed, uint64_t offset,
+          const int64_t* os) {
+  const int st =
+      attention::check_args(fn, dtype, dims, q, qs, k, ks, v, vs, mask_kind, mask, ms, scale, softcap, dropout_p, os);
   if (st) return st;
   pb.B = dims[0]; pb.Hq = dims[1]; pb.Hkv = dims[2]; pb.Lq = dims[3]; pb.Lk = dims[4]; pb.D = dims[5]; pb.Dv = dims[6];
   pb.G = pb.Hq / pb.Hkv;
   pb.qs = qs; pb.ks = ks; pb.vs = vs; pb.ms = ms; pb.os = os;
   pb.mask_kind = mask_kind; pb.mask = mask; pb.causal = causal != 0;
-  pb.scale = scale; pb.p = dropout_p; pb.seed = seed; pb.offset = offset; pb.coff = pb.Lk - pb.Lq;
+  pb.scale = scale; pb.softcap = softcap; pb.p = dropout_p; pb.seed = seed; pb.offset = offset; pb.coff = pb.Lk - pb.Lq;
   return CT_OK;
 }
 
@@ -686,15 +727,15 @@ using namespace ct;
 extern "C" int ct_cpu_attention_forward(int dtype, const int64_t* dims, const void* q, const int64_t* q_strides,
                                         const void* k, const int64_t* k_strides, const void* v,
                                         const int64_t* v_strides, int mask_kind, const void* mask,
-                                        const int64_t* mask_strides, int causal, double scale, double dropout_p,
-                                        uint64_t seed, uint64_t offset, void* o, const int64_t* o_strides,
+                                        const int64_t* mask_strides, int causal, double scale, double softcap,
+                                        double dropout_p, uint64_t seed, uint64_t offset, void* o, const int64_t* o_strides,
                                         float* lse) {
   static const char* fn = "ct_cpu_attention_forward";
   CT_TRY
   if (!o_strides) return fail(CT_ERR_INVALID_ARG, "%s: o_strides is NULL", fn);
   Problem pb{};
   int st = setup(fn, pb, dtype, dims, q, q_strides, k, k_strides, v, v_strides, mask_kind, mask, mask_strides, causal,
-                 scale, dropout_p, seed, offset, o_strides);
+                 scale, softcap, dropout_p, seed, offset, o_strides);
   if (st) return st;
   if (pb.B == 0 || pb.Lq == 0) return CT_OK;
   if ((st = check_ptr(fn, "o", o)) || (st = check_ptr(fn, "lse", lse))) return st;
@@ -713,8 +754,8 @@ extern "C" int ct_cpu_attention_forward(int dtype, const int64_t* dims, const vo
 extern "C" int ct_cpu_attention_backward(int dtype, const int64_t* dims, const void* q, const int64_t* q_strides,
                                          const void* k, const int64_t* k_strides, const void* v,
                                          const int64_t* v_strides, int mask_kind, const void* mask,
-                                         const int64_t* mask_strides, int causal, double scale, double dropout_p,
-                                         uint64_t seed, uint64_t offset, const void* o, const int64_t* o_strides,
+                                         const int64_t* mask_strides, int causal, double scale, double softcap,
+                                         double dropout_p, uint64_t seed, uint64_t offset, const void* o, const int64_t* o_strides,
                                          const void* d_o, const int64_t* do_strides, const float* lse, void* dq,
                                          const int64_t* dq_strides, void* dk, const int64_t* dk_strides, void* dv,
                                          const int64_t* dv_strides) {
@@ -723,7 +764,7 @@ extern "C" int ct_cpu_attention_backward(int dtype, const int64_t* dims, const v
   if (!o_strides) return fail(CT_ERR_INVALID_ARG, "%s: o_strides is NULL", fn);
   Problem pb{};
   int st = setup(fn, pb, dtype, dims, q, q_strides, k, k_strides, v, v_strides, mask_kind, mask, mask_strides, causal,
-                 scale, dropout_p, seed, offset, o_strides);
+                 scale, softcap, dropout_p, seed, offset, o_strides);
   if (st) return st;
   if ((st = attention::check_backward_args(fn, dims, o, d_o, do_strides, lse, dq, dq_strides, dk, dk_strides, dv,
                                            dv_strides)))

@@ -160,7 +160,8 @@ template <class C> struct UExp { CT_INLINE C operator()(C x) const {
 template <class C> struct ULog { CT_INLINE C operator()(C x) const { return std::log(x); } };
 template <class C> struct USqrt { CT_INLINE C operator()(C x) const { return std::sqrt(x); } };
 template <class C> struct URsqrt { CT_INLINE C operator()(C x) const { return (C)1 / std::sqrt(x); } };
-template <class C> struct UTanh { CT_INLINE C operator()(C x) const { return std::tanh(x); } };
+template <class C> struct UTanh { CT_INLINE C operator()(C x) const {
+  if constexpr (std::is_same_v<C, float>) return tanh_f32(x); else return std::tanh(x); } };
 template <class C> struct USigmoid { CT_INLINE C operator()(C x) const {
   if constexpr (std::is_same_v<C, float>) return sigmoid_f32(x); else return 1.0 / (1.0 + std::exp(-x)); } };
 /* 0.5 x (1 + erf(x/sqrt2)) == 0.5 x erfc(-x/sqrt2): erfc keeps full relative accuracy for

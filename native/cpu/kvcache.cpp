@@ -12,7 +12,8 @@
  *   front to back, once), for each row of the group of hk (G Tq rows share the K/V rows, which
  *   stay in L1: 16-bit pages are widened to float32 once per page):
  *     S = Qs_r K_page^T for the visible keys (causal: key j <= L - Tq + t), 8 keys at a time
- *       with 8 independent FMA chains reduced by horizontal adds (dot8)
+ *       with 8 independent FMA chains reduced by horizontal adds (dot8); with softcap c,
+ *       S = c tanh(S / c)
  *     m' = max(m, max S), a = exp(m - m'), P = exp(S - m') (vectorized exp_f32),
  *     l = a l + sum P, acc = a acc + P V_page (acc held in registers over the page: page_pv)
  *   one split: o = acc / l, lse = m + log l; several: (m, l, acc) go to a scratch buffer and a
@@ -43,6 +44,7 @@ struct Geo {
   const int32_t *bt, *lens;
   bool causal;
   float scale;
+  float softcap;  // 0: none
   int64_t max_len;
 };
 
@@ -202,7 +204,7 @@ void decode_reference(const Geo& g, const T* q, const T* kc, const T* vc, T* o, 
         const T* kr = row_at(kc, g, g.bt[s * g.MP + j / g.PS], j % g.PS, hk);
         double d = 0;
         for (int64_t c = 0; c < g.D; ++c) d += (double)load(qr + c) * (double)load(kr + c);
-        sc[j] = d * g.scale;
+        sc[j] = g.softcap > 0 ? g.softcap * std::tanh(d * g.scale / g.softcap) : d * g.scale;
         m = sc[j] > m ? sc[j] : m;
       }
       for (int64_t c = 0; c < g.D; ++c) acc[c] = 0;
@@ -314,6 +316,10 @@ void decode_fast(const Geo& g, const T* q, const T* kc, const T* vc, T* o, float
             }
             if (nv <= 0) continue;
             for (int64_t j = 0; j < nv; j += 8) _mm256_storeu_ps(S + j, dot8(Qs + r * D, kp.data() + j, D));
+            if (g.softcap > 0) {
+              const float cap = g.softcap, inv = 1.0f / g.softcap;
+              for (int64_t j = 0; j < nv; ++j) S[j] = cap * tanh_f32(S[j] * inv);
+            }
             float mx = m[r];
             for (int64_t j = 0; j < nv; ++j) mx = S[j] > mx ? S[j] : mx;
             const float a = m[r] == -INFINITY ? 0.0f : (mx == m[r] ? 1.0f : exp_f32(m[r] - mx));
@@ -489,7 +495,8 @@ extern "C" int ct_cpu_kv_cache_append(int dtype, const int64_t* dims, const void
 
 extern "C" int ct_cpu_paged_decode_attention(int dtype, const int64_t* dims, const void* q, const int64_t* q_strides,
                                              const void* k_cache, const void* v_cache, const int32_t* block_table,
-                                             const int32_t* seq_lens, int causal, double scale, int64_t num_splits,
+                                             const int32_t* seq_lens, int causal, double scale, double softcap,
+                                             int64_t num_splits,
                                              void* o, const int64_t* o_strides, float* lse) {
   static const char* fn = "ct_cpu_paged_decode_attention";
   CT_TRY
@@ -503,12 +510,14 @@ extern "C" int ct_cpu_paged_decode_attention(int dtype, const int64_t* dims, con
                 (long long)dims[3]);
   if ((st = check_strides4(fn, "q_strides", q_strides)) || (st = check_strides4(fn, "o_strides", o_strides))) return st;
   if (!std::isfinite(scale)) return fail(CT_ERR_INVALID_ARG, "%s: scale=%g must be finite", fn, scale);
+  if (!(softcap >= 0) || !std::isfinite(softcap))
+    return fail(CT_ERR_INVALID_ARG, "%s: softcap=%g must be finite and >= 0 (0: no capping)", fn, softcap);
   if (num_splits < 0) return fail(CT_ERR_INVALID_ARG, "%s: num_splits=%lld is negative", fn, (long long)num_splits);
   Geo g{};
   g.S = dims[0]; g.Tq = dims[1]; g.Hq = dims[2]; g.Hkv = dims[3]; g.D = dims[4]; g.P = dims[5]; g.PS = dims[6];
   g.MP = dims[7]; g.G = g.Hq / g.Hkv;
   g.qs = q_strides; g.os = o_strides; g.bt = block_table; g.lens = seq_lens;
-  g.causal = causal != 0; g.scale = (float)scale;
+  g.causal = causal != 0; g.scale = (float)scale; g.softcap = (float)softcap;
   if (g.S == 0 || g.Tq == 0) return CT_OK;
   if ((st = check_ptr(fn, "seq_lens", seq_lens)) || (st = check_ptr(fn, "block_table", block_table)) ||
       (st = check_ptr(fn, "q", q)) || (st = check_ptr(fn, "o", o)))

@@ -14,8 +14,9 @@
  *   warps for DP <= 64, 64 rows with 4 warps otherwise); warp w owns rows [16w, 16w + 16).
  *   Q is staged once; K/V tiles of BK keys (64; 32 for DP = 256) stream through shared memory
  *   with cp.async double buffering (tile t+1 loads while tile t computes). S = Q K^T on tensor
- *   cores, scaled to the log2 domain, masked (bounds, causal, bool/additive), online softmax
- *   in registers (row max/sum across the 4 lanes of a fragment row by shuffles), dropout, P
+ *   cores, soft-capped when softcap > 0 (softcap tanh(s / softcap)), scaled to the log2
+ *   domain, masked (bounds, causal, bool/additive), online softmax in registers (row
+ *   max/sum across the 4 lanes of a fragment row by shuffles), dropout, P
  *   repacked from the accumulator fragments into bf16/f16 A fragments, O += P V. Causal: key
  *   tiles wholly above the block's diagonal are never loaded; a warp skips tiles above its own
  *   16 rows; only tiles crossing the diagonal pay for the element test. Writes O and lse.
@@ -24,10 +25,11 @@
  *   batch); K, V staged once; for each query head of the group and each query block (starting
  *   at the first block that sees the keys when causal): Q, dO, lse, Delta staged, then per
  *   warp (16 keys): S^T = K Q^T, P^T = exp(S^T - lse) (recomputed, never stored), dP^T = V dO^T,
- *   dS^T = P^T (dP^T z - Delta), dV += (P z)^T dO, dK += dS^T Q (registers; shared-memory
- *   float accumulators for DP = 256), dS written to shared memory, then dQ += dS K split over
- *   the warps by query rows and added with float atomicAdd into the workspace. (3) dq = scale
- *   * workspace, converted and written through dq's strides. dK is scaled when written.
+ *   dS^T = P^T (dP^T z - Delta) (times 1 - tanh^2 with softcap), dV += (P z)^T dO,
+ *   dK += dS^T Q (registers; shared-memory float accumulators for DP = 256), dS written to
+ *   shared memory, then dQ += dS K split over the warps by query rows and added with float
+ *   atomicAdd into the workspace. (3) dq = scale * workspace, converted and written through
+ *   dq's strides. dK is scaled when written.
  *  Shared memory per CTA (bytes, T = 2 bytes, rows padded by 8 elements against bank
  *  conflicts) is computed and static_asserted below; > 48 KiB is opted into with
  *  cudaFuncSetAttribute. If the device cannot grant it, the SIMT path runs instead.
@@ -83,6 +85,9 @@ struct AttnArgs {
   int mask_kind, causal, vec;
   double scale;
   float scale_log2;  // scale * log2(e)
+  double softcap;    // 0: none
+  float cap_log2;    // softcap * log2(e)
+  float scale_cap;   // scale / softcap
   float p;           // dropout probability (0: none), compared as float like the CPU
   double zs;         // 1 / (1 - p)
   uint64_t seed, offset;
@@ -314,7 +319,7 @@ __global__ void __launch_bounds__(FwdCfg<DP>::NW * 32) fa_fwd_kernel(const AttnA
       for (int e = 0; e < 4; ++e) {
         const int64_t row = e < 2 ? ra : rb;
         const int64_t j = j0 + n * 8 + 2 * t + (e & 1);
-        float x = s[n][e] * a.scale_log2;
+        float x = a.softcap > 0 ? a.cap_log2 * tanhf(s[n][e] * a.scale_cap) : s[n][e] * a.scale_log2;
         if (edge && j >= jend) x = -INFINITY;
         else if (diag && j > row + a.coff) x = -INFINITY;
         else if (a.mask_kind != CT_ATTENTION_MASK_NONE) {
@@ -499,13 +504,18 @@ __global__ void __launch_bounds__(BwdCfg<DP>::NW * 32) fa_bwd_kernel(const AttnA
           const int64_t i = i0 + qi;
           const int64_t key = e < 2 ? key_a : key_b;
           const float L = sL[qi];
-          float x = st[n][e] * a.scale_log2;
+          float x = st[n][e] * a.scale_log2, gcap = 1.f;  // gcap: d(capped)/d(score)
+          if (a.softcap > 0) {
+            const float tc = tanhf(st[n][e] * a.scale_cap);
+            x = a.cap_log2 * tc;
+            gcap = 1.f - tc * tc;
+          }
           bool vis = i < a.Lq && key < a.Lk && L != -INFINITY && !(a.causal && key > i + a.coff);
           if (vis && a.mask_kind != CT_ATTENTION_MASK_NONE) x += mask_value<T, float>(a, b, h, i, key) * kLog2e;
           const float p = vis && x != -INFINITY ? exp2f(x - L) : 0.f;
           float z = 1.f;
           if (a.p > 0.f && p != 0.f) z = drop_keep(a, b, h, i, key) ? zs : 0.f;
-          dpt[n][e] = p * (dpt[n][e] * z - sDl[qi]);
+          dpt[n][e] = p * (dpt[n][e] * z - sDl[qi]) * gcap;
           st[n][e] = p * z;
         }
       // dV += (P z)^T dO ; dK += dS^T Q   (k = queries)
@@ -649,6 +659,18 @@ template <> __device__ __forceinline__ double c_exp<double>(double x) { return e
 template <class C> __device__ __forceinline__ C c_log(C x);
 template <> __device__ __forceinline__ float c_log<float>(float x) { return logf(x); }
 template <> __device__ __forceinline__ double c_log<double>(double x) { return log(x); }
+template <class C> __device__ __forceinline__ C c_tanh(C x);
+template <> __device__ __forceinline__ float c_tanh<float>(float x) { return tanhf(x); }
+template <> __device__ __forceinline__ double c_tanh<double>(double x) { return tanh(x); }
+
+/* The scaled score s soft-capped (c tanh(s / c)); g = d(capped)/ds. Without a cap: s and 1. */
+template <class C> __device__ __forceinline__ C cap_score(const AttnArgs& a, C s, C& g) {
+  g = 1;
+  if (!(a.softcap > 0)) return s;
+  const C t = c_tanh<C>(s / (C)a.softcap);
+  g = (C)1 - t * t;
+  return (C)a.softcap * t;
+}
 
 constexpr int kSimtNV = 8;  // features per lane: max(D, Dv) <= 256
 
@@ -679,7 +701,9 @@ __global__ void __launch_bounds__(256) simt_fwd_kernel(const AttnArgs a, LseT* l
       const int64_t j = j0 + lane;
       C s = -(C)INFINITY;
       if (j < jend) {
-        s = dot_row<T, C>(qr, kb + j * a.ks[2], a.D) * (C)a.scale + mask_value<T, C>(a, b, h, i, j);
+        C g;
+        s = cap_score<C>(a, dot_row<T, C>(qr, kb + j * a.ks[2], a.D) * (C)a.scale, g) +
+            mask_value<T, C>(a, b, h, i, j);
       }
       const C mx = warp_allreduce(s, [](C x, C y) { return x > y ? x : y; });
       const C mnew = m > mx ? m : mx;
@@ -727,7 +751,8 @@ __device__ __forceinline__ void simt_grad_elem(const AttnArgs a, int64_t b, int6
   if (L == -(C)INFINITY) return;
   const T* qr = (const T*)a.q + b * a.qs[0] + h * a.qs[1] + i * a.qs[2];
   const T* kr = (const T*)a.k + b * a.ks[0] + hk * a.ks[1] + j * a.ks[2];
-  const C s = dot_row<T, C>(qr, kr, a.D) * (C)a.scale + mask_value<T, C>(a, b, h, i, j);
+  C g;
+  const C s = cap_score<C>(a, dot_row<T, C>(qr, kr, a.D) * (C)a.scale, g) + mask_value<T, C>(a, b, h, i, j);
   if (s == -(C)INFINITY) return;
   const C p = c_exp<C>(s - L);
   const T* gr = (const T*)a.d_o + b * a.dos[0] + h * a.dos[1] + i * a.dos[2];
@@ -735,7 +760,7 @@ __device__ __forceinline__ void simt_grad_elem(const AttnArgs a, int64_t b, int6
   const C dp = dot_row<T, C>(gr, vr, a.Dv);
   C z = 1;
   if (a.p > 0.f) z = drop_keep(a, b, h, i, j) ? (C)a.zs : (C)0;
-  ds = p * (dp * z - delta[(b * a.Hq + h) * a.Lq + i]);
+  ds = p * (dp * z - delta[(b * a.Hq + h) * a.Lq + i]) * g;
   pz = p * z;
 }
 
@@ -863,8 +888,10 @@ void copy4(int64_t (&dst)[4], const int64_t* s) {
 /* Validates the arguments shared by forward and backward (as the CPU twin does) and fills a. */
 int setup(const char* fn, AttnArgs& a, int dtype, const int64_t* dims, const void* q, const int64_t* qs, const void* k,
           const int64_t* ks, const void* v, const int64_t* vs, int mask_kind, const void* mask, const int64_t* ms,
-          int causal, double scale, double dropout_p, uint64_t seed, uint64_t offset, const int64_t* os) {
-  int st = attention::check_args(fn, dtype, dims, q, qs, k, ks, v, vs, mask_kind, mask, ms, scale, dropout_p, os);
+          int causal, double scale, double softcap, double dropout_p, uint64_t seed, uint64_t offset,
+          const int64_t* os) {
+  int st =
+      attention::check_args(fn, dtype, dims, q, qs, k, ks, v, vs, mask_kind, mask, ms, scale, softcap, dropout_p, os);
   if (st) return st;
   if ((st = check_strides4(fn, "o_strides", os, true))) return st;  // required here (NULL allowed on the CPU)
   if (dims[5] > 256 || dims[6] > 256)
@@ -881,6 +908,9 @@ int setup(const char* fn, AttnArgs& a, int dtype, const int64_t* dims, const voi
   a.causal = causal != 0;
   a.scale = scale;
   a.scale_log2 = (float)(scale * 1.4426950408889634);
+  a.softcap = softcap;
+  a.cap_log2 = (float)(softcap * 1.4426950408889634);
+  a.scale_cap = softcap > 0 ? (float)(scale / softcap) : 0.f;
   a.p = (float)dropout_p;
   a.zs = 1.0 / (1.0 - dropout_p);
   a.seed = seed;
@@ -1063,13 +1093,13 @@ using namespace ct;
 extern "C" int ct_cuda_attention_forward(int dtype, const int64_t* dims, const void* q, const int64_t* q_strides,
                                          const void* k, const int64_t* k_strides, const void* v,
                                          const int64_t* v_strides, int mask_kind, const void* mask,
-                                         const int64_t* mask_strides, int causal, double scale, double dropout_p,
-                                         uint64_t seed, uint64_t offset, void* o, const int64_t* o_strides,
+                                         const int64_t* mask_strides, int causal, double scale, double softcap,
+                                         double dropout_p, uint64_t seed, uint64_t offset, void* o, const int64_t* o_strides,
                                          float* lse, int64_t stream) {
   static const char* fn = "ct_cuda_attention_forward";
   AttnArgs a;
   int st = setup(fn, a, dtype, dims, q, q_strides, k, k_strides, v, v_strides, mask_kind, mask, mask_strides, causal,
-                 scale, dropout_p, seed, offset, o_strides);
+                 scale, softcap, dropout_p, seed, offset, o_strides);
   if (st) return st;
   if (a.B == 0 || a.Lq == 0) return CT_OK;
   if ((st = check_ptr(fn, "o", o)) || (st = check_ptr(fn, "lse", lse))) return st;
@@ -1087,15 +1117,15 @@ extern "C" int ct_cuda_attention_forward(int dtype, const int64_t* dims, const v
 extern "C" int ct_cuda_attention_backward(int dtype, const int64_t* dims, const void* q, const int64_t* q_strides,
                                           const void* k, const int64_t* k_strides, const void* v,
                                           const int64_t* v_strides, int mask_kind, const void* mask,
-                                          const int64_t* mask_strides, int causal, double scale, double dropout_p,
-                                          uint64_t seed, uint64_t offset, const void* o, const int64_t* o_strides,
+                                          const int64_t* mask_strides, int causal, double scale, double softcap,
+                                          double dropout_p, uint64_t seed, uint64_t offset, const void* o, const int64_t* o_strides,
                                           const void* d_o, const int64_t* do_strides, const float* lse, void* dq,
                                           const int64_t* dq_strides, void* dk, const int64_t* dk_strides, void* dv,
                                           const int64_t* dv_strides, int64_t stream) {
   static const char* fn = "ct_cuda_attention_backward";
   AttnArgs a;
   int st = setup(fn, a, dtype, dims, q, q_strides, k, k_strides, v, v_strides, mask_kind, mask, mask_strides, causal,
-                 scale, dropout_p, seed, offset, o_strides);
+                 scale, softcap, dropout_p, seed, offset, o_strides);
   if (st) return st;
   if ((st = attention::check_backward_args(fn, dims, o, d_o, do_strides, lse, dq, dq_strides, dk, dk_strides, dv,
                                            dv_strides)))

@@ -12,7 +12,8 @@
  *   Qs = scale q (float32, shared memory)
  *   warp w takes tokens j0 + w, j0 + w + W, ...; for each token:
  *     lane l holds features l, l + 32, ... of the K row (coalesced loads), s_r = warp-sum of
- *     Qs_r . k (butterfly shuffles: every lane gets s_r); online softmax per row in the warp:
+ *     Qs_r . k (butterfly shuffles: every lane gets s_r; soft-capped, s_r = c tanh(s_r / c), when
+ *     softcap c > 0); online softmax per row in the warp:
  *     m' = max(m, s), a = e^(m - m'), p = e^(s - m'), l = a l + p, acc_r = a acc_r + p v
  *     (acc in the warp's shared memory slice, each lane its own features).
  *   the W warp states merge (log-sum-exp weights); one split: o = acc / l, lse = m + log l;
@@ -44,6 +45,7 @@ struct DecodeGeo {
   int64_t nrg;      // row groups
   int causal;
   float scale;
+  float softcap;  // 0: none
 };
 
 // ------------------------------------------------------------------ append
@@ -124,7 +126,7 @@ __global__ void decode_split_kernel(DecodeGeo g, const T* __restrict__ q, const 
       if (g.causal && j > Lc - g.Tq + t) continue;  // uniform over the warp
       float part = 0.0f;
       for (int64_t c = lane; c < D; c += 32) part += Qs[r * D + c] * load(kc[roff + c]);
-      const float sc = warp_sum(part);
+      const float sc = g.softcap > 0 ? g.softcap * tanhf(warp_sum(part) / g.softcap) : warp_sum(part);
       const float mo = m[r];
       const float mn = fmaxf(mo, sc);
       const float a = mo == -INFINITY ? 0.0f : __expf(mo - mn);
@@ -280,7 +282,7 @@ extern "C" int ct_cuda_kv_cache_append(int dtype, const int64_t* dims, const voi
 extern "C" int ct_cuda_paged_decode_attention(int dtype, const int64_t* dims, const void* q, const int64_t* q_strides,
                                               const void* k_cache, const void* v_cache, const int32_t* block_table,
                                               const int32_t* seq_lens, int64_t max_len, int causal, double scale,
-                                              int64_t num_splits, void* o, const int64_t* o_strides, float* lse,
+                                              double softcap, int64_t num_splits, void* o, const int64_t* o_strides, float* lse,
                                               float* workspace, int64_t workspace_floats, int64_t stream) {
   static const char* fn = "ct_cuda_paged_decode_attention";
   if (dtype != CT_F32 && dtype != CT_F16 && dtype != CT_BF16) return unsupported(fn, dtype);
@@ -293,13 +295,15 @@ extern "C" int ct_cuda_paged_decode_attention(int dtype, const int64_t* dims, co
   CT_TRY_STATUS(check_strides4(fn, "q_strides", q_strides));
   CT_TRY_STATUS(check_strides4(fn, "o_strides", o_strides));
   if (!std::isfinite(scale)) return fail(CT_ERR_INVALID_ARG, "%s: scale=%g must be finite", fn, scale);
+  if (!(softcap >= 0) || !std::isfinite(softcap))
+    return fail(CT_ERR_INVALID_ARG, "%s: softcap=%g must be finite and >= 0 (0: no capping)", fn, softcap);
   if (num_splits < 1) return fail(CT_ERR_INVALID_ARG, "%s: num_splits=%lld must be >= 1", fn, (long long)num_splits);
   if (max_len < 0) return fail(CT_ERR_INVALID_ARG, "%s: max_len=%lld is negative", fn, (long long)max_len);
   DecodeGeo g{};
   g.S = dims[0]; g.Tq = dims[1]; g.Hq = dims[2]; g.Hkv = dims[3]; g.D = dims[4]; g.P = dims[5]; g.PS = dims[6];
   g.MP = dims[7]; g.G = g.Hq / g.Hkv; g.max_len = max_len;
   for (int i = 0; i < 4; ++i) { g.qs[i] = q_strides[i]; g.os[i] = o_strides[i]; }
-  g.causal = causal != 0; g.scale = (float)scale;
+  g.causal = causal != 0; g.scale = (float)scale; g.softcap = (float)softcap;
   if (g.S == 0 || g.Tq == 0) return CT_OK;
   CT_TRY_STATUS(check_ptr(fn, "q", q));
   CT_TRY_STATUS(check_ptr(fn, "o", o));

@@ -33,11 +33,12 @@ inline int check_float_dtype(const char* fn, int dtype) {
 }
 
 /* dtype, dims {B, Hq, Hkv, Lq, Lk, D, Dv} (Hq a multiple of Hkv), the strides (os may be NULL), the
- * mask kind and strides, dropout_p in [0, 1), a finite scale, and the data pointers a non-empty call
- * reads. CT_OK or the first failure. */
+ * mask kind and strides, dropout_p in [0, 1), a finite scale, a finite softcap >= 0, and the data
+ * pointers a non-empty call reads. CT_OK or the first failure. */
 inline int check_args(const char* fn, int dtype, const int64_t* dims, const void* q, const int64_t* qs, const void* k,
                       const int64_t* ks, const void* v, const int64_t* vs, int mask_kind, const void* mask,
-                      const int64_t* ms, double scale, double dropout_p, const int64_t* os) {
+                      const int64_t* ms, double scale, double softcap, double dropout_p,
+                      const int64_t* os) {
   int st = check_float_dtype(fn, dtype);
   if (st) return st;
   if (!dims) return fail(CT_ERR_INVALID_ARG, "%s: dims is NULL", fn);
@@ -61,6 +62,8 @@ inline int check_args(const char* fn, int dtype, const int64_t* dims, const void
   if (!(dropout_p >= 0.0 && dropout_p < 1.0))
     return fail(CT_ERR_INVALID_ARG, "%s: dropout_p=%g must be in [0, 1)", fn, dropout_p);
   if (!isfinite(scale)) return fail(CT_ERR_INVALID_ARG, "%s: scale=%g must be finite", fn, scale);
+  if (!(softcap >= 0.0) || !isfinite(softcap))
+    return fail(CT_ERR_INVALID_ARG, "%s: softcap=%g must be finite and >= 0 (0: no capping)", fn, softcap);
   if (dims[0] > 0 && dims[3] > 0) {
     if ((st = check_ptr(fn, "q", q))) return st;
     if (dims[4] > 0 && ((st = check_ptr(fn, "k", k)) || (st = check_ptr(fn, "v", v)))) return st;

@@ -5,7 +5,7 @@
  * the tensor-core kernels (32, 64, 80, 96, 128, 256, plus odd D = 20 on the scalar-load path and
  * Dv != D), Lq != Lk (cross attention, decode Lq = 1, causal with Lq > Lk: empty rows), GQA
  * ratios 1/2/4/8, bool key-padding and additive masks, dropout with a fixed seed (the mask is the
- * CPU's, bit for bit), both layouts. The backward of both sides is fed the CPU forward's o and
+ * CPU's, bit for bit), soft-capping (tanh on the scores, 1 - tanh^2 in the backward), both layouts. The backward of both sides is fed the CPU forward's o and
  * lse, so it is checked on its own. Tolerances: max-norm relative (|gpu - cpu| <= rtol |cpu| +
  * rtol max(max|cpu|, 0.01)): f64 1e-9, f32 2e-4 (summation order), f16 1e-2, bf16 4e-2 (P, dS rounded to
  * 16 bits before the tensor-core products, as FlashAttention does); lse 1e-4 for every dtype.
@@ -52,6 +52,7 @@ struct Case {
   int causal, mask_kind;  // mask_kind 1: key padding [B,1,1,Lk]; 2: additive [B,Hq,Lq,Lk]
   double p;
   bool bshd;
+  double softcap;  // 0: none
 };
 
 /* Strides of a [B, H, L, F] operand stored as BHSD or BSHD. */
@@ -68,7 +69,8 @@ static std::string case_name(const Case& c) {
   snprintf(b, sizeof b, "B%lld Hq%lld Hkv%lld Lq%lld Lk%lld D%lld Dv%lld%s%s%s%s", (long long)c.B, (long long)c.Hq,
            (long long)c.Hkv, (long long)c.Lq, (long long)c.Lk, (long long)c.D, (long long)c.Dv,
            c.causal ? " causal" : "", c.mask_kind == 1 ? " keypad" : c.mask_kind == 2 ? " additive" : "",
-           c.p > 0 ? " dropout" : "", c.bshd ? " BSHD" : " BHSD");
+           c.p > 0 ? " dropout" : "", c.bshd ? (c.softcap > 0 ? " BSHD softcap" : " BSHD")
+                                             : (c.softcap > 0 ? " BHSD softcap" : " BHSD"));
   return b;
 }
 
@@ -105,9 +107,9 @@ static void run_case(int dt, const Case& c) {
   Buf o(dt, no), lse(CT_F32, nl), go(dt, no), glse(CT_F32, nl);
   o.fill_sentinel(); lse.fill_sentinel(); go.fill_sentinel(); glse.fill_sentinel();
   int cs = ct_cpu_attention_forward(dt, dims, q.hp(), qs, k.hp(), ks, v.hp(), vs, c.mask_kind, mask.hp(), ms, c.causal,
-                                    scale, c.p, seed, offset, o.hp(), os, (float*)lse.hp());
+                                    scale, c.softcap, c.p, seed, offset, o.hp(), os, (float*)lse.hp());
   int gs = ct_cuda_attention_forward(dt, dims, q.d, qs, k.d, ks, v.d, vs, c.mask_kind, mask.d, ms, c.causal, scale,
-                                     c.p, seed, offset, go.d, os, (float*)glse.d, 0);
+                                     c.softcap, c.p, seed, offset, go.d, os, (float*)glse.d, 0);
   if (!status_ok("attention_forward", dt, kase, cs, gs)) return;
   {
     auto ro = go.down(), rl = glse.down();
@@ -122,11 +124,11 @@ static void run_case(int dt, const Case& c) {
   Buf dq(dt, nq), dk(dt, nk), dv(dt, nv), gdq(dt, nq), gdk(dt, nk), gdv(dt, nv);
   for (Buf* b : {&dq, &dk, &dv, &gdq, &gdk, &gdv}) b->fill_sentinel();
   cs = ct_cpu_attention_backward(dt, dims, q.hp(), qs, k.hp(), ks, v.hp(), vs, c.mask_kind, mask.hp(), ms, c.causal,
-                                 scale, c.p, seed, offset, o.hp(), os, d_o.hp(), os, (const float*)lse.hp(), dq.hp(),
-                                 qs, dk.hp(), ks, dv.hp(), vs);
-  gs = ct_cuda_attention_backward(dt, dims, q.d, qs, k.d, ks, v.d, vs, c.mask_kind, mask.d, ms, c.causal, scale, c.p,
-                                  seed, offset, o.d, os, d_o.d, os, (const float*)lse.d, gdq.d, qs, gdk.d, ks, gdv.d,
-                                  vs, 0);
+                                 scale, c.softcap, c.p, seed, offset, o.hp(), os, d_o.hp(), os,
+                                 (const float*)lse.hp(), dq.hp(), qs, dk.hp(), ks, dv.hp(), vs);
+  gs = ct_cuda_attention_backward(dt, dims, q.d, qs, k.d, ks, v.d, vs, c.mask_kind, mask.d, ms, c.causal, scale,
+                                  c.softcap, c.p, seed, offset, o.d, os, d_o.d, os, (const float*)lse.d, gdq.d, qs,
+                                  gdk.d, ks, gdv.d, vs, 0);
   if (!status_ok("attention_backward", dt, kase, cs, gs)) return;
   auto rq = gdq.down(), rk = gdk.down(), rv = gdv.down();
   compare_scaled("attention_backward dq", dt, kase, dq.hp(), rq.data(), nq, attn_rtol(dt) * 1.5);
@@ -172,6 +174,9 @@ static void check_attention() {
       {1, 2, 2, 5, 23, 20, 20, 1, 2, 0.0, false},
       {1, 2, 2, 0, 9, 64, 64, 0, 0, 0.0, false},
       {1, 2, 2, 9, 0, 64, 64, 0, 0, 0.0, false},
+      {2, 4, 2, 70, 90, 64, 64, 1, 2, 0.0, false, 1.5},
+      {1, 4, 1, 33, 129, 128, 128, 0, 1, 0.1, true, 2.0},
+      {1, 2, 2, 40, 40, 20, 20, 1, 0, 0.0, false, 0.75},
   };
   for (int dt : {CT_F32, CT_F64, CT_F16, CT_BF16})
     for (const Case& c : cases) run_case(dt, c);
@@ -207,12 +212,12 @@ static void bench_attention() {
       for (int causal : {0, 1}) {
         const double fl = 4.0 * B * H * L * L * D * (causal ? 0.5 : 1.0);
         const double tf = time_ms([&] {
-          must(ct_cuda_attention_forward(dt, dims, q, st, k, st, v, st, 0, nullptr, ms, causal, scale, 0, 0, 0, o, st,
-                                         lse, 0), "attention forward");
+          must(ct_cuda_attention_forward(dt, dims, q, st, k, st, v, st, 0, nullptr, ms, causal, scale, 0, 0, 0, 0, o,
+                                         st, lse, 0), "attention forward");
         }, 10);
         const double tb = time_ms([&] {
-          must(ct_cuda_attention_backward(dt, dims, q, st, k, st, v, st, 0, nullptr, ms, causal, scale, 0, 0, 0, o, st,
-                                          d_o, st, lse, dq, st, dk, st, dv, st, 0), "attention backward");
+          must(ct_cuda_attention_backward(dt, dims, q, st, k, st, v, st, 0, nullptr, ms, causal, scale, 0, 0, 0, 0, o,
+                                          st, d_o, st, lse, dq, st, dk, st, dv, st, 0), "attention backward");
         }, 10);
         printf("| forward | %lld | %lld | %lld x %lld | %s | %.3f | %.1f | |\n", (long long)D, (long long)L,
                (long long)B, (long long)H, causal ? "yes" : "no", tf, fl / (tf * 1e-3) / 1e12);

@@ -18,7 +18,10 @@
  * (a key-padding mask is [B, 1, 1, Lk]). causal: query i attends key j iff j <= i + (Lk - Lq)
  * (aligned to the bottom-right when the lengths differ). A row with no key to attend gets
  * output 0 and lse = -inf (and zero gradients).
- * scale multiplies q.k (usually 1/sqrt(D)).
+ * scale multiplies q.k (usually 1/sqrt(D)). softcap > 0 caps the scaled score s = scale q.k to
+ * softcap * tanh(s / softcap) before the mask is added (logit soft-capping as in Gemma 2; ONNX
+ * Attention's softcap attribute); the backward multiplies dS by 1 - tanh^2. softcap = 0 disables
+ * it; negative or non-finite values are CT_ERR_INVALID_ARG.
  * Dropout (p in [0, 1)): element (b, h, i, j) of P is kept iff philox_unit(r) >= p, where r is
  * lane e % 4 of Philox4x32-10 (native/shared/shared.h) for group e / 4, counter offset `offset`
  * and key `seed`, with e = ((b * Hq + h) * Lq + i) * Lk + j; kept values are scaled by 1/(1-p).
@@ -45,8 +48,8 @@ int ct_cpu_attention_forward(int dtype, const int64_t* dims,
                              const void* k, const int64_t* k_strides,
                              const void* v, const int64_t* v_strides,
                              int mask_kind, const void* mask, const int64_t* mask_strides,
-                             int causal, double scale, double dropout_p, uint64_t seed, uint64_t offset,
-                             void* o, const int64_t* o_strides, float* lse);
+                             int causal, double scale, double softcap, double dropout_p, uint64_t seed,
+                             uint64_t offset, void* o, const int64_t* o_strides, float* lse);
 
 /* dq, dk, dv are overwritten (dk/dv sum over the query heads of each group). */
 int ct_cpu_attention_backward(int dtype, const int64_t* dims,
@@ -54,7 +57,7 @@ int ct_cpu_attention_backward(int dtype, const int64_t* dims,
                               const void* k, const int64_t* k_strides,
                               const void* v, const int64_t* v_strides,
                               int mask_kind, const void* mask, const int64_t* mask_strides,
-                              int causal, double scale, double dropout_p, uint64_t seed, uint64_t offset,
+                              int causal, double scale, double softcap, double dropout_p, uint64_t seed, uint64_t offset,
                               const void* o, const int64_t* o_strides,
                               const void* d_o, const int64_t* do_strides, const float* lse,
                               void* dq, const int64_t* dq_strides,
@@ -86,7 +89,7 @@ int ct_cuda_attention_forward(int dtype, const int64_t* dims,
                               const void* k, const int64_t* k_strides,
                               const void* v, const int64_t* v_strides,
                               int mask_kind, const void* mask, const int64_t* mask_strides,
-                              int causal, double scale, double dropout_p, uint64_t seed, uint64_t offset,
+                              int causal, double scale, double softcap, double dropout_p, uint64_t seed, uint64_t offset,
                               void* o, const int64_t* o_strides, float* lse, int64_t stream);
 
 int ct_cuda_attention_backward(int dtype, const int64_t* dims,
@@ -94,7 +97,7 @@ int ct_cuda_attention_backward(int dtype, const int64_t* dims,
                                const void* k, const int64_t* k_strides,
                                const void* v, const int64_t* v_strides,
                                int mask_kind, const void* mask, const int64_t* mask_strides,
-                               int causal, double scale, double dropout_p, uint64_t seed, uint64_t offset,
+                               int causal, double scale, double softcap, double dropout_p, uint64_t seed, uint64_t offset,
                                const void* o, const int64_t* o_strides,
                                const void* d_o, const int64_t* do_strides, const float* lse,
                                void* dq, const int64_t* dq_strides,

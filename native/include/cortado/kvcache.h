@@ -24,7 +24,9 @@
  * NULL. Here seq_lens count the cached tokens INCLUDING the Tq new ones (append, then attend):
  * query t of sequence s sits at position L_s - Tq + t and, when causal, attends keys
  * j <= L_s - Tq + t (all L_s keys otherwise). A query with no key gets o = 0, lse = -inf.
- *   o = softmax(scale q K^T) V,  lse = log sum_j exp(scale q.k_j)
+ *   o = softmax(cap(scale q K^T)) V,  lse = log sum_j exp(cap(scale q.k_j)),
+ * with cap(s) = softcap tanh(s / softcap) when softcap > 0 (as in ct_*_attention_forward), cap(s) = s
+ * when softcap = 0; a negative or non-finite softcap is CT_ERR_INVALID_ARG.
  * Split-K: with N = num_splits and C = ceil(ceil(L_max / PS) / N) pages per split, split r of
  * sequence s covers its pages [r C, (r + 1) C); it produces per query row a partial
  * (m_r = max score, l_r = sum exp(s - m_r), a_r = sum exp(s - m_r) v); the merge gives
@@ -62,7 +64,7 @@ int ct_cpu_paged_decode_attention(int dtype, const int64_t* dims,
                                   const void* q, const int64_t* q_strides,
                                   const void* k_cache, const void* v_cache,
                                   const int32_t* block_table, const int32_t* seq_lens,
-                                  int causal, double scale, int64_t num_splits,
+                                  int causal, double scale, double softcap, int64_t num_splits,
                                   void* o, const int64_t* o_strides, float* lse);
 
 /* The split count the CPU kernel picks for num_splits = 0 (for tests and benchmarks); Hkv is
@@ -80,7 +82,7 @@ int ct_cuda_paged_decode_attention(int dtype, const int64_t* dims,
                                    const void* q, const int64_t* q_strides,
                                    const void* k_cache, const void* v_cache,
                                    const int32_t* block_table, const int32_t* seq_lens, int64_t max_len,
-                                   int causal, double scale, int64_t num_splits,
+                                   int causal, double scale, double softcap, int64_t num_splits,
                                    void* o, const int64_t* o_strides, float* lse,
                                    float* workspace, int64_t workspace_floats, int64_t stream);
 

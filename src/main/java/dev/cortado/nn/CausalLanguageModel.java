@@ -3,6 +3,7 @@ package dev.cortado.nn;
 import dev.cortado.autograd.Autograd;
 import dev.cortado.ops.Attention;
 import dev.cortado.ops.Elementwise;
+import dev.cortado.ops.KvCache;
 import dev.cortado.ops.PagedKvCache;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;
@@ -20,9 +21,18 @@ import java.util.Random;
  */
 public class CausalLanguageModel extends Module {
 
-    /** Sizes; {@code kvHeads} divides {@code heads} (GQA), head dim = dim / heads. */
+    /**
+     * Sizes; {@code kvHeads} divides {@code heads} (GQA), head dim = dim / heads; {@code softcap}
+     * &gt; 0 soft-caps the attention scores (Gemma 2 style) in training and in KV-cache decoding.
+     */
     public record Config(int vocab, int dim, int layers, int heads, int kvHeads, int mlpHidden, int context,
-                         double dropout) {
+                         double dropout, double softcap) {
+        /** Without soft-capping. */
+        public Config(int vocab, int dim, int layers, int heads, int kvHeads, int mlpHidden, int context,
+                      double dropout) {
+            this(vocab, dim, layers, heads, kvHeads, mlpHidden, context, dropout, 0);
+        }
+
         public Config {
             if (vocab < 1 || dim < 1 || layers < 1 || heads < 1 || kvHeads < 1 || context < 1) {
                 throw new IllegalArgumentException("CausalLanguageModel: sizes must be positive: " + this);
@@ -46,7 +56,7 @@ public class CausalLanguageModel extends Module {
         ModuleList<TransformerBlock> blocks = new ModuleList<>();
         for (int i = 0; i < c.layers(); i++) {
             blocks.add(TransformerBlock.builder(c.dim(), c.heads()).kvHeads(c.kvHeads()).llama(c.mlpHidden())
-                    .layout(Attention.Layout.BSHD).dropout(c.dropout()).params(p).build());
+                    .layout(Attention.Layout.BSHD).dropout(c.dropout()).softcap(c.softcap()).params(p).build());
         }
         registerModule("blocks", blocks);
         registerModule("norm", new RMSNorm(new long[] {c.dim()}, 1e-6, true, p));
@@ -117,7 +127,8 @@ public class CausalLanguageModel extends Module {
                 q = Attention.rope(q, pos, o.ropeDim(), o.ropeBase(), o.ropeInterleaved(), Attention.Layout.BSHD);
                 k = Attention.rope(k, pos, o.ropeDim(), o.ropeBase(), o.ropeInterleaved(), Attention.Layout.BSHD);
                 step.append(layer, k, v);
-                Tensor a = step.attention(layer, q).reshape(s, 1, (long) config.heads() * hd);
+                Tensor a = step.attention(layer, q, KvCache.DecodeOptions.DEFAULT.withSoftcap(o.softcap()))
+                        .reshape(s, 1, (long) config.heads() * hd);
                 Tensor h = Elementwise.add(x, attn.child("wo").forward(a));
                 x = Elementwise.add(h, b.child("mlp").forward(b.child("norm2").forward(h)));
                 layer++;

@@ -20,8 +20,8 @@ import dev.cortado.tensor.Tensor;
 public class MultiheadAttention extends Module {
     /** Configuration; {@link #builder(long, long)} gives the defaults. */
     public record Options(long dim, long numHeads, long numKvHeads, long headDim, boolean bias, boolean causal,
-                          double dropout, boolean rope, double ropeBase, long ropeDim, boolean ropeInterleaved,
-                          Attention.Layout layout, ParamOptions params) {
+                          double dropout, double softcap, boolean rope, double ropeBase, long ropeDim,
+                          boolean ropeInterleaved, Attention.Layout layout, ParamOptions params) {
         public Options {
             if (dim <= 0 || numHeads <= 0 || numKvHeads <= 0 || numHeads % numKvHeads != 0) {
                 throw new IllegalArgumentException("MultiheadAttention: dim " + dim + ", heads " + numHeads
@@ -36,6 +36,10 @@ public class MultiheadAttention extends Module {
             }
             if (!(dropout >= 0 && dropout < 1)) {
                 throw new IllegalArgumentException("MultiheadAttention: dropout must be in [0, 1), got " + dropout);
+            }
+            if (!(softcap >= 0) || Double.isInfinite(softcap)) {
+                throw new IllegalArgumentException("MultiheadAttention: softcap must be finite and >= 0 (0: no cap), got "
+                        + softcap);
             }
             if (ropeDim <= 0) {
                 ropeDim = headDim;
@@ -55,6 +59,7 @@ public class MultiheadAttention extends Module {
             b.bias = bias;
             b.causal = causal;
             b.dropout = dropout;
+            b.softcap = softcap;
             b.rope = rope;
             b.ropeBase = ropeBase;
             b.ropeDim = ropeDim;
@@ -69,7 +74,7 @@ public class MultiheadAttention extends Module {
         return new Builder(dim, numHeads);
     }
 
-    /** Defaults: kv heads = heads, head dim = dim / heads, bias, not causal, no dropout, no RoPE, BSHD. */
+    /** Defaults: kv heads = heads, head dim = dim / heads, bias, not causal, no dropout, no soft-capping, no RoPE, BSHD. */
     public static final class Builder {
         private final long dim;
         private final long numHeads;
@@ -78,6 +83,7 @@ public class MultiheadAttention extends Module {
         private boolean bias = true;
         private boolean causal;
         private double dropout;
+        private double softcap;
         private boolean rope;
         private double ropeBase = 10000;
         private long ropeDim;
@@ -116,6 +122,15 @@ public class MultiheadAttention extends Module {
             return this;
         }
 
+        /**
+         * Soft-caps the attention scores to {@code cap * tanh(s / cap)} before the mask (Gemma 2 uses
+         * 50); also applied by the KV-cache decode of {@link CausalLanguageModel}. 0 (the default): none.
+         */
+        public Builder softcap(double cap) {
+            softcap = cap;
+            return this;
+        }
+
         /** Rotary embeddings on Q and K over the first {@code rotaryDim} features (0: all) with {@code base}. */
         public Builder rope(double base, long rotaryDim, boolean interleaved) {
             rope = true;
@@ -140,8 +155,8 @@ public class MultiheadAttention extends Module {
         }
 
         public Options options() {
-            return new Options(dim, numHeads, numKvHeads, headDim, bias, causal, dropout, rope, ropeBase, ropeDim,
-                    ropeInterleaved, layout, params);
+            return new Options(dim, numHeads, numKvHeads, headDim, bias, causal, dropout, softcap, rope, ropeBase,
+                    ropeDim, ropeInterleaved, layout, params);
         }
 
         public MultiheadAttention build() {
@@ -209,7 +224,8 @@ public class MultiheadAttention extends Module {
                 k.close();
                 k = kr;
             }
-            Attention.Options.Builder ab = Attention.Options.builder().layout(o.layout()).causal(o.causal());
+            Attention.Options.Builder ab = Attention.Options.builder().layout(o.layout()).causal(o.causal())
+                    .softcap(o.softcap());
             if (isTraining() && o.dropout() > 0) {
                 long offset;
                 synchronized (generator) {
@@ -249,7 +265,8 @@ public class MultiheadAttention extends Module {
     protected String extraRepr() {
         return "dim=" + o.dim() + ", heads=" + o.numHeads() + ", kv_heads=" + o.numKvHeads() + ", head_dim="
                 + o.headDim() + (o.causal() ? ", causal" : "") + (o.rope() ? ", rope(base=" + o.ropeBase() + ")" : "")
-                + (o.dropout() > 0 ? ", dropout=" + o.dropout() : "") + ", " + o.layout();
+                + (o.dropout() > 0 ? ", dropout=" + o.dropout() : "") + (o.softcap() > 0 ? ", softcap=" + o.softcap() : "")
+                + ", " + o.layout();
     }
 
 }

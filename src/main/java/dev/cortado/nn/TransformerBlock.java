@@ -65,6 +65,12 @@ public class TransformerBlock extends Module {
             return this;
         }
 
+        /** Attention logit soft-capping ({@link MultiheadAttention.Builder#softcap}). */
+        public Builder softcap(double cap) {
+            attention.softcap(cap);
+            return this;
+        }
+
         public Builder layout(Attention.Layout l) {
             attention.layout(l);
             return this;

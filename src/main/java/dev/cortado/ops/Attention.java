@@ -46,20 +46,22 @@ public final class Attention {
     }
 
     /**
-     * Attention options. {@code scale} NaN means 1/sqrt(D). With {@code dropoutP > 0} and
+     * Attention options. {@code scale} NaN means 1/sqrt(D). {@code softcap > 0} soft-caps every
+     * scaled score s to {@code softcap * tanh(s / softcap)} before the mask is added (Gemma 2's
+     * logit soft-capping, ONNX Attention's {@code softcap}); 0 means no cap. With {@code dropoutP > 0} and
      * {@code seeded == false}, the eager entry points draw (seed, offset) from
      * {@link Generator#global()}; call {@link #resolve()} once and pass the result to both the
      * forward and the backward so that they use the same dropout mask.
      */
-    public record Options(Layout layout, boolean causal, double scale, double dropoutP, long seed, long offset,
-                          boolean seeded) {
+    public record Options(Layout layout, boolean causal, double scale, double softcap, double dropoutP, long seed,
+                          long offset, boolean seeded) {
         public Options {
             if (layout == null) {
                 layout = Layout.BHSD;
             }
         }
 
-        public static final Options DEFAULT = new Options(Layout.BHSD, false, Double.NaN, 0, 0, 0, false);
+        public static final Options DEFAULT = new Options(Layout.BHSD, false, Double.NaN, 0, 0, 0, 0, false);
 
         public static Builder builder() {
             return new Builder();
@@ -76,12 +78,13 @@ public final class Attention {
                 off = g.offset();
                 g.setOffset(off + 1);
             }
-            return new Options(layout, causal, scale, dropoutP, g.seed(), off, true);
+            return new Options(layout, causal, scale, softcap, dropoutP, g.seed(), off, true);
         }
 
         @Override
         public String toString() {
             return layout + (causal ? ", causal" : "") + (Double.isNaN(scale) ? "" : ", scale " + scale)
+                    + (softcap != 0 ? ", softcap " + softcap : "")
                     + (dropoutP > 0 ? ", dropout " + dropoutP + (seeded ? " (seed " + seed + ", offset " + offset + ")" : "")
                     : "");
         }
@@ -90,6 +93,7 @@ public final class Attention {
             private Layout layout = Layout.BHSD;
             private boolean causal;
             private double scale = Double.NaN;
+            private double softcap;
             private double dropoutP;
             private long seed;
             private long offset;
@@ -113,6 +117,12 @@ public final class Attention {
                 return this;
             }
 
+            /** Soft-caps the scaled scores to {@code cap * tanh(s / cap)}; 0 (the default) means no cap. */
+            public Builder softcap(double cap) {
+                softcap = cap;
+                return this;
+            }
+
             /** Dropout on the attention probabilities; seed and offset from the global generator. */
             public Builder dropout(double p) {
                 dropoutP = p;
@@ -128,7 +138,7 @@ public final class Attention {
             }
 
             public Options build() {
-                return new Options(layout, causal, scale, dropoutP, seed, offset, seeded);
+                return new Options(layout, causal, scale, softcap, dropoutP, seed, offset, seeded);
             }
         }
     }
@@ -194,7 +204,7 @@ public final class Attention {
     public static final Op<RopeAttrs> ROPE_BACKWARD_OP = ropeOp("rope_backward", true);
 
     // ------------------------------------------------------------------ eager entry points
-    /** softmax(scale q k^T + mask) v, with causal masking and dropout per the options; returns o. */
+    /** softmax(cap(scale q k^T) + mask) v, with causal masking, soft-capping and dropout per the options; returns o. */
     public static Tensor scaledDotProductAttention(Tensor q, Tensor k, Tensor v, Tensor mask, Options options) {
         Tensor[] r = scaledDotProductAttentionWithLse(q, k, v, mask, options);
         r[1].close();
@@ -292,6 +302,9 @@ public final class Attention {
         }
         if (!Double.isNaN(a.scale()) && Double.isInfinite(a.scale())) {
             throw op.error("scale must be finite" + ctx);
+        }
+        if (!(a.softcap() >= 0) || Double.isInfinite(a.softcap())) {
+            throw op.error("softcap must be finite and >= 0 (0: no cap), got " + a.softcap() + ctx);
         }
         int kind = 0;
         long[] ms = new long[4];
@@ -412,11 +425,12 @@ public final class Attention {
             int st = cuda
                     ? NativeCudaAttention.ct_cuda_attention_forward(q.dtype().code(), dims, q.dataAddress(), qs,
                             k.dataAddress(), ks, v.dataAddress(), vs, gm.maskKind(), maskAddr, ms, a.causal() ? 1 : 0,
-                            scale, a.dropoutP(), a.seed(), a.offset(), out[0].dataAddress(), os, out[1].dataAddress(),
-                            stream)
+                            scale, a.softcap(), a.dropoutP(), a.seed(), a.offset(), out[0].dataAddress(), os,
+                            out[1].dataAddress(), stream)
                     : NativeAttention.ct_cpu_attention_forward(q.dtype().code(), dims, q.dataAddress(), qs,
                             k.dataAddress(), ks, v.dataAddress(), vs, gm.maskKind(), maskAddr, ms, a.causal() ? 1 : 0,
-                            scale, a.dropoutP(), a.seed(), a.offset(), out[0].dataAddress(), os, out[1].dataAddress());
+                            scale, a.softcap(), a.dropoutP(), a.seed(), a.offset(), out[0].dataAddress(), os,
+                            out[1].dataAddress());
             if (st != 0) {
                 String ctx = "scaled_dot_product_attention(q " + in[0].describe() + ", k " + in[1].describe()
                         + ", v " + in[2].describe() + ", " + a + ")";
@@ -466,12 +480,12 @@ public final class Attention {
             int st = cuda
                     ? NativeCudaAttention.ct_cuda_attention_backward(q.dtype().code(), dims, q.dataAddress(), qs,
                             k.dataAddress(), ks, v.dataAddress(), vs, gm.maskKind(), maskAddr, ms, causal, scale,
-                            a.dropoutP(), a.seed(), a.offset(), o.dataAddress(), os, dO.dataAddress(), dos,
+                            a.softcap(), a.dropoutP(), a.seed(), a.offset(), o.dataAddress(), os, dO.dataAddress(), dos,
                             lse.dataAddress(), out[0].dataAddress(), dqs, out[1].dataAddress(), dks,
                             out[2].dataAddress(), dvs, stream)
                     : NativeAttention.ct_cpu_attention_backward(q.dtype().code(), dims, q.dataAddress(), qs,
                             k.dataAddress(), ks, v.dataAddress(), vs, gm.maskKind(), maskAddr, ms, causal, scale,
-                            a.dropoutP(), a.seed(), a.offset(), o.dataAddress(), os, dO.dataAddress(), dos,
+                            a.softcap(), a.dropoutP(), a.seed(), a.offset(), o.dataAddress(), os, dO.dataAddress(), dos,
                             lse.dataAddress(), out[0].dataAddress(), dqs, out[1].dataAddress(), dks,
                             out[2].dataAddress(), dvs);
             if (st != 0) {

@@ -44,10 +44,12 @@ public final class KvCache {
      * masks among the new query tokens (aligned at the end of each sequence); {@code numSplits}
      * 0 chooses split-K from the context length, 1 disables it, n &gt; 1 forces up to n splits;
      * {@code maxSeqLen} &ge; 0 tells the CUDA kernel the longest sequence and that the tables were
-     * checked by the caller (-1: unknown, read back and check).
+     * checked by the caller (-1: unknown, read back and check); {@code softcap} &gt; 0 soft-caps
+     * the scaled scores to {@code softcap * tanh(s / softcap)}, as
+     * {@link Attention.Options#softcap()} does (0: none).
      */
-    public record DecodeOptions(double scale, boolean causal, int numSplits, long maxSeqLen) {
-        public static final DecodeOptions DEFAULT = new DecodeOptions(Double.NaN, true, 0, -1);
+    public record DecodeOptions(double scale, boolean causal, int numSplits, long maxSeqLen, double softcap) {
+        public static final DecodeOptions DEFAULT = new DecodeOptions(Double.NaN, true, 0, -1, 0);
 
         public DecodeOptions {
             if (numSplits < 0) {
@@ -56,27 +58,36 @@ public final class KvCache {
             if (!Double.isNaN(scale) && Double.isInfinite(scale)) {
                 throw new IllegalArgumentException("paged_decode_attention: scale must be finite, got " + scale);
             }
+            if (!(softcap >= 0) || Double.isInfinite(softcap)) {
+                throw new IllegalArgumentException("paged_decode_attention: softcap must be finite and >= 0 (0: no cap), got "
+                        + softcap);
+            }
         }
 
         public DecodeOptions withSplits(int n) {
-            return new DecodeOptions(scale, causal, n, maxSeqLen);
+            return new DecodeOptions(scale, causal, n, maxSeqLen, softcap);
         }
 
         public DecodeOptions withScale(double s) {
-            return new DecodeOptions(s, causal, numSplits, maxSeqLen);
+            return new DecodeOptions(s, causal, numSplits, maxSeqLen, softcap);
         }
 
         public DecodeOptions withCausal(boolean c) {
-            return new DecodeOptions(scale, c, numSplits, maxSeqLen);
+            return new DecodeOptions(scale, c, numSplits, maxSeqLen, softcap);
         }
 
         public DecodeOptions withMaxSeqLen(long m) {
-            return new DecodeOptions(scale, causal, numSplits, m);
+            return new DecodeOptions(scale, causal, numSplits, m, softcap);
+        }
+
+        public DecodeOptions withSoftcap(double cap) {
+            return new DecodeOptions(scale, causal, numSplits, maxSeqLen, cap);
         }
 
         @Override
         public String toString() {
             return (causal ? "causal" : "not causal") + (Double.isNaN(scale) ? "" : ", scale " + scale)
+                    + (softcap != 0 ? ", softcap " + softcap : "")
                     + (numSplits == 0 ? ", auto splits" : ", splits " + numSplits);
         }
     }
@@ -390,7 +401,7 @@ public final class KvCache {
                 }
                 st = NativeCudaKvCache.ct_cuda_paged_decode_attention(q.dtype().code(), args.put(g), q.dataAddress(),
                         args.put(strides4(q)), in[1].dataAddress(), in[2].dataAddress(), bt.dataAddress(),
-                        lens.dataAddress(), maxLen, a.causal() ? 1 : 0, scale, splits, out[0].dataAddress(),
+                        lens.dataAddress(), maxLen, a.causal() ? 1 : 0, scale, a.softcap(), splits, out[0].dataAddress(),
                         args.put(ostr), out[1].dataAddress(), ws == null ? 0 : ws.dataAddress(), wsFloats,
                         be.currentStream());
                 if (st != 0) {
@@ -399,7 +410,7 @@ public final class KvCache {
             } else {
                 st = NativeKvCache.ct_cpu_paged_decode_attention(q.dtype().code(), args.put(g), q.dataAddress(),
                         args.put(strides4(q)), in[1].dataAddress(), in[2].dataAddress(), bt.dataAddress(),
-                        lens.dataAddress(), a.causal() ? 1 : 0, scale, a.numSplits(), out[0].dataAddress(),
+                        lens.dataAddress(), a.causal() ? 1 : 0, scale, a.softcap(), a.numSplits(), out[0].dataAddress(),
                         args.put(ostr), out[1].dataAddress());
                 if (st != 0) {
                     throw CpuBackend.failure(st, ctx);

@@ -55,13 +55,19 @@ class CudaAttentionTest {
 
     enum Mask { NONE, BOOL, ADDITIVE, KEY_PADDING }
 
+    /** One grid point; softcap 0 means no soft-capping. */
     record Case(int b, int hq, int hkv, int lq, int lk, int d, boolean causal, Mask mask, Layout layout, DType dtype,
-                double dropout) {
+                double dropout, double softcap) {
+        Case(int b, int hq, int hkv, int lq, int lk, int d, boolean causal, Mask mask, Layout layout, DType dtype,
+             double dropout) {
+            this(b, hq, hkv, lq, lk, d, causal, mask, layout, dtype, dropout, 0);
+        }
+
         @Override
         public String toString() {
             return dtype + " B" + b + " Hq" + hq + " Hkv" + hkv + " Lq" + lq + " Lk" + lk + " D" + d
                     + (causal ? " causal" : "") + " mask " + mask + " " + layout
-                    + (dropout > 0 ? " dropout " + dropout : "");
+                    + (dropout > 0 ? " dropout " + dropout : "") + (softcap > 0 ? " softcap " + softcap : "");
         }
     }
 
@@ -131,6 +137,7 @@ class CudaAttentionTest {
         double[] dv = new double[v.length];
         double[] s = new double[lk];
         double[] dp = new double[lk];
+        double[] gc = new double[lk]; // d(cap(x))/dx = 1 - tanh^2(x / cap)
         for (int bb = 0; bb < b; bb++) {
             for (int h = 0; h < hq; h++) {
                 int hk = h / g;
@@ -143,7 +150,14 @@ class CudaAttentionTest {
                         for (int c2 = 0; c2 < d; c2++) {
                             x += q[qr + c2] * k[kr + c2];
                         }
-                        x = x * scale + mask.at(bb, h, i, j);
+                        x *= scale;
+                        gc[j] = 1;
+                        if (c.softcap() > 0) {
+                            double th = Math.tanh(x / c.softcap());
+                            x = c.softcap() * th;
+                            gc[j] = 1 - th * th;
+                        }
+                        x += mask.at(bb, h, i, j);
                         if (c.causal() && j > i + (lk - lq)) {
                             x = Double.NEGATIVE_INFINITY;
                         }
@@ -175,7 +189,7 @@ class CudaAttentionTest {
                         delta += dO[qr + c2] * o[qr + c2];
                     }
                     for (int j = 0; j < lk; j++) {
-                        double ds = s[j] * (dp[j] - delta);
+                        double ds = s[j] * (dp[j] - delta) * gc[j];
                         int kr = ((bb * hkv + hk) * lk + j) * d;
                         for (int c2 = 0; c2 < d; c2++) {
                             dv[kr + c2] += s[j] * dO[qr + c2];
@@ -204,11 +218,15 @@ class CudaAttentionTest {
             cs.add(new Case(1, 2, 2, 1000, 1000, 64, false, Mask.NONE, Layout.BSHD, t, 0));
             cs.add(new Case(1, 2, 1, 1000, 1000, 128, true, Mask.KEY_PADDING, Layout.BHSD, t, 0.1));
             cs.add(new Case(1, 3, 3, 33, 47, 20, true, Mask.ADDITIVE, Layout.BHSD, t, 0)); // D % 8 != 0: scalar loads
+            // soft-capping (tanh on the scores; 1 - tanh^2 in the backward), tensor-core and SIMT paths
+            cs.add(new Case(2, 4, 2, 70, 90, 64, true, Mask.ADDITIVE, Layout.BHSD, t, 0, 1.5));
+            cs.add(new Case(1, 4, 1, 33, 129, 128, false, Mask.KEY_PADDING, Layout.BSHD, t, 0.1, 2));
         }
         for (int d : new int[] {32, 80, 256}) {
             cs.add(new Case(1, 4, 2, 17, 128, d, true, Mask.BOOL, Layout.BHSD, DType.FLOAT64, 0));
             cs.add(new Case(1, 2, 1, 128, 17, d, false, Mask.ADDITIVE, Layout.BSHD, DType.FLOAT64, 0.1));
         }
+        cs.add(new Case(1, 4, 2, 40, 40, 80, true, Mask.BOOL, Layout.BHSD, DType.FLOAT64, 0, 0.75));
         return cs;
     }
 
@@ -267,9 +285,11 @@ class CudaAttentionTest {
                 default -> {
                 }
             }
-            Options opts = c.dropout() > 0
-                    ? Options.builder().layout(c.layout()).causal(c.causal()).dropout(c.dropout(), 4242, 17).build()
-                    : Options.builder().layout(c.layout()).causal(c.causal()).build();
+            Options.Builder ob = Options.builder().layout(c.layout()).causal(c.causal()).softcap(c.softcap());
+            if (c.dropout() > 0) {
+                ob.dropout(c.dropout(), 4242, 17);
+            }
+            Options opts = ob.build();
             Tensor gq = q.to(GPU);
             Tensor gk = k.to(GPU);
             Tensor gv = v.to(GPU);

@@ -123,6 +123,16 @@ class CudaKvCacheTest {
                     assertClose(what + ": o", want[0].toDoubleArray(), got[0].to(Device.CPU).toDoubleArray(), tol(dtype));
                     assertClose(what + ": lse", want[1].toDoubleArray(), got[1].to(Device.CPU).toDoubleArray(), 2e-5);
                 }
+                // soft-capped scores (cap 0.5 bends these scores strongly), split and not
+                Tensor[] wantCap = KvCache.decodeWithLse(q, cpu.keys(0), cpu.values(0), a.blockTable(), a.lengths(),
+                        DecodeOptions.DEFAULT.withSplits(1).withSoftcap(0.5));
+                for (int splits : new int[] {1, 4}) {
+                    Tensor[] got = KvCache.decodeWithLse(q.to(GPU), gpu.keys(0), gpu.values(0), b.blockTable(),
+                            b.lengths(), DecodeOptions.DEFAULT.withSplits(splits).withSoftcap(0.5));
+                    String what = dtype + " softcap 0.5 splits " + splits;
+                    assertClose(what + ": o", wantCap[0].toDoubleArray(), got[0].to(Device.CPU).toDoubleArray(), tol(dtype));
+                    assertClose(what + ": lse", wantCap[1].toDoubleArray(), got[1].to(Device.CPU).toDoubleArray(), 2e-5);
+                }
                 // the PagedKvCache path (max length known, tables not read back)
                 try (Tensor o = b.attention(0, q.to(GPU))) {
                     assertClose(dtype + " step.attention", want[0].toDoubleArray(), o.to(Device.CPU).toDoubleArray(),

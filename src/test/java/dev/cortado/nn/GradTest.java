@@ -104,6 +104,12 @@ class GradTest {
             Tensor x = leaf(r, 2, 3, 4);
             GradCheck.check("MultiheadAttention", in -> m.forward(in[0]), withInput(x, m));
         }
+        // soft-capped scores (cap 0.5: most scores of these O(1) inputs are bent)
+        try (Scope s = Scope.open(); MultiheadAttention m = MultiheadAttention.builder(4, 2).kvHeads(1).causal(true)
+                .softcap(0.5).params(F64).build()) {
+            Tensor x = leaf(r, 2, 3, 4);
+            GradCheck.check("MultiheadAttention (softcap)", in -> m.forward(in[0]), withInput(x, m));
+        }
     }
 
     @Test

@@ -463,11 +463,22 @@ public final class OnnxOps {
     }
 
     /**
-     * Attention (opset 23): Q/K/V 4-d [B, H, L, D] or 3-d [B, L, H*D] (q_num_heads /
-     * kv_num_heads), grouped-query heads, attn_mask (bool: true attends; float: added),
-     * is_causal, scale, past_key/past_value (concatenated before K/V along the sequence) and the
-     * present_key/present_value outputs, through Cortado's fused attention. softcap, the
-     * qk_matmul_output output and opset 24's nonpad_kv_seqlen input are not supported.
+     * Attention (opsets 23 and 24) through Cortado's fused attention: Q/K/V 4-d [B, H, L, D] or
+     * 3-d [B, L, H*D] (q_num_heads / kv_num_heads), grouped-query heads, attn_mask (bool: true
+     * attends; float: added; shorter than the total key length: padded with false / -inf),
+     * is_causal, scale, softcap, past_key/past_value (concatenated before K/V along the sequence)
+     * with the present_key/present_value outputs, opset 24's nonpad_kv_seqlen (keys at or after
+     * nonpad_kv_seqlen[b] are padding) and the optional qk_matmul_output. Causal masking follows
+     * ONNX's reference: query i sees key j iff j &lt;= i + offset, with offset the past length when
+     * past_key is given, else nonpad_kv_seqlen[b] - Lq when that is given, else 0 in opset 23 and
+     * Lk - Lq (bottom-right, Cortado's causal flag) in opset 24. Where that differs from the flag,
+     * the rule is passed as an explicit boolean mask.
+     *
+     * <p>qk_matmul_output (never materialized by the fused kernel, so computed here when asked
+     * for, from the same inputs): modes 0 and 1 give the scaled and soft-capped scores
+     * scale q k^T, mode 2 adds the mask (and the causal / padding rules as -inf), mode 3 the
+     * softmax of that, as exp(s - lse) with the fused op's row log-sum-exp (0 for a fully masked
+     * row). Computed in float32 (float64 for float64 inputs), returned in q's dtype.
      */
     static Tensor[] attention(Node n) {
         Tensor q = n.required(0);
@@ -476,16 +487,7 @@ public final class OnnxOps {
         Tensor mask = n.input(3);
         Tensor pastK = n.input(4);
         Tensor pastV = n.input(5);
-        if (n.input(6) != null) {
-            throw new UnsupportedOperationException(n.describe() + ": nonpad_kv_seqlen is not supported");
-        }
-        if (n.attrFloat("softcap", 0) != 0) {
-            throw new UnsupportedOperationException(n.describe() + ": softcap is not supported");
-        }
-        if (n.wantsOutput(3)) {
-            throw new UnsupportedOperationException(n.describe() + ": the qk_matmul_output output (mode "
-                    + n.attrInt("qk_matmul_output_mode", 0) + ") is not supported");
-        }
+        Tensor nonpad = n.input(6);
         boolean threeD = q.rank() == 3;
         if (threeD) {
             q = heads(q, n.attrInt("q_num_heads", 0));
@@ -499,40 +501,101 @@ public final class OnnxOps {
             v = Indexing.concat(2, pastV, v);
         }
         boolean causal = n.attrInt("is_causal", 0) != 0;
+        double softcap = n.attrFloat("softcap", 0);
+        int qkMode = (int) n.attrInt("qk_matmul_output_mode", 0);
+        boolean wantQk = n.wantsOutput(3);
+        long batch = q.size(0);
         long lq = q.size(2);
         long lk = k.size(2);
-        if (causal && n.opset() < 24 && lq != lk) {
-            // Opset 23 aligns the causal mask top-left (query i sees keys 0..i) when the lengths
-            // differ; Cortado's causal flag aligns it bottom-right: pass an explicit mask instead.
-            boolean[] tril = new boolean[(int) (lq * lk)];
-            for (int i = 0; i < lq; i++) {
-                for (int j = 0; j <= i && j < lk; j++) {
-                    tril[(int) (i * lk + j)] = true;
-                }
-            }
-            Tensor cm;
-            try (Tensor host = Tensor.of(tril, lq, lk)) {
-                cm = host.to(q.device());
-            }
-            if (mask == null) {
-                mask = cm;
-            } else if (mask.dtype() == DType.BOOL) {
-                mask = Elementwise.logicalAnd(mask, cm);
-            } else {
-                mask = Elementwise.where(cm, mask, Tensor.scalar(Double.NEGATIVE_INFINITY, mask.dtype(), q.device()));
-            }
+        if (mask != null && mask.size(mask.rank() - 1) < lk) {
+            mask = padKeys(mask, lk);
+        }
+        long[] valid = nonpad == null ? null : nonpad.toLongArray();
+        if (valid != null && valid.length != batch) {
+            throw n.error("nonpad_kv_seqlen " + nonpad.describe() + " must have one length per batch (" + batch + ")");
+        }
+        long[] offset = new long[(int) batch];
+        boolean flagDoes = true; // Cortado's causal flag (offset Lk - Lq) gives the rule
+        for (int b = 0; b < batch; b++) {
+            offset[b] = pastK != null ? pastK.size(2) : valid != null ? valid[b] - lq : n.opset() < 24 ? 0 : lk - lq;
+            flagDoes &= offset[b] == lk - lq;
+        }
+        // The structural rule (causality, key padding) as a mask where the flag cannot express it,
+        // and always when the scores with the mask are asked for.
+        boolean explicit = valid != null || (causal && (!flagDoes || (wantQk && qkMode >= 2)));
+        if (explicit) {
+            Tensor rule = structuralMask(causal, offset, valid, lq, lk, q.device());
+            mask = mask == null ? rule
+                    : mask.dtype() == DType.BOOL ? Elementwise.logicalAnd(mask, rule)
+                    : Elementwise.where(rule, mask, Tensor.scalar(Double.NEGATIVE_INFINITY, mask.dtype(), q.device()));
             causal = false;
         }
-        Attention.Options.Builder ob = Attention.Options.builder().causal(causal);
+        Attention.Options.Builder ob = Attention.Options.builder().causal(causal).softcap(softcap);
         if (n.has("scale")) {
             ob.scale(n.attrFloat("scale", 1));
         }
-        Tensor y = Attention.scaledDotProductAttention(q, k, v, mask, ob.build());
+        double scale = n.has("scale") ? n.attrFloat("scale", 1) : 1 / Math.sqrt(q.size(3));
+        Tensor[] yl = Attention.scaledDotProductAttentionWithLse(q, k, v, mask, ob.build());
+        Tensor y = yl[0];
+        Tensor qk = wantQk ? qkMatmulOutput(q, k, mask, yl[1], scale, softcap, qkMode) : null;
         if (threeD) {
             long[] d = y.dims();
             y = y.permute(0, 2, 1, 3).reshape(d[0], d[2], d[1] * d[3]);
         }
-        return new Tensor[] {y, n.wantsOutput(1) ? k.contiguous() : null, n.wantsOutput(2) ? v.contiguous() : null};
+        return new Tensor[] {y, n.wantsOutput(1) ? k.contiguous() : null, n.wantsOutput(2) ? v.contiguous() : null, qk};
+    }
+
+    /** An attention mask [..., Lq, m] extended to [..., Lq, lk] with keys that are not attended (false / -inf). */
+    private static Tensor padKeys(Tensor mask, long lk) {
+        long[] d = mask.dims();
+        d[d.length - 1] = lk - d[d.length - 1];
+        double fill = mask.dtype() == DType.BOOL ? 0 : Double.NEGATIVE_INFINITY;
+        return Indexing.concat(mask.rank() - 1, mask, Tensor.full(fill, mask.dtype(), mask.device(), d));
+    }
+
+    /** Bool [B, 1, Lq, Lk]: key j visible to query i of batch b (causal: j &lt;= i + offset[b]; padding: j &lt; valid[b]). */
+    private static Tensor structuralMask(boolean causal, long[] offset, long[] valid, long lq, long lk, Device device) {
+        int batch = offset.length;
+        boolean[] ok = new boolean[(int) (batch * lq * lk)];
+        for (int b = 0; b < batch; b++) {
+            for (int i = 0; i < lq; i++) {
+                for (int j = 0; j < lk; j++) {
+                    ok[(int) ((b * lq + i) * lk + j)] = (!causal || j <= i + offset[b]) && (valid == null || j < valid[b]);
+                }
+            }
+        }
+        try (Tensor host = Tensor.of(ok, batch, 1, lq, lk)) {
+            return host.to(device);
+        }
+    }
+
+    /** ONNX Attention's qk_matmul_output (see {@link #attention}); q [B, Hq, Lq, D], k [B, Hkv, Lk, D]. */
+    private static Tensor qkMatmulOutput(Tensor q, Tensor k, Tensor mask, Tensor lse, double scale, double softcap,
+                                         int mode) {
+        DType ct = q.dtype() == DType.FLOAT64 ? DType.FLOAT64 : DType.FLOAT32;
+        long b = q.size(0);
+        long hq = q.size(1);
+        long hkv = k.size(1);
+        long lq = q.size(2);
+        long lk = k.size(2);
+        // grouped heads: query head h reads kv head h / (Hq / Hkv), as a broadcast batch
+        Tensor q5 = q.to(ct).reshape(b, hkv, hq / hkv, lq, q.size(3));
+        Tensor kt = k.to(ct).unsqueeze(2).transpose(3, 4);
+        Tensor s = Elementwise.mul(LinearAlgebra.matmul(q5, kt), scale).reshape(b, hq, lq, lk);
+        if (softcap > 0) {
+            s = Elementwise.mul(Elementwise.tanh(Elementwise.div(s, softcap)), softcap);
+        }
+        if (mode >= 2 && mask != null) {
+            s = mask.dtype() == DType.BOOL
+                    ? Elementwise.where(mask, s, Tensor.scalar(Double.NEGATIVE_INFINITY, ct, q.device()))
+                    : Elementwise.add(s, mask.to(ct));
+        }
+        if (mode == 3) {
+            Tensor l = lse.to(ct).unsqueeze(3);
+            Tensor p = Elementwise.exp(Elementwise.sub(s, l));
+            s = Elementwise.where(Elementwise.eq(l, Double.NEGATIVE_INFINITY), Tensor.scalar(0, ct, q.device()), p);
+        }
+        return s.to(q.dtype());
     }
 
     /**

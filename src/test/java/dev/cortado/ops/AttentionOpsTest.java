@@ -33,12 +33,23 @@ import org.junit.jupiter.api.TestFactory;
 class AttentionOpsTest {
     enum MaskType { NONE, BOOL, ADDITIVE, KEY_PADDING, FULLY_MASKED_ROW }
 
+    /** One grid point; softcap 0 means no soft-capping. */
     record Case(int b, int hq, int hkv, int lq, int lk, int d, int dv, boolean causal, MaskType mask, Layout layout,
-                DType dtype, double dropout) {
+                DType dtype, double dropout, double softcap) {
+        Case(int b, int hq, int hkv, int lq, int lk, int d, int dv, boolean causal, MaskType mask, Layout layout,
+             DType dtype, double dropout) {
+            this(b, hq, hkv, lq, lk, d, dv, causal, mask, layout, dtype, dropout, 0);
+        }
+
+        Case softcapped(double cap) {
+            return new Case(b, hq, hkv, lq, lk, d, dv, causal, mask, layout, dtype, dropout, cap);
+        }
+
         @Override
         public String toString() {
             return dtype + " B" + b + " Hq" + hq + " Hkv" + hkv + " Lq" + lq + " Lk" + lk + " D" + d + " Dv" + dv
-                    + (causal ? " causal" : "") + " mask " + mask + " " + layout + (dropout > 0 ? " dropout " + dropout : "");
+                    + (causal ? " causal" : "") + " mask " + mask + " " + layout + (dropout > 0 ? " dropout " + dropout : "")
+                    + (softcap > 0 ? " softcap " + softcap : "");
         }
     }
 
@@ -105,6 +116,7 @@ class AttentionOpsTest {
                 int kb = (b * c.hkv() + hk) * lk;
                 double[][] p = new double[lq][lk];
                 double[][] z = new double[lq][lk];
+                double[][] capGrad = new double[lq][lk]; // d(cap(s))/ds = 1 - tanh^2(s / cap)
                 for (int i = 0; i < lq; i++) {
                     double m = Double.NEGATIVE_INFINITY;
                     double[] s = new double[lk];
@@ -113,7 +125,14 @@ class AttentionOpsTest {
                         for (int x = 0; x < d; x++) {
                             dot += q[(qb + i) * d + x] * k[(kb + j) * d + x];
                         }
-                        s[j] = dot * scale + (mask == null ? 0 : mask[(qb + i) * lk + j]);
+                        double raw = dot * scale;
+                        capGrad[i][j] = 1;
+                        if (c.softcap() > 0) {
+                            double t = Math.tanh(raw / c.softcap());
+                            raw = c.softcap() * t;
+                            capGrad[i][j] = 1 - t * t;
+                        }
+                        s[j] = raw + (mask == null ? 0 : mask[(qb + i) * lk + j]);
                         if (c.causal() && j > i + lk - lq) {
                             s[j] = Double.NEGATIVE_INFINITY;
                         }
@@ -153,7 +172,7 @@ class AttentionOpsTest {
                         rs += p[i][j] * dp[j];
                     }
                     for (int j = 0; j < lk; j++) {
-                        double ds = p[i][j] * (dp[j] - rs) * scale;
+                        double ds = p[i][j] * (dp[j] - rs) * capGrad[i][j] * scale;
                         for (int x = 0; x < d; x++) {
                             dq[(qb + i) * d + x] += ds * k[(kb + j) * d + x];
                             dk[(kb + j) * d + x] += ds * q[(qb + i) * d + x];
@@ -279,7 +298,7 @@ class AttentionOpsTest {
                 default -> {
                 }
             }
-            Options.Builder ob = Options.builder().layout(c.layout()).causal(c.causal());
+            Options.Builder ob = Options.builder().layout(c.layout()).causal(c.causal()).softcap(c.softcap());
             if (c.dropout() > 0) {
                 ob.dropout(c.dropout(), 1234567L + seedRandom, 42);
             }
@@ -345,6 +364,15 @@ class AttentionOpsTest {
         cs.add(new Case(2, 4, 2, 33, 33, 64, 64, true, MaskType.BOOL, Layout.BSHD, f32, 0.5));
         cs.add(new Case(1, 2, 1, 17, 9, 16, 16, true, MaskType.ADDITIVE, Layout.BHSD, DType.FLOAT64, 0.2));
         cs.add(new Case(1, 2, 2, 40, 40, 32, 32, false, MaskType.NONE, Layout.BHSD, DType.BFLOAT16, 0.1));
+        // soft-capping (Gemma 2 uses 50; caps of 1-2 bend most of these scores, whose scale is ~1-3)
+        cs.add(new Case(1, 2, 2, 70, 90, 32, 32, false, MaskType.NONE, Layout.BHSD, f32, 0).softcapped(1.5));
+        cs.add(new Case(2, 4, 2, 67, 80, 64, 64, true, MaskType.ADDITIVE, Layout.BSHD, f32, 0).softcapped(2));
+        cs.add(new Case(1, 4, 1, 33, 20, 80, 48, true, MaskType.KEY_PADDING, Layout.BHSD, f32, 0.3).softcapped(1));
+        cs.add(new Case(1, 2, 2, 9, 13, 16, 16, true, MaskType.FULLY_MASKED_ROW, Layout.BHSD, DType.FLOAT64, 0)
+                .softcapped(0.75));
+        cs.add(new Case(1, 2, 1, 130, 70, 80, 48, false, MaskType.BOOL, Layout.BSHD, DType.FLOAT64, 0.2).softcapped(3));
+        cs.add(new Case(1, 2, 2, 70, 70, 64, 64, true, MaskType.NONE, Layout.BHSD, DType.BFLOAT16, 0).softcapped(1));
+        cs.add(new Case(2, 4, 2, 17, 40, 32, 32, false, MaskType.ADDITIVE, Layout.BSHD, DType.FLOAT16, 0).softcapped(2));
         return cs;
     }
 
@@ -403,7 +431,14 @@ class AttentionOpsTest {
             double[] k = Reference.uniform(r, 4 * 5, -1, 1);
             double[] v = Reference.uniform(r, 4 * 3, -1, 1);
             double[] w = Reference.uniform(r, 2 * 3 * 3, -1, 1);
-            Options opts = Options.builder().causal(true).scale(0.7).build();
+            for (double cap : new double[] {0, 0.8}) {
+                finiteDifferences(q, k, v, w, Options.builder().causal(true).scale(0.7).softcap(cap).build());
+            }
+        }
+    }
+
+    private static void finiteDifferences(double[] q, double[] k, double[] v, double[] w, Options opts) {
+        try (var scope = Scope.open()) {
             Tensor tq = Tensor.of(q, 1, 2, 3, 5);
             Tensor tk = Tensor.of(k, 1, 1, 4, 5);
             Tensor tv = Tensor.of(v, 1, 1, 4, 3);
@@ -432,7 +467,7 @@ class AttentionOpsTest {
                     }
                     numeric[i] = (f[0] - f[1]) / (2 * eps);
                 }
-                assertClose(numeric, analytic, new Tol(1e-6, 1e-7), "finite differences of input " + which);
+                assertClose(numeric, analytic, new Tol(1e-6, 1e-7), "finite differences of input " + which + ", " + opts);
                 assertTrue(inputs[which].length == numeric.length);
             }
         }
@@ -591,6 +626,12 @@ class AttentionOpsTest {
             var e6 = assertThrows(IllegalArgumentException.class,
                     () -> Attention.rope(q, null, 5, 10000, false, Layout.BHSD));
             assertTrue(e6.getMessage().startsWith("rope:") && e6.getMessage().contains("rotary dim 5"), e6.getMessage());
+            for (double cap : new double[] {-1, Double.NaN, Double.POSITIVE_INFINITY}) {
+                var e7 = assertThrows(IllegalArgumentException.class, () -> Attention.scaledDotProductAttention(q, k, v,
+                        null, Options.builder().softcap(cap).build()));
+                assertTrue(e7.getMessage().startsWith(op + ":") && e7.getMessage().contains("softcap must be finite and >= 0")
+                        && e7.getMessage().contains("[1, 4, 8, 16]"), e7.getMessage());
+            }
             // an empty batch is a no-op
             Tensor o = Attention.scaledDotProductAttention(Tensor.zeros(DType.FLOAT32, 0, 4, 8, 16),
                     Tensor.zeros(DType.FLOAT32, 0, 2, 8, 16), Tensor.zeros(DType.FLOAT32, 0, 2, 8, 16), null, Options.DEFAULT);

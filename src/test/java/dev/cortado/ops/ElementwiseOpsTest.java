@@ -797,4 +797,45 @@ class ElementwiseOpsTest {
             assertTrue(e6.getMessage().contains("exp"), e6.getMessage());
         }
     }
+
+    /**
+     * float32 tanh (the vectorized polynomial / exp formula of native/cpu/vmath.h) against
+     * Math.tanh over 200k points of [-12, 12] (dense around the 0.25 switch point), tiny and
+     * subnormal inputs (tanh(x) = x there), saturation and the special values: at most 4 ulp of
+     * the float32 result (Math.ulp of the rounded reference).
+     */
+    @Test
+    void tanhFloat32WithinFourUlp() {
+        try (var scope = Scope.open()) {
+            List<Float> xs = new ArrayList<>();
+            for (int i = 0; i <= 200_000; i++) {
+                xs.add((float) (-12 + 24.0 * i / 200_000));
+            }
+            for (int i = -2000; i <= 2000; i++) {
+                xs.add(0.25f + i * 1e-6f);
+                xs.add(-0.25f + i * 1e-6f);
+            }
+            for (float x : new float[] {1e-3f, 1e-8f, 1e-30f, Float.MIN_NORMAL, Float.MIN_VALUE, 9.01f, 40f, 1e30f,
+                    Float.MAX_VALUE}) {
+                xs.add(x);
+                xs.add(-x);
+            }
+            float[] x = new float[xs.size()];
+            for (int i = 0; i < x.length; i++) {
+                x[i] = xs.get(i);
+            }
+            float[] y = Elementwise.tanh(Tensor.of(x, x.length)).toFloatArray();
+            for (int i = 0; i < x.length; i++) {
+                float want = (float) Math.tanh(x[i]);
+                assertTrue(Math.abs(y[i] - want) <= 4 * Math.ulp(want), "tanh(" + x[i] + ") = " + y[i] + ", want " + want);
+            }
+            float[] special = Elementwise.tanh(Tensor.of(new float[] {0f, -0f, Float.POSITIVE_INFINITY,
+                    Float.NEGATIVE_INFINITY, Float.NaN}, 5)).toFloatArray();
+            assertEquals(Float.floatToRawIntBits(0f), Float.floatToRawIntBits(special[0]), "tanh(+0) = +0");
+            assertEquals(Float.floatToRawIntBits(-0f), Float.floatToRawIntBits(special[1]), "tanh(-0) = -0");
+            assertEquals(1f, special[2]);
+            assertEquals(-1f, special[3]);
+            assertTrue(Float.isNaN(special[4]), "tanh(NaN) is NaN");
+        }
+    }
 }

@@ -144,8 +144,9 @@ class KvCacheOpsTest {
         return y;
     }
 
-    /** float64 decode reference: o [S, Tq, Hq, D] and lse [S, Hq, Tq]. */
-    static double[][] reference(Case c, double[] q, double[][] k, double[][] v, double scale, boolean causal) {
+    /** float64 decode reference: o [S, Tq, Hq, D] and lse [S, Hq, Tq]; softcap &gt; 0 caps the scores to c tanh(s / c). */
+    static double[][] reference(Case c, double[] q, double[][] k, double[][] v, double scale, boolean causal,
+                                double softcap) {
         int s = c.lens().length;
         int tq = c.tq();
         int hq = c.hq();
@@ -166,7 +167,7 @@ class KvCacheOpsTest {
                         for (int x = 0; x < d; x++) {
                             dot += q[((i * tq + t) * hq + h) * d + x] * k[i][(j * c.hkv() + hk) * d + x];
                         }
-                        sc[j] = dot * scale;
+                        sc[j] = softcap > 0 ? softcap * Math.tanh(dot * scale / softcap) : dot * scale;
                         m = Math.max(m, sc[j]);
                     }
                     double sum = 0;
@@ -188,7 +189,7 @@ class KvCacheOpsTest {
         return new double[][] {o, lse};
     }
 
-    static void run(Case c, long seed) {
+    static void run(Case c, long seed, double softcap) {
         Random r = new Random(seed);
         Filled f = fill(c, r, 0);
         try (PagedKvCache cache = f.cache(); Scope scope = Scope.open()) {
@@ -202,7 +203,7 @@ class KvCacheOpsTest {
             double[] q = stored(Reference.uniform(r, s * c.tq() * c.hq() * c.d(), -1, 1), c.dtype());
             Tensor tq = Reference.make(q, c.dtype(), s, c.tq(), c.hq(), c.d());
             double scale = 1.0 / Math.sqrt(c.d());
-            double[][] want = reference(c, q, f.k(), f.v(), scale, true);
+            double[][] want = reference(c, q, f.k(), f.v(), scale, true, softcap);
             try (PagedKvCache.Step st = cache.step(f.seqs(), n)) {
                 st.append(0, rows(f.k(), from, n, c.tq(), c.hkv(), c.d(), c.dtype()),
                         rows(f.v(), from, n, c.tq(), c.hkv(), c.d(), c.dtype()));
@@ -213,7 +214,7 @@ class KvCacheOpsTest {
                 }
                 double[] off = null;
                 for (int splits : new int[] {1, 0, 3, 64}) {
-                    DecodeOptions o = DecodeOptions.DEFAULT.withSplits(splits);
+                    DecodeOptions o = DecodeOptions.DEFAULT.withSplits(splits).withSoftcap(softcap);
                     Tensor[] out = KvCache.decodeWithLse(tq, cache.keys(0), cache.values(0), st.blockTable(), st.lengths(),
                             o);
                     double[] got = out[0].toDoubleArray();
@@ -232,11 +233,11 @@ class KvCacheOpsTest {
                 for (int i = 0; i < qn.length; i++) {
                     qn[i] = -qn[i];
                 }
-                double[] want1 = reference(c, qn, f.k(), f.v(), scale, true)[0];
+                double[] want1 = reference(c, qn, f.k(), f.v(), scale, true, softcap)[0];
                 for (int i = 0; i < want1.length; i++) {
                     want1[i] = -want1[i];
                 }
-                try (Tensor o1 = st.attention(1, tq)) {
+                try (Tensor o1 = st.attention(1, tq, DecodeOptions.DEFAULT.withSoftcap(softcap))) {
                     assertClose(c + " layer 1", want1, o1.toDoubleArray(), tol(c.dtype()));
                 }
             }
@@ -262,7 +263,12 @@ class KvCacheOpsTest {
         long seed = 1;
         for (Case c : cases) {
             long sd = seed++;
-            tests.add(dynamicTest(c.toString(), () -> run(c, sd)));
+            tests.add(dynamicTest(c.toString(), () -> run(c, sd, 0)));
+        }
+        // soft-capped scores (the scores here are ~0.3 in size: a cap of 0.5 bends them strongly)
+        for (Case c : new Case[] {cases.get(1), cases.get(3), cases.get(6)}) {
+            long sd = seed++;
+            tests.add(dynamicTest(c + " softcap 0.5", () -> run(c, sd, 0.5)));
         }
         return tests;
     }
@@ -280,22 +286,35 @@ class KvCacheOpsTest {
             Tensor q = Reference.make(Reference.uniform(r, len * hq * d, -1, 1), DType.FLOAT32, 1, len, hq, d);
             Tensor k = Reference.make(Reference.uniform(r, len * hkv * d, -1, 1), DType.FLOAT32, 1, len, hkv, d);
             Tensor v = Reference.make(Reference.uniform(r, len * hkv * d, -1, 1), DType.FLOAT32, 1, len, hkv, d);
+            for (double cap : new double[] {0, 0.5}) {
+                decodeEqualsSdpa(cache, q, k, v, len, tq, cap);
+            }
+        }
+    }
+
+    private static void decodeEqualsSdpa(PagedKvCache cache, Tensor q, Tensor k, Tensor v, int len, int tq,
+                                         double softcap) {
+        try (Scope scope = Scope.open()) {
             Tensor full = Attention.scaledDotProductAttention(q, k, v, null,
-                    Attention.Options.builder().layout(Attention.Layout.BSHD).causal(true).build());
+                    Attention.Options.builder().layout(Attention.Layout.BSHD).causal(true).softcap(softcap).build());
+            DecodeOptions opts = DecodeOptions.DEFAULT.withSoftcap(softcap);
             int seq = cache.newSequence();
             try (PagedKvCache.Step st = cache.step(new int[] {seq}, len - tq)) {
                 st.append(0, k.narrow(1, 0, len - tq), v.narrow(1, 0, len - tq));
             }
             try (PagedKvCache.Step st = cache.step(new int[] {seq}, tq)) {
                 st.append(0, k.narrow(1, len - tq, tq), v.narrow(1, len - tq, tq));
-                Tensor o = st.attention(0, q.narrow(1, len - tq, tq));
+                Tensor o = st.attention(0, q.narrow(1, len - tq, tq), opts);
                 Tensor want = full.narrow(1, len - tq, tq).contiguous();
-                assertClose("decode vs sdpa", want.toDoubleArray(), o.toDoubleArray(), new Tol(2e-5, 2e-5));
-                Tensor o1 = st.attention(0, q.narrow(1, len - 1, 1));
+                assertClose("decode vs sdpa, softcap " + softcap, want.toDoubleArray(), o.toDoubleArray(),
+                        new Tol(2e-5, 2e-5));
+                Tensor o1 = st.attention(0, q.narrow(1, len - 1, 1), opts);
                 // a single query at the end sees every token (no mask at all)
                 Tensor want1 = full.narrow(1, len - 1, 1).contiguous();
-                assertClose("decode q_tokens 1 vs sdpa", want1.toDoubleArray(), o1.toDoubleArray(), new Tol(2e-5, 2e-5));
+                assertClose("decode q_tokens 1 vs sdpa, softcap " + softcap, want1.toDoubleArray(), o1.toDoubleArray(),
+                        new Tol(2e-5, 2e-5));
             }
+            cache.free(seq);
         }
     }
 

@@ -72,6 +72,10 @@ public class AttentionBenchmark {
     @Param({"1", "2"})
     public int threads;
 
+    /** Logit soft-capping (Gemma 2 uses 50): cap * tanh(s / cap) on the scores in every variant; 0 = none. */
+    @Param({"0"})
+    public double softcap;
+
     private Attention.Options options;
     private double scale;
     private Tensor q;
@@ -110,7 +114,7 @@ public class AttentionBenchmark {
     @Setup(Level.Trial)
     public void setup(BenchmarkParams params) {
         BenchSupport.setThreads(threads);
-        options = Attention.Options.builder().causal(causal).build();
+        options = Attention.Options.builder().causal(causal).softcap(softcap).build();
         scale = 1.0 / Math.sqrt(D);
         Generator g = Generator.seeded(7);
         q = g.normal(0, 1, DType.FLOAT32, Device.CPU, B, H, len, D);
@@ -130,7 +134,8 @@ public class AttentionBenchmark {
         if (bench.endsWith(".cortadoUnfusedForward")) {
             try (Tensor fused = Attention.scaledDotProductAttention(q, k, v, null, options);
                  Tensor unfused = unfused()) {
-                TorchPeer.check("Cortado unfused vs fused, L " + len + (causal ? " causal" : ""), fused.toFloatArray(),
+                TorchPeer.check("Cortado unfused vs fused, L " + len + (causal ? " causal" : "")
+                        + (softcap > 0 ? " softcap " + softcap : ""), fused.toFloatArray(),
                         unfused.toFloatArray(), 1e-3);
             }
         }
@@ -149,7 +154,7 @@ public class AttentionBenchmark {
             tMask = TorchPeer.copyOf(torch, mask);
         }
         // correctness against Cortado's fused kernels on the same data
-        String what = "L " + len + (causal ? " causal" : "");
+        String what = "L " + len + (causal ? " causal" : "") + (softcap > 0 ? " softcap " + softcap : "");
         Tensor[] r = Attention.scaledDotProductAttentionWithLse(q, k, v, null, options);
         try (Tensor co = r[0]; Tensor clse = r[1]; NDManager m = torch.newSubManager()) {
             if (!backward) {
@@ -177,11 +182,23 @@ public class AttentionBenchmark {
         }
     }
 
-    /** softmax(scale q k^T (+ mask)) v in PyTorch; intermediates are closed, the result is owned by q's manager. */
+    /**
+     * softmax(cap(scale q k^T) (+ mask)) v in PyTorch; intermediates are closed, the result is owned by
+     * q's manager.
+     */
     private NDArray composed(NDArray a, NDArray b, NDArray c) {
         NDArray qs = a.mul(scale);
         NDArray bt = b.transpose(0, 1, 3, 2);
         NDArray s = qs.matMul(bt);
+        if (softcap > 0) {
+            NDArray sd = s.div(softcap);
+            NDArray th = sd.tanh();
+            NDArray sc = th.mul(softcap);
+            for (NDArray x : new NDArray[] {s, sd, th}) {
+                x.close();
+            }
+            s = sc;
+        }
         if (tMask != null) {
             NDArray sm = s.add(tMask);
             s.close();
@@ -197,9 +214,12 @@ public class AttentionBenchmark {
     }
 
     private Tensor unfused() {
-        try (Tensor qs = Elementwise.mul(q, scale); Tensor s = LinearAlgebra.matmul(qs, kT);
-             Tensor sm = mask == null ? null : Elementwise.add(s, mask);
-             Tensor p = Normalization.softmax(sm == null ? s : sm, -1)) {
+        try (Tensor qs = Elementwise.mul(q, scale); Tensor s0 = LinearAlgebra.matmul(qs, kT);
+             Tensor sd = softcap > 0 ? Elementwise.div(s0, softcap) : null;
+             Tensor th = sd == null ? null : Elementwise.tanh(sd);
+             Tensor sc = th == null ? null : Elementwise.mul(th, softcap);
+             Tensor sm = mask == null ? null : Elementwise.add(sc == null ? s0 : sc, mask);
+             Tensor p = Normalization.softmax(sm != null ? sm : sc != null ? sc : s0, -1)) {
             return LinearAlgebra.matmul(p, v);
         }
     }

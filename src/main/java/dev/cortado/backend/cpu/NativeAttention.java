@@ -37,7 +37,7 @@ public final class NativeAttention {
                                                       @Cast("const void*") long v, @Cast("const int64_t*") long vStrides,
                                                       int maskKind, @Cast("const void*") long mask,
                                                       @Cast("const int64_t*") long maskStrides, int causal, double scale,
-                                                      double dropoutP, @Cast("uint64_t") long seed,
+                                                      double softcap, double dropoutP, @Cast("uint64_t") long seed,
                                                       @Cast("uint64_t") long offset, @Cast("void*") long o,
                                                       @Cast("const int64_t*") long oStrides, @Cast("float*") long lse);
 
@@ -47,7 +47,8 @@ public final class NativeAttention {
                                                        @Cast("const void*") long v, @Cast("const int64_t*") long vStrides,
                                                        int maskKind, @Cast("const void*") long mask,
                                                        @Cast("const int64_t*") long maskStrides, int causal,
-                                                       double scale, double dropoutP, @Cast("uint64_t") long seed,
+                                                       double scale, double softcap, double dropoutP,
+                                                       @Cast("uint64_t") long seed,
                                                        @Cast("uint64_t") long offset, @Cast("const void*") long o,
                                                        @Cast("const int64_t*") long oStrides,
                                                        @Cast("const void*") long dO,

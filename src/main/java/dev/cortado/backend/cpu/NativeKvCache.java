@@ -43,6 +43,7 @@ public final class NativeKvCache {
                                                            @Cast("const void*") long kCache, @Cast("const void*") long vCache,
                                                            @Cast("const int32_t*") long blockTable,
                                                            @Cast("const int32_t*") long seqLens, int causal, double scale,
+                                                           double softcap,
                                                            @Cast("int64_t") long numSplits, @Cast("void*") long o,
                                                            @Cast("const int64_t*") long oStrides, @Cast("float*") long lse);
 

@@ -43,6 +43,7 @@ public final class NativeCudaKvCache {
                                                             @Cast("const int32_t*") long blockTable,
                                                             @Cast("const int32_t*") long seqLens,
                                                             @Cast("int64_t") long maxLen, int causal, double scale,
+                                                            double softcap,
                                                             @Cast("int64_t") long numSplits, @Cast("void*") long o,
                                                             @Cast("const int64_t*") long oStrides,
                                                             @Cast("float*") long lse, @Cast("float*") long workspace,
