@@ -32,11 +32,24 @@ public record Sampling(double temperature, int topK, double topP) {
         return new Sampling(temperature, topK, p);
     }
 
-    /** The chosen token id. */
+    /**
+     * The chosen token id. Logits of -inf are never chosen (masked tokens); NaN, +inf or all -inf
+     * logits are rejected with an {@link IllegalArgumentException} naming the first bad index.
+     */
     public int sample(float[] logits, Random random) {
         int n = logits.length;
         if (n == 0) {
             throw new IllegalArgumentException("Sampling: empty logits");
+        }
+        boolean any = false;
+        for (int i = 0; i < n; i++) {
+            if (Float.isNaN(logits[i]) || logits[i] == Float.POSITIVE_INFINITY) {
+                throw new IllegalArgumentException("Sampling: logit " + i + " of " + n + " is " + logits[i]);
+            }
+            any |= logits[i] != Float.NEGATIVE_INFINITY;
+        }
+        if (!any) {
+            throw new IllegalArgumentException("Sampling: all " + n + " logits are -inf: no token can be chosen");
         }
         Integer[] order = new Integer[n];
         for (int i = 0; i < n; i++) {
