@@ -3,6 +3,7 @@ package dev.cortado.autograd;
 import dev.cortado.ops.Op;
 import dev.cortado.tensor.AutogradHook;
 import dev.cortado.tensor.DType;
+import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Shape;
 import dev.cortado.tensor.Tensor;
 
@@ -116,12 +117,27 @@ final class TapeNode implements AutogradHook.Node, Op.Saved {
         }
     }
 
+    /**
+     * Runs the backward rule in its own scope: every temporary the rule makes (a mask, a cast, a
+     * partial product) is freed when it returns; the gradients it returns survive, unowned, for
+     * the engine to hand on and close.
+     */
     Tensor[] runBackward(Tensor[] outputGradients) {
         if (released || savedFreed) {
             throw new IllegalStateException("backward: the tape behind " + name + " was already freed (by an earlier "
                     + "backward, or because its outputs were closed); pass retainGraph=true to run backward twice");
         }
-        return backward.apply(this, outputGradients);
+        try (Scope rule = Scope.open()) {
+            Tensor[] grads = backward.apply(this, outputGradients);
+            if (grads != null) {
+                for (Tensor g : grads) {
+                    if (g != null && rule.owns(g)) {
+                        rule.keep(g);
+                    }
+                }
+            }
+            return grads;
+        }
     }
 
     /** Closes every non-null tensor of {@code ts} (null arrays allowed). */

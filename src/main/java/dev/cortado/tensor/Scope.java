@@ -95,6 +95,11 @@ public final class Scope implements AutoCloseable {
         return tensor;
     }
 
+    /** Whether {@code tensor} is owned by this scope (it would be freed by {@link #close()}). */
+    public boolean owns(Tensor tensor) {
+        return tensor.owner() == this;
+    }
+
     /** Number of tensors this scope will free if closed now. */
     public int size() {
         int n = 0;

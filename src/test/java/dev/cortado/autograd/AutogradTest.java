@@ -8,8 +8,15 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.cortado.backend.cpu.CpuBackend;
+import dev.cortado.ops.Attention;
+import dev.cortado.ops.Convolution;
+import dev.cortado.ops.Convolution.ConvOptions;
 import dev.cortado.ops.Elementwise;
 import dev.cortado.ops.LinearAlgebra;
+import dev.cortado.ops.Losses;
+import dev.cortado.ops.Normalization;
+import dev.cortado.ops.Pooling;
+import dev.cortado.ops.Pooling.PoolOptions;
 import dev.cortado.ops.Reductions;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Scope;
@@ -264,6 +271,56 @@ class AutogradTest {
             }
             assertEquals(before, CpuBackend.allocatedBytes(), "a tape nobody can reach is freed when its outputs close");
         }
+    }
+
+    /**
+     * The backward rules free every temporary they make: after forward + backward in a scope, the
+     * live bytes are the leaf's gradient only, and nothing accumulates over steps (ReLU's old rule
+     * kept its boolean mask alive, 1 byte per element per step).
+     */
+    @TestFactory
+    Stream<DynamicTest> backwardLeavesOnlyTheGradient() {
+        record Case(String name, long[] dims, Function<Tensor, Tensor> f) {
+        }
+        Random r = new Random(9);
+        double[] w = new double[4 * 3 * 3 * 3];
+        for (int i = 0; i < w.length; i++) {
+            w[i] = r.nextGaussian();
+        }
+        ConvOptions pad1 = ConvOptions.builder().padding(1).build();
+        Attention.Options capped = Attention.Options.builder().causal(true).softcap(1).build();
+        Case[] cases = {
+            new Case("relu", new long[] {64, 64}, Elementwise::relu),
+            new Case("gelu", new long[] {64, 64}, Elementwise::gelu),
+            new Case("silu", new long[] {64, 64}, Elementwise::silu),
+            new Case("sigmoid", new long[] {64, 64}, Elementwise::sigmoid),
+            new Case("abs", new long[] {64, 64}, Elementwise::abs),
+            new Case("clamp", new long[] {64, 64}, x -> Elementwise.clamp(x, -0.5, 0.5)),
+            new Case("softmax", new long[] {64, 64}, x -> Normalization.softmax(x, -1)),
+            new Case("layer_norm", new long[] {64, 64}, x -> Normalization.layerNorm(x, null, null, 1, 1e-5)),
+            new Case("matmul", new long[] {64, 64}, x -> LinearAlgebra.matmul(x, x.transpose(0, 1))),
+            new Case("max", new long[] {64, 64}, x -> Reductions.max(x, false, 1)),
+            new Case("conv2d + max_pool2d", new long[] {2, 3, 8, 8},
+                    x -> Pooling.maxPool2d(Convolution.conv2d(x, Tensor.of(w, 4, 3, 3, 3), null, pad1), PoolOptions.of(2))),
+            new Case("attention (causal, softcap)", new long[] {1, 2, 9, 8},
+                    x -> Attention.scaledDotProductAttention(x, x, x, null, capped)),
+            new Case("cross_entropy", new long[] {6, 5},
+                    x -> Losses.crossEntropy(x, Tensor.of(new long[] {0, 1, 2, 3, 4, 0}, 6))),
+        };
+        return Stream.of(cases).map(c -> DynamicTest.dynamicTest(c.name(), () -> {
+            try (Tensor x = leaf(c.dims())) {
+                long base = CpuBackend.allocatedBytes();
+                for (int step = 0; step < 3; step++) {
+                    try (Scope s = Scope.open()) {
+                        Reductions.sum(c.f().apply(x)).backward();
+                    }
+                    assertEquals(base + x.numel() * 8, CpuBackend.allocatedBytes(), c.name() + ", step " + step
+                            + ": live bytes after backward (x.grad only)");
+                    x.setGrad(null);
+                    assertEquals(base, CpuBackend.allocatedBytes(), c.name() + ", step " + step + ": after clearing x.grad");
+                }
+            }
+        }));
     }
 
     @Test
