@@ -21,8 +21,10 @@
  *     dV += (P z)^T dO, dK += dS^T Qs. dK/dV of a key block are owned by one thread.
  *   pass 2, items (b, h, query block): the same S, P, dP, dS per key block, dQ += scale dS K.
  *   (7 block matmuls instead of 5, in exchange for no reduction buffers and no atomics.)
- * Extra memory: O(BQ * BK + (BQ + BK) * (D + Dv)) per thread, plus Delta (B Hq Lq values);
- * never O(Lq * Lk).
+ * Extra memory: O(BQ * BK + (BQ + BK) * (D + Dv)) per thread, plus K (and in the backward V)
+ * transposed once into the compute type (B Hkv Lk D values; every query block reads its key
+ * blocks from there instead of transposing them again) and Delta (B Hq Lq values); O(L) per
+ * head, never O(Lq * Lk).
  * Cost: forward 4 B Hq Lq Lk D FLOPs + B Hq Lq Lk exps (about half with causal masking);
  * bytes: Q, O once, K and V once per query block (Lq / 64 times, from L2 for moderate Lk).
  * Backward: 7/2 of the forward's FLOPs (+ 2 exps per score).
@@ -203,18 +205,20 @@ void reference_backward(const Problem& pb, const T* q, const T* k, const T* v, c
 }
 
 // ================================================================== blocked kernels
-/* C[M x N] (+)= A[M x K] B[K x N]; row-major with leading dimensions; N a multiple of the
- * kernel width NW (16 for float AVX2, 32 for float AVX-512, 8 for double); the caller pads B
- * and C. A is read by broadcasting A[i][k]; B by rows. */
+/* C[M x N] (+)= A[M x K] B[K x N]; B and C row-major with leading dimensions; element (i, k) of
+ * A at A[i ars + k acs] (ars = lda, acs = 1 for a row-major A; ars = 1, acs = lda to read a
+ * stored A^T without transposing it); N a multiple of the kernel width NW (16 for float AVX2, 32
+ * for float AVX-512, 8 for double); the caller pads B and C. A is read by broadcasting A(i, k);
+ * B by rows. */
 template <int MR>
-CT_INLINE void mk_f32_avx2(int64_t K, const float* A, int64_t lda, const float* Bm, int64_t ldb, float* Cm,
+CT_INLINE void mk_f32_avx2(int64_t K, const float* A, int64_t ars, int64_t acs, const float* Bm, int64_t ldb, float* Cm,
                            int64_t ldc, bool accumulate) {
   __m256 c0[MR], c1[MR];
   for (int i = 0; i < MR; ++i) { c0[i] = _mm256_setzero_ps(); c1[i] = _mm256_setzero_ps(); }
   for (int64_t k = 0; k < K; ++k) {
     const __m256 b0 = _mm256_loadu_ps(Bm + k * ldb), b1 = _mm256_loadu_ps(Bm + k * ldb + 8);
     for (int i = 0; i < MR; ++i) {
-      const __m256 a = _mm256_broadcast_ss(A + i * lda + k);
+      const __m256 a = _mm256_broadcast_ss(A + i * ars + k * acs);
       c0[i] = _mm256_fmadd_ps(a, b0, c0[i]);
       c1[i] = _mm256_fmadd_ps(a, b1, c1[i]);
     }
@@ -230,33 +234,33 @@ CT_INLINE void mk_f32_avx2(int64_t K, const float* A, int64_t lda, const float* 
   }
 }
 
-void gemm_f32_avx2(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* Bm, int64_t ldb,
+void gemm_f32_avx2(int64_t M, int64_t N, int64_t K, const float* A, int64_t ars, int64_t acs, const float* Bm, int64_t ldb,
                    float* Cm, int64_t ldc, bool accumulate) {
   for (int64_t n = 0; n < N; n += 16) {
     int64_t m = 0;
-    for (; m + 6 <= M; m += 6) mk_f32_avx2<6>(K, A + m * lda, lda, Bm + n, ldb, Cm + m * ldc + n, ldc, accumulate);
-    const float* a = A + m * lda;
+    for (; m + 6 <= M; m += 6) mk_f32_avx2<6>(K, A + m * ars, ars, acs, Bm + n, ldb, Cm + m * ldc + n, ldc, accumulate);
+    const float* a = A + m * ars;
     float* c = Cm + m * ldc + n;
     switch (M - m) {
-      case 5: mk_f32_avx2<5>(K, a, lda, Bm + n, ldb, c, ldc, accumulate); break;
-      case 4: mk_f32_avx2<4>(K, a, lda, Bm + n, ldb, c, ldc, accumulate); break;
-      case 3: mk_f32_avx2<3>(K, a, lda, Bm + n, ldb, c, ldc, accumulate); break;
-      case 2: mk_f32_avx2<2>(K, a, lda, Bm + n, ldb, c, ldc, accumulate); break;
-      case 1: mk_f32_avx2<1>(K, a, lda, Bm + n, ldb, c, ldc, accumulate); break;
+      case 5: mk_f32_avx2<5>(K, a, ars, acs, Bm + n, ldb, c, ldc, accumulate); break;
+      case 4: mk_f32_avx2<4>(K, a, ars, acs, Bm + n, ldb, c, ldc, accumulate); break;
+      case 3: mk_f32_avx2<3>(K, a, ars, acs, Bm + n, ldb, c, ldc, accumulate); break;
+      case 2: mk_f32_avx2<2>(K, a, ars, acs, Bm + n, ldb, c, ldc, accumulate); break;
+      case 1: mk_f32_avx2<1>(K, a, ars, acs, Bm + n, ldb, c, ldc, accumulate); break;
       default: break;
     }
   }
 }
 
 template <int MR>
-CT_AVX512 CT_INLINE void mk_f32_avx512(int64_t K, const float* A, int64_t lda, const float* Bm, int64_t ldb,
+CT_AVX512 CT_INLINE void mk_f32_avx512(int64_t K, const float* A, int64_t ars, int64_t acs, const float* Bm, int64_t ldb,
                                        float* Cm, int64_t ldc, bool accumulate) {
   __m512 c0[MR], c1[MR];
   for (int i = 0; i < MR; ++i) { c0[i] = _mm512_setzero_ps(); c1[i] = _mm512_setzero_ps(); }
   for (int64_t k = 0; k < K; ++k) {
     const __m512 b0 = _mm512_loadu_ps(Bm + k * ldb), b1 = _mm512_loadu_ps(Bm + k * ldb + 16);
     for (int i = 0; i < MR; ++i) {
-      const __m512 a = _mm512_set1_ps(A[i * lda + k]);
+      const __m512 a = _mm512_set1_ps(A[i * ars + k * acs]);
       c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
       c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
     }
@@ -273,27 +277,27 @@ CT_AVX512 CT_INLINE void mk_f32_avx512(int64_t K, const float* A, int64_t lda, c
 }
 
 /* N a multiple of 16; a 16-wide remainder goes through the AVX2 kernel. */
-CT_AVX512 void gemm_f32_avx512(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* Bm,
+CT_AVX512 void gemm_f32_avx512(int64_t M, int64_t N, int64_t K, const float* A, int64_t ars, int64_t acs, const float* Bm,
                                int64_t ldb, float* Cm, int64_t ldc, bool accumulate) {
   int64_t n = 0;
   for (; n + 32 <= N; n += 32) {
     int64_t m = 0;
-    for (; m + 12 <= M; m += 12) mk_f32_avx512<12>(K, A + m * lda, lda, Bm + n, ldb, Cm + m * ldc + n, ldc, accumulate);
-    for (; m + 4 <= M; m += 4) mk_f32_avx512<4>(K, A + m * lda, lda, Bm + n, ldb, Cm + m * ldc + n, ldc, accumulate);
-    for (; m < M; ++m) mk_f32_avx512<1>(K, A + m * lda, lda, Bm + n, ldb, Cm + m * ldc + n, ldc, accumulate);
+    for (; m + 12 <= M; m += 12) mk_f32_avx512<12>(K, A + m * ars, ars, acs, Bm + n, ldb, Cm + m * ldc + n, ldc, accumulate);
+    for (; m + 4 <= M; m += 4) mk_f32_avx512<4>(K, A + m * ars, ars, acs, Bm + n, ldb, Cm + m * ldc + n, ldc, accumulate);
+    for (; m < M; ++m) mk_f32_avx512<1>(K, A + m * ars, ars, acs, Bm + n, ldb, Cm + m * ldc + n, ldc, accumulate);
   }
-  if (n < N) gemm_f32_avx2(M, N - n, K, A, lda, Bm + n, ldb, Cm + n, ldc, accumulate);
+  if (n < N) gemm_f32_avx2(M, N - n, K, A, ars, acs, Bm + n, ldb, Cm + n, ldc, accumulate);
 }
 
 template <int MR>
-CT_INLINE void mk_f64(int64_t K, const double* A, int64_t lda, const double* Bm, int64_t ldb, double* Cm, int64_t ldc,
+CT_INLINE void mk_f64(int64_t K, const double* A, int64_t ars, int64_t acs, const double* Bm, int64_t ldb, double* Cm, int64_t ldc,
                       bool accumulate) {
   __m256d c0[MR], c1[MR];
   for (int i = 0; i < MR; ++i) { c0[i] = _mm256_setzero_pd(); c1[i] = _mm256_setzero_pd(); }
   for (int64_t k = 0; k < K; ++k) {
     const __m256d b0 = _mm256_loadu_pd(Bm + k * ldb), b1 = _mm256_loadu_pd(Bm + k * ldb + 4);
     for (int i = 0; i < MR; ++i) {
-      const __m256d a = _mm256_broadcast_sd(A + i * lda + k);
+      const __m256d a = _mm256_broadcast_sd(A + i * ars + k * acs);
       c0[i] = _mm256_fmadd_pd(a, b0, c0[i]);
       c1[i] = _mm256_fmadd_pd(a, b1, c1[i]);
     }
@@ -309,12 +313,12 @@ CT_INLINE void mk_f64(int64_t K, const double* A, int64_t lda, const double* Bm,
   }
 }
 
-void gemm_f64(int64_t M, int64_t N, int64_t K, const double* A, int64_t lda, const double* Bm, int64_t ldb,
+void gemm_f64(int64_t M, int64_t N, int64_t K, const double* A, int64_t ars, int64_t acs, const double* Bm, int64_t ldb,
               double* Cm, int64_t ldc, bool accumulate) {
   for (int64_t n = 0; n < N; n += 8) {
     int64_t m = 0;
-    for (; m + 4 <= M; m += 4) mk_f64<4>(K, A + m * lda, lda, Bm + n, ldb, Cm + m * ldc + n, ldc, accumulate);
-    for (; m < M; ++m) mk_f64<1>(K, A + m * lda, lda, Bm + n, ldb, Cm + m * ldc + n, ldc, accumulate);
+    for (; m + 4 <= M; m += 4) mk_f64<4>(K, A + m * ars, ars, acs, Bm + n, ldb, Cm + m * ldc + n, ldc, accumulate);
+    for (; m < M; ++m) mk_f64<1>(K, A + m * ars, ars, acs, Bm + n, ldb, Cm + m * ldc + n, ldc, accumulate);
   }
 }
 
@@ -326,8 +330,15 @@ template <> struct Ops<float> {
   void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* Bm, int64_t ldb, float* Cm,
             int64_t ldc, bool acc) const {
     if (M <= 0 || N <= 0) return;
-    if (avx512) gemm_f32_avx512(M, N, K, A, lda, Bm, ldb, Cm, ldc, acc);
-    else gemm_f32_avx2(M, N, K, A, lda, Bm, ldb, Cm, ldc, acc);
+    if (avx512) gemm_f32_avx512(M, N, K, A, lda, 1, Bm, ldb, Cm, ldc, acc);
+    else gemm_f32_avx2(M, N, K, A, lda, 1, Bm, ldb, Cm, ldc, acc);
+  }
+  /* The same with A stored transposed: A(i, k) = At[k lda + i]. */
+  void gemm_at(int64_t M, int64_t N, int64_t K, const float* At, int64_t lda, const float* Bm, int64_t ldb, float* Cm,
+               int64_t ldc, bool acc) const {
+    if (M <= 0 || N <= 0) return;
+    if (avx512) gemm_f32_avx512(M, N, K, At, 1, lda, Bm, ldb, Cm, ldc, acc);
+    else gemm_f32_avx2(M, N, K, At, 1, lda, Bm, ldb, Cm, ldc, acc);
   }
   /* y[j] = exp(x[j] - m) for j < n (x[j] = -inf gives 0); returns the sum. */
   static float exp_row(float* x, int64_t n, float m) {
@@ -346,6 +357,19 @@ template <> struct Ops<float> {
     return s;
   }
   static float exp1(float x) { return x == -INFINITY ? 0.0f : exp_f32(x); }
+  /* max(init, x[0..n)) in 16 independent lanes (a single running max is a chain of dependent
+   * max instructions); NaN entries are skipped like the scalar comparison does. */
+  static float row_max(const float* x, int64_t n, float init) {
+    float lane[16];
+    for (int t = 0; t < 16; ++t) lane[t] = init;
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16)
+      for (int t = 0; t < 16; ++t) lane[t] = x[j + t] > lane[t] ? x[j + t] : lane[t];
+    float m = init;
+    for (int t = 0; t < 16; ++t) m = lane[t] > m ? lane[t] : m;
+    for (; j < n; ++j) m = x[j] > m ? x[j] : m;
+    return m;
+  }
   static float tanh1(float x) { return tanh_f32(x); }
 };
 template <> struct Ops<double> {
@@ -354,7 +378,12 @@ template <> struct Ops<double> {
   void gemm(int64_t M, int64_t N, int64_t K, const double* A, int64_t lda, const double* Bm, int64_t ldb, double* Cm,
             int64_t ldc, bool acc) const {
     if (M <= 0 || N <= 0) return;
-    gemm_f64(M, N, K, A, lda, Bm, ldb, Cm, ldc, acc);
+    gemm_f64(M, N, K, A, lda, 1, Bm, ldb, Cm, ldc, acc);
+  }
+  void gemm_at(int64_t M, int64_t N, int64_t K, const double* At, int64_t lda, const double* Bm, int64_t ldb,
+               double* Cm, int64_t ldc, bool acc) const {
+    if (M <= 0 || N <= 0) return;
+    gemm_f64(M, N, K, At, 1, lda, Bm, ldb, Cm, ldc, acc);
   }
   static double exp_row(double* x, int64_t n, double m) {
     double s = 0;
@@ -362,6 +391,11 @@ template <> struct Ops<double> {
     return s;
   }
   static double exp1(double x) { return x == -INFINITY ? 0.0 : std::exp(x); }
+  static double row_max(const double* x, int64_t n, double init) {
+    double m = init;
+    for (int64_t j = 0; j < n; ++j) m = x[j] > m ? x[j] : m;
+    return m;
+  }
   static double tanh1(double x) { return std::tanh(x); }
 };
 
@@ -383,15 +417,28 @@ CT_INLINE void load_rows(const T* src, int64_t rs, int64_t n, int64_t F, C* dst,
   }
 }
 
-/* Loads the transpose: dst[F][ld] with dst[c][r] = src[r][c] for r < n, zero for r in [n, ld). */
+/* Every (b, kv head) slice of a [B, Hkv, L, F] operand (row stride st[2]) transposed and widened
+ * once: dst[((b Hkv + hk) F + c) LP + j] = src[b, hk, j, c], zero for j in [L, LP), LP a multiple
+ * of BK. The blocked kernels read key (value) block j0 from it at column j0 with leading dimension
+ * LP, so a block is transposed once, not once per query block that reads it. Memory: the size of
+ * the operand in the compute type (O(L) per head). */
 template <class T, class C>
-CT_INLINE void load_rows_t(const T* src, int64_t rs, int64_t n, int64_t F, C* dst, int64_t ld) {
-  for (int64_t r = 0; r < n; ++r) {
-    const T* s = src + r * rs;
-    for (int64_t c = 0; c < F; ++c) dst[c * ld + r] = (C)load(s + c);
-  }
-  for (int64_t c = 0; c < F; ++c)
-    for (int64_t r = n; r < ld; ++r) dst[c * ld + r] = 0;
+std::vector<C> transpose_all(const Problem& pb, const T* src, const int64_t* st, int64_t L, int64_t F, int64_t LP) {
+  std::vector<C> dst((size_t)(pb.B * pb.Hkv * F * LP));
+  const int64_t nb = LP / BK;
+  parallel_range(pb.B * pb.Hkv * nb, BK * F * 2, [&](int64_t w0, int64_t w1) {
+    for (int64_t w = w0; w < w1; ++w) {
+      const int64_t jb = w % nb, hk = (w / nb) % pb.Hkv, b = w / (nb * pb.Hkv);
+      const int64_t j0 = jb * BK, n = L - j0 < BK ? (L - j0 > 0 ? L - j0 : 0) : BK;
+      const T* sp = src + b * st[0] + hk * st[1] + j0 * st[2];
+      C* dp = dst.data() + (b * pb.Hkv + hk) * F * LP + j0;
+      for (int64_t r = 0; r < n; ++r)
+        for (int64_t c = 0; c < F; ++c) dp[c * LP + r] = (C)load(sp + r * st[2] + c);
+      for (int64_t c = 0; c < F; ++c)
+        for (int64_t r = n; r < BK; ++r) dp[c * LP + r] = 0;
+    }
+  });
+  return dst;
 }
 
 /* Soft-caps the score block S[nq][ld] (keys 0..nk) in place: S = c tanh(S / c); with dcap, also
@@ -455,9 +502,11 @@ void blocked_forward(const Problem& pb, const T* q, const T* k, const T* v, T* o
   const Ops<C> ops{use_avx512()};
   const int64_t W = Ops<C>::W;
   const int64_t Dvp = pad_to(pb.Dv, W), BKP = pad_to(BK, W);
-  const size_t per = (size_t)(BQ * pb.D + pb.D * BKP + BK * Dvp + BQ * BKP + BQ * Dvp + 2 * BQ + 16);
+  const size_t per = (size_t)(BQ * pb.D + BK * Dvp + BQ * BKP + BQ * Dvp + 2 * BQ + 16);
   const int64_t nqb = (pb.Lq + BQ - 1) / BQ;
   const int64_t items = pb.B * pb.Hq * nqb;
+  const int64_t LkP = pad_to(pb.Lk, BK);
+  const std::vector<C> kt_all = transpose_all<T, C>(pb, k, pb.ks, pb.Lk, pb.D, LkP);
   int nt = threads();
   if (nt > items) nt = (int)items;
   if ((double)items * BQ * pb.Lk * (pb.D + pb.Dv) < 1e5) nt = 1;
@@ -465,8 +514,7 @@ void blocked_forward(const Problem& pb, const T* q, const T* k, const T* v, T* o
 #pragma omp parallel num_threads(nt)
   {
     C* Qs = scratch.data() + (size_t)omp_get_thread_num() * per;
-    C* Kt = Qs + BQ * pb.D;
-    C* Vb = Kt + pb.D * BKP;
+    C* Vb = Qs + BQ * pb.D;
     C* S = Vb + BK * Dvp;
     C* O = S + BQ * BKP;
     C* m = O + BQ * Dvp;
@@ -478,21 +526,19 @@ void blocked_forward(const Problem& pb, const T* q, const T* k, const T* v, T* o
       load_rows(q + b * pb.qs[0] + h * pb.qs[1] + i0 * pb.qs[2], pb.qs[2], nq, pb.D, Qs, pb.D, nq, (C)pb.scale);
       for (int64_t r = 0; r < nq; ++r) { m[r] = -INFINITY; l[r] = 0; }
       for (int64_t x = 0; x < nq * Dvp; ++x) O[x] = 0;
-      const T* kbase = k + b * pb.ks[0] + hk * pb.ks[1];
+      const C* kt = kt_all.data() + (b * pb.Hkv + hk) * pb.D * LkP;
       const T* vbase = v + b * pb.vs[0] + hk * pb.vs[1];
       const int64_t jend = key_end(pb, i0, nq);
       for (int64_t j0 = 0; j0 < jend; j0 += BK) {
         const int64_t nk = jend - j0 < BK ? jend - j0 : BK;
         const int64_t nkp = pad_to(nk, W);
-        load_rows_t(kbase + j0 * pb.ks[2], pb.ks[2], nk, pb.D, Kt, BKP);
         if (o) load_rows(vbase + j0 * pb.vs[2], pb.vs[2], nk, pb.Dv, Vb, Dvp, nk, (C)1);
-        ops.gemm(nq, nkp, pb.D, Qs, pb.D, Kt, BKP, S, BKP, false);
+        ops.gemm(nq, nkp, pb.D, Qs, pb.D, kt + j0, LkP, S, BKP, false);
         softcap_block<C>(pb, nq, nk, S, BKP, nullptr);
         mask_block<T, C>(pb, b, h, i0, nq, j0, nk, S, BKP);
         for (int64_t r = 0; r < nq; ++r) {
           C* s = S + r * BKP;
-          C mx = m[r];
-          for (int64_t c = 0; c < nk; ++c) mx = s[c] > mx ? s[c] : mx;
+          const C mx = Ops<C>::row_max(s, nk, m[r]);
           if (mx == -INFINITY) {  // nothing visible yet in this row
             for (int64_t c = 0; c < nk; ++c) s[c] = 0;
             continue;
@@ -577,7 +623,7 @@ void blocked_backward(const Problem& pb, const T* q, const T* k, const T* v, con
   }
   const Ops<C> ops{use_avx512()};
   const int64_t W = Ops<C>::W;
-  const int64_t Dp = pad_to(pb.D, W), Dvp = pad_to(pb.Dv, W), BKP = pad_to(BK, W), BQP = pad_to(BQ, W);
+  const int64_t Dp = pad_to(pb.D, W), Dvp = pad_to(pb.Dv, W), BKP = pad_to(BK, W);
   // Delta = rowsum(dO * O) for every query row.
   const int64_t rows = pb.B * pb.Hq * pb.Lq;
   std::vector<C> delta((size_t)rows);
@@ -591,11 +637,14 @@ void blocked_backward(const Problem& pb, const T* q, const T* k, const T* v, con
       delta[r] = s;
     }
   });
-  // Scratch: Qs[BQ][Dp], dO[BQ][Dvp], Kt[D][BKP], Vt[Dv][BKP], Kb[BK][Dp], S/dP[BQ][BKP],
-  // St/dSt[BK][BQP], dK[BK][Dp], dV[BK][Dvp] (pass 2 uses dK's space as dQ[BQ][Dp]), the
-  // soft-cap derivative Gc[BQ][BKP].
-  const size_t per = (size_t)(BQ * Dp + BQ * Dvp + pb.D * BKP + pb.Dv * BKP + BK * Dp + 3 * BQ * BKP + 2 * BK * BQP +
-                              (BK > BQ ? BK : BQ) * Dp + BK * Dvp + 16);
+  // K and V transposed once (both passes read their blocks from there).
+  const int64_t LkP = pad_to(pb.Lk, BK);
+  const std::vector<C> kt_all = transpose_all<T, C>(pb, k, pb.ks, pb.Lk, pb.D, LkP);
+  const std::vector<C> vt_all = transpose_all<T, C>(pb, v, pb.vs, pb.Lk, pb.Dv, LkP);
+  // Scratch: Qs[BQ][Dp], dO[BQ][Dvp], Kb[BK][Dp], S/dP[BQ][BKP], dK[BK][Dp], dV[BK][Dvp] (pass 2
+  // uses dK's space as dQ[BQ][Dp]), the soft-cap derivative Gc[BQ][BKP]. P^T and dS^T are read
+  // in place (gemm_at), never transposed.
+  const size_t per = (size_t)(BQ * Dp + BQ * Dvp + BK * Dp + 3 * BQ * BKP + (BK > BQ ? BK : BQ) * Dp + BK * Dvp + 16);
   int nt = threads();
   std::vector<C> scratch((size_t)nt * per);
   const bool small = (double)pb.B * pb.Hq * pb.Lq * pb.Lk * (pb.D + pb.Dv) < 2e5;
@@ -606,14 +655,10 @@ void blocked_backward(const Problem& pb, const T* q, const T* k, const T* v, con
   {
     C* Qs = scratch.data() + (size_t)omp_get_thread_num() * per;
     C* dO = Qs + BQ * Dp;
-    C* Kt = dO + BQ * Dvp;
-    C* Vt = Kt + pb.D * BKP;
-    C* Kb = Vt + pb.Dv * BKP;
+    C* Kb = dO + BQ * Dvp;
     C* S = Kb + BK * Dp;
     C* dP = S + BQ * BKP;
-    C* St = dP + BQ * BKP;
-    C* dSt = St + BK * BQP;
-    C* dK = dSt + BK * BQP;
+    C* dK = dP + BQ * BKP;
     C* dV = dK + (BK > BQ ? BK : BQ) * Dp;
     C* Gc = dV + BK * Dvp;
     // ---------------- pass 1: dK, dV per (b, kv head, key block)
@@ -621,8 +666,8 @@ void blocked_backward(const Problem& pb, const T* q, const T* k, const T* v, con
     for (int64_t it = 0; it < items1; ++it) {
       const int64_t kb = it % nkb, hk = (it / nkb) % pb.Hkv, b = it / (nkb * pb.Hkv);
       const int64_t j0 = kb * BK, nk = pb.Lk - j0 < BK ? pb.Lk - j0 : BK, nkp = pad_to(nk, W);
-      load_rows_t(k + b * pb.ks[0] + hk * pb.ks[1] + j0 * pb.ks[2], pb.ks[2], nk, pb.D, Kt, BKP);
-      load_rows_t(v + b * pb.vs[0] + hk * pb.vs[1] + j0 * pb.vs[2], pb.vs[2], nk, pb.Dv, Vt, BKP);
+      const C* Kt = kt_all.data() + (b * pb.Hkv + hk) * pb.D * LkP + j0;
+      const C* Vt = vt_all.data() + (b * pb.Hkv + hk) * pb.Dv * LkP + j0;
       for (int64_t x = 0; x < BK * Dp; ++x) dK[x] = 0;
       for (int64_t x = 0; x < BK * Dvp; ++x) dV[x] = 0;
       const int64_t ibeg = query_begin(pb, j0) / BQ * BQ;
@@ -633,15 +678,13 @@ void blocked_backward(const Problem& pb, const T* q, const T* k, const T* v, con
           const int64_t nq = pb.Lq - i0 < BQ ? pb.Lq - i0 : BQ;
           load_rows(q + b * pb.qs[0] + h * pb.qs[1] + i0 * pb.qs[2], pb.qs[2], nq, pb.D, Qs, Dp, nq, (C)pb.scale);
           load_rows(d_o + b * dos[0] + h * dos[1] + i0 * dos[2], dos[2], nq, pb.Dv, dO, Dvp, nq, (C)1);
-          ops.gemm(nq, nkp, pb.D, Qs, Dp, Kt, BKP, S, BKP, false);
+          ops.gemm(nq, nkp, pb.D, Qs, Dp, Kt, LkP, S, BKP, false);
           softcap_block<C>(pb, nq, nk, S, BKP, Gc);
           mask_block<T, C>(pb, b, h, i0, nq, j0, nk, S, BKP);
-          ops.gemm(nq, nkp, pb.Dv, dO, Dvp, Vt, BKP, dP, BKP, false);
+          ops.gemm(nq, nkp, pb.Dv, dO, Dvp, Vt, LkP, dP, BKP, false);
           softmax_grad_block<T, C, LseT>(pb, b, h, i0, nq, j0, nk, S, dP, BKP, lse_h + i0, delta_h + i0, Gc);
-          for (int64_t r = 0; r < nq; ++r)
-            for (int64_t c = 0; c < nk; ++c) { St[c * BQP + r] = S[r * BKP + c]; dSt[c * BQP + r] = dP[r * BKP + c]; }
-          ops.gemm(nk, Dvp, nq, St, BQP, dO, Dvp, dV, Dvp, true);
-          ops.gemm(nk, Dp, nq, dSt, BQP, Qs, Dp, dK, Dp, true);
+          ops.gemm_at(nk, Dvp, nq, S, BKP, dO, Dvp, dV, Dvp, true);   // dV += (P z)^T dO
+          ops.gemm_at(nk, Dp, nq, dP, BKP, Qs, Dp, dK, Dp, true);    // dK += dS^T Qs
         }
       }
       for (int64_t r = 0; r < nk; ++r) {
@@ -666,13 +709,13 @@ void blocked_backward(const Problem& pb, const T* q, const T* k, const T* v, con
       for (int64_t j0 = 0; j0 < jend; j0 += BK) {
         const int64_t nk = jend - j0 < BK ? jend - j0 : BK, nkp = pad_to(nk, W);
         const T* kr = k + b * pb.ks[0] + hk * pb.ks[1] + j0 * pb.ks[2];
-        load_rows_t(kr, pb.ks[2], nk, pb.D, Kt, BKP);
+        const C* Kt = kt_all.data() + (b * pb.Hkv + hk) * pb.D * LkP + j0;
+        const C* Vt = vt_all.data() + (b * pb.Hkv + hk) * pb.Dv * LkP + j0;
         load_rows(kr, pb.ks[2], nk, pb.D, Kb, Dp, nk, (C)pb.scale);
-        load_rows_t(v + b * pb.vs[0] + hk * pb.vs[1] + j0 * pb.vs[2], pb.vs[2], nk, pb.Dv, Vt, BKP);
-        ops.gemm(nq, nkp, pb.D, Qs, Dp, Kt, BKP, S, BKP, false);
+        ops.gemm(nq, nkp, pb.D, Qs, Dp, Kt, LkP, S, BKP, false);
         softcap_block<C>(pb, nq, nk, S, BKP, Gc);
         mask_block<T, C>(pb, b, h, i0, nq, j0, nk, S, BKP);
-        ops.gemm(nq, nkp, pb.Dv, dO, Dvp, Vt, BKP, dP, BKP, false);
+        ops.gemm(nq, nkp, pb.Dv, dO, Dvp, Vt, LkP, dP, BKP, false);
         softmax_grad_block<T, C, LseT>(pb, b, h, i0, nq, j0, nk, S, dP, BKP, lse_h, delta_h, Gc);
         ops.gemm(nq, Dp, nk, dP, BKP, Kb, Dp, dQ, Dp, true);
       }
