@@ -74,7 +74,10 @@ public class MultiheadAttention extends Module {
         return new Builder(dim, numHeads);
     }
 
-    /** Defaults: kv heads = heads, head dim = dim / heads, bias, not causal, no dropout, no soft-capping, no RoPE, BSHD. */
+    /**
+     * Defaults: kv heads = heads, head dim = dim / heads, bias, not causal, no dropout, no
+     * soft-capping, no RoPE, BSHD.
+     */
     public static final class Builder {
         private final long dim;
         private final long numHeads;
