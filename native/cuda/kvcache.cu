@@ -126,7 +126,8 @@ __global__ void decode_split_kernel(DecodeGeo g, const T* __restrict__ q, const 
       if (g.causal && j > Lc - g.Tq + t) continue;  // uniform over the warp
       float part = 0.0f;
       for (int64_t c = lane; c < D; c += 32) part += Qs[r * D + c] * load(kc[roff + c]);
-      const float sc = g.softcap > 0 ? g.softcap * tanhf(warp_sum(part) / g.softcap) : warp_sum(part);
+      const float dot = warp_sum(part);
+      const float sc = g.softcap > 0 ? g.softcap * tanhf(dot / g.softcap) : dot;
       const float mo = m[r];
       const float mn = fmaxf(mo, sc);
       const float a = mo == -INFINITY ? 0.0f : __expf(mo - mn);

@@ -9,18 +9,14 @@
 #include <stdint.h>
 
 #include "cortado/common.h"
+#include "float_layout_args.h"
 
 namespace ct {
 namespace batchnorm {
 
 inline int check_args(const char* fn, int dtype, int layout, int64_t n, int64_t c, int64_t s) {
-  if (dtype != CT_F32 && dtype != CT_F64) {
-    if (dtype >= CT_F32 && dtype <= CT_I4)
-      return fail(CT_ERR_UNSUPPORTED, "%s: dtype %s is not supported (float32, float64)", fn, dtype_name(dtype));
-    return fail(CT_ERR_INVALID_ARG, "%s: unknown dtype code %d", fn, dtype);
-  }
-  if (layout != CT_LAYOUT_NCHW && layout != CT_LAYOUT_NHWC)
-    return fail(CT_ERR_INVALID_ARG, "%s: layout %d is neither CT_LAYOUT_NCHW (0) nor CT_LAYOUT_NHWC (1)", fn, layout);
+  const int st = check_float_layout(fn, dtype, layout);
+  if (st) return st;
   if (n < 0) return fail(CT_ERR_INVALID_ARG, "%s: n = %lld is negative", fn, (long long)n);
   if (c < 0) return fail(CT_ERR_INVALID_ARG, "%s: c = %lld is negative", fn, (long long)c);
   if (s < 0) return fail(CT_ERR_INVALID_ARG, "%s: s = %lld is negative", fn, (long long)s);

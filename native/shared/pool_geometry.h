@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "cortado/pool.h"
+#include "float_layout_args.h"
 
 namespace ct {
 namespace pool {
@@ -25,14 +26,8 @@ struct Geo {
 
 /* dtype (float32, float64), layout and the geometry pointer. */
 inline int check_common(const char* fn, int dtype, int layout, const int64_t* g) {
-  if (dtype != CT_F32 && dtype != CT_F64) {
-    if (dtype >= CT_F32 && dtype <= CT_I4)
-      return fail(CT_ERR_UNSUPPORTED, "%s: dtype %s is not supported (float32, float64)", fn, dtype_name(dtype));
-    return fail(CT_ERR_INVALID_ARG, "%s: unknown dtype code %d", fn, dtype);
-  }
-  if (layout != CT_LAYOUT_NCHW && layout != CT_LAYOUT_NHWC)
-    return fail(CT_ERR_INVALID_ARG, "%s: layout %d is neither CT_LAYOUT_NCHW (0) nor CT_LAYOUT_NHWC (1)", fn, layout);
-  return check_ptr(fn, "g (geometry)", g);
+  const int st = check_float_layout(fn, dtype, layout);
+  return st ? st : check_ptr(fn, "g (geometry)", g);
 }
 
 /* Reads and checks the geometry; kind ADAPT ignores kernel/stride/dilation/padding and groups. */

@@ -530,12 +530,9 @@ public final class OnnxOps {
                     : Elementwise.where(rule, mask, Tensor.scalar(Double.NEGATIVE_INFINITY, mask.dtype(), q.device()));
             causal = false;
         }
-        Attention.Options.Builder ob = Attention.Options.builder().causal(causal).softcap(softcap);
-        if (n.has("scale")) {
-            ob.scale(n.attrFloat("scale", 1));
-        }
         double scale = n.has("scale") ? n.attrFloat("scale", 1) : 1 / Math.sqrt(q.size(3));
-        Tensor[] yl = Attention.scaledDotProductAttentionWithLse(q, k, v, mask, ob.build());
+        Attention.Options opts = Attention.Options.builder().causal(causal).softcap(softcap).scale(scale).build();
+        Tensor[] yl = Attention.scaledDotProductAttentionWithLse(q, k, v, mask, opts);
         Tensor y = yl[0];
         Tensor qk = wantQk ? qkMatmulOutput(q, k, mask, yl[1], scale, softcap, qkMode) : null;
         if (threeD) {
