@@ -767,13 +767,11 @@ template <class F> bool dispatch_float(int dtype, F&& f) {
 
 using namespace ct;
 
-extern "C" int ct_cpu_attention_forward(int dtype, const int64_t* dims, const void* q, const int64_t* q_strides,
-                                        const void* k, const int64_t* k_strides, const void* v,
-                                        const int64_t* v_strides, int mask_kind, const void* mask,
-                                        const int64_t* mask_strides, int causal, double scale, double softcap,
-                                        double dropout_p, uint64_t seed, uint64_t offset, void* o, const int64_t* o_strides,
-                                        float* lse) {
-  static const char* fn = "ct_cpu_attention_forward";
+static int forward_flat(const char* fn, int dtype, const int64_t* dims, const void* q, const int64_t* q_strides,
+                        const void* k, const int64_t* k_strides, const void* v, const int64_t* v_strides,
+                        int mask_kind, const void* mask, const int64_t* mask_strides, int causal, double scale,
+                        double softcap, double dropout_p, uint64_t seed, uint64_t offset, void* o,
+                        const int64_t* o_strides, float* lse) {
   CT_TRY
   if (!o_strides) return fail(CT_ERR_INVALID_ARG, "%s: o_strides is NULL", fn);
   Problem pb{};
@@ -794,15 +792,13 @@ extern "C" int ct_cpu_attention_forward(int dtype, const int64_t* dims, const vo
   CT_CATCH(fn)
 }
 
-extern "C" int ct_cpu_attention_backward(int dtype, const int64_t* dims, const void* q, const int64_t* q_strides,
-                                         const void* k, const int64_t* k_strides, const void* v,
-                                         const int64_t* v_strides, int mask_kind, const void* mask,
-                                         const int64_t* mask_strides, int causal, double scale, double softcap,
-                                         double dropout_p, uint64_t seed, uint64_t offset, const void* o, const int64_t* o_strides,
-                                         const void* d_o, const int64_t* do_strides, const float* lse, void* dq,
-                                         const int64_t* dq_strides, void* dk, const int64_t* dk_strides, void* dv,
-                                         const int64_t* dv_strides) {
-  static const char* fn = "ct_cpu_attention_backward";
+static int backward_flat(const char* fn, int dtype, const int64_t* dims, const void* q,
+                         const int64_t* q_strides, const void* k, const int64_t* k_strides, const void* v,
+                         const int64_t* v_strides, int mask_kind, const void* mask, const int64_t* mask_strides,
+                         int causal, double scale, double softcap, double dropout_p, uint64_t seed,
+                         uint64_t offset, const void* o, const int64_t* o_strides, const void* d_o,
+                         const int64_t* do_strides, const float* lse, void* dq, const int64_t* dq_strides,
+                         void* dk, const int64_t* dk_strides, void* dv, const int64_t* dv_strides) {
   CT_TRY
   if (!o_strides) return fail(CT_ERR_INVALID_ARG, "%s: o_strides is NULL", fn);
   Problem pb{};
@@ -831,7 +827,7 @@ extern "C" int ct_cpu_attention_backward(int dtype, const int64_t* dims, const v
 }
 
 extern "C" int ct_cpu_rope(int dtype, const int64_t* dims4, void* x, const int64_t* x_strides,
-                           const int64_t* positions, int64_t rotary_dim, double base, int interleaved, int inverse) {
+                           const int64_t* positions, int64_t rotary_dim, double base, int interleaved, int inverse, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_rope";
   CT_TRY
   int st = attention::check_rope_args(fn, dtype, dims4, x, x_strides, rotary_dim, base);
@@ -870,4 +866,31 @@ extern "C" int ct_cpu_rope(int dtype, const int64_t* dims4, void* x, const int64
   });
   return CT_OK;
   CT_CATCH(fn)
+}
+
+// ---------------------------------------------------------------- the C interface (descriptors)
+extern "C" int ct_cpu_attention_forward(const ct_tensor* q, const ct_tensor* k, const ct_tensor* v,
+                                        const ct_tensor* mask, const ct_attention_params* params,
+                                        const ct_tensor* o, float* lse, int64_t stream) {
+  static const char* fn = "ct_cpu_attention_forward";
+  attention::Flat f;
+  if (!o) return fail(CT_ERR_INVALID_ARG, "%s: descriptor o is NULL", fn);
+  int st = attention::unpack(fn, q, k, v, mask, params, o, f);
+  if (st) return st;
+  return forward_flat(fn, f.dtype, f.dims, f.q, f.qs, f.k, f.ks, f.v, f.vs, f.mask_kind, f.mask, f.ms, f.causal,
+                      f.scale, f.softcap, f.dropout_p, f.seed, f.offset, f.o, f.os, lse);
+}
+
+extern "C" int ct_cpu_attention_backward(const ct_tensor* q, const ct_tensor* k, const ct_tensor* v,
+                                         const ct_tensor* mask, const ct_attention_params* params,
+                                         const ct_tensor* o, const ct_tensor* d_o, const float* lse,
+                                         const ct_tensor* dq, const ct_tensor* dk, const ct_tensor* dv,
+                                         int64_t stream) {
+  static const char* fn = "ct_cpu_attention_backward";
+  attention::Flat f;
+  int st = attention::unpack(fn, q, k, v, mask, params, o, f);
+  if (st || (st = attention::unpack_backward(fn, f, o, d_o, dq, dk, dv))) return st;
+  return backward_flat(fn, f.dtype, f.dims, f.q, f.qs, f.k, f.ks, f.v, f.vs, f.mask_kind, f.mask, f.ms, f.causal,
+                       f.scale, f.softcap, f.dropout_p, f.seed, f.offset, o->data, o->strides, d_o->data,
+                       d_o->strides, lse, dq->data, dq->strides, dk->data, dk->strides, dv->data, dv->strides);
 }

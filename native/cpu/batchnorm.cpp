@@ -370,7 +370,7 @@ extern "C" {
 int ct_cpu_batchnorm_forward_training(int dtype, int layout, int64_t n, int64_t c, int64_t s, const void* x,
                                       const float* gamma, const float* beta, double eps, double momentum,
                                       float* running_mean, float* running_var, void* y, float* save_mean,
-                                      float* save_rstd) {
+                                      float* save_rstd, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_batchnorm_forward_training";
   CT_TRY
   int st;
@@ -398,7 +398,7 @@ int ct_cpu_batchnorm_forward_training(int dtype, int layout, int64_t n, int64_t 
 
 int ct_cpu_batchnorm_forward_inference(int dtype, int layout, int64_t n, int64_t c, int64_t s, const void* x,
                                        const float* gamma, const float* beta, const float* running_mean,
-                                       const float* running_var, double eps, void* y) {
+                                       const float* running_var, double eps, void* y, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_batchnorm_forward_inference";
   CT_TRY
   int st;
@@ -421,7 +421,7 @@ int ct_cpu_batchnorm_forward_inference(int dtype, int layout, int64_t n, int64_t
 
 int ct_cpu_batchnorm_backward(int dtype, int layout, int64_t n, int64_t c, int64_t s, const void* x, const void* dy,
                               const float* gamma, const float* save_mean, const float* save_rstd, void* dx,
-                              float* dgamma, float* dbeta) {
+                              float* dgamma, float* dbeta, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_batchnorm_backward";
   CT_TRY
   int st;

@@ -595,7 +595,7 @@ using namespace ct::conv;
 
 extern "C" {
 
-int ct_cpu_conv_choose(int dtype, int layout, const int64_t* gv, int pass) {
+int ct_cpu_conv_choose(int dtype, int layout, const int64_t* gv, int pass, int64_t /*stream*/) {
   CT_TRY
   Geo g;
   int st = parse("conv_choose", dtype, layout, gv, &g);
@@ -606,7 +606,7 @@ int ct_cpu_conv_choose(int dtype, int layout, const int64_t* gv, int pass) {
 }
 
 int ct_cpu_conv_forward(int dtype, int layout, int algorithm, const int64_t* gv, const void* x, const void* w,
-                        const void* bias, int activation, void* y) {
+                        const void* bias, int activation, void* y, int64_t /*stream*/) {
   static const char* fn = "conv_forward";
   CT_TRY
   Geo g;
@@ -639,7 +639,7 @@ int ct_cpu_conv_forward(int dtype, int layout, int algorithm, const int64_t* gv,
 }
 
 int ct_cpu_conv_backward_data(int dtype, int layout, int algorithm, const int64_t* gv, const void* dy, const void* w,
-                              void* dx) {
+                              void* dx, int64_t /*stream*/) {
   static const char* fn = "conv_backward_data";
   CT_TRY
   Geo g;
@@ -670,7 +670,7 @@ int ct_cpu_conv_backward_data(int dtype, int layout, int algorithm, const int64_
 }
 
 int ct_cpu_conv_backward_weight(int dtype, int layout, int algorithm, const int64_t* gv, const void* x, const void* dy,
-                                void* dw, void* dbias) {
+                                void* dw, void* dbias, int64_t /*stream*/) {
   static const char* fn = "conv_backward_weight";
   CT_TRY
   Geo g;

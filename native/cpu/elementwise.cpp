@@ -333,7 +333,7 @@ using namespace ct;
 extern "C" {
 
 int ct_cpu_unary(int op, int dtype, int ndim, const int64_t* shape, void* out, const int64_t* out_strides,
-                 const void* x, const int64_t* x_strides, double p0, double p1) {
+                 const void* x, const int64_t* x_strides, double p0, double p1, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_unary";
   CT_TRY
   if (op < 0 || op >= CT_UNARY_COUNT) return fail(CT_ERR_INVALID_ARG, "%s: unknown op code %d", fn, op);
@@ -365,7 +365,7 @@ int ct_cpu_unary(int op, int dtype, int ndim, const int64_t* shape, void* out, c
 }
 
 int ct_cpu_binary(int op, int dtype, int ndim, const int64_t* shape, void* out, const int64_t* out_strides,
-                  const void* a, const int64_t* a_strides, const void* b, const int64_t* b_strides) {
+                  const void* a, const int64_t* a_strides, const void* b, const int64_t* b_strides, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_binary";
   CT_TRY
   if (op < 0 || op >= CT_BINARY_COUNT) return fail(CT_ERR_INVALID_ARG, "%s: unknown op code %d", fn, op);
@@ -424,7 +424,7 @@ int ct_cpu_binary(int op, int dtype, int ndim, const int64_t* shape, void* out, 
 
 int ct_cpu_where(int dtype, int ndim, const int64_t* shape, void* out, const int64_t* out_strides,
                  const uint8_t* cond, const int64_t* cond_strides, const void* a, const int64_t* a_strides,
-                 const void* b, const int64_t* b_strides) {
+                 const void* b, const int64_t* b_strides, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_where";
   CT_TRY
   const int64_t es = dtype_size(dtype);
@@ -467,7 +467,7 @@ int ct_cpu_where(int dtype, int ndim, const int64_t* shape, void* out, const int
 }
 
 int ct_cpu_copy(int dst_dtype, int src_dtype, int ndim, const int64_t* shape, void* dst, const int64_t* dst_strides,
-                const void* src, const int64_t* src_strides) {
+                const void* src, const int64_t* src_strides, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_copy";
   CT_TRY
   if (dst_dtype < CT_F32 || dst_dtype > CT_BOOL)
@@ -504,7 +504,7 @@ int ct_cpu_copy(int dst_dtype, int src_dtype, int ndim, const int64_t* shape, vo
   CT_CATCH(fn)
 }
 
-int ct_cpu_fill(int dtype, int64_t n, void* out, double value) {
+int ct_cpu_fill(int dtype, int64_t n, void* out, double value, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_fill";
   CT_TRY
   if (dtype_size(dtype) == 0) return fail(CT_ERR_UNSUPPORTED, "%s: unknown dtype code %d", fn, dtype);
@@ -531,7 +531,7 @@ int ct_cpu_fill(int dtype, int64_t n, void* out, double value) {
   CT_CATCH(fn)
 }
 
-int ct_cpu_int4_unpack(int64_t n, const uint8_t* packed, int8_t* out) {
+int ct_cpu_int4_unpack(int64_t n, const uint8_t* packed, int8_t* out, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_int4_unpack";
   CT_TRY
   if (n < 0) return fail(CT_ERR_INVALID_ARG, "%s: n=%lld is negative", fn, (long long)n);
@@ -551,7 +551,7 @@ int ct_cpu_int4_unpack(int64_t n, const uint8_t* packed, int8_t* out) {
   CT_CATCH(fn)
 }
 
-int ct_cpu_int4_pack(int64_t n, const int8_t* in, uint8_t* packed) {
+int ct_cpu_int4_pack(int64_t n, const int8_t* in, uint8_t* packed, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_int4_pack";
   CT_TRY
   if (n < 0) return fail(CT_ERR_INVALID_ARG, "%s: n=%lld is negative", fn, (long long)n);

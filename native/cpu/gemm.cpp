@@ -102,7 +102,7 @@ using namespace ct;
 extern "C" int ct_cpu_gemm(int dtype, int trans_a, int trans_b, int64_t batch, int64_t m, int64_t n, int64_t k,
                            double alpha, const void* a, int64_t lda, int64_t batch_stride_a, const void* b,
                            int64_t ldb, int64_t batch_stride_b, double beta, void* c, int64_t ldc,
-                           int64_t batch_stride_c) {
+                           int64_t batch_stride_c, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_gemm";
   CT_TRY
   if (dtype != CT_F32 && dtype != CT_F64 && dtype != CT_F16 && dtype != CT_BF16)

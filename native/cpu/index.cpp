@@ -18,7 +18,7 @@
 using namespace ct;
 
 extern "C" int ct_cpu_gather(int dtype, int index_dtype, int64_t outer, int64_t axis_len, int64_t inner,
-                             const void* src, int64_t n_index, const void* index, void* out) {
+                             const void* src, int64_t n_index, const void* index, void* out, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_gather";
   CT_TRY
   const int64_t es = dtype_size(dtype);
@@ -105,7 +105,7 @@ void index_add_typed(int64_t outer, int64_t axis_len, int64_t inner, int64_t n_i
 }  // namespace ct
 
 extern "C" int ct_cpu_index_add(int dtype, int index_dtype, int64_t outer, int64_t axis_len, int64_t inner,
-                                int64_t n_index, const void* index, const void* src, void* out) {
+                                int64_t n_index, const void* index, const void* src, void* out, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_index_add";
   CT_TRY
   if (dtype != CT_F32 && dtype != CT_F64 && dtype != CT_F16 && dtype != CT_BF16)

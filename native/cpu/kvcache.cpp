@@ -454,7 +454,7 @@ extern "C" int64_t ct_cpu_paged_decode_auto_splits(int64_t S, int64_t Hkv, int64
 
 extern "C" int ct_cpu_kv_cache_append(int dtype, const int64_t* dims, const void* k_new, const int64_t* k_new_strides,
                                       const void* v_new, const int64_t* v_new_strides, void* k_cache, void* v_cache,
-                                      const int32_t* block_table, const int32_t* seq_lens, const int32_t* new_lens) {
+                                      const int32_t* block_table, const int32_t* seq_lens, const int32_t* new_lens, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_kv_cache_append";
   CT_TRY
   int st = check_dtype(fn, dtype);
@@ -495,9 +495,10 @@ extern "C" int ct_cpu_kv_cache_append(int dtype, const int64_t* dims, const void
 
 extern "C" int ct_cpu_paged_decode_attention(int dtype, const int64_t* dims, const void* q, const int64_t* q_strides,
                                              const void* k_cache, const void* v_cache, const int32_t* block_table,
-                                             const int32_t* seq_lens, int causal, double scale, double softcap,
-                                             int64_t num_splits,
-                                             void* o, const int64_t* o_strides, float* lse) {
+                                             const int32_t* seq_lens, int64_t /*max_len*/, int causal,
+                                             double scale, double softcap, int64_t num_splits, void* o,
+                                             const int64_t* o_strides, float* lse, float* /*workspace*/,
+                                             int64_t /*workspace_floats*/, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_paged_decode_attention";
   CT_TRY
   int st = check_dtype(fn, dtype);

@@ -367,7 +367,7 @@ using namespace ct;
 
 extern "C" {
 
-int ct_cpu_softmax(int dtype, int log, int64_t outer, int64_t dim, int64_t inner, const void* x, void* y) {
+int ct_cpu_softmax(int dtype, int log, int64_t outer, int64_t dim, int64_t inner, const void* x, void* y, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_softmax";
   CT_TRY
   int st;
@@ -389,7 +389,7 @@ int ct_cpu_softmax(int dtype, int log, int64_t outer, int64_t dim, int64_t inner
 }
 
 int ct_cpu_layernorm(int dtype, int64_t rows, int64_t cols, const void* x, const void* gamma, const void* beta,
-                     double eps, void* y, float* mean_out, float* rstd_out) {
+                     double eps, void* y, float* mean_out, float* rstd_out, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_layernorm";
   CT_TRY
   int st;
@@ -411,7 +411,7 @@ int ct_cpu_layernorm(int dtype, int64_t rows, int64_t cols, const void* x, const
 }
 
 int ct_cpu_rmsnorm(int dtype, int64_t rows, int64_t cols, const void* x, const void* gamma, double eps, void* y,
-                   float* rstd_out) {
+                   float* rstd_out, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_rmsnorm";
   CT_TRY
   int st;
@@ -467,7 +467,7 @@ static int norm_backward_entry(const char* fn, int dtype, int64_t rows, int64_t 
 extern "C" {
 
 int ct_cpu_softmax_backward(int dtype, int log, int64_t outer, int64_t dim, int64_t inner, const void* y,
-                            const void* dy, void* dx) {
+                            const void* dy, void* dx, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_softmax_backward";
   CT_TRY
   int st;
@@ -488,13 +488,13 @@ int ct_cpu_softmax_backward(int dtype, int log, int64_t outer, int64_t dim, int6
 }
 
 int ct_cpu_layernorm_backward(int dtype, int64_t rows, int64_t cols, const void* x, const void* gamma, double eps,
-                              const void* dy, void* dx, void* dgamma, void* dbeta) {
+                              const void* dy, void* dx, void* dgamma, void* dbeta, int64_t /*stream*/) {
   return norm_backward_entry<false>("ct_cpu_layernorm_backward", dtype, rows, cols, x, gamma, eps, dy, dx, dgamma,
                                     dbeta);
 }
 
 int ct_cpu_rmsnorm_backward(int dtype, int64_t rows, int64_t cols, const void* x, const void* gamma, double eps,
-                            const void* dy, void* dx, void* dgamma) {
+                            const void* dy, void* dx, void* dgamma, int64_t /*stream*/) {
   return norm_backward_entry<true>("ct_cpu_rmsnorm_backward", dtype, rows, cols, x, gamma, eps, dy, dx, dgamma,
                                    nullptr);
 }

@@ -202,7 +202,7 @@ extern "C" {
 
 int ct_cpu_optim_sgd(int param_dtype, int grad_dtype, int64_t n, const int64_t* sizes, const int64_t* params,
                      const int64_t* grads, const int64_t* momentum_bufs, double lr, double l2, double alpha,
-                     double beta, int nesterov, double grad_scale) {
+                     double beta, int nesterov, double grad_scale, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_optim_sgd";
   CT_TRY
   int st;
@@ -233,7 +233,7 @@ int ct_cpu_optim_sgd(int param_dtype, int grad_dtype, int64_t n, const int64_t* 
 int ct_cpu_optim_adam(int param_dtype, int grad_dtype, int64_t n, const int64_t* sizes, const int64_t* params,
                       const int64_t* grads, const int64_t* exp_avgs, const int64_t* exp_avg_sqs,
                       const int64_t* max_exp_avg_sqs, double beta1, double beta2, double eps, double l2,
-                      double decoupled, double step_size, double denom_scale, double post_scale, double grad_scale) {
+                      double decoupled, double step_size, double denom_scale, double post_scale, double grad_scale, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_optim_adam";
   CT_TRY
   int st;
@@ -269,7 +269,7 @@ int ct_cpu_optim_adam(int param_dtype, int grad_dtype, int64_t n, const int64_t*
 
 int ct_cpu_optim_adagrad(int param_dtype, int grad_dtype, int64_t n, const int64_t* sizes, const int64_t* params,
                          const int64_t* grads, const int64_t* sums, double lr, double l2, double eps,
-                         double grad_scale) {
+                         double grad_scale, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_optim_adagrad";
   CT_TRY
   int st;
@@ -292,7 +292,7 @@ int ct_cpu_optim_adagrad(int param_dtype, int grad_dtype, int64_t n, const int64
   CT_CATCH(fn)
 }
 
-int ct_cpu_optim_sum_squares(int dtype, int64_t n, const int64_t* sizes, const int64_t* tensors, double* out) {
+int ct_cpu_optim_sum_squares(int dtype, int64_t n, const int64_t* sizes, const int64_t* tensors, double* out, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_optim_sum_squares";
   CT_TRY
   int st;
@@ -319,7 +319,7 @@ int ct_cpu_optim_sum_squares(int dtype, int64_t n, const int64_t* sizes, const i
   CT_CATCH(fn)
 }
 
-int ct_cpu_optim_scale(int dtype, int64_t n, const int64_t* sizes, const int64_t* tensors, double factor) {
+int ct_cpu_optim_scale(int dtype, int64_t n, const int64_t* sizes, const int64_t* tensors, double factor, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_optim_scale";
   CT_TRY
   int st;
@@ -338,7 +338,7 @@ int ct_cpu_optim_scale(int dtype, int64_t n, const int64_t* sizes, const int64_t
 }
 
 int ct_cpu_optim_unscale_check(int dtype, int64_t n, const int64_t* sizes, const int64_t* tensors, double inv_scale,
-                               int32_t* found_inf) {
+                               int32_t* found_inf, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_optim_unscale_check";
   CT_TRY
   int st;

@@ -545,42 +545,42 @@ using namespace ct;
 
 extern "C" {
 
-int ct_cpu_maxpool_forward(int dtype, int layout, const int64_t* g, const void* x, void* y, int64_t* indices) {
+int ct_cpu_maxpool_forward(int dtype, int layout, const int64_t* g, const void* x, void* y, int64_t* indices, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_maxpool_forward";
   CT_TRY
   return pool_forward(fn, MAXP, dtype, layout, g, 0, x, y, indices);
   CT_CATCH(fn)
 }
 
-int ct_cpu_maxpool_backward(int dtype, int layout, const int64_t* g, const void* dy, const int64_t* indices, void* dx) {
+int ct_cpu_maxpool_backward(int dtype, int layout, const int64_t* g, const void* dy, const int64_t* indices, void* dx, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_maxpool_backward";
   CT_TRY
   return pool_backward(fn, MAXP, dtype, layout, g, 0, dy, indices, dx);
   CT_CATCH(fn)
 }
 
-int ct_cpu_avgpool_forward(int dtype, int layout, const int64_t* g, int count_include_pad, const void* x, void* y) {
+int ct_cpu_avgpool_forward(int dtype, int layout, const int64_t* g, int count_include_pad, const void* x, void* y, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_avgpool_forward";
   CT_TRY
   return pool_forward(fn, AVGP, dtype, layout, g, count_include_pad, x, y, nullptr);
   CT_CATCH(fn)
 }
 
-int ct_cpu_avgpool_backward(int dtype, int layout, const int64_t* g, int count_include_pad, const void* dy, void* dx) {
+int ct_cpu_avgpool_backward(int dtype, int layout, const int64_t* g, int count_include_pad, const void* dy, void* dx, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_avgpool_backward";
   CT_TRY
   return pool_backward(fn, AVGP, dtype, layout, g, count_include_pad, dy, nullptr, dx);
   CT_CATCH(fn)
 }
 
-int ct_cpu_adaptive_avgpool_forward(int dtype, int layout, const int64_t* g, const void* x, void* y) {
+int ct_cpu_adaptive_avgpool_forward(int dtype, int layout, const int64_t* g, const void* x, void* y, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_adaptive_avgpool_forward";
   CT_TRY
   return pool_forward(fn, ADAPT, dtype, layout, g, 0, x, y, nullptr);
   CT_CATCH(fn)
 }
 
-int ct_cpu_adaptive_avgpool_backward(int dtype, int layout, const int64_t* g, const void* dy, void* dx) {
+int ct_cpu_adaptive_avgpool_backward(int dtype, int layout, const int64_t* g, const void* dy, void* dx, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_adaptive_avgpool_backward";
   CT_TRY
   return pool_backward(fn, ADAPT, dtype, layout, g, 0, dy, nullptr, dx);

@@ -54,7 +54,7 @@ template <class T> void gen(int dist, int64_t n, T* out, uint64_t seed, uint64_t
 using namespace ct;
 
 extern "C" int ct_cpu_random(int distribution, int dtype, int64_t n, void* out, uint64_t seed, uint64_t offset,
-                             double a, double b) {
+                             double a, double b, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_random";
   CT_TRY
   if (distribution < CT_RANDOM_UNIFORM || distribution > CT_RANDOM_BERNOULLI)

@@ -343,7 +343,7 @@ using namespace ct;
 extern "C" int ct_cpu_reduce(int op, int dtype, int out_dtype, int outer_ndim, const int64_t* outer_shape,
                              const int64_t* in_outer_strides, const int64_t* out_strides, int inner_ndim,
                              const int64_t* inner_shape, const int64_t* in_inner_strides, const void* in, void* out,
-                             double param) {
+                             double param, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_reduce";
   CT_TRY
   if (op < 0 || op >= CT_REDUCE_COUNT) return fail(CT_ERR_INVALID_ARG, "%s: unknown op code %d", fn, op);

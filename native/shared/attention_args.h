@@ -10,7 +10,7 @@
 #include <math.h>
 #include <stdint.h>
 
-#include "cortado/common.h"
+#include "cortado/attention.h"
 
 namespace ct {
 namespace attention {
@@ -90,6 +90,92 @@ inline int check_backward_args(const char* fn, const int64_t* dims, const void* 
                  (st = check_ptr(fn, "dq", dq))))
     return st;
   if (Lk > 0 && ((st = check_ptr(fn, "dk", dk)) || (st = check_ptr(fn, "dv", dv)))) return st;
+  return CT_OK;
+}
+
+/* The kernels' flat arguments, unpacked from the descriptors of cortado/attention.h. The pointers
+ * point into the caller's descriptors (valid for the call). */
+struct Flat {
+  int dtype = 0;
+  int64_t dims[7] = {0, 0, 0, 0, 0, 0, 0};  // B, Hq, Hkv, Lq, Lk, D, Dv
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  const void* mask = nullptr;
+  const int64_t* qs = nullptr;
+  const int64_t* ks = nullptr;
+  const int64_t* vs = nullptr;
+  const int64_t* ms = nullptr;
+  const int64_t* os = nullptr;
+  int mask_kind = CT_ATTENTION_MASK_NONE;
+  void* o = nullptr;
+  int causal = 0;
+  double scale = 0, softcap = 0, dropout_p = 0;
+  uint64_t seed = 0, offset = 0;
+};
+
+/* A 4-d descriptor of dtype `dtype` whose shape is `want` (entries < 0 are not checked). */
+inline int check_desc4(const char* fn, const char* name, const ct_tensor* t, int dtype, const int64_t* want) {
+  if (!t) return fail(CT_ERR_INVALID_ARG, "%s: descriptor %s is NULL", fn, name);
+  if (t->ndim != 4)
+    return fail(CT_ERR_INVALID_ARG, "%s: %s has %d dimensions; expected 4 [B, H, L, D]", fn, name, (int)t->ndim);
+  if (t->dtype != dtype)
+    return fail(CT_ERR_INVALID_ARG, "%s: %s has dtype %s; expected %s (q's)", fn, name, dtype_name(t->dtype),
+                dtype_name(dtype));
+  for (int d = 0; d < 4; ++d)
+    if (want && want[d] >= 0 && t->shape[d] != want[d])
+      return fail(CT_ERR_INVALID_ARG, "%s: %s is [%lld, %lld, %lld, %lld]; expected %lld in dimension %d", fn, name,
+                  (long long)t->shape[0], (long long)t->shape[1], (long long)t->shape[2], (long long)t->shape[3],
+                  (long long)want[d], d);
+  return CT_OK;
+}
+
+/* q [B, Hq, Lq, D], k [B, Hkv, Lk, D], v [B, Hkv, Lk, Dv], o [B, Hq, Lq, Dv] (o may be NULL: the
+ * backward checks it itself), mask NULL or [B, Hq, Lq, Lk] (bool, or q's dtype: additive). */
+inline int unpack(const char* fn, const ct_tensor* q, const ct_tensor* k, const ct_tensor* v, const ct_tensor* mask,
+                  const ct_attention_params* p, const ct_tensor* o, Flat& f) {
+  if (!q) return fail(CT_ERR_INVALID_ARG, "%s: descriptor q is NULL", fn);
+  if (!p) return fail(CT_ERR_INVALID_ARG, "%s: params is NULL", fn);
+  f.dtype = q->dtype;
+  int st;
+  if ((st = check_desc4(fn, "q", q, f.dtype, nullptr))) return st;
+  const int64_t B = q->shape[0], Hq = q->shape[1], Lq = q->shape[2], D = q->shape[3];
+  const int64_t want_k[4] = {B, -1, -1, D};
+  if ((st = check_desc4(fn, "k", k, f.dtype, want_k))) return st;
+  const int64_t Hkv = k->shape[1], Lk = k->shape[2];
+  const int64_t want_v[4] = {B, Hkv, Lk, -1};
+  if ((st = check_desc4(fn, "v", v, f.dtype, want_v))) return st;
+  const int64_t Dv = v->shape[3];
+  const int64_t want_o[4] = {B, Hq, Lq, Dv};
+  if (o && (st = check_desc4(fn, "o", o, f.dtype, want_o))) return st;
+  const int64_t dims[7] = {B, Hq, Hkv, Lq, Lk, D, Dv};
+  for (int i = 0; i < 7; ++i) f.dims[i] = dims[i];
+  f.q = q->data, f.qs = q->strides;
+  f.k = k->data, f.ks = k->strides;
+  f.v = v->data, f.vs = v->strides;
+  if (o) f.o = o->data, f.os = o->strides;
+  if (mask) {
+    const int kind = mask->dtype == CT_BOOL ? CT_ATTENTION_MASK_BOOL : CT_ATTENTION_MASK_ADDITIVE;
+    const int64_t want_m[4] = {B, Hq, Lq, Lk};
+    if ((st = check_desc4(fn, "mask", mask, kind == CT_ATTENTION_MASK_BOOL ? CT_BOOL : f.dtype, want_m))) return st;
+    f.mask_kind = kind, f.mask = mask->data, f.ms = mask->strides;
+  }
+  f.causal = p->causal, f.scale = p->scale, f.softcap = p->softcap, f.dropout_p = p->dropout_p;
+  f.seed = p->seed, f.offset = p->offset;
+  return CT_OK;
+}
+
+/* The backward's descriptors: d_o like o, dq like q, dk like k, dv like v. */
+inline int unpack_backward(const char* fn, const Flat& f, const ct_tensor* o, const ct_tensor* d_o,
+                           const ct_tensor* dq, const ct_tensor* dk, const ct_tensor* dv) {
+  const int64_t* d = f.dims;
+  const int64_t want_o[4] = {d[0], d[1], d[3], d[6]}, want_q[4] = {d[0], d[1], d[3], d[5]},
+                want_k[4] = {d[0], d[2], d[4], d[5]}, want_v[4] = {d[0], d[2], d[4], d[6]};
+  int st;
+  if ((st = check_desc4(fn, "o", o, f.dtype, want_o)) || (st = check_desc4(fn, "d_o", d_o, f.dtype, want_o)) ||
+      (st = check_desc4(fn, "dq", dq, f.dtype, want_q)) || (st = check_desc4(fn, "dk", dk, f.dtype, want_k)) ||
+      (st = check_desc4(fn, "dv", dv, f.dtype, want_v)))
+    return st;
   return CT_OK;
 }
 

@@ -7,7 +7,7 @@
  * the backward recomputes P = exp(S - lse) block by block:
  *   dV += P^T dO,   dP = dO V^T,   dS = P * (dP - rowsum(dO * O)),   dQ += scale dS K,   dK += scale dS^T Q
  *
- * dims: int64[7] = {B, Hq, Hkv, Lq, Lk, D, Dv}; Hq % Hkv == 0 (grouped-query / multi-query
+ * dims {B, Hq, Hkv, Lq, Lk, D, Dv} come from the operands' descriptors; Hq % Hkv == 0 (grouped-query / multi-query
  * attention: query head h reads key/value head h / (Hq / Hkv), without copies).
  * Every tensor is described by 4 element strides (batch, head, sequence, feature) with the
  * feature stride 1, so both [B, H, L, D] and [B, L, H, D] layouts (and other views) are taken
@@ -43,26 +43,31 @@ extern "C" {
 #define CT_ATTENTION_MASK_BOOL     1
 #define CT_ATTENTION_MASK_ADDITIVE 2
 
-int ct_cpu_attention_forward(int dtype, const int64_t* dims,
-                             const void* q, const int64_t* q_strides,
-                             const void* k, const int64_t* k_strides,
-                             const void* v, const int64_t* v_strides,
-                             int mask_kind, const void* mask, const int64_t* mask_strides,
-                             int causal, double scale, double softcap, double dropout_p, uint64_t seed,
-                             uint64_t offset, void* o, const int64_t* o_strides, float* lse);
+/* The options of one call: scale multiplies q.k, softcap (0: none) caps the scaled score, dropout
+ * keeps P's element iff philox_unit >= dropout_p (seed and offset as above), causal != 0 masks
+ * j > i + (Lk - Lq). */
+typedef struct ct_attention_params {
+  double scale;
+  double softcap;
+  double dropout_p;
+  uint64_t seed;
+  uint64_t offset;
+  int32_t causal;
+  int32_t reserved;  /* 0 */
+} ct_attention_params;
 
-/* dq, dk, dv are overwritten (dk/dv sum over the query heads of each group). */
-int ct_cpu_attention_backward(int dtype, const int64_t* dims,
-                              const void* q, const int64_t* q_strides,
-                              const void* k, const int64_t* k_strides,
-                              const void* v, const int64_t* v_strides,
-                              int mask_kind, const void* mask, const int64_t* mask_strides,
-                              int causal, double scale, double softcap, double dropout_p, uint64_t seed, uint64_t offset,
-                              const void* o, const int64_t* o_strides,
-                              const void* d_o, const int64_t* do_strides, const float* lse,
-                              void* dq, const int64_t* dq_strides,
-                              void* dk, const int64_t* dk_strides,
-                              void* dv, const int64_t* dv_strides);
+/* q, k, v, o: 4-d descriptors [B, H, L, D] (strides in that order, feature stride 1, any layout);
+ * mask: NULL, or a 4-d descriptor [B, Hq, Lq, Lk] with broadcast strides 0, CT_BOOL (1 = attend)
+ * or of q's dtype (additive); lse: float32 [B, Hq, Lq] contiguous. The kernel derives dims
+ * {B, Hq, Hkv, Lq, Lk, D, Dv} from the shapes and checks that they agree. */
+int ct_cpu_attention_forward(const ct_tensor* q, const ct_tensor* k, const ct_tensor* v, const ct_tensor* mask,
+                             const ct_attention_params* params, const ct_tensor* o, float* lse, int64_t stream);
+
+/* dq, dk, dv (shapes of q, k, v) are overwritten (dk/dv sum over the query heads of each group). */
+int ct_cpu_attention_backward(const ct_tensor* q, const ct_tensor* k, const ct_tensor* v, const ct_tensor* mask,
+                              const ct_attention_params* params, const ct_tensor* o, const ct_tensor* d_o,
+                              const float* lse, const ct_tensor* dq, const ct_tensor* dk, const ct_tensor* dv,
+                              int64_t stream);
 
 /*
  * Rotary position embedding applied in place to x [B, H, L, D] (4 strides, feature stride 1):
@@ -74,35 +79,23 @@ int ct_cpu_attention_backward(int dtype, const int64_t* dims,
  * Cost: 6 FLOPs and 2 transcendental evaluations per pair (angles computed in float64).
  */
 int ct_cpu_rope(int dtype, const int64_t* dims4, void* x, const int64_t* x_strides,
-                const int64_t* positions, int64_t rotary_dim, double base, int interleaved, int inverse);
+                const int64_t* positions, int64_t rotary_dim, double base, int interleaved, int inverse, int64_t stream);
 
 /*
- * CUDA twins (libcortado_cuda, native/cuda/attention.cu): the same arguments (device pointers;
- * dims, strides and positions stay host arrays except positions, which is a device array) plus
- * the stream. Same semantics: the dropout mask is the CPU's bit for bit. bf16/f16 run on tensor
+ * CUDA twins (libcortado_cuda, native/cuda/attention.cu): the same arguments (device data
+ * pointers; the descriptors, dims and strides stay host memory; RoPE's positions are a device
+ * array). Same semantics: the dropout mask is the CPU's bit for bit. bf16/f16 run on tensor
  * cores (mma.sync m16n8k16, float32 accumulation) for max(D, Dv) <= 256 on sm_80+; float32 and
  * float64 run a SIMT path (float32 does not use TF32). max(D, Dv) > 256 is CT_ERR_UNSUPPORTED.
  * The backward allocates B Hq Lq (D + 1) floats of stream-ordered workspace (cudaMallocAsync).
  */
-int ct_cuda_attention_forward(int dtype, const int64_t* dims,
-                              const void* q, const int64_t* q_strides,
-                              const void* k, const int64_t* k_strides,
-                              const void* v, const int64_t* v_strides,
-                              int mask_kind, const void* mask, const int64_t* mask_strides,
-                              int causal, double scale, double softcap, double dropout_p, uint64_t seed, uint64_t offset,
-                              void* o, const int64_t* o_strides, float* lse, int64_t stream);
+int ct_cuda_attention_forward(const ct_tensor* q, const ct_tensor* k, const ct_tensor* v, const ct_tensor* mask,
+                              const ct_attention_params* params, const ct_tensor* o, float* lse, int64_t stream);
 
-int ct_cuda_attention_backward(int dtype, const int64_t* dims,
-                               const void* q, const int64_t* q_strides,
-                               const void* k, const int64_t* k_strides,
-                               const void* v, const int64_t* v_strides,
-                               int mask_kind, const void* mask, const int64_t* mask_strides,
-                               int causal, double scale, double softcap, double dropout_p, uint64_t seed, uint64_t offset,
-                               const void* o, const int64_t* o_strides,
-                               const void* d_o, const int64_t* do_strides, const float* lse,
-                               void* dq, const int64_t* dq_strides,
-                               void* dk, const int64_t* dk_strides,
-                               void* dv, const int64_t* dv_strides, int64_t stream);
+int ct_cuda_attention_backward(const ct_tensor* q, const ct_tensor* k, const ct_tensor* v, const ct_tensor* mask,
+                               const ct_attention_params* params, const ct_tensor* o, const ct_tensor* d_o,
+                               const float* lse, const ct_tensor* dq, const ct_tensor* dk, const ct_tensor* dv,
+                               int64_t stream);
 
 /* positions: device int64 [L] or NULL. */
 int ct_cuda_rope(int dtype, const int64_t* dims4, void* x, const int64_t* x_strides,

@@ -8,6 +8,11 @@
  * an exception naming the op and its arguments.
  *
  * Conventions for every kernel entry point:
+ *  - the CPU and CUDA twins of a kernel (ct_cpu_X, ct_cuda_X) take the same arguments, the last
+ *    one the stream (int64; the CPU ignores it), so Java binds both through one interface per
+ *    family (generated from these headers by native/tools/GenerateBindings.java);
+ *  - long argument lists pass operands as ct_tensor descriptors (below) and options as a
+ *    plain struct of the family;
  *  - data pointers point at the first element of the (view of the) operand, i.e. the
  *    storage base plus the view's offset already applied;
  *  - shapes and strides are int64 arrays of length ndim; strides count ELEMENTS, not bytes,
@@ -41,6 +46,20 @@ extern "C" {
 #define CT_I64  7
 #define CT_BOOL 8   /* one byte per element, 0 or 1 */
 #define CT_I4   9   /* packed signed 4-bit, two per byte, low nibble first; storage only */
+
+/*
+ * A strided operand (as ggml passes its tensors): the first element of the view, its dtype, and
+ * ndim sizes with their element strides (0 = broadcast along that dimension). 144 bytes, no
+ * padding; Java writes it field by field at the offsets generated from this definition
+ * (dev.cortado.backend.NativeStructs.CtTensor).
+ */
+typedef struct ct_tensor {
+  void* data;
+  int32_t dtype;
+  int32_t ndim;
+  int64_t shape[CT_MAX_DIMS];
+  int64_t strides[CT_MAX_DIMS];
+} ct_tensor;
 
 /* activation layouts of the convolution, pooling and batch-norm families */
 #define CT_LAYOUT_NCHW 0    /* channels first: [N, C, (D,) (H,) W] */

@@ -61,19 +61,19 @@ extern "C" {
 #define CT_ACTIVATION_SILU 3
 
 /* The algorithm AUTO would run for this pass (0 forward, 1 backward-data, 2 backward-weight). */
-int ct_cpu_conv_choose(int dtype, int layout, const int64_t* g, int pass);
+int ct_cpu_conv_choose(int dtype, int layout, const int64_t* g, int pass, int64_t stream);
 
 /* y = act(conv(x, w) + bias); the activation is for inference (no backward through it). */
 int ct_cpu_conv_forward(int dtype, int layout, int algorithm, const int64_t* g,
-                        const void* x, const void* w, const void* bias, int activation, void* y);
+                        const void* x, const void* w, const void* bias, int activation, void* y, int64_t stream);
 
 /* dx = conv^T(dy, w): overwrites dx (shape of x). */
 int ct_cpu_conv_backward_data(int dtype, int layout, int algorithm, const int64_t* g,
-                              const void* dy, const void* w, void* dx);
+                              const void* dy, const void* w, void* dx, int64_t stream);
 
 /* dw = sum over the batch of x (*) dy: overwrites dw; dbias = sum of dy per channel if not NULL. */
 int ct_cpu_conv_backward_weight(int dtype, int layout, int algorithm, const int64_t* g,
-                                const void* x, const void* dy, void* dw, void* dbias);
+                                const void* x, const void* dy, void* dw, void* dbias, int64_t stream);
 
 /*
  * CUDA (native/cuda/conv.cu): the same arguments as the ct_cpu_ functions plus the stream.

@@ -76,21 +76,21 @@ extern "C" {
 int ct_cpu_unary(int op, int dtype, int ndim, const int64_t* shape,
                  void* out, const int64_t* out_strides,
                  const void* x, const int64_t* x_strides,
-                 double p0, double p1);
+                 double p0, double p1, int64_t stream);
 
 /* Arithmetic ops and comparisons for all numeric dtypes (F32 F64 F16 BF16 I8 U8 I32 I64);
  * comparisons also for BOOL; logical ops only for BOOL. */
 int ct_cpu_binary(int op, int dtype, int ndim, const int64_t* shape,
                   void* out, const int64_t* out_strides,
                   const void* a, const int64_t* a_strides,
-                  const void* b, const int64_t* b_strides);
+                  const void* b, const int64_t* b_strides, int64_t stream);
 
 /* out = cond ? a : b ; cond is CT_BOOL, a/b/out have dtype `dtype` (any dtype but CT_I4). */
 int ct_cpu_where(int dtype, int ndim, const int64_t* shape,
                  void* out, const int64_t* out_strides,
                  const uint8_t* cond, const int64_t* cond_strides,
                  const void* a, const int64_t* a_strides,
-                 const void* b, const int64_t* b_strides);
+                 const void* b, const int64_t* b_strides, int64_t stream);
 
 /* Strided copy with dtype conversion: dst = (dst_dtype) src. Any pair of dtypes among
  * F32 F64 F16 BF16 I8 U8 I32 I64 BOOL. Float to 16-bit floats rounds to nearest even
@@ -99,15 +99,15 @@ int ct_cpu_where(int dtype, int ndim, const int64_t* shape,
  * This is the kernel behind contiguous(), to(dtype) and concat. */
 int ct_cpu_copy(int dst_dtype, int src_dtype, int ndim, const int64_t* shape,
                 void* dst, const int64_t* dst_strides,
-                const void* src, const int64_t* src_strides);
+                const void* src, const int64_t* src_strides, int64_t stream);
 
 /* Fill n contiguous elements with `value` converted to dtype. */
-int ct_cpu_fill(int dtype, int64_t n, void* out, double value);
+int ct_cpu_fill(int dtype, int64_t n, void* out, double value, int64_t stream);
 
 /* Packed int4 <-> int8: unpack n values (n may be odd) from `packed` (low nibble first,
  * sign-extended) to int8, and pack n int8 values (must lie in [-8, 7]) into nibbles. */
-int ct_cpu_int4_unpack(int64_t n, const uint8_t* packed, int8_t* out);
-int ct_cpu_int4_pack(int64_t n, const int8_t* in, uint8_t* packed);
+int ct_cpu_int4_unpack(int64_t n, const uint8_t* packed, int8_t* out, int64_t stream);
+int ct_cpu_int4_pack(int64_t n, const int8_t* in, uint8_t* packed, int64_t stream);
 
 /* CUDA twins: same contracts, device pointers, enqueued on `stream` (0 = default stream).
  * Shape/stride arrays are HOST pointers; the launcher passes them to the kernel by value. */

@@ -24,7 +24,7 @@ int ct_cpu_gemm(int dtype, int trans_a, int trans_b, int64_t batch,
                 int64_t m, int64_t n, int64_t k, double alpha,
                 const void* a, int64_t lda, int64_t batch_stride_a,
                 const void* b, int64_t ldb, int64_t batch_stride_b,
-                double beta, void* c, int64_t ldc, int64_t batch_stride_c);
+                double beta, void* c, int64_t ldc, int64_t batch_stride_c, int64_t stream);
 
 #pragma GCC visibility pop
 #ifdef __cplusplus

@@ -19,7 +19,7 @@ extern "C" {
 #pragma GCC visibility push(default)
 
 int ct_cpu_gather(int dtype, int index_dtype, int64_t outer, int64_t axis_len, int64_t inner,
-                  const void* src, int64_t n_index, const void* index, void* out);
+                  const void* src, int64_t n_index, const void* index, void* out, int64_t stream);
 
 /* On CUDA an out-of-range index is detected on the device and reported after the kernel
  * (the launcher synchronizes the stream to read the flag). */
@@ -42,7 +42,7 @@ int ct_cuda_gather(int dtype, int index_dtype, int64_t outer, int64_t axis_len, 
  * ~e*(n_index*inner*outer) read + e*2*(touched rows) bytes, one FLOP per source element.
  */
 int ct_cpu_index_add(int dtype, int index_dtype, int64_t outer, int64_t axis_len, int64_t inner,
-                     int64_t n_index, const void* index, const void* src, void* out);
+                     int64_t n_index, const void* index, const void* src, void* out, int64_t stream);
 int ct_cuda_index_add(int dtype, int index_dtype, int64_t outer, int64_t axis_len, int64_t inner,
                       int64_t n_index, const void* index, const void* src, void* out,
                       int64_t stream);

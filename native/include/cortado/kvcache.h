@@ -58,14 +58,18 @@ int ct_cpu_kv_cache_append(int dtype, const int64_t* dims,
                            const void* k_new, const int64_t* k_new_strides,
                            const void* v_new, const int64_t* v_new_strides,
                            void* k_cache, void* v_cache,
-                           const int32_t* block_table, const int32_t* seq_lens, const int32_t* new_lens);
+                           const int32_t* block_table, const int32_t* seq_lens, const int32_t* new_lens, int64_t stream);
 
 int ct_cpu_paged_decode_attention(int dtype, const int64_t* dims,
                                   const void* q, const int64_t* q_strides,
                                   const void* k_cache, const void* v_cache,
-                                  const int32_t* block_table, const int32_t* seq_lens,
+                                  const int32_t* block_table, const int32_t* seq_lens, int64_t max_len,
                                   int causal, double scale, double softcap, int64_t num_splits,
-                                  void* o, const int64_t* o_strides, float* lse);
+                                  void* o, const int64_t* o_strides, float* lse,
+                                  float* workspace, int64_t workspace_floats, int64_t stream);
+
+/* The CPU kernel ignores max_len (it reads seq_lens) and the workspace (it allocates per thread);
+ * both are in the signature so that the two backends share one. */
 
 /* The split count the CPU kernel picks for num_splits = 0 (for tests and benchmarks); Hkv is
  * not used by the CPU rule. */

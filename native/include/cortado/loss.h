@@ -14,10 +14,10 @@
  * counted. A target outside [0, classes) that is not ignore_index fails with
  * CT_ERR_INDEX_OUT_OF_RANGE naming the label, its row and `classes` (the first such row).
  *
- * reduction: CT_REDUCE_NONE  loss has `rows` elements of dtype (0 for ignored rows);
- *            CT_REDUCE_MEAN  loss is one element: sum_i loss_i / count (count = rows not
+ * reduction: CT_LOSS_REDUCTION_NONE  loss has `rows` elements of dtype (0 for ignored rows);
+ *            CT_LOSS_REDUCTION_MEAN  loss is one element: sum_i loss_i / count (count = rows not
  *                            ignored; count == 0 gives 0, not PyTorch's NaN);
- *            CT_REDUCE_SUM   loss is one element: sum_i loss_i.
+ *            CT_LOSS_REDUCTION_SUM   loss is one element: sum_i loss_i.
  * The row sum of MEAN/SUM is deterministic (fixed order, in float64 on the CPU, in acc on
  * CUDA with a fixed tree).
  * lse_out: `rows` elements of acc type; the backward reads it.
@@ -42,17 +42,17 @@ extern "C" {
 #endif
 #pragma GCC visibility push(default)
 
-#define CT_REDUCE_NONE 0
-#define CT_REDUCE_MEAN 1
-#define CT_REDUCE_SUM  2
+#define CT_LOSS_REDUCTION_NONE 0
+#define CT_LOSS_REDUCTION_MEAN 1
+#define CT_LOSS_REDUCTION_SUM  2
 
 int ct_cpu_cross_entropy_forward(int dtype, int target_dtype, int64_t rows, int64_t classes,
                                  const void* logits, const void* target, int64_t ignore_index,
-                                 double smoothing, int reduction, void* loss, void* lse_out);
+                                 double smoothing, int reduction, void* loss, void* lse_out, int64_t stream);
 int ct_cpu_cross_entropy_backward(int dtype, int target_dtype, int64_t rows, int64_t classes,
                                   const void* logits, const void* target, const void* lse,
                                   const void* grad, int64_t ignore_index, double smoothing,
-                                  int reduction, void* dlogits);
+                                  int reduction, void* dlogits, int64_t stream);
 
 /* CUDA: a bad target is flagged on the device; the forward synchronizes the stream once to
  * read the flag (like ct_cuda_gather). The backward does not synchronize. */

@@ -25,12 +25,12 @@ extern "C" {
 #pragma GCC visibility push(default)
 
 int ct_cpu_softmax(int dtype, int log, int64_t outer, int64_t dim, int64_t inner,
-                   const void* x, void* y);
+                   const void* x, void* y, int64_t stream);
 int ct_cpu_layernorm(int dtype, int64_t rows, int64_t cols, const void* x,
                      const void* gamma, const void* beta, double eps,
-                     void* y, float* mean_out, float* rstd_out);
+                     void* y, float* mean_out, float* rstd_out, int64_t stream);
 int ct_cpu_rmsnorm(int dtype, int64_t rows, int64_t cols, const void* x,
-                   const void* gamma, double eps, void* y, float* rstd_out);
+                   const void* gamma, double eps, void* y, float* rstd_out, int64_t stream);
 
 int ct_cuda_softmax(int dtype, int log, int64_t outer, int64_t dim, int64_t inner,
                     const void* x, void* y, int64_t stream);
@@ -59,12 +59,12 @@ int ct_cuda_rmsnorm(int dtype, int64_t rows, int64_t cols, const void* x,
  * ~12 FLOPs per element; DRAM ~ e*(2 reads + 1 write) per element, memory bound.
  */
 int ct_cpu_softmax_backward(int dtype, int log, int64_t outer, int64_t dim, int64_t inner,
-                            const void* y, const void* dy, void* dx);
+                            const void* y, const void* dy, void* dx, int64_t stream);
 int ct_cpu_layernorm_backward(int dtype, int64_t rows, int64_t cols, const void* x,
                               const void* gamma, double eps, const void* dy, void* dx,
-                              void* dgamma, void* dbeta);
+                              void* dgamma, void* dbeta, int64_t stream);
 int ct_cpu_rmsnorm_backward(int dtype, int64_t rows, int64_t cols, const void* x,
-                            const void* gamma, double eps, const void* dy, void* dx, void* dgamma);
+                            const void* gamma, double eps, const void* dy, void* dx, void* dgamma, int64_t stream);
 
 int ct_cuda_softmax_backward(int dtype, int log, int64_t outer, int64_t dim, int64_t inner,
                              const void* y, const void* dy, void* dx, int64_t stream);
@@ -89,15 +89,15 @@ int ct_cpu_batchnorm_forward_training(int dtype, int layout, int64_t n, int64_t 
                                       const void* x, const float* gamma, const float* beta,
                                       double eps, double momentum, float* running_mean,
                                       float* running_var, void* y, float* save_mean,
-                                      float* save_rstd);
+                                      float* save_rstd, int64_t stream);
 int ct_cpu_batchnorm_forward_inference(int dtype, int layout, int64_t n, int64_t c, int64_t s,
                                        const void* x, const float* gamma, const float* beta,
                                        const float* running_mean, const float* running_var,
-                                       double eps, void* y);
+                                       double eps, void* y, int64_t stream);
 int ct_cpu_batchnorm_backward(int dtype, int layout, int64_t n, int64_t c, int64_t s,
                               const void* x, const void* dy, const float* gamma,
                               const float* save_mean, const float* save_rstd,
-                              void* dx, float* dgamma, float* dbeta);
+                              void* dx, float* dgamma, float* dbeta, int64_t stream);
 
 /*
  * CUDA twins (native/cuda/batchnorm.cu): the same arguments (every pointer on the device,

@@ -23,16 +23,16 @@ extern "C" {
 #pragma GCC visibility push(default)
 
 int ct_cpu_maxpool_forward(int dtype, int layout, const int64_t* g, const void* x, void* y,
-                           int64_t* indices);
+                           int64_t* indices, int64_t stream);
 int ct_cpu_maxpool_backward(int dtype, int layout, const int64_t* g, const void* dy,
-                            const int64_t* indices, void* dx);
+                            const int64_t* indices, void* dx, int64_t stream);
 int ct_cpu_avgpool_forward(int dtype, int layout, const int64_t* g, int count_include_pad,
-                           const void* x, void* y);
+                           const void* x, void* y, int64_t stream);
 int ct_cpu_avgpool_backward(int dtype, int layout, const int64_t* g, int count_include_pad,
-                            const void* dy, void* dx);
+                            const void* dy, void* dx, int64_t stream);
 /* g as above with kernel/stride/padding entries ignored: only N, C, input and output sizes. */
-int ct_cpu_adaptive_avgpool_forward(int dtype, int layout, const int64_t* g, const void* x, void* y);
-int ct_cpu_adaptive_avgpool_backward(int dtype, int layout, const int64_t* g, const void* dy, void* dx);
+int ct_cpu_adaptive_avgpool_forward(int dtype, int layout, const int64_t* g, const void* x, void* y, int64_t stream);
+int ct_cpu_adaptive_avgpool_backward(int dtype, int layout, const int64_t* g, const void* dy, void* dx, int64_t stream);
 
 /*
  * CUDA twins (native/cuda/pool.cu): the same arguments (device pointers; g stays a HOST array)

@@ -31,7 +31,7 @@ extern "C" {
 #define CT_RANDOM_BERNOULLI 2
 
 int ct_cpu_random(int distribution, int dtype, int64_t n, void* out,
-                  uint64_t seed, uint64_t offset, double a, double b);
+                  uint64_t seed, uint64_t offset, double a, double b, int64_t stream);
 int ct_cuda_random(int distribution, int dtype, int64_t n, void* out,
                    uint64_t seed, uint64_t offset, double a, double b, int64_t stream);
 

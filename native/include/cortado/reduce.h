@@ -45,7 +45,7 @@ int ct_cpu_reduce(int op, int dtype, int out_dtype,
                   int outer_ndim, const int64_t* outer_shape,
                   const int64_t* in_outer_strides, const int64_t* out_strides,
                   int inner_ndim, const int64_t* inner_shape, const int64_t* in_inner_strides,
-                  const void* in, void* out, double param);
+                  const void* in, void* out, double param, int64_t stream);
 
 int ct_cuda_reduce(int op, int dtype, int out_dtype,
                    int outer_ndim, const int64_t* outer_shape,

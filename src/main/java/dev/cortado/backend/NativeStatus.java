@@ -6,13 +6,13 @@ package dev.cortado.backend;
  * op's name and the Java-side description of its arguments.
  */
 public final class NativeStatus {
-    public static final int OK = 0;
-    public static final int INVALID_ARG = 1;
-    public static final int UNSUPPORTED = 2;
-    public static final int OUT_OF_MEMORY = 3;
-    public static final int INDEX_OUT_OF_RANGE = 4;
-    public static final int CUDA_ERROR = 5;
-    public static final int NOT_BUILT = 6;
+    public static final int OK = NativeCodes.OK;
+    public static final int INVALID_ARG = NativeCodes.ERR_INVALID_ARG;
+    public static final int UNSUPPORTED = NativeCodes.ERR_UNSUPPORTED;
+    public static final int OUT_OF_MEMORY = NativeCodes.ERR_OUT_OF_MEMORY;
+    public static final int INDEX_OUT_OF_RANGE = NativeCodes.ERR_INDEX_OUT_OF_RANGE;
+    public static final int CUDA_ERROR = NativeCodes.ERR_CUDA;
+    public static final int NOT_BUILT = NativeCodes.ERR_NOT_BUILT;
 
     private NativeStatus() {
     }

@@ -4,10 +4,7 @@ import static dev.cortado.tensor.DeviceType.CPU;
 import static dev.cortado.tensor.DeviceType.CUDA;
 
 import dev.cortado.backend.NativeArgs;
-import dev.cortado.backend.cpu.CpuBackend;
-import dev.cortado.backend.cpu.NativeAttention;
-import dev.cortado.backend.cuda.CudaBackend;
-import dev.cortado.backend.cuda.NativeCudaAttention;
+import dev.cortado.backend.NativeStructs.CtAttentionParams;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Shape;
 import dev.cortado.tensor.Tensor;
@@ -161,8 +158,7 @@ public final class Attention {
                 return new TensorSpec[] {new TensorSpec(Shape.of(od), in[0].dtype()),
                         new TensorSpec(Shape.of(g.dims[0], g.dims[1], g.dims[3]), DType.FLOAT32)};
             })
-            .kernel(CPU, (a, in, out) -> forwardKernel(a, in, out, false))
-            .kernel(CUDA, (a, in, out) -> forwardKernel(a, in, out, true))
+            .kernels((a, in, out) -> forwardKernel(a, in, out))
             .autocast(0, 1, 2)
             .backward(Op.Saves.INPUTS_AND_OUTPUTS, (a, sv, g) -> {
                 // the fused backward recomputes the scores from q, k, v, o and the row log-sum-exp
@@ -196,8 +192,7 @@ public final class Attention {
                 return new TensorSpec[] {new TensorSpec(in[1].shape(), in[1].dtype()),
                         new TensorSpec(in[2].shape(), in[2].dtype()), new TensorSpec(in[3].shape(), in[3].dtype())};
             })
-            .kernel(CPU, (a, in, out) -> backwardKernel(a, in, out, false))
-            .kernel(CUDA, (a, in, out) -> backwardKernel(a, in, out, true))
+            .kernels((a, in, out) -> backwardKernel(a, in, out))
             .register();
 
     public static final Op<RopeAttrs> ROPE_OP = ropeOp("rope", false);
@@ -376,14 +371,31 @@ public final class Attention {
         return c;
     }
 
-    /** The stream of the CUDA device the outputs live on (made current), or 0 for the CPU. */
-    private static long cudaStream(Tensor out, boolean cuda) {
-        if (!cuda) {
-            return 0;
-        }
-        CudaBackend be = CudaBackend.instance();
-        be.activate(out.device().index());
-        return be.currentStream();
+    /** A 4-d ct_tensor descriptor [B, H, L, D] of {@code t} in {@code layout} (cortado/common.h). */
+    private static long descriptor(NativeArgs args, Tensor t, Layout layout, long b, long h, long len, long d) {
+        return args.tensor(t.dataAddress(), t.dtype().code(), new long[] {b, h, len, d}, strides4(t, layout));
+    }
+
+    /** The descriptors of q, k, v and the mask (0 for none), in that order, from dims {B, Hq, Hkv, Lq, Lk, D, Dv}. */
+    private static long[] qkvMask(NativeArgs args, Layout l, long[] dm, Tensor q, Tensor k, Tensor v, Tensor mask,
+                                  Geometry gm) {
+        return new long[] {descriptor(args, q, l, dm[0], dm[1], dm[3], dm[5]),
+            descriptor(args, k, l, dm[0], dm[2], dm[4], dm[5]),
+            descriptor(args, v, l, dm[0], dm[2], dm[4], dm[6]),
+            mask == null ? 0 : args.tensor(mask.dataAddress(), mask.dtype().code(),
+                    new long[] {dm[0], dm[1], dm[3], dm[4]}, gm.maskStrides())};
+    }
+
+    /** A ct_attention_params struct (cortado/attention.h) of these options. */
+    private static long params(NativeArgs args, Options a, double scale) {
+        long p = args.struct(CtAttentionParams.SIZE);
+        args.putDouble(p + CtAttentionParams.SCALE, scale);
+        args.putDouble(p + CtAttentionParams.SOFTCAP, a.softcap());
+        args.putDouble(p + CtAttentionParams.DROPOUT_P, a.dropoutP());
+        args.putLong(p + CtAttentionParams.SEED, a.seed());
+        args.putLong(p + CtAttentionParams.OFFSET, a.offset());
+        args.putInt(p + CtAttentionParams.CAUSAL, a.causal() ? 1 : 0);
+        return p;
     }
 
     /** The CUDA kernels take at most 256 features per head (CT_ERR_UNSUPPORTED otherwise): say so early. */
@@ -395,13 +407,14 @@ public final class Attention {
         }
     }
 
-    private static void forwardKernel(Options a, Tensor[] in, Tensor[] out, boolean cuda) {
+    private static void forwardKernel(Options a, Tensor[] in, Tensor[] out) {
         Tensor mask0 = in.length > 3 ? in[3] : null;
         Geometry g = geometry(SDPA_OP, a, in[0], in[1], in[2], mask0);
         if (out[0].numel() == 0) {
             return;
         }
-        if (cuda) {
+        Launch run = Launch.on(out[0]);
+        if (run.isCuda()) {
             requireCudaHeadDims(SDPA_OP, g, in[0], in[2]);
         }
         List<Tensor> temps = new ArrayList<>();
@@ -412,42 +425,29 @@ public final class Attention {
             Tensor v = prep(in[2], l, temps);
             Tensor mask = prepMask(mask0, in[0].dtype(), temps);
             Geometry gm = mask == mask0 ? g : geometry(SDPA_OP, a, in[0], in[1], in[2], mask);
-            long stream = cudaStream(out[0], cuda);
+            long[] dm = g.dims();
             NativeArgs args = NativeArgs.get();
-            long dims = args.put(g.dims());
-            long qs = args.put(strides4(q, l));
-            long ks = args.put(strides4(k, l));
-            long vs = args.put(strides4(v, l));
-            long ms = args.put(gm.maskStrides());
-            long os = args.put(strides4(out[0], l));
-            long maskAddr = mask == null ? 0 : mask.dataAddress();
-            double scale = scaleOf(a, g.dims()[5]);
-            int st = cuda
-                    ? NativeCudaAttention.ct_cuda_attention_forward(q.dtype().code(), dims, q.dataAddress(), qs,
-                            k.dataAddress(), ks, v.dataAddress(), vs, gm.maskKind(), maskAddr, ms, a.causal() ? 1 : 0,
-                            scale, a.softcap(), a.dropoutP(), a.seed(), a.offset(), out[0].dataAddress(), os,
-                            out[1].dataAddress(), stream)
-                    : NativeAttention.ct_cpu_attention_forward(q.dtype().code(), dims, q.dataAddress(), qs,
-                            k.dataAddress(), ks, v.dataAddress(), vs, gm.maskKind(), maskAddr, ms, a.causal() ? 1 : 0,
-                            scale, a.softcap(), a.dropoutP(), a.seed(), a.offset(), out[0].dataAddress(), os,
-                            out[1].dataAddress());
+            long[] qkvm = qkvMask(args, l, dm, q, k, v, mask, gm);
+            long o = descriptor(args, out[0], l, dm[0], dm[1], dm[3], dm[6]);
+            int st = run.kernels.attentionForward(qkvm[0], qkvm[1], qkvm[2], qkvm[3], params(args, a, scaleOf(a, dm[5])),
+                    o, out[1].dataAddress(), run.stream);
             if (st != 0) {
-                String ctx = "scaled_dot_product_attention(q " + in[0].describe() + ", k " + in[1].describe()
-                        + ", v " + in[2].describe() + ", " + a + ")";
-                throw cuda ? CudaBackend.failure(st, ctx) : CpuBackend.failure(st, ctx);
+                throw run.failure(st, "scaled_dot_product_attention(q " + in[0].describe() + ", k " + in[1].describe()
+                        + ", v " + in[2].describe() + ", " + a + ")");
             }
         } finally {
             closeAll(temps);
         }
     }
 
-    private static void backwardKernel(Options a, Tensor[] in, Tensor[] out, boolean cuda) {
+    private static void backwardKernel(Options a, Tensor[] in, Tensor[] out) {
         Tensor mask0 = in.length > 6 ? in[6] : null;
         Geometry g = geometry(SDPA_BACKWARD_OP, a, in[1], in[2], in[3], mask0);
         if (out[0].numel() == 0 && out[1].numel() == 0) {
             return;
         }
-        if (cuda) {
+        Launch run = Launch.on(out[0]);
+        if (run.isCuda()) {
             requireCudaHeadDims(SDPA_BACKWARD_OP, g, in[1], in[3]);
         }
         List<Tensor> temps = new ArrayList<>();
@@ -462,36 +462,19 @@ public final class Attention {
             temps.add(lse);
             Tensor mask = prepMask(mask0, in[1].dtype(), temps);
             Geometry gm = mask == mask0 ? g : geometry(SDPA_BACKWARD_OP, a, in[1], in[2], in[3], mask);
-            long stream = cudaStream(out[0], cuda);
+            long[] dm = g.dims();
             NativeArgs args = NativeArgs.get();
-            long dims = args.put(g.dims());
-            long qs = args.put(strides4(q, l));
-            long ks = args.put(strides4(k, l));
-            long vs = args.put(strides4(v, l));
-            long ms = args.put(gm.maskStrides());
-            long os = args.put(strides4(o, l));
-            long dos = args.put(strides4(dO, l));
-            long dqs = args.put(strides4(out[0], l));
-            long dks = args.put(strides4(out[1], l));
-            long dvs = args.put(strides4(out[2], l));
-            long maskAddr = mask == null ? 0 : mask.dataAddress();
-            double scale = scaleOf(a, g.dims()[5]);
-            int causal = a.causal() ? 1 : 0;
-            int st = cuda
-                    ? NativeCudaAttention.ct_cuda_attention_backward(q.dtype().code(), dims, q.dataAddress(), qs,
-                            k.dataAddress(), ks, v.dataAddress(), vs, gm.maskKind(), maskAddr, ms, causal, scale,
-                            a.softcap(), a.dropoutP(), a.seed(), a.offset(), o.dataAddress(), os, dO.dataAddress(), dos,
-                            lse.dataAddress(), out[0].dataAddress(), dqs, out[1].dataAddress(), dks,
-                            out[2].dataAddress(), dvs, stream)
-                    : NativeAttention.ct_cpu_attention_backward(q.dtype().code(), dims, q.dataAddress(), qs,
-                            k.dataAddress(), ks, v.dataAddress(), vs, gm.maskKind(), maskAddr, ms, causal, scale,
-                            a.softcap(), a.dropoutP(), a.seed(), a.offset(), o.dataAddress(), os, dO.dataAddress(), dos,
-                            lse.dataAddress(), out[0].dataAddress(), dqs, out[1].dataAddress(), dks,
-                            out[2].dataAddress(), dvs);
+            long[] qkvm = qkvMask(args, l, dm, q, k, v, mask, gm);
+            long od = descriptor(args, o, l, dm[0], dm[1], dm[3], dm[6]);
+            long dod = descriptor(args, dO, l, dm[0], dm[1], dm[3], dm[6]);
+            long dq = descriptor(args, out[0], l, dm[0], dm[1], dm[3], dm[5]);
+            long dk = descriptor(args, out[1], l, dm[0], dm[2], dm[4], dm[5]);
+            long dv = descriptor(args, out[2], l, dm[0], dm[2], dm[4], dm[6]);
+            int st = run.kernels.attentionBackward(qkvm[0], qkvm[1], qkvm[2], qkvm[3],
+                    params(args, a, scaleOf(a, dm[5])), od, dod, lse.dataAddress(), dq, dk, dv, run.stream);
             if (st != 0) {
-                String ctx = "scaled_dot_product_attention_backward(q " + in[1].describe() + ", k "
-                        + in[2].describe() + ", v " + in[3].describe() + ", " + a + ")";
-                throw cuda ? CudaBackend.failure(st, ctx) : CpuBackend.failure(st, ctx);
+                throw run.failure(st, "scaled_dot_product_attention_backward(q " + in[1].describe() + ", k "
+                        + in[2].describe() + ", v " + in[3].describe() + ", " + a + ")");
             }
         } finally {
             closeAll(temps);
@@ -526,8 +509,7 @@ public final class Attention {
                     }
                     return Op.one(x.shape(), x.dtype());
                 })
-                .kernel(CPU, (a, in, out) -> ropeKernel(name, inverse, a, in, out, false))
-                .kernel(CUDA, (a, in, out) -> ropeKernel(name, inverse, a, in, out, true))
+                .kernels((a, in, out) -> ropeKernel(name, inverse, a, in, out))
                 .backward(Op.Saves.INPUTS, (a, sv, g) -> {
                     // a rotation: its gradient is the inverse rotation (and back)
                     Op<RopeAttrs> transpose = inverse ? Attention.ROPE_OP : Attention.ROPE_BACKWARD_OP;
@@ -538,7 +520,7 @@ public final class Attention {
                 .register();
     }
 
-    private static void ropeKernel(String name, boolean inverse, RopeAttrs a, Tensor[] in, Tensor[] out, boolean cuda) {
+    private static void ropeKernel(String name, boolean inverse, RopeAttrs a, Tensor[] in, Tensor[] out) {
         Tensor y = out[0];
         if (y.numel() == 0) {
             return;
@@ -549,19 +531,15 @@ public final class Attention {
              Tensor pc = p64 == null ? null : p64.contiguous()) {
             int[] ax = axes(a.layout());
             long[] dims = {y.size(ax[0]), y.size(ax[1]), y.size(ax[2]), y.size(ax[3])};
-            long stream = cudaStream(y, cuda);
+            Launch run = Launch.on(y);
             NativeArgs args = NativeArgs.get();
             long dimsAddr = args.put(dims);
             long xs = args.put(strides4(y, a.layout()));
             long pos = pc == null ? 0 : pc.dataAddress();
-            int st = cuda
-                    ? NativeCudaAttention.ct_cuda_rope(y.dtype().code(), dimsAddr, y.dataAddress(), xs, pos,
-                            a.rotaryDim(), a.base(), a.interleaved() ? 1 : 0, inverse ? 1 : 0, stream)
-                    : NativeAttention.ct_cpu_rope(y.dtype().code(), dimsAddr, y.dataAddress(), xs, pos,
-                            a.rotaryDim(), a.base(), a.interleaved() ? 1 : 0, inverse ? 1 : 0);
+            int st = run.kernels.rope(y.dtype().code(), dimsAddr, y.dataAddress(), xs, pos, a.rotaryDim(), a.base(),
+                    a.interleaved() ? 1 : 0, inverse ? 1 : 0, run.stream);
             if (st != 0) {
-                String ctx = name + "(" + in[0].describe() + ", " + a + ")";
-                throw cuda ? CudaBackend.failure(st, ctx) : CpuBackend.failure(st, ctx);
+                throw run.failure(st, name + "(" + in[0].describe() + ", " + a + ")");
             }
         }
     }

@@ -4,9 +4,6 @@ import static dev.cortado.tensor.DeviceType.CPU;
 import static dev.cortado.tensor.DeviceType.CUDA;
 
 import dev.cortado.backend.cpu.CpuBackend;
-import dev.cortado.backend.cpu.NativePool;
-import dev.cortado.backend.cuda.CudaBackend;
-import dev.cortado.backend.cuda.NativeCudaPool;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Shape;
@@ -58,8 +55,7 @@ public final class BatchNorm {
                 return new TensorSpec[] {new TensorSpec(in[0].shape(), in[0].dtype()), new TensorSpec(cs, DType.FLOAT32),
                     new TensorSpec(cs, DType.FLOAT32)};
             })
-            .kernel(CPU, (a, in, out) -> trainingKernel(a, in, out, false))
-            .kernel(CUDA, (a, in, out) -> trainingKernel(a, in, out, true))
+            .kernels((a, in, out) -> trainingKernel(a, in, out))
             .backward(Op.Saves.INPUTS_AND_OUTPUTS, (a, sv, g) -> {
                 Tensor[] r = new Tensor[sv.inputCount()];
                 if (g[0] == null) {
@@ -91,8 +87,7 @@ public final class BatchNorm {
                 }
                 return Op.one(in[0].shape(), in[0].dtype());
             })
-            .kernel(CPU, (a, in, out) -> inferenceKernel(a, in, out, false))
-            .kernel(CUDA, (a, in, out) -> inferenceKernel(a, in, out, true))
+            .kernels((a, in, out) -> inferenceKernel(a, in, out))
             .backward(Op.Saves.INPUTS, BatchNorm::inferenceGrad)
             .register();
 
@@ -150,8 +145,7 @@ public final class BatchNorm {
                 return new TensorSpec[] {new TensorSpec(x.shape(), x.dtype()), new TensorSpec(cs, DType.FLOAT32),
                     new TensorSpec(cs, DType.FLOAT32)};
             })
-            .kernel(CPU, (a, in, out) -> backwardKernel(a, in, out, false))
-            .kernel(CUDA, (a, in, out) -> backwardKernel(a, in, out, true))
+            .kernels((a, in, out) -> backwardKernel(a, in, out))
             .register();
 
     // ------------------------------------------------------------------ eager entry points
@@ -299,21 +293,13 @@ public final class BatchNorm {
         return i < in.length && in[i] != null ? in[i].dataAddress() : 0;
     }
 
-    private static void check(int status, String name, Tensor x, BatchNormAttrs a, boolean cuda) {
+    private static void check(Launch l, int status, String name, Tensor x, BatchNormAttrs a) {
         if (status != 0) {
-            String ctx = name + "(" + x.describe() + ", " + a + ")";
-            throw cuda ? CudaBackend.failure(status, ctx) : CpuBackend.failure(status, ctx);
+            throw l.failure(status, name + "(" + x.describe() + ", " + a + ")");
         }
     }
 
-    /** The current stream of the tensor's device after making that device current (CUDA only). */
-    private static long stream(Tensor t) {
-        CudaBackend be = CudaBackend.instance();
-        be.activate(t.device().index());
-        return be.currentStream();
-    }
-
-    private static void trainingKernel(BatchNormAttrs a, Tensor[] in, Tensor[] out, boolean cuda) {
+    private static void trainingKernel(BatchNormAttrs a, Tensor[] in, Tensor[] out) {
         Tensor x = in[0];
         long[] ncs = ncs(x, a.layout());
         if (ncs[1] == 0) {
@@ -322,18 +308,13 @@ public final class BatchNorm {
         try (Tensor xc = x.contiguous(); Tensor w = contig(in, 1); Tensor b = contig(in, 2)) {
             int dt = x.dtype().code();
             int lay = a.layout().code();
-            int st = cuda
-                    ? NativeCudaPool.ct_cuda_batchnorm_forward_training(dt, lay, ncs[0], ncs[1], ncs[2],
-                            xc.dataAddress(), addr(w), addr(b), a.eps(), a.momentum(), addr(in, 3), addr(in, 4),
-                            out[0].dataAddress(), out[1].dataAddress(), out[2].dataAddress(), stream(out[0]))
-                    : NativePool.ct_cpu_batchnorm_forward_training(dt, lay, ncs[0], ncs[1], ncs[2],
-                            xc.dataAddress(), addr(w), addr(b), a.eps(), a.momentum(), addr(in, 3), addr(in, 4),
-                            out[0].dataAddress(), out[1].dataAddress(), out[2].dataAddress());
-            check(st, "batch_norm_training", x, a, cuda);
+            Launch l = Launch.on(out[0]);
+            int st = l.kernels.batchnormForwardTraining(dt, lay, ncs[0], ncs[1], ncs[2], xc.dataAddress(), addr(w), addr(b), a.eps(), a.momentum(), addr(in, 3), addr(in, 4), out[0].dataAddress(), out[1].dataAddress(), out[2].dataAddress(), l.stream);
+            check(l, st, "batch_norm_training", x, a);
         }
     }
 
-    private static void inferenceKernel(BatchNormAttrs a, Tensor[] in, Tensor[] out, boolean cuda) {
+    private static void inferenceKernel(BatchNormAttrs a, Tensor[] in, Tensor[] out) {
         Tensor x = in[0];
         long[] ncs = ncs(x, a.layout());
         if (x.numel() == 0) {
@@ -343,17 +324,13 @@ public final class BatchNorm {
              Tensor rm = contig(in, 3); Tensor rv = contig(in, 4)) {
             int dt = x.dtype().code();
             int lay = a.layout().code();
-            int st = cuda
-                    ? NativeCudaPool.ct_cuda_batchnorm_forward_inference(dt, lay, ncs[0], ncs[1], ncs[2],
-                            xc.dataAddress(), addr(w), addr(b), addr(rm), addr(rv), a.eps(), out[0].dataAddress(),
-                            stream(out[0]))
-                    : NativePool.ct_cpu_batchnorm_forward_inference(dt, lay, ncs[0], ncs[1], ncs[2],
-                            xc.dataAddress(), addr(w), addr(b), addr(rm), addr(rv), a.eps(), out[0].dataAddress());
-            check(st, "batch_norm_inference", x, a, cuda);
+            Launch l = Launch.on(out[0]);
+            int st = l.kernels.batchnormForwardInference(dt, lay, ncs[0], ncs[1], ncs[2], xc.dataAddress(), addr(w), addr(b), addr(rm), addr(rv), a.eps(), out[0].dataAddress(), l.stream);
+            check(l, st, "batch_norm_inference", x, a);
         }
     }
 
-    private static void backwardKernel(BatchNormAttrs a, Tensor[] in, Tensor[] out, boolean cuda) {
+    private static void backwardKernel(BatchNormAttrs a, Tensor[] in, Tensor[] out) {
         Tensor x = in[1];
         long[] ncs = ncs(x, a.layout());
         if (ncs[1] == 0) {
@@ -363,14 +340,9 @@ public final class BatchNorm {
              Tensor sm = contig(in, 3); Tensor sr = contig(in, 4)) {
             int dt = x.dtype().code();
             int lay = a.layout().code();
-            int st = cuda
-                    ? NativeCudaPool.ct_cuda_batchnorm_backward(dt, lay, ncs[0], ncs[1], ncs[2], xc.dataAddress(),
-                            dyc.dataAddress(), addr(w), addr(sm), addr(sr), out[0].dataAddress(),
-                            out[1].dataAddress(), out[2].dataAddress(), stream(out[0]))
-                    : NativePool.ct_cpu_batchnorm_backward(dt, lay, ncs[0], ncs[1], ncs[2], xc.dataAddress(),
-                            dyc.dataAddress(), addr(w), addr(sm), addr(sr), out[0].dataAddress(),
-                            out[1].dataAddress(), out[2].dataAddress());
-            check(st, "batch_norm_backward", x, a, cuda);
+            Launch l = Launch.on(out[0]);
+            int st = l.kernels.batchnormBackward(dt, lay, ncs[0], ncs[1], ncs[2], xc.dataAddress(), dyc.dataAddress(), addr(w), addr(sm), addr(sr), out[0].dataAddress(), out[1].dataAddress(), out[2].dataAddress(), l.stream);
+            check(l, st, "batch_norm_backward", x, a);
         }
     }
 }

@@ -58,7 +58,7 @@ public final class ConvAutotune {
         load();
         Algorithm hit = CACHE.get(key);
         if (hit != null) {
-            return run.applyAsInt(hit.ordinal());
+            return run.applyAsInt(hit.code());
         }
         Algorithm best = null;
         Algorithm last = null;
@@ -67,7 +67,7 @@ public final class ConvAutotune {
             long nanos = Long.MAX_VALUE;
             for (int rep = 0; rep < 2; rep++) {
                 long t0 = System.nanoTime();
-                int status = run.applyAsInt(a.ordinal());
+                int status = run.applyAsInt(a.code());
                 long t = System.nanoTime() - t0;
                 if (status == NativeStatus.UNSUPPORTED) {
                     nanos = Long.MAX_VALUE;
@@ -89,7 +89,7 @@ public final class ConvAutotune {
         }
         CACHE.put(key, best);
         save();
-        return best == last ? NativeStatus.OK : run.applyAsInt(best.ordinal());
+        return best == last ? NativeStatus.OK : run.applyAsInt(best.code());
     }
 
     /** The cached choices, key to algorithm, sorted by key. */

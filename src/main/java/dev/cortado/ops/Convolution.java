@@ -5,10 +5,9 @@ import static dev.cortado.tensor.DeviceType.CUDA;
 
 import dev.cortado.backend.NativeArgs;
 import dev.cortado.backend.cpu.CpuBackend;
-import dev.cortado.backend.cpu.NativeConv;
-import dev.cortado.backend.cuda.CudaBackend;
+import dev.cortado.backend.NativeCodes;
+import dev.cortado.backend.cpu.NativeCpu;
 import dev.cortado.backend.cuda.Cudnn;
-import dev.cortado.backend.cuda.NativeCudaConv;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Shape;
@@ -46,9 +45,32 @@ public final class Convolution {
      * UnsupportedOperationException on the CPU).
      */
     public enum Algorithm {
-        AUTO, REFERENCE, IM2COL_GEMM, DIRECT_NHWC, WINOGRAD, DEPTHWISE, IMPLICIT_GEMM, CUDNN,
+        AUTO(NativeCodes.CONV_ALGO_AUTO), REFERENCE(NativeCodes.CONV_ALGO_REFERENCE),
+        IM2COL_GEMM(NativeCodes.CONV_ALGO_IM2COL_GEMM), DIRECT_NHWC(NativeCodes.CONV_ALGO_DIRECT_NHWC),
+        WINOGRAD(NativeCodes.CONV_ALGO_WINOGRAD), DEPTHWISE(NativeCodes.CONV_ALGO_DEPTHWISE),
+        IMPLICIT_GEMM(NativeCodes.CONV_ALGO_IMPLICIT_GEMM), CUDNN(NativeCodes.CONV_ALGO_CUDNN),
         /** CPU: time every algorithm that applies once per shape and keep the fastest ({@link ConvAutotune}); CUDA: AUTO. */
-        AUTOTUNE
+        AUTOTUNE(-1);
+
+        private final int code;
+
+        Algorithm(int code) {
+            this.code = code;
+        }
+
+        /** The CT_CONV_ALGO_* code of cortado/conv.h (-1 for AUTOTUNE, which Java resolves). */
+        int code() {
+            return code;
+        }
+
+        static Algorithm ofCode(int code) {
+            for (Algorithm a : values()) {
+                if (a.code == code) {
+                    return a;
+                }
+            }
+            throw new IllegalArgumentException("no convolution algorithm has the native code " + code);
+        }
     }
 
     /** The CPU algorithms AUTOTUNE times (each native call answers UNSUPPORTED where it does not apply). */
@@ -58,7 +80,7 @@ public final class Convolution {
     /** Runs a CPU entry point with the asked algorithm, or through the autotuner for AUTOTUNE. */
     private static int runCpu(int pass, Tensor x, ConvOptions o, Geometry g, IntUnaryOperator call) {
         if (o.algorithm() != Algorithm.AUTOTUNE) {
-            return call.applyAsInt(o.algorithm() == Algorithm.IMPLICIT_GEMM ? 0 : o.algorithm().ordinal());
+            return call.applyAsInt(o.algorithm() == Algorithm.IMPLICIT_GEMM ? Algorithm.AUTO.code() : o.algorithm().code());
         }
         String key = ConvAutotune.key(pass, x.dtype().name(), o.layout().name(), g.array(), CpuBackend.threads(),
                 CpuBackend.avx512());
@@ -67,7 +89,19 @@ public final class Convolution {
 
     /** Fused activation of the forward (matches CT_ACTIVATION_*); GELU is the erf form. */
     public enum Activation {
-        NONE, RELU, GELU, SILU
+        NONE(NativeCodes.ACTIVATION_NONE), RELU(NativeCodes.ACTIVATION_RELU), GELU(NativeCodes.ACTIVATION_GELU),
+        SILU(NativeCodes.ACTIVATION_SILU);
+
+        private final int code;
+
+        Activation(int code) {
+            this.code = code;
+        }
+
+        /** The CT_ACTIVATION_* code of cortado/conv.h. */
+        int code() {
+            return code;
+        }
     }
 
     /**
@@ -191,8 +225,7 @@ public final class Convolution {
                 Geometry g = forwardGeometry(op, a, in[0], in[1], in.length > 2 ? in[2] : null);
                 return Op.one(activationShape(a.options().layout(), a.spatialDims(), g.n, g.k, g.out), in[0].dtype());
             })
-            .kernel(CPU, (a, in, out) -> forwardKernel(a, in, out[0], false))
-            .kernel(CUDA, (a, in, out) -> forwardKernel(a, in, out[0], true))
+            .kernels((a, in, out) -> forwardKernel(a, in, out[0]))
             .backward(Op.Saves.INPUTS_AND_OUTPUTS, Convolution::convGrad)
             .register();
 
@@ -202,8 +235,7 @@ public final class Convolution {
                 Geometry g = transposeGeometry(op, a, in[0], in[1], in.length > 2 ? in[2] : null);
                 return Op.one(activationShape(a.options().layout(), a.spatialDims(), g.n, g.c, g.in), in[0].dtype());
             })
-            .kernel(CPU, (a, in, out) -> transposeKernel(a, in, out[0], false))
-            .kernel(CUDA, (a, in, out) -> transposeKernel(a, in, out[0], true))
+            .kernels((a, in, out) -> transposeKernel(a, in, out[0]))
             .backward(Op.Saves.INPUTS, Convolution::convTransposeGrad)
             .register();
 
@@ -213,8 +245,7 @@ public final class Convolution {
                 Geometry g = backwardDataGeometry(op, a, in[0], in[1]);
                 return Op.one(activationShape(a.options().layout(), a.spatialDims(), g.n, g.c, g.in), in[0].dtype());
             })
-            .kernel(CPU, (a, in, out) -> backwardDataKernel(a, in, out[0], false))
-            .kernel(CUDA, (a, in, out) -> backwardDataKernel(a, in, out[0], true))
+            .kernels((a, in, out) -> backwardDataKernel(a, in, out[0]))
             .register();
 
     public static final Op<BackwardWeightAttrs> CONV_BACKWARD_WEIGHT_OP =
@@ -227,8 +258,7 @@ public final class Convolution {
                         return a.bias() ? new TensorSpec[] {new TensorSpec(w, t), new TensorSpec(Shape.of(g.k), t)}
                                 : new TensorSpec[] {new TensorSpec(w, t)};
                     })
-                    .kernel(CPU, (a, in, out) -> backwardWeightKernel(a, in, out, false))
-                    .kernel(CUDA, (a, in, out) -> backwardWeightKernel(a, in, out, true))
+                    .kernels((a, in, out) -> backwardWeightKernel(a, in, out))
                     .register();
 
     // ------------------------------------------------------------------ backward rules
@@ -353,13 +383,12 @@ public final class Convolution {
             }
             return x.dtype() == DType.FLOAT64 ? Algorithm.REFERENCE : Algorithm.IMPLICIT_GEMM;
         }
-        NativeConv.ensureLoaded();
         NativeArgs args = NativeArgs.get();
-        int r = NativeConv.ct_cpu_conv_choose(x.dtype().code(), options.layout().code(), args.put(g.array()), pass);
+        int r = NativeCpu.ct_cpu_conv_choose(x.dtype().code(), options.layout().code(), args.put(g.array()), pass, 0);
         if (r < 0) {
             throw CpuBackend.failure(-r, "conv_choose(" + x.describe() + ", " + weight.describe() + ")");
         }
-        return Algorithm.values()[r];
+        return Algorithm.ofCode(r);
     }
 
     // ------------------------------------------------------------------ geometry
@@ -752,9 +781,9 @@ public final class Convolution {
     }
 
     /** The algorithm code a backend's native entry point is given (each maps the other's algorithms). */
-    private static int algorithmCode(String name, Tensor[] in, ConvOptions o, boolean cuda) {
+    private static int algorithmCode(String name, Tensor[] in, ConvOptions o, Launch run) {
         Algorithm a = o.algorithm();
-        if (!cuda) {
+        if (!run.isCuda()) {
             DType d = in[0].dtype();
             if (d == DType.FLOAT16 || d == DType.BFLOAT16) {
                 throw new UnsupportedOperationException(describe(name, in, o) + ": " + d
@@ -764,14 +793,14 @@ public final class Convolution {
                 throw new UnsupportedOperationException(describe(name, in, o)
                         + ": algorithm CUDNN is for CUDA tensors only");
             }
-            return a == Algorithm.IMPLICIT_GEMM || a == Algorithm.AUTOTUNE ? Algorithm.AUTO.ordinal() : a.ordinal();
+            return a == Algorithm.IMPLICIT_GEMM || a == Algorithm.AUTOTUNE ? Algorithm.AUTO.code() : a.code();
         }
-        return a == Algorithm.CUDNN || a == Algorithm.AUTOTUNE ? Algorithm.AUTO.ordinal() : a.ordinal();
+        return a == Algorithm.CUDNN || a == Algorithm.AUTOTUNE ? Algorithm.AUTO.code() : a.code();
     }
 
     /** True when the CUDA kernel should call cuDNN (CUDNN asked for and the geometry expressible). */
-    private static boolean useCudnn(boolean cuda, ConvOptions o, Geometry g) {
-        return cuda && o.algorithm() == Algorithm.CUDNN && Cudnn.applies(g.array());
+    private static boolean useCudnn(Launch run, ConvOptions o, Geometry g) {
+        return run.isCuda() && o.algorithm() == Algorithm.CUDNN && Cudnn.applies(g.array());
     }
 
     /** Applies a fused activation in place (the cuDNN path; the native kernels fuse it). */
@@ -795,28 +824,27 @@ public final class Convolution {
         return 0;
     }
 
-    /** Activates the output's device and returns its current stream. */
-    private static long cudaStream(Tensor out) {
-        CudaBackend be = CudaBackend.instance();
-        be.activate(out.device().index());
-        return be.currentStream();
+    /**
+     * Runs a native entry point ({@code call}: algorithm code to status): on CUDA with the resolved
+     * algorithm, on the CPU with the asked one or through the autotuner.
+     */
+    private static int dispatch(Launch run, int pass, Tensor x, ConvOptions o, Geometry g, int algo,
+                                IntUnaryOperator call) {
+        return run.isCuda() ? call.applyAsInt(algo) : runCpu(pass, x, o, g, call);
     }
 
-    private static RuntimeException failure(boolean cuda, int status, String ctx) {
-        return cuda ? CudaBackend.failure(status, ctx) : CpuBackend.failure(status, ctx);
-    }
-
-    private static void forwardKernel(ConvAttrs a, Tensor[] in, Tensor out, boolean cuda) {
+    private static void forwardKernel(ConvAttrs a, Tensor[] in, Tensor out) {
         Tensor bias = in.length > 2 ? in[2] : null;
         Geometry g = forwardGeometry(CONV_OP, a, in[0], in[1], bias);
         if (out.numel() == 0) {
             return;
         }
         ConvOptions o = a.options();
-        int algo = algorithmCode("conv", in, o, cuda);
+        Launch run = Launch.on(out);
+        int algo = algorithmCode("conv", in, o, run);
         try (Tensor xc = in[0].contiguous(); Tensor wc = in[1].contiguous();
              Tensor bc = bias == null ? null : bias.contiguous()) {
-            if (useCudnn(cuda, o, g)) {
+            if (useCudnn(run, o, g)) {
                 Cudnn.forward(out.device(), in[0].dtype(), o.layout() == DataLayout.NHWC, a.spatialDims(), g.array(),
                         xc.dataAddress(), wc.dataAddress(), bc == null ? 0 : bc.dataAddress(), out.dataAddress());
                 activateInPlace(out, o.activation());
@@ -826,37 +854,33 @@ public final class Convolution {
             int dt = in[0].dtype().code();
             int layout = o.layout().code();
             long bp = bc == null ? 0 : bc.dataAddress();
-            int status = cuda
-                    ? NativeCudaConv.ct_cuda_conv_forward(dt, layout, algo, args.put(g.array()), xc.dataAddress(),
-                            wc.dataAddress(), bp, o.activation().ordinal(), out.dataAddress(), cudaStream(out))
-                    : runCpu(0, in[0], o, g, code -> NativeConv.ct_cpu_conv_forward(dt, layout, code,
-                            args.put(g.array()), xc.dataAddress(), wc.dataAddress(), bp, o.activation().ordinal(),
-                            out.dataAddress()));
+            int status = dispatch(run, 0, in[0], o, g, algo, code -> run.kernels.convForward(dt, layout, code,
+                    args.put(g.array()), xc.dataAddress(), wc.dataAddress(), bp, o.activation().code(), out.dataAddress(),
+                    run.stream));
             if (status != 0) {
-                throw failure(cuda, status, describe("conv", in, o));
+                throw run.failure(status, describe("conv", in, o));
             }
         }
     }
 
-    private static void transposeKernel(ConvAttrs a, Tensor[] in, Tensor out, boolean cuda) {
+    private static void transposeKernel(ConvAttrs a, Tensor[] in, Tensor out) {
         Tensor bias = in.length > 2 ? in[2] : null;
         Geometry g = transposeGeometry(CONV_TRANSPOSE_OP, a, in[0], in[1], bias);
         if (out.numel() == 0) {
             return;
         }
         ConvOptions o = a.options();
-        int algo = algorithmCode("conv_transpose", in, o, cuda);
+        Launch run = Launch.on(out);
+        int algo = algorithmCode("conv_transpose", in, o, run);
         try (Tensor xc = in[0].contiguous(); Tensor wc = in[1].contiguous()) {
             NativeArgs args = NativeArgs.get();
             int dt = in[0].dtype().code();
             int layout = o.layout().code();
-            int status = useCudnn(cuda, o, g) ? cudnnBackwardData(a.spatialDims(), o, g, xc, wc, out) : cuda
-                    ? NativeCudaConv.ct_cuda_conv_backward_data(dt, layout, algo, args.put(g.array()), xc.dataAddress(),
-                            wc.dataAddress(), out.dataAddress(), cudaStream(out))
-                    : runCpu(1, in[0], o, g, code -> NativeConv.ct_cpu_conv_backward_data(dt, layout, code,
-                            args.put(g.array()), xc.dataAddress(), wc.dataAddress(), out.dataAddress()));
+            int status = useCudnn(run, o, g) ? cudnnBackwardData(a.spatialDims(), o, g, xc, wc, out)
+                    : dispatch(run, 1, in[0], o, g, algo, code -> run.kernels.convBackwardData(dt, layout, code,
+                            args.put(g.array()), xc.dataAddress(), wc.dataAddress(), out.dataAddress(), run.stream));
             if (status != 0) {
-                throw failure(cuda, status, describe("conv_transpose", in, o));
+                throw run.failure(status, describe("conv_transpose", in, o));
             }
         }
         if (bias != null) {
@@ -869,37 +893,37 @@ public final class Convolution {
         }
     }
 
-    private static void backwardDataKernel(BackwardDataAttrs a, Tensor[] in, Tensor out, boolean cuda) {
+    private static void backwardDataKernel(BackwardDataAttrs a, Tensor[] in, Tensor out) {
         Geometry g = backwardDataGeometry(CONV_BACKWARD_DATA_OP, a, in[0], in[1]);
         if (out.numel() == 0) {
             return;
         }
         ConvOptions o = a.options();
-        int algo = algorithmCode("conv_backward_data", in, o, cuda);
+        Launch run = Launch.on(out);
+        int algo = algorithmCode("conv_backward_data", in, o, run);
         try (Tensor dyc = in[0].contiguous(); Tensor wc = in[1].contiguous()) {
             NativeArgs args = NativeArgs.get();
             int dt = in[0].dtype().code();
             int layout = o.layout().code();
-            int status = useCudnn(cuda, o, g) ? cudnnBackwardData(a.spatialDims(), o, g, dyc, wc, out) : cuda
-                    ? NativeCudaConv.ct_cuda_conv_backward_data(dt, layout, algo, args.put(g.array()), dyc.dataAddress(),
-                            wc.dataAddress(), out.dataAddress(), cudaStream(out))
-                    : runCpu(1, in[0], o, g, code -> NativeConv.ct_cpu_conv_backward_data(dt, layout, code,
-                            args.put(g.array()), dyc.dataAddress(), wc.dataAddress(), out.dataAddress()));
+            int status = useCudnn(run, o, g) ? cudnnBackwardData(a.spatialDims(), o, g, dyc, wc, out)
+                    : dispatch(run, 1, in[0], o, g, algo, code -> run.kernels.convBackwardData(dt, layout, code,
+                            args.put(g.array()), dyc.dataAddress(), wc.dataAddress(), out.dataAddress(), run.stream));
             if (status != 0) {
-                throw failure(cuda, status, describe("conv_backward_data", in, o));
+                throw run.failure(status, describe("conv_backward_data", in, o));
             }
         }
     }
 
-    private static void backwardWeightKernel(BackwardWeightAttrs a, Tensor[] in, Tensor[] out, boolean cuda) {
+    private static void backwardWeightKernel(BackwardWeightAttrs a, Tensor[] in, Tensor[] out) {
         Geometry g = backwardWeightGeometry(CONV_BACKWARD_WEIGHT_OP, a, in[0], in[1]);
         if (out[0].numel() == 0) {
             return;
         }
         ConvOptions o = a.options();
-        int algo = algorithmCode("conv_backward_weight", in, o, cuda);
+        Launch run = Launch.on(out[0]);
+        int algo = algorithmCode("conv_backward_weight", in, o, run);
         try (Tensor xc = in[0].contiguous(); Tensor dyc = in[1].contiguous()) {
-            if (useCudnn(cuda, o, g)) {
+            if (useCudnn(run, o, g)) {
                 Cudnn.backwardWeight(out[0].device(), in[0].dtype(), o.layout() == DataLayout.NHWC, a.spatialDims(),
                         g.array(), xc.dataAddress(), dyc.dataAddress(), out[0].dataAddress());
                 if (a.bias()) {
@@ -918,13 +942,10 @@ public final class Convolution {
             int dt = in[0].dtype().code();
             int layout = o.layout().code();
             long db = a.bias() ? out[1].dataAddress() : 0;
-            int status = cuda
-                    ? NativeCudaConv.ct_cuda_conv_backward_weight(dt, layout, algo, args.put(g.array()), xc.dataAddress(),
-                            dyc.dataAddress(), out[0].dataAddress(), db, cudaStream(out[0]))
-                    : runCpu(2, in[0], o, g, code -> NativeConv.ct_cpu_conv_backward_weight(dt, layout, code,
-                            args.put(g.array()), xc.dataAddress(), dyc.dataAddress(), out[0].dataAddress(), db));
+            int status = dispatch(run, 2, in[0], o, g, algo, code -> run.kernels.convBackwardWeight(dt, layout, code,
+                    args.put(g.array()), xc.dataAddress(), dyc.dataAddress(), out[0].dataAddress(), db, run.stream));
             if (status != 0) {
-                throw failure(cuda, status, describe("conv_backward_weight", in, o));
+                throw run.failure(status, describe("conv_backward_weight", in, o));
             }
         }
     }

@@ -1,13 +1,7 @@
 package dev.cortado.ops;
 
-import static dev.cortado.tensor.DeviceType.CPU;
-import static dev.cortado.tensor.DeviceType.CUDA;
 
 import dev.cortado.backend.NativeArgs;
-import dev.cortado.backend.cpu.CpuBackend;
-import dev.cortado.backend.cpu.NativeCpu;
-import dev.cortado.backend.cuda.CudaBackend;
-import dev.cortado.backend.cuda.NativeCuda;
 import dev.cortado.ops.Op.Saves;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Scope;
@@ -135,8 +129,7 @@ public final class Elementwise {
                 Shape s = op.broadcast(op.broadcast(in[0].shape(), in[1].shape()), in[2].shape());
                 return Op.one(s, promoteFor(op, in[1], in[2]));
             })
-            .kernel(CPU, (attrs, in, out) -> where(in, out[0], false))
-            .kernel(CUDA, (attrs, in, out) -> where(in, out[0], true))
+            .kernels((attrs, in, out) -> where(in, out[0]))
             .backward(Saves.INPUTS, (attrs, sv, g) -> {
                 try (Tensor zero = Tensor.scalar(0, g[0].dtype(), g[0].device())) {
                     return new Tensor[] {null, sv.needsGradient(1) ? where(sv.input(0), g[0], zero) : null,
@@ -399,8 +392,7 @@ public final class Elementwise {
         Op.Builder<Params> b = Op.<Params>declare(name)
                 .inputs("x")
                 .shape((op, p, in) -> Op.one(in[0].shape(), unaryComputeType(op, kind, in[0])))
-                .kernel(CPU, (p, in, out) -> unaryKernel(name, code, p, in[0], out[0], false))
-                .kernel(CUDA, (p, in, out) -> unaryKernel(name, code, p, in[0], out[0], true));
+                .kernels((p, in, out) -> unaryKernel(name, code, p, in[0], out[0]));
         return (rule == null ? b : b.backward(saves, rule)).register();
     }
 
@@ -412,8 +404,7 @@ public final class Elementwise {
                     Shape s = op.broadcast(in[0].shape(), in[1].shape());
                     return Op.one(s, kind == BinaryKind.COMPARISON || kind == BinaryKind.LOGICAL ? DType.BOOL : compute);
                 })
-                .kernel(CPU, (attrs, in, out) -> binaryKernel(name, code, kind, in[0], in[1], out[0], false))
-                .kernel(CUDA, (attrs, in, out) -> binaryKernel(name, code, kind, in[0], in[1], out[0], true));
+                .kernels((attrs, in, out) -> binaryKernel(name, code, kind, in[0], in[1], out[0]));
         return (rule == null ? b : b.backward(saves, rule)).register();
     }
 
@@ -510,7 +501,7 @@ public final class Elementwise {
         }
     }
 
-    private static void unaryKernel(String name, int code, Params p, Tensor x, Tensor out, boolean cuda) {
+    private static void unaryKernel(String name, int code, Params p, Tensor x, Tensor out) {
         if (out.numel() == 0) {
             return;
         }
@@ -521,27 +512,18 @@ public final class Elementwise {
             long shape = args.put(plan.shape, plan.ndim);
             long os = args.put(plan.strides[0], plan.ndim);
             long xs = args.put(plan.strides[1], plan.ndim);
-            int status;
-            if (cuda) {
-                CudaBackend b = CudaBackend.instance();
-                b.activate(out.device().index());
-                status = NativeCuda.ct_cuda_unary(code, out.dtype().code(), plan.ndim, shape, out.dataAddress(), os,
-                        xc.dataAddress(), xs, p.p0(), p.p1(), b.currentStream());
-            } else {
-                status = NativeCpu.ct_cpu_unary(code, out.dtype().code(), plan.ndim, shape, out.dataAddress(), os,
-                        xc.dataAddress(), xs, p.p0(), p.p1());
-            }
+            Launch l = Launch.on(out);
+            int status = l.kernels.unary(code, out.dtype().code(), plan.ndim, shape, out.dataAddress(), os,
+                    xc.dataAddress(), xs, p.p0(), p.p1(), l.stream);
             if (status != 0) {
-                String ctx = name + "(" + x.describe() + ")";
-                throw cuda ? CudaBackend.failure(status, ctx) : CpuBackend.failure(status, ctx);
+                throw l.failure(status, name + "(" + x.describe() + ")");
             }
         } finally {
             closeIfCopy(xc, x);
         }
     }
 
-    private static void binaryKernel(String name, int code, BinaryKind kind, Tensor a, Tensor b, Tensor out,
-                                     boolean cuda) {
+    private static void binaryKernel(String name, int code, BinaryKind kind, Tensor a, Tensor b, Tensor out) {
         if (out.numel() == 0) {
             return;
         }
@@ -556,19 +538,11 @@ public final class Elementwise {
             long os = args.put(plan.strides[0], plan.ndim);
             long as = args.put(plan.strides[1], plan.ndim);
             long bs = args.put(plan.strides[2], plan.ndim);
-            int status;
-            if (cuda) {
-                CudaBackend be = CudaBackend.instance();
-                be.activate(out.device().index());
-                status = NativeCuda.ct_cuda_binary(code, compute.code(), plan.ndim, shape, out.dataAddress(), os,
-                        ac.dataAddress(), as, bc.dataAddress(), bs, be.currentStream());
-            } else {
-                status = NativeCpu.ct_cpu_binary(code, compute.code(), plan.ndim, shape, out.dataAddress(), os,
-                        ac.dataAddress(), as, bc.dataAddress(), bs);
-            }
+            Launch l = Launch.on(out);
+            int status = l.kernels.binary(code, compute.code(), plan.ndim, shape, out.dataAddress(), os,
+                    ac.dataAddress(), as, bc.dataAddress(), bs, l.stream);
             if (status != 0) {
-                String ctx = name + "(" + a.describe() + ", " + b.describe() + ")";
-                throw cuda ? CudaBackend.failure(status, ctx) : CpuBackend.failure(status, ctx);
+                throw l.failure(status, name + "(" + a.describe() + ", " + b.describe() + ")");
             }
         } finally {
             closeIfCopy(ac, a);
@@ -576,7 +550,7 @@ public final class Elementwise {
         }
     }
 
-    private static void where(Tensor[] in, Tensor out, boolean cuda) {
+    private static void where(Tensor[] in, Tensor out) {
         if (out.numel() == 0) {
             return;
         }
@@ -591,19 +565,11 @@ public final class Elementwise {
             long cs = args.put(plan.strides[1], plan.ndim);
             long as = args.put(plan.strides[2], plan.ndim);
             long bs = args.put(plan.strides[3], plan.ndim);
-            int status;
-            if (cuda) {
-                CudaBackend be = CudaBackend.instance();
-                be.activate(out.device().index());
-                status = NativeCuda.ct_cuda_where(out.dtype().code(), plan.ndim, shape, out.dataAddress(), os,
-                        cond.dataAddress(), cs, a.dataAddress(), as, b.dataAddress(), bs, be.currentStream());
-            } else {
-                status = NativeCpu.ct_cpu_where(out.dtype().code(), plan.ndim, shape, out.dataAddress(), os,
-                        cond.dataAddress(), cs, a.dataAddress(), as, b.dataAddress(), bs);
-            }
+            Launch l = Launch.on(out);
+            int status = l.kernels.where(out.dtype().code(), plan.ndim, shape, out.dataAddress(), os,
+                    cond.dataAddress(), cs, a.dataAddress(), as, b.dataAddress(), bs, l.stream);
             if (status != 0) {
-                String ctx = "where(" + cond.describe() + ", " + in[1].describe() + ", " + in[2].describe() + ")";
-                throw cuda ? CudaBackend.failure(status, ctx) : CpuBackend.failure(status, ctx);
+                throw l.failure(status, "where(" + cond.describe() + ", " + in[1].describe() + ", " + in[2].describe() + ")");
             }
         } finally {
             closeIfCopy(a, in[1]);

@@ -1,12 +1,7 @@
 package dev.cortado.ops;
 
-import static dev.cortado.tensor.DeviceType.CPU;
-import static dev.cortado.tensor.DeviceType.CUDA;
 
-import dev.cortado.backend.cpu.CpuBackend;
-import dev.cortado.backend.cpu.NativeCpu;
-import dev.cortado.backend.cuda.CudaBackend;
-import dev.cortado.backend.cuda.NativeCuda;
+import dev.cortado.backend.NativeCodes;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;
 import dev.cortado.tensor.Shape;
@@ -28,7 +23,8 @@ public final class Generator {
     public record RandomAttrs(Shape shape, DType dtype, long seed, long offset, double a, double b) {
     }
 
-    private static final int UNIFORM = 0, NORMAL = 1, BERNOULLI = 2;
+    private static final int UNIFORM = NativeCodes.RANDOM_UNIFORM, NORMAL = NativeCodes.RANDOM_NORMAL,
+            BERNOULLI = NativeCodes.RANDOM_BERNOULLI;
 
     public static final Op<RandomAttrs> UNIFORM_OP = randomOp("random_uniform", UNIFORM);
     public static final Op<RandomAttrs> NORMAL_OP = randomOp("random_normal", NORMAL);
@@ -111,23 +107,13 @@ public final class Generator {
                     }
                     return Op.one(a.shape(), t);
                 })
-                .kernel(CPU, (a, in, out) -> {
+                .kernels((a, in, out) -> {
                     if (out[0].numel() > 0) {
-                        int status = NativeCpu.ct_cpu_random(distribution, a.dtype().code(), out[0].numel(),
-                                out[0].dataAddress(), a.seed(), a.offset(), a.a(), a.b());
+                        Launch l = Launch.on(out[0]);
+                        int status = l.kernels.random(distribution, a.dtype().code(), out[0].numel(),
+                                out[0].dataAddress(), a.seed(), a.offset(), a.a(), a.b(), l.stream);
                         if (status != 0) {
-                            throw CpuBackend.failure(status, name + "(" + a.dtype() + a.shape() + ")");
-                        }
-                    }
-                })
-                .kernel(CUDA, (a, in, out) -> {
-                    if (out[0].numel() > 0) {
-                        CudaBackend be = CudaBackend.instance();
-                        be.activate(out[0].device().index());
-                        int status = NativeCuda.ct_cuda_random(distribution, a.dtype().code(), out[0].numel(),
-                                out[0].dataAddress(), a.seed(), a.offset(), a.a(), a.b(), be.currentStream());
-                        if (status != 0) {
-                            throw CudaBackend.failure(status, name + "(" + a.dtype() + a.shape() + ")");
+                            throw l.failure(status, name + "(" + a.dtype() + a.shape() + ")");
                         }
                     }
                 })

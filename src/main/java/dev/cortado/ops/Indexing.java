@@ -4,9 +4,7 @@ import static dev.cortado.tensor.DeviceType.CPU;
 import static dev.cortado.tensor.DeviceType.CUDA;
 
 import dev.cortado.backend.cpu.CpuBackend;
-import dev.cortado.backend.cpu.NativeCpu;
 import dev.cortado.backend.cuda.CudaBackend;
-import dev.cortado.backend.cuda.NativeCuda;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Shape;
 import dev.cortado.tensor.Tensor;
@@ -47,8 +45,7 @@ public final class Indexing {
                 System.arraycopy(d, axis + 1, out, axis + i.length, d.length - axis - 1);
                 return Op.one(Shape.of(out), data.dtype());
             })
-            .kernel(CPU, (a, in, out) -> gatherKernel(a, in[0], in[1], out[0], false))
-            .kernel(CUDA, (a, in, out) -> gatherKernel(a, in[0], in[1], out[0], true))
+            .kernels((a, in, out) -> gatherKernel(a, in[0], in[1], out[0]))
             .backward(Op.Saves.INPUTS, (a, saved, g) -> {
                 if (g[0] == null || !saved.needsGradient(0)) {
                     return new Tensor[] {null, null};
@@ -72,8 +69,7 @@ public final class Indexing {
     public static final Op<IndexAddAttrs> INDEX_ADD_OP = Op.<IndexAddAttrs>declare("index_add")
             .inputs("source", "indices", "base").required(2)
             .shape((op, a, in) -> indexAddShape(op, a, in))
-            .kernel(CPU, (a, in, out) -> indexAddKernel(a, in, out[0], false))
-            .kernel(CUDA, (a, in, out) -> indexAddKernel(a, in, out[0], true))
+            .kernels((a, in, out) -> indexAddKernel(a, in, out[0]))
             .backward(Op.Saves.INPUTS, (a, saved, g) -> {
                 Tensor[] res = new Tensor[saved.inputCount()];
                 if (g[0] == null) {
@@ -116,8 +112,7 @@ public final class Indexing {
                 }
                 return Op.one(Shape.of(out), type);
             })
-            .kernel(CPU, Indexing::concatKernel)
-            .kernel(CUDA, Indexing::concatKernel)
+            .kernels(Indexing::concatKernel)
             .backward(Op.Saves.NOTHING, (a, saved, g) -> {
                 Tensor[] res = new Tensor[saved.inputCount()];
                 if (g[0] == null) {
@@ -182,7 +177,7 @@ public final class Indexing {
         }
     }
 
-    private static void gatherKernel(Axis a, Tensor data, Tensor idx, Tensor out, boolean cuda) {
+    private static void gatherKernel(Axis a, Tensor data, Tensor idx, Tensor out) {
         int axis = Shape.normalize(a.axis(), data.rank());
         long[] d = data.dims();
         long outer = data.shape().sizeBefore(axis);
@@ -195,19 +190,13 @@ public final class Indexing {
             return;
         }
         try (Tensor dc = data.contiguous(); Tensor ic = idx.contiguous()) {
+            Launch l = Launch.on(out);
             int status;
-            if (cuda) {
-                CudaBackend be = CudaBackend.instance();
-                be.activate(out.device().index());
-                status = NativeCuda.ct_cuda_gather(data.dtype().code(), idx.dtype().code(), outer, d[axis], inner,
-                        dc.dataAddress(), idx.numel(), ic.dataAddress(), out.dataAddress(), be.currentStream());
-            } else {
-                status = NativeCpu.ct_cpu_gather(data.dtype().code(), idx.dtype().code(), outer, d[axis], inner,
-                        dc.dataAddress(), idx.numel(), ic.dataAddress(), out.dataAddress());
-            }
+            status = l.kernels.gather(data.dtype().code(), idx.dtype().code(), outer, d[axis], inner,
+                    dc.dataAddress(), idx.numel(), ic.dataAddress(), out.dataAddress(), l.stream);
             if (status != 0) {
                 String ctx = "gather(" + data.describe() + ", indices " + idx.describe() + ", axis " + a.axis() + ")";
-                throw cuda ? CudaBackend.failure(status, ctx) : CpuBackend.failure(status, ctx);
+                throw l.failure(status, ctx);
             }
         }
     }
@@ -261,7 +250,7 @@ public final class Indexing {
         return Op.one(Shape.of(out), src.dtype());
     }
 
-    private static void indexAddKernel(IndexAddAttrs a, Tensor[] in, Tensor out, boolean cuda) {
+    private static void indexAddKernel(IndexAddAttrs a, Tensor[] in, Tensor out) {
         Tensor src = in[0];
         Tensor idx = in[1];
         Tensor base = in.length > 2 ? in[2] : null;
@@ -279,20 +268,14 @@ public final class Indexing {
             out.fillWith(0);
         }
         try (Tensor sc = src.contiguous(); Tensor ic = idx.contiguous()) {
+            Launch l = Launch.on(out);
             int status;
-            if (cuda) {
-                CudaBackend be = CudaBackend.instance();
-                be.activate(out.device().index());
-                status = NativeCuda.ct_cuda_index_add(out.dtype().code(), idx.dtype().code(), outer, d[axis], inner,
-                        idx.numel(), ic.dataAddress(), sc.dataAddress(), out.dataAddress(), be.currentStream());
-            } else {
-                status = NativeCpu.ct_cpu_index_add(out.dtype().code(), idx.dtype().code(), outer, d[axis], inner,
-                        idx.numel(), ic.dataAddress(), sc.dataAddress(), out.dataAddress());
-            }
+            status = l.kernels.indexAdd(out.dtype().code(), idx.dtype().code(), outer, d[axis], inner,
+                    idx.numel(), ic.dataAddress(), sc.dataAddress(), out.dataAddress(), l.stream);
             if (status != 0) {
                 String ctx = "index_add(source " + src.describe() + ", indices " + idx.describe() + ", axis " + a.axis()
                         + ", out " + out.describe() + ")";
-                throw cuda ? CudaBackend.failure(status, ctx) : CpuBackend.failure(status, ctx);
+                throw l.failure(status, ctx);
             }
         }
     }

@@ -4,10 +4,8 @@ import static dev.cortado.tensor.DeviceType.CPU;
 import static dev.cortado.tensor.DeviceType.CUDA;
 
 import dev.cortado.backend.NativeArgs;
-import dev.cortado.backend.cpu.CpuBackend;
-import dev.cortado.backend.cpu.NativeKvCache;
+import dev.cortado.backend.cpu.NativeCpu;
 import dev.cortado.backend.cuda.CudaBackend;
-import dev.cortado.backend.cuda.NativeCudaKvCache;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Shape;
 import dev.cortado.tensor.Tensor;
@@ -98,8 +96,7 @@ public final class KvCache {
                 appendGeometry(op, in);
                 return Op.one(Shape.of(in[3].size(0)), DType.INT32);
             })
-            .kernel(CPU, (a, in, out) -> appendKernel(a, in, out, false))
-            .kernel(CUDA, (a, in, out) -> appendKernel(a, in, out, true))
+            .kernels((a, in, out) -> appendKernel(a, in, out))
             .register();
 
     public static final Op<DecodeOptions> DECODE_OP = Op.<DecodeOptions>declare("paged_decode_attention")
@@ -109,8 +106,7 @@ public final class KvCache {
                 return new TensorSpec[] {new TensorSpec(in[0].shape(), in[0].dtype()),
                         new TensorSpec(Shape.of(g[0], g[2], g[1]), DType.FLOAT32)};
             })
-            .kernel(CPU, (a, in, out) -> decodeKernel(a, in, out, false))
-            .kernel(CUDA, (a, in, out) -> decodeKernel(a, in, out, true))
+            .kernels((a, in, out) -> decodeKernel(a, in, out))
             .register();
 
     // ------------------------------------------------------------------ eager entry points
@@ -147,7 +143,7 @@ public final class KvCache {
 
     /** The split count the CPU kernel picks for {@code numSplits = 0} (benchmarks and tests). */
     public static long cpuAutoSplits(long sequences, long kvHeads, long maxSeqLen, long pageSize) {
-        return NativeKvCache.ct_cpu_paged_decode_auto_splits(sequences, kvHeads, maxSeqLen, pageSize);
+        return NativeCpu.ct_cpu_paged_decode_auto_splits(sequences, kvHeads, maxSeqLen, pageSize);
     }
 
     // ------------------------------------------------------------------ rules
@@ -299,7 +295,7 @@ public final class KvCache {
         return max;
     }
 
-    private static void appendKernel(AppendOptions a, Tensor[] in, Tensor[] out, boolean cuda) {
+    private static void appendKernel(AppendOptions a, Tensor[] in, Tensor[] out) {
         long[] p = appendGeometry(APPEND_OP, in);
         Tensor kn0 = in[4];
         long s = p[4];
@@ -315,29 +311,18 @@ public final class KvCache {
             String ctx = "kv_cache_append(k_cache " + in[0].describe() + ", block_table " + in[2].describe()
                     + ", seq_lens " + in[3].describe() + ", k_new " + kn0.describe() + ")";
             if (s > 0) {
+                Launch l = Launch.on(out[0]);
+                if (l.isCuda() && !a.tablesChecked()) { // the CPU kernel checks the tables itself
+                    checkTables(APPEND_OP, bt.toIntArray(), lens.toIntArray(), nl == null ? null : nl.toIntArray(),
+                            t, p[0], p[1], p[5]);
+                }
                 NativeArgs args = NativeArgs.get();
-                int st;
-                if (cuda) {
-                    if (!a.tablesChecked()) {
-                        checkTables(APPEND_OP, bt.toIntArray(), lens.toIntArray(), nl == null ? null : nl.toIntArray(),
-                                t, p[0], p[1], p[5]);
-                    }
-                    CudaBackend be = CudaBackend.instance();
-                    be.activate(out[0].device().index());
-                    st = NativeCudaKvCache.ct_cuda_kv_cache_append(kn.dtype().code(), args.put(dims), kn.dataAddress(),
-                            args.put(strides4(kn)), vn.dataAddress(), args.put(strides4(vn)), in[0].dataAddress(),
-                            in[1].dataAddress(), bt.dataAddress(), lens.dataAddress(), nl == null ? 0 : nl.dataAddress(),
-                            be.currentStream());
-                    if (st != 0) {
-                        throw CudaBackend.failure(st, ctx);
-                    }
-                } else {
-                    st = NativeKvCache.ct_cpu_kv_cache_append(kn.dtype().code(), args.put(dims), kn.dataAddress(),
-                            args.put(strides4(kn)), vn.dataAddress(), args.put(strides4(vn)), in[0].dataAddress(),
-                            in[1].dataAddress(), bt.dataAddress(), lens.dataAddress(), nl == null ? 0 : nl.dataAddress());
-                    if (st != 0) {
-                        throw CpuBackend.failure(st, ctx);
-                    }
+                int st = l.kernels.kvCacheAppend(kn.dtype().code(), args.put(dims), kn.dataAddress(),
+                        args.put(strides4(kn)), vn.dataAddress(), args.put(strides4(vn)), in[0].dataAddress(),
+                        in[1].dataAddress(), bt.dataAddress(), lens.dataAddress(), nl == null ? 0 : nl.dataAddress(),
+                        l.stream);
+                if (st != 0) {
+                    throw l.failure(st, ctx);
                 }
             }
             // the lengths after the append
@@ -366,7 +351,7 @@ public final class KvCache {
         return (int) Math.max(1, Math.min(want, cap));
     }
 
-    private static void decodeKernel(DecodeOptions a, Tensor[] in, Tensor[] out, boolean cuda) {
+    private static void decodeKernel(DecodeOptions a, Tensor[] in, Tensor[] out) {
         long[] g = decodeGeometry(DECODE_OP, in);
         if (out[0].numel() == 0) {
             return;
@@ -380,41 +365,33 @@ public final class KvCache {
             long[] ostr = strides4(out[0]);
             String ctx = "paged_decode_attention(q " + in[0].describe() + ", k_cache " + in[1].describe()
                     + ", block_table " + in[3].describe() + ", seq_lens " + in[4].describe() + ", " + a + ")";
-            NativeArgs args = NativeArgs.get();
-            int st;
-            if (cuda) {
-                long maxLen = a.maxSeqLen();
+            Launch l = Launch.on(out[0]);
+            long maxLen = 0;  // the CPU kernel reads seq_lens and allocates its own workspace
+            int splits = a.numSplits();
+            Tensor ws = null;
+            long wsFloats = 0;
+            if (l.isCuda()) {
+                maxLen = a.maxSeqLen();
                 if (maxLen < 0) {
                     maxLen = checkTables(DECODE_OP, bt.toIntArray(), lens.toIntArray(), null, 0, g[5], g[6], g[7]);
                 }
-                CudaBackend be = CudaBackend.instance();
-                int dev = out[0].device().index();
-                be.activate(dev);
-                int splits = a.numSplits() > 0 ? a.numSplits()
-                        : cudaSplits(be.devices().get(dev).multiprocessors(), g[0], g[3], maxLen, g[6]);
-                Tensor ws = null;
-                long wsFloats = 0;
+                if (splits <= 0) {
+                    int sms = CudaBackend.instance().devices().get(out[0].device().index()).multiprocessors();
+                    splits = cudaSplits(sms, g[0], g[3], maxLen, g[6]);
+                }
                 if (splits > 1) {
                     wsFloats = g[0] * g[2] * g[1] * splits * (g[4] + 2);
                     ws = Tensor.empty(DType.FLOAT32, out[0].device(), wsFloats);
                     temps.add(ws);
                 }
-                st = NativeCudaKvCache.ct_cuda_paged_decode_attention(q.dtype().code(), args.put(g), q.dataAddress(),
-                        args.put(strides4(q)), in[1].dataAddress(), in[2].dataAddress(), bt.dataAddress(),
-                        lens.dataAddress(), maxLen, a.causal() ? 1 : 0, scale, a.softcap(), splits, out[0].dataAddress(),
-                        args.put(ostr), out[1].dataAddress(), ws == null ? 0 : ws.dataAddress(), wsFloats,
-                        be.currentStream());
-                if (st != 0) {
-                    throw CudaBackend.failure(st, ctx);
-                }
-            } else {
-                st = NativeKvCache.ct_cpu_paged_decode_attention(q.dtype().code(), args.put(g), q.dataAddress(),
-                        args.put(strides4(q)), in[1].dataAddress(), in[2].dataAddress(), bt.dataAddress(),
-                        lens.dataAddress(), a.causal() ? 1 : 0, scale, a.softcap(), a.numSplits(), out[0].dataAddress(),
-                        args.put(ostr), out[1].dataAddress());
-                if (st != 0) {
-                    throw CpuBackend.failure(st, ctx);
-                }
+            }
+            NativeArgs args = NativeArgs.get();
+            int st = l.kernels.pagedDecodeAttention(q.dtype().code(), args.put(g), q.dataAddress(),
+                    args.put(strides4(q)), in[1].dataAddress(), in[2].dataAddress(), bt.dataAddress(),
+                    lens.dataAddress(), maxLen, a.causal() ? 1 : 0, scale, a.softcap(), splits, out[0].dataAddress(),
+                    args.put(ostr), out[1].dataAddress(), ws == null ? 0 : ws.dataAddress(), wsFloats, l.stream);
+            if (st != 0) {
+                throw l.failure(st, ctx);
             }
         } finally {
             closeAll(temps);

@@ -30,8 +30,7 @@ public final class LinearAlgebra {
     public static final Op<Void> MATMUL_OP = Op.<Void>declare("matmul")
             .inputs("a", "b")
             .shape((op, attrs, in) -> Op.one(matmulShape(op, in[0], in[1]), matmulType(op, in[0], in[1])))
-            .kernel(CPU, (attrs, in, out) -> matmulKernel(in[0], in[1], out[0], 0, false))
-            .kernel(CUDA, (attrs, in, out) -> matmulKernel(in[0], in[1], out[0], 0, true))
+            .kernels((attrs, in, out) -> matmulKernel(in[0], in[1], out[0], 0))
             .backward(Op.Saves.INPUTS, LinearAlgebra::matmulGrad)
             .autocast(0, 1)
             .register();
@@ -63,8 +62,7 @@ public final class LinearAlgebra {
                 }
                 return Op.one(s, t);
             })
-            .kernel(CPU, (g, in, out) -> gemmKernel(g, in, out[0], false))
-            .kernel(CUDA, (g, in, out) -> gemmKernel(g, in, out[0], true))
+            .kernels((g, in, out) -> gemmKernel(g, in, out[0]))
             .backward(Op.Saves.INPUTS, LinearAlgebra::gemmGrad)
             .autocast(0, 1, 2)
             .register();
@@ -263,7 +261,7 @@ public final class LinearAlgebra {
         return stride < 0 ? 0L : stride;
     }
 
-    private static void matmulKernel(Tensor a, Tensor b, Tensor out, double beta, boolean cuda) {
+    private static void matmulKernel(Tensor a, Tensor b, Tensor out, double beta) {
         if (b.rank() == 2 && a.rank() > 2 && out.isContiguous()) {
             // a shared 2-d weight: one GEMM over the flattened batch beats a batch of small ones
             // (detached aliases, so the flattening is not recorded on the tape)
@@ -273,7 +271,7 @@ public final class LinearAlgebra {
             }
             try (Tensor ad = a.detach(); Tensor af = ad.reshape(rows, a.size(-1)); Tensor od = out.detach();
                  Tensor of = od.view(rows, out.size(-1))) {
-                matmulKernel(af, b, of, beta, cuda);
+                matmulKernel(af, b, of, beta);
             }
             return;
         }
@@ -305,7 +303,7 @@ public final class LinearAlgebra {
                 Operand oa = operand(ae, type);
                 Operand ob = operand(be, type);
                 try {
-                    if (cuda) {
+                    if (out.device().isCuda()) { // cuBLAS; the CPU runs our OpenBLAS-backed ct_cpu_gemm
                         Cublas.gemm(out.device(), type, oa.trans(), ob.trans(), batchCount, m, n, k, 1.0,
                                 oa.tensor().dataAddress(), oa.ld(), oa.batchStride(),
                                 ob.tensor().dataAddress(), ob.ld(), ob.batchStride(),
@@ -314,7 +312,7 @@ public final class LinearAlgebra {
                         int status = NativeCpu.ct_cpu_gemm(type.code(), oa.trans() ? 1 : 0, ob.trans() ? 1 : 0, batchCount,
                                 m, n, k, 1.0, oa.tensor().dataAddress(), oa.ld(), oa.batchStride(),
                                 ob.tensor().dataAddress(), ob.ld(), ob.batchStride(),
-                                beta, out.dataAddress(), n, m * n);
+                                beta, out.dataAddress(), n, m * n, 0);
                         if (status != 0) {
                             throw CpuBackend.failure(status, "matmul(" + a.describe() + ", " + b.describe() + ")");
                         }
@@ -327,7 +325,7 @@ public final class LinearAlgebra {
         }
     }
 
-    private static void gemmKernel(GemmAttrs g, Tensor[] in, Tensor out, boolean cuda) {
+    private static void gemmKernel(GemmAttrs g, Tensor[] in, Tensor out) {
         Tensor c = in.length > 2 ? in[2] : null;
         if (out.numel() == 0) {
             return;
@@ -350,7 +348,7 @@ public final class LinearAlgebra {
                 return;
             }
             if (g.alpha() == 1) {
-                matmulKernel(a, b, out, useC ? g.beta() : 0, cuda);
+                matmulKernel(a, b, out, useC ? g.beta() : 0);
             } else {
                 // alpha scales the product only: out = beta*C is already there.
                 try (Tensor product = matmul(a, b)) {

@@ -3,10 +3,7 @@ package dev.cortado.ops;
 import static dev.cortado.tensor.DeviceType.CPU;
 import static dev.cortado.tensor.DeviceType.CUDA;
 
-import dev.cortado.backend.cpu.CpuBackend;
-import dev.cortado.backend.cpu.NativeLoss;
-import dev.cortado.backend.cuda.CudaBackend;
-import dev.cortado.backend.cuda.NativeCudaLoss;
+import dev.cortado.backend.NativeCodes;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Shape;
 import dev.cortado.tensor.Tensor;
@@ -37,7 +34,7 @@ public final class Losses {
 
     /** How per-row losses are combined. */
     public enum Reduction {
-        NONE(NativeLoss.REDUCE_NONE), MEAN(NativeLoss.REDUCE_MEAN), SUM(NativeLoss.REDUCE_SUM);
+        NONE(NativeCodes.LOSS_REDUCTION_NONE), MEAN(NativeCodes.LOSS_REDUCTION_MEAN), SUM(NativeCodes.LOSS_REDUCTION_SUM);
 
         private final int code;
 
@@ -111,8 +108,7 @@ public final class Losses {
                 return new TensorSpec[] {new TensorSpec(lossShape, in[0].dtype()),
                     new TensorSpec(rows, lseType(in[0].dtype()))};
             })
-            .kernel(CPU, (a, in, out) -> forward(a, in[0], in[1], out, false))
-            .kernel(CUDA, (a, in, out) -> forward(a, in[0], in[1], out, true))
+            .kernels((a, in, out) -> forward(a, in[0], in[1], out))
             .backward(Op.Saves.INPUTS_AND_OUTPUTS, (a, saved, g) -> {
                 if (!saved.needsGradient(0)) {
                     return new Tensor[] {null, null};
@@ -159,8 +155,7 @@ public final class Losses {
                 }
                 return Op.one(logits.shape(), logits.dtype());
             })
-            .kernel(CPU, (a, in, out) -> backward(a, in, out[0], false))
-            .kernel(CUDA, (a, in, out) -> backward(a, in, out[0], true))
+            .kernels((a, in, out) -> backward(a, in, out[0]))
             .register();
 
     // ------------------------------------------------------------------ eager entry points
@@ -218,30 +213,22 @@ public final class Losses {
         return name + "(logits " + logits.describe() + ", target " + target.describe() + ", " + a + ")";
     }
 
-    private static void forward(CrossEntropyAttrs a, Tensor logits, Tensor target, Tensor[] out, boolean cuda) {
+    private static void forward(CrossEntropyAttrs a, Tensor logits, Tensor target, Tensor[] out) {
         long rows = target.numel();
         long classes = logits.size(logits.rank() - 1);
         try (Tensor xc = logits.contiguous(); Tensor tc = target.contiguous()) {
-            int status;
-            if (cuda) {
-                CudaBackend be = CudaBackend.instance();
-                be.activate(out[0].device().index());
-                status = NativeCudaLoss.ct_cuda_cross_entropy_forward(logits.dtype().code(), target.dtype().code(), rows,
-                        classes, xc.dataAddress(), tc.dataAddress(), a.ignoreIndex(), a.labelSmoothing(),
-                        a.reduction().code(), out[0].dataAddress(), out[1].dataAddress(), be.currentStream());
-            } else {
-                status = NativeLoss.ct_cpu_cross_entropy_forward(logits.dtype().code(), target.dtype().code(), rows,
-                        classes, xc.dataAddress(), tc.dataAddress(), a.ignoreIndex(), a.labelSmoothing(),
-                        a.reduction().code(), out[0].dataAddress(), out[1].dataAddress());
-            }
+            Launch l = Launch.on(out[0]);
+            int status = l.kernels.crossEntropyForward(logits.dtype().code(), target.dtype().code(), rows,
+                    classes, xc.dataAddress(), tc.dataAddress(), a.ignoreIndex(), a.labelSmoothing(),
+                    a.reduction().code(), out[0].dataAddress(), out[1].dataAddress(), l.stream);
             if (status != 0) {
                 String ctx = context("cross_entropy", logits, target, a);
-                throw cuda ? CudaBackend.failure(status, ctx) : CpuBackend.failure(status, ctx);
+                throw l.failure(status, ctx);
             }
         }
     }
 
-    private static void backward(CrossEntropyAttrs a, Tensor[] in, Tensor dx, boolean cuda) {
+    private static void backward(CrossEntropyAttrs a, Tensor[] in, Tensor dx) {
         Tensor logits = in[1];
         Tensor target = in[2];
         long rows = target.numel();
@@ -251,21 +238,13 @@ public final class Losses {
         }
         try (Tensor gc = in[0].dtype() == logits.dtype() ? in[0].contiguous() : in[0].to(logits.dtype());
              Tensor xc = logits.contiguous(); Tensor tc = target.contiguous(); Tensor lc = in[3].contiguous()) {
-            int status;
-            if (cuda) {
-                CudaBackend be = CudaBackend.instance();
-                be.activate(dx.device().index());
-                status = NativeCudaLoss.ct_cuda_cross_entropy_backward(logits.dtype().code(), target.dtype().code(), rows,
-                        classes, xc.dataAddress(), tc.dataAddress(), lc.dataAddress(), gc.dataAddress(), a.ignoreIndex(),
-                        a.labelSmoothing(), a.reduction().code(), dx.dataAddress(), be.currentStream());
-            } else {
-                status = NativeLoss.ct_cpu_cross_entropy_backward(logits.dtype().code(), target.dtype().code(), rows,
-                        classes, xc.dataAddress(), tc.dataAddress(), lc.dataAddress(), gc.dataAddress(), a.ignoreIndex(),
-                        a.labelSmoothing(), a.reduction().code(), dx.dataAddress());
-            }
+            Launch l = Launch.on(dx);
+            int status = l.kernels.crossEntropyBackward(logits.dtype().code(), target.dtype().code(), rows,
+                    classes, xc.dataAddress(), tc.dataAddress(), lc.dataAddress(), gc.dataAddress(), a.ignoreIndex(),
+                    a.labelSmoothing(), a.reduction().code(), dx.dataAddress(), l.stream);
             if (status != 0) {
                 String ctx = context("cross_entropy_backward", logits, target, a);
-                throw cuda ? CudaBackend.failure(status, ctx) : CpuBackend.failure(status, ctx);
+                throw l.failure(status, ctx);
             }
         }
     }

@@ -4,9 +4,7 @@ import static dev.cortado.tensor.DeviceType.CPU;
 import static dev.cortado.tensor.DeviceType.CUDA;
 
 import dev.cortado.backend.cpu.CpuBackend;
-import dev.cortado.backend.cpu.NativeCpu;
 import dev.cortado.backend.cuda.CudaBackend;
-import dev.cortado.backend.cuda.NativeCuda;
 import dev.cortado.tensor.Shape;
 import dev.cortado.tensor.Tensor;
 import java.util.Arrays;
@@ -34,16 +32,14 @@ public final class Normalization {
     public static final Op<NormAttrs> LAYER_NORM_OP = Op.<NormAttrs>declare("layer_norm")
             .inputs("x", "weight", "bias").required(1)
             .shape((op, a, in) -> normShape(op, a, in))
-            .kernel(CPU, (a, in, out) -> normKernel("layer_norm", a, in, out[0], false))
-            .kernel(CUDA, (a, in, out) -> normKernel("layer_norm", a, in, out[0], true))
+            .kernels((a, in, out) -> normKernel("layer_norm", a, in, out[0]))
             .backward(Op.Saves.INPUTS, (a, saved, g) -> normBackward(Normalization.LAYER_NORM_BACKWARD_OP, a, saved, g))
             .register();
 
     public static final Op<NormAttrs> RMS_NORM_OP = Op.<NormAttrs>declare("rms_norm")
             .inputs("x", "weight").required(1)
             .shape((op, a, in) -> normShape(op, a, in))
-            .kernel(CPU, (a, in, out) -> normKernel("rms_norm", a, in, out[0], false))
-            .kernel(CUDA, (a, in, out) -> normKernel("rms_norm", a, in, out[0], true))
+            .kernels((a, in, out) -> normKernel("rms_norm", a, in, out[0]))
             .backward(Op.Saves.INPUTS, (a, saved, g) -> normBackward(Normalization.RMS_NORM_BACKWARD_OP, a, saved, g))
             .register();
 
@@ -59,16 +55,14 @@ public final class Normalization {
     public static final Op<NormAttrs> LAYER_NORM_BACKWARD_OP = Op.<NormAttrs>declare("layer_norm_backward")
             .inputs("dy", "x", "weight").required(2)
             .shape((op, a, in) -> normBackwardShape(op, a, in, 3))
-            .kernel(CPU, (a, in, out) -> normBackwardKernel("layer_norm_backward", a, in, out, false))
-            .kernel(CUDA, (a, in, out) -> normBackwardKernel("layer_norm_backward", a, in, out, true))
+            .kernels((a, in, out) -> normBackwardKernel("layer_norm_backward", a, in, out))
             .register();
 
     /** Outputs {dx, dweight} of RMS norm from dy, x and weight (optional). */
     public static final Op<NormAttrs> RMS_NORM_BACKWARD_OP = Op.<NormAttrs>declare("rms_norm_backward")
             .inputs("dy", "x", "weight").required(2)
             .shape((op, a, in) -> normBackwardShape(op, a, in, 2))
-            .kernel(CPU, (a, in, out) -> normBackwardKernel("rms_norm_backward", a, in, out, false))
-            .kernel(CUDA, (a, in, out) -> normBackwardKernel("rms_norm_backward", a, in, out, true))
+            .kernels((a, in, out) -> normBackwardKernel("rms_norm_backward", a, in, out))
             .register();
 
     // ------------------------------------------------------------------ eager entry points
@@ -117,8 +111,7 @@ public final class Normalization {
                     }
                     return Op.one(in[0].shape(), in[0].dtype());
                 })
-                .kernel(CPU, (a, in, out) -> softmaxKernel(name, a, in[0], out[0], false))
-                .kernel(CUDA, (a, in, out) -> softmaxKernel(name, a, in[0], out[0], true))
+                .kernels((a, in, out) -> softmaxKernel(name, a, in[0], out[0]))
                 .backward(Op.Saves.OUTPUTS, (a, saved, g) -> {
                     if (g[0] == null || !saved.needsGradient(0)) {
                         return new Tensor[] {null};
@@ -152,13 +145,11 @@ public final class Normalization {
                     }
                     return Op.one(in[0].shape(), in[0].dtype());
                 })
-                .kernel(CPU, (a, in, out) -> softmaxBackwardKernel(name, a, in[0], in[1], out[0], false))
-                .kernel(CUDA, (a, in, out) -> softmaxBackwardKernel(name, a, in[0], in[1], out[0], true))
+                .kernels((a, in, out) -> softmaxBackwardKernel(name, a, in[0], in[1], out[0]))
                 .register();
     }
 
-    private static void softmaxBackwardKernel(String name, SoftmaxAttrs a, Tensor y, Tensor dy, Tensor out,
-                                              boolean cuda) {
+    private static void softmaxBackwardKernel(String name, SoftmaxAttrs a, Tensor y, Tensor dy, Tensor out) {
         if (out.numel() == 0) {
             return;
         }
@@ -168,19 +159,13 @@ public final class Normalization {
         long inner = y.shape().sizeAfter(axis);
         long dim = dims.length == 0 ? 1 : dims[axis];
         try (Tensor yc = y.contiguous(); Tensor gc = dy.dtype() == y.dtype() ? dy.contiguous() : dy.to(y.dtype())) {
+            Launch l = Launch.on(out);
             int status;
-            if (cuda) {
-                CudaBackend be = CudaBackend.instance();
-                be.activate(out.device().index());
-                status = NativeCuda.ct_cuda_softmax_backward(y.dtype().code(), a.log() ? 1 : 0, outer, dim, inner,
-                        yc.dataAddress(), gc.dataAddress(), out.dataAddress(), be.currentStream());
-            } else {
-                status = NativeCpu.ct_cpu_softmax_backward(y.dtype().code(), a.log() ? 1 : 0, outer, dim, inner,
-                        yc.dataAddress(), gc.dataAddress(), out.dataAddress());
-            }
+            status = l.kernels.softmaxBackward(y.dtype().code(), a.log() ? 1 : 0, outer, dim, inner,
+                    yc.dataAddress(), gc.dataAddress(), out.dataAddress(), l.stream);
             if (status != 0) {
                 String ctx = name + "(y " + y.describe() + ", dy " + dy.describe() + ", axis " + a.axis() + ")";
-                throw cuda ? CudaBackend.failure(status, ctx) : CpuBackend.failure(status, ctx);
+                throw l.failure(status, ctx);
             }
         }
     }
@@ -226,7 +211,7 @@ public final class Normalization {
         return specs;
     }
 
-    private static void normBackwardKernel(String name, NormAttrs a, Tensor[] in, Tensor[] out, boolean cuda) {
+    private static void normBackwardKernel(String name, NormAttrs a, Tensor[] in, Tensor[] out) {
         Tensor dy = in[0];
         Tensor x = in[1];
         Tensor weight = in.length > 2 ? in[2] : null;
@@ -247,30 +232,21 @@ public final class Normalization {
             long dg = out[1].dataAddress();
             long db = layer ? out[2].dataAddress() : 0;
             int code = x.dtype().code();
+            Launch l = Launch.on(out[0]);
             int status;
-            if (cuda) {
-                CudaBackend be = CudaBackend.instance();
-                be.activate(out[0].device().index());
-                status = layer
-                        ? NativeCuda.ct_cuda_layernorm_backward(code, rows, cols, xc.dataAddress(), w, a.eps(),
-                                gc.dataAddress(), dxa, dg, db, be.currentStream())
-                        : NativeCuda.ct_cuda_rmsnorm_backward(code, rows, cols, xc.dataAddress(), w, a.eps(),
-                                gc.dataAddress(), dxa, dg, be.currentStream());
-            } else {
-                status = layer
-                        ? NativeCpu.ct_cpu_layernorm_backward(code, rows, cols, xc.dataAddress(), w, a.eps(),
-                                gc.dataAddress(), dxa, dg, db)
-                        : NativeCpu.ct_cpu_rmsnorm_backward(code, rows, cols, xc.dataAddress(), w, a.eps(),
-                                gc.dataAddress(), dxa, dg);
-            }
+            status = layer
+                    ? l.kernels.layernormBackward(code, rows, cols, xc.dataAddress(), w, a.eps(),
+                            gc.dataAddress(), dxa, dg, db, l.stream)
+                    : l.kernels.rmsnormBackward(code, rows, cols, xc.dataAddress(), w, a.eps(),
+                            gc.dataAddress(), dxa, dg, l.stream);
             if (status != 0) {
                 String ctx = name + "(dy " + dy.describe() + ", x " + x.describe() + ")";
-                throw cuda ? CudaBackend.failure(status, ctx) : CpuBackend.failure(status, ctx);
+                throw l.failure(status, ctx);
             }
         }
     }
 
-    private static void softmaxKernel(String name, SoftmaxAttrs a, Tensor x, Tensor out, boolean cuda) {
+    private static void softmaxKernel(String name, SoftmaxAttrs a, Tensor x, Tensor out) {
         if (out.numel() == 0) {
             return;
         }
@@ -280,19 +256,13 @@ public final class Normalization {
         long inner = x.shape().sizeAfter(axis);
         long dim = dims.length == 0 ? 1 : dims[axis];
         try (Tensor xc = x.contiguous()) {
+            Launch l = Launch.on(out);
             int status;
-            if (cuda) {
-                CudaBackend be = CudaBackend.instance();
-                be.activate(out.device().index());
-                status = NativeCuda.ct_cuda_softmax(x.dtype().code(), a.log() ? 1 : 0, outer, dim, inner,
-                        xc.dataAddress(), out.dataAddress(), be.currentStream());
-            } else {
-                status = NativeCpu.ct_cpu_softmax(x.dtype().code(), a.log() ? 1 : 0, outer, dim, inner,
-                        xc.dataAddress(), out.dataAddress());
-            }
+            status = l.kernels.softmax(x.dtype().code(), a.log() ? 1 : 0, outer, dim, inner,
+                    xc.dataAddress(), out.dataAddress(), l.stream);
             if (status != 0) {
                 String ctx = name + "(" + x.describe() + ", axis " + a.axis() + ")";
-                throw cuda ? CudaBackend.failure(status, ctx) : CpuBackend.failure(status, ctx);
+                throw l.failure(status, ctx);
             }
         }
     }
@@ -325,7 +295,7 @@ public final class Normalization {
         return Op.one(x.shape(), x.dtype());
     }
 
-    private static void normKernel(String name, NormAttrs a, Tensor[] in, Tensor out, boolean cuda) {
+    private static void normKernel(String name, NormAttrs a, Tensor[] in, Tensor out) {
         Tensor x = in[0];
         if (out.numel() == 0) {
             return;
@@ -346,22 +316,14 @@ public final class Normalization {
             int code = x.dtype().code();
             int status;
             boolean layer = name.equals("layer_norm");
-            if (cuda) {
-                CudaBackend be = CudaBackend.instance();
-                be.activate(out.device().index());
-                status = layer
-                        ? NativeCuda.ct_cuda_layernorm(code, rows, cols, xc.dataAddress(), w, b, a.eps(), out.dataAddress(),
-                                0, 0, be.currentStream())
-                        : NativeCuda.ct_cuda_rmsnorm(code, rows, cols, xc.dataAddress(), w, a.eps(), out.dataAddress(), 0,
-                                be.currentStream());
-            } else {
-                status = layer
-                        ? NativeCpu.ct_cpu_layernorm(code, rows, cols, xc.dataAddress(), w, b, a.eps(), out.dataAddress(), 0, 0)
-                        : NativeCpu.ct_cpu_rmsnorm(code, rows, cols, xc.dataAddress(), w, a.eps(), out.dataAddress(), 0);
-            }
+            Launch l = Launch.on(out);
+            status = layer
+                    ? l.kernels.layernorm(code, rows, cols, xc.dataAddress(), w, b, a.eps(), out.dataAddress(), 0, 0,
+                            l.stream)
+                    : l.kernels.rmsnorm(code, rows, cols, xc.dataAddress(), w, a.eps(), out.dataAddress(), 0, l.stream);
             if (status != 0) {
                 String ctx = name + "(" + x.describe() + ")";
-                throw cuda ? CudaBackend.failure(status, ctx) : CpuBackend.failure(status, ctx);
+                throw l.failure(status, ctx);
             }
         }
     }

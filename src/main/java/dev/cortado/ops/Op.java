@@ -352,6 +352,17 @@ public final class Op<A> {
             return this;
         }
 
+        /**
+         * One kernel body for every backend: it reaches the device's kernels through
+         * {@link Launch#on} (the native interface gives both backends the same signatures).
+         */
+        public Builder<A> kernels(Kernel<A> kernel) {
+            for (DeviceType t : DeviceType.values()) {
+                kernels.put(t, kernel);
+            }
+            return this;
+        }
+
         /** The backward rule, and which forward tensors it reads. */
         public Builder<A> backward(Saves saved, BackwardRule<A> rule) {
             saves = saved;

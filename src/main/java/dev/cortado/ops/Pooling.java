@@ -5,9 +5,7 @@ import static dev.cortado.tensor.DeviceType.CUDA;
 
 import dev.cortado.backend.NativeArgs;
 import dev.cortado.backend.cpu.CpuBackend;
-import dev.cortado.backend.cpu.NativePool;
-import dev.cortado.backend.cuda.CudaBackend;
-import dev.cortado.backend.cuda.NativeCudaPool;
+import dev.cortado.backend.Kernels;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Shape;
 import dev.cortado.tensor.Tensor;
@@ -156,8 +154,7 @@ public final class Pooling {
                 Shape ys = outShape(in[0], g, a.layout());
                 return new TensorSpec[] {new TensorSpec(ys, in[0].dtype()), new TensorSpec(ys, DType.INT64)};
             })
-            .kernel(CPU, (a, in, out) -> maxForward(a, in, out, false))
-            .kernel(CUDA, (a, in, out) -> maxForward(a, in, out, true))
+            .kernels((a, in, out) -> maxForward(a, in, out))
             .backward(Op.Saves.INPUTS_AND_OUTPUTS, (a, sv, g) -> new Tensor[] {
                 Pooling.MAX_POOL_BACKWARD_OP.call(a, g[0], sv.input(0), sv.output(1))})
             .register();
@@ -174,15 +171,13 @@ public final class Pooling {
                 }
                 return Op.one(in[1].shape(), in[1].dtype());
             })
-            .kernel(CPU, (a, in, out) -> maxBackward(a, in, out, false))
-            .kernel(CUDA, (a, in, out) -> maxBackward(a, in, out, true))
+            .kernels((a, in, out) -> maxBackward(a, in, out))
             .register();
 
     public static final Op<PoolOptions> AVG_POOL_OP = Op.<PoolOptions>declare("avg_pool")
             .inputs("x")
             .shape((op, a, in) -> Op.one(outShape(in[0], poolGeometry(op.name(), a, in[0], false), a.layout()), in[0].dtype()))
-            .kernel(CPU, (a, in, out) -> avgForward(a, in, out, false))
-            .kernel(CUDA, (a, in, out) -> avgForward(a, in, out, true))
+            .kernels((a, in, out) -> avgForward(a, in, out))
             .backward(Op.Saves.INPUTS, (a, sv, g) -> new Tensor[] {
                 Pooling.AVG_POOL_BACKWARD_OP.call(a, g[0], sv.input(0))})
             .register();
@@ -194,8 +189,7 @@ public final class Pooling {
                 requireGrad(op.name(), "dy", in[0], outShape(in[1], g, a.layout()), in[1]);
                 return Op.one(in[1].shape(), in[1].dtype());
             })
-            .kernel(CPU, (a, in, out) -> avgBackward(a, in, out, false))
-            .kernel(CUDA, (a, in, out) -> avgBackward(a, in, out, true))
+            .kernels((a, in, out) -> avgBackward(a, in, out))
             .register();
 
     public static final Op<AdaptiveOptions> ADAPTIVE_AVG_POOL_OP = adaptiveOp("adaptive_avg_pool");
@@ -209,8 +203,7 @@ public final class Pooling {
                 requireGrad(op.name(), "dy", in[0], outShape(in[1], g, a.layout()), in[1]);
                 return Op.one(in[1].shape(), in[1].dtype());
             })
-            .kernel(CPU, (a, in, out) -> adaptiveBackward(a, in, out, false))
-            .kernel(CUDA, (a, in, out) -> adaptiveBackward(a, in, out, true))
+            .kernels((a, in, out) -> adaptiveBackward(a, in, out))
             .register();
 
     // ------------------------------------------------------------------ eager entry points
@@ -511,8 +504,7 @@ public final class Pooling {
         return Op.<AdaptiveOptions>declare(name)
                 .inputs("x")
                 .shape((op, a, in) -> Op.one(outShape(in[0], adaptiveGeometry(op.name(), a, in[0]), a.layout()), in[0].dtype()))
-                .kernel(CPU, (a, in, out) -> adaptiveForward(name, a, in, out, false))
-                .kernel(CUDA, (a, in, out) -> adaptiveForward(name, a, in, out, true))
+                .kernels((a, in, out) -> adaptiveForward(name, a, in, out))
                 .backward(Op.Saves.INPUTS, (a, sv, g) -> new Tensor[] {
                     Pooling.ADAPTIVE_AVG_POOL_BACKWARD_OP.call(a, g[0], sv.input(0))})
                 .register();
@@ -522,103 +514,84 @@ public final class Pooling {
         return new IllegalArgumentException(op + ": " + message);
     }
 
-    private static void check(int status, String name, Tensor x, Object opts, boolean cuda) {
-        if (status != 0) {
-            String ctx = name + "(" + x.describe() + ", " + opts + ")";
-            throw cuda ? CudaBackend.failure(status, ctx) : CpuBackend.failure(status, ctx);
-        }
-    }
-
-    // ------------------------------------------------------------------ kernels (CPU and CUDA twins)
-    /** The current stream of the output's device after making that device current (CUDA only). */
-    private static long stream(Tensor out) {
-        CudaBackend be = CudaBackend.instance();
-        be.activate(out.device().index());
-        return be.currentStream();
-    }
-
-    /** One native pooling call: (dtype code, geometry pointer, source address, stream) -> status. */
+    // ------------------------------------------------------------------ kernels (one body for CPU and CUDA)
+    /** One native pooling call: (kernels, dtype code, geometry pointer, source address, stream) -> status. */
     @FunctionalInterface
     private interface PoolCall {
-        int run(int dtype, long geometry, long src, long stream);
+        int run(Kernels k, int dtype, long geometry, long src, long stream);
     }
 
     /**
      * Runs {@code call} on a contiguous copy of {@code src} (when it is not contiguous already),
-     * with the geometry in the scratch buffer and, on CUDA, the output device's current stream;
-     * a failure names {@code name}, the tensor {@code named} and the options. An empty output
-     * launches nothing.
+     * with the geometry in the scratch buffer, on the output's backend and stream; a failure names
+     * {@code name}, the tensor {@code named} and the options. An empty output launches nothing.
      */
-    private static void launch(String name, Object opts, Tensor named, long[] g, Tensor src, Tensor out, boolean cuda,
-            PoolCall call) {
+    private static void launch(String name, Object opts, Tensor named, long[] g, Tensor src, Tensor out, PoolCall call) {
         if (out.numel() == 0) {
             return;
         }
         try (Tensor sc = src.contiguous()) {
-            long stream = cuda ? stream(out) : 0; // before the geometry goes into the scratch buffer
+            Launch l = Launch.on(out); // before the geometry goes into the scratch buffer
             long gp = NativeArgs.get().put(g);
-            check(call.run(named.dtype().code(), gp, sc.dataAddress(), stream), name, named, opts, cuda);
+            int status = call.run(l.kernels, named.dtype().code(), gp, sc.dataAddress(), l.stream);
+            if (status != 0) {
+                throw l.failure(status, name + "(" + named.describe() + ", " + opts + ")");
+            }
         }
     }
 
-    private static void maxForward(PoolOptions a, Tensor[] in, Tensor[] out, boolean cuda) {
+    private static void maxForward(PoolOptions a, Tensor[] in, Tensor[] out) {
         int layout = a.layout().code();
         long y = out[0].dataAddress();
         long idx = out[1].dataAddress();
-        launch("max_pool", a, in[0], poolGeometry("max_pool", a, in[0], true), in[0], out[0], cuda,
-                (dt, gp, x, stream) -> cuda
-                        ? NativeCudaPool.ct_cuda_maxpool_forward(dt, layout, gp, x, y, idx, stream)
-                        : NativePool.ct_cpu_maxpool_forward(dt, layout, gp, x, y, idx));
+        launch("max_pool", a, in[0], poolGeometry("max_pool", a, in[0], true), in[0], out[0],
+                (k, dt, gp, x, stream) ->
+                k.maxpoolForward(dt, layout, gp, x, y, idx, stream));
     }
 
-    private static void maxBackward(PoolOptions a, Tensor[] in, Tensor[] out, boolean cuda) {
+    private static void maxBackward(PoolOptions a, Tensor[] in, Tensor[] out) {
         int layout = a.layout().code();
         long[] g = poolGeometry("max_pool_backward", a, in[1], true);
         long dx = out[0].dataAddress();
         try (Tensor ic = out[0].numel() == 0 ? null : in[2].contiguous()) {
-            launch("max_pool_backward", a, in[1], g, in[0], out[0], cuda, (dt, gp, dy, stream) -> cuda
-                    ? NativeCudaPool.ct_cuda_maxpool_backward(dt, layout, gp, dy, ic.dataAddress(), dx, stream)
-                    : NativePool.ct_cpu_maxpool_backward(dt, layout, gp, dy, ic.dataAddress(), dx));
+            launch("max_pool_backward", a, in[1], g, in[0], out[0], (k, dt, gp, dy, stream) ->
+                k.maxpoolBackward(dt, layout, gp, dy, ic.dataAddress(), dx, stream));
         }
     }
 
-    private static void avgForward(PoolOptions a, Tensor[] in, Tensor[] out, boolean cuda) {
+    private static void avgForward(PoolOptions a, Tensor[] in, Tensor[] out) {
         int layout = a.layout().code();
         int pad = a.countIncludePad() ? 1 : 0;
         long y = out[0].dataAddress();
-        launch("avg_pool", a, in[0], poolGeometry("avg_pool", a, in[0], false), in[0], out[0], cuda,
-                (dt, gp, x, stream) -> cuda
-                        ? NativeCudaPool.ct_cuda_avgpool_forward(dt, layout, gp, pad, x, y, stream)
-                        : NativePool.ct_cpu_avgpool_forward(dt, layout, gp, pad, x, y));
+        launch("avg_pool", a, in[0], poolGeometry("avg_pool", a, in[0], false), in[0], out[0],
+                (k, dt, gp, x, stream) ->
+                k.avgpoolForward(dt, layout, gp, pad, x, y, stream));
     }
 
-    private static void avgBackward(PoolOptions a, Tensor[] in, Tensor[] out, boolean cuda) {
+    private static void avgBackward(PoolOptions a, Tensor[] in, Tensor[] out) {
         int layout = a.layout().code();
         int pad = a.countIncludePad() ? 1 : 0;
         long dx = out[0].dataAddress();
-        launch("avg_pool_backward", a, in[1], poolGeometry("avg_pool_backward", a, in[1], false), in[0], out[0], cuda,
-                (dt, gp, dy, stream) -> cuda
-                        ? NativeCudaPool.ct_cuda_avgpool_backward(dt, layout, gp, pad, dy, dx, stream)
-                        : NativePool.ct_cpu_avgpool_backward(dt, layout, gp, pad, dy, dx));
+        launch("avg_pool_backward", a, in[1], poolGeometry("avg_pool_backward", a, in[1], false), in[0], out[0],
+                (k, dt, gp, dy, stream) ->
+                k.avgpoolBackward(dt, layout, gp, pad, dy, dx, stream));
     }
 
-    private static void adaptiveForward(String name, AdaptiveOptions a, Tensor[] in, Tensor[] out, boolean cuda) {
+    private static void adaptiveForward(String name, AdaptiveOptions a, Tensor[] in, Tensor[] out) {
         if (out[0].numel() == 0) {
             return; // (before the geometry: an empty output needs no valid one)
         }
         int layout = a.layout().code();
         long y = out[0].dataAddress();
-        launch(name, a, in[0], adaptiveGeometry(name, a, in[0]), in[0], out[0], cuda, (dt, gp, x, stream) -> cuda
-                ? NativeCudaPool.ct_cuda_adaptive_avgpool_forward(dt, layout, gp, x, y, stream)
-                : NativePool.ct_cpu_adaptive_avgpool_forward(dt, layout, gp, x, y));
+        launch(name, a, in[0], adaptiveGeometry(name, a, in[0]), in[0], out[0], (k, dt, gp, x, stream) ->
+                k.adaptiveAvgpoolForward(dt, layout, gp, x, y, stream));
     }
 
-    private static void adaptiveBackward(AdaptiveOptions a, Tensor[] in, Tensor[] out, boolean cuda) {
+    private static void adaptiveBackward(AdaptiveOptions a, Tensor[] in, Tensor[] out) {
         int layout = a.layout().code();
         long dx = out[0].dataAddress();
         launch("adaptive_avg_pool_backward", a, in[1], adaptiveGeometry("adaptive_avg_pool_backward", a, in[1]), in[0],
-                out[0], cuda, (dt, gp, dy, stream) -> cuda
-                        ? NativeCudaPool.ct_cuda_adaptive_avgpool_backward(dt, layout, gp, dy, dx, stream)
-                        : NativePool.ct_cpu_adaptive_avgpool_backward(dt, layout, gp, dy, dx));
+                out[0], (k, dt, gp, dy, stream) ->
+                k.adaptiveAvgpoolBackward(dt, layout, gp, dy, dx, stream));
     }
 }

@@ -4,10 +4,7 @@ import static dev.cortado.tensor.DeviceType.CPU;
 import static dev.cortado.tensor.DeviceType.CUDA;
 
 import dev.cortado.backend.NativeArgs;
-import dev.cortado.backend.cpu.CpuBackend;
-import dev.cortado.backend.cpu.NativeCpu;
-import dev.cortado.backend.cuda.CudaBackend;
-import dev.cortado.backend.cuda.NativeCuda;
+import dev.cortado.backend.NativeCodes;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Shape;
@@ -41,7 +38,9 @@ public final class Reductions {
         }
     }
 
-    private static final int SUM = 0, MEAN = 1, MAX = 2, MIN = 3, ARGMAX = 4, ARGMIN = 5, VAR = 6, PROD = 7;
+    private static final int SUM = NativeCodes.REDUCE_SUM, MEAN = NativeCodes.REDUCE_MEAN, MAX = NativeCodes.REDUCE_MAX,
+            MIN = NativeCodes.REDUCE_MIN, ARGMAX = NativeCodes.REDUCE_ARGMAX, ARGMIN = NativeCodes.REDUCE_ARGMIN,
+            VAR = NativeCodes.REDUCE_VAR, PROD = NativeCodes.REDUCE_PROD;
 
     public static final Op<Axes> SUM_OP = reduction("sum", SUM);
     public static final Op<Axes> MEAN_OP = reduction("mean", MEAN);
@@ -194,8 +193,7 @@ public final class Reductions {
                     }
                     return Op.one(Shape.of(out), outputType(op, code, x));
                 })
-                .kernel(CPU, (a, in, out) -> reduceKernel(name, code, a, in[0], out[0], false))
-                .kernel(CUDA, (a, in, out) -> reduceKernel(name, code, a, in[0], out[0], true))
+                .kernels((a, in, out) -> reduceKernel(name, code, a, in[0], out[0]))
                 .backward(code == SUM || code == MEAN ? Op.Saves.NOTHING : code == VAR ? Op.Saves.INPUTS
                         : Op.Saves.INPUTS_AND_OUTPUTS, (a, sv, g) -> new Tensor[] {reductionGrad(code, a, sv, g[0])})
                 .register();
@@ -285,7 +283,7 @@ public final class Reductions {
         return m;
     }
 
-    private static void reduceKernel(String name, int code, Axes a, Tensor x, Tensor out, boolean cuda) {
+    private static void reduceKernel(String name, int code, Axes a, Tensor x, Tensor out) {
         if (out.numel() == 0) {
             return;
         }
@@ -329,20 +327,13 @@ public final class Reductions {
         long pOuterOut = args.put(outerOut, no);
         long pInnerShape = args.put(innerShape, ni);
         long pInnerIn = args.put(innerIn, ni);
-        int status;
-        if (cuda) {
-            CudaBackend be = CudaBackend.instance();
-            be.activate(out.device().index());
-            status = NativeCuda.ct_cuda_reduce(code, x.dtype().code(), out.dtype().code(), no, pOuterShape, pOuterIn,
-                    pOuterOut, ni, pInnerShape, pInnerIn, x.dataAddress(), out.dataAddress(), a.correction(),
-                    be.currentStream());
-        } else {
-            status = NativeCpu.ct_cpu_reduce(code, x.dtype().code(), out.dtype().code(), no, pOuterShape, pOuterIn,
-                    pOuterOut, ni, pInnerShape, pInnerIn, x.dataAddress(), out.dataAddress(), a.correction());
-        }
+        Launch l = Launch.on(out);
+        int status = l.kernels.reduce(code, x.dtype().code(), out.dtype().code(), no, pOuterShape, pOuterIn,
+                pOuterOut, ni, pInnerShape, pInnerIn, x.dataAddress(), out.dataAddress(), a.correction(),
+                l.stream);
         if (status != 0) {
             String ctx = name + "(" + x.describe() + ", axes " + Arrays.toString(a.axes()) + ")";
-            throw cuda ? CudaBackend.failure(status, ctx) : CpuBackend.failure(status, ctx);
+            throw l.failure(status, ctx);
         }
     }
 }

@@ -1,9 +1,6 @@
 package dev.cortado.optim;
 
-import dev.cortado.backend.cpu.CpuBackend;
-import dev.cortado.backend.cpu.NativeOptim;
-import dev.cortado.backend.cuda.CudaBackend;
-import dev.cortado.backend.cuda.NativeCudaOptim;
+import dev.cortado.ops.Launch;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;
 import dev.cortado.tensor.Tensor;
@@ -68,16 +65,10 @@ final class MultiTensor {
         }
     }
 
-    private static void check(int status, Device device, String context) {
+    private static void check(Launch run, int status, String context) {
         if (status != 0) {
-            throw device.isCuda() ? CudaBackend.failure(status, context) : CpuBackend.failure(status, context);
+            throw run.failure(status, context);
         }
-    }
-
-    private static long stream(Device device) {
-        CudaBackend be = CudaBackend.instance();
-        be.activate(device.index());
-        return be.currentStream();
     }
 
     static void sgd(String context, Device device, DType pd, DType gd, List<Tensor> params, List<Tensor> grads,
@@ -88,12 +79,9 @@ final class MultiTensor {
         long p = t.addresses(1, params);
         long g = t.addresses(2, grads);
         long b = t.addresses(3, bufs);
-        int status = device.isCuda()
-                ? NativeCudaOptim.ct_cuda_optim_sgd(pd.code(), gd.code(), n, sz, p, g, b, c.lr(), c.l2(), c.alpha(),
-                        c.beta(), c.nesterov() ? 1 : 0, c.gradScale(), stream(device))
-                : NativeOptim.ct_cpu_optim_sgd(pd.code(), gd.code(), n, sz, p, g, b, c.lr(), c.l2(), c.alpha(),
-                        c.beta(), c.nesterov() ? 1 : 0, c.gradScale());
-        check(status, device, context);
+        Launch run = Launch.on(device);
+        check(run, run.kernels().optimSgd(pd.code(), gd.code(), n, sz, p, g, b, c.lr(), c.l2(), c.alpha(), c.beta(),
+                c.nesterov() ? 1 : 0, c.gradScale(), run.stream()), context);
     }
 
     static void adam(String context, Device device, DType pd, DType gd, List<Tensor> params, List<Tensor> grads,
@@ -106,13 +94,9 @@ final class MultiTensor {
         long mm = t.addresses(3, m);
         long vv = t.addresses(4, v);
         long vx = t.addresses(5, vmax);
-        int status = device.isCuda()
-                ? NativeCudaOptim.ct_cuda_optim_adam(pd.code(), gd.code(), n, sz, p, g, mm, vv, vx, c.beta1(), c.beta2(),
-                        c.eps(), c.l2(), c.decoupled(), c.stepSize(), c.denomScale(), c.postScale(), c.gradScale(),
-                        stream(device))
-                : NativeOptim.ct_cpu_optim_adam(pd.code(), gd.code(), n, sz, p, g, mm, vv, vx, c.beta1(), c.beta2(),
-                        c.eps(), c.l2(), c.decoupled(), c.stepSize(), c.denomScale(), c.postScale(), c.gradScale());
-        check(status, device, context);
+        Launch run = Launch.on(device);
+        check(run, run.kernels().optimAdam(pd.code(), gd.code(), n, sz, p, g, mm, vv, vx, c.beta1(), c.beta2(), c.eps(),
+                c.l2(), c.decoupled(), c.stepSize(), c.denomScale(), c.postScale(), c.gradScale(), run.stream()), context);
     }
 
     static void adagrad(String context, Device device, DType pd, DType gd, List<Tensor> params, List<Tensor> grads,
@@ -123,11 +107,9 @@ final class MultiTensor {
         long p = t.addresses(1, params);
         long g = t.addresses(2, grads);
         long h = t.addresses(3, sums);
-        int status = device.isCuda()
-                ? NativeCudaOptim.ct_cuda_optim_adagrad(pd.code(), gd.code(), n, sz, p, g, h, c.lr(), c.l2(), c.eps(),
-                        c.gradScale(), stream(device))
-                : NativeOptim.ct_cpu_optim_adagrad(pd.code(), gd.code(), n, sz, p, g, h, c.lr(), c.l2(), c.eps(), c.gradScale());
-        check(status, device, context);
+        Launch run = Launch.on(device);
+        check(run, run.kernels().optimAdagrad(pd.code(), gd.code(), n, sz, p, g, h, c.lr(), c.l2(), c.eps(),
+                c.gradScale(), run.stream()), context);
     }
 
     /** Sum of squares of every element of {@code tensors} (one dtype, one device), in float64. */
@@ -136,16 +118,11 @@ final class MultiTensor {
         Tables t = Tables.get(2, n);
         long sz = t.sizes(0, tensors);
         long x = t.addresses(1, tensors);
-        if (device.isCuda()) {
-            try (Tensor acc = Tensor.zeros(DType.FLOAT64, device, 1)) {
-                check(NativeCudaOptim.ct_cuda_optim_sum_squares(dtype.code(), n, sz, x, acc.dataAddress(),
-                        stream(device)), device, context);
-                return acc.item();
-            }
+        try (Tensor acc = Tensor.zeros(DType.FLOAT64, device, 1)) {
+            Launch run = Launch.on(device);
+            check(run, run.kernels().optimSumSquares(dtype.code(), n, sz, x, acc.dataAddress(), run.stream()), context);
+            return acc.item();
         }
-        double[] out = new double[1];
-        check(NativeOptim.ct_cpu_optim_sum_squares(dtype.code(), n, sz, x, out), device, context);
-        return out[0];
     }
 
     static void scale(String context, Device device, DType dtype, List<Tensor> tensors, double factor) {
@@ -153,10 +130,8 @@ final class MultiTensor {
         Tables t = Tables.get(2, n);
         long sz = t.sizes(0, tensors);
         long x = t.addresses(1, tensors);
-        int status = device.isCuda()
-                ? NativeCudaOptim.ct_cuda_optim_scale(dtype.code(), n, sz, x, factor, stream(device))
-                : NativeOptim.ct_cpu_optim_scale(dtype.code(), n, sz, x, factor);
-        check(status, device, context);
+        Launch run = Launch.on(device);
+        check(run, run.kernels().optimScale(dtype.code(), n, sz, x, factor, run.stream()), context);
     }
 
     /** Multiplies in place by {@code invScale}; true when any result is inf or NaN. */
@@ -165,15 +140,11 @@ final class MultiTensor {
         Tables t = Tables.get(2, n);
         long sz = t.sizes(0, tensors);
         long x = t.addresses(1, tensors);
-        if (device.isCuda()) {
-            try (Tensor flag = Tensor.zeros(DType.INT32, device, 1)) {
-                check(NativeCudaOptim.ct_cuda_optim_unscale_check(dtype.code(), n, sz, x, invScale,
-                        flag.dataAddress(), stream(device)), device, context);
-                return flag.item() != 0;
-            }
+        try (Tensor flag = Tensor.zeros(DType.INT32, device, 1)) {
+            Launch run = Launch.on(device);
+            check(run, run.kernels().optimUnscaleCheck(dtype.code(), n, sz, x, invScale, flag.dataAddress(),
+                    run.stream()), context);
+            return flag.item() != 0;
         }
-        int[] found = new int[1];
-        check(NativeOptim.ct_cpu_optim_unscale_check(dtype.code(), n, sz, x, invScale, found), device, context);
-        return found[0] != 0;
     }
 }

@@ -1,25 +1,27 @@
 package dev.cortado.tensor;
 
+import dev.cortado.backend.NativeCodes;
+
 /**
  * Element types. The codes are the native dtype codes of {@code native/include/cortado/common.h}.
  * {@link #INT4} is a storage type: two signed 4-bit values per byte, low nibble first; it can be
  * created, reshaped, exported and converted, and compute ops take it after unpacking.
  */
 public enum DType {
-    FLOAT32(0, 32, Kind.FLOAT, "float32"),
-    FLOAT64(1, 64, Kind.FLOAT, "float64"),
-    FLOAT16(2, 16, Kind.FLOAT, "float16"),
-    BFLOAT16(3, 16, Kind.FLOAT, "bfloat16"),
-    INT8(4, 8, Kind.INT, "int8"),
-    UINT8(5, 8, Kind.INT, "uint8"),
-    INT32(6, 32, Kind.INT, "int32"),
-    INT64(7, 64, Kind.INT, "int64"),
-    BOOL(8, 8, Kind.BOOL, "bool"),
-    INT4(9, 4, Kind.INT, "int4");
+    FLOAT32(NativeCodes.F32, 32, Kind.FLOAT, "float32"),
+    FLOAT64(NativeCodes.F64, 64, Kind.FLOAT, "float64"),
+    FLOAT16(NativeCodes.F16, 16, Kind.FLOAT, "float16"),
+    BFLOAT16(NativeCodes.BF16, 16, Kind.FLOAT, "bfloat16"),
+    INT8(NativeCodes.I8, 8, Kind.INT, "int8"),
+    UINT8(NativeCodes.U8, 8, Kind.INT, "uint8"),
+    INT32(NativeCodes.I32, 32, Kind.INT, "int32"),
+    INT64(NativeCodes.I64, 64, Kind.INT, "int64"),
+    BOOL(NativeCodes.BOOL, 8, Kind.BOOL, "bool"),
+    INT4(NativeCodes.I4, 4, Kind.INT, "int4");
 
     private enum Kind { BOOL, INT, FLOAT }
 
-    private static final DType[] BY_CODE = values();
+    private static final DType[] BY_CODE = byCode();
 
     private final int code;
     private final int bits;
@@ -70,6 +72,14 @@ public enum DType {
     /** Sub-byte storage types that views and most kernels do not address element by element. */
     public boolean isPacked() {
         return this == INT4;
+    }
+
+    private static DType[] byCode() {
+        DType[] out = new DType[values().length];
+        for (DType t : values()) {
+            out[t.code] = t;
+        }
+        return out;
     }
 
     public static DType fromCode(int code) {

@@ -123,7 +123,7 @@ public final class CpuBackend implements Backend {
     @Override
     public long allocate(Device device, long bytes) {
         Slot slot = ALLOC_SLOT.get();
-        int status = NativeCpu.ct_cpu_alloc_into(bytes, slot.address);
+        int status = NativeCpu.ct_cpu_alloc_at(bytes, slot.address);
         if (status == NativeStatus.OUT_OF_MEMORY) {
             throw new DeviceOutOfMemoryException("cpu: out of host memory allocating " + bytes + " bytes ("
                     + NativeCpu.ct_cpu_allocated_bytes() + " bytes already allocated by Cortado in "
@@ -153,7 +153,7 @@ public final class CpuBackend implements Backend {
                      DType srcType, long src, long[] srcStrides, long[] shape) {
         NativeArgs args = NativeArgs.get();
         int status = NativeCpu.ct_cpu_copy(dstType.code(), srcType.code(), shape.length, args.put(shape),
-                dst, args.put(dstStrides), src, args.put(srcStrides));
+                dst, args.put(dstStrides), src, args.put(srcStrides), 0);
         if (status != NativeStatus.OK) {
             throw failure(status, "copy(" + srcType + " -> " + dstType + ", shape "
                     + java.util.Arrays.toString(shape) + ")");
@@ -162,17 +162,17 @@ public final class CpuBackend implements Backend {
 
     @Override
     public void fill(Device device, DType type, long address, long count, double value) {
-        check(NativeCpu.ct_cpu_fill(type.code(), count, address, value), "fill(" + type + ", " + value + ")");
+        check(NativeCpu.ct_cpu_fill(type.code(), count, address, value, 0), "fill(" + type + ", " + value + ")");
     }
 
     @Override
     public void unpackInt4(Device device, long count, long packedSrc, long int8Dst) {
-        check(NativeCpu.ct_cpu_int4_unpack(count, packedSrc, int8Dst), "int4 unpack of " + count + " values");
+        check(NativeCpu.ct_cpu_int4_unpack(count, packedSrc, int8Dst, 0), "int4 unpack of " + count + " values");
     }
 
     @Override
     public void packInt4(Device device, long count, long int8Src, long packedDst) {
-        check(NativeCpu.ct_cpu_int4_pack(count, int8Src, packedDst), "int4 pack of " + count + " values");
+        check(NativeCpu.ct_cpu_int4_pack(count, int8Src, packedDst, 0), "int4 pack of " + count + " values");
     }
 
     @Override
