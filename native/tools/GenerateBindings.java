@@ -458,6 +458,23 @@ public final class GenerateBindings {
         };
     }
 
+    /** Field offsets in declaration order, then the size: the C layout of x86-64 (natural alignment). */
+    private static int[] layout(Struct s) {
+        int[] out = new int[s.fields().size() + 1];
+        int offset = 0;
+        int maxAlign = 1;
+        for (int i = 0; i < s.fields().size(); i++) {
+            Field f = s.fields().get(i);
+            int sz = size(f.type());
+            maxAlign = Math.max(maxAlign, sz);
+            offset = (offset + sz - 1) / sz * sz;
+            out[i] = offset;
+            offset += sz * f.count();
+        }
+        out[s.fields().size()] = (offset + maxAlign - 1) / maxAlign * maxAlign;
+        return out;
+    }
+
     private String structsClass() {
         StringBuilder b = new StringBuilder(HEADER);
         b.append("package dev.cortado.backend;\n\n/** Byte offsets and sizes of the descriptor structs of the native interface (C layout, x86-64). */\n")
@@ -465,25 +482,17 @@ public final class GenerateBindings {
         for (Struct s : structs) {
             b.append("\n    /** {@code ").append(s.name()).append("}. */\n    public static final class ").append(pascal(s.name()))
                     .append(" {\n");
-            int offset = 0;
-            int maxAlign = 1;
-            for (Field f : s.fields()) {
-                int sz = size(f.type());
-                maxAlign = Math.max(maxAlign, sz);
-                offset = (offset + sz - 1) / sz * sz;
-                b.append("        public static final int ").append(camelUpper(f.name())).append(" = ").append(offset).append(";\n");
-                offset += sz * f.count();
+            int[] at = layout(s);
+            for (int i = 0; i < s.fields().size(); i++) {
+                b.append("        public static final int ").append(s.fields().get(i).name().toUpperCase()).append(" = ").append(at[i])
+                        .append(";\n");
             }
-            offset = (offset + maxAlign - 1) / maxAlign * maxAlign;
-            b.append("        public static final int SIZE = ").append(offset).append(";\n\n        private ").append(pascal(s.name()))
+            b.append("        public static final int SIZE = ").append(at[s.fields().size()]).append(";\n\n        private ")
+                    .append(pascal(s.name()))
                     .append("() {\n        }\n    }\n");
         }
         b.append("}\n");
         return b.toString();
-    }
-
-    private static String camelUpper(String snake) {
-        return snake.toUpperCase();
     }
 
     // ------------------------------------------------------------------ the no-CUDA stub
@@ -493,6 +502,17 @@ public final class GenerateBindings {
                 .append("// compares the exported symbols when nvcc exists), every call answering CT_ERR_NOT_BUILT.\n");
         for (String h : headers) {
             b.append("#include \"cortado/").append(h).append(".h\"\n");
+        }
+        b.append("#include <stddef.h>\n\n// The layouts Java writes (dev.cortado.backend.NativeStructs), checked by the compiler.\n");
+        for (Struct st : structs) {
+            int[] at = layout(st);
+            for (int i = 0; i < st.fields().size(); i++) {
+                b.append("static_assert(offsetof(").append(st.name()).append(", ").append(st.fields().get(i).name()).append(") == ")
+                        .append(at[i]).append(", \"").append(st.name()).append('.').append(st.fields().get(i).name())
+                        .append(": the generator's offset is wrong\");\n");
+            }
+            b.append("static_assert(sizeof(").append(st.name()).append(") == ").append(at[st.fields().size()]).append(", \"")
+                    .append(st.name()).append(": the generator's size is wrong\");\n");
         }
         b.append("\nstatic const char kNotBuilt[] =\n    \"Cortado was built without CUDA (nvcc was not found when libcortado_cuda.so was built)\";\n\n");
         b.append("extern \"C\" {\n");

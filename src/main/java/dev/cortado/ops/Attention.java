@@ -245,7 +245,7 @@ public final class Attention {
 
     // ------------------------------------------------------------------ rules
     /** dims {B, Hq, Hkv, Lq, Lk, D, Dv}, the mask kind and its strides over [B, Hq, Lq, Lk]. */
-    private record Geometry(long[] dims, int maskKind, long[] maskStrides) {
+    private record Geometry(long[] dims, long[] maskStrides) {
     }
 
     /** Index of the (b, h, s, d) dimensions in a tensor of this layout. */
@@ -301,7 +301,6 @@ public final class Attention {
         if (!(a.softcap() >= 0) || Double.isInfinite(a.softcap())) {
             throw op.error("softcap must be finite and >= 0 (0: no cap), got " + a.softcap() + ctx);
         }
-        int kind = 0;
         long[] ms = new long[4];
         if (mask != null) {
             long[] full = {b, hq, lq, lk};
@@ -315,11 +314,7 @@ public final class Attention {
                 throw op.error("mask shape " + mask.shape() + " is not broadcastable to [B, Hq, Lq, Lk] = "
                         + Arrays.toString(full) + ctx);
             }
-            if (mask.dtype() == DType.BOOL) {
-                kind = 1;
-            } else if (mask.dtype().isFloatingPoint()) {
-                kind = 2;
-            } else {
+            if (mask.dtype() != DType.BOOL && !mask.dtype().isFloatingPoint()) {  // (the kernel reads the kind off the dtype)
                 throw op.error("mask must be bool (true = attend) or floating (additive), got " + mask.describe() + ctx);
             }
             long[] st = mask.strides();
@@ -327,7 +322,7 @@ public final class Attention {
                 ms[4 - md.length + i] = md[i] == 1 ? 0 : st[i];
             }
         }
-        return new Geometry(new long[] {b, hq, hkv, lq, lk, d, dv}, kind, ms);
+        return new Geometry(new long[] {b, hq, hkv, lq, lk, d, dv}, ms);
     }
 
     /** The 4 strides (b, h, s, d) of t in this layout; a non-unit feature stride needs a contiguous copy first. */

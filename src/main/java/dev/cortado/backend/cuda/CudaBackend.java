@@ -3,6 +3,7 @@ package dev.cortado.backend.cuda;
 import dev.cortado.backend.Backend;
 import dev.cortado.backend.BackendUnavailableException;
 import dev.cortado.backend.NativeArgs;
+import dev.cortado.backend.NativeCodes;
 import dev.cortado.backend.NativeStatus;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;
@@ -185,14 +186,14 @@ public final class CudaBackend implements Backend {
     @Override
     public void copyFromHost(Device device, long dst, long hostSrc, long bytes) {
         activate(device.index());
-        check(NativeCuda.ct_cuda_memcpy(dst, hostSrc, bytes, 0, currentStream()),
+        check(NativeCuda.ct_cuda_memcpy(dst, hostSrc, bytes, NativeCodes.MEMCPY_HOST_TO_DEVICE, currentStream()),
                 "copy of " + bytes + " bytes from the host to " + device);
     }
 
     @Override
     public void copyToHost(Device device, long hostDst, long src, long bytes) {
         activate(device.index());
-        check(NativeCuda.ct_cuda_memcpy(hostDst, src, bytes, 1, currentStream()),
+        check(NativeCuda.ct_cuda_memcpy(hostDst, src, bytes, NativeCodes.MEMCPY_DEVICE_TO_HOST, currentStream()),
                 "copy of " + bytes + " bytes from " + device + " to the host");
     }
 
