@@ -1,8 +1,5 @@
 package dev.cortado.ops;
 
-import static dev.cortado.tensor.DeviceType.CPU;
-import static dev.cortado.tensor.DeviceType.CUDA;
-
 import dev.cortado.backend.NativeArgs;
 import dev.cortado.backend.NativeStructs.CtAttentionParams;
 import dev.cortado.tensor.DType;
@@ -314,7 +311,8 @@ public final class Attention {
                 throw op.error("mask shape " + mask.shape() + " is not broadcastable to [B, Hq, Lq, Lk] = "
                         + Arrays.toString(full) + ctx);
             }
-            if (mask.dtype() != DType.BOOL && !mask.dtype().isFloatingPoint()) {  // (the kernel reads the kind off the dtype)
+            // the kernel reads the mask's kind off its dtype: bool, or additive
+            if (mask.dtype() != DType.BOOL && !mask.dtype().isFloatingPoint()) {
                 throw op.error("mask must be bool (true = attend) or floating (additive), got " + mask.describe() + ctx);
             }
             long[] st = mask.strides();

@@ -1,9 +1,5 @@
 package dev.cortado.ops;
 
-import static dev.cortado.tensor.DeviceType.CPU;
-import static dev.cortado.tensor.DeviceType.CUDA;
-
-import dev.cortado.backend.cpu.CpuBackend;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Shape;
@@ -309,7 +305,9 @@ public final class BatchNorm {
             int dt = x.dtype().code();
             int lay = a.layout().code();
             Launch l = Launch.on(out[0]);
-            int st = l.kernels.batchnormForwardTraining(dt, lay, ncs[0], ncs[1], ncs[2], xc.dataAddress(), addr(w), addr(b), a.eps(), a.momentum(), addr(in, 3), addr(in, 4), out[0].dataAddress(), out[1].dataAddress(), out[2].dataAddress(), l.stream);
+            int st = l.kernels.batchnormForwardTraining(dt, lay, ncs[0], ncs[1], ncs[2], xc.dataAddress(), addr(w),
+                    addr(b), a.eps(), a.momentum(), addr(in, 3), addr(in, 4), out[0].dataAddress(),
+                    out[1].dataAddress(), out[2].dataAddress(), l.stream);
             check(l, st, "batch_norm_training", x, a);
         }
     }
@@ -325,7 +323,8 @@ public final class BatchNorm {
             int dt = x.dtype().code();
             int lay = a.layout().code();
             Launch l = Launch.on(out[0]);
-            int st = l.kernels.batchnormForwardInference(dt, lay, ncs[0], ncs[1], ncs[2], xc.dataAddress(), addr(w), addr(b), addr(rm), addr(rv), a.eps(), out[0].dataAddress(), l.stream);
+            int st = l.kernels.batchnormForwardInference(dt, lay, ncs[0], ncs[1], ncs[2], xc.dataAddress(), addr(w),
+                    addr(b), addr(rm), addr(rv), a.eps(), out[0].dataAddress(), l.stream);
             check(l, st, "batch_norm_inference", x, a);
         }
     }
@@ -341,7 +340,9 @@ public final class BatchNorm {
             int dt = x.dtype().code();
             int lay = a.layout().code();
             Launch l = Launch.on(out[0]);
-            int st = l.kernels.batchnormBackward(dt, lay, ncs[0], ncs[1], ncs[2], xc.dataAddress(), dyc.dataAddress(), addr(w), addr(sm), addr(sr), out[0].dataAddress(), out[1].dataAddress(), out[2].dataAddress(), l.stream);
+            int st = l.kernels.batchnormBackward(dt, lay, ncs[0], ncs[1], ncs[2], xc.dataAddress(),
+                    dyc.dataAddress(), addr(w), addr(sm), addr(sr), out[0].dataAddress(), out[1].dataAddress(),
+                    out[2].dataAddress(), l.stream);
             check(l, st, "batch_norm_backward", x, a);
         }
     }

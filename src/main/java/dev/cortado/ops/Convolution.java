@@ -1,11 +1,8 @@
 package dev.cortado.ops;
 
-import static dev.cortado.tensor.DeviceType.CPU;
-import static dev.cortado.tensor.DeviceType.CUDA;
-
 import dev.cortado.backend.NativeArgs;
-import dev.cortado.backend.cpu.CpuBackend;
 import dev.cortado.backend.NativeCodes;
+import dev.cortado.backend.cpu.CpuBackend;
 import dev.cortado.backend.cpu.NativeCpu;
 import dev.cortado.backend.cuda.Cudnn;
 import dev.cortado.tensor.DType;

@@ -1,6 +1,5 @@
 package dev.cortado.ops;
 
-
 import dev.cortado.backend.NativeArgs;
 import dev.cortado.ops.Op.Saves;
 import dev.cortado.tensor.DType;
@@ -569,7 +568,8 @@ public final class Elementwise {
             int status = l.kernels.where(out.dtype().code(), plan.ndim, shape, out.dataAddress(), os,
                     cond.dataAddress(), cs, a.dataAddress(), as, b.dataAddress(), bs, l.stream);
             if (status != 0) {
-                throw l.failure(status, "where(" + cond.describe() + ", " + in[1].describe() + ", " + in[2].describe() + ")");
+                throw l.failure(status, "where(" + cond.describe() + ", " + in[1].describe() + ", "
+                        + in[2].describe() + ")");
             }
         } finally {
             closeIfCopy(a, in[1]);

@@ -1,6 +1,5 @@
 package dev.cortado.ops;
 
-
 import dev.cortado.backend.NativeCodes;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;

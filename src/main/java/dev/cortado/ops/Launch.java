@@ -10,9 +10,10 @@ import dev.cortado.tensor.DeviceType;
 import dev.cortado.tensor.Tensor;
 
 /**
- * Where one kernel call runs (used by every op declaration and by the fused optimizers): the kernels of a tensor's backend (one generated interface per
- * family, implemented by {@link CpuKernels} and {@link CudaKernels}) and the stream of its
- * device, made current. An op's kernel body is written once for both backends:
+ * Where one kernel call runs (every op declaration and the fused optimizers go through it): the
+ * kernels of a tensor's backend (one generated interface per family, implemented by
+ * {@link CpuKernels} and {@link CudaKernels}) and the stream of its device, made current.
+ * An op's kernel body is written once for both backends:
  * <pre>{@code
  * Launch l = Launch.on(out);
  * int status = l.kernels.unary(code, dtype, ndim, shape, out, os, x, xs, p0, p1, l.stream);

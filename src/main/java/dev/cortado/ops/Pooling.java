@@ -1,11 +1,7 @@
 package dev.cortado.ops;
 
-import static dev.cortado.tensor.DeviceType.CPU;
-import static dev.cortado.tensor.DeviceType.CUDA;
-
-import dev.cortado.backend.NativeArgs;
-import dev.cortado.backend.cpu.CpuBackend;
 import dev.cortado.backend.Kernels;
+import dev.cortado.backend.NativeArgs;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Shape;
 import dev.cortado.tensor.Tensor;

@@ -1,8 +1,5 @@
 package dev.cortado.ops;
 
-import static dev.cortado.tensor.DeviceType.CPU;
-import static dev.cortado.tensor.DeviceType.CUDA;
-
 import dev.cortado.backend.NativeArgs;
 import dev.cortado.backend.NativeCodes;
 import dev.cortado.tensor.DType;
