@@ -21,18 +21,16 @@ import dev.cortado.tensor.Tensor;
  * }</pre>
  */
 public final class Launch {
-    private static final Launch CPU = new Launch(CpuKernels.INSTANCE, 0, false);
+    private static final Launch CPU = new Launch(CpuKernels.INSTANCE, 0);
 
     /** The backend's kernels. */
     final Kernels kernels;
     /** The CUDA stream (0 on the CPU, which ignores it). */
     final long stream;
-    private final boolean cuda;
 
-    private Launch(Kernels kernels, long stream, boolean cuda) {
+    private Launch(Kernels kernels, long stream) {
         this.kernels = kernels;
         this.stream = stream;
-        this.cuda = cuda;
     }
 
     /** The backend of {@code t}'s device; on CUDA the device is made current on this thread. */
@@ -47,7 +45,7 @@ public final class Launch {
         }
         CudaBackend be = CudaBackend.instance();
         be.activate(device.index());
-        return new Launch(CudaKernels.INSTANCE, be.currentStream(), true);
+        return new Launch(CudaKernels.INSTANCE, be.currentStream());
     }
 
     /** The backend's kernels (for other packages; ops read the field). */
@@ -62,7 +60,7 @@ public final class Launch {
 
     /** Whether the kernels are CUDA's (for the few ops that call a vendor library: cuBLAS, cuDNN). */
     public boolean isCuda() {
-        return cuda;
+        return kernels == CudaKernels.INSTANCE;
     }
 
     /** The exception for a failed call: the native message with {@code context} (op and arguments). */
