@@ -139,6 +139,34 @@ class FluentTensorTest {
                 }));
             }
         }
+        tests.add(DynamicTest.dynamicTest("int32", () -> {
+            try (var scope = Scope.open()) {
+                Random r = new Random(15);
+                Tensor x = Reference.make(Reference.ints(r, 15, -9, 9), DType.INT32, 3, 5);
+                Tensor y = Reference.make(Reference.ints(r, 5, 1, 5), DType.INT32, 5);
+                Tensor w = Reference.make(Reference.ints(r, 20, -3, 3), DType.FLOAT32, 5, 4);
+                Tensor cond = Tensor.of(Reference.bools(r, 5), 5);
+                List<String> integerOps = List.of("add", "add scalar", "sub", "sub scalar", "mul", "mul scalar", "div",
+                        "div scalar", "maximum", "minimum", "neg", "abs", "relu", "clamp", "eq", "eq scalar", "ne",
+                        "ne scalar", "lt", "lt scalar", "le", "le scalar", "gt", "gt scalar", "ge", "ge scalar",
+                        "logicalNot", "logicalAnd", "logicalOr", "where", "sum", "sum dims", "sum two dims",
+                        "sum keepDim", "max", "max dims", "max keepDim", "min", "min dims", "min keepDim", "argmax",
+                        "argmax dim", "argmax keepDim", "argmin", "argmin dim", "argmin keepDim");
+                int checked = 0;
+                for (Case c : cases(y, w, cond)) {
+                    if (integerOps.contains(c.name())) {
+                        Tensor got = c.fluent().apply(x);
+                        Tensor want = c.family().apply(x);
+                        assertEquals(want.dtype(), got.dtype(), c.name() + " int32: dtype");
+                        assertEquals(want.shape(), got.shape(), c.name() + " int32: shape");
+                        assertArrayEquals(want.toDoubleArray(), got.toDoubleArray(), 0.0, c.name() + " int32: values");
+                        checked++;
+                    }
+                }
+                assertEquals(integerOps.size(), checked, "every listed integer case exists");
+                assertEquals(DType.INT64, x.sum().dtype(), "integer sums widen to int64, as the family call");
+            }
+        }));
         return tests.stream();
     }
 
