@@ -1,5 +1,6 @@
 package dev.cortado.nn;
 
+import dev.cortado.ops.CrossEntropy;
 import dev.cortado.ops.Elementwise;
 import dev.cortado.ops.Indexing;
 import dev.cortado.ops.Normalization;
@@ -64,8 +65,8 @@ public final class Losses {
     }
 
     /**
-     * Integer targets go to the fused op {@code cross_entropy} ({@link dev.cortado.ops.Losses}),
-     * which takes the class dimension last: [N, C] as is, [N, C, d...] through a permuted view.
+     * Integer targets go to the fused op {@code cross_entropy} ({@link CrossEntropy}), which reads
+     * rows with the class dimension last: [N, C] as is, [N, C, d...] through a permuted view.
      */
     private static Tensor fusedCrossEntropy(Tensor logits, Tensor targets, Reduction reduction, long ignoreIndex,
                                             double labelSmoothing) {
@@ -81,12 +82,12 @@ public final class Losses {
             throw new IllegalArgumentException("cross_entropy: targets " + targets.describe() + " must be "
                     + Arrays.toString(want) + " for logits " + logits.describe());
         }
-        dev.cortado.ops.Losses.Reduction r = switch (reduction) {
-            case NONE -> dev.cortado.ops.Losses.Reduction.NONE;
-            case MEAN -> dev.cortado.ops.Losses.Reduction.MEAN;
-            case SUM, BATCH_MEAN -> dev.cortado.ops.Losses.Reduction.SUM;
+        CrossEntropy.Reduction r = switch (reduction) {
+            case NONE -> CrossEntropy.Reduction.NONE;
+            case MEAN -> CrossEntropy.Reduction.MEAN;
+            case SUM, BATCH_MEAN -> CrossEntropy.Reduction.SUM;
         };
-        var attrs = new dev.cortado.ops.Losses.CrossEntropyAttrs(r, ignoreIndex, labelSmoothing);
+        var attrs = new CrossEntropy.CrossEntropyAttrs(r, ignoreIndex, labelSmoothing);
         int[] order = new int[ld.length];
         order[0] = 0;
         for (int i = 1; i < ld.length - 1; i++) {
@@ -94,7 +95,7 @@ public final class Losses {
         }
         order[ld.length - 1] = 1;
         try (Tensor classLast = ld.length == 2 ? logits.reshape(ld) : logits.permute(order)) {
-            Tensor loss = dev.cortado.ops.Losses.crossEntropy(classLast, targets, attrs);
+            Tensor loss = CrossEntropy.crossEntropy(classLast, targets, attrs);
             if (reduction != Reduction.BATCH_MEAN) {
                 return loss;
             }

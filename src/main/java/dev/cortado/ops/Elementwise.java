@@ -309,6 +309,10 @@ public final class Elementwise {
         return scalarOp(EQ_OP, a, b);
     }
 
+    public static Tensor ne(Tensor a, double b) {
+        return scalarOp(NE_OP, a, b);
+    }
+
     public static Tensor logicalAnd(Tensor a, Tensor b) {
         return LOGICAL_AND_OP.call(null, a, b);
     }

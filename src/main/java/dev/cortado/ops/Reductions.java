@@ -96,6 +96,11 @@ public final class Reductions {
         return ARGMIN_OP.call(new Axes(new int[] {axis}, keepdim, 0), x);
     }
 
+    /** Flat index of the minimum of all elements. */
+    public static Tensor argmin(Tensor x) {
+        return ARGMIN_OP.call(Axes.all(), x);
+    }
+
     /** Variance with Bessel's correction {@code correction} (1 = unbiased, 0 = population). */
     public static Tensor var(Tensor x, double correction, boolean keepdim, int... axes) {
         return VAR_OP.call(new Axes(axes, keepdim, correction), x);

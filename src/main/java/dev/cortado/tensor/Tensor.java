@@ -22,7 +22,9 @@ import org.slf4j.LoggerFactory;
  * unclosed is freed by a {@link Cleaner} safety net, which logs it as a leak (run with
  * {@code -Dcortado.traceLeaks=true} to log where each leaked tensor was created).
  *
- * <p>Compute ops live in {@code dev.cortado.ops}; this class holds data, views and transfers.
+ * <p>Compute ops live in {@code dev.cortado.ops}; this class holds data, views and transfers,
+ * and the common ops as methods ({@code x.matmul(w).add(b).relu()}, {@code x.sum(1)},
+ * {@code x.softmax(-1)}), each the family call of the same name (see {@link TensorOps}).
  * Tensors are not thread-safe; a tensor may be used from any thread but not concurrently.
  */
 public final class Tensor implements AutoCloseable {
@@ -153,6 +155,11 @@ public final class Tensor implements AutoCloseable {
         return t;
     }
 
+    /** Every element {@code value}, on the default device. */
+    public static Tensor full(double value, DType dtype, long... dims) {
+        return full(value, dtype, Device.defaultDevice(), dims);
+    }
+
     public static Tensor zeros(DType dtype, Device device, long... dims) {
         return full(0, dtype, device, dims);
     }
@@ -174,6 +181,16 @@ public final class Tensor implements AutoCloseable {
         return full(value, dtype, device);
     }
 
+    /** A 0-dimensional tensor holding {@code value}, on the default device. */
+    public static Tensor scalar(double value, DType dtype) {
+        return full(value, dtype, Device.defaultDevice());
+    }
+
+    /** {@code arange(start, end, step, dtype, device)} on the default device. */
+    public static Tensor arange(double start, double end, double step, DType dtype) {
+        return arange(start, end, step, dtype, Device.defaultDevice());
+    }
+
     /** {@code start, start + step, ...} below {@code end}, computed in float64 then converted. */
     public static Tensor arange(double start, double end, double step, DType dtype, Device device) {
         if (step == 0 || Double.isNaN(step) || Double.isNaN(start) || Double.isNaN(end)) {
@@ -184,45 +201,75 @@ public final class Tensor implements AutoCloseable {
         for (int i = 0; i < values.length; i++) {
             values[i] = start + i * step;
         }
-        try (Tensor t = of(values, n)) {
+        try (Tensor t = of(values, Device.CPU, n)) {
             return t.to(dtype, device);
         }
     }
 
+    /** A float32 tensor of {@code data} (row-major) on the default device. */
     public static Tensor of(float[] data, long... dims) {
-        return fromHost(DType.FLOAT32, Device.defaultDevice(), dims, data.length,
-                address -> HostMemory.write(address, data));
+        return of(data, Device.defaultDevice(), dims);
     }
 
+    /** A float32 tensor of {@code data} (row-major) on {@code device}. */
+    public static Tensor of(float[] data, Device device, long... dims) {
+        return fromHost(DType.FLOAT32, device, dims, data.length, address -> HostMemory.write(address, data));
+    }
+
+    /** A float64 tensor of {@code data} (row-major) on the default device. */
     public static Tensor of(double[] data, long... dims) {
-        return fromHost(DType.FLOAT64, Device.defaultDevice(), dims, data.length,
-                address -> HostMemory.write(address, data));
+        return of(data, Device.defaultDevice(), dims);
     }
 
+    /** A float64 tensor of {@code data} (row-major) on {@code device}. */
+    public static Tensor of(double[] data, Device device, long... dims) {
+        return fromHost(DType.FLOAT64, device, dims, data.length, address -> HostMemory.write(address, data));
+    }
+
+    /** An int32 tensor of {@code data} (row-major) on the default device. */
     public static Tensor of(int[] data, long... dims) {
-        return fromHost(DType.INT32, Device.defaultDevice(), dims, data.length,
-                address -> HostMemory.write(address, data));
+        return of(data, Device.defaultDevice(), dims);
     }
 
+    /** An int32 tensor of {@code data} (row-major) on {@code device}. */
+    public static Tensor of(int[] data, Device device, long... dims) {
+        return fromHost(DType.INT32, device, dims, data.length, address -> HostMemory.write(address, data));
+    }
+
+    /** An int64 tensor of {@code data} (row-major) on the default device. */
     public static Tensor of(long[] data, long... dims) {
-        return fromHost(DType.INT64, Device.defaultDevice(), dims, data.length,
-                address -> HostMemory.write(address, data));
+        return of(data, Device.defaultDevice(), dims);
     }
 
+    /** An int64 tensor of {@code data} (row-major) on {@code device}. */
+    public static Tensor of(long[] data, Device device, long... dims) {
+        return fromHost(DType.INT64, device, dims, data.length, address -> HostMemory.write(address, data));
+    }
+
+    /** A bool tensor of {@code data} (row-major) on the default device. */
     public static Tensor of(boolean[] data, long... dims) {
+        return of(data, Device.defaultDevice(), dims);
+    }
+
+    /** A bool tensor of {@code data} (row-major) on {@code device}. */
+    public static Tensor of(boolean[] data, Device device, long... dims) {
         byte[] bytes = new byte[data.length];
         for (int i = 0; i < data.length; i++) {
             bytes[i] = (byte) (data[i] ? 1 : 0);
         }
-        return fromHost(DType.BOOL, Device.defaultDevice(), dims, data.length,
-                address -> HostMemory.write(address, bytes));
+        return fromHost(DType.BOOL, device, dims, data.length, address -> HostMemory.write(address, bytes));
     }
 
     /**
      * Bytes taken as values of {@code dtype}: INT8, UINT8 (values as unsigned), BOOL (0/1) or
-     * INT4 (each byte one value in [-8, 7], packed two per byte on the way in).
+     * INT4 (each byte one value in [-8, 7], packed two per byte on the way in); default device.
      */
     public static Tensor of(byte[] data, DType dtype, long... dims) {
+        return of(data, dtype, Device.defaultDevice(), dims);
+    }
+
+    /** As {@link #of(byte[], DType, long...)}, on {@code device}. */
+    public static Tensor of(byte[] data, DType dtype, Device device, long... dims) {
         if (dtype == DType.INT4) {
             for (int i = 0; i < data.length; i++) {
                 if (data[i] < -8 || data[i] > 7) {
@@ -234,13 +281,12 @@ public final class Tensor implements AutoCloseable {
                 int nibble = data[i] & 0xF;
                 packed[i / 2] |= (byte) ((i % 2 == 0) ? nibble : nibble << 4);
             }
-            return fromHost(DType.INT4, Device.defaultDevice(), dims, data.length,
-                    address -> HostMemory.write(address, packed));
+            return fromHost(DType.INT4, device, dims, data.length, address -> HostMemory.write(address, packed));
         }
         if (dtype != DType.INT8 && dtype != DType.UINT8 && dtype != DType.BOOL) {
             throw new IllegalArgumentException("Tensor.of(byte[]): dtype must be int8, uint8, bool or int4, got " + dtype);
         }
-        return fromHost(dtype, Device.defaultDevice(), dims, data.length, address -> HostMemory.write(address, data));
+        return fromHost(dtype, device, dims, data.length, address -> HostMemory.write(address, data));
     }
 
     /**
@@ -714,9 +760,32 @@ public final class Tensor implements AutoCloseable {
         return permute(order);
     }
 
-    /** Elements {@code start .. start+length-1} along {@code dim}. */
+    /**
+     * Elements {@code start .. start+length-1} along {@code dim}, strictly as PyTorch's narrow: a
+     * negative start counts from the end, and a range that does not fit the dimension throws
+     * (use {@link #slice}, which clamps, for Python-slice semantics).
+     *
+     * @throws IllegalArgumentException when start is outside [-size, size], length is negative, or
+     *     start + length exceeds the size
+     */
     public Tensor narrow(int dim, long start, long length) {
-        return slice(dim, start, start + length, 1);
+        checkViewable("narrow");
+        int d = Shape.normalize(dim, rank());
+        long size = shape.raw()[d];
+        long s = start < 0 ? start + size : start;
+        String problem = null;
+        if (s < 0 || s > size) {
+            problem = "start is outside [" + -size + ", " + size + "]";
+        } else if (length < 0) {
+            problem = "length must not be negative";
+        } else if (s + length > size) {
+            problem = "start " + s + " + length " + length + " exceeds the size " + size;
+        }
+        if (problem != null) {
+            throw new IllegalArgumentException("narrow(dim " + dim + ", start " + start + ", length " + length + ") on "
+                    + describe() + ": " + problem + " of dimension " + d);
+        }
+        return slice(d, s, s + length, 1);
     }
 
     /**
@@ -995,6 +1064,346 @@ public final class Tensor implements AutoCloseable {
         try (Tensor v = full(value, dtype, storage.device)) {
             copyFrom(v);
         }
+    }
+
+    // ================================================================ ops
+    // The common ops as methods, PyTorch style: x.matmul(w).add(b).relu(). Each is exactly the
+    // family call of the same name in dev.cortado.ops (Elementwise, Reductions, Normalization,
+    // LinearAlgebra), reached through TensorOps so that this package does not depend on ops. Each
+    // returns a new tensor (the caller closes it) and records on the autograd tape like the call.
+
+    /** The ops, installed by dev.cortado.ops; loaded on the first op method call. */
+    private static final class Ops {
+        static final TensorOps IMPL = TensorOps.get();
+    }
+
+    /** {@code this + other}, broadcasting (type promotion as {@code Elementwise.add}). */
+    public Tensor add(Tensor other) {
+        return Ops.IMPL.add(this, other);
+    }
+
+    /** {@code this + value}; the number does not widen this dtype within its kind. */
+    public Tensor add(double value) {
+        return Ops.IMPL.add(this, value);
+    }
+
+    /** {@code this - other}, broadcasting. */
+    public Tensor sub(Tensor other) {
+        return Ops.IMPL.sub(this, other);
+    }
+
+    /** {@code this - value}. */
+    public Tensor sub(double value) {
+        return Ops.IMPL.sub(this, value);
+    }
+
+    /** {@code this * other} elementwise, broadcasting (use {@link #matmul} for the matrix product). */
+    public Tensor mul(Tensor other) {
+        return Ops.IMPL.mul(this, other);
+    }
+
+    /** {@code this * value}. */
+    public Tensor mul(double value) {
+        return Ops.IMPL.mul(this, value);
+    }
+
+    /** {@code this / other}, broadcasting; true division (integer inputs give float32). */
+    public Tensor div(Tensor other) {
+        return Ops.IMPL.div(this, other);
+    }
+
+    /** {@code this / value}; true division. */
+    public Tensor div(double value) {
+        return Ops.IMPL.div(this, value);
+    }
+
+    /** {@code this ^ exponent} elementwise. */
+    public Tensor pow(double exponent) {
+        return Ops.IMPL.pow(this, exponent);
+    }
+
+    /** {@code this ^ exponent} elementwise, broadcasting. */
+    public Tensor pow(Tensor exponent) {
+        return Ops.IMPL.pow(this, exponent);
+    }
+
+    /** The larger of each pair of elements, broadcasting ({@link #max()} is the reduction). */
+    public Tensor maximum(Tensor other) {
+        return Ops.IMPL.maximum(this, other);
+    }
+
+    /** The smaller of each pair of elements, broadcasting ({@link #min()} is the reduction). */
+    public Tensor minimum(Tensor other) {
+        return Ops.IMPL.minimum(this, other);
+    }
+
+    /** {@code -this}. */
+    public Tensor neg() {
+        return Ops.IMPL.neg(this);
+    }
+
+    /** {@code |this|}. */
+    public Tensor abs() {
+        return Ops.IMPL.abs(this);
+    }
+
+    /** {@code e^this}. */
+    public Tensor exp() {
+        return Ops.IMPL.exp(this);
+    }
+
+    /** Natural logarithm. */
+    public Tensor log() {
+        return Ops.IMPL.log(this);
+    }
+
+    /** Square root. */
+    public Tensor sqrt() {
+        return Ops.IMPL.sqrt(this);
+    }
+
+    /** {@code 1 / sqrt(this)}. */
+    public Tensor rsqrt() {
+        return Ops.IMPL.rsqrt(this);
+    }
+
+    /** {@code 1 / this}. */
+    public Tensor reciprocal() {
+        return Ops.IMPL.reciprocal(this);
+    }
+
+    /** Sine. */
+    public Tensor sin() {
+        return Ops.IMPL.sin(this);
+    }
+
+    /** Cosine. */
+    public Tensor cos() {
+        return Ops.IMPL.cos(this);
+    }
+
+    /** Hyperbolic tangent. */
+    public Tensor tanh() {
+        return Ops.IMPL.tanh(this);
+    }
+
+    /** {@code 1 / (1 + e^-this)}. */
+    public Tensor sigmoid() {
+        return Ops.IMPL.sigmoid(this);
+    }
+
+    /** {@code max(this, 0)}. */
+    public Tensor relu() {
+        return Ops.IMPL.relu(this);
+    }
+
+    /** GELU, exact form {@code x * Phi(x)} (PyTorch's default). */
+    public Tensor gelu() {
+        return Ops.IMPL.gelu(this);
+    }
+
+    /** SiLU (swish): {@code x * sigmoid(x)}. */
+    public Tensor silu() {
+        return Ops.IMPL.silu(this);
+    }
+
+    /** Clamps into [min, max] (NaN stays NaN); use ±infinity for one side. */
+    public Tensor clamp(double min, double max) {
+        return Ops.IMPL.clamp(this, min, max);
+    }
+
+    /** {@code this == other} elementwise, as a bool tensor, broadcasting. */
+    public Tensor eq(Tensor other) {
+        return Ops.IMPL.eq(this, other);
+    }
+
+    /** {@code this == value} elementwise, as a bool tensor. */
+    public Tensor eq(double value) {
+        return Ops.IMPL.eq(this, value);
+    }
+
+    /** {@code this != other} elementwise, as a bool tensor, broadcasting. */
+    public Tensor ne(Tensor other) {
+        return Ops.IMPL.ne(this, other);
+    }
+
+    /** {@code this != value} elementwise, as a bool tensor. */
+    public Tensor ne(double value) {
+        return Ops.IMPL.ne(this, value);
+    }
+
+    /** {@code this < other} elementwise, as a bool tensor, broadcasting. */
+    public Tensor lt(Tensor other) {
+        return Ops.IMPL.lt(this, other);
+    }
+
+    /** {@code this < value} elementwise, as a bool tensor. */
+    public Tensor lt(double value) {
+        return Ops.IMPL.lt(this, value);
+    }
+
+    /** {@code this <= other} elementwise, as a bool tensor, broadcasting. */
+    public Tensor le(Tensor other) {
+        return Ops.IMPL.le(this, other);
+    }
+
+    /** {@code this <= value} elementwise, as a bool tensor. */
+    public Tensor le(double value) {
+        return Ops.IMPL.le(this, value);
+    }
+
+    /** {@code this > other} elementwise, as a bool tensor, broadcasting. */
+    public Tensor gt(Tensor other) {
+        return Ops.IMPL.gt(this, other);
+    }
+
+    /** {@code this > value} elementwise, as a bool tensor. */
+    public Tensor gt(double value) {
+        return Ops.IMPL.gt(this, value);
+    }
+
+    /** {@code this >= other} elementwise, as a bool tensor, broadcasting. */
+    public Tensor ge(Tensor other) {
+        return Ops.IMPL.ge(this, other);
+    }
+
+    /** {@code this >= value} elementwise, as a bool tensor. */
+    public Tensor ge(double value) {
+        return Ops.IMPL.ge(this, value);
+    }
+
+    /** Logical not of a bool tensor. */
+    public Tensor logicalNot() {
+        return Ops.IMPL.logicalNot(this);
+    }
+
+    /** Logical and of bool tensors, broadcasting. */
+    public Tensor logicalAnd(Tensor other) {
+        return Ops.IMPL.logicalAnd(this, other);
+    }
+
+    /** Logical or of bool tensors, broadcasting. */
+    public Tensor logicalOr(Tensor other) {
+        return Ops.IMPL.logicalOr(this, other);
+    }
+
+    /** {@code condition ? this : other} elementwise, broadcasting all three (PyTorch's {@code x.where(c, y)}). */
+    public Tensor where(Tensor condition, Tensor other) {
+        return Ops.IMPL.where(condition, this, other);
+    }
+
+    /** Sum of all elements, a 0-dim tensor (integer inputs sum in int64). */
+    public Tensor sum() {
+        return Ops.IMPL.sum(this, false);
+    }
+
+    /** Sum over {@code dims} (negative counts from the end), which are removed. */
+    public Tensor sum(int... dims) {
+        return Ops.IMPL.sum(this, false, requireDims("sum", dims));
+    }
+
+    /** Sum over {@code dim}; {@code keepDim} keeps it with size 1. */
+    public Tensor sum(int dim, boolean keepDim) {
+        return Ops.IMPL.sum(this, keepDim, dim);
+    }
+
+    /** Mean of all elements, a 0-dim tensor (floating inputs). */
+    public Tensor mean() {
+        return Ops.IMPL.mean(this, false);
+    }
+
+    /** Mean over {@code dims}, which are removed. */
+    public Tensor mean(int... dims) {
+        return Ops.IMPL.mean(this, false, requireDims("mean", dims));
+    }
+
+    /** Mean over {@code dim}; {@code keepDim} keeps it with size 1. */
+    public Tensor mean(int dim, boolean keepDim) {
+        return Ops.IMPL.mean(this, keepDim, dim);
+    }
+
+    /** Largest element, a 0-dim tensor ({@link #maximum} is the elementwise form). */
+    public Tensor max() {
+        return Ops.IMPL.max(this, false);
+    }
+
+    /** Largest values over {@code dims}, which are removed (values only; {@link #argmax(int)} gives indices). */
+    public Tensor max(int... dims) {
+        return Ops.IMPL.max(this, false, requireDims("max", dims));
+    }
+
+    /** Largest values over {@code dim}; {@code keepDim} keeps it with size 1. */
+    public Tensor max(int dim, boolean keepDim) {
+        return Ops.IMPL.max(this, keepDim, dim);
+    }
+
+    /** Smallest element, a 0-dim tensor ({@link #minimum} is the elementwise form). */
+    public Tensor min() {
+        return Ops.IMPL.min(this, false);
+    }
+
+    /** Smallest values over {@code dims}, which are removed. */
+    public Tensor min(int... dims) {
+        return Ops.IMPL.min(this, false, requireDims("min", dims));
+    }
+
+    /** Smallest values over {@code dim}; {@code keepDim} keeps it with size 1. */
+    public Tensor min(int dim, boolean keepDim) {
+        return Ops.IMPL.min(this, keepDim, dim);
+    }
+
+    /** Flat (row-major) index of the largest element, an int64 0-dim tensor. */
+    public Tensor argmax() {
+        return Ops.IMPL.argmax(this);
+    }
+
+    /** Index of the largest value along {@code dim} (first on ties), int64, {@code dim} removed. */
+    public Tensor argmax(int dim) {
+        return Ops.IMPL.argmax(this, dim, false);
+    }
+
+    /** Index of the largest value along {@code dim}; {@code keepDim} keeps it with size 1. */
+    public Tensor argmax(int dim, boolean keepDim) {
+        return Ops.IMPL.argmax(this, dim, keepDim);
+    }
+
+    /** Flat (row-major) index of the smallest element, an int64 0-dim tensor. */
+    public Tensor argmin() {
+        return Ops.IMPL.argmin(this);
+    }
+
+    /** Index of the smallest value along {@code dim} (first on ties), int64, {@code dim} removed. */
+    public Tensor argmin(int dim) {
+        return Ops.IMPL.argmin(this, dim, false);
+    }
+
+    /** Index of the smallest value along {@code dim}; {@code keepDim} keeps it with size 1. */
+    public Tensor argmin(int dim, boolean keepDim) {
+        return Ops.IMPL.argmin(this, dim, keepDim);
+    }
+
+    /** Softmax along {@code dim} (negative counts from the end: {@code softmax(-1)}). */
+    public Tensor softmax(int dim) {
+        return Ops.IMPL.softmax(this, dim);
+    }
+
+    /** Log-softmax along {@code dim}, computed stably in one pass. */
+    public Tensor logSoftmax(int dim) {
+        return Ops.IMPL.logSoftmax(this, dim);
+    }
+
+    /** Matrix product, NumPy rules: 1-d operands are vectors, leading dimensions broadcast as batches. */
+    public Tensor matmul(Tensor other) {
+        return Ops.IMPL.matmul(this, other);
+    }
+
+    /** An empty dims list would mean "all" to the family call; here it must name at least one. */
+    private int[] requireDims(String op, int[] dims) {
+        if (dims.length == 0) {
+            throw new IllegalArgumentException(op + "(int... dims) on " + describe()
+                    + ": name at least one dimension, or call " + op + "() to reduce all of them");
+        }
+        return dims;
     }
 
     // ================================================================ export

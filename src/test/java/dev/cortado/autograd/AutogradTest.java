@@ -13,7 +13,7 @@ import dev.cortado.ops.Convolution;
 import dev.cortado.ops.Convolution.ConvOptions;
 import dev.cortado.ops.Elementwise;
 import dev.cortado.ops.LinearAlgebra;
-import dev.cortado.ops.Losses;
+import dev.cortado.ops.CrossEntropy;
 import dev.cortado.ops.Normalization;
 import dev.cortado.ops.Pooling;
 import dev.cortado.ops.Pooling.PoolOptions;
@@ -305,7 +305,7 @@ class AutogradTest {
             new Case("attention (causal, softcap)", new long[] {1, 2, 9, 8},
                     x -> Attention.scaledDotProductAttention(x, x, x, null, capped)),
             new Case("cross_entropy", new long[] {6, 5},
-                    x -> Losses.crossEntropy(x, Tensor.of(new long[] {0, 1, 2, 3, 4, 0}, 6))),
+                    x -> CrossEntropy.crossEntropy(x, Tensor.of(new long[] {0, 1, 2, 3, 4, 0}, 6), CrossEntropy.CrossEntropyAttrs.defaults())),
         };
         return Stream.of(cases).map(c -> DynamicTest.dynamicTest(c.name(), () -> {
             try (Tensor x = leaf(c.dims())) {

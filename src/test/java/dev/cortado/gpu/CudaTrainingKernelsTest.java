@@ -10,9 +10,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.cortado.backend.cuda.CudaBackend;
 import dev.cortado.ops.Generator;
 import dev.cortado.ops.Indexing;
-import dev.cortado.ops.Losses;
-import dev.cortado.ops.Losses.CrossEntropyAttrs;
-import dev.cortado.ops.Losses.Reduction;
+import dev.cortado.ops.CrossEntropy;
+import dev.cortado.ops.CrossEntropy.CrossEntropyAttrs;
+import dev.cortado.ops.CrossEntropy.Reduction;
 import dev.cortado.ops.Normalization;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;
@@ -90,12 +90,12 @@ class CudaTrainingKernelsTest {
                         Tensor target = targets(classes + rows, rows, classes, -100, 3, 7);
                         CrossEntropyAttrs a = new CrossEntropyAttrs(red, -100, eps);
                         String what = "cross_entropy " + type + " C " + classes + " " + red + " eps " + eps;
-                        twin(what, tol, in -> Losses.crossEntropyWithLse(in[0], in[1], a), logits, target);
+                        twin(what, tol, in -> CrossEntropy.crossEntropyWithLse(in[0], in[1], a), logits, target);
                         Tensor grad = red == Reduction.NONE ? random(type, -1, 1, 3, 7) : Tensor.scalar(1.5, type,
                                 Device.CPU);
                         twin(what + " backward", tol, in -> {
-                            Tensor[] f = Losses.crossEntropyWithLse(in[1], in[2], a);
-                            return new Tensor[] {Losses.crossEntropyBackward(in[0], in[1], in[2], f[1], a)};
+                            Tensor[] f = CrossEntropy.crossEntropyWithLse(in[1], in[2], a);
+                            return new Tensor[] {CrossEntropy.crossEntropyBackward(in[0], in[1], in[2], f[1], a)};
                         }, grad, logits, target);
                     }
                 }
@@ -104,11 +104,11 @@ class CudaTrainingKernelsTest {
         try (var scope = Scope.open()) {
             Tensor logits = random(type, -1, 1, 4, 5).to(GPU);
             IndexOutOfBoundsException e = assertThrows(IndexOutOfBoundsException.class,
-                    () -> Losses.crossEntropy(logits, Tensor.of(new int[] {0, 9, 1, 1}, 4).to(GPU)));
+                    () -> CrossEntropy.crossEntropy(logits, Tensor.of(new int[] {0, 9, 1, 1}, 4).to(GPU), CrossEntropyAttrs.defaults()));
             assertTrue(e.getMessage().contains("target 9 at position 1") && e.getMessage().contains("5 classes"),
                     e.getMessage());
             Tensor allIgnored = Tensor.of(new long[] {-100, -100, -100, -100}, 4).to(GPU);
-            assertEquals(0.0, Losses.crossEntropy(logits, allIgnored).item());
+            assertEquals(0.0, CrossEntropy.crossEntropy(logits, allIgnored, CrossEntropyAttrs.defaults()).item());
         }
     }
 

@@ -9,8 +9,8 @@ import static org.junit.jupiter.api.DynamicTest.dynamicTest;
 
 import dev.cortado.autograd.GradCheck;
 import dev.cortado.backend.cpu.CpuBackend;
-import dev.cortado.ops.Losses.CrossEntropyAttrs;
-import dev.cortado.ops.Losses.Reduction;
+import dev.cortado.ops.CrossEntropy.CrossEntropyAttrs;
+import dev.cortado.ops.CrossEntropy.Reduction;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Tensor;
@@ -128,7 +128,7 @@ class LossOpsTest {
             Tensor target = targetTensor(t, targetType, rowDims);
             CrossEntropyAttrs a = CrossEntropyAttrs.builder().reduction(red).ignoreIndex(ignore).labelSmoothing(eps).build();
 
-            Tensor[] out = Losses.crossEntropyWithLse(logits, target, a);
+            Tensor[] out = CrossEntropy.crossEntropyWithLse(logits, target, a);
             double[] gRows = new double[rows];
             double gScalar = 0.5 + r.nextDouble();
             Tensor grad;
@@ -164,7 +164,7 @@ class LossOpsTest {
                 assertClose(new double[] {want}, out[0].toDoubleArray(), tol.scaled(red == Reduction.SUM ? 4 : 1),
                         "loss " + red);
             }
-            Tensor dx = Losses.crossEntropyBackward(grad, logits, target, out[1], a);
+            Tensor dx = CrossEntropy.crossEntropyBackward(grad, logits, target, out[1], a);
             assertEquals(type, dx.dtype());
             assertArrayEquals(dims, dx.dims());
             Tol gtol = switch (type) {
@@ -179,9 +179,9 @@ class LossOpsTest {
             if (dims.length == 2 && rows > 0) {
                 Tensor tr = logits.transpose(0, 1).contiguous().transpose(0, 1);
                 assertTrue(!tr.isContiguous() || rows == 1 || classes == 1);
-                Tensor[] o2 = Losses.crossEntropyWithLse(tr, target, a);
+                Tensor[] o2 = CrossEntropy.crossEntropyWithLse(tr, target, a);
                 assertClose(out[0].toDoubleArray(), o2[0].toDoubleArray(), new Tol(0, 0), "strided logits");
-                Tensor dx2 = Losses.crossEntropyBackward(grad, tr, target, o2[1], a);
+                Tensor dx2 = CrossEntropy.crossEntropyBackward(grad, tr, target, o2[1], a);
                 assertClose(dx.toDoubleArray(), dx2.toDoubleArray(), new Tol(0, 0), "strided logits backward");
             }
         }
@@ -194,12 +194,12 @@ class LossOpsTest {
             Tensor target = Tensor.of(new long[] {-100, -100, -100}, 3);
             for (Reduction red : Reduction.values()) {
                 CrossEntropyAttrs a = new CrossEntropyAttrs(red, -100, 0.1);
-                Tensor[] out = Losses.crossEntropyWithLse(logits, target, a);
+                Tensor[] out = CrossEntropy.crossEntropyWithLse(logits, target, a);
                 for (double v : out[0].toDoubleArray()) {
                     assertEquals(0.0, v, red + ": the mean over zero rows is defined as 0 (PyTorch: NaN)");
                 }
                 Tensor g = red == Reduction.NONE ? Tensor.ones(DType.FLOAT32, 3) : Tensor.ones(DType.FLOAT32);
-                Tensor dx = Losses.crossEntropyBackward(g, logits, target, out[1], a);
+                Tensor dx = CrossEntropy.crossEntropyBackward(g, logits, target, out[1], a);
                 for (double v : dx.toDoubleArray()) {
                     assertEquals(0.0, v, red + " gradient");
                 }
@@ -207,7 +207,7 @@ class LossOpsTest {
             // an empty batch: mean 0, sum 0
             Tensor empty = Tensor.zeros(DType.FLOAT32, 0, 4);
             Tensor noTargets = Tensor.of(new long[0], 0);
-            assertEquals(0.0, Losses.crossEntropy(empty, noTargets).item());
+            assertEquals(0.0, CrossEntropy.crossEntropy(empty, noTargets, CrossEntropyAttrs.defaults()).item());
         }
     }
 
@@ -216,23 +216,23 @@ class LossOpsTest {
         try (var scope = Scope.open()) {
             Tensor logits = Reference.make(Reference.uniform(new Random(4), 20, -2, 2), DType.FLOAT32, 4, 5);
             IndexOutOfBoundsException e = assertThrows(IndexOutOfBoundsException.class,
-                    () -> Losses.crossEntropy(logits, Tensor.of(new long[] {0, 4, -100, 7}, 4)));
+                    () -> CrossEntropy.crossEntropy(logits, Tensor.of(new long[] {0, 4, -100, 7}, 4), CrossEntropyAttrs.defaults()));
             assertTrue(e.getMessage().startsWith("cross_entropy("), e.getMessage());
             assertTrue(e.getMessage().contains("target 7 at position 3") && e.getMessage().contains("5 classes"),
                     e.getMessage());
             IndexOutOfBoundsException neg = assertThrows(IndexOutOfBoundsException.class,
-                    () -> Losses.crossEntropy(logits, Tensor.of(new int[] {0, -1, 1, 1}, 4)));
+                    () -> CrossEntropy.crossEntropy(logits, Tensor.of(new int[] {0, -1, 1, 1}, 4), CrossEntropyAttrs.defaults()));
             assertTrue(neg.getMessage().contains("target -1 at position 1"), neg.getMessage());
             IllegalArgumentException shape = assertThrows(IllegalArgumentException.class,
-                    () -> Losses.crossEntropy(logits, Tensor.of(new long[] {0, 1, 2}, 3)));
+                    () -> CrossEntropy.crossEntropy(logits, Tensor.of(new long[] {0, 1, 2}, 3), CrossEntropyAttrs.defaults()));
             assertTrue(shape.getMessage().startsWith("cross_entropy: target") && shape.getMessage().contains("[4]"),
                     shape.getMessage());
             IllegalArgumentException ftarget = assertThrows(IllegalArgumentException.class,
-                    () -> Losses.crossEntropy(logits, Tensor.of(new float[] {0, 1, 2, 3}, 4)));
+                    () -> CrossEntropy.crossEntropy(logits, Tensor.of(new float[] {0, 1, 2, 3}, 4), CrossEntropyAttrs.defaults()));
             assertTrue(ftarget.getMessage().contains("'target'") && ftarget.getMessage().contains("float32"),
                     ftarget.getMessage());
             IllegalArgumentException ilogits = assertThrows(IllegalArgumentException.class,
-                    () -> Losses.crossEntropy(Tensor.of(new int[] {1, 2}, 1, 2), Tensor.of(new long[] {0}, 1)));
+                    () -> CrossEntropy.crossEntropy(Tensor.of(new int[] {1, 2}, 1, 2), Tensor.of(new long[] {0}, 1), CrossEntropyAttrs.defaults()));
             assertTrue(ilogits.getMessage().contains("floating point"), ilogits.getMessage());
             IllegalArgumentException smoothing = assertThrows(IllegalArgumentException.class,
                     () -> new CrossEntropyAttrs(Reduction.MEAN, -100, 1.5));
@@ -251,9 +251,9 @@ class LossOpsTest {
             int before = dev.cortado.backend.cpu.NativeCpu.ct_cpu_get_num_threads();
             try {
                 CpuBackend.setThreads(1);
-                double one = Losses.crossEntropy(logits, target).item();
+                double one = CrossEntropy.crossEntropy(logits, target, CrossEntropyAttrs.defaults()).item();
                 CpuBackend.setThreads(2);
-                double two = Losses.crossEntropy(logits, target).item();
+                double two = CrossEntropy.crossEntropy(logits, target, CrossEntropyAttrs.defaults()).item();
                 assertEquals(one, two, 0.0, "bit-identical whatever the thread count");
             } finally {
                 CpuBackend.setThreads(before);
@@ -272,16 +272,16 @@ class LossOpsTest {
                     Tensor target = Tensor.of(new long[] {4, -100, 0, 2, 2, 1}, 2, 3);
                     CrossEntropyAttrs a = new CrossEntropyAttrs(red, -100, eps);
                     GradCheck.check("cross_entropy " + red + " smoothing " + eps,
-                            in -> Losses.crossEntropy(in[0], target, a), logits);
+                            in -> CrossEntropy.crossEntropy(in[0], target, a), logits);
                 }
             }
             // the lse output is differentiable too (d lse / dx = softmax), alone and with the loss
             Tensor x = Reference.make(Reference.uniform(r, 12, -2, 2), DType.FLOAT64, 3, 4).requiresGrad(true);
             Tensor t = Tensor.of(new long[] {1, -100, 3}, 3);
             CrossEntropyAttrs sum = new CrossEntropyAttrs(Reduction.SUM, -100, 0.1);
-            GradCheck.check("cross_entropy lse", in -> Losses.crossEntropyWithLse(in[0], t, sum)[1], x);
+            GradCheck.check("cross_entropy lse", in -> CrossEntropy.crossEntropyWithLse(in[0], t, sum)[1], x);
             GradCheck.check("cross_entropy loss + lse^2", in -> {
-                Tensor[] o = Losses.crossEntropyWithLse(in[0], t, sum);
+                Tensor[] o = CrossEntropy.crossEntropyWithLse(in[0], t, sum);
                 return Elementwise.add(o[0], Reductions.sum(Elementwise.mul(o[1], o[1])));
             }, x);
             // a small model: embedding -> rms_norm -> layer_norm (as logits) -> loss
@@ -293,7 +293,7 @@ class LossOpsTest {
                 Tensor e = Indexing.embedding(in[0], ids);
                 Tensor h = Normalization.rmsNorm(e, in[1], 1, 1e-6);
                 Tensor z = Normalization.layerNorm(h, null, null, 1, 1e-5);
-                return Losses.crossEntropy(z, labels, CrossEntropyAttrs.builder().labelSmoothing(0.05).build());
+                return CrossEntropy.crossEntropy(z, labels, CrossEntropyAttrs.builder().labelSmoothing(0.05).build());
             }, table, w);
         }
     }

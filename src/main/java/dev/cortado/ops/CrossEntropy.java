@@ -7,15 +7,17 @@ import dev.cortado.tensor.Tensor;
 import java.util.Arrays;
 
 /**
- * Losses. {@code cross_entropy} is a fused softmax cross-entropy over logits whose CLASS
- * DIMENSION IS LAST ({@code [N, C]}, {@code [N, T, C]}, any {@code [..., C]}; PyTorch puts it at
- * dim 1 — permute first, or pass {@code [N, T, C]} directly as language models produce it), with
- * integer class targets of shape {@code [...]} (int32 or int64), label smoothing, ignore_index and
- * reduction none/mean/sum. The forward computes each row's log-sum-exp once and returns it as
- * output 1 ({@code lse}, float32, or float64 for float64 logits); the backward
- * ({@code cross_entropy_backward}) computes {@code dlogits = (softmax - smoothed one-hot) * g}
- * from it in one pass, so the probabilities are never materialized. Kernels:
- * {@code native/cpu/loss.cpp}, {@code native/cuda/loss.cu}.
+ * The fused softmax cross-entropy op ({@code cross_entropy}) and its backward, over ROWS of
+ * classes: logits {@code [..., C]} with the class dimension last (each row's classes contiguous,
+ * the layout the kernels read), integer class targets of shape {@code [...]} (int32 or int64),
+ * label smoothing, ignore_index and reduction none/mean/sum. Users call
+ * {@code dev.cortado.nn.Losses.crossEntropy}, which takes PyTorch's convention (logits
+ * {@code [N, C]} or {@code [N, C, d...]}, targets {@code [N]} or {@code [N, d...]}) and passes
+ * this op a permuted view; this class is the op declaration it dispatches to. The forward computes
+ * each row's log-sum-exp once and returns it as output 1 ({@code lse}, float32, or float64 for
+ * float64 logits); the backward ({@code cross_entropy_backward}) computes
+ * {@code dlogits = (softmax - smoothed one-hot) * g} from it in one pass, so the probabilities are
+ * never materialized. Kernels: {@code native/cpu/loss.cpp}, {@code native/cuda/loss.cu}.
  *
  * <p>Mean over zero counted rows (every target ignored, or an empty batch) is defined as 0 with a
  * zero gradient (PyTorch gives NaN): an all-padding batch then contributes nothing instead of
@@ -25,8 +27,8 @@ import java.util.Arrays;
  * <p>Backward rule: the loss's gradient goes through {@code cross_entropy_backward}; a gradient
  * reaching the lse output (when a caller uses it, e.g. for a z-loss) adds {@code softmax * g_lse}.
  */
-public final class Losses {
-    private Losses() {
+public final class CrossEntropy {
+    private CrossEntropy() {
     }
 
     /** How per-row losses are combined. */
@@ -110,7 +112,7 @@ public final class Losses {
                 if (!saved.needsGradient(0)) {
                     return new Tensor[] {null, null};
                 }
-                Tensor dx = g[0] == null ? null : Losses.CROSS_ENTROPY_BACKWARD_OP.call(a, g[0], saved.input(0),
+                Tensor dx = g[0] == null ? null : CrossEntropy.CROSS_ENTROPY_BACKWARD_OP.call(a, g[0], saved.input(0),
                         saved.input(1), saved.output(1));
                 if (g.length > 1 && g[1] != null) { // lse used downstream: d lse / d x = softmax(x)
                     try (Tensor lse = saved.output(1).unsqueeze(-1); Tensor gl = g[1].unsqueeze(-1);
@@ -156,12 +158,7 @@ public final class Losses {
             .register();
 
     // ------------------------------------------------------------------ eager entry points
-    /** Mean cross-entropy (ignore_index -100, no smoothing) of logits [..., C] against targets [...]. */
-    public static Tensor crossEntropy(Tensor logits, Tensor target) {
-        return crossEntropy(logits, target, CrossEntropyAttrs.defaults());
-    }
-
-    /** Cross-entropy with options; the loss only (the saved lse is released). */
+    /** Cross-entropy of rows {@code [..., C]} against targets {@code [...]}; the loss only (the lse is released). */
     public static Tensor crossEntropy(Tensor logits, Tensor target, CrossEntropyAttrs attrs) {
         Tensor[] out = CROSS_ENTROPY_OP.callMulti(attrs, logits, target);
         out[1].close();
