@@ -36,10 +36,14 @@ import org.openjdk.jmh.annotations.Warmup;
  *       The chains hide the FMA latency: with 2 FMA pipes of 4-cycle latency, 8 chains in flight
  *       keep both pipes busy; 12 leave a margin and still fit the 32 vector registers.
  *       FLOPs per op = {@link #FLOP_PER_THREAD} per thread, any vector width; the summarizer
- *       (jmh/summarize.py) turns ms/op into GFLOP/s. Zen 5 (2 x 512-bit FMA per cycle) peaks at
- *       64 FLOP/cycle per core, about 260 GFLOP/s per core at ~4 GHz.</li>
- *   <li>{@code readSum}: read-only bandwidth, a vector sum over a 64 MiB float array (twice the
- *       L3), split evenly across the threads; bytes = 64 MiB read.</li>
+ *       (jmh/summarize.py) turns ms/op into GFLOP/s. A core with two 512-bit FMA pipes (Zen 5,
+ *       Xeon server cores) peaks at 64 FLOP/cycle, about 260 GFLOP/s at ~4 GHz; the hosts of
+ *       this project's VMs have changed between sessions (Zen 4, Zen 5, Xeon), which is why the
+ *       peak is measured in each run rather than assumed.</li>
+ *   <li>{@code readSum}: read-only bandwidth, a vector sum over a 64 MiB float array (the size
+ *       BandwidthBenchmark uses: twice the 32 MiB L3 of the AMD hosts; a host whose L3 is larger,
+ *       as lscpu shows, may serve part of it from cache), split evenly across the threads;
+ *       bytes = 64 MiB read.</li>
  *   <li>{@code copy}: copy bandwidth, {@code System.arraycopy} (an AVX-512 intrinsic) of a 64 MiB
  *       float array into another, split across the threads; bytes = 64 MiB read + 64 MiB
  *       written (write-allocate traffic not counted, as in {@link BandwidthBenchmark}).</li>
