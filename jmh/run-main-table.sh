@@ -2,8 +2,10 @@
 # Runs the main table of docs/benchmarks.md: Cortado next to its peers (raw OpenBLAS cblas_sgemm,
 # PyTorch 2.7.1 through DJL) and next to the machine's ceilings (CeilingBenchmark: FMA peak, copy and
 # read bandwidth), each ceiling measured inside the same JMH run as the rows it bounds. Then prints
-# the table (jmh/summarize.py --table). About 11 minutes on an idle 2-core machine with the default
-# iterations; run it when `uptime` shows a 1-minute load below ~1.
+# the table (jmh/summarize.py --table). 68 forks; with the default iterations (4 s per fork plus
+# JVM start and setup) an estimated 8-11 minutes on an idle 2-core machine (the smoke run with
+# 0.1 s iterations took 5.6 minutes under a load of 15). Run it when `uptime` shows a 1-minute
+# load below ~1.
 #
 #   jmh/run-main-table.sh                        # build (library into ~/.m2, then jmh/), run, summarize
 #   SKIP_BUILD=1 jmh/run-main-table.sh           # reuse the last build
