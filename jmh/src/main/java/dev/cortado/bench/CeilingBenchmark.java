@@ -92,31 +92,10 @@ public class CeilingBenchmark {
         }) : null;
         src = new float[N];
         dst = new float[N];
+        // small integers: every lane's partial sum stays exact in float32; the period 7 shares no
+        // factor with the vector width, so a misplaced or missing load changes the sum
         for (int i = 0; i < N; i++) {
-            src[i] = (i % 8) * 0.25f;           // every partial sum below stays exact in float32
-        }
-        // sanity: the probes compute what they claim (a wrong vector loop would show here, not as a fast number)
-        double want = (double) (N / 8) * 0.25 * 28;
-        double got = readSum();
-        if (got != want) {
-            throw new IllegalStateException("readSum = " + got + ", expected " + want);
-        }
-        copy();
-        if (dst[N - 1] != src[N - 1] || dst[N / 2 - 1] != src[N / 2 - 1] || dst[0] != src[0]) {
-            throw new IllegalStateException("copy did not copy");
-        }
-        float fmaWant = 0;
-        for (int k = 0; k < CHAINS; k++) {
-            float a = 1.0f + k;
-            for (int step = 0; step < 5; step++) {
-                a = Math.fma(a, M, C);
-            }
-            fmaWant += a;
-        }
-        fmaWant *= S.length();
-        float fmaGot = fmaChains(5, 1.0f);
-        if (Math.abs(fmaGot - fmaWant) > 1e-5f * Math.abs(fmaWant)) {
-            throw new IllegalStateException("fma chains gave " + fmaGot + ", expected " + fmaWant);
+            src[i] = i % 7;
         }
         // Compile the kernels with C2 before the first measured op: the Vector API is only fast
         // once C2 has intrinsified it (interpreted, one op of fma takes seconds), and a short
@@ -126,8 +105,42 @@ public class CeilingBenchmark {
             sink += fmaChains(256, 1.0f);
             sink += (float) sum(src, 0, 1 << 14);
         }
+        // sanity: the probes compute what they claim (a wrong vector loop would show here, not as a fast number)
+        double want = 0;
+        for (int i = 0; i < N; i++) {
+            want += i % 7;
+        }
+        double got = readSum();
+        if (got != want) {
+            throw new IllegalStateException("readSum = " + got + ", expected " + want);
+        }
+        copy();
+        for (int part = 0; part < threads; part++) {
+            for (int i : new int[] {from(part), from(part) + 1, to(part) - 1}) {
+                if (dst[i] != src[i]) {
+                    throw new IllegalStateException("copy did not copy element " + i);
+                }
+            }
+        }
+        // each lane must hold exactly what the scalar float FMA chain gives (the same IEEE operation);
+        // after 2^20 steps a chain started at a is near 1 + (a - 1) / e, far enough from its start
+        // that a multiply without the add, a dropped chain or a wrong constant is off by percents
+        int checkSteps = 1 << 20;
+        double fmaWant = 0;
+        for (int k = 0; k < CHAINS; k++) {
+            float a = 1.0f + k;
+            for (int step = 0; step < checkSteps; step++) {
+                a = Math.fma(a, M, C);
+            }
+            fmaWant += (double) S.length() * a;
+        }
+        float fmaGot = fmaChains(checkSteps, 1.0f);
+        if (Math.abs(fmaGot - fmaWant) > 1e-5 * fmaWant) {   // only the order of the final sum differs
+            throw new IllegalStateException("fma chains gave " + fmaGot + ", expected " + fmaWant);
+        }
         System.out.println("\nCeilingBenchmark: " + S + " (" + S.length() + " float32 lanes), " + CHAINS
-                + " FMA chains per thread, " + threads + " thread(s) (warm-up sum " + sink + ")");
+                + " FMA chains per thread, " + threads + " thread(s); checks passed (fma relative error "
+                + String.format("%.1e", Math.abs(fmaGot - fmaWant) / fmaWant) + ", warm-up sum " + sink + ")");
     }
 
     @TearDown(Level.Trial)
@@ -233,7 +246,7 @@ public class CeilingBenchmark {
                 .reduceLanes(VectorOperators.ADD);
     }
 
-    /** Sum of a[from, to) with four vector accumulators (enough to keep the loads streaming). */
+    /** Sum of a[from, to) with four vector accumulators (enough to keep the loads streaming); part bounds are whole vectors. */
     static double sum(float[] a, int from, int to) {
         int step = 4 * S.length();
         FloatVector s0 = FloatVector.zero(S);
@@ -247,7 +260,12 @@ public class CeilingBenchmark {
             s2 = s2.add(FloatVector.fromArray(S, a, i + 2 * S.length()));
             s3 = s3.add(FloatVector.fromArray(S, a, i + 3 * S.length()));
         }
-        double r = s0.add(s1).add(s2).add(s3).reduceLanes(VectorOperators.ADD);
+        double r = 0;   // the lanes' sums in double: their total may exceed float32's exact range
+        for (FloatVector v : List.of(s0, s1, s2, s3)) {
+            for (float lane : v.toArray()) {
+                r += lane;
+            }
+        }
         for (; i < to; i++) {
             r += a[i];
         }
