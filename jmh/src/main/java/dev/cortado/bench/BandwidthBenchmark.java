@@ -24,7 +24,7 @@ import org.openjdk.jmh.annotations.Warmup;
 
 /**
  * Memory-bound ops on 16M float32 elements (64 MiB per tensor, far beyond the 32 MiB L3), in
- * ms/op; docs/performance.md converts to GB/s with the bytes each op must move at minimum
+ * ms/op; jmh/summarize.py converts to GB/s with the bytes each op must move at minimum
  * (read + write, not counting write-allocate traffic):
  * <ul>
  *   <li>{@code add}: {@link Elementwise#add} as a user calls it (allocates and closes the

@@ -38,7 +38,8 @@ import org.openjdk.jmh.annotations.Warmup;
  *       the Java layer + output allocation from the native wrapper.</li>
  * </ul>
  * Thread count: {@code threads} for both Cortado (OpenMP + OpenBLAS) and the raw call. Run the
- * JVM with OMP_NUM_THREADS / OPENBLAS_NUM_THREADS set to at least 2 (see docs/performance.md).
+ * JVM with OMP_NUM_THREADS / OPENBLAS_NUM_THREADS set to at least 2 (jmh/run-main-table.sh does;
+ * see docs/benchmarks.md).
  */
 @BenchmarkMode(Mode.AverageTime)
 @OutputTimeUnit(TimeUnit.MILLISECONDS)
