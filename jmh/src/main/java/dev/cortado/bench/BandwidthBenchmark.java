@@ -50,8 +50,8 @@ public class BandwidthBenchmark {
     static final long ROW = 1024;
     static final long ROWS = N / ROW;
     static final long BYTES = N * 4;          // 64 MiB per tensor
-    /** CT_BINARY_ADD in native/include/cortado/elementwise.h. */
-    static final int CT_BINARY_ADD = 0;
+    /** CT_BINARY_ADD of native/include/cortado/elementwise.h (generated constant). */
+    static final int CT_BINARY_ADD = dev.cortado.backend.NativeCodes.BINARY_ADD;
 
     @Param({"1", "2"})
     public int threads;
@@ -111,7 +111,7 @@ public class BandwidthBenchmark {
     public int addKernel() {
         long s = strides.address();
         return NativeCpu.ct_cpu_binary(CT_BINARY_ADD, DType.FLOAT32.code(), 1, shape.address(),
-                out.dataAddress(), s, a.dataAddress(), s, b.dataAddress(), s);
+                out.dataAddress(), s, a.dataAddress(), s, b.dataAddress(), s, 0);
     }
 
     @Benchmark
@@ -123,7 +123,7 @@ public class BandwidthBenchmark {
 
     @Benchmark
     public int softmaxKernel() {
-        return NativeCpu.ct_cpu_softmax(DType.FLOAT32.code(), 0, ROWS, ROW, 1, x.dataAddress(), out.dataAddress());
+        return NativeCpu.ct_cpu_softmax(DType.FLOAT32.code(), 0, ROWS, ROW, 1, x.dataAddress(), out.dataAddress(), 0);
     }
 
     @Benchmark

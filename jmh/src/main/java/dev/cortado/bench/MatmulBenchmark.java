@@ -118,6 +118,6 @@ public class MatmulBenchmark {
     public int cortadoGemmKernel() {
         long count = (long) n * n;
         return NativeCpu.ct_cpu_gemm(DType.FLOAT32.code(), 0, 0, 1, n, n, n, 1.0, a.dataAddress(), n, count,
-                b.dataAddress(), n, count, 0.0, c.dataAddress(), n, count);
+                b.dataAddress(), n, count, 0.0, c.dataAddress(), n, count, 0);
     }
 }
