@@ -80,7 +80,9 @@ final class AttentionSamples {
             Arg k = u(r, t, c.b(), c.hkv(), c.lk(), c.d());
             Arg v = u(r, t, c.b(), c.hkv(), c.lk(), c.dv());
             Arg mask = c.mask() == MaskType.ADDITIVE ? u(r, t, c.b(), c.hq(), c.lq(), c.lk()).noGrad() : null;
-            String label = "case " + i + " " + c;
+            String label = "case " + i + ": B" + c.b() + " Hq" + c.hq() + " Hkv" + c.hkv() + " Lq" + c.lq() + " Lk" + c.lk()
+                    + " D" + c.d() + " Dv" + c.dv() + (c.causal() ? " causal" : "") + (mask != null ? " additive mask" : "")
+                    + (i == 1 ? ", k a view" : "");
             if (i == 1) {
                 k = k.view();
             }

@@ -19,7 +19,8 @@ import java.util.List;
  * choice (the algorithm x layout x dtype grid: ConvolutionOpsTest, whose float64 references
  * these are). Geometries: odd 2-d with bias, grouped with stride and asymmetric padding on a
  * transposed view, depthwise, 1-d dilated, 3-d. float32 tolerance 1e-4 of the output's
- * magnitude (Winograd and TF32-free im2col on the CPU).
+ * magnitude on the CPU (Winograd, im2col); on CUDA float32 runs on TF32 tensor cores (10-bit
+ * mantissa inputs: 4e-3, as CudaConvTest) and bfloat16/float16 are added (CUDA-only dtypes).
  */
 final class ConvolutionSamples {
     private ConvolutionSamples() {
@@ -47,7 +48,8 @@ final class ConvolutionSamples {
                     }))
                     .reference((s, in) -> new double[][] {ConvolutionOpsTest.refForward(caseOf(s), in[0], in[1],
                             in.length > 2 ? in[2] : null, Activation.NONE, false)})
-                    .floats(1e-4).gradCheck().build(),
+                    .floats(1e-4).cuda(DType.FLOAT32, 4e-3, 1e-3).cuda(DType.BFLOAT16, 1.6e-2, 4e-3)
+                    .cuda(DType.FLOAT16, 4e-3, 1e-3).gradCheck().build(),
             OpInfo.of("conv_transpose", F, "transposed convolution (the backward-data of a convolution), with bias")
                     .samples((r, t) -> each((c, i) -> new Sample(c.name(), new ConvAttrs(c.spatial(), options(c)),
                             u(r, t, yDims(c)), u(r, t, wDims(c)), u(r, t, c.c()))))
@@ -60,12 +62,14 @@ final class ConvolutionSamples {
                         }
                         return new double[][] {y};
                     })
-                    .floats(1e-4).gradCheck().build(),
+                    .floats(1e-4).cuda(DType.FLOAT32, 4e-3, 1e-3).cuda(DType.BFLOAT16, 1.6e-2, 4e-3)
+                    .cuda(DType.FLOAT16, 4e-3, 1e-3).gradCheck().build(),
             OpInfo.of("conv_backward_data", F, "dx of conv from dy and the weight")
                     .samples((r, t) -> each((c, i) -> new Sample(c.name(),
                             new BackwardDataAttrs(c.spatial(), options(c), tail(c, c.in())), u(r, t, yDims(c)), u(r, t, wDims(c)))))
                     .reference((s, in) -> new double[][] {ConvolutionOpsTest.refBackwardData(caseOf(s), in[0], in[1], false)})
-                    .floats(1e-4).coveredBy("conv").build(),
+                    .floats(1e-4).cuda(DType.FLOAT32, 4e-3, 1e-3).cuda(DType.BFLOAT16, 1.6e-2, 4e-3)
+                    .cuda(DType.FLOAT16, 4e-3, 1e-3).coveredBy("conv").build(),
             OpInfo.of("conv_backward_weight", F, "{dweight, dbias} of conv from x and dy")
                     .samples((r, t) -> each((c, i) -> new Sample(c.name(),
                             new BackwardWeightAttrs(c.spatial(), options(c), tail(c, c.ks()), true), u(r, t, xDims(c)),
@@ -76,7 +80,8 @@ final class ConvolutionSamples {
                         int nw = wb.length - c.k();
                         return new double[][] {Arrays.copyOf(wb, nw), Arrays.copyOfRange(wb, nw, wb.length)};
                     })
-                    .floats(1e-4).coveredBy("conv").build());
+                    .floats(1e-4).cuda(DType.FLOAT32, 4e-3, 1e-3).cuda(DType.BFLOAT16, 1.6e-2, 4e-3)
+                    .cuda(DType.FLOAT16, 4e-3, 1e-3).coveredBy("conv").build());
 
     interface PerCase {
         Sample make(Case c, int index);

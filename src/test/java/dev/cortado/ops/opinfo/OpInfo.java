@@ -6,6 +6,7 @@ import dev.cortado.ops.OpRegistry;
 import dev.cortado.ops.TensorSpec;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;
+import dev.cortado.tensor.DeviceType;
 import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Tensor;
 import dev.cortado.testing.Reference;
@@ -60,6 +61,7 @@ public final class OpInfo {
     private final Samples samples;
     private final Ref reference;
     private final Map<DType, Tol> tolerances;
+    private final Map<DType, Tol> cudaTolerances;
     private final Grad grad;
     private final String gradNote;
     private final GradCheck.Options gradOptions;
@@ -73,6 +75,8 @@ public final class OpInfo {
         this.samples = b.samples;
         this.reference = b.reference;
         this.tolerances = b.tolerances;
+        this.cudaTolerances = new EnumMap<>(b.tolerances);
+        this.cudaTolerances.putAll(b.cudaTolerances);
         this.grad = b.grad;
         this.gradNote = b.gradNote;
         this.gradOptions = b.gradOptions;
@@ -96,13 +100,18 @@ public final class OpInfo {
         return description;
     }
 
-    /** Dtypes the samples run in, float64 first. */
+    /** Dtypes the samples run in on the CPU. */
     public List<DType> dtypes() {
         return List.copyOf(tolerances.keySet());
     }
 
-    public Tol tolerance(DType t) {
-        return tolerances.get(t);
+    /** Dtypes the samples run in on {@code device} (CUDA adds those declared with {@link Builder#cuda}). */
+    public List<DType> dtypes(Device device) {
+        return List.copyOf(tolerancesOn(device).keySet());
+    }
+
+    private Map<DType, Tol> tolerancesOn(Device device) {
+        return device.type() == DeviceType.CUDA ? cudaTolerances : tolerances;
     }
 
     public Grad grad() {
@@ -150,7 +159,7 @@ public final class OpInfo {
                 if (!o.dtype().isFloatingPoint()) {
                     Reference.assertExact(want[k], got, w);
                 } else {
-                    assertNear(want[k], got, outputTolerance(dtype, o.dtype()), w);
+                    assertNear(want[k], got, outputTolerance(tolerancesOn(device).get(dtype), dtype, o.dtype()), w);
                 }
             }
         }
@@ -160,8 +169,7 @@ public final class OpInfo {
      * The sample dtype's tolerance, loosened to float32 rounding (2^-24 relative, 1e-6 with margin)
      * for an output stored in float32 while the inputs are float64 (e.g. saved statistics).
      */
-    private Tol outputTolerance(DType sample, DType output) {
-        Tol t = tolerances.get(sample);
+    private static Tol outputTolerance(Tol t, DType sample, DType output) {
         if (output == DType.FLOAT32 && sample == DType.FLOAT64) {
             return new Tol(Math.max(t.rel(), 1e-6), Math.max(t.abs(), 1e-6));
         }
@@ -260,6 +268,7 @@ public final class OpInfo {
         private Samples samples;
         private Ref reference;
         private final Map<DType, Tol> tolerances = new EnumMap<>(DType.class);
+        private final Map<DType, Tol> cudaTolerances = new EnumMap<>(DType.class);
         private Grad grad;
         private String gradNote = "";
         private GradCheck.Options gradOptions = new GradCheck.Options(1e-6, 1e-6, 1e-5, 24, 7);
@@ -285,6 +294,12 @@ public final class OpInfo {
         /** Checks the op in {@code t} with tolerance rel*|want| + abs*max|want|. */
         public Builder dtype(DType t, double rel, double abs) {
             tolerances.put(t, new Tol(rel, abs));
+            return this;
+        }
+
+        /** The tolerance on CUDA where it differs (TF32 tensor cores), or a dtype only CUDA supports. */
+        public Builder cuda(DType t, double rel, double abs) {
+            cudaTolerances.put(t, new Tol(rel, abs));
             return this;
         }
 

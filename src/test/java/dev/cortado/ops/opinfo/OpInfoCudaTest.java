@@ -41,7 +41,7 @@ class OpInfoCudaTest {
             if (!covered.contains(e.name())) {
                 continue;
             }
-            for (DType t : e.dtypes()) {
+            for (DType t : e.dtypes(cuda)) {
                 tests.add(dynamicTest(e.name() + " " + t.name().toLowerCase() + " cuda", () -> {
                     for (Sample s : e.samples(OpInfoTest.SEED, t)) {
                         e.checkAgainstReference(s, t, cuda);
