@@ -17,7 +17,8 @@ import java.util.Random;
  * Fused attention (forward, backward) and RoPE, layout [B, H, L, D] (the layout x mask x
  * dropout x soft-capping grid: AttentionOpsTest, whose float64 references these are). Samples:
  * odd lengths, grouped-query heads, cross-attention, causal, an additive mask, size-1 query, a
- * transposed view of k.
+ * transposed view of k. On CUDA the tolerances of CudaAttentionTest: float32 2e-4 (summation
+ * order), float16 1e-2 and bfloat16 4e-2 (P and dS rounded to 16 bits before the tensor-core products).
  */
 final class AttentionSamples {
     private AttentionSamples() {
@@ -39,7 +40,8 @@ final class AttentionSamples {
                         AttentionOpsTest.Ref ref = ref(s, in, null);
                         return new double[][] {ref.o(), ref.lse()};
                     })
-                    .floats(2e-5).halves(2e-2, 2e-3).gradCheck().build(),
+                    .floats(2e-5).halves(2e-2, 2e-3).cuda(DType.FLOAT64, 1e-9, 1e-9).cuda(DType.FLOAT32, 2e-4, 2e-4)
+                    .cuda(DType.FLOAT16, 1e-2, 1e-2).cuda(DType.BFLOAT16, 4e-2, 4e-2).gradCheck().build(),
             OpInfo.of("scaled_dot_product_attention_backward", F, "{dq, dk, dv} of scaled_dot_product_attention from do, "
                             + "q, k, v, o and the log-sum-exp")
                     .samples((r, t) -> forCases(r, t, true))
@@ -49,7 +51,8 @@ final class AttentionSamples {
                         AttentionOpsTest.Ref ref = ref(s, qkv, in[0]);
                         return new double[][] {ref.dq(), ref.dk(), ref.dv()};
                     })
-                    .floats(2e-5).coveredBy("scaled_dot_product_attention").build(),
+                    .floats(2e-5).cuda(DType.FLOAT64, 1e-9, 1e-9).cuda(DType.FLOAT32, 2e-4, 2e-4)
+                    .coveredBy("scaled_dot_product_attention").build(),
             rope("rope", false),
             rope("rope_backward", true));
 

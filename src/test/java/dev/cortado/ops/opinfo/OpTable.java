@@ -3,6 +3,8 @@ package dev.cortado.ops.opinfo;
 import dev.cortado.ops.Op;
 import dev.cortado.ops.OpRegistry;
 import dev.cortado.tensor.DType;
+import dev.cortado.tensor.Device;
+import dev.cortado.tensor.DeviceType;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -43,7 +45,14 @@ public final class OpTable {
     static String row(Op<?> op) {
         OpInfo e = Catalogue.get(op.name());
         String family = e == null ? "?" : e.family();
-        String dtypes = e == null ? "?" : e.dtypes().stream().map(OpTable::dtype).collect(Collectors.joining(", "));
+        String dtypes = "?";
+        if (e != null) {
+            dtypes = e.dtypes().stream().map(OpTable::dtype).collect(Collectors.joining(", "));
+            List<DType> cudaOnly = e.dtypes(Device.cuda(0)).stream().filter(t -> !e.dtypes().contains(t)).toList();
+            if (op.backends().contains(DeviceType.CUDA) && !cudaOnly.isEmpty()) {
+                dtypes += "; CUDA also " + cudaOnly.stream().map(OpTable::dtype).collect(Collectors.joining(", "));
+            }
+        }
         String diff;
         if (e == null) {
             diff = op.backward() != null ? "yes" : "no";

@@ -84,7 +84,7 @@ final class PoolingSamples {
                         }
                         return new double[][] {dx};
                     })
-                    .floats(1e-6).coveredBy("max_pool").build(),
+                    .floats(1e-6).cuda(DType.FLOAT32, 2e-5, 2e-5).coveredBy("max_pool").build(),
             avg("avg_pool", true),
             OpInfo.of("avg_pool_backward", F, "dx of avg_pool: dy spread evenly over each window")
                     .samples((r, t) -> forGeos(r, t, false, (g, x, rr) -> new Sample(g.label(), g.options(true),
@@ -94,7 +94,7 @@ final class PoolingSamples {
                         return new double[][] {PoolingOpsTest.avgBackwardRef(in[0], g.n(), g.c(), g.in(), g.k(), g.s(), g.p(),
                                 true)};
                     })
-                    .floats(1e-6).coveredBy("avg_pool").build(),
+                    .floats(1e-6).cuda(DType.FLOAT32, 2e-5, 2e-5).coveredBy("avg_pool").build(),
             adaptive("adaptive_avg_pool", "average over adaptive windows [floor(i·L/o), ceil((i+1)·L/o))", false),
             adaptive("global_avg_pool", "mean over all spatial positions (spatial dims kept with size 1)", true),
             OpInfo.of("adaptive_avg_pool_backward", F, "dx of adaptive_avg_pool and global_avg_pool")
@@ -109,7 +109,7 @@ final class PoolingSamples {
                         return new double[][] {PoolingOpsTest.adaptiveBackwardRef(in[0], (int) xd[0], (int) xd[1], sp,
                                 ((AdaptiveOptions) s.attrs()).outputSize())};
                     })
-                    .floats(1e-6).coveredBy("adaptive_avg_pool").build());
+                    .floats(1e-6).cuda(DType.FLOAT32, 2e-5, 2e-5).coveredBy("adaptive_avg_pool").build());
 
     interface Make {
         Sample make(Geo g, Arg x, Random r);
@@ -150,7 +150,7 @@ final class PoolingSamples {
                     return new double[][] {PoolingOpsTest.poolRef(in[0], g.n(), g.c(), g.in(), g.k(), g.s(), g.p(), g.d(), 1,
                             inc)[0]};
                 })
-                .floats(1e-6).gradCheck().build();
+                .floats(1e-6).cuda(DType.FLOAT32, 2e-5, 2e-5).gradCheck().build();
     }
 
     static OpInfo adaptive(String name, String doc, boolean global) {
@@ -172,6 +172,6 @@ final class PoolingSamples {
                     }
                     return new double[][] {PoolingOpsTest.adaptiveRef(in[0], (int) xd[0], (int) xd[1], sp, out)};
                 })
-                .floats(1e-6).gradCheck().build();
+                .floats(1e-6).cuda(DType.FLOAT32, 2e-5, 2e-5).gradCheck().build();
     }
 }
