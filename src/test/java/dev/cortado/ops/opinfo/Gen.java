@@ -42,10 +42,6 @@ final class Gen {
         return Arg.index(v, dims);
     }
 
-    static long[] dims(long... d) {
-        return d;
-    }
-
     static int prod(long[] d) {
         return (int) Reference.numel(d);
     }

@@ -1,7 +1,6 @@
 package dev.cortado.ops.opinfo;
 
 import static dev.cortado.ops.opinfo.Gen.u;
-import static dev.cortado.ops.opinfo.Gen.ur;
 
 import dev.cortado.ops.Indexing.Axis;
 import dev.cortado.ops.Indexing.IndexAddAttrs;

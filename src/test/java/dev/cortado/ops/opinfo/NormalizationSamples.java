@@ -74,7 +74,6 @@ final class NormalizationSamples {
                         normSample("size-1 batch, view", 1, r, t, rms, true, 1, 6, 4),
                         normSample("empty batch", 1, r, t, rms, false, 0, 5)))
                 .reference((s, in) -> {
-                    long[] d = s.dims(0);
                     int cols = (int) Gen.prod(s.dims(1));
                     return new double[][] {NormalizationOpsTest.layerNormRef(in[0], cols, in[1], rms ? null : in[2], EPS, rms)};
                 })

@@ -11,7 +11,6 @@ import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Tensor;
 import dev.cortado.testing.Reference;
 import dev.cortado.testing.Reference.Tol;
-import java.util.ArrayList;
 import java.util.EnumMap;
 import java.util.List;
 import java.util.Map;

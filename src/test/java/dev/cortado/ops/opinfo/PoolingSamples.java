@@ -59,14 +59,14 @@ final class PoolingSamples {
 
     static final List<OpInfo> ENTRIES = List.of(
             OpInfo.of("max_pool", F, "max pooling 1/2/3-d (stride, padding, dilation); also returns int64 argmax indices")
-                    .samples((r, t) -> forGeos(r, t, true, (g, x, rr) -> new Sample(g.label(), g.options(false), x)))
+                    .samples((r, t) -> forGeos(r, t, (g, x, rr) -> new Sample(g.label(), g.options(false), x)))
                     .reference((s, in) -> {
                         Geo g = geo(s);
                         return PoolingOpsTest.poolRef(in[0], g.n(), g.c(), g.in(), g.k(), g.s(), g.p(), g.d(), 0, false);
                     })
                     .floats(0).gradCheck().build(),
             OpInfo.of("max_pool_backward", F, "dx of max_pool: dy scattered to the saved argmax indices")
-                    .samples((r, t) -> forGeos(r, t, true, (g, x, rr) -> {
+                    .samples((r, t) -> forGeos(r, t, (g, x, rr) -> {
                         double[] idx = PoolingOpsTest.poolRef(x.stored(), g.n(), g.c(), g.in(), g.k(), g.s(), g.p(), g.d(), 0,
                                 false)[1];
                         return new Sample(g.label(), g.options(false), u(rr, t, g.yDims()), x,
@@ -85,9 +85,9 @@ final class PoolingSamples {
                         return new double[][] {dx};
                     })
                     .floats(1e-6).cuda(DType.FLOAT32, 2e-5, 2e-5).coveredBy("max_pool").build(),
-            avg("avg_pool", true),
+            avg("avg_pool"),
             OpInfo.of("avg_pool_backward", F, "dx of avg_pool: dy spread evenly over each window")
-                    .samples((r, t) -> forGeos(r, t, false, (g, x, rr) -> new Sample(g.label(), g.options(true),
+                    .samples((r, t) -> forGeos(r, t, (g, x, rr) -> new Sample(g.label(), g.options(true),
                             u(rr, t, g.yDims()), x)))
                     .reference((s, in) -> {
                         Geo g = geo(s, 1);
@@ -115,7 +115,7 @@ final class PoolingSamples {
         Sample make(Geo g, Arg x, Random r);
     }
 
-    static List<Sample> forGeos(Random r, DType t, boolean max, Make m) {
+    static List<Sample> forGeos(Random r, DType t, Make m) {
         List<Sample> out = new ArrayList<>();
         for (Geo g : GEOS) {
             Arg x = u(r, t, g.xDims());
@@ -136,11 +136,11 @@ final class PoolingSamples {
         return geo(s, 0);
     }
 
-    static OpInfo avg(String name, boolean unused) {
+    static OpInfo avg(String name) {
         return OpInfo.of(name, F, "average pooling 1/2/3-d (stride, padding; count_include_pad or not)")
                 .samples((r, t) -> {
-                    List<Sample> s = new ArrayList<>(forGeos(r, t, false, (g, x, rr) -> new Sample(g.label(), g.options(true), x)));
-                    s.addAll(forGeos(r, t, false, (g, x, rr) -> new Sample(g.label() + ", padding not counted",
+                    List<Sample> s = new ArrayList<>(forGeos(r, t, (g, x, rr) -> new Sample(g.label(), g.options(true), x)));
+                    s.addAll(forGeos(r, t, (g, x, rr) -> new Sample(g.label() + ", padding not counted",
                             g.options(false), x)));
                     return s;
                 })

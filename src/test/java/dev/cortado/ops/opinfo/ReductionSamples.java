@@ -1,6 +1,5 @@
 package dev.cortado.ops.opinfo;
 
-import static dev.cortado.ops.opinfo.Gen.u;
 import static dev.cortado.ops.opinfo.Gen.ur;
 
 import dev.cortado.ops.ReductionOpsTest;
