@@ -30,11 +30,11 @@ import org.junit.jupiter.api.TestFactory;
  * and bfloat16 2e-2 (inputs rounded, float32 compute, one rounding of each result, o rounded
  * before it enters the backward's rowsum(dO * o)).
  */
-class AttentionOpsTest {
-    enum MaskType { NONE, BOOL, ADDITIVE, KEY_PADDING, FULLY_MASKED_ROW }
+public class AttentionOpsTest {
+    public enum MaskType { NONE, BOOL, ADDITIVE, KEY_PADDING, FULLY_MASKED_ROW }
 
     /** One grid point; softcap 0 means no soft-capping. */
-    record Case(int b, int hq, int hkv, int lq, int lk, int d, int dv, boolean causal, MaskType mask, Layout layout,
+    public record Case(int b, int hq, int hkv, int lq, int lk, int d, int dv, boolean causal, MaskType mask, Layout layout,
                 DType dtype, double dropout, double softcap) {
         Case(int b, int hq, int hkv, int lq, int lk, int d, int dv, boolean causal, MaskType mask, Layout layout,
              DType dtype, double dropout) {
@@ -97,10 +97,10 @@ class AttentionOpsTest {
 
     // ------------------------------------------------------------------ float64 reference
     /** Logical [B, H, L, F] arrays (flattened), mask additive [B, Hq, Lq, Lk] (-inf = forbidden) or null. */
-    record Ref(double[] o, double[] lse, double[] dq, double[] dk, double[] dv) {
+    public record Ref(double[] o, double[] lse, double[] dq, double[] dk, double[] dv) {
     }
 
-    static Ref reference(Case c, double[] q, double[] k, double[] v, double[] mask, double[] dO, double scale, long seed,
+    public static Ref reference(Case c, double[] q, double[] k, double[] v, double[] mask, double[] dO, double scale, long seed,
                          long offset) {
         int lq = c.lq(), lk = c.lk(), d = c.d(), dv = c.dv(), g = c.hq() / c.hkv();
         double[] o = new double[c.b() * c.hq() * lq * dv];
@@ -474,7 +474,7 @@ class AttentionOpsTest {
     }
 
     // ------------------------------------------------------------------ RoPE
-    static double[] ropeRef(double[] x, int b, int h, int l, int d, long[] pos, int rd, double base, boolean inter,
+    public static double[] ropeRef(double[] x, int b, int h, int l, int d, long[] pos, int rd, double base, boolean inter,
                             boolean inverse) {
         double[] y = x.clone();
         int half = rd / 2;

@@ -26,7 +26,7 @@ import org.junit.jupiter.api.TestFactory;
  * finite differences in float64. Tolerances: float32 1e-4 relative (+1e-5 absolute: outputs
  * near zero), float64 1e-10; saved and running statistics are float32 (1e-6 relative).
  */
-class BatchNormOpsTest {
+public class BatchNormOpsTest {
     static Tol tol(DType t) {
         return t == DType.FLOAT64 ? new Tol(1e-10, 1e-12) : new Tol(1e-4, 1e-5);
     }
@@ -34,7 +34,7 @@ class BatchNormOpsTest {
     static final Tol STATS = new Tol(1e-6, 1e-7);
 
     /** {mean, biased var} per channel of NCHW x [n, c, s]. */
-    static double[][] stats(double[] x, int n, int c, int s) {
+    public static double[][] stats(double[] x, int n, int c, int s) {
         double[] mean = new double[c];
         double[] var = new double[c];
         for (int ch = 0; ch < c; ch++) {
@@ -57,7 +57,7 @@ class BatchNormOpsTest {
         return new double[][] {mean, var};
     }
 
-    static double[] normalize(double[] x, int n, int c, int s, double[] mean, double[] var, double eps, double[] g,
+    public static double[] normalize(double[] x, int n, int c, int s, double[] mean, double[] var, double eps, double[] g,
                               double[] b) {
         double[] y = new double[x.length];
         for (int i = 0; i < n; i++) {
@@ -73,7 +73,7 @@ class BatchNormOpsTest {
     }
 
     /** {dx, dgamma, dbeta} from the given statistics (mean, rstd). */
-    static double[][] backwardRef(double[] dy, double[] x, int n, int c, int s, double[] g, double[] mean,
+    public static double[][] backwardRef(double[] dy, double[] x, int n, int c, int s, double[] g, double[] mean,
                                   double[] rstd) {
         double[] dx = new double[x.length];
         double[] dg = new double[c];

@@ -30,10 +30,10 @@ import org.junit.jupiter.api.TestFactory;
  * relative to the same sum (Winograd's transforms and float32 GEMM accumulation stay well inside).
  * Gradients are also checked against central finite differences of sum(y * r) in float64.
  */
-class ConvolutionOpsTest {
+public class ConvolutionOpsTest {
 
     /** A 3-d description (1-d and 2-d right-aligned, leading sizes 1). */
-    record Case(String name, int spatial, int n, int c, int k, int groups, int[] in, int[] ks, int[] st, int[] dil,
+    public record Case(String name, int spatial, int n, int c, int k, int groups, int[] in, int[] ks, int[] st, int[] dil,
                 int[] pb, int[] pa) {
         int[] out() {
             int[] o = new int[3];
@@ -119,7 +119,7 @@ class ConvolutionOpsTest {
         return new int[] {0, 0, 0};
     }
 
-    static Case c2(String name, int n, int c, int k, int g, int h, int w, int kh, int kw, int s, int d, int pb, int pa) {
+    public static Case c2(String name, int n, int c, int k, int g, int h, int w, int kh, int kw, int s, int d, int pb, int pa) {
         return new Case(name, 2, n, c, k, g, a3(2, h, w), a3(2, kh, kw), a3(2, s, s), a3(2, d, d),
                 new int[] {0, pb, pb}, new int[] {0, pa, pa});
     }
@@ -188,7 +188,7 @@ class ConvolutionOpsTest {
     }
 
     /** y[n][k][o] (canonical); abs: uses |x|, |w|, |b| and no activation (the error scale). */
-    static double[] refForward(Case c, double[] x, double[] w, double[] b, Activation a, boolean abs) {
+    public static double[] refForward(Case c, double[] x, double[] w, double[] b, Activation a, boolean abs) {
         int[] o = c.out();
         double[] y = new double[c.n * c.k * c.outVol()];
         for (int n = 0; n < c.n; n++) {
@@ -226,7 +226,7 @@ class ConvolutionOpsTest {
     }
 
     /** dx (canonical) = scatter of dy through w; also gives the transposed convolution. */
-    static double[] refBackwardData(Case c, double[] dy, double[] w, boolean abs) {
+    public static double[] refBackwardData(Case c, double[] dy, double[] w, boolean abs) {
         int[] o = c.out();
         double[] dx = new double[c.n * c.c * c.inVol()];
         for (int n = 0; n < c.n; n++) {
@@ -263,7 +263,7 @@ class ConvolutionOpsTest {
     }
 
     /** dw, then dbias appended (length K*Cg*KS + K). */
-    static double[] refBackwardWeight(Case c, double[] x, double[] dy, boolean abs) {
+    public static double[] refBackwardWeight(Case c, double[] x, double[] dy, boolean abs) {
         int[] o = c.out();
         int nw = c.k * c.cg() * c.kVol();
         double[] r = new double[nw + c.k];

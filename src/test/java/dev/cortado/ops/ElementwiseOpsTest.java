@@ -35,7 +35,7 @@ import org.junit.jupiter.api.TestFactory;
  * float16 2e-3 rel (one rounding of a float32 result: 2^-9 and 2^-12). Integer results are
  * compared exactly against two's-complement wrapping arithmetic.
  */
-class ElementwiseOpsTest {
+public class ElementwiseOpsTest {
     private static final DType[] FLOATS = {DType.FLOAT32, DType.FLOAT64, DType.BFLOAT16, DType.FLOAT16};
     private static final DType[] INTS = {DType.INT8, DType.UINT8, DType.INT32, DType.INT64};
     private static final long[][] UNARY_SHAPES = {{}, {1}, {7}, {3, 5}, {0, 4}, {5, 0}, {17, 33}};
@@ -48,7 +48,7 @@ class ElementwiseOpsTest {
 
     // ================================================================== reference functions
     /** erf(x) = 2/sqrt(pi) exp(-x^2) sum_n 2^n x^(2n+1) / (2n+1)!!: all terms positive, no cancellation. */
-    static double erf(double x) {
+    public static double erf(double x) {
         if (Math.abs(x) > 6) {
             return Math.signum(x);
         }
@@ -64,15 +64,15 @@ class ElementwiseOpsTest {
         return 2 / Math.sqrt(Math.PI) * Math.exp(-x * x) * sum;
     }
 
-    static double sigmoid(double x) {
+    public static double sigmoid(double x) {
         return 1 / (1 + Math.exp(-x));
     }
 
-    static double geluErf(double x) {
+    public static double geluErf(double x) {
         return 0.5 * x * (1 + erf(x / Math.sqrt(2)));
     }
 
-    static double geluTanh(double x) {
+    public static double geluTanh(double x) {
         return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x)));
     }
 

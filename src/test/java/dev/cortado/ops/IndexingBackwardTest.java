@@ -30,7 +30,7 @@ import org.junit.jupiter.api.TestFactory;
  * terms in float32); bfloat16 1e-2 rel + 1e-2 abs and float16 2e-3 rel + 2e-3 abs (float32
  * accumulation, one rounding of base + sum; the absolute part covers sums that cancel).
  */
-class IndexingBackwardTest {
+public class IndexingBackwardTest {
     static Tol tol(DType t) {
         return switch (t) {
             case FLOAT64 -> new Tol(1e-12, 1e-12);
@@ -41,7 +41,7 @@ class IndexingBackwardTest {
     }
 
     /** out = base; out[o, idx(j), i] += src[o, j, i] for base [outer, len, inner], src [outer, n, inner]. */
-    static double[] indexAddRef(double[] base, long outer, long len, long inner, long[] idx, double[] src) {
+    public static double[] indexAddRef(double[] base, long outer, long len, long inner, long[] idx, double[] src) {
         double[] out = base.clone();
         int n = idx.length;
         for (int o = 0; o < outer; o++) {

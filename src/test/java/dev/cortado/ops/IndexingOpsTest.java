@@ -20,11 +20,11 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestFactory;
 
 /** gather / embedding / concat: pure data movement, so every comparison is exact. */
-class IndexingOpsTest {
+public class IndexingOpsTest {
     private static final long[] DIMS = {4, 5, 6};
 
     /** gather reference: out = data[..., idx(j), ...] over contiguous data. */
-    static double[] gatherRef(double[] data, long[] dims, long[] idx, long[] idxDims, int axis, long[] outDims) {
+    public static double[] gatherRef(double[] data, long[] dims, long[] idx, long[] idxDims, int axis, long[] outDims) {
         int ax = axis < 0 ? axis + dims.length : axis;
         int n = (int) Reference.numel(outDims);
         double[] out = new double[n];

@@ -29,7 +29,7 @@ import org.junit.jupiter.api.TestFactory;
  * output: half an ulp is 2^-12 and 2^-9). Split-K on and off agree within the same tolerance.
  */
 @SuppressWarnings("try")  // scopes that only close what the test allocates
-class KvCacheOpsTest {
+public class KvCacheOpsTest {
 
     static Tol tol(DType t) {
         return switch (t) {
@@ -39,7 +39,7 @@ class KvCacheOpsTest {
         };
     }
 
-    record Case(DType dtype, int[] lens, int hq, int hkv, int d, int tq, int pageSize) {
+    public record Case(DType dtype, int[] lens, int hq, int hkv, int d, int tq, int pageSize) {
         @Override
         public String toString() {
             return dtype + " lens " + Arrays.toString(lens) + " Hq" + hq + " Hkv" + hkv + " D" + d + " Tq" + tq + " PS"
@@ -145,7 +145,7 @@ class KvCacheOpsTest {
     }
 
     /** float64 decode reference: o [S, Tq, Hq, D] and lse [S, Hq, Tq]; softcap &gt; 0 caps the scores to c tanh(s / c). */
-    static double[][] reference(Case c, double[] q, double[][] k, double[][] v, double scale, boolean causal,
+    public static double[][] reference(Case c, double[] q, double[][] k, double[][] v, double scale, boolean causal,
                                 double softcap) {
         int s = c.lens().length;
         int tq = c.tq();

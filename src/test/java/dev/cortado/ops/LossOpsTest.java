@@ -33,7 +33,7 @@ import org.junit.jupiter.api.TestFactory;
  * float32 and rounds once: losses 1e-2 (bf16) / 2e-3 (f16) relative, gradients (values < 1) the
  * same relative plus 1e-3 (bf16) / 1e-4 (f16) absolute.
  */
-class LossOpsTest {
+public class LossOpsTest {
     static Tol lossTol(DType t) {
         return switch (t) {
             case FLOAT64 -> new Tol(1e-12, 1e-12);
@@ -44,10 +44,10 @@ class LossOpsTest {
     }
 
     /** Per-row losses, lse, and dlogits for gradient g (per row) from the definition, in float64. */
-    record Ref(double[] rowLoss, double[] lse, double[] dlogits, int count) {
+    public record Ref(double[] rowLoss, double[] lse, double[] dlogits, int count) {
     }
 
-    static Ref reference(double[] x, long[] t, int classes, long ignore, double eps, double[] gPerRow) {
+    public static Ref reference(double[] x, long[] t, int classes, long ignore, double eps, double[] gPerRow) {
         int rows = t.length;
         double[] loss = new double[rows];
         double[] lse = new double[rows];

@@ -26,7 +26,7 @@ import org.junit.jupiter.api.TestFactory;
  * 1e-5 (OpenBLAS sgemm, float32 accumulation over k <= 129), bfloat16 1e-2 and float16 2e-3
  * (inputs exact in float32, float32 accumulation, one final rounding to 8 or 11 bits).
  */
-class MatmulOpsTest {
+public class MatmulOpsTest {
     static double rel(DType t) {
         return switch (t) {
             case FLOAT64 -> 1e-12;
@@ -37,11 +37,11 @@ class MatmulOpsTest {
     }
 
     /** Reference result: values, dims, and sum |a||b| per element. */
-    record Ref(double[] values, double[] absSum, long[] dims) {
+    public record Ref(double[] values, double[] absSum, long[] dims) {
     }
 
     /** NumPy matmul of contiguous row-major a (dims ad) and b (dims bd), in float64. */
-    static Ref matmulRef(double[] a, long[] ad, double[] b, long[] bd) {
+    public static Ref matmulRef(double[] a, long[] ad, double[] b, long[] bd) {
         long[] a2 = ad.length == 1 ? new long[] {1, ad[0]} : ad;
         long[] b2 = bd.length == 1 ? new long[] {bd[0], 1} : bd;
         int m = (int) a2[a2.length - 2];

@@ -32,7 +32,7 @@ import org.junit.jupiter.api.TestFactory;
  * reference uses the rounded inputs; the kernel rounds its float32 result once, and the absolute
  * part covers results that cancel near zero).
  */
-class NormalizationBackwardTest {
+public class NormalizationBackwardTest {
     static Tol tol(DType t) {
         return switch (t) {
             case FLOAT64 -> new Tol(1e-10, 1e-12);
@@ -45,7 +45,7 @@ class NormalizationBackwardTest {
     static final DType[] FLOATS = {DType.FLOAT32, DType.FLOAT64, DType.BFLOAT16, DType.FLOAT16};
 
     /** dx of softmax (log: log-softmax) along axis from y and dy, contiguous, in float64. */
-    static double[] softmaxBackwardRef(double[] y, double[] dy, long[] dims, int axis, boolean log) {
+    public static double[] softmaxBackwardRef(double[] y, double[] dy, long[] dims, int axis, boolean log) {
         int ax = axis < 0 ? axis + dims.length : axis;
         long outer = 1;
         long inner = 1;
@@ -116,7 +116,7 @@ class NormalizationBackwardTest {
     }
 
     /** {dx, dweight, dbias} of layer norm (rms: RMS norm) over rows of `cols`, in float64. */
-    static double[][] normBackwardRef(double[] x, double[] dy, double[] w, int cols, double eps, boolean rms) {
+    public static double[][] normBackwardRef(double[] x, double[] dy, double[] w, int cols, double eps, boolean rms) {
         int rows = cols == 0 ? 0 : x.length / cols;
         double[] dx = new double[x.length];
         double[] dw = new double[cols];

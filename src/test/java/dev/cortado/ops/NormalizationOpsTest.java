@@ -26,7 +26,7 @@ import org.junit.jupiter.api.TestFactory;
  * sums; log-softmax values reach -10 so the abs part matters); bfloat16 1e-2 rel + 1e-3 abs and
  * float16 2e-3 rel + 1e-4 abs (float32 compute, one rounding of the output).
  */
-class NormalizationOpsTest {
+public class NormalizationOpsTest {
     static Tol tol(DType t) {
         return switch (t) {
             case FLOAT64 -> new Tol(1e-12, 1e-12);
@@ -37,7 +37,7 @@ class NormalizationOpsTest {
     }
 
     /** Softmax (or log-softmax) of contiguous x with dims along axis, in float64. */
-    static double[] softmaxRef(double[] x, long[] dims, int axis, boolean log) {
+    public static double[] softmaxRef(double[] x, long[] dims, int axis, boolean log) {
         int ax = axis < 0 ? axis + dims.length : axis;
         long outer = 1;
         long inner = 1;
@@ -139,7 +139,7 @@ class NormalizationOpsTest {
         }
     }
 
-    static double[] layerNormRef(double[] x, int cols, double[] w, double[] b, double eps, boolean rms) {
+    public static double[] layerNormRef(double[] x, int cols, double[] w, double[] b, double eps, boolean rms) {
         double[] y = new double[x.length];
         for (int r = 0; r < x.length / cols; r++) {
             double mean = 0;

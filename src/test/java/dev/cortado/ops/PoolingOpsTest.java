@@ -28,14 +28,14 @@ import org.junit.jupiter.api.TestFactory;
  * Tolerances: float32 1e-5 relative + 1e-6 absolute (means of values in [-1, 1] cancel);
  * float64 1e-10 relative + 1e-12 absolute. Max pooling is exact (distinct inputs, exact indices).
  */
-class PoolingOpsTest {
+public class PoolingOpsTest {
     static Tol tol(DType t) {
         return t == DType.FLOAT64 ? new Tol(1e-10, 1e-12) : new Tol(1e-5, 1e-6);
     }
 
     // ------------------------------------------------------------------ references
     /** Reference pooling of NCHW x [n, c, sp...]; kind 0 max, 1 avg; returns {y, indices}. */
-    static double[][] poolRef(double[] x, int n, int c, int[] in, int[] k, int[] s, int[] p, int[] dil, int kind,
+    public static double[][] poolRef(double[] x, int n, int c, int[] in, int[] k, int[] s, int[] p, int[] dil, int kind,
                               boolean includePad) {
         int nd = in.length;
         int[] out = new int[nd];
@@ -90,7 +90,7 @@ class PoolingOpsTest {
     }
 
     /** Average pooling backward reference: dy / divisor added to every tap inside the input. */
-    static double[] avgBackwardRef(double[] dy, int n, int c, int[] in, int[] k, int[] s, int[] p, boolean includePad) {
+    public static double[] avgBackwardRef(double[] dy, int n, int c, int[] in, int[] k, int[] s, int[] p, boolean includePad) {
         int nd = in.length;
         int[] out = new int[nd];
         int plane = prod(in);
@@ -127,7 +127,7 @@ class PoolingOpsTest {
     }
 
     /** Adaptive average pooling backward reference. */
-    static double[] adaptiveBackwardRef(double[] dy, int n, int c, int[] in, int[] out) {
+    public static double[] adaptiveBackwardRef(double[] dy, int n, int c, int[] in, int[] out) {
         int nd = in.length;
         int plane = prod(in);
         int oplane = prod(out);
@@ -165,7 +165,7 @@ class PoolingOpsTest {
     }
 
     /** Adaptive average pooling reference: windows [floor(i*L/o), ceil((i+1)*L/o)). */
-    static double[] adaptiveRef(double[] x, int n, int c, int[] in, int[] out) {
+    public static double[] adaptiveRef(double[] x, int n, int c, int[] in, int[] out) {
         int nd = in.length;
         int plane = 1;
         int oplane = 1;

@@ -21,7 +21,7 @@ import org.junit.jupiter.params.provider.ValueSource;
  * {@code native/include/cortado/random.h}: uniform and Bernoulli must match bit for bit; normal
  * (float32 log/sqrt/cos in the kernel, float64 here) to 2e-5 absolute + 1e-5 relative.
  */
-class RandomOpsTest {
+public class RandomOpsTest {
     // ------------------------------------------------------------------ reference Philox4x32-10
     static int[] philox(long counterLo64, long counterHi64, long key) {
         int c0 = (int) counterLo64;
@@ -49,7 +49,7 @@ class RandomOpsTest {
         return (r >>> 8) * 0x1p-24;
     }
 
-    static double[] uniformRef(long seed, long offset, double a, double b, int n) {
+    public static double[] uniformRef(long seed, long offset, double a, double b, int n) {
         double[] out = new double[n];
         for (int i = 0; i < n; i++) {
             int[] r = philox(i / 4, offset, seed);
@@ -58,7 +58,7 @@ class RandomOpsTest {
         return out;
     }
 
-    static double[] normalRef(long seed, long offset, double mean, double std, int n) {
+    public static double[] normalRef(long seed, long offset, double mean, double std, int n) {
         double[] out = new double[n];
         for (int i = 0; i < n; i++) {
             int[] r = philox(i / 2, offset, seed);

@@ -27,7 +27,7 @@ import org.junit.jupiter.api.TestFactory;
  * accumulation, one rounding of the result); var (float64 two-pass internally) and prod
  * relative to the result with the same per-dtype factors; max/min/argmax/argmin exactly.
  */
-class ReductionOpsTest {
+public class ReductionOpsTest {
     private static final long[] DIMS = {4, 5, 6};
     private static final int[][] AXES = {{}, {0}, {1}, {2}, {0, 1}, {0, 2}, {1, 2}, {0, 1, 2}, {-1}, {-3, -1}, {2, 0}};
 
@@ -41,10 +41,10 @@ class ReductionOpsTest {
     }
 
     /** Groups of input values per output element (reduced elements in row-major order). */
-    record Groups(double[][] values, long[] keptDims, long[] keepdimDims) {
+    public record Groups(double[][] values, long[] keptDims, long[] keepdimDims) {
     }
 
-    static Groups group(double[] x, long[] dims, int[] axes) {
+    public static Groups group(double[] x, long[] dims, int[] axes) {
         boolean[] red = new boolean[dims.length];
         if (axes.length == 0) {
             Arrays.fill(red, true);
@@ -80,7 +80,7 @@ class ReductionOpsTest {
         return new Groups(g, keptDims, keep);
     }
 
-    static double sum(double[] v) {
+    public static double sum(double[] v) {
         double s = 0;
         for (double x : v) {
             s += x;
@@ -96,7 +96,7 @@ class ReductionOpsTest {
         return s;
     }
 
-    static double var(double[] v, double correction) {
+    public static double var(double[] v, double correction) {
         double m = sum(v) / v.length;
         double s = 0;
         for (double x : v) {
@@ -105,7 +105,7 @@ class ReductionOpsTest {
         return s / (v.length - correction);
     }
 
-    static double max(double[] v) {
+    public static double max(double[] v) {
         double m = Double.NEGATIVE_INFINITY;
         for (double x : v) {
             if (Double.isNaN(x)) {
@@ -116,7 +116,7 @@ class ReductionOpsTest {
         return m;
     }
 
-    static double min(double[] v) {
+    public static double min(double[] v) {
         double m = Double.POSITIVE_INFINITY;
         for (double x : v) {
             if (Double.isNaN(x)) {
@@ -127,7 +127,7 @@ class ReductionOpsTest {
         return m;
     }
 
-    static int argmax(double[] v) {
+    public static int argmax(double[] v) {
         int best = 0;
         for (int i = 0; i < v.length; i++) {
             if (Double.isNaN(v[i])) {
@@ -140,7 +140,7 @@ class ReductionOpsTest {
         return best;
     }
 
-    static int argmin(double[] v) {
+    public static int argmin(double[] v) {
         int best = 0;
         for (int i = 0; i < v.length; i++) {
             if (Double.isNaN(v[i])) {
