@@ -4,8 +4,8 @@ import static dev.cortado.ops.opinfo.Gen.u;
 import static dev.cortado.ops.opinfo.Gen.ur;
 
 import dev.cortado.ops.LossOpsTest;
-import dev.cortado.ops.Losses.CrossEntropyAttrs;
-import dev.cortado.ops.Losses.Reduction;
+import dev.cortado.ops.CrossEntropy.CrossEntropyAttrs;
+import dev.cortado.ops.CrossEntropy.Reduction;
 import dev.cortado.tensor.DType;
 import java.util.List;
 import java.util.Random;
