@@ -92,6 +92,7 @@ class CortadoTest {
         Cortado.MemoryStats during;
         try (Tensor t = Tensor.empty(DType.FLOAT32, Device.CPU, 300_001)) {
             during = Cortado.memoryStats(Device.CPU);
+            assertEquals(300_001, t.numel());
         }
         Cortado.MemoryStats after = Cortado.memoryStats(Device.CPU);
         assertEquals(before.allocatedBytes() + bytes, during.allocatedBytes(), during + " vs " + before);
