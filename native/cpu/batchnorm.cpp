@@ -22,7 +22,7 @@
  *   e*(2X read + X write); inference 2 FLOPs/elem, e*2X bytes; backward ~4 + 5 FLOPs/elem,
  *   bytes e*(2X + 2X read + X write). All memory bound.
  * batchnorm_ref_* (scalar float64 loops over either layout) sit beside the fast paths; they
- * run instead of them when the environment variable CT_BATCHNORM_REFERENCE=1.
+ * run instead of them when the environment variable CORTADO_BATCHNORM_REFERENCE=1.
  */
 #include <cstdlib>
 #include <vector>
@@ -36,7 +36,7 @@ namespace {
 
 bool use_reference() {
   static const bool ref = [] {
-    const char* e = std::getenv("CT_BATCHNORM_REFERENCE");
+    const char* e = std::getenv("CORTADO_BATCHNORM_REFERENCE");
     return e && e[0] == '1';
   }();
   return ref;

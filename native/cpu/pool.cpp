@@ -20,7 +20,7 @@
  *  - Backward = scatter-add of dy into the zeroed dx: per plane (NCHW) or per (n, channel
  *    block) (NHWC), so no two threads write the same dx element.
  * The *_ref functions beside each fast path are the plain definition (one generic loop
- * nest over either layout) used by the tests through CT_POOL_REFERENCE=1 when debugging.
+ * nest over either layout) used by the tests through CORTADO_POOL_REFERENCE=1 when debugging.
  *
  * Cost (K = kD*kH*kW taps, O = N*C*oD*oH*oW outputs, I = N*C*D*H*W inputs, e = dtype bytes):
  *   max/avg forward: O*K compares or adds (+1 divide per output); DRAM bytes ~ e*(I + O)
@@ -466,7 +466,7 @@ void backward_nhwc(const Geo& g, const Win* w, Kind kind, bool include_pad, cons
 
 bool use_reference() {
   static const bool ref = [] {
-    const char* e = std::getenv("CT_POOL_REFERENCE");
+    const char* e = std::getenv("CORTADO_POOL_REFERENCE");
     return e && e[0] == '1';
   }();
   return ref;

@@ -1,5 +1,6 @@
 package dev.cortado.cli;
 
+import dev.cortado.Cortado;
 import dev.cortado.backend.cpu.CpuBackend;
 import dev.cortado.backend.cuda.CudaBackend;
 import dev.cortado.backend.cuda.CudaDeviceInfo;
@@ -22,10 +23,10 @@ import java.util.Locale;
 /**
  * The command line a new user runs first.
  * <pre>
- *   java -jar cortado.jar train-mnist  [--epochs N] [--batch-size N] [--lr X] [--device D] [--threads N] [--seed S] [--out DIR]
- *   java -jar cortado.jar train-charlm [--steps N] [--batch-size N] [--lr X] [--device D] [--threads N] [--seed S] [--out DIR]
- *   java -jar cortado.jar demo [--device auto|cpu|cuda:N] [--threads N] [--size N] [--seed S]
- *   java -jar cortado.jar info
+ *   java -jar cortado-cli.jar train-mnist  [--epochs N] [--batch-size N] [--lr X] [--device D] [--threads N] [--seed S] [--out DIR]
+ *   java -jar cortado-cli.jar train-charlm [--steps N] [--batch-size N] [--lr X] [--device D] [--threads N] [--seed S] [--out DIR]
+ *   java -jar cortado-cli.jar demo [--device auto|cpu|cuda:N] [--threads N] [--size N] [--seed S]
+ *   java -jar cortado-cli.jar info
  * </pre>
  */
 public final class Main {
@@ -69,7 +70,7 @@ public final class Main {
             }
         }
         if (threads > 0) {
-            CpuBackend.setThreads(threads);
+            Cortado.setThreads(threads);
         }
         Device target = device != null ? device : Device.auto();
         switch (command) {
@@ -129,7 +130,7 @@ public final class Main {
 
     private static void usage() {
         System.out.println("""
-                usage: java -jar cortado.jar COMMAND [options]
+                usage: java -jar cortado-cli.jar COMMAND [options]
                   train-mnist   train a small CNN on 10k MNIST digits, test on the t10k split
                                 [--epochs 8] [--batch-size 64] [--lr 2e-3]
                   train-charlm  train a small GPT-style character model on Jane Austen, then sample from it
@@ -141,7 +142,7 @@ public final class Main {
 
     private static void info() {
         System.out.println("Cortado 0.1.0");
-        System.out.printf("cpu: %d threads, AVX-512 paths %s%n", CpuBackend.threads(),
+        System.out.printf("cpu: %d threads, AVX-512 paths %s%n", Cortado.threads(),
                 CpuBackend.avx512() ? "on" : "off (AVX2 baseline)");
         CudaBackend cuda = CudaBackend.instance();
         if (cuda.isAvailable()) {

@@ -67,7 +67,12 @@ public final class Tensor implements AutoCloseable {
         public void run() {
             if (!closed) {
                 closed = true;
-                LeakCounter.LEAKED.incrementAndGet();
+                if (LeakCounter.LEAKED.incrementAndGet() == 1 && !LOG.isWarnEnabled()) {
+                    // leak warnings go through SLF4J; without a provider they would vanish silently
+                    System.err.println("Cortado: a tensor was not closed and was freed by the garbage collector; "
+                            + "the leak warnings are logged through SLF4J, which has no provider or has WARN off "
+                            + "for " + Tensor.class.getName() + " (add one, e.g. org.slf4j:slf4j-simple)");
+                }
                 if (createdAt != null) {
                     LOG.warn("Tensor {}{} on {} was not closed; freed by the safety net", dtype, shape,
                             storage.device, createdAt);

@@ -20,7 +20,7 @@ public final class CpuBackend implements Backend {
         String reason = null;
         try {
             NativeCpu.ensureLoaded();
-            int threads = Integer.getInteger("cortado.threads", 0);
+            int threads = startupThreads();
             if (threads > 0) {
                 NativeCpu.ct_cpu_set_num_threads(threads);
             }
@@ -28,6 +28,26 @@ public final class CpuBackend implements Backend {
             reason = "libcortado_cpu could not be loaded: " + e;
         }
         unavailableReason = reason;
+    }
+
+    /**
+     * The thread count asked for at startup: {@code -Dcortado.threads=N}, else the first number of
+     * {@code OMP_NUM_THREADS} (as libgomp, OpenBLAS and PyTorch read it), else 0 (every core).
+     */
+    static int startupThreads() {
+        int threads = Integer.getInteger("cortado.threads", 0);
+        if (threads > 0) {
+            return threads;
+        }
+        String omp = System.getenv("OMP_NUM_THREADS");
+        if (omp != null) {
+            try {
+                return Math.max(0, Integer.parseInt(omp.split(",")[0].trim()));
+            } catch (NumberFormatException e) {
+                return 0; // libgomp ignores a malformed value too
+            }
+        }
+        return 0;
     }
 
     /** Throws the exception that fits a failed native call; {@code context} names op and arguments. */

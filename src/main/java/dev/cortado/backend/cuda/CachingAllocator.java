@@ -143,6 +143,11 @@ public final class CachingAllocator {
                 cacheFlushes);
     }
 
+    /** Number of blocks handed out and not yet freed. */
+    public synchronized long liveAllocations() {
+        return live.size();
+    }
+
     public synchronized void resetPeak() {
         peakAllocated = allocated;
         peakReserved = reserved;

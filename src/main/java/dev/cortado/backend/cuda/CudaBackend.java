@@ -47,7 +47,7 @@ public final class CudaBackend implements Backend {
                 }
             }
         } catch (LinkageError e) {
-            reason = "libcortado_cuda could not be loaded: " + e;
+            reason = nativesMissing() ? missingNativesMessage() : "libcortado_cuda could not be loaded: " + e;
         }
         unavailableReason = reason;
         devices = List.copyOf(found);
@@ -85,6 +85,32 @@ public final class CudaBackend implements Backend {
                 }
             });
         }
+    }
+
+    /** The CUDA natives ship in their own artifact; true when it is on neither path. */
+    private static boolean nativesMissing() {
+        String resource = "dev/cortado/backend/cuda/" + org.bytedeco.javacpp.Loader.getPlatform() + "/"
+                + System.mapLibraryName("cortado_cuda");
+        ClassLoader loader = CudaBackend.class.getClassLoader();
+        return (loader != null ? loader.getResource(resource) : ClassLoader.getSystemResource(resource)) == null;
+    }
+
+    /** Names the artifact to add, with this build's coordinates (dev/cortado/cortado.properties). */
+    static String missingNativesMessage() {
+        java.util.Properties p = new java.util.Properties();
+        try (java.io.InputStream in = CudaBackend.class.getResourceAsStream("/dev/cortado/cortado.properties")) {
+            if (in != null) {
+                p.load(in);
+            }
+        } catch (java.io.IOException ignored) {
+            // the defaults below name the artifact without its version
+        }
+        String platform = p.getProperty("platform", org.bytedeco.javacpp.Loader.getPlatform());
+        return "the CUDA natives of Cortado (libcortado_cuda) are not on the class path or module path: add the "
+                + "artifact " + p.getProperty("groupId", "dev.cortado") + ":" + p.getProperty("artifactId", "cortado")
+                + ":" + p.getProperty("version", "<version>") + ":" + platform + "-cuda (in Maven: the cortado "
+                + "dependency again with <classifier>" + platform + "-cuda</classifier>; on the module path also "
+                + "--add-modules dev.cortado.cuda.linux.x86_64)";
     }
 
     private static CudaDeviceInfo queryDevice(int index) {
