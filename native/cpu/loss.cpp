@@ -103,7 +103,7 @@ int check_common(const char* fn, int dtype, int target_dtype, int64_t rows, int6
   if (__builtin_mul_overflow(rows, classes, &t)) return fail(CT_ERR_INVALID_ARG, "%s: rows*classes overflows", fn);
   if (!(smoothing >= 0.0 && smoothing <= 1.0))
     return fail(CT_ERR_INVALID_ARG, "%s: label smoothing %g is outside [0, 1]", fn, smoothing);
-  if (reduction != CT_REDUCE_NONE && reduction != CT_REDUCE_MEAN && reduction != CT_REDUCE_SUM)
+  if (reduction != CT_LOSS_REDUCTION_NONE && reduction != CT_LOSS_REDUCTION_MEAN && reduction != CT_LOSS_REDUCTION_SUM)
     return fail(CT_ERR_INVALID_ARG, "%s: reduction %d is not NONE (0), MEAN (1) or SUM (2)", fn, reduction);
   return CT_OK;
 }
@@ -132,7 +132,7 @@ void ce_forward(int target_dtype, int64_t rows, int64_t C, const T* x, const voi
   A* lse = (A*)lse_out;
   const bool avx512 = use_avx512();
   const bool want_sx = eps != 0.0;
-  std::vector<double> row_loss(reduction == CT_REDUCE_NONE ? 0 : (size_t)rows);
+  std::vector<double> row_loss(reduction == CT_LOSS_REDUCTION_NONE ? 0 : (size_t)rows);
   std::vector<float> scratch(std::is_same_v<T, float> || std::is_same_v<T, double> ? 0 : (size_t)threads() * (size_t)C);
   parallel_range(rows, C * 4, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
@@ -163,18 +163,18 @@ void ce_forward(int target_dtype, int64_t rows, int64_t C, const T* x, const voi
         if (!ignored) xt = row[t];
       }
       const double v = ignored ? 0.0 : l - (1.0 - eps) * xt - (want_sx ? eps / (double)C * s_x : 0.0);
-      if (reduction == CT_REDUCE_NONE) store<T>(loss + r, (compute_t<T>)v);
+      if (reduction == CT_LOSS_REDUCTION_NONE) store<T>(loss + r, (compute_t<T>)v);
       else row_loss[(size_t)r] = v;
     }
   });
-  if (reduction != CT_REDUCE_NONE) {
+  if (reduction != CT_LOSS_REDUCTION_NONE) {
     double sum = 0;
     int64_t count = 0;
     for (int64_t r = 0; r < rows; ++r) {
       sum += row_loss[(size_t)r];
       count += target_at(target_dtype, target, r) != ignore_index;
     }
-    if (reduction == CT_REDUCE_MEAN) sum = count == 0 ? 0.0 : sum / (double)count;
+    if (reduction == CT_LOSS_REDUCTION_MEAN) sum = count == 0 ? 0.0 : sum / (double)count;
     store<T>(loss, (compute_t<T>)sum);
   }
 }
@@ -186,9 +186,9 @@ void ce_backward(int target_dtype, int64_t rows, int64_t C, const T* x, const vo
   const A* lse = (const A*)lse_in;
   const bool avx512 = use_avx512();
   double gscalar = 0;
-  if (reduction != CT_REDUCE_NONE) {
+  if (reduction != CT_LOSS_REDUCTION_NONE) {
     gscalar = (double)load(grad);
-    if (reduction == CT_REDUCE_MEAN) gscalar = count == 0 ? 0.0 : gscalar / (double)count;
+    if (reduction == CT_LOSS_REDUCTION_MEAN) gscalar = count == 0 ? 0.0 : gscalar / (double)count;
   }
   const A off = (A)(eps / (double)C);
   const A hit = (A)(1.0 - eps);
@@ -202,7 +202,7 @@ void ce_backward(int target_dtype, int64_t rows, int64_t C, const T* x, const vo
         std::memset((void*)dr, 0, (size_t)C * sizeof(T));
         continue;
       }
-      const A g = reduction == CT_REDUCE_NONE ? (A)load(grad + r) : (A)gscalar;
+      const A g = reduction == CT_LOSS_REDUCTION_NONE ? (A)load(grad + r) : (A)gscalar;
       const bool hit_ok = t >= 0 && t < C;
       if constexpr (std::is_same_v<T, double>) {
         ce_grad_ref(xr, dr, C, lse[r], off, g);
@@ -246,9 +246,9 @@ int ct_cpu_cross_entropy_forward(int dtype, int target_dtype, int64_t rows, int6
   CT_TRY
   int st;
   if ((st = check_common(fn, dtype, target_dtype, rows, classes, smoothing, reduction))) return st;
-  if (reduction != CT_REDUCE_NONE && (st = check_ptr(fn, "loss", loss))) return st;
+  if (reduction != CT_LOSS_REDUCTION_NONE && (st = check_ptr(fn, "loss", loss))) return st;
   if (rows == 0) {
-    if (reduction != CT_REDUCE_NONE)
+    if (reduction != CT_LOSS_REDUCTION_NONE)
       dispatch_float(dtype, [&](auto z) { using T = decltype(z); store<T>((T*)loss, (compute_t<T>)0); });
     return CT_OK;
   }

@@ -202,7 +202,7 @@ int check_common(const char* fn, int dtype, int target_dtype, int64_t rows, int6
   if (__builtin_mul_overflow(rows, classes, &t)) return fail(CT_ERR_INVALID_ARG, "%s: rows*classes overflows", fn);
   if (!(smoothing >= 0.0 && smoothing <= 1.0))
     return fail(CT_ERR_INVALID_ARG, "%s: label smoothing %g is outside [0, 1]", fn, smoothing);
-  if (reduction != CT_REDUCE_NONE && reduction != CT_REDUCE_MEAN && reduction != CT_REDUCE_SUM)
+  if (reduction != CT_LOSS_REDUCTION_NONE && reduction != CT_LOSS_REDUCTION_MEAN && reduction != CT_LOSS_REDUCTION_SUM)
     return fail(CT_ERR_INVALID_ARG, "%s: reduction %d is not NONE (0), MEAN (1) or SUM (2)", fn, reduction);
   return CT_OK;
 }
@@ -224,7 +224,7 @@ extern "C" int ct_cuda_cross_entropy_forward(int dtype, int target_dtype, int64_
   const char* fn = "ct_cuda_cross_entropy_forward";
   CT_TRY_STATUS(check_common(fn, dtype, target_dtype, rows, classes, smoothing, reduction));
   cudaStream_t s = as_stream(stream);
-  if (rows == 0 && reduction == CT_REDUCE_NONE) return CT_OK;
+  if (rows == 0 && reduction == CT_LOSS_REDUCTION_NONE) return CT_OK;
   CT_TRY_STATUS(check_ptr(fn, "loss", loss));
   if (rows == 0) {
     CT_CUDA_TRY(fn, cudaMemsetAsync(loss, 0, (size_t)dtype_size(dtype), s));  // +0.0 in every float dtype
@@ -236,7 +236,7 @@ extern "C" int ct_cuda_cross_entropy_forward(int dtype, int target_dtype, int64_
   CT_TRY_STATUS(check_ptr(fn, "lse_out", lse_out));
   const size_t acc = dtype == CT_F64 ? 8 : 4;
   void* scratch = nullptr;  // [bad flag (8 bytes, padded to 16)] [row losses]
-  const size_t bytes = 16 + (reduction == CT_REDUCE_NONE ? 0 : acc * (size_t)rows);
+  const size_t bytes = 16 + (reduction == CT_LOSS_REDUCTION_NONE ? 0 : acc * (size_t)rows);
   CT_CUDA_TRY(fn, cudaMallocAsync(&scratch, bytes, s));
   unsigned long long* bad = (unsigned long long*)scratch;
   void* row_loss = (char*)scratch + 16;
@@ -249,8 +249,8 @@ extern "C" int ct_cuda_cross_entropy_forward(int dtype, int target_dtype, int64_
       using A = acc_t<T>;
       dispatch_target(target_dtype, [&](auto jtag) {
         using J = typename decltype(jtag)::type;
-        T* none = reduction == CT_REDUCE_NONE ? (T*)loss : nullptr;
-        A* rl = reduction == CT_REDUCE_NONE ? nullptr : (A*)row_loss;
+        T* none = reduction == CT_LOSS_REDUCTION_NONE ? (T*)loss : nullptr;
+        A* rl = reduction == CT_LOSS_REDUCTION_NONE ? nullptr : (A*)row_loss;
         if (classes <= 1024) {
           const int64_t per = kThreads / 32;
           ce_fwd_warp<T, J><<<(unsigned)((rows + per - 1) / per), kThreads, 0, s>>>(
@@ -259,9 +259,9 @@ extern "C" int ct_cuda_cross_entropy_forward(int dtype, int target_dtype, int64_
           ce_fwd_block<T, J><<<(unsigned)rows, block_threads(classes), 0, s>>>(
               classes, (const T*)logits, (const J*)target, ignore_index, (A)smoothing, (A*)lse_out, none, rl, bad);
         }
-        if (reduction != CT_REDUCE_NONE)
+        if (reduction != CT_LOSS_REDUCTION_NONE)
           ce_reduce<T, J><<<1, 1024, 0, s>>>(rows, rl, (const J*)target, ignore_index,
-                                             reduction == CT_REDUCE_MEAN ? 1 : 0, (T*)loss);
+                                             reduction == CT_LOSS_REDUCTION_MEAN ? 1 : 0, (T*)loss);
       });
     });
     status = check_launch(fn);
@@ -303,14 +303,14 @@ extern "C" int ct_cuda_cross_entropy_backward(int dtype, int target_dtype, int64
   CT_TRY_STATUS(sm_count(fn, &sms));
   cudaStream_t s = as_stream(stream);
   void* scale = nullptr;
-  if (reduction != CT_REDUCE_NONE) CT_CUDA_TRY(fn, cudaMallocAsync(&scale, 16, s));
+  if (reduction != CT_LOSS_REDUCTION_NONE) CT_CUDA_TRY(fn, cudaMallocAsync(&scale, 16, s));
   dispatch_float(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using A = acc_t<T>;
     dispatch_target(target_dtype, [&](auto jtag) {
       using J = typename decltype(jtag)::type;
       if (scale)
-        ce_scale<T, J><<<1, 1024, 0, s>>>(rows, (const J*)target, ignore_index, reduction == CT_REDUCE_MEAN ? 1 : 0,
+        ce_scale<T, J><<<1, 1024, 0, s>>>(rows, (const J*)target, ignore_index, reduction == CT_LOSS_REDUCTION_MEAN ? 1 : 0,
                                           (const T*)grad, (A*)scale);
       ce_backward<T, J><<<grid_for(rows * classes, sms), kThreads, 0, s>>>(
           rows, classes, (const T*)logits, (const J*)target, (const A*)lse, (const T*)grad, (const A*)scale,

@@ -42,9 +42,13 @@ extern "C" {
 #endif
 #pragma GCC visibility push(default)
 
-#define CT_REDUCE_NONE 0
-#define CT_REDUCE_MEAN 1
-#define CT_REDUCE_SUM  2
+/* Reductions CT_LOSS_REDUCTION_NONE / MEAN / SUM, numbered by their line in ops/loss_reduction.def. */
+enum {
+#define CT_LOSS_REDUCTION(ident, name) CT_LOSS_REDUCTION_##ident,
+#include "ops/loss_reduction.def"
+#undef CT_LOSS_REDUCTION
+  CT_LOSS_REDUCTION_COUNT
+};
 
 int ct_cpu_cross_entropy_forward(int dtype, int target_dtype, int64_t rows, int64_t classes,
                                  const void* logits, const void* target, int64_t ignore_index,

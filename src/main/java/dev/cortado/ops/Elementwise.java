@@ -33,12 +33,14 @@ public final class Elementwise {
     }
 
     // ------------------------------------------------------------------ native op codes
+    // The line numbers of native/include/cortado/ops/unary.def and binary.def (kept by hand
+    // until they are generated from those lists).
     private static final int NEG = 0, ABS = 1, EXP = 2, LOG = 3, SQRT = 4, RSQRT = 5, TANH = 6, SIGMOID = 7,
             RELU = 8, GELU_ERF = 9, GELU_TANH = 10, SILU = 11, CLAMP = 12, NOT = 13, POW_SCALAR = 14, AFFINE = 15,
-            RECIPROCAL = 16, SIN = 17, COS = 18;
+            RECIPROCAL = 16, SIN = 17, COS = 18, HARDSWISH = 19, HARDSIGMOID = 20, MISH = 21;
     private static final int ADD = 0, SUB = 1, MUL = 2, DIV = 3, POW = 4, MAX = 5, MIN = 6, EQ = 7, NE = 8, LT = 9,
             LE = 10, GT = 11, GE = 12, AND = 13, OR = 14, XOR = 15, GELU_GRAD = 16, GELU_TANH_GRAD = 17, SILU_GRAD = 18,
-            RELU_GRAD = 19;
+            RELU_GRAD = 19, HARDSWISH_GRAD = 20, HARDSIGMOID_GRAD = 21, MISH_GRAD = 22;
 
     /** How a unary op treats dtypes. */
     private enum UnaryKind {
@@ -80,6 +82,12 @@ public final class Elementwise {
             (p, sv, g) -> grads(Elementwise.GELU_TANH_GRAD_OP.call(null, g[0], sv.input(0))));
     public static final Op<Params> SILU_OP = unary("silu", SILU, UnaryKind.FLOATING, Saves.INPUTS,
             (p, sv, g) -> grads(Elementwise.SILU_GRAD_OP.call(null, g[0], sv.input(0))));
+    public static final Op<Params> HARDSWISH_OP = unary("hardswish", HARDSWISH, UnaryKind.FLOATING, Saves.INPUTS,
+            (p, sv, g) -> grads(Elementwise.HARDSWISH_GRAD_OP.call(null, g[0], sv.input(0))));
+    public static final Op<Params> HARDSIGMOID_OP = unary("hardsigmoid", HARDSIGMOID, UnaryKind.FLOATING, Saves.INPUTS,
+            (p, sv, g) -> grads(Elementwise.HARDSIGMOID_GRAD_OP.call(null, g[0], sv.input(0))));
+    public static final Op<Params> MISH_OP = unary("mish", MISH, UnaryKind.FLOATING, Saves.INPUTS,
+            (p, sv, g) -> grads(Elementwise.MISH_GRAD_OP.call(null, g[0], sv.input(0))));
     public static final Op<Params> CLAMP_OP = unary("clamp", CLAMP, UnaryKind.NUMERIC, Saves.INPUTS,
             (p, sv, g) -> grads(clampGrad(g[0], sv.input(0), p)));
     public static final Op<Params> LOGICAL_NOT_OP = unary("logical_not", NOT, UnaryKind.LOGICAL, Saves.NOTHING, null);
@@ -121,6 +129,11 @@ public final class Elementwise {
     public static final Op<Void> GELU_TANH_GRAD_OP = binary("gelu_tanh_grad", GELU_TANH_GRAD, BinaryKind.TRUE_DIVIDE,
             Saves.NOTHING, null);
     public static final Op<Void> SILU_GRAD_OP = binary("silu_grad", SILU_GRAD, BinaryKind.TRUE_DIVIDE, Saves.NOTHING, null);
+    public static final Op<Void> HARDSWISH_GRAD_OP = binary("hardswish_grad", HARDSWISH_GRAD, BinaryKind.TRUE_DIVIDE,
+            Saves.NOTHING, null);
+    public static final Op<Void> HARDSIGMOID_GRAD_OP = binary("hardsigmoid_grad", HARDSIGMOID_GRAD,
+            BinaryKind.TRUE_DIVIDE, Saves.NOTHING, null);
+    public static final Op<Void> MISH_GRAD_OP = binary("mish_grad", MISH_GRAD, BinaryKind.TRUE_DIVIDE, Saves.NOTHING, null);
     /** ReLU's gradient in one pass: g where y > 0, else 0; differentiable in g (double backward). */
     public static final Op<Void> RELU_GRAD_OP = binary("relu_grad", RELU_GRAD, BinaryKind.TRUE_DIVIDE, Saves.INPUTS,
             (a, sv, g) -> new Tensor[] {
@@ -194,6 +207,21 @@ public final class Elementwise {
 
     public static Tensor silu(Tensor x) {
         return SILU_OP.call(Params.NONE, x);
+    }
+
+    /** Hardswish (MobileNetV3): {@code x * relu6(x + 3) / 6}; gradient 0 below -3, {@code x/3 + 1/2} up to 3, then 1. */
+    public static Tensor hardswish(Tensor x) {
+        return HARDSWISH_OP.call(Params.NONE, x);
+    }
+
+    /** Hardsigmoid: {@code relu6(x + 3) / 6}; gradient 1/6 on (-3, 3), else 0. */
+    public static Tensor hardsigmoid(Tensor x) {
+        return HARDSIGMOID_OP.call(Params.NONE, x);
+    }
+
+    /** Mish: {@code x * tanh(softplus(x))}, softplus(x) = log(1 + e^x). */
+    public static Tensor mish(Tensor x) {
+        return MISH_OP.call(Params.NONE, x);
     }
 
     public static Tensor sin(Tensor x) {
