@@ -10,12 +10,17 @@
  * element per row: MR x NV FMAs per (MR + NV) loads. Tiles used: AVX-512 12 x 32 (24 zmm
  * accumulators), AVX2 6 x 16 (12 ymm) or 3 x 32 (12 ymm), double AVX2 4 x 8.
  *
- * A is an accessor: a.seg(s) gives the segment's view, view(r, k) a pointer to A_s(r, k).
- *   Strided  a[r rs + k ks]: a row-major panel (rs = lda, ks = 1) or a transposed one (rs = 1,
- *            ks = lda); one segment.
- *   Taps     segment s = tap s of a direct convolution: row r (an output pixel) reads
- *            xs[r] + off[s] + k (k = input channel); B is the packed weight [tap][c][NW].
+ * A is an accessor giving a pointer to A_s(r, k):
+ *   Strided  a(r, k) = a + k ks + r rs: a row-major panel (rs = lda, ks = 1) or a transposed one
+ *            (rs = 1, ks = lda); one segment (nseg is ignored).
+ *   Taps     a.seg(s)(r, k) = xs[r] + off[s] + k: segment s = tap s of a direct convolution, row r
+ *            an output pixel, k an input channel; B is the packed weight [tap][c][NW].
+ * kSegmented picks the loop nest at compile time: with a loop over segments around the Strided
+ * kernels, GCC spilled an accumulator or a B vector in Winograd's 12 x 32 tile (checked in the
+ * assembly); without it the tiles keep all 24 accumulators in registers, as the hand-written
+ * copies did.
  * Cost: 2 MR NW K nseg FLOPs; B is streamed once per call, A read MR-wide per step.
+ * (conv_fast.cpp, conv_winograd.cpp, attention.cpp; timings in the commit that introduced it.)
  */
 #ifndef CORTADO_CPU_MICROKERNEL_H
 #define CORTADO_CPU_MICROKERNEL_H
@@ -29,8 +34,6 @@ template <class T> struct Strided {
   const T* a;
   int64_t rs, ks;
   static constexpr bool kSegmented = false;
-  static constexpr int64_t segments(int64_t) { return 1; }
-  CT_INLINE const Strided& seg(int64_t) const { return *this; }
   CT_INLINE const T* operator()(int r, int64_t k) const { return (a + k * ks) + r * rs; }
 };
 
@@ -42,7 +45,6 @@ template <int MR> struct Taps {
   const float* const* xs;
   const int64_t* off;
   static constexpr bool kSegmented = true;
-  static constexpr int64_t segments(int64_t n) { return n; }
   CT_INLINE TapRows<MR> seg(int64_t s) const {
     TapRows<MR> t;
     for (int r = 0; r < MR; ++r) t.p[r] = xs[r] + off[s];
@@ -57,14 +59,26 @@ CT_INLINE void f32_avx2(int64_t nseg, int64_t K, const A a, const float* b, int6
   __m256 acc[MR][NV];
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_setzero_ps();
-  for (int64_t s = 0; s < A::segments(nseg); ++s) {
-    decltype(auto) as = a.seg(s);  // Strided: a reference (a copy would hold the struct in vector registers)
+  if constexpr (A::kSegmented) {
+    for (int64_t s = 0; s < nseg; ++s) {
+      const auto as = a.seg(s);
+      for (int64_t k = 0; k < K; ++k) {
+        const auto* bk = b + (s * K + k) * ldb;
+        __m256 bv[NV];
+        for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(bk + 8 * v);
+        for (int r = 0; r < MR; ++r) {
+          const __m256 x = _mm256_broadcast_ss(as(r, k));
+          for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_ps(x, bv[v], acc[r][v]);
+        }
+      }
+    }
+  } else {
     for (int64_t k = 0; k < K; ++k) {
-      const auto* bk = b + (s * K + k) * ldb;
+      const auto* bk = b + k * ldb;
       __m256 bv[NV];
       for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_ps(bk + 8 * v);
       for (int r = 0; r < MR; ++r) {
-        const __m256 x = _mm256_broadcast_ss(as(r, k));
+        const __m256 x = _mm256_broadcast_ss(a(r, k));
         for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_ps(x, bv[v], acc[r][v]);
       }
     }
@@ -126,14 +140,26 @@ CT_INLINE void f64_avx2(int64_t nseg, int64_t K, const A a, const double* b, int
   __m256d acc[MR][NV];
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_setzero_pd();
-  for (int64_t s = 0; s < A::segments(nseg); ++s) {
-    decltype(auto) as = a.seg(s);  // Strided: a reference (a copy would hold the struct in vector registers)
+  if constexpr (A::kSegmented) {
+    for (int64_t s = 0; s < nseg; ++s) {
+      const auto as = a.seg(s);
+      for (int64_t k = 0; k < K; ++k) {
+        const auto* bk = b + (s * K + k) * ldb;
+        __m256d bv[NV];
+        for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_pd(bk + 4 * v);
+        for (int r = 0; r < MR; ++r) {
+          const __m256d x = _mm256_broadcast_sd(as(r, k));
+          for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_pd(x, bv[v], acc[r][v]);
+        }
+      }
+    }
+  } else {
     for (int64_t k = 0; k < K; ++k) {
-      const auto* bk = b + (s * K + k) * ldb;
+      const auto* bk = b + k * ldb;
       __m256d bv[NV];
       for (int v = 0; v < NV; ++v) bv[v] = _mm256_loadu_pd(bk + 4 * v);
       for (int r = 0; r < MR; ++r) {
-        const __m256d x = _mm256_broadcast_sd(as(r, k));
+        const __m256d x = _mm256_broadcast_sd(a(r, k));
         for (int v = 0; v < NV; ++v) acc[r][v] = _mm256_fmadd_pd(x, bv[v], acc[r][v]);
       }
     }
