@@ -549,7 +549,12 @@ static void check_int4() {
 }
 
 // ------------------------------------------------------------------ reductions
-static const char* reduce_names[] = {"sum", "mean", "max", "min", "argmax", "argmin", "var", "prod"};
+static const char* reduce_names[] = {
+#define CT_REDUCE_OP(ident, name) name,
+#include "cortado/ops/reduce.def"
+#undef CT_REDUCE_OP
+};
+static_assert(sizeof(reduce_names) / sizeof(reduce_names[0]) == CT_REDUCE_COUNT, "reduce_names");
 
 struct RedCase {
   std::string name;
