@@ -43,6 +43,7 @@
 #include "cortado/attention.h"
 #include "internal.h"
 #include "attention_args.h"  // argument checks shared with the CUDA library
+#include "microkernel.h"
 #include "vmath.h"
 
 namespace ct {
@@ -208,30 +209,11 @@ void reference_backward(const Problem& pb, const T* q, const T* k, const T* v, c
 /* C[M x N] (+)= A[M x K] B[K x N]; B and C row-major with leading dimensions; element (i, k) of
  * A at A[i ars + k acs] (ars = lda, acs = 1 for a row-major A; ars = 1, acs = lda to read a
  * stored A^T without transposing it); N a multiple of the kernel width NW (16 for float AVX2, 32
- * for float AVX-512, 8 for double); the caller pads B and C. A is read by broadcasting A(i, k);
- * B by rows. */
+ * for float AVX-512, 8 for double); the caller pads B and C. The register tiles are microkernel.h's. */
 template <int MR>
 CT_INLINE void mk_f32_avx2(int64_t K, const float* A, int64_t ars, int64_t acs, const float* Bm, int64_t ldb, float* Cm,
                            int64_t ldc, bool accumulate) {
-  __m256 c0[MR], c1[MR];
-  for (int i = 0; i < MR; ++i) { c0[i] = _mm256_setzero_ps(); c1[i] = _mm256_setzero_ps(); }
-  for (int64_t k = 0; k < K; ++k) {
-    const __m256 b0 = _mm256_loadu_ps(Bm + k * ldb), b1 = _mm256_loadu_ps(Bm + k * ldb + 8);
-    for (int i = 0; i < MR; ++i) {
-      const __m256 a = _mm256_broadcast_ss(A + i * ars + k * acs);
-      c0[i] = _mm256_fmadd_ps(a, b0, c0[i]);
-      c1[i] = _mm256_fmadd_ps(a, b1, c1[i]);
-    }
-  }
-  for (int i = 0; i < MR; ++i) {
-    float* c = Cm + i * ldc;
-    if (accumulate) {
-      c0[i] = _mm256_add_ps(c0[i], _mm256_loadu_ps(c));
-      c1[i] = _mm256_add_ps(c1[i], _mm256_loadu_ps(c + 8));
-    }
-    _mm256_storeu_ps(c, c0[i]);
-    _mm256_storeu_ps(c + 8, c1[i]);
-  }
+  mk::f32_avx2<MR, 2>(1, K, mk::Strided<float>{A, ars, acs}, Bm, ldb, Cm, ldc, accumulate);
 }
 
 void gemm_f32_avx2(int64_t M, int64_t N, int64_t K, const float* A, int64_t ars, int64_t acs, const float* Bm, int64_t ldb,
@@ -255,25 +237,7 @@ void gemm_f32_avx2(int64_t M, int64_t N, int64_t K, const float* A, int64_t ars,
 template <int MR>
 CT_AVX512 CT_INLINE void mk_f32_avx512(int64_t K, const float* A, int64_t ars, int64_t acs, const float* Bm, int64_t ldb,
                                        float* Cm, int64_t ldc, bool accumulate) {
-  __m512 c0[MR], c1[MR];
-  for (int i = 0; i < MR; ++i) { c0[i] = _mm512_setzero_ps(); c1[i] = _mm512_setzero_ps(); }
-  for (int64_t k = 0; k < K; ++k) {
-    const __m512 b0 = _mm512_loadu_ps(Bm + k * ldb), b1 = _mm512_loadu_ps(Bm + k * ldb + 16);
-    for (int i = 0; i < MR; ++i) {
-      const __m512 a = _mm512_set1_ps(A[i * ars + k * acs]);
-      c0[i] = _mm512_fmadd_ps(a, b0, c0[i]);
-      c1[i] = _mm512_fmadd_ps(a, b1, c1[i]);
-    }
-  }
-  for (int i = 0; i < MR; ++i) {
-    float* c = Cm + i * ldc;
-    if (accumulate) {
-      c0[i] = _mm512_add_ps(c0[i], _mm512_loadu_ps(c));
-      c1[i] = _mm512_add_ps(c1[i], _mm512_loadu_ps(c + 16));
-    }
-    _mm512_storeu_ps(c, c0[i]);
-    _mm512_storeu_ps(c + 16, c1[i]);
-  }
+  mk::f32_avx512<MR, 2>(1, K, mk::Strided<float>{A, ars, acs}, Bm, ldb, Cm, ldc, accumulate);
 }
 
 /* N a multiple of 16; a 16-wide remainder goes through the AVX2 kernel. */
@@ -292,25 +256,7 @@ CT_AVX512 void gemm_f32_avx512(int64_t M, int64_t N, int64_t K, const float* A, 
 template <int MR>
 CT_INLINE void mk_f64(int64_t K, const double* A, int64_t ars, int64_t acs, const double* Bm, int64_t ldb, double* Cm, int64_t ldc,
                       bool accumulate) {
-  __m256d c0[MR], c1[MR];
-  for (int i = 0; i < MR; ++i) { c0[i] = _mm256_setzero_pd(); c1[i] = _mm256_setzero_pd(); }
-  for (int64_t k = 0; k < K; ++k) {
-    const __m256d b0 = _mm256_loadu_pd(Bm + k * ldb), b1 = _mm256_loadu_pd(Bm + k * ldb + 4);
-    for (int i = 0; i < MR; ++i) {
-      const __m256d a = _mm256_broadcast_sd(A + i * ars + k * acs);
-      c0[i] = _mm256_fmadd_pd(a, b0, c0[i]);
-      c1[i] = _mm256_fmadd_pd(a, b1, c1[i]);
-    }
-  }
-  for (int i = 0; i < MR; ++i) {
-    double* c = Cm + i * ldc;
-    if (accumulate) {
-      c0[i] = _mm256_add_pd(c0[i], _mm256_loadu_pd(c));
-      c1[i] = _mm256_add_pd(c1[i], _mm256_loadu_pd(c + 4));
-    }
-    _mm256_storeu_pd(c, c0[i]);
-    _mm256_storeu_pd(c + 4, c1[i]);
-  }
+  mk::f64_avx2<MR, 2>(1, K, mk::Strided<double>{A, ars, acs}, Bm, ldb, Cm, ldc, accumulate);
 }
 
 void gemm_f64(int64_t M, int64_t N, int64_t K, const double* A, int64_t ars, int64_t acs, const double* Bm, int64_t ldb,

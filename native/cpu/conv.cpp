@@ -46,6 +46,20 @@
 namespace ct {
 namespace conv {
 
+void act_rows(float* y, int64_t n, int act) {
+  switch (act) {
+#define CT_ACTIVATION(ident, name, functor)                          \
+  case CT_ACTIVATION_##ident: {                                      \
+    const sop::functor<float> f{};                                   \
+    for (int64_t i = 0; i < n; ++i) y[i] = f(y[i]);                  \
+    break;                                                           \
+  }
+#include "cortado/ops/activation.def"
+#undef CT_ACTIVATION
+    default: break;
+  }
+}
+
 // ------------------------------------------------------------------ geometry
 /* dtype, then the shared geometry checks (native/shared/conv_geometry.h), then the CPU's size limits. */
 static int parse(const char* fn, int dtype, int layout, const int64_t* gv, Geo* out) {
@@ -613,7 +627,7 @@ int ct_cpu_conv_forward(int dtype, int layout, int algorithm, const int64_t* gv,
   int st = parse(fn, dtype, layout, gv, &g);
   if (st == CT_OK) st = check_algo(fn, algorithm);
   if (st != CT_OK) return st;
-  if (activation < CT_ACTIVATION_NONE || activation > CT_ACTIVATION_SILU)
+  if (activation < CT_ACTIVATION_NONE || activation >= CT_ACTIVATION_COUNT)
     return fail(CT_ERR_INVALID_ARG, "%s: unknown activation %d", fn, activation);
   if (g.N == 0) return CT_OK;
   if ((st = check_ptr(fn, "x", x)) || (st = check_ptr(fn, "w", w)) || (st = check_ptr(fn, "y", y))) return st;

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "conv_internal.h"
+#include "microkernel.h"
 
 namespace ct {
 namespace conv {
@@ -224,54 +225,19 @@ void depthwise_backward_weight(const Geo& g, const float* x, const float* dy, fl
 
 // ------------------------------------------------------------------ DIRECT_NHWC
 namespace {
-/* acc[j][*] += sum_{tap, c} x_j[tap][c] * wp[tap][c][0..16); xs[j] points at pixel j's first tap. AVX2. */
+/* out[j][0..16) = sum_{tap, c} x_j[tap][c] * wp[tap][c][0..16); xs[j] points at pixel j's first tap.
+ * AVX2 6 x 16 tile (microkernel.h, one segment per tap). */
 template <int NP>
 CT_INLINE void direct_tile(const float* const* xs, const int64_t* tap_off, int64_t ntaps, int64_t Cg, const float* wp,
                            float* out /* [NP][16] */) {
-  __m256 a0[NP], a1[NP];
-  for (int j = 0; j < NP; ++j) { a0[j] = _mm256_setzero_ps(); a1[j] = _mm256_setzero_ps(); }
-  for (int64_t t = 0; t < ntaps; ++t) {
-    const int64_t to = tap_off[t];
-    const float* xj[NP];
-    for (int j = 0; j < NP; ++j) xj[j] = xs[j] + to;
-    for (int64_t c = 0; c < Cg; ++c, wp += 16) {
-      const __m256 w0 = _mm256_loadu_ps(wp), w1 = _mm256_loadu_ps(wp + 8);
-      for (int j = 0; j < NP; ++j) {
-        const __m256 b = _mm256_broadcast_ss(xj[j] + c);
-        a0[j] = _mm256_fmadd_ps(b, w0, a0[j]);
-        a1[j] = _mm256_fmadd_ps(b, w1, a1[j]);
-      }
-    }
-  }
-  for (int j = 0; j < NP; ++j) {
-    _mm256_storeu_ps(out + j * 16, a0[j]);
-    _mm256_storeu_ps(out + j * 16 + 8, a1[j]);
-  }
+  mk::f32_avx2<NP, 2>(ntaps, Cg, mk::Taps<NP>{xs, tap_off}, wp, 16, out, 16, false);
 }
 
 /* The same with 32 output channels per block in 2 zmm and up to 12 pixels (24 accumulators). */
 template <int NP>
 CT_AVX512 CT_INLINE void direct_tile512(const float* const* xs, const int64_t* tap_off, int64_t ntaps, int64_t Cg,
                                         const float* wp, float* out /* [NP][32] */) {
-  __m512 a0[NP], a1[NP];
-  for (int j = 0; j < NP; ++j) { a0[j] = _mm512_setzero_ps(); a1[j] = _mm512_setzero_ps(); }
-  for (int64_t t = 0; t < ntaps; ++t) {
-    const int64_t to = tap_off[t];
-    const float* xj[NP];
-    for (int j = 0; j < NP; ++j) xj[j] = xs[j] + to;
-    for (int64_t c = 0; c < Cg; ++c, wp += 32) {
-      const __m512 w0 = _mm512_loadu_ps(wp), w1 = _mm512_loadu_ps(wp + 16);
-      for (int j = 0; j < NP; ++j) {
-        const __m512 b = _mm512_set1_ps(xj[j][c]);
-        a0[j] = _mm512_fmadd_ps(b, w0, a0[j]);
-        a1[j] = _mm512_fmadd_ps(b, w1, a1[j]);
-      }
-    }
-  }
-  for (int j = 0; j < NP; ++j) {
-    _mm512_storeu_ps(out + j * 32, a0[j]);
-    _mm512_storeu_ps(out + j * 32 + 16, a1[j]);
-  }
+  mk::f32_avx512<NP, 2>(ntaps, Cg, mk::Taps<NP>{xs, tap_off}, wp, 32, out, 32, false);
 }
 
 CT_AVX512 void tile512(int np, const float* const* xs, const int64_t* taps, int64_t ntaps, int64_t Cg, const float* wp,

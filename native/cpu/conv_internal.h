@@ -10,6 +10,7 @@
 #include "cortado/conv.h"
 #include "internal.h"
 #include "conv_geometry.h"  // struct Geo and its checks, shared with the CUDA library
+#include "scalar_ops.h"     // activation formulas, shared with the CUDA library
 
 namespace ct {
 namespace conv {
@@ -55,23 +56,14 @@ template <class F> CT_INLINE void for_valid_taps(const Geo& g, int64_t od, int64
   });
 }
 
-/* Bias + activation applied to one float. */
-CT_INLINE double act_d(double v, int a) {
-  switch (a) {
-    case CT_ACTIVATION_RELU: return v > 0 ? v : 0;
-    case CT_ACTIVATION_GELU: return 0.5 * v * (1.0 + std::erf(v * 0.70710678118654752440));
-    case CT_ACTIVATION_SILU: return v / (1.0 + std::exp(-v));
-    default: return v;
-  }
-}
-CT_INLINE float act_f(float v, int a) {
-  switch (a) {
-    case CT_ACTIVATION_RELU: return v > 0 ? v : 0;
-    case CT_ACTIVATION_GELU: return 0.5f * v * (1.0f + std::erf(v * 0.70710678f));
-    case CT_ACTIVATION_SILU: return v / (1.0f + std::exp(-v));
-    default: return v;
-  }
-}
+/* Bias + activation applied to one value: the unary op's formula (scalar_ops.h). */
+CT_INLINE double act_d(double v, int a) { return sop::activation<double>(a, v); }
+CT_INLINE float act_f(float v, int a) { return sop::activation<float>(a, v); }
+
+/* y[i] = act(y[i]) for i < n, one vectorizable loop per activation (conv.cpp). Out of line on
+ * purpose: inlined into Winograd's tile loop, the activations' constants stay live in vector
+ * registers across the GEMM micro-kernel and make it spill. */
+void act_rows(float* y, int64_t n, int act);
 
 /* bias + activation over a whole [N, K, P] / [N, P, K] output (float or double). */
 template <class T> void epilogue(const Geo& g, T* y, const T* bias, int act);

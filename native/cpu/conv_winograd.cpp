@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "conv_internal.h"
+#include "microkernel.h"
 
 namespace ct {
 namespace conv {
@@ -44,56 +45,16 @@ namespace {
 constexpr int64_t NR = 32;  // output channels per packed column block
 
 // ------------------------------------------------------------------ GEMM micro-kernels
-/* c[r][0..32) (+)= sum_{p<P} a[r*rs + p*ps] * b[p*ldb + 0..32) for r < MR. */
+/* c[r][0..32) (+)= sum_{p<P} a[r*rs + p*ps] * b[p*ldb + 0..32) for r < MR: microkernel.h's tiles. */
 template <int MR>
 CT_AVX512 CT_INLINE void mk_avx512(int64_t P, const float* a, int64_t rs, int64_t ps, const float* b, int64_t ldb,
                                    float* c, int64_t ldc, bool acc) {
-  __m512 c0[MR], c1[MR];
-  for (int r = 0; r < MR; ++r) { c0[r] = _mm512_setzero_ps(); c1[r] = _mm512_setzero_ps(); }
-  for (int64_t p = 0; p < P; ++p) {
-    const __m512 b0 = _mm512_loadu_ps(b + p * ldb), b1 = _mm512_loadu_ps(b + p * ldb + 16);
-    const float* ap = a + p * ps;
-    for (int r = 0; r < MR; ++r) {
-      const __m512 x = _mm512_set1_ps(ap[r * rs]);
-      c0[r] = _mm512_fmadd_ps(x, b0, c0[r]);
-      c1[r] = _mm512_fmadd_ps(x, b1, c1[r]);
-    }
-  }
-  for (int r = 0; r < MR; ++r) {
-    float* cr = c + r * ldc;
-    if (acc) {
-      c0[r] = _mm512_add_ps(c0[r], _mm512_loadu_ps(cr));
-      c1[r] = _mm512_add_ps(c1[r], _mm512_loadu_ps(cr + 16));
-    }
-    _mm512_storeu_ps(cr, c0[r]);
-    _mm512_storeu_ps(cr + 16, c1[r]);
-  }
+  mk::f32_avx512<MR, 2>(1, P, mk::Strided<float>{a, rs, ps}, b, ldb, c, ldc, acc);
 }
-
 template <int MR>
 CT_INLINE void mk_avx2(int64_t P, const float* a, int64_t rs, int64_t ps, const float* b, int64_t ldb, float* c,
                        int64_t ldc, bool acc) {
-  __m256 cv[MR][4];
-  for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < 4; ++v) cv[r][v] = _mm256_setzero_ps();
-  for (int64_t p = 0; p < P; ++p) {
-    const float* bp = b + p * ldb;
-    const __m256 b0 = _mm256_loadu_ps(bp), b1 = _mm256_loadu_ps(bp + 8), b2 = _mm256_loadu_ps(bp + 16),
-                 b3 = _mm256_loadu_ps(bp + 24);
-    const float* ap = a + p * ps;
-    for (int r = 0; r < MR; ++r) {
-      const __m256 x = _mm256_broadcast_ss(ap + r * rs);
-      cv[r][0] = _mm256_fmadd_ps(x, b0, cv[r][0]);
-      cv[r][1] = _mm256_fmadd_ps(x, b1, cv[r][1]);
-      cv[r][2] = _mm256_fmadd_ps(x, b2, cv[r][2]);
-      cv[r][3] = _mm256_fmadd_ps(x, b3, cv[r][3]);
-    }
-  }
-  for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < 4; ++v) {
-      float* cr = c + r * ldc + v * 8;
-      _mm256_storeu_ps(cr, acc ? _mm256_add_ps(cv[r][v], _mm256_loadu_ps(cr)) : cv[r][v]);
-    }
+  mk::f32_avx2<MR, 4>(1, P, mk::Strided<float>{a, rs, ps}, b, ldb, c, ldc, acc);
 }
 
 /* Rows [0, rows) of the 32-column block: full micro-tiles, then the remainder. */
@@ -351,8 +312,9 @@ void forward(const Wino& w, bool nchw, const float* x, const float* wt, const fl
         if (other_act && !nchw)
           for (int q = 0; q < 4; ++q)
             if (out[q] != sink.data())
-              for (int64_t k = 0; k < w.Kg; ++k) out[q][k] = act_f(out[q][k], act);
+              act_rows(out[q], w.Kg, act);
       }
+      if (nchw && other_act) act_rows(ys.data(), tn * 4 * w.Kg, act);
       if (nchw) {  // [tile][2x2][Kg] -> planes
         const int64_t n = t0 / w.T, P = w.oH * w.oW;
         for (int64_t k = 0; k < w.Kg; ++k) {
@@ -363,8 +325,8 @@ void forward(const Wino& w, bool nchw, const float* x, const float* wt, const fl
             for (int a = 0; a < 2; ++a) {
               if (oh0 + a >= w.oH) break;
               float* yr = yk + (oh0 + a) * w.oW + ow0;
-              yr[0] = other_act ? act_f(src[(a * 2) * w.Kg], act) : src[(a * 2) * w.Kg];
-              if (ow0 + 1 < w.oW) yr[1] = other_act ? act_f(src[(a * 2 + 1) * w.Kg], act) : src[(a * 2 + 1) * w.Kg];
+              yr[0] = src[(a * 2) * w.Kg];
+              if (ow0 + 1 < w.oW) yr[1] = src[(a * 2 + 1) * w.Kg];
             }
           }
         }

@@ -18,80 +18,15 @@
 
 #include "cortado/elementwise.h"
 #include "internal.h"
-#include "vmath.h"
+#include "scalar_ops.h"
 
 namespace ct {
 namespace {
 
 template <class C> using uint_of = std::make_unsigned_t<C>;
 
-// ------------------------------------------------------------------ binary op functors
-// f(a, b) in the compute type C (float for f16/bf16); comparisons return bool.
-struct Add { template <class C> CT_INLINE C operator()(C a, C b) const {
-  if constexpr (std::is_integral_v<C>) return (C)((uint_of<C>)a + (uint_of<C>)b); else return a + b; } };
-struct Sub { template <class C> CT_INLINE C operator()(C a, C b) const {
-  if constexpr (std::is_integral_v<C>) return (C)((uint_of<C>)a - (uint_of<C>)b); else return a - b; } };
-struct Mul { template <class C> CT_INLINE C operator()(C a, C b) const {
-  if constexpr (std::is_integral_v<C>) return (C)((uint_of<C>)a * (uint_of<C>)b); else return a * b; } };
-struct Div { template <class C> CT_INLINE C operator()(C a, C b) const {
-  if constexpr (std::is_integral_v<C>) {
-    if (b == 0) return 0;
-    if constexpr (std::is_signed_v<C>) if (b == -1) return (C)(0 - (uint_of<C>)a);  // INT_MIN / -1 wraps
-    return (C)(a / b);
-  } else {
-    return a / b;
-  } } };
-struct Pow { template <class C> CT_INLINE C operator()(C a, C b) const {
-  if constexpr (std::is_integral_v<C>) {
-    if (b < 0) {  // truncated 1 / a^|b|
-      if (a == 1) return 1;
-      if constexpr (std::is_signed_v<C>) if (a == -1) return (b & 1) ? (C)-1 : (C)1;
-      return 0;  // includes a == 0 (no trap)
-    }
-    uint_of<C> r = 1, base = (uint_of<C>)a;
-    for (C e = b; e; e >>= 1) { if (e & 1) r = (uint_of<C>)(r * base); base = (uint_of<C>)(base * base); }
-    return (C)r;
-  } else {
-    return std::pow(a, b);
-  } } };
-struct Max { template <class C> CT_INLINE C operator()(C a, C b) const {
-  if constexpr (std::is_integral_v<C>) return a > b ? a : b;
-  else return a != a ? a : (b != b ? b : (a > b ? a : b)); } };
-struct Min { template <class C> CT_INLINE C operator()(C a, C b) const {
-  if constexpr (std::is_integral_v<C>) return a < b ? a : b;
-  else return a != a ? a : (b != b ? b : (a < b ? a : b)); } };
-struct Eq { template <class C> CT_INLINE bool operator()(C a, C b) const { return a == b; } };
-struct Ne { template <class C> CT_INLINE bool operator()(C a, C b) const { return a != b; } };
-struct Lt { template <class C> CT_INLINE bool operator()(C a, C b) const { return a < b; } };
-struct Le { template <class C> CT_INLINE bool operator()(C a, C b) const { return a <= b; } };
-struct Gt { template <class C> CT_INLINE bool operator()(C a, C b) const { return a > b; } };
-struct Ge { template <class C> CT_INLINE bool operator()(C a, C b) const { return a >= b; } };
-struct And { template <class C> CT_INLINE bool operator()(C a, C b) const { return (a != 0) & (b != 0); } };
-struct Or { template <class C> CT_INLINE bool operator()(C a, C b) const { return (a != 0) | (b != 0); } };
-struct Xor { template <class C> CT_INLINE bool operator()(C a, C b) const { return (a != 0) ^ (b != 0); } };
-// Activation gradients g * f'(x) (a = g, b = x); floating dtypes only (integers never reach them).
-struct GeluGrad { template <class C> CT_INLINE C operator()(C g, C x) const {
-  if constexpr (std::is_integral_v<C>) return 0;
-  else {
-    const C cdf = C(0.5) * std::erfc(-x * C(0.70710678118654752440));
-    const C pdf = std::exp(C(-0.5) * x * x) * C(0.39894228040143267794);
-    return g * (cdf + x * pdf);
-  } } };
-struct GeluTanhGrad { template <class C> CT_INLINE C operator()(C g, C x) const {
-  if constexpr (std::is_integral_v<C>) return 0;
-  else {
-    const C k0 = C(0.79788456080286535588), k1 = C(0.044715);
-    const C t = std::tanh(k0 * (x + k1 * x * x * x));
-    return g * (C(0.5) * (C(1) + t) + C(0.5) * x * (C(1) - t * t) * k0 * (C(1) + C(3) * k1 * x * x));
-  } } };
-struct SiluGrad { template <class C> CT_INLINE C operator()(C g, C x) const {
-  if constexpr (std::is_integral_v<C>) return 0;
-  else {
-    const C s = C(1) / (C(1) + std::exp(-x));
-    return g * s * (C(1) + x * (C(1) - s));
-  } } };
-// One pass instead of three (compare to a bool mask, widen it, multiply): 12 bytes per element.
-struct ReluGrad { template <class C> CT_INLINE C operator()(C g, C x) const { return x > C(0) ? g : C(0); } };
+// The op formulas are ct::sop functors (native/shared/scalar_ops.h, shared with the CUDA
+// kernels); the dispatch switches below are expansions of ops/unary.def and ops/binary.def.
 
 // ------------------------------------------------------------------ generic row loops
 /* Reference loop: any strides. */
@@ -146,55 +81,7 @@ void run_binary(int ndim, const int64_t* shape, int64_t numel, void* out, const 
   for_each_row<3>(ndim, shape, st, base, es, numel, binary_row<TO, T, Op>);
 }
 
-// ------------------------------------------------------------------ unary op functors
-// State p0/p1 converted once; operator() in the compute type C.
-template <class C> struct UNeg { CT_INLINE C operator()(C x) const {
-  if constexpr (std::is_integral_v<C>) return (C)(0 - (uint_of<C>)x); else return -x; } };
-template <class C> struct UAbs { CT_INLINE C operator()(C x) const {
-  if constexpr (std::is_unsigned_v<C>) return x;
-  else if constexpr (std::is_integral_v<C>) return x < 0 ? (C)(0 - (uint_of<C>)x) : x;
-  else return std::fabs(x); } };
-template <class C> struct URelu { CT_INLINE C operator()(C x) const { return x < 0 ? (C)0 : x; } };  // NaN stays
-template <class C> struct UExp { CT_INLINE C operator()(C x) const {
-  if constexpr (std::is_same_v<C, float>) return exp_f32(x); else return std::exp(x); } };
-template <class C> struct ULog { CT_INLINE C operator()(C x) const { return std::log(x); } };
-template <class C> struct USqrt { CT_INLINE C operator()(C x) const { return std::sqrt(x); } };
-template <class C> struct URsqrt { CT_INLINE C operator()(C x) const { return (C)1 / std::sqrt(x); } };
-template <class C> struct UTanh { CT_INLINE C operator()(C x) const {
-  if constexpr (std::is_same_v<C, float>) return tanh_f32(x); else return std::tanh(x); } };
-template <class C> struct USigmoid { CT_INLINE C operator()(C x) const {
-  if constexpr (std::is_same_v<C, float>) return sigmoid_f32(x); else return 1.0 / (1.0 + std::exp(-x)); } };
-/* 0.5 x (1 + erf(x/sqrt2)) == 0.5 x erfc(-x/sqrt2): erfc keeps full relative accuracy for
- * negative x, where 1 + erf cancels. */
-template <class C> struct UGeluErf { CT_INLINE C operator()(C x) const {
-  return (C)0.5 * x * std::erfc(-x * (C)0.70710678118654752440); } };
-/* 0.5 x (1 + tanh(u)) == x * sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3): no cancellation. */
-template <class C> struct UGeluTanh { CT_INLINE C operator()(C x) const {
-  C u = (C)0.79788456080286535588 * (x + (C)0.044715 * x * x * x);
-  if constexpr (std::is_same_v<C, float>) return x * sigmoid_f32(2.0f * u);
-  else return x / (1.0 + std::exp(-2.0 * u)); } };
-template <class C> struct USilu { CT_INLINE C operator()(C x) const {
-  if constexpr (std::is_same_v<C, float>) return x * sigmoid_f32(x); else return x / (1.0 + std::exp(-x)); } };
-template <class C> struct UClamp {
-  C lo, hi;
-  CT_INLINE C operator()(C x) const { C r = x < lo ? lo : x; return r > hi ? hi : r; } };  // NaN stays NaN
-template <class C> struct UNot { CT_INLINE C operator()(C x) const { return x == 0 ? 1 : 0; } };
-template <class C> struct UPow {
-  C p;
-  CT_INLINE C operator()(C x) const { return p == (C)2 ? x * x : std::pow(x, p); } };
-template <class C> struct UAffine {
-  C scale, shift;
-  CT_INLINE C operator()(C x) const {
-    if constexpr (std::is_integral_v<C>) return (C)((uint_of<C>)x * (uint_of<C>)scale + (uint_of<C>)shift);
-    else return x * scale + shift; } };
-/* Integer affine with non-integral parameters: computed in double, truncated toward zero. */
-template <class C> struct UAffineReal {
-  double scale, shift;
-  CT_INLINE C operator()(C x) const { return (C)(int64_t)((double)x * scale + shift); } };
-template <class C> struct URecip { CT_INLINE C operator()(C x) const { return (C)1 / x; } };
-template <class C> struct USin { CT_INLINE C operator()(C x) const { return std::sin(x); } };
-template <class C> struct UCos { CT_INLINE C operator()(C x) const { return std::cos(x); } };
-
+// ------------------------------------------------------------------ unary row loops
 #define CT_UNARY_FAST_BODY                                                               \
   if (sx == 1) { for (int64_t i = 0; i < n; ++i) store<T>(o + i, op(load(x + i))); }     \
   else { const T y = *x; const auto v = op(load(&y)); for (int64_t i = 0; i < n; ++i) store<T>(o + i, v); }
@@ -219,55 +106,68 @@ template <class T, class Op> void run_unary(int ndim, const int64_t* shape, int6
   });
 }
 
-/* Integer clamp bounds: [ceil(p0), floor(p1)] clipped to T's range; NaN means unbounded. */
-template <class C> C int_bound(double p, bool lower) {
-  const double mn = (double)std::numeric_limits<C>::min(), mx = (double)std::numeric_limits<C>::max();
-  if (p != p) return lower ? std::numeric_limits<C>::min() : std::numeric_limits<C>::max();
-  p = lower ? std::ceil(p) : std::floor(p);
-  if (p <= mn) return std::numeric_limits<C>::min();
-  if (p >= mx) return std::numeric_limits<C>::max();
-  return (C)p;
+/* One unary op on dtype T: the functor in the compute type when the op's domain admits T. */
+template <class T, template <class> class F, sop::UnaryDomain D>
+int unary_op(int ndim, const int64_t* shape, int64_t numel, void* out, const int64_t* os, const void* x,
+             const int64_t* xs, double p0, double p1) {
+  using C = compute_t<T>;
+  if constexpr (D == sop::FLOAT ? is_float_v<T> : D == sop::NUMERIC) {
+    run_unary<T>(ndim, shape, numel, out, os, x, xs, F<C>::make(p0, p1));
+    return CT_OK;
+  } else {
+    return CT_ERR_UNSUPPORTED;
+  }
 }
 
 template <class T>
 int unary_typed(int op, int ndim, const int64_t* shape, int64_t numel, void* out, const int64_t* os,
                 const void* x, const int64_t* xs, double p0, double p1) {
-  using C = compute_t<T>;
-  auto go = [&](auto f) { run_unary<T>(ndim, shape, numel, out, os, x, xs, f); return CT_OK; };
-  if constexpr (is_float_v<T>) {
-    switch (op) {
-      case CT_UNARY_NEG: return go(UNeg<C>{});
-      case CT_UNARY_ABS: return go(UAbs<C>{});
-      case CT_UNARY_EXP: return go(UExp<C>{});
-      case CT_UNARY_LOG: return go(ULog<C>{});
-      case CT_UNARY_SQRT: return go(USqrt<C>{});
-      case CT_UNARY_RSQRT: return go(URsqrt<C>{});
-      case CT_UNARY_TANH: return go(UTanh<C>{});
-      case CT_UNARY_SIGMOID: return go(USigmoid<C>{});
-      case CT_UNARY_RELU: return go(URelu<C>{});
-      case CT_UNARY_GELU_ERF: return go(UGeluErf<C>{});
-      case CT_UNARY_GELU_TANH: return go(UGeluTanh<C>{});
-      case CT_UNARY_SILU: return go(USilu<C>{});
-      case CT_UNARY_CLAMP: return go(UClamp<C>{(C)p0, (C)p1});
-      case CT_UNARY_POW_SCALAR: return go(UPow<C>{(C)p0});
-      case CT_UNARY_AFFINE: return go(UAffine<C>{(C)p0, (C)p1});
-      case CT_UNARY_RECIPROCAL: return go(URecip<C>{});
-      case CT_UNARY_SIN: return go(USin<C>{});
-      case CT_UNARY_COS: return go(UCos<C>{});
-      default: return CT_ERR_UNSUPPORTED;
-    }
+  switch (op) {
+#define CT_UNARY_OP(ident, name, domain, functor) \
+  case CT_UNARY_##ident: return unary_op<T, sop::functor, sop::domain>(ndim, shape, numel, out, os, x, xs, p0, p1);
+#include "cortado/ops/unary.def"
+#undef CT_UNARY_OP
+    default: return CT_ERR_UNSUPPORTED;
+  }
+}
+
+/* BOOL-domain unary ops on bytes. */
+template <template <class> class F, sop::UnaryDomain D>
+int unary_bool_op(int ndim, const int64_t* shape, int64_t numel, void* out, const int64_t* os, const void* x,
+                  const int64_t* xs) {
+  if constexpr (D == sop::BOOL) {
+    run_unary<uint8_t>(ndim, shape, numel, out, os, x, xs, F<uint8_t>::make(0, 0));
+    return CT_OK;
   } else {
-    switch (op) {
-      case CT_UNARY_NEG: return go(UNeg<C>{});
-      case CT_UNARY_ABS: return go(UAbs<C>{});
-      case CT_UNARY_RELU: return go(URelu<C>{});
-      case CT_UNARY_CLAMP: return go(UClamp<C>{int_bound<C>(p0, true), int_bound<C>(p1, false)});
-      case CT_UNARY_AFFINE:
-        if (p0 == std::trunc(p0) && p1 == std::trunc(p1) && std::fabs(p0) < 9.2e18 && std::fabs(p1) < 9.2e18)
-          return go(UAffine<C>{(C)(int64_t)p0, (C)(int64_t)p1});
-        return go(UAffineReal<C>{p0, p1});
-      default: return CT_ERR_UNSUPPORTED;
-    }
+    return CT_ERR_UNSUPPORTED;
+  }
+}
+
+int unary_bool(int op, int ndim, const int64_t* shape, int64_t numel, void* out, const int64_t* os, const void* x,
+               const int64_t* xs) {
+  switch (op) {
+#define CT_UNARY_OP(ident, name, domain, functor) \
+  case CT_UNARY_##ident: return unary_bool_op<sop::functor, sop::domain>(ndim, shape, numel, out, os, x, xs);
+#include "cortado/ops/unary.def"
+#undef CT_UNARY_OP
+    default: return CT_ERR_UNSUPPORTED;
+  }
+}
+
+/* One binary op on dtype T (BOOL arrives as uint8_t with is_bool set), by the op's KIND. */
+template <class T, template <class> class F, sop::BinaryKind K>
+void binary_op(bool is_bool, int ndim, const int64_t* shape, int64_t numel, void* out, const int64_t* os,
+               const void* a, const int64_t* as, const void* b, const int64_t* bs) {
+  using C = compute_t<T>;
+  if constexpr (K == sop::ARITHMETIC) {
+    if (!is_bool) run_binary<T, F<C>, false>(ndim, shape, numel, out, os, a, as, b, bs);
+  } else if constexpr (K == sop::COMPARISON) {
+    run_binary<T, F<C>, true>(ndim, shape, numel, out, os, a, as, b, bs);
+  } else if constexpr (K == sop::LOGICAL) {
+    if constexpr (std::is_same_v<T, uint8_t>)
+      if (is_bool) run_binary<T, F<C>, true>(ndim, shape, numel, out, os, a, as, b, bs);
+  } else {
+    if constexpr (is_float_v<T>) run_binary<T, sop::GradOf<F, C>, false>(ndim, shape, numel, out, os, a, as, b, bs);
   }
 }
 
@@ -311,17 +211,8 @@ template <class F> bool dispatch_conv(int dtype, F&& f) {
   return dispatch_dtype(dtype, f);
 }
 
-const char* unary_name(int op) {
-  static const char* n[] = {"NEG", "ABS", "EXP", "LOG", "SQRT", "RSQRT", "TANH", "SIGMOID", "RELU", "GELU_ERF",
-                            "GELU_TANH", "SILU", "CLAMP", "NOT", "POW_SCALAR", "AFFINE", "RECIPROCAL", "SIN", "COS"};
-  return op >= 0 && op < CT_UNARY_COUNT ? n[op] : "unknown";
-}
-const char* binary_name(int op) {
-  static const char* n[] = {"ADD", "SUB", "MUL", "DIV", "POW", "MAX", "MIN", "EQ",
-                            "NE", "LT", "LE", "GT", "GE", "AND", "OR", "XOR",
-                            "GELU_GRAD", "GELU_TANH_GRAD", "SILU_GRAD", "RELU_GRAD"};
-  return op >= 0 && op < CT_BINARY_COUNT ? n[op] : "unknown";
-}
+const char* unary_name(int op) { return op >= 0 && op < CT_UNARY_COUNT ? sop::kUnaryName[op] : "unknown"; }
+const char* binary_name(int op) { return op >= 0 && op < CT_BINARY_COUNT ? sop::kBinaryName[op] : "unknown"; }
 
 bool numeric(int dtype) { return dtype >= CT_F32 && dtype <= CT_I64; }
 
@@ -339,9 +230,8 @@ int ct_cpu_unary(int op, int dtype, int ndim, const int64_t* shape, void* out, c
   if (op < 0 || op >= CT_UNARY_COUNT) return fail(CT_ERR_INVALID_ARG, "%s: unknown op code %d", fn, op);
   const bool is_fp = dtype == CT_F32 || dtype == CT_F64 || dtype == CT_F16 || dtype == CT_BF16;
   const bool is_int = dtype == CT_I8 || dtype == CT_U8 || dtype == CT_I32 || dtype == CT_I64;
-  const bool int_ok = op == CT_UNARY_NEG || op == CT_UNARY_ABS || op == CT_UNARY_RELU || op == CT_UNARY_CLAMP ||
-                      op == CT_UNARY_AFFINE;
-  const bool ok = op == CT_UNARY_NOT ? dtype == CT_BOOL : (is_fp || (is_int && int_ok));
+  const sop::UnaryDomain dom = sop::kUnaryDomain[op];
+  const bool ok = dom == sop::BOOL ? dtype == CT_BOOL : dom == sop::FLOAT ? is_fp : (is_fp || is_int);
   if (!ok)
     return fail(CT_ERR_UNSUPPORTED, "%s: op %s is not defined for dtype %s (%d)", fn, unary_name(op),
                 dtype_name(dtype), dtype);
@@ -352,10 +242,7 @@ int ct_cpu_unary(int op, int dtype, int ndim, const int64_t* shape, void* out, c
     return st;
   if (numel == 0) return CT_OK;
   if ((st = check_ptr(fn, "out", out)) || (st = check_ptr(fn, "x", x))) return st;
-  if (op == CT_UNARY_NOT) {
-    run_unary<uint8_t>(ndim, shape, numel, out, out_strides, x, x_strides, UNot<uint8_t>{});
-    return CT_OK;
-  }
+  if (dtype == CT_BOOL) return unary_bool(op, ndim, shape, numel, out, out_strides, x, x_strides);
   int r = CT_OK;
   dispatch_dtype(dtype, [&](auto t) {
     r = unary_typed<decltype(t)>(op, ndim, shape, numel, out, out_strides, x, x_strides, p0, p1);
@@ -369,11 +256,12 @@ int ct_cpu_binary(int op, int dtype, int ndim, const int64_t* shape, void* out, 
   static const char* fn = "ct_cpu_binary";
   CT_TRY
   if (op < 0 || op >= CT_BINARY_COUNT) return fail(CT_ERR_INVALID_ARG, "%s: unknown op code %d", fn, op);
-  const bool cmp = op >= CT_BINARY_EQ && op <= CT_BINARY_GE;
-  const bool logic = op >= CT_BINARY_AND && op <= CT_BINARY_XOR;
-  const bool grad = op >= CT_BINARY_GELU_GRAD;
+  const sop::BinaryKind kind = sop::kBinaryKind[op];
   const bool fp = dtype == CT_F32 || dtype == CT_F64 || dtype == CT_F16 || dtype == CT_BF16;
-  const bool ok = logic ? dtype == CT_BOOL : grad ? fp : (numeric(dtype) || (cmp && dtype == CT_BOOL));
+  const bool ok = kind == sop::LOGICAL           ? dtype == CT_BOOL
+                  : kind == sop::ACTIVATION_GRAD ? fp
+                  : kind == sop::COMPARISON      ? (numeric(dtype) || dtype == CT_BOOL)
+                                                 : numeric(dtype);
   if (!ok)
     return fail(CT_ERR_UNSUPPORTED, "%s: op %s is not defined for dtype %s (%d)", fn, binary_name(op),
                 dtype_name(dtype), dtype);
@@ -384,38 +272,17 @@ int ct_cpu_binary(int op, int dtype, int ndim, const int64_t* shape, void* out, 
     return st;
   if (numel == 0) return CT_OK;
   if ((st = check_ptr(fn, "out", out)) || (st = check_ptr(fn, "a", a)) || (st = check_ptr(fn, "b", b))) return st;
+  const bool is_bool = dtype == CT_BOOL;
   dispatch_dtype(dtype, [&](auto t) {
     using T = decltype(t);
-    auto go = [&](auto o, auto c) {
-      run_binary<T, decltype(o), decltype(c)::value>(ndim, shape, numel, out, out_strides, a, a_strides, b,
-                                                      b_strides);
-    };
-    using Y = std::true_type;
-    using N = std::false_type;
     switch (op) {
-      case CT_BINARY_ADD: go(Add{}, N{}); break;
-      case CT_BINARY_SUB: go(Sub{}, N{}); break;
-      case CT_BINARY_MUL: go(Mul{}, N{}); break;
-      case CT_BINARY_DIV: go(Div{}, N{}); break;
-      case CT_BINARY_POW: go(Pow{}, N{}); break;
-      case CT_BINARY_MAX: go(Max{}, N{}); break;
-      case CT_BINARY_MIN: go(Min{}, N{}); break;
-      case CT_BINARY_EQ: go(Eq{}, Y{}); break;
-      case CT_BINARY_NE: go(Ne{}, Y{}); break;
-      case CT_BINARY_LT: go(Lt{}, Y{}); break;
-      case CT_BINARY_LE: go(Le{}, Y{}); break;
-      case CT_BINARY_GT: go(Gt{}, Y{}); break;
-      case CT_BINARY_GE: go(Ge{}, Y{}); break;
-      case CT_BINARY_GELU_GRAD: go(GeluGrad{}, N{}); break;
-      case CT_BINARY_GELU_TANH_GRAD: go(GeluTanhGrad{}, N{}); break;
-      case CT_BINARY_SILU_GRAD: go(SiluGrad{}, N{}); break;
-      case CT_BINARY_RELU_GRAD: go(ReluGrad{}, N{}); break;
-      default:
-        if constexpr (std::is_same_v<T, uint8_t>) {
-          if (op == CT_BINARY_AND) go(And{}, Y{});
-          else if (op == CT_BINARY_OR) go(Or{}, Y{});
-          else go(Xor{}, Y{});
-        }
+#define CT_BINARY_OP(ident, name, kind, functor)                                                            \
+  case CT_BINARY_##ident:                                                                                  \
+    binary_op<T, sop::functor, sop::kind>(is_bool, ndim, shape, numel, out, out_strides, a, a_strides, b, \
+                                          b_strides);                                                      \
+    break;
+#include "cortado/ops/binary.def"
+#undef CT_BINARY_OP
     }
   });
   return CT_OK;

@@ -31,7 +31,11 @@ namespace ct {
 namespace {
 
 const char* op_name(int op) {
-  static const char* n[] = {"SUM", "MEAN", "MAX", "MIN", "ARGMAX", "ARGMIN", "VAR", "PROD"};
+  static const char* n[] = {
+#define CT_REDUCE_OP(ident, name) #ident,
+#include "cortado/ops/reduce.def"
+#undef CT_REDUCE_OP
+  };
   return op >= 0 && op < CT_REDUCE_COUNT ? n[op] : "unknown";
 }
 

@@ -53,6 +53,7 @@
  */
 #include "common.cuh"
 #include "attention_args.h"  // argument checks shared with the CPU library
+#include "ptx.cuh"
 #include "cortado/attention.h"
 
 #include <cmath>
@@ -124,42 +125,12 @@ __device__ __forceinline__ int64_t query_begin_dev(const AttnArgs& a, int64_t j0
   return i < 0 ? 0 : (i > a.Lq ? a.Lq : i);
 }
 
-// ------------------------------------------------------------------ PTX helpers
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool pred) {
-  const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-  const int n = pred ? 16 : 0;  // src-size 0: the 16 bytes are zero-filled
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(n) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
-
-/* Four 8x8 b16 matrices, transposed: lane L supplies the address of row (L & 7) of matrix L >> 3;
- * register m receives {M_m[2t][g], M_m[2t+1][g]} (g = lane / 4, t = lane % 4). */
-__device__ __forceinline__ void ldsm_x4_t(uint32_t& r0, uint32_t& r1, uint32_t& r2, uint32_t& r3, const void* row) {
-  const unsigned a = (unsigned)__cvta_generic_to_shared(row);
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
-               : "r"(a)
-               : "memory");
-}
-
-/* d += a b: m16n8k16, A row-major 16x16, B col-major 16x8, float32 accumulators. */
-template <class T>
-__device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  } else {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-}
+// ------------------------------------------------------------------ PTX helpers (ptx.cuh)
+using ptx::cp_async16;
+using ptx::cp_async_commit;
+using ptx::cp_async_wait_all;
+using ptx::ldsm_x4_t;
+using ptx::mma16816;
 
 /* Two floats as one 32-bit register of two 16-bit values (lo in the low half). */
 template <class T> __device__ __forceinline__ uint32_t pack2(float lo, float hi) {

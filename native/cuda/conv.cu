@@ -39,6 +39,8 @@
 
 #include "common.cuh"
 #include "conv_geometry.h"
+#include "ptx.cuh"
+#include "scalar_ops.h"
 #include "cortado/conv.h"
 
 namespace ct {
@@ -106,22 +108,9 @@ Str3 act_strides(int layout, int64_t ch, int64_t sp) {
 // ------------------------------------------------------------------ device helpers
 template <class T> using acc_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
-__device__ __forceinline__ float act_apply(float v, int a) {
-  switch (a) {
-    case CT_ACTIVATION_RELU: return v > 0.f ? v : 0.f;
-    case CT_ACTIVATION_GELU: return 0.5f * v * (1.0f + erff(v * 0.70710678f));
-    case CT_ACTIVATION_SILU: return v / (1.0f + expf(-v));
-    default: return v;
-  }
-}
-__device__ __forceinline__ double act_apply(double v, int a) {
-  switch (a) {
-    case CT_ACTIVATION_RELU: return v > 0.0 ? v : 0.0;
-    case CT_ACTIVATION_GELU: return 0.5 * v * (1.0 + erf(v * 0.70710678118654752440));
-    case CT_ACTIVATION_SILU: return v / (1.0 + exp(-v));
-    default: return v;
-  }
-}
+/* Bias + activation: the unary op's formula (scalar_ops.h, shared with the CPU library). */
+__device__ __forceinline__ float act_apply(float v, int a) { return sop::activation<float>(a, v); }
+__device__ __forceinline__ double act_apply(double v, int a) { return sop::activation<double>(a, v); }
 
 /* Spatial sizes and conv parameters packed for kernels (int: parse() bounds them by 2^30). */
 struct Sp {
@@ -149,44 +138,13 @@ __device__ __forceinline__ bool bwd_tap(int i, int r, int s, int d, int p, int o
   return o * s == t && o < out;
 }
 
-// ------------------------------------------------------------------ tensor-core primitives
-__device__ __forceinline__ uint32_t to_tf32(float f) {
-  uint32_t r;
-  asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(f));
-  return r;
-}
-
-template <class T>
-__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  } else {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-        "{%0,%1,%2,%3};\n"
-        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-  }
-}
-__device__ __forceinline__ void mma1688_tf32(float (&c)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool pred) {
-  const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-  const int n = pred ? 16 : 0;  // 0: zero-fill 16 bytes
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(gmem), "r"(n));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+// ------------------------------------------------------------------ tensor-core primitives (ptx.cuh)
+using ptx::cp_async16;
+using ptx::cp_async_commit;
+using ptx::cp_async_wait;
+using ptx::mma16816;
+using ptx::mma1688_tf32;
+using ptx::to_tf32;
 
 // Tile configuration (shared by the forward/bwd-data and bwd-weight kernels).
 constexpr int BM = 128, BN = 128, NT = 256;
@@ -268,8 +226,8 @@ __device__ __forceinline__ void mma_slice(const typename Cfg<T>::S* As, const ty
     for (int mt = 0; mt < 4; ++mt)
 #pragma unroll
       for (int nt = 0; nt < 4; ++nt) {
-        if constexpr (C::E == 2) mma16816<T>(acc[mt][nt], a[mt], b[nt]);
-        else mma1688_tf32(acc[mt][nt], a[mt], b[nt]);
+        if constexpr (C::E == 2) mma16816<T>(acc[mt][nt], a[mt], b[nt][0], b[nt][1]);
+        else mma1688_tf32(acc[mt][nt], a[mt], b[nt][0], b[nt][1]);
       }
   }
 }
@@ -985,7 +943,7 @@ extern "C" int ct_cuda_conv_forward(int dtype, int layout, int algorithm, const 
   const char* fn = "ct_cuda_conv_forward";
   Geo g;
   CT_TRY_STATUS(parse(fn, dtype, layout, algorithm, gv, &g));
-  if (activation < CT_ACTIVATION_NONE || activation > CT_ACTIVATION_SILU)
+  if (activation < CT_ACTIVATION_NONE || activation >= CT_ACTIVATION_COUNT)
     return fail(CT_ERR_INVALID_ARG, "%s: unknown activation %d", fn, activation);
   const int algo = resolve(fn, dtype, g, algorithm);
   if (algo < 0) return -algo;

@@ -38,6 +38,7 @@
 #include "cortado/norm.h"
 #include "cortado/random.h"
 #include "cortado/reduce.h"
+#include "scalar_ops.h"  // the op lists' DOMAIN / KIND columns as tables
 
 #if __has_include(<cublas_v2.h>)
 #include <cublas_v2.h>
@@ -295,18 +296,26 @@ static std::vector<Layout> layouts(bool binary) {
 }
 
 // ------------------------------------------------------------------ elementwise checks
-static const char* unary_names[] = {"neg", "abs", "exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "relu",
-                                    "gelu_erf", "gelu_tanh", "silu", "clamp", "not", "pow_scalar", "affine",
-                                    "reciprocal", "sin", "cos"};
-static const char* binary_names[] = {"add", "sub", "mul", "div", "pow", "max", "min", "eq",
-                                     "ne", "lt", "le", "gt", "ge", "and", "or", "xor"};
+// Names and dtype rules come from the op lists (include/cortado/ops/*.def): one entry per op code.
+static const char* unary_names[] = {
+#define CT_UNARY_OP(ident, name, domain, functor) name,
+#include "cortado/ops/unary.def"
+#undef CT_UNARY_OP
+};
+static const char* binary_names[] = {
+#define CT_BINARY_OP(ident, name, kind, functor) name,
+#include "cortado/ops/binary.def"
+#undef CT_BINARY_OP
+};
+static_assert(sizeof(unary_names) / sizeof(unary_names[0]) == CT_UNARY_COUNT, "unary_names");
+static_assert(sizeof(binary_names) / sizeof(binary_names[0]) == CT_BINARY_COUNT, "binary_names");
 
 static bool unary_defined(int op, int dt) {
-  if (op == CT_UNARY_NOT) return dt == CT_BOOL;
+  const ct::sop::UnaryDomain d = ct::sop::kUnaryDomain[op];
+  if (d == ct::sop::BOOL) return dt == CT_BOOL;
   if (is_fp(dt)) return true;
   if (dt == CT_BOOL) return false;
-  return op == CT_UNARY_NEG || op == CT_UNARY_ABS || op == CT_UNARY_RELU || op == CT_UNARY_CLAMP ||
-         op == CT_UNARY_AFFINE;
+  return d == ct::sop::NUMERIC;
 }
 
 static void check_unary() {
@@ -372,9 +381,16 @@ static void check_unary() {
 }
 
 static bool binary_defined(int op, int dt) {
-  if (op >= CT_BINARY_AND) return dt == CT_BOOL;
-  if (op >= CT_BINARY_EQ) return true;
-  return dt != CT_BOOL;
+  switch (ct::sop::kBinaryKind[op]) {
+    case ct::sop::LOGICAL: return dt == CT_BOOL;
+    case ct::sop::COMPARISON: return true;
+    case ct::sop::ACTIVATION_GRAD: return is_fp(dt);
+    default: return dt != CT_BOOL;
+  }
+}
+/* Comparisons and logical ops write BOOL. */
+static bool binary_writes_bool(int op) {
+  return ct::sop::kBinaryKind[op] == ct::sop::COMPARISON || ct::sop::kBinaryKind[op] == ct::sop::LOGICAL;
 }
 
 static void check_binary() {
@@ -383,15 +399,15 @@ static void check_binary() {
   for (int op = 0; op < CT_BINARY_COUNT; ++op) {
     for (int dt : dts) {
       if (!binary_defined(op, dt)) continue;
-      const int odt = op >= CT_BINARY_EQ ? CT_BOOL : dt;
+      const int odt = binary_writes_bool(op) ? CT_BOOL : dt;
       for (size_t li = 0; li < L.size(); ++li) {
         const Layout& l = L[li];
         if (li == 1 || li == 4) {
           if (op != CT_BINARY_ADD && op != CT_BINARY_LT) continue;
         }
         Buf a(dt, extent(l.ndim, l.shape.data(), l.s1.data())), b(dt, extent(l.ndim, l.shape.data(), l.s2.data()));
-        int ka = op >= CT_BINARY_EQ ? 3 : (op == CT_BINARY_POW ? 1 : 0);
-        int kb = op >= CT_BINARY_EQ ? 3 : (op == CT_BINARY_DIV ? 4 : 0);
+        int ka = binary_writes_bool(op) ? 3 : (op == CT_BINARY_POW ? 1 : 0);
+        int kb = binary_writes_bool(op) ? 3 : (op == CT_BINARY_DIV ? 4 : 0);
         a.fill_random(ka);
         b.fill_random(kb);
         if (op == CT_BINARY_POW && !is_fp(dt)) {  // small bases and exponents, a few negative
@@ -533,7 +549,12 @@ static void check_int4() {
 }
 
 // ------------------------------------------------------------------ reductions
-static const char* reduce_names[] = {"sum", "mean", "max", "min", "argmax", "argmin", "var", "prod"};
+static const char* reduce_names[] = {
+#define CT_REDUCE_OP(ident, name) name,
+#include "cortado/ops/reduce.def"
+#undef CT_REDUCE_OP
+};
+static_assert(sizeof(reduce_names) / sizeof(reduce_names[0]) == CT_REDUCE_COUNT, "reduce_names");
 
 struct RedCase {
   std::string name;

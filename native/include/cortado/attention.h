@@ -39,9 +39,13 @@ extern "C" {
 #endif
 #pragma GCC visibility push(default)
 
-#define CT_ATTENTION_MASK_NONE     0
-#define CT_ATTENTION_MASK_BOOL     1
-#define CT_ATTENTION_MASK_ADDITIVE 2
+/* Mask kinds CT_ATTENTION_MASK_<IDENT>, numbered by their line in ops/attention_mask.def. */
+enum {
+#define CT_ATTENTION_MASK(ident, name) CT_ATTENTION_MASK_##ident,
+#include "ops/attention_mask.def"
+#undef CT_ATTENTION_MASK
+  CT_ATTENTION_MASK_COUNT
+};
 
 /* The options of one call: scale multiplies q.k, softcap (0: none) caps the scaled score, dropout
  * keeps P's element iff philox_unit >= dropout_p (seed and offset as above), causal != 0 masks

@@ -46,19 +46,20 @@ extern "C" {
 
 #define CT_CONV_GEOMETRY_LEN 25
 
-#define CT_CONV_ALGO_AUTO        0
-#define CT_CONV_ALGO_REFERENCE   1
-#define CT_CONV_ALGO_IM2COL_GEMM 2
-#define CT_CONV_ALGO_DIRECT_NHWC 3
-#define CT_CONV_ALGO_WINOGRAD    4
-#define CT_CONV_ALGO_DEPTHWISE   5
-#define CT_CONV_ALGO_IMPLICIT_GEMM 6  /* CUDA only: tensor-core implicit GEMM (Java runs AUTO on the CPU) */
-#define CT_CONV_ALGO_CUDNN       7    /* Java only (backend/cuda/Cudnn.java); never passed to native code */
-
-#define CT_ACTIVATION_NONE 0
-#define CT_ACTIVATION_RELU 1
-#define CT_ACTIVATION_GELU 2   /* erf form */
-#define CT_ACTIVATION_SILU 3
+/* Algorithms CT_CONV_ALGO_<IDENT> (ops/conv_algo.def) and fused activations
+ * CT_ACTIVATION_<IDENT> (ops/activation.def), numbered by their line in the list. */
+enum {
+#define CT_CONV_ALGO(ident, name) CT_CONV_ALGO_##ident,
+#include "ops/conv_algo.def"
+#undef CT_CONV_ALGO
+  CT_CONV_ALGO_COUNT
+};
+enum {
+#define CT_ACTIVATION(ident, name, functor) CT_ACTIVATION_##ident,
+#include "ops/activation.def"
+#undef CT_ACTIVATION
+  CT_ACTIVATION_COUNT
+};
 
 /* The algorithm AUTO would run for this pass (0 forward, 1 backward-data, 2 backward-weight). */
 int ct_cpu_conv_choose(int dtype, int layout, const int64_t* g, int pass, int64_t stream);

@@ -23,63 +23,34 @@ extern "C" {
 #endif
 #pragma GCC visibility push(default)
 
-/* unary ops: y = f(x); p0/p1 are op parameters where noted */
-#define CT_UNARY_NEG        0
-#define CT_UNARY_ABS        1
-#define CT_UNARY_EXP        2
-#define CT_UNARY_LOG        3
-#define CT_UNARY_SQRT       4
-#define CT_UNARY_RSQRT      5
-#define CT_UNARY_TANH       6
-#define CT_UNARY_SIGMOID    7
-#define CT_UNARY_RELU       8
-#define CT_UNARY_GELU_ERF   9   /* 0.5 x (1 + erf(x / sqrt 2)) */
-#define CT_UNARY_GELU_TANH 10   /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
-#define CT_UNARY_SILU      11   /* x * sigmoid(x) */
-#define CT_UNARY_CLAMP     12   /* min(max(x, p0), p1); NaN stays NaN */
-#define CT_UNARY_NOT       13   /* bool only */
-#define CT_UNARY_POW_SCALAR 14  /* x ^ p0 */
-#define CT_UNARY_AFFINE    15   /* x * p0 + p1 (scalar add/mul fused) */
-#define CT_UNARY_RECIPROCAL 16
-#define CT_UNARY_SIN       17
-#define CT_UNARY_COS       18
-#define CT_UNARY_COUNT     19
+/* Op codes: CT_UNARY_<IDENT> and CT_BINARY_<IDENT>, numbered by their line in the lists
+ * ops/unary.def and ops/binary.def (which also give each op's formula and dtypes). Among the
+ * binary ops, comparisons write CT_BOOL, logical ops take and write CT_BOOL, and the activation
+ * gradients (*_GRAD, floating dtypes) take a = the output gradient g, b = the input x and
+ * return g * f'(x); RELU_GRAD is g where b > 0, else 0 (b is relu's input or output). */
+enum {
+#define CT_UNARY_OP(ident, name, domain, functor) CT_UNARY_##ident,
+#include "ops/unary.def"
+#undef CT_UNARY_OP
+  CT_UNARY_COUNT
+};
+enum {
+#define CT_BINARY_OP(ident, name, kind, functor) CT_BINARY_##ident,
+#include "ops/binary.def"
+#undef CT_BINARY_OP
+  CT_BINARY_COUNT
+};
 
-/* binary ops: y = f(a, b) */
-#define CT_BINARY_ADD   0
-#define CT_BINARY_SUB   1
-#define CT_BINARY_MUL   2
-#define CT_BINARY_DIV   3   /* integer dtypes: truncating; division by zero gives 0 (no trap) */
-#define CT_BINARY_POW   4
-#define CT_BINARY_MAX   5   /* NaN-propagating like torch.maximum */
-#define CT_BINARY_MIN   6
-#define CT_BINARY_EQ    7   /* comparisons write CT_BOOL */
-#define CT_BINARY_NE    8
-#define CT_BINARY_LT    9
-#define CT_BINARY_LE   10
-#define CT_BINARY_GT   11
-#define CT_BINARY_GE   12
-#define CT_BINARY_AND  13   /* bool only */
-#define CT_BINARY_OR   14   /* bool only */
-#define CT_BINARY_XOR  15   /* bool only */
-/* Activation gradients, floating dtypes only: a is the output gradient, b the input x;
- * the result is a * f'(x). */
-#define CT_BINARY_GELU_GRAD      16
-#define CT_BINARY_GELU_TANH_GRAD 17
-#define CT_BINARY_SILU_GRAD      18
-/* ReLU's gradient: a where b > 0, else 0 (b is relu's input or output; a NaN b gives 0). */
-#define CT_BINARY_RELU_GRAD      19
-#define CT_BINARY_COUNT 20
-
-/* Unary ops are defined for floating dtypes (F32, F64, F16, BF16); NEG, ABS, RELU, CLAMP,
- * AFFINE also for integer dtypes (I8, U8, I32, I64); NOT only for BOOL. Others: CT_ERR_UNSUPPORTED. */
+/* Unary ops are defined for the dtypes of their DOMAIN in ops/unary.def: FLOAT = F32 F64 F16
+ * BF16; NUMERIC = those and I8 U8 I32 I64; BOOL = CT_BOOL. Others: CT_ERR_UNSUPPORTED. */
 int ct_cpu_unary(int op, int dtype, int ndim, const int64_t* shape,
                  void* out, const int64_t* out_strides,
                  const void* x, const int64_t* x_strides,
                  double p0, double p1, int64_t stream);
 
-/* Arithmetic ops and comparisons for all numeric dtypes (F32 F64 F16 BF16 I8 U8 I32 I64);
- * comparisons also for BOOL; logical ops only for BOOL. */
+/* By KIND in ops/binary.def: ARITHMETIC and COMPARISON for all numeric dtypes (F32 F64 F16
+ * BF16 I8 U8 I32 I64), COMPARISON also for BOOL; LOGICAL only for BOOL; ACTIVATION_GRAD for
+ * floating dtypes. */
 int ct_cpu_binary(int op, int dtype, int ndim, const int64_t* shape,
                   void* out, const int64_t* out_strides,
                   const void* a, const int64_t* a_strides,

@@ -14,10 +14,10 @@
  * counted. A target outside [0, classes) that is not ignore_index fails with
  * CT_ERR_INDEX_OUT_OF_RANGE naming the label, its row and `classes` (the first such row).
  *
- * reduction: CT_LOSS_REDUCTION_NONE  loss has `rows` elements of dtype (0 for ignored rows);
- *            CT_LOSS_REDUCTION_MEAN  loss is one element: sum_i loss_i / count (count = rows not
+ * reduction: CT_REDUCE_NONE  loss has `rows` elements of dtype (0 for ignored rows);
+ *            CT_REDUCE_MEAN  loss is one element: sum_i loss_i / count (count = rows not
  *                            ignored; count == 0 gives 0, not PyTorch's NaN);
- *            CT_LOSS_REDUCTION_SUM   loss is one element: sum_i loss_i.
+ *            CT_REDUCE_SUM   loss is one element: sum_i loss_i.
  * The row sum of MEAN/SUM is deterministic (fixed order, in float64 on the CPU, in acc on
  * CUDA with a fixed tree).
  * lse_out: `rows` elements of acc type; the backward reads it.
@@ -42,9 +42,13 @@ extern "C" {
 #endif
 #pragma GCC visibility push(default)
 
-#define CT_LOSS_REDUCTION_NONE 0
-#define CT_LOSS_REDUCTION_MEAN 1
-#define CT_LOSS_REDUCTION_SUM  2
+/* Reductions CT_LOSS_REDUCTION_NONE / MEAN / SUM, numbered by their line in ops/loss_reduction.def. */
+enum {
+#define CT_LOSS_REDUCTION(ident, name) CT_LOSS_REDUCTION_##ident,
+#include "ops/loss_reduction.def"
+#undef CT_LOSS_REDUCTION
+  CT_LOSS_REDUCTION_COUNT
+};
 
 int ct_cpu_cross_entropy_forward(int dtype, int target_dtype, int64_t rows, int64_t classes,
                                  const void* logits, const void* target, int64_t ignore_index,

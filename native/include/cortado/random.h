@@ -26,9 +26,13 @@ extern "C" {
 #endif
 #pragma GCC visibility push(default)
 
-#define CT_RANDOM_UNIFORM   0
-#define CT_RANDOM_NORMAL    1
-#define CT_RANDOM_BERNOULLI 2
+/* Distributions CT_RANDOM_<IDENT>, numbered by their line in ops/random.def. */
+enum {
+#define CT_RANDOM_DIST(ident, name) CT_RANDOM_##ident,
+#include "ops/random.def"
+#undef CT_RANDOM_DIST
+  CT_RANDOM_COUNT
+};
 
 int ct_cpu_random(int distribution, int dtype, int64_t n, void* out,
                   uint64_t seed, uint64_t offset, double a, double b, int64_t stream);

@@ -31,15 +31,13 @@ extern "C" {
 #endif
 #pragma GCC visibility push(default)
 
-#define CT_REDUCE_SUM    0
-#define CT_REDUCE_MEAN   1
-#define CT_REDUCE_MAX    2
-#define CT_REDUCE_MIN    3
-#define CT_REDUCE_ARGMAX 4
-#define CT_REDUCE_ARGMIN 5
-#define CT_REDUCE_VAR    6
-#define CT_REDUCE_PROD   7
-#define CT_REDUCE_COUNT  8
+/* Op codes CT_REDUCE_<IDENT>, numbered by their line in ops/reduce.def. */
+enum {
+#define CT_REDUCE_OP(ident, name) CT_REDUCE_##ident,
+#include "ops/reduce.def"
+#undef CT_REDUCE_OP
+  CT_REDUCE_COUNT
+};
 
 int ct_cpu_reduce(int op, int dtype, int out_dtype,
                   int outer_ndim, const int64_t* outer_shape,

@@ -42,10 +42,10 @@ public final class Convolution {
      * UnsupportedOperationException on the CPU).
      */
     public enum Algorithm {
-        AUTO(NativeCodes.CONV_ALGO_AUTO), REFERENCE(NativeCodes.CONV_ALGO_REFERENCE),
-        IM2COL_GEMM(NativeCodes.CONV_ALGO_IM2COL_GEMM), DIRECT_NHWC(NativeCodes.CONV_ALGO_DIRECT_NHWC),
-        WINOGRAD(NativeCodes.CONV_ALGO_WINOGRAD), DEPTHWISE(NativeCodes.CONV_ALGO_DEPTHWISE),
-        IMPLICIT_GEMM(NativeCodes.CONV_ALGO_IMPLICIT_GEMM), CUDNN(NativeCodes.CONV_ALGO_CUDNN),
+        AUTO(NativeCodes.ConvAlgo.AUTO), REFERENCE(NativeCodes.ConvAlgo.REFERENCE),
+        IM2COL_GEMM(NativeCodes.ConvAlgo.IM2COL_GEMM), DIRECT_NHWC(NativeCodes.ConvAlgo.DIRECT_NHWC),
+        WINOGRAD(NativeCodes.ConvAlgo.WINOGRAD), DEPTHWISE(NativeCodes.ConvAlgo.DEPTHWISE),
+        IMPLICIT_GEMM(NativeCodes.ConvAlgo.IMPLICIT_GEMM), CUDNN(NativeCodes.ConvAlgo.CUDNN),
         /** CPU: time every algorithm that applies once per shape and keep the fastest ({@link ConvAutotune}); CUDA: AUTO. */
         AUTOTUNE(-1);
 
@@ -86,8 +86,8 @@ public final class Convolution {
 
     /** Fused activation of the forward (matches CT_ACTIVATION_*); GELU is the erf form. */
     public enum Activation {
-        NONE(NativeCodes.ACTIVATION_NONE), RELU(NativeCodes.ACTIVATION_RELU), GELU(NativeCodes.ACTIVATION_GELU),
-        SILU(NativeCodes.ACTIVATION_SILU);
+        NONE(NativeCodes.Activation.NONE), RELU(NativeCodes.Activation.RELU), GELU(NativeCodes.Activation.GELU),
+        SILU(NativeCodes.Activation.SILU);
 
         private final int code;
 

@@ -33,7 +33,7 @@ public final class CrossEntropy {
 
     /** How per-row losses are combined. */
     public enum Reduction {
-        NONE(NativeCodes.LOSS_REDUCTION_NONE), MEAN(NativeCodes.LOSS_REDUCTION_MEAN), SUM(NativeCodes.LOSS_REDUCTION_SUM);
+        NONE(NativeCodes.LossReduction.NONE), MEAN(NativeCodes.LossReduction.MEAN), SUM(NativeCodes.LossReduction.SUM);
 
         private final int code;
 

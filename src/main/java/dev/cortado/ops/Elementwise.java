@@ -1,6 +1,8 @@
 package dev.cortado.ops;
 
 import dev.cortado.backend.NativeArgs;
+import dev.cortado.backend.NativeCodes.Binary;
+import dev.cortado.backend.NativeCodes.Unary;
 import dev.cortado.ops.Op.Saves;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Scope;
@@ -25,14 +27,6 @@ public final class Elementwise {
         static final Params NONE = new Params(0, 0);
     }
 
-    // ------------------------------------------------------------------ native op codes
-    private static final int NEG = 0, ABS = 1, EXP = 2, LOG = 3, SQRT = 4, RSQRT = 5, TANH = 6, SIGMOID = 7,
-            RELU = 8, GELU_ERF = 9, GELU_TANH = 10, SILU = 11, CLAMP = 12, NOT = 13, POW_SCALAR = 14, AFFINE = 15,
-            RECIPROCAL = 16, SIN = 17, COS = 18;
-    private static final int ADD = 0, SUB = 1, MUL = 2, DIV = 3, POW = 4, MAX = 5, MIN = 6, EQ = 7, NE = 8, LT = 9,
-            LE = 10, GT = 11, GE = 12, AND = 13, OR = 14, XOR = 15, GELU_GRAD = 16, GELU_TANH_GRAD = 17, SILU_GRAD = 18,
-            RELU_GRAD = 19;
-
     /** How a unary op treats dtypes. */
     private enum UnaryKind {
         /** floating result; integer and bool inputs compute in float32 */
@@ -49,73 +43,84 @@ public final class Elementwise {
     }
 
     // ------------------------------------------------------------------ declarations
-    public static final Op<Params> NEG_OP = unary("neg", NEG, UnaryKind.NUMERIC, Saves.NOTHING,
+    public static final Op<Params> NEG_OP = unary("neg", Unary.NEG, UnaryKind.NUMERIC, Saves.NOTHING,
             (p, sv, g) -> grads(neg(g[0])));
-    public static final Op<Params> ABS_OP = unary("abs", ABS, UnaryKind.NUMERIC, Saves.INPUTS,
+    public static final Op<Params> ABS_OP = unary("abs", Unary.ABS, UnaryKind.NUMERIC, Saves.INPUTS,
             (p, sv, g) -> grads(mulMask(g[0], sv.input(0), 0, 1, -1)));
-    public static final Op<Params> EXP_OP = unary("exp", EXP, UnaryKind.FLOATING, Saves.OUTPUTS,
+    public static final Op<Params> EXP_OP = unary("exp", Unary.EXP, UnaryKind.FLOATING, Saves.OUTPUTS,
             (p, sv, g) -> grads(mul(g[0], sv.output(0))));
-    public static final Op<Params> LOG_OP = unary("log", LOG, UnaryKind.FLOATING, Saves.INPUTS,
+    public static final Op<Params> LOG_OP = unary("log", Unary.LOG, UnaryKind.FLOATING, Saves.INPUTS,
             (p, sv, g) -> grads(div(g[0], sv.input(0))));
-    public static final Op<Params> SQRT_OP = unary("sqrt", SQRT, UnaryKind.FLOATING, Saves.OUTPUTS,
+    public static final Op<Params> SQRT_OP = unary("sqrt", Unary.SQRT, UnaryKind.FLOATING, Saves.OUTPUTS,
             (p, sv, g) -> grads(scaled(0.5, g[0], sv.output(0), -1)));
-    public static final Op<Params> RSQRT_OP = unary("rsqrt", RSQRT, UnaryKind.FLOATING, Saves.OUTPUTS,
+    public static final Op<Params> RSQRT_OP = unary("rsqrt", Unary.RSQRT, UnaryKind.FLOATING, Saves.OUTPUTS,
             (p, sv, g) -> grads(scaled(-0.5, g[0], sv.output(0), 3)));
-    public static final Op<Params> TANH_OP = unary("tanh", TANH, UnaryKind.FLOATING, Saves.OUTPUTS,
+    public static final Op<Params> TANH_OP = unary("tanh", Unary.TANH, UnaryKind.FLOATING, Saves.OUTPUTS,
             (p, sv, g) -> grads(timesOneMinus(g[0], sv.output(0), sv.output(0))));
-    public static final Op<Params> SIGMOID_OP = unary("sigmoid", SIGMOID, UnaryKind.FLOATING, Saves.OUTPUTS,
+    public static final Op<Params> SIGMOID_OP = unary("sigmoid", Unary.SIGMOID, UnaryKind.FLOATING, Saves.OUTPUTS,
             (p, sv, g) -> grads(timesOneMinus(g[0], sv.output(0), null)));
-    public static final Op<Params> RELU_OP = unary("relu", RELU, UnaryKind.NUMERIC, Saves.OUTPUTS,
+    public static final Op<Params> RELU_OP = unary("relu", Unary.RELU, UnaryKind.NUMERIC, Saves.OUTPUTS,
             (p, sv, g) -> grads(Elementwise.RELU_GRAD_OP.call(null, g[0], sv.output(0))));
-    public static final Op<Params> GELU_OP = unary("gelu", GELU_ERF, UnaryKind.FLOATING, Saves.INPUTS,
+    public static final Op<Params> GELU_OP = unary("gelu", Unary.GELU_ERF, UnaryKind.FLOATING, Saves.INPUTS,
             (p, sv, g) -> grads(Elementwise.GELU_GRAD_OP.call(null, g[0], sv.input(0))));
-    public static final Op<Params> GELU_TANH_OP = unary("gelu_tanh", GELU_TANH, UnaryKind.FLOATING, Saves.INPUTS,
+    public static final Op<Params> GELU_TANH_OP = unary("gelu_tanh", Unary.GELU_TANH, UnaryKind.FLOATING, Saves.INPUTS,
             (p, sv, g) -> grads(Elementwise.GELU_TANH_GRAD_OP.call(null, g[0], sv.input(0))));
-    public static final Op<Params> SILU_OP = unary("silu", SILU, UnaryKind.FLOATING, Saves.INPUTS,
+    public static final Op<Params> SILU_OP = unary("silu", Unary.SILU, UnaryKind.FLOATING, Saves.INPUTS,
             (p, sv, g) -> grads(Elementwise.SILU_GRAD_OP.call(null, g[0], sv.input(0))));
-    public static final Op<Params> CLAMP_OP = unary("clamp", CLAMP, UnaryKind.NUMERIC, Saves.INPUTS,
+    public static final Op<Params> HARDSWISH_OP = unary("hardswish", Unary.HARDSWISH, UnaryKind.FLOATING, Saves.INPUTS,
+            (p, sv, g) -> grads(Elementwise.HARDSWISH_GRAD_OP.call(null, g[0], sv.input(0))));
+    public static final Op<Params> HARDSIGMOID_OP = unary("hardsigmoid", Unary.HARDSIGMOID, UnaryKind.FLOATING, Saves.INPUTS,
+            (p, sv, g) -> grads(Elementwise.HARDSIGMOID_GRAD_OP.call(null, g[0], sv.input(0))));
+    public static final Op<Params> MISH_OP = unary("mish", Unary.MISH, UnaryKind.FLOATING, Saves.INPUTS,
+            (p, sv, g) -> grads(Elementwise.MISH_GRAD_OP.call(null, g[0], sv.input(0))));
+    public static final Op<Params> CLAMP_OP = unary("clamp", Unary.CLAMP, UnaryKind.NUMERIC, Saves.INPUTS,
             (p, sv, g) -> grads(clampGrad(g[0], sv.input(0), p)));
-    public static final Op<Params> LOGICAL_NOT_OP = unary("logical_not", NOT, UnaryKind.LOGICAL, Saves.NOTHING, null);
-    public static final Op<Params> POW_SCALAR_OP = unary("pow_scalar", POW_SCALAR, UnaryKind.FLOATING, Saves.INPUTS,
+    public static final Op<Params> LOGICAL_NOT_OP = unary("logical_not", Unary.NOT, UnaryKind.LOGICAL, Saves.NOTHING, null);
+    public static final Op<Params> POW_SCALAR_OP = unary("pow_scalar", Unary.POW_SCALAR, UnaryKind.FLOATING, Saves.INPUTS,
             (p, sv, g) -> grads(scaled(p.p0(), g[0], sv.input(0), p.p0() - 1)));
-    public static final Op<Params> AFFINE_OP = unary("affine", AFFINE, UnaryKind.NUMERIC, Saves.NOTHING,
+    public static final Op<Params> AFFINE_OP = unary("affine", Unary.AFFINE, UnaryKind.NUMERIC, Saves.NOTHING,
             (p, sv, g) -> grads(mul(g[0], p.p0())));
-    public static final Op<Params> RECIPROCAL_OP = unary("reciprocal", RECIPROCAL, UnaryKind.FLOATING, Saves.OUTPUTS,
+    public static final Op<Params> RECIPROCAL_OP = unary("reciprocal", Unary.RECIPROCAL, UnaryKind.FLOATING, Saves.OUTPUTS,
             (p, sv, g) -> grads(scaled(-1, g[0], sv.output(0), 2)));
-    public static final Op<Params> SIN_OP = unary("sin", SIN, UnaryKind.FLOATING, Saves.INPUTS,
+    public static final Op<Params> SIN_OP = unary("sin", Unary.SIN, UnaryKind.FLOATING, Saves.INPUTS,
             (p, sv, g) -> grads(timesFunction(g[0], sv.input(0), true)));
-    public static final Op<Params> COS_OP = unary("cos", COS, UnaryKind.FLOATING, Saves.INPUTS,
+    public static final Op<Params> COS_OP = unary("cos", Unary.COS, UnaryKind.FLOATING, Saves.INPUTS,
             (p, sv, g) -> grads(timesFunction(g[0], sv.input(0), false)));
 
-    public static final Op<Void> ADD_OP = binary("add", ADD, BinaryKind.ARITHMETIC, Saves.NOTHING,
+    public static final Op<Void> ADD_OP = binary("add", Binary.ADD, BinaryKind.ARITHMETIC, Saves.NOTHING,
             (a, sv, g) -> new Tensor[] {g[0], g[0]});
-    public static final Op<Void> SUB_OP = binary("sub", SUB, BinaryKind.ARITHMETIC, Saves.NOTHING,
+    public static final Op<Void> SUB_OP = binary("sub", Binary.SUB, BinaryKind.ARITHMETIC, Saves.NOTHING,
             (a, sv, g) -> new Tensor[] {g[0], sv.needsGradient(1) ? neg(g[0]) : null});
-    public static final Op<Void> MUL_OP = binary("mul", MUL, BinaryKind.ARITHMETIC, Saves.INPUTS, (a, sv, g) -> new Tensor[] {
+    public static final Op<Void> MUL_OP = binary("mul", Binary.MUL, BinaryKind.ARITHMETIC, Saves.INPUTS, (a, sv, g) -> new Tensor[] {
             sv.needsGradient(0) ? mul(g[0], sv.input(1)) : null, sv.needsGradient(1) ? mul(g[0], sv.input(0)) : null});
-    public static final Op<Void> DIV_OP = binary("div", DIV, BinaryKind.TRUE_DIVIDE, Saves.INPUTS_AND_OUTPUTS, Elementwise::divGrad);
-    public static final Op<Void> POW_OP = binary("pow", POW, BinaryKind.ARITHMETIC, Saves.INPUTS_AND_OUTPUTS, Elementwise::powGrad);
-    public static final Op<Void> MAXIMUM_OP = binary("maximum", MAX, BinaryKind.ARITHMETIC, Saves.INPUTS,
+    public static final Op<Void> DIV_OP = binary("div", Binary.DIV, BinaryKind.TRUE_DIVIDE, Saves.INPUTS_AND_OUTPUTS, Elementwise::divGrad);
+    public static final Op<Void> POW_OP = binary("pow", Binary.POW, BinaryKind.ARITHMETIC, Saves.INPUTS_AND_OUTPUTS, Elementwise::powGrad);
+    public static final Op<Void> MAXIMUM_OP = binary("maximum", Binary.MAX, BinaryKind.ARITHMETIC, Saves.INPUTS,
             (a, sv, g) -> selectGrad(g[0], sv, Elementwise.GE_OP));
-    public static final Op<Void> MINIMUM_OP = binary("minimum", MIN, BinaryKind.ARITHMETIC, Saves.INPUTS,
+    public static final Op<Void> MINIMUM_OP = binary("minimum", Binary.MIN, BinaryKind.ARITHMETIC, Saves.INPUTS,
             (a, sv, g) -> selectGrad(g[0], sv, Elementwise.LE_OP));
-    public static final Op<Void> EQ_OP = binary("eq", EQ, BinaryKind.COMPARISON, Saves.NOTHING, null);
-    public static final Op<Void> NE_OP = binary("ne", NE, BinaryKind.COMPARISON, Saves.NOTHING, null);
-    public static final Op<Void> LT_OP = binary("lt", LT, BinaryKind.COMPARISON, Saves.NOTHING, null);
-    public static final Op<Void> LE_OP = binary("le", LE, BinaryKind.COMPARISON, Saves.NOTHING, null);
-    public static final Op<Void> GT_OP = binary("gt", GT, BinaryKind.COMPARISON, Saves.NOTHING, null);
-    public static final Op<Void> GE_OP = binary("ge", GE, BinaryKind.COMPARISON, Saves.NOTHING, null);
-    public static final Op<Void> LOGICAL_AND_OP = binary("logical_and", AND, BinaryKind.LOGICAL, Saves.NOTHING, null);
-    public static final Op<Void> LOGICAL_OR_OP = binary("logical_or", OR, BinaryKind.LOGICAL, Saves.NOTHING, null);
-    public static final Op<Void> LOGICAL_XOR_OP = binary("logical_xor", XOR, BinaryKind.LOGICAL, Saves.NOTHING, null);
+    public static final Op<Void> EQ_OP = binary("eq", Binary.EQ, BinaryKind.COMPARISON, Saves.NOTHING, null);
+    public static final Op<Void> NE_OP = binary("ne", Binary.NE, BinaryKind.COMPARISON, Saves.NOTHING, null);
+    public static final Op<Void> LT_OP = binary("lt", Binary.LT, BinaryKind.COMPARISON, Saves.NOTHING, null);
+    public static final Op<Void> LE_OP = binary("le", Binary.LE, BinaryKind.COMPARISON, Saves.NOTHING, null);
+    public static final Op<Void> GT_OP = binary("gt", Binary.GT, BinaryKind.COMPARISON, Saves.NOTHING, null);
+    public static final Op<Void> GE_OP = binary("ge", Binary.GE, BinaryKind.COMPARISON, Saves.NOTHING, null);
+    public static final Op<Void> LOGICAL_AND_OP = binary("logical_and", Binary.AND, BinaryKind.LOGICAL, Saves.NOTHING, null);
+    public static final Op<Void> LOGICAL_OR_OP = binary("logical_or", Binary.OR, BinaryKind.LOGICAL, Saves.NOTHING, null);
+    public static final Op<Void> LOGICAL_XOR_OP = binary("logical_xor", Binary.XOR, BinaryKind.LOGICAL, Saves.NOTHING, null);
 
     /** Gradients of activations: {@code g * f'(x)} from the output gradient g and the input x. */
-    public static final Op<Void> GELU_GRAD_OP = binary("gelu_grad", GELU_GRAD, BinaryKind.TRUE_DIVIDE, Saves.NOTHING, null);
-    public static final Op<Void> GELU_TANH_GRAD_OP = binary("gelu_tanh_grad", GELU_TANH_GRAD, BinaryKind.TRUE_DIVIDE,
+    public static final Op<Void> GELU_GRAD_OP = binary("gelu_grad", Binary.GELU_GRAD, BinaryKind.TRUE_DIVIDE, Saves.NOTHING, null);
+    public static final Op<Void> GELU_TANH_GRAD_OP = binary("gelu_tanh_grad", Binary.GELU_TANH_GRAD, BinaryKind.TRUE_DIVIDE,
             Saves.NOTHING, null);
-    public static final Op<Void> SILU_GRAD_OP = binary("silu_grad", SILU_GRAD, BinaryKind.TRUE_DIVIDE, Saves.NOTHING, null);
+    public static final Op<Void> SILU_GRAD_OP = binary("silu_grad", Binary.SILU_GRAD, BinaryKind.TRUE_DIVIDE, Saves.NOTHING, null);
+    public static final Op<Void> HARDSWISH_GRAD_OP = binary("hardswish_grad", Binary.HARDSWISH_GRAD, BinaryKind.TRUE_DIVIDE,
+            Saves.NOTHING, null);
+    public static final Op<Void> HARDSIGMOID_GRAD_OP = binary("hardsigmoid_grad", Binary.HARDSIGMOID_GRAD,
+            BinaryKind.TRUE_DIVIDE, Saves.NOTHING, null);
+    public static final Op<Void> MISH_GRAD_OP = binary("mish_grad", Binary.MISH_GRAD, BinaryKind.TRUE_DIVIDE, Saves.NOTHING, null);
     /** ReLU's gradient in one pass: g where y > 0, else 0; differentiable in g (double backward). */
-    public static final Op<Void> RELU_GRAD_OP = binary("relu_grad", RELU_GRAD, BinaryKind.TRUE_DIVIDE, Saves.INPUTS,
+    public static final Op<Void> RELU_GRAD_OP = binary("relu_grad", Binary.RELU_GRAD, BinaryKind.TRUE_DIVIDE, Saves.INPUTS,
             (a, sv, g) -> new Tensor[] {
                 sv.needsGradient(0) ? Elementwise.RELU_GRAD_OP.call(null, g[0], sv.input(1)) : null, null});
 
@@ -186,6 +191,21 @@ public final class Elementwise {
 
     public static Tensor silu(Tensor x) {
         return SILU_OP.call(Params.NONE, x);
+    }
+
+    /** Hardswish (MobileNetV3): {@code x * relu6(x + 3) / 6}; gradient 0 below -3, {@code x/3 + 1/2} up to 3, then 1. */
+    public static Tensor hardswish(Tensor x) {
+        return HARDSWISH_OP.call(Params.NONE, x);
+    }
+
+    /** Hardsigmoid: {@code relu6(x + 3) / 6}; gradient 1/6 on (-3, 3), else 0. */
+    public static Tensor hardsigmoid(Tensor x) {
+        return HARDSIGMOID_OP.call(Params.NONE, x);
+    }
+
+    /** Mish: {@code x * tanh(softplus(x))}, softplus(x) = log(1 + e^x). */
+    public static Tensor mish(Tensor x) {
+        return MISH_OP.call(Params.NONE, x);
     }
 
     public static Tensor sin(Tensor x) {

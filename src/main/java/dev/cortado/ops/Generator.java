@@ -22,8 +22,8 @@ public final class Generator {
     public record RandomAttrs(Shape shape, DType dtype, long seed, long offset, double a, double b) {
     }
 
-    private static final int UNIFORM = NativeCodes.RANDOM_UNIFORM, NORMAL = NativeCodes.RANDOM_NORMAL,
-            BERNOULLI = NativeCodes.RANDOM_BERNOULLI;
+    private static final int UNIFORM = NativeCodes.Random.UNIFORM, NORMAL = NativeCodes.Random.NORMAL,
+            BERNOULLI = NativeCodes.Random.BERNOULLI;
 
     public static final Op<RandomAttrs> UNIFORM_OP = randomOp("random_uniform", UNIFORM);
     public static final Op<RandomAttrs> NORMAL_OP = randomOp("random_normal", NORMAL);

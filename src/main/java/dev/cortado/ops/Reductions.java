@@ -35,9 +35,9 @@ public final class Reductions {
         }
     }
 
-    private static final int SUM = NativeCodes.REDUCE_SUM, MEAN = NativeCodes.REDUCE_MEAN, MAX = NativeCodes.REDUCE_MAX,
-            MIN = NativeCodes.REDUCE_MIN, ARGMAX = NativeCodes.REDUCE_ARGMAX, ARGMIN = NativeCodes.REDUCE_ARGMIN,
-            VAR = NativeCodes.REDUCE_VAR, PROD = NativeCodes.REDUCE_PROD;
+    private static final int SUM = NativeCodes.Reduce.SUM, MEAN = NativeCodes.Reduce.MEAN, MAX = NativeCodes.Reduce.MAX,
+            MIN = NativeCodes.Reduce.MIN, ARGMAX = NativeCodes.Reduce.ARGMAX, ARGMIN = NativeCodes.Reduce.ARGMIN,
+            VAR = NativeCodes.Reduce.VAR, PROD = NativeCodes.Reduce.PROD;
 
     public static final Op<Axes> SUM_OP = reduction("sum", SUM);
     public static final Op<Axes> MEAN_OP = reduction("mean", MEAN);
