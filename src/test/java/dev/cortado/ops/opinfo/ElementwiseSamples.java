@@ -41,6 +41,9 @@ public final class ElementwiseSamples {
             unary("silu", "x·sigmoid(x)", x -> x * ElementwiseOpsTest.sigmoid(x), -3, 3),
             unary("sin", "sine", Math::sin, -3, 3),
             unary("cos", "cosine", Math::cos, -3, 3),
+            unary("hardswish", "x·relu6(x + 3) / 6", x -> x * Math.min(Math.max(x + 3, 0), 6) / 6, -5, 5),
+            unary("hardsigmoid", "relu6(x + 3) / 6", x -> Math.min(Math.max(x + 3, 0), 6) / 6, -5, 5),
+            unary("mish", "x·tanh(softplus(x))", x -> x * Math.tanh(Math.log1p(Math.exp(x))), -4, 4),
             unary("reciprocal", "1 / x", x -> 1 / x, 0.05, 3),
             unary("clamp", new Params(-1.25, 0.75), "min(max(x, lo), hi); NaN kept", x -> Math.min(Math.max(x, -1.25), 0.75), -3, 3),
             unary("pow_scalar", new Params(-1.5, 0), "x^p for a scalar exponent p", x -> Math.pow(x, -1.5), 0.05, 4),
@@ -70,6 +73,12 @@ public final class ElementwiseSamples {
             gradient("gelu_tanh_grad", "gelu_tanh", (g, x) -> {
                 double t = Math.tanh(SQRT_2_PI * (x + 0.044715 * x * x * x));
                 return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * SQRT_2_PI * (1 + 3 * 0.044715 * x * x));
+            }),
+            gradient("hardswish_grad", "hardswish", (g, x) -> g * (x < -3 ? 0 : x > 3 ? 1 : (2 * x + 3) / 6)),
+            gradient("hardsigmoid_grad", "hardsigmoid", (g, x) -> g * (x > -3 && x < 3 ? 1.0 / 6 : 0)),
+            gradient("mish_grad", "mish", (g, x) -> {
+                double t = Math.tanh(Math.log1p(Math.exp(x)));
+                return g * (t + x * (1 - t * t) / (1 + Math.exp(-x)));
             }),
             gradient("silu_grad", "silu", (g, x) -> {
                 double s = ElementwiseOpsTest.sigmoid(x);
