@@ -198,11 +198,12 @@ class DataLoaderTest {
         try (TensorDataset d = indexed(n)) {
             Wrapped data = new Wrapped(d, 0, -1);
             try (DataLoader loader = DataLoader.builder(data).batchSize(batch).prefetch(4).build()) {
+            int built = data.calls.get(); // build() reads one example to learn the shapes
             int k = 0;
             for (Batch b : loader.epoch(0)) {
                 try (b) {
                     if (k + 1 < n / batch) {
-                        int needed = (k + 1) * batch + 1; // the first example of batch k + 1
+                        int needed = built + (k + 1) * batch + 1; // the first example of batch k + 1
                         int step = k;
                         waitFor(() -> data.calls.get() >= needed,
                                 "loading batch " + (step + 1) + " while batch " + step + " is being consumed");

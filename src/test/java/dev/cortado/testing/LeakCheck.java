@@ -49,8 +49,8 @@ public final class LeakCheck implements BeforeAllCallback, AfterAllCallback {
             ReferenceQueue<Object> queue = new ReferenceQueue<>();
             PhantomReference<Object> canary = new PhantomReference<>(new Object(), queue);
             System.gc();
-            while (queue.remove(100) == null) {
-                System.gc();
+            for (int tries = 0; tries < 100 && queue.remove(100) == null; tries++) {
+                System.gc(); // (bounded: with -XX:+DisableExplicitGC the canary may never come back)
             }
             canary.clear();
             Thread.sleep(round == 0 ? 5 : 20);
