@@ -11,7 +11,8 @@
 #   BUILD_DIR     build folder (default <repo>/build/gpu-check)
 # Needs nvcc and cuBLAS (CUDA toolkit), cmake >= 3.22, a C++17 compiler with OpenMP.
 # Output is also written to $BUILD_DIR/report.md (markdown tables for docs/gpu-status.md).
-# Exit status: that of the check binary (non-zero when any check failed).
+# Exit status: that of the check binary (non-zero when any check failed, 2 without a GPU), and 1
+# when the report shows no passing run of at least one check.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -47,6 +48,14 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >&
 REPORT="$BUILD_DIR/report.md"
 status=0
 "$BIN" "$@" 2>&1 | tee "$REPORT" || status=$?
+# A check run must have run checks: no "RESULT: PASS (0 of N checks failed)" with N > 0 is a failure.
+if [[ " $* " != *" --bench-only "* ]]; then
+  n="$(sed -n 's/^RESULT: PASS (0 of \([0-9]*\) checks failed)$/\1/p' "$REPORT" | tail -1)"
+  if [[ -z "$n" || "$n" == 0 ]]; then
+    echo "gpu-check: no passing check run reported (exit $status)" >&2
+    [[ "$status" == 0 ]] && status=1
+  fi
+fi
 
 if [[ "${SANITIZE:-0}" == "1" ]]; then
   SAN="$(command -v compute-sanitizer || echo "$(dirname "$NVCC")/compute-sanitizer")"

@@ -57,11 +57,19 @@ if [[ " $STEPS " == *" 2 "* ]]; then
     cmake --build "$W/gpu-check" -j "$(nproc)" --target cortado_cuda >> "$OUT/gpu-check.log" 2>&1
   fi
   cp "$W/gpu-check/lib/libcortado_cuda.so" "$W/classes/dev/cortado/backend/cuda/linux-x86_64/" || status=1
-  (cd "$W" && timeout 240 jre/bin/java -Xmx8g -jar test-libs/junit-platform-console-standalone-*.jar execute \
+  (cd "$W" && timeout 240 jre/bin/java -Xmx8g -Dcortado.requireGpu=true -jar test-libs/junit-platform-console-standalone-*.jar execute \
       -cp "classes:test-classes:$(ls test-libs/*.jar | tr '\n' ':')" --select-package dev.cortado --include-tag gpu \
       --details=tree --disable-banner --reports-dir "$W/junit-reports") > "$OUT/junit.log" 2>&1 || status=1
   cp "$W/junit-reports/TEST-junit-jupiter.xml" "$OUT/" 2>/dev/null  # the device tool returns at most 8 files
   grep -E 'tests (found|successful|failed|skipped|aborted)|✘' "$OUT/junit.log" | head -n 60 >&2
+  # A session where no GPU test ran (no device, a library that did not load, nothing selected)
+  # is a failure, not a pass: require successful tests and none aborted.
+  ok="$(sed -n 's/.*\[ *\([0-9]*\) tests successful *\].*/\1/p' "$OUT/junit.log" | tail -1)"
+  aborted="$(sed -n 's/.*\[ *\([0-9]*\) tests aborted *\].*/\1/p' "$OUT/junit.log" | tail -1)"
+  if [[ -z "$ok" || "$ok" == 0 || "${aborted:-0}" != 0 ]]; then
+    echo "gpu-session: ${ok:-0} GPU tests succeeded, ${aborted:-?} aborted: no GPU test ran to completion" >&2
+    status=1
+  fi
 fi
 
 if [[ " $STEPS " == *" 3 "* ]]; then

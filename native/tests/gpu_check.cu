@@ -5,8 +5,10 @@
  *   cortado_gpu_check --check-only    only the CPU-vs-GPU checks (use under compute-sanitizer)
  *   cortado_gpu_check --bench-only    only the benchmarks
  *
- * CHECKS: every ct_cuda_* kernel runs on fresh random inputs next to its CPU twin
- * (ct_cpu_* from libcortado_cpu, the reference); outputs are compared element by element
+ * CHECKS: every ct_cuda_* entry point runs on fresh random inputs next to its CPU twin
+ * (ct_cpu_* from libcortado_cpu, the reference; cuBLAS GEMM, which the Java engine calls
+ * for matmul, against ct_cpu_gemm); the list is in docs/gpu-status.md ("What the native
+ * check covers"). Outputs are compared element by element
  * with per-dtype tolerances (|gpu - cpu| <= atol + rtol * |cpu|; NaN must match NaN;
  * integer, bool and uniform/bernoulli random outputs must be bit-identical). Output buffers
  * start with the same sentinel bytes on both sides so writes outside the view are caught.
@@ -222,6 +224,30 @@ static void compare(const std::string& kernel, int dt, const std::string& kase, 
     note = b;
   }
   record(kernel, dname(dt), kase, max_abs, max_rel, pass, note);
+}
+
+/* Self-check of a tolerance: true when an all-zero output would FAIL compare(ref, 0, rtol, atol),
+ * i.e. some reference element lies outside the tolerance band around zero (or is NaN). A
+ * reference that is all zero (or empty) makes the question moot and also counts as true. */
+static int g_self_checks = 0;
+static bool zero_output_fails(const void* ref, int dt, int64_t n, double rtol, double atol) {
+  bool any_nonzero = false;
+  for (int64_t i = 0; i < n; ++i) {
+    const double r = getv(ref, dt, i);
+    if (r != r) return true;
+    if (r != 0) any_nonzero = true;
+    if (std::fabs(r) > atol + rtol * std::fabs(r)) return true;
+  }
+  return !any_nonzero;
+}
+/* Records a FAIL row when the tolerance of a comparison would also accept an all-zero output. */
+static void require_zero_output_fails(const std::string& kernel, int dt, const std::string& kase, const void* ref,
+                                      int64_t n, double rtol, double atol) {
+  ++g_self_checks;
+  if (zero_output_fails(ref, dt, n, rtol, atol)) return;
+  char note[160];
+  snprintf(note, sizeof note, "tolerance (rtol %.3g, atol %.3g) accepts an all-zero output", rtol, atol);
+  record(kernel + " [self-check: zeros must fail]", dname(dt), kase, 0, 0, false, note);
 }
 
 /* Tolerances for elementwise results (libm vs CUDA math: a few ulp, 16-bit: 1 ulp of the
@@ -621,14 +647,23 @@ static void check_reduce() {
                                ishape.data(), iis.data(), x.d, og.d, param, 0);
         std::string k = std::string("reduce ") + reduce_names[op];
         if (!status_ok(k, dt, rc.name, a, b)) continue;
-        // float sums: ordering differences grow like sqrt(n) ulp of the magnitude of the terms
+        // Float sums: a tree (pairwise) sum of n terms is off by ~sqrt(n) rounding errors of the
+        // terms' scale, eps * rms(x) * sqrt(n) (both sides sum in trees; acc eps: float32, or
+        // float64 for F64), and the mean by that / n. The output rounding is rtol_of(odt).
+        // VAR and PROD are relative: rtol = 64 eps sqrt(n). None of these accepts a zero for a
+        // non-zero result: require_zero_output_fails below checks it on every case.
         double rtol = rtol_of(odt), atol = atol_of(odt);
         if (fp && (op == CT_REDUCE_SUM || op == CT_REDUCE_MEAN || op == CT_REDUCE_PROD || op == CT_REDUCE_VAR)) {
           const double eps = dt == CT_F64 ? 1e-15 : 1.2e-7;
-          const double scale = op == CT_REDUCE_SUM ? 2.0 * std::sqrt((double)std::max<int64_t>(inum, 1)) : 2.0;
-          atol = std::max(atol, 64 * eps * scale * std::sqrt((double)std::max<int64_t>(inum, 1)));
-          rtol = std::max(rtol, 64 * eps * std::sqrt((double)std::max<int64_t>(inum, 1)));
+          const double sn = std::sqrt((double)std::max<int64_t>(inum, 1));
+          double ss = 0;
+          for (int64_t i = 0; i < numel; ++i) ss += getv(x.hp(), dt, i) * getv(x.hp(), dt, i);
+          const double rms = numel ? std::sqrt(ss / (double)numel) : 0;
+          if (op == CT_REDUCE_SUM) atol = 64 * eps * rms * sn;
+          else if (op == CT_REDUCE_MEAN) atol = 64 * eps * rms / sn;
+          else rtol = std::max(rtol, 64 * eps * sn);
         }
+        if (fp && !int_out) require_zero_output_fails(std::string("reduce ") + reduce_names[op], odt, rc.name, oc.hp(), onum, rtol, atol);
         compare(k, odt == CT_I64 && int_out ? CT_I64 : odt, rc.name + (int_out && odt != dt ? std::string(" (") + dname(dt) + " in)" : ""),
                 oc.hp(), og.down().data(), onum, rtol, atol);
       }
@@ -803,7 +838,8 @@ static void print_checks() {
   for (const Row& r : g_rows)
     printf("| %s | %s | %s | %.3g | %.3g | %s%s%s |\n", r.kernel.c_str(), r.dtype.c_str(), r.kase.c_str(), r.abs_err,
            r.rel_err, r.pass ? "PASS" : "**FAIL**", r.note.empty() ? "" : " ", r.note.c_str());
-  printf("\n%zu checks, %d failed\n", g_rows.size(), g_fail);
+  printf("\n%zu checks, %d failed (%d tolerances self-checked: an all-zero output must fail them)\n", g_rows.size(),
+         g_fail, g_self_checks);
 }
 
 // ------------------------------------------------------------------ benchmarks
@@ -975,6 +1011,30 @@ static void bench() {
 #include "gpu_check_attention.cuh"
 #include "gpu_check_conv.cuh"
 #include "gpu_check_pool.cuh"
+#include "gpu_check_training.cuh"
+
+/* The harness checks itself: compare() must reject a zeroed output where the result is not
+ * zero, with the very tolerances check_reduce() uses for a mean and a sum of 2000003 values. */
+static void check_harness() {
+  const int64_t n = 2000003;
+  std::vector<double> x((size_t)n);
+  double s = 0, ss = 0;
+  for (auto& v : x) { v = std::normal_distribution<double>(0, 2)(rng); s += v; ss += v * v; }
+  const double eps = 1.2e-7, rms = std::sqrt(ss / n), sn = std::sqrt((double)n);
+  const float mean = (float)(s / n), sum = (float)s, zero = 0;
+  const int before = g_fail;
+  compare("harness: zero for a mean", CT_F32, "n=2000003", &mean, &zero, 1, rtol_of(CT_F32), 64 * eps * rms / sn);
+  compare("harness: zero for a sum", CT_F32, "n=2000003", &sum, &zero, 1, rtol_of(CT_F32), 64 * eps * rms * sn);
+  const int caught = g_fail - before;
+  g_rows.resize(g_rows.size() - 2);  // those two rows were meant to fail: replace them by the verdict
+  g_fail = before;
+  record("harness self-check", "f32", "zeroed mean and sum of 2000003 values are rejected", 0, 0, caught == 2,
+         caught == 2 ? "" : "compare() accepted a zeroed reduction");
+  record("harness self-check", "f32", "zero_output_fails on a non-zero reference", 0, 0,
+         zero_output_fails(&mean, CT_F32, 1, rtol_of(CT_F32), 64 * eps * rms / sn) &&
+             !zero_output_fails(&mean, CT_F32, 1, 0, 1e9),
+         "");
+}
 
 int main(int argc, char** argv) {
   bool checks = true, benches = true;
@@ -1000,6 +1060,7 @@ int main(int argc, char** argv) {
   }
   printf("# Cortado GPU check: %s, compute capability %lld.%lld\n", name, (long long)info[1], (long long)info[2]);
   if (checks) {
+    check_harness();
     check_runtime();
     check_unary();
     check_binary();
@@ -1014,6 +1075,7 @@ int main(int argc, char** argv) {
     check_attention();
     check_conv();
     check_pool();
+    check_training();
     print_checks();
   }
   if (benches) {

@@ -41,6 +41,16 @@ public class CausalLanguageModel extends Module {
                 throw new IllegalArgumentException("CausalLanguageModel: heads (" + heads + ") must divide dim (" + dim
                         + ") and kv heads (" + kvHeads + ") must divide heads");
             }
+            // checked here, before any parameter is allocated (the layers check them again)
+            if (mlpHidden < 1) {
+                throw new IllegalArgumentException("CausalLanguageModel: mlpHidden must be positive: " + this);
+            }
+            if (!(dropout >= 0 && dropout < 1)) {
+                throw new IllegalArgumentException("CausalLanguageModel: dropout must be in [0, 1): " + this);
+            }
+            if (!(softcap >= 0) || Double.isInfinite(softcap)) {
+                throw new IllegalArgumentException("CausalLanguageModel: softcap must be finite and >= 0: " + this);
+            }
         }
 
         public int headDim() {
@@ -52,13 +62,22 @@ public class CausalLanguageModel extends Module {
 
     public CausalLanguageModel(Config c, ParamOptions p) {
         this.config = c;
+        try {
+            build(c, p);
+        } catch (RuntimeException | Error e) {
+            close(); // the parameters made before the failure
+            throw e;
+        }
+    }
+
+    private void build(Config c, ParamOptions p) {
         registerModule("embed", new Embedding(c.vocab(), c.dim(), p));
         ModuleList<TransformerBlock> blocks = new ModuleList<>();
+        registerModule("blocks", blocks); // registered first: a failure in block i closes blocks 0..i-1
         for (int i = 0; i < c.layers(); i++) {
             blocks.add(TransformerBlock.builder(c.dim(), c.heads()).kvHeads(c.kvHeads()).llama(c.mlpHidden())
                     .layout(Attention.Layout.BSHD).dropout(c.dropout()).softcap(c.softcap()).params(p).build());
         }
-        registerModule("blocks", blocks);
         registerModule("norm", new RMSNorm(new long[] {c.dim()}, 1e-6, true, p));
         registerModule("head", new Linear(c.dim(), c.vocab(), false, p));
         // GPT-2 style: small residual-path outputs keep the initial loss near log(vocab)

@@ -21,11 +21,15 @@ import dev.cortado.ops.Reductions;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Tensor;
+import dev.cortado.testing.LeakCheck;
 import java.util.Random;
 import java.util.function.Function;
 import java.util.function.UnaryOperator;
 import java.util.stream.Stream;
+import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.DynamicTest;
+import org.junit.jupiter.api.TestInfo;
+import org.junit.jupiter.api.function.Executable;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestFactory;
 
@@ -35,7 +39,28 @@ import org.junit.jupiter.api.TestFactory;
  * finite differences in float64 ({@link GradCheck}: |analytic - numeric| <= 1e-6 + 1e-5 |numeric|).
  */
 class AutogradTest {
-    private static final Random RANDOM = new Random(20261129);
+    /**
+     * The generator behind {@link #leaf}: reseeded from each test's (or dynamic test's) name by
+     * {@link #seed}, so every case draws the same values whether it runs alone or in the suite.
+     */
+    private static final ThreadLocal<Random> RANDOM = ThreadLocal.withInitial(() -> new Random(20261129));
+
+    static void seed(String testName) {
+        RANDOM.set(new Random(20261129L * 31 + testName.hashCode()));
+    }
+
+    /** A dynamic test that reseeds {@link #leaf}'s generator from its name before it runs. */
+    static DynamicTest seededTest(String name, Executable body) {
+        return DynamicTest.dynamicTest(name, () -> {
+            seed(name);
+            body.execute();
+        });
+    }
+
+    @BeforeEach
+    void seedFromTheTestName(TestInfo info) {
+        seed(info.getDisplayName());
+    }
 
     /** A float64 leaf of fresh normal values (|x| >= 0.05 so kinks are not straddled). */
     static Tensor leaf(long... dims) {
@@ -45,7 +70,7 @@ class AutogradTest {
         }
         double[] v = new double[n];
         for (int i = 0; i < n; i++) {
-            double x = RANDOM.nextGaussian();
+            double x = RANDOM.get().nextGaussian();
             v[i] = Math.abs(x) < 0.05 ? Math.copySign(0.05 + Math.abs(x), x) : x;
         }
         return Tensor.of(v, dims).requiresGrad(true);
@@ -58,7 +83,7 @@ class AutogradTest {
     }
 
     private static DynamicTest unary(String name, boolean positive, UnaryOperator<Tensor> f) {
-        return DynamicTest.dynamicTest(name, () -> {
+        return seededTest(name, () -> {
             try (Tensor x = positive ? positiveLeaf(3, 5) : leaf(3, 5)) {
                 GradCheck.check(name, in -> f.apply(in[0]), x);
             }
@@ -90,7 +115,7 @@ class AutogradTest {
 
     private static DynamicTest binary(String name, long[] a, long[] b, boolean positiveA,
             java.util.function.BinaryOperator<Tensor> f) {
-        return DynamicTest.dynamicTest(name + java.util.Arrays.toString(a) + java.util.Arrays.toString(b), () -> {
+        return seededTest(name + java.util.Arrays.toString(a) + java.util.Arrays.toString(b), () -> {
             try (Tensor x = positiveA ? positiveLeaf(a) : leaf(a); Tensor y = positiveLeaf(b)) {
                 GradCheck.check(name, in -> f.apply(in[0], in[1]), x, y);
             }
@@ -110,7 +135,7 @@ class AutogradTest {
                 binary("pow", full, row, true, Elementwise::pow),
                 binary("maximum", full, full, false, Elementwise::maximum),
                 binary("minimum", full, col, false, Elementwise::minimum),
-                DynamicTest.dynamicTest("relu_grad (double backward of relu)", () -> {
+                seededTest("relu_grad (double backward of relu)", () -> {
                     // d/dg is relu_grad itself; d/dy is zero away from 0 (leaves keep |y| >= 0.05)
                     try (Tensor g = leaf(full); Tensor y = leaf(row)) {
                         GradCheck.check("relu_grad", in -> Elementwise.RELU_GRAD_OP.call(null, in[0], in[1]), g, y);
@@ -134,7 +159,7 @@ class AutogradTest {
                 new Object[] {"min all", (Function<Tensor, Tensor>) Reductions::min},
                 new Object[] {"var", (Function<Tensor, Tensor>) x -> Reductions.var(x, 1, true, 2)},
                 new Object[] {"prod", (Function<Tensor, Tensor>) x -> Reductions.prod(x, false, 0)})
-                .map(c -> DynamicTest.dynamicTest((String) c[0], () -> {
+                .map(c -> seededTest((String) c[0], () -> {
                     @SuppressWarnings("unchecked")
                     Function<Tensor, Tensor> f = (Function<Tensor, Tensor>) c[1];
                     try (Tensor x = leaf(3, 4, 5)) {
@@ -148,7 +173,7 @@ class AutogradTest {
         long[][][] shapes = {
             {{3, 4}, {4, 5}}, {{4}, {4, 5}}, {{3, 4}, {4}}, {{4}, {4}}, {{2, 3, 4}, {4, 5}}, {{2, 3, 4}, {2, 4, 5}},
             {{2, 1, 3, 4}, {3, 4, 2}}, {{1, 4}, {4, 1}}};
-        return Stream.of(shapes).map(s -> DynamicTest.dynamicTest(
+        return Stream.of(shapes).map(s -> seededTest(
                 "matmul " + java.util.Arrays.toString(s[0]) + " x " + java.util.Arrays.toString(s[1]), () -> {
                     try (Tensor a = leaf(s[0]); Tensor b = leaf(s[1])) {
                         GradCheck.check("matmul", in -> LinearAlgebra.matmul(in[0], in[1]), a, b);
@@ -158,7 +183,7 @@ class AutogradTest {
 
     @TestFactory
     Stream<DynamicTest> gemmRules() {
-        return Stream.of(false, true).flatMap(ta -> Stream.of(false, true).map(tb -> DynamicTest.dynamicTest(
+        return Stream.of(false, true).flatMap(ta -> Stream.of(false, true).map(tb -> seededTest(
                 "gemm transA=" + ta + " transB=" + tb, () -> {
                     try (Tensor a = ta ? leaf(4, 3) : leaf(3, 4); Tensor b = tb ? leaf(5, 4) : leaf(4, 5);
                             Tensor c = leaf(5)) {
@@ -256,7 +281,8 @@ class AutogradTest {
     }
 
     @Test
-    void savedTensorsAreFreedByBackwardAndByClosingTheOutputs() {
+    void savedTensorsAreFreedByBackwardAndByClosingTheOutputs() throws InterruptedException {
+        LeakCheck.settle(); // no other test's garbage can reach the safety net while we count
         try (Tensor x = leaf(256, 256)) {
             long before = CpuBackend.allocatedBytes();
             try (Scope s = Scope.open()) {
@@ -307,7 +333,8 @@ class AutogradTest {
             new Case("cross_entropy", new long[] {6, 5},
                     x -> CrossEntropy.crossEntropy(x, Tensor.of(new long[] {0, 1, 2, 3, 4, 0}, 6), CrossEntropy.CrossEntropyAttrs.defaults())),
         };
-        return Stream.of(cases).map(c -> DynamicTest.dynamicTest(c.name(), () -> {
+        return Stream.of(cases).map(c -> seededTest(c.name(), () -> {
+            LeakCheck.settle(); // the safety net has nothing to free while we count
             try (Tensor x = leaf(c.dims())) {
                 long base = CpuBackend.allocatedBytes();
                 for (int step = 0; step < 3; step++) {

@@ -11,7 +11,9 @@ import dev.cortado.ops.Pooling;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Tensor;
 import java.util.stream.Stream;
+import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.DynamicTest;
+import org.junit.jupiter.api.TestInfo;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestFactory;
 
@@ -20,6 +22,11 @@ import org.junit.jupiter.api.TestFactory;
  * tape, against central finite differences in float64 on tiny shapes (tolerance 1e-6 + 1e-5 rel).
  */
 class FamilyGradTest {
+    @BeforeEach
+    void seedFromTheTestName(TestInfo info) {
+        AutogradTest.seed(info.getDisplayName());
+    }
+
 
     @TestFactory
     Stream<DynamicTest> conv2d() {
@@ -32,7 +39,7 @@ class FamilyGradTest {
                     DataLayout.NCHW},
             {"1x1 fused relu", Convolution.ConvOptions.builder().activation(Convolution.Activation.RELU).build(), 3L, 5L,
                     1L, DataLayout.NCHW}};
-        return Stream.of(cases).map(c -> DynamicTest.dynamicTest((String) c[0], () -> {
+        return Stream.of(cases).map(c -> AutogradTest.seededTest((String) c[0], () -> {
             Convolution.ConvOptions o = (Convolution.ConvOptions) c[1];
             long cin = (Long) c[2];
             long cout = (Long) c[3];
@@ -89,7 +96,7 @@ class FamilyGradTest {
 
     @TestFactory
     Stream<DynamicTest> attention() {
-        return Stream.of(false, true).map(causal -> DynamicTest.dynamicTest("sdpa gqa causal=" + causal, () -> {
+        return Stream.of(false, true).map(causal -> AutogradTest.seededTest("sdpa gqa causal=" + causal, () -> {
             try (Tensor q = leaf(1, 4, 5, 8); Tensor k = leaf(1, 2, 6, 8); Tensor v = leaf(1, 2, 6, 8)) {
                 Attention.Options o = Attention.Options.builder().causal(causal).build();
                 GradCheck.check("sdpa", in -> Attention.scaledDotProductAttention(in[0], in[1], in[2], null, o), q, k, v);

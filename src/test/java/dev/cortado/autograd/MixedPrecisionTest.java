@@ -1,6 +1,7 @@
 package dev.cortado.autograd;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertInstanceOf;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -12,8 +13,12 @@ import dev.cortado.ops.Reductions;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Tensor;
+import java.lang.reflect.Constructor;
+import java.lang.reflect.InvocationTargetException;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.EnumSource;
 
 /** bfloat16 autocast with float32 master weights: dtypes on the way, gradients back in float32. */
 class MixedPrecisionTest {
@@ -72,14 +77,38 @@ class MixedPrecisionTest {
         }
     }
 
-    @Test
-    void onlySixteenBitTargets() {
-        assertThrows(IllegalArgumentException.class, () -> {
-            try (Autocast ac = Autocast.float16()) {
-                assertEquals(DType.FLOAT16, Autocast.current());
-                throw new IllegalArgumentException("inside");
+    /**
+     * The factories are the only way in and they target bfloat16, float16 or nothing; the one
+     * constructor behind them refuses any other dtype (reached here by reflection, the only way
+     * to hand it one) and leaves the thread's setting untouched when it does.
+     */
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"BFLOAT16", "FLOAT16"}, mode = EnumSource.Mode.EXCLUDE)
+    void onlySixteenBitTargets(DType target) throws ReflectiveOperationException {
+        Constructor<Autocast> ctor = Autocast.class.getDeclaredConstructor(DType.class);
+        ctor.setAccessible(true);
+        try (Autocast outer = Autocast.bfloat16()) {
+            InvocationTargetException e = assertThrows(InvocationTargetException.class, () -> ctor.newInstance(target));
+            IllegalArgumentException cause = assertInstanceOf(IllegalArgumentException.class, e.getCause());
+            assertTrue(cause.getMessage().contains(target.toString()), cause.getMessage());
+            assertEquals(DType.BFLOAT16, Autocast.current(), "a refused target does not change the setting");
+        }
+        assertNull(Autocast.current());
+        // the accepted targets, through the public factories, and how they nest
+        try (Autocast h = Autocast.float16()) {
+            assertEquals(DType.FLOAT16, Autocast.current());
+            try (Autocast b = Autocast.bfloat16()) {
+                assertEquals(DType.BFLOAT16, Autocast.current());
+                try (Autocast off = Autocast.disabled()) {
+                    assertNull(Autocast.current());
+                }
+                assertEquals(DType.BFLOAT16, Autocast.current());
             }
-        });
+            assertEquals(DType.FLOAT16, Autocast.current());
+            try (Tensor x = Tensor.of(new float[] {1, 2, 3, 4}, 2, 2); Tensor y = LinearAlgebra.matmul(x, x)) {
+                assertEquals(DType.FLOAT16, y.dtype(), "matmul runs in float16 under Autocast.float16()");
+            }
+        }
         assertNull(Autocast.current());
     }
 }

@@ -353,9 +353,12 @@ class CudaAttentionTest {
     void longSequenceForwardAllocatesOnlyItsOutputs() {
         try (var scope = Scope.open()) {
             int l = 16384;
-            Tensor q = random(DType.BFLOAT16, 5, -1, 1, 1, 2, l, 64).to(GPU);
-            Tensor k = random(DType.BFLOAT16, 6, -1, 1, 1, 2, l, 64).to(GPU);
-            Tensor v = random(DType.BFLOAT16, 7, -1, 1, 1, 2, l, 64).to(GPU);
+            Tensor qh = random(DType.BFLOAT16, 5, -1, 1, 1, 2, l, 64);
+            Tensor kh = random(DType.BFLOAT16, 6, -1, 1, 1, 2, l, 64);
+            Tensor vh = random(DType.BFLOAT16, 7, -1, 1, 1, 2, l, 64);
+            Tensor q = qh.to(GPU);
+            Tensor k = kh.to(GPU);
+            Tensor v = vh.to(GPU);
             CachingAllocator alloc = CudaBackend.instance().allocator(GPU);
             long before = alloc.stats().allocatedBytes();
             alloc.resetPeak();
@@ -365,8 +368,46 @@ class CudaAttentionTest {
             long outputs = 2L * l * 64 * 2 + 2L * l * 4;
             // O(L): the outputs (size classes may round up), never the 2 x 16384^2 score matrix (2 GiB in float32)
             assertTrue(extra <= 2 * outputs + (1 << 20), "forward allocated " + extra + " bytes, outputs are " + outputs);
-            for (double x : logical(r[0], Layout.BHSD)) {
+            double[] o = logical(r[0], Layout.BHSD);
+            double[] lse = r[1].to(Device.CPU).toDoubleArray();
+            for (double x : o) {
                 assertTrue(Double.isFinite(x), "non-finite output");
+            }
+            // rows across the whole length (first, block edges, last) of both heads against a
+            // float64 causal softmax(q k^T / 8) v over all their keys, from the same bf16 inputs
+            double[] qs = qh.toDoubleArray();
+            double[] ks = kh.toDoubleArray();
+            double[] vs = vh.toDoubleArray();
+            for (int h = 0; h < 2; h++) {
+                for (int i : new int[] {0, 1, 63, 64, 4095, 8191, 12345, l - 1}) {
+                    long base = (long) h * l * 64;
+                    double[] s = new double[i + 1];
+                    double m = Double.NEGATIVE_INFINITY;
+                    for (int j = 0; j <= i; j++) {
+                        double dot = 0;
+                        for (int c = 0; c < 64; c++) {
+                            dot += qs[(int) (base + (long) i * 64 + c)] * ks[(int) (base + (long) j * 64 + c)];
+                        }
+                        s[j] = dot / 8;
+                        m = Math.max(m, s[j]);
+                    }
+                    double sum = 0;
+                    double[] want = new double[64];
+                    for (int j = 0; j <= i; j++) {
+                        double p = Math.exp(s[j] - m);
+                        sum += p;
+                        for (int c = 0; c < 64; c++) {
+                            want[c] += p * vs[(int) (base + (long) j * 64 + c)];
+                        }
+                    }
+                    for (int c = 0; c < 64; c++) {
+                        want[c] /= sum;
+                    }
+                    double[] got = java.util.Arrays.copyOfRange(o, (int) (base + (long) i * 64), (int) (base + (long) i * 64 + 64));
+                    assertCloseNorm(want, got, tol(DType.BFLOAT16), "16k causal row " + i + " head " + h);
+                    assertEquals(m + Math.log(sum), lse[h * l + i], 1e-4 * Math.max(1, Math.abs(m + Math.log(sum))),
+                            "16k causal lse row " + i + " head " + h);
+                }
             }
         }
     }

@@ -44,8 +44,9 @@ class CudaOpsTest {
                 + CudaBackend.instance().unavailableReason());
     }
 
-    private static Tensor random(DType type, long... dims) {
-        try (Tensor f = Generator.seeded(dims.length * 31L + dims[0]).uniform(-2, 2, DType.FLOAT32, Device.CPU, dims)) {
+    /** Uniform(-2, 2) values of {@code type}; every call site passes its own seed. */
+    private static Tensor random(long seed, DType type, long... dims) {
+        try (Tensor f = Generator.seeded(seed).uniform(-2, 2, DType.FLOAT32, Device.CPU, dims)) {
             return f.to(type);
         }
     }
@@ -90,8 +91,8 @@ class CudaOpsTest {
     void elementwise(DType type) {
         try (var scope = Scope.open()) {
             double tol = tolerance(type);
-            Tensor x = random(type, 37, 129);
-            Tensor y = random(type, 129);
+            Tensor x = random(11, type, 37, 129);
+            Tensor y = random(12, type, 129);
             Tensor pos = Elementwise.add(Elementwise.abs(x), 0.5);
             twin("exp", tol, in -> Elementwise.exp(in[0]), x);
             twin("log", tol, in -> Elementwise.log(in[0]), pos);
@@ -123,7 +124,7 @@ class CudaOpsTest {
     void reductionsAndNorms(DType type) {
         try (var scope = Scope.open()) {
             double tol = type == DType.FLOAT32 ? 1e-4 : 3e-2;
-            Tensor x = random(type, 6, 33, 70);
+            Tensor x = random(21, type, 6, 33, 70);
             for (int[] axes : new int[][] {{}, {0}, {1}, {2}, {0, 2}, {1, 2}}) {
                 twin("sum " + java.util.Arrays.toString(axes), tol, in -> Reductions.sum(in[0], true, axes), x);
                 twin("mean", tol, in -> Reductions.mean(in[0], false, axes), x);
@@ -134,19 +135,167 @@ class CudaOpsTest {
             twin("softmax last", tol, in -> Normalization.softmax(in[0], -1), x);
             twin("softmax middle", tol, in -> Normalization.softmax(in[0], 1), x);
             twin("log_softmax", tol, in -> Normalization.logSoftmax(in[0], -1), x);
-            Tensor w = random(type, 70);
-            Tensor b = random(type, 70);
+            Tensor w = random(22, type, 70); // weight and bias from different seeds: a swap shows
+            Tensor b = random(23, type, 70);
             twin("layer_norm", tol, in -> Normalization.layerNorm(in[0], in[1], in[2], 1, 1e-5), x, w, b);
             twin("rms_norm", tol, in -> Normalization.rmsNorm(in[0], in[1], 1, 1e-6), x, w);
-            Tensor big = random(type, 4, 5000);
+            Tensor big = random(24, type, 4, 5000);
             twin("softmax long rows", tol, in -> Normalization.softmax(in[0], -1), big);
+            // against float64 references computed here from the same (rounded) inputs
+            assertClose64(layerNorm64(x.toDoubleArray(), w.toDoubleArray(), b.toDoubleArray(), 70, 1e-5),
+                    Normalization.layerNorm(x.to(GPU), w.to(GPU), b.to(GPU), 1, 1e-5), tol, "layer_norm vs float64");
+            assertClose64(rowSoftmax64(big.toDoubleArray(), 5000), Normalization.softmax(big.to(GPU), -1), tol,
+                    "softmax long rows vs float64");
         }
+    }
+
+    /**
+     * Reductions over large and odd shapes (the block, split and leading-axis paths) against
+     * float64 sums of the same inputs. A tree sum of n terms in float32 is off by ~sqrt(n)
+     * roundings of the terms' scale: tolerance 64 eps rms(x) sqrt(n) (eps = 1.2e-7) plus the
+     * rounding of the result (float32 1.2e-7, bfloat16 2^-8 relative); a mean's is that / n, so
+     * it does not grow with n, and a zeroed mean fails it (checked).
+     */
+    @ParameterizedTest
+    @EnumSource(value = DType.class, names = {"FLOAT32", "BFLOAT16"})
+    void reductionsOnLargeAndOddShapes(DType type) {
+        try (var scope = Scope.open()) {
+            long[][] shapes = {{2_000_003}, {300_001, 3}, {4, 100_003}, {7, 1, 33, 5}};
+            int[][] axes = {{0}, {0}, {1}, {0, 2}};
+            long seed = 31;
+            for (int c = 0; c < shapes.length; c++) {
+                Tensor x = random(seed++, type, shapes[c]);
+                double[] xs = x.toDoubleArray();
+                double[][] want = sumAndMean64(xs, shapes[c], axes[c]);
+                Tensor gx = x.to(GPU);
+                Tensor sum = Reductions.sum(gx, false, axes[c]);
+                Tensor mean = Reductions.mean(gx, false, axes[c]);
+                long n = 1;
+                for (int a : axes[c]) {
+                    n *= shapes[c][a];
+                }
+                double rms = Math.sqrt(java.util.Arrays.stream(xs).map(v -> v * v).sum() / xs.length);
+                double eps = 1.2e-7; // float32 accumulation for both dtypes
+                double out = type == DType.FLOAT32 ? 1.2e-7 : 1.0 / 256; // rounding of the result
+                double sumAbs = 64 * eps * rms * Math.sqrt(n);
+                String what = type + " " + java.util.Arrays.toString(shapes[c]) + " axes "
+                        + java.util.Arrays.toString(axes[c]);
+                assertWithin(want[0], sum.toDoubleArray(), out, sumAbs, what + " sum");
+                double meanAbs = sumAbs / n;
+                assertWithin(want[1], mean.toDoubleArray(), out, meanAbs, what + " mean");
+                double[] zeros = new double[want[1].length];
+                assertThrows(AssertionError.class, () -> assertWithin(want[1], zeros, out, meanAbs, "zeros"),
+                        what + ": the mean's tolerance accepts zeros");
+                int[] ax = axes[c];
+                twin("max " + what, 0, in -> Reductions.max(in[0], false, ax), x);
+            }
+        }
+    }
+
+    /** |got - want| <= rel |want| + abs, element by element. */
+    static void assertWithin(double[] want, double[] got, double rel, double abs, String what) {
+        assertEquals(want.length, got.length, what + ": length");
+        for (int i = 0; i < want.length; i++) {
+            double lim = rel * Math.abs(want[i]) + abs;
+            if (!(Math.abs(got[i] - want[i]) <= lim)) {
+                throw new AssertionError(what + " [" + i + "]: " + got[i] + " vs float64 " + want[i] + " (limit " + lim + ")");
+            }
+        }
+    }
+
+    /** A GPU result against a float64 reference: |gpu - ref| <= rel |ref| + rel * 0.01 * max|ref|. */
+    static void assertClose64(double[] want, Tensor gpu, double rel, String what) {
+        double max = 0;
+        for (double w : want) {
+            max = Math.max(max, Math.abs(w));
+        }
+        assertWithin(want, gpu.toDoubleArray(), rel, rel * 0.01 * max, what);
+    }
+
+    /** Sum and mean over {@code axes} of a contiguous row-major array, in float64. */
+    static double[][] sumAndMean64(double[] x, long[] dims, int[] axes) {
+        boolean[] reduced = new boolean[dims.length];
+        for (int a : axes) {
+            reduced[a] = true;
+        }
+        long outN = 1;
+        long n = 1;
+        for (int d = 0; d < dims.length; d++) {
+            if (reduced[d]) {
+                n *= dims[d];
+            } else {
+                outN *= dims[d];
+            }
+        }
+        double[] sum = new double[(int) outN];
+        long[] idx = new long[dims.length];
+        for (int i = 0; i < x.length; i++) {
+            long o = 0;
+            for (int d = 0; d < dims.length; d++) {
+                if (!reduced[d]) {
+                    o = o * dims[d] + idx[d];
+                }
+            }
+            sum[(int) o] += x[i];
+            for (int d = dims.length - 1; d >= 0; d--) {
+                if (++idx[d] < dims[d]) {
+                    break;
+                }
+                idx[d] = 0;
+            }
+        }
+        double[] mean = new double[sum.length];
+        for (int i = 0; i < sum.length; i++) {
+            mean[i] = sum[i] / n;
+        }
+        return new double[][] {sum, mean};
+    }
+
+    /** Layer norm over the last {@code cols} values of each row, with weight and bias, in float64. */
+    static double[] layerNorm64(double[] x, double[] w, double[] b, int cols, double eps) {
+        double[] y = new double[x.length];
+        for (int r = 0; r < x.length / cols; r++) {
+            double mean = 0;
+            for (int c = 0; c < cols; c++) {
+                mean += x[r * cols + c];
+            }
+            mean /= cols;
+            double var = 0;
+            for (int c = 0; c < cols; c++) {
+                double d = x[r * cols + c] - mean;
+                var += d * d;
+            }
+            double rstd = 1 / Math.sqrt(var / cols + eps);
+            for (int c = 0; c < cols; c++) {
+                y[r * cols + c] = (x[r * cols + c] - mean) * rstd * w[c] + b[c];
+            }
+        }
+        return y;
+    }
+
+    /** Softmax of each row of {@code cols} values, in float64. */
+    static double[] rowSoftmax64(double[] x, int cols) {
+        double[] y = new double[x.length];
+        for (int r = 0; r < x.length / cols; r++) {
+            double m = Double.NEGATIVE_INFINITY;
+            for (int c = 0; c < cols; c++) {
+                m = Math.max(m, x[r * cols + c]);
+            }
+            double s = 0;
+            for (int c = 0; c < cols; c++) {
+                s += Math.exp(x[r * cols + c] - m);
+            }
+            for (int c = 0; c < cols; c++) {
+                y[r * cols + c] = Math.exp(x[r * cols + c] - m) / s;
+            }
+        }
+        return y;
     }
 
     @Test
     void gatherConcatAndMatmul() {
         try (var scope = Scope.open()) {
-            Tensor table = random(DType.FLOAT32, 50, 64);
+            Tensor table = random(41, DType.FLOAT32, 50, 64);
             Tensor idx = Tensor.of(new long[] {0, 49, -1, 7, 7}, 5);
             twin("embedding", 0, in -> Indexing.embedding(in[0], in[1]), table, idx);
             Tensor bad = Tensor.of(new long[] {50}, 1).to(GPU);
@@ -154,8 +303,8 @@ class CudaOpsTest {
             assertThrows(IndexOutOfBoundsException.class, () -> Indexing.embedding(gTable, bad));
             twin("concat", 0, in -> Indexing.concat(1, in[0], in[0].narrow(1, 0, 3)), table);
             for (DType t : new DType[] {DType.FLOAT32, DType.BFLOAT16, DType.FLOAT16}) {
-                Tensor a = random(t, 3, 65, 127);
-                Tensor bm = random(t, 127, 33);
+                Tensor a = random(42, t, 3, 65, 127);
+                Tensor bm = random(43, t, 127, 33);
                 twin("matmul " + t, t == DType.FLOAT32 ? 1e-3 : 3e-2, in -> LinearAlgebra.matmul(in[0], in[1]), a, bm);
                 twin("matmul transposed " + t, t == DType.FLOAT32 ? 1e-3 : 3e-2,
                         in -> LinearAlgebra.matmul(in[1].transpose(0, 1), in[0].transpose(1, 2)), a, bm);

@@ -2,6 +2,7 @@ package dev.cortado.nn;
 
 import static dev.cortado.testing.Reference.assertClose;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -111,8 +112,16 @@ class CausalLanguageModelTest {
         var e = assertThrows(IllegalArgumentException.class,
                 () -> new CausalLanguageModel(new CausalLanguageModel.Config(VOCAB, 30, 1, 4, 2, 8, 8, 0), ParamOptions.seeded(1)));
         assertTrue(e.getMessage().contains("heads (4) must divide dim (30)"), e.getMessage());
+        long live = dev.cortado.backend.cpu.CpuBackend.liveAllocations();
         e = assertThrows(IllegalArgumentException.class, () -> model(-1));
         assertTrue(e.getMessage().contains("softcap must be finite and >= 0"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> new CausalLanguageModel(
+                new CausalLanguageModel.Config(VOCAB, 32, 2, 4, 2, 0, CONTEXT, 0.0), ParamOptions.seeded(1)));
+        assertTrue(e.getMessage().contains("mlpHidden must be positive"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> new CausalLanguageModel(
+                new CausalLanguageModel.Config(VOCAB, 32, 2, 4, 2, 48, CONTEXT, 1.0), ParamOptions.seeded(1)));
+        assertTrue(e.getMessage().contains("dropout must be in [0, 1)"), e.getMessage());
+        assertEquals(live, dev.cortado.backend.cpu.CpuBackend.liveAllocations(), "a rejected configuration allocates nothing");
         try (Scope s = Scope.open(); CausalLanguageModel m = model(0)) {
             e = assertThrows(IllegalArgumentException.class, () -> m.forward(Tensor.of(new long[CONTEXT + 1], 1, CONTEXT + 1)));
             assertTrue(e.getMessage().contains("T <= " + CONTEXT) && e.getMessage().contains("[1, 25]"), e.getMessage());

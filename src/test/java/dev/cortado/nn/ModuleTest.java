@@ -197,9 +197,8 @@ class ModuleTest {
         assertThrows(IllegalArgumentException.class, () -> new GroupNorm(4, 6));
         assertThrows(IllegalArgumentException.class, () -> MultiheadAttention.builder(8, 3).build());
         assertThrows(IllegalArgumentException.class, () -> MultiheadAttention.builder(8, 4).kvHeads(3).build());
-        try (Linear l = new Linear(3, 2)) {
-            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-                    () -> l.forward(Tensor.zeros(DType.FLOAT32, 2, 4)));
+        try (Linear l = new Linear(3, 2); Tensor wrongWidth = Tensor.zeros(DType.FLOAT32, 2, 4)) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> l.forward(wrongWidth));
             assertTrue(e.getMessage().contains("in_features = 3"), e.getMessage());
             assertThrows(IllegalArgumentException.class, () -> l.parameter("gamma"));
         }

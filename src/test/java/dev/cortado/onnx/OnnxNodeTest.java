@@ -6,8 +6,12 @@ import static org.junit.jupiter.api.Assumptions.abort;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.cortado.onnx.OnnxTestCases.Case;
+import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
+import java.util.Properties;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -27,7 +31,9 @@ import org.junit.jupiter.api.TestFactory;
  * no dtype for (INT16, UINT16, UINT32, UINT64); expected failure (listed in
  * {@link #EXPECTED_FAILURES} with the reason: the test runs, and is reported as skipped when it
  * fails as expected, but FAILS when it unexpectedly passes, so the list cannot go stale).
- * Tests using ops without a handler are not generated; their count is logged.
+ * Tests using ops without a handler are not generated; their count is logged. The numbers of
+ * generated and passing tests may only grow: {@link #FLOOR} pins them, and with CI=true missing
+ * conformance data fails the run instead of skipping it.
  */
 class OnnxNodeTest {
 
@@ -115,6 +121,11 @@ class OnnxNodeTest {
             passed.incrementAndGet();
         }
 
+        /** Whether every generated test ran (not a filtered run), so the counts can be pinned. */
+        boolean complete() {
+            return opSkipped >= 0 && passed.get() + failed.get() + xfailed.get() + dtypeSkipped.get() == generated;
+        }
+
         void summary() {
             if (opSkipped < 0) {
                 return;
@@ -136,6 +147,7 @@ class OnnxNodeTest {
     @TestFactory
     Stream<DynamicTest> onnxNodeTests() {
         Path dir = OnnxTestCases.nodeDir();
+        requireDataUnderCi(dir != null, "ONNX node tests (onnx-node/MANIFEST.tsv)");
         assumeTrue(dir != null, "ONNX conformance data not found at " + OnnxTestCases.conformanceDir()
                 + " (set -Dcortado.conformance.dir); skipping");
         return NODE.tests(OnnxTestCases.discover(dir, EXPECTED_FAILURES), EXPECTED_FAILURES, dir.toString());
@@ -149,6 +161,7 @@ class OnnxNodeTest {
     @TestFactory
     Stream<DynamicTest> onnxPytorchTests() {
         List<Path> dirs = OnnxTestCases.pytorchDirs();
+        requireDataUnderCi(!dirs.isEmpty(), "ONNX pytorch tests (onnx-pytorch)");
         assumeTrue(!dirs.isEmpty(), "ONNX pytorch conformance data not found under " + OnnxTestCases.conformanceDir()
                 + "/onnx-pytorch; skipping");
         List<Case> cases = new java.util.ArrayList<>();
@@ -158,9 +171,61 @@ class OnnxNodeTest {
         return PYTORCH.tests(cases, PYTORCH_EXPECTED_FAILURES, dirs.toString());
     }
 
+    /**
+     * The floor of the conformance counts, a tracked file that may only grow: a run with fewer
+     * generated or passing tests fails (a handler removed, an op dropped from the selection, a
+     * regression); a run with more says which line to raise. Checked only when every generated
+     * test ran (not under a test filter).
+     */
+    static final Path FLOOR = Path.of("src/test/resources/onnx-coverage-floor.properties");
+
     @AfterAll
-    static void summary() {
+    static void summary() throws IOException {
         NODE.summary();
         PYTORCH.summary();
+        Properties floor = new Properties();
+        try (var in = Files.newBufferedReader(Path.of(System.getProperty("user.dir")).resolve(FLOOR))) {
+            floor.load(in);
+        }
+        List<String> drops = new ArrayList<>();
+        List<String> rises = new ArrayList<>();
+        for (var e : Map.of("node", NODE, "pytorch", PYTORCH).entrySet()) {
+            Suite suite = e.getValue();
+            if (!suite.complete()) {
+                continue;
+            }
+            checkFloor(floor, e.getKey() + ".generated", suite.generated, drops, rises);
+            checkFloor(floor, e.getKey() + ".passed", suite.passed.get(), drops, rises);
+        }
+        if (!rises.isEmpty()) {
+            System.out.println("ONNX coverage grew: raise these lines in " + FLOOR + ": " + rises);
+        }
+        if (!drops.isEmpty()) {
+            throw new AssertionError("ONNX coverage dropped below the floor in " + FLOOR + ": " + drops);
+        }
+    }
+
+    static void checkFloor(Properties floor, String key, int count, List<String> drops, List<String> rises) {
+        String v = floor.getProperty(key);
+        if (v == null) {
+            throw new AssertionError(FLOOR + " has no line " + key + " (this run: " + key + "=" + count + ")");
+        }
+        int min = Integer.parseInt(v.trim());
+        if (count < min) {
+            drops.add(key + " = " + count + " < " + min);
+        } else if (count > min) {
+            rises.add(key + "=" + count);
+        }
+    }
+
+    /**
+     * Where the conformance data must be there (CI=true: CI puts a copy of shared/ beside the
+     * clone), its absence fails instead of skipping.
+     */
+    static void requireDataUnderCi(boolean present, String what) {
+        if (!present && "true".equalsIgnoreCase(System.getenv("CI"))) {
+            fail(what + " not found under " + OnnxTestCases.conformanceDir()
+                    + ", and CI=true says it must be there (a copy of shared/ beside the repository)");
+        }
     }
 }

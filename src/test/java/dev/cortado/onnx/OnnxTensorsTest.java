@@ -148,6 +148,7 @@ class OnnxTensorsTest {
     @Test
     void perturbedRealOutputIsCaught() throws IOException {
         Path dir = OnnxTestCases.nodeDir();
+        OnnxNodeTest.requireDataUnderCi(dir != null, "ONNX node tests (onnx-node/MANIFEST.tsv)");
         assumeTrue(dir != null, "ONNX conformance data not found");
         TensorProto out = OnnxTensors.read(dir.resolve("test_softmax_example/test_data_set_0/output_0.pb"));
         try (Scope s = Scope.open()) {

@@ -57,6 +57,7 @@ class OnnxTrainingTest {
     @TestFactory
     Stream<DynamicTest> onnxOptimizerNodes() throws IOException {
         Path dir = trainingDir();
+        OnnxNodeTest.requireDataUnderCi(dir != null, "ONNX training node tests (onnx-node-training)");
         assumeTrue(dir != null, () -> "no onnx-node-training folder under " + OnnxTestCases.conformanceDir());
         List<Path> cases;
         try (Stream<Path> s = Files.list(dir)) {

@@ -1,6 +1,7 @@
 package dev.cortado.ops;
 
 import static dev.cortado.testing.Reference.assertClose;
+import static dev.cortado.testing.Reference.assertCloseChecked;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -28,7 +29,9 @@ import org.junit.jupiter.api.TestFactory;
  * dropout from a Java Philox4x32-10 with the element numbering of attention.h. Tolerances
  * (abs + rel): float64 1e-10; float32 2e-5 (float32 accumulation, polynomial exp); float16 2e-3
  * and bfloat16 2e-2 (inputs rounded, float32 compute, one rounding of each result, o rounded
- * before it enters the backward's rowsum(dO * o)).
+ * before it enters the backward's rowsum(dO * o)). The absolute parts are fractions of each
+ * reference's largest |value| ({@link Reference#relativeTo}), and every comparison first checks
+ * that an all-zero output would fail it.
  */
 public class AttentionOpsTest {
     public enum MaskType { NONE, BOOL, ADDITIVE, KEY_PADDING, FULLY_MASKED_ROW }
@@ -307,14 +310,20 @@ public class AttentionOpsTest {
             Tensor[] out = Attention.scaledDotProductAttentionWithLse(tq, tk, tv, tm, opts);
             Ref ref = reference(c, q, k, v, full, dO, scale, 1234567L + seedRandom, 42);
             Tol t = tol(c.dtype());
-            assertClose(ref.o(), logical(out[0], c.b(), c.hq(), c.lq(), c.dv(), c.layout()), t, c + ": o");
+            // absolute parts are fractions of each reference's largest |value| (dq, dk, dv are
+            // often far below 1), and a zeroed output must fail every comparison
+            assertCloseChecked(ref.o(), logical(out[0], c.b(), c.hq(), c.lq(), c.dv(), c.layout()),
+                    Reference.relativeTo(t, ref.o()), c + ": o");
             assertClose(ref.lse(), out[1].toDoubleArray(), tol(DType.FLOAT32), c + ": lse");
             Tensor[] g = Attention.scaledDotProductAttentionBackward(tdo, tq, tk, tv, out[0], out[1], tm, opts);
             // Half types: o is rounded before the backward reads it; give the gradients one more unit.
             Tol tg = c.dtype() == DType.FLOAT16 || c.dtype() == DType.BFLOAT16 ? t.scaled(2) : t;
-            assertClose(ref.dq(), logical(g[0], c.b(), c.hq(), c.lq(), c.d(), c.layout()), tg, c + ": dq");
-            assertClose(ref.dk(), logical(g[1], c.b(), c.hkv(), c.lk(), c.d(), c.layout()), tg, c + ": dk");
-            assertClose(ref.dv(), logical(g[2], c.b(), c.hkv(), c.lk(), c.dv(), c.layout()), tg, c + ": dv");
+            assertCloseChecked(ref.dq(), logical(g[0], c.b(), c.hq(), c.lq(), c.d(), c.layout()),
+                    Reference.relativeTo(tg, ref.dq()), c + ": dq");
+            assertCloseChecked(ref.dk(), logical(g[1], c.b(), c.hkv(), c.lk(), c.d(), c.layout()),
+                    Reference.relativeTo(tg, ref.dk()), c + ": dk");
+            assertCloseChecked(ref.dv(), logical(g[2], c.b(), c.hkv(), c.lk(), c.dv(), c.layout()),
+                    Reference.relativeTo(tg, ref.dv()), c + ": dv");
         }
     }
 

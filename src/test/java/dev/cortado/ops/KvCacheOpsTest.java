@@ -218,7 +218,10 @@ public class KvCacheOpsTest {
                     Tensor[] out = KvCache.decodeWithLse(tq, cache.keys(0), cache.values(0), st.blockTable(), st.lengths(),
                             o);
                     double[] got = out[0].toDoubleArray();
-                    assertClose(c + " splits " + splits + ": o", want[0], got, tol(c.dtype()));
+                    // absolute part relative to the outputs' magnitude; a zeroed output must fail
+                    Tol ot = Reference.relativeTo(tol(c.dtype()), want[0]);
+                    Reference.assertZerosRejected(want[0], ot, c + " splits " + splits + ": o");
+                    assertClose(c + " splits " + splits + ": o", want[0], got, ot);
                     assertClose(c + " splits " + splits + ": lse", want[1], out[1].toDoubleArray(), new Tol(2e-5, 2e-5));
                     if (off == null) {
                         off = got;
@@ -238,7 +241,9 @@ public class KvCacheOpsTest {
                     want1[i] = -want1[i];
                 }
                 try (Tensor o1 = st.attention(1, tq, DecodeOptions.DEFAULT.withSoftcap(softcap))) {
-                    assertClose(c + " layer 1", want1, o1.toDoubleArray(), tol(c.dtype()));
+                    Tol t1 = Reference.relativeTo(tol(c.dtype()), want1);
+                    Reference.assertZerosRejected(want1, t1, c + " layer 1");
+                    assertClose(c + " layer 1", want1, o1.toDoubleArray(), t1);
                 }
             }
         }

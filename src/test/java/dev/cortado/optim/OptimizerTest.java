@@ -271,7 +271,9 @@ class OptimizerTest {
             var e = assertThrows(IllegalArgumentException.class, () -> OptimKernels.adam(List.of(p), List.of(g),
                     List.of(m), List.of(v), null, OptimKernels.AdamCoef.pytorch(0.1, 0.9, 0.99, 1e-8, 0, false, 1)));
             assertTrue(e.getMessage().contains("grads[0]") && e.getMessage().contains("shapes differ"), e.getMessage());
-            assertThrows(IllegalArgumentException.class, () -> p.setGrad(g.copy()));
+            try (Tensor wrongShape = g.copy()) { // refused, so still ours to close
+                assertThrows(IllegalArgumentException.class, () -> p.setGrad(wrongShape));
+            }
         }
         // the same tensor in two groups
         try (Tensor p = Tensor.of(new double[] {1}, 1)) {

@@ -7,6 +7,12 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.cortado.backend.cpu.CpuBackend;
 import dev.cortado.ops.Elementwise;
+import dev.cortado.testing.LeakCheck;
+import java.io.File;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
 
 /** Deterministic freeing: close, scopes, views keeping storage alive, the Cleaner safety net, leaks. */
@@ -100,29 +106,52 @@ class LifetimeTest {
         assertThrows(IllegalStateException.class, () -> t.reshape(6));
     }
 
+    /**
+     * The safety net frees, counts and logs unclosed tensors. It runs in a child JVM: its 100
+     * deliberate leaks would otherwise fail this class ({@link dev.cortado.testing.LeakCheck})
+     * and put 100 warnings in the build log, where any warning must mean a real leak.
+     */
     @Test
-    void cleanerFreesAndCountsLeakedTensors() throws InterruptedException {
-        long before = CpuBackend.allocatedBytes();
-        long leakedBefore = Tensor.LeakCounter.leaked();
-        for (int i = 0; i < 100; i++) {
-            Tensor.zeros(DType.FLOAT32, Device.CPU, 1024); // never closed
+    void cleanerFreesCountsAndLogsLeakedTensors() throws IOException, InterruptedException {
+        String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+        String cp = System.getProperty("java.class.path");
+        String mp = System.getProperty("jdk.module.path");
+        if (mp != null && !mp.isEmpty()) {
+            cp = cp + File.pathSeparator + mp;
         }
-        long deadline = System.nanoTime() + 20_000_000_000L;
-        while (CpuBackend.allocatedBytes() > before && System.nanoTime() < deadline) {
-            System.gc();
-            Thread.sleep(20);
+        Process p = new ProcessBuilder(java, "-Xmx256m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", cp,
+                LeakingChild.class.getName()).redirectErrorStream(true).start();
+        String out = new String(p.getInputStream().readAllBytes(), StandardCharsets.UTF_8);
+        assertTrue(p.waitFor(60, TimeUnit.SECONDS), out);
+        assertEquals(0, p.exitValue(), out);
+        assertTrue(out.contains("leaked 100 returned true"), out);
+        long warnings = out.lines().filter(l -> l.contains("was not closed; freed by the safety net")).count();
+        assertEquals(100, warnings, "one warning per leaked tensor:\n" + out);
+        assertTrue(out.contains("float32[1024]"), "the warning names dtype and shape:\n" + out);
+    }
+
+    /** Leaks 100 tensors, then waits for the safety net; prints what it counted. */
+    static final class LeakingChild {
+        public static void main(String[] args) throws InterruptedException {
+            long before = CpuBackend.allocatedBytes();
+            long leakedBefore = Tensor.LeakCounter.leaked();
+            for (int i = 0; i < 100; i++) {
+                Tensor.zeros(DType.FLOAT32, Device.CPU, 1024); // never closed
+            }
+            long deadline = System.nanoTime() + 30_000_000_000L;
+            while ((CpuBackend.allocatedBytes() > before || Tensor.LeakCounter.leaked() < leakedBefore + 100)
+                    && System.nanoTime() < deadline) {
+                System.gc();
+                Thread.sleep(20);
+            }
+            System.out.println("leaked " + (Tensor.LeakCounter.leaked() - leakedBefore) + " returned "
+                    + (CpuBackend.allocatedBytes() == before));
         }
-        assertEquals(before, CpuBackend.allocatedBytes(), "the safety net returned the leaked memory");
-        assertEquals(leakedBefore + 100, Tensor.LeakCounter.leaked());
     }
 
     @Test
     void millionAllocateFreeCyclesReturnToBaseline() throws InterruptedException {
-        // let the safety net finish with garbage other tests left, so the baseline is stable
-        for (int i = 0; i < 3; i++) {
-            System.gc();
-            Thread.sleep(50);
-        }
+        LeakCheck.settle(); // nothing left for the safety net to free while we count
         long bytesBefore = CpuBackend.allocatedBytes();
         long liveBefore = CpuBackend.liveAllocations();
         long leakedBefore = Tensor.LeakCounter.leaked();

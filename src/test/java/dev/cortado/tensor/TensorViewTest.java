@@ -7,7 +7,9 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.Random;
+import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestInfo;
 
 /**
  * Views share storage and address the elements an independent index computation says they
@@ -15,12 +17,18 @@ import org.junit.jupiter.api.Test;
  * source array.
  */
 class TensorViewTest {
-    private static final Random RANDOM = new Random(42);
+    /** Reseeded from each test's name, so a case draws the same data alone or in the suite. */
+    private static final ThreadLocal<Random> RANDOM = ThreadLocal.withInitial(() -> new Random(42));
+
+    @BeforeEach
+    void seedFromTheTestName(TestInfo info) {
+        RANDOM.set(new Random(42L * 31 + info.getDisplayName().hashCode()));
+    }
 
     private static double[] randomData(int n) {
         double[] d = new double[n];
         for (int i = 0; i < n; i++) {
-            d[i] = RANDOM.nextDouble() * 10 - 5;
+            d[i] = RANDOM.get().nextDouble() * 10 - 5;
         }
         return d;
     }

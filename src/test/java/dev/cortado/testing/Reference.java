@@ -299,6 +299,60 @@ public final class Reference {
         }
     }
 
+    /** The largest finite |v| (0 for none). */
+    public static double maxAbs(double[] v) {
+        double m = 0;
+        for (double x : v) {
+            if (Double.isFinite(x)) {
+                m = Math.max(m, Math.abs(x));
+            }
+        }
+        return m;
+    }
+
+    /**
+     * {@code t} with its absolute part taken as a fraction of the reference's magnitude:
+     * {@code abs = t.abs() * max|want|}. A tolerance written for O(1) values then stays below the
+     * values of outputs that are small everywhere (softmax rows of 1500 entries, attention
+     * gradients). A reference that is exactly zero everywhere (dq with one key, the dx of a
+     * one-element norm) keeps {@code t}: the kernel's answer is then rounding noise of O(1)
+     * terms, and zero is the right answer anyway.
+     */
+    public static Tol relativeTo(Tol t, double[] want) {
+        double m = maxAbs(want);
+        return m == 0 ? t : new Tol(t.rel(), t.abs() * m);
+    }
+
+    /**
+     * Fails when an all-zero output would pass {@link #assertClose} with {@code tol}, i.e. when
+     * the tolerance is as large as every reference value (a kernel that writes nothing would
+     * pass). A reference that is entirely zero (or empty) passes: zero is then the right answer.
+     */
+    public static void assertZerosRejected(double[] want, Tol tol, String what) {
+        boolean anyNonZero = false;
+        for (double w : want) {
+            if (Double.isNaN(w) || Double.isInfinite(w)) {
+                return; // zero never matches NaN or inf
+            }
+            if (w != 0) {
+                anyNonZero = true;
+                if (Math.abs(w) > tol.abs() + tol.rel() * Math.abs(w)) {
+                    return;
+                }
+            }
+        }
+        if (anyNonZero) {
+            fail(what + ": the tolerance (rel " + tol.rel() + ", abs " + tol.abs() + ") accepts an all-zero output;"
+                    + " max |reference| is " + maxAbs(want));
+        }
+    }
+
+    /** {@link #assertZerosRejected} (the tolerance can fail), then {@link #assertClose}. */
+    public static void assertCloseChecked(double[] want, double[] got, Tol tol, String what) {
+        assertZerosRejected(want, tol, what);
+        assertClose(want, got, tol, what);
+    }
+
     /** Exact equality, NaN equal to NaN. */
     public static void assertExact(double[] want, double[] got, String what) {
         assertArrayEquals(want, got, 0.0, what);
