@@ -368,7 +368,7 @@ static void check_unary() {
         Buf oc(dt, on), og(dt, on);
         oc.fill_sentinel();
         og.fill_sentinel();
-        int a = ct_cpu_unary(op, dt, l.ndim, l.shape.data(), oc.hp(), l.os.data(), x.hp(), l.s1.data(), p0, p1);
+        int a = ct_cpu_unary(op, dt, l.ndim, l.shape.data(), oc.hp(), l.os.data(), x.hp(), l.s1.data(), p0, p1, 0);
         int b = ct_cuda_unary(op, dt, l.ndim, l.shape.data(), og.d, l.os.data(), x.d, l.s1.data(), p0, p1, 0);
         if (!status_ok(std::string("unary ") + unary_names[op], dt, l.name, a, b)) continue;
         auto got = og.down();
@@ -381,7 +381,7 @@ static void check_unary() {
     Buf x(CT_I32, 1001), oc(CT_I32, 1001), og(CT_I32, 1001);
     x.fill_random();
     int64_t sh[1] = {1001}, st[1] = {1};
-    int a = ct_cpu_unary(CT_UNARY_AFFINE, CT_I32, 1, sh, oc.hp(), st, x.hp(), st, 0.5, 1.25);
+    int a = ct_cpu_unary(CT_UNARY_AFFINE, CT_I32, 1, sh, oc.hp(), st, x.hp(), st, 0.5, 1.25, 0);
     int b = ct_cuda_unary(CT_UNARY_AFFINE, CT_I32, 1, sh, og.d, st, x.d, st, 0.5, 1.25, 0);
     if (status_ok("unary affine", CT_I32, "real params", a, b))
       compare("unary affine", CT_I32, "real params", oc.hp(), og.down().data(), 1001, 0, 0);
@@ -390,7 +390,7 @@ static void check_unary() {
     yc.fill_sentinel();
     yg.fill_sentinel();
     int64_t sh2[1] = {1001};
-    a = ct_cpu_unary(CT_UNARY_EXP, CT_F32, 1, sh2, (float*)yc.hp() + 1, st, (float*)y.hp() + 1, st, 0, 0);
+    a = ct_cpu_unary(CT_UNARY_EXP, CT_F32, 1, sh2, (float*)yc.hp() + 1, st, (float*)y.hp() + 1, st, 0, 0, 0);
     b = ct_cuda_unary(CT_UNARY_EXP, CT_F32, 1, sh2, (float*)yg.d + 1, st, (float*)y.d + 1, st, 0, 0, 0);
     if (status_ok("unary exp", CT_F32, "unaligned +1", a, b))
       compare("unary exp", CT_F32, "unaligned +1", yc.hp(), yg.down().data(), 1002, rtol_of(CT_F32), atol_of(CT_F32));
@@ -462,7 +462,7 @@ static void check_binary() {
         oc.fill_sentinel();
         og.fill_sentinel();
         std::string k = std::string("binary ") + binary_names[op];
-        int sa = ct_cpu_binary(op, dt, l.ndim, l.shape.data(), oc.hp(), l.os.data(), a.hp(), l.s1.data(), b.hp(), l.s2.data());
+        int sa = ct_cpu_binary(op, dt, l.ndim, l.shape.data(), oc.hp(), l.os.data(), a.hp(), l.s1.data(), b.hp(), l.s2.data(), 0);
         int sb = ct_cuda_binary(op, dt, l.ndim, l.shape.data(), og.d, l.os.data(), a.d, l.s1.data(), b.d, l.s2.data(), 0);
         if (!status_ok(k, dt, l.name, sa, sb)) continue;
         compare(k, odt == CT_BOOL ? CT_BOOL : dt, l.name, oc.hp(), og.down().data(), on,
@@ -487,7 +487,7 @@ static void check_where() {
       oc.fill_sentinel();
       og.fill_sentinel();
       int sa = ct_cpu_where(dt, l.ndim, l.shape.data(), oc.hp(), l.os.data(), (const uint8_t*)c.hp(), l.s3.data(),
-                            a.hp(), l.s1.data(), b.hp(), l.s2.data());
+                            a.hp(), l.s1.data(), b.hp(), l.s2.data(), 0);
       int sb = ct_cuda_where(dt, l.ndim, l.shape.data(), og.d, l.os.data(), (const uint8_t*)c.d, l.s3.data(), a.d,
                              l.s1.data(), b.d, l.s2.data(), 0);
       if (!status_ok("where", dt, l.name, sa, sb)) continue;
@@ -518,7 +518,7 @@ static void check_copy() {
       oc.fill_sentinel();
       og.fill_sentinel();
       std::string k = std::string("copy ") + dname(sd) + "->" + dname(dd);
-      int a = ct_cpu_copy(dd, sd, l.ndim, l.shape.data(), oc.hp(), l.os.data(), x.hp(), l.s1.data());
+      int a = ct_cpu_copy(dd, sd, l.ndim, l.shape.data(), oc.hp(), l.os.data(), x.hp(), l.s1.data(), 0);
       int b = ct_cuda_copy(dd, sd, l.ndim, l.shape.data(), og.d, l.os.data(), x.d, l.s1.data(), 0);
       if (!status_ok(k, dd, l.name, a, b)) continue;
       compare(k, dd, l.name, oc.hp(), og.down().data(), on, 0, 0);  // conversions are exact
@@ -536,7 +536,7 @@ static void check_fill() {
         Buf oc(dt, n + 1), og(dt, n + 1);
         oc.fill_sentinel();
         og.fill_sentinel();
-        int a = ct_cpu_fill(dt, n, oc.hp(), v);
+        int a = ct_cpu_fill(dt, n, oc.hp(), v, 0);
         int b = ct_cuda_fill(dt, n, og.d, v, 0);
         char kase[64];
         snprintf(kase, sizeof kase, "n=%lld value=%g", (long long)n, v);
@@ -559,7 +559,7 @@ static void check_int4() {
     ug.fill_sentinel();
     char kase[32];
     snprintf(kase, sizeof kase, "n=%lld", (long long)n);
-    int a = ct_cpu_int4_unpack(n, packed.h.data(), (int8_t*)uc.hp());
+    int a = ct_cpu_int4_unpack(n, packed.h.data(), (int8_t*)uc.hp(), 0);
     int b = ct_cuda_int4_unpack(n, (const uint8_t*)packed.d, (int8_t*)ug.d, 0);
     if (status_ok("int4_unpack", CT_I8, kase, a, b)) compare("int4_unpack", CT_I8, kase, uc.hp(), ug.down().data(), n, 0, 0);
     Buf v(CT_I8, n);
@@ -568,7 +568,7 @@ static void check_int4() {
     Buf pc(CT_U8, nb), pg(CT_U8, nb);
     pc.fill_sentinel();
     pg.fill_sentinel();
-    a = ct_cpu_int4_pack(n, (const int8_t*)v.hp(), (uint8_t*)pc.hp());
+    a = ct_cpu_int4_pack(n, (const int8_t*)v.hp(), (uint8_t*)pc.hp(), 0);
     b = ct_cuda_int4_pack(n, (const int8_t*)v.d, (uint8_t*)pg.d, 0);
     if (status_ok("int4_pack", CT_U8, kase, a, b)) compare("int4_pack", CT_U8, kase, pc.hp(), pg.down().data(), nb, 0, 0);
   }
@@ -642,7 +642,7 @@ static void check_reduce() {
         og.fill_sentinel();
         const double param = op == CT_REDUCE_VAR ? 1.0 : 0.0;
         int a = ct_cpu_reduce(op, dt, odt, (int)oshape.size(), oshape.data(), ois.data(), oos.data(), (int)ishape.size(),
-                              ishape.data(), iis.data(), x.hp(), oc.hp(), param);
+                              ishape.data(), iis.data(), x.hp(), oc.hp(), param, 0);
         int b = ct_cuda_reduce(op, dt, odt, (int)oshape.size(), oshape.data(), ois.data(), oos.data(), (int)ishape.size(),
                                ishape.data(), iis.data(), x.d, og.d, param, 0);
         std::string k = std::string("reduce ") + reduce_names[op];
@@ -689,7 +689,7 @@ static void check_norm() {
           x.up();
         }
         std::string k = log ? "logsoftmax" : "softmax";
-        int a = ct_cpu_softmax(dt, log, c.outer, c.dim, c.inner, x.hp(), yc.hp());
+        int a = ct_cpu_softmax(dt, log, c.outer, c.dim, c.inner, x.hp(), yc.hp(), 0);
         int b = ct_cuda_softmax(dt, log, c.outer, c.dim, c.inner, x.d, yg.d, 0);
         if (!status_ok(k, dt, c.name, a, b)) continue;
         compare(k, dt, c.name, yc.hp(), yg.down().data(), n, 4 * rtol_of(dt), 4 * atol_of(dt));
@@ -711,7 +711,7 @@ static void check_norm() {
         const void* gh = affine ? g.hp() : nullptr;
         const void* gd = affine ? g.d : nullptr;
         int a = ct_cpu_layernorm(dt, c.rows, c.cols, x.hp(), gh, affine ? be.hp() : nullptr, 1e-5, yc.hp(),
-                                 (float*)mc.hp(), (float*)rc.hp());
+                                 (float*)mc.hp(), (float*)rc.hp(), 0);
         int b = ct_cuda_layernorm(dt, c.rows, c.cols, x.d, gd, affine ? be.d : nullptr, 1e-5, yg.d, (float*)mg.d,
                                   (float*)rg.d, 0);
         if (status_ok("layernorm", dt, kase, a, b)) {
@@ -719,7 +719,7 @@ static void check_norm() {
           compare("layernorm mean", CT_F32, kase + " (" + dname(dt) + ")", mc.hp(), mg.down().data(), c.rows, 1e-5, 1e-5);
           compare("layernorm rstd", CT_F32, kase + " (" + dname(dt) + ")", rc.hp(), rg.down().data(), c.rows, 1e-4, 1e-6);
         }
-        a = ct_cpu_rmsnorm(dt, c.rows, c.cols, x.hp(), gh, 1e-6, yc.hp(), (float*)rc.hp());
+        a = ct_cpu_rmsnorm(dt, c.rows, c.cols, x.hp(), gh, 1e-6, yc.hp(), (float*)rc.hp(), 0);
         b = ct_cuda_rmsnorm(dt, c.rows, c.cols, x.d, gd, 1e-6, yg.d, (float*)rg.d, 0);
         if (status_ok("rmsnorm", dt, kase, a, b)) {
           compare("rmsnorm", dt, kase, yc.hp(), yg.down().data(), n, 8 * rtol_of(dt), 8 * atol_of(dt));
@@ -751,7 +751,7 @@ static void check_gather() {
         oc.fill_sentinel();
         og.fill_sentinel();
         std::string kase = std::string(c.name) + " idx " + dname(it);
-        int a = ct_cpu_gather(dt, it, c.outer, c.axis, c.inner, src.hp(), c.nidx, idx.hp(), oc.hp());
+        int a = ct_cpu_gather(dt, it, c.outer, c.axis, c.inner, src.hp(), c.nidx, idx.hp(), oc.hp(), 0);
         int b = ct_cuda_gather(dt, it, c.outer, c.axis, c.inner, src.d, c.nidx, idx.d, og.d, 0);
         if (!status_ok("gather", dt, kase, a, b)) continue;
         compare("gather", dt, kase, oc.hp(), og.down().data(), on, 0, 0);
@@ -765,7 +765,7 @@ static void check_gather() {
     const double vals[] = {1, -2, 9, 10, 3, -11};
     for (int j = 0; j < 6; ++j) setv(idx.hp(), it, j, vals[j]);
     idx.up();
-    int a = ct_cpu_gather(CT_F32, it, 1, 10, 4, src.hp(), 6, idx.hp(), out.hp());
+    int a = ct_cpu_gather(CT_F32, it, 1, 10, 4, src.hp(), 6, idx.hp(), out.hp(), 0);
     int b = ct_cuda_gather(CT_F32, it, 1, 10, 4, src.d, 6, idx.d, out.d, 0);
     std::string msg = ct_cuda_last_error();
     bool ok = a == CT_ERR_INDEX_OUT_OF_RANGE && b == CT_ERR_INDEX_OUT_OF_RANGE && msg.find("10") != std::string::npos;
@@ -793,7 +793,7 @@ static void check_random() {
     for (int64_t n : {1000003ll, 6ll}) {
       Buf oc(c.dt, n), og(c.dt, n);
       const uint64_t seed = 0x123456789abcdefull, offset = 77;
-      int a = ct_cpu_random(c.dist, c.dt, n, oc.hp(), seed, offset, c.a, c.b);
+      int a = ct_cpu_random(c.dist, c.dt, n, oc.hp(), seed, offset, c.a, c.b, 0);
       int b = ct_cuda_random(c.dist, c.dt, n, og.d, seed, offset, c.a, c.b, 0);
       char kase[96];
       snprintf(kase, sizeof kase, "%s n=%lld%s", c.name, (long long)n, c.exact ? " bit-exact" : "");

@@ -15,6 +15,52 @@
 #pragma once
 #include "cortado/attention.h"
 
+/* The checks below were written against the flat argument lists; the C interface takes ct_tensor
+ * descriptors and a ct_attention_params struct (cortado/attention.h). These adapters build them
+ * from dims {B, Hq, Hkv, Lq, Lk, D, Dv} and 4 strides per operand, and call the CPU (stream < 0)
+ * or the CUDA entry point. */
+inline ct_tensor attn_desc(int dtype, const void* data, int64_t b, int64_t h, int64_t l, int64_t d, const int64_t* st) {
+  ct_tensor t{};
+  t.data = const_cast<void*>(data);
+  t.dtype = dtype;
+  t.ndim = 4;
+  const int64_t shape[4] = {b, h, l, d};
+  for (int i = 0; i < 4; ++i) t.shape[i] = shape[i], t.strides[i] = st[i];
+  return t;
+}
+
+inline int attn_forward(bool cuda, int dt, const int64_t* dims, const void* q, const int64_t* qs, const void* k,
+                        const int64_t* ks, const void* v, const int64_t* vs, int mask_kind, const void* mask,
+                        const int64_t* ms, int causal, double scale, double softcap, double p, uint64_t seed,
+                        uint64_t offset, void* o, const int64_t* os, float* lse, int64_t stream) {
+  const int64_t B = dims[0], Hq = dims[1], Hkv = dims[2], Lq = dims[3], Lk = dims[4], D = dims[5], Dv = dims[6];
+  ct_tensor tq = attn_desc(dt, q, B, Hq, Lq, D, qs), tk = attn_desc(dt, k, B, Hkv, Lk, D, ks),
+            tv = attn_desc(dt, v, B, Hkv, Lk, Dv, vs), to = attn_desc(dt, o, B, Hq, Lq, Dv, os),
+            tm = attn_desc(mask_kind == 1 ? CT_BOOL : dt, mask, B, Hq, Lq, Lk, ms);
+  ct_attention_params pr{scale, softcap, p, seed, offset, causal, 0};
+  const ct_tensor* pm = mask_kind == 0 ? nullptr : &tm;
+  return cuda ? ct_cuda_attention_forward(&tq, &tk, &tv, pm, &pr, &to, lse, stream)
+              : ct_cpu_attention_forward(&tq, &tk, &tv, pm, &pr, &to, lse, stream);
+}
+
+inline int attn_backward(bool cuda, int dt, const int64_t* dims, const void* q, const int64_t* qs, const void* k,
+                         const int64_t* ks, const void* v, const int64_t* vs, int mask_kind, const void* mask,
+                         const int64_t* ms, int causal, double scale, double softcap, double p, uint64_t seed,
+                         uint64_t offset, const void* o, const int64_t* os, const void* d_o, const int64_t* dos,
+                         const float* lse, void* dq, const int64_t* dqs, void* dk, const int64_t* dks, void* dv,
+                         const int64_t* dvs, int64_t stream) {
+  const int64_t B = dims[0], Hq = dims[1], Hkv = dims[2], Lq = dims[3], Lk = dims[4], D = dims[5], Dv = dims[6];
+  ct_tensor tq = attn_desc(dt, q, B, Hq, Lq, D, qs), tk = attn_desc(dt, k, B, Hkv, Lk, D, ks),
+            tv = attn_desc(dt, v, B, Hkv, Lk, Dv, vs), to = attn_desc(dt, o, B, Hq, Lq, Dv, os),
+            tdo = attn_desc(dt, d_o, B, Hq, Lq, Dv, dos), tdq = attn_desc(dt, dq, B, Hq, Lq, D, dqs),
+            tdk = attn_desc(dt, dk, B, Hkv, Lk, D, dks), tdv = attn_desc(dt, dv, B, Hkv, Lk, Dv, dvs),
+            tm = attn_desc(mask_kind == 1 ? CT_BOOL : dt, mask, B, Hq, Lq, Lk, ms);
+  ct_attention_params pr{scale, softcap, p, seed, offset, causal, 0};
+  const ct_tensor* pm = mask_kind == 0 ? nullptr : &tm;
+  return cuda ? ct_cuda_attention_backward(&tq, &tk, &tv, pm, &pr, &to, &tdo, lse, &tdq, &tdk, &tdv, stream)
+              : ct_cpu_attention_backward(&tq, &tk, &tv, pm, &pr, &to, &tdo, lse, &tdq, &tdk, &tdv, stream);
+}
+
 namespace attn_check {
 
 static void fill_uniform(Buf& b, double lo, double hi) {
@@ -106,9 +152,9 @@ static void run_case(int dt, const Case& c) {
   const uint64_t seed = 1234, offset = 7;
   Buf o(dt, no), lse(CT_F32, nl), go(dt, no), glse(CT_F32, nl);
   o.fill_sentinel(); lse.fill_sentinel(); go.fill_sentinel(); glse.fill_sentinel();
-  int cs = ct_cpu_attention_forward(dt, dims, q.hp(), qs, k.hp(), ks, v.hp(), vs, c.mask_kind, mask.hp(), ms, c.causal,
-                                    scale, c.softcap, c.p, seed, offset, o.hp(), os, (float*)lse.hp());
-  int gs = ct_cuda_attention_forward(dt, dims, q.d, qs, k.d, ks, v.d, vs, c.mask_kind, mask.d, ms, c.causal, scale,
+  int cs = attn_forward(false, dt, dims, q.hp(), qs, k.hp(), ks, v.hp(), vs, c.mask_kind, mask.hp(), ms, c.causal,
+                                    scale, c.softcap, c.p, seed, offset, o.hp(), os, (float*)lse.hp(), 0);
+  int gs = attn_forward(true, dt, dims, q.d, qs, k.d, ks, v.d, vs, c.mask_kind, mask.d, ms, c.causal, scale,
                                      c.softcap, c.p, seed, offset, go.d, os, (float*)glse.d, 0);
   if (!status_ok("attention_forward", dt, kase, cs, gs)) return;
   {
@@ -123,10 +169,10 @@ static void run_case(int dt, const Case& c) {
   fill_uniform(d_o, -1, 1);
   Buf dq(dt, nq), dk(dt, nk), dv(dt, nv), gdq(dt, nq), gdk(dt, nk), gdv(dt, nv);
   for (Buf* b : {&dq, &dk, &dv, &gdq, &gdk, &gdv}) b->fill_sentinel();
-  cs = ct_cpu_attention_backward(dt, dims, q.hp(), qs, k.hp(), ks, v.hp(), vs, c.mask_kind, mask.hp(), ms, c.causal,
+  cs = attn_backward(false, dt, dims, q.hp(), qs, k.hp(), ks, v.hp(), vs, c.mask_kind, mask.hp(), ms, c.causal,
                                  scale, c.softcap, c.p, seed, offset, o.hp(), os, d_o.hp(), os,
-                                 (const float*)lse.hp(), dq.hp(), qs, dk.hp(), ks, dv.hp(), vs);
-  gs = ct_cuda_attention_backward(dt, dims, q.d, qs, k.d, ks, v.d, vs, c.mask_kind, mask.d, ms, c.causal, scale,
+                                 (const float*)lse.hp(), dq.hp(), qs, dk.hp(), ks, dv.hp(), vs, 0);
+  gs = attn_backward(true, dt, dims, q.d, qs, k.d, ks, v.d, vs, c.mask_kind, mask.d, ms, c.causal, scale,
                                   c.softcap, c.p, seed, offset, o.d, os, d_o.d, os, (const float*)lse.d, gdq.d, qs,
                                   gdk.d, ks, gdv.d, vs, 0);
   if (!status_ok("attention_backward", dt, kase, cs, gs)) return;
@@ -151,7 +197,7 @@ static void rope_case(int dt, int64_t B, int64_t H, int64_t L, int64_t D, int64_
   for (int64_t l = 0; l < L; ++l) setv(p.h.data(), CT_I64, l, (double)irand(0, 5000));
   p.up();
   const int cs = ct_cpu_rope(dt, dims, x.hp(), st, pos ? (const int64_t*)p.hp() : nullptr, rot, 10000.0,
-                             interleaved, inverse);
+                             interleaved, inverse, 0);
   const int gs = ct_cuda_rope(dt, dims, x.d, st, pos ? (const int64_t*)p.d : nullptr, rot, 10000.0, interleaved,
                               inverse, 0);
   if (!status_ok("rope", dt, kb, cs, gs)) return;
@@ -212,11 +258,11 @@ static void bench_attention() {
       for (int causal : {0, 1}) {
         const double fl = 4.0 * B * H * L * L * D * (causal ? 0.5 : 1.0);
         const double tf = time_ms([&] {
-          must(ct_cuda_attention_forward(dt, dims, q, st, k, st, v, st, 0, nullptr, ms, causal, scale, 0, 0, 0, 0, o,
+          must(attn_forward(true, dt, dims, q, st, k, st, v, st, 0, nullptr, ms, causal, scale, 0, 0, 0, 0, o,
                                          st, lse, 0), "attention forward");
         }, 10);
         const double tb = time_ms([&] {
-          must(ct_cuda_attention_backward(dt, dims, q, st, k, st, v, st, 0, nullptr, ms, causal, scale, 0, 0, 0, 0, o,
+          must(attn_backward(true, dt, dims, q, st, k, st, v, st, 0, nullptr, ms, causal, scale, 0, 0, 0, 0, o,
                                           st, d_o, st, lse, dq, st, dk, st, dv, st, 0), "attention backward");
         }, 10);
         printf("| forward | %lld | %lld | %lld x %lld | %s | %.3f | %.1f | |\n", (long long)D, (long long)L,

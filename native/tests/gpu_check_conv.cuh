@@ -81,16 +81,16 @@ static void run_case(const Shape& sh, int layout, int dt, int algo, int act) {
   const double r = (dt == CT_F32 && algo == CT_CONV_ALGO_REFERENCE) ? 1e-5 : rel_of(dt);
 
   int cs = ct_cpu_conv_forward(CT_F64, layout, CT_CONV_ALGO_REFERENCE, g, xr.data(), wr.data(), br.data(), act,
-                               yr.data());
+                               yr.data(), 0);
   int gs = ct_cuda_conv_forward(dt, layout, algo, g, x.d, w.d, b.d, act, y.d, 0);
   if (status_ok("conv_forward", dt, kase, cs, gs)) cmp("conv_forward", dt, kase, yr, y, r);
 
-  cs = ct_cpu_conv_backward_data(CT_F64, layout, CT_CONV_ALGO_REFERENCE, g, dyr.data(), wr.data(), dxr.data());
+  cs = ct_cpu_conv_backward_data(CT_F64, layout, CT_CONV_ALGO_REFERENCE, g, dyr.data(), wr.data(), dxr.data(), 0);
   gs = ct_cuda_conv_backward_data(dt, layout, algo, g, dy.d, w.d, dx.d, 0);
   if (status_ok("conv_backward_data", dt, kase, cs, gs)) cmp("conv_backward_data", dt, kase, dxr, dx, r);
 
   cs = ct_cpu_conv_backward_weight(CT_F64, layout, CT_CONV_ALGO_REFERENCE, g, xr.data(), dyr.data(), dwr.data(),
-                                   dbr.data());
+                                   dbr.data(), 0);
   gs = ct_cuda_conv_backward_weight(dt, layout, algo, g, x.d, dy.d, dw.d, db.d, 0);
   if (status_ok("conv_backward_weight", dt, kase, cs, gs)) {
     cmp("conv_backward_weight", dt, kase, dwr, dw, 2 * r);

@@ -55,7 +55,7 @@ static void check_pool() {
         x.fill_random(3);
         yc.fill_sentinel();
         yg.fill_sentinel();
-        int a = ct_cpu_maxpool_forward(dt, layout, g, x.hp(), yc.hp(), (int64_t*)ic.hp());
+        int a = ct_cpu_maxpool_forward(dt, layout, g, x.hp(), yc.hp(), (int64_t*)ic.hp(), 0);
         int b = ct_cuda_maxpool_forward(dt, layout, g, x.d, yg.d, (int64_t*)ig.d, 0);
         if (status_ok("maxpool_forward", dt, kase, a, b)) {
           compare("maxpool_forward", dt, kase, yc.hp(), yg.down().data(), no, 0, 0);
@@ -64,7 +64,7 @@ static void check_pool() {
           dy.fill_random();
           dxc.fill_sentinel();
           dxg.fill_sentinel();
-          a = ct_cpu_maxpool_backward(dt, layout, g, dy.hp(), (const int64_t*)ic.hp(), dxc.hp());
+          a = ct_cpu_maxpool_backward(dt, layout, g, dy.hp(), (const int64_t*)ic.hp(), dxc.hp(), 0);
           b = ct_cuda_maxpool_backward(dt, layout, g, dy.d, (const int64_t*)ig.d, dxg.d, 0);
           if (status_ok("maxpool_backward", dt, kase, a, b))
             compare("maxpool_backward", dt, kase, dxc.hp(), dxg.down().data(), ni, 0, 0);
@@ -74,13 +74,13 @@ static void check_pool() {
         for (int inc = 0; inc < 2; ++inc) {
           const std::string k2 = kase + (inc ? " count_include_pad" : " exclude_pad");
           Buf ac(dt, no), ag(dt, no);
-          a = ct_cpu_avgpool_forward(dt, layout, g, inc, x.hp(), ac.hp());
+          a = ct_cpu_avgpool_forward(dt, layout, g, inc, x.hp(), ac.hp(), 0);
           b = ct_cuda_avgpool_forward(dt, layout, g, inc, x.d, ag.d, 0);
           if (status_ok("avgpool_forward", dt, k2, a, b))
             compare("avgpool_forward", dt, k2, ac.hp(), ag.down().data(), no, 4 * rtol_of(dt), 4 * atol_of(dt));
           Buf dy(dt, no), dxc(dt, ni), dxg(dt, ni);
           dy.fill_random();
-          a = ct_cpu_avgpool_backward(dt, layout, g, inc, dy.hp(), dxc.hp());
+          a = ct_cpu_avgpool_backward(dt, layout, g, inc, dy.hp(), dxc.hp(), 0);
           b = ct_cuda_avgpool_backward(dt, layout, g, inc, dy.d, dxg.d, 0);
           if (status_ok("avgpool_backward", dt, k2, a, b))
             compare("avgpool_backward", dt, k2, dxc.hp(), dxg.down().data(), ni, 4 * rtol_of(dt), 4 * atol_of(dt));
@@ -107,13 +107,13 @@ static void check_pool() {
         const std::string kase = std::string(ac.name) + ln;
         Buf x(dt, ni), yc(dt, no), yg(dt, no);
         x.fill_random();
-        int a = ct_cpu_adaptive_avgpool_forward(dt, layout, g, x.hp(), yc.hp());
+        int a = ct_cpu_adaptive_avgpool_forward(dt, layout, g, x.hp(), yc.hp(), 0);
         int b = ct_cuda_adaptive_avgpool_forward(dt, layout, g, x.d, yg.d, 0);
         if (status_ok("adaptive_avgpool_forward", dt, kase, a, b))
           compare("adaptive_avgpool_forward", dt, kase, yc.hp(), yg.down().data(), no, 4 * rtol_of(dt), 4 * atol_of(dt));
         Buf dy(dt, no), dxc(dt, ni), dxg(dt, ni);
         dy.fill_random();
-        a = ct_cpu_adaptive_avgpool_backward(dt, layout, g, dy.hp(), dxc.hp());
+        a = ct_cpu_adaptive_avgpool_backward(dt, layout, g, dy.hp(), dxc.hp(), 0);
         b = ct_cuda_adaptive_avgpool_backward(dt, layout, g, dy.d, dxg.d, 0);
         if (status_ok("adaptive_avgpool_backward", dt, kase, a, b))
           compare("adaptive_avgpool_backward", dt, kase, dxc.hp(), dxg.down().data(), ni, 4 * rtol_of(dt),
@@ -139,7 +139,7 @@ static void check_pool() {
         const double rt = 20 * rtol_of(dt), at = 20 * atol_of(dt);
         int a = ct_cpu_batchnorm_forward_training(dt, layout, bc.n, bc.c, bc.s, x.hp(), (const float*)gm.hp(),
                                                   (const float*)bt.hp(), 1e-5, 0.1, (float*)rm.hp(), (float*)rv.hp(),
-                                                  yc.hp(), (float*)smc.hp(), (float*)src_.hp());
+                                                  yc.hp(), (float*)smc.hp(), (float*)src_.hp(), 0);
         int b = ct_cuda_batchnorm_forward_training(dt, layout, bc.n, bc.c, bc.s, x.d, (const float*)gm.d,
                                                    (const float*)bt.d, 1e-5, 0.1, (float*)rm.d, (float*)rv.d, yg.d,
                                                    (float*)smg.d, (float*)srg.d, 0);
@@ -155,7 +155,7 @@ static void check_pool() {
         rv.up();
         a = ct_cpu_batchnorm_forward_inference(dt, layout, bc.n, bc.c, bc.s, x.hp(), (const float*)gm.hp(),
                                                (const float*)bt.hp(), (const float*)rm.hp(), (const float*)rv.hp(),
-                                               1e-5, yc.hp());
+                                               1e-5, yc.hp(), 0);
         b = ct_cuda_batchnorm_forward_inference(dt, layout, bc.n, bc.c, bc.s, x.d, (const float*)gm.d,
                                                 (const float*)bt.d, (const float*)rm.d, (const float*)rv.d, 1e-5, yg.d,
                                                 0);
@@ -169,7 +169,7 @@ static void check_pool() {
         dy.fill_random();
         a = ct_cpu_batchnorm_backward(dt, layout, bc.n, bc.c, bc.s, x.hp(), dy.hp(), (const float*)gm.hp(),
                                       (const float*)smc.hp(), (const float*)src_.hp(), dxc.hp(), (float*)dgc.hp(),
-                                      (float*)dbc.hp());
+                                      (float*)dbc.hp(), 0);
         b = ct_cuda_batchnorm_backward(dt, layout, bc.n, bc.c, bc.s, x.d, dy.d, (const float*)gm.d,
                                        (const float*)smc.d, (const float*)src_.d, dxg.d, (float*)dgg.d, (float*)dbg.d,
                                        0);

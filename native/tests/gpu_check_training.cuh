@@ -37,69 +37,70 @@ enum { kLossNone = 0, kLossMean = 1, kLossSum = 2 };  // loss.h's CT_REDUCE_NONE
 
 // ------------------------------------------------------------------ CPU twins, one place each
 static int cpu_softmax_backward(int dt, int log, int64_t o, int64_t d, int64_t i, const void* y, const void* dy, void* dx) {
-  return ct_cpu_softmax_backward(dt, log, o, d, i, y, dy, dx);
+  return ct_cpu_softmax_backward(dt, log, o, d, i, y, dy, dx, 0);
 }
 static int cpu_softmax(int dt, int log, int64_t o, int64_t d, int64_t i, const void* x, void* y) {
-  return ct_cpu_softmax(dt, log, o, d, i, x, y);
+  return ct_cpu_softmax(dt, log, o, d, i, x, y, 0);
 }
 static int cpu_layernorm_backward(int dt, int64_t r, int64_t c, const void* x, const void* g, double eps, const void* dy,
                                   void* dx, void* dg, void* db) {
-  return ct_cpu_layernorm_backward(dt, r, c, x, g, eps, dy, dx, dg, db);
+  return ct_cpu_layernorm_backward(dt, r, c, x, g, eps, dy, dx, dg, db, 0);
 }
 static int cpu_rmsnorm_backward(int dt, int64_t r, int64_t c, const void* x, const void* g, double eps, const void* dy,
                                 void* dx, void* dg) {
-  return ct_cpu_rmsnorm_backward(dt, r, c, x, g, eps, dy, dx, dg);
+  return ct_cpu_rmsnorm_backward(dt, r, c, x, g, eps, dy, dx, dg, 0);
 }
 static int cpu_index_add(int dt, int it, int64_t o, int64_t a, int64_t i, int64_t n, const void* idx, const void* src,
                          void* out) {
-  return ct_cpu_index_add(dt, it, o, a, i, n, idx, src, out);
+  return ct_cpu_index_add(dt, it, o, a, i, n, idx, src, out, 0);
 }
 static int cpu_ce_forward(int dt, int tdt, int64_t rows, int64_t classes, const void* logits, const void* target,
                           int64_t ignore, double smoothing, int reduction, void* loss, void* lse) {
-  return ct_cpu_cross_entropy_forward(dt, tdt, rows, classes, logits, target, ignore, smoothing, reduction, loss, lse);
+  return ct_cpu_cross_entropy_forward(dt, tdt, rows, classes, logits, target, ignore, smoothing, reduction, loss, lse, 0);
 }
 static int cpu_ce_backward(int dt, int tdt, int64_t rows, int64_t classes, const void* logits, const void* target,
                            const void* lse, const void* grad, int64_t ignore, double smoothing, int reduction,
                            void* dlogits) {
   return ct_cpu_cross_entropy_backward(dt, tdt, rows, classes, logits, target, lse, grad, ignore, smoothing, reduction,
-                                       dlogits);
+                                       dlogits, 0);
 }
 static int cpu_sgd(int pdt, int gdt, int64_t n, const int64_t* sz, const int64_t* p, const int64_t* g, const int64_t* b,
                    double lr, double l2, double alpha, double beta, int nesterov, double gs) {
-  return ct_cpu_optim_sgd(pdt, gdt, n, sz, p, g, b, lr, l2, alpha, beta, nesterov, gs);
+  return ct_cpu_optim_sgd(pdt, gdt, n, sz, p, g, b, lr, l2, alpha, beta, nesterov, gs, 0);
 }
 static int cpu_adam(int pdt, int gdt, int64_t n, const int64_t* sz, const int64_t* p, const int64_t* g, const int64_t* m,
                     const int64_t* v, const int64_t* vm, double b1, double b2, double eps, double l2, double dec,
                     double step, double denom, double post, double gs) {
-  return ct_cpu_optim_adam(pdt, gdt, n, sz, p, g, m, v, vm, b1, b2, eps, l2, dec, step, denom, post, gs);
+  return ct_cpu_optim_adam(pdt, gdt, n, sz, p, g, m, v, vm, b1, b2, eps, l2, dec, step, denom, post, gs, 0);
 }
 static int cpu_adagrad(int pdt, int gdt, int64_t n, const int64_t* sz, const int64_t* p, const int64_t* g,
                        const int64_t* h, double lr, double l2, double eps, double gs) {
-  return ct_cpu_optim_adagrad(pdt, gdt, n, sz, p, g, h, lr, l2, eps, gs);
+  return ct_cpu_optim_adagrad(pdt, gdt, n, sz, p, g, h, lr, l2, eps, gs, 0);
 }
 static int cpu_sum_squares(int dt, int64_t n, const int64_t* sz, const int64_t* t, double* out) {
-  return ct_cpu_optim_sum_squares(dt, n, sz, t, out);
+  return ct_cpu_optim_sum_squares(dt, n, sz, t, out, 0);
 }
 static int cpu_scale(int dt, int64_t n, const int64_t* sz, const int64_t* t, double f) {
-  return ct_cpu_optim_scale(dt, n, sz, t, f);
+  return ct_cpu_optim_scale(dt, n, sz, t, f, 0);
 }
 static int cpu_unscale_check(int dt, int64_t n, const int64_t* sz, const int64_t* t, double inv, int32_t* found) {
-  return ct_cpu_optim_unscale_check(dt, n, sz, t, inv, found);
+  return ct_cpu_optim_unscale_check(dt, n, sz, t, inv, found, 0);
 }
 static int cpu_kv_append(int dt, const int64_t* dims, const void* k, const int64_t* ks, const void* v,
                          const int64_t* vs, void* kc, void* vc, const int32_t* bt, const int32_t* sl,
                          const int32_t* nl) {
-  return ct_cpu_kv_cache_append(dt, dims, k, ks, v, vs, kc, vc, bt, sl, nl);
+  return ct_cpu_kv_cache_append(dt, dims, k, ks, v, vs, kc, vc, bt, sl, nl, 0);
 }
 static int cpu_decode(int dt, const int64_t* dims, const void* q, const int64_t* qs, const void* kc, const void* vc,
                       const int32_t* bt, const int32_t* sl, int causal, double scale, double softcap, int64_t splits,
                       void* o, const int64_t* os, float* lse) {
-  return ct_cpu_paged_decode_attention(dt, dims, q, qs, kc, vc, bt, sl, causal, scale, softcap, splits, o, os, lse);
+  return ct_cpu_paged_decode_attention(dt, dims, q, qs, kc, vc, bt, sl, 0, causal, scale, softcap, splits, o, os, lse,
+                                       nullptr, 0, 0);
 }
 static int cpu_gemm(int dt, int ta, int tb, int64_t batch, int64_t m, int64_t n, int64_t k, double alpha, const void* a,
                     int64_t lda, int64_t sa, const void* b, int64_t ldb, int64_t sb, double beta, void* c, int64_t ldc,
                     int64_t sc) {
-  return ct_cpu_gemm(dt, ta, tb, batch, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc);
+  return ct_cpu_gemm(dt, ta, tb, batch, m, n, k, alpha, a, lda, sa, b, ldb, sb, beta, c, ldc, sc, 0);
 }
 
 // ------------------------------------------------------------------ comparison
