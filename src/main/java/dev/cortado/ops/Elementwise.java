@@ -43,84 +43,84 @@ public final class Elementwise {
     }
 
     // ------------------------------------------------------------------ declarations
-    public static final Op<Params> NEG_OP = unary("neg", Unary.NEG, UnaryKind.NUMERIC, Saves.NOTHING,
+    public static final Op<Params> NEG_OP = unary(Unary.NEG, UnaryKind.NUMERIC, Saves.NOTHING,
             (p, sv, g) -> grads(neg(g[0])));
-    public static final Op<Params> ABS_OP = unary("abs", Unary.ABS, UnaryKind.NUMERIC, Saves.INPUTS,
+    public static final Op<Params> ABS_OP = unary(Unary.ABS, UnaryKind.NUMERIC, Saves.INPUTS,
             (p, sv, g) -> grads(mulMask(g[0], sv.input(0), 0, 1, -1)));
-    public static final Op<Params> EXP_OP = unary("exp", Unary.EXP, UnaryKind.FLOATING, Saves.OUTPUTS,
+    public static final Op<Params> EXP_OP = unary(Unary.EXP, UnaryKind.FLOATING, Saves.OUTPUTS,
             (p, sv, g) -> grads(mul(g[0], sv.output(0))));
-    public static final Op<Params> LOG_OP = unary("log", Unary.LOG, UnaryKind.FLOATING, Saves.INPUTS,
+    public static final Op<Params> LOG_OP = unary(Unary.LOG, UnaryKind.FLOATING, Saves.INPUTS,
             (p, sv, g) -> grads(div(g[0], sv.input(0))));
-    public static final Op<Params> SQRT_OP = unary("sqrt", Unary.SQRT, UnaryKind.FLOATING, Saves.OUTPUTS,
+    public static final Op<Params> SQRT_OP = unary(Unary.SQRT, UnaryKind.FLOATING, Saves.OUTPUTS,
             (p, sv, g) -> grads(scaled(0.5, g[0], sv.output(0), -1)));
-    public static final Op<Params> RSQRT_OP = unary("rsqrt", Unary.RSQRT, UnaryKind.FLOATING, Saves.OUTPUTS,
+    public static final Op<Params> RSQRT_OP = unary(Unary.RSQRT, UnaryKind.FLOATING, Saves.OUTPUTS,
             (p, sv, g) -> grads(scaled(-0.5, g[0], sv.output(0), 3)));
-    public static final Op<Params> TANH_OP = unary("tanh", Unary.TANH, UnaryKind.FLOATING, Saves.OUTPUTS,
+    public static final Op<Params> TANH_OP = unary(Unary.TANH, UnaryKind.FLOATING, Saves.OUTPUTS,
             (p, sv, g) -> grads(timesOneMinus(g[0], sv.output(0), sv.output(0))));
-    public static final Op<Params> SIGMOID_OP = unary("sigmoid", Unary.SIGMOID, UnaryKind.FLOATING, Saves.OUTPUTS,
+    public static final Op<Params> SIGMOID_OP = unary(Unary.SIGMOID, UnaryKind.FLOATING, Saves.OUTPUTS,
             (p, sv, g) -> grads(timesOneMinus(g[0], sv.output(0), null)));
-    public static final Op<Params> RELU_OP = unary("relu", Unary.RELU, UnaryKind.NUMERIC, Saves.OUTPUTS,
+    public static final Op<Params> RELU_OP = unary(Unary.RELU, UnaryKind.NUMERIC, Saves.OUTPUTS,
             (p, sv, g) -> grads(Elementwise.RELU_GRAD_OP.call(null, g[0], sv.output(0))));
-    public static final Op<Params> GELU_OP = unary("gelu", Unary.GELU_ERF, UnaryKind.FLOATING, Saves.INPUTS,
+    public static final Op<Params> GELU_OP = unary(Unary.GELU_ERF, UnaryKind.FLOATING, Saves.INPUTS,
             (p, sv, g) -> grads(Elementwise.GELU_GRAD_OP.call(null, g[0], sv.input(0))));
-    public static final Op<Params> GELU_TANH_OP = unary("gelu_tanh", Unary.GELU_TANH, UnaryKind.FLOATING, Saves.INPUTS,
+    public static final Op<Params> GELU_TANH_OP = unary(Unary.GELU_TANH, UnaryKind.FLOATING, Saves.INPUTS,
             (p, sv, g) -> grads(Elementwise.GELU_TANH_GRAD_OP.call(null, g[0], sv.input(0))));
-    public static final Op<Params> SILU_OP = unary("silu", Unary.SILU, UnaryKind.FLOATING, Saves.INPUTS,
+    public static final Op<Params> SILU_OP = unary(Unary.SILU, UnaryKind.FLOATING, Saves.INPUTS,
             (p, sv, g) -> grads(Elementwise.SILU_GRAD_OP.call(null, g[0], sv.input(0))));
-    public static final Op<Params> HARDSWISH_OP = unary("hardswish", Unary.HARDSWISH, UnaryKind.FLOATING, Saves.INPUTS,
+    public static final Op<Params> HARDSWISH_OP = unary(Unary.HARDSWISH, UnaryKind.FLOATING, Saves.INPUTS,
             (p, sv, g) -> grads(Elementwise.HARDSWISH_GRAD_OP.call(null, g[0], sv.input(0))));
-    public static final Op<Params> HARDSIGMOID_OP = unary("hardsigmoid", Unary.HARDSIGMOID, UnaryKind.FLOATING, Saves.INPUTS,
+    public static final Op<Params> HARDSIGMOID_OP = unary(Unary.HARDSIGMOID, UnaryKind.FLOATING, Saves.INPUTS,
             (p, sv, g) -> grads(Elementwise.HARDSIGMOID_GRAD_OP.call(null, g[0], sv.input(0))));
-    public static final Op<Params> MISH_OP = unary("mish", Unary.MISH, UnaryKind.FLOATING, Saves.INPUTS,
+    public static final Op<Params> MISH_OP = unary(Unary.MISH, UnaryKind.FLOATING, Saves.INPUTS,
             (p, sv, g) -> grads(Elementwise.MISH_GRAD_OP.call(null, g[0], sv.input(0))));
-    public static final Op<Params> CLAMP_OP = unary("clamp", Unary.CLAMP, UnaryKind.NUMERIC, Saves.INPUTS,
+    public static final Op<Params> CLAMP_OP = unary(Unary.CLAMP, UnaryKind.NUMERIC, Saves.INPUTS,
             (p, sv, g) -> grads(clampGrad(g[0], sv.input(0), p)));
-    public static final Op<Params> LOGICAL_NOT_OP = unary("logical_not", Unary.NOT, UnaryKind.LOGICAL, Saves.NOTHING, null);
-    public static final Op<Params> POW_SCALAR_OP = unary("pow_scalar", Unary.POW_SCALAR, UnaryKind.FLOATING, Saves.INPUTS,
+    public static final Op<Params> LOGICAL_NOT_OP = unary(Unary.NOT, UnaryKind.LOGICAL, Saves.NOTHING, null);
+    public static final Op<Params> POW_SCALAR_OP = unary(Unary.POW_SCALAR, UnaryKind.FLOATING, Saves.INPUTS,
             (p, sv, g) -> grads(scaled(p.p0(), g[0], sv.input(0), p.p0() - 1)));
-    public static final Op<Params> AFFINE_OP = unary("affine", Unary.AFFINE, UnaryKind.NUMERIC, Saves.NOTHING,
+    public static final Op<Params> AFFINE_OP = unary(Unary.AFFINE, UnaryKind.NUMERIC, Saves.NOTHING,
             (p, sv, g) -> grads(mul(g[0], p.p0())));
-    public static final Op<Params> RECIPROCAL_OP = unary("reciprocal", Unary.RECIPROCAL, UnaryKind.FLOATING, Saves.OUTPUTS,
+    public static final Op<Params> RECIPROCAL_OP = unary(Unary.RECIPROCAL, UnaryKind.FLOATING, Saves.OUTPUTS,
             (p, sv, g) -> grads(scaled(-1, g[0], sv.output(0), 2)));
-    public static final Op<Params> SIN_OP = unary("sin", Unary.SIN, UnaryKind.FLOATING, Saves.INPUTS,
+    public static final Op<Params> SIN_OP = unary(Unary.SIN, UnaryKind.FLOATING, Saves.INPUTS,
             (p, sv, g) -> grads(timesFunction(g[0], sv.input(0), true)));
-    public static final Op<Params> COS_OP = unary("cos", Unary.COS, UnaryKind.FLOATING, Saves.INPUTS,
+    public static final Op<Params> COS_OP = unary(Unary.COS, UnaryKind.FLOATING, Saves.INPUTS,
             (p, sv, g) -> grads(timesFunction(g[0], sv.input(0), false)));
 
-    public static final Op<Void> ADD_OP = binary("add", Binary.ADD, BinaryKind.ARITHMETIC, Saves.NOTHING,
+    public static final Op<Void> ADD_OP = binary(Binary.ADD, BinaryKind.ARITHMETIC, Saves.NOTHING,
             (a, sv, g) -> new Tensor[] {g[0], g[0]});
-    public static final Op<Void> SUB_OP = binary("sub", Binary.SUB, BinaryKind.ARITHMETIC, Saves.NOTHING,
+    public static final Op<Void> SUB_OP = binary(Binary.SUB, BinaryKind.ARITHMETIC, Saves.NOTHING,
             (a, sv, g) -> new Tensor[] {g[0], sv.needsGradient(1) ? neg(g[0]) : null});
-    public static final Op<Void> MUL_OP = binary("mul", Binary.MUL, BinaryKind.ARITHMETIC, Saves.INPUTS, (a, sv, g) -> new Tensor[] {
+    public static final Op<Void> MUL_OP = binary(Binary.MUL, BinaryKind.ARITHMETIC, Saves.INPUTS, (a, sv, g) -> new Tensor[] {
             sv.needsGradient(0) ? mul(g[0], sv.input(1)) : null, sv.needsGradient(1) ? mul(g[0], sv.input(0)) : null});
-    public static final Op<Void> DIV_OP = binary("div", Binary.DIV, BinaryKind.TRUE_DIVIDE, Saves.INPUTS_AND_OUTPUTS, Elementwise::divGrad);
-    public static final Op<Void> POW_OP = binary("pow", Binary.POW, BinaryKind.ARITHMETIC, Saves.INPUTS_AND_OUTPUTS, Elementwise::powGrad);
-    public static final Op<Void> MAXIMUM_OP = binary("maximum", Binary.MAX, BinaryKind.ARITHMETIC, Saves.INPUTS,
+    public static final Op<Void> DIV_OP = binary(Binary.DIV, BinaryKind.TRUE_DIVIDE, Saves.INPUTS_AND_OUTPUTS, Elementwise::divGrad);
+    public static final Op<Void> POW_OP = binary(Binary.POW, BinaryKind.ARITHMETIC, Saves.INPUTS_AND_OUTPUTS, Elementwise::powGrad);
+    public static final Op<Void> MAXIMUM_OP = binary(Binary.MAX, BinaryKind.ARITHMETIC, Saves.INPUTS,
             (a, sv, g) -> selectGrad(g[0], sv, Elementwise.GE_OP));
-    public static final Op<Void> MINIMUM_OP = binary("minimum", Binary.MIN, BinaryKind.ARITHMETIC, Saves.INPUTS,
+    public static final Op<Void> MINIMUM_OP = binary(Binary.MIN, BinaryKind.ARITHMETIC, Saves.INPUTS,
             (a, sv, g) -> selectGrad(g[0], sv, Elementwise.LE_OP));
-    public static final Op<Void> EQ_OP = binary("eq", Binary.EQ, BinaryKind.COMPARISON, Saves.NOTHING, null);
-    public static final Op<Void> NE_OP = binary("ne", Binary.NE, BinaryKind.COMPARISON, Saves.NOTHING, null);
-    public static final Op<Void> LT_OP = binary("lt", Binary.LT, BinaryKind.COMPARISON, Saves.NOTHING, null);
-    public static final Op<Void> LE_OP = binary("le", Binary.LE, BinaryKind.COMPARISON, Saves.NOTHING, null);
-    public static final Op<Void> GT_OP = binary("gt", Binary.GT, BinaryKind.COMPARISON, Saves.NOTHING, null);
-    public static final Op<Void> GE_OP = binary("ge", Binary.GE, BinaryKind.COMPARISON, Saves.NOTHING, null);
-    public static final Op<Void> LOGICAL_AND_OP = binary("logical_and", Binary.AND, BinaryKind.LOGICAL, Saves.NOTHING, null);
-    public static final Op<Void> LOGICAL_OR_OP = binary("logical_or", Binary.OR, BinaryKind.LOGICAL, Saves.NOTHING, null);
-    public static final Op<Void> LOGICAL_XOR_OP = binary("logical_xor", Binary.XOR, BinaryKind.LOGICAL, Saves.NOTHING, null);
+    public static final Op<Void> EQ_OP = binary(Binary.EQ, BinaryKind.COMPARISON, Saves.NOTHING, null);
+    public static final Op<Void> NE_OP = binary(Binary.NE, BinaryKind.COMPARISON, Saves.NOTHING, null);
+    public static final Op<Void> LT_OP = binary(Binary.LT, BinaryKind.COMPARISON, Saves.NOTHING, null);
+    public static final Op<Void> LE_OP = binary(Binary.LE, BinaryKind.COMPARISON, Saves.NOTHING, null);
+    public static final Op<Void> GT_OP = binary(Binary.GT, BinaryKind.COMPARISON, Saves.NOTHING, null);
+    public static final Op<Void> GE_OP = binary(Binary.GE, BinaryKind.COMPARISON, Saves.NOTHING, null);
+    public static final Op<Void> LOGICAL_AND_OP = binary(Binary.AND, BinaryKind.LOGICAL, Saves.NOTHING, null);
+    public static final Op<Void> LOGICAL_OR_OP = binary(Binary.OR, BinaryKind.LOGICAL, Saves.NOTHING, null);
+    public static final Op<Void> LOGICAL_XOR_OP = binary(Binary.XOR, BinaryKind.LOGICAL, Saves.NOTHING, null);
 
     /** Gradients of activations: {@code g * f'(x)} from the output gradient g and the input x. */
-    public static final Op<Void> GELU_GRAD_OP = binary("gelu_grad", Binary.GELU_GRAD, BinaryKind.TRUE_DIVIDE, Saves.NOTHING, null);
-    public static final Op<Void> GELU_TANH_GRAD_OP = binary("gelu_tanh_grad", Binary.GELU_TANH_GRAD, BinaryKind.TRUE_DIVIDE,
+    public static final Op<Void> GELU_GRAD_OP = binary(Binary.GELU_GRAD, BinaryKind.TRUE_DIVIDE, Saves.NOTHING, null);
+    public static final Op<Void> GELU_TANH_GRAD_OP = binary(Binary.GELU_TANH_GRAD, BinaryKind.TRUE_DIVIDE,
             Saves.NOTHING, null);
-    public static final Op<Void> SILU_GRAD_OP = binary("silu_grad", Binary.SILU_GRAD, BinaryKind.TRUE_DIVIDE, Saves.NOTHING, null);
-    public static final Op<Void> HARDSWISH_GRAD_OP = binary("hardswish_grad", Binary.HARDSWISH_GRAD, BinaryKind.TRUE_DIVIDE,
+    public static final Op<Void> SILU_GRAD_OP = binary(Binary.SILU_GRAD, BinaryKind.TRUE_DIVIDE, Saves.NOTHING, null);
+    public static final Op<Void> HARDSWISH_GRAD_OP = binary(Binary.HARDSWISH_GRAD, BinaryKind.TRUE_DIVIDE,
             Saves.NOTHING, null);
-    public static final Op<Void> HARDSIGMOID_GRAD_OP = binary("hardsigmoid_grad", Binary.HARDSIGMOID_GRAD,
+    public static final Op<Void> HARDSIGMOID_GRAD_OP = binary(Binary.HARDSIGMOID_GRAD,
             BinaryKind.TRUE_DIVIDE, Saves.NOTHING, null);
-    public static final Op<Void> MISH_GRAD_OP = binary("mish_grad", Binary.MISH_GRAD, BinaryKind.TRUE_DIVIDE, Saves.NOTHING, null);
+    public static final Op<Void> MISH_GRAD_OP = binary(Binary.MISH_GRAD, BinaryKind.TRUE_DIVIDE, Saves.NOTHING, null);
     /** ReLU's gradient in one pass: g where y > 0, else 0; differentiable in g (double backward). */
-    public static final Op<Void> RELU_GRAD_OP = binary("relu_grad", Binary.RELU_GRAD, BinaryKind.TRUE_DIVIDE, Saves.INPUTS,
+    public static final Op<Void> RELU_GRAD_OP = binary(Binary.RELU_GRAD, BinaryKind.TRUE_DIVIDE, Saves.INPUTS,
             (a, sv, g) -> new Tensor[] {
                 sv.needsGradient(0) ? Elementwise.RELU_GRAD_OP.call(null, g[0], sv.input(1)) : null, null});
 
@@ -411,7 +411,9 @@ public final class Elementwise {
         };
     }
 
-    private static Op<Params> unary(String name, int code, UnaryKind kind, Saves saves, Op.BackwardRule<Params> rule) {
+    /** A unary op: its name is its line's in native/include/cortado/ops/unary.def (the one list). */
+    private static Op<Params> unary(int code, UnaryKind kind, Saves saves, Op.BackwardRule<Params> rule) {
+        String name = Unary.name(code);
         Op.Builder<Params> b = Op.<Params>declare(name)
                 .inputs("x")
                 .shape((op, p, in) -> Op.one(in[0].shape(), unaryComputeType(op, kind, in[0])))
@@ -419,7 +421,9 @@ public final class Elementwise {
         return (rule == null ? b : b.backward(saves, rule)).register();
     }
 
-    private static Op<Void> binary(String name, int code, BinaryKind kind, Saves saves, Op.BackwardRule<Void> rule) {
+    /** A binary op: its name is its line's in native/include/cortado/ops/binary.def (the one list). */
+    private static Op<Void> binary(int code, BinaryKind kind, Saves saves, Op.BackwardRule<Void> rule) {
+        String name = Binary.name(code);
         Op.Builder<Void> b = Op.<Void>declare(name)
                 .inputs("a", "b")
                 .shape((op, attrs, in) -> {

@@ -39,14 +39,14 @@ public final class Reductions {
             MIN = NativeCodes.Reduce.MIN, ARGMAX = NativeCodes.Reduce.ARGMAX, ARGMIN = NativeCodes.Reduce.ARGMIN,
             VAR = NativeCodes.Reduce.VAR, PROD = NativeCodes.Reduce.PROD;
 
-    public static final Op<Axes> SUM_OP = reduction("sum", SUM);
-    public static final Op<Axes> MEAN_OP = reduction("mean", MEAN);
-    public static final Op<Axes> MAX_OP = reduction("max", MAX);
-    public static final Op<Axes> MIN_OP = reduction("min", MIN);
-    public static final Op<Axes> ARGMAX_OP = reduction("argmax", ARGMAX);
-    public static final Op<Axes> ARGMIN_OP = reduction("argmin", ARGMIN);
-    public static final Op<Axes> VAR_OP = reduction("var", VAR);
-    public static final Op<Axes> PROD_OP = reduction("prod", PROD);
+    public static final Op<Axes> SUM_OP = reduction(SUM);
+    public static final Op<Axes> MEAN_OP = reduction(MEAN);
+    public static final Op<Axes> MAX_OP = reduction(MAX);
+    public static final Op<Axes> MIN_OP = reduction(MIN);
+    public static final Op<Axes> ARGMAX_OP = reduction(ARGMAX);
+    public static final Op<Axes> ARGMIN_OP = reduction(ARGMIN);
+    public static final Op<Axes> VAR_OP = reduction(VAR);
+    public static final Op<Axes> PROD_OP = reduction(PROD);
 
     // ------------------------------------------------------------------ eager entry points
     /** Sum of all elements (a 0-dim tensor). */
@@ -162,7 +162,9 @@ public final class Reductions {
         };
     }
 
-    private static Op<Axes> reduction(String name, int code) {
+    /** A reduction: its name is its line's in native/include/cortado/ops/reduce.def (the one list). */
+    private static Op<Axes> reduction(int code) {
+        String name = NativeCodes.Reduce.name(code);
         return Op.<Axes>declare(name)
                 .inputs("x")
                 .shape((op, a, in) -> {
