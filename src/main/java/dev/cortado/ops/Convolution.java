@@ -405,7 +405,7 @@ public final class Convolution {
         int spatial;
 
         long[] array() {
-            long[] g = new long[25];
+            long[] g = new long[NativeCodes.CONV_GEOMETRY_LEN];
             g[0] = n;
             g[1] = c;
             g[2] = k;

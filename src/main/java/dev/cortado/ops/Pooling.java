@@ -1,6 +1,7 @@
 package dev.cortado.ops;
 
 import dev.cortado.backend.Kernels;
+import dev.cortado.backend.NativeCodes;
 import dev.cortado.backend.NativeArgs;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Shape;
@@ -347,7 +348,7 @@ public final class Pooling {
     private static long[] baseGeometry(Tensor x, DataLayout layout) {
         long[] d = x.dims();
         int nd = d.length - 2;
-        long[] g = new long[25];
+        long[] g = new long[NativeCodes.CONV_GEOMETRY_LEN];
         boolean cl = layout == DataLayout.NHWC;
         long c = cl ? d[d.length - 1] : d[1];
         g[0] = d[0];
