@@ -51,7 +51,7 @@ extern "C" {
  * A strided operand (as ggml passes its tensors): the first element of the view, its dtype, and
  * ndim sizes with their element strides (0 = broadcast along that dimension). 144 bytes, no
  * padding; Java writes it field by field at the offsets generated from this definition
- * (dev.cortado.backend.NativeStructs.CtTensor).
+ * (dev.cortado.backend.kernels.NativeStructs.CtTensor).
  */
 typedef struct ct_tensor {
   void* data;

@@ -5,7 +5,8 @@
  * modules, optimizers, data and checkpoints, and {@code dev.cortado.backend} for the exceptions a
  * caller catches ({@code DeviceOutOfMemoryException}, {@code BackendUnavailableException},
  * {@code CudaException}) and the {@code Backend} interface that {@code Device.backend()} returns.
- * Not exported: the JavaCPP bindings and backend internals ({@code dev.cortado.backend.cpu},
+ * Not exported: the generated native interface and backend internals
+ * ({@code dev.cortado.backend.kernels}), the JavaCPP bindings ({@code dev.cortado.backend.cpu},
  * {@code dev.cortado.backend.cuda}) and the demos ({@code dev.cortado.cli}).
  *
  * <p>The native libraries are found by JavaCPP on the module path as on the class path: they are

@@ -1,6 +1,6 @@
 package dev.cortado.io;
 
-import dev.cortado.backend.NativeStatus;
+import dev.cortado.backend.kernels.NativeStatus;
 import dev.cortado.backend.cuda.CudaBackend;
 import dev.cortado.backend.cuda.CudaEvent;
 import dev.cortado.backend.cuda.NativeCuda;

@@ -1,7 +1,7 @@
 package dev.cortado.ops;
 
-import dev.cortado.backend.NativeArgs;
-import dev.cortado.backend.NativeStructs.CtAttentionParams;
+import dev.cortado.backend.kernels.NativeArgs;
+import dev.cortado.backend.kernels.NativeStructs.CtAttentionParams;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Shape;
 import dev.cortado.tensor.Tensor;

@@ -1,6 +1,6 @@
 package dev.cortado.ops;
 
-import dev.cortado.backend.NativeStatus;
+import dev.cortado.backend.kernels.NativeStatus;
 import dev.cortado.ops.Convolution.Algorithm;
 import java.io.IOException;
 import java.io.UncheckedIOException;

@@ -1,7 +1,7 @@
 package dev.cortado.ops;
 
-import dev.cortado.backend.NativeArgs;
-import dev.cortado.backend.NativeCodes;
+import dev.cortado.backend.kernels.NativeArgs;
+import dev.cortado.backend.kernels.NativeCodes;
 import dev.cortado.backend.cpu.CpuBackend;
 import dev.cortado.backend.cpu.NativeCpu;
 import dev.cortado.backend.cuda.Cudnn;

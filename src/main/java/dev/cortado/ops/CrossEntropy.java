@@ -1,6 +1,6 @@
 package dev.cortado.ops;
 
-import dev.cortado.backend.NativeCodes;
+import dev.cortado.backend.kernels.NativeCodes;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Shape;
 import dev.cortado.tensor.Tensor;

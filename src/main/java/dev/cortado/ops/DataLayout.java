@@ -1,6 +1,6 @@
 package dev.cortado.ops;
 
-import dev.cortado.backend.NativeCodes;
+import dev.cortado.backend.kernels.NativeCodes;
 
 /**
  * Memory order of image-like activations for the convolution, pooling and batch-norm families

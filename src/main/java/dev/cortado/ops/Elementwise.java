@@ -1,8 +1,8 @@
 package dev.cortado.ops;
 
-import dev.cortado.backend.NativeArgs;
-import dev.cortado.backend.NativeCodes.Binary;
-import dev.cortado.backend.NativeCodes.Unary;
+import dev.cortado.backend.kernels.NativeArgs;
+import dev.cortado.backend.kernels.NativeCodes.Binary;
+import dev.cortado.backend.kernels.NativeCodes.Unary;
 import dev.cortado.ops.Op.Saves;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Scope;

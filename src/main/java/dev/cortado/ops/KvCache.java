@@ -1,6 +1,6 @@
 package dev.cortado.ops;
 
-import dev.cortado.backend.NativeArgs;
+import dev.cortado.backend.kernels.NativeArgs;
 import dev.cortado.backend.cpu.NativeCpu;
 import dev.cortado.backend.cuda.CudaBackend;
 import dev.cortado.tensor.DType;

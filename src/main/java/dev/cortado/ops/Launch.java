@@ -1,7 +1,7 @@
 package dev.cortado.ops;
 
-import dev.cortado.backend.Kernels;
-import dev.cortado.backend.NativeStatus;
+import dev.cortado.backend.kernels.Kernels;
+import dev.cortado.backend.kernels.NativeStatus;
 import dev.cortado.backend.cpu.CpuKernels;
 import dev.cortado.backend.cuda.CudaBackend;
 import dev.cortado.backend.cuda.CudaKernels;

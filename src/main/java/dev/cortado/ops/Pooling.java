@@ -1,8 +1,8 @@
 package dev.cortado.ops;
 
-import dev.cortado.backend.Kernels;
-import dev.cortado.backend.NativeCodes;
-import dev.cortado.backend.NativeArgs;
+import dev.cortado.backend.kernels.Kernels;
+import dev.cortado.backend.kernels.NativeCodes;
+import dev.cortado.backend.kernels.NativeArgs;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Shape;
 import dev.cortado.tensor.Tensor;

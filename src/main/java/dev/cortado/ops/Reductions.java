@@ -1,7 +1,7 @@
 package dev.cortado.ops;
 
-import dev.cortado.backend.NativeArgs;
-import dev.cortado.backend.NativeCodes;
+import dev.cortado.backend.kernels.NativeArgs;
+import dev.cortado.backend.kernels.NativeCodes;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Shape;

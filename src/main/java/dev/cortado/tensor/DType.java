@@ -1,6 +1,6 @@
 package dev.cortado.tensor;
 
-import dev.cortado.backend.NativeCodes;
+import dev.cortado.backend.kernels.NativeCodes;
 
 /**
  * Element types. The codes are the native dtype codes of {@code native/include/cortado/common.h}.

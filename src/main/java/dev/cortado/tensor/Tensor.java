@@ -1,7 +1,7 @@
 package dev.cortado.tensor;
 
 import dev.cortado.backend.Backend;
-import dev.cortado.backend.HostMemory;
+import dev.cortado.backend.kernels.HostMemory;
 import java.lang.ref.Cleaner;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;

@@ -51,7 +51,7 @@ public class BandwidthBenchmark {
     static final long ROWS = N / ROW;
     static final long BYTES = N * 4;          // 64 MiB per tensor
     /** CT_BINARY_ADD of native/include/cortado/elementwise.h (generated constant). */
-    static final int CT_BINARY_ADD = dev.cortado.backend.NativeCodes.Binary.ADD;
+    static final int CT_BINARY_ADD = dev.cortado.backend.kernels.NativeCodes.Binary.ADD;
 
     @Param({"1", "2"})
     public int threads;

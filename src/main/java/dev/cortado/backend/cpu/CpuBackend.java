@@ -2,8 +2,8 @@ package dev.cortado.backend.cpu;
 
 import dev.cortado.backend.Backend;
 import dev.cortado.backend.DeviceOutOfMemoryException;
-import dev.cortado.backend.NativeArgs;
-import dev.cortado.backend.NativeStatus;
+import dev.cortado.backend.kernels.NativeArgs;
+import dev.cortado.backend.kernels.NativeStatus;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;
 
@@ -135,7 +135,7 @@ public final class CpuBackend implements Backend {
     /** Per-thread 8-byte native slot receiving the address from ct_cpu_alloc (no JNI array copy). */
     private static final class Slot {
         final java.nio.ByteBuffer buffer = java.nio.ByteBuffer.allocateDirect(8).order(java.nio.ByteOrder.nativeOrder());
-        final long address = dev.cortado.backend.HostMemory.addressOf(buffer);
+        final long address = dev.cortado.backend.kernels.HostMemory.addressOf(buffer);
     }
 
     private static final ThreadLocal<Slot> ALLOC_SLOT = ThreadLocal.withInitial(Slot::new);

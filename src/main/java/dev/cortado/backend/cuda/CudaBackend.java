@@ -2,9 +2,9 @@ package dev.cortado.backend.cuda;
 
 import dev.cortado.backend.Backend;
 import dev.cortado.backend.BackendUnavailableException;
-import dev.cortado.backend.NativeArgs;
-import dev.cortado.backend.NativeCodes;
-import dev.cortado.backend.NativeStatus;
+import dev.cortado.backend.kernels.NativeArgs;
+import dev.cortado.backend.kernels.NativeCodes;
+import dev.cortado.backend.kernels.NativeStatus;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;
 import java.nio.charset.StandardCharsets;

@@ -1,10 +1,10 @@
-package dev.cortado.backend;
+package dev.cortado.backend.kernels;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.cortado.backend.NativeStructs.CtAttentionParams;
-import dev.cortado.backend.NativeStructs.CtTensor;
+import dev.cortado.backend.kernels.NativeStructs.CtAttentionParams;
+import dev.cortado.backend.kernels.NativeStructs.CtTensor;
 import dev.cortado.backend.cpu.CpuKernels;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Tensor;

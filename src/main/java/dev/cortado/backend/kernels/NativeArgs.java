@@ -1,4 +1,4 @@
-package dev.cortado.backend;
+package dev.cortado.backend.kernels;
 
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;

@@ -1,4 +1,8 @@
-package dev.cortado.backend;
+package dev.cortado.backend.kernels;
+
+import dev.cortado.backend.BackendUnavailableException;
+import dev.cortado.backend.CudaException;
+import dev.cortado.backend.DeviceOutOfMemoryException;
 
 /**
  * Turns the int status of a native call into the Java exception that fits it. The native
