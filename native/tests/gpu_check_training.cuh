@@ -17,23 +17,15 @@
  * output FAILS the same comparison whenever the reference is not all zero (a self-check of the
  * tolerance, recorded as its own FAIL row when it does not hold).
  *
- * Every ct_cpu_* call goes through a cpu_* wrapper below: when the CPU entry points gain a
- * trailing stream argument, only these wrappers change (pass 0, the default stream).
+ * Every ct_cpu_* call goes through a cpu_* wrapper below (they pass stream 0, which the CPU ignores).
  */
 #pragma once
 #include "cortado/gemm.h"
 #include "cortado/kvcache.h"
 #include "cortado/optim.h"
-// loss.h redefines CT_REDUCE_SUM (2, its reduction) over reduce.h's (0, the SUM op): keep
-// reduce.h's meaning for the rest of gpu_check.cu and name the loss reductions locally.
-#pragma push_macro("CT_REDUCE_SUM")
-#undef CT_REDUCE_SUM
 #include "cortado/loss.h"
-#pragma pop_macro("CT_REDUCE_SUM")
 
 namespace train_check {
-
-enum { kLossNone = 0, kLossMean = 1, kLossSum = 2 };  // loss.h's CT_REDUCE_NONE / _MEAN / _SUM
 
 // ------------------------------------------------------------------ CPU twins, one place each
 static int cpu_softmax_backward(int dt, int log, int64_t o, int64_t d, int64_t i, const void* y, const void* dy, void* dx) {
@@ -253,11 +245,11 @@ static void check_cross_entropy() {
         for (int64_t r = 0; r < c.rows; ++r)  // every 5th row ignored (-100), never all of them
           setv(target.hp(), tdt, r, r % 5 == 3 ? -100.0 : (double)irand(0, c.classes - 1));
         target.up();
-        for (int red = kLossNone; red <= kLossSum; ++red) {
+        for (int red = CT_LOSS_REDUCTION_NONE; red <= CT_LOSS_REDUCTION_SUM; ++red) {
           for (double eps : {0.0, 0.1}) {
             char kase[160];
             snprintf(kase, sizeof kase, "%s idx %s reduction %s smoothing %g", c.name, dname(tdt), rname[red], eps);
-            const int64_t ln = red == kLossNone ? c.rows : 1;
+            const int64_t ln = red == CT_LOSS_REDUCTION_NONE ? c.rows : 1;
             Buf lc(dt, ln), lg(dt, ln), sc(acc, c.rows), sg(acc, c.rows);
             int a = cpu_ce_forward(dt, tdt, c.rows, c.classes, logits.hp(), target.hp(), -100, eps, red, lc.hp(), sc.hp());
             int b = ct_cuda_cross_entropy_forward(dt, tdt, c.rows, c.classes, logits.d, target.d, -100, eps, red, lg.d,
@@ -287,8 +279,8 @@ static void check_cross_entropy() {
     const double t[] = {1, 9, 10, 0};
     for (int r = 0; r < 4; ++r) setv(target.hp(), CT_I64, r, t[r]);
     target.up();
-    int a = cpu_ce_forward(CT_F32, CT_I64, 4, 10, logits.hp(), target.hp(), -100, 0, kLossMean, loss.hp(), lse.hp());
-    int b = ct_cuda_cross_entropy_forward(CT_F32, CT_I64, 4, 10, logits.d, target.d, -100, 0, kLossMean, loss.d,
+    int a = cpu_ce_forward(CT_F32, CT_I64, 4, 10, logits.hp(), target.hp(), -100, 0, CT_LOSS_REDUCTION_MEAN, loss.hp(), lse.hp());
+    int b = ct_cuda_cross_entropy_forward(CT_F32, CT_I64, 4, 10, logits.d, target.d, -100, 0, CT_LOSS_REDUCTION_MEAN, loss.d,
                                           lse.d, 0);
     record("cross_entropy_forward", "f32", "label 10 of 10 classes -> CT_ERR_INDEX_OUT_OF_RANGE", 0, 0,
            a == CT_ERR_INDEX_OUT_OF_RANGE && b == CT_ERR_INDEX_OUT_OF_RANGE, b ? ct_cuda_last_error() : "gpu: CT_OK");
