@@ -15,6 +15,7 @@ import dev.cortado.ops.Generator;
 import dev.cortado.ops.Indexing;
 import dev.cortado.ops.LinearAlgebra;
 import dev.cortado.ops.Normalization;
+import dev.cortado.ops.NormalizationOpsTest;
 import dev.cortado.ops.Reductions;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;
@@ -142,9 +143,11 @@ class CudaOpsTest {
             Tensor big = random(24, type, 4, 5000);
             twin("softmax long rows", tol, in -> Normalization.softmax(in[0], -1), big);
             // against float64 references computed here from the same (rounded) inputs
-            assertClose64(layerNorm64(x.toDoubleArray(), w.toDoubleArray(), b.toDoubleArray(), 70, 1e-5),
+            assertClose64(NormalizationOpsTest.layerNormRef(x.toDoubleArray(), 70, w.toDoubleArray(),
+                    b.toDoubleArray(), 1e-5, false),
                     Normalization.layerNorm(x.to(GPU), w.to(GPU), b.to(GPU), 1, 1e-5), tol, "layer_norm vs float64");
-            assertClose64(rowSoftmax64(big.toDoubleArray(), 5000), Normalization.softmax(big.to(GPU), -1), tol,
+            assertClose64(NormalizationOpsTest.softmaxRef(big.toDoubleArray(), new long[] {4, 5000}, 1, false),
+                    Normalization.softmax(big.to(GPU), -1), tol,
                     "softmax long rows vs float64");
         }
     }
@@ -249,47 +252,6 @@ class CudaOpsTest {
             mean[i] = sum[i] / n;
         }
         return new double[][] {sum, mean};
-    }
-
-    /** Layer norm over the last {@code cols} values of each row, with weight and bias, in float64. */
-    static double[] layerNorm64(double[] x, double[] w, double[] b, int cols, double eps) {
-        double[] y = new double[x.length];
-        for (int r = 0; r < x.length / cols; r++) {
-            double mean = 0;
-            for (int c = 0; c < cols; c++) {
-                mean += x[r * cols + c];
-            }
-            mean /= cols;
-            double var = 0;
-            for (int c = 0; c < cols; c++) {
-                double d = x[r * cols + c] - mean;
-                var += d * d;
-            }
-            double rstd = 1 / Math.sqrt(var / cols + eps);
-            for (int c = 0; c < cols; c++) {
-                y[r * cols + c] = (x[r * cols + c] - mean) * rstd * w[c] + b[c];
-            }
-        }
-        return y;
-    }
-
-    /** Softmax of each row of {@code cols} values, in float64. */
-    static double[] rowSoftmax64(double[] x, int cols) {
-        double[] y = new double[x.length];
-        for (int r = 0; r < x.length / cols; r++) {
-            double m = Double.NEGATIVE_INFINITY;
-            for (int c = 0; c < cols; c++) {
-                m = Math.max(m, x[r * cols + c]);
-            }
-            double s = 0;
-            for (int c = 0; c < cols; c++) {
-                s += Math.exp(x[r * cols + c] - m);
-            }
-            for (int c = 0; c < cols; c++) {
-                y[r * cols + c] = Math.exp(x[r * cols + c] - m) / s;
-            }
-        }
-        return y;
     }
 
     @Test
