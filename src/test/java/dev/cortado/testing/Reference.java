@@ -268,6 +268,17 @@ public final class Reference {
     }
 
     // ------------------------------------------------------------------ comparisons
+    /** One element: NaN must meet NaN, an infinity the same infinity, else |got - want| <= limit. */
+    public static boolean within(double want, double got, double limit) {
+        if (Double.isNaN(want) || Double.isNaN(got)) {
+            return Double.isNaN(want) && Double.isNaN(got);
+        }
+        if (Double.isInfinite(want) || Double.isInfinite(got)) {
+            return want == got;
+        }
+        return Math.abs(got - want) <= limit;
+    }
+
     /** Elementwise |got - want| <= abs + rel |want|; NaN must match NaN, infinities exactly. */
     public static void assertClose(double[] want, double[] got, Tol tol, String what) {
         assertEquals(want.length, got.length, what + ": length");
@@ -276,16 +287,11 @@ public final class Reference {
         for (int i = 0; i < want.length; i++) {
             double w = want[i];
             double g = got[i];
-            boolean ok;
-            if (Double.isNaN(w) || Double.isNaN(g)) {
-                ok = Double.isNaN(w) && Double.isNaN(g);
-            } else if (Double.isInfinite(w) || Double.isInfinite(g)) {
-                ok = w == g;
-            } else {
+            double lim = tol.abs() + tol.rel() * Math.abs(w);
+            boolean ok = within(w, g, lim);
+            if (!ok && Double.isFinite(w) && Double.isFinite(g)) {
                 double err = Math.abs(g - w);
-                double lim = tol.abs() + tol.rel() * Math.abs(w);
-                ok = err <= lim;
-                if (!ok && err / Math.max(lim, 1e-300) > worst) {
+                if (err / Math.max(lim, 1e-300) > worst) {
                     worst = err / Math.max(lim, 1e-300);
                 }
             }

@@ -243,14 +243,7 @@ public final class OpInfo {
         for (int i = 0; i < want.length; i++) {
             double w = want[i];
             double g = got[i];
-            boolean ok;
-            if (Double.isNaN(w) || Double.isNaN(g)) {
-                ok = Double.isNaN(w) && Double.isNaN(g);
-            } else if (Double.isInfinite(w) || Double.isInfinite(g)) {
-                ok = w == g;
-            } else {
-                ok = Math.abs(g - w) <= tol.rel() * Math.abs(w) + tol.abs() * scale;
-            }
+            boolean ok = Reference.within(w, g, tol.rel() * Math.abs(w) + tol.abs() * scale);
             if (!ok) {
                 throw new AssertionError(what + ": element " + i + " is " + g + ", the float64 reference gives " + w
                         + " (tolerance " + tol.rel() + "*|want| + " + tol.abs() + "*" + scale + ")");
