@@ -123,7 +123,7 @@ template <class T>
 int unary_typed(int op, int ndim, const int64_t* shape, int64_t numel, void* out, const int64_t* os,
                 const void* x, const int64_t* xs, double p0, double p1) {
   switch (op) {
-#define CT_UNARY_OP(ident, name, domain, functor) \
+#define CT_UNARY_OP(ident, name, domain, functor, grad) \
   case CT_UNARY_##ident: return unary_op<T, sop::functor, sop::domain>(ndim, shape, numel, out, os, x, xs, p0, p1);
 #include "cortado/ops/unary.def"
 #undef CT_UNARY_OP
@@ -146,7 +146,7 @@ int unary_bool_op(int ndim, const int64_t* shape, int64_t numel, void* out, cons
 int unary_bool(int op, int ndim, const int64_t* shape, int64_t numel, void* out, const int64_t* os, const void* x,
                const int64_t* xs) {
   switch (op) {
-#define CT_UNARY_OP(ident, name, domain, functor) \
+#define CT_UNARY_OP(ident, name, domain, functor, grad) \
   case CT_UNARY_##ident: return unary_bool_op<sop::functor, sop::domain>(ndim, shape, numel, out, os, x, xs);
 #include "cortado/ops/unary.def"
 #undef CT_UNARY_OP

@@ -60,7 +60,7 @@ template <template <class> class F, sop::UnaryDomain D> int run_op(int op, int d
 /* The dispatch table: one case per line of ops/unary.def. */
 int run_unary(int op, int dtype, const unary_args& a) {
   switch (op) {
-#define CT_UNARY_OP(ident, name, domain, functor) \
+#define CT_UNARY_OP(ident, name, domain, functor, grad) \
   case CT_UNARY_##ident: return run_op<sop::functor, sop::domain>(op, dtype, a);
 #include "cortado/ops/unary.def"
 #undef CT_UNARY_OP

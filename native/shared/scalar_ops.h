@@ -358,7 +358,7 @@ enum UnaryDomain { FLOAT, NUMERIC, BOOL };
 enum BinaryKind { ARITHMETIC, COMPARISON, LOGICAL, ACTIVATION_GRAD };
 
 constexpr UnaryDomain kUnaryDomain[] = {
-#define CT_UNARY_OP(ident, name, domain, functor) domain,
+#define CT_UNARY_OP(ident, name, domain, functor, grad) domain,
 #include "cortado/ops/unary.def"
 #undef CT_UNARY_OP
 };
@@ -369,7 +369,7 @@ constexpr BinaryKind kBinaryKind[] = {
 };
 /* Upper-case names for error messages, as in the C constants. */
 constexpr const char* kUnaryName[] = {
-#define CT_UNARY_OP(ident, name, domain, functor) #ident,
+#define CT_UNARY_OP(ident, name, domain, functor, grad) #ident,
 #include "cortado/ops/unary.def"
 #undef CT_UNARY_OP
 };

@@ -324,7 +324,7 @@ static std::vector<Layout> layouts(bool binary) {
 // ------------------------------------------------------------------ elementwise checks
 // Names and dtype rules come from the op lists (include/cortado/ops/*.def): one entry per op code.
 static const char* unary_names[] = {
-#define CT_UNARY_OP(ident, name, domain, functor) name,
+#define CT_UNARY_OP(ident, name, domain, functor, grad) name,
 #include "cortado/ops/unary.def"
 #undef CT_UNARY_OP
 };

@@ -69,6 +69,8 @@ public final class GenerateBindings {
     private final List<Function> functions = new ArrayList<>();
     private final List<Struct> structs = new ArrayList<>();
     private final Map<String, List<Entry>> lists = new TreeMap<>();
+    /** The C enum prefix of each list (CT_BINARY_ for binary.def), from the header that expands it. */
+    private final Map<String, String> listPrefixes = new TreeMap<>();
     private final List<String> headers = new ArrayList<>();
 
     public static void main(String[] args) throws IOException {
@@ -91,7 +93,12 @@ public final class GenerateBindings {
     private static final Pattern FIELD = Pattern.compile("^(.*?)(\\w+)\\s*(?:\\[\\s*(\\w+)\\s*\\])?$");
     private static final Pattern FUNCTION = Pattern.compile(
             "(const\\s+char\\s*\\*|int64_t|int|void)\\s*(ct_(?:cpu|cuda)_\\w+)\\s*\\(([^)]*)\\)\\s*;");
-    private static final Pattern LIST_ENTRY = Pattern.compile("^\\s*\\w+\\(\\s*(\\w+)\\s*,\\s*\"(\\w+)\"", Pattern.MULTILINE);
+    private static final Pattern LIST_ENTRY = Pattern.compile("^\\s*\\w+\\(\\s*(\\w+)\\s*,\\s*\"(\\w+)\"([^)]*)\\)", Pattern.MULTILINE);
+    /** A header's enum of a list: {@code #define CT_X(ident, ...) CT_PREFIX_##ident,} then {@code #include "ops/<list>.def"}. */
+    private static final Pattern LIST_ENUM = Pattern.compile(
+            "#define\\s+\\w+\\(ident[^)]*\\)\\s+(CT_\\w+?)##ident\\s*,\\s*#include\\s+\"ops/(\\w+)\\.def\"");
+    /** binary.def's expansion of unary.def: one ACTIVATION_GRAD op per unary line whose last column is GRAD. */
+    private static final Pattern EXPANDS_UNARY = Pattern.compile("^\\s*#include\\s+\"unary\\.def\"", Pattern.MULTILINE);
 
     private static String stripComments(String s) {
         return s.replaceAll("(?s)/\\*.*?\\*/", " ").replaceAll("//[^\\n]*", "");
@@ -107,6 +114,10 @@ public final class GenerateBindings {
             String header = f.getFileName().toString().replace(".h", "");
             headers.add(header);
             String text = stripComments(Files.readString(f));
+            Matcher x = LIST_ENUM.matcher(text);
+            while (x.find()) {
+                listPrefixes.put(x.group(2), x.group(1));
+            }
             Matcher d = DEFINE.matcher(text);
             while (d.find()) {
                 defines.put(d.group(1), Long.parseLong(d.group(2)));
@@ -124,13 +135,27 @@ public final class GenerateBindings {
         Path ops = dir.resolve("ops");
         if (Files.isDirectory(ops)) {
             try (Stream<Path> s = Files.list(ops)) {
-                for (Path f : s.filter(p -> p.toString().endsWith(".def")).sorted().collect(Collectors.toList())) {
+                Map<String, String> texts = new TreeMap<>();
+                for (Path f : s.filter(p -> p.toString().endsWith(".def")).collect(Collectors.toList())) {
+                    texts.put(f.getFileName().toString().replace(".def", ""), stripComments(Files.readString(f)));
+                }
+                for (Map.Entry<String, String> def : texts.entrySet()) {
                     List<Entry> entries = new ArrayList<>();
-                    Matcher e = LIST_ENTRY.matcher(stripComments(Files.readString(f)));
+                    Matcher e = LIST_ENTRY.matcher(def.getValue());
                     while (e.find()) {
                         entries.add(new Entry(e.group(1), e.group(2)));
                     }
-                    lists.put(f.getFileName().toString().replace(".def", ""), entries);
+                    if (EXPANDS_UNARY.matcher(def.getValue()).find()) {
+                        // as the macros at the end of binary.def: <IDENT>_GRAD, "<name>_grad" per GRAD line
+                        Matcher u = LIST_ENTRY.matcher(texts.getOrDefault("unary", ""));
+                        while (u.find()) {
+                            String[] columns = u.group(3).split(",");
+                            if (columns[columns.length - 1].trim().equals("GRAD")) {
+                                entries.add(new Entry(u.group(1) + "_GRAD", u.group(2) + "_grad"));
+                            }
+                        }
+                    }
+                    lists.put(def.getKey(), entries);
                 }
             }
         }
@@ -520,6 +545,18 @@ public final class GenerateBindings {
             }
             b.append("static_assert(sizeof(").append(st.name()).append(") == ").append(at[st.fields().size()]).append(", \"")
                     .append(st.name()).append(": the generator's size is wrong\");\n");
+        }
+        b.append("\n// The op codes Java has (NativeCodes, from the .def lists) are the C enums' values.\n");
+        for (Map.Entry<String, List<Entry>> list : lists.entrySet()) {
+            String prefix = listPrefixes.get(list.getKey());
+            if (prefix == null) {
+                continue;
+            }
+            for (int i = 0; i < list.getValue().size(); i++) {
+                String ident = prefix + list.getValue().get(i).ident();
+                b.append("static_assert(").append(ident).append(" == ").append(i).append(", \"ops/").append(list.getKey())
+                        .append(".def: Java's code for ").append(ident).append(" is not C's\");\n");
+            }
         }
         b.append("\nstatic const char kNotBuilt[] =\n    \"Cortado was built without CUDA (nvcc was not found when libcortado_cuda.so was built)\";\n\n");
         b.append("extern \"C\" {\n");

@@ -29,7 +29,7 @@ extern "C" {
  * gradients (*_GRAD, floating dtypes) take a = the output gradient g, b = the input x and
  * return g * f'(x); RELU_GRAD is g where b > 0, else 0 (b is relu's input or output). */
 enum {
-#define CT_UNARY_OP(ident, name, domain, functor) CT_UNARY_##ident,
+#define CT_UNARY_OP(ident, name, domain, functor, grad) CT_UNARY_##ident,
 #include "ops/unary.def"
 #undef CT_UNARY_OP
   CT_UNARY_COUNT

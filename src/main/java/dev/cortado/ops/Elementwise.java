@@ -110,7 +110,7 @@ public final class Elementwise {
     public static final Op<Void> LOGICAL_XOR_OP = binary(Binary.XOR, BinaryKind.LOGICAL, Saves.NOTHING, null);
 
     /** Gradients of activations: {@code g * f'(x)} from the output gradient g and the input x. */
-    public static final Op<Void> GELU_GRAD_OP = binary(Binary.GELU_GRAD, BinaryKind.TRUE_DIVIDE, Saves.NOTHING, null);
+    public static final Op<Void> GELU_GRAD_OP = binary(Binary.GELU_ERF_GRAD, BinaryKind.TRUE_DIVIDE, Saves.NOTHING, null);
     public static final Op<Void> GELU_TANH_GRAD_OP = binary(Binary.GELU_TANH_GRAD, BinaryKind.TRUE_DIVIDE,
             Saves.NOTHING, null);
     public static final Op<Void> SILU_GRAD_OP = binary(Binary.SILU_GRAD, BinaryKind.TRUE_DIVIDE, Saves.NOTHING, null);
