@@ -73,6 +73,8 @@ public final class Elementwise {
             (p, sv, g) -> grads(Elementwise.HARDSIGMOID_GRAD_OP.call(null, g[0], sv.input(0))));
     public static final Op<Params> MISH_OP = unary(Unary.MISH, UnaryKind.FLOATING, Saves.INPUTS,
             (p, sv, g) -> grads(Elementwise.MISH_GRAD_OP.call(null, g[0], sv.input(0))));
+    public static final Op<Params> SOFTPLUS_OP = unary(Unary.SOFTPLUS, UnaryKind.FLOATING, Saves.INPUTS,
+            (p, sv, g) -> grads(Elementwise.SOFTPLUS_GRAD_OP.call(null, g[0], sv.input(0))));
     public static final Op<Params> CLAMP_OP = unary(Unary.CLAMP, UnaryKind.NUMERIC, Saves.INPUTS,
             (p, sv, g) -> grads(clampGrad(g[0], sv.input(0), p)));
     public static final Op<Params> LOGICAL_NOT_OP = unary(Unary.NOT, UnaryKind.LOGICAL, Saves.NOTHING, null);
@@ -119,6 +121,8 @@ public final class Elementwise {
     public static final Op<Void> HARDSIGMOID_GRAD_OP = binary(Binary.HARDSIGMOID_GRAD,
             BinaryKind.TRUE_DIVIDE, Saves.NOTHING, null);
     public static final Op<Void> MISH_GRAD_OP = binary(Binary.MISH_GRAD, BinaryKind.TRUE_DIVIDE, Saves.NOTHING, null);
+    public static final Op<Void> SOFTPLUS_GRAD_OP = binary(Binary.SOFTPLUS_GRAD, BinaryKind.TRUE_DIVIDE,
+            Saves.NOTHING, null);
     /** ReLU's gradient in one pass: g where y > 0, else 0; differentiable in g (double backward). */
     public static final Op<Void> RELU_GRAD_OP = binary(Binary.RELU_GRAD, BinaryKind.TRUE_DIVIDE, Saves.INPUTS,
             (a, sv, g) -> new Tensor[] {
@@ -206,6 +210,11 @@ public final class Elementwise {
     /** Mish: {@code x * tanh(softplus(x))}, softplus(x) = log(1 + e^x). */
     public static Tensor mish(Tensor x) {
         return MISH_OP.call(Params.NONE, x);
+    }
+
+    /** Softplus: {@code log(1 + e^x)}, and x itself above 20 (PyTorch's defaults); gradient sigmoid(x). */
+    public static Tensor softplus(Tensor x) {
+        return SOFTPLUS_OP.call(Params.NONE, x);
     }
 
     public static Tensor sin(Tensor x) {

@@ -44,6 +44,7 @@ public final class ElementwiseSamples {
             unary("hardswish", "x·relu6(x + 3) / 6", x -> x * Math.min(Math.max(x + 3, 0), 6) / 6, -5, 5),
             unary("hardsigmoid", "relu6(x + 3) / 6", x -> Math.min(Math.max(x + 3, 0), 6) / 6, -5, 5),
             unary("mish", "x·tanh(softplus(x))", x -> x * Math.tanh(Math.log1p(Math.exp(x))), -4, 4),
+            unary("softplus", "log(1 + eˣ); x above 20", x -> x > 20 ? x : Math.log1p(Math.exp(x)), -30, 30),
             unary("reciprocal", "1 / x", x -> 1 / x, 0.05, 3),
             unary("clamp", new Params(-1.25, 0.75), "min(max(x, lo), hi); NaN kept", x -> Math.min(Math.max(x, -1.25), 0.75), -3, 3),
             unary("pow_scalar", new Params(-1.5, 0), "x^p for a scalar exponent p", x -> Math.pow(x, -1.5), 0.05, 4),
@@ -80,6 +81,7 @@ public final class ElementwiseSamples {
                 double t = Math.tanh(Math.log1p(Math.exp(x)));
                 return g * (t + x * (1 - t * t) / (1 + Math.exp(-x)));
             }),
+            gradient("softplus_grad", "softplus", (g, x) -> g * (x > 20 ? 1 : ElementwiseOpsTest.sigmoid(x))),
             gradient("silu_grad", "silu", (g, x) -> {
                 double s = ElementwiseOpsTest.sigmoid(x);
                 return g * s * (1 + x * (1 - s));
