@@ -113,6 +113,19 @@ final class Capture implements TensorTracer, Op.Tracer {
     }
 
     @Override
+    public void reading(String what, Tensor source) {
+        if (depth > 0) {
+            return;
+        }
+        Value v = known.get(source);
+        if (v != null && (v.kind() == Value.Kind.NODE || v.kind() == Value.Kind.INPUT)) {
+            throw new CaptureException(what + " reads the elements of " + source.describe() + " (" + v.ref()
+                    + ", computed from the inputs) on the host while the function is captured: control flow or host "
+                    + "arithmetic on tensor values cannot be captured (the graph would keep what this one run computed)");
+        }
+    }
+
+    @Override
     public void enterKernel() {
         depth++;
     }

@@ -92,12 +92,11 @@ public final class CompiledFunction implements AutoCloseable {
         }
         Specialization s = find(inputs);
         if (s == null) {
-            String why = guardFailure(last, inputs);
-            boolean onlyDynamic = why.contains("dynamic");
-            if (options.guardPolicy() == CompileOptions.GuardPolicy.THROW && !onlyDynamic) {
-                throw new GuardFailedException(why);
+            Failure why = guardFailure(last, inputs);
+            if (options.guardPolicy() == CompileOptions.GuardPolicy.THROW && !why.dynamicDim()) {
+                throw new GuardFailedException(why.message());
             }
-            LOG.info("re-capturing: {}", why);
+            LOG.info("re-capturing: {}", why.message());
             s = specialize(inputs);
         }
         last = s;
@@ -133,31 +132,35 @@ public final class CompiledFunction implements AutoCloseable {
         return null;
     }
 
+    /** A failed guard: what failed, and whether it is a dimension declared dynamic. */
+    private record Failure(String message, boolean dynamicDim) {
+    }
+
     /** The first guard of {@code s} that {@code inputs} fail, or null when they pass them all. */
-    private static String guardFailure(Specialization s, Tensor[] inputs) {
+    private static Failure guardFailure(Specialization s, Tensor[] inputs) {
         List<Value> expected = s.captured().inputs();
         if (inputs.length != expected.size()) {
-            return "the function takes " + expected.size() + " inputs, got " + inputs.length;
+            return new Failure("the function takes " + expected.size() + " inputs, got " + inputs.length, false);
         }
         for (int i = 0; i < inputs.length; i++) {
             Tensor t = inputs[i];
             TensorType e = expected.get(i).type();
             t.ensureOpen("compiled function input " + i);
             if (t.dtype() != e.dtype()) {
-                return "input " + i + " has dtype " + t.dtype() + ", the graph was captured for " + e;
+                return new Failure("input " + i + " has dtype " + t.dtype() + ", the graph was captured for " + e, false);
             }
             if (!t.device().equals(e.device())) {
-                return "input " + i + " is on " + t.device() + ", the graph was captured for " + e;
+                return new Failure("input " + i + " is on " + t.device() + ", the graph was captured for " + e, false);
             }
             if (t.rank() != e.rank()) {
-                return "input " + i + " has rank " + t.rank() + " (" + t.describe() + "), the graph was captured for " + e;
+                return new Failure("input " + i + " has rank " + t.rank() + " (" + t.describe() + "), the graph was captured for " + e, false);
             }
             for (int d = 0; d < t.rank(); d++) {
                 Dim dim = e.dims().get(d);
                 if (t.size(d) != dim.size()) {
-                    return "input " + i + " dimension " + d + " is " + t.size(d) + " (" + t.describe() + "), the graph was "
-                            + "captured for " + (dim.isSymbolic() ? "dynamic " + dim.symbol() + " = " : "") + dim.size()
-                            + " (" + e + ")";
+                    return new Failure("input " + i + " dimension " + d + " is " + t.size(d) + " (" + t.describe()
+                            + "), the graph was captured for " + (dim.isSymbolic() ? "dynamic " + dim.symbol() + " = " : "")
+                            + dim.size() + " (" + e + ")", dim.isSymbolic());
                 }
             }
         }

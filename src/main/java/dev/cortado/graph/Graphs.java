@@ -65,7 +65,8 @@ public final class Graphs {
             return List.of();
         }
         return List.of(new AlgebraicSimplification(), new CommonSubexpressionElimination(),
-                new ConstantFolding(options.freezeParameters()), new AlgebraicSimplification(), new DeadCodeElimination());
+                new ConvBatchNormFolding(options.freezeParameters()), new ConstantFolding(options.freezeParameters()), new AlgebraicSimplification(), new EpilogueFusion(),
+                new DeadCodeElimination());
     }
 
     /**

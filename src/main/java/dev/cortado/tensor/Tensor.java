@@ -1458,7 +1458,11 @@ public final class Tensor implements AutoCloseable {
     /** A contiguous host tensor of {@code type} with this data (a view when nothing needs to change). */
     private Tensor hostContiguous(DType type, String op) {
         ensureOpen(op);
-        try (Tensor host = to(Device.CPU)) {
+        TensorTracer tracer = TensorTracer.current();
+        if (tracer != null) {
+            tracer.reading(op, this);
+        }
+        try (TensorTracer.Pause paused = TensorTracer.pause(); Tensor host = to(Device.CPU)) {
             if (host.dtype == type && host.isContiguous()) {
                 return host.view(host.shape, host.strides.clone(), host.offset);
             }

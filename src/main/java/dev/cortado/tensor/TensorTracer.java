@@ -17,6 +17,13 @@ public interface TensorTracer {
     void writing(String what, Tensor target);
 
     /**
+     * {@code source}'s elements are about to be read on the host by {@code what} (item, toFloatArray,
+     * copyTo): a value a traced function branches or computes on, which a graph cannot replay.
+     * The copies the read itself makes are not reported ({@link #pause}).
+     */
+    void reading(String what, Tensor source);
+
+    /**
      * Installs {@code tracer} on this thread until the returned handle is closed (captures do not
      * nest: a second one on the same thread throws).
      */
@@ -31,14 +38,34 @@ public interface TensorTracer {
         return new Installation();
     }
 
+    /**
+     * Hides this thread's tracer until the returned handle is closed (what a host read does
+     * internally is not part of a traced function); a no-op when nothing is traced.
+     */
+    static Pause pause() {
+        TensorTracer t = current();
+        if (t == null) {
+            return Installation.NOTHING_PAUSED;
+        }
+        Installation.CURRENT.remove();
+        return () -> Installation.CURRENT.set(t);
+    }
+
     /** The tracer of this thread, or null (the fast path reads only a volatile counter). */
     static TensorTracer current() {
         return Installation.active == 0 ? null : Installation.CURRENT.get();
     }
 
+    /** Ends a {@link #pause()}. */
+    interface Pause extends AutoCloseable {
+        @Override
+        void close();
+    }
+
     /** Removes the tracer from its thread when closed. */
     final class Installation implements AutoCloseable {
         private static final ThreadLocal<TensorTracer> CURRENT = new ThreadLocal<>();
+        private static final Pause NOTHING_PAUSED = () -> { };
         private static volatile int active;
         private final Thread thread = Thread.currentThread();
         private boolean closed;

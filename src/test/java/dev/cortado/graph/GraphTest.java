@@ -187,6 +187,22 @@ class GraphTest {
                 return Elementwise.neg(t);
             }, x, CompileOptions.defaults()));
             assertTrue(e.getMessage().contains("fill writes in place"), e.getMessage());
+
+            e = assertThrows(CaptureException.class, () -> Graphs.capture(t -> {
+                try (Tensor sum = Reductions.sum(t)) {
+                    return sum.item() > 0 ? Elementwise.neg(t) : Elementwise.exp(t); // branches on a value
+                }
+            }, x, CompileOptions.defaults()));
+            assertTrue(e.getMessage().contains("reads the elements of float32[] on cpu") && e.getMessage().contains("control flow"),
+                    e.getMessage());
+            // host reads of tensors the function made itself (not computed from the inputs) are fine
+            try (Graph g = Graphs.capture(t -> {
+                try (Tensor c = Tensor.scalar(3, DType.FLOAT32, Device.CPU)) {
+                    return Elementwise.mul(t, c.item());
+                }
+            }, x, CompileOptions.defaults()).verify(); Tensor want = Elementwise.mul(x, 3.0)) {
+                assertSame(want, run(g, x)[0], "host read of a made tensor");
+            }
         }
     }
 
@@ -235,6 +251,87 @@ class GraphTest {
                     try (Tensor x = randn(4, 6); Tensor want = messy(x, w)) {
                         assertSame(want, run(all, x)[0], "all passes");
                     }
+                }
+            }
+        }
+    }
+
+    private static void randomizeRunningStatistics(Module m) {
+        for (Map.Entry<String, Tensor> e : m.namedBuffers().entrySet()) {
+            if (e.getKey().endsWith("running_mean")) {
+                try (Tensor r = randn(e.getValue().dims())) {
+                    e.getValue().copyFrom(r);
+                }
+            } else if (e.getKey().endsWith("running_var")) {
+                try (Tensor r = GEN.uniform(0.5, 2, DType.FLOAT32, Device.CPU, e.getValue().dims())) {
+                    e.getValue().copyFrom(r);
+                }
+            }
+        }
+        for (Map.Entry<String, Tensor> e : m.namedParameters().entrySet()) {
+            if (e.getKey().endsWith("1.weight") || e.getKey().endsWith("1.bias")) { // batch norm's affine
+                try (Tensor r = randn(e.getValue().dims())) {
+                    e.getValue().copyFrom(r);
+                }
+            }
+        }
+    }
+
+    @Test
+    void convBatchNormFoldingMatchesUnfolded() {
+        Convolution.ConvOptions same = Convolution.ConvOptions.builder().padding(1).build();
+        ParamOptions p = ParamOptions.seeded(11);
+        for (boolean convBias : new boolean[] {false, true}) {
+            try (Scope s = Scope.open();
+                 Sequential m = new Sequential(new Conv2d(3, 5, new long[] {3, 3}, same, convBias, p), new BatchNorm2d(5),
+                         Activation.relu());
+                 Tensor example = randn(2, 3, 6, 7)) {
+                randomizeRunningStatistics(m);
+                m.eval();
+                try (Graph g = Graphs.capture(m, example).verify();
+                     Graph unfrozen = new ConvBatchNormFolding(false).apply(g).verify();
+                     Graph folded = new ConvBatchNormFolding(true).apply(g).verify()) {
+                    assertTrue(g.toString().contains("batch_norm_inference"), g.toString());
+                    assertTrue(unfrozen.toString().contains("batch_norm_inference"), "parameters are not constants unless frozen");
+                    assertTrue(!folded.toString().contains("batch_norm_inference"), folded.toString());
+                    assertEquals(1, count(folded.toString(), "= conv("), folded.toString());
+                    for (int trial = 0; trial < 3; trial++) {
+                        try (Tensor x = randn(2, 3, 6, 7)) {
+                            Tensor want = run(g, x)[0];
+                            Tensor got = run(folded, x)[0];
+                            // folding rounds the scaled weight once: float32 rounding of the products, not of the kernels
+                            Reference.assertCloseChecked(want.toDoubleArray(), got.toDoubleArray(), new Reference.Tol(1e-4, 1e-5),
+                                    "conv+bn folded, bias " + convBias + ", trial " + trial);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void epilogueFusionMatchesUnfused() {
+        Convolution.ConvOptions same = Convolution.ConvOptions.builder().padding(1).build();
+        ParamOptions p = ParamOptions.seeded(12);
+        try (Scope s = Scope.open();
+             Sequential m = new Sequential(new Conv2d(2, 4, new long[] {3, 3}, same, true, p), Activation.relu(),
+                     new Flatten(), new Linear(4 * 5 * 5, 6, true, p), Activation.gelu(), new Linear(6, 3, true, p));
+             Tensor example = randn(3, 2, 5, 5);
+             Graph g = Graphs.capture(m, example).verify();
+             Graph simplified = new AlgebraicSimplification().apply(g);
+             Graph fused = new EpilogueFusion().apply(simplified).verify()) {
+            String text = fused.toString();
+            assertEquals(0, count(text, "= relu("), text);
+            assertEquals(0, count(text, "= matmul("), text);
+            assertEquals(2, count(text, "= gemm("), text);
+            assertTrue(text.contains(", RELU"), text); // the conv's fused activation
+            for (int trial = 0; trial < 3; trial++) {
+                try (Tensor x = randn(3, 2, 5, 5)) {
+                    Tensor want = run(g, x)[0];
+                    Tensor got = run(fused, x)[0];
+                    // the bias is added inside the GEMM: one rounding differs
+                    Reference.assertCloseChecked(want.toDoubleArray(), got.toDoubleArray(), new Reference.Tol(1e-4, 1e-5),
+                            "epilogues fused, trial " + trial);
                 }
             }
         }
@@ -368,6 +465,13 @@ class GraphTest {
                 }
             }
             checkModel(cnn, x, "MNIST CNN");
+            CompileOptions frozen = CompileOptions.builder().freezeParameters(true).verify(true).build();
+            try (CompiledFunction f = Graphs.compile(cnn, x, frozen); Tensor want = cnn.forward(x); Tensor got = f.apply(x)) {
+                String text = f.graph().toString();
+                assertTrue(!text.contains("batch_norm_inference") && !text.contains("view.permute"), text); // weight transposes folded
+                Reference.assertCloseChecked(want.toDoubleArray(), got.toDoubleArray(), new Reference.Tol(1e-4, 1e-5),
+                        "MNIST CNN, frozen and folded");
+            }
         }
     }
 
