@@ -45,9 +45,43 @@ public sealed interface Node permits Node.OpCall, Node.View, Node.Copy {
             return op.name();
         }
 
+        /** The attribute record as {@code name=value} pairs (arrays spelled out), or its toString. */
         @Override
         public String attributes() {
-            return attrs == null ? "" : attrs.toString();
+            if (attrs == null) {
+                return "";
+            }
+            java.lang.reflect.RecordComponent[] parts = attrs.getClass().getRecordComponents();
+            if (parts == null) {
+                return attrs.toString();
+            }
+            StringBuilder s = new StringBuilder();
+            for (java.lang.reflect.RecordComponent p : parts) {
+                Object v;
+                try {
+                    v = p.getAccessor().invoke(attrs);
+                } catch (ReflectiveOperationException | RuntimeException e) {
+                    return attrs.toString();
+                }
+                s.append(s.length() == 0 ? "" : ", ").append(p.getName()).append('=').append(text(v));
+            }
+            return s.toString();
+        }
+
+        private static String text(Object v) {
+            if (v instanceof long[] a) {
+                return Arrays.toString(a);
+            }
+            if (v instanceof int[] a) {
+                return Arrays.toString(a);
+            }
+            if (v instanceof double[] a) {
+                return Arrays.toString(a);
+            }
+            if (v instanceof Object[] a) {
+                return Arrays.toString(a);
+            }
+            return String.valueOf(v);
         }
     }
 

@@ -216,8 +216,10 @@ class GraphTest {
              Tensor s = Elementwise.mul(a, two); Tensor s1 = Elementwise.mul(s, one); // x * 1
              Tensor z = Tensor.zeros(DType.FLOAT32, Device.CPU, 1); Tensor s2 = Elementwise.add(s1, z); // x + 0
              Tensor v1 = s2.reshape(-1); Tensor v2 = v1.reshape(s2.dims()); // view of view, identity
-             Tensor t = Elementwise.tanh(a2); Tensor sum = Elementwise.add(v2, t)) {
-            return Reductions.sum(sum, false, 1);
+             Tensor t = Elementwise.tanh(a2); Tensor sum = Elementwise.add(v2, t);
+             Tensor c1 = Elementwise.affine(sum, 2, 1); Tensor c2 = Elementwise.affine(sum, 3, -1); // same op and input, other attributes: not merged
+             Tensor both = Elementwise.mul(c1, c2)) {
+            return Reductions.sum(both, false, 1);
         }
     }
 
@@ -246,7 +248,10 @@ class GraphTest {
                     String text = all.toString();
                     assertEquals(1, count(text, "= matmul("), text);
                     assertTrue(!text.contains("= exp("), text);
-                    assertTrue(!text.contains("= mul(") || count(text, "= mul(") == 1, text);
+                    assertEquals(2, count(text, "= mul("), text); // a * 2 and c1 * c2; the * 1 is gone
+                    assertEquals(2, count(text, "= affine("), text);
+                    assertEquals(1, count(text, "= add("), text); // the + 0 and the constant 1 + 1 are gone
+
                     assertTrue(!text.contains("view."), text);
                     try (Tensor x = randn(4, 6); Tensor want = messy(x, w)) {
                         assertSame(want, run(all, x)[0], "all passes");
