@@ -2,7 +2,7 @@
  * Cortado, a tensor engine for the JVM.
  *
  * <p>Exported: the settings entry point ({@code dev.cortado.Cortado}), tensors, ops, autograd,
- * modules, optimizers, data and checkpoints, and {@code dev.cortado.backend} for the exceptions a
+ * modules, optimizers, data and checkpoints, graphs, and {@code dev.cortado.backend} for the exceptions a
  * caller catches ({@code DeviceOutOfMemoryException}, {@code BackendUnavailableException},
  * {@code CudaException}) and the {@code Backend} interface that {@code Device.backend()} returns.
  * Not exported: the generated native interface and backend internals
@@ -40,5 +40,6 @@ module dev.cortado {
     exports dev.cortado.nn.functional;
     exports dev.cortado.optim;
     exports dev.cortado.io;
+    exports dev.cortado.graph;
     exports dev.cortado.backend;
 }

@@ -28,6 +28,7 @@ class LayerRulesTest {
         {"ops"},
         {"autograd", "optim"},
         {"nn", "io", "settings"},
+        {"graph"},
         {"cli"},
     };
 
@@ -70,6 +71,6 @@ class LayerRulesTest {
             }
         }
         return rule.because("arrows point down the layer table: tensor -> backend -> ops -> autograd/optim "
-                + "-> nn/io -> cli (docs/architecture.md)");
+                + "-> nn/io -> graph -> cli (docs/architecture.md)");
     }
 }

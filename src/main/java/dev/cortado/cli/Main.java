@@ -23,7 +23,7 @@ import java.util.Locale;
 /**
  * The command line a new user runs first.
  * <pre>
- *   java -jar cortado-cli.jar train-mnist  [--epochs N] [--batch-size N] [--lr X] [--device D] [--threads N] [--seed S] [--out DIR]
+ *   java -jar cortado-cli.jar train-mnist  [--epochs N] [--batch-size N] [--lr X] [--compile] [--device D] [--threads N] [--seed S] [--out DIR]
  *   java -jar cortado-cli.jar train-charlm [--steps N] [--batch-size N] [--lr X] [--device D] [--threads N] [--seed S] [--out DIR]
  *   java -jar cortado-cli.jar demo [--device auto|cpu|cuda:N] [--threads N] [--size N] [--seed S]
  *   java -jar cortado-cli.jar info
@@ -45,6 +45,7 @@ public final class Main {
         int batchSize = -1;
         double lr = Double.NaN;
         java.nio.file.Path out = null;
+        boolean compile = false;
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
             switch (a) {
@@ -57,6 +58,7 @@ public final class Main {
                 case "--steps" -> steps = Integer.parseInt(value(args, ++i, a));
                 case "--batch-size" -> batchSize = Integer.parseInt(value(args, ++i, a));
                 case "--lr" -> lr = Double.parseDouble(value(args, ++i, a));
+                case "--compile" -> compile = true;
                 case "--out" -> out = java.nio.file.Path.of(value(args, ++i, a));
                 case "-h", "--help" -> {
                     usage();
@@ -79,7 +81,7 @@ public final class Main {
                     batchSize > 0 ? batchSize : 64, Double.isNaN(lr) ? 2e-3 : lr, seed,
                     trainingDevice(device, "train-mnist", Convolution.CONV_OP, Pooling.MAX_POOL_OP,
                             BatchNorm.BATCH_NORM_TRAINING_OP),
-                    out != null ? out : java.nio.file.Path.of("runs", "train-mnist")));
+                    out != null ? out : java.nio.file.Path.of("runs", "train-mnist"), compile));
             case "train-charlm" -> TrainCharLm.run(new TrainCharLm.Settings(steps > 0 ? steps : 400,
                     batchSize > 0 ? batchSize : 16, Double.isNaN(lr) ? 3e-3 : lr, seed,
                     trainingDevice(device, "train-charlm", Attention.SDPA_OP, Attention.ROPE_OP),
@@ -133,6 +135,7 @@ public final class Main {
                 usage: java -jar cortado-cli.jar COMMAND [options]
                   train-mnist   train a small CNN on 10k MNIST digits, test on the t10k split
                                 [--epochs 8] [--batch-size 64] [--lr 2e-3]
+                                [--compile] (evaluate through a compiled graph: dev.cortado.graph)
                   train-charlm  train a small GPT-style character model on Jane Austen, then sample from it
                                 [--steps 400] [--batch-size 16] [--lr 3e-3]
                   demo          a few ops and a timed matmul [--size 1024]

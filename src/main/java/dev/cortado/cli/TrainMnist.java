@@ -1,6 +1,8 @@
 package dev.cortado.cli;
 
 import dev.cortado.autograd.Autograd;
+import dev.cortado.graph.CompiledFunction;
+import dev.cortado.graph.Graphs;
 import dev.cortado.io.Batch;
 import dev.cortado.io.Checkpoint;
 import dev.cortado.io.DataLoader;
@@ -30,6 +32,7 @@ import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.Locale;
 import java.util.Map;
+import java.util.function.Function;
 
 /**
  * {@code train-mnist}: a small CNN (two conv-batchnorm-relu-maxpool stages, two linear layers)
@@ -37,8 +40,44 @@ import java.util.Map;
  * every epoch on the genuine 10,000-image t10k test split.
  */
 final class TrainMnist {
-    /** Command-line settings (defaults finish in about a minute on 2 CPU cores). */
-    record Settings(int epochs, int batchSize, double lr, long seed, Device device, Path out) {
+    /**
+     * Command-line settings (defaults finish in about a minute on 2 CPU cores); {@code compile}
+     * runs the evaluations through a compiled graph ({@code --compile}).
+     */
+    record Settings(int epochs, int batchSize, double lr, long seed, Device device, Path out, boolean compile) {
+        Settings(int epochs, int batchSize, double lr, long seed, Device device, Path out) {
+            this(epochs, batchSize, lr, seed, device, out, false);
+        }
+    }
+
+    /**
+     * A module's forward compiled on its first call ({@link Graphs#compile}; parameters by reference,
+     * so one compiled graph serves every evaluation while training updates the weights).
+     */
+    static final class CompiledForward implements Function<Tensor, Tensor>, AutoCloseable {
+        private final Module model;
+        private CompiledFunction compiled;
+
+        CompiledForward(Module model) {
+            this.model = model;
+        }
+
+        @Override
+        public Tensor apply(Tensor x) {
+            if (compiled == null) {
+                compiled = Graphs.compile(model, x);
+                System.out.printf(Locale.ROOT, "evaluation runs a compiled graph: %d nodes, %s%n",
+                        compiled.graph().nodes().size(), compiled.memoryPlan());
+            }
+            return compiled.apply(x);
+        }
+
+        @Override
+        public void close() {
+            if (compiled != null) {
+                compiled.close();
+            }
+        }
     }
 
     private TrainMnist() {
@@ -66,8 +105,10 @@ final class TrainMnist {
              DataLoader loader = DataLoader.builder(train).batchSize(s.batchSize()).shuffle(s.seed()).dropLast(true)
                      .prefetch(2).device(device).build();
              DataLoader testLoader = DataLoader.builder(test).batchSize(1000).device(device).build();
-             TrainingLog log = new TrainingLog(s.out(), "accuracy")) {
+             TrainingLog log = new TrainingLog(s.out(), "accuracy");
+             CompiledForward compiled = new CompiledForward(model)) {
             model.to(device);
+            Function<Tensor, Tensor> forward = s.compile() ? compiled : model::forward;
             System.out.printf(Locale.ROOT, "model: %,d parameters%n%s%n", model.numParameters(), model);
             Optimizer opt = Adam.adamW().lr(s.lr()).weightDecay(1e-4).build(model.parameters());
             int stepsPerEpoch = loader.size();
@@ -99,7 +140,7 @@ final class TrainMnist {
                     }
                 }
                 log.endEpoch();
-                double[] eval = evaluate(model, testLoader);
+                double[] eval = evaluate(model, forward, testLoader, 10, Integer.MAX_VALUE);
                 accuracy = eval[1];
                 log.evaluation(epoch, step, eval[0], eval[1], "t10k test");
             }
@@ -131,6 +172,12 @@ final class TrainMnist {
      * per predicted position, in evaluation mode without recording.
      */
     static double[] evaluate(Module model, DataLoader loader, int classes, int maxBatches) {
+        return evaluate(model, model::forward, loader, classes, maxBatches);
+    }
+
+    /** {@link #evaluate(Module, DataLoader, int, int)} with the logits from {@code forward} (eager or compiled). */
+    static double[] evaluate(Module model, Function<Tensor, Tensor> forward, DataLoader loader, int classes,
+            int maxBatches) {
         model.eval();
         double lossSum = 0;
         double correct = 0;
@@ -143,7 +190,7 @@ final class TrainMnist {
                     break;
                 }
                 try (b; Scope scope = Scope.open()) {
-                    Tensor logits = model.forward(b.input()).reshape(-1, classes);
+                    Tensor logits = forward.apply(b.input()).reshape(-1, classes);
                     Tensor targets = b.target().reshape(-1);
                     long count = targets.numel();
                     lossSum += Losses.crossEntropy(logits, targets).item() * count;

@@ -5,6 +5,7 @@ import dev.cortado.tensor.Device;
 import dev.cortado.tensor.DeviceType;
 import dev.cortado.tensor.Shape;
 import dev.cortado.tensor.Tensor;
+import dev.cortado.tensor.TensorTracer;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.Collections;
@@ -83,6 +84,21 @@ public final class Op<A> {
         <A> void record(Op<A> op, A attrs, Tensor[] inputs, Tensor[] outputs);
     }
 
+    /**
+     * Sees every op call on a thread while a graph is captured ({@code dev.cortado.graph}): the
+     * capture's {@link TensorTracer} implements it too and is installed through
+     * {@link TensorTracer#install}, so a call costs one volatile read when nothing is captured.
+     */
+    public interface Tracer {
+        /** The kernel of a call starts: what it does inside (views, other ops) is not part of the graph. */
+        void enterKernel();
+
+        void exitKernel();
+
+        /** A call completed: {@code inputs} as the kernel saw them (after autocast), its new {@code outputs}. */
+        <A> void called(Op<A> op, A attrs, Tensor[] inputs, Tensor[] outputs);
+    }
+
     private static volatile Recorder recorder;
 
     /** Installs the tape (called once by the autograd package). */
@@ -147,6 +163,16 @@ public final class Op<A> {
     /** What the forward keeps for the backward rule. */
     public Saves saves() {
         return saves;
+    }
+
+    /** The kernel for {@code backend}, or null: the graph executor resolves it once per compiled node. */
+    public Kernel<A> kernel(DeviceType backend) {
+        return kernels[backend.ordinal()];
+    }
+
+    /** Whether input {@code i} may be absent (null). */
+    public boolean isOptionalInput(int i) {
+        return i >= requiredInputs;
     }
 
     /** Output shapes and dtypes for these inputs, without running anything (graph capture uses it). */
@@ -248,7 +274,18 @@ public final class Op<A> {
             for (int i = 0; i < specs.length; i++) {
                 outputs[i] = Tensor.empty(specs[i].dtype(), device, specs[i].shape());
             }
-            kernel.run(attrs, inputs, outputs);
+            Tracer tracer = TensorTracer.current() instanceof Tracer t ? t : null;
+            if (tracer == null) {
+                kernel.run(attrs, inputs, outputs);
+            } else {
+                tracer.enterKernel();
+                try {
+                    kernel.run(attrs, inputs, outputs);
+                } finally {
+                    tracer.exitKernel();
+                }
+                tracer.called(this, attrs, inputs, outputs);
+            }
             Recorder r = recorder;
             if (r != null && anyRequiresGrad(inputs)) {
                 r.record(this, attrs, inputs, outputs);

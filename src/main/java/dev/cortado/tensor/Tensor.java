@@ -111,6 +111,10 @@ public final class Tensor implements AutoCloseable {
         if (scope != null && scope.register(this)) {
             this.owner = scope;
         }
+        TensorTracer tracer = TensorTracer.current();
+        if (tracer != null) {
+            tracer.created(this);
+        }
     }
 
     private static void checkInBounds(Storage storage, DType dtype, Shape shape, long[] strides, long offset) {
@@ -542,7 +546,33 @@ public final class Tensor implements AutoCloseable {
     /** The same data as a new leaf with no gradient history. */
     public Tensor detach() {
         ensureOpen("detach");
-        return view(shape, strides.clone(), offset);
+        Tensor out = view(shape, strides.clone(), offset);
+        TensorTracer tracer = TensorTracer.current();
+        if (tracer != null) {
+            tracer.derived("detach", this, out);
+        }
+        return out;
+    }
+
+    /**
+     * A view of this tensor's storage read as {@code dtype} with the given sizes, element strides
+     * and storage offset (counted in elements of {@code dtype} from the start of the storage),
+     * checked to lie inside the storage. Not recorded by autograd. The graph executor uses it for
+     * its memory arena (one storage, many values) and to replay captured views.
+     */
+    public Tensor asStrided(DType dtype, Shape shape, long[] strides, long storageOffset) {
+        ensureOpen("asStrided");
+        if (dtype.isPacked() || this.dtype.isPacked()) {
+            throw new UnsupportedOperationException("asStrided: packed int4 storage cannot be reinterpreted ("
+                    + describe() + " as " + dtype + ")");
+        }
+        storage.retain();
+        try {
+            return new Tensor(storage, dtype, shape, strides.clone(), storageOffset);
+        } catch (RuntimeException e) {
+            storage.release();
+            throw e;
+        }
     }
 
     /** Backward from this scalar (the gradient of itself is 1); frees the tape behind it. */
@@ -564,6 +594,10 @@ public final class Tensor implements AutoCloseable {
     }
 
     private Tensor traced(String name, Tensor out, AutogradHook.ViewBackward backward) {
+        TensorTracer tracer = TensorTracer.current();
+        if (tracer != null) {
+            tracer.derived(name, this, out);
+        }
         if (requiresGrad() && dtype.isFloatingPoint() && out.dtype.isFloatingPoint()) {
             AutogradHook hook = AutogradHook.Installed.current();
             if (hook != null) {
@@ -1035,6 +1069,10 @@ public final class Tensor implements AutoCloseable {
     public void copyFrom(Tensor src) {
         ensureOpen("copyFrom");
         src.ensureOpen("copyFrom");
+        TensorTracer tracer = TensorTracer.current();
+        if (tracer != null) {
+            tracer.writing("copyFrom", this);
+        }
         if (dtype.isPacked() || src.dtype.isPacked()) {
             throw new UnsupportedOperationException("copyFrom: packed int4 tensors are not written in place");
         }
@@ -1055,6 +1093,10 @@ public final class Tensor implements AutoCloseable {
     /** Sets every element of this view to {@code value}. */
     public void fillWith(double value) {
         ensureOpen("fill");
+        TensorTracer tracer = TensorTracer.current();
+        if (tracer != null) {
+            tracer.writing("fill", this);
+        }
         if (numel() == 0) {
             return;
         }
@@ -1416,7 +1458,11 @@ public final class Tensor implements AutoCloseable {
     /** A contiguous host tensor of {@code type} with this data (a view when nothing needs to change). */
     private Tensor hostContiguous(DType type, String op) {
         ensureOpen(op);
-        try (Tensor host = to(Device.CPU)) {
+        TensorTracer tracer = TensorTracer.current();
+        if (tracer != null) {
+            tracer.reading(op, this);
+        }
+        try (TensorTracer.Pause paused = TensorTracer.pause(); Tensor host = to(Device.CPU)) {
             if (host.dtype == type && host.isContiguous()) {
                 return host.view(host.shape, host.strides.clone(), host.offset);
             }

@@ -1,0 +1,120 @@
+package dev.cortado.bench;
+
+import dev.cortado.graph.CompiledFunction;
+import dev.cortado.graph.Graphs;
+import dev.cortado.nn.Activation;
+import dev.cortado.nn.BatchNorm2d;
+import dev.cortado.nn.Conv2d;
+import dev.cortado.nn.Flatten;
+import dev.cortado.nn.Linear;
+import dev.cortado.nn.Module;
+import dev.cortado.nn.ParamOptions;
+import dev.cortado.nn.Pool;
+import dev.cortado.nn.Sequential;
+import dev.cortado.ops.Convolution;
+import dev.cortado.ops.Generator;
+import dev.cortado.tensor.DType;
+import dev.cortado.tensor.Device;
+import dev.cortado.tensor.Tensor;
+import java.util.concurrent.TimeUnit;
+import org.openjdk.jmh.annotations.Benchmark;
+import org.openjdk.jmh.annotations.BenchmarkMode;
+import org.openjdk.jmh.annotations.Fork;
+import org.openjdk.jmh.annotations.Level;
+import org.openjdk.jmh.annotations.Measurement;
+import org.openjdk.jmh.annotations.Mode;
+import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
+import org.openjdk.jmh.annotations.Scope;
+import org.openjdk.jmh.annotations.Setup;
+import org.openjdk.jmh.annotations.State;
+import org.openjdk.jmh.annotations.TearDown;
+import org.openjdk.jmh.annotations.Warmup;
+
+/**
+ * Compiled ({@code dev.cortado.graph}) against eager inference, same model, same input, same run:
+ * <ul>
+ *   <li>{@code mnistCnn*}: the MNIST CNN of {@code train-mnist} (conv-BN-ReLU-pool twice, two linear
+ *       layers; eval mode) at batch 256 (issue #16's bar: compiled at least 1.3x eager);</li>
+ *   <li>{@code mlp*}: a 3-layer MLP (784-256-256-10, ReLU) at batch 1, where host overhead per op
+ *       dominates (the bar: at least 3x less overhead per op than eager).</li>
+ * </ul>
+ * Run: {@code java -cp "target/benchmarks.jar:$(cat target/classpath.txt)" org.openjdk.jmh.Main GraphBenchmark}.
+ */
+@BenchmarkMode(Mode.AverageTime)
+@OutputTimeUnit(TimeUnit.MICROSECONDS)
+@Fork(value = 1, jvmArgsAppend = {"-Xms1g", "-Xmx1g"})
+@Warmup(iterations = 3, time = 2, timeUnit = TimeUnit.SECONDS)
+@Measurement(iterations = 5, time = 2, timeUnit = TimeUnit.SECONDS)
+@State(Scope.Benchmark)
+public class GraphBenchmark {
+    @Param({"1", "2"})
+    public int threads;
+
+    private Module cnn;
+    private Module mlp;
+    private Tensor images;
+    private Tensor row;
+    private CompiledFunction cnnCompiled;
+    private CompiledFunction mlpCompiled;
+
+    @Setup(Level.Trial)
+    public void setup() {
+        BenchSupport.setThreads(threads);
+        ParamOptions p = ParamOptions.seeded(1);
+        Convolution.ConvOptions same = Convolution.ConvOptions.builder().padding(1).build();
+        cnn = new Sequential(
+                new Conv2d(1, 32, new long[] {3, 3}, same, false, p), new BatchNorm2d(32), Activation.relu(),
+                new Pool.MaxPool2d(2),
+                new Conv2d(32, 64, new long[] {3, 3}, same, false, p), new BatchNorm2d(64), Activation.relu(),
+                new Pool.MaxPool2d(2),
+                new Flatten(), new Linear(64 * 7 * 7, 128, true, p), Activation.relu(), new Linear(128, 10, true, p));
+        cnn.eval();
+        mlp = new Sequential(new Linear(784, 256, true, p), Activation.relu(), new Linear(256, 256, true, p),
+                Activation.relu(), new Linear(256, 10, true, p));
+        mlp.eval();
+        Generator g = Generator.seeded(2);
+        images = g.uniform(0, 1, DType.FLOAT32, Device.CPU, 256, 1, 28, 28);
+        row = g.uniform(0, 1, DType.FLOAT32, Device.CPU, 1, 784);
+        cnnCompiled = Graphs.compile(cnn, images);
+        mlpCompiled = Graphs.compile(mlp, row);
+    }
+
+    @TearDown(Level.Trial)
+    public void tearDown() {
+        cnnCompiled.close();
+        mlpCompiled.close();
+        images.close();
+        row.close();
+        cnn.close();
+        mlp.close();
+    }
+
+    @Benchmark
+    public long mnistCnnEager() {
+        try (Tensor y = cnn.forward(images)) {
+            return y.dataAddress();
+        }
+    }
+
+    @Benchmark
+    public long mnistCnnCompiled() {
+        try (Tensor y = cnnCompiled.apply(images)) {
+            return y.dataAddress();
+        }
+    }
+
+    @Benchmark
+    public long mlpBatch1Eager() {
+        try (Tensor y = mlp.forward(row)) {
+            return y.dataAddress();
+        }
+    }
+
+    @Benchmark
+    public long mlpBatch1Compiled() {
+        try (Tensor y = mlpCompiled.apply(row)) {
+            return y.dataAddress();
+        }
+    }
+}
