@@ -41,5 +41,6 @@ module dev.cortado {
     exports dev.cortado.optim;
     exports dev.cortado.io;
     exports dev.cortado.graph;
+    exports dev.cortado.sparse;
     exports dev.cortado.backend;
 }

@@ -27,6 +27,7 @@ class LayerRulesTest {
         {"backend"},
         {"ops"},
         {"autograd", "optim"},
+        {"sparse"},
         {"nn", "io", "settings"},
         {"graph"},
         {"cli"},

@@ -1,0 +1,683 @@
+/*
+ * Sparse family (contract in cortado/sparse.h).
+ *
+ * Every sparse x dense product here reduces to one row kernel: an output row of n columns is
+ *   c[0:n] = sum over the row's entries e of value[e] * b[index[e], 0:n]
+ * (CSR SpMM: the row's stored entries; A^T B: the rows of the transposed pattern, built by a
+ * counting sort; N:M GEMM: the row's kept entries, index = group * m + meta). The reference loop
+ * accumulates 64-column blocks in compute_t<T> (float for bf16, double for f64). The float32 fast
+ * path keeps a block of c in registers (AVX2: 4 x 8 floats; AVX-512: 4 x 16 floats, masked tail)
+ * and streams the entries through broadcast-FMA: per entry one broadcast and 4 FMAs against one
+ * row segment of b, no write of c until the block is done. So c is written once, b rows are read
+ * once per (entry, block) -- from cache when b fits -- and A is read once per column block.
+ *
+ * SDDMM is one dot product per stored entry (float32: 2 AVX2 / AVX-512 accumulators; reference:
+ * compute_t). Row softmax and top-k are per-row scalar loops (top-k: std::partial_sort of the
+ * line's positions, O(len log k)). The N:M gradient to b runs over groups of m rows of db, each
+ * thread owning its groups (no atomics, deterministic).
+ *
+ * Parallelism: OpenMP over output rows (dynamic chunks: CSR rows have unequal lengths), over
+ * entries' rows for SDDMM, over lines for top-k and over groups for the N:M backward.
+ */
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "cortado/sparse.h"
+#include "internal.h"
+
+namespace ct {
+namespace {
+
+template <class F> bool dispatch_sparse(int dtype, F&& f) {
+  switch (dtype) {
+    case CT_F32: f(float{}); return true;
+    case CT_F64: f(double{}); return true;
+    case CT_BF16: f(bf16{}); return true;
+    default: return false;
+  }
+}
+
+int check_dtype(const char* fn, int dtype) {
+  if (dtype == CT_F32 || dtype == CT_F64 || dtype == CT_BF16) return CT_OK;
+  return fail(CT_ERR_UNSUPPORTED, "%s: dtype %s (%d) is not supported (F32, F64, BF16 only)", fn, dtype_name(dtype),
+              dtype);
+}
+
+int check_sizes(const char* fn, std::initializer_list<std::pair<const char*, int64_t>> sizes) {
+  for (auto& s : sizes)
+    if (s.second < 0) return fail(CT_ERR_INVALID_ARG, "%s: %s=%lld is negative", fn, s.first, (long long)s.second);
+  return CT_OK;
+}
+
+int check_product(const char* fn, const char* what, int64_t a, int64_t b) {
+  int64_t t;
+  if (__builtin_mul_overflow(a, b, &t)) return fail(CT_ERR_INVALID_ARG, "%s: %s overflows int64", fn, what);
+  return CT_OK;
+}
+
+/* The row pointers: crow[0] = 0, non-decreasing, crow[rows] = nnz. */
+int check_crow(const char* fn, int64_t rows, int64_t nnz, const int64_t* crow) {
+  int st;
+  if ((st = check_ptr(fn, "crow_indices", crow))) return st;
+  if (crow[0] != 0)
+    return fail(CT_ERR_INDEX_OUT_OF_RANGE, "%s: crow_indices[0] = %lld, must be 0", fn, (long long)crow[0]);
+  for (int64_t r = 0; r < rows; ++r)
+    if (crow[r + 1] < crow[r] || crow[r + 1] > nnz)
+      return fail(CT_ERR_INDEX_OUT_OF_RANGE,
+                  "%s: crow_indices[%lld] = %lld after crow_indices[%lld] = %lld (must be non-decreasing, at most nnz = %lld)",
+                  fn, (long long)(r + 1), (long long)crow[r + 1], (long long)r, (long long)crow[r], (long long)nnz);
+  if (crow[rows] != nnz)
+    return fail(CT_ERR_INDEX_OUT_OF_RANGE, "%s: crow_indices[%lld] = %lld, must equal nnz = %lld", fn, (long long)rows,
+                (long long)crow[rows], (long long)nnz);
+  return CT_OK;
+}
+
+/* The CSR structure: the row pointers as above and every col in [0, cols). */
+int check_csr(const char* fn, int64_t rows, int64_t cols, int64_t nnz, const int64_t* crow, const int64_t* col) {
+  int st;
+  if ((st = check_crow(fn, rows, nnz, crow))) return st;
+  if (nnz > 0 && (st = check_ptr(fn, "col_indices", col))) return st;
+  for (int64_t e = 0; e < nnz; ++e)
+    if (col[e] < 0 || col[e] >= cols)
+      return fail(CT_ERR_INDEX_OUT_OF_RANGE, "%s: col_indices[%lld] = %lld is out of range [0, %lld)", fn, (long long)e,
+                  (long long)col[e], (long long)cols);
+  return CT_OK;
+}
+
+/* N:M geometry and metadata: 1 <= n < m <= 16, k % m == 0, positions < m, increasing per group. */
+int check_nm(const char* fn, int64_t rows, int64_t k, int n, int m) {
+  if (n < 1 || m > 16 || n >= m)
+    return fail(CT_ERR_INVALID_ARG, "%s: N:M = %d:%d, need 1 <= N < M <= 16", fn, n, m);
+  if (k % m != 0)
+    return fail(CT_ERR_INVALID_ARG, "%s: k = %lld is not a multiple of M = %d", fn, (long long)k, m);
+  return check_product(fn, "rows*k", rows, k);
+}
+
+int check_meta(const char* fn, int64_t rows, int64_t k, int n, int m, const uint8_t* meta) {
+  const int64_t groups = k / m, per_row = groups * n;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t g = 0; g < groups; ++g) {
+      const uint8_t* q = meta + r * per_row + g * n;
+      for (int t = 0; t < n; ++t)
+        if (q[t] >= m || (t > 0 && q[t] <= q[t - 1]))
+          return fail(CT_ERR_INVALID_ARG,
+                      "%s: meta of row %lld, group %lld, slot %d is %d: the %d:%d pattern needs positions in [0, %d), "
+                      "strictly increasing within a group",
+                      fn, (long long)r, (long long)g, t, q[t], n, m, m);
+    }
+  return CT_OK;
+}
+
+// ------------------------------------------------------------------ the row kernel
+/* Reference (and bf16 / f64): c[0:n] = sum_e v[e] * b[idx[e] * n + 0:n], 64-column blocks. */
+template <class T>
+void row_ref(int64_t cnt, const T* v, const int64_t* idx, const T* b, int64_t n, T* c) {
+  using A = compute_t<T>;
+  for (int64_t j0 = 0; j0 < n; j0 += 64) {
+    const int64_t w = std::min<int64_t>(64, n - j0);
+    A acc[64];
+    for (int64_t j = 0; j < w; ++j) acc[j] = 0;
+    for (int64_t e = 0; e < cnt; ++e) {
+      const A a = load(v + e);
+      const T* br = b + idx[e] * n + j0;
+      for (int64_t j = 0; j < w; ++j) acc[j] += a * (A)load(br + j);
+    }
+    for (int64_t j = 0; j < w; ++j) store(c + j0 + j, acc[j]);
+  }
+}
+
+/* float32, AVX2: 32-column blocks in 4 ymm accumulators, then 8-column blocks, then a scalar tail. */
+void row_f32_avx2(int64_t cnt, const float* v, const int64_t* idx, const float* b, int64_t n, float* c) {
+  int64_t j = 0;
+  for (; j + 32 <= n; j += 32) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t e = 0; e < cnt; ++e) {
+      const __m256 s = _mm256_broadcast_ss(v + e);
+      const float* br = b + idx[e] * n + j;
+      a0 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br), a0);
+      a1 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 8), a1);
+      a2 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 16), a2);
+      a3 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 24), a3);
+    }
+    _mm256_storeu_ps(c + j, a0);
+    _mm256_storeu_ps(c + j + 8, a1);
+    _mm256_storeu_ps(c + j + 16, a2);
+    _mm256_storeu_ps(c + j + 24, a3);
+  }
+  for (; j + 8 <= n; j += 8) {
+    __m256 a0 = _mm256_setzero_ps();
+    for (int64_t e = 0; e < cnt; ++e) a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(v + e), _mm256_loadu_ps(b + idx[e] * n + j), a0);
+    _mm256_storeu_ps(c + j, a0);
+  }
+  if (j < n) {
+    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int64_t e = 0; e < cnt; ++e) {
+      const float* br = b + idx[e] * n;
+      for (int64_t t = j; t < n; ++t) acc[t - j] = std::fma(v[e], br[t], acc[t - j]);
+    }
+    for (int64_t t = j; t < n; ++t) c[t] = acc[t - j];
+  }
+}
+
+/* float32, AVX-512: 64-column blocks in 4 zmm accumulators, then masked 16-column blocks. */
+CT_AVX512 void row_f32_avx512(int64_t cnt, const float* v, const int64_t* idx, const float* b, int64_t n, float* c) {
+  int64_t j = 0;
+  for (; j + 64 <= n; j += 64) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t e = 0; e < cnt; ++e) {
+      const __m512 s = _mm512_set1_ps(v[e]);
+      const float* br = b + idx[e] * n + j;
+      a0 = _mm512_fmadd_ps(s, _mm512_loadu_ps(br), a0);
+      a1 = _mm512_fmadd_ps(s, _mm512_loadu_ps(br + 16), a1);
+      a2 = _mm512_fmadd_ps(s, _mm512_loadu_ps(br + 32), a2);
+      a3 = _mm512_fmadd_ps(s, _mm512_loadu_ps(br + 48), a3);
+    }
+    _mm512_storeu_ps(c + j, a0);
+    _mm512_storeu_ps(c + j + 16, a1);
+    _mm512_storeu_ps(c + j + 32, a2);
+    _mm512_storeu_ps(c + j + 48, a3);
+  }
+  for (; j < n; j += 16) {
+    const __mmask16 mk = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
+    __m512 a0 = _mm512_setzero_ps();
+    for (int64_t e = 0; e < cnt; ++e)
+      a0 = _mm512_fmadd_ps(_mm512_set1_ps(v[e]), _mm512_maskz_loadu_ps(mk, b + idx[e] * n + j), a0);
+    _mm512_mask_storeu_ps(c + j, mk, a0);
+  }
+}
+
+template <class T>
+CT_INLINE void row(bool avx512, int64_t cnt, const T* v, const int64_t* idx, const T* b, int64_t n, T* c) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (avx512) row_f32_avx512(cnt, v, idx, b, n, c);
+    else row_f32_avx2(cnt, v, idx, b, n, c);
+  } else {
+    row_ref<T>(cnt, v, idx, b, n, c);
+  }
+}
+
+/* out rows r in [0, rows): entries [ptr[r], ptr[r+1]) of (v, idx). Rows spread dynamically. */
+template <class T>
+void gather_rows(int64_t rows, const int64_t* ptr, const T* v, const int64_t* idx, const T* b, int64_t n, T* c,
+                 int64_t work) {
+  const bool z = use_avx512();
+  const int nt = threads_for(work);
+#pragma omp parallel for schedule(dynamic, 8) num_threads(nt) if (nt > 1)
+  for (int64_t r = 0; r < rows; ++r)
+    row<T>(z, ptr[r + 1] - ptr[r], v + ptr[r], idx + ptr[r], b, n, c + r * n);
+}
+
+// ------------------------------------------------------------------ dot products (SDDMM)
+template <class T> compute_t<T> dot_ref(const T* x, const T* y, int64_t d) {
+  compute_t<T> s = 0;
+  for (int64_t j = 0; j < d; ++j) s += (compute_t<T>)load(x + j) * (compute_t<T>)load(y + j);
+  return s;
+}
+
+float dot_f32_avx2(const float* x, const float* y, int64_t d) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+  int64_t j = 0;
+  for (; j + 16 <= d; j += 16) {
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + j), _mm256_loadu_ps(y + j), a0);
+    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + j + 8), _mm256_loadu_ps(y + j + 8), a1);
+  }
+  for (; j + 8 <= d; j += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + j), _mm256_loadu_ps(y + j), a0);
+  a0 = _mm256_add_ps(a0, a1);
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  h = _mm_add_ss(h, _mm_movehdup_ps(h));
+  float s = _mm_cvtss_f32(h);
+  for (; j < d; ++j) s = std::fma(x[j], y[j], s);
+  return s;
+}
+
+CT_AVX512 float dot_f32_avx512(const float* x, const float* y, int64_t d) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+  int64_t j = 0;
+  for (; j + 32 <= d; j += 32) {
+    a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + j), _mm512_loadu_ps(y + j), a0);
+    a1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + j + 16), _mm512_loadu_ps(y + j + 16), a1);
+  }
+  for (; j < d; j += 16) {
+    const __mmask16 mk = d - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (d - j)) - 1);
+    a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mk, x + j), _mm512_maskz_loadu_ps(mk, y + j), a0);
+  }
+  alignas(64) float lane[16];
+  _mm512_store_ps(lane, _mm512_add_ps(a0, a1));
+  for (int w = 8; w > 0; w /= 2)
+    for (int i = 0; i < w; ++i) lane[i] += lane[i + w];
+  return lane[0];
+}
+
+template <class T> CT_INLINE compute_t<T> dot(bool avx512, const T* x, const T* y, int64_t d) {
+  if constexpr (std::is_same_v<T, float>) return avx512 ? dot_f32_avx512(x, y, d) : dot_f32_avx2(x, y, d);
+  else return dot_ref<T>(x, y, d);
+}
+
+/* out[e] = dot(x[r], y[idx[e]]) for the entries e of each row r. */
+template <class T>
+void sddmm_rows(int64_t rows, const int64_t* ptr, const int64_t* idx, const T* x, const T* y, int64_t d, T* out,
+                int64_t work) {
+  const bool z = use_avx512();
+  const int nt = threads_for(work);
+#pragma omp parallel for schedule(dynamic, 8) num_threads(nt) if (nt > 1)
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t e = ptr[r]; e < ptr[r + 1]; ++e) store(out + e, dot<T>(z, x + r * d, y + idx[e] * d, d));
+}
+
+// ------------------------------------------------------------------ N:M helpers
+/* Kept column index of slot s of a row: group s / n, position meta[s]. */
+inline void nm_columns(int64_t per_row, int n, int m, const uint8_t* meta, int64_t* idx) {
+  for (int64_t s = 0; s < per_row; ++s) idx[s] = (s / n) * m + meta[s];
+}
+
+/* |a| beats |b| in magnitude order: NaN largest, ties to the lower position (pa < pb). */
+template <class A> CT_INLINE bool beats(A a, int pa, A b, int pb) {
+  const bool na = a != a, nb = b != b;
+  if (na || nb) return na && (!nb || pa < pb);
+  const A fa = std::fabs(a), fb = std::fabs(b);
+  return fa > fb || (fa == fb && pa < pb);
+}
+
+}  // namespace
+}  // namespace ct
+
+using namespace ct;
+
+extern "C" {
+
+int ct_cpu_csr_spmm(int dtype, int trans, int64_t rows, int64_t cols, int64_t n, int64_t nnz, const int64_t* crow,
+                    const int64_t* col, const void* values, const void* b, void* c, int64_t /*stream*/) {
+  static const char* fn = "ct_cpu_csr_spmm";
+  CT_TRY
+  int st;
+  if ((st = check_dtype(fn, dtype)) || (st = check_sizes(fn, {{"rows", rows}, {"cols", cols}, {"n", n}, {"nnz", nnz}})) ||
+      (st = check_product(fn, "rows*n", rows, n)) || (st = check_product(fn, "cols*n", cols, n)) ||
+      (st = check_csr(fn, rows, cols, nnz, crow, col)))
+    return st;
+  const int64_t out_rows = trans ? cols : rows;
+  if (out_rows == 0 || n == 0) return CT_OK;
+  if ((st = check_ptr(fn, "c", c))) return st;
+  if (nnz > 0 && ((st = check_ptr(fn, "values", values)) || (st = check_ptr(fn, "b", b)))) return st;
+  dispatch_sparse(dtype, [&](auto z) {
+    using T = decltype(z);
+    const T* v = (const T*)values;
+    if (!trans) {
+      gather_rows<T>(rows, crow, v, col, (const T*)b, n, (T*)c, nnz * n);
+      return;
+    }
+    // A^T: the transposed pattern by a counting sort over columns (stable: rows ascending).
+    HostBuffer<int64_t> tptr(cols + 1), trow(nnz > 0 ? nnz : 1);
+    HostBuffer<T> tval(nnz > 0 ? nnz : 1);
+    for (int64_t j = 0; j <= cols; ++j) tptr[j] = 0;
+    for (int64_t e = 0; e < nnz; ++e) ++tptr[col[e] + 1];
+    for (int64_t j = 0; j < cols; ++j) tptr[j + 1] += tptr[j];
+    {
+      std::vector<int64_t> next(tptr.data(), tptr.data() + cols);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t e = crow[r]; e < crow[r + 1]; ++e) {
+          const int64_t p = next[(size_t)col[e]]++;
+          trow[p] = r;
+          tval[p] = v[e];
+        }
+    }
+    gather_rows<T>(cols, tptr.data(), tval.data(), trow.data(), (const T*)b, n, (T*)c, nnz * n);
+  });
+  return CT_OK;
+  CT_CATCH(fn)
+}
+
+int ct_cpu_csr_sddmm(int dtype, int64_t rows, int64_t cols, int64_t d, int64_t nnz, const int64_t* crow,
+                     const int64_t* col, const void* x, const void* y, void* out, int64_t /*stream*/) {
+  static const char* fn = "ct_cpu_csr_sddmm";
+  CT_TRY
+  int st;
+  if ((st = check_dtype(fn, dtype)) || (st = check_sizes(fn, {{"rows", rows}, {"cols", cols}, {"d", d}, {"nnz", nnz}})) ||
+      (st = check_product(fn, "rows*d", rows, d)) || (st = check_product(fn, "cols*d", cols, d)) ||
+      (st = check_csr(fn, rows, cols, nnz, crow, col)))
+    return st;
+  if (nnz == 0) return CT_OK;
+  if ((st = check_ptr(fn, "out", out))) return st;
+  if (d > 0 && ((st = check_ptr(fn, "x", x)) || (st = check_ptr(fn, "y", y)))) return st;
+  dispatch_sparse(dtype, [&](auto z) {
+    using T = decltype(z);
+    sddmm_rows<T>(rows, crow, col, (const T*)x, (const T*)y, d, (T*)out, nnz * d);
+  });
+  return CT_OK;
+  CT_CATCH(fn)
+}
+
+int ct_cpu_csr_softmax(int dtype, int64_t rows, int64_t nnz, const int64_t* crow, const void* x, void* y,
+                       int64_t /*stream*/) {
+  static const char* fn = "ct_cpu_csr_softmax";
+  CT_TRY
+  int st;
+  if ((st = check_dtype(fn, dtype)) || (st = check_sizes(fn, {{"rows", rows}, {"nnz", nnz}})) ||
+      (st = check_crow(fn, rows, nnz, crow)))
+    return st;
+  if (nnz == 0) return CT_OK;
+  if ((st = check_ptr(fn, "x", x)) || (st = check_ptr(fn, "y", y))) return st;
+  dispatch_sparse(dtype, [&](auto z) {
+    using T = decltype(z);
+    using A = compute_t<T>;
+    const T* xp = (const T*)x;
+    T* yp = (T*)y;
+    const int nt = threads_for(nnz * 8);
+#pragma omp parallel for schedule(dynamic, 16) num_threads(nt) if (nt > 1)
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t e0 = crow[r], e1 = crow[r + 1];
+      if (e0 == e1) continue;
+      A m = -INFINITY;
+      for (int64_t e = e0; e < e1; ++e) m = std::max<A>(m, load(xp + e));
+      A s = 0;
+      for (int64_t e = e0; e < e1; ++e) s += std::exp((A)load(xp + e) - m);
+      const A inv = (A)1 / s;
+      for (int64_t e = e0; e < e1; ++e) store(yp + e, std::exp((A)load(xp + e) - m) * inv);
+    }
+  });
+  return CT_OK;
+  CT_CATCH(fn)
+}
+
+int ct_cpu_csr_softmax_backward(int dtype, int64_t rows, int64_t nnz, const int64_t* crow, const void* y,
+                                const void* dy, void* dx, int64_t /*stream*/) {
+  static const char* fn = "ct_cpu_csr_softmax_backward";
+  CT_TRY
+  int st;
+  if ((st = check_dtype(fn, dtype)) || (st = check_sizes(fn, {{"rows", rows}, {"nnz", nnz}})) ||
+      (st = check_crow(fn, rows, nnz, crow)))
+    return st;
+  if (nnz == 0) return CT_OK;
+  if ((st = check_ptr(fn, "y", y)) || (st = check_ptr(fn, "dy", dy)) || (st = check_ptr(fn, "dx", dx))) return st;
+  dispatch_sparse(dtype, [&](auto z) {
+    using T = decltype(z);
+    using A = compute_t<T>;
+    const T* yp = (const T*)y;
+    const T* gp = (const T*)dy;
+    T* dp = (T*)dx;
+    const int nt = threads_for(nnz * 4);
+#pragma omp parallel for schedule(dynamic, 16) num_threads(nt) if (nt > 1)
+    for (int64_t r = 0; r < rows; ++r) {
+      A s = 0;
+      for (int64_t e = crow[r]; e < crow[r + 1]; ++e) s += (A)load(yp + e) * (A)load(gp + e);
+      for (int64_t e = crow[r]; e < crow[r + 1]; ++e) store(dp + e, (A)load(yp + e) * ((A)load(gp + e) - s));
+    }
+  });
+  return CT_OK;
+  CT_CATCH(fn)
+}
+
+int ct_cpu_topk(int dtype, int64_t outer, int64_t len, int64_t inner, int64_t k, int largest, const void* x,
+                void* values, int64_t* indices, int64_t /*stream*/) {
+  static const char* fn = "ct_cpu_topk";
+  CT_TRY
+  int st;
+  if ((st = check_dtype(fn, dtype)) ||
+      (st = check_sizes(fn, {{"outer", outer}, {"len", len}, {"inner", inner}, {"k", k}})) ||
+      (st = check_product(fn, "outer*len", outer, len)) || (st = check_product(fn, "outer*len*inner", outer * len, inner)))
+    return st;
+  if (k > len) return fail(CT_ERR_INVALID_ARG, "%s: k = %lld exceeds the axis length %lld", fn, (long long)k, (long long)len);
+  const int64_t lines = outer * inner;
+  if (lines == 0 || k == 0) return CT_OK;
+  if ((st = check_ptr(fn, "x", x)) || (st = check_ptr(fn, "values", values)) || (st = check_ptr(fn, "indices", indices)))
+    return st;
+  dispatch_sparse(dtype, [&](auto z) {
+    using T = decltype(z);
+    using A = compute_t<T>;
+    const T* xp = (const T*)x;
+    T* vp = (T*)values;
+    const int nt = threads_for(lines * len * 4);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+      std::vector<A> val((size_t)len);
+      std::vector<int64_t> pos((size_t)len);
+#pragma omp for schedule(static)
+      for (int64_t line = 0; line < lines; ++line) {
+        const int64_t o = line / inner, i = line % inner;
+        const T* src = xp + o * len * inner + i;
+        for (int64_t p = 0; p < len; ++p) {
+          val[(size_t)p] = load(src + p * inner);
+          pos[(size_t)p] = p;
+        }
+        // NaN counts as the largest value; ties go to the lower position
+        auto before = [&](int64_t a, int64_t b) {
+          const A va = val[(size_t)a], vb = val[(size_t)b];
+          const bool na = va != va, nb = vb != vb;
+          if (na || nb) {
+            if (na && nb) return a < b;
+            return largest ? na : nb;
+          }
+          if (va != vb) return largest ? va > vb : va < vb;
+          return a < b;
+        };
+        std::partial_sort(pos.begin(), pos.begin() + k, pos.end(), before);
+        for (int64_t j = 0; j < k; ++j) {
+          const int64_t at = o * k * inner + j * inner + i;
+          store(vp + at, val[(size_t)pos[(size_t)j]]);
+          indices[at] = pos[(size_t)j];
+        }
+      }
+    }
+  });
+  return CT_OK;
+  CT_CATCH(fn)
+}
+
+int ct_cpu_topk_backward(int dtype, int64_t outer, int64_t len, int64_t inner, int64_t k, const void* dvalues,
+                         const int64_t* indices, void* dx, int64_t /*stream*/) {
+  static const char* fn = "ct_cpu_topk_backward";
+  CT_TRY
+  int st;
+  if ((st = check_dtype(fn, dtype)) ||
+      (st = check_sizes(fn, {{"outer", outer}, {"len", len}, {"inner", inner}, {"k", k}})) ||
+      (st = check_product(fn, "outer*len", outer, len)) || (st = check_product(fn, "outer*len*inner", outer * len, inner)) ||
+      (st = check_product(fn, "outer*k*inner", outer * k, inner)))
+    return st;
+  const int64_t total = outer * len * inner, picked = outer * k * inner;
+  if (total == 0) return CT_OK;
+  if ((st = check_ptr(fn, "dx", dx))) return st;
+  if (picked > 0 && ((st = check_ptr(fn, "dvalues", dvalues)) || (st = check_ptr(fn, "indices", indices)))) return st;
+  for (int64_t e = 0; e < picked; ++e)
+    if (indices[e] < 0 || indices[e] >= len)
+      return fail(CT_ERR_INDEX_OUT_OF_RANGE, "%s: indices[%lld] = %lld is out of range [0, %lld)", fn, (long long)e,
+                  (long long)indices[e], (long long)len);
+  dispatch_sparse(dtype, [&](auto z) {
+    using T = decltype(z);
+    using A = compute_t<T>;
+    const T* gp = (const T*)dvalues;
+    T* dp = (T*)dx;
+    const int nt = threads_for(total);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int64_t o = 0; o < outer; ++o) {
+      T* plane = dp + o * len * inner;
+      for (int64_t p = 0; p < len * inner; ++p) store(plane + p, (A)0);
+      for (int64_t j = 0; j < k; ++j)
+        for (int64_t i = 0; i < inner; ++i) {
+          const int64_t at = o * k * inner + j * inner + i;
+          T* d = plane + indices[at] * inner + i;
+          store(d, (A)load(d) + (A)load(gp + at));
+        }
+    }
+  });
+  return CT_OK;
+  CT_CATCH(fn)
+}
+
+int ct_cpu_nm_compress(int dtype, int64_t rows, int64_t k, int n, int m, const void* x, void* values, uint8_t* meta,
+                       int64_t /*stream*/) {
+  static const char* fn = "ct_cpu_nm_compress";
+  CT_TRY
+  int st;
+  if ((st = check_dtype(fn, dtype)) || (st = check_sizes(fn, {{"rows", rows}, {"k", k}})) || (st = check_nm(fn, rows, k, n, m)))
+    return st;
+  if (rows == 0 || k == 0) return CT_OK;
+  if ((st = check_ptr(fn, "x", x)) || (st = check_ptr(fn, "values", values)) || (st = check_ptr(fn, "meta", meta)))
+    return st;
+  dispatch_sparse(dtype, [&](auto z) {
+    using T = decltype(z);
+    using A = compute_t<T>;
+    const T* xp = (const T*)x;
+    T* vp = (T*)values;
+    const int64_t groups = rows * (k / m);
+    const int nt = threads_for(rows * k);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int64_t g = 0; g < groups; ++g) {
+      const T* src = xp + g * m;
+      A a[16];
+      for (int p = 0; p < m; ++p) a[p] = load(src + p);
+      int out = 0;
+      for (int p = 0; p < m; ++p) {  // keep p when fewer than n positions beat it: O(m^2), m <= 16
+        int rank = 0;
+        for (int q = 0; q < m; ++q) rank += q != p && beats(a[q], q, a[p], p);
+        if (rank < n) {
+          store(vp + g * n + out, a[p]);
+          meta[g * n + out] = (uint8_t)p;
+          ++out;
+        }
+      }
+    }
+  });
+  return CT_OK;
+  CT_CATCH(fn)
+}
+
+int ct_cpu_nm_decompress(int dtype, int64_t rows, int64_t k, int n, int m, const void* values, const uint8_t* meta,
+                         void* x, int64_t /*stream*/) {
+  static const char* fn = "ct_cpu_nm_decompress";
+  CT_TRY
+  int st;
+  if ((st = check_dtype(fn, dtype)) || (st = check_sizes(fn, {{"rows", rows}, {"k", k}})) || (st = check_nm(fn, rows, k, n, m)))
+    return st;
+  if (rows == 0 || k == 0) return CT_OK;
+  if ((st = check_ptr(fn, "x", x)) || (st = check_ptr(fn, "values", values)) || (st = check_ptr(fn, "meta", meta)) ||
+      (st = check_meta(fn, rows, k, n, m, meta)))
+    return st;
+  dispatch_sparse(dtype, [&](auto z) {
+    using T = decltype(z);
+    using A = compute_t<T>;
+    const T* vp = (const T*)values;
+    T* xp = (T*)x;
+    const int64_t groups = rows * (k / m);
+    const int nt = threads_for(rows * k);
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
+    for (int64_t g = 0; g < groups; ++g) {
+      for (int p = 0; p < m; ++p) store(xp + g * m + p, (A)0);
+      for (int t = 0; t < n; ++t) store(xp + g * m + meta[g * n + t], (A)load(vp + g * n + t));
+    }
+  });
+  return CT_OK;
+  CT_CATCH(fn)
+}
+
+int ct_cpu_nm_matmul(int dtype, int64_t rows, int64_t k, int64_t ncols, int n, int m, const void* values,
+                     const uint8_t* meta, const void* b, void* c, int64_t /*stream*/) {
+  static const char* fn = "ct_cpu_nm_matmul";
+  CT_TRY
+  int st;
+  if ((st = check_dtype(fn, dtype)) || (st = check_sizes(fn, {{"rows", rows}, {"k", k}, {"ncols", ncols}})) ||
+      (st = check_nm(fn, rows, k, n, m)) || (st = check_product(fn, "k*ncols", k, ncols)) ||
+      (st = check_product(fn, "rows*ncols", rows, ncols)))
+    return st;
+  if (rows == 0 || ncols == 0) return CT_OK;
+  if ((st = check_ptr(fn, "c", c))) return st;
+  if (k == 0) {
+    dispatch_sparse(dtype, [&](auto z) {
+      using T = decltype(z);
+      for (int64_t i = 0; i < rows * ncols; ++i) store((T*)c + i, (compute_t<T>)0);
+    });
+    return CT_OK;
+  }
+  if ((st = check_ptr(fn, "values", values)) || (st = check_ptr(fn, "meta", meta)) || (st = check_ptr(fn, "b", b)) ||
+      (st = check_meta(fn, rows, k, n, m, meta)))
+    return st;
+  dispatch_sparse(dtype, [&](auto z) {
+    using T = decltype(z);
+    const T* vp = (const T*)values;
+    const int64_t per_row = k / m * n;
+    const bool avx = use_avx512();
+    const int nt = threads_for(rows * per_row * ncols);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+      std::vector<int64_t> idx((size_t)per_row);
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < rows; ++r) {
+        nm_columns(per_row, n, m, meta + r * per_row, idx.data());
+        row<T>(avx, per_row, vp + r * per_row, idx.data(), (const T*)b, ncols, (T*)c + r * ncols);
+      }
+    }
+  });
+  return CT_OK;
+  CT_CATCH(fn)
+}
+
+int ct_cpu_nm_matmul_backward(int dtype, int64_t rows, int64_t k, int64_t ncols, int n, int m, const void* values,
+                              const uint8_t* meta, const void* b, const void* dc, void* dvalues, void* db,
+                              int64_t /*stream*/) {
+  static const char* fn = "ct_cpu_nm_matmul_backward";
+  CT_TRY
+  int st;
+  if ((st = check_dtype(fn, dtype)) || (st = check_sizes(fn, {{"rows", rows}, {"k", k}, {"ncols", ncols}})) ||
+      (st = check_nm(fn, rows, k, n, m)) || (st = check_product(fn, "k*ncols", k, ncols)) ||
+      (st = check_product(fn, "rows*ncols", rows, ncols)))
+    return st;
+  const int64_t per_row = k / m * n, groups = k / m;
+  if (rows == 0 || k == 0) {  // nothing kept: db (if any) is zero
+    if (db && k > 0)
+      dispatch_sparse(dtype, [&](auto z) {
+        using T = decltype(z);
+        for (int64_t i = 0; i < k * ncols; ++i) store((T*)db + i, (compute_t<T>)0);
+      });
+    return CT_OK;
+  }
+  if ((st = check_ptr(fn, "meta", meta)) || (st = check_meta(fn, rows, k, n, m, meta))) return st;
+  if (ncols > 0 && ((st = check_ptr(fn, "b", b)) || (st = check_ptr(fn, "dc", dc)))) return st;
+  if (db && (st = check_ptr(fn, "values", values))) return st;
+  dispatch_sparse(dtype, [&](auto z) {
+    using T = decltype(z);
+    using A = compute_t<T>;
+    const T* vp = (const T*)values;
+    const T* dcp = (const T*)dc;
+    const T* bp = (const T*)b;
+    if (dvalues) {  // dvalues[r, s] = dot(dc[r], b[column of slot s])
+      T* dv = (T*)dvalues;
+      const bool avx = use_avx512();
+      const int nt = threads_for(rows * per_row * ncols);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+      {
+        std::vector<int64_t> idx((size_t)per_row);
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; ++r) {
+          nm_columns(per_row, n, m, meta + r * per_row, idx.data());
+          for (int64_t s = 0; s < per_row; ++s)
+            store(dv + r * per_row + s, ncols ? dot<T>(avx, dcp + r * ncols, bp + idx[(size_t)s] * ncols, ncols) : (A)0);
+        }
+      }
+    }
+    if (db && ncols > 0) {  // db[g m + p] = sum over rows of value * dc[r]; each thread owns whole groups
+      T* dbp = (T*)db;
+      const int nt = threads_for(rows * per_row * ncols);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+      {
+        std::vector<A> acc((size_t)(m * ncols));
+#pragma omp for schedule(static)
+        for (int64_t g = 0; g < groups; ++g) {
+          std::fill(acc.begin(), acc.end(), (A)0);
+          for (int64_t r = 0; r < rows; ++r)
+            for (int t = 0; t < n; ++t) {
+              const int64_t s = r * per_row + g * n + t;
+              const A a = load(vp + s);
+              A* dst = acc.data() + (int64_t)meta[s] * ncols;
+              const T* src = dcp + r * ncols;
+              for (int64_t j = 0; j < ncols; ++j) dst[j] += a * (A)load(src + j);
+            }
+          for (int64_t i = 0; i < m * ncols; ++i) store(dbp + g * m * ncols + i, acc[(size_t)i]);
+        }
+      }
+    }
+  });
+  return CT_OK;
+  CT_CATCH(fn)
+}
+
+}  // extern "C"
