@@ -8,7 +8,9 @@
  *    has at least two entries, entries are spread over OpenMP threads, each running a
  *    single-threaded BLAS call (OpenBLAS threading is switched off for the region);
  *    otherwise entries run one after the other, each threaded by OpenBLAS.
- *  - BF16 / F16: each batch entry's op(A) and op(B) are widened (in parallel) into packed
+ *  - BF16: the kernel chosen by gemm_bf16.cpp (AMX tiles, vdpbf16ps register tiles, or the widening
+ *    below), float32 accumulation in every case.
+ *  - F16, and BF16 elsewhere: each batch entry's op(A) and op(B) are widened (in parallel) into packed
  *    float32 panels (C too when beta != 0), multiplied with sgemm in float32, and rounded
  *    back to nearest even. batch_stride 0 (broadcast) widens that operand once.
  *  - k == 0: C = beta C (BLAS does this itself; for 16-bit C it is done on the widened C).
@@ -148,7 +150,13 @@ extern "C" int ct_cpu_gemm(int dtype, int trans_a, int trans_b, int64_t batch, i
     case CT_F32: gemm_blas<float>(g, (const float*)a, (const float*)b, (float*)c); break;
     case CT_F64: gemm_blas<double>(g, (const double*)a, (const double*)b, (double*)c); break;
     case CT_F16: gemm_half<f16>(g, (const f16*)a, (const f16*)b, (f16*)c); break;
-    default: gemm_half<bf16>(g, (const bf16*)a, (const bf16*)b, (bf16*)c); break;
+    default:
+      if (const int kernel = bf16_gemm_kernel(); kernel != CT_BF16_GEMM_WIDEN)  // gemm_bf16.cpp
+        gemm_bf16(kernel, g.ta, g.tb, batch, m, n, k, (float)alpha, (const bf16*)a, lda, batch_stride_a,
+                  (const bf16*)b, ldb, batch_stride_b, (float)beta, (bf16*)c, ldc, batch_stride_c);
+      else
+        gemm_half<bf16>(g, (const bf16*)a, (const bf16*)b, (bf16*)c);
+      break;
   }
   return CT_OK;
   CT_CATCH(fn)

@@ -49,6 +49,31 @@ namespace ct {
 int fail(int status, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
 /* AVX-512 F/BW/DQ/VL present on this CPU and not disabled by ct_cpu_set_avx512_enabled. */
 bool use_avx512();
+/* The CPU has AVX512_BF16 (vdpbf16ps) besides AVX-512 F/BW/DQ/VL (whether or not AVX-512 is enabled). */
+bool cpu_has_avx512_bf16();
+/* cpu_has_avx512_bf16() and AVX-512 enabled: the bfloat16 GEMM micro-kernel may run. */
+bool use_avx512_bf16();
+/* The CPU has AMX-TILE and AMX-BF16 and Linux granted the tile state (asked once); use_: and
+ * AVX-512 enabled. Every thread that runs tile instructions calls amx_begin() / amx_end(). */
+bool cpu_has_amx_bf16();
+bool use_amx_bf16();
+#define CT_AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512dq,avx512vl,avx512bf16")))
+/* Configures all 8 tiles as 16 rows x 64 bytes (palette 1) on the calling thread. */
+CT_AMX inline void amx_begin() {
+  struct alignas(64) {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+  } cfg;
+  std::memset(&cfg, 0, sizeof cfg);
+  cfg.palette = 1;
+  for (int t = 0; t < 8; ++t) cfg.colsb[t] = 64, cfg.rows[t] = 16;
+  // GCC 12 does not see that ldtilecfg reads the whole block and dropped the stores above when
+  // this was inlined (every tile instruction then faulted): make them visible first.
+  __asm__ volatile("" : : "r"(&cfg) : "memory");
+  _tile_loadconfig(&cfg);
+}
+CT_AMX inline void amx_end() { _tile_release(); }
 /* Thread count for OpenMP regions (set by ct_cpu_set_num_threads; all cores by default). */
 int threads();
 /* Turns OpenBLAS threading off while an OpenMP region calls BLAS, restores it on exit. */
@@ -156,6 +181,13 @@ template <class F> inline bool dispatch_dtype(int dtype, F&& f) {
     default: return false;
   }
 }
+
+/* bfloat16 GEMM (gemm_bf16.cpp): the kernel to use now (CT_BF16_GEMM_WIDEN, _DPBF16 or _AMX), and
+ * the DPBF16 / AMX kernels on ct_cpu_gemm's arguments, already validated (m, n, k, batch > 0). */
+int bf16_gemm_kernel();
+void gemm_bf16(int kernel, bool trans_a, bool trans_b, int64_t batch, int64_t m, int64_t n, int64_t k, float alpha,
+               const bf16* a, int64_t lda, int64_t batch_stride_a, const bf16* b, int64_t ldb, int64_t batch_stride_b,
+               float beta, bf16* c, int64_t ldc, int64_t batch_stride_c);
 
 // ------------------------------------------------------------------ validation
 /* Checks ndim, shape and (optional) stride arrays; sets *numel. Returns CT_OK or an error. */

@@ -13,6 +13,9 @@
  * is reported as out of memory. Live-byte accounting counts requested bytes in use only.
  */
 #include <cblas.h>
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <mutex>
@@ -50,6 +53,31 @@ static bool cpu_has_avx512() {
 }
 
 bool use_avx512() { return g_avx512_enabled.load(std::memory_order_relaxed) && cpu_has_avx512(); }
+
+bool cpu_has_avx512_bf16() {
+  static const bool has = cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
+  return has;
+}
+
+bool use_avx512_bf16() { return use_avx512() && cpu_has_avx512_bf16(); }
+
+/* AMX-TILE and AMX-BF16 (CPUID.7.0:EDX bits 24 and 22), the OS saving the tile state (XCR0 bits 17
+ * and 18), and the tile data granted to this process by Linux (arch_prctl ARCH_REQ_XCOMP_PERM for
+ * XFEATURE_XTILEDATA; refused, for example, while a thread has a too small sigaltstack). */
+bool cpu_has_amx_bf16() {
+  static const bool has = [] {
+    unsigned a, b, c, d;
+    if (!cpu_has_avx512() || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    if (!((d >> 24) & 1u) || !((d >> 22) & 1u)) return false;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & (3u << 17)) != (3u << 17)) return false;
+    return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
+  }();
+  return has;
+}
+
+bool use_amx_bf16() { return use_avx512() && cpu_has_amx_bf16(); }
 
 int threads() {
   int t = g_threads.load(std::memory_order_relaxed);
@@ -270,6 +298,9 @@ int ct_cpu_blas_on_openmp(void) { return ct::g_blas_on_openmp.load(std::memory_o
 int64_t ct_cpu_blas_parallel_calls(void) { return ct::g_blas_parallel_calls.load(std::memory_order_relaxed); }
 
 int ct_cpu_has_avx512(void) { return ct::use_avx512() ? 1 : 0; }
+
+int ct_cpu_has_avx512_bf16(void) { return ct::use_avx512_bf16() ? 1 : 0; }
+int ct_cpu_has_amx_bf16(void) { return ct::use_amx_bf16() ? 1 : 0; }
 
 int ct_cpu_set_avx512_enabled(int enabled) {
   ct::g_avx512_enabled.store(enabled ? 1 : 0, std::memory_order_relaxed);

@@ -41,6 +41,44 @@ int64_t ct_cpu_blas_parallel_calls(void);
 int ct_cpu_has_avx512(void);
 /* Force the baseline AVX2 paths even where AVX-512 exists (for tests and benchmarks). */
 int ct_cpu_set_avx512_enabled(int enabled);
+/* 1 if the AVX512_BF16 paths (vdpbf16ps) may run: the CPU has AVX512_BF16 besides the AVX-512 set
+ * above, and AVX-512 is enabled (ct_cpu_set_avx512_enabled(0) turns them off too). */
+int ct_cpu_has_avx512_bf16(void);
+/* 1 if the AMX-BF16 paths (tdpbf16ps tiles) may run: the CPU has AMX-TILE and AMX-BF16, the kernel
+ * granted this process the tile state (arch_prctl ARCH_REQ_XCOMP_PERM), and AVX-512 is enabled. */
+int ct_cpu_has_amx_bf16(void);
+
+/* The bfloat16 GEMM kernel of ct_cpu_gemm (gemm_bf16.cpp):
+ *  WIDEN   inputs widened to float32, OpenBLAS sgemm (every CPU);
+ *  DPBF16  the AVX512_BF16 vdpbf16ps register-tile micro-kernel;
+ *  AMX     the AMX-BF16 tile micro-kernel (tdpbf16ps).
+ * AUTO (the default) takes AMX where it runs, else DPBF16 where the vdpbf16ps probe beats the
+ * float32 FMA probe by 1.5x (measured once, ~0.1 ms: AMD Zen 4/5 do twice the FMA rate, recent
+ * Intel cores half of it), else WIDEN. All accumulate in float32 and round C once. */
+#define CT_BF16_GEMM_AUTO   0
+#define CT_BF16_GEMM_WIDEN  1
+#define CT_BF16_GEMM_DPBF16 2
+#define CT_BF16_GEMM_AMX    3
+/* The kernel a BF16 ct_cpu_gemm uses now (never AUTO). */
+int ct_cpu_bf16_gemm_kernel(void);
+/* Forces one kernel (tests, benchmarks) or AUTO; CT_ERR_UNSUPPORTED when this CPU cannot run it. */
+int ct_cpu_set_bf16_gemm_kernel(int kernel);
+
+/* Compute-ceiling probes (probe.cpp), run on the calling thread: `steps` steps of 24 independent
+ * accumulator chains of 512-bit vectors, enough to hide the instruction latency on two pipes.
+ *  - bf16_dot: acc = vdpbf16ps(acc, a, b), 32 bfloat16 products per instruction, counted as
+ *    2 FLOPs each: 64 x 24 x steps FLOPs. CT_ERR_UNSUPPORTED without AVX512_BF16.
+ *  - fma_f32: acc = vfmadd(acc, m, c) over 16 float32 lanes: 32 x 24 x steps FLOPs (the native
+ *    twin of the Java FMA probe, to check that both measure the same pipes).
+ * *out_sum receives the sum of all lanes of all chains; it is exact, so the caller can check it:
+ * bf16_dot 16 sum_{j<24} (j + steps 2^-12) (steps < 2^24), fma_f32 see probe.cpp. */
+int ct_cpu_probe_bf16_dot(int64_t steps, double* out_sum);
+/* AMX: `steps` steps of 4 independent tdpbf16ps on 16 x 16 float32 tiles (a 2 x 2 block of C
+ * tiles from 2 A and 2 B tiles of 16 x 32 bfloat16): 4 x 16 x 16 x 32 x 2 = 65536 FLOPs per step.
+ * Every product is 1 x 1: *out_sum = 4 x 256 x 32 x steps (exact for steps < 2^19).
+ * CT_ERR_UNSUPPORTED without AMX-BF16 or when the kernel refuses the tile state. */
+int ct_cpu_probe_amx_bf16(int64_t steps, double* out_sum);
+int ct_cpu_probe_fma_f32(int64_t steps, double* out_sum);
 
 /* memcpy between two host buffers (no overlap). */
 int ct_cpu_memcpy(int64_t dst, int64_t src, int64_t bytes);

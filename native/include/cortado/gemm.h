@@ -3,8 +3,11 @@
  *   C_b[m, n] = alpha * op(A_b)[m, k] * op(B_b)[k, n] + beta * C_b[m, n],   b = 0..batch-1
  * op(X) = X or X^T (trans_*). A_b = a + b * batch_stride_a (elements; 0 broadcasts one
  * matrix over the batch), lda/ldb/ldc are row strides in elements.
- * dtypes: F32 -> OpenBLAS cblas_sgemm; F64 -> cblas_dgemm; BF16, F16 -> inputs widened to
- * float32 in packed panels, float32 accumulation (sgemm), result rounded to nearest even.
+ * dtypes: F32 -> OpenBLAS cblas_sgemm; F64 -> cblas_dgemm; BF16 -> the kernel of
+ * ct_cpu_bf16_gemm_kernel (cpu.h): Cortado's AMX-BF16 or AVX512_BF16 micro-kernel (gemm_bf16.cpp:
+ * bfloat16 products, float32 accumulation; subnormal bfloat16 inputs count as zero) or, as F16,
+ * inputs widened to float32 in packed panels, float32 accumulation (sgemm). 16-bit results are
+ * rounded to nearest even once.
  * C has the inputs' dtype. k == 0 gives C = beta * C.
  * Cost: 2 m n k FLOPs per batch entry. Small batched problems are spread over OpenMP threads
  * (one single-threaded sgemm per batch entry); large ones use OpenBLAS's own threads.
