@@ -6,7 +6,7 @@
  * Build (after mvn package; OB = the unpacked OpenBLAS preset, LIB = the folder of libcortado_cpu.so):
  *   g++ -O2 -std=c++17 native/bench/bf16_gemm_timing.cpp -Inative/include -I$OB/include \
  *       -L$LIB -lcortado_cpu -L$OB -l:libopenblas.so.0 -ldl -Wl,-rpath,$LIB:$OB -o /tmp/bf16_timing
- *   /tmp/bf16_timing [n=2048] [reps=5]
+ *   /tmp/bf16_timing [n=2048] [reps=5] [m n k [ta [tb]]]
  */
 #include <cblas.h>
 #include <dlfcn.h>
@@ -15,6 +15,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <vector>
 
 #include "cortado/common.h"
@@ -51,11 +52,14 @@ template <class F> static double best_ms(int reps, F&& f) {
 }
 
 int main(int argc, char** argv) {
+  // square n^3, or m n k ta tb (row-major op(A)[m,k] op(B)[k,n], as ct_cpu_gemm)
   const int n = argc > 1 ? atoi(argv[1]) : 2048, reps = argc > 2 ? atoi(argv[2]) : 5;
+  const int M = argc > 5 ? atoi(argv[3]) : n, N = argc > 5 ? atoi(argv[4]) : n, K = argc > 5 ? atoi(argv[5]) : n;
+  const int ta = argc > 6 ? atoi(argv[6]) : 0, tb = argc > 7 ? atoi(argv[7]) : 0;
   const int threads = getenv("CT_THREADS") ? atoi(getenv("CT_THREADS")) : 1;
   ct_cpu_set_num_threads(threads);
   g_cpu_time = threads == 1;
-  const size_t nn = (size_t)n * n;
+  const size_t nn = (size_t)std::max(M, K) * std::max(K, N) + (size_t)M * N;
   std::vector<uint16_t> a(nn), b(nn), c(nn);
   std::vector<float> fa(nn), fb(nn), fc(nn);
   srand(1);
@@ -64,12 +68,13 @@ int main(int argc, char** argv) {
     uint32_t ua = (uint32_t)a[i] << 16, ub = (uint32_t)b[i] << 16;
     std::memcpy(&fa[i], &ua, 4), std::memcpy(&fb[i], &ub, 4);
   }
-  const double gflop = 2.0 * n * (double)n * n * 1e-9;
+  const double gflop = 2.0 * M * (double)N * K * 1e-9;
+  const int lda = ta ? M : K, ldb = tb ? K : N;
   auto gemm_bf16 = [&] {
-    if (ct_cpu_gemm(CT_BF16, 0, 0, 1, n, n, n, 1.0, a.data(), n, 0, b.data(), n, 0, 0.0, c.data(), n, 0, 0))
+    if (ct_cpu_gemm(CT_BF16, ta, tb, 1, M, N, K, 1.0, a.data(), lda, 0, b.data(), ldb, 0, 0.0, c.data(), N, 0, 0))
       fprintf(stderr, "%s\n", ct_cpu_last_error()), exit(1);
   };
-  printf("n=%d threads=%d best of %d, %s (shared machine: noisy)\n", n, threads, reps,
+  printf("m=%d n=%d k=%d ta=%d tb=%d threads=%d best of %d, %s (shared machine: noisy)\n", M, N, K, ta, tb, threads, reps,
          g_cpu_time ? "thread CPU time" : "wall time");
   double probe_sum;
   const int64_t steps = 1 << 20;
@@ -94,7 +99,8 @@ int main(int argc, char** argv) {
   }
   ct_cpu_set_bf16_gemm_kernel(CT_BF16_GEMM_AUTO);
   t = best_ms(reps, [&] {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, fa.data(), n, fb.data(), n, 0.f, fc.data(), n);
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1.f, fa.data(),
+                lda, fb.data(), ldb, 0.f, fc.data(), N);
   });
   printf("cblas_sgemm f32          %8.2f ms  %7.1f GFLOP/s\n", t, gflop / (t * 1e-3));
   sbgemm_fn sb = (sbgemm_fn)dlsym(RTLD_DEFAULT, "cblas_sbgemm");
@@ -102,7 +108,8 @@ int main(int argc, char** argv) {
     printf("cblas_sbgemm             not exported by the loaded OpenBLAS (%s)\n", openblas_get_config());
   } else {
     t = best_ms(reps, [&] {
-      sb(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.f, a.data(), n, b.data(), n, 0.f, fc.data(), n);
+      sb(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 1.f, a.data(), lda,
+         b.data(), ldb, 0.f, fc.data(), N);
     });
     printf("cblas_sbgemm             %8.2f ms  %7.1f GFLOP/s\n", t, gflop / (t * 1e-3));
   }

@@ -145,8 +145,8 @@ public final class Main {
 
     private static void info() {
         System.out.println("Cortado 0.1.0");
-        System.out.printf("cpu: %d threads, AVX-512 paths %s%n", Cortado.threads(),
-                CpuBackend.avx512() ? "on" : "off (AVX2 baseline)");
+        System.out.printf("cpu: %d threads, AVX-512 paths %s, bfloat16 GEMM on %s%n", Cortado.threads(),
+                CpuBackend.avx512() ? "on" : "off (AVX2 baseline)", CpuBackend.bf16GemmKernel());
         CudaBackend cuda = CudaBackend.instance();
         if (cuda.isAvailable()) {
             for (CudaDeviceInfo d : cuda.devices()) {

@@ -100,7 +100,8 @@ class Bf16GemmTest {
         out.add(new Case(false, true, 3, 17, 40, 19, 1, 0, 2, 0, 1, false, false));
         out.add(new Case(true, false, 9, 7, 9, 11, 2, -1, 0, 3, 0, false, true));
         out.add(new Case(false, false, 8, 5, 6, 70, 1, 0, 0, 0, 0, true, false));
-        out.add(new Case(false, false, 2, 140, 270, 40, 0.5, 2, 1, 1, 1, false, true));
+        out.add(new Case(false, false, 2, 140, 270, 40, 0.5, 2, 1, 1, 1, false, true));   // threads over entries
+        out.add(new Case(false, true, 2, 300, 600, 20, 1, 0.5, 0, 1, 0, true, false));    // threads over C blocks
         return out;
     }
 

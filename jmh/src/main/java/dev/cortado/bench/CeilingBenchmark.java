@@ -1,5 +1,6 @@
 package dev.cortado.bench;
 
+import dev.cortado.backend.cpu.NativeCpu;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ExecutionException;
@@ -48,6 +49,20 @@ import org.openjdk.jmh.annotations.Warmup;
  *       float array into another, split across the threads; bytes = 64 MiB read + 64 MiB
  *       written (write-allocate traffic not counted, as in {@link BandwidthBenchmark}).</li>
  * </ul>
+ * Java has no bfloat16 dot product, so three compute ceilings come from the native probes of
+ * {@code native/cpu/probe.cpp} (hand-written chains of one instruction, on the Java worker threads
+ * like the FMA probe; each op {@link #FLOP_PER_THREAD} per thread too, so the summarizer's
+ * arithmetic is the same):
+ * <ul>
+ *   <li>{@code bf16Dot}: AVX512_BF16 {@code vdpbf16ps} on 24 zmm chains, 32 bfloat16 products
+ *       per instruction counted as 2 FLOPs each (the ceiling of the bfloat16 GEMM's DPBF16 kernel).
+ *       On AMD Zen 4/5 it is twice the FMA rate; on the Intel Xeon (AMX) hosts it measured half.</li>
+ *   <li>{@code amxBf16}: AMX-BF16 {@code tdpbf16ps}, four independent 16 x 16 tile products
+ *       (16384 FLOPs each) per step: the ceiling of the AMX kernel, ~12x the FMA rate there.</li>
+ *   <li>{@code fmaNative}: the same FMA chains as {@code fma}, in C++ ({@code vfmadd231ps}, 24
+ *       chains): it should equal {@code fma}, showing the two probe families measure alike.</li>
+ * </ul>
+ * A probe the CPU lacks fails its benchmark with the reason (the others still run).
  * {@code threads} workers (the calling thread plus {@code threads - 1} pool threads) each do
  * their share; one op ends when the slowest finishes, as an OpenMP region does.
  * Needs {@code --add-modules jdk.incubator.vector}, set in the fork's JVM arguments below and in
@@ -187,6 +202,57 @@ public class CeilingBenchmark {
     @Benchmark
     public double fma() {
         return team(i -> fmaChains(FMA_STEPS, 1.0f + 16 * i));
+    }
+
+    /** vdpbf16ps steps per op: 64 FLOPs x 24 chains per step (2^20 steps, ~15 ms at 107 GFLOP/s). */
+    static final long BF16_DOT_STEPS = FLOP_PER_THREAD / (64 * 24);
+    /** AMX steps per op: 4 x 16384 FLOPs per step. */
+    static final long AMX_STEPS = FLOP_PER_THREAD / 65536;
+    /** Native FMA steps per op: 32 FLOPs x 24 chains per step. */
+    static final long FMA_NATIVE_STEPS = FLOP_PER_THREAD / (32 * 24);
+
+    /** A native probe's call: status and exact lane sum (checked against its closed form once per trial). */
+    interface NativeProbe {
+        int run(long steps, double[] sum);
+    }
+
+    /** Runs a probe on the team; fails with the native message where the CPU lacks the instruction. */
+    private double nativeProbe(String name, NativeProbe probe, long steps, double expectedSum) {
+        return team(i -> {
+            double[] sum = new double[1];
+            int status = probe.run(steps, sum);
+            if (status != 0) {
+                throw new IllegalStateException(name + ": " + NativeCpu.ct_cpu_last_error().getString());
+            }
+            if (sum[0] != expectedSum) {
+                throw new IllegalStateException(name + " summed " + sum[0] + ", expected " + expectedSum);
+            }
+            return sum[0];
+        });
+    }
+
+    /** 16 lanes x sum_{j<24} (j + steps 2^-12): the exact lane sum of bf16Dot and fmaNative. */
+    static double chainSum(long steps) {
+        double s = 0;
+        for (int j = 0; j < 24; j++) {
+            s += 16 * (j + steps * 0x1p-12);
+        }
+        return s;
+    }
+
+    @Benchmark
+    public double bf16Dot() {
+        return nativeProbe("bf16Dot", NativeCpu::ct_cpu_probe_bf16_dot, BF16_DOT_STEPS, chainSum(BF16_DOT_STEPS));
+    }
+
+    @Benchmark
+    public double amxBf16() {
+        return nativeProbe("amxBf16", NativeCpu::ct_cpu_probe_amx_bf16, AMX_STEPS, 4.0 * 256 * 32 * AMX_STEPS);
+    }
+
+    @Benchmark
+    public double fmaNative() {
+        return nativeProbe("fmaNative", NativeCpu::ct_cpu_probe_fma_f32, FMA_NATIVE_STEPS, chainSum(FMA_NATIVE_STEPS));
     }
 
     @Benchmark

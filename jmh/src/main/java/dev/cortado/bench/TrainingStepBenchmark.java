@@ -1,6 +1,7 @@
 package dev.cortado.bench;
 
 import ai.djl.ndarray.NDManager;
+import dev.cortado.ops.Autocast;
 import dev.cortado.ops.DataLayout;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
@@ -32,7 +33,8 @@ import org.openjdk.jmh.infra.BenchmarkParams;
  *       step time is the per-step host overhead (Java / JNI dispatch, autograd tape, allocation,
  *       thread-pool wake-ups of tiny kernels).</li>
  * </ul>
- * Benchmarks: {@code cortadoStep} (Cortado, NCHW), {@code torchStep} (PyTorch through DJL, NCHW),
+ * Benchmarks: {@code cortadoStep} (Cortado, NCHW), {@code cortadoStepAutocastBf16} (the same
+ * under bfloat16 autocast), {@code torchStep} (PyTorch through DJL, NCHW),
  * {@link Nhwc#cortadoStepNHWC} (Cortado's CNNs in NHWC, weights permuted so that they compute the
  * same function). Thread counts as in the other side-by-side benchmarks ({@link TorchPeer}):
  * libtorch is loaded only in the forks that measure it.
@@ -106,6 +108,18 @@ public class TrainingStepBenchmark {
     @Benchmark
     public float cortadoStep() {
         return cortado.step();
+    }
+
+    /**
+     * The same Cortado step under {@link Autocast#bfloat16()}: matmuls (the linear layers, forward
+     * and backward) in bfloat16 with float32 accumulation on the bf16 GEMM kernel the library
+     * chose (native/cpu/gemm_bf16.cpp); convolutions, norms, loss and SGD stay float32.
+     */
+    @Benchmark
+    public float cortadoStepAutocastBf16() {
+        try (Autocast ac = Autocast.bfloat16()) {
+            return cortado.step();
+        }
     }
 
     @Benchmark

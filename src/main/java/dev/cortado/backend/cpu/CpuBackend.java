@@ -3,6 +3,7 @@ package dev.cortado.backend.cpu;
 import dev.cortado.backend.Backend;
 import dev.cortado.backend.DeviceOutOfMemoryException;
 import dev.cortado.backend.kernels.NativeArgs;
+import dev.cortado.backend.kernels.NativeCodes;
 import dev.cortado.backend.kernels.NativeStatus;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;
@@ -118,6 +119,20 @@ public final class CpuBackend implements Backend {
     public static boolean avx512() {
         INSTANCE.requireAvailable();
         return NativeCpu.ct_cpu_has_avx512() != 0;
+    }
+
+    /**
+     * The bfloat16 GEMM kernel in use (native/cpu/gemm_bf16.cpp): {@code "AMX"} (AMX-BF16 tiles),
+     * {@code "AVX512_BF16"} (vdpbf16ps register tiles) or {@code "float32 sgemm"} (bfloat16
+     * widened to float32).
+     */
+    public static String bf16GemmKernel() {
+        INSTANCE.requireAvailable();
+        return switch (NativeCpu.ct_cpu_bf16_gemm_kernel()) {
+            case NativeCodes.BF16_GEMM_AMX -> "AMX";
+            case NativeCodes.BF16_GEMM_DPBF16 -> "AVX512_BF16";
+            default -> "float32 sgemm";
+        };
     }
 
     /** Enables or disables the AVX-512 paths (the AVX2 baseline is used when disabled). */
