@@ -427,6 +427,49 @@ class GraphTest {
         }
     }
 
+    @Test
+    void dynamicDimensionIsPlannedFromTheSymbolicGraph() {
+        try (Scope s = Scope.open(); Tensor w = randn(3, 2); Tensor b = randn(2)) {
+            int[] calls = {0};
+            Function<Tensor, Tensor> fn = x -> {
+                calls[0]++;
+                try (Tensor y = F.linear(x, w.transpose(0, 1), b); Tensor r = Elementwise.relu(y)) {
+                    return r.reshape(-1); // [2*B]
+                }
+            };
+            CompileOptions o = CompileOptions.builder().parameters(Map.of("w", w, "b", b)).dynamicDim(0, 0, "B")
+                    .onGuardFailure(CompileOptions.GuardPolicy.THROW).verify(true).build();
+            try (Tensor x = randn(4, 3); CompiledFunction f = Graphs.compile(fn, x, o)) {
+                assertEquals(3, calls[0], "captured at B = 4, 5, 6");
+                String text = f.symbolicGraph().toString();
+                assertTrue(text.contains("float32[B, 2] cpu = matmul(") && text.contains("float32[2*B] cpu = view.reshape("), text);
+                for (long batch : new long[] {1, 7, 4, 33}) {
+                    try (Tensor xb = randn(batch, 3); Tensor want = fn.apply(xb); Tensor got = f.apply(xb)) {
+                        assertSame(want, got, "batch " + batch);
+                    }
+                }
+                assertEquals(3 + 4, calls[0], "the eager references only: no re-capture");
+                assertEquals(4, f.specializations());
+                try (Tensor bad = randn(4, 5)) {
+                    GuardFailedException e = assertThrows(GuardFailedException.class, () -> f.apply(bad));
+                    assertTrue(e.getMessage().contains("dimension 1 is 5"), e.getMessage());
+                }
+            }
+            // not linear in B ([B*B]): no symbolic graph, each size is captured again
+            Function<Tensor, Tensor> square = x -> {
+                try (Tensor xt = x.transpose(0, 1); Tensor g = LinearAlgebra.matmul(x, xt)) {
+                    return g.reshape(-1);
+                }
+            };
+            CompileOptions d = CompileOptions.builder().dynamicDim(0, 0, "B").build();
+            try (Tensor x = randn(4, 3); CompiledFunction f = Graphs.compile(square, x, d); Tensor x2 = randn(6, 3);
+                 Tensor want = square.apply(x2); Tensor got = f.apply(x2)) {
+                assertEquals(null, f.symbolicGraph());
+                assertSame(want, got, "re-captured B*B");
+            }
+        }
+    }
+
     // ------------------------------------------------------------------ models
 
     private static void checkModel(Module m, Tensor x, String what) {
@@ -434,6 +477,16 @@ class GraphTest {
         try (CompiledFunction f = Graphs.compile(m, x, VERIFIED); Tensor want = m.forward(x); Tensor got = f.apply(x)) {
             assertSame(want, got, what);
             assertTrue(f.memoryPlan().arenaBytes() <= f.memoryPlan().eagerPeakBytes(), f.memoryPlan().toString());
+        }
+        // a dynamic batch: the symbolic graph serves another batch size without running forward again
+        CompileOptions dynamic = CompileOptions.builder().dynamicDim(0, 0, "B").verify(true).build();
+        long[] dims = x.dims();
+        dims[0] += 3;
+        try (CompiledFunction f = Graphs.compile(m, x, dynamic); Tensor x2 = randn(dims); Tensor want = m.forward(x2);
+             Tensor got = f.apply(x2)) {
+            assertTrue(f.symbolicGraph() != null, what + ": no symbolic graph");
+            assertTrue(f.symbolicGraph().inputs().get(0).type().toString().startsWith("float32[B,"), f.symbolicGraph().toString());
+            assertSame(want, got, what + ", batch " + dims[0] + " from the symbolic graph");
         }
     }
 
