@@ -66,7 +66,7 @@ public final class Graphs {
         }
         return List.of(new AlgebraicSimplification(), new CommonSubexpressionElimination(),
                 new ConvBatchNormFolding(options.freezeParameters()), new ConstantFolding(options.freezeParameters()), new AlgebraicSimplification(), new EpilogueFusion(),
-                new DeadCodeElimination());
+                new DeadCodeElimination(), new MemoryAwareSchedule());
     }
 
     /**

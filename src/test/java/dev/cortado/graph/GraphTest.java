@@ -391,6 +391,55 @@ class GraphTest {
         }
     }
 
+    @Test
+    void scheduleLowersThePlannedPeak() {
+        try (Scope s = Scope.open(); Tensor w = randn(16, 256); Tensor x = randn(64, 16)) {
+            // four large products first, then their reductions: the captured order holds all four at once
+            Function<Tensor, Tensor> branches = t -> {
+                Tensor[] h = new Tensor[4];
+                Tensor[] r = new Tensor[4];
+                try {
+                    for (int i = 0; i < 4; i++) {
+                        try (Tensor scaled = Elementwise.mul(t, i + 1.0)) {
+                            h[i] = LinearAlgebra.matmul(scaled, w);
+                        }
+                    }
+                    for (int i = 0; i < 4; i++) {
+                        r[i] = Reductions.sum(h[i], false, 1);
+                    }
+                    try (Tensor a = Elementwise.add(r[0], r[1]); Tensor b = Elementwise.add(r[2], r[3])) {
+                        return Elementwise.add(a, b);
+                    }
+                } finally {
+                    for (Tensor z : h) {
+                        if (z != null) {
+                            z.close();
+                        }
+                    }
+                    for (Tensor z : r) {
+                        if (z != null) {
+                            z.close();
+                        }
+                    }
+                }
+            };
+            CompileOptions o = CompileOptions.builder().parameters(Map.of("w", w)).build();
+            try (Graph g = Graphs.capture(branches, x, o).verify(); Graph scheduled = new MemoryAwareSchedule().apply(g).verify()) {
+                MemoryPlan before = MemoryPlan.plan(g);
+                MemoryPlan after = MemoryPlan.plan(scheduled);
+                long product = 64 * 256 * 4;
+                assertTrue(before.arenaBytes() >= 4 * product, before.toString());
+                assertTrue(after.arenaBytes() < 2 * product, after.toString());
+                assertEquals(g.nodes().size(), scheduled.nodes().size());
+                for (int trial = 0; trial < 2; trial++) {
+                    try (Tensor xi = randn(64, 16)) {
+                        assertSame(run(g, xi)[0], run(scheduled, xi)[0], "scheduled, trial " + trial);
+                    }
+                }
+            }
+        }
+    }
+
     // ------------------------------------------------------------------ guards
 
     @Test
