@@ -28,6 +28,7 @@ public final class CompiledFunction implements AutoCloseable {
     }
 
     private final Function<Tensor[], Tensor[]> fn;
+    private final boolean gradients;
     private final CompileOptions options;
     private final Map<Tensor, String> parameters;
     private final List<Specialization> specializations = new ArrayList<>();
@@ -37,7 +38,14 @@ public final class CompiledFunction implements AutoCloseable {
     private boolean closed;
 
     CompiledFunction(Function<Tensor[], Tensor[]> fn, Tensor[] examples, CompileOptions options, Map<Tensor, String> parameters) {
+        this(fn, false, examples, options, parameters);
+    }
+
+    /** {@code gradients}: the function calls backward (see {@link Graphs#compileGradients}). */
+    CompiledFunction(Function<Tensor[], Tensor[]> fn, boolean gradients, Tensor[] examples, CompileOptions options,
+            Map<Tensor, String> parameters) {
         this.fn = fn;
+        this.gradients = gradients;
         this.options = options;
         this.parameters = parameters;
         java.util.Set<String> symbols = new java.util.TreeSet<>();
@@ -142,7 +150,7 @@ public final class CompiledFunction implements AutoCloseable {
             }
             types.add(t);
         }
-        return Capture.capture(fn, examples, types, parameters);
+        return Capture.capture(fn, examples, types, parameters, gradients);
     }
 
     private Specialization add(Graph captured) {

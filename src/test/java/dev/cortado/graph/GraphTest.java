@@ -519,6 +519,61 @@ class GraphTest {
         }
     }
 
+    // ------------------------------------------------------------------ gradients
+
+    private static void checkGradients(Module m, Tensor x, Tensor y, String what) {
+        CompileOptions o = CompileOptions.builder().verify(true).build();
+        List<Tensor> params = m.parameters();
+        try (CompiledFunction f = Graphs.compileGradients(m, dev.cortado.nn.Losses::crossEntropy, x, y, o)) {
+            String text = f.capturedGraph().toString();
+            assertTrue(text.contains("cross_entropy_backward"), text);
+            for (int trial = 0; trial < 2; trial++) {
+                Tensor[] got = f.applyAll(x, y);
+                assertEquals(params.size() + 1, got.length);
+                m.zeroGrad();
+                try (Tensor logits = m.forward(x); Tensor loss = dev.cortado.nn.Losses.crossEntropy(logits, y)) {
+                    loss.backward();
+                    assertSame(loss, got[0], what + " loss, trial " + trial);
+                }
+                for (int i = 0; i < params.size(); i++) {
+                    Reference.assertCloseChecked(params.get(i).grad().toDoubleArray(), got[i + 1].toDoubleArray(),
+                            new Reference.Tol(1e-4, 1e-5), what + " gradient " + i + ", trial " + trial);
+                }
+                m.zeroGrad();
+                // the parameters are read by reference: a step changes them, the next call sees it
+                try (dev.cortado.autograd.Autograd.GradMode off = dev.cortado.autograd.Autograd.noGrad()) {
+                    for (int i = 0; i < params.size(); i++) {
+                        try (Tensor step = Elementwise.mul(got[i + 1], -0.5); Tensor next = Elementwise.add(params.get(i), step)) {
+                            params.get(i).copyFrom(next);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void compiledGradientsMatchTheTape() {
+        ParamOptions p = ParamOptions.seeded(21);
+        Convolution.ConvOptions same = Convolution.ConvOptions.builder().padding(1).build();
+        try (Scope s = Scope.open();
+             Sequential mlp = new Sequential(new Linear(6, 8, true, p), Activation.gelu(), new Linear(8, 3, true, p));
+             Sequential cnn = new Sequential(new Conv2d(1, 4, new long[] {3, 3}, same, true, p), Activation.relu(),
+                     new Pool.MaxPool2d(2), new Flatten(), new Linear(4 * 3 * 3, 3, true, p));
+             Tensor x = randn(5, 6); Tensor img = randn(5, 1, 6, 6); Tensor y = Tensor.of(new long[] {0, 2, 1, 1, 0}, 5)) {
+            checkGradients(mlp, x, y, "MLP");
+            checkGradients(cnn, img, y, "CNN");
+            // a parameter that holds a gradient at capture time is refused
+            try (Tensor logits = mlp.forward(x); Tensor loss = dev.cortado.nn.Losses.crossEntropy(logits, y)) {
+                loss.backward();
+            }
+            IllegalStateException e = assertThrows(IllegalStateException.class,
+                    () -> Graphs.compileGradients(mlp, dev.cortado.nn.Losses::crossEntropy, x, y, CompileOptions.defaults()));
+            assertTrue(e.getMessage().contains("holds a gradient"), e.getMessage());
+            mlp.zeroGrad();
+        }
+    }
+
     // ------------------------------------------------------------------ models
 
     private static void checkModel(Module m, Tensor x, String what) {
