@@ -24,7 +24,7 @@ import java.util.Locale;
  * The command line a new user runs first.
  * <pre>
  *   java -jar cortado-cli.jar train-mnist  [--epochs N] [--batch-size N] [--lr X] [--compile] [--device D] [--threads N] [--seed S] [--out DIR]
- *   java -jar cortado-cli.jar train-charlm [--steps N] [--batch-size N] [--lr X] [--device D] [--threads N] [--seed S] [--out DIR]
+ *   java -jar cortado-cli.jar train-charlm [--steps N] [--batch-size N] [--lr X] [--compile] [--device D] [--threads N] [--seed S] [--out DIR]
  *   java -jar cortado-cli.jar demo [--device auto|cpu|cuda:N] [--threads N] [--size N] [--seed S]
  *   java -jar cortado-cli.jar info
  * </pre>
@@ -85,7 +85,7 @@ public final class Main {
             case "train-charlm" -> TrainCharLm.run(new TrainCharLm.Settings(steps > 0 ? steps : 400,
                     batchSize > 0 ? batchSize : 16, Double.isNaN(lr) ? 3e-3 : lr, seed,
                     trainingDevice(device, "train-charlm", Attention.SDPA_OP, Attention.ROPE_OP),
-                    out != null ? out : java.nio.file.Path.of("runs", "train-charlm")));
+                    out != null ? out : java.nio.file.Path.of("runs", "train-charlm"), compile));
             default -> demo(target, size, seed);
         }
     }
@@ -138,6 +138,7 @@ public final class Main {
                                 [--compile] (evaluate through a compiled graph: dev.cortado.graph)
                   train-charlm  train a small GPT-style character model on Jane Austen, then sample from it
                                 [--steps 400] [--batch-size 16] [--lr 3e-3]
+                                [--compile] (evaluate through a compiled graph)
                   demo          a few ops and a timed matmul [--size 1024]
                   info          devices and CPU features
                 common: [--device auto|cpu|cuda:N] [--threads N] [--seed S] [--out DIR]""");

@@ -31,7 +31,10 @@ import java.util.Random;
  * text; then a sample generated from the KV cache.
  */
 final class TrainCharLm {
-    record Settings(int steps, int batchSize, double lr, long seed, Device device, Path out) {
+    record Settings(int steps, int batchSize, double lr, long seed, Device device, Path out, boolean compile) {
+        Settings(int steps, int batchSize, double lr, long seed, Device device, Path out) {
+            this(steps, batchSize, lr, seed, device, out, false);
+        }
     }
 
     static final int CONTEXT = 128;
@@ -59,7 +62,8 @@ final class TrainCharLm {
              DataLoader loader = DataLoader.builder(train).batchSize(s.batchSize()).shuffle(s.seed()).dropLast(true)
                      .prefetch(2).device(s.device()).build();
              DataLoader valLoader = DataLoader.builder(validation).batchSize(64).device(s.device()).build();
-             TrainingLog log = new TrainingLog(s.out(), "next-char accuracy")) {
+             TrainingLog log = new TrainingLog(s.out(), "next-char accuracy");
+             TrainMnist.CompiledForward compiled = new TrainMnist.CompiledForward(model)) {
             model.to(s.device());
             System.out.printf(Locale.ROOT, "model: %,d parameters%n%s%n", model.numParameters(), model);
             Optimizer opt = Adam.adamW().lr(s.lr()).betas(0.9, 0.95).weightDecay(0.1).build(model.parameters());
@@ -102,8 +106,8 @@ final class TrainCharLm {
                     }
                     log.endEpoch();
                     // intermediate evaluations: a fixed subset of 8 batches; the final one: all windows
-                    double[] eval = TrainMnist.evaluate(model, valLoader, corpus.vocabSize(),
-                            chunk == chunks ? Integer.MAX_VALUE : 8);
+                    double[] eval = TrainMnist.evaluate(model, s.compile() ? compiled : model::forward, valLoader,
+                            corpus.vocabSize(), chunk == chunks ? Integer.MAX_VALUE : 8);
                     valLoss = eval[0];
                     log.evaluation(chunk, step, eval[0], eval[1], "validation (nats/char)");
                 }

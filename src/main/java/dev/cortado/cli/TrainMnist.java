@@ -1,6 +1,7 @@
 package dev.cortado.cli;
 
 import dev.cortado.autograd.Autograd;
+import dev.cortado.graph.CompileOptions;
 import dev.cortado.graph.CompiledFunction;
 import dev.cortado.graph.Graphs;
 import dev.cortado.io.Batch;
@@ -52,9 +53,13 @@ final class TrainMnist {
 
     /**
      * A module's forward compiled on its first call ({@link Graphs#compile}; parameters by reference,
-     * so one compiled graph serves every evaluation while training updates the weights).
+     * so one compiled graph serves every evaluation while training updates the weights); used by
+     * {@code --compile} of train-mnist and train-charlm.
      */
     static final class CompiledForward implements Function<Tensor, Tensor>, AutoCloseable {
+        /** The batch is dynamic: a last, smaller batch is planned from the symbolic graph. */
+        private static final CompileOptions DYNAMIC_BATCH = CompileOptions.builder().dynamicDim(0, 0, "B").build();
+
         private final Module model;
         private CompiledFunction compiled;
 
@@ -65,7 +70,7 @@ final class TrainMnist {
         @Override
         public Tensor apply(Tensor x) {
             if (compiled == null) {
-                compiled = Graphs.compile(model, x);
+                compiled = Graphs.compile(model, x, DYNAMIC_BATCH);
                 System.out.printf(Locale.ROOT, "evaluation runs a compiled graph: %d nodes, %s%n",
                         compiled.graph().nodes().size(), compiled.memoryPlan());
             }

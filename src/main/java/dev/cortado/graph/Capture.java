@@ -22,8 +22,8 @@ import java.util.function.Function;
  * without an op ({@code Tensor.scalar}, {@code Tensor.of}: constants). Anything else is an error,
  * as are in-place writes into graph tensors, random ops (a graph would replay the same numbers) and
  * ops with side effects. What an op's kernel does inside (other ops, views) is the op's business and
- * is not recorded. The run happens under {@link Autograd#noGrad()} and in a scope that frees what
- * the function made.
+ * is not recorded. The run happens under {@link Autograd#noGrad()} (or with the tape on, to capture
+ * a backward) and in a scope that frees what the function made.
  */
 final class Capture implements TensorTracer, Op.Tracer {
     /** Ops that write into their inputs: a graph cannot replay them as values. */
@@ -48,8 +48,19 @@ final class Capture implements TensorTracer, Op.Tracer {
      */
     static Graph capture(Function<Tensor[], Tensor[]> fn, Tensor[] examples, List<TensorType> types,
             Map<Tensor, String> parameters) {
+        return capture(fn, examples, types, parameters, false);
+    }
+
+    /**
+     * As {@link #capture(Function, Tensor[], List, Map)}; with {@code gradients} the function runs with
+     * the tape recording, so a {@code backward()} inside it is captured too: the backward rules are
+     * written with ops, and the tape runs them through {@code Op.call} like any other call.
+     */
+    static Graph capture(Function<Tensor[], Tensor[]> fn, Tensor[] examples, List<TensorType> types,
+            Map<Tensor, String> parameters, boolean gradients) {
         Capture c = new Capture(parameters);
-        try (Scope scope = Scope.open(); Autograd.GradMode noGrad = Autograd.noGrad()) {
+        try (Scope scope = Scope.open();
+             Autograd.GradMode mode = gradients ? Autograd.enableGrad() : Autograd.noGrad()) {
             Tensor[] in = new Tensor[examples.length];
             for (int i = 0; i < in.length; i++) {
                 in[i] = examples[i].isContiguous() ? examples[i] : examples[i].contiguous();

@@ -2,9 +2,12 @@ package dev.cortado.graph;
 
 import dev.cortado.nn.Module;
 import dev.cortado.tensor.Tensor;
+import java.util.ArrayList;
 import java.util.IdentityHashMap;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.BiFunction;
 import java.util.function.Function;
 
 /**
@@ -48,6 +51,90 @@ public final class Graphs {
         return new CompiledFunction(fn, examples, options, options.parameters());
     }
 
+    /**
+     * Compiles a loss and its gradients: the compiled function takes {@code examples}' kinds of
+     * inputs and returns {@code [loss, grad(p_1), ..., grad(p_n)]} for the parameters in
+     * {@code parameters}' order, new tensors the caller closes (set them with {@code setGrad} and
+     * step an optimizer, for example). The capture runs {@code loss}, then {@code backward()} on
+     * it with the tape on: the backward is made of the same backward rules the tape runs, captured
+     * as op calls like the forward. Parameters are read by reference, so the graph sees every
+     * update; they must not hold gradients when a capture runs ({@code zeroGrad()} first), and
+     * {@link CompileOptions#freezeParameters()} must be off. The optimizer step is not part of the
+     * graph.
+     */
+    public static CompiledFunction compileGradients(Function<Tensor[], Tensor> loss, Tensor[] examples,
+            Map<String, Tensor> parameters, CompileOptions options) {
+        if (options.freezeParameters()) {
+            throw new IllegalArgumentException("compileGradients: parameters change between steps; "
+                    + "freezeParameters must be off");
+        }
+        List<Map.Entry<String, Tensor>> params = new ArrayList<>(parameters.entrySet());
+        Map<Tensor, String> names = new IdentityHashMap<>(options.parameters());
+        for (Map.Entry<String, Tensor> e : params) {
+            if (!e.getValue().requiresGrad() || !e.getValue().isLeaf()) {
+                throw new IllegalArgumentException("compileGradients: parameter " + e.getKey() + " ("
+                        + e.getValue().describe() + ") is not a leaf that requires gradients");
+            }
+            names.put(e.getValue(), e.getKey());
+        }
+        Function<Tensor[], Tensor[]> step = in -> {
+            for (Map.Entry<String, Tensor> e : params) {
+                if (e.getValue().grad() != null) {
+                    throw new IllegalStateException("compileGradients: parameter " + e.getKey()
+                            + " holds a gradient; clear the gradients (zeroGrad) before a capture");
+                }
+            }
+            Tensor l = loss.apply(in);
+            Tensor[] out = new Tensor[params.size() + 1];
+            out[0] = l;
+            try {
+                l.backward();
+                for (int i = 0; i < params.size(); i++) {
+                    Tensor g = params.get(i).getValue().grad();
+                    if (g == null) {
+                        throw new CaptureException("compileGradients: the loss does not depend on parameter "
+                                + params.get(i).getKey());
+                    }
+                    out[i + 1] = g.detach(); // a view the capture returns; the parameter's own is cleared
+                }
+            } finally {
+                for (Map.Entry<String, Tensor> e : params) {
+                    e.getValue().setGrad(null);
+                }
+            }
+            return out;
+        };
+        return new CompiledFunction(step, true, examples, options, names);
+    }
+
+    /** {@link #compileGradients(Function, Tensor[], Map, CompileOptions)} of {@code loss(model(input), target)} for every parameter of {@code model}. */
+    public static CompiledFunction compileGradients(Module model, BiFunction<Tensor, Tensor, Tensor> loss, Tensor input,
+            Tensor target, CompileOptions options) {
+        Map<String, Tensor> params = new LinkedHashMap<>();
+        model.namedParameters().forEach((name, t) -> {
+            if (t.requiresGrad()) {
+                params.put(name, t);
+            }
+        });
+        CompileOptions.Builder b = CompileOptions.builder().level(options.level()).onGuardFailure(options.guardPolicy())
+                .maxSpecializations(options.maxSpecializations()).verify(options.verify());
+        for (CompileOptions.DynamicDim d : options.dynamicDims()) {
+            b.dynamicDim(d.input(), d.dim(), d.symbol());
+        }
+        Map<String, Tensor> buffers = new LinkedHashMap<>();
+        model.namedBuffers().forEach((name, t) -> {
+            if (t != null) {
+                buffers.put(name, t);
+            }
+        });
+        b.parameters(buffers);
+        return compileGradients(in -> {
+            try (Tensor y = model.forward(in[0])) {
+                return loss.apply(y, in[1]);
+            }
+        }, new Tensor[] {input, target}, params, b.build());
+    }
+
     /** The graph of {@code fn} on {@code example}, as captured (the caller closes it). */
     public static Graph capture(Function<Tensor, Tensor> fn, Tensor example, CompileOptions options) {
         return Capture.capture(single(fn), new Tensor[] {example}, List.of(TensorType.of(example)), options.parameters());
@@ -66,7 +153,7 @@ public final class Graphs {
         }
         return List.of(new AlgebraicSimplification(), new CommonSubexpressionElimination(),
                 new ConvBatchNormFolding(options.freezeParameters()), new ConstantFolding(options.freezeParameters()), new AlgebraicSimplification(), new EpilogueFusion(),
-                new DeadCodeElimination());
+                new DeadCodeElimination(), new MemoryAwareSchedule());
     }
 
     /**

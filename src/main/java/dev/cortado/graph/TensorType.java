@@ -71,6 +71,15 @@ public record TensorType(DType dtype, Device device, List<Dim> dims) {
         return new TensorType(dtype, device, d);
     }
 
+    /** This type where the symbols are {@code value}. */
+    public TensorType at(long value) {
+        List<Dim> d = new ArrayList<>(dims.size());
+        for (Dim x : dims) {
+            d.add(x.at(value));
+        }
+        return new TensorType(dtype, device, d);
+    }
+
     /** {@code float32[B, 784] cpu}. */
     @Override
     public String toString() {

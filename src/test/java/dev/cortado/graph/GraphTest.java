@@ -391,6 +391,55 @@ class GraphTest {
         }
     }
 
+    @Test
+    void scheduleLowersThePlannedPeak() {
+        try (Scope s = Scope.open(); Tensor w = randn(16, 256); Tensor x = randn(64, 16)) {
+            // four large products first, then their reductions: the captured order holds all four at once
+            Function<Tensor, Tensor> branches = t -> {
+                Tensor[] h = new Tensor[4];
+                Tensor[] r = new Tensor[4];
+                try {
+                    for (int i = 0; i < 4; i++) {
+                        try (Tensor scaled = Elementwise.mul(t, i + 1.0)) {
+                            h[i] = LinearAlgebra.matmul(scaled, w);
+                        }
+                    }
+                    for (int i = 0; i < 4; i++) {
+                        r[i] = Reductions.sum(h[i], false, 1);
+                    }
+                    try (Tensor a = Elementwise.add(r[0], r[1]); Tensor b = Elementwise.add(r[2], r[3])) {
+                        return Elementwise.add(a, b);
+                    }
+                } finally {
+                    for (Tensor z : h) {
+                        if (z != null) {
+                            z.close();
+                        }
+                    }
+                    for (Tensor z : r) {
+                        if (z != null) {
+                            z.close();
+                        }
+                    }
+                }
+            };
+            CompileOptions o = CompileOptions.builder().parameters(Map.of("w", w)).build();
+            try (Graph g = Graphs.capture(branches, x, o).verify(); Graph scheduled = new MemoryAwareSchedule().apply(g).verify()) {
+                MemoryPlan before = MemoryPlan.plan(g);
+                MemoryPlan after = MemoryPlan.plan(scheduled);
+                long product = 64 * 256 * 4;
+                assertTrue(before.arenaBytes() >= 4 * product, before.toString());
+                assertTrue(after.arenaBytes() < 2 * product, after.toString());
+                assertEquals(g.nodes().size(), scheduled.nodes().size());
+                for (int trial = 0; trial < 2; trial++) {
+                    try (Tensor xi = randn(64, 16)) {
+                        assertSame(run(g, xi)[0], run(scheduled, xi)[0], "scheduled, trial " + trial);
+                    }
+                }
+            }
+        }
+    }
+
     // ------------------------------------------------------------------ guards
 
     @Test
@@ -427,13 +476,146 @@ class GraphTest {
         }
     }
 
+    @Test
+    void dynamicDimensionIsPlannedFromTheSymbolicGraph() {
+        try (Scope s = Scope.open(); Tensor w = randn(3, 2); Tensor b = randn(2)) {
+            int[] calls = {0};
+            Function<Tensor, Tensor> fn = x -> {
+                calls[0]++;
+                try (Tensor y = F.linear(x, w.transpose(0, 1), b); Tensor r = Elementwise.relu(y)) {
+                    return r.reshape(-1); // [2*B]
+                }
+            };
+            CompileOptions o = CompileOptions.builder().parameters(Map.of("w", w, "b", b)).dynamicDim(0, 0, "B")
+                    .onGuardFailure(CompileOptions.GuardPolicy.THROW).verify(true).build();
+            try (Tensor x = randn(4, 3); CompiledFunction f = Graphs.compile(fn, x, o)) {
+                assertEquals(3, calls[0], "captured at B = 4, 5, 6");
+                String text = f.symbolicGraph().toString();
+                assertTrue(text.contains("float32[B, 2] cpu = matmul(") && text.contains("float32[2*B] cpu = view.reshape("), text);
+                for (long batch : new long[] {1, 7, 4, 33}) {
+                    try (Tensor xb = randn(batch, 3); Tensor want = fn.apply(xb); Tensor got = f.apply(xb)) {
+                        assertSame(want, got, "batch " + batch);
+                    }
+                }
+                assertEquals(3 + 4, calls[0], "the eager references only: no re-capture");
+                assertEquals(4, f.specializations());
+                try (Tensor bad = randn(4, 5)) {
+                    GuardFailedException e = assertThrows(GuardFailedException.class, () -> f.apply(bad));
+                    assertTrue(e.getMessage().contains("dimension 1 is 5"), e.getMessage());
+                }
+            }
+            // not linear in B ([B*B]): no symbolic graph, each size is captured again
+            Function<Tensor, Tensor> square = x -> {
+                try (Tensor xt = x.transpose(0, 1); Tensor g = LinearAlgebra.matmul(x, xt)) {
+                    return g.reshape(-1);
+                }
+            };
+            CompileOptions d = CompileOptions.builder().dynamicDim(0, 0, "B").build();
+            try (Tensor x = randn(4, 3); CompiledFunction f = Graphs.compile(square, x, d); Tensor x2 = randn(6, 3);
+                 Tensor want = square.apply(x2); Tensor got = f.apply(x2)) {
+                assertEquals(null, f.symbolicGraph());
+                assertSame(want, got, "re-captured B*B");
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ gradients
+
+    private static void checkGradients(Module m, Tensor x, Tensor y, String what) {
+        CompileOptions o = CompileOptions.builder().verify(true).build();
+        List<Tensor> params = m.parameters();
+        try (CompiledFunction f = Graphs.compileGradients(m, dev.cortado.nn.Losses::crossEntropy, x, y, o)) {
+            String text = f.capturedGraph().toString();
+            assertTrue(text.contains("cross_entropy_backward"), text);
+            for (int trial = 0; trial < 2; trial++) {
+                Tensor[] got = f.applyAll(x, y);
+                assertEquals(params.size() + 1, got.length);
+                m.zeroGrad();
+                try (Tensor logits = m.forward(x); Tensor loss = dev.cortado.nn.Losses.crossEntropy(logits, y)) {
+                    loss.backward();
+                    assertSame(loss, got[0], what + " loss, trial " + trial);
+                }
+                for (int i = 0; i < params.size(); i++) {
+                    Reference.assertCloseChecked(params.get(i).grad().toDoubleArray(), got[i + 1].toDoubleArray(),
+                            new Reference.Tol(1e-4, 1e-5), what + " gradient " + i + ", trial " + trial);
+                }
+                m.zeroGrad();
+                // the parameters are read by reference: a step changes them, the next call sees it
+                try (dev.cortado.autograd.Autograd.GradMode off = dev.cortado.autograd.Autograd.noGrad()) {
+                    for (int i = 0; i < params.size(); i++) {
+                        try (Tensor step = Elementwise.mul(got[i + 1], -0.5); Tensor next = Elementwise.add(params.get(i), step)) {
+                            params.get(i).copyFrom(next);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    @Test
+    void compiledGradientsMatchTheTape() {
+        ParamOptions p = ParamOptions.seeded(21);
+        Convolution.ConvOptions same = Convolution.ConvOptions.builder().padding(1).build();
+        try (Scope s = Scope.open();
+             Sequential mlp = new Sequential(new Linear(6, 8, true, p), Activation.gelu(), new Linear(8, 3, true, p));
+             Sequential cnn = new Sequential(new Conv2d(1, 4, new long[] {3, 3}, same, true, p), Activation.relu(),
+                     new Pool.MaxPool2d(2), new Flatten(), new Linear(4 * 3 * 3, 3, true, p));
+             Tensor x = randn(5, 6); Tensor img = randn(5, 1, 6, 6); Tensor y = Tensor.of(new long[] {0, 2, 1, 1, 0}, 5)) {
+            checkGradients(mlp, x, y, "MLP");
+            checkGradients(cnn, img, y, "CNN");
+            // a parameter that holds a gradient at capture time is refused
+            try (Tensor logits = mlp.forward(x); Tensor loss = dev.cortado.nn.Losses.crossEntropy(logits, y)) {
+                loss.backward();
+            }
+            IllegalStateException e = assertThrows(IllegalStateException.class,
+                    () -> Graphs.compileGradients(mlp, dev.cortado.nn.Losses::crossEntropy, x, y, CompileOptions.defaults()));
+            assertTrue(e.getMessage().contains("holds a gradient"), e.getMessage());
+            mlp.zeroGrad();
+        }
+    }
+
     // ------------------------------------------------------------------ models
 
     private static void checkModel(Module m, Tensor x, String what) {
+        checkModel(m, x, GraphTest::randn, what);
+    }
+
+    /** Every pass, alone, on the model's captured graph: verified, and the same results as the captured graph. */
+    private static void checkEveryPass(Module m, Tensor x, Function<long[], Tensor> make, String what) {
+        List<Pass> passes = List.of(new DeadCodeElimination(), new CommonSubexpressionElimination(), new ConstantFolding(false),
+                new ConstantFolding(true), new AlgebraicSimplification(), new ConvBatchNormFolding(true), new EpilogueFusion(),
+                new MemoryAwareSchedule());
+        try (Graph g = Graphs.capture(m, x).verify(); Tensor fresh = make.apply(x.dims())) {
+            for (Pass p : passes) {
+                try (Graph opt = p.apply(g).verify()) {
+                    for (Tensor in : new Tensor[] {x, fresh}) {
+                        Tensor want = run(g, in)[0];
+                        Tensor got = run(opt, in)[0];
+                        // folding and fused epilogues round differently; the other passes are exact
+                        Reference.assertCloseChecked(want.toDoubleArray(), got.toDoubleArray(), new Reference.Tol(1e-4, 1e-5),
+                                what + ", pass " + p.name());
+                    }
+                }
+            }
+        }
+    }
+
+    private static void checkModel(Module m, Tensor x, Function<long[], Tensor> make, String what) {
         m.eval();
+        checkEveryPass(m, x, make, what);
         try (CompiledFunction f = Graphs.compile(m, x, VERIFIED); Tensor want = m.forward(x); Tensor got = f.apply(x)) {
             assertSame(want, got, what);
             assertTrue(f.memoryPlan().arenaBytes() <= f.memoryPlan().eagerPeakBytes(), f.memoryPlan().toString());
+        }
+        // a dynamic batch: the symbolic graph serves another batch size without running forward again
+        CompileOptions dynamic = CompileOptions.builder().dynamicDim(0, 0, "B").verify(true).build();
+        long[] dims = x.dims();
+        dims[0] += 3;
+        try (CompiledFunction f = Graphs.compile(m, x, dynamic); Tensor x2 = make.apply(dims); Tensor want = m.forward(x2);
+             Tensor got = f.apply(x2)) {
+            assertTrue(f.symbolicGraph() != null, what + ": no symbolic graph");
+            assertTrue(f.symbolicGraph().inputs().get(0).type().toString().startsWith(x.dtype() + "[B,"), f.symbolicGraph().toString());
+            assertSame(want, got, what + ", batch " + dims[0] + " from the symbolic graph");
         }
     }
 
@@ -477,6 +659,24 @@ class GraphTest {
                 Reference.assertCloseChecked(want.toDoubleArray(), got.toDoubleArray(), new Reference.Tol(1e-4, 1e-5),
                         "MNIST CNN, frozen and folded");
             }
+        }
+    }
+
+    @Test
+    void compiledCharacterModelMatchesEager() {
+        Function<long[], Tensor> tokens = dims -> {
+            long[] ids = new long[(int) (dims[0] * dims[1])];
+            java.util.Random r = new java.util.Random(dims[0]);
+            for (int i = 0; i < ids.length; i++) {
+                ids[i] = r.nextInt(11);
+            }
+            return Tensor.of(ids, dims);
+        };
+        try (Scope s = Scope.open();
+             dev.cortado.nn.CausalLanguageModel lm = new dev.cortado.nn.CausalLanguageModel(
+                     new dev.cortado.nn.CausalLanguageModel.Config(11, 16, 2, 4, 2, 32, 8, 0.0), ParamOptions.seeded(13));
+             Tensor x = tokens.apply(new long[] {2, 8})) {
+            checkModel(lm, x, tokens, "character model");
         }
     }
 

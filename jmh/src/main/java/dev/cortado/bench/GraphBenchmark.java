@@ -1,5 +1,6 @@
 package dev.cortado.bench;
 
+import dev.cortado.graph.CompileOptions;
 import dev.cortado.graph.CompiledFunction;
 import dev.cortado.graph.Graphs;
 import dev.cortado.nn.Activation;
@@ -7,6 +8,7 @@ import dev.cortado.nn.BatchNorm2d;
 import dev.cortado.nn.Conv2d;
 import dev.cortado.nn.Flatten;
 import dev.cortado.nn.Linear;
+import dev.cortado.nn.Losses;
 import dev.cortado.nn.Module;
 import dev.cortado.nn.ParamOptions;
 import dev.cortado.nn.Pool;
@@ -37,7 +39,10 @@ import org.openjdk.jmh.annotations.Warmup;
  *   <li>{@code mnistCnn*}: the MNIST CNN of {@code train-mnist} (conv-BN-ReLU-pool twice, two linear
  *       layers; eval mode) at batch 256 (issue #16's bar: compiled at least 1.3x eager);</li>
  *   <li>{@code mlp*}: a 3-layer MLP (784-256-256-10, ReLU) at batch 1, where host overhead per op
- *       dominates (the bar: at least 3x less overhead per op than eager).</li>
+ *       dominates (the bar: at least 3x less overhead per op than eager);</li>
+ *   <li>{@code mlpGradients*}: the same MLP's cross-entropy loss and parameter gradients at batch 64,
+ *       eager through the tape against {@code Graphs.compileGradients} (the optimizer step, eager in
+ *       both, is left out).</li>
  * </ul>
  * Run: {@code java -cp "target/benchmarks.jar:$(cat target/classpath.txt)" org.openjdk.jmh.Main GraphBenchmark}.
  */
@@ -57,6 +62,10 @@ public class GraphBenchmark {
     private Tensor row;
     private CompiledFunction cnnCompiled;
     private CompiledFunction mlpCompiled;
+    private Module trained;
+    private Tensor batch;
+    private Tensor labels;
+    private CompiledFunction gradients;
 
     @Setup(Level.Trial)
     public void setup() {
@@ -78,12 +87,25 @@ public class GraphBenchmark {
         row = g.uniform(0, 1, DType.FLOAT32, Device.CPU, 1, 784);
         cnnCompiled = Graphs.compile(cnn, images);
         mlpCompiled = Graphs.compile(mlp, row);
+        trained = new Sequential(new Linear(784, 256, true, p), Activation.relu(), new Linear(256, 256, true, p),
+                Activation.relu(), new Linear(256, 10, true, p));
+        batch = g.uniform(0, 1, DType.FLOAT32, Device.CPU, 64, 784);
+        long[] classes = new long[64];
+        for (int i = 0; i < classes.length; i++) {
+            classes[i] = i % 10;
+        }
+        labels = Tensor.of(classes, 64);
+        gradients = Graphs.compileGradients(trained, Losses::crossEntropy, batch, labels, CompileOptions.defaults());
     }
 
     @TearDown(Level.Trial)
     public void tearDown() {
         cnnCompiled.close();
         mlpCompiled.close();
+        gradients.close();
+        batch.close();
+        labels.close();
+        trained.close();
         images.close();
         row.close();
         cnn.close();
@@ -109,6 +131,32 @@ public class GraphBenchmark {
         try (Tensor y = mlp.forward(row)) {
             return y.dataAddress();
         }
+    }
+
+    @Benchmark
+    public double mlpGradientsEager() {
+        trained.zeroGrad();
+        double sum;
+        try (Tensor logits = trained.forward(batch); Tensor loss = Losses.crossEntropy(logits, labels)) {
+            loss.backward();
+            sum = loss.dataAddress();
+        }
+        for (Tensor t : trained.parameters()) {
+            sum += t.grad().dataAddress();
+        }
+        trained.zeroGrad();
+        return sum;
+    }
+
+    @Benchmark
+    public double mlpGradientsCompiled() {
+        Tensor[] r = gradients.applyAll(batch, labels);
+        double sum = 0;
+        for (Tensor t : r) {
+            sum += t.dataAddress();
+            t.close();
+        }
+        return sum;
     }
 
     @Benchmark
