@@ -40,5 +40,6 @@ module dev.cortado {
     exports dev.cortado.nn.functional;
     exports dev.cortado.optim;
     exports dev.cortado.io;
+    exports dev.cortado.quant;
     exports dev.cortado.backend;
 }

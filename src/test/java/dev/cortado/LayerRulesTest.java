@@ -27,7 +27,7 @@ class LayerRulesTest {
         {"backend"},
         {"ops"},
         {"autograd", "optim"},
-        {"nn", "io", "settings"},
+        {"nn", "io", "settings", "quant"},
         {"cli"},
     };
 
@@ -70,6 +70,6 @@ class LayerRulesTest {
             }
         }
         return rule.because("arrows point down the layer table: tensor -> backend -> ops -> autograd/optim "
-                + "-> nn/io -> cli (docs/architecture.md)");
+                + "-> nn/io/quant -> cli (docs/architecture.md)");
     }
 }

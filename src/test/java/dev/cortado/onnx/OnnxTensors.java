@@ -33,7 +33,8 @@ public final class OnnxTensors {
 
     // ONNX TensorProto.DataType codes
     public static final int FLOAT = 1, UINT8 = 2, INT8 = 3, UINT16 = 4, INT16 = 5, INT32 = 6, INT64 = 7, STRING = 8,
-            BOOL = 9, FLOAT16 = 10, DOUBLE = 11, UINT32 = 12, UINT64 = 13, BFLOAT16 = 16;
+            BOOL = 9, FLOAT16 = 10, DOUBLE = 11, UINT32 = 12, UINT64 = 13, BFLOAT16 = 16, FLOAT8E4M3FN = 17,
+            FLOAT8E5M2 = 19;
 
     private static final String[] NAMES = {"UNDEFINED", "FLOAT", "UINT8", "INT8", "UINT16", "INT16", "INT32", "INT64",
         "STRING", "BOOL", "FLOAT16", "DOUBLE", "UINT32", "UINT64", "COMPLEX64", "COMPLEX128", "BFLOAT16",
@@ -71,6 +72,8 @@ public final class OnnxTensors {
             case INT32 -> DType.INT32;
             case INT64 -> DType.INT64;
             case BOOL -> DType.BOOL;
+            case FLOAT8E4M3FN -> DType.FLOAT8_E4M3;
+            case FLOAT8E5M2 -> DType.FLOAT8_E5M2;
             default -> throw new UnsupportedDTypeException(onnxType);
         };
     }
@@ -97,6 +100,8 @@ public final class OnnxTensors {
             case INT64 -> INT64;
             case BOOL -> BOOL;
             case INT4 -> 22;
+            case FLOAT8_E4M3 -> FLOAT8E4M3FN;
+            case FLOAT8_E5M2 -> FLOAT8E5M2;
         };
     }
 
@@ -124,7 +129,7 @@ public final class OnnxTensors {
 
     private static int byteSize(int onnxType) {
         return switch (onnxType) {
-            case UINT8, INT8, BOOL -> 1;
+            case UINT8, INT8, BOOL, FLOAT8E4M3FN, FLOAT8E5M2 -> 1;
             case FLOAT16, BFLOAT16, INT16, UINT16 -> 2;
             case FLOAT, INT32, UINT32 -> 4;
             case INT64, DOUBLE, UINT64 -> 8;
@@ -284,6 +289,13 @@ public final class OnnxTensors {
                 r = new double[n];
                 for (int i = 0; i < n; i++) {
                     r[i] = Float.intBitsToFloat((b.getShort(i * 2) & 0xFFFF) << 16);
+                }
+            }
+            case FLOAT8E4M3FN, FLOAT8E5M2 -> {
+                r = new double[n];
+                DType t = dtypeOf(type);
+                for (int i = 0; i < n; i++) {
+                    r[i] = dev.cortado.quant.QuantizationReference.fp8Value(t, b.get(i) & 0xFF);
                 }
             }
             default -> {
