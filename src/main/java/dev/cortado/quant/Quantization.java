@@ -159,7 +159,7 @@ public final class Quantization {
             if (zp.dtype() != DType.INT32 && zp.dtype() != DType.INT8 && zp.dtype() != DType.UINT8) {
                 throw op.error("zero point " + zp.describe() + " must be int32, int8 or uint8");
             }
-            if (!zp.shape().equals(scale.shape())) {
+            if (!zp.shape().equals(scale.shape()) && !(want.rank() == 0 && zp.numel() == 1)) {
                 throw op.error("zero point " + zp.describe() + " and scale " + scale.describe() + " differ in shape");
             }
         }

@@ -107,9 +107,12 @@ public final class OnnxOps {
         return scale.dtype() == DType.FLOAT32 ? scale : scale.to(DType.FLOAT32);
     }
 
-    /** The zero point the op takes: none for fp8 (ONNX's fp8 zero point must be 0). */
+    /** The zero point the op takes: none for fp8 (ONNX's fp8 zero point must be 0); int4 read as int8. */
     private static Tensor zeroPointArg(Tensor zp) {
-        return zp == null || zp.dtype().isFloat8() ? null : zp;
+        if (zp == null || zp.dtype().isFloat8()) {
+            return null;
+        }
+        return zp.dtype() == DType.INT4 ? zp.to(DType.INT8) : zp;
     }
 
     private static Tensor[] quantizeLinear(Node n) {
