@@ -186,11 +186,6 @@ public final class Quantization {
     }
 
     // ------------------------------------------------------------------ kernels
-    /** The int8 that int4 goes through, else the storage itself. */
-    private static DType kernelStorage(QuantScheme s) {
-        return s.storage() == DType.INT4 ? DType.INT8 : s.storage();
-    }
-
     private static void quantizeKernel(QuantScheme s, Tensor[] in, Tensor[] out) {
         Tensor x = in[0];
         checkValues(QUANTIZE_OP, s, x, in[1], opt(in, 2));

@@ -21,7 +21,6 @@ final class QuantizationSamples {
     }
 
     private static final String F = "quantization";
-    private static final Class<?> LOADED = Quantization.class; // the ops register when it loads
 
     static final List<OpInfo> ENTRIES = List.of(
             OpInfo.of("quantize", F, "q = clamp(rne(x / scale) + zero_point, qmin, qmax), or fp8(x / scale) "
