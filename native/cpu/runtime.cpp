@@ -146,8 +146,9 @@ BlasSingleThreaded::~BlasSingleThreaded() {
 }
 
 const char* dtype_name(int dtype) {
-  static const char* names[] = {"F32", "F64", "F16", "BF16", "I8", "U8", "I32", "I64", "BOOL", "I4"};
-  return dtype >= 0 && dtype <= CT_I4 ? names[dtype] : "unknown";
+  static const char* names[] = {"F32", "F64", "F16", "BF16", "I8", "U8", "I32", "I64", "BOOL", "I4",
+                                "F8E4M3", "F8E5M2"};
+  return dtype >= 0 && dtype <= CT_F8E5M2 ? names[dtype] : "unknown";
 }
 
 int check_shape(const char* fn, int ndim, const int64_t* shape, int64_t* numel) {

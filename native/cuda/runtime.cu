@@ -74,6 +74,8 @@ const char* dtype_name(int dtype) {
     case CT_I64: return "int64";
     case CT_BOOL: return "bool";
     case CT_I4: return "int4";
+    case CT_F8E4M3: return "float8_e4m3";
+    case CT_F8E5M2: return "float8_e5m2";
     default: return "unknown-dtype";
   }
 }

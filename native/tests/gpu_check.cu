@@ -1012,6 +1012,7 @@ static void bench() {
 #include "gpu_check_conv.cuh"
 #include "gpu_check_pool.cuh"
 #include "gpu_check_training.cuh"
+#include "gpu_check_quant.cuh"
 
 /* The harness checks itself: compare() must reject a zeroed output where the result is not
  * zero, with the very tolerances check_reduce() uses for a mean and a sum of 2000003 values. */
@@ -1076,6 +1077,8 @@ int main(int argc, char** argv) {
     check_conv();
     check_pool();
     check_training();
+    check_quant();
+    check_qgemm();
     print_checks();
   }
   if (benches) {

@@ -46,6 +46,8 @@ extern "C" {
 #define CT_I64  7
 #define CT_BOOL 8   /* one byte per element, 0 or 1 */
 #define CT_I4   9   /* packed signed 4-bit, two per byte, low nibble first; storage only */
+#define CT_F8E4M3 10  /* OCP fp8 E4M3 (no infinities, NaN S.1111.111, max 448); storage only (quant.h) */
+#define CT_F8E5M2 11  /* OCP fp8 E5M2 (IEEE-like: inf, NaNs, max 57344); storage only (quant.h) */
 
 /*
  * A strided operand (as ggml passes its tensors): the first element of the view, its dtype, and

@@ -42,5 +42,6 @@ module dev.cortado {
     exports dev.cortado.io;
     exports dev.cortado.graph;
     exports dev.cortado.sparse;
+    exports dev.cortado.quant;
     exports dev.cortado.backend;
 }

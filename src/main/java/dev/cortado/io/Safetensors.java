@@ -53,8 +53,8 @@ import java.util.function.Predicate;
  *             after the header and the tensors cover the rest exactly: no gaps, no overlaps
  * </pre>
  *
- * <p>Dtypes: F32, F64, F16, BF16, I8, U8, I32, I64 and BOOL map to the Cortado dtypes of the same
- * meaning. Safetensors dtypes Cortado has no type for (I16, U16, U32, U64, the F8/F6/F4 formats,
+ * <p>Dtypes: F32, F64, F16, BF16, I8, U8, I32, I64, BOOL, F8_E4M3 and F8_E5M2 map to the Cortado dtypes of the same
+ * meaning. Safetensors dtypes Cortado has no type for (I16, U16, U32, U64, F8_E8M0, the F6/F4 formats,
  * C64) are refused when reading, with the tensor's name. Safetensors has no 4-bit dtype: a
  * packed {@link DType#INT4} tensor is stored as its raw bytes, a U8 tensor of
  * {@code ceil(numel / 2)} elements (two values per byte, low nibble first), and the metadata entry
@@ -192,6 +192,8 @@ public final class Safetensors {
             case INT32: return "I32";
             case INT64: return "I64";
             case BOOL: return "BOOL";
+            case FLOAT8_E4M3: return "F8_E4M3";
+            case FLOAT8_E5M2: return "F8_E5M2";
             default:
                 throw new IllegalArgumentException("safetensors has no dtype for " + dtype);
         }
@@ -200,7 +202,7 @@ public final class Safetensors {
     private static final Map<String, DType> BY_NAME = new HashMap<>();
     /** Valid safetensors dtypes that Cortado has no type for. */
     private static final List<String> OTHER_SAFETENSORS_DTYPES = List.of("I16", "U16", "U32", "U64",
-            "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4", "E8M0", "C64");
+            "F8_E8M0", "F6_E2M3", "F6_E3M2", "F4", "E8M0", "C64");
 
     static {
         for (DType d : DType.values()) {

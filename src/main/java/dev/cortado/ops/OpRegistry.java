@@ -12,6 +12,10 @@ public final class OpRegistry {
     private static final List<Class<?>> FAMILIES = List.of(Elementwise.class, Reductions.class, Normalization.class,
             Indexing.class, LinearAlgebra.class, Generator.class, Pooling.class, BatchNorm.class, Convolution.class, Attention.class, KvCache.class, CrossEntropy.class, Sparse.class);
 
+    /** Families declared in packages above ops (loaded by name: ops may not depend on them). */
+    private static final List<String> UPPER_FAMILIES = List.of("dev.cortado.quant.Quantization",
+            "dev.cortado.quant.Int8Gemm");
+
     private OpRegistry() {
     }
 
@@ -27,6 +31,13 @@ public final class OpRegistry {
                 Class.forName(family.getName(), true, family.getClassLoader());
             } catch (ClassNotFoundException e) {
                 throw new IllegalStateException(e);
+            }
+        }
+        for (String family : UPPER_FAMILIES) {
+            try {
+                Class.forName(family, true, OpRegistry.class.getClassLoader());
+            } catch (ClassNotFoundException e) {
+                throw new IllegalStateException("op family " + family + " is missing", e);
             }
         }
     }

@@ -6,6 +6,8 @@ import dev.cortado.backend.kernels.NativeCodes;
  * Element types. The codes are the native dtype codes of {@code native/include/cortado/common.h}.
  * {@link #INT4} is a storage type: two signed 4-bit values per byte, low nibble first; it can be
  * created, reshaped, exported and converted, and compute ops take it after unpacking.
+ * {@link #FLOAT8_E4M3} and {@link #FLOAT8_E5M2} are storage types too: views, copies and reading
+ * values work; conversion from other dtypes goes through {@code dev.cortado.quant.Quantization}.
  */
 public enum DType {
     FLOAT32(NativeCodes.F32, 32, Kind.FLOAT, "float32"),
@@ -17,7 +19,11 @@ public enum DType {
     INT32(NativeCodes.I32, 32, Kind.INT, "int32"),
     INT64(NativeCodes.I64, 64, Kind.INT, "int64"),
     BOOL(NativeCodes.BOOL, 8, Kind.BOOL, "bool"),
-    INT4(NativeCodes.I4, 4, Kind.INT, "int4");
+    INT4(NativeCodes.I4, 4, Kind.INT, "int4"),
+    /** OCP fp8 E4M3 (max 448, no infinities): a storage type written and read by dev.cortado.quant. */
+    FLOAT8_E4M3(NativeCodes.F8E4M3, 8, Kind.FLOAT, "float8_e4m3"),
+    /** OCP fp8 E5M2 (max 57344, with infinities): a storage type written and read by dev.cortado.quant. */
+    FLOAT8_E5M2(NativeCodes.F8E5M2, 8, Kind.FLOAT, "float8_e5m2");
 
     private enum Kind { BOOL, INT, FLOAT }
 
@@ -72,6 +78,11 @@ public enum DType {
     /** Sub-byte storage types that views and most kernels do not address element by element. */
     public boolean isPacked() {
         return this == INT4;
+    }
+
+    /** The two fp8 storage types. */
+    public boolean isFloat8() {
+        return this == FLOAT8_E4M3 || this == FLOAT8_E5M2;
     }
 
     private static DType[] byCode() {

@@ -1049,11 +1049,16 @@ public final class Tensor implements AutoCloseable {
         if (dtype.isPacked() || targetType.isPacked()) {
             return PackedInt4.convert(this, targetType);
         }
+        if ((dtype.isFloat8() || targetType.isFloat8()) && dtype != targetType) {
+            throw new UnsupportedOperationException("to(" + targetType + ") of " + describe() + ": float8 is a storage "
+                    + "type; convert with dev.cortado.quant.Quantization (quantize / dequantize)");
+        }
         Tensor dst = empty(targetType, targetDevice, shape);
         try {
             if (numel() > 0) {
-                storage.backend().copy(storage.device, targetType, dst.dataAddress(), dst.strides,
-                        dtype, dataAddress(), strides, shape.raw());
+                DType bytes = dtype.isFloat8() ? DType.UINT8 : dtype; // fp8 copies keep the bytes
+                storage.backend().copy(storage.device, dtype == targetType ? bytes : targetType, dst.dataAddress(),
+                        dst.strides, bytes, dataAddress(), strides, shape.raw());
             }
         } catch (RuntimeException e) {
             dst.close();
@@ -1465,6 +1470,11 @@ public final class Tensor implements AutoCloseable {
         try (TensorTracer.Pause paused = TensorTracer.pause(); Tensor host = to(Device.CPU)) {
             if (host.dtype == type && host.isContiguous()) {
                 return host.view(host.shape, host.strides.clone(), host.offset);
+            }
+            if (host.dtype.isFloat8()) {
+                try (Tensor raw = host.copyAs(host.dtype, Device.CPU)) {
+                    return Float8.decodeToHost(raw, type);
+                }
             }
             return host.copyAs(type, Device.CPU);
         }

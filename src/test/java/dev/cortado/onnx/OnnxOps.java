@@ -17,6 +17,12 @@ import dev.cortado.ops.Pooling;
 import dev.cortado.ops.DataLayout;
 import dev.cortado.ops.Pooling.PoolOptions;
 import dev.cortado.ops.Reductions;
+import dev.cortado.quant.Int8Gemm;
+import dev.cortado.quant.PackedInt8Matrix;
+import dev.cortado.quant.QuantParams;
+import dev.cortado.quant.QuantScheme;
+import dev.cortado.quant.QuantizedTensor;
+import dev.cortado.quant.Quantization;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;
 import dev.cortado.tensor.Tensor;
@@ -74,6 +80,160 @@ public final class OnnxOps {
         register("ConvTranspose", OnnxOps::convTranspose);
         register("Attention", OnnxOps::attention);
         register("RotaryEmbedding", OnnxOps::rotaryEmbedding); // composed: see COMPOSED_OPS
+        register("QuantizeLinear", OnnxOps::quantizeLinear);
+        register("DequantizeLinear", OnnxOps::dequantizeLinear);
+        register("DynamicQuantizeLinear", n -> Quantization.DYNAMIC_QUANTIZE_OP.callMulti(null, n.required(0)));
+        register("MatMulInteger", OnnxOps::matMulInteger);
+        register("QLinearMatMul", OnnxOps::qLinearMatMul);
+    }
+
+    // ------------------------------------------------------------------ quantization
+    /**
+     * The QuantScheme of a QuantizeLinear/DequantizeLinear node: per tensor for a one-element
+     * scale, blocked (per group) when block_size > 0, else per axis (attribute axis, default 1).
+     */
+    private static QuantScheme quantScheme(Node n, Tensor data, Tensor scale, DType storage) {
+        long block = n.attrInt("block_size", 0);
+        int axis = n.attrIntAsInt("axis", 1);
+        if (scale.numel() == 1 && scale.shape().rank() <= 1 && block == 0) {
+            return QuantScheme.perTensor(storage);
+        }
+        return block > 0 ? QuantScheme.perGroup(storage, axis, Math.toIntExact(block))
+                : QuantScheme.perChannel(storage, axis);
+    }
+
+    /** A scale in float32 (ONNX allows float16/bfloat16 scales). */
+    private static Tensor scale32(Tensor scale) {
+        return scale.dtype() == DType.FLOAT32 ? scale : scale.to(DType.FLOAT32);
+    }
+
+    /** The zero point the op takes: none for fp8 (ONNX's fp8 zero point must be 0); int4 read as int8. */
+    private static Tensor zeroPointArg(Tensor zp) {
+        if (zp == null || zp.dtype().isFloat8()) {
+            return null;
+        }
+        return zp.dtype() == DType.INT4 ? zp.to(DType.INT8) : zp;
+    }
+
+    private static Tensor[] quantizeLinear(Node n) {
+        Tensor x = n.required(0);
+        Tensor scale = n.required(1);
+        Tensor zp = n.input(2);
+        DType storage = zp != null ? zp.dtype() : DType.UINT8;
+        long outputType = n.attrInt("output_dtype", 0);
+        if (outputType != 0) {
+            storage = OnnxTensors.dtypeOf((int) outputType);
+        }
+        if (n.attrInt("saturate", 1) == 0 && storage.isFloat8()) {
+            throw new UnsupportedOperationException("QuantizeLinear: saturate=0 (fp8 overflow to inf/NaN) is not implemented");
+        }
+        Tensor sc = scale32(scale);
+        Tensor q = Quantization.quantize(x, sc, zeroPointArg(zp), quantScheme(n, x, sc, storage));
+        return one(q);
+    }
+
+    /** A scalar (one-element) zero point's value, or 0 when absent. */
+    private static int scalarZeroPoint(Node n, Tensor zp, String what) {
+        if (zp == null) {
+            return 0;
+        }
+        if (zp.numel() != 1) {
+            throw new UnsupportedOperationException(n.opType() + ": a per-row " + what + " " + zp.describe() + " is not supported");
+        }
+        return (int) zp.item();
+    }
+
+    /** uint8 values (a - 128 shifts an int8 operand into uint8 with its zero point + 128). */
+    private static Tensor shifted(Tensor t, int by, DType to) {
+        try (Tensor wide = t.to(DType.INT32); Tensor moved = wide.add(by)) {
+            return moved.to(to);
+        }
+    }
+
+    /**
+     * The right operand as a packed int8 matrix with per-column zero points and scales: a uint8 b
+     * becomes b - 128 with zero points zb - 128 (the differences b - zb are unchanged).
+     */
+    private static PackedInt8Matrix packedRight(Node n, Tensor b, Tensor zb, Tensor scale) {
+        if (b.shape().rank() != 2) {
+            throw new UnsupportedOperationException(n.opType() + ": b " + b.describe() + " must be a matrix");
+        }
+        long cols = b.dims()[1];
+        boolean unsigned = b.dtype() == DType.UINT8;
+        Tensor b8 = unsigned ? shifted(b, -128, DType.INT8) : b.copy();
+        int[] z = new int[(int) cols];
+        if (zb != null) {
+            long[] v = zb.toLongArray();
+            for (int j = 0; j < cols; j++) {
+                z[j] = (int) v[v.length == 1 ? 0 : j];
+            }
+        }
+        for (int j = 0; j < cols; j++) {
+            z[j] -= unsigned ? 128 : 0;
+        }
+        float[] sc = new float[(int) cols];
+        float[] given = scale == null ? new float[] {1f} : scale.toFloatArray();
+        for (int j = 0; j < cols; j++) {
+            sc[j] = given[given.length == 1 ? 0 : j];
+        }
+        QuantizedTensor q = QuantizedTensor.of(b8, QuantParams.of(QuantScheme.perChannel(DType.INT8, 1),
+                Tensor.of(sc, b.device(), cols), Tensor.of(z, b.device(), cols)));
+        return PackedInt8Matrix.pack(q);
+    }
+
+    /** MatMulInteger: int32 sum_k (a - za)(b - zb); a uint8/int8 [..., k], b uint8/int8 [k, n]. */
+    private static Tensor[] matMulInteger(Node n) {
+        Tensor a = n.required(0);
+        int za = scalarZeroPoint(n, n.input(2), "a_zero_point");
+        Tensor a8 = a;
+        if (a.dtype() == DType.INT8) {
+            a8 = shifted(a, 128, DType.UINT8);
+            za += 128;
+        }
+        PackedInt8Matrix b = packedRight(n, n.required(1), n.input(3), null);
+        return one(Int8Gemm.matmulInteger(a8, za, b));
+    }
+
+    /** QLinearMatMul: the int8 GEMM with its epilogue requantizing to y's scale and zero point (batches of b: one GEMM each). */
+    private static Tensor[] qLinearMatMul(Node n) {
+        Tensor a = n.required(0);
+        Tensor b = n.required(3);
+        if (b.shape().rank() == 2) {
+            return one(qLinear2d(n, a, b));
+        }
+        if (b.shape().rank() != 3 || a.shape().rank() != 3 || a.dims()[0] != b.dims()[0]) {
+            throw new UnsupportedOperationException("QLinearMatMul: a " + a.describe() + " with b " + b.describe());
+        }
+        List<Tensor> parts = new ArrayList<>();
+        for (long i = 0; i < b.dims()[0]; i++) {
+            Tensor ai = a.narrow(0, i, 1).reshape(a.dims()[1], a.dims()[2]);
+            Tensor bi = b.narrow(0, i, 1).reshape(b.dims()[1], b.dims()[2]);
+            parts.add(qLinear2d(n, ai, bi).reshape(1, a.dims()[1], b.dims()[2]));
+        }
+        return one(Indexing.concat(0, parts.toArray(Tensor[]::new)));
+    }
+
+    private static Tensor qLinear2d(Node n, Tensor a, Tensor b) {
+        int za = scalarZeroPoint(n, n.input(2), "a_zero_point");
+        Tensor a8 = a;
+        if (a.dtype() == DType.INT8) {
+            a8 = shifted(a, 128, DType.UINT8);
+            za += 128;
+        }
+        Tensor yzp = n.required(7);
+        QuantizedTensor aq = QuantizedTensor.of(a8 == a ? a.copy() : a8,
+                QuantParams.perTensor(DType.UINT8, n.required(1).item(), za, a.device()));
+        PackedInt8Matrix packed = packedRight(n, b, n.input(5), n.required(4));
+        QuantParams out = QuantParams.perTensor(yzp.dtype(), n.required(6).item(), (int) yzp.item(), a.device());
+        return Int8Gemm.matmul(aq, packed, null, false, out).values();
+    }
+
+    private static Tensor[] dequantizeLinear(Node n) {
+        Tensor q = n.required(0);
+        Tensor scale = n.required(1);
+        Tensor sc = scale32(scale);
+        Tensor y = Quantization.dequantize(q, sc, zeroPointArg(n.input(2)), quantScheme(n, q, sc, q.dtype()));
+        return one(scale.dtype() == DType.FLOAT32 ? y : y.to(scale.dtype()));
     }
 
     /** Registers (or replaces) the handler of {@code opType} (default domain). */

@@ -33,7 +33,8 @@ public final class OnnxTensors {
 
     // ONNX TensorProto.DataType codes
     public static final int FLOAT = 1, UINT8 = 2, INT8 = 3, UINT16 = 4, INT16 = 5, INT32 = 6, INT64 = 7, STRING = 8,
-            BOOL = 9, FLOAT16 = 10, DOUBLE = 11, UINT32 = 12, UINT64 = 13, BFLOAT16 = 16;
+            BOOL = 9, FLOAT16 = 10, DOUBLE = 11, UINT32 = 12, UINT64 = 13, BFLOAT16 = 16, FLOAT8E4M3FN = 17,
+            FLOAT8E5M2 = 19, INT4 = 22;
 
     private static final String[] NAMES = {"UNDEFINED", "FLOAT", "UINT8", "INT8", "UINT16", "INT16", "INT32", "INT64",
         "STRING", "BOOL", "FLOAT16", "DOUBLE", "UINT32", "UINT64", "COMPLEX64", "COMPLEX128", "BFLOAT16",
@@ -71,6 +72,9 @@ public final class OnnxTensors {
             case INT32 -> DType.INT32;
             case INT64 -> DType.INT64;
             case BOOL -> DType.BOOL;
+            case FLOAT8E4M3FN -> DType.FLOAT8_E4M3;
+            case FLOAT8E5M2 -> DType.FLOAT8_E5M2;
+            case INT4 -> DType.INT4;
             default -> throw new UnsupportedDTypeException(onnxType);
         };
     }
@@ -84,7 +88,7 @@ public final class OnnxTensors {
         }
     }
 
-    /** The ONNX element type of a Cortado dtype (INT4 is packed and has no counterpart here). */
+    /** The ONNX element type of a Cortado dtype. */
     public static int onnxTypeOf(DType t) {
         return switch (t) {
             case FLOAT32 -> FLOAT;
@@ -96,7 +100,9 @@ public final class OnnxTensors {
             case INT32 -> INT32;
             case INT64 -> INT64;
             case BOOL -> BOOL;
-            case INT4 -> 22;
+            case INT4 -> INT4;
+            case FLOAT8_E4M3 -> FLOAT8E4M3FN;
+            case FLOAT8_E5M2 -> FLOAT8E5M2;
         };
     }
 
@@ -124,7 +130,7 @@ public final class OnnxTensors {
 
     private static int byteSize(int onnxType) {
         return switch (onnxType) {
-            case UINT8, INT8, BOOL -> 1;
+            case UINT8, INT8, BOOL, FLOAT8E4M3FN, FLOAT8E5M2, INT4 -> 1; // INT4: one unpacked value per byte
             case FLOAT16, BFLOAT16, INT16, UINT16 -> 2;
             case FLOAT, INT32, UINT32 -> 4;
             case INT64, DOUBLE, UINT64 -> 8;
@@ -147,6 +153,22 @@ public final class OnnxTensors {
             throw new IllegalArgumentException("tensor '" + p.getName() + "' is too large");
         }
         ByteBuffer out = ByteBuffer.allocate((int) (n * size)).order(ByteOrder.LITTLE_ENDIAN);
+        if (type == INT4) {
+            // packed two per byte, low nibble first (raw_data, or one packed byte per int32_data entry);
+            // returned unpacked, one sign-extended value per byte
+            int packed = (int) ((n + 1) / 2);
+            int have = p.hasRawData() ? p.getRawData().size() : p.getInt32DataCount();
+            if (have != packed) {
+                throw new IllegalArgumentException("tensor '" + p.getName() + "' INT4" + Arrays.toString(dims(p)) + " needs "
+                        + packed + " packed bytes, has " + have);
+            }
+            for (int i = 0; i < n; i++) {
+                int b = p.hasRawData() ? p.getRawData().byteAt(i / 2) & 0xFF : p.getInt32Data(i / 2) & 0xFF;
+                int nibble = (i % 2 == 0 ? b : b >> 4) & 0xF;
+                out.put((byte) (nibble >= 8 ? nibble - 16 : nibble));
+            }
+            return out.flip();
+        }
         if (p.hasRawData()) {
             ByteBuffer raw = p.getRawData().asReadOnlyByteBuffer();
             if (raw.remaining() != out.capacity()) {
@@ -221,6 +243,11 @@ public final class OnnxTensors {
                 }
             }
         }
+        if (t == DType.INT4) {
+            byte[] v = new byte[bytes.remaining()];
+            bytes.get(v);
+            return Tensor.of(v, DType.INT4, device, dims(p));
+        }
         return Tensor.fromBuffer(bytes, t, device, dims(p));
     }
 
@@ -284,6 +311,13 @@ public final class OnnxTensors {
                 r = new double[n];
                 for (int i = 0; i < n; i++) {
                     r[i] = Float.intBitsToFloat((b.getShort(i * 2) & 0xFFFF) << 16);
+                }
+            }
+            case FLOAT8E4M3FN, FLOAT8E5M2 -> {
+                r = new double[n];
+                DType t = dtypeOf(type);
+                for (int i = 0; i < n; i++) {
+                    r[i] = dev.cortado.quant.QuantizationReference.fp8Value(t, b.get(i) & 0xFF);
                 }
             }
             default -> {

@@ -1,0 +1,133 @@
+package dev.cortado.bench;
+
+import dev.cortado.ops.Generator;
+import dev.cortado.ops.LinearAlgebra;
+import dev.cortado.quant.Int8Gemm;
+import dev.cortado.quant.PackedInt8Matrix;
+import dev.cortado.tensor.DType;
+import dev.cortado.tensor.Device;
+import dev.cortado.tensor.Tensor;
+import java.util.Random;
+import java.util.concurrent.TimeUnit;
+import org.openjdk.jmh.annotations.Benchmark;
+import org.openjdk.jmh.annotations.BenchmarkMode;
+import org.openjdk.jmh.annotations.Fork;
+import org.openjdk.jmh.annotations.Level;
+import org.openjdk.jmh.annotations.Measurement;
+import org.openjdk.jmh.annotations.Mode;
+import org.openjdk.jmh.annotations.OutputTimeUnit;
+import org.openjdk.jmh.annotations.Param;
+import org.openjdk.jmh.annotations.Scope;
+import org.openjdk.jmh.annotations.Setup;
+import org.openjdk.jmh.annotations.State;
+import org.openjdk.jmh.annotations.TearDown;
+import org.openjdk.jmh.annotations.Warmup;
+
+/**
+ * Square int8 GEMM C[n,n] = (A - za)(B - zb), A uint8, B int8 packed once, 2 n^3 integer ops
+ * per call, next to our float32 matmul of the same shape (the issue's bar: the int8 GEMM at
+ * least 3.5x the float32 one and near the VNNI peak, which is 4x the fp32 FMA peak measured by
+ * CeilingBenchmark in the same run):
+ * <ul>
+ *   <li>{@code int8GemmInt32}: {@link Int8Gemm#matmulInteger} (int32 output, as ONNX MatMulInteger);</li>
+ *   <li>{@code int8GemmFloat32}: the same product with the fused float32 epilogue (per-column scale,
+ *       bias, ReLU);</li>
+ *   <li>{@code float32Matmul}: {@link LinearAlgebra#matmul} on float32 operands of the same shape.</li>
+ * </ul>
+ * Packing B is done once in setup (it is a weight). Thread count {@code threads}; run with
+ * OMP_NUM_THREADS / OPENBLAS_NUM_THREADS set (jmh/run-main-table.sh does).
+ */
+@BenchmarkMode(Mode.AverageTime)
+@OutputTimeUnit(TimeUnit.MILLISECONDS)
+@Fork(value = 1, jvmArgsAppend = {"-Xms512m", "-Xmx512m"})
+@Warmup(iterations = 3, time = 1, timeUnit = TimeUnit.SECONDS)
+@Measurement(iterations = 5, time = 1, timeUnit = TimeUnit.SECONDS)
+@State(Scope.Benchmark)
+public class Int8GemmBenchmark {
+    @Param({"1024", "2048"})
+    public int n;
+
+    @Param({"1", "2"})
+    public int threads;
+
+    private Tensor a8;
+    private PackedInt8Matrix b8;
+    private Tensor scale;
+    private Tensor bias;
+    private Tensor af;
+    private Tensor bf;
+    private byte[] aBytes;
+    private byte[] bBytes;
+
+    @Setup(Level.Trial)
+    public void setup() {
+        BenchSupport.setThreads(threads);
+        Random r = new Random(42);
+        aBytes = new byte[n * n];
+        bBytes = new byte[n * n];
+        r.nextBytes(aBytes);
+        r.nextBytes(bBytes);
+        a8 = Tensor.of(aBytes, DType.UINT8, n, n);
+        try (Tensor b = Tensor.of(bBytes, DType.INT8, n, n)) {
+            b8 = PackedInt8Matrix.pack(b);
+        }
+        scale = Tensor.full(1e-4, DType.FLOAT32, Device.CPU, n);
+        bias = Tensor.full(0.5, DType.FLOAT32, Device.CPU, n);
+        Generator g = Generator.seeded(42);
+        af = g.uniform(-1, 1, DType.FLOAT32, Device.CPU, n, n);
+        bf = g.uniform(-1, 1, DType.FLOAT32, Device.CPU, n, n);
+        verify();
+    }
+
+    /** A few elements of the int8 product against exact sums (guards against timing a no-op). */
+    private void verify() {
+        try (Tensor c = Int8Gemm.matmulInteger(a8, 3, b8)) {
+            int[] got = c.toIntArray();
+            Random r = new Random(1);
+            for (int t = 0; t < 64; t++) {
+                int i = r.nextInt(n);
+                int j = r.nextInt(n);
+                long s = 0;
+                for (int k = 0; k < n; k++) {
+                    s += ((aBytes[i * n + k] & 0xFF) - 3L) * bBytes[k * n + j];
+                }
+                if (got[i * n + j] != s) {
+                    throw new IllegalStateException("int8 GEMM differs at (" + i + ", " + j + "): " + got[i * n + j]
+                            + " vs " + s);
+                }
+            }
+        }
+    }
+
+    @TearDown(Level.Trial)
+    public void tearDown() {
+        a8.close();
+        b8.close();
+        scale.close();
+        bias.close();
+        af.close();
+        bf.close();
+    }
+
+    @Benchmark
+    public long int8GemmInt32() {
+        try (Tensor c = Int8Gemm.matmulInteger(a8, 3, b8)) {
+            return c.dataAddress();
+        }
+    }
+
+    @Benchmark
+    public long int8GemmFloat32() {
+        try (Tensor c = Int8Gemm.GEMM_OP.call(new Int8Gemm.Epilogue(3, DType.FLOAT32, true, 0), a8, b8.packed(),
+                b8.colsum(), null, scale, bias)) {
+            return c.dataAddress();
+        }
+    }
+
+    @Benchmark
+    public long float32Matmul() {
+        try (Tensor c = LinearAlgebra.matmul(af, bf)) {
+            return c.dataAddress();
+        }
+    }
+}

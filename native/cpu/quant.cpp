@@ -1,0 +1,342 @@
+/*
+ * Quantization family (quant.h), CPU: quantize, dequantize, requantize and dynamic (ONNX
+ * DynamicQuantizeLinear) quantization over strided tensors with per-tensor, per-channel or
+ * per-group parameters.
+ *
+ * Walk: the data is split into rows (the innermost dimension); a row's start offsets and its
+ * parameter index are computed from its coordinates (one div/mod per outer dim), then the row
+ * runs a tight loop. Along the row the parameter index is constant (axis not last: per tensor,
+ * or per channel/group along an outer axis) or advances every `group` elements (axis last). Rows
+ * are spread over OpenMP threads when the tensor is large. The scalar math is quant_math.h's, the
+ * same code the CUDA kernels run, so the two agree bit for bit.
+ *
+ * Cost (n elements): quantize one float32 division, a rounding and a clamp per element (~3 FLOPs),
+ * reads e_x and writes 1 byte per element; dequantize a subtraction and a multiply, reads 1 and
+ * writes e_y bytes; dynamic quantization adds one min/max pass over x. Memory bound throughout.
+ */
+#include <algorithm>
+
+#include "cortado/quant.h"
+#include "internal.h"
+#include "quant_check.h"
+#include "quant_math.h"
+
+namespace ct {
+namespace {
+
+using qm::Msg;
+
+int report(int status, const Msg& m) { return status == CT_OK ? CT_OK : fail(status, "%s", m.text); }
+
+/* Loads element i of a float-io row as float32. */
+template <class T> CT_INLINE float load_f(const T* p) { return (float)load(p); }
+
+/* The row geometry shared by the kernels: rows of the innermost dim over the outer dims. */
+struct Rows {
+  int ndim;
+  const int64_t* shape;
+  int64_t n;     // innermost size (1 for ndim 0)
+  int64_t rows;  // numel / n
+};
+
+/* Coordinates of row r (outer dims only) into coord[0..ndim-2]. */
+inline void row_coords(const Rows& g, int64_t r, int64_t* coord) {
+  for (int d = g.ndim - 2; d >= 0; --d) {
+    coord[d] = r % g.shape[d];
+    r /= g.shape[d];
+  }
+}
+
+/* Offset of a row start in a tensor with these strides. */
+inline int64_t row_offset(const Rows& g, const int64_t* coord, const int64_t* strides) {
+  int64_t o = 0;
+  for (int d = 0; d < g.ndim - 1; ++d) o += coord[d] * strides[d];
+  return o;
+}
+
+/* Parameter index of a row start, and how it moves along the row (step every `every` elements). */
+struct ParamRow {
+  int64_t base, step, every;
+};
+
+inline ParamRow param_row(const Rows& g, const int64_t* coord, const ct_quant_map* q) {
+  ParamRow p{0, 0, 1};
+  for (int d = 0; d < g.ndim - 1; ++d) p.base += (d == q->axis ? coord[d] / q->group : coord[d]) * q->strides[d];
+  if (g.ndim > 0) {
+    p.step = q->strides[g.ndim - 1];
+    p.every = q->axis == g.ndim - 1 ? q->group : 1;
+  }
+  return p;
+}
+
+inline int32_t zp_at(const ct_quant_map* q, int64_t i) {
+  return q->zero_point ? ((const int32_t*)q->zero_point)[i] : 0;
+}
+
+inline float scale_at(const ct_quant_map* q, int64_t i) { return ((const float*)q->scale)[i]; }
+
+template <class Fn> void for_rows(const Rows& g, Fn&& fn) {
+  parallel_range(g.rows, g.n, [&](int64_t r0, int64_t r1) {
+    int64_t coord[CT_MAX_DIMS] = {0};
+    for (int64_t r = r0; r < r1; ++r) {
+      row_coords(g, r, coord);
+      fn(coord);
+    }
+  });
+}
+
+Rows rows_of(const ct_tensor* t, int64_t numel) {
+  Rows g{t->ndim, t->shape, t->ndim > 0 ? t->shape[t->ndim - 1] : 1, 0};
+  g.rows = g.n > 0 ? numel / g.n : 0;
+  return g;
+}
+
+inline int64_t last_stride(const ct_tensor* t) { return t->ndim > 0 ? t->strides[t->ndim - 1] : 0; }
+
+// ------------------------------------------------------------------ quantize
+template <class TX, class TY>
+void quantize_rows(const ct_tensor* y, const ct_tensor* x, const ct_quant_map* q, int32_t qmin, int32_t qmax,
+                   const Rows& g) {
+  const int64_t xs = last_stride(x), ys = last_stride(y);
+  const bool fp8 = qm::is_fp8(y->dtype);
+  const int ydt = y->dtype;
+  for_rows(g, [&](const int64_t* coord) {
+    const TX* xr = (const TX*)x->data + row_offset(g, coord, x->strides);
+    TY* yr = (TY*)y->data + row_offset(g, coord, y->strides);
+    ParamRow p = param_row(g, coord, q);
+    if (p.step == 0) {  // one scale for the row: the common case (per tensor, or an outer axis)
+      const float s = scale_at(q, p.base);
+      const int32_t z = zp_at(q, p.base);
+      if (fp8) {
+        for (int64_t j = 0; j < g.n; ++j) yr[j * ys] = (TY)qm::quantize_fp8(ydt, load_f(xr + j * xs) / s);
+      } else {
+        for (int64_t j = 0; j < g.n; ++j) yr[j * ys] = (TY)qm::quantize_int(load_f(xr + j * xs), s, z, qmin, qmax);
+      }
+      return;
+    }
+    for (int64_t j = 0; j < g.n; ++j) {
+      const int64_t pi = p.base + (j / p.every) * p.step;
+      const float v = load_f(xr + j * xs);
+      yr[j * ys] = fp8 ? (TY)qm::quantize_fp8(ydt, v / scale_at(q, pi))
+                       : (TY)qm::quantize_int(v, scale_at(q, pi), zp_at(q, pi), qmin, qmax);
+    }
+  });
+}
+
+template <class TX> void quantize_x(const ct_tensor* y, const ct_tensor* x, const ct_quant_map* q, int32_t qmin,
+                                    int32_t qmax, const Rows& g) {
+  switch (y->dtype) {
+    case CT_I8: quantize_rows<TX, int8_t>(y, x, q, qmin, qmax, g); break;
+    case CT_I32: quantize_rows<TX, int32_t>(y, x, q, qmin, qmax, g); break;
+    default: quantize_rows<TX, uint8_t>(y, x, q, qmin, qmax, g); break;  // U8 and both fp8 codes
+  }
+}
+
+// ------------------------------------------------------------------ dequantize (and requantize)
+/* The float value of stored element v with parameters (s, z). */
+template <class TQ> CT_INLINE float dequant_one(int qdt, TQ v, float s, int32_t z) {
+  if (qm::is_fp8(qdt)) return qm::dequantize_fp8(qdt, (uint8_t)v) * s;
+  return (float)((int64_t)v - z) * s;
+}
+
+template <class TQ, class TY> void dequantize_rows(const ct_tensor* y, const ct_tensor* xq, const ct_quant_map* q,
+                                                   const Rows& g) {
+  const int64_t xs = last_stride(xq), ys = last_stride(y);
+  const int qdt = xq->dtype;
+  for_rows(g, [&](const int64_t* coord) {
+    const TQ* xr = (const TQ*)xq->data + row_offset(g, coord, xq->strides);
+    TY* yr = (TY*)y->data + row_offset(g, coord, y->strides);
+    ParamRow p = param_row(g, coord, q);
+    for (int64_t j = 0; j < g.n; ++j) {
+      const int64_t pi = p.base + (j / p.every) * p.step;
+      store(yr + j * ys, (compute_t<TY>)dequant_one(qdt, xr[j * xs], scale_at(q, pi), zp_at(q, pi)));
+    }
+  });
+}
+
+template <class TQ> void dequantize_q(const ct_tensor* y, const ct_tensor* xq, const ct_quant_map* q, const Rows& g) {
+  switch (y->dtype) {
+    case CT_F32: dequantize_rows<TQ, float>(y, xq, q, g); break;
+    case CT_F64: dequantize_rows<TQ, double>(y, xq, q, g); break;
+    case CT_F16: dequantize_rows<TQ, f16>(y, xq, q, g); break;
+    default: dequantize_rows<TQ, bf16>(y, xq, q, g); break;
+  }
+}
+
+template <class TQ, class TY>
+void requantize_rows(const ct_tensor* y, const ct_tensor* x, const ct_quant_map* in, const ct_quant_map* out,
+                     int32_t qmin, int32_t qmax, const Rows& g) {
+  const int64_t xs = last_stride(x), ys = last_stride(y);
+  const int xdt = x->dtype, ydt = y->dtype;
+  const bool fp8 = qm::is_fp8(ydt);
+  for_rows(g, [&](const int64_t* coord) {
+    const TQ* xr = (const TQ*)x->data + row_offset(g, coord, x->strides);
+    TY* yr = (TY*)y->data + row_offset(g, coord, y->strides);
+    ParamRow pi = param_row(g, coord, in), po = param_row(g, coord, out);
+    for (int64_t j = 0; j < g.n; ++j) {
+      const int64_t a = pi.base + (j / pi.every) * pi.step, b = po.base + (j / po.every) * po.step;
+      const float v = dequant_one(xdt, xr[j * xs], scale_at(in, a), zp_at(in, a));
+      yr[j * ys] = fp8 ? (TY)qm::quantize_fp8(ydt, v / scale_at(out, b))
+                       : (TY)qm::quantize_int(v, scale_at(out, b), zp_at(out, b), qmin, qmax);
+    }
+  });
+}
+
+template <class TQ> void requantize_x(const ct_tensor* y, const ct_tensor* x, const ct_quant_map* in,
+                                      const ct_quant_map* out, int32_t qmin, int32_t qmax, const Rows& g) {
+  switch (y->dtype) {
+    case CT_I8: requantize_rows<TQ, int8_t>(y, x, in, out, qmin, qmax, g); break;
+    case CT_I32: requantize_rows<TQ, int32_t>(y, x, in, out, qmin, qmax, g); break;
+    default: requantize_rows<TQ, uint8_t>(y, x, in, out, qmin, qmax, g); break;
+  }
+}
+
+/* Calls f(T{}) with the storage type of a quantized dtype. */
+template <class F> void dispatch_q(int dtype, F&& f) {
+  switch (dtype) {
+    case CT_I8: f(int8_t{}); break;
+    case CT_I32: f(int32_t{}); break;
+    default: f(uint8_t{}); break;  // U8 and the fp8 codes
+  }
+}
+
+}  // namespace
+}  // namespace ct
+
+using namespace ct;
+
+extern "C" int ct_cpu_quantize(const ct_tensor* y, const ct_tensor* x, const ct_quant_map* map, int32_t qmin,
+                               int32_t qmax, int64_t stream) {
+  static const char* fn = "ct_cpu_quantize";
+  CT_TRY
+  Msg m;
+  int64_t n = 0, ny = 0;
+  int st = qm::check_desc(fn, "x", x, &n, &m);
+  if (!st) st = qm::check_desc(fn, "y", y, &ny, &m);
+  if (!st) st = qm::check_same_shape(fn, x, "x", y, "y", &m);
+  if (!st) st = qm::check_map(fn, "map", map, x->ndim, n, &m);
+  if (!st) st = qm::check_storage(fn, "y", y->dtype, qmin, qmax, &m);
+  if (!st && !qm::is_float_io(x->dtype)) {
+    snprintf(m.text, sizeof m.text, "%s: x has dtype %s; expected a floating dtype", fn, dtype_name(x->dtype));
+    st = CT_ERR_UNSUPPORTED;
+  }
+  if (st) return report(st, m);
+  if (n == 0) return CT_OK;
+  Rows g = rows_of(x, n);
+  dispatch_dtype(x->dtype, [&](auto tx) {
+    using TX = decltype(tx);
+    if constexpr (is_float_v<TX>) quantize_x<TX>(y, x, map, qmin, qmax, g);
+  });
+  return CT_OK;
+  CT_CATCH(fn)
+}
+
+extern "C" int ct_cpu_dequantize(const ct_tensor* y, const ct_tensor* q, const ct_quant_map* map, int64_t stream) {
+  static const char* fn = "ct_cpu_dequantize";
+  CT_TRY
+  Msg m;
+  int64_t n = 0, ny = 0;
+  int st = qm::check_desc(fn, "q", q, &n, &m);
+  if (!st) st = qm::check_desc(fn, "y", y, &ny, &m);
+  if (!st) st = qm::check_same_shape(fn, q, "q", y, "y", &m);
+  if (!st) st = qm::check_map(fn, "map", map, q->ndim, n, &m);
+  if (!st) st = qm::check_storage(fn, "q", q->dtype, 0, 0, &m);
+  if (!st && !qm::is_float_io(y->dtype)) {
+    snprintf(m.text, sizeof m.text, "%s: y has dtype %s; expected a floating dtype", fn, dtype_name(y->dtype));
+    st = CT_ERR_UNSUPPORTED;
+  }
+  if (st) return report(st, m);
+  if (n == 0) return CT_OK;
+  Rows g = rows_of(q, n);
+  dispatch_q(q->dtype, [&](auto tq) { dequantize_q<decltype(tq)>(y, q, map, g); });
+  return CT_OK;
+  CT_CATCH(fn)
+}
+
+extern "C" int ct_cpu_requantize(const ct_tensor* y, const ct_tensor* x, const ct_quant_map* in_map,
+                                 const ct_quant_map* out_map, int32_t qmin, int32_t qmax, int64_t stream) {
+  static const char* fn = "ct_cpu_requantize";
+  CT_TRY
+  Msg m;
+  int64_t n = 0, ny = 0;
+  int st = qm::check_desc(fn, "x", x, &n, &m);
+  if (!st) st = qm::check_desc(fn, "y", y, &ny, &m);
+  if (!st) st = qm::check_same_shape(fn, x, "x", y, "y", &m);
+  if (!st) st = qm::check_map(fn, "in_map", in_map, x->ndim, n, &m);
+  if (!st) st = qm::check_map(fn, "out_map", out_map, x->ndim, n, &m);
+  if (!st) st = qm::check_storage(fn, "x", x->dtype, 0, 0, &m);
+  if (!st) st = qm::check_storage(fn, "y", y->dtype, qmin, qmax, &m);
+  if (st) return report(st, m);
+  if (n == 0) return CT_OK;
+  Rows g = rows_of(x, n);
+  dispatch_q(x->dtype, [&](auto tq) { requantize_x<decltype(tq)>(y, x, in_map, out_map, qmin, qmax, g); });
+  return CT_OK;
+  CT_CATCH(fn)
+}
+
+extern "C" int ct_cpu_dynamic_quantize(const ct_tensor* y, const ct_tensor* x, float* scale, uint8_t* zero_point,
+                                       int64_t stream) {
+  static const char* fn = "ct_cpu_dynamic_quantize";
+  CT_TRY
+  Msg m;
+  int64_t n = 0, ny = 0;
+  int st = qm::check_desc(fn, "x", x, &n, &m);
+  if (!st) st = qm::check_desc(fn, "y", y, &ny, &m);
+  if (!st) st = qm::check_same_shape(fn, x, "x", y, "y", &m);
+  if (!st && (x->dtype != CT_F32 || y->dtype != CT_U8)) {
+    snprintf(m.text, sizeof m.text, "%s: x %s, y %s; expected float32 -> uint8", fn, dtype_name(x->dtype),
+             dtype_name(y->dtype));
+    st = CT_ERR_UNSUPPORTED;
+  }
+  if (!st && (!scale || !zero_point)) {
+    snprintf(m.text, sizeof m.text, "%s: scale or zero_point is NULL", fn);
+    st = CT_ERR_INVALID_ARG;
+  }
+  if (st) return report(st, m);
+  // pass 1: the range, widened to hold 0 (NaN elements are skipped by the comparisons)
+  Rows g = rows_of(x, n);
+  const int64_t xs = last_stride(x);
+  float lo = 0.0f, hi = 0.0f;
+  if (n > 0) {
+    const int nt = threads_for(n);
+    float los[256], his[256];
+    const int parts = nt < 256 ? nt : 256;
+    const int64_t per = (g.rows + parts - 1) / parts;
+#pragma omp parallel for num_threads(parts) if (parts > 1)
+    for (int t = 0; t < parts; ++t) {
+      float l = 0.0f, h = 0.0f;
+      int64_t coord[CT_MAX_DIMS] = {0};
+      for (int64_t r = t * per; r < std::min(g.rows, (t + 1) * per); ++r) {
+        row_coords(g, r, coord);
+        const float* xr = (const float*)x->data + row_offset(g, coord, x->strides);
+        for (int64_t j = 0; j < g.n; ++j) {
+          const float v = xr[j * xs];
+          l = v < l ? v : l;
+          h = v > h ? v : h;
+        }
+      }
+      los[t] = l;
+      his[t] = h;
+    }
+    for (int t = 0; t < parts; ++t) {
+      lo = std::min(lo, los[t]);
+      hi = std::max(hi, his[t]);
+    }
+  }
+  // ONNX: s = (hi - lo) / (qmax - qmin); z = saturate(rne(qmin - lo / s)); s = 1 for an all-zero range
+  const float s = hi > lo ? (hi - lo) / 255.0f : 1.0f;
+  float zf = qm::rne(0.0f - lo / s);
+  zf = zf < 0.0f ? 0.0f : (zf > 255.0f ? 255.0f : zf);
+  const int32_t z = (int32_t)zf;
+  *scale = s;
+  *zero_point = (uint8_t)z;
+  if (n == 0) return CT_OK;
+  ct_quant_map map{};
+  map.scale = scale;
+  map.zero_point = &z;
+  map.group = 1;
+  map.axis = -1;
+  quantize_rows<float, uint8_t>(y, x, &map, 0, 255, g);
+  return CT_OK;
+  CT_CATCH(fn)
+}

@@ -1,0 +1,269 @@
+/*
+ * int8 GEMM of the quantization family (quant.h), CPU: C = epilogue(sum_k (A - za)(B - zb)),
+ * A uint8 [m, k], B int8 [k, n] packed once, int32 accumulation, zero-point compensation and a
+ * fused epilogue (per-column scale, bias, ReLU; int32, float32, int8 or uint8 output).
+ *
+ * Algorithm:
+ *   1. A is copied into a padded buffer Ap [m, Kp] (zeros after k) while its row sums are taken:
+ *      m * k bytes read, m * Kp written; the 4-byte groups the kernels broadcast are then aligned
+ *      and never read past a row.
+ *   2. The output is cut into tiles of 64 rows x 64 columns spread over the threads; each tile
+ *      walks k in blocks of 256 (a 64 x 256 B block is 16 KiB, L1/L2 resident) and its int32
+ *      tile accumulator (16 KiB) collects each block's register tile.
+ *   3. Register tiles: AVX-512 VNNI 8 rows x 32 columns (16 zmm accumulators; per 4 k, 2 B loads
+ *      of 16 columns x 4 k, 8 broadcasts of 4 A bytes, 16 vpdpbusd = 2048 multiply-adds); AVX2
+ *      2 rows x 16 columns with exact 16-bit products (B widened with vpmovsxbw, 4 A bytes
+ *      widened and repeated, vpmaddwd gives pairs of k per int32 lane, folded by vphaddd at the
+ *      end of the block). vpmaddubsw is not used: its int16 pair sums saturate (255*127*2).
+ *   4. The epilogue applies the compensation -za*colsum[j] - zb[j]*rowsum[i] + k*za*zb[j], then
+ *      scale/bias/ReLU and the output conversion, once per element.
+ * Cost: 2 m n k integer ops; bytes: A once, B once per 64-row tile (n * Kp * ceil(m / 64)),
+ * C once. The exact reference (one product at a time, in int64) is the Java test's
+ * (QuantizedGemmTest), which checks both register tiles on odd shapes.
+ */
+#include <algorithm>
+
+#include "cortado/quant.h"
+#include "internal.h"
+#include "quant_math.h"
+
+namespace ct {
+namespace {
+
+constexpr int64_t kTileM = 64, kTileN = 64, kBlockK = 256;  // kBlockK is a multiple of 4
+
+inline int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+
+/* Byte offset of B[k, j] in the packed layout (quant.h). */
+inline int64_t packed_index(int64_t kp, int64_t k, int64_t j) {
+  return ((j / 16) * (kp / 4) + k / 4) * 64 + (j % 16) * 4 + k % 4;
+}
+
+bool has_vnni() {
+  static const bool has = __builtin_cpu_supports("avx512vnni");
+  return has;
+}
+
+// ------------------------------------------------------------------ AVX-512 VNNI
+template <int MR>
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) void vnni_tile(const uint8_t* ap, int64_t kp, const int8_t* b0,
+                                                                       const int8_t* b1, int64_t groups, int32_t* acc,
+                                                                       int64_t ldacc) {
+  __m512i c[MR][2];
+  for (int r = 0; r < MR; ++r) c[r][0] = c[r][1] = _mm512_setzero_si512();
+  for (int64_t g = 0; g < groups; ++g) {
+    const __m512i v0 = _mm512_loadu_si512((const void*)(b0 + g * 64));
+    const __m512i v1 = _mm512_loadu_si512((const void*)(b1 + g * 64));
+    for (int r = 0; r < MR; ++r) {
+      int32_t a4;
+      std::memcpy(&a4, ap + r * kp + g * 4, 4);
+      const __m512i a = _mm512_set1_epi32(a4);
+      c[r][0] = _mm512_dpbusd_epi32(c[r][0], a, v0);
+      c[r][1] = _mm512_dpbusd_epi32(c[r][1], a, v1);
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    int32_t* o = acc + r * ldacc;
+    _mm512_storeu_si512((void*)o, _mm512_add_epi32(_mm512_loadu_si512((const void*)o), c[r][0]));
+    _mm512_storeu_si512((void*)(o + 16), _mm512_add_epi32(_mm512_loadu_si512((const void*)(o + 16)), c[r][1]));
+  }
+}
+
+using VnniTile = void (*)(const uint8_t*, int64_t, const int8_t*, const int8_t*, int64_t, int32_t*, int64_t);
+const VnniTile kVnni[9] = {nullptr, vnni_tile<1>, vnni_tile<2>, vnni_tile<3>, vnni_tile<4>,
+                           vnni_tile<5>, vnni_tile<6>, vnni_tile<7>, vnni_tile<8>};
+
+// ------------------------------------------------------------------ AVX2 (exact 16-bit products)
+/* Columns j..j+15 of one 16-column block: acc[r][0..15] += sum_g A4 . B4. */
+template <int MR>
+void avx2_tile(const uint8_t* ap, int64_t kp, const int8_t* b, int64_t groups, int32_t* acc, int64_t ldacc) {
+  // c[r][q]: columns 4q..4q+3, lanes (col, k0+k1), (col, k2+k3)
+  __m256i c[MR][4];
+  for (int r = 0; r < MR; ++r)
+    for (int q = 0; q < 4; ++q) c[r][q] = _mm256_setzero_si256();
+  for (int64_t g = 0; g < groups; ++g) {
+    const __m256i lo = _mm256_loadu_si256((const __m256i*)(b + g * 64));
+    const __m256i hi = _mm256_loadu_si256((const __m256i*)(b + g * 64 + 32));
+    const __m256i w[4] = {_mm256_cvtepi8_epi16(_mm256_castsi256_si128(lo)), _mm256_cvtepi8_epi16(_mm256_extracti128_si256(lo, 1)),
+                          _mm256_cvtepi8_epi16(_mm256_castsi256_si128(hi)), _mm256_cvtepi8_epi16(_mm256_extracti128_si256(hi, 1))};
+    for (int r = 0; r < MR; ++r) {
+      int32_t a4;
+      std::memcpy(&a4, ap + r * kp + g * 4, 4);
+      // the 4 bytes as 4 int16 (zero-extended), repeated over the register
+      const __m256i a = _mm256_broadcastq_epi64(_mm_cvtepu8_epi16(_mm_cvtsi32_si128(a4)));
+      for (int q = 0; q < 4; ++q) c[r][q] = _mm256_add_epi32(c[r][q], _mm256_madd_epi16(a, w[q]));
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    int32_t* o = acc + r * ldacc;
+    for (int h = 0; h < 2; ++h) {
+      // hadd pairs: [c0, c1, c4, c5 | c2, c3, c6, c7] of the 8 columns 8h..8h+7, then order them
+      __m256i s = _mm256_hadd_epi32(c[r][2 * h], c[r][2 * h + 1]);
+      s = _mm256_permute4x64_epi64(s, 0xD8);
+      __m256i* p = (__m256i*)(o + 8 * h);
+      _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), s));
+    }
+  }
+}
+
+// ------------------------------------------------------------------ driver
+struct Plan {
+  const ct_qgemm_args* g;
+  const uint8_t* ap;     // padded A [m, kp]
+  const int32_t* rowsum; // [m]
+  int64_t kp, np;
+  bool vnni;
+};
+
+/* int32 tile sums over all k for rows [i0, i0 + rows) and columns [j0, j0 + cols) (cols a
+ * multiple of 32, inside the padded np). */
+void tile_sums(const Plan& p, int64_t i0, int64_t rows, int64_t j0, int64_t cols, int32_t* acc) {
+  const int8_t* bp = (const int8_t*)p.g->b_packed;
+  std::fill(acc, acc + rows * cols, 0);
+  for (int64_t k0 = 0; k0 < p.kp; k0 += kBlockK) {
+    const int64_t k1 = std::min(p.kp, k0 + kBlockK), groups = (k1 - k0) / 4;
+    for (int64_t j = 0; j < cols; j += 32) {
+      const int8_t* b0 = bp + packed_index(p.kp, k0, j0 + j);
+      const int8_t* b1 = bp + packed_index(p.kp, k0, j0 + j + 16);
+      for (int64_t i = 0; i < rows;) {
+        const uint8_t* a = p.ap + (i0 + i) * p.kp + k0;
+        if (p.vnni) {
+          const int mr = (int)std::min<int64_t>(8, rows - i);
+          kVnni[mr](a, p.kp, b0, b1, groups, acc + i * cols + j, cols);
+          i += mr;
+        } else if (rows - i >= 2) {
+          avx2_tile<2>(a, p.kp, b0, groups, acc + i * cols + j, cols);
+          avx2_tile<2>(a, p.kp, b1, groups, acc + i * cols + j + 16, cols);
+          i += 2;
+        } else {
+          avx2_tile<1>(a, p.kp, b0, groups, acc + i * cols + j, cols);
+          avx2_tile<1>(a, p.kp, b1, groups, acc + i * cols + j + 16, cols);
+          i += 1;
+        }
+      }
+    }
+  }
+}
+
+/* Compensation and epilogue of one tile into C. */
+void epilogue(const Plan& p, int64_t i0, int64_t rows, int64_t j0, int64_t cols, const int32_t* acc) {
+  const ct_qgemm_args& g = *p.g;
+  const int32_t* colsum = (const int32_t*)g.b_colsum;
+  const int32_t* zb = (const int32_t*)g.b_zero_point;
+  const float* scale = (const float*)g.scale;
+  const float* bias = (const float*)g.bias;
+  const uint32_t za = (uint32_t)g.a_zero_point, kk = (uint32_t)g.k;
+  const int64_t jn = std::min(cols, g.n - j0);
+  for (int64_t i = 0; i < rows; ++i) {
+    const int64_t row = i0 + i;
+    for (int64_t j = 0; j < jn; ++j) {
+      const int64_t col = j0 + j;
+      const uint32_t zbj = zb ? (uint32_t)zb[col] : 0u;
+      // modular int32 arithmetic: the true value fits in int32 (k <= 32768), so wrapping is exact
+      const uint32_t s = (uint32_t)acc[i * cols + j] - za * (uint32_t)colsum[col] - zbj * (uint32_t)p.rowsum[row] +
+                         kk * za * zbj;
+      const int32_t v = (int32_t)s;
+      if (g.out_dtype == CT_I32) {
+        ((int32_t*)g.c)[row * g.ldc + col] = v;
+        continue;
+      }
+      float f = std::fma((float)v, scale[col], bias ? bias[col] : 0.0f);
+      if (g.relu) f = f > 0.0f ? f : 0.0f;
+      if (g.out_dtype == CT_F32) {
+        ((float*)g.c)[row * g.ldc + col] = f;
+      } else if (g.out_dtype == CT_I8) {
+        ((int8_t*)g.c)[row * g.ldc + col] = (int8_t)qm::quantize_int(f, 1.0f, g.out_zero_point, -128, 127);
+      } else {
+        ((uint8_t*)g.c)[row * g.ldc + col] = (uint8_t)qm::quantize_int(f, 1.0f, g.out_zero_point, 0, 255);
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace ct
+
+using namespace ct;
+
+extern "C" int ct_cpu_qgemm_pack_b(const int8_t* b, int64_t k, int64_t n, int64_t ldb_k, int64_t ldb_n,
+                                   int8_t* packed, int32_t* colsum, int64_t stream) {
+  static const char* fn = "ct_cpu_qgemm_pack_b";
+  CT_TRY
+  if (k < 0 || n < 0 || k > 32768 || ldb_k < 0 || ldb_n < 0)
+    return fail(CT_ERR_INVALID_ARG, "%s: k=%lld (at most 32768), n=%lld, strides %lld/%lld", fn, (long long)k,
+                (long long)n, (long long)ldb_k, (long long)ldb_n);
+  const int64_t kp = round_up(k, 4), np = round_up(n, 32);
+  if (n == 0) return CT_OK;  // k == 0 still writes the zero column sums
+  if (!colsum || (kp > 0 && !packed) || (k * n > 0 && !b)) return fail(CT_ERR_INVALID_ARG, "%s: a pointer is NULL", fn);
+  parallel_range(np / 16, kp * 16, [&](int64_t b0, int64_t b1) {
+    for (int64_t blk = b0; blk < b1; ++blk)
+      for (int64_t jj = 0; jj < 16; ++jj) {
+        const int64_t j = blk * 16 + jj;
+        int32_t s = 0;
+        for (int64_t kk = 0; kk < kp; ++kk) {
+          const int8_t v = (j < n && kk < k) ? b[kk * ldb_k + j * ldb_n] : 0;
+          packed[packed_index(kp, kk, j)] = v;
+          s += v;
+        }
+        if (j < n) colsum[j] = s;
+      }
+  });
+  return CT_OK;
+  CT_CATCH(fn)
+}
+
+extern "C" int ct_cpu_qgemm(const ct_qgemm_args* args, int64_t stream) {
+  static const char* fn = "ct_cpu_qgemm";
+  CT_TRY
+  if (!args) return fail(CT_ERR_INVALID_ARG, "%s: args is NULL", fn);
+  const ct_qgemm_args& g = *args;
+  if (g.m < 0 || g.n < 0 || g.k < 0 || g.k > 32768 || g.lda < g.k || g.ldc < g.n)
+    return fail(CT_ERR_INVALID_ARG, "%s: m=%lld n=%lld k=%lld (at most 32768) lda=%lld ldc=%lld", fn, (long long)g.m,
+                (long long)g.n, (long long)g.k, (long long)g.lda, (long long)g.ldc);
+  if (g.out_dtype != CT_I32 && g.out_dtype != CT_F32 && g.out_dtype != CT_I8 && g.out_dtype != CT_U8)
+    return fail(CT_ERR_UNSUPPORTED, "%s: output dtype %s; expected int32, float32, int8 or uint8", fn,
+                dtype_name(g.out_dtype));
+  if (g.a_zero_point < 0 || g.a_zero_point > 255)
+    return fail(CT_ERR_INVALID_ARG, "%s: a_zero_point %d is not a uint8 value", fn, g.a_zero_point);
+  if (g.m == 0 || g.n == 0) return CT_OK;
+  if (!g.c || !g.b_packed || !g.b_colsum || (g.k > 0 && !g.a) || (g.out_dtype != CT_I32 && !g.scale))
+    return fail(CT_ERR_INVALID_ARG, "%s: a pointer is NULL (a, b_packed, b_colsum, c, or scale for a non-int32 output)",
+                fn);
+  Plan p{&g, nullptr, nullptr, round_up(g.k, 4), round_up(g.n, 32), use_avx512() && has_vnni()};
+  HostBuffer<uint8_t> ap(std::max<int64_t>(1, g.m * p.kp));
+  HostBuffer<int32_t> rowsum(g.m);
+  parallel_range(g.m, p.kp, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const uint8_t* src = (const uint8_t*)g.a + i * g.lda;
+      uint8_t* dst = ap.data() + i * p.kp;
+      int32_t s = 0;
+      for (int64_t k = 0; k < g.k; ++k) {
+        dst[k] = src[k];
+        s += src[k];
+      }
+      for (int64_t k = g.k; k < p.kp; ++k) dst[k] = 0;
+      rowsum[i] = s;
+    }
+  });
+  p.ap = ap.data();
+  p.rowsum = rowsum.data();
+  const int64_t tm = (g.m + kTileM - 1) / kTileM, tn = (p.np + kTileN - 1) / kTileN;
+  const int64_t work = g.m * p.np * std::max<int64_t>(p.kp, 1);
+  int nt = threads_for(work / 64);
+  if (nt > tm * tn) nt = (int)(tm * tn);
+  if (nt < 1) nt = 1;
+  HostBuffer<int32_t> acc(nt * kTileM * kTileN);  // one tile accumulator per thread (no allocation inside the region)
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int t = omp_get_thread_num(), T = omp_get_num_threads();
+    int32_t* mine = acc.data() + t * kTileM * kTileN;
+    for (int64_t tile = t; tile < tm * tn; tile += T) {
+      const int64_t i0 = (tile / tn) * kTileM, j0 = (tile % tn) * kTileN;
+      const int64_t rows = std::min(kTileM, g.m - i0), cols = std::min(kTileN, p.np - j0);
+      tile_sums(p, i0, rows, j0, cols, mine);
+      epilogue(p, i0, rows, j0, cols, mine);
+    }
+  }
+  return CT_OK;
+  CT_CATCH(fn)
+}

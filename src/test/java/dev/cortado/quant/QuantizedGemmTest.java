@@ -1,0 +1,209 @@
+package dev.cortado.quant;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.cortado.backend.cpu.CpuBackend;
+import dev.cortado.tensor.DType;
+import dev.cortado.tensor.Scope;
+import dev.cortado.tensor.Tensor;
+import java.util.Random;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The int8 GEMM beyond the OpInfo samples: both CPU register tiles (AVX-512 VNNI and the exact
+ * AVX2 path, switched with CpuBackend.setAvx512Enabled) against exact long-arithmetic sums on
+ * shapes that cross every tile edge (m not a multiple of 8 or 64, n not a multiple of 16/32/64,
+ * k not a multiple of 4 and longer than one 256-block), extreme values (a = 255, b = -128: the
+ * products that would saturate vpmaddubsw), and the quantized-tensor entry points against a
+ * float64 reference.
+ */
+class QuantizedGemmTest {
+
+    private static double[] randomInts(Random r, int n, int lo, int hi) {
+        double[] v = new double[n];
+        for (int i = 0; i < n; i++) {
+            v[i] = lo + r.nextInt(hi - lo + 1);
+        }
+        return v;
+    }
+
+    private static Tensor bytes(double[] v, DType t, long... dims) {
+        byte[] b = new byte[v.length];
+        for (int i = 0; i < v.length; i++) {
+            b[i] = (byte) (long) v[i];
+        }
+        return Tensor.of(b, t, dims);
+    }
+
+    private static long[] exact(double[] a, double[] b, int m, int k, int n, int za, double[] zb) {
+        double[] c = QuantizationReference.qgemm(a, b, m, k, n, za, zb, null, null, DType.INT32, false, 0);
+        long[] out = new long[c.length];
+        for (int i = 0; i < c.length; i++) {
+            out[i] = (long) c[i];
+        }
+        return out;
+    }
+
+    private static void bothPaths(Runnable check) {
+        check.run();
+        boolean was = CpuBackend.avx512();
+        CpuBackend.setAvx512Enabled(false);
+        try {
+            check.run();
+        } finally {
+            CpuBackend.setAvx512Enabled(was);
+        }
+    }
+
+    @Test
+    void int32SumsAreExactOnBothRegisterTiles() {
+        Random r = new Random(3);
+        int[][] shapes = {{70, 301, 100}, {9, 513, 33}, {1, 3, 1}, {65, 4, 64}, {8, 256, 32}};
+        for (int[] sh : shapes) {
+            int m = sh[0];
+            int k = sh[1];
+            int n = sh[2];
+            double[] a = randomInts(r, m * k, 0, 255);
+            double[] b = randomInts(r, k * n, -128, 127);
+            double[] zb = randomInts(r, n, -128, 127);
+            int za = r.nextInt(256);
+            long[] want = exact(a, b, m, k, n, za, zb);
+            bothPaths(() -> {
+                try (Scope scope = Scope.open()) {
+                    Tensor bq = bytes(b, DType.INT8, k, n);
+                    QuantizedTensor w = QuantizedTensor.of(bq, QuantParams.of(QuantScheme.perChannel(DType.INT8, 1),
+                            Tensor.ones(DType.FLOAT32, n), Tensor.of(toInts(zb), n)));
+                    PackedInt8Matrix packed = PackedInt8Matrix.pack(w);
+                    Tensor c = Int8Gemm.matmulInteger(bytes(a, DType.UINT8, m, k), za, packed);
+                    assertArrayEquals(want, c.toLongArray(), "m=" + m + " k=" + k + " n=" + n + " avx512="
+                            + CpuBackend.avx512());
+                }
+            });
+        }
+    }
+
+    @Test
+    void extremeProductsDoNotSaturate() {
+        int m = 3;
+        int k = 64;
+        int n = 20;
+        double[] a = new double[m * k];
+        double[] b = new double[k * n];
+        java.util.Arrays.fill(a, 255);
+        java.util.Arrays.fill(b, -128);
+        for (int i = 0; i < b.length; i += 3) {
+            b[i] = 127;
+        }
+        long[] want = exact(a, b, m, k, n, 0, null);
+        bothPaths(() -> {
+            try (Scope scope = Scope.open()) {
+                PackedInt8Matrix packed = PackedInt8Matrix.pack(bytes(b, DType.INT8, k, n));
+                assertArrayEquals(want, Int8Gemm.matmulInteger(bytes(a, DType.UINT8, m, k), 0, packed).toLongArray());
+            }
+        });
+    }
+
+    @Test
+    void quantizedLinearMatchesTheFloat64ReferenceInFloat32AndInt8() {
+        Random r = new Random(5);
+        int m = 13;
+        int k = 70;
+        int n = 37;
+        float[] x = new float[m * k];
+        float[] w = new float[k * n];
+        float[] bias = new float[n];
+        for (int i = 0; i < x.length; i++) {
+            x[i] = (float) (r.nextDouble() * 4 - 1);
+        }
+        for (int i = 0; i < w.length; i++) {
+            w[i] = (float) r.nextGaussian() * 0.2f;
+        }
+        for (int j = 0; j < n; j++) {
+            bias[j] = (float) r.nextGaussian();
+        }
+        try (Scope scope = Scope.open()) {
+            QuantizedTensor xq = Quantization.quantizeDynamic(Tensor.of(x, 1, m, k)); // rank 3: leading dims flattened
+            float[] sw = new float[n];
+            for (int j = 0; j < n; j++) {
+                float amax = 0;
+                for (int kk = 0; kk < k; kk++) {
+                    amax = Math.max(amax, Math.abs(w[kk * n + j]));
+                }
+                sw[j] = amax / 127;
+            }
+            QuantizedTensor wq = Quantization.quantize(Tensor.of(w, k, n),
+                    QuantParams.of(QuantScheme.perChannel(DType.INT8, 1).withRange(-127, 127), Tensor.of(sw, n), null));
+            PackedInt8Matrix packed = PackedInt8Matrix.pack(wq);
+            Tensor bt = Tensor.of(bias, n);
+            // float64 reference from the dequantized operands
+            double[] xd = xq.dequantize().toDoubleArray();
+            double[] wd = wq.dequantize().toDoubleArray();
+            double[] ref = new double[m * n];
+            double maxAbs = 0;
+            for (int i = 0; i < m; i++) {
+                for (int j = 0; j < n; j++) {
+                    double s = bias[j];
+                    for (int kk = 0; kk < k; kk++) {
+                        s += xd[i * k + kk] * wd[kk * n + j];
+                    }
+                    ref[i * n + j] = Math.max(s, 0);
+                    maxAbs = Math.max(maxAbs, Math.abs(ref[i * n + j]));
+                }
+            }
+            Tensor y = Int8Gemm.matmul(xq, packed, bt, true);
+            assertArrayEquals(new long[] {1, m, n}, y.dims());
+            double[] got = y.toDoubleArray();
+            // float32: one rounding of the scale product and one of the fma, relative to the output's magnitude
+            for (int i = 0; i < got.length; i++) {
+                assertEquals(ref[i], got[i], 1e-6 * maxAbs + 1e-6 * Math.abs(ref[i]), "element " + i);
+            }
+            // int8 output: the float result quantized, up to one step where rounding meets a tie
+            QuantParams out = QuantParams.perTensor(DType.INT8, maxAbs / 100, -5);
+            QuantizedTensor yq = Int8Gemm.matmul(xq, packed, bt, true, out);
+            assertEquals(DType.INT8, yq.dtype());
+            long[] q = yq.values().toLongArray();
+            int same = 0;
+            for (int i = 0; i < q.length; i++) {
+                double want = Math.max(-128, Math.min(127, Math.rint(ref[i] / (float) (maxAbs / 100)) - 5));
+                assertTrue(Math.abs(q[i] - want) <= 1, "element " + i + ": " + q[i] + " vs " + want);
+                same += q[i] == want ? 1 : 0;
+            }
+            assertTrue(same >= q.length * 0.95, same + " of " + q.length + " exact");
+        }
+    }
+
+    @Test
+    void badOperandsAreNamed() {
+        try (Scope scope = Scope.open()) {
+            PackedInt8Matrix packed = PackedInt8Matrix.pack(Tensor.zeros(DType.INT8, 6, 4));
+            var e = assertThrows(IllegalArgumentException.class,
+                    () -> Int8Gemm.matmulInteger(Tensor.zeros(DType.UINT8, 3, 5), 0, packed));
+            assertTrue(e.getMessage().contains("uint8[3, 5]") && e.getMessage().contains("k = 6"), e.getMessage());
+            e = assertThrows(IllegalArgumentException.class,
+                    () -> Int8Gemm.matmulInteger(Tensor.zeros(DType.INT8, 3, 6), 0, packed));
+            assertTrue(e.getMessage().startsWith("qgemm: input 'a'") && e.getMessage().contains("int8[3, 6]"), e.getMessage());
+            e = assertThrows(IllegalArgumentException.class, () -> Int8Gemm.matmulInteger(Tensor.zeros(DType.UINT8, 3, 6), 300, packed));
+            assertTrue(e.getMessage().contains("300"), e.getMessage());
+            e = assertThrows(IllegalArgumentException.class, () -> PackedInt8Matrix.pack(Tensor.zeros(DType.UINT8, 3, 6)));
+            assertTrue(e.getMessage().startsWith("qgemm_pack: input 'b'"), e.getMessage());
+            QuantizedTensor grouped = Quantization.quantize(Tensor.zeros(DType.FLOAT32, 4, 8),
+                    QuantParams.of(QuantScheme.perGroup(DType.INT8, 1, 4), Tensor.ones(DType.FLOAT32, 4, 2), null));
+            e = assertThrows(IllegalArgumentException.class, () -> PackedInt8Matrix.pack(grouped));
+            assertTrue(e.getMessage().contains("per group"), e.getMessage());
+            QuantizedTensor a8 = Quantization.quantize(Tensor.zeros(DType.FLOAT32, 2, 6), QuantParams.perTensor(DType.INT8, 0.1, 0));
+            e = assertThrows(IllegalArgumentException.class, () -> Int8Gemm.matmul(a8, packed, null, false));
+            assertTrue(e.getMessage().contains("must be uint8 quantized per tensor"), e.getMessage());
+        }
+    }
+
+    private static int[] toInts(double[] v) {
+        int[] o = new int[v.length];
+        for (int i = 0; i < v.length; i++) {
+            o[i] = (int) v[i];
+        }
+        return o;
+    }
+}
