@@ -5,8 +5,9 @@
  *   c[0:n] = sum over the row's entries e of value[e] * b[index[e], 0:n]
  * (CSR SpMM: the row's stored entries; A^T B: the rows of the transposed pattern, built by a
  * counting sort; N:M GEMM: the row's kept entries, index = group * m + meta). The reference loop
- * accumulates 64-column blocks in compute_t<T> (float for bf16, double for f64). The float32 fast
- * path keeps a block of c in registers (AVX2: 4 x 8 floats; AVX-512: 4 x 16 floats, masked tail)
+ * accumulates 64-column blocks in compute_t<T> (double for f64). The float32 and bfloat16 fast
+ * paths (bfloat16 widened to float32 on load, float32 accumulation, rounded once on store) keep a
+ * block of c in registers (AVX2: 4 x 8 floats; AVX-512: 4 x 16 floats, masked tail)
  * and streams the entries through broadcast-FMA: per entry one broadcast and 4 FMAs against one
  * row segment of b, no write of c until the block is done. So c is written once, b rows are read
  * once per (entry, block) -- from cache when b fits -- and A is read once per column block.
@@ -127,71 +128,103 @@ void row_ref(int64_t cnt, const T* v, const int64_t* idx, const T* b, int64_t n,
   }
 }
 
-/* float32, AVX2: 32-column blocks in 4 ymm accumulators, then 8-column blocks, then a scalar tail. */
-void row_f32_avx2(int64_t cnt, const float* v, const int64_t* idx, const float* b, int64_t n, float* c) {
+/* Vector loads and stores of float32 and bfloat16 rows (bfloat16: widened to float32 by a 16-bit
+ * shift; stored with round to nearest even through a float32 staging array). */
+CT_INLINE __m256 ld8(const float* p) { return _mm256_loadu_ps(p); }
+CT_INLINE __m256 ld8(const bf16* p) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p)), 16));
+}
+CT_INLINE void st8(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
+CT_INLINE void st8(bf16* p, __m256 v) {
+  alignas(32) float t[8];
+  _mm256_store_ps(t, v);
+  for (int i = 0; i < 8; ++i) p[i].bits = f32_to_bf16(t[i]);
+}
+CT_AVX512 CT_INLINE __m512 ld16(__mmask16 mk, const float* p) { return _mm512_maskz_loadu_ps(mk, p); }
+CT_AVX512 CT_INLINE __m512 ld16(__mmask16 mk, const bf16* p) {
+  // the maskz forms: GCC 12 warns about the undefined source operand of the unmasked ones
+  return _mm512_castsi512_ps(
+      _mm512_maskz_slli_epi32(0xffff, _mm512_maskz_cvtepu16_epi32(0xffff, _mm256_maskz_loadu_epi16(mk, p)), 16));
+}
+CT_AVX512 CT_INLINE void st16(float* p, __mmask16 mk, __m512 v) { _mm512_mask_storeu_ps(p, mk, v); }
+CT_AVX512 CT_INLINE void st16(bf16* p, __mmask16 mk, __m512 v) {
+  alignas(64) float t[16];
+  _mm512_store_ps(t, v);
+  for (int i = 0; i < 16; ++i)
+    if (mk >> i & 1) p[i].bits = f32_to_bf16(t[i]);
+}
+
+/* float32 / bfloat16, AVX2: 32-column blocks in 4 ymm float accumulators, then 8-column blocks,
+ * then a scalar tail. */
+template <class T>
+void row_avx2(int64_t cnt, const T* v, const int64_t* idx, const T* b, int64_t n, T* c) {
   int64_t j = 0;
   for (; j + 32 <= n; j += 32) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (int64_t e = 0; e < cnt; ++e) {
-      const __m256 s = _mm256_broadcast_ss(v + e);
-      const float* br = b + idx[e] * n + j;
-      a0 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br), a0);
-      a1 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 8), a1);
-      a2 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 16), a2);
-      a3 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 24), a3);
+      const __m256 s = _mm256_set1_ps(load(v + e));
+      const T* br = b + idx[e] * n + j;
+      a0 = _mm256_fmadd_ps(s, ld8(br), a0);
+      a1 = _mm256_fmadd_ps(s, ld8(br + 8), a1);
+      a2 = _mm256_fmadd_ps(s, ld8(br + 16), a2);
+      a3 = _mm256_fmadd_ps(s, ld8(br + 24), a3);
     }
-    _mm256_storeu_ps(c + j, a0);
-    _mm256_storeu_ps(c + j + 8, a1);
-    _mm256_storeu_ps(c + j + 16, a2);
-    _mm256_storeu_ps(c + j + 24, a3);
+    st8(c + j, a0);
+    st8(c + j + 8, a1);
+    st8(c + j + 16, a2);
+    st8(c + j + 24, a3);
   }
   for (; j + 8 <= n; j += 8) {
     __m256 a0 = _mm256_setzero_ps();
-    for (int64_t e = 0; e < cnt; ++e) a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(v + e), _mm256_loadu_ps(b + idx[e] * n + j), a0);
-    _mm256_storeu_ps(c + j, a0);
+    for (int64_t e = 0; e < cnt; ++e) a0 = _mm256_fmadd_ps(_mm256_set1_ps(load(v + e)), ld8(b + idx[e] * n + j), a0);
+    st8(c + j, a0);
   }
   if (j < n) {
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (int64_t e = 0; e < cnt; ++e) {
-      const float* br = b + idx[e] * n;
-      for (int64_t t = j; t < n; ++t) acc[t - j] = std::fma(v[e], br[t], acc[t - j]);
+      const float a = load(v + e);
+      const T* br = b + idx[e] * n;
+      for (int64_t t = j; t < n; ++t) acc[t - j] = std::fma(a, (float)load(br + t), acc[t - j]);
     }
-    for (int64_t t = j; t < n; ++t) c[t] = acc[t - j];
+    for (int64_t t = j; t < n; ++t) store(c + t, acc[t - j]);
   }
 }
 
-/* float32, AVX-512: 64-column blocks in 4 zmm accumulators, then masked 16-column blocks. */
-CT_AVX512 void row_f32_avx512(int64_t cnt, const float* v, const int64_t* idx, const float* b, int64_t n, float* c) {
+/* float32 / bfloat16, AVX-512: 64-column blocks in 4 zmm float accumulators, then masked
+ * 16-column blocks. */
+template <class T>
+CT_AVX512 void row_avx512(int64_t cnt, const T* v, const int64_t* idx, const T* b, int64_t n, T* c) {
+  const __mmask16 all = 0xffff;
   int64_t j = 0;
   for (; j + 64 <= n; j += 64) {
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (int64_t e = 0; e < cnt; ++e) {
-      const __m512 s = _mm512_set1_ps(v[e]);
-      const float* br = b + idx[e] * n + j;
-      a0 = _mm512_fmadd_ps(s, _mm512_loadu_ps(br), a0);
-      a1 = _mm512_fmadd_ps(s, _mm512_loadu_ps(br + 16), a1);
-      a2 = _mm512_fmadd_ps(s, _mm512_loadu_ps(br + 32), a2);
-      a3 = _mm512_fmadd_ps(s, _mm512_loadu_ps(br + 48), a3);
+      const __m512 s = _mm512_set1_ps(load(v + e));
+      const T* br = b + idx[e] * n + j;
+      a0 = _mm512_fmadd_ps(s, ld16(all, br), a0);
+      a1 = _mm512_fmadd_ps(s, ld16(all, br + 16), a1);
+      a2 = _mm512_fmadd_ps(s, ld16(all, br + 32), a2);
+      a3 = _mm512_fmadd_ps(s, ld16(all, br + 48), a3);
     }
-    _mm512_storeu_ps(c + j, a0);
-    _mm512_storeu_ps(c + j + 16, a1);
-    _mm512_storeu_ps(c + j + 32, a2);
-    _mm512_storeu_ps(c + j + 48, a3);
+    st16(c + j, all, a0);
+    st16(c + j + 16, all, a1);
+    st16(c + j + 32, all, a2);
+    st16(c + j + 48, all, a3);
   }
   for (; j < n; j += 16) {
-    const __mmask16 mk = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
+    const __mmask16 mk = n - j >= 16 ? all : (__mmask16)((1u << (n - j)) - 1);
     __m512 a0 = _mm512_setzero_ps();
     for (int64_t e = 0; e < cnt; ++e)
-      a0 = _mm512_fmadd_ps(_mm512_set1_ps(v[e]), _mm512_maskz_loadu_ps(mk, b + idx[e] * n + j), a0);
-    _mm512_mask_storeu_ps(c + j, mk, a0);
+      a0 = _mm512_fmadd_ps(_mm512_set1_ps(load(v + e)), ld16(mk, b + idx[e] * n + j), a0);
+    st16(c + j, mk, a0);
   }
 }
 
 template <class T>
 CT_INLINE void row(bool avx512, int64_t cnt, const T* v, const int64_t* idx, const T* b, int64_t n, T* c) {
-  if constexpr (std::is_same_v<T, float>) {
-    if (avx512) row_f32_avx512(cnt, v, idx, b, n, c);
-    else row_f32_avx2(cnt, v, idx, b, n, c);
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, bf16>) {
+    if (avx512) row_avx512<T>(cnt, v, idx, b, n, c);
+    else row_avx2<T>(cnt, v, idx, b, n, c);
   } else {
     row_ref<T>(cnt, v, idx, b, n, c);
   }

@@ -1011,6 +1011,7 @@ static void bench() {
 #include "gpu_check_attention.cuh"
 #include "gpu_check_conv.cuh"
 #include "gpu_check_pool.cuh"
+#include "gpu_check_sparse.cuh"
 #include "gpu_check_training.cuh"
 
 /* The harness checks itself: compare() must reject a zeroed output where the result is not
@@ -1076,6 +1077,7 @@ int main(int argc, char** argv) {
     check_conv();
     check_pool();
     check_training();
+    check_sparse();
     print_checks();
   }
   if (benches) {

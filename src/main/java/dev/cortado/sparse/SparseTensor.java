@@ -403,7 +403,7 @@ public final class SparseTensor implements AutoCloseable {
         if (k == 0) {
             return new long[0];
         }
-        try (Tensor h = flat.to(Device.CPU)) { // top-k has a CPU kernel
+        try (Tensor h = flat.to(Device.CPU)) { // the CUDA top-k sorts lines of at most 2048 elements
             Tensor[] top = Sparse.topk(h, (int) k, 0, true);
             try (Tensor values = top[0]; Tensor indices = top[1]) {
                 return indices.toLongArray();
