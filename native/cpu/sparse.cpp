@@ -86,6 +86,14 @@ int check_csr(const char* fn, int64_t rows, int64_t cols, int64_t nnz, const int
   return CT_OK;
 }
 
+/* BSR geometry: a positive block size dividing both dimensions. */
+int check_bsr(const char* fn, int64_t rows, int64_t cols, int64_t block) {
+  if (block < 1 || rows % block != 0 || cols % block != 0)
+    return fail(CT_ERR_INVALID_ARG, "%s: block size %lld must be positive and divide rows %lld and cols %lld", fn,
+                (long long)block, (long long)rows, (long long)cols);
+  return CT_OK;
+}
+
 /* N:M geometry and metadata: 1 <= n < m <= 16, k % m == 0, positions < m, increasing per group. */
 int check_nm(const char* fn, int64_t rows, int64_t k, int n, int m) {
   if (n < 1 || m > 16 || n >= m)
@@ -708,6 +716,106 @@ int ct_cpu_nm_matmul_backward(int dtype, int64_t rows, int64_t k, int64_t ncols,
         }
       }
     }
+  });
+  return CT_OK;
+  CT_CATCH(fn)
+}
+
+int ct_cpu_bsr_spmm(int dtype, int trans, int64_t rows, int64_t cols, int64_t block, int64_t n, int64_t nnzb,
+                    const int64_t* crow, const int64_t* col, const void* values, const void* b, void* c,
+                    int64_t /*stream*/) {
+  static const char* fn = "ct_cpu_bsr_spmm";
+  CT_TRY
+  int st;
+  if ((st = check_dtype(fn, dtype)) ||
+      (st = check_sizes(fn, {{"rows", rows}, {"cols", cols}, {"n", n}, {"nnzb", nnzb}})) ||
+      (st = check_bsr(fn, rows, cols, block)) || (st = check_product(fn, "rows*n", rows, n)) ||
+      (st = check_product(fn, "cols*n", cols, n)) || (st = check_product(fn, "nnzb*block*block", nnzb, block * block)) ||
+      (st = check_csr(fn, rows / block, cols / block, nnzb, crow, col)))
+    return st;
+  const int64_t out_rows = trans ? cols : rows;
+  if (out_rows == 0 || n == 0) return CT_OK;
+  if ((st = check_ptr(fn, "c", c))) return st;
+  if (nnzb > 0 && ((st = check_ptr(fn, "values", values)) || (st = check_ptr(fn, "b", b)))) return st;
+  dispatch_sparse(dtype, [&](auto z) {
+    using T = decltype(z);
+    const T* v = (const T*)values;
+    const int64_t bs = block, brows = rows / bs, bcols = cols / bs;
+    // the blocks of each output block row: A's block rows, or (A^T) A's block columns by a stable counting sort
+    HostBuffer<int64_t> tptr(bcols + 1), tblk(nnzb > 0 ? nnzb : 1), trow(nnzb > 0 ? nnzb : 1);
+    if (trans) {
+      for (int64_t j = 0; j <= bcols; ++j) tptr[j] = 0;
+      for (int64_t e = 0; e < nnzb; ++e) ++tptr[col[e] + 1];
+      for (int64_t j = 0; j < bcols; ++j) tptr[j + 1] += tptr[j];
+      std::vector<int64_t> next(tptr.data(), tptr.data() + bcols);
+      for (int64_t i = 0; i < brows; ++i)
+        for (int64_t e = crow[i]; e < crow[i + 1]; ++e) {
+          const int64_t p = next[(size_t)col[e]]++;
+          tblk[p] = e;
+          trow[p] = i;
+        }
+    }
+    const int64_t out_brows = trans ? bcols : brows;
+    const int64_t* ptr = trans ? tptr.data() : crow;
+    const bool z512 = use_avx512();
+    const int nt = threads_for(nnzb * bs * bs * n);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+      std::vector<T> rv;
+      std::vector<int64_t> ri;
+#pragma omp for schedule(dynamic, 4)
+      for (int64_t i = 0; i < out_brows; ++i) {
+        const int64_t cnt = (ptr[i + 1] - ptr[i]) * bs;
+        rv.resize((size_t)std::max<int64_t>(cnt, 1));
+        ri.resize((size_t)std::max<int64_t>(cnt, 1));
+        for (int64_t a = 0; a < bs; ++a) {  // output row i * bs + a: one entry per (block, q)
+          int64_t t = 0;
+          for (int64_t p = ptr[i]; p < ptr[i + 1]; ++p) {
+            const int64_t e = trans ? tblk[p] : p;
+            const int64_t base = trans ? trow[p] * bs : col[e] * bs;
+            for (int64_t q = 0; q < bs; ++q, ++t) {
+              // A B: A[i bs + a, col bs + q] = block e [a, q]; A^T B: A^T[i bs + a, r bs + q] = block e [q, a]
+              rv[(size_t)t] = trans ? v[(e * bs + q) * bs + a] : v[(e * bs + a) * bs + q];
+              ri[(size_t)t] = base + q;
+            }
+          }
+          row<T>(z512, cnt, rv.data(), ri.data(), (const T*)b, n, (T*)c + (i * bs + a) * n);
+        }
+      }
+    }
+  });
+  return CT_OK;
+  CT_CATCH(fn)
+}
+
+int ct_cpu_bsr_sddmm(int dtype, int64_t rows, int64_t cols, int64_t block, int64_t d, int64_t nnzb, const int64_t* crow,
+                     const int64_t* col, const void* x, const void* y, void* out, int64_t /*stream*/) {
+  static const char* fn = "ct_cpu_bsr_sddmm";
+  CT_TRY
+  int st;
+  if ((st = check_dtype(fn, dtype)) ||
+      (st = check_sizes(fn, {{"rows", rows}, {"cols", cols}, {"d", d}, {"nnzb", nnzb}})) ||
+      (st = check_bsr(fn, rows, cols, block)) || (st = check_product(fn, "rows*d", rows, d)) ||
+      (st = check_product(fn, "cols*d", cols, d)) || (st = check_product(fn, "nnzb*block*block", nnzb, block * block)) ||
+      (st = check_csr(fn, rows / block, cols / block, nnzb, crow, col)))
+    return st;
+  if (nnzb == 0) return CT_OK;
+  if ((st = check_ptr(fn, "out", out))) return st;
+  if (d > 0 && ((st = check_ptr(fn, "x", x)) || (st = check_ptr(fn, "y", y)))) return st;
+  dispatch_sparse(dtype, [&](auto z) {
+    using T = decltype(z);
+    const int64_t bs = block;
+    const T* xp = (const T*)x;
+    const T* yp = (const T*)y;
+    T* op = (T*)out;
+    const bool z512 = use_avx512();
+    const int nt = threads_for(nnzb * bs * bs * d);
+#pragma omp parallel for schedule(dynamic, 4) num_threads(nt) if (nt > 1)
+    for (int64_t i = 0; i < rows / bs; ++i)
+      for (int64_t e = crow[i]; e < crow[i + 1]; ++e)
+        for (int64_t a = 0; a < bs; ++a)
+          for (int64_t q = 0; q < bs; ++q)
+            store(op + (e * bs + a) * bs + q, dot<T>(z512, xp + (i * bs + a) * d, yp + (col[e] * bs + q) * d, d));
   });
   return CT_OK;
   CT_CATCH(fn)

@@ -1,6 +1,9 @@
 package dev.cortado.ops;
 
+import dev.cortado.backend.cpu.CpuBackend;
+import dev.cortado.backend.cpu.NativeCpu;
 import dev.cortado.tensor.DType;
+import dev.cortado.tensor.DeviceType;
 import dev.cortado.tensor.Shape;
 import dev.cortado.tensor.Tensor;
 import java.util.function.Supplier;
@@ -8,7 +11,8 @@ import java.util.function.Supplier;
 /**
  * The sparse kernel family on its component tensors: CSR sparse x dense products (SpMM and its
  * transpose), SDDMM and row softmax on a CSR pattern, top-k along an axis, and N:M structured
- * sparsity (compression by magnitude, expansion, N:M weight x dense GEMM). Kernels:
+ * sparsity (compression by magnitude, expansion, N:M weight x dense GEMM), and BSR x dense (CPU)
+ * with its SDDMM. Kernels:
  * {@code native/cpu/sparse.cpp} (contract in {@code native/include/cortado/sparse.h}).
  *
  * <p>A CSR operand {@code A [rows, cols]} travels as three tensors: {@code crow} (int64
@@ -261,6 +265,70 @@ public final class Sparse {
             })
             .register();
 
+    // ------------------------------------------------------------------ BSR (CPU only for now)
+    /** BSR SDDMM: the block size of the output blocks. */
+    public record Block(int size) {
+        public Block {
+            if (size < 1) {
+                throw new IllegalArgumentException("bsr: block size " + size + " must be positive");
+            }
+        }
+    }
+
+    public static final Op<Void> BSR_SPMM_OP = Op.<Void>declare("bsr_spmm")
+            .inputs("crow", "col", "values", "b")
+            .shape((op, a, in) -> {
+                long rows = checkBsr(op, in[0], in[1], in[2]);
+                checkDense(op, "b", in[3], in[2].dtype());
+                requireBlocks(op, "b", in[3], in[2].size(1));
+                return Op.one(Shape.of(rows, in[3].size(1)), in[2].dtype());
+            })
+            .kernel(DeviceType.CPU, (a, in, out) -> bsrSpmm(0, in[0], in[1], in[2], in[3], in[3].size(0), out[0]))
+            .backward(Op.Saves.INPUTS, (a, sv, g) -> new Tensor[] {null, null,
+                sv.needsGradient(2) ? Sparse.BSR_SDDMM_OP.call(new Block((int) sv.inputShape(2).size(1)), sv.input(0),
+                        sv.input(1), g[0], sv.input(3)) : null,
+                sv.needsGradient(3) ? Sparse.BSR_SPMM_T_OP.call(new Transposed(sv.inputShape(3).size(0)), sv.input(0),
+                        sv.input(1), sv.input(2), g[0]) : null})
+            .register();
+
+    public static final Op<Transposed> BSR_SPMM_T_OP = Op.<Transposed>declare("bsr_spmm_t")
+            .inputs("crow", "col", "values", "b")
+            .shape((op, a, in) -> {
+                long rows = checkBsr(op, in[0], in[1], in[2]);
+                checkDense(op, "b", in[3], in[2].dtype());
+                if (in[3].size(0) != rows || a.cols() % in[2].size(1) != 0) {
+                    throw op.error("b " + in[3].describe() + " must have " + rows + " rows (the rows of A) and cols "
+                            + a.cols() + " a multiple of the block size " + in[2].size(1));
+                }
+                return Op.one(Shape.of(a.cols(), in[3].size(1)), in[2].dtype());
+            })
+            .kernel(DeviceType.CPU, (a, in, out) -> bsrSpmm(1, in[0], in[1], in[2], in[3], a.cols(), out[0]))
+            .backward(Op.Saves.INPUTS, (a, sv, g) -> new Tensor[] {null, null,
+                sv.needsGradient(2) ? Sparse.BSR_SDDMM_OP.call(new Block((int) sv.inputShape(2).size(1)), sv.input(0),
+                        sv.input(1), sv.input(3), g[0]) : null,
+                sv.needsGradient(3) ? Sparse.BSR_SPMM_OP.call(null, sv.input(0), sv.input(1), sv.input(2), g[0]) : null})
+            .register();
+
+    public static final Op<Block> BSR_SDDMM_OP = Op.<Block>declare("bsr_sddmm")
+            .inputs("crow", "col", "x", "y")
+            .shape((op, a, in) -> {
+                long rows = checkIndices(op, in[0], in[1]) * a.size();
+                checkDense(op, "x", in[2], in[2].dtype());
+                checkDense(op, "y", in[3], in[2].dtype());
+                requireBlocks(op, "y", in[3], a.size());
+                if (in[2].size(0) != rows || in[3].size(1) != in[2].size(1)) {
+                    throw op.error("x " + in[2].describe() + " must be [" + rows + ", d] (the rows of the pattern) and y "
+                            + in[3].describe() + " [cols, d] with the same d");
+                }
+                return Op.one(Shape.of(in[1].size(0), a.size(), a.size()), in[2].dtype());
+            })
+            .kernel(DeviceType.CPU, (a, in, out) -> bsrSddmm(a, in[0], in[1], in[2], in[3], out[0]))
+            .backward(Op.Saves.INPUTS, (a, sv, g) -> new Tensor[] {null, null,
+                sv.needsGradient(2) ? Sparse.BSR_SPMM_OP.call(null, sv.input(0), sv.input(1), g[0], sv.input(3)) : null,
+                sv.needsGradient(3) ? Sparse.BSR_SPMM_T_OP.call(new Transposed(sv.inputShape(3).size(0)), sv.input(0),
+                        sv.input(1), g[0], sv.input(2)) : null})
+            .register();
+
     // ------------------------------------------------------------------ entry points
     /** {@code A b} for the CSR matrix (crow, col, values) with {@code b [cols, n]}. */
     public static Tensor csrSpmm(Tensor crow, Tensor col, Tensor values, Tensor b) {
@@ -270,6 +338,11 @@ public final class Sparse {
     /** {@code A^T b} for the CSR matrix (crow, col, values) of {@code cols} columns, {@code b [rows, n]}. */
     public static Tensor csrSpmmTransposed(Tensor crow, Tensor col, Tensor values, long cols, Tensor b) {
         return Sparse.CSR_SPMM_T_OP.call(new Transposed(cols), crow, col, values, b);
+    }
+
+    /** {@code A b} for the BSR matrix (crow, col over blocks, values [nnzb, block, block]) with {@code b [cols, n]}. */
+    public static Tensor bsrSpmm(Tensor crow, Tensor col, Tensor values, Tensor b) {
+        return BSR_SPMM_OP.call(null, crow, col, values, b);
     }
 
     /** The entries of {@code x y^T} on the CSR pattern (crow, col): {@code [nnz]}. */
@@ -366,6 +439,48 @@ public final class Sparse {
     private static void check(Launch l, int status, Supplier<String> context) {
         if (status != 0) {
             throw l.failure(status, context.get());
+        }
+    }
+
+    private static long checkBsr(Op<?> op, Tensor crow, Tensor col, Tensor values) {
+        long blockRows = checkIndices(op, crow, col);
+        op.requireDType("values", values, FLOATS);
+        if (values.rank() != 3 || values.size(1) != values.size(2) || values.size(1) < 1 || values.size(0) != col.size(0)) {
+            throw op.error("values " + values.describe() + " must be [nnzb, b, b] with nnzb = " + col.size(0)
+                    + " (the block column indices " + col.describe() + ")");
+        }
+        return blockRows * values.size(1);
+    }
+
+    private static void requireBlocks(Op<?> op, String name, Tensor t, long block) {
+        if (t.size(0) % block != 0) {
+            throw op.error(name + " " + t.describe() + " must have a multiple of the block size " + block + " rows");
+        }
+    }
+
+    private static void bsrSpmm(int trans, Tensor crow0, Tensor col0, Tensor values0, Tensor b0, long cols, Tensor out) {
+        try (Tensor crow = crow0.contiguous(); Tensor col = col0.contiguous(); Tensor v = values0.contiguous();
+             Tensor b = b0.contiguous()) {
+            long block = v.size(1);
+            long rows = (crow.size(0) - 1) * block;
+            int status = NativeCpu.ct_cpu_bsr_spmm(v.dtype().code(), trans, rows, cols, block, b.size(1), col.size(0),
+                    crow.dataAddress(), col.dataAddress(), v.dataAddress(), b.dataAddress(), out.dataAddress(), 0);
+            if (status != 0) {
+                throw CpuBackend.failure(status, (trans == 0 ? "bsr_spmm(" : "bsr_spmm_t(") + "crow " + crow.describe()
+                        + ", col " + col.describe() + ", values " + v.describe() + ", b " + b.describe() + ")");
+            }
+        }
+    }
+
+    private static void bsrSddmm(Block a, Tensor crow0, Tensor col0, Tensor x0, Tensor y0, Tensor out) {
+        try (Tensor crow = crow0.contiguous(); Tensor col = col0.contiguous(); Tensor x = x0.contiguous();
+             Tensor y = y0.contiguous()) {
+            int status = NativeCpu.ct_cpu_bsr_sddmm(x.dtype().code(), x.size(0), y.size(0), a.size(), x.size(1), col.size(0),
+                    crow.dataAddress(), col.dataAddress(), x.dataAddress(), y.dataAddress(), out.dataAddress(), 0);
+            if (status != 0) {
+                throw CpuBackend.failure(status, "bsr_sddmm(crow " + crow.describe() + ", col " + col.describe() + ", x "
+                        + x.describe() + ", y " + y.describe() + ", block " + a.size() + ")");
+            }
         }
     }
 
