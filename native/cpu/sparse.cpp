@@ -9,8 +9,11 @@
  * paths (bfloat16 widened to float32 on load, float32 accumulation, rounded once on store) keep a
  * block of c in registers (AVX2: 4 x 8 floats; AVX-512: 4 x 16 floats, masked tail)
  * and streams the entries through broadcast-FMA: per entry one broadcast and 4 FMAs against one
- * row segment of b, no write of c until the block is done. So c is written once, b rows are read
- * once per (entry, block) -- from cache when b fits -- and A is read once per column block.
+ * row segment of b, no write of c until the block is done. So c is written once per pass, b rows
+ * are read once per (entry, block) and A once per column block. float32 products over a b larger
+ * than one 256 x 256 panel (256 KiB) run panel by panel (the panel stays in L2 while the thread's
+ * rows pass over it; c accumulated across the row panels): CSR when each row's indices are sorted
+ * (a cursor per row), N:M always (a panel's groups are contiguous slots).
  *
  * SDDMM is one dot product per stored entry (float32: 2 AVX2 / AVX-512 accumulators; reference:
  * compute_t). Row softmax and top-k are per-row scalar loops (top-k: std::partial_sort of the
@@ -119,17 +122,17 @@ int check_meta(const char* fn, int64_t rows, int64_t k, int n, int m, const uint
 }
 
 // ------------------------------------------------------------------ the row kernel
-/* Reference (and bf16 / f64): c[0:n] = sum_e v[e] * b[idx[e] * n + 0:n], 64-column blocks. */
+/* Reference (f64): c[0:n] = sum_e v[e] * b[idx[e] * ldb + 0:n], 64-column blocks. */
 template <class T>
-void row_ref(int64_t cnt, const T* v, const int64_t* idx, const T* b, int64_t n, T* c) {
+void row_ref(int64_t cnt, const T* v, const int64_t* idx, const T* b, int64_t ldb, int64_t n, T* c, bool accumulate) {
   using A = compute_t<T>;
   for (int64_t j0 = 0; j0 < n; j0 += 64) {
     const int64_t w = std::min<int64_t>(64, n - j0);
     A acc[64];
-    for (int64_t j = 0; j < w; ++j) acc[j] = 0;
+    for (int64_t j = 0; j < w; ++j) acc[j] = accumulate ? (A)load(c + j0 + j) : (A)0;
     for (int64_t e = 0; e < cnt; ++e) {
       const A a = load(v + e);
-      const T* br = b + idx[e] * n + j0;
+      const T* br = b + idx[e] * ldb + j0;
       for (int64_t j = 0; j < w; ++j) acc[j] += a * (A)load(br + j);
     }
     for (int64_t j = 0; j < w; ++j) store(c + j0 + j, acc[j]);
@@ -165,13 +168,19 @@ CT_AVX512 CT_INLINE void st16(bf16* p, __mmask16 mk, __m512 v) {
 /* float32 / bfloat16, AVX2: 32-column blocks in 4 ymm float accumulators, then 8-column blocks,
  * then a scalar tail. */
 template <class T>
-void row_avx2(int64_t cnt, const T* v, const int64_t* idx, const T* b, int64_t n, T* c) {
+void row_avx2(int64_t cnt, const T* v, const int64_t* idx, const T* b, int64_t ldb, int64_t n, T* c, bool accumulate) {
   int64_t j = 0;
   for (; j + 32 <= n; j += 32) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    if (accumulate) {
+      a0 = ld8(c + j);
+      a1 = ld8(c + j + 8);
+      a2 = ld8(c + j + 16);
+      a3 = ld8(c + j + 24);
+    }
     for (int64_t e = 0; e < cnt; ++e) {
       const __m256 s = _mm256_set1_ps(load(v + e));
-      const T* br = b + idx[e] * n + j;
+      const T* br = b + idx[e] * ldb + j;
       a0 = _mm256_fmadd_ps(s, ld8(br), a0);
       a1 = _mm256_fmadd_ps(s, ld8(br + 8), a1);
       a2 = _mm256_fmadd_ps(s, ld8(br + 16), a2);
@@ -183,15 +192,17 @@ void row_avx2(int64_t cnt, const T* v, const int64_t* idx, const T* b, int64_t n
     st8(c + j + 24, a3);
   }
   for (; j + 8 <= n; j += 8) {
-    __m256 a0 = _mm256_setzero_ps();
-    for (int64_t e = 0; e < cnt; ++e) a0 = _mm256_fmadd_ps(_mm256_set1_ps(load(v + e)), ld8(b + idx[e] * n + j), a0);
+    __m256 a0 = accumulate ? ld8(c + j) : _mm256_setzero_ps();
+    for (int64_t e = 0; e < cnt; ++e) a0 = _mm256_fmadd_ps(_mm256_set1_ps(load(v + e)), ld8(b + idx[e] * ldb + j), a0);
     st8(c + j, a0);
   }
   if (j < n) {
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    if (accumulate)
+      for (int64_t t = j; t < n; ++t) acc[t - j] = load(c + t);
     for (int64_t e = 0; e < cnt; ++e) {
       const float a = load(v + e);
-      const T* br = b + idx[e] * n;
+      const T* br = b + idx[e] * ldb;
       for (int64_t t = j; t < n; ++t) acc[t - j] = std::fma(a, (float)load(br + t), acc[t - j]);
     }
     for (int64_t t = j; t < n; ++t) store(c + t, acc[t - j]);
@@ -201,14 +212,21 @@ void row_avx2(int64_t cnt, const T* v, const int64_t* idx, const T* b, int64_t n
 /* float32 / bfloat16, AVX-512: 64-column blocks in 4 zmm float accumulators, then masked
  * 16-column blocks. */
 template <class T>
-CT_AVX512 void row_avx512(int64_t cnt, const T* v, const int64_t* idx, const T* b, int64_t n, T* c) {
+CT_AVX512 void row_avx512(int64_t cnt, const T* v, const int64_t* idx, const T* b, int64_t ldb, int64_t n, T* c,
+                          bool accumulate) {
   const __mmask16 all = 0xffff;
   int64_t j = 0;
   for (; j + 64 <= n; j += 64) {
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    if (accumulate) {
+      a0 = ld16(all, c + j);
+      a1 = ld16(all, c + j + 16);
+      a2 = ld16(all, c + j + 32);
+      a3 = ld16(all, c + j + 48);
+    }
     for (int64_t e = 0; e < cnt; ++e) {
       const __m512 s = _mm512_set1_ps(load(v + e));
-      const T* br = b + idx[e] * n + j;
+      const T* br = b + idx[e] * ldb + j;
       a0 = _mm512_fmadd_ps(s, ld16(all, br), a0);
       a1 = _mm512_fmadd_ps(s, ld16(all, br + 16), a1);
       a2 = _mm512_fmadd_ps(s, ld16(all, br + 32), a2);
@@ -221,32 +239,65 @@ CT_AVX512 void row_avx512(int64_t cnt, const T* v, const int64_t* idx, const T* 
   }
   for (; j < n; j += 16) {
     const __mmask16 mk = n - j >= 16 ? all : (__mmask16)((1u << (n - j)) - 1);
-    __m512 a0 = _mm512_setzero_ps();
+    __m512 a0 = accumulate ? ld16(mk, c + j) : _mm512_setzero_ps();
     for (int64_t e = 0; e < cnt; ++e)
-      a0 = _mm512_fmadd_ps(_mm512_set1_ps(load(v + e)), ld16(mk, b + idx[e] * n + j), a0);
+      a0 = _mm512_fmadd_ps(_mm512_set1_ps(load(v + e)), ld16(mk, b + idx[e] * ldb + j), a0);
     st16(c + j, mk, a0);
   }
 }
 
 template <class T>
-CT_INLINE void row(bool avx512, int64_t cnt, const T* v, const int64_t* idx, const T* b, int64_t n, T* c) {
+CT_INLINE void row(bool avx512, int64_t cnt, const T* v, const int64_t* idx, const T* b, int64_t n, T* c,
+                   int64_t ldb = -1, bool accumulate = false) {
+  if (ldb < 0) ldb = n;
   if constexpr (std::is_same_v<T, float> || std::is_same_v<T, bf16>) {
-    if (avx512) row_avx512<T>(cnt, v, idx, b, n, c);
-    else row_avx2<T>(cnt, v, idx, b, n, c);
+    if (avx512) row_avx512<T>(cnt, v, idx, b, ldb, n, c, accumulate);
+    else row_avx2<T>(cnt, v, idx, b, ldb, n, c, accumulate);
   } else {
-    row_ref<T>(cnt, v, idx, b, n, c);
+    row_ref<T>(cnt, v, idx, b, ldb, n, c, accumulate);
   }
 }
 
-/* out rows r in [0, rows): entries [ptr[r], ptr[r+1]) of (v, idx). Rows spread dynamically. */
+/* Output rows r in [0, rows): entries [ptr[r], ptr[r+1]) of (v, idx) over b [brows, n].
+ * float32 with indices non-decreasing within each row: panels of b (256 rows x 256 columns,
+ * 256 KiB, kept in L2 while the thread's rows run over them), each row's entries of the panel
+ * found by a cursor, c accumulated in place across the panels (static schedule: a row always on
+ * the same thread). Otherwise (unsorted indices, bfloat16, float64): whole rows, spread dynamically. */
 template <class T>
-void gather_rows(int64_t rows, const int64_t* ptr, const T* v, const int64_t* idx, const T* b, int64_t n, T* c,
-                 int64_t work) {
+void gather_rows(int64_t rows, const int64_t* ptr, const T* v, const int64_t* idx, const T* b, int64_t brows, int64_t n,
+                 T* c, int64_t work) {
   const bool z = use_avx512();
   const int nt = threads_for(work);
+  constexpr int64_t kc = 256, nc = 256;
+  bool blocked = std::is_same_v<T, float> && (brows > kc || n > nc);
+  for (int64_t r = 0; r < rows && blocked; ++r)
+    for (int64_t e = ptr[r] + 1; e < ptr[r + 1]; ++e)
+      if (idx[e] < idx[e - 1]) {
+        blocked = false;
+        break;
+      }
+  if (!blocked) {
 #pragma omp parallel for schedule(dynamic, 8) num_threads(nt) if (nt > 1)
-  for (int64_t r = 0; r < rows; ++r)
-    row<T>(z, ptr[r + 1] - ptr[r], v + ptr[r], idx + ptr[r], b, n, c + r * n);
+    for (int64_t r = 0; r < rows; ++r)
+      row<T>(z, ptr[r + 1] - ptr[r], v + ptr[r], idx + ptr[r], b, n, c + r * n);
+    return;
+  }
+  HostBuffer<int64_t> cursor(rows > 0 ? rows : 1);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  for (int64_t j0 = 0; j0 < n; j0 += nc) {
+    const int64_t w = std::min(nc, n - j0);
+    for (int64_t k0 = 0; k0 < brows; k0 += kc) {
+      const int64_t k1 = std::min(k0 + kc, brows);
+#pragma omp for schedule(static) nowait
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t e0 = k0 == 0 ? ptr[r] : cursor[r];
+        int64_t e1 = e0;
+        while (e1 < ptr[r + 1] && idx[e1] < k1) ++e1;
+        row<T>(z, e1 - e0, v + e0, idx + e0, b + j0, w, c + r * n + j0, n, k0 > 0);
+        cursor[r] = e1;
+      }
+    }
+  }
 }
 
 // ------------------------------------------------------------------ dot products (SDDMM)
@@ -345,7 +396,7 @@ int ct_cpu_csr_spmm(int dtype, int trans, int64_t rows, int64_t cols, int64_t n,
     using T = decltype(z);
     const T* v = (const T*)values;
     if (!trans) {
-      gather_rows<T>(rows, crow, v, col, (const T*)b, n, (T*)c, nnz * n);
+      gather_rows<T>(rows, crow, v, col, (const T*)b, cols, n, (T*)c, nnz * n);
       return;
     }
     // A^T: the transposed pattern by a counting sort over columns (stable: rows ascending).
@@ -363,7 +414,7 @@ int ct_cpu_csr_spmm(int dtype, int trans, int64_t rows, int64_t cols, int64_t n,
           tval[p] = v[e];
         }
     }
-    gather_rows<T>(cols, tptr.data(), tval.data(), trow.data(), (const T*)b, n, (T*)c, nnz * n);
+    gather_rows<T>(cols, tptr.data(), tval.data(), trow.data(), (const T*)b, rows, n, (T*)c, nnz * n);
   });
   return CT_OK;
   CT_CATCH(fn)
@@ -638,13 +689,27 @@ int ct_cpu_nm_matmul(int dtype, int64_t rows, int64_t k, int64_t ncols, int n, i
     const int64_t per_row = k / m * n;
     const bool avx = use_avx512();
     const int nt = threads_for(rows * per_row * ncols);
+    // float32: panels of B (kc rows x nc columns, 256 KiB) that stay in L2 while every row of the
+    // thread runs over them, C accumulated in place across the k panels (each row always on the
+    // same thread: static schedule); bfloat16 / float64: one panel (C rounded once).
+    const bool blocked = std::is_same_v<T, float>;
+    const int64_t kc = blocked ? std::max<int64_t>(m, 256 / m * m) : k;
+    const int64_t nc = blocked ? 256 : ncols;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
       std::vector<int64_t> idx((size_t)per_row);
-#pragma omp for schedule(static)
-      for (int64_t r = 0; r < rows; ++r) {
-        nm_columns(per_row, n, m, meta + r * per_row, idx.data());
-        row<T>(avx, per_row, vp + r * per_row, idx.data(), (const T*)b, ncols, (T*)c + r * ncols);
+      for (int64_t j0 = 0; j0 < ncols; j0 += nc) {
+        const int64_t w = std::min(nc, ncols - j0);
+        for (int64_t k0 = 0; k0 < k; k0 += kc) {
+          const int64_t s0 = k0 / m * n, s1 = std::min(k0 + kc, k) / m * n;
+#pragma omp for schedule(static) nowait
+          for (int64_t r = 0; r < rows; ++r) {
+            nm_columns(s1 - s0, n, m, meta + r * per_row + s0, idx.data());
+            for (int64_t s = 0; s < s1 - s0; ++s) idx[(size_t)s] += k0;
+            row<T>(avx, s1 - s0, vp + r * per_row + s0, idx.data(), (const T*)b + j0, w, (T*)c + r * ncols + j0, ncols,
+                   k0 > 0);
+          }
+        }
       }
     }
   });
