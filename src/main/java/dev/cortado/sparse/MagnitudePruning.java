@@ -4,6 +4,7 @@ import dev.cortado.autograd.Autograd;
 import dev.cortado.ops.Elementwise;
 import dev.cortado.ops.Indexing;
 import dev.cortado.ops.Sparse;
+import dev.cortado.ops.Sparse.NM;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;
 import dev.cortado.tensor.Tensor;
@@ -12,8 +13,9 @@ import java.util.Collections;
 import java.util.List;
 
 /**
- * Unstructured magnitude pruning of a set of weight tensors, at one sparsity or gradually with the
- * cubic schedule of Zhu and Gupta ("To prune, or not to prune", 2017).
+ * Magnitude pruning of a set of weight tensors: unstructured, at one sparsity or gradually with the
+ * cubic schedule of Zhu and Gupta ("To prune, or not to prune", 2017), or N:M structured
+ * ({@link Builder#nm}: the n largest of every m consecutive weights of a row).
  *
  * <p>At each pruning step the weights of smallest magnitude are zeroed so that the fraction
  * {@code s} of the weights is zero: per layer ({@link Scope#PER_LAYER}, each tensor loses the
@@ -87,9 +89,10 @@ public final class MagnitudePruning implements AutoCloseable {
     private final List<Tensor> masks;
     private final Schedule schedule;
     private final Scope scope;
+    private final NM pattern;
     private double sparsity;
 
-    private MagnitudePruning(List<Tensor> weights, Schedule schedule, Scope scope) {
+    private MagnitudePruning(List<Tensor> weights, Schedule schedule, Scope scope, NM pattern) {
         if (weights.isEmpty()) {
             throw new IllegalArgumentException("MagnitudePruning: no weights given");
         }
@@ -97,10 +100,15 @@ public final class MagnitudePruning implements AutoCloseable {
             if (!w.dtype().isFloatingPoint()) {
                 throw new IllegalArgumentException("MagnitudePruning: weight " + w.describe() + " is not floating point");
             }
+            if (pattern != null && (w.rank() != 2 || w.size(1) % pattern.m() != 0)) {
+                throw new IllegalArgumentException("MagnitudePruning: " + pattern + " pruning needs matrices [out, in] with in "
+                        + "a multiple of " + pattern.m() + "; got " + w.describe());
+            }
         }
         this.weights = List.copyOf(weights);
         this.schedule = schedule;
         this.scope = scope;
+        this.pattern = pattern;
         this.masks = new ArrayList<>(Collections.nCopies(weights.size(), (Tensor) null));
     }
 
@@ -108,11 +116,12 @@ public final class MagnitudePruning implements AutoCloseable {
         return new Builder(weights);
     }
 
-    /** Builder: the schedule (default: one-shot 50%) and the scope (default per layer). */
+    /** Builder: the schedule (default: one-shot 50%), the scope (default per layer) or an N:M pattern. */
     public static final class Builder {
         private final List<Tensor> weights;
         private Schedule schedule = Schedule.oneShot(0.5);
         private Scope scope = Scope.PER_LAYER;
+        private NM pattern;
 
         private Builder(List<Tensor> weights) {
             this.weights = weights;
@@ -128,8 +137,18 @@ public final class MagnitudePruning implements AutoCloseable {
             return this;
         }
 
+        /**
+         * N:M structured pruning instead of unstructured: on each pruning step every group of m
+         * consecutive weights along a row keeps its n largest (the {@code nm_compress} kernel), a
+         * sparsity of 1 - n / m; the schedule then only says when the masks are recomputed.
+         */
+        public Builder nm(int n, int m) {
+            this.pattern = new NM(n, m);
+            return this;
+        }
+
         public MagnitudePruning build() {
-            return new MagnitudePruning(weights, schedule, scope);
+            return new MagnitudePruning(weights, schedule, scope, pattern);
         }
     }
 
@@ -139,7 +158,11 @@ public final class MagnitudePruning implements AutoCloseable {
      */
     public double step(long step) {
         if (schedule.prunesAt(step)) {
-            pruneTo(Math.max(sparsity, schedule.sparsityAt(step)));
+            if (pattern != null) {
+                pruneToPattern();
+            } else {
+                pruneTo(Math.max(sparsity, schedule.sparsityAt(step)));
+            }
         }
         applyMasks();
         return sparsity;
@@ -150,7 +173,46 @@ public final class MagnitudePruning implements AutoCloseable {
         if (!(s >= 0 && s < 1)) {
             throw new IllegalArgumentException("MagnitudePruning.pruneTo: sparsity " + s + " is not in [0, 1)");
         }
-        List<boolean[]> keep = scope == Scope.GLOBAL ? globalKeep(s) : perLayerKeep(s);
+        if (pattern != null) {
+            throw new IllegalStateException("MagnitudePruning.pruneTo: this pruning is " + pattern
+                    + " structured; use pruneToPattern()");
+        }
+        try (var g = Autograd.noGrad()) { // choosing the masks is not part of the model's graph
+            setMasks(scope == Scope.GLOBAL ? globalKeep(s) : perLayerKeep(s));
+        }
+        sparsity = s;
+        applyMasks();
+    }
+
+    /** N:M pruning (see {@link Builder#nm}): the masks of the n largest of every m along each row, applied. */
+    public void pruneToPattern() {
+        if (pattern == null) {
+            throw new IllegalStateException("MagnitudePruning.pruneToPattern: no N:M pattern was given (Builder.nm)");
+        }
+        List<boolean[]> keep = new ArrayList<>();
+        for (Tensor w : weights) {
+            Tensor[] vm;
+            try (var g = Autograd.noGrad()) {
+                vm = Sparse.nmCompress(w, pattern);
+            }
+            try (Tensor v = vm[0]; Tensor meta = vm[1]) {
+                byte[] q = meta.toByteArray();
+                long per = w.size(1) / pattern.m() * pattern.n();
+                boolean[] k = new boolean[(int) w.numel()];
+                for (int slot = 0; slot < q.length; slot++) {
+                    long row = slot / per;
+                    long group = (slot % per) / pattern.n();
+                    k[(int) (row * w.size(1) + group * pattern.m() + (q[slot] & 0xff))] = true;
+                }
+                keep.add(k);
+            }
+        }
+        setMasks(keep);
+        sparsity = 1 - (double) pattern.n() / pattern.m();
+        applyMasks();
+    }
+
+    private void setMasks(List<boolean[]> keep) {
         for (int i = 0; i < weights.size(); i++) {
             Tensor w = weights.get(i);
             Tensor mask;
@@ -162,8 +224,6 @@ public final class MagnitudePruning implements AutoCloseable {
                 old.close();
             }
         }
-        sparsity = s;
-        applyMasks();
     }
 
     /** Zeroes the pruned entries of every weight again (after an optimizer step moved them). */

@@ -128,4 +128,24 @@ class MagnitudePruningTest {
             }
         }
     }
+
+    @Test
+    void nmPruningKeepsTheLargestTwoOfEveryFour() {
+        Random r = new Random(4);
+        double[] x = Reference.uniform(r, 3 * 8, -1, 1);
+        double[][] ref = dev.cortado.ops.SparseRef.nmCompress(x, 3, 8, 2, 4);
+        double[] want = dev.cortado.ops.SparseRef.nmDense(ref[0], ref[1], 3, 8, 2, 4);
+        try (Scope s = Scope.open()) {
+            Tensor w = Tensor.of(x, 3, 8);
+            try (MagnitudePruning p = MagnitudePruning.builder(List.of(w)).nm(2, 4).build()) {
+                assertEquals(0.5, p.step(0), 0);
+                assertArrayEquals(want, w.toDoubleArray(), 0.0);
+                assertEquals(0.5, p.measuredSparsity(), 0);
+                assertThrows(IllegalStateException.class, () -> p.pruneTo(0.3));
+            }
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> MagnitudePruning.builder(List.of(Tensor.of(new double[6], 1, 6))).nm(2, 4).build());
+            assertTrue(e.getMessage().contains("2:4 pruning needs matrices [out, in] with in a multiple of 4"), e.getMessage());
+        }
+    }
 }
