@@ -5,11 +5,15 @@
  *   c[0:n] = sum over the row's entries e of value[e] * b[index[e], 0:n]
  * (CSR SpMM: the row's stored entries; A^T B: the rows of the transposed pattern, built by a
  * counting sort; N:M GEMM: the row's kept entries, index = group * m + meta). The reference loop
- * accumulates 64-column blocks in compute_t<T> (float for bf16, double for f64). The float32 fast
- * path keeps a block of c in registers (AVX2: 4 x 8 floats; AVX-512: 4 x 16 floats, masked tail)
+ * accumulates 64-column blocks in compute_t<T> (double for f64). The float32 and bfloat16 fast
+ * paths (bfloat16 widened to float32 on load, float32 accumulation, rounded once on store) keep a
+ * block of c in registers (AVX2: 4 x 8 floats; AVX-512: 4 x 16 floats, masked tail)
  * and streams the entries through broadcast-FMA: per entry one broadcast and 4 FMAs against one
- * row segment of b, no write of c until the block is done. So c is written once, b rows are read
- * once per (entry, block) -- from cache when b fits -- and A is read once per column block.
+ * row segment of b, no write of c until the block is done. So c is written once per pass, b rows
+ * are read once per (entry, block) and A once per column block. float32 products over a b larger
+ * than one 256 x 256 panel (256 KiB) run panel by panel (the panel stays in L2 while the thread's
+ * rows pass over it; c accumulated across the row panels): CSR when each row's indices are sorted
+ * (a cursor per row), N:M always (a panel's groups are contiguous slots).
  *
  * SDDMM is one dot product per stored entry (float32: 2 AVX2 / AVX-512 accumulators; reference:
  * compute_t). Row softmax and top-k are per-row scalar loops (top-k: std::partial_sort of the
@@ -85,6 +89,14 @@ int check_csr(const char* fn, int64_t rows, int64_t cols, int64_t nnz, const int
   return CT_OK;
 }
 
+/* BSR geometry: a positive block size dividing both dimensions. */
+int check_bsr(const char* fn, int64_t rows, int64_t cols, int64_t block) {
+  if (block < 1 || rows % block != 0 || cols % block != 0)
+    return fail(CT_ERR_INVALID_ARG, "%s: block size %lld must be positive and divide rows %lld and cols %lld", fn,
+                (long long)block, (long long)rows, (long long)cols);
+  return CT_OK;
+}
+
 /* N:M geometry and metadata: 1 <= n < m <= 16, k % m == 0, positions < m, increasing per group. */
 int check_nm(const char* fn, int64_t rows, int64_t k, int n, int m) {
   if (n < 1 || m > 16 || n >= m)
@@ -110,102 +122,182 @@ int check_meta(const char* fn, int64_t rows, int64_t k, int n, int m, const uint
 }
 
 // ------------------------------------------------------------------ the row kernel
-/* Reference (and bf16 / f64): c[0:n] = sum_e v[e] * b[idx[e] * n + 0:n], 64-column blocks. */
+/* Reference (f64): c[0:n] = sum_e v[e] * b[idx[e] * ldb + 0:n], 64-column blocks. */
 template <class T>
-void row_ref(int64_t cnt, const T* v, const int64_t* idx, const T* b, int64_t n, T* c) {
+void row_ref(int64_t cnt, const T* v, const int64_t* idx, const T* b, int64_t ldb, int64_t n, T* c, bool accumulate) {
   using A = compute_t<T>;
   for (int64_t j0 = 0; j0 < n; j0 += 64) {
     const int64_t w = std::min<int64_t>(64, n - j0);
     A acc[64];
-    for (int64_t j = 0; j < w; ++j) acc[j] = 0;
+    for (int64_t j = 0; j < w; ++j) acc[j] = accumulate ? (A)load(c + j0 + j) : (A)0;
     for (int64_t e = 0; e < cnt; ++e) {
       const A a = load(v + e);
-      const T* br = b + idx[e] * n + j0;
+      const T* br = b + idx[e] * ldb + j0;
       for (int64_t j = 0; j < w; ++j) acc[j] += a * (A)load(br + j);
     }
     for (int64_t j = 0; j < w; ++j) store(c + j0 + j, acc[j]);
   }
 }
 
-/* float32, AVX2: 32-column blocks in 4 ymm accumulators, then 8-column blocks, then a scalar tail. */
-void row_f32_avx2(int64_t cnt, const float* v, const int64_t* idx, const float* b, int64_t n, float* c) {
+/* Vector loads and stores of float32 and bfloat16 rows (bfloat16: widened to float32 by a 16-bit
+ * shift; stored with round to nearest even through a float32 staging array). */
+CT_INLINE __m256 ld8(const float* p) { return _mm256_loadu_ps(p); }
+CT_INLINE __m256 ld8(const bf16* p) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i*)p)), 16));
+}
+CT_INLINE void st8(float* p, __m256 v) { _mm256_storeu_ps(p, v); }
+CT_INLINE void st8(bf16* p, __m256 v) {
+  alignas(32) float t[8];
+  _mm256_store_ps(t, v);
+  for (int i = 0; i < 8; ++i) p[i].bits = f32_to_bf16(t[i]);
+}
+CT_AVX512 CT_INLINE __m512 ld16(__mmask16 mk, const float* p) { return _mm512_maskz_loadu_ps(mk, p); }
+CT_AVX512 CT_INLINE __m512 ld16(__mmask16 mk, const bf16* p) {
+  // the maskz forms: GCC 12 warns about the undefined source operand of the unmasked ones
+  return _mm512_castsi512_ps(
+      _mm512_maskz_slli_epi32(0xffff, _mm512_maskz_cvtepu16_epi32(0xffff, _mm256_maskz_loadu_epi16(mk, p)), 16));
+}
+CT_AVX512 CT_INLINE void st16(float* p, __mmask16 mk, __m512 v) { _mm512_mask_storeu_ps(p, mk, v); }
+CT_AVX512 CT_INLINE void st16(bf16* p, __mmask16 mk, __m512 v) {
+  alignas(64) float t[16];
+  _mm512_store_ps(t, v);
+  for (int i = 0; i < 16; ++i)
+    if (mk >> i & 1) p[i].bits = f32_to_bf16(t[i]);
+}
+
+/* float32 / bfloat16, AVX2: 32-column blocks in 4 ymm float accumulators, then 8-column blocks,
+ * then a scalar tail. */
+template <class T>
+void row_avx2(int64_t cnt, const T* v, const int64_t* idx, const T* b, int64_t ldb, int64_t n, T* c, bool accumulate) {
   int64_t j = 0;
   for (; j + 32 <= n; j += 32) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (int64_t e = 0; e < cnt; ++e) {
-      const __m256 s = _mm256_broadcast_ss(v + e);
-      const float* br = b + idx[e] * n + j;
-      a0 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br), a0);
-      a1 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 8), a1);
-      a2 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 16), a2);
-      a3 = _mm256_fmadd_ps(s, _mm256_loadu_ps(br + 24), a3);
+    if (accumulate) {
+      a0 = ld8(c + j);
+      a1 = ld8(c + j + 8);
+      a2 = ld8(c + j + 16);
+      a3 = ld8(c + j + 24);
     }
-    _mm256_storeu_ps(c + j, a0);
-    _mm256_storeu_ps(c + j + 8, a1);
-    _mm256_storeu_ps(c + j + 16, a2);
-    _mm256_storeu_ps(c + j + 24, a3);
+    for (int64_t e = 0; e < cnt; ++e) {
+      const __m256 s = _mm256_set1_ps(load(v + e));
+      const T* br = b + idx[e] * ldb + j;
+      a0 = _mm256_fmadd_ps(s, ld8(br), a0);
+      a1 = _mm256_fmadd_ps(s, ld8(br + 8), a1);
+      a2 = _mm256_fmadd_ps(s, ld8(br + 16), a2);
+      a3 = _mm256_fmadd_ps(s, ld8(br + 24), a3);
+    }
+    st8(c + j, a0);
+    st8(c + j + 8, a1);
+    st8(c + j + 16, a2);
+    st8(c + j + 24, a3);
   }
   for (; j + 8 <= n; j += 8) {
-    __m256 a0 = _mm256_setzero_ps();
-    for (int64_t e = 0; e < cnt; ++e) a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(v + e), _mm256_loadu_ps(b + idx[e] * n + j), a0);
-    _mm256_storeu_ps(c + j, a0);
+    __m256 a0 = accumulate ? ld8(c + j) : _mm256_setzero_ps();
+    for (int64_t e = 0; e < cnt; ++e) a0 = _mm256_fmadd_ps(_mm256_set1_ps(load(v + e)), ld8(b + idx[e] * ldb + j), a0);
+    st8(c + j, a0);
   }
   if (j < n) {
     float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    if (accumulate)
+      for (int64_t t = j; t < n; ++t) acc[t - j] = load(c + t);
     for (int64_t e = 0; e < cnt; ++e) {
-      const float* br = b + idx[e] * n;
-      for (int64_t t = j; t < n; ++t) acc[t - j] = std::fma(v[e], br[t], acc[t - j]);
+      const float a = load(v + e);
+      const T* br = b + idx[e] * ldb;
+      for (int64_t t = j; t < n; ++t) acc[t - j] = std::fma(a, (float)load(br + t), acc[t - j]);
     }
-    for (int64_t t = j; t < n; ++t) c[t] = acc[t - j];
+    for (int64_t t = j; t < n; ++t) store(c + t, acc[t - j]);
   }
 }
 
-/* float32, AVX-512: 64-column blocks in 4 zmm accumulators, then masked 16-column blocks. */
-CT_AVX512 void row_f32_avx512(int64_t cnt, const float* v, const int64_t* idx, const float* b, int64_t n, float* c) {
+/* float32 / bfloat16, AVX-512: 64-column blocks in 4 zmm float accumulators, then masked
+ * 16-column blocks. */
+template <class T>
+CT_AVX512 void row_avx512(int64_t cnt, const T* v, const int64_t* idx, const T* b, int64_t ldb, int64_t n, T* c,
+                          bool accumulate) {
+  const __mmask16 all = 0xffff;
   int64_t j = 0;
   for (; j + 64 <= n; j += 64) {
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    for (int64_t e = 0; e < cnt; ++e) {
-      const __m512 s = _mm512_set1_ps(v[e]);
-      const float* br = b + idx[e] * n + j;
-      a0 = _mm512_fmadd_ps(s, _mm512_loadu_ps(br), a0);
-      a1 = _mm512_fmadd_ps(s, _mm512_loadu_ps(br + 16), a1);
-      a2 = _mm512_fmadd_ps(s, _mm512_loadu_ps(br + 32), a2);
-      a3 = _mm512_fmadd_ps(s, _mm512_loadu_ps(br + 48), a3);
+    if (accumulate) {
+      a0 = ld16(all, c + j);
+      a1 = ld16(all, c + j + 16);
+      a2 = ld16(all, c + j + 32);
+      a3 = ld16(all, c + j + 48);
     }
-    _mm512_storeu_ps(c + j, a0);
-    _mm512_storeu_ps(c + j + 16, a1);
-    _mm512_storeu_ps(c + j + 32, a2);
-    _mm512_storeu_ps(c + j + 48, a3);
+    for (int64_t e = 0; e < cnt; ++e) {
+      const __m512 s = _mm512_set1_ps(load(v + e));
+      const T* br = b + idx[e] * ldb + j;
+      a0 = _mm512_fmadd_ps(s, ld16(all, br), a0);
+      a1 = _mm512_fmadd_ps(s, ld16(all, br + 16), a1);
+      a2 = _mm512_fmadd_ps(s, ld16(all, br + 32), a2);
+      a3 = _mm512_fmadd_ps(s, ld16(all, br + 48), a3);
+    }
+    st16(c + j, all, a0);
+    st16(c + j + 16, all, a1);
+    st16(c + j + 32, all, a2);
+    st16(c + j + 48, all, a3);
   }
   for (; j < n; j += 16) {
-    const __mmask16 mk = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
-    __m512 a0 = _mm512_setzero_ps();
+    const __mmask16 mk = n - j >= 16 ? all : (__mmask16)((1u << (n - j)) - 1);
+    __m512 a0 = accumulate ? ld16(mk, c + j) : _mm512_setzero_ps();
     for (int64_t e = 0; e < cnt; ++e)
-      a0 = _mm512_fmadd_ps(_mm512_set1_ps(v[e]), _mm512_maskz_loadu_ps(mk, b + idx[e] * n + j), a0);
-    _mm512_mask_storeu_ps(c + j, mk, a0);
+      a0 = _mm512_fmadd_ps(_mm512_set1_ps(load(v + e)), ld16(mk, b + idx[e] * ldb + j), a0);
+    st16(c + j, mk, a0);
   }
 }
 
 template <class T>
-CT_INLINE void row(bool avx512, int64_t cnt, const T* v, const int64_t* idx, const T* b, int64_t n, T* c) {
-  if constexpr (std::is_same_v<T, float>) {
-    if (avx512) row_f32_avx512(cnt, v, idx, b, n, c);
-    else row_f32_avx2(cnt, v, idx, b, n, c);
+CT_INLINE void row(bool avx512, int64_t cnt, const T* v, const int64_t* idx, const T* b, int64_t n, T* c,
+                   int64_t ldb = -1, bool accumulate = false) {
+  if (ldb < 0) ldb = n;
+  if constexpr (std::is_same_v<T, float> || std::is_same_v<T, bf16>) {
+    if (avx512) row_avx512<T>(cnt, v, idx, b, ldb, n, c, accumulate);
+    else row_avx2<T>(cnt, v, idx, b, ldb, n, c, accumulate);
   } else {
-    row_ref<T>(cnt, v, idx, b, n, c);
+    row_ref<T>(cnt, v, idx, b, ldb, n, c, accumulate);
   }
 }
 
-/* out rows r in [0, rows): entries [ptr[r], ptr[r+1]) of (v, idx). Rows spread dynamically. */
+/* Output rows r in [0, rows): entries [ptr[r], ptr[r+1]) of (v, idx) over b [brows, n].
+ * float32 with indices non-decreasing within each row: panels of b (256 rows x 256 columns,
+ * 256 KiB, kept in L2 while the thread's rows run over them), each row's entries of the panel
+ * found by a cursor, c accumulated in place across the panels (static schedule: a row always on
+ * the same thread). Otherwise (unsorted indices, bfloat16, float64): whole rows, spread dynamically. */
 template <class T>
-void gather_rows(int64_t rows, const int64_t* ptr, const T* v, const int64_t* idx, const T* b, int64_t n, T* c,
-                 int64_t work) {
+void gather_rows(int64_t rows, const int64_t* ptr, const T* v, const int64_t* idx, const T* b, int64_t brows, int64_t n,
+                 T* c, int64_t work) {
   const bool z = use_avx512();
   const int nt = threads_for(work);
+  constexpr int64_t kc = 256, nc = 256;
+  bool blocked = std::is_same_v<T, float> && (brows > kc || n > nc);
+  for (int64_t r = 0; r < rows && blocked; ++r)
+    for (int64_t e = ptr[r] + 1; e < ptr[r + 1]; ++e)
+      if (idx[e] < idx[e - 1]) {
+        blocked = false;
+        break;
+      }
+  if (!blocked) {
 #pragma omp parallel for schedule(dynamic, 8) num_threads(nt) if (nt > 1)
-  for (int64_t r = 0; r < rows; ++r)
-    row<T>(z, ptr[r + 1] - ptr[r], v + ptr[r], idx + ptr[r], b, n, c + r * n);
+    for (int64_t r = 0; r < rows; ++r)
+      row<T>(z, ptr[r + 1] - ptr[r], v + ptr[r], idx + ptr[r], b, n, c + r * n);
+    return;
+  }
+  HostBuffer<int64_t> cursor(rows > 0 ? rows : 1);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  for (int64_t j0 = 0; j0 < n; j0 += nc) {
+    const int64_t w = std::min(nc, n - j0);
+    for (int64_t k0 = 0; k0 < brows; k0 += kc) {
+      const int64_t k1 = std::min(k0 + kc, brows);
+#pragma omp for schedule(static) nowait
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t e0 = k0 == 0 ? ptr[r] : cursor[r];
+        int64_t e1 = e0;
+        while (e1 < ptr[r + 1] && idx[e1] < k1) ++e1;
+        row<T>(z, e1 - e0, v + e0, idx + e0, b + j0, w, c + r * n + j0, n, k0 > 0);
+        cursor[r] = e1;
+      }
+    }
+  }
 }
 
 // ------------------------------------------------------------------ dot products (SDDMM)
@@ -304,7 +396,7 @@ int ct_cpu_csr_spmm(int dtype, int trans, int64_t rows, int64_t cols, int64_t n,
     using T = decltype(z);
     const T* v = (const T*)values;
     if (!trans) {
-      gather_rows<T>(rows, crow, v, col, (const T*)b, n, (T*)c, nnz * n);
+      gather_rows<T>(rows, crow, v, col, (const T*)b, cols, n, (T*)c, nnz * n);
       return;
     }
     // A^T: the transposed pattern by a counting sort over columns (stable: rows ascending).
@@ -322,7 +414,7 @@ int ct_cpu_csr_spmm(int dtype, int trans, int64_t rows, int64_t cols, int64_t n,
           tval[p] = v[e];
         }
     }
-    gather_rows<T>(cols, tptr.data(), tval.data(), trow.data(), (const T*)b, n, (T*)c, nnz * n);
+    gather_rows<T>(cols, tptr.data(), tval.data(), trow.data(), (const T*)b, rows, n, (T*)c, nnz * n);
   });
   return CT_OK;
   CT_CATCH(fn)
@@ -597,13 +689,27 @@ int ct_cpu_nm_matmul(int dtype, int64_t rows, int64_t k, int64_t ncols, int n, i
     const int64_t per_row = k / m * n;
     const bool avx = use_avx512();
     const int nt = threads_for(rows * per_row * ncols);
+    // float32: panels of B (kc rows x nc columns, 256 KiB) that stay in L2 while every row of the
+    // thread runs over them, C accumulated in place across the k panels (each row always on the
+    // same thread: static schedule); bfloat16 / float64: one panel (C rounded once).
+    const bool blocked = std::is_same_v<T, float>;
+    const int64_t kc = blocked ? std::max<int64_t>(m, 256 / m * m) : k;
+    const int64_t nc = blocked ? 256 : ncols;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
       std::vector<int64_t> idx((size_t)per_row);
-#pragma omp for schedule(static)
-      for (int64_t r = 0; r < rows; ++r) {
-        nm_columns(per_row, n, m, meta + r * per_row, idx.data());
-        row<T>(avx, per_row, vp + r * per_row, idx.data(), (const T*)b, ncols, (T*)c + r * ncols);
+      for (int64_t j0 = 0; j0 < ncols; j0 += nc) {
+        const int64_t w = std::min(nc, ncols - j0);
+        for (int64_t k0 = 0; k0 < k; k0 += kc) {
+          const int64_t s0 = k0 / m * n, s1 = std::min(k0 + kc, k) / m * n;
+#pragma omp for schedule(static) nowait
+          for (int64_t r = 0; r < rows; ++r) {
+            nm_columns(s1 - s0, n, m, meta + r * per_row + s0, idx.data());
+            for (int64_t s = 0; s < s1 - s0; ++s) idx[(size_t)s] += k0;
+            row<T>(avx, s1 - s0, vp + r * per_row + s0, idx.data(), (const T*)b + j0, w, (T*)c + r * ncols + j0, ncols,
+                   k0 > 0);
+          }
+        }
       }
     }
   });
@@ -675,6 +781,106 @@ int ct_cpu_nm_matmul_backward(int dtype, int64_t rows, int64_t k, int64_t ncols,
         }
       }
     }
+  });
+  return CT_OK;
+  CT_CATCH(fn)
+}
+
+int ct_cpu_bsr_spmm(int dtype, int trans, int64_t rows, int64_t cols, int64_t block, int64_t n, int64_t nnzb,
+                    const int64_t* crow, const int64_t* col, const void* values, const void* b, void* c,
+                    int64_t /*stream*/) {
+  static const char* fn = "ct_cpu_bsr_spmm";
+  CT_TRY
+  int st;
+  if ((st = check_dtype(fn, dtype)) ||
+      (st = check_sizes(fn, {{"rows", rows}, {"cols", cols}, {"n", n}, {"nnzb", nnzb}})) ||
+      (st = check_bsr(fn, rows, cols, block)) || (st = check_product(fn, "rows*n", rows, n)) ||
+      (st = check_product(fn, "cols*n", cols, n)) || (st = check_product(fn, "nnzb*block*block", nnzb, block * block)) ||
+      (st = check_csr(fn, rows / block, cols / block, nnzb, crow, col)))
+    return st;
+  const int64_t out_rows = trans ? cols : rows;
+  if (out_rows == 0 || n == 0) return CT_OK;
+  if ((st = check_ptr(fn, "c", c))) return st;
+  if (nnzb > 0 && ((st = check_ptr(fn, "values", values)) || (st = check_ptr(fn, "b", b)))) return st;
+  dispatch_sparse(dtype, [&](auto z) {
+    using T = decltype(z);
+    const T* v = (const T*)values;
+    const int64_t bs = block, brows = rows / bs, bcols = cols / bs;
+    // the blocks of each output block row: A's block rows, or (A^T) A's block columns by a stable counting sort
+    HostBuffer<int64_t> tptr(bcols + 1), tblk(nnzb > 0 ? nnzb : 1), trow(nnzb > 0 ? nnzb : 1);
+    if (trans) {
+      for (int64_t j = 0; j <= bcols; ++j) tptr[j] = 0;
+      for (int64_t e = 0; e < nnzb; ++e) ++tptr[col[e] + 1];
+      for (int64_t j = 0; j < bcols; ++j) tptr[j + 1] += tptr[j];
+      std::vector<int64_t> next(tptr.data(), tptr.data() + bcols);
+      for (int64_t i = 0; i < brows; ++i)
+        for (int64_t e = crow[i]; e < crow[i + 1]; ++e) {
+          const int64_t p = next[(size_t)col[e]]++;
+          tblk[p] = e;
+          trow[p] = i;
+        }
+    }
+    const int64_t out_brows = trans ? bcols : brows;
+    const int64_t* ptr = trans ? tptr.data() : crow;
+    const bool z512 = use_avx512();
+    const int nt = threads_for(nnzb * bs * bs * n);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+      std::vector<T> rv;
+      std::vector<int64_t> ri;
+#pragma omp for schedule(dynamic, 4)
+      for (int64_t i = 0; i < out_brows; ++i) {
+        const int64_t cnt = (ptr[i + 1] - ptr[i]) * bs;
+        rv.resize((size_t)std::max<int64_t>(cnt, 1));
+        ri.resize((size_t)std::max<int64_t>(cnt, 1));
+        for (int64_t a = 0; a < bs; ++a) {  // output row i * bs + a: one entry per (block, q)
+          int64_t t = 0;
+          for (int64_t p = ptr[i]; p < ptr[i + 1]; ++p) {
+            const int64_t e = trans ? tblk[p] : p;
+            const int64_t base = trans ? trow[p] * bs : col[e] * bs;
+            for (int64_t q = 0; q < bs; ++q, ++t) {
+              // A B: A[i bs + a, col bs + q] = block e [a, q]; A^T B: A^T[i bs + a, r bs + q] = block e [q, a]
+              rv[(size_t)t] = trans ? v[(e * bs + q) * bs + a] : v[(e * bs + a) * bs + q];
+              ri[(size_t)t] = base + q;
+            }
+          }
+          row<T>(z512, cnt, rv.data(), ri.data(), (const T*)b, n, (T*)c + (i * bs + a) * n);
+        }
+      }
+    }
+  });
+  return CT_OK;
+  CT_CATCH(fn)
+}
+
+int ct_cpu_bsr_sddmm(int dtype, int64_t rows, int64_t cols, int64_t block, int64_t d, int64_t nnzb, const int64_t* crow,
+                     const int64_t* col, const void* x, const void* y, void* out, int64_t /*stream*/) {
+  static const char* fn = "ct_cpu_bsr_sddmm";
+  CT_TRY
+  int st;
+  if ((st = check_dtype(fn, dtype)) ||
+      (st = check_sizes(fn, {{"rows", rows}, {"cols", cols}, {"d", d}, {"nnzb", nnzb}})) ||
+      (st = check_bsr(fn, rows, cols, block)) || (st = check_product(fn, "rows*d", rows, d)) ||
+      (st = check_product(fn, "cols*d", cols, d)) || (st = check_product(fn, "nnzb*block*block", nnzb, block * block)) ||
+      (st = check_csr(fn, rows / block, cols / block, nnzb, crow, col)))
+    return st;
+  if (nnzb == 0) return CT_OK;
+  if ((st = check_ptr(fn, "out", out))) return st;
+  if (d > 0 && ((st = check_ptr(fn, "x", x)) || (st = check_ptr(fn, "y", y)))) return st;
+  dispatch_sparse(dtype, [&](auto z) {
+    using T = decltype(z);
+    const int64_t bs = block;
+    const T* xp = (const T*)x;
+    const T* yp = (const T*)y;
+    T* op = (T*)out;
+    const bool z512 = use_avx512();
+    const int nt = threads_for(nnzb * bs * bs * d);
+#pragma omp parallel for schedule(dynamic, 4) num_threads(nt) if (nt > 1)
+    for (int64_t i = 0; i < rows / bs; ++i)
+      for (int64_t e = crow[i]; e < crow[i + 1]; ++e)
+        for (int64_t a = 0; a < bs; ++a)
+          for (int64_t q = 0; q < bs; ++q)
+            store(op + (e * bs + a) * bs + q, dot<T>(z512, xp + (i * bs + a) * d, yp + (col[e] * bs + q) * d, d));
   });
   return CT_OK;
   CT_CATCH(fn)

@@ -1011,6 +1011,7 @@ static void bench() {
 #include "gpu_check_attention.cuh"
 #include "gpu_check_conv.cuh"
 #include "gpu_check_pool.cuh"
+#include "gpu_check_sparse.cuh"
 #include "gpu_check_training.cuh"
 #include "gpu_check_quant.cuh"
 
@@ -1079,6 +1080,7 @@ int main(int argc, char** argv) {
     check_training();
     check_quant();
     check_qgemm();
+    check_sparse();
     print_checks();
   }
   if (benches) {

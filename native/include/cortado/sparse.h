@@ -87,6 +87,50 @@ int ct_cpu_nm_matmul_backward(int dtype, int64_t rows, int64_t k, int64_t ncols,
                               const uint8_t* meta, const void* b, const void* dc, void* dvalues, void* db,
                               int64_t stream);
 
+/*
+ * BSR (CPU only so far): A [rows, cols] of square block x block blocks, crow [rows / block + 1] and
+ * col [nnzb] over the block grid, values [nnzb, block, block] (row-major blocks). ct_cpu_bsr_spmm:
+ * trans = 0: C[rows, n] = A B, B [cols, n]; trans = 1: C[cols, n] = A^T B, B [rows, n] (the
+ * transposed block pattern by a counting sort). Each output row runs the CSR row kernel over its
+ * (block, column-in-block) entries. Cost: 2 nnzb block^2 n FLOPs.
+ * ct_cpu_bsr_sddmm: out [nnzb, block, block], out[e, a, q] = x[i block + a] . y[col[e] block + q]
+ * for block e of block row i; x [rows, d], y [cols, d]. Cost: 2 nnzb block^2 d FLOPs.
+ */
+int ct_cpu_bsr_spmm(int dtype, int trans, int64_t rows, int64_t cols, int64_t block, int64_t n, int64_t nnzb,
+                    const int64_t* crow, const int64_t* col, const void* values, const void* b, void* c,
+                    int64_t stream);
+int ct_cpu_bsr_sddmm(int dtype, int64_t rows, int64_t cols, int64_t block, int64_t d, int64_t nnzb, const int64_t* crow,
+                     const int64_t* col, const void* x, const void* y, void* out, int64_t stream);
+
+/*
+ * CUDA twins (native/cuda/sparse.cu): the same arguments (device pointers) and semantics, dtypes
+ * F32, F64, BF16. Index and N:M metadata checks run on the device and cost one stream
+ * synchronization per call that takes indices. csr_spmm with trans = 1 adds with atomics (the order
+ * of the additions is not fixed; bfloat16 through a float32 scratch buffer); top-k sorts lines of
+ * up to 2048 elements (longer lines: CT_ERR_UNSUPPORTED).
+ */
+int ct_cuda_csr_spmm(int dtype, int trans, int64_t rows, int64_t cols, int64_t n, int64_t nnz, const int64_t* crow,
+                     const int64_t* col, const void* values, const void* b, void* c, int64_t stream);
+int ct_cuda_csr_sddmm(int dtype, int64_t rows, int64_t cols, int64_t d, int64_t nnz, const int64_t* crow,
+                      const int64_t* col, const void* x, const void* y, void* out, int64_t stream);
+int ct_cuda_csr_softmax(int dtype, int64_t rows, int64_t nnz, const int64_t* crow, const void* x, void* y,
+                        int64_t stream);
+int ct_cuda_csr_softmax_backward(int dtype, int64_t rows, int64_t nnz, const int64_t* crow, const void* y,
+                                 const void* dy, void* dx, int64_t stream);
+int ct_cuda_topk(int dtype, int64_t outer, int64_t len, int64_t inner, int64_t k, int largest, const void* x,
+                 void* values, int64_t* indices, int64_t stream);
+int ct_cuda_topk_backward(int dtype, int64_t outer, int64_t len, int64_t inner, int64_t k, const void* dvalues,
+                          const int64_t* indices, void* dx, int64_t stream);
+int ct_cuda_nm_compress(int dtype, int64_t rows, int64_t k, int n, int m, const void* x, void* values,
+                        uint8_t* meta, int64_t stream);
+int ct_cuda_nm_decompress(int dtype, int64_t rows, int64_t k, int n, int m, const void* values,
+                          const uint8_t* meta, void* x, int64_t stream);
+int ct_cuda_nm_matmul(int dtype, int64_t rows, int64_t k, int64_t ncols, int n, int m, const void* values,
+                      const uint8_t* meta, const void* b, void* c, int64_t stream);
+int ct_cuda_nm_matmul_backward(int dtype, int64_t rows, int64_t k, int64_t ncols, int n, int m, const void* values,
+                               const uint8_t* meta, const void* b, const void* dc, void* dvalues, void* db,
+                               int64_t stream);
+
 #pragma GCC visibility pop
 #ifdef __cplusplus
 }

@@ -6,11 +6,13 @@ import dev.cortado.tensor.DType;
 import dev.cortado.tensor.DeviceType;
 import dev.cortado.tensor.Shape;
 import dev.cortado.tensor.Tensor;
+import java.util.function.Supplier;
 
 /**
  * The sparse kernel family on its component tensors: CSR sparse x dense products (SpMM and its
  * transpose), SDDMM and row softmax on a CSR pattern, top-k along an axis, and N:M structured
- * sparsity (compression by magnitude, expansion, N:M weight x dense GEMM). Kernels:
+ * sparsity (compression by magnitude, expansion, N:M weight x dense GEMM), and BSR x dense (CPU)
+ * with its SDDMM. Kernels:
  * {@code native/cpu/sparse.cpp} (contract in {@code native/include/cortado/sparse.h}).
  *
  * <p>A CSR operand {@code A [rows, cols]} travels as three tensors: {@code crow} (int64
@@ -66,7 +68,7 @@ public final class Sparse {
                 checkDense(op, "b", in[3], in[2].dtype());
                 return Op.one(Shape.of(rows, in[3].size(1)), in[2].dtype());
             })
-            .kernel(DeviceType.CPU, (a, in, out) -> spmm(0, in[0], in[1], in[2], in[3], in[3].size(0), out[0]))
+            .kernels((a, in, out) -> spmm(0, in[0], in[1], in[2], in[3], in[3].size(0), out[0]))
             .backward(Op.Saves.INPUTS, (a, sv, g) -> new Tensor[] {null, null,
                 sv.needsGradient(2) ? Sparse.CSR_SDDMM_OP.call(null, sv.input(0), sv.input(1), g[0], sv.input(3)) : null,
                 sv.needsGradient(3) ? Sparse.CSR_SPMM_T_OP.call(new Transposed(sv.inputShape(3).size(0)), sv.input(0),
@@ -83,7 +85,7 @@ public final class Sparse {
                 }
                 return Op.one(Shape.of(a.cols(), in[3].size(1)), in[2].dtype());
             })
-            .kernel(DeviceType.CPU, (a, in, out) -> spmm(1, in[0], in[1], in[2], in[3], a.cols(), out[0]))
+            .kernels((a, in, out) -> spmm(1, in[0], in[1], in[2], in[3], a.cols(), out[0]))
             .backward(Op.Saves.INPUTS, (a, sv, g) -> new Tensor[] {null, null,
                 sv.needsGradient(2) ? Sparse.CSR_SDDMM_OP.call(null, sv.input(0), sv.input(1), sv.input(3), g[0]) : null,
                 sv.needsGradient(3) ? Sparse.CSR_SPMM_OP.call(null, sv.input(0), sv.input(1), sv.input(2), g[0]) : null})
@@ -101,7 +103,7 @@ public final class Sparse {
                 }
                 return Op.one(Shape.of(in[1].size(0)), in[2].dtype());
             })
-            .kernel(DeviceType.CPU, (a, in, out) -> sddmm(in[0], in[1], in[2], in[3], out[0]))
+            .kernels((a, in, out) -> sddmm(in[0], in[1], in[2], in[3], out[0]))
             .backward(Op.Saves.INPUTS, (a, sv, g) -> new Tensor[] {null, null,
                 sv.needsGradient(2) ? Sparse.CSR_SPMM_OP.call(null, sv.input(0), sv.input(1), g[0], sv.input(3)) : null,
                 sv.needsGradient(3) ? Sparse.CSR_SPMM_T_OP.call(new Transposed(sv.inputShape(3).size(0)), sv.input(0),
@@ -115,7 +117,7 @@ public final class Sparse {
                 checkValues(op, in[1]);
                 return Op.one(in[1].shape(), in[1].dtype());
             })
-            .kernel(DeviceType.CPU, (a, in, out) -> softmax(in[0], in[1], out[0]))
+            .kernels((a, in, out) -> softmax(in[0], in[1], out[0]))
             .backward(Op.Saves.INPUTS_AND_OUTPUTS, (a, sv, g) -> new Tensor[] {null,
                 Sparse.CSR_SOFTMAX_BACKWARD_OP.call(null, sv.input(0), sv.output(0), g[0])})
             .register();
@@ -130,7 +132,7 @@ public final class Sparse {
                 }
                 return Op.one(in[1].shape(), in[1].dtype());
             })
-            .kernel(DeviceType.CPU, (a, in, out) -> softmaxBackward(in[0], in[1], in[2], out[0]))
+            .kernels((a, in, out) -> softmaxBackward(in[0], in[1], in[2], out[0]))
             .register();
 
     // ------------------------------------------------------------------ top-k
@@ -151,7 +153,7 @@ public final class Sparse {
                 Shape s = Shape.of(dims);
                 return new TensorSpec[] {new TensorSpec(s, x.dtype()), new TensorSpec(s, DType.INT64)};
             })
-            .kernel(DeviceType.CPU, Sparse::topk)
+            .kernels(Sparse::topk)
             .backward(Op.Saves.OUTPUTS, (a, sv, g) -> {
                 int d = sv.inputShape(0).rank() == 0 ? 0 : Math.floorMod(a.dim(), sv.inputShape(0).rank());
                 long len = sv.inputShape(0).rank() == 0 ? 1 : sv.inputShape(0).size(d);
@@ -174,7 +176,7 @@ public final class Sparse {
                 }
                 return Op.one(Shape.of(dims), in[0].dtype());
             })
-            .kernel(DeviceType.CPU, Sparse::topkBackward)
+            .kernels(Sparse::topkBackward)
             .register();
 
     // ------------------------------------------------------------------ N:M
@@ -189,10 +191,11 @@ public final class Sparse {
                 Shape s = Shape.of(x.size(0), x.size(1) / a.m() * a.n());
                 return new TensorSpec[] {new TensorSpec(s, x.dtype()), new TensorSpec(s, DType.UINT8)};
             })
-            .kernel(DeviceType.CPU, (a, in, out) -> {
+            .kernels((a, in, out) -> {
+                Launch l = Launch.on(out[0]);
                 try (Tensor x = in[0].contiguous()) {
-                    check(NativeCpu.ct_cpu_nm_compress(x.dtype().code(), x.size(0), x.size(1), a.n(), a.m(),
-                            x.dataAddress(), out[0].dataAddress(), out[1].dataAddress(), 0), "nm_compress(" + x.describe() + ", " + a + ")");
+                    check(l, l.kernels.nmCompress(x.dtype().code(), x.size(0), x.size(1), a.n(), a.m(),
+                            x.dataAddress(), out[0].dataAddress(), out[1].dataAddress(), l.stream), () -> "nm_compress(" + x.describe() + ", " + a + ")");
                 }
             })
             .backward(Op.Saves.OUTPUTS, (a, sv, g) -> new Tensor[] {
@@ -205,11 +208,12 @@ public final class Sparse {
                 long k = checkNm(op, a, in[0], in[1]);
                 return Op.one(Shape.of(in[0].size(0), k), in[0].dtype());
             })
-            .kernel(DeviceType.CPU, (a, in, out) -> {
+            .kernels((a, in, out) -> {
+                Launch l = Launch.on(out[0]);
                 try (Tensor v = in[0].contiguous(); Tensor meta = in[1].contiguous()) {
-                    check(NativeCpu.ct_cpu_nm_decompress(v.dtype().code(), out[0].size(0), out[0].size(1), a.n(), a.m(),
-                            v.dataAddress(), meta.dataAddress(), out[0].dataAddress(), 0),
-                            "nm_decompress(" + v.describe() + ", " + meta.describe() + ", " + a + ")");
+                    check(l, l.kernels.nmDecompress(v.dtype().code(), out[0].size(0), out[0].size(1), a.n(), a.m(),
+                            v.dataAddress(), meta.dataAddress(), out[0].dataAddress(), l.stream),
+                            () -> "nm_decompress(" + v.describe() + ", " + meta.describe() + ", " + a + ")");
                 }
             })
             .register();
@@ -225,11 +229,12 @@ public final class Sparse {
                 }
                 return Op.one(Shape.of(in[0].size(0), in[2].size(1)), in[0].dtype());
             })
-            .kernel(DeviceType.CPU, (a, in, out) -> {
+            .kernels((a, in, out) -> {
+                Launch l = Launch.on(out[0]);
                 try (Tensor v = in[0].contiguous(); Tensor meta = in[1].contiguous(); Tensor b = in[2].contiguous()) {
-                    check(NativeCpu.ct_cpu_nm_matmul(v.dtype().code(), v.size(0), b.size(0), b.size(1), a.n(), a.m(),
-                            v.dataAddress(), meta.dataAddress(), b.dataAddress(), out[0].dataAddress(), 0),
-                            "nm_matmul(" + v.describe() + ", " + meta.describe() + ", " + b.describe() + ", " + a + ")");
+                    check(l, l.kernels.nmMatmul(v.dtype().code(), v.size(0), b.size(0), b.size(1), a.n(), a.m(),
+                            v.dataAddress(), meta.dataAddress(), b.dataAddress(), out[0].dataAddress(), l.stream),
+                            () -> "nm_matmul(" + v.describe() + ", " + meta.describe() + ", " + b.describe() + ", " + a + ")");
                 }
             })
             .backward(Op.Saves.INPUTS, (a, sv, g) -> {
@@ -249,14 +254,79 @@ public final class Sparse {
                 }
                 return new TensorSpec[] {new TensorSpec(in[0].shape(), in[0].dtype()), new TensorSpec(in[2].shape(), in[0].dtype())};
             })
-            .kernel(DeviceType.CPU, (a, in, out) -> {
+            .kernels((a, in, out) -> {
+                Launch l = Launch.on(out[0]);
                 try (Tensor v = in[0].contiguous(); Tensor meta = in[1].contiguous(); Tensor b = in[2].contiguous();
                      Tensor dc = in[3].contiguous()) {
-                    check(NativeCpu.ct_cpu_nm_matmul_backward(v.dtype().code(), v.size(0), b.size(0), b.size(1), a.n(), a.m(),
+                    check(l, l.kernels.nmMatmulBackward(v.dtype().code(), v.size(0), b.size(0), b.size(1), a.n(), a.m(),
                             v.dataAddress(), meta.dataAddress(), b.dataAddress(), dc.dataAddress(), out[0].dataAddress(),
-                            out[1].dataAddress(), 0), "nm_matmul_backward(" + v.describe() + ", " + b.describe() + ", " + a + ")");
+                            out[1].dataAddress(), l.stream), () -> "nm_matmul_backward(" + v.describe() + ", " + b.describe() + ", " + a + ")");
                 }
             })
+            .register();
+
+    // ------------------------------------------------------------------ BSR (CPU only for now)
+    /** BSR SDDMM: the block size of the output blocks. */
+    public record Block(int size) {
+        public Block {
+            if (size < 1) {
+                throw new IllegalArgumentException("bsr: block size " + size + " must be positive");
+            }
+        }
+    }
+
+    public static final Op<Void> BSR_SPMM_OP = Op.<Void>declare("bsr_spmm")
+            .inputs("crow", "col", "values", "b")
+            .shape((op, a, in) -> {
+                long rows = checkBsr(op, in[0], in[1], in[2]);
+                checkDense(op, "b", in[3], in[2].dtype());
+                requireBlocks(op, "b", in[3], in[2].size(1));
+                return Op.one(Shape.of(rows, in[3].size(1)), in[2].dtype());
+            })
+            .kernel(DeviceType.CPU, (a, in, out) -> bsrSpmm(0, in[0], in[1], in[2], in[3], in[3].size(0), out[0]))
+            .backward(Op.Saves.INPUTS, (a, sv, g) -> new Tensor[] {null, null,
+                sv.needsGradient(2) ? Sparse.BSR_SDDMM_OP.call(new Block((int) sv.inputShape(2).size(1)), sv.input(0),
+                        sv.input(1), g[0], sv.input(3)) : null,
+                sv.needsGradient(3) ? Sparse.BSR_SPMM_T_OP.call(new Transposed(sv.inputShape(3).size(0)), sv.input(0),
+                        sv.input(1), sv.input(2), g[0]) : null})
+            .register();
+
+    public static final Op<Transposed> BSR_SPMM_T_OP = Op.<Transposed>declare("bsr_spmm_t")
+            .inputs("crow", "col", "values", "b")
+            .shape((op, a, in) -> {
+                long rows = checkBsr(op, in[0], in[1], in[2]);
+                checkDense(op, "b", in[3], in[2].dtype());
+                if (in[3].size(0) != rows || a.cols() % in[2].size(1) != 0) {
+                    throw op.error("b " + in[3].describe() + " must have " + rows + " rows (the rows of A) and cols "
+                            + a.cols() + " a multiple of the block size " + in[2].size(1));
+                }
+                return Op.one(Shape.of(a.cols(), in[3].size(1)), in[2].dtype());
+            })
+            .kernel(DeviceType.CPU, (a, in, out) -> bsrSpmm(1, in[0], in[1], in[2], in[3], a.cols(), out[0]))
+            .backward(Op.Saves.INPUTS, (a, sv, g) -> new Tensor[] {null, null,
+                sv.needsGradient(2) ? Sparse.BSR_SDDMM_OP.call(new Block((int) sv.inputShape(2).size(1)), sv.input(0),
+                        sv.input(1), sv.input(3), g[0]) : null,
+                sv.needsGradient(3) ? Sparse.BSR_SPMM_OP.call(null, sv.input(0), sv.input(1), sv.input(2), g[0]) : null})
+            .register();
+
+    public static final Op<Block> BSR_SDDMM_OP = Op.<Block>declare("bsr_sddmm")
+            .inputs("crow", "col", "x", "y")
+            .shape((op, a, in) -> {
+                long rows = checkIndices(op, in[0], in[1]) * a.size();
+                checkDense(op, "x", in[2], in[2].dtype());
+                checkDense(op, "y", in[3], in[2].dtype());
+                requireBlocks(op, "y", in[3], a.size());
+                if (in[2].size(0) != rows || in[3].size(1) != in[2].size(1)) {
+                    throw op.error("x " + in[2].describe() + " must be [" + rows + ", d] (the rows of the pattern) and y "
+                            + in[3].describe() + " [cols, d] with the same d");
+                }
+                return Op.one(Shape.of(in[1].size(0), a.size(), a.size()), in[2].dtype());
+            })
+            .kernel(DeviceType.CPU, (a, in, out) -> bsrSddmm(a, in[0], in[1], in[2], in[3], out[0]))
+            .backward(Op.Saves.INPUTS, (a, sv, g) -> new Tensor[] {null, null,
+                sv.needsGradient(2) ? Sparse.BSR_SPMM_OP.call(null, sv.input(0), sv.input(1), g[0], sv.input(3)) : null,
+                sv.needsGradient(3) ? Sparse.BSR_SPMM_T_OP.call(new Transposed(sv.inputShape(3).size(0)), sv.input(0),
+                        sv.input(1), g[0], sv.input(2)) : null})
             .register();
 
     // ------------------------------------------------------------------ entry points
@@ -268,6 +338,11 @@ public final class Sparse {
     /** {@code A^T b} for the CSR matrix (crow, col, values) of {@code cols} columns, {@code b [rows, n]}. */
     public static Tensor csrSpmmTransposed(Tensor crow, Tensor col, Tensor values, long cols, Tensor b) {
         return Sparse.CSR_SPMM_T_OP.call(new Transposed(cols), crow, col, values, b);
+    }
+
+    /** {@code A b} for the BSR matrix (crow, col over blocks, values [nnzb, block, block]) with {@code b [cols, n]}. */
+    public static Tensor bsrSpmm(Tensor crow, Tensor col, Tensor values, Tensor b) {
+        return BSR_SPMM_OP.call(null, crow, col, values, b);
     }
 
     /** The entries of {@code x y^T} on the CSR pattern (crow, col): {@code [nnz]}. */
@@ -361,46 +436,92 @@ public final class Sparse {
         return Math.floorMod(dim, r);
     }
 
-    private static void check(int status, String context) {
+    private static void check(Launch l, int status, Supplier<String> context) {
         if (status != 0) {
-            throw CpuBackend.failure(status, context);
+            throw l.failure(status, context.get());
+        }
+    }
+
+    private static long checkBsr(Op<?> op, Tensor crow, Tensor col, Tensor values) {
+        long blockRows = checkIndices(op, crow, col);
+        op.requireDType("values", values, FLOATS);
+        if (values.rank() != 3 || values.size(1) != values.size(2) || values.size(1) < 1 || values.size(0) != col.size(0)) {
+            throw op.error("values " + values.describe() + " must be [nnzb, b, b] with nnzb = " + col.size(0)
+                    + " (the block column indices " + col.describe() + ")");
+        }
+        return blockRows * values.size(1);
+    }
+
+    private static void requireBlocks(Op<?> op, String name, Tensor t, long block) {
+        if (t.size(0) % block != 0) {
+            throw op.error(name + " " + t.describe() + " must have a multiple of the block size " + block + " rows");
+        }
+    }
+
+    private static void bsrSpmm(int trans, Tensor crow0, Tensor col0, Tensor values0, Tensor b0, long cols, Tensor out) {
+        try (Tensor crow = crow0.contiguous(); Tensor col = col0.contiguous(); Tensor v = values0.contiguous();
+             Tensor b = b0.contiguous()) {
+            long block = v.size(1);
+            long rows = (crow.size(0) - 1) * block;
+            int status = NativeCpu.ct_cpu_bsr_spmm(v.dtype().code(), trans, rows, cols, block, b.size(1), col.size(0),
+                    crow.dataAddress(), col.dataAddress(), v.dataAddress(), b.dataAddress(), out.dataAddress(), 0);
+            if (status != 0) {
+                throw CpuBackend.failure(status, (trans == 0 ? "bsr_spmm(" : "bsr_spmm_t(") + "crow " + crow.describe()
+                        + ", col " + col.describe() + ", values " + v.describe() + ", b " + b.describe() + ")");
+            }
+        }
+    }
+
+    private static void bsrSddmm(Block a, Tensor crow0, Tensor col0, Tensor x0, Tensor y0, Tensor out) {
+        try (Tensor crow = crow0.contiguous(); Tensor col = col0.contiguous(); Tensor x = x0.contiguous();
+             Tensor y = y0.contiguous()) {
+            int status = NativeCpu.ct_cpu_bsr_sddmm(x.dtype().code(), x.size(0), y.size(0), a.size(), x.size(1), col.size(0),
+                    crow.dataAddress(), col.dataAddress(), x.dataAddress(), y.dataAddress(), out.dataAddress(), 0);
+            if (status != 0) {
+                throw CpuBackend.failure(status, "bsr_sddmm(crow " + crow.describe() + ", col " + col.describe() + ", x "
+                        + x.describe() + ", y " + y.describe() + ", block " + a.size() + ")");
+            }
         }
     }
 
     // ------------------------------------------------------------------ kernel bodies
     private static void spmm(int trans, Tensor crow0, Tensor col0, Tensor values0, Tensor b0, long cols, Tensor out) {
+        Launch l = Launch.on(out);
         try (Tensor crow = crow0.contiguous(); Tensor col = col0.contiguous(); Tensor v = values0.contiguous();
              Tensor b = b0.contiguous()) {
             long rows = crow.size(0) - 1;
-            check(NativeCpu.ct_cpu_csr_spmm(v.dtype().code(), trans, rows, cols, b.size(1), col.size(0), crow.dataAddress(),
-                    col.dataAddress(), v.dataAddress(), b.dataAddress(), out.dataAddress(), 0),
-                    (trans == 0 ? "csr_spmm(" : "csr_spmm_t(") + "crow " + crow.describe() + ", col " + col.describe()
+            check(l, l.kernels.csrSpmm(v.dtype().code(), trans, rows, cols, b.size(1), col.size(0), crow.dataAddress(),
+                    col.dataAddress(), v.dataAddress(), b.dataAddress(), out.dataAddress(), l.stream),
+                    () -> (trans == 0 ? "csr_spmm(" : "csr_spmm_t(") + "crow " + crow.describe() + ", col " + col.describe()
                             + ", values " + v.describe() + ", b " + b.describe() + ")");
         }
     }
 
     private static void sddmm(Tensor crow0, Tensor col0, Tensor x0, Tensor y0, Tensor out) {
+        Launch l = Launch.on(out);
         try (Tensor crow = crow0.contiguous(); Tensor col = col0.contiguous(); Tensor x = x0.contiguous();
              Tensor y = y0.contiguous()) {
-            check(NativeCpu.ct_cpu_csr_sddmm(x.dtype().code(), x.size(0), y.size(0), x.size(1), col.size(0), crow.dataAddress(),
-                    col.dataAddress(), x.dataAddress(), y.dataAddress(), out.dataAddress(), 0),
-                    "csr_sddmm(crow " + crow.describe() + ", col " + col.describe() + ", x " + x.describe() + ", y "
+            check(l, l.kernels.csrSddmm(x.dtype().code(), x.size(0), y.size(0), x.size(1), col.size(0), crow.dataAddress(),
+                    col.dataAddress(), x.dataAddress(), y.dataAddress(), out.dataAddress(), l.stream),
+                    () -> "csr_sddmm(crow " + crow.describe() + ", col " + col.describe() + ", x " + x.describe() + ", y "
                             + y.describe() + ")");
         }
     }
 
     private static void softmax(Tensor crow0, Tensor x0, Tensor out) {
+        Launch l = Launch.on(out);
         try (Tensor crow = crow0.contiguous(); Tensor x = x0.contiguous()) {
-            check(NativeCpu.ct_cpu_csr_softmax(x.dtype().code(), crow.size(0) - 1, x.size(0), crow.dataAddress(),
-                    x.dataAddress(), out.dataAddress(), 0), "csr_softmax(crow " + crow.describe() + ", values " + x.describe() + ")");
+            check(l, l.kernels.csrSoftmax(x.dtype().code(), crow.size(0) - 1, x.size(0), crow.dataAddress(),
+                    x.dataAddress(), out.dataAddress(), l.stream), () -> "csr_softmax(crow " + crow.describe() + ", values " + x.describe() + ")");
         }
     }
 
     private static void softmaxBackward(Tensor crow0, Tensor y0, Tensor dy0, Tensor out) {
+        Launch l = Launch.on(out);
         try (Tensor crow = crow0.contiguous(); Tensor y = y0.contiguous(); Tensor dy = dy0.contiguous()) {
-            check(NativeCpu.ct_cpu_csr_softmax_backward(y.dtype().code(), crow.size(0) - 1, y.size(0), crow.dataAddress(),
-                    y.dataAddress(), dy.dataAddress(), out.dataAddress(), 0),
-                    "csr_softmax_backward(crow " + crow.describe() + ", y " + y.describe() + ")");
+            check(l, l.kernels.csrSoftmaxBackward(y.dtype().code(), crow.size(0) - 1, y.size(0), crow.dataAddress(),
+                    y.dataAddress(), dy.dataAddress(), out.dataAddress(), l.stream),
+                    () -> "csr_softmax_backward(crow " + crow.describe() + ", y " + y.describe() + ")");
         }
     }
 
@@ -421,22 +542,24 @@ public final class Sparse {
     }
 
     private static void topk(TopK a, Tensor[] in, Tensor[] out) {
+        Launch l = Launch.on(out[0]);
         try (Tensor x = in[0].contiguous()) {
             int d = x.rank() == 0 ? 0 : Math.floorMod(a.dim(), x.rank());
             long[] s = split(x.dims(), d);
-            check(NativeCpu.ct_cpu_topk(x.dtype().code(), s[0], s[1], s[2], a.k(), a.largest() ? 1 : 0, x.dataAddress(),
-                    out[0].dataAddress(), out[1].dataAddress(), 0), "topk(" + x.describe() + ", k " + a.k() + ", dim "
+            check(l, l.kernels.topk(x.dtype().code(), s[0], s[1], s[2], a.k(), a.largest() ? 1 : 0, x.dataAddress(),
+                    out[0].dataAddress(), out[1].dataAddress(), l.stream), () -> "topk(" + x.describe() + ", k " + a.k() + ", dim "
                     + a.dim() + ")");
         }
     }
 
     private static void topkBackward(TopKGrad a, Tensor[] in, Tensor[] out) {
+        Launch l = Launch.on(out[0]);
         try (Tensor g = in[0].contiguous(); Tensor idx = in[1].contiguous()) {
             int d = g.rank() == 0 ? 0 : Math.floorMod(a.dim(), g.rank());
             long[] s = split(out[0].dims(), d);
             long k = g.rank() == 0 ? 1 : g.size(d);
-            check(NativeCpu.ct_cpu_topk_backward(g.dtype().code(), s[0], s[1], s[2], k, g.dataAddress(), idx.dataAddress(),
-                    out[0].dataAddress(), 0), "topk_backward(" + g.describe() + ", indices " + idx.describe() + ")");
+            check(l, l.kernels.topkBackward(g.dtype().code(), s[0], s[1], s[2], k, g.dataAddress(), idx.dataAddress(),
+                    out[0].dataAddress(), l.stream), () -> "topk_backward(" + g.describe() + ", indices " + idx.describe() + ")");
         }
     }
 }

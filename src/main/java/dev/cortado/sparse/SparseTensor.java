@@ -33,7 +33,7 @@ import java.util.Arrays;
  * gradients, which {@link #matmul} carries to them on the stored pattern.
  *
  * <p>A sparse tensor is not a {@link Tensor}: the dense ops cannot be handed one. Its products are
- * {@link #matmul} (CSR, COO after coalescing, and N:M) and the ops of {@link Sparse}.
+ * {@link #matmul} (every layout) and the ops of {@link Sparse}.
  */
 public final class SparseTensor implements AutoCloseable {
     private final Layout layout;
@@ -403,7 +403,7 @@ public final class SparseTensor implements AutoCloseable {
         if (k == 0) {
             return new long[0];
         }
-        try (Tensor h = flat.to(Device.CPU)) { // top-k has a CPU kernel
+        try (Tensor h = flat.to(Device.CPU)) { // the CUDA top-k sorts lines of at most 2048 elements
             Tensor[] top = Sparse.topk(h, (int) k, 0, true);
             try (Tensor values = top[0]; Tensor indices = top[1]) {
                 return indices.toLongArray();
@@ -601,9 +601,9 @@ public final class SparseTensor implements AutoCloseable {
 
     // ------------------------------------------------------------------ products
     /**
-     * {@code this · b} for a dense {@code b [cols, n]}: CSR through {@code csr_spmm}, N:M through
-     * {@code nm_matmul}, COO through CSR after coalescing. Gradients reach b and the stored values.
-     * BSR has no product kernel yet: convert it with {@link #toCsr()}.
+     * {@code this · b} for a dense {@code b [cols, n]}: CSR through {@code csr_spmm}, BSR through
+     * {@code bsr_spmm} (CPU), N:M through {@code nm_matmul}, COO through CSR after coalescing.
+     * Gradients reach b and the stored values.
      */
     public Tensor matmul(Tensor b) {
         ensureOpen("matmul");
@@ -619,8 +619,8 @@ public final class SparseTensor implements AutoCloseable {
                     yield Sparse.csrSpmm(c.first, c.second, c.values, b);
                 }
             }
-            default -> throw new UnsupportedOperationException("SparseTensor.matmul: no " + layout
-                    + " x dense kernel yet; convert with toCsr() (csr_spmm)");
+            case BSR -> Sparse.bsrSpmm(first, second, values, b);
+            default -> throw new IllegalStateException("SparseTensor.matmul: unknown layout " + layout);
         };
     }
 

@@ -52,71 +52,99 @@ class SparseOpsTest {
         return o;
     }
 
+    /**
+     * Block sizes (70 x 130, n = 200), and 40 x 600 with n = 300: three 256-row panels of b and two
+     * column panels of the blocked float32 path (A b and A^T b), unsorted indices (the unblocked path).
+     */
     @ParameterizedTest
     @ValueSource(booleans = {true, false})
     void csrProductsAtBlockSizes(boolean avx512) {
         CpuBackend.setAvx512Enabled(avx512);
         Random r = new Random(11);
-        for (DType t : new DType[] {DType.FLOAT32, DType.BFLOAT16}) {
-            Tol tol = t == DType.FLOAT32 ? F32 : BF16;
-            Pattern p = SparseRef.pattern(r, 70, 130, 0.1, 5);
-            int n = 200; // 3 blocks of 64 + 8 (AVX-512), 6 of 32 + 8 (AVX2)
-            double[] v = stored(Reference.uniform(r, p.nnz(), -1, 1), t);
-            double[] b = stored(Reference.uniform(r, 130 * n, -1, 1), t);
-            double[] bt = stored(Reference.uniform(r, 70 * n, -1, 1), t);
-            int d = 77; // SDDMM: 2 x 32 + 13 (AVX-512), 4 x 16 + 13 (AVX2)
-            double[] x = stored(Reference.uniform(r, 70 * d, -1, 1), t);
-            double[] y = stored(Reference.uniform(r, 130 * d, -1, 1), t);
-            try (Scope s = Scope.open()) {
-                Tensor crow = longs(p.crow());
-                Tensor col = longs(p.col());
-                Tensor vt = make(v, t, p.nnz());
-                String what = t + (avx512 ? " avx512" : " avx2");
-                double[] want = SparseRef.spmm(p, v, b, n);
-                assertCloseChecked(want, Reference.values(Sparse.csrSpmm(crow, col, vt, make(b, t, 130, n))),
-                        relativeTo(tol, want), "csr_spmm " + what);
-                want = SparseRef.spmmT(p, v, bt, n);
-                assertCloseChecked(want, Reference.values(Sparse.csrSpmmTransposed(crow, col, vt, 130, make(bt, t, 70, n))),
-                        relativeTo(tol, want), "csr_spmm_t " + what);
-                want = SparseRef.sddmm(p, x, y, d);
-                assertCloseChecked(want, Reference.values(Sparse.csrSddmm(crow, col, make(x, t, 70, d), make(y, t, 130, d))),
-                        relativeTo(tol, want), "csr_sddmm " + what);
+        for (int[] geo : new int[][] {{70, 130, 200}, {40, 600, 300}}) {
+            int rows = geo[0];
+            int cols = geo[1];
+            int n = geo[2];
+            for (DType t : new DType[] {DType.FLOAT32, DType.BFLOAT16}) {
+                Tol tol = t == DType.FLOAT32 ? F32 : BF16;
+                Pattern p = SparseRef.pattern(r, rows, cols, 0.1, 5);
+                double[] v = stored(Reference.uniform(r, p.nnz(), -1, 1), t);
+                double[] b = stored(Reference.uniform(r, cols * n, -1, 1), t);
+                double[] bt = stored(Reference.uniform(r, rows * n, -1, 1), t);
+                int d = 77; // SDDMM: 2 x 32 + 13 (AVX-512), 4 x 16 + 13 (AVX2)
+                double[] x = stored(Reference.uniform(r, rows * d, -1, 1), t);
+                double[] y = stored(Reference.uniform(r, cols * d, -1, 1), t);
+                try (Scope s = Scope.open()) {
+                    Tensor crow = longs(p.crow());
+                    Tensor col = longs(p.col());
+                    Tensor vt = make(v, t, p.nnz());
+                    String what = t + " " + rows + "x" + cols + " n=" + n + (avx512 ? " avx512" : " avx2");
+                    double[] want = SparseRef.spmm(p, v, b, n);
+                    assertCloseChecked(want, Reference.values(Sparse.csrSpmm(crow, col, vt, make(b, t, cols, n))),
+                            relativeTo(tol, want), "csr_spmm " + what);
+                    want = SparseRef.spmmT(p, v, bt, n);
+                    assertCloseChecked(want, Reference.values(Sparse.csrSpmmTransposed(crow, col, vt, cols, make(bt, t, rows, n))),
+                            relativeTo(tol, want), "csr_spmm_t " + what);
+                    want = SparseRef.sddmm(p, x, y, d);
+                    assertCloseChecked(want, Reference.values(Sparse.csrSddmm(crow, col, make(x, t, rows, d), make(y, t, cols, d))),
+                            relativeTo(tol, want), "csr_sddmm " + what);
+                    // the same entries with each row's order reversed: unsorted columns, the same product
+                    long[] rc = p.col().clone();
+                    double[] rv = v.clone();
+                    for (int i = 0; i < rows; i++) {
+                        for (long lo = p.crow()[i], hi = p.crow()[i + 1] - 1; lo < hi; lo++, hi--) {
+                            long tc = rc[(int) lo];
+                            rc[(int) lo] = rc[(int) hi];
+                            rc[(int) hi] = tc;
+                            double tv = rv[(int) lo];
+                            rv[(int) lo] = rv[(int) hi];
+                            rv[(int) hi] = tv;
+                        }
+                    }
+                    want = SparseRef.spmm(p, v, b, n);
+                    assertCloseChecked(want, Reference.values(Sparse.csrSpmm(crow, longs(rc), make(rv, t, p.nnz()),
+                            make(b, t, cols, n))), relativeTo(tol, want), "csr_spmm unsorted " + what);
+                }
             }
         }
     }
 
+    /** Block sizes, and (9 x 520 by 520 x 300) three k panels of 256 and two column panels of the blocked float32 path. */
     @ParameterizedTest
     @ValueSource(booleans = {true, false})
     void nmGemmAtBlockSizes(boolean avx512) {
         CpuBackend.setAvx512Enabled(avx512);
         Random r = new Random(12);
-        int rows = 33;
-        int k = 64;
-        int n = 200;
-        NM nm = new NM(2, 4);
-        double[] w = Reference.uniform(r, rows * k, -1, 1);
-        double[] b = Reference.uniform(r, k * n, -1, 1);
-        double[] dc = Reference.uniform(r, rows * n, -1, 1);
-        try (Scope s = Scope.open()) {
-            Tensor[] c = Sparse.nmCompress(make(w, DType.FLOAT32, rows, k), nm);
-            double[][] ref = SparseRef.nmCompress(stored(w, DType.FLOAT32), rows, k, 2, 4);
-            assertArrayEquals(ref[1], Reference.values(c[1]), "nm_compress meta");
-            double[] dense = SparseRef.nmDense(ref[0], ref[1], rows, k, 2, 4);
-            double[] want = SparseRef.matmul(dense, stored(b, DType.FLOAT32), rows, k, n);
-            Tensor bt = make(b, DType.FLOAT32, k, n);
-            assertCloseChecked(want, Reference.values(Sparse.nmMatmul(c[0], c[1], nm, bt)), relativeTo(F32, want),
-                    "nm_matmul avx512=" + avx512);
-            Tensor[] g = Sparse.NM_MATMUL_BACKWARD_OP.callMulti(nm, c[0], c[1], bt, make(dc, DType.FLOAT32, rows, n));
-            double[] dcs = stored(dc, DType.FLOAT32);
-            double[] db = new double[k * n];
-            for (int i = 0; i < rows; i++) {
-                for (int q = 0; q < k; q++) {
-                    for (int j = 0; j < n; j++) {
-                        db[q * n + j] += dense[i * k + q] * dcs[i * n + j];
+        for (int[] shape : new int[][] {{33, 64, 200}, {9, 520, 300}}) {
+            int rows = shape[0];
+            int k = shape[1];
+            int n = shape[2];
+            NM nm = new NM(2, 4);
+            double[] w = Reference.uniform(r, rows * k, -1, 1);
+            double[] b = Reference.uniform(r, k * n, -1, 1);
+            double[] dc = Reference.uniform(r, rows * n, -1, 1);
+            String what = " " + rows + "x" + k + "x" + n + " avx512=" + avx512;
+            try (Scope s = Scope.open()) {
+                Tensor[] c = Sparse.nmCompress(make(w, DType.FLOAT32, rows, k), nm);
+                double[][] ref = SparseRef.nmCompress(stored(w, DType.FLOAT32), rows, k, 2, 4);
+                assertArrayEquals(ref[1], Reference.values(c[1]), "nm_compress meta" + what);
+                double[] dense = SparseRef.nmDense(ref[0], ref[1], rows, k, 2, 4);
+                double[] want = SparseRef.matmul(dense, stored(b, DType.FLOAT32), rows, k, n);
+                Tensor bt = make(b, DType.FLOAT32, k, n);
+                assertCloseChecked(want, Reference.values(Sparse.nmMatmul(c[0], c[1], nm, bt)), relativeTo(F32, want),
+                        "nm_matmul" + what);
+                Tensor[] g = Sparse.NM_MATMUL_BACKWARD_OP.callMulti(nm, c[0], c[1], bt, make(dc, DType.FLOAT32, rows, n));
+                double[] dcs = stored(dc, DType.FLOAT32);
+                double[] db = new double[k * n];
+                for (int i = 0; i < rows; i++) {
+                    for (int q = 0; q < k; q++) {
+                        for (int j = 0; j < n; j++) {
+                            db[q * n + j] += dense[i * k + q] * dcs[i * n + j];
+                        }
                     }
                 }
+                assertCloseChecked(db, Reference.values(g[1]), relativeTo(F32, db), "nm_matmul_backward db" + what);
             }
-            assertCloseChecked(db, Reference.values(g[1]), relativeTo(F32, db), "nm_matmul_backward db");
         }
     }
 

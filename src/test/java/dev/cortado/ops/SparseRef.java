@@ -222,4 +222,31 @@ public final class SparseRef {
         }
         return meta;
     }
+
+    /** The dense [rows b, cols b] matrix of a BSR pattern (over blocks) with values [nnzb, b, b]. */
+    public static double[] bsrDense(Pattern p, double[] v, int b) {
+        int width = p.cols() * b;
+        double[] a = new double[p.rows() * b * width];
+        for (int i = 0; i < p.rows(); i++) {
+            for (long e = p.crow()[i]; e < p.crow()[i + 1]; e++) {
+                for (int r = 0; r < b; r++) {
+                    for (int q = 0; q < b; q++) {
+                        a[(i * b + r) * width + (int) p.col()[(int) e] * b + q] = v[((int) e * b + r) * b + q];
+                    }
+                }
+            }
+        }
+        return a;
+    }
+
+    /** The transpose of a row-major [rows, cols] matrix. */
+    public static double[] transpose(double[] a, int rows, int cols) {
+        double[] t = new double[a.length];
+        for (int i = 0; i < rows; i++) {
+            for (int j = 0; j < cols; j++) {
+                t[j * rows + i] = a[i * cols + j];
+            }
+        }
+        return t;
+    }
 }

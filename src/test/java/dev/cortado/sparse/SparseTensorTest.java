@@ -124,6 +124,8 @@ class SparseTensorTest {
                 assertEquals(12, all.values().size(0));
                 assertEquals(48, all.nnz());
                 assertArrayEquals(x, all.toDense().toDoubleArray());
+                double[] b = Reference.uniform(r, 8 * 3, -1, 1);
+                assertArrayEquals(SparseRef.matmul(x, b, 6, 8, 3), all.matmul(Tensor.of(b, 8, 3)).toDoubleArray(), 1e-12);
             }
             try (SparseTensor top = SparseTensor.fromDense(d).density(1.0 / 12).toBsr(2)) {
                 assertEquals(1, top.values().size(0));

@@ -2,6 +2,7 @@ package dev.cortado.ops.opinfo;
 
 import static dev.cortado.ops.opinfo.Gen.u;
 
+import dev.cortado.ops.Sparse.Block;
 import dev.cortado.ops.Sparse.NM;
 import dev.cortado.ops.Sparse.TopK;
 import dev.cortado.ops.Sparse.TopKGrad;
@@ -64,6 +65,28 @@ final class SparseSamples {
         return out;
     }
 
+    /** (label, block rows, block cols, density, empty block row, block size, n) of the BSR samples. */
+    private record BGeo(String label, int rows, int cols, double density, int emptyRow, int block, int n, boolean view) {
+    }
+
+    private static final List<BGeo> BGEOS = List.of(
+            new BGeo("3x4 blocks of 2 at 50%, an empty block row", 3, 4, 0.5, 1, 2, 5, false),
+            new BGeo("2x3 blocks of 3, a transposed view", 2, 3, 0.6, -1, 3, 4, true),
+            new BGeo("blocks of 1, n = 1", 3, 3, 0.5, -1, 1, 1, false),
+            new BGeo("no stored blocks", 2, 2, 0.0, -1, 2, 3, false));
+
+    private interface BsrSample {
+        Sample make(BGeo g, Pattern p, Random r, DType t);
+    }
+
+    private static List<Sample> bsr(Random r, DType t, BsrSample s) {
+        List<Sample> out = new ArrayList<>();
+        for (BGeo g : BGEOS) {
+            out.add(s.make(g, SparseRef.pattern(r, g.rows(), g.cols(), g.density(), g.emptyRow()), r, t));
+        }
+        return out;
+    }
+
     private static Arg dense(Random r, DType t, boolean view, long rows, long cols) {
         Arg a = u(r, t, rows, cols);
         return view && rows > 1 && cols > 1 ? a.view() : a;
@@ -74,6 +97,52 @@ final class SparseSamples {
     }
 
     static final List<OpInfo> ENTRIES = List.of(
+            floats(OpInfo.of("bsr_spmm", F, "C = A·b for a BSR matrix A (crow and col over b×b blocks, values [nnzb, b, b]) and b [cols, n]")
+                    .samples((r, t) -> bsr(r, t, (g, p, rr, tt) -> new Sample(g.label(), null, crow(p), col(p),
+                            u(rr, tt, p.nnz(), g.block(), g.block()), dense(rr, tt, g.view(), (long) p.cols() * g.block(), g.n()))))
+                    .reference((s, in) -> {
+                        int bs = (int) s.dims(2)[1];
+                        Pattern p = SparseRef.pattern(in[0], in[1], (int) s.dims(3)[0] / bs);
+                        double[] a = SparseRef.bsrDense(p, in[2], bs);
+                        return new double[][] {SparseRef.matmul(a, in[3], p.rows() * bs, p.cols() * bs, (int) s.dims(3)[1])};
+                    }))
+                    .gradCheck().build(),
+            floats(OpInfo.of("bsr_spmm_t", F, "C = Aᵀ·b for a BSR matrix A and b [rows, n] (the gradient of bsr_spmm to b)")
+                    .samples((r, t) -> bsr(r, t, (g, p, rr, tt) -> new Sample(g.label(),
+                            new Transposed((long) p.cols() * g.block()), crow(p), col(p),
+                            u(rr, tt, p.nnz(), g.block(), g.block()), dense(rr, tt, g.view(), (long) p.rows() * g.block(), g.n()))))
+                    .reference((s, in) -> {
+                        int bs = (int) s.dims(2)[1];
+                        Pattern p = SparseRef.pattern(in[0], in[1], (int) (((Transposed) s.attrs()).cols() / bs));
+                        double[] a = SparseRef.transpose(SparseRef.bsrDense(p, in[2], bs), p.rows() * bs, p.cols() * bs);
+                        return new double[][] {SparseRef.matmul(a, in[3], p.cols() * bs, p.rows() * bs, (int) s.dims(3)[1])};
+                    }))
+                    .gradCheck().build(),
+            floats(OpInfo.of("bsr_sddmm", F, "the b×b blocks of x·yᵀ on a BSR pattern: [nnzb, b, b]")
+                    .samples((r, t) -> bsr(r, t, (g, p, rr, tt) -> new Sample(g.label(), new Block(g.block()), crow(p), col(p),
+                            dense(rr, tt, g.view(), (long) p.rows() * g.block(), g.n()),
+                            dense(rr, tt, false, (long) p.cols() * g.block(), g.n()))))
+                    .reference((s, in) -> {
+                        int bs = ((Block) s.attrs()).size();
+                        Pattern p = SparseRef.pattern(in[0], in[1], (int) s.dims(3)[0] / bs);
+                        int d = (int) s.dims(2)[1];
+                        double[] out = new double[p.nnz() * bs * bs];
+                        for (int i = 0; i < p.rows(); i++) {
+                            for (long e = p.crow()[i]; e < p.crow()[i + 1]; e++) {
+                                for (int a = 0; a < bs; a++) {
+                                    for (int q = 0; q < bs; q++) {
+                                        double acc = 0;
+                                        for (int j = 0; j < d; j++) {
+                                            acc += in[2][(i * bs + a) * d + j] * in[3][((int) p.col()[(int) e] * bs + q) * d + j];
+                                        }
+                                        out[((int) e * bs + a) * bs + q] = acc;
+                                    }
+                                }
+                            }
+                        }
+                        return new double[][] {out};
+                    }))
+                    .gradCheck().build(),
             floats(OpInfo.of("csr_spmm", F, "C = A·b for a CSR matrix A (crow, col, values) and a dense b [cols, n]")
                     .samples((r, t) -> csr(r, t, (g, p, rr, tt) -> new Sample(g.label(), null, crow(p), col(p),
                             u(rr, tt, p.nnz()), dense(rr, tt, g.view(), g.cols(), g.n()))))

@@ -1,0 +1,769 @@
+/*
+ * Sparse family on CUDA (contract in cortado/sparse.h; the CPU twins in native/cpu/sparse.cpp).
+ *
+ * Checks first: one kernel per structure (crow, col, N:M meta, top-k indices) writes the FIRST
+ * offending position into a device word by atomicMin; the launcher copies it back (one stream
+ * synchronization per call that takes indices) and answers with the CPU's status and a message
+ * naming the position and value. Nothing reads data through an index before that check passed.
+ *
+ * CSR SpMM (A B): one warp per (row, 32-column tile) of C. The warp stages the row's entries 32
+ * at a time in registers (one coalesced load of 32 values and 32 column indices), then
+ * broadcasts each by __shfl_sync; lane j accumulates C[row, tile + j] += v * B[col, tile + j],
+ * a coalesced 128-byte read of a B row per entry (Sputnik's subwarp tiling, without its row
+ * swizzle). Warps are independent, so short and long rows are spread over the SMs by the block
+ * scheduler. Cost: 2 nnz n FLOPs; A is read ceil(n / 32) times, each touched B row once per entry.
+ * A^T B: one warp per (row of A, 32-column tile), atomicAdd of v * B[row, :] into C[col, :]
+ * (float32 accumulation through a scratch buffer for bfloat16): the order of the additions is
+ * not fixed, like index_add on CUDA.
+ * SDDMM: one warp per stored entry, lanes striding over d, a warp reduction (compute_t).
+ * Row softmax and its backward: one warp per row (max, sum of exp, write; sum(y dy), write).
+ * Top-k: one block per line; the line's (value key, position) pairs are bitonic-sorted in shared
+ * memory (lines of up to 2048 elements), keys ordered as the CPU's (NaN largest, ties to the
+ * lower position). Top-k backward: one thread per line, adding dvalues in order (deterministic).
+ * N:M: compress / decompress one thread per group (the CPU's rank rule, m <= 16); the N:M GEMM
+ * is the SpMM warp kernel with column = group * m + meta; its dvalues one warp per kept entry,
+ * its db one thread per (group, column) with m accumulators in registers (deterministic).
+ */
+#include "common.cuh"
+#include "cortado/sparse.h"
+
+namespace ct {
+namespace {
+
+constexpr int kWarps = 8;          // warps per block of the warp-per-item kernels
+constexpr int kTopkMax = 2048;     // longest top-k line sorted in shared memory
+
+int check_dtype(const char* fn, int dtype) {
+  if (dtype == CT_F32 || dtype == CT_F64 || dtype == CT_BF16) return CT_OK;
+  return fail(CT_ERR_UNSUPPORTED, "%s: dtype %s (%d) is not supported (F32, F64, BF16 only)", fn, dtype_name(dtype),
+              dtype);
+}
+
+template <class F> bool dispatch_sparse(int dtype, F&& f) {
+  switch (dtype) {
+    case CT_F32: f(type_tag<float>{}); return true;
+    case CT_F64: f(type_tag<double>{}); return true;
+    case CT_BF16: f(type_tag<__nv_bfloat16>{}); return true;
+    default: return false;
+  }
+}
+
+int check_sizes(const char* fn, std::initializer_list<std::pair<const char*, int64_t>> sizes) {
+  for (auto& s : sizes)
+    if (s.second < 0) return fail(CT_ERR_INVALID_ARG, "%s: %s=%lld is negative", fn, s.first, (long long)s.second);
+  return CT_OK;
+}
+
+unsigned blocks_for_warps(int64_t warps) {
+  int64_t b = (warps + kWarps - 1) / kWarps;
+  return (unsigned)(b < 1 ? 1 : (b > 2147483647 ? 2147483647 : b));
+}
+
+// ------------------------------------------------------------------ structure checks
+__global__ void crow_check(int64_t rows, int64_t nnz, const int64_t* __restrict__ crow, unsigned long long* bad) {
+  const int64_t step = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; r <= rows; r += step) {
+    const int64_t v = crow[r];
+    const bool ok = r == 0 ? (v == 0 && (rows > 0 || v == nnz)) : (v >= crow[r - 1] && v <= nnz && (r < rows || v == nnz));
+    if (!ok) atomicMin(bad, (unsigned long long)r);
+  }
+}
+
+__global__ void col_check(int64_t nnz, int64_t cols, const int64_t* __restrict__ col, unsigned long long* bad) {
+  const int64_t step = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < nnz; e += step)
+    if (col[e] < 0 || col[e] >= cols) atomicMin(bad, (unsigned long long)e);
+}
+
+__global__ void meta_check(int64_t slots, int n, int m, const uint8_t* __restrict__ meta, unsigned long long* bad) {
+  const int64_t step = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t s = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; s < slots; s += step) {
+    const int t = (int)(s % n);
+    if (meta[s] >= m || (t > 0 && meta[s] <= meta[s - 1])) atomicMin(bad, (unsigned long long)s);
+  }
+}
+
+__global__ void range_check(int64_t count, int64_t bound, const int64_t* __restrict__ idx, unsigned long long* bad) {
+  const int64_t step = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < count; e += step)
+    if (idx[e] < 0 || idx[e] >= bound) atomicMin(bad, (unsigned long long)e);
+}
+
+/* Runs launch(bad) on the stream and returns the first bad position (~0 when none) in *first. */
+template <class L> int first_bad(const char* fn, cudaStream_t st, L&& launch, unsigned long long* first) {
+  unsigned long long* bad = nullptr;
+  CT_CUDA_TRY(fn, cudaMallocAsync((void**)&bad, sizeof(unsigned long long), st));
+  int status = CT_OK;
+  cudaError_t err = cudaMemsetAsync(bad, 0xFF, sizeof(unsigned long long), st);
+  if (err != cudaSuccess) status = cuda_fail(fn, err);
+  if (status == CT_OK) {
+    launch(bad);
+    status = check_launch(fn);
+  }
+  *first = ~0ull;
+  if (status == CT_OK) {
+    err = cudaMemcpyAsync(first, bad, sizeof *first, cudaMemcpyDeviceToHost, st);
+    if (err == cudaSuccess) err = cudaStreamSynchronize(st);
+    if (err != cudaSuccess) status = cuda_fail(fn, err);
+  }
+  err = cudaFreeAsync(bad, st);
+  if (status == CT_OK && err != cudaSuccess) status = cuda_fail(fn, err);
+  return status;
+}
+
+template <class T> int read_one(const char* fn, const T* p, T* out) {
+  CT_CUDA_TRY(fn, cudaMemcpy(out, p, sizeof(T), cudaMemcpyDeviceToHost));
+  return CT_OK;
+}
+
+int check_csr(const char* fn, int64_t rows, int64_t cols, int64_t nnz, const int64_t* crow, const int64_t* col,
+              cudaStream_t st, int sms) {
+  CT_TRY_STATUS(check_ptr(fn, "crow_indices", crow));
+  unsigned long long bad;
+  CT_TRY_STATUS(first_bad(fn, st, [&](unsigned long long* b) {
+    crow_check<<<grid_for(rows + 1, sms), kThreads, 0, st>>>(rows, nnz, crow, b);
+  }, &bad));
+  if (bad != ~0ull) {
+    int64_t v = 0;
+    CT_TRY_STATUS(read_one(fn, crow + bad, &v));
+    return fail(CT_ERR_INDEX_OUT_OF_RANGE,
+                "%s: crow_indices[%lld] = %lld (crow_indices must start at 0, be non-decreasing, at most nnz = %lld, "
+                "and end at nnz)", fn, (long long)bad, (long long)v, (long long)nnz);
+  }
+  if (col == nullptr && cols < 0) return CT_OK;  // row pointers only (softmax)
+  if (nnz == 0) return CT_OK;
+  CT_TRY_STATUS(check_ptr(fn, "col_indices", col));
+  CT_TRY_STATUS(first_bad(fn, st, [&](unsigned long long* b) {
+    col_check<<<grid_for(nnz, sms), kThreads, 0, st>>>(nnz, cols, col, b);
+  }, &bad));
+  if (bad != ~0ull) {
+    int64_t v = 0;
+    CT_TRY_STATUS(read_one(fn, col + bad, &v));
+    return fail(CT_ERR_INDEX_OUT_OF_RANGE, "%s: col_indices[%lld] = %lld is out of range [0, %lld)", fn, (long long)bad,
+                (long long)v, (long long)cols);
+  }
+  return CT_OK;
+}
+
+int check_nm(const char* fn, int64_t rows, int64_t k, int n, int m) {
+  if (n < 1 || m > 16 || n >= m) return fail(CT_ERR_INVALID_ARG, "%s: N:M = %d:%d, need 1 <= N < M <= 16", fn, n, m);
+  if (k % m != 0) return fail(CT_ERR_INVALID_ARG, "%s: k = %lld is not a multiple of M = %d", fn, (long long)k, m);
+  return CT_OK;
+}
+
+int check_meta(const char* fn, int64_t rows, int64_t k, int n, int m, const uint8_t* meta, cudaStream_t st, int sms) {
+  const int64_t per_row = k / m * n, slots = rows * per_row;
+  if (slots == 0) return CT_OK;
+  CT_TRY_STATUS(check_ptr(fn, "meta", meta));
+  unsigned long long bad;
+  CT_TRY_STATUS(first_bad(fn, st, [&](unsigned long long* b) {
+    meta_check<<<grid_for(slots, sms), kThreads, 0, st>>>(slots, n, m, meta, b);
+  }, &bad));
+  if (bad != ~0ull) {
+    uint8_t v = 0;
+    CT_TRY_STATUS(read_one(fn, meta + bad, &v));
+    return fail(CT_ERR_INVALID_ARG,
+                "%s: meta of row %lld, group %lld, slot %d is %d: the %d:%d pattern needs positions in [0, %d), "
+                "strictly increasing within a group",
+                fn, (long long)(bad / per_row), (long long)((bad % per_row) / n), (int)(bad % n), v, n, m, m);
+  }
+  return CT_OK;
+}
+
+// ------------------------------------------------------------------ SpMM (warp per row tile)
+/* Column source of entry e of row r: CSR col[e], or N:M (e / n) * m + meta[r * per_row + e]. */
+struct CsrCols {
+  const int64_t* crow;
+  const int64_t* col;
+  __device__ int64_t begin(int64_t r) const { return crow[r]; }
+  __device__ int64_t end(int64_t r) const { return crow[r + 1]; }
+  __device__ int64_t column(int64_t, int64_t e) const { return col[e]; }
+};
+struct NmCols {
+  int64_t per_row;
+  int n, m;
+  const uint8_t* meta;
+  __device__ int64_t begin(int64_t r) const { return r * per_row; }
+  __device__ int64_t end(int64_t r) const { return (r + 1) * per_row; }
+  __device__ int64_t column(int64_t r, int64_t e) const {
+    const int64_t s = e - r * per_row;
+    return (s / n) * m + meta[e];
+  }
+};
+
+template <class T, class Cols>
+__global__ void __launch_bounds__(kWarps * 32)
+spmm_rows(int64_t rows, int64_t n, Cols cols, const T* __restrict__ v, const T* __restrict__ b, T* __restrict__ c) {
+  using A = compute_t<T>;
+  const int lane = threadIdx.x & 31;
+  const int64_t tiles = (n + 31) / 32;
+  const int64_t item = (int64_t)blockIdx.x * kWarps + (threadIdx.x >> 5);
+  if (item >= rows * tiles) return;
+  const int64_t r = item / tiles, j = (item % tiles) * 32 + lane;
+  A acc = 0;
+  const int64_t e0 = cols.begin(r), e1 = cols.end(r);
+  for (int64_t base = e0; base < e1; base += 32) {
+    const int64_t e = base + lane;
+    A my_v = 0;
+    int64_t my_c = 0;
+    if (e < e1) {
+      my_v = load(v[e]);
+      my_c = cols.column(r, e);
+    }
+    const int cnt = e1 - base < 32 ? (int)(e1 - base) : 32;
+    for (int t = 0; t < cnt; ++t) {
+      const A vv = __shfl_sync(0xffffffffu, my_v, t);
+      const int64_t cc = __shfl_sync(0xffffffffu, my_c, t);
+      if (j < n) acc += vv * (A)load(b[cc * n + j]);
+    }
+  }
+  if (j < n) c[r * n + j] = store<T>(acc);
+}
+
+/* A^T B: C[col(e), :] += v[e] * B[r, :] with atomics into an accumulator of type Acc. */
+template <class T, class Acc>
+__global__ void __launch_bounds__(kWarps * 32)
+spmm_t_rows(int64_t rows, int64_t n, const int64_t* __restrict__ crow, const int64_t* __restrict__ col,
+            const T* __restrict__ v, const T* __restrict__ b, Acc* __restrict__ c) {
+  const int lane = threadIdx.x & 31;
+  const int64_t tiles = (n + 31) / 32;
+  const int64_t item = (int64_t)blockIdx.x * kWarps + (threadIdx.x >> 5);
+  if (item >= rows * tiles) return;
+  const int64_t r = item / tiles, j = (item % tiles) * 32 + lane;
+  if (j >= n) return;
+  const Acc x = (Acc)load(b[r * n + j]);
+  for (int64_t e = crow[r]; e < crow[r + 1]; ++e) atomicAdd(c + col[e] * n + j, (Acc)load(v[e]) * x);
+}
+
+template <class T> __global__ void from_float(int64_t count, const float* __restrict__ src, T* __restrict__ dst) {
+  const int64_t step = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count; i += step) dst[i] = store<T>(src[i]);
+}
+
+// ------------------------------------------------------------------ SDDMM, row softmax
+template <class T>
+__global__ void __launch_bounds__(kWarps * 32)
+sddmm_entries(int64_t rows, int64_t nnz, int64_t d, const int64_t* __restrict__ crow, const int64_t* __restrict__ col,
+              const T* __restrict__ x, const T* __restrict__ y, T* __restrict__ out) {
+  using A = compute_t<T>;
+  const int lane = threadIdx.x & 31;
+  const int64_t e = (int64_t)blockIdx.x * kWarps + (threadIdx.x >> 5);
+  if (e >= nnz) return;
+  int64_t lo = 0, hi = rows - 1;  // the row of entry e: the last r with crow[r] <= e (binary search)
+  while (lo < hi) {
+    const int64_t mid = (lo + hi + 1) / 2;
+    if (crow[mid] <= e) lo = mid;
+    else hi = mid - 1;
+  }
+  const T* xr = x + lo * d;
+  const T* yr = y + col[e] * d;
+  A s = 0;
+  for (int64_t j = lane; j < d; j += 32) s += (A)load(xr[j]) * (A)load(yr[j]);
+  s = warp_allreduce(s, [](A a, A b) { return a + b; });
+  if (lane == 0) out[e] = store<T>(s);
+}
+
+template <class T>
+__global__ void __launch_bounds__(kWarps * 32)
+csr_softmax_rows(int64_t rows, const int64_t* __restrict__ crow, const T* __restrict__ x, T* __restrict__ y) {
+  using A = compute_t<T>;
+  const int lane = threadIdx.x & 31;
+  const int64_t r = (int64_t)blockIdx.x * kWarps + (threadIdx.x >> 5);
+  if (r >= rows) return;
+  const int64_t e0 = crow[r], e1 = crow[r + 1];
+  A m = -INFINITY;
+  for (int64_t e = e0 + lane; e < e1; e += 32) m = max(m, (A)load(x[e]));
+  m = warp_allreduce(m, [](A a, A b) { return max(a, b); });
+  A s = 0;
+  for (int64_t e = e0 + lane; e < e1; e += 32) s += exp((A)load(x[e]) - m);
+  s = warp_allreduce(s, [](A a, A b) { return a + b; });
+  const A inv = (A)1 / s;
+  for (int64_t e = e0 + lane; e < e1; e += 32) y[e] = store<T>(exp((A)load(x[e]) - m) * inv);
+}
+
+template <class T>
+__global__ void __launch_bounds__(kWarps * 32)
+csr_softmax_backward_rows(int64_t rows, const int64_t* __restrict__ crow, const T* __restrict__ y,
+                          const T* __restrict__ dy, T* __restrict__ dx) {
+  using A = compute_t<T>;
+  const int lane = threadIdx.x & 31;
+  const int64_t r = (int64_t)blockIdx.x * kWarps + (threadIdx.x >> 5);
+  if (r >= rows) return;
+  const int64_t e0 = crow[r], e1 = crow[r + 1];
+  A s = 0;
+  for (int64_t e = e0 + lane; e < e1; e += 32) s += (A)load(y[e]) * (A)load(dy[e]);
+  s = warp_allreduce(s, [](A a, A b) { return a + b; });
+  for (int64_t e = e0 + lane; e < e1; e += 32) dx[e] = store<T>((A)load(y[e]) * ((A)load(dy[e]) - s));
+}
+
+// ------------------------------------------------------------------ top-k
+/* An order-preserving unsigned key of a value (as double; -0 == +0; NaN above everything). */
+__device__ __forceinline__ unsigned long long order_key(double d) {
+  if (d != d) return ~0ull;
+  if (d == 0) d = 0;
+  const unsigned long long u = (unsigned long long)__double_as_longlong(d);
+  return (u >> 63) ? ~u : (u | 0x8000000000000000ull);
+}
+
+struct KeyPos {
+  unsigned long long key;  // ascending sort key (largest: the complement of order_key)
+  int pos;
+};
+__device__ __forceinline__ bool before(const KeyPos& a, const KeyPos& b) {
+  return a.key < b.key || (a.key == b.key && a.pos < b.pos);
+}
+
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+topk_lines(int64_t len, int64_t inner, int64_t k, int largest, int p2, const T* __restrict__ x, T* __restrict__ values,
+           int64_t* __restrict__ indices) {
+  extern __shared__ KeyPos s[];
+  const int64_t line = blockIdx.x;
+  const int64_t o = line / inner, i = line % inner;
+  const T* src = x + o * len * inner + i;
+  for (int p = threadIdx.x; p < p2; p += blockDim.x) {
+    if (p < len) {
+      const unsigned long long key = order_key((double)load(src[(int64_t)p * inner]));
+      s[p] = KeyPos{largest ? (key == ~0ull ? 0ull : ~key) : key, p};
+    } else {
+      s[p] = KeyPos{~0ull, 0x7fffffff};  // padding sorts last
+    }
+  }
+  __syncthreads();
+  for (int size = 2; size <= p2; size <<= 1) {
+    for (int stride = size >> 1; stride > 0; stride >>= 1) {
+      for (int p = threadIdx.x; p < p2; p += blockDim.x) {
+        const int q = p ^ stride;
+        if (q > p) {
+          const bool up = (p & size) == 0;
+          if (up ? before(s[q], s[p]) : before(s[p], s[q])) {
+            const KeyPos t = s[p];
+            s[p] = s[q];
+            s[q] = t;
+          }
+        }
+      }
+      __syncthreads();
+    }
+  }
+  for (int64_t j = threadIdx.x; j < k; j += blockDim.x) {
+    const int64_t at = o * k * inner + j * inner + i;
+    const int p = s[j].pos;
+    values[at] = src[(int64_t)p * inner];
+    indices[at] = p;
+  }
+}
+
+template <class T>
+__global__ void topk_backward_lines(int64_t lines, int64_t len, int64_t inner, int64_t k, const T* __restrict__ g,
+                                    const int64_t* __restrict__ idx, T* __restrict__ dx) {
+  using A = compute_t<T>;
+  const int64_t step = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t line = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; line < lines; line += step) {
+    const int64_t o = line / inner, i = line % inner;
+    T* plane = dx + o * len * inner + i;
+    for (int64_t p = 0; p < len; ++p) plane[p * inner] = store<T>((A)0);
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t at = o * k * inner + j * inner + i;
+      T* d = plane + idx[at] * inner;
+      *d = store<T>((A)load(*d) + (A)load(g[at]));
+    }
+  }
+}
+
+// ------------------------------------------------------------------ N:M
+template <class A> __device__ __forceinline__ bool beats(A a, int pa, A b, int pb) {
+  const bool na = a != a, nb = b != b;
+  if (na || nb) return na && (!nb || pa < pb);
+  const A fa = fabs(a), fb = fabs(b);
+  return fa > fb || (fa == fb && pa < pb);
+}
+
+template <class T>
+__global__ void nm_compress_groups(int64_t groups, int n, int m, const T* __restrict__ x, T* __restrict__ v,
+                                   uint8_t* __restrict__ meta) {
+  using A = compute_t<T>;
+  const int64_t step = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t g = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; g < groups; g += step) {
+    A a[16];
+    for (int p = 0; p < m; ++p) a[p] = load(x[g * m + p]);
+    int out = 0;
+    for (int p = 0; p < m; ++p) {
+      int rank = 0;
+      for (int q = 0; q < m; ++q) rank += q != p && beats(a[q], q, a[p], p);
+      if (rank < n) {
+        v[g * n + out] = store<T>(a[p]);
+        meta[g * n + out] = (uint8_t)p;
+        ++out;
+      }
+    }
+  }
+}
+
+template <class T>
+__global__ void nm_decompress_groups(int64_t groups, int n, int m, const T* __restrict__ v,
+                                     const uint8_t* __restrict__ meta, T* __restrict__ x) {
+  using A = compute_t<T>;
+  const int64_t step = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t g = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; g < groups; g += step) {
+    for (int p = 0; p < m; ++p) x[g * m + p] = store<T>((A)0);
+    for (int t = 0; t < n; ++t) x[g * m + meta[g * n + t]] = v[g * n + t];
+  }
+}
+
+/* dvalues[r, s] = dot(dc[r, :], b[column(r, s), :]): one warp per kept entry. */
+template <class T>
+__global__ void __launch_bounds__(kWarps * 32)
+nm_dvalues(int64_t slots, int64_t per_row, int64_t ncols, int n, int m, const uint8_t* __restrict__ meta,
+           const T* __restrict__ b, const T* __restrict__ dc, T* __restrict__ dv) {
+  using A = compute_t<T>;
+  const int lane = threadIdx.x & 31;
+  const int64_t e = (int64_t)blockIdx.x * kWarps + (threadIdx.x >> 5);
+  if (e >= slots) return;
+  const int64_t r = e / per_row, s = e % per_row;
+  const T* br = b + ((s / n) * m + meta[e]) * ncols;
+  const T* dr = dc + r * ncols;
+  A acc = 0;
+  for (int64_t j = lane; j < ncols; j += 32) acc += (A)load(dr[j]) * (A)load(br[j]);
+  acc = warp_allreduce(acc, [](A a, A b) { return a + b; });
+  if (lane == 0) dv[e] = store<T>(acc);
+}
+
+/* db[g m + p, j] = sum over rows and slots of group g at position p of value * dc[r, j]. */
+template <class T>
+__global__ void nm_db(int64_t rows, int64_t groups, int64_t ncols, int n, int m, const T* __restrict__ v,
+                      const uint8_t* __restrict__ meta, const T* __restrict__ dc, T* __restrict__ db) {
+  using A = compute_t<T>;
+  const int64_t per_row = groups * n;
+  const int64_t step = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t item = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; item < groups * ncols; item += step) {
+    const int64_t g = item / ncols, j = item % ncols;
+    A acc[16];
+    for (int p = 0; p < 16; ++p) acc[p] = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      const A d = load(dc[r * ncols + j]);
+      for (int t = 0; t < n; ++t) {
+        const int64_t s = r * per_row + g * n + t;
+        const int p = meta[s];
+#pragma unroll
+        for (int q = 0; q < 16; ++q)
+          if (q == p) acc[q] += (A)load(v[s]) * d;  // register-indexed without local memory
+      }
+    }
+    for (int p = 0; p < m; ++p) db[(g * m + p) * ncols + j] = store<T>(acc[p]);
+  }
+}
+
+}  // namespace
+}  // namespace ct
+
+using namespace ct;
+
+extern "C" {
+
+int ct_cuda_csr_spmm(int dtype, int trans, int64_t rows, int64_t cols, int64_t n, int64_t nnz, const int64_t* crow,
+                     const int64_t* col, const void* values, const void* b, void* c, int64_t stream) {
+  static const char* fn = "ct_cuda_csr_spmm";
+  CT_TRY_STATUS(check_dtype(fn, dtype));
+  CT_TRY_STATUS(check_sizes(fn, {{"rows", rows}, {"cols", cols}, {"n", n}, {"nnz", nnz}}));
+  const cudaStream_t st = as_stream(stream);
+  int sms = 0;
+  CT_TRY_STATUS(sm_count(fn, &sms));
+  CT_TRY_STATUS(check_csr(fn, rows, cols, nnz, crow, col, st, sms));
+  const int64_t out_rows = trans ? cols : rows;
+  if (out_rows == 0 || n == 0) return CT_OK;
+  CT_TRY_STATUS(check_ptr(fn, "c", c));
+  const size_t esize = dtype == CT_F64 ? 8 : dtype == CT_F32 ? 4 : 2;
+  if (nnz == 0) {
+    CT_CUDA_TRY(fn, cudaMemsetAsync(c, 0, (size_t)(out_rows * n) * esize, st));
+    return CT_OK;
+  }
+  CT_TRY_STATUS(check_ptr(fn, "values", values));
+  CT_TRY_STATUS(check_ptr(fn, "b", b));
+  const int64_t tiles = (n + 31) / 32;
+  int status = CT_OK;
+  dispatch_sparse(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if (!trans) {
+      spmm_rows<T, CsrCols><<<blocks_for_warps(rows * tiles), kWarps * 32, 0, st>>>(
+          rows, n, CsrCols{crow, col}, (const T*)values, (const T*)b, (T*)c);
+      status = check_launch(fn);
+    } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+      float* acc = nullptr;
+      cudaError_t err = cudaMallocAsync((void**)&acc, (size_t)(cols * n) * sizeof(float), st);
+      if (err != cudaSuccess) { status = cuda_fail(fn, err); return; }
+      err = cudaMemsetAsync(acc, 0, (size_t)(cols * n) * sizeof(float), st);
+      if (err == cudaSuccess) {
+        spmm_t_rows<T, float><<<blocks_for_warps(rows * tiles), kWarps * 32, 0, st>>>(rows, n, crow, col, (const T*)values,
+                                                                                     (const T*)b, acc);
+        from_float<T><<<grid_for(cols * n, sms), kThreads, 0, st>>>(cols * n, acc, (T*)c);
+        status = check_launch(fn);
+      } else {
+        status = cuda_fail(fn, err);
+      }
+      err = cudaFreeAsync(acc, st);
+      if (status == CT_OK && err != cudaSuccess) status = cuda_fail(fn, err);
+    } else {
+      cudaError_t err = cudaMemsetAsync(c, 0, (size_t)(cols * n) * sizeof(T), st);
+      if (err != cudaSuccess) { status = cuda_fail(fn, err); return; }
+      spmm_t_rows<T, T><<<blocks_for_warps(rows * tiles), kWarps * 32, 0, st>>>(rows, n, crow, col, (const T*)values,
+                                                                                 (const T*)b, (T*)c);
+      status = check_launch(fn);
+    }
+  });
+  return status;
+}
+
+int ct_cuda_csr_sddmm(int dtype, int64_t rows, int64_t cols, int64_t d, int64_t nnz, const int64_t* crow,
+                      const int64_t* col, const void* x, const void* y, void* out, int64_t stream) {
+  static const char* fn = "ct_cuda_csr_sddmm";
+  CT_TRY_STATUS(check_dtype(fn, dtype));
+  CT_TRY_STATUS(check_sizes(fn, {{"rows", rows}, {"cols", cols}, {"d", d}, {"nnz", nnz}}));
+  const cudaStream_t st = as_stream(stream);
+  int sms = 0;
+  CT_TRY_STATUS(sm_count(fn, &sms));
+  CT_TRY_STATUS(check_csr(fn, rows, cols, nnz, crow, col, st, sms));
+  if (nnz == 0) return CT_OK;
+  CT_TRY_STATUS(check_ptr(fn, "out", out));
+  if (d > 0) {
+    CT_TRY_STATUS(check_ptr(fn, "x", x));
+    CT_TRY_STATUS(check_ptr(fn, "y", y));
+  }
+  int status = CT_OK;
+  dispatch_sparse(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    sddmm_entries<T><<<blocks_for_warps(nnz), kWarps * 32, 0, st>>>(rows, nnz, d, crow, col, (const T*)x, (const T*)y,
+                                                                      (T*)out);
+    status = check_launch(fn);
+  });
+  return status;
+}
+
+int ct_cuda_csr_softmax(int dtype, int64_t rows, int64_t nnz, const int64_t* crow, const void* x, void* y,
+                        int64_t stream) {
+  static const char* fn = "ct_cuda_csr_softmax";
+  CT_TRY_STATUS(check_dtype(fn, dtype));
+  CT_TRY_STATUS(check_sizes(fn, {{"rows", rows}, {"nnz", nnz}}));
+  const cudaStream_t st = as_stream(stream);
+  int sms = 0;
+  CT_TRY_STATUS(sm_count(fn, &sms));
+  CT_TRY_STATUS(check_csr(fn, rows, -1, nnz, crow, nullptr, st, sms));
+  if (nnz == 0) return CT_OK;
+  CT_TRY_STATUS(check_ptr(fn, "x", x));
+  CT_TRY_STATUS(check_ptr(fn, "y", y));
+  int status = CT_OK;
+  dispatch_sparse(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    csr_softmax_rows<T><<<blocks_for_warps(rows), kWarps * 32, 0, st>>>(rows, crow, (const T*)x, (T*)y);
+    status = check_launch(fn);
+  });
+  return status;
+}
+
+int ct_cuda_csr_softmax_backward(int dtype, int64_t rows, int64_t nnz, const int64_t* crow, const void* y,
+                                 const void* dy, void* dx, int64_t stream) {
+  static const char* fn = "ct_cuda_csr_softmax_backward";
+  CT_TRY_STATUS(check_dtype(fn, dtype));
+  CT_TRY_STATUS(check_sizes(fn, {{"rows", rows}, {"nnz", nnz}}));
+  const cudaStream_t st = as_stream(stream);
+  int sms = 0;
+  CT_TRY_STATUS(sm_count(fn, &sms));
+  CT_TRY_STATUS(check_csr(fn, rows, -1, nnz, crow, nullptr, st, sms));
+  if (nnz == 0) return CT_OK;
+  CT_TRY_STATUS(check_ptr(fn, "y", y));
+  CT_TRY_STATUS(check_ptr(fn, "dy", dy));
+  CT_TRY_STATUS(check_ptr(fn, "dx", dx));
+  int status = CT_OK;
+  dispatch_sparse(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    csr_softmax_backward_rows<T><<<blocks_for_warps(rows), kWarps * 32, 0, st>>>(rows, crow, (const T*)y, (const T*)dy,
+                                                                                 (T*)dx);
+    status = check_launch(fn);
+  });
+  return status;
+}
+
+int ct_cuda_topk(int dtype, int64_t outer, int64_t len, int64_t inner, int64_t k, int largest, const void* x,
+                 void* values, int64_t* indices, int64_t stream) {
+  static const char* fn = "ct_cuda_topk";
+  CT_TRY_STATUS(check_dtype(fn, dtype));
+  CT_TRY_STATUS(check_sizes(fn, {{"outer", outer}, {"len", len}, {"inner", inner}, {"k", k}}));
+  if (k > len) return fail(CT_ERR_INVALID_ARG, "%s: k = %lld exceeds the axis length %lld", fn, (long long)k, (long long)len);
+  const int64_t lines = outer * inner;
+  if (lines == 0 || k == 0) return CT_OK;
+  if (len > kTopkMax)
+    return fail(CT_ERR_UNSUPPORTED, "%s: lines of %lld elements; the CUDA top-k sorts lines of up to %d in shared memory",
+                fn, (long long)len, kTopkMax);
+  if (lines > 2147483647) return fail(CT_ERR_INVALID_ARG, "%s: %lld lines exceed the grid", fn, (long long)lines);
+  CT_TRY_STATUS(check_ptr(fn, "x", x));
+  CT_TRY_STATUS(check_ptr(fn, "values", values));
+  CT_TRY_STATUS(check_ptr(fn, "indices", indices));
+  int p2 = 1;
+  while (p2 < len) p2 <<= 1;
+  const cudaStream_t st = as_stream(stream);
+  int status = CT_OK;
+  dispatch_sparse(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    topk_lines<T><<<(unsigned)lines, kThreads, (size_t)p2 * sizeof(KeyPos), st>>>(len, inner, k, largest, p2,
+                                                                                   (const T*)x, (T*)values, indices);
+    status = check_launch(fn);
+  });
+  return status;
+}
+
+int ct_cuda_topk_backward(int dtype, int64_t outer, int64_t len, int64_t inner, int64_t k, const void* dvalues,
+                          const int64_t* indices, void* dx, int64_t stream) {
+  static const char* fn = "ct_cuda_topk_backward";
+  CT_TRY_STATUS(check_dtype(fn, dtype));
+  CT_TRY_STATUS(check_sizes(fn, {{"outer", outer}, {"len", len}, {"inner", inner}, {"k", k}}));
+  const int64_t lines = outer * inner, picked = outer * k * inner;
+  if (lines == 0 || len == 0) return CT_OK;
+  CT_TRY_STATUS(check_ptr(fn, "dx", dx));
+  const cudaStream_t st = as_stream(stream);
+  int sms = 0;
+  CT_TRY_STATUS(sm_count(fn, &sms));
+  if (picked > 0) {
+    CT_TRY_STATUS(check_ptr(fn, "dvalues", dvalues));
+    CT_TRY_STATUS(check_ptr(fn, "indices", indices));
+    unsigned long long bad;
+    CT_TRY_STATUS(first_bad(fn, st, [&](unsigned long long* b) {
+      range_check<<<grid_for(picked, sms), kThreads, 0, st>>>(picked, len, indices, b);
+    }, &bad));
+    if (bad != ~0ull) {
+      int64_t v = 0;
+      CT_TRY_STATUS(read_one(fn, indices + bad, &v));
+      return fail(CT_ERR_INDEX_OUT_OF_RANGE, "%s: indices[%lld] = %lld is out of range [0, %lld)", fn, (long long)bad,
+                  (long long)v, (long long)len);
+    }
+  }
+  int status = CT_OK;
+  dispatch_sparse(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    topk_backward_lines<T><<<grid_for(lines, sms), kThreads, 0, st>>>(lines, len, inner, k, (const T*)dvalues, indices,
+                                                                        (T*)dx);
+    status = check_launch(fn);
+  });
+  return status;
+}
+
+int ct_cuda_nm_compress(int dtype, int64_t rows, int64_t k, int n, int m, const void* x, void* values, uint8_t* meta,
+                        int64_t stream) {
+  static const char* fn = "ct_cuda_nm_compress";
+  CT_TRY_STATUS(check_dtype(fn, dtype));
+  CT_TRY_STATUS(check_sizes(fn, {{"rows", rows}, {"k", k}}));
+  CT_TRY_STATUS(check_nm(fn, rows, k, n, m));
+  if (rows == 0 || k == 0) return CT_OK;
+  CT_TRY_STATUS(check_ptr(fn, "x", x));
+  CT_TRY_STATUS(check_ptr(fn, "values", values));
+  CT_TRY_STATUS(check_ptr(fn, "meta", meta));
+  const cudaStream_t st = as_stream(stream);
+  int sms = 0;
+  CT_TRY_STATUS(sm_count(fn, &sms));
+  const int64_t groups = rows * (k / m);
+  int status = CT_OK;
+  dispatch_sparse(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    nm_compress_groups<T><<<grid_for(groups, sms), kThreads, 0, st>>>(groups, n, m, (const T*)x, (T*)values, meta);
+    status = check_launch(fn);
+  });
+  return status;
+}
+
+int ct_cuda_nm_decompress(int dtype, int64_t rows, int64_t k, int n, int m, const void* values, const uint8_t* meta,
+                          void* x, int64_t stream) {
+  static const char* fn = "ct_cuda_nm_decompress";
+  CT_TRY_STATUS(check_dtype(fn, dtype));
+  CT_TRY_STATUS(check_sizes(fn, {{"rows", rows}, {"k", k}}));
+  CT_TRY_STATUS(check_nm(fn, rows, k, n, m));
+  if (rows == 0 || k == 0) return CT_OK;
+  CT_TRY_STATUS(check_ptr(fn, "x", x));
+  CT_TRY_STATUS(check_ptr(fn, "values", values));
+  const cudaStream_t st = as_stream(stream);
+  int sms = 0;
+  CT_TRY_STATUS(sm_count(fn, &sms));
+  CT_TRY_STATUS(check_meta(fn, rows, k, n, m, meta, st, sms));
+  const int64_t groups = rows * (k / m);
+  int status = CT_OK;
+  dispatch_sparse(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    nm_decompress_groups<T><<<grid_for(groups, sms), kThreads, 0, st>>>(groups, n, m, (const T*)values, meta, (T*)x);
+    status = check_launch(fn);
+  });
+  return status;
+}
+
+int ct_cuda_nm_matmul(int dtype, int64_t rows, int64_t k, int64_t ncols, int n, int m, const void* values,
+                      const uint8_t* meta, const void* b, void* c, int64_t stream) {
+  static const char* fn = "ct_cuda_nm_matmul";
+  CT_TRY_STATUS(check_dtype(fn, dtype));
+  CT_TRY_STATUS(check_sizes(fn, {{"rows", rows}, {"k", k}, {"ncols", ncols}}));
+  CT_TRY_STATUS(check_nm(fn, rows, k, n, m));
+  if (rows == 0 || ncols == 0) return CT_OK;
+  CT_TRY_STATUS(check_ptr(fn, "c", c));
+  const cudaStream_t st = as_stream(stream);
+  const size_t esize = dtype == CT_F64 ? 8 : dtype == CT_F32 ? 4 : 2;
+  if (k == 0) {
+    CT_CUDA_TRY(fn, cudaMemsetAsync(c, 0, (size_t)(rows * ncols) * esize, st));
+    return CT_OK;
+  }
+  CT_TRY_STATUS(check_ptr(fn, "values", values));
+  CT_TRY_STATUS(check_ptr(fn, "b", b));
+  int sms = 0;
+  CT_TRY_STATUS(sm_count(fn, &sms));
+  CT_TRY_STATUS(check_meta(fn, rows, k, n, m, meta, st, sms));
+  const int64_t tiles = (ncols + 31) / 32;
+  int status = CT_OK;
+  dispatch_sparse(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    spmm_rows<T, NmCols><<<blocks_for_warps(rows * tiles), kWarps * 32, 0, st>>>(
+        rows, ncols, NmCols{k / m * n, n, m, meta}, (const T*)values, (const T*)b, (T*)c);
+    status = check_launch(fn);
+  });
+  return status;
+}
+
+int ct_cuda_nm_matmul_backward(int dtype, int64_t rows, int64_t k, int64_t ncols, int n, int m, const void* values,
+                               const uint8_t* meta, const void* b, const void* dc, void* dvalues, void* db,
+                               int64_t stream) {
+  static const char* fn = "ct_cuda_nm_matmul_backward";
+  CT_TRY_STATUS(check_dtype(fn, dtype));
+  CT_TRY_STATUS(check_sizes(fn, {{"rows", rows}, {"k", k}, {"ncols", ncols}}));
+  CT_TRY_STATUS(check_nm(fn, rows, k, n, m));
+  const cudaStream_t st = as_stream(stream);
+  const size_t esize = dtype == CT_F64 ? 8 : dtype == CT_F32 ? 4 : 2;
+  const int64_t per_row = k / m * n, groups = k / m;
+  if (rows == 0 || k == 0) {
+    if (db && k > 0 && ncols > 0) CT_CUDA_TRY(fn, cudaMemsetAsync(db, 0, (size_t)(k * ncols) * esize, st));
+    return CT_OK;
+  }
+  int sms = 0;
+  CT_TRY_STATUS(sm_count(fn, &sms));
+  CT_TRY_STATUS(check_meta(fn, rows, k, n, m, meta, st, sms));
+  if (ncols > 0) {
+    CT_TRY_STATUS(check_ptr(fn, "b", b));
+    CT_TRY_STATUS(check_ptr(fn, "dc", dc));
+  }
+  if (db) CT_TRY_STATUS(check_ptr(fn, "values", values));
+  int status = CT_OK;
+  dispatch_sparse(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if (dvalues) {
+      if (ncols == 0) {
+        cudaError_t err = cudaMemsetAsync(dvalues, 0, (size_t)(rows * per_row) * sizeof(T), st);
+        if (err != cudaSuccess) { status = cuda_fail(fn, err); return; }
+      } else {
+        nm_dvalues<T><<<blocks_for_warps(rows * per_row), kWarps * 32, 0, st>>>(rows * per_row, per_row, ncols, n, m, meta,
+                                                                                (const T*)b, (const T*)dc, (T*)dvalues);
+        if ((status = check_launch(fn)) != CT_OK) return;
+      }
+    }
+    if (db && ncols > 0) {
+      nm_db<T><<<grid_for(groups * ncols, sms), kThreads, 0, st>>>(rows, groups, ncols, n, m, (const T*)values, meta,
+                                                                     (const T*)dc, (T*)db);
+      status = check_launch(fn);
+    }
+  });
+  return status;
+}
+
+}  // extern "C"
