@@ -210,16 +210,8 @@ extern "C" int ct_cpu_quantize(const ct_tensor* y, const ct_tensor* x, const ct_
   static const char* fn = "ct_cpu_quantize";
   CT_TRY
   Msg m;
-  int64_t n = 0, ny = 0;
-  int st = qm::check_desc(fn, "x", x, &n, &m);
-  if (!st) st = qm::check_desc(fn, "y", y, &ny, &m);
-  if (!st) st = qm::check_same_shape(fn, x, "x", y, "y", &m);
-  if (!st) st = qm::check_map(fn, "map", map, x->ndim, n, &m);
-  if (!st) st = qm::check_storage(fn, "y", y->dtype, qmin, qmax, &m);
-  if (!st && !qm::is_float_io(x->dtype)) {
-    snprintf(m.text, sizeof m.text, "%s: x has dtype %s; expected a floating dtype", fn, dtype_name(x->dtype));
-    st = CT_ERR_UNSUPPORTED;
-  }
+  int64_t n = 0;
+  int st = qm::check_quantize(fn, y, x, map, qmin, qmax, &n, &m);
   if (st) return report(st, m);
   if (n == 0) return CT_OK;
   Rows g = rows_of(x, n);
@@ -235,16 +227,8 @@ extern "C" int ct_cpu_dequantize(const ct_tensor* y, const ct_tensor* q, const c
   static const char* fn = "ct_cpu_dequantize";
   CT_TRY
   Msg m;
-  int64_t n = 0, ny = 0;
-  int st = qm::check_desc(fn, "q", q, &n, &m);
-  if (!st) st = qm::check_desc(fn, "y", y, &ny, &m);
-  if (!st) st = qm::check_same_shape(fn, q, "q", y, "y", &m);
-  if (!st) st = qm::check_map(fn, "map", map, q->ndim, n, &m);
-  if (!st) st = qm::check_storage(fn, "q", q->dtype, 0, 0, &m);
-  if (!st && !qm::is_float_io(y->dtype)) {
-    snprintf(m.text, sizeof m.text, "%s: y has dtype %s; expected a floating dtype", fn, dtype_name(y->dtype));
-    st = CT_ERR_UNSUPPORTED;
-  }
+  int64_t n = 0;
+  int st = qm::check_dequantize(fn, y, q, map, &n, &m);
   if (st) return report(st, m);
   if (n == 0) return CT_OK;
   Rows g = rows_of(q, n);
@@ -258,14 +242,8 @@ extern "C" int ct_cpu_requantize(const ct_tensor* y, const ct_tensor* x, const c
   static const char* fn = "ct_cpu_requantize";
   CT_TRY
   Msg m;
-  int64_t n = 0, ny = 0;
-  int st = qm::check_desc(fn, "x", x, &n, &m);
-  if (!st) st = qm::check_desc(fn, "y", y, &ny, &m);
-  if (!st) st = qm::check_same_shape(fn, x, "x", y, "y", &m);
-  if (!st) st = qm::check_map(fn, "in_map", in_map, x->ndim, n, &m);
-  if (!st) st = qm::check_map(fn, "out_map", out_map, x->ndim, n, &m);
-  if (!st) st = qm::check_storage(fn, "x", x->dtype, 0, 0, &m);
-  if (!st) st = qm::check_storage(fn, "y", y->dtype, qmin, qmax, &m);
+  int64_t n = 0;
+  int st = qm::check_requantize(fn, y, x, in_map, out_map, qmin, qmax, &n, &m);
   if (st) return report(st, m);
   if (n == 0) return CT_OK;
   Rows g = rows_of(x, n);
@@ -279,19 +257,8 @@ extern "C" int ct_cpu_dynamic_quantize(const ct_tensor* y, const ct_tensor* x, f
   static const char* fn = "ct_cpu_dynamic_quantize";
   CT_TRY
   Msg m;
-  int64_t n = 0, ny = 0;
-  int st = qm::check_desc(fn, "x", x, &n, &m);
-  if (!st) st = qm::check_desc(fn, "y", y, &ny, &m);
-  if (!st) st = qm::check_same_shape(fn, x, "x", y, "y", &m);
-  if (!st && (x->dtype != CT_F32 || y->dtype != CT_U8)) {
-    snprintf(m.text, sizeof m.text, "%s: x %s, y %s; expected float32 -> uint8", fn, dtype_name(x->dtype),
-             dtype_name(y->dtype));
-    st = CT_ERR_UNSUPPORTED;
-  }
-  if (!st && (!scale || !zero_point)) {
-    snprintf(m.text, sizeof m.text, "%s: scale or zero_point is NULL", fn);
-    st = CT_ERR_INVALID_ARG;
-  }
+  int64_t n = 0;
+  int st = qm::check_dynamic_quantize(fn, y, x, scale, zero_point, &n, &m);
   if (st) return report(st, m);
   // pass 1: the range, widened to hold 0 (NaN elements are skipped by the comparisons)
   Rows g = rows_of(x, n);

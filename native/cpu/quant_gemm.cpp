@@ -25,6 +25,7 @@
 
 #include "cortado/quant.h"
 #include "internal.h"
+#include "quant_check.h"
 #include "quant_math.h"
 
 namespace ct {
@@ -215,20 +216,10 @@ extern "C" int ct_cpu_qgemm_pack_b(const int8_t* b, int64_t k, int64_t n, int64_
 extern "C" int ct_cpu_qgemm(const ct_qgemm_args* args, int64_t stream) {
   static const char* fn = "ct_cpu_qgemm";
   CT_TRY
-  if (!args) return fail(CT_ERR_INVALID_ARG, "%s: args is NULL", fn);
+  qm::Msg m;
+  if (int st = qm::check_qgemm(fn, args, &m)) return fail(st, "%s", m.text);
   const ct_qgemm_args& g = *args;
-  if (g.m < 0 || g.n < 0 || g.k < 0 || g.k > 32768 || g.lda < g.k || g.ldc < g.n)
-    return fail(CT_ERR_INVALID_ARG, "%s: m=%lld n=%lld k=%lld (at most 32768) lda=%lld ldc=%lld", fn, (long long)g.m,
-                (long long)g.n, (long long)g.k, (long long)g.lda, (long long)g.ldc);
-  if (g.out_dtype != CT_I32 && g.out_dtype != CT_F32 && g.out_dtype != CT_I8 && g.out_dtype != CT_U8)
-    return fail(CT_ERR_UNSUPPORTED, "%s: output dtype %s; expected int32, float32, int8 or uint8", fn,
-                dtype_name(g.out_dtype));
-  if (g.a_zero_point < 0 || g.a_zero_point > 255)
-    return fail(CT_ERR_INVALID_ARG, "%s: a_zero_point %d is not a uint8 value", fn, g.a_zero_point);
   if (g.m == 0 || g.n == 0) return CT_OK;
-  if (!g.c || !g.b_packed || !g.b_colsum || (g.k > 0 && !g.a) || (g.out_dtype != CT_I32 && !g.scale))
-    return fail(CT_ERR_INVALID_ARG, "%s: a pointer is NULL (a, b_packed, b_colsum, c, or scale for a non-int32 output)",
-                fn);
   Plan p{&g, nullptr, nullptr, round_up(g.k, 4), round_up(g.n, 32), use_avx512() && has_vnni()};
   HostBuffer<uint8_t> ap(std::max<int64_t>(1, g.m * p.kp));
   HostBuffer<int32_t> rowsum(g.m);

@@ -138,16 +138,8 @@ extern "C" int ct_cuda_quantize(const ct_tensor* y, const ct_tensor* x, const ct
                                 int32_t qmax, int64_t stream) {
   static const char* fn = "ct_cuda_quantize";
   Msg m;
-  int64_t n = 0, ny = 0;
-  int st = qm::check_desc(fn, "x", x, &n, &m);
-  if (!st) st = qm::check_desc(fn, "y", y, &ny, &m);
-  if (!st) st = qm::check_same_shape(fn, x, "x", y, "y", &m);
-  if (!st) st = qm::check_map(fn, "map", map, x->ndim, n, &m);
-  if (!st) st = qm::check_storage(fn, "y", y->dtype, qmin, qmax, &m);
-  if (!st && !qm::is_float_io(x->dtype)) {
-    snprintf(m.text, sizeof m.text, "%s: x has dtype %s; expected a floating dtype", fn, dtype_name(x->dtype));
-    st = CT_ERR_UNSUPPORTED;
-  }
+  int64_t n = 0;
+  int st = qm::check_quantize(fn, y, x, map, qmin, qmax, &n, &m);
   if (st) return report(st, m);
   if (n == 0) return CT_OK;
   int sms = 0;
@@ -167,16 +159,8 @@ extern "C" int ct_cuda_quantize(const ct_tensor* y, const ct_tensor* x, const ct
 extern "C" int ct_cuda_dequantize(const ct_tensor* y, const ct_tensor* q, const ct_quant_map* map, int64_t stream) {
   static const char* fn = "ct_cuda_dequantize";
   Msg m;
-  int64_t n = 0, ny = 0;
-  int st = qm::check_desc(fn, "q", q, &n, &m);
-  if (!st) st = qm::check_desc(fn, "y", y, &ny, &m);
-  if (!st) st = qm::check_same_shape(fn, q, "q", y, "y", &m);
-  if (!st) st = qm::check_map(fn, "map", map, q->ndim, n, &m);
-  if (!st) st = qm::check_storage(fn, "q", q->dtype, 0, 0, &m);
-  if (!st && !qm::is_float_io(y->dtype)) {
-    snprintf(m.text, sizeof m.text, "%s: y has dtype %s; expected a floating dtype", fn, dtype_name(y->dtype));
-    st = CT_ERR_UNSUPPORTED;
-  }
+  int64_t n = 0;
+  int st = qm::check_dequantize(fn, y, q, map, &n, &m);
   if (st) return report(st, m);
   if (n == 0) return CT_OK;
   int sms = 0;
@@ -197,14 +181,8 @@ extern "C" int ct_cuda_requantize(const ct_tensor* y, const ct_tensor* x, const 
                                   const ct_quant_map* out_map, int32_t qmin, int32_t qmax, int64_t stream) {
   static const char* fn = "ct_cuda_requantize";
   Msg m;
-  int64_t n = 0, ny = 0;
-  int st = qm::check_desc(fn, "x", x, &n, &m);
-  if (!st) st = qm::check_desc(fn, "y", y, &ny, &m);
-  if (!st) st = qm::check_same_shape(fn, x, "x", y, "y", &m);
-  if (!st) st = qm::check_map(fn, "in_map", in_map, x->ndim, n, &m);
-  if (!st) st = qm::check_map(fn, "out_map", out_map, x->ndim, n, &m);
-  if (!st) st = qm::check_storage(fn, "x", x->dtype, 0, 0, &m);
-  if (!st) st = qm::check_storage(fn, "y", y->dtype, qmin, qmax, &m);
+  int64_t n = 0;
+  int st = qm::check_requantize(fn, y, x, in_map, out_map, qmin, qmax, &n, &m);
   if (st) return report(st, m);
   if (n == 0) return CT_OK;
   int sms = 0;
@@ -225,19 +203,8 @@ extern "C" int ct_cuda_dynamic_quantize(const ct_tensor* y, const ct_tensor* x, 
                                         int64_t stream) {
   static const char* fn = "ct_cuda_dynamic_quantize";
   Msg m;
-  int64_t n = 0, ny = 0;
-  int st = qm::check_desc(fn, "x", x, &n, &m);
-  if (!st) st = qm::check_desc(fn, "y", y, &ny, &m);
-  if (!st) st = qm::check_same_shape(fn, x, "x", y, "y", &m);
-  if (!st && (x->dtype != CT_F32 || y->dtype != CT_U8)) {
-    snprintf(m.text, sizeof m.text, "%s: x %s, y %s; expected float32 -> uint8", fn, dtype_name(x->dtype),
-             dtype_name(y->dtype));
-    st = CT_ERR_UNSUPPORTED;
-  }
-  if (!st && (!scale || !zero_point)) {
-    snprintf(m.text, sizeof m.text, "%s: scale or zero_point is NULL", fn);
-    st = CT_ERR_INVALID_ARG;
-  }
+  int64_t n = 0;
+  int st = qm::check_dynamic_quantize(fn, y, x, scale, zero_point, &n, &m);
   if (st) return report(st, m);
   cudaStream_t s = as_stream(stream);
   int32_t* zp32 = nullptr;
@@ -345,20 +312,10 @@ extern "C" int ct_cuda_qgemm_pack_b(const int8_t* b, int64_t k, int64_t n, int64
 
 extern "C" int ct_cuda_qgemm(const ct_qgemm_args* args, int64_t stream) {
   static const char* fn = "ct_cuda_qgemm";
-  if (!args) return fail(CT_ERR_INVALID_ARG, "%s: args is NULL", fn);
+  qm::Msg m;
+  if (int st = qm::check_qgemm(fn, args, &m)) return fail(st, "%s", m.text);
   const ct_qgemm_args& g = *args;
-  if (g.m < 0 || g.n < 0 || g.k < 0 || g.k > 32768 || g.lda < g.k || g.ldc < g.n)
-    return fail(CT_ERR_INVALID_ARG, "%s: m=%lld n=%lld k=%lld (at most 32768) lda=%lld ldc=%lld", fn, (long long)g.m,
-                (long long)g.n, (long long)g.k, (long long)g.lda, (long long)g.ldc);
-  if (g.out_dtype != CT_I32 && g.out_dtype != CT_F32 && g.out_dtype != CT_I8 && g.out_dtype != CT_U8)
-    return fail(CT_ERR_UNSUPPORTED, "%s: output dtype %s; expected int32, float32, int8 or uint8", fn,
-                dtype_name(g.out_dtype));
-  if (g.a_zero_point < 0 || g.a_zero_point > 255)
-    return fail(CT_ERR_INVALID_ARG, "%s: a_zero_point %d is not a uint8 value", fn, g.a_zero_point);
   if (g.m == 0 || g.n == 0) return CT_OK;
-  if (!g.c || !g.b_packed || !g.b_colsum || (g.k > 0 && !g.a) || (g.out_dtype != CT_I32 && !g.scale))
-    return fail(CT_ERR_INVALID_ARG, "%s: a pointer is NULL (a, b_packed, b_colsum, c, or scale for a non-int32 output)",
-                fn);
   int sms = 0;
   CT_TRY_STATUS(sm_count(fn, &sms));
   qgemm_kernel<<<grid_for(g.m * g.n, sms), kThreads, 0, as_stream(stream)>>>(g, (g.k + 3) / 4 * 4);

@@ -12,6 +12,9 @@
 #include "quant_math.h"
 
 namespace ct {
+
+const char* dtype_name(int dtype);  // each library's own (cpu/internal.h, cuda/common.cuh)
+
 namespace qm {
 
 struct Msg {
@@ -98,6 +101,102 @@ inline int check_storage(const char* fn, const char* name, int dtype, int32_t qm
   if (qmin > qmax || qmin < lo || qmax > hi) {
     snprintf(m->text, sizeof m->text, "%s: range [%d, %d] is not inside %s's [%lld, %lld]", fn, qmin, qmax, name,
              (long long)lo, (long long)hi);
+    return CT_ERR_INVALID_ARG;
+  }
+  return CT_OK;
+}
+
+/* ct_*_quantize: x floating, y a storage dtype holding [qmin, qmax], the same shape; the map over x. */
+inline int check_quantize(const char* fn, const ct_tensor* y, const ct_tensor* x, const ct_quant_map* map,
+                          int32_t qmin, int32_t qmax, int64_t* n, Msg* m) {
+  int64_t ny = 0;
+  int st = check_desc(fn, "x", x, n, m);
+  if (!st) st = check_desc(fn, "y", y, &ny, m);
+  if (!st) st = check_same_shape(fn, x, "x", y, "y", m);
+  if (!st) st = check_map(fn, "map", map, x->ndim, *n, m);
+  if (!st) st = check_storage(fn, "y", y->dtype, qmin, qmax, m);
+  if (!st && !is_float_io(x->dtype)) {
+    snprintf(m->text, sizeof m->text, "%s: x has dtype %s; expected a floating dtype", fn, dtype_name(x->dtype));
+    st = CT_ERR_UNSUPPORTED;
+  }
+  return st;
+}
+
+/* ct_*_dequantize: q a storage dtype, y floating, the same shape; the map over q. */
+inline int check_dequantize(const char* fn, const ct_tensor* y, const ct_tensor* q, const ct_quant_map* map,
+                            int64_t* n, Msg* m) {
+  int64_t ny = 0;
+  int st = check_desc(fn, "q", q, n, m);
+  if (!st) st = check_desc(fn, "y", y, &ny, m);
+  if (!st) st = check_same_shape(fn, q, "q", y, "y", m);
+  if (!st) st = check_map(fn, "map", map, q->ndim, *n, m);
+  if (!st) st = check_storage(fn, "q", q->dtype, 0, 0, m);
+  if (!st && !is_float_io(y->dtype)) {
+    snprintf(m->text, sizeof m->text, "%s: y has dtype %s; expected a floating dtype", fn, dtype_name(y->dtype));
+    st = CT_ERR_UNSUPPORTED;
+  }
+  return st;
+}
+
+/* ct_*_requantize: x and y storage dtypes (y holding [qmin, qmax]), the same shape; both maps over x. */
+inline int check_requantize(const char* fn, const ct_tensor* y, const ct_tensor* x, const ct_quant_map* in_map,
+                            const ct_quant_map* out_map, int32_t qmin, int32_t qmax, int64_t* n, Msg* m) {
+  int64_t ny = 0;
+  int st = check_desc(fn, "x", x, n, m);
+  if (!st) st = check_desc(fn, "y", y, &ny, m);
+  if (!st) st = check_same_shape(fn, x, "x", y, "y", m);
+  if (!st) st = check_map(fn, "in_map", in_map, x->ndim, *n, m);
+  if (!st) st = check_map(fn, "out_map", out_map, x->ndim, *n, m);
+  if (!st) st = check_storage(fn, "x", x->dtype, 0, 0, m);
+  if (!st) st = check_storage(fn, "y", y->dtype, qmin, qmax, m);
+  return st;
+}
+
+/* ct_*_dynamic_quantize: float32 x to uint8 y of the same shape; scale and zero_point non-null. */
+inline int check_dynamic_quantize(const char* fn, const ct_tensor* y, const ct_tensor* x, const float* scale,
+                                  const uint8_t* zero_point, int64_t* n, Msg* m) {
+  int64_t ny = 0;
+  int st = check_desc(fn, "x", x, n, m);
+  if (!st) st = check_desc(fn, "y", y, &ny, m);
+  if (!st) st = check_same_shape(fn, x, "x", y, "y", m);
+  if (!st && (x->dtype != CT_F32 || y->dtype != CT_U8)) {
+    snprintf(m->text, sizeof m->text, "%s: x %s, y %s; expected float32 -> uint8", fn, dtype_name(x->dtype),
+             dtype_name(y->dtype));
+    st = CT_ERR_UNSUPPORTED;
+  }
+  if (!st && (!scale || !zero_point)) {
+    snprintf(m->text, sizeof m->text, "%s: scale or zero_point is NULL", fn);
+    st = CT_ERR_INVALID_ARG;
+  }
+  return st;
+}
+
+/* ct_*_qgemm: sizes (k at most 32768, so int32 sums are exact), leading dimensions, the output dtype, a's zero
+ * point, and the pointers a non-empty product reads. */
+inline int check_qgemm(const char* fn, const ct_qgemm_args* args, Msg* m) {
+  if (!args) {
+    snprintf(m->text, sizeof m->text, "%s: args is NULL", fn);
+    return CT_ERR_INVALID_ARG;
+  }
+  const ct_qgemm_args& g = *args;
+  if (g.m < 0 || g.n < 0 || g.k < 0 || g.k > 32768 || g.lda < g.k || g.ldc < g.n) {
+    snprintf(m->text, sizeof m->text, "%s: m=%lld n=%lld k=%lld (at most 32768) lda=%lld ldc=%lld", fn,
+             (long long)g.m, (long long)g.n, (long long)g.k, (long long)g.lda, (long long)g.ldc);
+    return CT_ERR_INVALID_ARG;
+  }
+  if (g.out_dtype != CT_I32 && g.out_dtype != CT_F32 && g.out_dtype != CT_I8 && g.out_dtype != CT_U8) {
+    snprintf(m->text, sizeof m->text, "%s: output dtype %s; expected int32, float32, int8 or uint8", fn,
+             dtype_name(g.out_dtype));
+    return CT_ERR_UNSUPPORTED;
+  }
+  if (g.a_zero_point < 0 || g.a_zero_point > 255) {
+    snprintf(m->text, sizeof m->text, "%s: a_zero_point %d is not a uint8 value", fn, g.a_zero_point);
+    return CT_ERR_INVALID_ARG;
+  }
+  if (g.m == 0 || g.n == 0) return CT_OK;
+  if (!g.c || !g.b_packed || !g.b_colsum || (g.k > 0 && !g.a) || (g.out_dtype != CT_I32 && !g.scale)) {
+    snprintf(m->text, sizeof m->text,
+             "%s: a pointer is NULL (a, b_packed, b_colsum, c, or scale for a non-int32 output)", fn);
     return CT_ERR_INVALID_ARG;
   }
   return CT_OK;
