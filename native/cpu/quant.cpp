@@ -200,6 +200,44 @@ template <class F> void dispatch_q(int dtype, F&& f) {
   }
 }
 
+// ------------------------------------------------------------------ fake quantization
+/* The row walk of quantize_rows for a function of the element and its scale / zero point. */
+template <class Fn> void for_row_params(const Rows& g, const ct_quant_map* q, Fn&& fn) {
+  for_rows(g, [&](const int64_t* coord) {
+    ParamRow p = param_row(g, coord, q);
+    for (int64_t j = 0; j < g.n; ++j) {
+      const int64_t pi = p.base + (j / p.every) * p.step;
+      fn(coord, j, scale_at(q, pi), zp_at(q, pi));
+    }
+  });
+}
+
+template <class T> void fake_quantize_t(const ct_tensor* y, const ct_tensor* x, const ct_quant_map* q, int32_t qmin,
+                                        int32_t qmax, const Rows& g) {
+  const int64_t xs = last_stride(x), ys = last_stride(y);
+  for_row_params(g, q, [&](const int64_t* coord, int64_t j, float s, int32_t z) {
+    const T* xr = (const T*)x->data + row_offset(g, coord, x->strides);
+    T* yr = (T*)y->data + row_offset(g, coord, y->strides);
+    store(yr + j * ys, (compute_t<T>)qm::fake_quantize(load_f(xr + j * xs), s, z, qmin, qmax));
+  });
+}
+
+template <class T> void fake_quantize_backward_t(const ct_tensor* dx, const ct_tensor* ds, const ct_tensor* gt,
+                                                 const ct_tensor* x, const ct_quant_map* q, int32_t qmin, int32_t qmax,
+                                                 const Rows& g) {
+  const int64_t xs = last_stride(x), gs = last_stride(gt), dxs = last_stride(dx), dss = last_stride(ds);
+  for_row_params(g, q, [&](const int64_t* coord, int64_t j, float s, int32_t z) {
+    const T* xr = (const T*)x->data + row_offset(g, coord, x->strides);
+    const T* gr = (const T*)gt->data + row_offset(g, coord, gt->strides);
+    T* dxr = (T*)dx->data + row_offset(g, coord, dx->strides);
+    float* dsr = (float*)ds->data + row_offset(g, coord, ds->strides);
+    float d, e;
+    qm::fake_quantize_grad(load_f(gr + j * gs), load_f(xr + j * xs), s, z, qmin, qmax, &d, &e);
+    store(dxr + j * dxs, (compute_t<T>)d);
+    dsr[j * dss] = e;
+  });
+}
+
 }  // namespace
 }  // namespace ct
 
@@ -304,6 +342,43 @@ extern "C" int ct_cpu_dynamic_quantize(const ct_tensor* y, const ct_tensor* x, f
   map.group = 1;
   map.axis = -1;
   quantize_rows<float, uint8_t>(y, x, &map, 0, 255, g);
+  return CT_OK;
+  CT_CATCH(fn)
+}
+
+extern "C" int ct_cpu_fake_quantize(const ct_tensor* y, const ct_tensor* x, const ct_quant_map* map, int32_t qmin,
+                                    int32_t qmax, int64_t stream) {
+  static const char* fn = "ct_cpu_fake_quantize";
+  CT_TRY
+  Msg m;
+  int64_t n = 0;
+  int st = qm::check_fake_quantize(fn, y, x, map, qmin, qmax, &n, &m);
+  if (st) return report(st, m);
+  if (n == 0) return CT_OK;
+  Rows g = rows_of(x, n);
+  dispatch_dtype(x->dtype, [&](auto t) {
+    using T = decltype(t);
+    if constexpr (is_float_v<T>) fake_quantize_t<T>(y, x, map, qmin, qmax, g);
+  });
+  return CT_OK;
+  CT_CATCH(fn)
+}
+
+extern "C" int ct_cpu_fake_quantize_backward(const ct_tensor* dx, const ct_tensor* ds, const ct_tensor* g,
+                                             const ct_tensor* x, const ct_quant_map* map, int32_t qmin, int32_t qmax,
+                                             int64_t stream) {
+  static const char* fn = "ct_cpu_fake_quantize_backward";
+  CT_TRY
+  Msg m;
+  int64_t n = 0;
+  int st = qm::check_fake_quantize_backward(fn, dx, ds, g, x, map, qmin, qmax, &n, &m);
+  if (st) return report(st, m);
+  if (n == 0) return CT_OK;
+  Rows rows = rows_of(x, n);
+  dispatch_dtype(x->dtype, [&](auto t) {
+    using T = decltype(t);
+    if constexpr (is_float_v<T>) fake_quantize_backward_t<T>(dx, ds, g, x, map, qmin, qmax, rows);
+  });
   return CT_OK;
   CT_CATCH(fn)
 }

@@ -120,6 +120,29 @@ __global__ void dynamic_range_kernel(ct_tensor x, int64_t n, float* scale, uint8
   }
 }
 
+template <class T>
+__global__ void fake_quantize_kernel(ct_tensor y, ct_tensor x, ct_quant_map q, int32_t qmin, int32_t qmax, int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    Where w = locate(i, y, x, q, q);
+    const float v = (float)load(((const T*)x.data)[w.b]);
+    const float r = qm::fake_quantize(v, scale_at(q, w.p0), zp_at(q, w.p0), qmin, qmax);
+    ((T*)y.data)[w.a] = store<T>((compute_t<T>)r);
+  }
+}
+
+template <class T>
+__global__ void fake_quantize_backward_kernel(ct_tensor dx, ct_tensor ds, ct_tensor g, ct_tensor x, ct_quant_map q,
+                                              int32_t qmin, int32_t qmax, int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+    Where out = locate(i, dx, ds, q, q), in = locate(i, g, x, q, q);
+    float d, e;
+    qm::fake_quantize_grad((float)load(((const T*)g.data)[in.a]), (float)load(((const T*)x.data)[in.b]),
+                           scale_at(q, in.p0), zp_at(q, in.p0), qmin, qmax, &d, &e);
+    ((T*)dx.data)[out.a] = store<T>((compute_t<T>)d);
+    ((float*)ds.data)[out.b] = e;
+  }
+}
+
 template <class F> void dispatch_q(int dtype, F&& f) {
   switch (dtype) {
     case CT_I8: f(type_tag<int8_t>{}); break;
@@ -319,5 +342,44 @@ extern "C" int ct_cuda_qgemm(const ct_qgemm_args* args, int64_t stream) {
   int sms = 0;
   CT_TRY_STATUS(sm_count(fn, &sms));
   qgemm_kernel<<<grid_for(g.m * g.n, sms), kThreads, 0, as_stream(stream)>>>(g, (g.k + 3) / 4 * 4);
+  return check_launch(fn);
+}
+
+extern "C" int ct_cuda_fake_quantize(const ct_tensor* y, const ct_tensor* x, const ct_quant_map* map, int32_t qmin,
+                                     int32_t qmax, int64_t stream) {
+  static const char* fn = "ct_cuda_fake_quantize";
+  Msg m;
+  int64_t n = 0;
+  int st = qm::check_fake_quantize(fn, y, x, map, qmin, qmax, &n, &m);
+  if (st) return report(st, m);
+  if (n == 0) return CT_OK;
+  int sms = 0;
+  CT_TRY_STATUS(sm_count(fn, &sms));
+  const unsigned grid = grid_for(n, sms);
+  cudaStream_t s = as_stream(stream);
+  dispatch_float(x->dtype, [&](auto t) {
+    using T = typename decltype(t)::type;
+    fake_quantize_kernel<T><<<grid, kThreads, 0, s>>>(*y, *x, *map, qmin, qmax, n);
+  });
+  return check_launch(fn);
+}
+
+extern "C" int ct_cuda_fake_quantize_backward(const ct_tensor* dx, const ct_tensor* ds, const ct_tensor* g,
+                                              const ct_tensor* x, const ct_quant_map* map, int32_t qmin, int32_t qmax,
+                                              int64_t stream) {
+  static const char* fn = "ct_cuda_fake_quantize_backward";
+  Msg m;
+  int64_t n = 0;
+  int st = qm::check_fake_quantize_backward(fn, dx, ds, g, x, map, qmin, qmax, &n, &m);
+  if (st) return report(st, m);
+  if (n == 0) return CT_OK;
+  int sms = 0;
+  CT_TRY_STATUS(sm_count(fn, &sms));
+  const unsigned grid = grid_for(n, sms);
+  cudaStream_t s = as_stream(stream);
+  dispatch_float(x->dtype, [&](auto t) {
+    using T = typename decltype(t)::type;
+    fake_quantize_backward_kernel<T><<<grid, kThreads, 0, s>>>(*dx, *ds, *g, *x, *map, qmin, qmax, n);
+  });
   return check_launch(fn);
 }

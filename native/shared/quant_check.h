@@ -202,6 +202,55 @@ inline int check_qgemm(const char* fn, const ct_qgemm_args* args, Msg* m) {
   return CT_OK;
 }
 
+/* The grid of fake quantization: qmin < qmax inside int32 (no storage dtype to hold it). */
+inline int check_grid(const char* fn, int32_t qmin, int32_t qmax, Msg* m) {
+  if (qmin >= qmax) {
+    snprintf(m->text, sizeof m->text, "%s: qmin %d is not below qmax %d", fn, qmin, qmax);
+    return CT_ERR_INVALID_ARG;
+  }
+  return CT_OK;
+}
+
+/* ct_*_fake_quantize: x and y of one floating dtype and shape; the map over x. */
+inline int check_fake_quantize(const char* fn, const ct_tensor* y, const ct_tensor* x, const ct_quant_map* map,
+                               int32_t qmin, int32_t qmax, int64_t* n, Msg* m) {
+  int64_t ny = 0;
+  int st = check_desc(fn, "x", x, n, m);
+  if (!st) st = check_desc(fn, "y", y, &ny, m);
+  if (!st) st = check_same_shape(fn, x, "x", y, "y", m);
+  if (!st) st = check_map(fn, "map", map, x->ndim, *n, m);
+  if (!st) st = check_grid(fn, qmin, qmax, m);
+  if (!st && (!is_float_io(x->dtype) || y->dtype != x->dtype)) {
+    snprintf(m->text, sizeof m->text, "%s: x %s, y %s; expected one floating dtype", fn, dtype_name(x->dtype),
+             dtype_name(y->dtype));
+    st = CT_ERR_UNSUPPORTED;
+  }
+  return st;
+}
+
+/* ct_*_fake_quantize_backward: g, x, dx of one floating dtype, ds float32, all of one shape; the map over x. */
+inline int check_fake_quantize_backward(const char* fn, const ct_tensor* dx, const ct_tensor* ds, const ct_tensor* g,
+                                        const ct_tensor* x, const ct_quant_map* map, int32_t qmin, int32_t qmax,
+                                        int64_t* n, Msg* m) {
+  int64_t other = 0;
+  int st = check_desc(fn, "x", x, n, m);
+  if (!st) st = check_desc(fn, "g", g, &other, m);
+  if (!st) st = check_desc(fn, "dx", dx, &other, m);
+  if (!st) st = check_desc(fn, "ds", ds, &other, m);
+  if (!st) st = check_same_shape(fn, x, "x", g, "g", m);
+  if (!st) st = check_same_shape(fn, x, "x", dx, "dx", m);
+  if (!st) st = check_same_shape(fn, x, "x", ds, "ds", m);
+  if (!st) st = check_map(fn, "map", map, x->ndim, *n, m);
+  if (!st) st = check_grid(fn, qmin, qmax, m);
+  if (!st && (!is_float_io(x->dtype) || g->dtype != x->dtype || dx->dtype != x->dtype || ds->dtype != CT_F32)) {
+    snprintf(m->text, sizeof m->text, "%s: x %s, g %s, dx %s, ds %s; expected x, g, dx of one floating dtype, ds float32",
+             fn,
+             dtype_name(x->dtype), dtype_name(g->dtype), dtype_name(dx->dtype), dtype_name(ds->dtype));
+    st = CT_ERR_UNSUPPORTED;
+  }
+  return st;
+}
+
 }  // namespace qm
 }  // namespace ct
 

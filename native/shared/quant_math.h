@@ -136,6 +136,38 @@ CT_QM_HD int32_t quantize_int(float x, float scale, int32_t zp, int32_t qmin, in
   return (int32_t)(q < qmin ? qmin : (q > qmax ? qmax : q));
 }
 
+/* Fake quantization on the integer grid [qmin, qmax] (quant.h): y = (q - z) s with q the
+ * quantized value, NaN kept. */
+CT_QM_HD float fake_quantize(float x, float scale, int32_t zp, int32_t qmin, int32_t qmax) {
+  if (x != x) return x;
+  return (float)((int64_t)quantize_int(x, scale, zp, qmin, qmax) - zp) * scale;
+}
+
+/* Its straight-through / LSQ gradients for the output gradient g (quant.h): *dx and the element's
+ * share *ds of the scale's gradient. v = x / s; inside the grid (qmin <= rne(v) + z <= qmax)
+ * dx = g, ds = g (rne(v) - v); below dx = 0, ds = g (qmin - z); above dx = 0, ds = g (qmax - z).
+ * NaN x: dx = g, ds = 0. */
+CT_QM_HD void fake_quantize_grad(float g, float x, float scale, int32_t zp, int32_t qmin, int32_t qmax, float* dx,
+                                 float* ds) {
+  if (x != x) {
+    *dx = g;
+    *ds = 0.0f;
+    return;
+  }
+  const float v = x / scale, r = rne(v);
+  const float lo = (float)((int64_t)qmin - zp), hi = (float)((int64_t)qmax - zp);
+  if (r < lo) {
+    *dx = 0.0f;
+    *ds = g * lo;
+  } else if (r > hi) {
+    *dx = 0.0f;
+    *ds = g * hi;
+  } else {
+    *dx = g;
+    *ds = g * (r - v);
+  }
+}
+
 /* Element-size in bytes of the storage dtypes quant.h takes; 0 for others. */
 CT_QM_HD int quant_dtype_size(int dtype) {
   switch (dtype) {

@@ -101,6 +101,37 @@ static void check_quant() {
       b = ct_cuda_requantize(&rd, &qd, &md, &od, -128, 127, 0);
       if (status_ok("requantize", CT_I8, kase, a, b)) compare("requantize", CT_I8, kase, rc.hp(), rg.down().data(), R * C, 0, 0);
     }
+    // fake quantization on the grid [qmin, qmax] = [-8, 7] (4-bit: many values clip), forward and backward
+    {
+      ct_quant_map mh{}, md{};
+      mh.scale = scale.hp();
+      mh.zero_point = zp.hp();
+      mh.strides[0] = strides[0];
+      mh.strides[1] = strides[1];
+      mh.group = qc.group;
+      mh.axis = qc.axis;
+      md = mh;
+      md.scale = scale.d;
+      md.zero_point = zp.d;
+      const std::string kase = std::string(qc.name) + " [6,40] grid [-8,7]";
+      Buf g(CT_F32, R * C), yc(CT_F32, R * C), yg(CT_F32, R * C), dxc(CT_F32, R * C), dxg(CT_F32, R * C),
+          dsc(CT_F32, R * C), dsg(CT_F32, R * C);
+      g.fill_random(0);
+      ct_tensor xh = quant_desc(x.hp(), CT_F32, {R, C}), xd = quant_desc(x.d, CT_F32, {R, C});
+      ct_tensor yh = quant_desc(yc.hp(), CT_F32, {R, C}), yd = quant_desc(yg.d, CT_F32, {R, C});
+      int a = ct_cpu_fake_quantize(&yh, &xh, &mh, -8, 7, 0);
+      int b = ct_cuda_fake_quantize(&yd, &xd, &md, -8, 7, 0);
+      if (status_ok("fake_quantize", CT_F32, kase, a, b)) compare("fake_quantize", CT_F32, kase, yc.hp(), yg.down().data(), R * C, 1e-6, 1e-7);
+      ct_tensor gh = quant_desc(g.hp(), CT_F32, {R, C}), gd = quant_desc(g.d, CT_F32, {R, C});
+      ct_tensor dxh = quant_desc(dxc.hp(), CT_F32, {R, C}), dxd = quant_desc(dxg.d, CT_F32, {R, C});
+      ct_tensor dsh = quant_desc(dsc.hp(), CT_F32, {R, C}), dsd = quant_desc(dsg.d, CT_F32, {R, C});
+      a = ct_cpu_fake_quantize_backward(&dxh, &dsh, &gh, &xh, &mh, -8, 7, 0);
+      b = ct_cuda_fake_quantize_backward(&dxd, &dsd, &gd, &xd, &md, -8, 7, 0);
+      if (status_ok("fake_quantize_backward", CT_F32, kase, a, b)) {
+        compare("fake_quantize_backward dx", CT_F32, kase, dxc.hp(), dxg.down().data(), R * C, 0, 0);
+        compare("fake_quantize_backward ds", CT_F32, kase, dsc.hp(), dsg.down().data(), R * C, 1e-5, 1e-6);
+      }
+    }
   }
   // dynamic quantization: odd size, values of both signs
   for (int64_t n : {int64_t(1), int64_t(1001), int64_t(70001)}) {

@@ -77,6 +77,26 @@ int ct_cuda_dynamic_quantize(const ct_tensor* y, const ct_tensor* x, float* scal
                              int64_t stream);
 
 /*
+ * Fake quantization for quantization-aware training, on an integer grid [qmin, qmax] with x's
+ * map (per tensor, channel or group):
+ *   forward   y = (clamp(rne(x / s) + z, qmin, qmax) - z) s              (float32 math)
+ *   backward  straight-through inside the grid, LSQ (Esser et al., 2020) for the scale:
+ *             v = x / s, r = rne(v); inside (qmin <= r + z <= qmax): dx = g, ds = g (r - v);
+ *             below: dx = 0, ds = g (qmin - z); above: dx = 0, ds = g (qmax - z)
+ * ds is written per element (CT_F32, x's shape); the caller sums it over each scale's elements.
+ * x, y, g, dx: one of CT_F32, CT_F64, CT_F16, CT_BF16 (computed in float32), one shape, any strides. Cost: ~5 FLOPs per
+ * element forward, ~8 backward; memory bound (reads 2-4, writes 2-8 bytes per element).
+ */
+int ct_cpu_fake_quantize(const ct_tensor* y, const ct_tensor* x, const ct_quant_map* map, int32_t qmin,
+                         int32_t qmax, int64_t stream);
+int ct_cpu_fake_quantize_backward(const ct_tensor* dx, const ct_tensor* ds, const ct_tensor* g, const ct_tensor* x,
+                                  const ct_quant_map* map, int32_t qmin, int32_t qmax, int64_t stream);
+int ct_cuda_fake_quantize(const ct_tensor* y, const ct_tensor* x, const ct_quant_map* map, int32_t qmin,
+                          int32_t qmax, int64_t stream);
+int ct_cuda_fake_quantize_backward(const ct_tensor* dx, const ct_tensor* ds, const ct_tensor* g, const ct_tensor* x,
+                                   const ct_quant_map* map, int32_t qmin, int32_t qmax, int64_t stream);
+
+/*
  * int8 GEMM: C[m, n] = epilogue( sum_k (A[m, k] - za) * (B[k, n] - zb[n]) ), A uint8, B int8.
  *
  * B is packed once (ct_*_qgemm_pack_b) into blocks of 16 columns x 4 k (64 bytes, the operand of

@@ -206,7 +206,9 @@ public final class Autograd {
                         try {
                             if (anyNonNull(g)) {
                                 in = distinct(n.runBackward(g), g);
-                                if (in.length != n.edges.length) {
+                                // a rule may answer null for trailing optional inputs the call left out
+                                if (in.length < n.edges.length || anyNonNull(
+                                        java.util.Arrays.copyOfRange(in, n.edges.length, Math.max(in.length, n.edges.length)))) {
                                     throw new IllegalStateException("backward rule of " + n.name() + " returned "
                                             + in.length + " gradients for " + n.edges.length + " inputs");
                                 }

@@ -159,7 +159,7 @@ final class TapeNode implements AutogradHook.Node, Op.Saved {
             throw new IllegalStateException(name + ": the backward rule reads input " + i
                     + " but the op declares that it saves no inputs");
         }
-        return savedInputs[i];
+        return i < savedInputs.length ? savedInputs[i] : null;  // a trailing optional input left out of the call
     }
 
     @Override

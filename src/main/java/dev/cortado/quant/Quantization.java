@@ -4,6 +4,7 @@ import dev.cortado.backend.kernels.NativeArgs;
 import dev.cortado.backend.kernels.NativeStructs.CtQuantMap;
 import dev.cortado.ops.Launch;
 import dev.cortado.ops.Op;
+import dev.cortado.ops.Reductions;
 import dev.cortado.ops.TensorSpec;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Shape;
@@ -21,7 +22,10 @@ import java.util.List;
  *   <li>{@code dequantize}: {@code x = (q - zero_point) * scale} in float32;</li>
  *   <li>{@code requantize}: {@code quantize_out(dequantize_in(q))} without the float tensor;</li>
  *   <li>{@code dynamic_quantize}: ONNX DynamicQuantizeLinear, uint8 with the scale and zero point
- *       from the data's range (widened to hold 0).</li>
+ *       from the data's range (widened to hold 0);</li>
+ *   <li>{@code fake_quantize}: quantization-aware training, {@code (quantize(x) - zero_point) * scale}
+ *       in x's dtype, with the straight-through estimator for x and LSQ's gradient for the scale
+ *       (quant.h); its backward kernel is {@code fake_quantize_backward}.</li>
  * </ul>
  * Parameters are per tensor, per channel or per group ({@link QuantScheme}). Bad parameters
  * (shape or axis, non-positive or non-finite scales, zero points out of range, group sizes that
@@ -81,6 +85,34 @@ public final class Quantization {
             .kernels(Quantization::dynamicKernel)
             .register();
 
+    public static final Op<QuantScheme> FAKE_QUANTIZE_OP = Op.<QuantScheme>declare("fake_quantize")
+            .inputs("x", "scale", "zero_point").required(2)
+            .shape((op, s, in) -> {
+                Tensor x = in[0];
+                checkFakeQuant(op, s, x);
+                checkParams(op, s, x, in[1], opt(in, 2));
+                return Op.one(x.shape(), x.dtype());
+            })
+            .kernels(Quantization::fakeQuantizeKernel)
+            .backward(Op.Saves.INPUTS, Quantization::fakeQuantizeGrad)
+            .register();
+
+    /** {dx, per-element scale gradient (float32)} of fake_quantize from the output gradient g. */
+    public static final Op<QuantScheme> FAKE_QUANTIZE_BACKWARD_OP = Op.<QuantScheme>declare("fake_quantize_backward")
+            .inputs("g", "x", "scale", "zero_point").required(3)
+            .shape((op, s, in) -> {
+                Tensor g = in[0];
+                Tensor x = in[1];
+                checkFakeQuant(op, s, x);
+                if (!g.shape().equals(x.shape()) || g.dtype() != x.dtype()) {
+                    throw op.error("g " + g.describe() + " must have x's shape and dtype (x " + x.describe() + ")");
+                }
+                checkParams(op, s, x, in[2], opt(in, 3));
+                return new TensorSpec[] {new TensorSpec(x.shape(), x.dtype()), new TensorSpec(x.shape(), DType.FLOAT32)};
+            })
+            .kernels(Quantization::fakeQuantizeBackwardKernel)
+            .register();
+
     // ------------------------------------------------------------------ entry points
     /** Quantizes {@code x} with {@code params} (which are copied into the result). */
     public static QuantizedTensor quantize(Tensor x, QuantParams params) {
@@ -131,6 +163,89 @@ public final class Quantization {
     }
 
     // ------------------------------------------------------------------ checks
+    /**
+     * Fake quantization with {@code scheme} (a differentiable scale: LSQ; zeroPoint may be null):
+     * the values x takes after quantizing and dequantizing, in x's dtype, gradients flowing to x
+     * inside the grid (straight-through) and to the scale.
+     */
+    public static Tensor fakeQuantize(Tensor x, Tensor scale, Tensor zeroPoint, QuantScheme scheme) {
+        return FAKE_QUANTIZE_OP.call(scheme, x, scale, zeroPoint);
+    }
+
+    private static void checkFakeQuant(Op<?> op, QuantScheme s, Tensor x) {
+        if (!x.dtype().isFloatingPoint() || x.dtype().isFloat8()) {
+            throw op.error("input 'x' (" + x.describe() + ") must be float32, float64, float16 or bfloat16");
+        }
+        if (s.isFloat8()) {
+            throw op.error("fake quantization is on an integer grid; " + s + " is fp8");
+        }
+    }
+
+    /** Straight-through dx; the scale's LSQ gradient summed over the elements each scale serves. */
+    private static Tensor[] fakeQuantizeGrad(QuantScheme s, Op.Saved sv, Tensor[] g) {
+        Tensor x = sv.input(0);
+        Tensor scale = sv.input(1);
+        Tensor zp = sv.input(2);
+        Tensor[] r = zp == null ? FAKE_QUANTIZE_BACKWARD_OP.callMulti(s, g[0], x, scale)
+                : FAKE_QUANTIZE_BACKWARD_OP.callMulti(s, g[0], x, scale, zp);
+        Tensor dx = r[0];
+        try (Tensor perElement = r[1]) {
+            Tensor ds = sv.needsGradient(1) ? sumPerParameter(s, perElement, scale.shape()) : null;
+            if (!sv.needsGradient(0)) {
+                dx.close();
+                dx = null;
+            }
+            return new Tensor[] {dx, ds, null};
+        }
+    }
+
+    /**
+     * Sums per-element values over the elements that share each parameter of {@code s}, in float64
+     * (the terms of LSQ's scale gradient cancel: a float32 sum of values near 100 that comes to 0.08
+     * would keep only three digits), rounded once to float32.
+     */
+    private static Tensor sumPerParameter(QuantScheme s, Tensor perElementF32, Shape paramShape) {
+        try (Tensor perElement = perElementF32.to(DType.FLOAT64); Tensor sum64 = sumGroups(s, perElement)) {
+            try (Tensor shaped = sum64.reshape(paramShape.toArray())) {
+                return shaped.to(DType.FLOAT32);
+            }
+        }
+    }
+
+    private static Tensor sumGroups(QuantScheme s, Tensor perElement) {
+        Shape data = perElement.shape();
+        int a = s.axisFor(FAKE_QUANTIZE_OP.name(), data.rank());
+        Tensor summed;
+        switch (s.granularity()) {
+            case PER_TENSOR -> summed = Reductions.sum(perElement);
+            case PER_CHANNEL -> {
+                int[] others = new int[data.rank() - 1];
+                for (int d = 0, i = 0; d < data.rank(); d++) {
+                    if (d != a) {
+                        others[i++] = d;
+                    }
+                }
+                summed = others.length == 0 ? perElement.copy() : Reductions.sum(perElement, false, others);
+            }
+            default -> {
+                long[] dims = data.toArray();
+                long[] split = new long[dims.length + 1];
+                for (int d = 0, i = 0; d < dims.length; d++) {
+                    if (d == a) {
+                        split[i++] = dims[d] / s.groupSize();
+                        split[i++] = s.groupSize();
+                    } else {
+                        split[i++] = dims[d];
+                    }
+                }
+                try (Tensor grouped = perElement.reshape(split)) {
+                    summed = Reductions.sum(grouped, false, a + 1);
+                }
+            }
+        }
+        return summed;
+    }
+
     private static void checkStored(Op<?> op, String name, QuantScheme s, Tensor q) {
         if (q.dtype() != s.storage()) {
             throw op.error("input '" + name + "' (" + q.describe() + ") is not stored as " + s
@@ -292,6 +407,52 @@ public final class Quantization {
 
     // ------------------------------------------------------------------ helpers
     /** Optional input {@code i} (null when absent). */
+    private static void fakeQuantizeKernel(QuantScheme s, Tensor[] in, Tensor[] out) {
+        Tensor x = in[0];
+        checkValues(FAKE_QUANTIZE_OP, s, x, in[1], opt(in, 2));
+        Tensor y = out[0];
+        if (y.numel() == 0) {
+            return;
+        }
+        List<Tensor> temps = new ArrayList<>();
+        try {
+            Tensor zp = zeroPoint32(opt(in, 2), temps);
+            Launch l = Launch.on(y);
+            NativeArgs args = NativeArgs.get();
+            long map = map(args, FAKE_QUANTIZE_OP, s, x.shape(), in[1], zp);
+            int st = l.kernels().fakeQuantize(descriptor(args, y), descriptor(args, x), map, s.qmin(), s.qmax(),
+                    l.stream());
+            if (st != 0) {
+                throw l.failure(st, "fake_quantize(x " + x.describe() + ", scale " + in[1].describe() + ", " + s + ")");
+            }
+        } finally {
+            closeAll(temps);
+        }
+    }
+
+    private static void fakeQuantizeBackwardKernel(QuantScheme s, Tensor[] in, Tensor[] out) {
+        Tensor g = in[0];
+        Tensor x = in[1];
+        if (x.numel() == 0) {
+            return;
+        }
+        List<Tensor> temps = new ArrayList<>();
+        try {
+            Tensor zp = zeroPoint32(opt(in, 3), temps);
+            Launch l = Launch.on(x);
+            NativeArgs args = NativeArgs.get();
+            long map = map(args, FAKE_QUANTIZE_BACKWARD_OP, s, x.shape(), in[2], zp);
+            int st = l.kernels().fakeQuantizeBackward(descriptor(args, out[0]), descriptor(args, out[1]),
+                    descriptor(args, g), descriptor(args, x), map, s.qmin(), s.qmax(), l.stream());
+            if (st != 0) {
+                throw l.failure(st, "fake_quantize_backward(g " + g.describe() + ", x " + x.describe() + ", scale "
+                        + in[2].describe() + ", " + s + ")");
+            }
+        } finally {
+            closeAll(temps);
+        }
+    }
+
     private static Tensor opt(Tensor[] in, int i) {
         return i < in.length ? in[i] : null;
     }

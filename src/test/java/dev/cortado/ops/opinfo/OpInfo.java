@@ -44,10 +44,25 @@ public final class OpInfo {
         double[][] outputs(Sample sample, double[][] inputs);
     }
 
+    /**
+     * The gradients a surrogate backward rule must give: one array per input (null where the input
+     * takes none), from the float64 inputs and the output gradient {@code g}.
+     */
+    @FunctionalInterface
+    public interface GradRef {
+        double[][] gradients(Sample sample, double[][] inputs, double[] g);
+    }
+
     /** How the gradient is verified. */
     public enum Grad {
         /** GradCheck (float64 finite differences) on the samples: the op has a backward rule. */
         CHECK,
+        /**
+         * The op's gradient is a declared surrogate, not its derivative (a straight-through estimator
+         * is 0 almost everywhere by finite differences): the backward rule is compared with a float64
+         * reference of that surrogate for a random output gradient ({@link Builder#surrogateGradient}).
+         */
+        SURROGATE,
         /** The op is itself a backward rule: checked through the gradient check of another op. */
         COVERED_BY,
         /** No derivative (integer/bool results, random numbers, a gradient formula only used inside backward). */
@@ -64,6 +79,7 @@ public final class OpInfo {
     private final Grad grad;
     private final String gradNote;
     private final GradCheck.Options gradOptions;
+    private final GradRef surrogate;
     private final boolean cudaTwin;
     private final int[] inPlace;
 
@@ -79,6 +95,7 @@ public final class OpInfo {
         this.grad = b.grad;
         this.gradNote = b.gradNote;
         this.gradOptions = b.gradOptions;
+        this.surrogate = b.surrogate;
         this.cudaTwin = b.cudaTwin;
         this.inPlace = b.inPlace;
     }
@@ -208,6 +225,48 @@ public final class OpInfo {
         }
     }
 
+    /**
+     * The backward rule against the declared surrogate gradient, in float64 (contiguous inputs): a
+     * random output gradient seeds the backward; every input that takes a gradient must get the
+     * reference's within 1e-5 relative (the kernels compute in float32) plus 1e-6 of the largest.
+     */
+    public void checkSurrogateGradient(Sample s, long seed) {
+        Sample s64 = s.as(DType.FLOAT64);
+        double[][] values = new double[s64.args().length][];
+        try (Scope scope = Scope.open()) {
+            Tensor[] in = new Tensor[s64.args().length];
+            for (int i = 0; i < in.length; i++) {
+                Arg a = s64.args()[i];
+                if (a != null) {
+                    values[i] = a.values();
+                    in[i] = a.contiguous().tensor(Device.CPU);
+                    if (a.grad() && a.dtype().isFloatingPoint()) {
+                        in[i].requiresGrad(true);
+                    }
+                }
+            }
+            Tensor y = callOp(s.attrs(), in, Device.CPU)[s.gradOutput()];
+            java.util.Random r = new java.util.Random(seed);
+            double[] g = new double[(int) y.numel()];
+            for (int i = 0; i < g.length; i++) {
+                g[i] = 2 * r.nextDouble() - 1;
+            }
+            Tensor seedTensor = Tensor.of(g, y.dims()).to(y.dtype());
+            y.backward(seedTensor, false);
+            double[][] want = surrogate.gradients(s64, values, g);
+            for (int i = 0; i < in.length; i++) {
+                if (want[i] == null) {
+                    continue;
+                }
+                if (in[i] == null || in[i].grad() == null) {
+                    throw new AssertionError(name + " " + s.label() + ": input " + i + " got no gradient");
+                }
+                assertNear(want[i], in[i].grad().toDoubleArray(), new Tol(1e-5, 1e-6),
+                        name + " " + s.label() + ": gradient of input " + i + " against the surrogate");
+            }
+        }
+    }
+
     private static Tensor[] inputs(Sample s, Device device) {
         Tensor[] in = new Tensor[s.args().length];
         for (int i = 0; i < in.length; i++) {
@@ -264,6 +323,7 @@ public final class OpInfo {
         private Grad grad;
         private String gradNote = "";
         private GradCheck.Options gradOptions = new GradCheck.Options(1e-6, 1e-6, 1e-5, 24, 7);
+        private GradRef surrogate;
         private boolean cudaTwin = true;
         private int[] inPlace = new int[0];
 
@@ -313,6 +373,14 @@ public final class OpInfo {
         public Builder gradCheck(double atol, double rtol) {
             gradOptions = gradOptions.withTolerance(atol, rtol);
             return gradCheck();
+        }
+
+        /** The backward rule is the surrogate {@code rule} (named in the op table), checked against {@code ref}. */
+        public Builder surrogateGradient(String rule, GradRef ref) {
+            grad = Grad.SURROGATE;
+            gradNote = rule;
+            surrogate = ref;
+            return this;
         }
 
         public Builder coveredBy(String forwardOp) {

@@ -51,15 +51,16 @@ class OpInfoTest {
             }
             boolean differentiable = op.backward() != null;
             // a backward rule on an op whose outputs are integers (argmax) never runs: "not differentiable" is right
-            if (differentiable && e.grad() != OpInfo.Grad.CHECK && (e.grad() != OpInfo.Grad.NONE || e.floatingOutputs())) {
+            boolean checked = e.grad() == OpInfo.Grad.CHECK || e.grad() == OpInfo.Grad.SURROGATE;
+            if (differentiable && !checked && (e.grad() != OpInfo.Grad.NONE || e.floatingOutputs())) {
                 problems.add(n + ": has a backward rule but its OpInfo entry declares no gradient check (.gradCheck())");
             }
-            if (!differentiable && e.grad() == OpInfo.Grad.CHECK) {
+            if (!differentiable && checked) {
                 problems.add(n + ": its OpInfo entry asks for a gradient check but the op has no backward rule");
             }
             if (e.grad() == OpInfo.Grad.COVERED_BY) {
                 OpInfo forward = Catalogue.get(e.gradNote());
-                if (forward == null || forward.grad() != OpInfo.Grad.CHECK) {
+                if (forward == null || (forward.grad() != OpInfo.Grad.CHECK && forward.grad() != OpInfo.Grad.SURROGATE)) {
                     problems.add(n + ": declared covered by the gradient of '" + e.gradNote()
                             + "', which has no gradient check");
                 }
@@ -114,14 +115,18 @@ class OpInfoTest {
     List<DynamicTest> gradientChecks() {
         List<DynamicTest> tests = new ArrayList<>();
         for (OpInfo e : Catalogue.all()) {
-            if (e.grad() != OpInfo.Grad.CHECK || !selected(e)) {
+            if ((e.grad() != OpInfo.Grad.CHECK && e.grad() != OpInfo.Grad.SURROGATE) || !selected(e)) {
                 continue;
             }
             tests.add(dynamicTest(e.name(), () -> {
                 int checked = 0;
                 for (Sample s : e.samples(SEED + 1, DType.FLOAT64)) {
                     if (s.gradOutput() >= 0 && !s.isEmpty()) {
-                        e.checkGradient(s);
+                        if (e.grad() == OpInfo.Grad.SURROGATE) {
+                            e.checkSurrogateGradient(s, SEED + 2 + checked);
+                        } else {
+                            e.checkGradient(s);
+                        }
                         checked++;
                     }
                 }

@@ -59,6 +59,7 @@ public final class OpTable {
         } else {
             diff = switch (e.grad()) {
                 case CHECK -> "yes";
+                case SURROGATE -> "surrogate: " + e.gradNote();
                 case COVERED_BY -> "backward of `" + e.gradNote() + "`";
                 case NONE -> "no (" + e.gradNote() + ")";
             };

@@ -128,7 +128,105 @@ final class QuantizationSamples {
                     })
                     .dtype(DType.FLOAT64, 0, 0).dtype(DType.FLOAT32, 0, 0)
                     .notDifferentiable("integer inputs")
+                    .build(),
+            OpInfo.of("fake_quantize", F, "(clamp(rne(x / scale) + zero_point, qmin, qmax) - zero_point) * scale in x's "
+                            + "dtype (quantization-aware training)")
+                    .samples((r, t) -> fakeQuantSamples(r, t, false))
+                    .reference((s, in) -> {
+                        QuantScheme q = (QuantScheme) s.attrs();
+                        double[] zp = in.length > 2 ? in[2] : null;
+                        return new double[][] {QuantizationReference.dequantize(q, s.dims(0),
+                                QuantizationReference.quantize(q, s.dims(0), in[0], in[1], zp), in[1], zp)};
+                    })
+                    .dtype(DType.FLOAT64, 0, 0).dtype(DType.FLOAT32, 0, 0).halves(8e-3, 1e-3)
+                    .surrogateGradient("straight-through for x inside the grid, LSQ for the scale", (s, in, g) -> {
+                        double[][] d = fakeQuantGrad((QuantScheme) s.attrs(), s.dims(0), g, in[0], in[1],
+                                in.length > 2 ? in[2] : null);
+                        double[] dscale = new double[in[1].length];
+                        for (int i = 0; i < d[1].length; i++) {
+                            dscale[QuantizationReference.paramIndex((QuantScheme) s.attrs(), s.dims(0), i)] += d[1][i];
+                        }
+                        return new double[][] {d[0], dscale, null};
+                    })
+                    .build(),
+            OpInfo.of("fake_quantize_backward", F, "{dx, per-element scale gradient} of fake_quantize: dx = g inside the "
+                            + "grid, else 0; LSQ's g (rne(v) - v), g (qmin - z) or g (qmax - z)")
+                    .samples((r, t) -> fakeQuantSamples(r, t, true))
+                    .reference((s, in) -> fakeQuantGrad((QuantScheme) s.attrs(), s.dims(1), in[0], in[1], in[2],
+                            in.length > 3 ? in[3] : null))
+                    .dtype(DType.FLOAT64, 0, 0).dtype(DType.FLOAT32, 0, 0).halves(0, 0)
+                    .coveredBy("fake_quantize")
                     .build());
+
+    /**
+     * fake_quantize's samples (x, scale taking a gradient, zero point), with an output gradient g first
+     * for its backward: grids of 8 and 4 bits (so that values fall inside, below and above), per
+     * tensor, channel and group, a transposed view, no zero point, size-1 and empty dims.
+     */
+    private static List<Sample> fakeQuantSamples(Random r, DType t, boolean withGradient) {
+        return List.of(
+                fakeQuant(r, t, withGradient, "int8 per tensor [5, 7]", QuantScheme.perTensor(DType.INT8), false, true, 5, 7),
+                fakeQuant(r, t, withGradient, "4-bit [-8, 7] per channel axis 0 [3, 9]",
+                        QuantScheme.perChannel(DType.INT8, 0).withRange(-8, 7), false, true, 3, 9),
+                fakeQuant(r, t, withGradient, "uint8 per group 3 along axis 1, transposed view [4, 6]",
+                        QuantScheme.perGroup(DType.UINT8, 1, 3), true, true, 4, 6),
+                fakeQuant(r, t, withGradient, "symmetric [-7, 7], no zero point, per channel axis 2 [2, 3, 5]",
+                        QuantScheme.perChannel(DType.INT8, 2).withRange(-7, 7), false, false, 2, 3, 5),
+                fakeQuant(r, t, withGradient, "size-1 [1, 1]", QuantScheme.perChannel(DType.INT8, 1), false, true, 1, 1),
+                fakeQuant(r, t, withGradient, "empty [0, 3]", QuantScheme.perChannel(DType.INT8, 1), false, true, 0, 3));
+    }
+
+    private static Sample fakeQuant(Random r, DType t, boolean withGradient, String label, QuantScheme s, boolean view,
+                                    boolean zeroPoint, long... dims) {
+        long[] pd = paramDims(s, dims);
+        int np = Gen.prod(pd);
+        double[] scale = new double[np];
+        long[] zp = new long[np];
+        for (int i = 0; i < np; i++) {
+            scale[i] = (float) (0.05 + 0.1 * r.nextDouble());
+            zp[i] = zeroPoint ? s.qmin() + (long) ((0.3 + 0.4 * r.nextDouble()) * (s.qmax() - s.qmin())) : 0;
+        }
+        double span = 0.08 * (s.qmax() - s.qmin()) + 0.1;  // about a third of the values clip
+        Arg x = Gen.ur(r, t, -span, span, dims);
+        if (view) {
+            x = x.view();
+        }
+        Arg sc = new Arg(scale, pd, DType.FLOAT32, false, true, true);  // float32, takes the LSQ gradient
+        List<Arg> args = new java.util.ArrayList<>();
+        if (withGradient) {
+            args.add(Gen.ur(r, t, -1, 1, dims).noGrad());
+        }
+        args.add(x);
+        args.add(sc);
+        if (zeroPoint) {
+            args.add(Arg.int32(zp, pd));
+        }
+        return new Sample(label, s, args.toArray(Arg[]::new));
+    }
+
+    /** {dx, per-element scale gradient} of fake quantization in float32 arithmetic, as quant.h states it. */
+    static double[][] fakeQuantGrad(QuantScheme s, long[] dims, double[] g, double[] x, double[] scale, double[] zp) {
+        double[] dx = new double[x.length];
+        double[] ds = new double[x.length];
+        for (int i = 0; i < x.length; i++) {
+            int p = QuantizationReference.paramIndex(s, dims, i);
+            long z = zp == null ? 0 : (long) zp[p];
+            float gf = (float) g[i];
+            float v = (float) x[i] / (float) scale[p];
+            float rv = (float) Math.rint(v);
+            float lo = s.qmin() - z;
+            float hi = s.qmax() - z;
+            if (rv < lo) {
+                ds[i] = gf * lo;
+            } else if (rv > hi) {
+                ds[i] = gf * hi;
+            } else {
+                dx[i] = gf;
+                ds[i] = gf * (rv - v);
+            }
+        }
+        return new double[][] {dx, ds};
+    }
 
     /** Integers uniform in [lo, hi] as a fixed-dtype input. */
     static Arg ints(Random r, DType t, int lo, int hi, long... dims) {
