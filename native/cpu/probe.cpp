@@ -14,10 +14,12 @@
  * The operands come through volatile loads so the compiler cannot fold the steps into one add.
  * Both return the exact sum of all lanes: 16 sum_{j<24} (j + steps 2^-12) while every
  * accumulator stays below 2^12 (ulp <= 2^-12), i.e. for steps < 2^23.
+ *  - vnni_u8s8: acc = vpdpbusd(acc, a, b): each int32 lane adds four uint8 x int8 products;
+ *    64 products per instruction, 2 operations each; a = b = bytes of 1, so every step adds 4.
  *  - amx_bf16: four independent tdpbf16ps per step, each a 16 x 16 float32 tile += a 16 x 32
  *    bfloat16 tile times a 32 x 16 one: 16384 FLOPs per instruction, all products 1 x 1.
- * Cost: 64 x 24 FLOPs (bf16_dot), 32 x 24 (fma_f32) or 65536 (amx_bf16) per step, no memory
- * traffic.
+ * Cost: 64 x 24 FLOPs (bf16_dot), 32 x 24 (fma_f32), 128 x 24 integer operations (vnni_u8s8) or
+ * 65536 FLOPs (amx_bf16) per step, no memory traffic.
  */
 #include "internal.h"
 
@@ -65,6 +67,26 @@ __attribute__((target("avx512f"))) double fma_f32(int64_t steps) {
     for (int j = 0; j < kChains; ++j) acc[j] = _mm512_fmadd_ps(acc[j], m, c);
   }
   return lane_sum(acc);
+}
+
+volatile uint32_t g_ones_u8 = 0x01010101u;  // four uint8 1s (and four int8 1s)
+
+__attribute__((target("avx512f,avx512vnni"))) double vnni_u8s8(int64_t steps) {
+  const __m512i a = _mm512_set1_epi32((int)g_ones_u8), b = _mm512_set1_epi32((int)g_ones_u8);
+  __m512i acc[kChains];
+#pragma GCC unroll 24
+  for (int j = 0; j < kChains; ++j) acc[j] = _mm512_set1_epi32(j);
+  for (int64_t s = 0; s < steps; ++s) {
+#pragma GCC unroll 24
+    for (int j = 0; j < kChains; ++j) acc[j] = _mm512_dpbusd_epi32(acc[j], a, b);
+  }
+  double sum = 0;
+  for (int j = 0; j < kChains; ++j) {
+    alignas(64) int32_t v[16];
+    std::memcpy(v, &acc[j], sizeof v);
+    for (int32_t x : v) sum += x;
+  }
+  return sum;
 }
 
 /* Four independent tile products per step (C tiles 0..3 from A tiles 4, 5 and B tiles 6, 7): a
@@ -135,6 +157,15 @@ int ct_cpu_probe_amx_bf16(int64_t steps, double* out_sum) {
   if (!ct::cpu_has_amx_bf16())
     return ct::fail(CT_ERR_UNSUPPORTED, "%s: this CPU has no AMX-BF16 (or Linux refused the tile state)", fn);
   *out_sum = ct::amx_bf16(steps);
+  return CT_OK;
+}
+
+int ct_cpu_probe_vnni_u8s8(int64_t steps, double* out_sum) {
+  static const char* fn = "ct_cpu_probe_vnni_u8s8";
+  if (int st = ct::check_steps(fn, steps, ct::kMaxSteps, out_sum)) return st;
+  if (!__builtin_cpu_supports("avx512vnni"))
+    return ct::fail(CT_ERR_UNSUPPORTED, "%s: this CPU has no AVX512_VNNI (vpdpbusd)", fn);
+  *out_sum = ct::vnni_u8s8(steps);
   return CT_OK;
 }
 

@@ -79,6 +79,11 @@ int ct_cpu_probe_bf16_dot(int64_t steps, double* out_sum);
  * CT_ERR_UNSUPPORTED without AMX-BF16 or when the kernel refuses the tile state. */
 int ct_cpu_probe_amx_bf16(int64_t steps, double* out_sum);
 int ct_cpu_probe_fma_f32(int64_t steps, double* out_sum);
+/* VNNI: acc = vpdpbusd(acc, a, b) on 24 int32 chains: 64 uint8 x int8 products per instruction,
+ * counted as 2 operations each (the int8 GEMM's 2 m n k): 128 x 24 x steps. All bytes are 1, so
+ * every step adds 4 to every lane: *out_sum = 16 sum_{j<24} (j + 4 steps), exact (steps < 2^23).
+ * CT_ERR_UNSUPPORTED without AVX512_VNNI. */
+int ct_cpu_probe_vnni_u8s8(int64_t steps, double* out_sum);
 
 /* memcpy between two host buffers (no overlap). */
 int ct_cpu_memcpy(int64_t dst, int64_t src, int64_t bytes);

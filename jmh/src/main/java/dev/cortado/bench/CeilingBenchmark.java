@@ -59,6 +59,9 @@ import org.openjdk.jmh.annotations.Warmup;
  *       On AMD Zen 4/5 it is twice the FMA rate; on the Intel Xeon (AMX) hosts it measured half.</li>
  *   <li>{@code amxBf16}: AMX-BF16 {@code tdpbf16ps}, four independent 16 x 16 tile products
  *       (16384 FLOPs each) per step: the ceiling of the AMX kernel, ~12x the FMA rate there.</li>
+ *   <li>{@code vnniU8s8}: AVX512_VNNI {@code vpdpbusd} on 24 zmm chains, 64 uint8 x int8
+ *       products per instruction counted as 2 operations each (the int8 GEMM's 2 m n k): the
+ *       ceiling of the int8 GEMM's VNNI kernel, in GOP/s.</li>
  *   <li>{@code fmaNative}: the same FMA chains as {@code fma}, in C++ ({@code vfmadd231ps}, 24
  *       chains): it should equal {@code fma}, showing the two probe families measure alike.</li>
  * </ul>
@@ -208,6 +211,8 @@ public class CeilingBenchmark {
     static final long BF16_DOT_STEPS = FLOP_PER_THREAD / (64 * 24);
     /** AMX steps per op: 4 x 16384 FLOPs per step. */
     static final long AMX_STEPS = FLOP_PER_THREAD / 65536;
+    /** VNNI steps per op: 128 integer operations x 24 chains per step. */
+    static final long VNNI_STEPS = FLOP_PER_THREAD / (128 * 24);
     /** Native FMA steps per op: 32 FLOPs x 24 chains per step. */
     static final long FMA_NATIVE_STEPS = FLOP_PER_THREAD / (32 * 24);
 
@@ -248,6 +253,15 @@ public class CeilingBenchmark {
     @Benchmark
     public double amxBf16() {
         return nativeProbe("amxBf16", NativeCpu::ct_cpu_probe_amx_bf16, AMX_STEPS, 4.0 * 256 * 32 * AMX_STEPS);
+    }
+
+    @Benchmark
+    public double vnniU8s8() {
+        double want = 0;
+        for (int j = 0; j < 24; j++) {
+            want += 16 * (j + 4.0 * VNNI_STEPS);
+        }
+        return nativeProbe("vnniU8s8", NativeCpu::ct_cpu_probe_vnni_u8s8, VNNI_STEPS, want);
     }
 
     @Benchmark
