@@ -405,8 +405,6 @@ public final class Quantization {
         }
     }
 
-    // ------------------------------------------------------------------ helpers
-    /** Optional input {@code i} (null when absent). */
     private static void fakeQuantizeKernel(QuantScheme s, Tensor[] in, Tensor[] out) {
         Tensor x = in[0];
         checkValues(FAKE_QUANTIZE_OP, s, x, in[1], opt(in, 2));
@@ -453,6 +451,8 @@ public final class Quantization {
         }
     }
 
+    // ------------------------------------------------------------------ helpers
+    /** Optional input {@code i} (null when absent). */
     private static Tensor opt(Tensor[] in, int i) {
         return i < in.length ? in[i] : null;
     }
@@ -476,7 +476,10 @@ public final class Quantization {
         return m;
     }
 
-    /** The zero points as contiguous int32 (a temporary when converted), or null. */
+    /**
+     * The zero points as contiguous int32 (a temporary when converted), or null. Called before
+     * {@link NativeArgs#get}: converting runs a copy kernel, which takes the argument scratch.
+     */
     private static Tensor zeroPoint32(Tensor zp, List<Tensor> temps) {
         if (zp == null || (zp.dtype() == DType.INT32 && zp.isContiguous())) {
             return zp;
