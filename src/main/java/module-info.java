@@ -43,5 +43,6 @@ module dev.cortado {
     exports dev.cortado.graph;
     exports dev.cortado.sparse;
     exports dev.cortado.quant;
+    exports dev.cortado.distributed;
     exports dev.cortado.backend;
 }

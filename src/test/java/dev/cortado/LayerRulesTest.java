@@ -29,7 +29,7 @@ class LayerRulesTest {
         {"autograd", "optim"},
         {"sparse"},
         {"nn", "io", "settings"},
-        {"quant"},
+        {"quant", "distributed"},
         {"graph"},
         {"cli"},
     };

@@ -14,6 +14,9 @@ import java.util.Deque;
 import java.util.IdentityHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.function.Consumer;
 
 /**
  * The autograd tape. When an input of an op requires gradients (a leaf marked
@@ -58,6 +61,43 @@ public final class Autograd {
     /** Backward from {@code root} (see {@link Tensor#backward(Tensor, boolean)}). */
     public static void backward(Tensor root, Tensor seed, boolean retainGraph) {
         TAPE.backward(root, seed, retainGraph);
+    }
+
+    /**
+     * Calls {@code listener} with {@code leaf} during every backward that reaches it, as soon as
+     * the leaf's gradient for that backward is complete (every contribution accumulated), while
+     * the rest of the backward still runs: where data-parallel training starts communicating a
+     * gradient. Runs on the thread running backward. Close the registration to stop.
+     */
+    public static Registration onGradientReady(Tensor leaf, Consumer<Tensor> listener) {
+        if (!leaf.isLeaf() || !leaf.requiresGrad()) {
+            throw new IllegalArgumentException("Autograd.onGradientReady: " + leaf.describe()
+                    + " is not a leaf that requires gradients");
+        }
+        READY.computeIfAbsent(leaf, k -> new CopyOnWriteArrayList<>()).add(listener);
+        return () -> READY.computeIfPresent(leaf, (k, list) -> {
+            list.remove(listener);
+            return list.isEmpty() ? null : list;
+        });
+    }
+
+    /** A listener installed by {@link #onGradientReady}; closing removes it. */
+    @FunctionalInterface
+    public interface Registration extends AutoCloseable {
+        @Override
+        void close();
+    }
+
+    /** Listeners by leaf (identity: tensors do not override equals). */
+    private static final Map<Tensor, List<Consumer<Tensor>>> READY = new ConcurrentHashMap<>();
+
+    private static void gradientReady(Tensor leaf) {
+        List<Consumer<Tensor>> listeners = READY.get(leaf);
+        if (listeners != null && !leaf.isClosed()) {
+            for (Consumer<Tensor> l : listeners) {
+                l.accept(leaf);
+            }
+        }
     }
 
     /** Sums {@code gradient} over the dimensions it was broadcast along, down to {@code shape}. */
@@ -188,10 +228,13 @@ public final class Autograd {
                 }
                 if (root.isLeaf()) {
                     accumulate(root, seedGrad);
+                    gradientReady(root);
                     return;
                 }
                 TapeNode start = (TapeNode) root.gradNode();
                 Map<TapeNode, Integer> dependencies = countDependencies(start);
+                // edges into each listened-to leaf: its gradient is complete when the last is taken
+                Map<Tensor, Integer> leafEdges = READY.isEmpty() ? null : countLeafEdges(dependencies.keySet());
                 Map<TapeNode, Tensor[]> pending = new IdentityHashMap<>();
                 pending.put(start, new Tensor[start.outputCount]);
                 pending.get(start)[root.gradOutput()] = seedGrad;
@@ -236,6 +279,10 @@ public final class Autograd {
                                     addPending(pending, e.node(), e.output(), gi);
                                 }
                             }
+                            if (leafEdges != null && e.leaf() != null && leafEdges.containsKey(e.leaf())
+                                    && leafEdges.merge(e.leaf(), -1, Integer::sum) == 0) {
+                                gradientReady(e.leaf());
+                            }
                             if (e.node() != null && dependencies.merge(e.node(), -1, Integer::sum) == 0) {
                                 ready.push(e.node());
                             }
@@ -252,6 +299,19 @@ public final class Autograd {
                     }
                 }
             }
+        }
+
+        /** How many edges of the given nodes point at each leaf that has a gradient listener. */
+        private static Map<Tensor, Integer> countLeafEdges(Iterable<TapeNode> nodes) {
+            Map<Tensor, Integer> count = new IdentityHashMap<>();
+            for (TapeNode n : nodes) {
+                for (TapeNode.Edge e : n.edges) {
+                    if (e != null && e.leaf() != null && READY.containsKey(e.leaf())) {
+                        count.merge(e.leaf(), 1, Integer::sum);
+                    }
+                }
+            }
+            return count;
         }
 
         /** How many edges of reachable nodes point at each node. */

@@ -84,6 +84,8 @@ public final class DataLoader implements AutoCloseable {
     private final boolean dropLast;
     private final boolean shuffle;
     private final long seed;
+    private final int shardRank;
+    private final int shardCount;
     private final int prefetch;
     private final Device device;
     private final int id = IDS.incrementAndGet();
@@ -134,6 +136,8 @@ public final class DataLoader implements AutoCloseable {
         private int prefetch = 2;
         private Device device = Device.CPU;
         private boolean pinMemory = true;
+        private int shardRank;
+        private int shardCount = 1;
 
         private Builder(Dataset<Example> dataset) {
             this.dataset = Objects.requireNonNull(dataset, "dataset");
@@ -158,6 +162,22 @@ public final class DataLoader implements AutoCloseable {
         public Builder shuffle(long seed) {
             this.shuffle = true;
             this.seed = seed;
+            return this;
+        }
+
+        /**
+         * Visits only shard {@code rank} of {@code count} (data-parallel training: each process its
+         * own examples): positions {@code rank, rank + count, ...} of each epoch's order, over the
+         * first {@code count * floor(n / count)} positions, so every shard has the same number of
+         * examples and batches, and all shards use the same shuffle (same seed and epoch).
+         */
+        public Builder shard(int rank, int count) {
+            if (count < 1 || rank < 0 || rank >= count) {
+                throw new IllegalArgumentException("DataLoader shard " + rank + " of " + count
+                        + ": need count >= 1 and 0 <= rank < count");
+            }
+            this.shardRank = rank;
+            this.shardCount = count;
             return this;
         }
 
@@ -194,6 +214,8 @@ public final class DataLoader implements AutoCloseable {
         this.dropLast = b.dropLast;
         this.shuffle = b.shuffle;
         this.seed = b.seed;
+        this.shardRank = b.shardRank;
+        this.shardCount = b.shardCount;
         this.prefetch = b.prefetch;
         this.device = b.device;
         this.spec = dataset.size() == 0 ? null : specOf(dataset);
@@ -219,7 +241,7 @@ public final class DataLoader implements AutoCloseable {
 
     /** Batches per epoch. */
     public int size() {
-        int n = dataset.size();
+        int n = dataset.size() / shardCount;
         return dropLast ? n / batchSize : (n + batchSize - 1) / batchSize;
     }
 
@@ -236,7 +258,10 @@ public final class DataLoader implements AutoCloseable {
         return pinned != null && !pinned.failed;
     }
 
-    /** The order in which epoch {@code epoch} visits the examples (see the class comment). */
+    /**
+     * The order in which epoch {@code epoch} visits the examples (see the class comment); with a
+     * {@link Builder#shard shard}, the shard's part of it.
+     */
     public int[] order(int epoch) {
         int n = dataset.size();
         int[] order = new int[n];
@@ -251,6 +276,13 @@ public final class DataLoader implements AutoCloseable {
                 order[i] = order[j];
                 order[j] = t;
             }
+        }
+        if (shardCount > 1) {
+            int[] shard = new int[n / shardCount];
+            for (int i = 0; i < shard.length; i++) {
+                shard[i] = order[shardRank + i * shardCount];
+            }
+            return shard;
         }
         return order;
     }

@@ -1,0 +1,367 @@
+package dev.cortado.distributed;
+
+import dev.cortado.autograd.Autograd;
+import dev.cortado.nn.Module;
+import dev.cortado.tensor.DType;
+import dev.cortado.tensor.Scope;
+import dev.cortado.tensor.Tensor;
+import java.util.ArrayList;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+
+/**
+ * Data-parallel training of one module replicated in every process of a {@link ProcessGroup}:
+ * each process runs forward and backward on its own shard of the batch, and the gradients are
+ * averaged across processes during the backward, so every replica takes the same optimizer step.
+ *
+ * <p>How: at wrap time rank 0's parameters and buffers are broadcast, so replicas start equal. The
+ * parameters are grouped into buckets of about {@link Builder#bucketCapBytes} (25 MiB by default)
+ * in reverse registration order (roughly the order backward produces their gradients). An
+ * {@link Autograd#onGradientReady} listener copies each finished gradient into its bucket's flat
+ * buffer; when a bucket is full its all-reduce (average) starts on the group's communication
+ * thread while the backward goes on (buckets start in index order on every rank, so the
+ * collectives match). {@link #backward(Tensor)} returns when every bucket is reduced and copied
+ * back into the parameters' gradients.
+ *
+ * <pre>{@code
+ * try (var group = ProcessGroup.mpi(); var ddp = DistributedDataParallel.builder(model, group).build()) {
+ *     for (Batch b : loader.epoch(e)) {            // loader built with .shard(group.rank(), group.worldSize())
+ *         optimizer.zeroGrad();
+ *         try (Tensor loss = Losses.crossEntropy(model.apply(b.input()), b.target())) {
+ *             ddp.backward(loss);
+ *         }
+ *         optimizer.step();
+ *     }
+ * }
+ * }</pre>
+ */
+public final class DistributedDataParallel implements AutoCloseable {
+    private final Module module;
+    private final ProcessGroup group;
+    private final boolean findUnusedParameters;
+    private final List<Bucket> buckets = new ArrayList<>();
+    private final Map<Tensor, Slot> slots = new IdentityHashMap<>();
+    private final List<Autograd.Registration> registrations = new ArrayList<>();
+    private int nextToLaunch;
+    private boolean syncing = true;
+    private StepReport lastStep;
+    private long stepStartNanos;
+
+    /** Where one parameter's gradient lives in its bucket. */
+    private record Slot(String name, Tensor parameter, Bucket bucket, long offset) {
+    }
+
+    /** A flat buffer of several gradients, reduced by one all-reduce. */
+    private static final class Bucket {
+        final int index;
+        final Tensor flat;
+        final List<Slot> members = new ArrayList<>();
+        int ready;
+        Work work;
+        long launchedNanos;
+
+        Bucket(int index, Tensor flat) {
+            this.index = index;
+            this.flat = flat;
+        }
+    }
+
+    /**
+     * What the last synchronised backward did: when it started, when each bucket's all-reduce was
+     * launched, when backward's own work ended and when the last reduction was done (System.nanoTime),
+     * and the bytes this process sent to the all-reduces.
+     */
+    public record StepReport(long startNanos, long[] bucketLaunchNanos, long backwardEndNanos, long doneNanos,
+                             long gradientBytes) {
+        /** Buckets whose all-reduce started before the backward had finished: the overlap. */
+        public int bucketsLaunchedDuringBackward() {
+            int n = 0;
+            for (long t : bucketLaunchNanos) {
+                n += t < backwardEndNanos ? 1 : 0;
+            }
+            return n;
+        }
+    }
+
+    public static Builder builder(Module module, ProcessGroup group) {
+        return new Builder(module, group);
+    }
+
+    /** Options of {@link DistributedDataParallel}. */
+    public static final class Builder {
+        private final Module module;
+        private final ProcessGroup group;
+        private long bucketCapBytes = 25L << 20;
+        private boolean findUnusedParameters;
+
+        private Builder(Module module, ProcessGroup group) {
+            this.module = Objects.requireNonNull(module, "module");
+            this.group = Objects.requireNonNull(group, "group");
+        }
+
+        /** Gradient bytes per all-reduce (default 25 MiB, PyTorch's): fewer, larger messages vs earlier overlap. */
+        public Builder bucketCapBytes(long bytes) {
+            if (bytes < 1) {
+                throw new IllegalArgumentException("DistributedDataParallel: bucketCapBytes " + bytes + " must be positive");
+            }
+            this.bucketCapBytes = bytes;
+            return this;
+        }
+
+        /**
+         * Whether parameters that get no gradient in a backward are allowed (their gradient counts as
+         * zero and their buckets are reduced at the end). Off by default: such a parameter is then
+         * an error that names it, since it usually means a forward that skips part of the model.
+         */
+        public Builder findUnusedParameters(boolean on) {
+            this.findUnusedParameters = on;
+            return this;
+        }
+
+        /** Broadcasts rank 0's parameters and buffers and builds the buckets (a collective: every rank calls it). */
+        public DistributedDataParallel build() {
+            return new DistributedDataParallel(this);
+        }
+    }
+
+    private DistributedDataParallel(Builder b) {
+        this.module = b.module;
+        this.group = b.group;
+        this.findUnusedParameters = b.findUnusedParameters;
+        Map<String, Tensor> named = module.namedParameters();
+        List<Work> sync = new ArrayList<>();
+        for (Map.Entry<String, Tensor> e : named.entrySet()) {
+            sync.add(broadcastOf(e.getKey(), e.getValue()));
+        }
+        for (Map.Entry<String, Tensor> e : module.namedBuffers().entrySet()) {
+            if (e.getValue() != null) {
+                sync.add(broadcastOf(e.getKey(), e.getValue()));
+            }
+        }
+        sync.forEach(Work::await);
+        // buckets in reverse registration order, one dtype per bucket
+        List<Map.Entry<String, Tensor>> trainable = new ArrayList<>();
+        for (Map.Entry<String, Tensor> e : named.entrySet()) {
+            if (e.getValue() != null && e.getValue().requiresGrad()) {
+                trainable.add(0, e);
+            }
+        }
+        try (Scope detached = Scope.detached()) {
+            int i = 0;
+            while (i < trainable.size()) {
+                DType dtype = trainable.get(i).getValue().dtype();
+                long elements = 0;
+                int j = i;
+                while (j < trainable.size() && trainable.get(j).getValue().dtype() == dtype
+                        && (j == i || (elements + trainable.get(j).getValue().numel()) * dtype.byteSize() <= b.bucketCapBytes)) {
+                    elements += trainable.get(j).getValue().numel();
+                    j++;
+                }
+                Tensor p0 = trainable.get(i).getValue();
+                Bucket bucket = new Bucket(buckets.size(), Tensor.zeros(dtype, p0.device(), elements));
+                long offset = 0;
+                for (int k = i; k < j; k++) {
+                    Slot slot = new Slot(trainable.get(k).getKey(), trainable.get(k).getValue(), bucket, offset);
+                    bucket.members.add(slot);
+                    slots.put(slot.parameter(), slot);
+                    offset += slot.parameter().numel();
+                }
+                buckets.add(bucket);
+                i = j;
+            }
+        }
+        for (Slot s : slots.values()) {
+            registrations.add(Autograd.onGradientReady(s.parameter(), this::gradientReady));
+        }
+    }
+
+    private Work broadcastOf(String name, Tensor t) {
+        if (!t.isContiguous()) {
+            throw new IllegalArgumentException("DistributedDataParallel: parameter or buffer '" + name + "' "
+                    + t.describe() + " is not contiguous");
+        }
+        try (Autograd.GradMode off = Autograd.noGrad()) {
+            return group.broadcast(t, 0);
+        }
+    }
+
+    /** The wrapped module (use it for forward as usual). */
+    public Module module() {
+        return module;
+    }
+
+    /** The number of gradient buckets (each one all-reduce per step). */
+    public int bucketCount() {
+        return buckets.size();
+    }
+
+    /** What the last synchronised {@link #backward} did (null before the first). */
+    public StepReport lastStep() {
+        return lastStep;
+    }
+
+    /**
+     * Runs {@code loss.backward()} and averages the gradients across processes, overlapping the
+     * all-reduces with the backward; returns when the parameters' gradients hold the average.
+     * Inside {@link #noSync()} it only accumulates locally.
+     */
+    public void backward(Tensor loss) {
+        if (!syncing) {
+            loss.backward();
+            return;
+        }
+        stepStartNanos = System.nanoTime();
+        nextToLaunch = 0;
+        for (Bucket b : buckets) {
+            b.ready = 0;
+            b.work = null;
+            b.launchedNanos = 0;
+        }
+        try {
+            loss.backward();
+        } catch (RuntimeException e) {
+            drainLaunched();
+            throw e;
+        }
+        long backwardEnd = System.nanoTime();
+        List<String> unused = new ArrayList<>();
+        for (Bucket b : buckets) {
+            if (b.ready < b.members.size()) {
+                for (Slot s : b.members) {
+                    if (s.parameter().grad() == null || !readyThisStep(s)) {
+                        unused.add(s.name());
+                    }
+                }
+            }
+        }
+        if (!unused.isEmpty()) {
+            if (!findUnusedParameters) {
+                drainLaunched();
+                throw new IllegalStateException("DistributedDataParallel.backward: parameter(s) " + unused
+                        + " received no gradient in this backward (on rank " + group.rank() + "); every rank would "
+                        + "wait for them. If the forward skips them on purpose, build with findUnusedParameters(true)");
+            }
+            for (Bucket b : buckets) {
+                for (Slot s : b.members) {
+                    if (!readyThisStep(s)) {
+                        fillSlot(s);
+                    }
+                }
+                b.ready = b.members.size();
+            }
+            launchReady();
+        }
+        for (Bucket b : buckets) {
+            b.work.await();
+            copyBack(b);
+        }
+        long[] launches = new long[buckets.size()];
+        long bytes = 0;
+        for (Bucket b : buckets) {
+            launches[b.index] = b.launchedNanos;
+            bytes += b.flat.numel() * b.flat.dtype().byteSize();
+        }
+        lastStep = new StepReport(stepStartNanos, launches, backwardEnd, System.nanoTime(), bytes);
+    }
+
+    /**
+     * Gradient accumulation: inside the returned block, {@link #backward} accumulates locally and
+     * communicates nothing; the first synchronised backward after it averages the sum.
+     * {@code try (var local = ddp.noSync()) { ddp.backward(loss1); }  ddp.backward(loss2);}
+     */
+    public AutoCloseable noSync() {
+        syncing = false;
+        return new AutoCloseable() {
+            @Override
+            public void close() {
+                syncing = true;
+            }
+        };
+    }
+
+    private final Map<Tensor, Boolean> readyNow = new IdentityHashMap<>();
+
+    private boolean readyThisStep(Slot s) {
+        return readyNow.getOrDefault(s.parameter(), false);
+    }
+
+    /** Called by the backward thread when a parameter's gradient is complete. */
+    private void gradientReady(Tensor parameter) {
+        if (!syncing) {
+            return;
+        }
+        Slot s = slots.get(parameter);
+        if (s == null || readyThisStep(s)) {
+            return;
+        }
+        fillSlot(s);
+        s.bucket().ready++;
+        launchReady();
+    }
+
+    private void fillSlot(Slot s) {
+        readyNow.put(s.parameter(), true);
+        try (Autograd.GradMode off = Autograd.noGrad();
+             Tensor dst = s.bucket().flat.narrow(0, s.offset(), s.parameter().numel())) {
+            Tensor g = s.parameter().grad();
+            if (g == null) {
+                try (Tensor zero = Tensor.zeros(dst.dtype(), dst.device(), dst.numel())) {
+                    dst.copyFrom(zero);
+                }
+            } else {
+                try (Tensor flat = g.reshape(g.numel())) {
+                    dst.copyFrom(flat);
+                }
+            }
+        }
+    }
+
+    /** Launches the all-reduces of complete buckets, in index order (the same on every rank). */
+    private void launchReady() {
+        while (nextToLaunch < buckets.size() && buckets.get(nextToLaunch).ready == buckets.get(nextToLaunch).members.size()) {
+            Bucket b = buckets.get(nextToLaunch++);
+            b.launchedNanos = System.nanoTime();
+            b.work = group.allReduce(b.flat, b.flat.dtype().isFloatingPoint() ? ReduceOp.AVG : ReduceOp.SUM);
+        }
+    }
+
+    private void copyBack(Bucket b) {
+        try (Autograd.GradMode off = Autograd.noGrad()) {
+            for (Slot s : b.members) {
+                readyNow.remove(s.parameter());
+                Tensor p = s.parameter();
+                try (Tensor part = b.flat.narrow(0, s.offset(), p.numel()); Tensor shaped = part.view(p.shape().toArray())) {
+                    if (p.grad() == null) {
+                        p.setGrad(shaped.copy());
+                    } else {
+                        p.grad().copyFrom(shaped);
+                    }
+                }
+            }
+        }
+    }
+
+    /** After a failure: waits for what was launched (every rank launched the same) and resets. */
+    private void drainLaunched() {
+        for (Bucket b : buckets) {
+            if (b.work != null) {
+                b.work.await();
+            }
+        }
+        readyNow.clear();
+    }
+
+    /** Stops listening to the gradients and frees the buckets (the group stays open). */
+    @Override
+    public void close() {
+        registrations.forEach(Autograd.Registration::close);
+        registrations.clear();
+        for (Bucket b : buckets) {
+            b.flat.close();
+        }
+        buckets.clear();
+        slots.clear();
+    }
+}

@@ -1,0 +1,115 @@
+package dev.cortado.distributed;
+
+import dev.cortado.tensor.Tensor;
+import java.time.Duration;
+import java.util.Objects;
+
+/**
+ * The processes of one training job and the collectives between them, in place on tensors and
+ * asynchronous: every call returns a {@link Work} at once, and the collectives of one group run in
+ * the order they were called, on the group's communication thread, overlapping the caller's
+ * compute. Every process must make the same calls in the same order with tensors of the same
+ * shapes and dtypes (as with MPI and NCCL).
+ *
+ * <pre>{@code
+ * try (var group = ProcessGroup.mpi(ProcessGroup.Options.builder().timeout(Duration.ofMinutes(2)).build())) {
+ *     group.allReduce(gradient, ReduceOp.AVG).await();
+ * }
+ * }</pre>
+ */
+public interface ProcessGroup extends AutoCloseable {
+
+    /** This process's rank, 0 .. worldSize() - 1. */
+    int rank();
+
+    /** The number of processes. */
+    int worldSize();
+
+    /** {@code tensor} (every process's) becomes {@code op} over all processes' tensors. */
+    Work allReduce(Tensor tensor, ReduceOp op);
+
+    /** Every process's {@code tensor} becomes rank {@code root}'s. */
+    Work broadcast(Tensor tensor, int root);
+
+    /**
+     * {@code out} (worldSize() times the elements of {@code in}, same dtype) becomes the
+     * concatenation of every process's {@code in}, in rank order.
+     */
+    Work allGather(Tensor out, Tensor in);
+
+    /**
+     * {@code in} holds worldSize() equal parts; {@code out} (one part) becomes {@code op} over the
+     * processes of their part number rank().
+     */
+    Work reduceScatter(Tensor out, Tensor in, ReduceOp op);
+
+    /** Completes when every process has reached it. */
+    Work barrier();
+
+    /**
+     * Ends every process of the job at once (MPI_Abort): what to do when a peer has not answered
+     * within the timeout, since a blocked collective cannot be cancelled.
+     */
+    void abort(int exitCode);
+
+    /** Waits for the pending collectives (within the timeout), then leaves the group. */
+    @Override
+    void close();
+
+    /**
+     * The MPI world of this process (launched by {@code mpirun}, or alone as a world of one).
+     * MPI starts once per process: after a group is closed, no other can be made.
+     */
+    static ProcessGroup mpi(Options options) {
+        return MpiProcessGroup.open(options);
+    }
+
+    /** {@link #mpi(Options)} with the default options. */
+    static ProcessGroup mpi() {
+        return mpi(Options.builder().build());
+    }
+
+    /** Whether this build has MPI (libcortado_comm.so was built against an MPI library). */
+    static boolean mpiAvailable() {
+        return MpiProcessGroup.available();
+    }
+
+    /** Options of a process group; {@link #builder()}. */
+    final class Options {
+        private final Duration timeout;
+
+        private Options(Builder b) {
+            this.timeout = b.timeout;
+        }
+
+        /** How long {@link Work#await()} waits for a collective before it fails. */
+        public Duration timeout() {
+            return timeout;
+        }
+
+        public static Builder builder() {
+            return new Builder();
+        }
+
+        public static final class Builder {
+            private Duration timeout = Duration.ofMinutes(10);
+
+            private Builder() {
+            }
+
+            /** Default 10 minutes, as long as a slow first step may take; tests use seconds. */
+            public Builder timeout(Duration timeout) {
+                Objects.requireNonNull(timeout, "timeout");
+                if (timeout.isNegative() || timeout.isZero()) {
+                    throw new IllegalArgumentException("ProcessGroup.Options: timeout must be positive, not " + timeout);
+                }
+                this.timeout = timeout;
+                return this;
+            }
+
+            public Options build() {
+                return new Options(this);
+            }
+        }
+    }
+}

@@ -1,0 +1,170 @@
+package dev.cortado.distributed;
+
+import dev.cortado.nn.Activation;
+import dev.cortado.nn.Linear;
+import dev.cortado.nn.Losses;
+import dev.cortado.nn.Module;
+import dev.cortado.nn.ParamOptions;
+import dev.cortado.nn.Sequential;
+import dev.cortado.optim.Sgd;
+import dev.cortado.tensor.Tensor;
+import java.util.Map;
+import java.util.SplittableRandom;
+
+/**
+ * DistributedDataParallel across the processes of {@link MpiProcessGroupTest}: each rank trains on
+ * its shard of a global batch, and every rank also trains a single-process reference on the whole
+ * batch; after the steps both must hold the same parameters (float32 tolerance 2e-5: the
+ * all-reduce sums in another order than the one-process backward).
+ */
+final class DdpScenario {
+    static final int IN = 12;
+    static final int HIDDEN = 33;
+    static final int CLASSES = 5;
+    static final int PER_RANK = 6;
+
+    private DdpScenario() {
+    }
+
+    static Sequential model(long seed) {
+        ParamOptions o = ParamOptions.seeded(seed);
+        return new Sequential(new Linear(IN, HIDDEN, true, o), Activation.relu(), new Linear(HIDDEN, HIDDEN, true, o),
+                Activation.relu(), new Linear(HIDDEN, CLASSES, true, o));
+    }
+
+    /** Rows [from, to) of step {@code step}'s global batch. */
+    static Tensor inputs(int step, int from, int to) {
+        SplittableRandom r = new SplittableRandom(step);
+        float[] all = new float[to * IN];
+        for (int i = 0; i < all.length; i++) {
+            all[i] = (float) r.nextDouble(-1, 1);
+        }
+        float[] part = java.util.Arrays.copyOfRange(all, from * IN, to * IN);
+        return Tensor.of(part, to - from, IN);
+    }
+
+    static Tensor targets(int step, int from, int to) {
+        long[] t = new long[to - from];
+        for (int i = from; i < to; i++) {
+            t[i - from] = Math.floorMod(i * 7 + step * 3, CLASSES);
+        }
+        return Tensor.of(t, to - from);
+    }
+
+    static Tensor loss(Module m, int step, int from, int to) {
+        try (Tensor x = inputs(step, from, to); Tensor y = targets(step, from, to); Tensor logits = m.apply(x)) {
+            return Losses.crossEntropy(logits, y);
+        }
+    }
+
+    static int run(ProcessGroup group) {
+        int rank = group.rank();
+        int p = group.worldSize();
+        int global = PER_RANK * p;
+        int checks = 0;
+        // rank 0's initial parameters win: the other ranks start from different ones
+        try (Sequential replica = model(rank == 0 ? 7 : 100 + rank);
+             Sequential reference = model(7);
+             DistributedDataParallel ddp = DistributedDataParallel.builder(replica, group).bucketCapBytes(2048).build()) {
+            CollectivesWorker.check(ddp.bucketCount() >= 3, "small buckets: " + ddp.bucketCount());
+            assertSame(replica, reference, 0, "after the broadcast at wrap time");
+            checks++;
+            Sgd opt = Sgd.builder().lr(0.2).momentum(0.9).build(replica.parameters());
+            Sgd refOpt = Sgd.builder().lr(0.2).momentum(0.9).build(reference.parameters());
+            for (int step = 0; step < 4; step++) {
+                opt.zeroGrad();
+                refOpt.zeroGrad();
+                if (step == 2) {
+                    // gradient accumulation: two micro-batches, communication only on the second
+                    try (AutoCloseable local = ddp.noSync(); Tensor l = loss(replica, 100, rank * 3, rank * 3 + 3)) {
+                        ddp.backward(l);
+                    } catch (Exception e) {
+                        throw new AssertionError(e);
+                    }
+                    try (Tensor l = loss(replica, step, rank * PER_RANK, (rank + 1) * PER_RANK)) {
+                        ddp.backward(l);
+                    }
+                    // reference: the average over ranks of (micro-batch mean + shard mean)
+                    try (Tensor a = loss(reference, 100, 0, 3 * p); Tensor b = loss(reference, step, 0, global);
+                         Tensor sum = a.add(b)) {
+                        sum.backward();
+                    }
+                } else {
+                    try (Tensor l = loss(replica, step, rank * PER_RANK, (rank + 1) * PER_RANK)) {
+                        ddp.backward(l);
+                    }
+                    try (Tensor l = loss(reference, step, 0, global)) {
+                        l.backward();
+                    }
+                }
+                assertGradientsSame(replica, reference, "step " + step);
+                opt.step();
+                refOpt.step();
+            }
+            assertSame(replica, reference, 2e-5, "after 4 steps");
+            checks += 2;
+            var report = ddp.lastStep();
+            System.out.println("rank " + rank + ": " + ddp.bucketCount() + " buckets, "
+                    + report.bucketsLaunchedDuringBackward() + " launched before the backward ended");
+            CollectivesWorker.check(report.bucketsLaunchedDuringBackward() >= 1,
+                    "an all-reduce started during the backward (overlap)");
+            checks++;
+        }
+        // a parameter the forward never uses: a clear error naming it, or zeros when allowed
+        for (boolean allow : new boolean[] {false, true}) {
+            try (Module both = new TwoParts(model(7), new Linear(3, 3, true, ParamOptions.seeded(1)));
+                 DistributedDataParallel ddp = DistributedDataParallel.builder(both, group).bucketCapBytes(512)
+                         .findUnusedParameters(allow).build();
+                 Tensor l = loss(both.child("used"), 0, rank * PER_RANK, (rank + 1) * PER_RANK)) {
+                try {
+                    ddp.backward(l);
+                    CollectivesWorker.check(allow, "unused parameters refused");
+                    CollectivesWorker.check(both.child("unused").parameter("weight").grad() != null
+                            && both.child("unused").parameter("weight").grad().toFloatArray()[0] == 0f, "an unused gradient is zero");
+                } catch (IllegalStateException e) {
+                    CollectivesWorker.check(!allow && e.getMessage().contains("unused.weight")
+                            && e.getMessage().contains("findUnusedParameters"), e.getMessage());
+                }
+                checks++;
+            }
+        }
+        return checks;
+    }
+
+    /** Two children, forward through the first only. */
+    static final class TwoParts extends Module {
+        private final Module used;
+
+        TwoParts(Module used, Module unused) {
+            this.used = registerModule("used", used);
+            registerModule("unused", unused);
+        }
+
+        @Override
+        public Tensor forward(Tensor x) {
+            return used.apply(x);
+        }
+    }
+
+    static void assertSame(Module a, Module b, double tolerance, String when) {
+        compare(a.namedParameters(), b.namedParameters(), tolerance, when, false);
+    }
+
+    static void assertGradientsSame(Module a, Module b, String when) {
+        compare(a.namedParameters(), b.namedParameters(), 2e-6, when, true);
+    }
+
+    private static void compare(Map<String, Tensor> a, Map<String, Tensor> b, double tolerance, String when, boolean grads) {
+        for (String name : a.keySet()) {
+            Tensor x = grads ? a.get(name).grad() : a.get(name);
+            Tensor y = grads ? b.get(name).grad() : b.get(name);
+            float[] u = x.toFloatArray();
+            float[] v = y.toFloatArray();
+            for (int i = 0; i < u.length; i++) {
+                double scale = Math.max(1, Math.abs(v[i]));
+                CollectivesWorker.check(Math.abs(u[i] - v[i]) <= tolerance * scale, (grads ? "gradient " : "parameter ")
+                        + name + "[" + i + "] " + when + ": " + u[i] + " vs reference " + v[i]);
+            }
+        }
+    }
+}
