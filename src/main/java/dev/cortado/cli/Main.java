@@ -27,14 +27,18 @@ import java.util.Locale;
  *   java -jar cortado-cli.jar train-charlm [--steps N] [--batch-size N] [--lr X] [--compile] [--device D] [--threads N] [--seed S] [--out DIR]
  *   java -jar cortado-cli.jar demo [--device auto|cpu|cuda:N] [--threads N] [--size N] [--seed S]
  *   java -jar cortado-cli.jar info
+ *   java -jar cortado-cli.jar launch --nproc N [--threads T] -- train-mnist ...   (data-parallel over MPI)
  * </pre>
  */
 public final class Main {
     private Main() {
     }
 
-    public static void main(String[] args) throws java.io.IOException {
+    public static void main(String[] args) throws java.io.IOException, InterruptedException {
         System.setProperty("java.awt.headless", "true");
+        if (args.length > 0 && args[0].equals("launch")) {
+            System.exit(Launch.run(java.util.Arrays.copyOfRange(args, 1, args.length)));
+        }
         String command = "demo";
         Device device = null;
         int threads = 0;
@@ -123,7 +127,7 @@ public final class Main {
         return b.toString();
     }
 
-    private static String value(String[] args, int i, String flag) {
+    static String value(String[] args, int i, String flag) {
         if (i >= args.length) {
             throw new IllegalArgumentException(flag + " needs a value");
         }
@@ -141,6 +145,8 @@ public final class Main {
                                 [--compile] (evaluate through a compiled graph)
                   demo          a few ops and a timed matmul [--size 1024]
                   info          devices and CPU features
+                  launch        run a training command data-parallel as N MPI processes on this machine:
+                                launch --nproc 2 [--threads T] -- train-mnist --epochs 1
                 common: [--device auto|cpu|cuda:N] [--threads N] [--seed S] [--out DIR]""");
     }
 

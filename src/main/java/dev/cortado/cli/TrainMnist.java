@@ -1,6 +1,8 @@
 package dev.cortado.cli;
 
 import dev.cortado.autograd.Autograd;
+import dev.cortado.distributed.DistributedDataParallel;
+import dev.cortado.distributed.ProcessGroup;
 import dev.cortado.graph.CompileOptions;
 import dev.cortado.graph.CompiledFunction;
 import dev.cortado.graph.Graphs;
@@ -100,21 +102,41 @@ final class TrainMnist {
                 new Flatten(), new Linear(64 * 7 * 7, 128, true, p), Activation.relu(), new Linear(128, 10, true, p));
     }
 
-    /** Trains, evaluates, plots and saves; returns the final test accuracy. */
+    /**
+     * Trains, evaluates, plots and saves; returns the final test accuracy. Started by {@code mpirun}
+     * (or {@code launch --nproc N}) with more than one process, it trains data-parallel: each rank
+     * its shard of every epoch with batch {@code batchSize}, gradients averaged by
+     * {@link DistributedDataParallel}; rank 0 alone logs, evaluates and writes the checkpoint.
+     */
     static double run(Settings s) throws IOException {
         Device device = s.device();
-        System.out.printf(Locale.ROOT, "train-mnist: %d epochs, batch %d, AdamW lr %.3g, seed %d, on %s%n", s.epochs(),
-                s.batchSize(), s.lr(), s.seed(), device);
+        int world = ProcessGroup.launchedWorldSize();
+        try (ProcessGroup group = world > 1 ? ProcessGroup.mpi() : null) {
+            int rank = group == null ? 0 : group.rank();
+            if (rank == 0) {
+                System.out.printf(Locale.ROOT, "train-mnist: %d epochs, batch %d%s, AdamW lr %.3g, seed %d, on %s%n",
+                        s.epochs(), s.batchSize(), world > 1 ? " per process x " + world + " processes (MPI)" : "",
+                        s.lr(), s.seed(), device);
+            }
+            return run(s, group, rank, world);
+        }
+    }
+
+    private static double run(Settings s, ProcessGroup group, int rank, int world) throws IOException {
+        Device device = s.device();
         try (TensorDataset train = Mnist.train10k(true); TensorDataset test = Mnist.test(true);
              Sequential model = model(s.seed());
              DataLoader loader = DataLoader.builder(train).batchSize(s.batchSize()).shuffle(s.seed()).dropLast(true)
-                     .prefetch(2).device(device).build();
+                     .shard(rank, world).prefetch(2).device(device).build();
              DataLoader testLoader = DataLoader.builder(test).batchSize(1000).device(device).build();
-             TrainingLog log = new TrainingLog(s.out(), "accuracy");
-             CompiledForward compiled = new CompiledForward(model)) {
+             TrainingLog log = new TrainingLog(s.out(), "accuracy", rank != 0);
+             CompiledForward compiled = new CompiledForward(model);
+             DistributedDataParallel ddp = group == null ? null : DistributedDataParallel.builder(model, group).build()) {
             model.to(device);
             Function<Tensor, Tensor> forward = s.compile() ? compiled : model::forward;
-            System.out.printf(Locale.ROOT, "model: %,d parameters%n%s%n", model.numParameters(), model);
+            if (rank == 0) {
+                System.out.printf(Locale.ROOT, "model: %,d parameters%n%s%n", model.numParameters(), model);
+            }
             Optimizer opt = Adam.adamW().lr(s.lr()).weightDecay(1e-4).build(model.parameters());
             int stepsPerEpoch = loader.size();
             long total = (long) stepsPerEpoch * s.epochs();
@@ -134,20 +156,31 @@ final class TrainMnist {
                             Tensor logits = model.forward(b.input());
                             Tensor l = Losses.crossEntropy(logits, b.target());
                             opt.zeroGrad();
-                            l.backward();
+                            if (ddp != null) {
+                                ddp.backward(l);
+                            } else {
+                                l.backward();
+                            }
                             opt.step();
                             loss = l.item();
                             correct = countCorrect(logits, b.target());
                         }
                         double seconds = (System.nanoTime() - t0) / 1e9;
-                        log.step(epoch, step, loss, correct / b.size(), b.size() / seconds, opt.groups().get(0).lr());
+                        log.step(epoch, step, loss, correct / b.size(), (double) b.size() * world / seconds,
+                                opt.groups().get(0).lr());
                         step++;
                     }
                 }
                 log.endEpoch();
-                double[] eval = evaluate(model, forward, testLoader, 10, Integer.MAX_VALUE);
-                accuracy = eval[1];
-                log.evaluation(epoch, step, eval[0], eval[1], "t10k test");
+                if (rank == 0) {   // the replicas are equal: rank 0 evaluates for the job
+                    double[] eval = evaluate(model, forward, testLoader, 10, Integer.MAX_VALUE);
+                    accuracy = eval[1];
+                    log.evaluation(epoch, step, eval[0], eval[1], "t10k test");
+                }
+            }
+            if (rank != 0) {
+                opt.close();
+                return accuracy;
             }
             Map<String, String> info = new LinkedHashMap<>();
             info.put("step", Long.toString(step));

@@ -37,10 +37,24 @@ final class TrainingLog implements AutoCloseable {
     private final XYSeries evalAccuracy = new XYSeries("validation accuracy");
     private final long startNanos = System.nanoTime();
     private ProgressBar bar;
+    private final boolean quiet;
 
     TrainingLog(Path dir, String accuracyName) {
+        this(dir, accuracyName, false);
+    }
+
+    /**
+     * {@code quiet}: records nothing, prints nothing, writes no file (the ranks other than 0 of a
+     * data-parallel run, where rank 0 logs for the job).
+     */
+    TrainingLog(Path dir, String accuracyName, boolean quiet) {
         this.dir = dir;
         this.accuracyName = accuracyName;
+        this.quiet = quiet;
+        if (quiet) {
+            csv = null;
+            return;
+        }
         try {
             Files.createDirectories(dir);
             csv = new PrintWriter(Files.newBufferedWriter(dir.resolve("metrics.csv")));
@@ -56,6 +70,9 @@ final class TrainingLog implements AutoCloseable {
 
     /** Starts the progress bar of an epoch. */
     void startEpoch(int epoch, int epochs, int steps) {
+        if (quiet) {
+            return;
+        }
         bar = new ProgressBarBuilder()
                 .setTaskName(String.format(Locale.ROOT, "epoch %d/%d", epoch, epochs))
                 .setInitialMax(steps)
@@ -66,6 +83,9 @@ final class TrainingLog implements AutoCloseable {
 
     /** One training step: advances the bar and records the step. */
     void step(int epoch, long step, double loss, double accuracy, double samplesPerSecond, double lr) {
+        if (quiet) {
+            return;
+        }
         bar.step();
         bar.setExtraMessage(String.format(Locale.ROOT, " loss %.4f  %s %.1f%%  %,.0f samples/s", loss, accuracyName,
                 100 * accuracy, samplesPerSecond));
@@ -85,6 +105,9 @@ final class TrainingLog implements AutoCloseable {
 
     /** An evaluation on held-out data; prints it and redraws the plot. */
     void evaluation(int epoch, long step, double loss, double accuracy, String what) {
+        if (quiet) {
+            return;
+        }
         evalLoss.add(step, loss);
         if (!Double.isNaN(accuracy)) {
             evalAccuracy.add(step, accuracy);
@@ -155,6 +178,8 @@ final class TrainingLog implements AutoCloseable {
     @Override
     public void close() {
         endEpoch();
-        csv.close();
+        if (csv != null) {
+            csv.close();
+        }
     }
 }

@@ -74,6 +74,34 @@ public interface ProcessGroup extends AutoCloseable {
         return MpiProcessGroup.available();
     }
 
+    /**
+     * The number of processes the launcher started for this job, read from its environment
+     * before any group exists: Open MPI's {@code OMPI_COMM_WORLD_SIZE}, the PMI {@code PMI_SIZE} of
+     * MPICH and Slurm, or torchrun's {@code WORLD_SIZE}; 1 when started alone.
+     */
+    static int launchedWorldSize() {
+        return environmentInt(1, "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "WORLD_SIZE");
+    }
+
+    /** This process's rank from the launcher's environment (as {@link #launchedWorldSize()}); 0 alone. */
+    static int launchedRank() {
+        return environmentInt(0, "OMPI_COMM_WORLD_RANK", "PMI_RANK", "RANK");
+    }
+
+    private static int environmentInt(int otherwise, String... names) {
+        for (String name : names) {
+            String v = System.getenv(name);
+            if (v != null && !v.isBlank()) {
+                try {
+                    return Integer.parseInt(v.trim());
+                } catch (NumberFormatException e) {
+                    throw new IllegalStateException("environment variable " + name + "='" + v + "' is not a number");
+                }
+            }
+        }
+        return otherwise;
+    }
+
     /** Options of a process group; {@link #builder()}. */
     final class Options {
         private final Duration timeout;
