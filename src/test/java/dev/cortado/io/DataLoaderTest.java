@@ -98,6 +98,37 @@ class DataLoaderTest {
         return ids;
     }
 
+    /**
+     * Shards of a data-parallel run: the same shuffle on every rank, disjoint, equal in size
+     * (floor(n / count) examples each), together the first count * floor(n / count) positions of
+     * the unsharded order; bad rank/count refused.
+     */
+    @Test
+    void shardsPartitionTheSameShuffledOrder() {
+        try (TensorDataset d = indexed(103);
+             DataLoader whole = DataLoader.builder(d).batchSize(4).shuffle(11).prefetch(0).build()) {
+            int[] order = whole.order(2);
+            List<Long> seen = new ArrayList<>();
+            for (int rank = 0; rank < 3; rank++) {
+                try (DataLoader shard = DataLoader.builder(d).batchSize(4).shuffle(11).shard(rank, 3).prefetch(0).build()) {
+                    assertEquals(9, shard.size(), "34 examples per shard in batches of 4");
+                    int[] part = shard.order(2);
+                    assertEquals(34, part.length);
+                    for (int i = 0; i < part.length; i++) {
+                        assertEquals(order[rank + 3 * i], part[i]);
+                    }
+                    List<Long> ids = drain(shard, 2);
+                    assertEquals(34, ids.size());
+                    seen.addAll(ids);
+                }
+            }
+            assertEquals(102, seen.stream().distinct().count(), "disjoint shards");
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> DataLoader.builder(d).shard(3, 3));
+            assertTrue(e.getMessage().contains("shard 3 of 3"), e.getMessage());
+        }
+    }
+
     @Test
     void everyIndexOncePerEpochAndReproducible() throws InterruptedException {
         LeakCheck.settle();
