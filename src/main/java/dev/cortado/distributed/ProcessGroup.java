@@ -1,5 +1,6 @@
 package dev.cortado.distributed;
 
+import dev.cortado.tensor.Device;
 import dev.cortado.tensor.Tensor;
 import java.time.Duration;
 import java.util.Objects;
@@ -67,6 +68,20 @@ public interface ProcessGroup extends AutoCloseable {
     /** {@link #mpi(Options)} with the default options. */
     static ProcessGroup mpi() {
         return mpi(Options.builder().build());
+    }
+
+    /**
+     * The NCCL group of the processes of {@code bootstrap} (normally the MPI world), one GPU each:
+     * this process communicates device tensors of {@code device}. A collective: every process of
+     * {@code bootstrap} calls it. NCCL comes from the system's libnccl (CUDA presets' binding).
+     */
+    static ProcessGroup nccl(Device device, ProcessGroup bootstrap, Options options) {
+        return NcclProcessGroup.open(device, java.util.Objects.requireNonNull(bootstrap, "bootstrap"), options);
+    }
+
+    /** An NCCL group of this process alone on {@code device} (single-GPU code that runs the same way). */
+    static ProcessGroup nccl(Device device) {
+        return NcclProcessGroup.open(device, null, Options.builder().build());
     }
 
     /** Whether this build has MPI (libcortado_comm.so was built against an MPI library). */

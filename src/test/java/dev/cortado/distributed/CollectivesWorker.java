@@ -27,6 +27,7 @@ final class CollectivesWorker {
                 case "collectives" -> collectives(group);
                 case "hang" -> hang(group);
                 case "ddp" -> DdpScenario.run(group);
+                case "nccl" -> nccl(group);
                 default -> throw new IllegalArgumentException("unknown scenario " + scenario);
             };
             System.out.println("rank " + group.rank() + " of " + group.worldSize() + ": " + checks + " checks passed");
@@ -194,6 +195,41 @@ final class CollectivesWorker {
         check(messages.get(1).contains("bfloat16"), messages.get(1));
         check(messages.get(2).contains("all_gather") && messages.get(2).contains("worldSize"), messages.get(2));
         checks++;
+        return checks;
+    }
+
+    /** The NCCL group over this MPI world, one GPU per rank: all-reduce, all-gather and broadcast checked. */
+    static int nccl(ProcessGroup mpi) {
+        int rank = mpi.rank();
+        int p = mpi.worldSize();
+        dev.cortado.tensor.Device gpu = dev.cortado.tensor.Device.cuda(rank);
+        int checks = 0;
+        try (ProcessGroup group = ProcessGroup.nccl(gpu, mpi, ProcessGroup.Options.builder().timeout(Duration.ofSeconds(60)).build());
+             Tensor host = Tensor.of(floats(input(rank, 1, 999)), 999);
+             Tensor t = host.to(gpu);
+             Tensor out = Tensor.empty(DType.FLOAT32, gpu, p, 999)) {
+            group.allGather(out, t).await();
+            float[] got = out.toFloatArray();
+            for (int r = 0; r < p; r++) {
+                float[] want = floats(input(r, 1, 999));
+                for (int i = 0; i < 999; i++) {
+                    check(got[r * 999 + i] == want[i], "nccl all_gather part " + r + " element " + i);
+                }
+            }
+            checks++;
+            group.allReduce(t, ReduceOp.SUM).await();
+            float[] sum = t.toFloatArray();
+            for (int i = 0; i < 999; i++) {
+                double s = 0;
+                for (int r = 0; r < p; r++) {
+                    s += (float) input(r, 1, 999)[i];
+                }
+                close(s, sum[i], 1e-6 * p, "nccl all_reduce element " + i);
+            }
+            checks++;
+            group.broadcast(t, p - 1).await();
+            checks++;
+        }
         return checks;
     }
 
