@@ -28,6 +28,7 @@ final class CollectivesWorker {
                 case "hang" -> hang(group);
                 case "ddp" -> DdpScenario.run(group);
                 case "nccl" -> nccl(group);
+                case "die" -> die(group);
                 default -> throw new IllegalArgumentException("unknown scenario " + scenario);
             };
             System.out.println("rank " + group.rank() + " of " + group.worldSize() + ": " + checks + " checks passed");
@@ -196,6 +197,22 @@ final class CollectivesWorker {
         check(messages.get(2).contains("all_gather") && messages.get(2).contains("worldSize"), messages.get(2));
         checks++;
         return checks;
+    }
+
+    /**
+     * A peer that dies: rank 1 halts (as a crash would) while rank 0 waits in an all-reduce with a
+     * 60 s timeout; the launcher must end the job long before that.
+     */
+    static int die(ProcessGroup group) {
+        if (group.rank() == 1) {
+            System.out.println("rank 1 halts");
+            System.out.flush();
+            Runtime.getRuntime().halt(7);
+        }
+        try (Tensor t = Tensor.ones(DType.FLOAT32, 8)) {
+            group.allReduce(t, ReduceOp.SUM).await(Duration.ofSeconds(60));
+        }
+        return 0;
     }
 
     /** The NCCL group over this MPI world, one GPU per rank: all-reduce, all-gather and broadcast checked. */

@@ -90,6 +90,19 @@ class MpiProcessGroupTest {
         }
     }
 
+    /** A rank that crashes ends the whole job (mpirun), naming the rank, instead of leaving rank 0 waiting. */
+    @Test
+    void aPeerThatDiesEndsTheJobQuickly() throws Exception {
+        long start = System.nanoTime();
+        Result r = launch(2, "die", 60);
+        long seconds = (System.nanoTime() - start) / 1_000_000_000L;
+        assertNotEquals(0, r.exit(), r.output());
+        assertTrue(r.output().contains("rank 1 halts"), r.output());
+        assertTrue(!r.output().contains("checks passed"), r.output());
+        assertTrue(r.output().contains("Exit code:    7"), "mpirun names the process and its exit code:\n" + r.output());
+        assertTrue(seconds < 45, "the job ended after " + seconds + " s, well before rank 0's 60 s timeout:\n" + r.output());
+    }
+
     @Test
     void aPeerThatNeverJoinsFailsTheCollectiveWithinTheTimeout() throws Exception {
         Result r = launch(2, "hang", 60);
