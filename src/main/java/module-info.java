@@ -44,5 +44,6 @@ module dev.cortado {
     exports dev.cortado.sparse;
     exports dev.cortado.quant;
     exports dev.cortado.distributed;
+    exports dev.cortado.models;
     exports dev.cortado.backend;
 }

@@ -29,7 +29,7 @@ class LayerRulesTest {
         {"autograd", "optim"},
         {"sparse"},
         {"nn", "io", "settings"},
-        {"quant", "distributed"},
+        {"quant", "distributed", "models"},
         {"graph"},
         {"cli"},
     };
