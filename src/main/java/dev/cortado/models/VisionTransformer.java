@@ -1,0 +1,306 @@
+package dev.cortado.models;
+
+import dev.cortado.nn.Conv2d;
+import dev.cortado.nn.Init;
+import dev.cortado.nn.LayerNorm;
+import dev.cortado.nn.Linear;
+import dev.cortado.nn.Module;
+import dev.cortado.nn.ModuleList;
+import dev.cortado.nn.ParamOptions;
+import dev.cortado.nn.TransformerBlock;
+import dev.cortado.ops.Convolution.ConvOptions;
+import dev.cortado.ops.Elementwise;
+import dev.cortado.ops.Generator;
+import dev.cortado.ops.Indexing;
+import dev.cortado.ops.Reductions;
+import dev.cortado.tensor.DType;
+import dev.cortado.tensor.Tensor;
+
+/**
+ * The Vision Transformer (Dosovitskiy et al., 2021) with DeiT's distillation token (Touvron et al.,
+ * 2021) as an option: non-overlapping patches embedded by a strided convolution, a class token (and
+ * a distillation token), learned or fixed 2-D sine-cosine positions (as MAE uses), pre-norm
+ * transformer blocks (LayerNorm, bidirectional multi-head attention, GELU MLP), a final LayerNorm
+ * and a linear head on the class token, or on the mean of the patch tokens.
+ *
+ * <p>Cost per image: about 2 * depth * tokens * 12 * dim^2 FLOPs in the blocks' matmuls plus
+ * 4 * depth * tokens^2 * dim in attention. Parameters: ViT-B/16 at 224 with 1000 classes
+ * 86,567,656; ViT-S/16 22,050,664; ViT-Ti/16 5,717,416 (timm's counts).
+ */
+public final class VisionTransformer extends Module {
+    /** How the head reads the sequence. */
+    public enum Pooling {
+        CLASS_TOKEN, MEAN
+    }
+
+    /** Position embeddings. */
+    public enum Positions {
+        LEARNED, SINCOS
+    }
+
+    private final Builder config;
+    private final Conv2d patchEmbed;
+    private final ModuleList<TransformerBlock> blocks;
+    private final LayerNorm norm;
+    private final Linear head;
+    private final Linear distHead;
+
+    public static Builder builder(int imageSize, int patchSize) {
+        return new Builder(imageSize, patchSize);
+    }
+
+    /** ViT-Ti/16 (dim 192, depth 12, 3 heads). */
+    public static Builder tiny(int imageSize, int patchSize) {
+        return builder(imageSize, patchSize).dim(192).depth(12).heads(3);
+    }
+
+    /** ViT-S/16 (dim 384, depth 12, 6 heads). */
+    public static Builder small(int imageSize, int patchSize) {
+        return builder(imageSize, patchSize).dim(384).depth(12).heads(6);
+    }
+
+    /** ViT-B/16 (dim 768, depth 12, 12 heads). */
+    public static Builder base(int imageSize, int patchSize) {
+        return builder(imageSize, patchSize).dim(768).depth(12).heads(12);
+    }
+
+    /** Options of a {@link VisionTransformer}. */
+    public static final class Builder {
+        private final int imageSize;
+        private final int patchSize;
+        private int inChannels = 3;
+        private int classes = 1000;
+        private int dim = 192;
+        private int depth = 12;
+        private int heads = 3;
+        private int mlpRatio = 4;
+        private Positions positions = Positions.LEARNED;
+        private Pooling pooling = Pooling.CLASS_TOKEN;
+        private boolean distillationToken;
+        private double dropout;
+        private ParamOptions params = ParamOptions.seeded(Generator.DEFAULT_SEED);
+
+        private Builder(int imageSize, int patchSize) {
+            if (patchSize < 1 || imageSize < patchSize || imageSize % patchSize != 0) {
+                throw new IllegalArgumentException("VisionTransformer: image size " + imageSize
+                        + " must be a positive multiple of the patch size " + patchSize);
+            }
+            this.imageSize = imageSize;
+            this.patchSize = patchSize;
+        }
+
+        public Builder inChannels(int n) {
+            inChannels = positive("inChannels", n);
+            return this;
+        }
+
+        public Builder classes(int n) {
+            classes = positive("classes", n);
+            return this;
+        }
+
+        public Builder dim(int n) {
+            dim = positive("dim", n);
+            return this;
+        }
+
+        public Builder depth(int n) {
+            depth = positive("depth", n);
+            return this;
+        }
+
+        public Builder heads(int n) {
+            heads = positive("heads", n);
+            return this;
+        }
+
+        public Builder mlpRatio(int n) {
+            mlpRatio = positive("mlpRatio", n);
+            return this;
+        }
+
+        public Builder positions(Positions p) {
+            positions = p;
+            return this;
+        }
+
+        public Builder pooling(Pooling p) {
+            pooling = p;
+            return this;
+        }
+
+        /** DeiT: a second token whose head learns from a teacher ({@link Distillation}). */
+        public Builder distillationToken(boolean on) {
+            distillationToken = on;
+            return this;
+        }
+
+        /** Dropout on the residual branches. */
+        public Builder dropout(double p) {
+            dropout = p;
+            return this;
+        }
+
+        public Builder params(ParamOptions p) {
+            params = p;
+            return this;
+        }
+
+        public VisionTransformer build() {
+            if (dim % heads != 0) {
+                throw new IllegalArgumentException("VisionTransformer: dim " + dim + " is not divisible by heads " + heads);
+            }
+            return new VisionTransformer(this);
+        }
+
+        private static int positive(String what, int n) {
+            if (n < 1) {
+                throw new IllegalArgumentException("VisionTransformer: " + what + " must be positive, got " + n);
+            }
+            return n;
+        }
+    }
+
+    private VisionTransformer(Builder b) {
+        this.config = b;
+        ParamOptions p = b.params;
+        ConvOptions patches = ConvOptions.builder().stride(b.patchSize, b.patchSize).build();
+        patchEmbed = registerModule("patch_embed",
+                new Conv2d(b.inChannels, b.dim, new long[] {b.patchSize, b.patchSize}, patches, true, p));
+        Generator g = p.generator();
+        registerParameter("cls_token", Init.truncatedNormal(Tensor.empty(DType.FLOAT32, 1, 1, b.dim),
+                0, 0.02, -0.04, 0.04, g).requiresGrad(true));
+        if (b.distillationToken) {
+            registerParameter("dist_token", Init.truncatedNormal(Tensor.empty(DType.FLOAT32, 1, 1, b.dim), 0, 0.02, -0.04,
+                    0.04, g).requiresGrad(true));
+        }
+        int tokens = patchCount() + prefixTokens();
+        if (b.positions == Positions.LEARNED) {
+            registerParameter("pos_embed", Init.truncatedNormal(Tensor.empty(DType.FLOAT32, 1, tokens, b.dim),
+                    0, 0.02, -0.04, 0.04, g).requiresGrad(true));
+        } else {
+            registerBuffer("pos_embed", sincos2d(b.dim, b.imageSize / b.patchSize, prefixTokens()));
+        }
+        ModuleList<TransformerBlock> list = new ModuleList<>();
+        for (int i = 0; i < b.depth; i++) {
+            list.add(TransformerBlock.builder(b.dim, b.heads).mlp(dev.cortado.nn.MLP.Kind.GELU, (long) b.mlpRatio * b.dim)
+                    .norm(TransformerBlock.Norm.LAYER_NORM, 1e-6).dropout(b.dropout).params(p).build());
+        }
+        blocks = registerModule("blocks", list);
+        norm = registerModule("norm", new LayerNorm(new long[] {b.dim}, 1e-6, true, true, p));
+        head = registerModule("head", new Linear(b.dim, b.classes, true, p));
+        distHead = b.distillationToken ? registerModule("head_dist", new Linear(b.dim, b.classes, true, p)) : null;
+    }
+
+    /** Patches per image. */
+    public int patchCount() {
+        int side = config.imageSize / config.patchSize;
+        return side * side;
+    }
+
+    private int prefixTokens() {
+        return 1 + (config.distillationToken ? 1 : 0);
+    }
+
+    /**
+     * MAE's fixed positions: for a side x side grid, half the channels encode the row and half the
+     * column, each as [sin(pos * w_k), cos(pos * w_k)] with w_k = 10000^(-k / (dim / 4)); the
+     * prefix tokens get zeros. Shape [1, prefix + side^2, dim].
+     */
+    static Tensor sincos2d(int dim, int side, int prefix) {
+        if (dim % 4 != 0) {
+            throw new IllegalArgumentException("VisionTransformer: sine-cosine positions need dim % 4 == 0, got " + dim);
+        }
+        int quarter = dim / 4;
+        float[] e = new float[(prefix + side * side) * dim];
+        for (int r = 0; r < side; r++) {
+            for (int c = 0; c < side; c++) {
+                int base = (prefix + r * side + c) * dim;
+                for (int k = 0; k < quarter; k++) {
+                    double w = Math.pow(10000, -(double) k / quarter);
+                    e[base + k] = (float) Math.sin(r * w);
+                    e[base + quarter + k] = (float) Math.cos(r * w);
+                    e[base + 2 * quarter + k] = (float) Math.sin(c * w);
+                    e[base + 3 * quarter + k] = (float) Math.cos(c * w);
+                }
+            }
+        }
+        return Tensor.of(e, 1, prefix + side * side, dim);
+    }
+
+    /** [N, C, H, W] images to [N, patches, dim] patch embeddings. */
+    public Tensor embedPatches(Tensor images) {
+        long n = images.size(0);
+        try (Tensor conv = patchEmbed.apply(images); Tensor flat = conv.reshape(n, config.dim, patchCount());
+             Tensor t = flat.transpose(1, 2)) {
+            return t.contiguous();
+        }
+    }
+
+    /** The final-normed token sequence [N, prefix + patches, dim] of [N, C, H, W] images. */
+    public Tensor features(Tensor images) {
+        long n = images.size(0);
+        // looked up by name each call: Module.to(...) replaces the tensors
+        Tensor positions = config.positions == Positions.LEARNED ? parameter("pos_embed") : buffer("pos_embed");
+        Tensor x;
+        try (Tensor patches = embedPatches(images); Tensor cls = parameter("cls_token").expand(n, 1, config.dim);
+             Tensor dist = config.distillationToken ? parameter("dist_token").expand(n, 1, config.dim) : null;
+             Tensor seq = dist == null ? Indexing.concat(1, cls, patches) : Indexing.concat(1, cls, dist, patches)) {
+            x = Elementwise.add(seq, positions);
+        }
+        for (TransformerBlock block : blocks) {
+            Tensor in = x;
+            try {
+                x = block.apply(in);
+            } finally {
+                in.close();
+            }
+        }
+        try (Tensor last = x) {
+            return norm.apply(last);
+        }
+    }
+
+    /**
+     * Class logits [N, classes]. With a distillation token: in training the class head's logits
+     * (use {@link #forwardBoth} to train both heads), in evaluation the mean of both heads, as DeiT.
+     */
+    @Override
+    public Tensor forward(Tensor images) {
+        if (distHead == null || isTraining()) {
+            try (Tensor f = features(images); Tensor pooled = pool(f)) {
+                return head.apply(pooled);
+            }
+        }
+        Tensor[] both = forwardBoth(images);
+        try (Tensor a = both[0]; Tensor d = both[1]; Tensor sum = Elementwise.add(a, d)) {
+            return Elementwise.mul(sum, 0.5);
+        }
+    }
+
+    /** DeiT: {class-head logits, distillation-head logits}, each [N, classes]. */
+    public Tensor[] forwardBoth(Tensor images) {
+        if (distHead == null) {
+            throw new IllegalStateException("VisionTransformer.forwardBoth: built without a distillation token");
+        }
+        try (Tensor f = features(images); Tensor c = f.select(1, 0); Tensor d = f.select(1, 1)) {
+            return new Tensor[] {head.apply(c), distHead.apply(d)};
+        }
+    }
+
+    private Tensor pool(Tensor features) {
+        if (config.pooling == Pooling.CLASS_TOKEN) {
+            return features.select(1, 0);
+        }
+        try (Tensor patches = features.narrow(1, prefixTokens(), patchCount())) {
+            return Reductions.mean(patches, false, 1);
+        }
+    }
+
+    @Override
+    protected String extraRepr() {
+        return "image=" + config.imageSize + ", patch=" + config.patchSize + ", dim=" + config.dim + ", depth="
+                + config.depth + ", heads=" + config.heads + ", " + config.positions + ", " + config.pooling
+                + (config.distillationToken ? ", distillation token" : "");
+    }
+}
