@@ -33,12 +33,29 @@ final class Capture implements TensorTracer, Op.Tracer {
     private final Map<Tensor, Value> known = new IdentityHashMap<>();
     private final Map<Tensor, String> parameterNames;
     private final Set<Tensor> created = Collections.newSetFromMap(new IdentityHashMap<>());
+    /** Parameters the function assigned ({@code copyFrom}), in the order of their first assignment. */
+    private final List<Tensor> assigned = new ArrayList<>();
+    private final boolean assignments;
     private int depth;
     private int calls;
     private int autoParameters;
 
-    private Capture(Map<Tensor, String> parameterNames) {
+    private static final ThreadLocal<Capture> CURRENT = new ThreadLocal<>();
+
+    private Capture(Map<Tensor, String> parameterNames, boolean assignments) {
         this.parameterNames = parameterNames;
+        this.assignments = assignments;
+    }
+
+    /**
+     * The parameters the function running in this thread's capture has assigned so far with
+     * {@code copyFrom} (captures that record assignments only; empty otherwise). Returned as
+     * outputs of the function, each reads the value assigned last: how a training step hands its
+     * buffer updates (batch norm's {@code num_batches_tracked}) to the code that applies them.
+     */
+    static List<Tensor> assignedParameters() {
+        Capture c = CURRENT.get();
+        return c == null ? List.of() : List.copyOf(c.assigned);
     }
 
     /**
@@ -48,7 +65,7 @@ final class Capture implements TensorTracer, Op.Tracer {
      */
     static Graph capture(Function<Tensor[], Tensor[]> fn, Tensor[] examples, List<TensorType> types,
             Map<Tensor, String> parameters) {
-        return capture(fn, examples, types, parameters, false);
+        return capture(fn, examples, types, parameters, false, false);
     }
 
     /**
@@ -58,7 +75,21 @@ final class Capture implements TensorTracer, Op.Tracer {
      */
     static Graph capture(Function<Tensor[], Tensor[]> fn, Tensor[] examples, List<TensorType> types,
             Map<Tensor, String> parameters, boolean gradients) {
-        Capture c = new Capture(parameters);
+        return capture(fn, examples, types, parameters, gradients, false);
+    }
+
+    /**
+     * As {@link #capture(Function, Tensor[], List, Map, boolean)}; with {@code assignments} a
+     * {@code copyFrom} into a parameter is not refused but recorded: later reads of the parameter in
+     * the graph read the assigned value, and {@link #assignedParameters()} lists the parameters
+     * assigned (the function returns them as outputs and the caller applies them after each run).
+     * The assignment does happen during the capture run; the function restores what it must.
+     */
+    static Graph capture(Function<Tensor[], Tensor[]> fn, Tensor[] examples, List<TensorType> types,
+            Map<Tensor, String> parameters, boolean gradients, boolean assignments) {
+        Capture c = new Capture(parameters, assignments);
+        Capture outer = CURRENT.get();
+        CURRENT.set(c);
         try (Scope scope = Scope.open();
              Autograd.GradMode mode = gradients ? Autograd.enableGrad() : Autograd.noGrad()) {
             Tensor[] in = new Tensor[examples.length];
@@ -83,7 +114,33 @@ final class Capture implements TensorTracer, Op.Tracer {
         } catch (RuntimeException | Error e) {
             c.builder.close();
             throw e;
+        } finally {
+            if (outer == null) {
+                CURRENT.remove();
+            } else {
+                CURRENT.set(outer);
+            }
         }
+    }
+
+    @Override
+    public void copying(Tensor target, Tensor source) {
+        boolean parameter = parameterNames.containsKey(target)
+                && (!known.containsKey(target) || assigned.contains(target) || known.get(target).kind() == Value.Kind.PARAMETER);
+        if (!assignments || depth > 0 || !parameter) {
+            writing("copyFrom", target);
+            return;
+        }
+        Value s = valueOf(source, "the source of an assignment to parameter " + parameterNames.get(target));
+        TensorType want = TensorType.of(target);
+        if (!s.type().equals(want)) {
+            throw new CaptureException("copyFrom assigns " + s.type() + " to parameter " + parameterNames.get(target) + " ("
+                    + target.describe() + "): a captured assignment keeps the parameter's type (no broadcast or conversion)");
+        }
+        if (!assigned.contains(target)) {
+            assigned.add(target);
+        }
+        known.put(target, s);
     }
 
     @Override

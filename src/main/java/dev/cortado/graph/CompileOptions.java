@@ -43,8 +43,14 @@ public final class CompileOptions {
     private final boolean verify;
     private final List<DynamicDim> dynamicDims;
     private final Map<Tensor, String> parameters;
+    private final double maxGradNorm;
+    private final boolean fuseElementwise;
+    private final long memoryBudget;
 
     private CompileOptions(Builder b) {
+        this.memoryBudget = b.memoryBudget;
+        this.maxGradNorm = b.maxGradNorm;
+        this.fuseElementwise = b.fuseElementwise;
         this.level = b.level;
         this.freezeParameters = b.freezeParameters;
         this.guardPolicy = b.guardPolicy;
@@ -86,6 +92,27 @@ public final class CompileOptions {
         return dynamicDims;
     }
 
+    /**
+     * Training steps ({@link Graphs#compileTrainingStep}): the global L2 norm the gradients are
+     * clipped to before the optimizer update, or {@code +Infinity} (the default) for no clipping.
+     */
+    public double maxGradNorm() {
+        return maxGradNorm;
+    }
+
+    /** Whether {@link ElementwiseFusion} runs (at {@link Level#DEFAULT}; on by default). */
+    public boolean fuseElementwise() {
+        return fuseElementwise;
+    }
+
+    /**
+     * The planned peak memory (bytes) above which {@link ActivationCheckpointing} recomputes cheap
+     * activations instead of keeping them; {@code Long.MAX_VALUE} (the default) for no budget.
+     */
+    public long memoryBudget() {
+        return memoryBudget;
+    }
+
     /** Tensors read by reference, with their names (a copy). */
     public Map<Tensor, String> parameters() {
         return new IdentityHashMap<>(parameters);
@@ -100,8 +127,60 @@ public final class CompileOptions {
         private boolean verify;
         private final List<DynamicDim> dynamicDims = new ArrayList<>();
         private final Map<Tensor, String> parameters = new IdentityHashMap<>();
+        private double maxGradNorm = Double.POSITIVE_INFINITY;
+        private boolean fuseElementwise = true;
+        private long memoryBudget = Long.MAX_VALUE;
 
         private Builder() {
+        }
+
+        /**
+         * A memory budget in bytes for the planned peak: above it, activation checkpointing
+         * recomputes cheap values where they are read again instead of keeping them
+         * ({@link ActivationCheckpointing}); a budget is a target, not a guarantee.
+         */
+        public Builder memoryBudget(long bytes) {
+            if (bytes <= 0) {
+                throw new IllegalArgumentException("memoryBudget must be positive, got " + bytes);
+            }
+            memoryBudget = bytes;
+            return this;
+        }
+
+        /**
+         * A copy of {@code o}'s settings (a starting point for changing a few). The parameters map
+         * is not copied.
+         */
+        public Builder from(CompileOptions o) {
+            level = o.level;
+            freezeParameters = o.freezeParameters;
+            guardPolicy = o.guardPolicy;
+            maxSpecializations = o.maxSpecializations;
+            verify = o.verify;
+            dynamicDims.clear();
+            dynamicDims.addAll(o.dynamicDims);
+            maxGradNorm = o.maxGradNorm;
+            fuseElementwise = o.fuseElementwise;
+            memoryBudget = o.memoryBudget;
+            return this;
+        }
+
+        /**
+         * Training steps: clip the gradients to global L2 norm {@code norm} before the optimizer
+         * update (as {@code GradClip.clipByGlobalNorm}); {@code +Infinity} turns clipping off.
+         */
+        public Builder maxGradNorm(double norm) {
+            if (!(norm > 0)) {
+                throw new IllegalArgumentException("maxGradNorm must be > 0 (or +Infinity for none), got " + norm);
+            }
+            maxGradNorm = norm;
+            return this;
+        }
+
+        /** Fuse chains of elementwise ops into one kernel ({@link ElementwiseFusion}); on by default. */
+        public Builder fuseElementwise(boolean on) {
+            fuseElementwise = on;
+            return this;
         }
 
         public Builder level(Level l) {

@@ -29,6 +29,7 @@ public final class CompiledFunction implements AutoCloseable {
 
     private final Function<Tensor[], Tensor[]> fn;
     private final boolean gradients;
+    private final boolean assignments;
     private final CompileOptions options;
     private final Map<Tensor, String> parameters;
     private final List<Specialization> specializations = new ArrayList<>();
@@ -44,8 +45,15 @@ public final class CompiledFunction implements AutoCloseable {
     /** {@code gradients}: the function calls backward (see {@link Graphs#compileGradients}). */
     CompiledFunction(Function<Tensor[], Tensor[]> fn, boolean gradients, Tensor[] examples, CompileOptions options,
             Map<Tensor, String> parameters) {
+        this(fn, gradients, false, examples, options, parameters);
+    }
+
+    /** {@code assignments}: the function's {@code copyFrom}s into parameters are recorded (see {@link Capture}). */
+    CompiledFunction(Function<Tensor[], Tensor[]> fn, boolean gradients, boolean assignments, Tensor[] examples,
+            CompileOptions options, Map<Tensor, String> parameters) {
         this.fn = fn;
         this.gradients = gradients;
+        this.assignments = assignments;
         this.options = options;
         this.parameters = parameters;
         java.util.Set<String> symbols = new java.util.TreeSet<>();
@@ -150,7 +158,7 @@ public final class CompiledFunction implements AutoCloseable {
             }
             types.add(t);
         }
-        return Capture.capture(fn, examples, types, parameters, gradients);
+        return Capture.capture(fn, examples, types, parameters, gradients, assignments);
     }
 
     private Specialization add(Graph captured) {

@@ -68,8 +68,8 @@ public final class Executable implements AutoCloseable {
         List<Step> program = new ArrayList<>();
         Tensor a = null;
         try (Scope detached = Scope.detached()) {
-            if (plan.arenaBytes() > 0) {
-                a = Tensor.empty(DType.UINT8, deviceOf(graph), plan.arenaBytes());
+            if (!plan.buffers().isEmpty()) { // (empty values alone still need a tensor to view)
+                a = Tensor.empty(DType.UINT8, deviceOf(graph), Math.max(plan.arenaBytes(), MemoryPlan.ALIGNMENT));
                 owned.add(a);
             }
             for (Value v : graph.parameters()) {

@@ -116,11 +116,7 @@ public final class Graphs {
                 params.put(name, t);
             }
         });
-        CompileOptions.Builder b = CompileOptions.builder().level(options.level()).onGuardFailure(options.guardPolicy())
-                .maxSpecializations(options.maxSpecializations()).verify(options.verify());
-        for (CompileOptions.DynamicDim d : options.dynamicDims()) {
-            b.dynamicDim(d.input(), d.dim(), d.symbol());
-        }
+        CompileOptions.Builder b = CompileOptions.builder().from(options);
         Map<String, Tensor> buffers = new LinkedHashMap<>();
         model.namedBuffers().forEach((name, t) -> {
             if (t != null) {
@@ -133,6 +129,33 @@ public final class Graphs {
                 return loss.apply(y, in[1]);
             }
         }, new Tensor[] {input, target}, params, b.build());
+    }
+
+    /**
+     * Compiles a whole training step of {@code model}: {@code loss(model(x), y)}, its backward, the
+     * module's buffer updates, optional gradient clipping ({@link CompileOptions#maxGradNorm()}) and
+     * {@code optimizer}'s update of its parameters; {@code step.run(x, y)} returns the loss. See
+     * {@link TrainingStep}. The model's current mode (train or eval) is the one captured.
+     */
+    public static TrainingStep compileTrainingStep(Module model, BiFunction<Tensor, Tensor, Tensor> loss,
+            dev.cortado.optim.Optimizer optimizer, Tensor input, Tensor target, CompileOptions options) {
+        Map<String, Tensor> byReference = new LinkedHashMap<>(TrainingStep.buffersOf(model));
+        CompileOptions.Builder b = CompileOptions.builder().from(options);
+        Map<String, Tensor> named = new LinkedHashMap<>();
+        model.namedParameters().forEach(named::put);
+        options.parameters().forEach((t, name) -> named.put(name, t));
+        b.parameters(named);
+        return new TrainingStep(in -> {
+            try (Tensor y = model.forward(in[0])) {
+                return loss.apply(y, in[1]);
+            }
+        }, new Tensor[] {input, target}, optimizer, byReference, b.build());
+    }
+
+    /** {@link #compileTrainingStep(Module, BiFunction, dev.cortado.optim.Optimizer, Tensor, Tensor, CompileOptions)} with the default options. */
+    public static TrainingStep compileTrainingStep(Module model, BiFunction<Tensor, Tensor, Tensor> loss,
+            dev.cortado.optim.Optimizer optimizer, Tensor input, Tensor target) {
+        return compileTrainingStep(model, loss, optimizer, input, target, CompileOptions.defaults());
     }
 
     /** The graph of {@code fn} on {@code example}, as captured (the caller closes it). */
@@ -151,9 +174,18 @@ public final class Graphs {
         if (options.level() == CompileOptions.Level.NONE) {
             return List.of();
         }
-        return List.of(new AlgebraicSimplification(), new CommonSubexpressionElimination(),
-                new ConvBatchNormFolding(options.freezeParameters()), new ConstantFolding(options.freezeParameters()), new AlgebraicSimplification(), new EpilogueFusion(),
-                new DeadCodeElimination(), new MemoryAwareSchedule());
+        List<Pass> passes = new ArrayList<>(List.of(new AlgebraicSimplification(), new CommonSubexpressionElimination(),
+                new ConvBatchNormFolding(options.freezeParameters()), new ConstantFolding(options.freezeParameters()),
+                new AlgebraicSimplification(), new EpilogueFusion()));
+        if (options.fuseElementwise()) {
+            passes.add(new ElementwiseFusion());
+        }
+        passes.add(new DeadCodeElimination());
+        passes.add(new MemoryAwareSchedule());
+        if (options.memoryBudget() != Long.MAX_VALUE) {
+            passes.add(new ActivationCheckpointing(options.memoryBudget()));
+        }
+        return List.copyOf(passes);
     }
 
     /**

@@ -15,6 +15,12 @@ import java.util.Map;
  * all). Values the graph returns (and whatever they are views of) are not in the arena: each call
  * allocates them, since the caller keeps them.
  *
+ * <p>In place: the output of an elementwise op (unary, binary, a fused program that loads before it
+ * stores) whose input, of the same type and not a view, is read for the last time by that op shares
+ * the input's memory (the kernels allow an output that is exactly an input); the two values then
+ * form one slot, placed as one buffer over both lifetimes. Saved activations need nothing special:
+ * a training graph's forward values read by its backward nodes live until that read.
+ *
  * <p>{@link #eagerPeakBytes()} is what running the same nodes eagerly holds at its worst moment when
  * every tensor is freed right after its last read (the best an eager program can do, ignoring the
  * allocator's rounding); {@link #plannedPeakBytes()} is the arena plus the returned values.
@@ -44,8 +50,11 @@ public final class MemoryPlan {
     private final long arenaBytes;
     private final long returnedBytes;
     private final long eagerPeakBytes;
+    private final int inPlace;
 
-    private MemoryPlan(List<Buffer> buffers, List<Value> returned, long arenaBytes, long returnedBytes, long eagerPeak) {
+    private MemoryPlan(List<Buffer> buffers, List<Value> returned, long arenaBytes, long returnedBytes, long eagerPeak,
+            int inPlace) {
+        this.inPlace = inPlace;
         this.buffers = List.copyOf(buffers);
         this.returned = List.copyOf(returned);
         this.arenaBytes = arenaBytes;
@@ -90,15 +99,40 @@ public final class MemoryPlan {
         for (Value out : g.outputs()) {
             escapes.put(root(g, out), true);
         }
+        // in place: an elementwise output takes the memory of an input it reads for the last time
+        Map<Value, Value> slotOf = new IdentityHashMap<>();
+        for (int i = 0; i < nodes.size(); i++) {
+            if (!(nodes.get(i) instanceof Node.OpCall c) || !elementwiseInPlace(c)) {
+                continue;
+            }
+            for (Value out : c.outputs()) {
+                if (escapes.containsKey(out)) {
+                    continue;
+                }
+                for (Value in : c.inputs()) {
+                    if (in != null && root(g, in) == in && first.containsKey(in) && last.get(in) == i
+                            && !escapes.containsKey(in) && in.type().sameConcrete(out.type()) && !slotOf.containsValue(in)
+                            && !taken(slotOf, in, c) && !readsThroughView(g, c, in)) {
+                        slotOf.put(out, in);
+                        break;
+                    }
+                }
+            }
+        }
         List<Buffer> pending = new ArrayList<>();
         List<Value> returned = new ArrayList<>();
         long returnedBytes = 0;
+        Map<Value, Integer> slotLast = new IdentityHashMap<>();
+        for (Value r : roots) {
+            Value slot = slotRoot(slotOf, r);
+            slotLast.merge(slot, last.get(r), Math::max);
+        }
         for (Value r : roots) {
             if (escapes.containsKey(r)) {
                 returned.add(r);
                 returnedBytes += align(r.type().bytes());
-            } else {
-                pending.add(new Buffer(r, align(r.type().bytes()), first.get(r), last.get(r), -1));
+            } else if (!slotOf.containsKey(r)) {
+                pending.add(new Buffer(r, align(r.type().bytes()), first.get(r), slotLast.get(r), -1));
             }
         }
         // eager: allocate at definition, free after the last read (returned values live to the end)
@@ -146,8 +180,70 @@ public final class MemoryPlan {
             placed.add(at);
             arena = Math.max(arena, offset + b.bytes());
         }
-        placed.sort(Comparator.comparingInt(Buffer::first));
-        return new MemoryPlan(placed, returned, arena, returnedBytes, peak);
+        // every value of a slot at the slot's offset, with its own lifetime
+        Map<Value, Long> offsets = new IdentityHashMap<>();
+        for (Buffer b : placed) {
+            offsets.put(b.value(), b.offset());
+        }
+        List<Buffer> all = new ArrayList<>();
+        for (Value r : roots) {
+            if (!escapes.containsKey(r)) {
+                all.add(new Buffer(r, align(r.type().bytes()), first.get(r), last.get(r), offsets.get(slotRoot(slotOf, r))));
+            }
+        }
+        all.sort(Comparator.comparingInt(Buffer::first));
+        return new MemoryPlan(all, returned, arena, returnedBytes, peak, slotOf.size());
+    }
+
+    /**
+     * Ops whose kernels allow their output to be exactly one of their inputs (same memory, same
+     * strides): the elementwise unary and binary ops (cortado/elementwise.h) and fused programs that
+     * load every input before storing any output.
+     */
+    private static boolean elementwiseInPlace(Node.OpCall c) {
+        String name = c.op().name();
+        if (c.op() == FusedElementwise.OP) {
+            FusedElementwise.Program p = (FusedElementwise.Program) c.attrs();
+            int lastLoad = -1;
+            int firstStore = Integer.MAX_VALUE;
+            for (int i = 0; i < p.size(); i++) {
+                if (p.kind(i) == FusedElementwise.Kind.LOAD) {
+                    lastLoad = i;
+                } else if (p.kind(i) == FusedElementwise.Kind.STORE) {
+                    firstStore = Math.min(firstStore, i);
+                }
+            }
+            return lastLoad < firstStore;
+        }
+        return FusedElementwise.UNARY_CODES.containsKey(name) || FusedElementwise.BINARY_CODES.containsKey(name);
+    }
+
+    /** Whether {@code c} also reads {@code in} through a view (other strides: not exactly in place). */
+    private static boolean readsThroughView(Graph g, Node.OpCall c, Value in) {
+        for (Value u : c.inputs()) {
+            if (u != null && u != in && root(g, u) == in) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /** Whether another output of {@code c} already took {@code in}. */
+    private static boolean taken(Map<Value, Value> slotOf, Value in, Node.OpCall c) {
+        for (Value out : c.outputs()) {
+            if (slotOf.get(out) == in) {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    private static Value slotRoot(Map<Value, Value> slotOf, Value v) {
+        Value r = v;
+        while (slotOf.containsKey(r)) {
+            r = slotOf.get(r);
+        }
+        return r;
     }
 
     static long align(long bytes) {
@@ -178,6 +274,11 @@ public final class MemoryPlan {
         return arenaBytes + returnedBytes;
     }
 
+    /** How many values were planned in place of an input (an elementwise output over a dead input). */
+    public int inPlaceCount() {
+        return inPlace;
+    }
+
     /** The same nodes run eagerly, each tensor freed after its last read: the most held at once. */
     public long eagerPeakBytes() {
         return eagerPeakBytes;
@@ -186,7 +287,7 @@ public final class MemoryPlan {
     @Override
     public String toString() {
         return "memory plan: " + buffers.size() + " buffers in an arena of " + arenaBytes + " bytes, "
-                + returned.size() + " returned values of " + returnedBytes + " bytes; planned peak "
+                + returned.size() + " returned values of " + returnedBytes + " bytes, " + inPlace + " in place; planned peak "
                 + plannedPeakBytes() + " bytes, eager peak " + eagerPeakBytes + " bytes";
     }
 }

@@ -10,11 +10,11 @@ import java.util.Arrays;
  * and neighbouring dimensions that are contiguous with each other in every operand are merged.
  * A contiguous add of any shape becomes one dimension of numel elements.
  */
-final class StridedPlan {
-    final int ndim;
-    final long[] shape;
+public final class StridedPlan {
+    public final int ndim;
+    public final long[] shape;
     /** strides[k] are the strides of operand k (operand 0 is the output). */
-    final long[][] strides;
+    public final long[][] strides;
 
     private StridedPlan(int ndim, long[] shape, long[][] strides) {
         this.ndim = ndim;
@@ -23,7 +23,7 @@ final class StridedPlan {
     }
 
     /** Operands' strides broadcast to {@code out}'s shape, then coalesced. */
-    static StridedPlan of(String op, Tensor out, Tensor... inputs) {
+    public static StridedPlan of(String op, Tensor out, Tensor... inputs) {
         if (allContiguousSameShape(out, inputs)) {
             long[][] unit = new long[inputs.length + 1][];
             for (int k = 0; k < unit.length; k++) {

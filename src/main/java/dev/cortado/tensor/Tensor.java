@@ -1076,7 +1076,7 @@ public final class Tensor implements AutoCloseable {
         src.ensureOpen("copyFrom");
         TensorTracer tracer = TensorTracer.current();
         if (tracer != null) {
-            tracer.writing("copyFrom", this);
+            tracer.copying(this, src);
         }
         if (dtype.isPacked() || src.dtype.isPacked()) {
             throw new UnsupportedOperationException("copyFrom: packed int4 tensors are not written in place");

@@ -17,6 +17,15 @@ public interface TensorTracer {
     void writing(String what, Tensor target);
 
     /**
+     * {@code target}'s elements are about to be overwritten by {@code source}'s ({@code copyFrom}).
+     * By default the same as {@code writing("copyFrom", target)}; a tracer that records assignments
+     * (a training step's buffer updates) sees the source too.
+     */
+    default void copying(Tensor target, Tensor source) {
+        writing("copyFrom", target);
+    }
+
+    /**
      * {@code source}'s elements are about to be read on the host by {@code what} (item, toFloatArray,
      * copyTo): a value a traced function branches or computes on, which a graph cannot replay.
      * The copies the read itself makes are not reported ({@link #pause}).

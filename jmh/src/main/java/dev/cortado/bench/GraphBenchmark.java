@@ -3,8 +3,10 @@ package dev.cortado.bench;
 import dev.cortado.graph.CompileOptions;
 import dev.cortado.graph.CompiledFunction;
 import dev.cortado.graph.Graphs;
+import dev.cortado.graph.TrainingStep;
 import dev.cortado.nn.Activation;
 import dev.cortado.nn.BatchNorm2d;
+import dev.cortado.nn.CausalLanguageModel;
 import dev.cortado.nn.Conv2d;
 import dev.cortado.nn.Flatten;
 import dev.cortado.nn.Linear;
@@ -15,10 +17,14 @@ import dev.cortado.nn.Pool;
 import dev.cortado.nn.Sequential;
 import dev.cortado.ops.Convolution;
 import dev.cortado.ops.Generator;
+import dev.cortado.optim.Adam;
+import dev.cortado.optim.GradClip;
+import dev.cortado.optim.Optimizer;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;
 import dev.cortado.tensor.Tensor;
 import java.util.concurrent.TimeUnit;
+import org.openjdk.jmh.annotations.AuxCounters;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Fork;
@@ -43,7 +49,16 @@ import org.openjdk.jmh.annotations.Warmup;
  *   <li>{@code mlpGradients*}: the same MLP's cross-entropy loss and parameter gradients at batch 64,
  *       eager through the tape against {@code Graphs.compileGradients} (the optimizer step, eager in
  *       both, is left out).</li>
+ *   <li>{@code mnistCnnStep*} and {@code charLmStep*}: whole training steps (forward, loss, backward,
+ *       clipping to norm 1, AdamW update) of the MNIST CNN (train mode: batch norm updates its running
+ *       statistics) at batch 64 and of the character model of {@code train-charlm} at batch 16 x 128
+ *       tokens, eager against {@code Graphs.compileTrainingStep} (issue #16's bar: compiled at least
+ *       1.2x eager); {@code charLmStepCheckpointed} compiles the character model's step with a memory
+ *       budget of 40% of its eager peak (activation checkpointing; the bar: at most 1.35x the time).</li>
  * </ul>
+ * The memory metrics are reported as secondary results of the step benchmarks ({@link StepMemory}:
+ * planned peak of the compiled step, with checkpointing, and the eager peak of the same graph, in
+ * bytes).
  * Run: {@code java -cp "target/benchmarks.jar:$(cat target/classpath.txt)" org.openjdk.jmh.Main GraphBenchmark}.
  */
 @BenchmarkMode(Mode.AverageTime)
@@ -66,6 +81,76 @@ public class GraphBenchmark {
     private Tensor batch;
     private Tensor labels;
     private CompiledFunction gradients;
+    private Module cnnTrain;
+    private Module cnnEager;
+    private Optimizer cnnOpt;
+    private Optimizer cnnEagerOpt;
+    private TrainingStep cnnStep;
+    private Tensor stepImages;
+    private Tensor stepLabels;
+    private Module lm;
+    private Module lmEager;
+    private Module lmCheckpointed;
+    private Optimizer lmOpt;
+    private Optimizer lmEagerOpt;
+    private Optimizer lmCheckpointedOpt;
+    private TrainingStep lmStep;
+    private TrainingStep lmStepCheckpointed;
+    private Tensor tokens;
+    private Tensor nextTokens;
+
+    /** Peak memory of the compiled training steps, reported next to their times (bytes, not rates). */
+    @AuxCounters(AuxCounters.Type.EVENTS)
+    @State(Scope.Thread)
+    public static class StepMemory {
+        public long plannedPeakBytes;
+        public long eagerPeakBytes;
+        public long checkpointedPeakBytes;
+    }
+
+    private static final int VOCAB = 65;
+
+    private static Module charModel() {
+        return new CausalLanguageModel(new CausalLanguageModel.Config(VOCAB, 128, 4, 4, 2, 384, 128, 0.0),
+                ParamOptions.seeded(3));
+    }
+
+    private static Module mnistCnn() {
+        ParamOptions p = ParamOptions.seeded(4);
+        Convolution.ConvOptions same = Convolution.ConvOptions.builder().padding(1).build();
+        Module m = new Sequential(
+                new Conv2d(1, 32, new long[] {3, 3}, same, false, p), new BatchNorm2d(32), Activation.relu(),
+                new Pool.MaxPool2d(2),
+                new Conv2d(32, 64, new long[] {3, 3}, same, false, p), new BatchNorm2d(64), Activation.relu(),
+                new Pool.MaxPool2d(2),
+                new Flatten(), new Linear(64 * 7 * 7, 128, true, p), Activation.relu(), new Linear(128, 10, true, p));
+        m.train();
+        return m;
+    }
+
+    private static Tensor charLoss(Tensor logits, Tensor targets) {
+        try (Tensor flat = logits.reshape(-1, VOCAB); Tensor t = targets.reshape(-1)) {
+            return Losses.crossEntropy(flat, t);
+        }
+    }
+
+    private static Optimizer adamW(Module m) {
+        return Adam.adamW().lr(1e-3).weightDecay(0.01).build(m.parameters());
+    }
+
+    private static double eagerStep(Module m, Optimizer opt, java.util.function.BiFunction<Tensor, Tensor, Tensor> loss,
+            Tensor x, Tensor y) {
+        opt.zeroGrad();
+        double address;
+        try (Tensor out = m.forward(x); Tensor l = loss.apply(out, y)) {
+            l.backward();
+            address = l.dataAddress();
+        }
+        GradClip.clipByGlobalNorm(opt.params(), 1.0);
+        opt.step();
+        opt.zeroGrad();
+        return address;
+    }
 
     @Setup(Level.Trial)
     public void setup() {
@@ -96,10 +181,51 @@ public class GraphBenchmark {
         }
         labels = Tensor.of(classes, 64);
         gradients = Graphs.compileGradients(trained, Losses::crossEntropy, batch, labels, CompileOptions.defaults());
+
+        CompileOptions clipped = CompileOptions.builder().maxGradNorm(1.0).build();
+        cnnTrain = mnistCnn();
+        cnnEager = mnistCnn();
+        cnnOpt = adamW(cnnTrain);
+        cnnEagerOpt = adamW(cnnEager);
+        stepImages = g.uniform(0, 1, DType.FLOAT32, Device.CPU, 64, 1, 28, 28);
+        stepLabels = Tensor.of(java.util.Arrays.copyOf(classes, 64), 64);
+        cnnStep = Graphs.compileTrainingStep(cnnTrain, Losses::crossEntropy, cnnOpt, stepImages, stepLabels, clipped);
+        lm = charModel();
+        lmEager = charModel();
+        lmCheckpointed = charModel();
+        lmOpt = adamW(lm);
+        lmEagerOpt = adamW(lmEager);
+        lmCheckpointedOpt = adamW(lmCheckpointed);
+        long[] ids = new long[16 * 128];
+        long[] next = new long[ids.length];
+        java.util.Random r = new java.util.Random(5);
+        for (int i = 0; i < ids.length; i++) {
+            ids[i] = r.nextInt(VOCAB);
+            next[i] = r.nextInt(VOCAB);
+        }
+        tokens = Tensor.of(ids, 16, 128);
+        nextTokens = Tensor.of(next, 16, 128);
+        lmStep = Graphs.compileTrainingStep(lm, GraphBenchmark::charLoss, lmOpt, tokens, nextTokens, clipped);
+        long budget = (long) (0.4 * lmStep.memoryPlan().eagerPeakBytes());
+        lmStepCheckpointed = Graphs.compileTrainingStep(lmCheckpointed, GraphBenchmark::charLoss, lmCheckpointedOpt, tokens,
+                nextTokens, CompileOptions.builder().maxGradNorm(1.0).memoryBudget(budget).build());
     }
 
     @TearDown(Level.Trial)
     public void tearDown() {
+        cnnStep.close();
+        lmStep.close();
+        lmStepCheckpointed.close();
+        for (Optimizer o : new Optimizer[] {cnnOpt, cnnEagerOpt, lmOpt, lmEagerOpt, lmCheckpointedOpt}) {
+            o.close();
+        }
+        for (Module m : new Module[] {cnnTrain, cnnEager, lm, lmEager, lmCheckpointed}) {
+            m.close();
+        }
+        stepImages.close();
+        stepLabels.close();
+        tokens.close();
+        nextTokens.close();
         cnnCompiled.close();
         mlpCompiled.close();
         gradients.close();
@@ -163,6 +289,43 @@ public class GraphBenchmark {
     public long mlpBatch1Compiled() {
         try (Tensor y = mlpCompiled.apply(row)) {
             return y.dataAddress();
+        }
+    }
+
+    @Benchmark
+    public double mnistCnnStepEager() {
+        return eagerStep(cnnEager, cnnEagerOpt, Losses::crossEntropy, stepImages, stepLabels);
+    }
+
+    @Benchmark
+    public double mnistCnnStepCompiled(StepMemory m) {
+        m.plannedPeakBytes = cnnStep.memoryPlan().plannedPeakBytes();
+        m.eagerPeakBytes = cnnStep.memoryPlan().eagerPeakBytes();
+        try (Tensor loss = cnnStep.run(stepImages, stepLabels)) {
+            return loss.dataAddress();
+        }
+    }
+
+    @Benchmark
+    public double charLmStepEager() {
+        return eagerStep(lmEager, lmEagerOpt, GraphBenchmark::charLoss, tokens, nextTokens);
+    }
+
+    @Benchmark
+    public double charLmStepCompiled(StepMemory m) {
+        m.plannedPeakBytes = lmStep.memoryPlan().plannedPeakBytes();
+        m.eagerPeakBytes = lmStep.memoryPlan().eagerPeakBytes();
+        try (Tensor loss = lmStep.run(tokens, nextTokens)) {
+            return loss.dataAddress();
+        }
+    }
+
+    @Benchmark
+    public double charLmStepCheckpointed(StepMemory m) {
+        m.checkpointedPeakBytes = lmStepCheckpointed.memoryPlan().plannedPeakBytes();
+        m.eagerPeakBytes = lmStep.memoryPlan().eagerPeakBytes();
+        try (Tensor loss = lmStepCheckpointed.run(tokens, nextTokens)) {
+            return loss.dataAddress();
         }
     }
 }
