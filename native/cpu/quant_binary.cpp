@@ -7,8 +7,9 @@
  * register tiles. AVX-512 VPOPCNTDQ tile: per 8 words of k, 4 loads of a, 4 of b, 16 XOR +
  * VPOPCNTQ + VPADDQ (8192 sign multiply-adds), 64-bit lane accumulators summed at the end; a
  * masked load takes the last kw % 8 words; the epilogue sums two rows' 8 accumulators in one
- * reduction tree (unpack + shuffle_i64x2) and stores 4 + 4 floats. The scalar path (the reference, and the fallback on
- * CPUs without VPOPCNTDQ) does the same tile one word at a time with popcnt.
+ * reduction tree (unpack + shuffle_i64x2) and stores 4 + 4 floats. The scalar path (the
+ * reference, and the fallback on CPUs without VPOPCNTDQ) does the same tile one word at a time
+ * with popcnt.
  * Convolution: threads split the output rows (batch * oh); per output pixel the taps inside the
  * image are gathered (pointer and weight offset), then 4 output channels at a time accumulate
  * popcount(x XOR w) over the taps' words, one x load per 4 weight words.

@@ -168,7 +168,8 @@ public final class WeightOnly {
             return;
         }
         Tensor x = in[0];
-        boolean rows = x.strides()[1] == 1 || x.dims()[1] <= 1;
+        // rows with unit stride along k, each at least k elements apart (a broadcast or overlapping view is copied)
+        boolean rows = (x.strides()[1] == 1 || x.dims()[1] <= 1) && (x.dims()[0] <= 1 || x.strides()[0] >= x.dims()[1]);
         Tensor zp0 = in.length > 3 ? in[3] : null;
         Tensor bias0 = in.length > 4 ? in[4] : null;
         try (Tensor xc = rows ? null : x.contiguous(); Tensor sc = in[2].contiguous();
@@ -188,7 +189,7 @@ public final class WeightOnly {
             args.putLong(a + CtWqArgs.M, y.dims()[0]);
             args.putLong(a + CtWqArgs.N, y.dims()[1]);
             args.putLong(a + CtWqArgs.K, x.dims()[1]);
-            args.putLong(a + CtWqArgs.LDX, Math.max(xv.dims()[0] > 1 ? xv.strides()[0] : x.dims()[1], x.dims()[1]));
+            args.putLong(a + CtWqArgs.LDX, xv.dims()[0] > 1 ? xv.strides()[0] : x.dims()[1]);
             args.putLong(a + CtWqArgs.LDY, y.dims()[1]);
             args.putLong(a + CtWqArgs.GROUP, s.group());
             args.putInt(a + CtWqArgs.FORMAT, s.format().code);

@@ -180,6 +180,27 @@ class WeightOnlyTest {
     }
 
     @Test
+    void broadcastAndStridedActivationRowsAreRead() {
+        try (Scope scope = Scope.open()) {
+            Random r = new Random(6);
+            PackedWeights w = PackedWeights.quantize(randn(r, 0.3, 9, 64), WeightOnly.Format.INT4, 32);
+            Tensor row = randn(r, 1, 1, 64);
+            float[] one = WeightOnly.matmul(row, w, null).toFloatArray();
+            float[] many = WeightOnly.matmul(row.expand(5, 64), w, null).toFloatArray();  // row stride 0
+            for (int i = 0; i < 5; i++) {
+                assertClose(one, java.util.Arrays.copyOfRange(many, i * 9, i * 9 + 9), 0, "broadcast row " + i);
+            }
+            Tensor wide = randn(r, 1, 4, 100);
+            Tensor x = wide.narrow(1, 10, 64);  // rows 100 elements apart
+            try (Tensor xc = x.contiguous()) {
+                assertClose(WeightOnly.matmul(xc, w, null).toFloatArray(), WeightOnly.matmul(x, w, null).toFloatArray(), 0,
+                        "strided rows");
+            }
+            w.close();
+        }
+    }
+
+    @Test
     void badInputIsAClearException() {
         try (Scope scope = Scope.open()) {
             Random r = new Random(1);
