@@ -1,0 +1,365 @@
+/*
+ * Weight-only int4 / fp8 GEMM and GEMV, CPU (quant_weight.h): y = x W^T + bias, W [n, k] packed
+ * in 4 or 8 bits with group-wise float32 scales along k, x float32 or bfloat16.
+ *
+ * Algorithm (one dot product per output, dequantizing W in registers):
+ *   1. bfloat16 x is widened into a float32 workspace (m * k * 4 bytes, once).
+ *   2. Threads split the n outputs; each walks its columns in blocks of NR and the rows of x in
+ *      blocks of MR (MR <= 4). For a block of 32 k (one 16-byte int4 or 32-byte fp8 load per
+ *      column) it decodes the codes of NR columns into float32 lanes, applies the group's scale
+ *      (and zero point: w = fma(u, s, -z' s)), and multiplies them into MR x NR lane accumulators
+ *      with the MR rows of x. The NR columns' weights are decoded once per MR rows.
+ *   3. At the end of k each accumulator is summed across its lanes, the bias added, y stored.
+ * Decoding: int4 vpmovzxbd of 16 bytes, then & 15 (k0..k0+15) and >> 4 (k0+16..k0+31), vcvtdq2ps;
+ * E5M2 is the high byte of a float16 (vpmovzxbw, << 8, vcvtph2ps); E4M3 with its sign moved to
+ * bit 15 and its 7 other bits at 13..7 is a float16 with 2^8 times smaller value (normal and
+ * subnormal alike), so the group scale absorbs 2^8; its NaN codes (0x7f, 0xff) are forced to NaN.
+ * Cost: 2 m n k FLOPs plus ~2 n k per row block for the decoding; W is read once per row block
+ * (once for the GEMV, which is bound by its bytes: n k / 2 for int4). The scalar reference (same
+ * float32 formulas, one element at a time) runs when ct_wq_args.reference is set.
+ */
+#include <algorithm>
+#include <atomic>
+
+#include "cortado/quant_weight.h"
+#include "internal.h"
+#include "quant_math.h"
+
+namespace ct {
+namespace {
+
+constexpr int64_t kBlock = 32;  // k per packed block
+
+inline bool is_int4(int format) { return format == CT_WQ_S4 || format == CT_WQ_U4; }
+inline int64_t row_bytes(int format, int64_t k) { return is_int4(format) ? k / 2 : k; }
+
+/* Per column j and group g: the scale s and the offset b with w = fma(code, s, b). int4: code is
+ * the unsigned nibble u, b = -(z + 8 if signed) s. E4M3: code is the float16-shifted value, s is
+ * multiplied by 2^8, b = 0. E5M2: code is the value, b = 0. */
+struct GroupParams {
+  float s, b;
+};
+/* A scale that is not finite and > 0, or a zero point outside the format's range, sets `bad`
+ * (checked here, where each parameter is read anyway, not in a pass of its own). */
+inline GroupParams group_params(const ct_wq_args& a, int64_t j, int64_t g, bool& bad) {
+  const int64_t G = a.k / a.group;
+  const float s = ((const float*)a.scale)[j * G + g];
+  bad |= !(s > 0.0f && s <= 3.4028235e38f);
+  if (is_int4(a.format)) {
+    const int32_t z = a.zero_point ? ((const int32_t*)a.zero_point)[j * G + g] : 0;
+    bad |= a.format == CT_WQ_S4 ? (z < -8 || z > 7) : (z < 0 || z > 15);
+    const float zu = (float)(z + (a.format == CT_WQ_S4 ? 8 : 0));
+    return {s, -zu * s};
+  }
+  return {a.format == CT_WQ_E4M3 ? s * 256.0f : s, 0.0f};
+}
+
+// ------------------------------------------------------------------ scalar reference
+/* The decoded code of W[j, kk] (before fma with s, b). */
+inline float code_at(const ct_wq_args& a, const uint8_t* row, int64_t kk) {
+  const int64_t blk = kk / kBlock, i = kk % kBlock;
+  if (is_int4(a.format)) {
+    const uint8_t byte = row[blk * 16 + (i % 16)];
+    return (float)(i < 16 ? (byte & 15) : (byte >> 4));
+  }
+  const uint8_t v = row[kk];
+  if (a.format == CT_WQ_E5M2) return qm::fp8_to_f32<qm::e5m2>(v);
+  return qm::fp8_to_f32<qm::e4m3>(v) * (1.0f / 256.0f);  // the scale carries 2^8
+}
+
+void reference_rows(const ct_wq_args& a, const float* x, int64_t ldx, int64_t j0, int64_t j1, bool& bad) {
+  const uint8_t* w = (const uint8_t*)a.w_packed;
+  const int64_t rb = row_bytes(a.format, a.k);
+  for (int64_t j = j0; j < j1; ++j) {
+    for (int64_t i = 0; i < a.m; ++i) {
+      float acc = 0.0f;
+      for (int64_t kk = 0; kk < a.k; ++kk) {
+        const GroupParams p = group_params(a, j, kk / a.group, bad);
+        acc = std::fma(x[i * ldx + kk], std::fma(code_at(a, w + j * rb, kk), p.s, p.b), acc);
+      }
+      const float v = acc + (a.bias ? ((const float*)a.bias)[j] : 0.0f);
+      if (a.y_dtype == CT_F32) ((float*)a.y)[i * a.ldy + j] = v;
+      else ((bf16*)a.y)[i * a.ldy + j].bits = f32_to_bf16(v);
+    }
+  }
+}
+
+// ------------------------------------------------------------------ AVX-512
+/* The 32 weights of one block of one column as two vectors (k0..15, k0+16..31), dequantized. */
+template <int FORMAT>
+CT_AVX512 CT_INLINE void decode512(const uint8_t* p, __m512 s, __m512 b, __m512& w0, __m512& w1) {
+  if constexpr (FORMAT == CT_WQ_S4 || FORMAT == CT_WQ_U4) {
+    const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)p));
+    w0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_and_si512(v, _mm512_set1_epi32(15))), s, b);
+    w1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4)), s, b);
+  } else {
+    const __m512i v = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i*)p));  // 32 x uint16
+    __m512i f;
+    if constexpr (FORMAT == CT_WQ_E5M2) {
+      f = _mm512_slli_epi16(v, 8);
+    } else {
+      // sign to bit 15, the other 7 bits to 13..7; NaN codes (x & 0x7f == 0x7f) to a float16 NaN
+      const __m512i mag = _mm512_and_si512(v, _mm512_set1_epi16(0x7f));
+      f = _mm512_or_si512(_mm512_slli_epi16(_mm512_and_si512(v, _mm512_set1_epi16(0x80)), 8), _mm512_slli_epi16(mag, 7));
+      const __mmask32 nan = _mm512_cmpeq_epi16_mask(mag, _mm512_set1_epi16(0x7f));
+      f = _mm512_mask_mov_epi16(f, nan, _mm512_set1_epi16(0x7e00));
+    }
+    w0 = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_castsi512_si256(f)), s);
+    w1 = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_extracti64x4_epi64(f, 1)), s);
+    (void)b;
+  }
+}
+
+template <int FORMAT, int MR, int NR>
+CT_AVX512 void tile512(const ct_wq_args& a, const float* x, int64_t ldx, int64_t i0, int64_t j0, bool& bad) {
+  const uint8_t* w = (const uint8_t*)a.w_packed;
+  const int64_t rb = row_bytes(FORMAT, a.k), bb = is_int4(FORMAT) ? 16 : 32;
+  __m512 acc[MR][NR];
+  for (int r = 0; r < MR; ++r)
+    for (int c = 0; c < NR; ++c) acc[r][c] = _mm512_setzero_ps();
+  for (int64_t g0 = 0; g0 < a.k; g0 += a.group) {
+    __m512 s[NR], b[NR];
+    for (int c = 0; c < NR; ++c) {
+      const GroupParams p = group_params(a, j0 + c, g0 / a.group, bad);
+      s[c] = _mm512_set1_ps(p.s);
+      b[c] = _mm512_set1_ps(p.b);
+    }
+    for (int64_t k0 = g0; k0 < g0 + a.group; k0 += kBlock) {
+      __m512 x0[MR], x1[MR];
+      for (int r = 0; r < MR; ++r) {
+        x0[r] = _mm512_loadu_ps(x + (i0 + r) * ldx + k0);
+        x1[r] = _mm512_loadu_ps(x + (i0 + r) * ldx + k0 + 16);
+      }
+      for (int c = 0; c < NR; ++c) {
+        __m512 w0, w1;
+        decode512<FORMAT>(w + (j0 + c) * rb + (k0 / kBlock) * bb, s[c], b[c], w0, w1);
+        for (int r = 0; r < MR; ++r) {
+          acc[r][c] = _mm512_fmadd_ps(x0[r], w0, acc[r][c]);
+          acc[r][c] = _mm512_fmadd_ps(x1[r], w1, acc[r][c]);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int c = 0; c < NR; ++c) {
+      const float v = _mm512_reduce_add_ps(acc[r][c]) + (a.bias ? ((const float*)a.bias)[j0 + c] : 0.0f);
+      if (a.y_dtype == CT_F32) ((float*)a.y)[(i0 + r) * a.ldy + j0 + c] = v;
+      else ((bf16*)a.y)[(i0 + r) * a.ldy + j0 + c].bits = f32_to_bf16(v);
+    }
+}
+
+// ------------------------------------------------------------------ AVX2
+/* Half h of one block of one column: lanes k0+8h..+7 (w0) and k0+16+8h..+7 (w1). */
+template <int FORMAT>
+CT_INLINE void decode256(const uint8_t* p, int h, __m256 s, __m256 b, __m256& w0, __m256& w1) {
+  if constexpr (FORMAT == CT_WQ_S4 || FORMAT == CT_WQ_U4) {
+    const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(p + 8 * h)));
+    w0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v, _mm256_set1_epi32(15))), s, b);
+    w1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v, 4)), s, b);
+  } else {
+    // fp8 blocks are in k order: lanes k0+8h..+7 and k0+16+8h..+7
+    __m128i v0 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i*)(p + 8 * h)));
+    __m128i v1 = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i*)(p + 16 + 8 * h)));
+    if constexpr (FORMAT == CT_WQ_E5M2) {
+      v0 = _mm_slli_epi16(v0, 8);
+      v1 = _mm_slli_epi16(v1, 8);
+    } else {
+      const __m128i m7 = _mm_set1_epi16(0x7f), s8 = _mm_set1_epi16(0x80), qnan = _mm_set1_epi16(0x7e00);
+      const __m128i a0 = _mm_and_si128(v0, m7), a1 = _mm_and_si128(v1, m7);
+      __m128i f0 = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(v0, s8), 8), _mm_slli_epi16(a0, 7));
+      __m128i f1 = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(v1, s8), 8), _mm_slli_epi16(a1, 7));
+      v0 = _mm_blendv_epi8(f0, qnan, _mm_cmpeq_epi16(a0, m7));
+      v1 = _mm_blendv_epi8(f1, qnan, _mm_cmpeq_epi16(a1, m7));
+    }
+    w0 = _mm256_mul_ps(_mm256_cvtph_ps(v0), s);
+    w1 = _mm256_mul_ps(_mm256_cvtph_ps(v1), s);
+    (void)b;
+  }
+}
+
+template <int FORMAT, int MR, int NR>
+void tile256(const ct_wq_args& a, const float* x, int64_t ldx, int64_t i0, int64_t j0, bool& bad) {
+  const uint8_t* w = (const uint8_t*)a.w_packed;
+  const int64_t rb = row_bytes(FORMAT, a.k), bb = is_int4(FORMAT) ? 16 : 32;
+  __m256 acc[MR][NR];
+  for (int r = 0; r < MR; ++r)
+    for (int c = 0; c < NR; ++c) acc[r][c] = _mm256_setzero_ps();
+  for (int64_t g0 = 0; g0 < a.k; g0 += a.group) {
+    __m256 s[NR], b[NR];
+    for (int c = 0; c < NR; ++c) {
+      const GroupParams p = group_params(a, j0 + c, g0 / a.group, bad);
+      s[c] = _mm256_set1_ps(p.s);
+      b[c] = _mm256_set1_ps(p.b);
+    }
+    for (int64_t k0 = g0; k0 < g0 + a.group; k0 += kBlock) {
+      for (int h = 0; h < 2; ++h) {
+        for (int c = 0; c < NR; ++c) {
+          __m256 w0, w1;
+          decode256<FORMAT>(w + (j0 + c) * rb + (k0 / kBlock) * bb, h, s[c], b[c], w0, w1);
+          for (int r = 0; r < MR; ++r) {
+            const float* xr = x + (i0 + r) * ldx + k0 + 8 * h;
+            acc[r][c] = _mm256_fmadd_ps(_mm256_loadu_ps(xr), w0, acc[r][c]);
+            acc[r][c] = _mm256_fmadd_ps(_mm256_loadu_ps(xr + 16), w1, acc[r][c]);
+          }
+        }
+      }
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int c = 0; c < NR; ++c) {
+      __m128 q = _mm_add_ps(_mm256_castps256_ps128(acc[r][c]), _mm256_extractf128_ps(acc[r][c], 1));
+      q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+      q = _mm_add_ss(q, _mm_movehdup_ps(q));
+      const float v = _mm_cvtss_f32(q) + (a.bias ? ((const float*)a.bias)[j0 + c] : 0.0f);
+      if (a.y_dtype == CT_F32) ((float*)a.y)[(i0 + r) * a.ldy + j0 + c] = v;
+      else ((bf16*)a.y)[(i0 + r) * a.ldy + j0 + c].bits = f32_to_bf16(v);
+    }
+}
+
+// ------------------------------------------------------------------ driver
+using Tile = void (*)(const ct_wq_args&, const float*, int64_t, int64_t, int64_t, bool&);
+
+/* The tile kernels of one format: [avx512][MR - 1][NR - 1]; AVX2 stops at NR = 2 (16 ymm). */
+template <int F> struct Tiles {
+  static Tile get(bool avx512, int mr, int nr) {
+    static const Tile t512[4][4] = {
+        {tile512<F, 1, 1>, tile512<F, 1, 2>, tile512<F, 1, 3>, tile512<F, 1, 4>},
+        {tile512<F, 2, 1>, tile512<F, 2, 2>, tile512<F, 2, 3>, tile512<F, 2, 4>},
+        {tile512<F, 3, 1>, tile512<F, 3, 2>, tile512<F, 3, 3>, tile512<F, 3, 4>},
+        {tile512<F, 4, 1>, tile512<F, 4, 2>, tile512<F, 4, 3>, tile512<F, 4, 4>}};
+    static const Tile t256[4][2] = {{tile256<F, 1, 1>, tile256<F, 1, 2>},
+                                    {tile256<F, 2, 1>, tile256<F, 2, 2>},
+                                    {tile256<F, 3, 1>, tile256<F, 3, 2>},
+                                    {tile256<F, 4, 1>, tile256<F, 4, 2>}};
+    return avx512 ? t512[mr - 1][nr - 1] : t256[mr - 1][nr - 1];
+  }
+};
+
+Tile tile_for(int format, bool avx512, int mr, int nr) {
+  switch (format) {
+    case CT_WQ_S4:
+    case CT_WQ_U4: return Tiles<CT_WQ_S4>::get(avx512, mr, nr);  // the format only changes the offset
+    case CT_WQ_E4M3: return Tiles<CT_WQ_E4M3>::get(avx512, mr, nr);
+    default: return Tiles<CT_WQ_E5M2>::get(avx512, mr, nr);
+  }
+}
+
+void fast_rows(const ct_wq_args& a, const float* x, int64_t ldx, int64_t j0, int64_t j1, bool& bad) {
+  const bool avx512 = use_avx512();
+  const int nrmax = avx512 ? 4 : 2;
+  for (int64_t j = j0; j < j1;) {
+    const int nr = (int)std::min<int64_t>(nrmax, j1 - j);
+    for (int64_t i = 0; i < a.m;) {
+      const int mr = (int)std::min<int64_t>(4, a.m - i);
+      tile_for(a.format, avx512, mr, nr)(a, x, ldx, i, j, bad);
+      i += mr;
+    }
+    j += nr;
+  }
+}
+
+bool finite_positive(float s) { return std::isfinite(s) && s > 0.0f; }
+
+}  // namespace
+}  // namespace ct
+
+using namespace ct;
+
+extern "C" int ct_cpu_wq_pack(const void* q, int32_t q_dtype, int64_t n, int64_t k, int64_t ld_n, int64_t ld_k,
+                              int32_t format, uint8_t* packed, int64_t stream) {
+  static const char* fn = "ct_cpu_wq_pack";
+  CT_TRY
+  if (format < CT_WQ_S4 || format > CT_WQ_E5M2) return fail(CT_ERR_INVALID_ARG, "%s: unknown format %d", fn, format);
+  const int want = format == CT_WQ_S4 ? CT_I8 : format == CT_WQ_U4 ? CT_U8 : format == CT_WQ_E4M3 ? CT_F8E4M3 : CT_F8E5M2;
+  if (q_dtype != want)
+    return fail(CT_ERR_INVALID_ARG, "%s: codes of dtype %s for format %d (expected %s)", fn, dtype_name(q_dtype), format,
+                dtype_name(want));
+  if (n < 0 || k < 0 || k % kBlock != 0 || ld_n < 0 || ld_k < 0)
+    return fail(CT_ERR_INVALID_ARG, "%s: n=%lld, k=%lld (a multiple of 32), strides %lld/%lld", fn, (long long)n,
+                (long long)k, (long long)ld_n, (long long)ld_k);
+  if (n * k == 0) return CT_OK;
+  if (!q || !packed) return fail(CT_ERR_INVALID_ARG, "%s: a pointer is NULL", fn);
+  const int64_t rb = row_bytes(format, k);
+  std::atomic<int64_t> bad{-1};
+  parallel_range(n, k, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; ++j) {
+      uint8_t* dst = packed + j * rb;
+      if (!is_int4(format)) {
+        for (int64_t kk = 0; kk < k; ++kk) dst[kk] = ((const uint8_t*)q)[j * ld_n + kk * ld_k];
+        continue;
+      }
+      for (int64_t blk = 0; blk < k / kBlock; ++blk)
+        for (int64_t i = 0; i < 16; ++i) {
+          int u[2];
+          for (int h = 0; h < 2; ++h) {
+            const int64_t off = j * ld_n + (blk * kBlock + i + 16 * h) * ld_k;
+            const int v = format == CT_WQ_S4 ? ((const int8_t*)q)[off] : ((const uint8_t*)q)[off];
+            if (format == CT_WQ_S4 ? (v < -8 || v > 7) : (v > 15)) bad.store(j);
+            u[h] = (format == CT_WQ_S4 ? v + 8 : v) & 15;
+          }
+          dst[blk * 16 + i] = (uint8_t)(u[0] | (u[1] << 4));
+        }
+    }
+  });
+  if (bad.load() >= 0)
+    return fail(CT_ERR_INVALID_ARG, "%s: row %lld holds a code outside %s", fn, (long long)bad.load(),
+                format == CT_WQ_S4 ? "[-8, 7]" : "[0, 15]");
+  return CT_OK;
+  CT_CATCH(fn)
+}
+
+extern "C" int ct_cpu_wq_gemm(const ct_wq_args* args, int64_t stream) {
+  static const char* fn = "ct_cpu_wq_gemm";
+  CT_TRY
+  if (!args) return fail(CT_ERR_INVALID_ARG, "%s: args is NULL", fn);
+  const ct_wq_args& a = *args;
+  if (a.format < CT_WQ_S4 || a.format > CT_WQ_E5M2) return fail(CT_ERR_INVALID_ARG, "%s: unknown format %d", fn, a.format);
+  if ((a.x_dtype != CT_F32 && a.x_dtype != CT_BF16) || (a.y_dtype != CT_F32 && a.y_dtype != CT_BF16))
+    return fail(CT_ERR_INVALID_ARG, "%s: x %s, y %s (float32 or bfloat16)", fn, dtype_name(a.x_dtype),
+                dtype_name(a.y_dtype));
+  if (a.m < 0 || a.n < 0 || a.k < 0 || a.group < kBlock || a.group % kBlock != 0 || a.k % a.group != 0 ||
+      a.ldx < a.k || a.ldy < a.n)
+    return fail(CT_ERR_INVALID_ARG,
+                "%s: m=%lld n=%lld k=%lld group=%lld (a multiple of 32 dividing k) ldx=%lld ldy=%lld", fn,
+                (long long)a.m, (long long)a.n, (long long)a.k, (long long)a.group, (long long)a.ldx, (long long)a.ldy);
+  if (!is_int4(a.format) && a.zero_point) return fail(CT_ERR_INVALID_ARG, "%s: fp8 weights take no zero point", fn);
+  if (a.m == 0 || a.n == 0) return CT_OK;
+  if (!a.y || (a.k > 0 && (!a.x || !a.w_packed || !a.scale)))
+    return fail(CT_ERR_INVALID_ARG, "%s: a pointer is NULL", fn);
+  // float32 rows of x: x itself, or a widened copy of bfloat16 x
+  const float* x = (const float*)a.x;
+  int64_t ldx = a.ldx;
+  HostBuffer<float> wide(a.x_dtype == CT_BF16 ? std::max<int64_t>(1, a.m * a.k) : 1);
+  if (a.x_dtype == CT_BF16) {
+    parallel_range(a.m, a.k, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i)
+        for (int64_t kk = 0; kk < a.k; ++kk) wide[i * a.k + kk] = bf16_to_f32(((const bf16*)a.x)[i * a.ldx + kk].bits);
+    });
+    x = wide.data();
+    ldx = a.k;
+  }
+  // threads split n in blocks of 4 columns
+  std::atomic<bool> any_bad{false};
+  const int64_t blocks = (a.n + 3) / 4;
+  parallel_range(blocks, 4 * std::max<int64_t>(1, a.m * a.k), [&](int64_t b0, int64_t b1) {
+    const int64_t j0 = b0 * 4, j1 = std::min(a.n, b1 * 4);
+    bool bad = false;
+    if (a.reference) reference_rows(a, x, ldx, j0, j1, bad);
+    else fast_rows(a, x, ldx, j0, j1, bad);
+    if (bad) any_bad.store(true);
+  });
+  if (any_bad.load()) {  // find the first bad parameter for the message (the error path only)
+    const int64_t params = a.k / a.group * a.n;
+    for (int64_t p = 0; p < params; ++p) {
+      const float s = ((const float*)a.scale)[p];
+      if (!finite_positive(s))
+        return fail(CT_ERR_INVALID_ARG, "%s: scale[%lld] = %g is not finite and > 0", fn, (long long)p, (double)s);
+      const int32_t z = a.zero_point ? ((const int32_t*)a.zero_point)[p] : 0;
+      if (a.format == CT_WQ_S4 ? (z < -8 || z > 7) : (z < 0 || z > 15))
+        return fail(CT_ERR_INVALID_ARG, "%s: zero_point[%lld] = %d is outside the range of %s", fn, (long long)p, z,
+                  a.format == CT_WQ_S4 ? "int4 [-8, 7]" : "uint4 [0, 15]");
+    }
+  }
+  return CT_OK;
+  CT_CATCH(fn)
+}
