@@ -26,6 +26,8 @@ module dev.cortado {
     requires org.bytedeco.cuda.linux.x86_64;
     requires org.slf4j;
     requires com.fasterxml.jackson.core;
+    // the ONNX importer (dev.cortado.onnx): the classes protoc generates from onnx.proto
+    requires com.google.protobuf;
 
     // the demos only (dev.cortado.cli); optional Maven dependencies
     requires static me.tongfei.progressbar;
@@ -46,4 +48,6 @@ module dev.cortado {
     exports dev.cortado.distributed;
     exports dev.cortado.models;
     exports dev.cortado.backend;
+    exports dev.cortado.onnx;
+    exports dev.cortado.onnx.proto;
 }

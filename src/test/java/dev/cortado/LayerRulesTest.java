@@ -31,6 +31,7 @@ class LayerRulesTest {
         {"nn", "io", "settings"},
         {"quant", "distributed", "models"},
         {"graph"},
+        {"onnx"},
         {"cli"},
     };
 
@@ -73,6 +74,6 @@ class LayerRulesTest {
             }
         }
         return rule.because("arrows point down the layer table: tensor -> backend -> ops -> autograd/optim "
-                + "-> sparse -> nn/io -> quant -> graph -> cli (docs/architecture.md)");
+                + "-> sparse -> nn/io -> quant -> graph -> onnx -> cli (docs/architecture.md)");
     }
 }

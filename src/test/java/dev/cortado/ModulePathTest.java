@@ -62,7 +62,8 @@ class ModulePathTest {
         for (String e : System.getProperty("java.class.path").split(File.pathSeparator)) {
             String name = Path.of(e).getFileName().toString();
             if (name.endsWith(".jar") && (name.startsWith("javacpp-") || name.startsWith("openblas-")
-                    || name.startsWith("cuda-") || name.startsWith("slf4j-api-") || name.startsWith("jackson-core-"))) {
+                    || name.startsWith("cuda-") || name.startsWith("slf4j-api-") || name.startsWith("jackson-core-")
+                    || name.startsWith("protobuf-java-"))) {
                 path.add(e);
             }
         }

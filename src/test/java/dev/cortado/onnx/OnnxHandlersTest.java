@@ -57,7 +57,7 @@ class OnnxHandlersTest {
         ModelProto model = ModelProto.newBuilder()
                 .addOpsetImport(OperatorSetIdProto.newBuilder().setDomain("").setVersion(opset))
                 .setGraph(graph).build();
-        return OnnxNodeRunner.run(model, feeds).get("y");
+        return OnnxTestCases.runModel(model, feeds).get("y");
     }
 
     private static void assertClose(double[] want, float[] got, double tol) {
@@ -153,7 +153,7 @@ class OnnxHandlersTest {
             Map<String, Tensor> feeds = new LinkedHashMap<>();
             feeds.put("x", Tensor.of(x, 2, 3));
             feeds.put("scale", Tensor.of(new float[] {1, 2, 3}, 3));
-            Map<String, Tensor> out = OnnxNodeRunner.run(model, feeds);
+            Map<String, Tensor> out = OnnxTestCases.runModel(model, feeds);
             double mean = 22.0 / 6;
             double var = 0;
             for (float v : x) {

@@ -1,17 +1,17 @@
 package dev.cortado.onnx;
 
-import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.fail;
 import static org.junit.jupiter.api.Assumptions.abort;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import dev.cortado.onnx.OnnxTestCases.Case;
 import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Properties;
 import java.util.Map;
 import java.util.TreeMap;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -22,127 +22,136 @@ import org.junit.jupiter.api.DynamicTest;
 import org.junit.jupiter.api.TestFactory;
 
 /**
- * ONNX backend node tests ({@code ../shared/conformance/onnx-node}) through
- * {@link OnnxNodeRunner}: one dynamic test per test directory whose graph uses only ops of
- * {@link OnnxOps}; every output compared with ONNX's rule (rtol 1e-3, atol 1e-7, NaN == NaN,
- * integers and bools exact, dtype and shape exact).
+ * The ONNX conformance tests of {@code ../shared/conformance} through the importer
+ * ({@link OnnxModel}): every test directory of onnx-node (667), onnx-node-training (7),
+ * onnx-pytorch (115) and onnx-light (9) is loaded, run on its {@code test_data_set_0} inputs and compared with its
+ * outputs by ONNX's rule (rtol 1e-3, densenet121 2e-3; atol 1e-7; NaN == NaN; integers and bools
+ * exact; dtype and shape exact).
  *
- * <p>Outcomes: passed; skipped because the test's tensors use an ONNX element type Cortado has
- * no dtype for (INT16, UINT16, UINT32, UINT64); expected failure (listed in
- * {@link #EXPECTED_FAILURES} with the reason: the test runs, and is reported as skipped when it
- * fails as expected, but FAILS when it unexpectedly passes, so the list cannot go stale).
- * Tests using ops without a handler are not generated; their count is logged. The numbers of
- * generated and passing tests may only grow: {@link #FLOOR} pins them, and with CI=true missing
- * conformance data fails the run instead of skipping it.
+ * <p>Every test that does not pass (an op the importer lacks, fails at load; an ONNX element type
+ * with no Cortado dtype; a numerical mismatch) must be listed with its reason in the tracked file
+ * {@link #EXPECTED_FAILURES} ({@code suite/test<TAB>reason}), which can only shrink: a listed test
+ * that passes fails the build ("remove the line"), an unlisted failure fails the build, and a
+ * line naming no test fails the build. Listed failures report as skipped with the reason.
+ * {@code -Donnx.writeExpectedFailures=true} rewrites the file from the run (for review in a diff).
+ * Two heavy onnx-light graphs run only with {@code -Dcortado.onnx.heavy=true} ({@link #HEAVY}).
+ * With CI=true missing conformance data fails the run instead of skipping it.
  */
 class OnnxNodeTest {
 
-    /**
-     * Known failures caused by bugs or missing features in main code (src/main, native/), each
-     * with its reason. Remove an entry when the bug is fixed (the test then fails as "unexpectedly
-     * passes" until the entry is removed).
-     */
-    static final Map<String, String> EXPECTED_FAILURES = Map.ofEntries(
-    );
+    static final Path EXPECTED_FAILURES = Path.of("src/test/resources/onnx/expected-failures.tsv");
 
-    /**
-     * Known failures of the older PyTorch-exported tests ({@code onnx-pytorch}), same rules as
-     * {@link #EXPECTED_FAILURES}.
-     */
-    static final Map<String, String> PYTORCH_EXPECTED_FAILURES = Map.ofEntries(
-    );
+    /** The expected-failure file: key (suite/test) -> reason. */
+    static Map<String, String> expectedFailures() {
+        Path file = Path.of(System.getProperty("user.dir")).resolve(EXPECTED_FAILURES);
+        Map<String, String> out = new LinkedHashMap<>();
+        try {
+            for (String line : Files.readAllLines(file)) {
+                if (line.isBlank() || line.startsWith("#")) {
+                    continue;
+                }
+                int tab = line.indexOf('\t');
+                if (tab <= 0 || line.substring(tab + 1).isBlank()) {
+                    throw new AssertionError(EXPECTED_FAILURES + ": '" + line + "' is not 'suite/test<TAB>reason'");
+                }
+                if (out.put(line.substring(0, tab), line.substring(tab + 1)) != null) {
+                    throw new AssertionError(EXPECTED_FAILURES + " lists " + line.substring(0, tab) + " twice");
+                }
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+        return out;
+    }
 
-    /** Counters and the outcome rules of one suite (node tests, PyTorch-exported tests). */
+    /** Counters of one suite. */
     static final class Suite {
         final String title;
         final AtomicInteger passed = new AtomicInteger();
         final AtomicInteger failed = new AtomicInteger();
         final AtomicInteger xfailed = new AtomicInteger();
-        final AtomicInteger dtypeSkipped = new AtomicInteger();
+        final AtomicInteger skipped = new AtomicInteger();
         final AtomicLong nanos = new AtomicLong();
-        volatile int opSkipped = -1;
-        volatile int generated;
-        final Map<String, String> xfailDetails = new TreeMap<>();
+        volatile int generated = -1;
 
         Suite(String title) {
             this.title = title;
         }
 
-        Stream<DynamicTest> tests(List<Case> cases, Map<String, String> expectedFailures, String where) {
-            List<Case> runnable = cases.stream().filter(Case::opsSupported).toList();
-            opSkipped = cases.size() - runnable.size();
-            generated = runnable.size();
-            for (String name : expectedFailures.keySet()) {
-                assertNotNull(runnable.stream().filter(c -> c.name().equals(name)).findFirst().orElse(null),
-                        title + ": expected-failure list names " + name + ", which is not a generated test");
-            }
-            System.out.println(title + ": " + cases.size() + " test directories in " + where + "; " + runnable.size()
-                    + " generated, " + opSkipped + " not generated (unsupported ops)");
-            return runnable.stream().map(c -> DynamicTest.dynamicTest(c.name(), c.dir().toUri(), () -> execute(c)));
-        }
-
-        void execute(Case c) throws Exception {
-            if (!c.unsupportedDTypes().isEmpty()) {
-                dtypeSkipped.incrementAndGet();
-                abort(c.name() + ": ONNX element type(s) " + c.unsupportedDTypes() + " have no Cortado dtype");
-            }
-            long t0 = System.nanoTime();
-            String problem;
-            try {
-                problem = OnnxTestCases.run(c);
-            } catch (RuntimeException | Error e) {
-                if (e instanceof OutOfMemoryError) {
-                    throw e;
-                }
-                problem = e.toString();
-                if (c.expectedFailure() == null) {
-                    failed.incrementAndGet();
-                    throw new AssertionError(c.name() + " threw " + e, e);
-                }
-            } finally {
-                nanos.addAndGet(System.nanoTime() - t0);
-            }
-            if (c.expectedFailure() != null) {
-                if (problem == null) {
-                    failed.incrementAndGet();
-                    fail(c.name() + " is listed as an expected failure (" + c.expectedFailure()
-                            + ") but now passes: remove it from the list");
-                }
-                xfailed.incrementAndGet();
-                synchronized (xfailDetails) {
-                    xfailDetails.put(c.name(), problem);
-                }
-                abort("expected failure (" + c.expectedFailure() + "): " + problem);
-            }
-            if (problem != null) {
-                failed.incrementAndGet();
-                fail(c.name() + ": " + problem);
-            }
-            passed.incrementAndGet();
-        }
-
-        /** Whether every generated test ran (not a filtered run), so the counts can be pinned. */
         boolean complete() {
-            return opSkipped >= 0 && passed.get() + failed.get() + xfailed.get() + dtypeSkipped.get() == generated;
-        }
-
-        void summary() {
-            if (opSkipped < 0) {
-                return;
-            }
-            System.out.println(title + ": " + passed.get() + " passed, " + opSkipped + " skipped (unsupported ops), "
-                    + xfailed.get() + " expected failures, " + dtypeSkipped.get() + " skipped (unsupported dtypes), "
-                    + failed.get() + " failed; " + generated + " generated; " + String.format("%.2f", nanos.get() / 1e9)
-                    + " s in the runner");
-            synchronized (xfailDetails) {
-                xfailDetails.forEach((k, v) -> System.out.println("  expected failure " + k + ": "
-                        + (v.length() > 300 ? v.substring(0, 300) + "..." : v)));
-            }
+            return generated >= 0 && passed.get() + failed.get() + xfailed.get() + skipped.get() == generated;
         }
     }
 
-    private static final Suite NODE = new Suite("ONNX node tests");
-    private static final Suite PYTORCH = new Suite("ONNX pytorch tests");
+    private static final Map<String, Suite> SUITES = new LinkedHashMap<>();
+    /** key -> why it failed, for every failure of this run (written with -Donnx.writeExpectedFailures). */
+    private static final Map<String, String> FAILURES = new TreeMap<>();
+
+    static {
+        for (String s : new String[] {"onnx-node", "onnx-node-training", "onnx-pytorch", "onnx-light"}) {
+            SUITES.put(s, new Suite(s));
+        }
+    }
+
+    private static Stream<DynamicTest> suite(String suiteName, List<Case> cases) {
+        Suite suite = SUITES.get(suiteName);
+        suite.generated = cases.size();
+        Map<String, String> expected = expectedFailures();
+        List<String> stale = new ArrayList<>();
+        for (String key : expected.keySet()) {
+            if (key.startsWith(suiteName + "/") && cases.stream().noneMatch(c -> c.key().equals(key))) {
+                stale.add(key);
+            }
+        }
+        if (!stale.isEmpty()) {
+            throw new AssertionError(EXPECTED_FAILURES + " lists tests that do not exist: " + stale);
+        }
+        return cases.stream().map(c -> DynamicTest.dynamicTest(c.name(), c.dir().toUri(), () -> execute(suite, c)));
+    }
+
+    /**
+     * The two onnx-light graphs that take most of the suite's time (VGG-19: about 20 GFLOP per
+     * image, 24 s on two loaded cores; AlexNet's 4096 x 9216 dense layers: 7 s): they run with
+     * {@code -Dcortado.onnx.heavy=true} and are skipped (not counted) otherwise.
+     */
+    static final java.util.Set<String> HEAVY = java.util.Set.of("onnx-light/test_vgg19", "onnx-light/test_bvlc_alexnet");
+
+    private static void execute(Suite suite, Case c) {
+        if (HEAVY.contains(c.key()) && !Boolean.getBoolean("cortado.onnx.heavy")) {
+            suite.skipped.incrementAndGet();
+            abort(c.key() + " is a heavy model: run it with -Dcortado.onnx.heavy=true");
+        }
+        long t0 = System.nanoTime();
+        String problem;
+        try {
+            problem = OnnxTestCases.run(c);
+        } catch (OutOfMemoryError e) {
+            throw e;
+        } catch (Exception | Error e) {
+            problem = e.toString();
+        } finally {
+            suite.nanos.addAndGet(System.nanoTime() - t0);
+        }
+        if (problem != null) {
+            synchronized (FAILURES) {
+                FAILURES.put(c.key(), problem.replace('\t', ' ').replace('\n', ' '));
+            }
+        }
+        if (c.expectedFailure() != null) {
+            if (problem == null) {
+                suite.failed.incrementAndGet();
+                fail(c.key() + " is listed in " + EXPECTED_FAILURES + " (" + c.expectedFailure()
+                        + ") but now passes: remove its line");
+            }
+            suite.xfailed.incrementAndGet();
+            abort("expected failure (" + c.expectedFailure() + "): " + problem);
+        }
+        if (problem != null) {
+            suite.failed.incrementAndGet();
+            fail(c.key() + " fails and is not listed in " + EXPECTED_FAILURES + ": " + problem);
+        }
+        suite.passed.incrementAndGet();
+    }
 
     @TestFactory
     Stream<DynamicTest> onnxNodeTests() {
@@ -150,13 +159,12 @@ class OnnxNodeTest {
         requireDataUnderCi(dir != null, "ONNX node tests (onnx-node/MANIFEST.tsv)");
         assumeTrue(dir != null, "ONNX conformance data not found at " + OnnxTestCases.conformanceDir()
                 + " (set -Dcortado.conformance.dir); skipping");
-        return NODE.tests(OnnxTestCases.discover(dir, EXPECTED_FAILURES), EXPECTED_FAILURES, dir.toString());
+        return suite("onnx-node", OnnxTestCases.discover(dir, "onnx-node", expectedFailures()));
     }
 
     /**
      * The older IR-3 / opset-6 PyTorch exports ({@code onnx-pytorch/pytorch-converted} and
-     * {@code pytorch-operator}): same runner and rules; initializers listed in graph.input are
-     * not fed. Skips when the folder is absent.
+     * {@code pytorch-operator}); initializers listed in graph.input are not fed.
      */
     @TestFactory
     Stream<DynamicTest> onnxPytorchTests() {
@@ -164,57 +172,54 @@ class OnnxNodeTest {
         requireDataUnderCi(!dirs.isEmpty(), "ONNX pytorch tests (onnx-pytorch)");
         assumeTrue(!dirs.isEmpty(), "ONNX pytorch conformance data not found under " + OnnxTestCases.conformanceDir()
                 + "/onnx-pytorch; skipping");
-        List<Case> cases = new java.util.ArrayList<>();
+        List<Case> cases = new ArrayList<>();
         for (Path d : dirs) {
-            cases.addAll(OnnxTestCases.discover(d, PYTORCH_EXPECTED_FAILURES));
+            cases.addAll(OnnxTestCases.discover(d, "onnx-pytorch/" + d.getFileName(), expectedFailures()));
         }
-        return PYTORCH.tests(cases, PYTORCH_EXPECTED_FAILURES, dirs.toString());
+        return suite("onnx-pytorch", cases);
     }
 
-    /**
-     * The floor of the conformance counts, a tracked file that may only grow: a run with fewer
-     * generated or passing tests fails (a handler removed, an op dropped from the selection, a
-     * regression); a run with more says which line to raise. Checked only when every generated
-     * test ran (not under a test filter).
-     */
-    static final Path FLOOR = Path.of("src/test/resources/onnx-coverage-floor.properties");
+    /** The 7 optimizer steps of onnx-node-training (domain ai.onnx.preview.training). */
+    @TestFactory
+    Stream<DynamicTest> onnxTrainingTests() {
+        Path dir = OnnxTestCases.trainingDir();
+        requireDataUnderCi(dir != null, "ONNX training node tests (onnx-node-training)");
+        assumeTrue(dir != null, "onnx-node-training not found under " + OnnxTestCases.conformanceDir() + "; skipping");
+        return suite("onnx-node-training", OnnxTestCases.discover(dir, "onnx-node-training", expectedFailures()));
+    }
+
+    /** The 9 real CNN graphs of onnx-light (constant weights: load and smoke tests). */
+    @TestFactory
+    Stream<DynamicTest> onnxLightModels() {
+        Path dir = OnnxTestCases.lightDir();
+        requireDataUnderCi(dir != null, "ONNX light models (onnx-light)");
+        assumeTrue(dir != null, "onnx-light not found under " + OnnxTestCases.conformanceDir() + "; skipping");
+        return suite("onnx-light", OnnxTestCases.discover(dir, "onnx-light", expectedFailures()));
+    }
 
     @AfterAll
     static void summary() throws IOException {
-        NODE.summary();
-        PYTORCH.summary();
-        Properties floor = new Properties();
-        try (var in = Files.newBufferedReader(Path.of(System.getProperty("user.dir")).resolve(FLOOR))) {
-            floor.load(in);
-        }
-        List<String> drops = new ArrayList<>();
-        List<String> rises = new ArrayList<>();
-        for (var e : Map.of("node", NODE, "pytorch", PYTORCH).entrySet()) {
-            Suite suite = e.getValue();
-            if (!suite.complete()) {
+        for (Suite s : SUITES.values()) {
+            if (s.generated < 0) {
                 continue;
             }
-            checkFloor(floor, e.getKey() + ".generated", suite.generated, drops, rises);
-            checkFloor(floor, e.getKey() + ".passed", suite.passed.get(), drops, rises);
+            System.out.println(s.title + ": " + s.passed.get() + " passed, " + s.xfailed.get() + " expected failures, "
+                    + s.failed.get() + " failed, " + s.skipped.get() + " skipped (heavy), of " + s.generated + "; " + String.format("%.2f", s.nanos.get() / 1e9)
+                    + " s in the runner");
         }
-        if (!rises.isEmpty()) {
-            System.out.println("ONNX coverage grew: raise these lines in " + FLOOR + ": " + rises);
-        }
-        if (!drops.isEmpty()) {
-            throw new AssertionError("ONNX coverage dropped below the floor in " + FLOOR + ": " + drops);
-        }
-    }
-
-    static void checkFloor(Properties floor, String key, int count, List<String> drops, List<String> rises) {
-        String v = floor.getProperty(key);
-        if (v == null) {
-            throw new AssertionError(FLOOR + " has no line " + key + " (this run: " + key + "=" + count + ")");
-        }
-        int min = Integer.parseInt(v.trim());
-        if (count < min) {
-            drops.add(key + " = " + count + " < " + min);
-        } else if (count > min) {
-            rises.add(key + "=" + count);
+        if (Boolean.getBoolean("onnx.writeExpectedFailures")
+                && SUITES.values().stream().allMatch(s -> s.complete() && s.skipped.get() == 0)) {
+            StringBuilder sb = new StringBuilder();
+            sb.append("# ONNX conformance tests that do not pass (OnnxNodeTest): suite/test<TAB>reason.\n")
+                    .append("# This list may only shrink: a listed test that passes fails the build, and so does an\n")
+                    .append("# unlisted failure. Regenerate with -Donnx.writeExpectedFailures=true and review the diff.\n");
+            for (var e : FAILURES.entrySet()) {
+                String reason = e.getValue();
+                sb.append(e.getKey()).append('\t').append(reason.length() > 240 ? reason.substring(0, 240) + "..." : reason)
+                        .append('\n');
+            }
+            Files.writeString(Path.of(System.getProperty("user.dir")).resolve(EXPECTED_FAILURES), sb.toString());
+            System.out.println("wrote " + FAILURES.size() + " lines to " + EXPECTED_FAILURES);
         }
     }
 

@@ -72,7 +72,7 @@ class OnnxOpCoverageTest {
         Path dir = OnnxTestCases.nodeDir();
         OnnxNodeTest.requireDataUnderCi(dir != null, "ONNX node tests (onnx-node/MANIFEST.tsv)");
         assumeTrue(dir != null, "ONNX conformance data not found at " + OnnxTestCases.conformanceDir());
-        List<Case> cases = OnnxTestCases.discover(dir, OnnxNodeTest.EXPECTED_FAILURES);
+        List<Case> cases = OnnxTestCases.discover(dir, OnnxNodeTest.expectedFailures());
         List<String> uncovered = new ArrayList<>();
         for (String op : TARGET_OPS) {
             List<Case> candidates = cases.stream().filter(c -> c.ops().contains(op) && c.expectedToPass()).toList();
@@ -113,7 +113,7 @@ class OnnxOpCoverageTest {
             }
         }
         Set<String> selected = new TreeSet<>();
-        for (Case c : OnnxTestCases.discover(dir, OnnxNodeTest.EXPECTED_FAILURES)) {
+        for (Case c : OnnxTestCases.discover(dir, OnnxNodeTest.expectedFailures())) {
             if (c.opsSupported()) {
                 selected.add(c.name());
             }
@@ -163,20 +163,49 @@ class OnnxOpCoverageTest {
         try (Scope scope = Scope.open()) {
             Map<String, Tensor> feeds = new LinkedHashMap<>();
             feeds.put("x", Tensor.of(new float[] {1, 2, 3, 4, 5, 6}, 2, 3));
-            Tensor y = OnnxNodeRunner.run(model, feeds).get("y");
+            Tensor y = OnnxTestCases.runModel(model, feeds).get("y");
             assertArrayEquals(new long[] {3, 2}, y.dims());
             assertArrayEquals(new float[] {5.5f, 11, 16.5f, 7, 12.5f, 18}, y.toFloatArray());
         }
     }
 
     @Test
-    void unsupportedOpsAreReported() {
+    void unsupportedOpsFailAtLoadNamingOpDomainOpsetAndNode() {
         GraphProto graph = GraphProto.newBuilder()
-                .addNode(NodeProto.newBuilder().setOpType("Erf").addInput("x").addOutput("y"))
+                .addNode(NodeProto.newBuilder().setOpType("Relu").addInput("x").addOutput("r"))
+                .addNode(NodeProto.newBuilder().setOpType("NoSuchOp").setName("mystery").addInput("r").addOutput("y"))
                 .addInput(value("x")).addOutput(value("y")).build();
         ModelProto model = ModelProto.newBuilder()
                 .addOpsetImport(OperatorSetIdProto.newBuilder().setVersion(18)).setGraph(graph).build();
-        assertEquals(Set.of("Erf"), OnnxNodeRunner.unsupportedOps(model));
-        assertFalse(OnnxNodeRunner.unsupportedOps(model).isEmpty());
+        assertEquals(Set.of("NoSuchOp"), OnnxTestCases.unsupportedOps(model));
+        UnsupportedOnnxOpException e = org.junit.jupiter.api.Assertions.assertThrows(UnsupportedOnnxOpException.class,
+                () -> OnnxModel.of(model));
+        assertEquals("NoSuchOp", e.opType());
+        assertEquals("ai.onnx", e.domain());
+        assertEquals(18, e.opset());
+        assertEquals("mystery", e.nodeName());
+        assertTrue(e.getMessage().contains("NoSuchOp") && e.getMessage().contains("mystery")
+                && e.getMessage().contains("18"), e.getMessage());
+
+        ModelProto otherDomain = model.toBuilder().setGraph(graph.toBuilder().setNode(1,
+                graph.getNode(1).toBuilder().setOpType("FusedMatMul").setDomain("com.microsoft"))).build();
+        UnsupportedOnnxOpException d = org.junit.jupiter.api.Assertions.assertThrows(UnsupportedOnnxOpException.class,
+                () -> OnnxModel.of(otherDomain));
+        assertEquals("com.microsoft", d.domain());
+        assertTrue(d.getMessage().contains("com.microsoft.FusedMatMul"), d.getMessage());
+
+        ModelProto tooNew = model.toBuilder().setOpsetImport(0, OperatorSetIdProto.newBuilder().setVersion(99)).build();
+        UnsupportedOnnxOpException o = org.junit.jupiter.api.Assertions.assertThrows(UnsupportedOnnxOpException.class,
+                () -> OnnxModel.of(tooNew));
+        assertEquals(99, o.opset());
+        assertTrue(o.getMessage().contains("opset 99"), o.getMessage());
+
+        // an op whose handler starts at a later version than the model imports
+        ModelProto oldGelu = ModelProto.newBuilder().addOpsetImport(OperatorSetIdProto.newBuilder().setVersion(18))
+                .setGraph(GraphProto.newBuilder().addNode(NodeProto.newBuilder().setOpType("Gelu").addInput("x")
+                        .addOutput("y")).addInput(value("x")).addOutput(value("y"))).build();
+        UnsupportedOnnxOpException g = org.junit.jupiter.api.Assertions.assertThrows(UnsupportedOnnxOpException.class,
+                () -> OnnxModel.of(oldGelu));
+        assertTrue(g.getMessage().contains("from opset 20"), g.getMessage());
     }
 }

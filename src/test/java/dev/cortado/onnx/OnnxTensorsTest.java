@@ -9,7 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import com.google.protobuf.ByteString;
-import dev.cortado.onnx.OnnxTensors.Values;
+import dev.cortado.onnx.OnnxValues.Values;
 import dev.cortado.onnx.proto.Onnx.TensorProto;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Scope;
@@ -50,7 +50,7 @@ class OnnxTensorsTest {
                 assertEquals(DType.FLOAT32, t.dtype());
                 assertArrayEquals(new long[] {2, 2}, t.dims());
                 assertArrayEquals(new float[] {1, -2.5f, Float.NaN, 1e30f}, t.toFloatArray());
-                assertNull(OnnxTensors.compare("x", raw, t, 0, 0));
+                assertNull(OnnxValues.compare("x", raw, t, 0, 0));
             }
         }
     }
@@ -66,7 +66,7 @@ class OnnxTensorsTest {
             Tensor empty = OnnxTensors.toTensor(emptyProto);
             assertArrayEquals(new long[] {2, 0, 4}, empty.dims());
             assertEquals(0, empty.numel());
-            assertNull(OnnxTensors.compare("e", emptyProto, empty, 1e-3, 1e-7));
+            assertNull(OnnxValues.compare("e", emptyProto, empty, 1e-3, 1e-7));
         }
     }
 
@@ -104,14 +104,14 @@ class OnnxTensorsTest {
             assertEquals(DType.FLOAT16, th.dtype());
             double[] want = {1, -2, 65504, Math.scalb(1.0, -24)};
             assertArrayEquals(want, th.toDoubleArray());
-            assertArrayEquals(want, OnnxTensors.values(h).real());
+            assertArrayEquals(want, OnnxValues.values(h).real());
             // bfloat16: 1.0 = 0x3F80, -0.5 = 0xBF00
             TensorProto bf = proto(OnnxTensors.BFLOAT16, 2).setRawData(le(4, b -> b.putShort((short) 0x3F80)
                     .putShort((short) 0xBF00))).build();
             Tensor tb = OnnxTensors.toTensor(bf);
             assertEquals(DType.BFLOAT16, tb.dtype());
             assertArrayEquals(new double[] {1, -0.5}, tb.toDoubleArray());
-            assertNull(OnnxTensors.compare("bf", bf, tb, 0, 0));
+            assertNull(OnnxValues.compare("bf", bf, tb, 0, 0));
         }
     }
 
@@ -128,20 +128,20 @@ class OnnxTensorsTest {
         long[] d = {3};
         Values want = new Values(OnnxTensors.FLOAT, d, new double[] {1000, 0, Double.NaN}, null);
         // |a - e| <= atol + rtol * |e|: 1000 -> 1 allowed, 0 -> 1e-7 allowed
-        assertNull(OnnxTensors.compare("x", want, new Values(OnnxTensors.FLOAT, d, new double[] {1001, 1e-7, Double.NaN}, null), 1e-3, 1e-7));
-        assertNotNull(OnnxTensors.compare("x", want, new Values(OnnxTensors.FLOAT, d, new double[] {1001.01, 0, Double.NaN}, null), 1e-3, 1e-7));
-        assertNotNull(OnnxTensors.compare("x", want, new Values(OnnxTensors.FLOAT, d, new double[] {1000, 2e-7, Double.NaN}, null), 1e-3, 1e-7));
-        assertNotNull(OnnxTensors.compare("x", want, new Values(OnnxTensors.FLOAT, d, new double[] {1000, 0, 0}, null), 1e-3, 1e-7));
+        assertNull(OnnxValues.compare("x", want, new Values(OnnxTensors.FLOAT, d, new double[] {1001, 1e-7, Double.NaN}, null), 1e-3, 1e-7));
+        assertNotNull(OnnxValues.compare("x", want, new Values(OnnxTensors.FLOAT, d, new double[] {1001.01, 0, Double.NaN}, null), 1e-3, 1e-7));
+        assertNotNull(OnnxValues.compare("x", want, new Values(OnnxTensors.FLOAT, d, new double[] {1000, 2e-7, Double.NaN}, null), 1e-3, 1e-7));
+        assertNotNull(OnnxValues.compare("x", want, new Values(OnnxTensors.FLOAT, d, new double[] {1000, 0, 0}, null), 1e-3, 1e-7));
         // infinities match only themselves
         Values inf = new Values(OnnxTensors.FLOAT, new long[] {1}, new double[] {Double.NEGATIVE_INFINITY}, null);
-        assertNull(OnnxTensors.compare("x", inf, inf, 1e-3, 1e-7));
-        assertNotNull(OnnxTensors.compare("x", inf, new Values(OnnxTensors.FLOAT, new long[] {1}, new double[] {-1e38}, null), 1e-3, 1e-7));
+        assertNull(OnnxValues.compare("x", inf, inf, 1e-3, 1e-7));
+        assertNotNull(OnnxValues.compare("x", inf, new Values(OnnxTensors.FLOAT, new long[] {1}, new double[] {-1e38}, null), 1e-3, 1e-7));
         // dtype, shape, integers exact
-        assertNotNull(OnnxTensors.compare("x", want, new Values(OnnxTensors.DOUBLE, d, want.real(), null), 1e-3, 1e-7));
-        assertNotNull(OnnxTensors.compare("x", want, new Values(OnnxTensors.FLOAT, new long[] {1, 3}, want.real(), null), 1e-3, 1e-7));
+        assertNotNull(OnnxValues.compare("x", want, new Values(OnnxTensors.DOUBLE, d, want.real(), null), 1e-3, 1e-7));
+        assertNotNull(OnnxValues.compare("x", want, new Values(OnnxTensors.FLOAT, new long[] {1, 3}, want.real(), null), 1e-3, 1e-7));
         Values ints = new Values(OnnxTensors.INT64, new long[] {2}, null, new long[] {5, 1L << 60});
-        assertNull(OnnxTensors.compare("i", ints, ints, 1e-3, 1e-7));
-        assertNotNull(OnnxTensors.compare("i", ints, new Values(OnnxTensors.INT64, new long[] {2}, null, new long[] {5, (1L << 60) + 1}), 1e-3, 1e-7));
+        assertNull(OnnxValues.compare("i", ints, ints, 1e-3, 1e-7));
+        assertNotNull(OnnxValues.compare("i", ints, new Values(OnnxTensors.INT64, new long[] {2}, null, new long[] {5, (1L << 60) + 1}), 1e-3, 1e-7));
     }
 
     /** A real expected output, perturbed by just over the tolerance, must be caught. */
@@ -153,12 +153,12 @@ class OnnxTensorsTest {
         TensorProto out = OnnxTensors.read(dir.resolve("test_softmax_example/test_data_set_0/output_0.pb"));
         try (Scope s = Scope.open()) {
             Tensor t = OnnxTensors.toTensor(out);
-            assertNull(OnnxTensors.compare("same", out, t, OnnxTestCases.RTOL, OnnxTestCases.ATOL));
+            assertNull(OnnxValues.compare("same", out, t, OnnxTestCases.RTOL, OnnxTestCases.ATOL));
             float[] v = t.toFloatArray();
             v[v.length - 1] *= 1.0011f;
             Tensor bad = Tensor.of(v, t.dims());
-            assertNotNull(OnnxTensors.compare("perturbed", out, bad, OnnxTestCases.RTOL, OnnxTestCases.ATOL));
-            assertNotNull(OnnxTensors.compare("as double", out, bad.to(DType.FLOAT64), OnnxTestCases.RTOL,
+            assertNotNull(OnnxValues.compare("perturbed", out, bad, OnnxTestCases.RTOL, OnnxTestCases.ATOL));
+            assertNotNull(OnnxValues.compare("as double", out, bad.to(DType.FLOAT64), OnnxTestCases.RTOL,
                     OnnxTestCases.ATOL));
         }
     }

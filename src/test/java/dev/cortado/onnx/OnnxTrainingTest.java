@@ -31,14 +31,14 @@ import org.junit.jupiter.api.TestFactory;
 
 /**
  * The ONNX training-domain optimizer node tests ({@code ../shared/conformance/onnx-node-training}:
- * Adagrad, Adam, Momentum, Nesterov; ai.onnx.preview.training opset 1) run through our fused
- * kernels, compared with ONNX's expected outputs by ONNX's rule (rtol 1e-3, atol 1e-7).
+ * Adagrad, Adam, Momentum, Nesterov; ai.onnx.preview.training opset 1) through the high-level
+ * optimizer classes, compared with ONNX's expected outputs by ONNX's rule (rtol 1e-3, atol 1e-7).
  *
- * <p>Each test directory gives one dynamic test through {@link OptimKernels} with the ONNX
- * attributes mapped onto the general coefficients ({@code SgdCoef.onnx}, {@code AdamCoef.onnx},
- * {@code AdagradCoef.onnx}; the mapping is documented in docs/optim.md). Adagrad and Momentum
- * are also PyTorch-style rules in disguise, so each of those tests gets a second dynamic test
- * through the high-level optimizer ({@link Adagrad}, {@link Sgd}) with its state loaded from the
+ * <p>The tests themselves run through the importer in {@link OnnxNodeTest} (the handlers of
+ * {@code OnnxTrainingOps} call {@link OptimKernels} with the ONNX attributes mapped onto the
+ * general coefficients, {@code SgdCoef.onnx}, {@code AdamCoef.onnx}, {@code AdagradCoef.onnx};
+ * docs/optim.md). Adagrad and Momentum are also PyTorch-style rules in disguise, so each of those
+ * tests gets a dynamic test here through the high-level optimizer ({@link Adagrad}, {@link Sgd}) with its state loaded from the
  * node's inputs ({@code step = T}); ONNX Adam puts epsilon outside the bias correction and uses
  * T (not T + 1) in it, so it has no {@code Adam} twin. Skipped when the folder is absent.
  */
@@ -68,9 +68,9 @@ class OnnxTrainingTest {
         List<DynamicTest> tests = new ArrayList<>();
         for (Path c : cases) {
             String name = c.getFileName().toString();
-            tests.add(DynamicTest.dynamicTest(name, () -> run(c, false)));
+            // the kernel path (OnnxTrainingOps through the importer) runs in OnnxNodeTest
             if (!name.startsWith("test_adam")) {
-                tests.add(DynamicTest.dynamicTest(name + " (optimizer class)", () -> run(c, true)));
+                tests.add(DynamicTest.dynamicTest(name + " (optimizer class)", () -> run(c)));
             }
         }
         return tests.stream();
@@ -95,10 +95,10 @@ class OnnxTrainingTest {
     }
 
     @SuppressWarnings("try")
-    private static void run(Path caseDir, boolean viaOptimizer) {
+    private static void run(Path caseDir) {
         ModelProto model;
         try {
-            model = OnnxNodeRunner.readModel(caseDir.resolve("model.onnx"));
+            model = OnnxModel.read(caseDir.resolve("model.onnx"));
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
@@ -108,7 +108,7 @@ class OnnxTrainingTest {
         Path data = caseDir.resolve("test_data_set_0");
         try (Scope scope = Scope.open()) {
             Map<String, Tensor> values = new HashMap<>();
-            List<String> feeds = OnnxNodeRunner.feedNames(graph);
+            List<String> feeds = OnnxModel.feedNames(graph);
             for (int i = 0; i < feeds.size(); i++) {
                 values.put(feeds.get(i), OnnxTensors.toTensor(OnnxTensors.read(data.resolve("input_" + i + ".pb"))));
             }
@@ -135,17 +135,10 @@ class OnnxTrainingTest {
                     double decay = attr(node, "decay_factor", 0);
                     double eps = attr(node, "epsilon", 0);
                     double norm = attr(node, "norm_coefficient", 0);
-                    if (viaOptimizer) {
-                        try (Adagrad opt = Adagrad.builder().lr(r).lrDecay(decay).eps(eps).weightDecay(norm).build(x)) {
-                            stepWithState(opt, x, g, s, List.of("sum"), t);
-                        }
-                    } else {
-                        OptimKernels.adagrad(x, g, s.get(0), OptimKernels.AdagradCoef.onnx(r, t, decay, eps, norm));
+                    try (Adagrad opt = Adagrad.builder().lr(r).lrDecay(decay).eps(eps).weightDecay(norm).build(x)) {
+                        stepWithState(opt, x, g, s, List.of("sum"), t);
                     }
                 }
-                case "Adam" -> OptimKernels.adam(x, g, s.get(0), s.get(1), null, OptimKernels.AdamCoef.onnx(r, t,
-                        attr(node, "alpha", 0.9), attr(node, "beta", 0.999), attr(node, "epsilon", 0),
-                        attr(node, "norm_coefficient", 0), attr(node, "norm_coefficient_post", 0)));
                 case "Momentum" -> {
                     double alpha = attr(node, "alpha", Double.NaN);
                     double beta = attr(node, "beta", Double.NaN);
@@ -155,19 +148,15 @@ class OnnxTrainingTest {
                         case "standard" -> false;
                         default -> throw new IllegalArgumentException("Momentum: mode " + stringAttr(node, "mode"));
                     };
-                    if (viaOptimizer) {
-                        // PyTorch SGD: momentum = alpha, dampening = 1 - beta (first step: whole gradient)
-                        Sgd.Builder b = Sgd.builder().lr(r).momentum(alpha).weightDecay(norm).nesterov(nesterov);
-                        if (!nesterov) {
-                            b.dampening(1 - beta);
-                        } else if (beta != 1) {
-                            fail("Nesterov with beta != 1 has no torch.optim.SGD twin (dampening must be 0)");
-                        }
-                        try (Sgd opt = b.build(x)) {
-                            stepWithState(opt, x, g, s, List.of("momentum_buffer"), t);
-                        }
-                    } else {
-                        OptimKernels.sgd(x, g, s.get(0), OptimKernels.SgdCoef.onnx(r, t, alpha, beta, norm, nesterov));
+                    // PyTorch SGD: momentum = alpha, dampening = 1 - beta (first step: whole gradient)
+                    Sgd.Builder b = Sgd.builder().lr(r).momentum(alpha).weightDecay(norm).nesterov(nesterov);
+                    if (!nesterov) {
+                        b.dampening(1 - beta);
+                    } else if (beta != 1) {
+                        fail("Nesterov with beta != 1 has no torch.optim.SGD twin (dampening must be 0)");
+                    }
+                    try (Sgd opt = b.build(x)) {
+                        stepWithState(opt, x, g, s, List.of("momentum_buffer"), t);
                     }
                 }
                 default -> fail("unexpected op " + op);
@@ -183,7 +172,7 @@ class OnnxTrainingTest {
                 } catch (IOException e) {
                     throw new UncheckedIOException(e);
                 }
-                String p = OnnxTensors.compare("output " + j + " '" + graph.getOutput(j).getName() + "'", expected,
+                String p = OnnxValues.compare("output " + j + " '" + graph.getOutput(j).getName() + "'", expected,
                         outputs.get(j), OnnxTestCases.RTOL, OnnxTestCases.ATOL);
                 if (p != null) {
                     problems.add(p);

@@ -1,7 +1,5 @@
 package dev.cortado.onnx;
 
-import dev.cortado.onnx.OnnxNodeRunner.Node;
-import dev.cortado.onnx.OnnxNodeRunner.OpHandler;
 import dev.cortado.onnx.proto.Onnx.TensorProto;
 import dev.cortado.ops.Attention;
 import dev.cortado.ops.BatchNorm;
@@ -35,19 +33,36 @@ import java.util.Map;
 import java.util.Set;
 
 /**
- * The ONNX op table of the conformance runner: op_type -> handler on the Cortado API.
+ * The ONNX op table of the importer: op_type (default domain) -> handler on the Cortado API, with
+ * the first opset each handler implements. {@link OnnxModel} resolves every node against it when
+ * a model loads, so an op or version without a handler fails at load time, never while running.
  *
- * <p>Adding an op: write a handler {@code static Tensor[] myOp(Node n)} (inputs through
- * {@link Node#input}/{@link Node#required}, attributes through {@code attr*}, opset-dependent
- * forms through {@link Node#opset}) and add one line {@code register("MyOp", OnnxOps::myOp);} to
- * the static block. Handlers may create temporaries freely: the runner runs the graph inside a
- * {@link dev.cortado.tensor.Scope} that frees everything but the graph outputs.
+ * <p>Adding an op: write a handler {@code static Tensor[] myOp(OnnxNode n)} (inputs through
+ * {@link OnnxNode#input}/{@link OnnxNode#required}, attributes through {@code attr*}, the
+ * versioned forms through {@link OnnxNode#opset}: attributes that became inputs, changed
+ * defaults) and add one line {@code register("MyOp", since, OnnxOps::myOp);} to the static block.
+ * Handlers may create temporaries freely: the model runs the graph inside a
+ * {@link dev.cortado.tensor.Scope} that frees everything but the graph outputs. Handlers hold no
+ * state, so one table serves every model and thread.
  */
-public final class OnnxOps {
+final class OnnxOps {
     private OnnxOps() {
     }
 
-    private static final Map<String, OpHandler> HANDLERS = new LinkedHashMap<>();
+    /** Runs one node: returns its outputs in order (at least those the node names). */
+    @FunctionalInterface
+    interface Handler {
+        Tensor[] run(OnnxNode node);
+    }
+
+    /** A handler and the first version of its op (in the op's domain) that it implements. */
+    record Entry(int since, Handler handler) {
+    }
+
+    static final String DEFAULT_DOMAIN = "ai.onnx";
+
+    /** "domain:op_type" -> entry. */
+    private static final Map<String, Entry> HANDLERS = new LinkedHashMap<>();
 
     static {
         register("Add", n -> one(Elementwise.add(n.required(0), legacyBroadcast(n))));
@@ -57,11 +72,11 @@ public final class OnnxOps {
         register("Relu", n -> one(Elementwise.relu(n.required(0))));
         register("Sigmoid", n -> one(Elementwise.sigmoid(n.required(0))));
         register("Tanh", n -> one(Elementwise.tanh(n.required(0))));
-        register("Gelu", OnnxOps::gelu);
+        register("Gelu", 20, OnnxOps::gelu);
         register("Softmax", n -> softmax(n, false));
         register("LogSoftmax", n -> softmax(n, true));
-        register("LayerNormalization", OnnxOps::layerNormalization);
-        register("RMSNormalization", OnnxOps::rmsNormalization);
+        register("LayerNormalization", 17, OnnxOps::layerNormalization);
+        register("RMSNormalization", 23, OnnxOps::rmsNormalization);
         register("ReduceSum", n -> reduce(n, false, 13));
         register("ReduceMean", n -> reduce(n, true, 18));
         register("MatMul", n -> one(LinearAlgebra.matmul(n.required(0), n.required(1))));
@@ -78,13 +93,94 @@ public final class OnnxOps {
         register("BatchNormalization", OnnxOps::batchNormalization);
         register("Conv", OnnxOps::conv);
         register("ConvTranspose", OnnxOps::convTranspose);
-        register("Attention", OnnxOps::attention);
-        register("RotaryEmbedding", OnnxOps::rotaryEmbedding); // composed: see COMPOSED_OPS
-        register("QuantizeLinear", OnnxOps::quantizeLinear);
-        register("DequantizeLinear", OnnxOps::dequantizeLinear);
-        register("DynamicQuantizeLinear", n -> Quantization.DYNAMIC_QUANTIZE_OP.callMulti(null, n.required(0)));
-        register("MatMulInteger", OnnxOps::matMulInteger);
-        register("QLinearMatMul", OnnxOps::qLinearMatMul);
+        register("Attention", 23, OnnxOps::attention);
+        register("RotaryEmbedding", 23, OnnxOps::rotaryEmbedding); // composed: see COMPOSED_OPS
+        register("QuantizeLinear", 10, OnnxOps::quantizeLinear);
+        register("DequantizeLinear", 10, OnnxOps::dequantizeLinear);
+        register("DynamicQuantizeLinear", 11, n -> Quantization.DYNAMIC_QUANTIZE_OP.callMulti(null, n.required(0)));
+        register("MatMulInteger", 10, OnnxOps::matMulInteger);
+        register("QLinearMatMul", 10, OnnxOps::qLinearMatMul);
+
+        // elementwise, comparison, cast (OnnxBasicOps)
+        register("Identity", n -> one(n.required(0)));
+        register("Neg", n -> one(Elementwise.neg(n.required(0))));
+        register("Abs", n -> one(Elementwise.abs(n.required(0))));
+        register("Exp", n -> one(Elementwise.exp(n.required(0))));
+        register("Log", n -> one(Elementwise.log(n.required(0))));
+        register("Sqrt", n -> one(Elementwise.sqrt(n.required(0))));
+        register("Reciprocal", n -> one(Elementwise.reciprocal(n.required(0))));
+        register("Sin", n -> one(Elementwise.sin(n.required(0))));
+        register("Cos", n -> one(Elementwise.cos(n.required(0))));
+        register("Softplus", n -> one(Elementwise.softplus(n.required(0))));
+        register("Softsign", OnnxBasicOps::softsign);
+        register("LeakyRelu", OnnxBasicOps::leakyRelu);
+        register("Elu", OnnxBasicOps::elu);
+        register("Selu", OnnxBasicOps::selu);
+        register("HardSigmoid", OnnxBasicOps::hardSigmoid);
+        register("Not", n -> one(Elementwise.logicalNot(n.required(0))));
+        register("And", 7, n -> one(Elementwise.logicalAnd(n.required(0), n.required(1))));
+        register("Or", 7, n -> one(Elementwise.logicalOr(n.required(0), n.required(1))));
+        register("Xor", 7, n -> one(Elementwise.logicalXor(n.required(0), n.required(1))));
+        register("Equal", 7, n -> one(Elementwise.eq(n.required(0), n.required(1))));
+        register("Less", 7, n -> one(Elementwise.lt(n.required(0), n.required(1))));
+        register("LessOrEqual", 12, n -> one(Elementwise.le(n.required(0), n.required(1))));
+        register("Greater", 7, n -> one(Elementwise.gt(n.required(0), n.required(1))));
+        register("GreaterOrEqual", 12, n -> one(Elementwise.ge(n.required(0), n.required(1))));
+        register("Where", 9, n -> one(Elementwise.where(n.required(0), n.required(1), n.required(2))));
+        register("Sum", n -> OnnxBasicOps.variadic(n, Elementwise::add, false));
+        register("Mean", n -> OnnxBasicOps.variadic(n, Elementwise::add, true));
+        register("Max", n -> OnnxBasicOps.variadic(n, Elementwise::maximum, false));
+        register("Min", n -> OnnxBasicOps.variadic(n, Elementwise::minimum, false));
+        register("Pow", OnnxBasicOps::pow);
+        register("Mod", 10, OnnxBasicOps::mod);
+        register("Cast", 6, OnnxBasicOps::cast);
+        register("CastLike", 15, OnnxBasicOps::castLike);
+        register("Clip", 6, OnnxBasicOps::clip);
+        register("Dropout", 7, OnnxBasicOps::dropout);
+        // reductions and losses
+        register("ReduceMax", n -> OnnxBasicOps.reduce(n, "max"));
+        register("ReduceMin", n -> OnnxBasicOps.reduce(n, "min"));
+        register("ReduceProd", n -> OnnxBasicOps.reduce(n, "prod"));
+        register("ReduceSumSquare", n -> OnnxBasicOps.reduce(n, "sumsquare"));
+        register("ReduceL1", n -> OnnxBasicOps.reduce(n, "l1"));
+        register("ReduceL2", n -> OnnxBasicOps.reduce(n, "l2"));
+        register("ReduceLogSum", n -> OnnxBasicOps.reduce(n, "logsum"));
+        register("ReduceLogSumExp", n -> OnnxBasicOps.reduce(n, "logsumexp"));
+        register("ArgMax", n -> OnnxBasicOps.argExtreme(n, true));
+        register("ArgMin", n -> OnnxBasicOps.argExtreme(n, false));
+        register("NegativeLogLikelihoodLoss", 12, OnnxBasicOps::nll);
+        register("SoftmaxCrossEntropyLoss", 12, OnnxBasicOps::softmaxCrossEntropy);
+        // shape and indexing (OnnxShapeOps)
+        register("Shape", OnnxShapeOps::shape);
+        register("Size", OnnxShapeOps::size);
+        register("ConstantOfShape", 9, OnnxShapeOps::constantOfShape);
+        register("Range", 11, OnnxShapeOps::range);
+        register("Expand", 8, OnnxShapeOps::expand);
+        register("Unsqueeze", OnnxShapeOps::unsqueeze);
+        register("Squeeze", OnnxShapeOps::squeeze);
+        register("Flatten", OnnxShapeOps::flatten);
+        register("Slice", OnnxShapeOps::slice);
+        register("Split", OnnxShapeOps::split);
+        register("GatherElements", 11, OnnxShapeOps::gatherElements);
+        register("GatherND", 11, OnnxShapeOps::gatherND);
+        register("Tile", 6, OnnxShapeOps::tile);
+        register("Pad", OnnxShapeOps::pad);
+        register("Einsum", 12, OnnxShapeOps::einsum);
+        register("PRelu", OnnxBasicOps::prelu);
+        register("Erf", 9, OnnxBasicOps::erf); // composed: see COMPOSED_OPS
+        register("Round", 11, n -> one(OnnxBasicOps.roundHalfEven(n.required(0))));
+        register("LRN", OnnxBasicOps::lrn);
+        register("InstanceNormalization", OnnxBasicOps::instanceNorm);
+        register("ConvInteger", 10, OnnxBasicOps::convInteger);
+        register("QLinearConv", 10, OnnxBasicOps::qLinearConv);
+        // control flow (OnnxControlOps)
+        register("If", OnnxControlOps::ifOp);
+        register("Loop", OnnxControlOps::loop);
+        register("Scan", 9, OnnxControlOps::scan);
+        // optimizer steps (OnnxTrainingOps)
+        register(OnnxTrainingOps.DOMAIN, "Adagrad", 1, OnnxTrainingOps::adagrad);
+        register(OnnxTrainingOps.DOMAIN, "Adam", 1, OnnxTrainingOps::adam);
+        register(OnnxTrainingOps.DOMAIN, "Momentum", 1, OnnxTrainingOps::momentum);
     }
 
     // ------------------------------------------------------------------ quantization
@@ -92,7 +188,7 @@ public final class OnnxOps {
      * The QuantScheme of a QuantizeLinear/DequantizeLinear node: per tensor for a one-element
      * scale, blocked (per group) when block_size > 0, else per axis (attribute axis, default 1).
      */
-    private static QuantScheme quantScheme(Node n, Tensor data, Tensor scale, DType storage) {
+    private static QuantScheme quantScheme(OnnxNode n, Tensor data, Tensor scale, DType storage) {
         long block = n.attrInt("block_size", 0);
         int axis = n.attrIntAsInt("axis", 1);
         if (scale.numel() == 1 && scale.shape().rank() <= 1 && block == 0) {
@@ -115,7 +211,7 @@ public final class OnnxOps {
         return zp.dtype() == DType.INT4 ? zp.to(DType.INT8) : zp;
     }
 
-    private static Tensor[] quantizeLinear(Node n) {
+    private static Tensor[] quantizeLinear(OnnxNode n) {
         Tensor x = n.required(0);
         Tensor scale = n.required(1);
         Tensor zp = n.input(2);
@@ -133,7 +229,7 @@ public final class OnnxOps {
     }
 
     /** A scalar (one-element) zero point's value, or 0 when absent. */
-    private static int scalarZeroPoint(Node n, Tensor zp, String what) {
+    private static int scalarZeroPoint(OnnxNode n, Tensor zp, String what) {
         if (zp == null) {
             return 0;
         }
@@ -154,7 +250,7 @@ public final class OnnxOps {
      * The right operand as a packed int8 matrix with per-column zero points and scales: a uint8 b
      * becomes b - 128 with zero points zb - 128 (the differences b - zb are unchanged).
      */
-    private static PackedInt8Matrix packedRight(Node n, Tensor b, Tensor zb, Tensor scale) {
+    private static PackedInt8Matrix packedRight(OnnxNode n, Tensor b, Tensor zb, Tensor scale) {
         if (b.shape().rank() != 2) {
             throw new UnsupportedOperationException(n.opType() + ": b " + b.describe() + " must be a matrix");
         }
@@ -182,7 +278,7 @@ public final class OnnxOps {
     }
 
     /** MatMulInteger: int32 sum_k (a - za)(b - zb); a uint8/int8 [..., k], b uint8/int8 [k, n]. */
-    private static Tensor[] matMulInteger(Node n) {
+    private static Tensor[] matMulInteger(OnnxNode n) {
         Tensor a = n.required(0);
         int za = scalarZeroPoint(n, n.input(2), "a_zero_point");
         Tensor a8 = a;
@@ -195,7 +291,7 @@ public final class OnnxOps {
     }
 
     /** QLinearMatMul: the int8 GEMM with its epilogue requantizing to y's scale and zero point (batches of b: one GEMM each). */
-    private static Tensor[] qLinearMatMul(Node n) {
+    private static Tensor[] qLinearMatMul(OnnxNode n) {
         Tensor a = n.required(0);
         Tensor b = n.required(3);
         if (b.shape().rank() == 2) {
@@ -213,7 +309,7 @@ public final class OnnxOps {
         return one(Indexing.concat(0, parts.toArray(Tensor[]::new)));
     }
 
-    private static Tensor qLinear2d(Node n, Tensor a, Tensor b) {
+    private static Tensor qLinear2d(OnnxNode n, Tensor a, Tensor b) {
         int za = scalarZeroPoint(n, n.input(2), "a_zero_point");
         Tensor a8 = a;
         if (a.dtype() == DType.INT8) {
@@ -228,7 +324,7 @@ public final class OnnxOps {
         return Int8Gemm.matmul(aq, packed, null, false, out).values();
     }
 
-    private static Tensor[] dequantizeLinear(Node n) {
+    private static Tensor[] dequantizeLinear(OnnxNode n) {
         Tensor q = n.required(0);
         Tensor scale = n.required(1);
         Tensor sc = scale32(scale);
@@ -236,14 +332,44 @@ public final class OnnxOps {
         return one(scale.dtype() == DType.FLOAT32 ? y : y.to(scale.dtype()));
     }
 
-    /** Registers (or replaces) the handler of {@code opType} (default domain). */
-    public static void register(String opType, OpHandler handler) {
-        HANDLERS.put(opType, handler);
+    /** Registers the handler of {@code opType} (default domain), for every opset. */
+    private static void register(String opType, Handler handler) {
+        register(opType, 1, handler);
     }
 
-    /** The handler of {@code opType}, or null. */
-    public static OpHandler handler(String opType) {
-        return HANDLERS.get(opType);
+    /** Registers the handler of {@code opType} (default domain) for opsets {@code since} and later. */
+    private static void register(String opType, int since, Handler handler) {
+        register(DEFAULT_DOMAIN, opType, since, handler);
+    }
+
+    private static void register(String domain, String opType, int since, Handler handler) {
+        if (HANDLERS.putIfAbsent(domain + ":" + opType, new Entry(since, handler)) != null) {
+            throw new IllegalStateException("two handlers for " + domain + "." + opType);
+        }
+    }
+
+    /** "ai.onnx" for the default domain ("" or "ai.onnx"), else the domain. */
+    static String canonicalDomain(String domain) {
+        return domain.isEmpty() ? DEFAULT_DOMAIN : domain;
+    }
+
+    /** The table entry of {@code opType} in {@code domain}, or null. */
+    static Entry entry(String domain, String opType) {
+        return HANDLERS.get(canonicalDomain(domain) + ":" + opType);
+    }
+
+    /** The table entry of {@code opType} (default domain), or null. */
+    static Entry entry(String opType) {
+        return entry(DEFAULT_DOMAIN, opType);
+    }
+
+    /** The domains with handlers: the default one and ai.onnx.preview.training. */
+    static Set<String> domains() {
+        Set<String> d = new java.util.TreeSet<>();
+        for (String key : HANDLERS.keySet()) {
+            d.add(key.substring(0, key.indexOf(':')));
+        }
+        return d;
     }
 
     /**
@@ -253,10 +379,17 @@ public final class OnnxOps {
      * elementwise ops. They run in the conformance tests but do not count as op coverage
      * ({@code OnnxOpCoverageTest}).
      */
-    public static final Set<String> COMPOSED_OPS = Set.of("RotaryEmbedding");
+    public static final Set<String> COMPOSED_OPS = Set.of("RotaryEmbedding", "Erf");
 
+    /** The op types of the default domain that have a handler (for some opset). */
     public static Set<String> supportedOps() {
-        return Collections.unmodifiableSet(HANDLERS.keySet());
+        Set<String> ops = new java.util.LinkedHashSet<>();
+        for (String key : HANDLERS.keySet()) {
+            if (key.startsWith(DEFAULT_DOMAIN + ":")) {
+                ops.add(key.substring(DEFAULT_DOMAIN.length() + 1));
+            }
+        }
+        return Collections.unmodifiableSet(ops);
     }
 
     // ------------------------------------------------------------------ helpers
@@ -264,14 +397,14 @@ public final class OnnxOps {
         return new Tensor[] {t};
     }
 
-    private static int axis(Node n, long axis, int rank) {
+    static int axis(OnnxNode n, long axis, int rank) {
         if (axis < -rank || axis >= rank) {
             throw n.error("axis " + axis + " is out of range for rank " + rank);
         }
         return (int) (axis < 0 ? axis + rank : axis);
     }
 
-    private static long prod(long[] dims, int from, int to) {
+    static long prod(long[] dims, int from, int to) {
         long p = 1;
         for (int i = from; i < to; i++) {
             p *= dims[i];
@@ -279,7 +412,7 @@ public final class OnnxOps {
         return p;
     }
 
-    private static int[] range(int from, int to) {
+    static int[] range(int from, int to) {
         int[] r = new int[to - from];
         for (int i = 0; i < r.length; i++) {
             r[i] = from + i;
@@ -288,7 +421,7 @@ public final class OnnxOps {
     }
 
     /** ONNX stash_type (an element type code) as a Cortado dtype. */
-    private static DType stashType(Node n) {
+    private static DType stashType(OnnxNode n) {
         return OnnxTensors.dtypeOf(n.attrIntAsInt("stash_type", OnnxTensors.FLOAT));
     }
 
@@ -297,7 +430,7 @@ public final class OnnxOps {
      * broadcast=1 and an axis, B's dimensions line up with A's starting at that axis (trailing
      * ones are appended so that numpy broadcasting does the rest); otherwise B as is.
      */
-    static Tensor legacyBroadcast(Node n) {
+    static Tensor legacyBroadcast(OnnxNode n) {
         Tensor a = n.required(0);
         Tensor b = n.required(1);
         if (n.opset() >= 7 || n.attrInt("broadcast", 0) == 0 || !n.has("axis")) {
@@ -314,12 +447,12 @@ public final class OnnxOps {
     }
 
     /** Input i as float32/float64 (Cortado's pooling and norms are floating point only); others go to float64. */
-    private static Tensor floatInput(Node n, int i) {
+    private static Tensor floatInput(OnnxNode n, int i) {
         Tensor x = n.required(i);
         return x.dtype() == DType.FLOAT32 || x.dtype() == DType.FLOAT64 ? x : x.to(DType.FLOAT64);
     }
 
-    private static int[] ints(Node n, String name, int count, int dflt) {
+    private static int[] ints(OnnxNode n, String name, int count, int dflt) {
         long[] v = n.attrInts(name);
         int[] r = new int[count];
         Arrays.fill(r, dflt);
@@ -339,7 +472,7 @@ public final class OnnxOps {
      * pads [begin..., end...] or auto_pad (VALID: none; SAME_UPPER / SAME_LOWER: output
      * ceil(in / stride), the odd padding at the end / beginning), ceil_mode, count_include_pad.
      */
-    static PoolOptions poolOptions(Node n, Tensor x, boolean avg) {
+    static PoolOptions poolOptions(OnnxNode n, Tensor x, boolean avg) {
         int nd = x.rank() - 2;
         if (nd < 1) {
             throw n.error("input " + x.describe() + " needs a spatial dimension");
@@ -386,7 +519,7 @@ public final class OnnxOps {
      * storage_order 1 (2-d only) with the offset in column-major order (w * H + h). Integer
      * inputs (uint8, int8) are pooled exactly in float64 and cast back.
      */
-    static Tensor[] maxPool(Node n) {
+    static Tensor[] maxPool(OnnxNode n) {
         Tensor x0 = n.required(0);
         Tensor x = floatInput(n, 0);
         PoolOptions o = poolOptions(n, x, false);
@@ -418,7 +551,7 @@ public final class OnnxOps {
         }
     }
 
-    static Tensor[] averagePool(Node n) {
+    static Tensor[] averagePool(OnnxNode n) {
         Tensor x0 = n.required(0);
         Tensor x = floatInput(n, 0);
         Tensor y = Pooling.avgPool(x, poolOptions(n, x, true));
@@ -426,7 +559,7 @@ public final class OnnxOps {
     }
 
     /** GlobalMaxPool: max over the spatial dimensions, kept with size 1. */
-    static Tensor[] globalMaxPool(Node n) {
+    static Tensor[] globalMaxPool(OnnxNode n) {
         Tensor x = n.required(0);
         if (x.rank() < 3) {
             throw n.error("input " + x.describe() + " needs a spatial dimension");
@@ -449,7 +582,7 @@ public final class OnnxOps {
      * opposite momentum convention, so the handler computes them). Opset 6's spatial=0 and
      * is_test=0 (legacy training outputs) are not supported.
      */
-    static Tensor[] batchNormalization(Node n) {
+    static Tensor[] batchNormalization(OnnxNode n) {
         Tensor x = n.required(0);
         Tensor scale = f32(n.required(1));
         Tensor bias = f32(n.required(2));
@@ -490,7 +623,7 @@ public final class OnnxOps {
         return out;
     }
 
-    private static long[] longs(Node n, String name, int count, long dflt) {
+    private static long[] longs(OnnxNode n, String name, int count, long dflt) {
         long[] v = n.attrInts(name);
         if (v == null) {
             long[] r = new long[count];
@@ -504,7 +637,7 @@ public final class OnnxOps {
     }
 
     /** kernel_shape, or the weight's spatial dimensions (they must agree). */
-    private static long[] kernelShape(Node n, Tensor w, int nd) {
+    private static long[] kernelShape(OnnxNode n, Tensor w, int nd) {
         long[] fromW = Arrays.copyOfRange(w.dims(), 2, w.rank());
         long[] k = n.attrInts("kernel_shape");
         if (k != null && !Arrays.equals(k, fromW)) {
@@ -521,10 +654,12 @@ public final class OnnxOps {
      * dilations, group, pads [begin..., end...] or auto_pad (SAME_UPPER / SAME_LOWER: output
      * ceil(in / stride), the odd padding after / before; VALID: none).
      */
-    static Tensor[] conv(Node n) {
-        Tensor x = n.required(0);
-        Tensor w = n.required(1);
-        Tensor b = n.input(2);
+    static Tensor[] conv(OnnxNode n) {
+        return one(conv(n, n.required(0), n.required(1), n.input(2)));
+    }
+
+    /** Conv of the node's attributes on the given operands (also ConvInteger's and QLinearConv's). */
+    static Tensor conv(OnnxNode n, Tensor x, Tensor w, Tensor b) {
         int nd = x.rank() - 2;
         if (nd < 1 || nd > 3) {
             throw new UnsupportedOperationException(n.describe() + ": input " + x.describe() + " is not 1-d, 2-d or 3-d");
@@ -555,7 +690,7 @@ public final class OnnxOps {
         }
         ConvOptions o = ConvOptions.builder().stride(s).padding(before, after).dilation(d)
                 .groups(n.attrInt("group", 1)).build();
-        return one(Convolution.CONV_OP.call(new ConvAttrs(nd, o), x, w, b));
+        return Convolution.CONV_OP.call(new ConvAttrs(nd, o), x, w, b);
     }
 
     /**
@@ -566,7 +701,7 @@ public final class OnnxOps {
      * split half before (SAME_UPPER: the odd one after; otherwise before); a negative padding
      * after becomes extra output padding.
      */
-    static Tensor[] convTranspose(Node n) {
+    static Tensor[] convTranspose(OnnxNode n) {
         Tensor x = n.required(0);
         Tensor w = n.required(1);
         Tensor b = n.input(2);
@@ -649,7 +784,7 @@ public final class OnnxOps {
      * softmax of that, as exp(s - lse) with the fused op's row log-sum-exp (0 for a fully masked
      * row). Computed in float32 (float64 for float64 inputs), returned in q's dtype.
      */
-    static Tensor[] attention(Node n) {
+    static Tensor[] attention(OnnxNode n) {
         Tensor q = n.required(0);
         Tensor k = n.required(1);
         Tensor v = n.required(2);
@@ -771,7 +906,7 @@ public final class OnnxOps {
      * [B, S, R/2] without them; the first rotary_embedding_dim features (default D) rotate,
      * as pairs (x[i], x[i + R/2]) or, interleaved, (x[2i], x[2i+1]).
      */
-    static Tensor[] rotaryEmbedding(Node n) {
+    static Tensor[] rotaryEmbedding(OnnxNode n) {
         Tensor x0 = n.required(0);
         Tensor cos = n.required(1);
         Tensor sin = n.required(2);
@@ -824,7 +959,7 @@ public final class OnnxOps {
      * truncates toward zero. For |a| < 2^53 the rounded float64 quotient never crosses an integer,
      * so the result is the exact truncated quotient. (Division by zero is undefined in ONNX.)
      */
-    static Tensor[] div(Node n) {
+    static Tensor[] div(OnnxNode n) {
         Tensor a = n.required(0);
         Tensor b = legacyBroadcast(n);
         if (a.dtype().isFloatingPoint() || b.dtype().isFloatingPoint()) {
@@ -835,7 +970,7 @@ public final class OnnxOps {
         return one(q.to(type));
     }
 
-    static Tensor[] gelu(Node n) {
+    static Tensor[] gelu(OnnxNode n) {
         String approximate = n.attrString("approximate", "none");
         return switch (approximate) {
             case "none" -> one(Elementwise.gelu(n.required(0)));
@@ -849,7 +984,7 @@ public final class OnnxOps {
      * is coerced to 2-D [prod(dims[:axis]), prod(dims[axis:])] (axis default 1) and normalized
      * along the second dimension, then reshaped back.
      */
-    static Tensor[] softmax(Node n, boolean log) {
+    static Tensor[] softmax(OnnxNode n, boolean log) {
         Tensor x = n.required(0);
         if (n.opset() >= 13) {
             int axis = n.attrIntAsInt("axis", -1);
@@ -874,7 +1009,7 @@ public final class OnnxOps {
      * normalized shape). Optional outputs Mean and InvStdDev (shape of X with the normalized dims
      * set to 1, in stash_type) come from Cortado's mean and population variance.
      */
-    static Tensor[] layerNormalization(Node n) {
+    static Tensor[] layerNormalization(OnnxNode n) {
         Tensor x = n.required(0);
         Tensor scale = n.input(1);
         Tensor bias = n.input(2);
@@ -915,7 +1050,7 @@ public final class OnnxOps {
      * RMSNormalization (opset 23): Y = X / sqrt(mean(X^2 over [axis, rank)) + epsilon) * scale,
      * computed in stash_type, scale broadcast to the normalized shape.
      */
-    static Tensor[] rmsNormalization(Node n) {
+    static Tensor[] rmsNormalization(OnnxNode n) {
         Tensor x = n.required(0);
         Tensor scale = n.required(1);
         int rank = x.rank();
@@ -938,7 +1073,7 @@ public final class OnnxOps {
      * the input dtype (Cortado sums integers into int64 and takes no integer mean: those go
      * through int64 / float64 and are cast back).
      */
-    static Tensor[] reduce(Node n, boolean mean, int axesInputOpset) {
+    static Tensor[] reduce(OnnxNode n, boolean mean, int axesInputOpset) {
         Tensor x = n.required(0);
         long[] axes;
         if (n.opset() >= axesInputOpset) {
@@ -975,12 +1110,12 @@ public final class OnnxOps {
         return one(r.dtype() == x.dtype() ? r : r.to(x.dtype()));
     }
 
-    static Tensor[] gemm(Node n) {
+    static Tensor[] gemm(OnnxNode n) {
         return one(LinearAlgebra.gemm(n.required(0), n.required(1), n.input(2), n.attrFloat("alpha", 1.0),
                 n.attrFloat("beta", 1.0), n.attrInt("transA", 0) != 0, n.attrInt("transB", 0) != 0));
     }
 
-    static Tensor[] concat(Node n) {
+    static Tensor[] concat(OnnxNode n) {
         if (!n.has("axis")) {
             throw n.error("attribute 'axis' is required");
         }
@@ -998,7 +1133,7 @@ public final class OnnxOps {
      * 0 copies the input's dimension at that index unless allowzero=1 (then it is a real 0), and
      * one -1 is inferred.
      */
-    static Tensor[] reshape(Node n) {
+    static Tensor[] reshape(OnnxNode n) {
         Tensor x = n.required(0);
         long[] shape = n.opset() >= 5 ? n.required(1).toLongArray() : n.attrInts("shape");
         if (shape == null) {
@@ -1019,7 +1154,7 @@ public final class OnnxOps {
     }
 
     /** Transpose: perm, default reversed dimensions. */
-    static Tensor[] transpose(Node n) {
+    static Tensor[] transpose(OnnxNode n) {
         Tensor x = n.required(0);
         long[] perm = n.attrInts("perm");
         int rank = x.rank();
@@ -1034,7 +1169,7 @@ public final class OnnxOps {
     }
 
     /** Constant: value (tensor), value_float(s), value_int(s). Strings and sparse values are not supported. */
-    static Tensor[] constant(Node n) {
+    static Tensor[] constant(OnnxNode n) {
         Device device = Device.defaultDevice();
         TensorProto t = n.attrTensor("value");
         if (t != null) {

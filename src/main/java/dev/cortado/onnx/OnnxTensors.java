@@ -10,22 +10,17 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.List;
 
 /**
- * ONNX {@code TensorProto} to and from Cortado tensors, and the ONNX backend-test comparison.
+ * ONNX {@code TensorProto} to and from Cortado tensors, and ONNX element types to Cortado dtypes.
  *
  * <p>Decoding follows {@code onnx.proto} (see {@code ../shared/conformance/onnx-node/README.md}):
  * {@code raw_data} when present (fixed-width little-endian, row-major; BOOL one byte each,
  * FLOAT16/BFLOAT16 as 16-bit patterns), otherwise the typed field of the data type
  * ({@code float_data}, {@code int32_data} also for INT8/UINT8/BOOL/FLOAT16/BFLOAT16,
  * {@code int64_data}, {@code double_data}). No dims is a scalar; a 0 in dims is an empty tensor.
- *
- * <p>The expected values of a test are decoded here straight from the proto into Java arrays
- * ({@link #values}), without going through a Cortado tensor, so the comparison does not depend
- * on the engine's own conversions.
+ * External data ({@code data_location = EXTERNAL}) is read by {@link #withExternalData}.
  */
 public final class OnnxTensors {
     private OnnxTensors() {
@@ -128,7 +123,7 @@ public final class OnnxTensors {
         return n;
     }
 
-    private static int byteSize(int onnxType) {
+    static int byteSize(int onnxType) {
         return switch (onnxType) {
             case UINT8, INT8, BOOL, FLOAT8E4M3FN, FLOAT8E5M2, INT4 -> 1; // INT4: one unpacked value per byte
             case FLOAT16, BFLOAT16, INT16, UINT16 -> 2;
@@ -145,7 +140,7 @@ public final class OnnxTensors {
     static ByteBuffer littleEndianBytes(TensorProto p) {
         int type = p.getDataType();
         if (p.hasDataLocation() && p.getDataLocation() == TensorProto.DataLocation.EXTERNAL) {
-            throw new UnsupportedOperationException("tensor '" + p.getName() + "' uses external data");
+            throw new OnnxImportException("tensor '" + p.getName() + "' uses external data: resolve it first (withExternalData)");
         }
         long n = numel(dims(p));
         int size = byteSize(type);
@@ -231,6 +226,89 @@ public final class OnnxTensors {
         return out.flip();
     }
 
+    /**
+     * {@code p} with its external data read into {@code raw_data} (unchanged when its data is in
+     * the proto). The {@code location} is a relative path inside {@code folder}, the model's
+     * folder: an absolute path, a {@code ..} component or a symbolic link that leads out of the
+     * folder is refused, as is external data with no folder (a model parsed from memory).
+     * {@code offset} and {@code length} select a byte range of the file.
+     */
+    public static TensorProto withExternalData(TensorProto p, Path folder) {
+        if (!p.hasDataLocation() || p.getDataLocation() != TensorProto.DataLocation.EXTERNAL) {
+            return p;
+        }
+        String location = null;
+        long offset = 0;
+        long length = -1;
+        for (var e : p.getExternalDataList()) {
+            switch (e.getKey()) {
+                case "location" -> location = e.getValue();
+                case "offset" -> offset = parseLong(p, "offset", e.getValue());
+                case "length" -> length = parseLong(p, "length", e.getValue());
+                default -> { } // checksum and others: not needed to read the bytes
+            }
+        }
+        String what = "initializer '" + p.getName() + "'";
+        if (location == null || location.isEmpty()) {
+            throw new OnnxImportException(what + " has external data without a location");
+        }
+        if (folder == null) {
+            throw new OnnxImportException(what + " has external data ('" + location
+                    + "') but the model was not loaded from a folder");
+        }
+        Path rel = Path.of(location);
+        if (rel.isAbsolute() || location.startsWith("/") || location.startsWith("\\")) {
+            throw new OnnxImportException(what + ": external data location '" + location
+                    + "' is an absolute path; it must be relative to the model's folder " + folder);
+        }
+        for (Path part : rel) {
+            if (part.toString().equals("..")) {
+                throw new OnnxImportException(what + ": external data location '" + location
+                        + "' leaves the model's folder " + folder + " ('..')");
+            }
+        }
+        Path file;
+        try {
+            Path root = folder.toRealPath();
+            file = folder.resolve(rel).toRealPath();
+            if (!file.startsWith(root)) {
+                throw new OnnxImportException(what + ": external data location '" + location + "' resolves to " + file
+                        + ", outside the model's folder " + root + " (a symbolic link)");
+            }
+        } catch (IOException e) {
+            throw new OnnxImportException(what + ": external data file '" + location + "' in " + folder
+                    + " cannot be read: " + e, e);
+        }
+        try (var ch = java.nio.channels.FileChannel.open(file)) {
+            long size = ch.size();
+            long n = length >= 0 ? length : size - offset;
+            if (offset < 0 || n < 0 || offset + n > size || n > Integer.MAX_VALUE - 8) {
+                throw new OnnxImportException(what + ": external data range offset " + offset + ", length " + n
+                        + " does not fit in " + file + " (" + size + " bytes)");
+            }
+            ByteBuffer buf = ByteBuffer.allocate((int) n);
+            while (buf.hasRemaining()) {
+                if (ch.read(buf, offset + buf.position()) < 0) {
+                    throw new OnnxImportException(what + ": " + file + " ended early");
+                }
+            }
+            buf.flip();
+            return p.toBuilder().clearExternalData().clearDataLocation()
+                    .setRawData(com.google.protobuf.ByteString.copyFrom(buf)).build();
+        } catch (IOException e) {
+            throw new OnnxImportException(what + ": reading external data " + file + ": " + e, e);
+        }
+    }
+
+    private static long parseLong(TensorProto p, String key, String value) {
+        try {
+            return Long.parseLong(value.trim());
+        } catch (NumberFormatException e) {
+            throw new OnnxImportException("initializer '" + p.getName() + "': external data " + key + " '" + value
+                    + "' is not a number");
+        }
+    }
+
     /** A new Cortado tensor with {@code p}'s dtype, shape and data on {@code device}. */
     public static Tensor toTensor(TensorProto p, Device device) {
         DType t = dtypeOf(p.getDataType());
@@ -263,171 +341,5 @@ public final class OnnxTensors {
         }
         b.setRawData(com.google.protobuf.ByteString.copyFrom(t.toByteArray()));
         return b.build();
-    }
-
-    // ------------------------------------------------------------------ values and comparison
-
-    /**
-     * Decoded elements: {@code real} for floating types (float16/bfloat16 widened exactly),
-     * {@code integral} for integer and bool types (unsigned types as unsigned values).
-     */
-    public record Values(int onnxType, long[] dims, double[] real, long[] integral) {
-        public boolean isFloating() {
-            return real != null;
-        }
-
-        public int size() {
-            return real != null ? real.length : integral.length;
-        }
-    }
-
-    /** Independent decode of a TensorProto's elements (does not use Cortado). */
-    public static Values values(TensorProto p) {
-        int type = p.getDataType();
-        ByteBuffer b = littleEndianBytes(p);
-        int n = (int) numel(dims(p));
-        double[] r = null;
-        long[] l = null;
-        switch (type) {
-            case FLOAT -> {
-                r = new double[n];
-                for (int i = 0; i < n; i++) {
-                    r[i] = b.getFloat(i * 4);
-                }
-            }
-            case DOUBLE -> {
-                r = new double[n];
-                for (int i = 0; i < n; i++) {
-                    r[i] = b.getDouble(i * 8);
-                }
-            }
-            case FLOAT16 -> {
-                r = new double[n];
-                for (int i = 0; i < n; i++) {
-                    r[i] = halfToFloat(b.getShort(i * 2));
-                }
-            }
-            case BFLOAT16 -> {
-                r = new double[n];
-                for (int i = 0; i < n; i++) {
-                    r[i] = Float.intBitsToFloat((b.getShort(i * 2) & 0xFFFF) << 16);
-                }
-            }
-            case FLOAT8E4M3FN, FLOAT8E5M2 -> {
-                r = new double[n];
-                DType t = dtypeOf(type);
-                for (int i = 0; i < n; i++) {
-                    r[i] = dev.cortado.quant.QuantizationReference.fp8Value(t, b.get(i) & 0xFF);
-                }
-            }
-            default -> {
-                l = new long[n];
-                int size = byteSize(type);
-                boolean unsigned = type == UINT8 || type == UINT16 || type == UINT32 || type == BOOL;
-                for (int i = 0; i < n; i++) {
-                    long v = switch (size) {
-                        case 1 -> unsigned ? b.get(i) & 0xFFL : b.get(i);
-                        case 2 -> unsigned ? b.getShort(i * 2) & 0xFFFFL : b.getShort(i * 2);
-                        case 4 -> unsigned ? b.getInt(i * 4) & 0xFFFFFFFFL : b.getInt(i * 4);
-                        default -> b.getLong(i * 8);
-                    };
-                    l[i] = type == BOOL ? (v != 0 ? 1 : 0) : v;
-                }
-            }
-        }
-        return new Values(type, dims(p), r, l);
-    }
-
-    /** IEEE 754 binary16 bit pattern to float (exact; Java 17 has no Float.float16ToFloat). */
-    static float halfToFloat(short bits) {
-        int h = bits & 0xFFFF;
-        int sign = (h >>> 15) != 0 ? -1 : 1;
-        int exp = (h >>> 10) & 0x1F;
-        int mant = h & 0x3FF;
-        if (exp == 0x1F) {
-            return mant == 0 ? sign * Float.POSITIVE_INFINITY : Float.NaN;
-        }
-        if (exp == 0) {
-            return sign * mant * 0x1p-24f;
-        }
-        return sign * (1 + mant / 1024f) * (float) Math.scalb(1.0, exp - 15);
-    }
-
-    /** The elements of a Cortado tensor in the same form as {@link #values(TensorProto)}. */
-    public static Values values(Tensor t) {
-        int type = onnxTypeOf(t.dtype());
-        if (t.dtype().isFloatingPoint()) {
-            return new Values(type, t.dims(), t.toDoubleArray(), null);
-        }
-        if (t.dtype() == DType.BOOL) {
-            boolean[] bs = t.toBooleanArray();
-            long[] l = new long[bs.length];
-            for (int i = 0; i < bs.length; i++) {
-                l[i] = bs[i] ? 1 : 0;
-            }
-            return new Values(type, t.dims(), null, l);
-        }
-        // int8/uint8/int32/int64: toLongArray converts through the engine's int64 cast, which
-        // is exact for these; uint8 comes out as its unsigned value.
-        return new Values(type, t.dims(), null, t.toLongArray());
-    }
-
-    /**
-     * ONNX's rule ({@code onnx/backend/test/runner}, {@code assert_similar_outputs}): dtype and
-     * shape must match; floating values {@code |actual - expected| <= atol + rtol * |expected|}
-     * per element, NaN equal to NaN, an infinity only equal to the same infinity; integer and
-     * bool values exact. Returns null when they match, else a description of the mismatch.
-     */
-    public static String compare(String name, Values expected, Values actual, double rtol, double atol) {
-        if (expected.onnxType() != actual.onnxType()) {
-            return name + ": dtype " + typeName(actual.onnxType()) + ", expected " + typeName(expected.onnxType());
-        }
-        if (!Arrays.equals(expected.dims(), actual.dims())) {
-            return name + ": shape " + Arrays.toString(actual.dims()) + ", expected " + Arrays.toString(expected.dims());
-        }
-        List<String> bad = new ArrayList<>();
-        int mismatches = 0;
-        double maxErr = 0;
-        int n = expected.size();
-        for (int i = 0; i < n; i++) {
-            boolean ok;
-            String pair;
-            if (expected.isFloating()) {
-                double e = expected.real()[i];
-                double a = actual.real()[i];
-                if (Double.isNaN(e) || Double.isNaN(a)) {
-                    ok = Double.isNaN(e) && Double.isNaN(a);
-                } else if (Double.isInfinite(e) || Double.isInfinite(a)) {
-                    ok = e == a;
-                } else {
-                    double err = Math.abs(a - e);
-                    ok = err <= atol + rtol * Math.abs(e);
-                    if (!ok) {
-                        maxErr = Math.max(maxErr, err);
-                    }
-                }
-                pair = a + " vs expected " + e;
-            } else {
-                ok = expected.integral()[i] == actual.integral()[i];
-                pair = actual.integral()[i] + " vs expected " + expected.integral()[i];
-            }
-            if (!ok) {
-                mismatches++;
-                if (bad.size() < 8) {
-                    bad.add("[" + i + "] " + pair);
-                }
-            }
-        }
-        if (mismatches == 0) {
-            return null;
-        }
-        return name + ": " + mismatches + " of " + n + " elements differ (rtol " + rtol + ", atol " + atol
-                + (expected.isFloating() ? ", max abs err " + maxErr : "") + "): " + String.join(", ", bad)
-                + (mismatches > bad.size() ? ", ..." : "");
-    }
-
-    /** Shorthand for {@link #compare(String, Values, Values, double, double)} on a tensor. */
-    public static String compare(String name, TensorProto expected, Tensor actual, double rtol, double atol) {
-        return compare(name, values(expected), values(actual), rtol, atol);
     }
 }

@@ -1,0 +1,453 @@
+package dev.cortado.onnx;
+
+import dev.cortado.onnx.proto.Onnx.AttributeProto;
+import dev.cortado.onnx.proto.Onnx.GraphProto;
+import dev.cortado.onnx.proto.Onnx.ModelProto;
+import dev.cortado.onnx.proto.Onnx.NodeProto;
+import dev.cortado.onnx.proto.Onnx.OperatorSetIdProto;
+import dev.cortado.onnx.proto.Onnx.TensorProto;
+import dev.cortado.onnx.proto.Onnx.TensorShapeProto;
+import dev.cortado.onnx.proto.Onnx.TypeProto;
+import dev.cortado.onnx.proto.Onnx.ValueInfoProto;
+import dev.cortado.tensor.Device;
+import dev.cortado.tensor.Scope;
+import dev.cortado.tensor.Tensor;
+import com.google.protobuf.InvalidProtocolBufferException;
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.IdentityHashMap;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * An imported ONNX model, ready to run: {@code ModelProto} -> an executable graph of Cortado ops.
+ *
+ * <p>Loading does all the checking: the model must import a default-domain opset in
+ * [{@value #MIN_OPSET}, {@value #MAX_OPSET}]; every node (also inside If/Loop/Scan bodies) must
+ * be in the default domain (or ai.onnx.preview.training, the optimizer steps) and have a handler
+ * in the op table that implements the imported version of its op, else {@link UnsupportedOnnxOpException} names the op, domain, opset and node.
+ * Initializers (with their external data files, confined to the model's folder) and
+ * {@code Constant} nodes become tensors once, at load, on the model's device; they are shared,
+ * read-only, by every run.
+ *
+ * <p>{@link #run} holds no state of its own (each call evaluates the nodes in order with its own
+ * name -> tensor environment inside a {@link Scope}), so one model can serve many threads at
+ * once without copying its weights. {@link #close()} frees the weights; it must not race with
+ * running calls (an {@link InferenceSession} guards that).
+ *
+ * <pre>{@code
+ * try (OnnxModel model = OnnxModel.load(Path.of("model.onnx"));
+ *      Tensor x = Tensor.of(data, 1, 3, 224, 224)) {
+ *     Map<String, Tensor> out = model.run(Map.of("input", x));   // the caller closes the outputs
+ * }
+ * }</pre>
+ */
+@SuppressWarnings("try") // Scope blocks free what the body creates without naming the scope
+public final class OnnxModel implements AutoCloseable {
+    /** The oldest default-domain opset the importer reads (the legacy broadcast of opset 6 included). */
+    public static final int MIN_OPSET = 6;
+    /**
+     * The newest default-domain opset the importer reads (25 only widened the types of a few ops,
+     * such as Reshape, Transpose and (De)QuantizeLinear, over 24).
+     */
+    public static final int MAX_OPSET = 25;
+
+    private final ModelProto proto;
+    private final int opset;
+    private final Map<String, Integer> opsets;
+    private final Device device;
+    /** Per graph (the main one and every subgraph): its initializers and Constant outputs. */
+    private final Map<GraphProto, Map<String, Tensor>> constants = new IdentityHashMap<>();
+    private final List<String> inputNames;
+    private final List<String> outputNames;
+    private final Map<String, ValueInfoProto> inputInfo = new HashMap<>();
+    private volatile boolean closed;
+
+    private OnnxModel(ModelProto proto, Path folder, Device device) {
+        this.proto = proto;
+        this.device = device;
+        this.opset = defaultOpset(proto);
+        this.opsets = importedOpsets(proto);
+        GraphProto graph = proto.getGraph();
+        checkNodes(graph, opsets);
+        this.inputNames = List.copyOf(feedNames(graph));
+        List<String> outs = new ArrayList<>();
+        for (ValueInfoProto v : graph.getOutputList()) {
+            outs.add(v.getName());
+        }
+        this.outputNames = List.copyOf(outs);
+        for (ValueInfoProto v : graph.getInputList()) {
+            inputInfo.put(v.getName(), v);
+        }
+        try (Scope detached = Scope.detached()) {
+            loadConstants(graph, folder);
+        } catch (RuntimeException | Error e) {
+            freeConstants();
+            throw e;
+        }
+    }
+
+    /** Reads and imports {@code file}; external data files resolve in its folder. */
+    public static OnnxModel load(Path file) throws IOException {
+        return load(file, Device.defaultDevice());
+    }
+
+    /** Reads and imports {@code file} with its weights on {@code device}. */
+    public static OnnxModel load(Path file, Device device) throws IOException {
+        Path folder = file.toAbsolutePath().getParent();
+        return new OnnxModel(read(file), folder, device);
+    }
+
+    /** Imports a parsed model that has no external data, with its weights on the default device. */
+    public static OnnxModel of(ModelProto model) {
+        return new OnnxModel(model, null, Device.defaultDevice());
+    }
+
+    /** Imports a parsed model; external data files resolve in {@code folder} (null: none allowed). */
+    public static OnnxModel of(ModelProto model, Path folder, Device device) {
+        return new OnnxModel(model, folder == null ? null : folder.toAbsolutePath(), device);
+    }
+
+    /** Parses a {@code model.onnx} file; a truncated or corrupt file gives an {@link OnnxImportException}. */
+    public static ModelProto read(Path file) throws IOException {
+        try (InputStream in = Files.newInputStream(file)) {
+            ModelProto m = ModelProto.parseFrom(in);
+            if (!m.hasGraph()) {
+                throw new OnnxImportException(file + " is not an ONNX model (no graph)");
+            }
+            return m;
+        } catch (InvalidProtocolBufferException e) {
+            throw new OnnxImportException(file + " is not a readable ONNX model: " + e.getMessage(), e);
+        }
+    }
+
+    public ModelProto proto() {
+        return proto;
+    }
+
+    /** The default-domain opset the model imports (-1 when it imports none). */
+    public int opset() {
+        return opset;
+    }
+
+    public Device device() {
+        return device;
+    }
+
+    /** The graph inputs a caller feeds (those that are not initializers), in graph order. */
+    public List<String> inputNames() {
+        return inputNames;
+    }
+
+    /** The graph outputs, in graph order. */
+    public List<String> outputNames() {
+        return outputNames;
+    }
+
+    /** The distinct op types of the main graph's nodes, in order of first use. */
+    public static Set<String> opTypes(ModelProto model) {
+        Set<String> ops = new LinkedHashSet<>();
+        for (NodeProto n : model.getGraph().getNodeList()) {
+            ops.add(n.getOpType());
+        }
+        return ops;
+    }
+
+    /** The op types of the default domain that the importer has a handler for (some version). */
+    public static Set<String> supportedOps() {
+        return OnnxOps.supportedOps();
+    }
+
+    /**
+     * Runs the graph on {@code feeds} (graph input name -> tensor; not taken over) and returns the
+     * graph outputs by name, in graph order. The returned tensors belong to the caller (or to the
+     * caller's enclosing {@link Scope}); everything else the run creates is freed. Thread-safe.
+     */
+    public Map<String, Tensor> run(Map<String, Tensor> feeds) {
+        if (closed) {
+            throw new IllegalStateException("the ONNX model is closed");
+        }
+        GraphProto graph = proto.getGraph();
+        checkFeeds(feeds);
+        Map<String, Tensor> result = new LinkedHashMap<>();
+        try (Scope scope = Scope.open()) {
+            Env env = new Env(null);
+            env.values.putAll(constants.get(graph));
+            env.values.putAll(feeds);
+            List<Tensor> outs = evaluate(graph, env);
+            Map<Tensor, Boolean> notOurs = new IdentityHashMap<>();
+            constants.get(graph).values().forEach(t -> notOurs.put(t, true));
+            feeds.values().forEach(t -> notOurs.put(t, true));
+            for (int i = 0; i < outs.size(); i++) {
+                // a new tensor owned by this scope, kept past it: a weight or a feed passed
+                // through is copied (it belongs to the model or the caller), a result of this
+                // run is a new handle (a view when contiguous)
+                Tensor t = outs.get(i);
+                result.put(outputNames.get(i), scope.keep(notOurs.containsKey(t) ? t.copy() : t.contiguous()));
+            }
+        }
+        return result;
+    }
+
+    /** Frees the weights. Idempotent. */
+    @Override
+    public void close() {
+        if (!closed) {
+            closed = true;
+            freeConstants();
+        }
+    }
+
+    // ------------------------------------------------------------------ load
+
+    private static boolean isDefaultDomain(String domain) {
+        return domain.isEmpty() || domain.equals("ai.onnx");
+    }
+
+    /** The default-domain opset the model imports, checked against the supported range; -1 if none. */
+    static int defaultOpset(ModelProto model) {
+        for (OperatorSetIdProto o : model.getOpsetImportList()) {
+            if (isDefaultDomain(o.getDomain())) {
+                long v = o.getVersion();
+                if (v < MIN_OPSET || v > MAX_OPSET) {
+                    throw new UnsupportedOnnxOpException(null, "", (int) v, null,
+                            "the model imports ai.onnx opset " + v + "; the importer reads opsets " + MIN_OPSET
+                                    + " to " + MAX_OPSET);
+                }
+                return (int) v;
+            }
+        }
+        return -1; // no default-domain node may then appear (checkNodes)
+    }
+
+    /** The versions the model imports, by canonical domain ("ai.onnx" for the default one). */
+    private static Map<String, Integer> importedOpsets(ModelProto model) {
+        Map<String, Integer> m = new HashMap<>();
+        for (OperatorSetIdProto o : model.getOpsetImportList()) {
+            m.put(OnnxOps.canonicalDomain(o.getDomain()), (int) o.getVersion());
+        }
+        return m;
+    }
+
+    /** Every node of {@code graph} and its subgraphs has a handler for the imported version. */
+    private static void checkNodes(GraphProto graph, Map<String, Integer> opsets) {
+        for (NodeProto n : graph.getNodeList()) {
+            String where = n.getName().isEmpty() ? null : n.getName();
+            String domain = OnnxOps.canonicalDomain(n.getDomain());
+            Integer version = opsets.get(domain);
+            if (version == null) {
+                throw new UnsupportedOnnxOpException(n.getOpType(), domain, -1, where, "op " + domain + "."
+                        + n.getOpType() + nodeText(n) + ": the model imports no opset of domain '" + domain + "'");
+            }
+            if (!OnnxOps.domains().contains(domain)) {
+                throw new UnsupportedOnnxOpException(n.getOpType(), domain, version, where,
+                        "op " + domain + "." + n.getOpType() + nodeText(n) + " (opset " + version + "): domain '" + domain
+                                + "' is not supported (the importer reads " + OnnxOps.domains() + ")");
+            }
+            OnnxOps.Entry e = OnnxOps.entry(domain, n.getOpType());
+            if (e == null) {
+                throw new UnsupportedOnnxOpException(n.getOpType(), domain, version, where,
+                        "op " + n.getOpType() + nodeText(n) + " (domain " + domain + ", opset " + version
+                                + ") is not supported");
+            }
+            if (version < e.since()) {
+                throw new UnsupportedOnnxOpException(n.getOpType(), domain, version, where,
+                        "op " + n.getOpType() + nodeText(n) + " (domain " + domain + ") is supported from opset "
+                                + e.since() + ", the model imports opset " + version);
+            }
+            for (AttributeProto a : n.getAttributeList()) {
+                if (a.hasG()) {
+                    checkNodes(a.getG(), opsets);
+                }
+                for (GraphProto g : a.getGraphsList()) {
+                    checkNodes(g, opsets);
+                }
+            }
+        }
+    }
+
+    private static String nodeText(NodeProto n) {
+        return n.getName().isEmpty() ? "" : " (node '" + n.getName() + "')";
+    }
+
+    /** Initializers and Constant outputs of {@code graph} and its subgraphs, made once. */
+    private void loadConstants(GraphProto graph, Path folder) {
+        Map<String, Tensor> values = new HashMap<>();
+        constants.put(graph, values);
+        for (TensorProto init : graph.getInitializerList()) {
+            TensorProto data = OnnxTensors.withExternalData(init, folder);
+            values.put(init.getName(), OnnxTensors.toTensor(data, device));
+        }
+        for (NodeProto n : graph.getNodeList()) {
+            if (n.getOpType().equals("Constant") && OnnxOps.canonicalDomain(n.getDomain()).equals(OnnxOps.DEFAULT_DOMAIN)) {
+                Tensor t = OnnxOps.entry("Constant").handler().run(new OnnxNode(n, new Tensor[0], opset, null))[0];
+                values.put(n.getOutput(0), t.device().equals(device) ? t : t.to(device));
+            }
+            for (AttributeProto a : n.getAttributeList()) {
+                if (a.hasG()) {
+                    loadConstants(a.getG(), folder);
+                }
+                for (GraphProto g : a.getGraphsList()) {
+                    loadConstants(g, folder);
+                }
+            }
+        }
+    }
+
+    private void freeConstants() {
+        for (Map<String, Tensor> m : constants.values()) {
+            for (Tensor t : m.values()) {
+                if (!t.isClosed()) {
+                    t.close();
+                }
+            }
+        }
+        constants.clear();
+    }
+
+    /** The names of the graph inputs that are fed (those that are not initializers). */
+    static List<String> feedNames(GraphProto graph) {
+        Set<String> init = new LinkedHashSet<>();
+        for (TensorProto t : graph.getInitializerList()) {
+            init.add(t.getName());
+        }
+        List<String> names = new ArrayList<>();
+        for (ValueInfoProto v : graph.getInputList()) {
+            if (!init.contains(v.getName())) {
+                names.add(v.getName());
+            }
+        }
+        return names;
+    }
+
+    // ------------------------------------------------------------------ run
+
+    /** Every input fed, no unknown name, dtype and rank as the graph declares them. */
+    private void checkFeeds(Map<String, Tensor> feeds) {
+        for (String name : feeds.keySet()) {
+            if (!inputInfo.containsKey(name)) {
+                throw new IllegalArgumentException("'" + name + "' is not an input of the model; its inputs are "
+                        + inputNames);
+            }
+        }
+        for (String name : inputNames) {
+            Tensor t = feeds.get(name);
+            if (t == null) {
+                throw new IllegalArgumentException("model input '" + name + "' is not fed (inputs: " + inputNames + ")");
+            }
+            TypeProto type = inputInfo.get(name).getType();
+            if (!type.hasTensorType()) {
+                continue;
+            }
+            TypeProto.Tensor tt = type.getTensorType();
+            if (tt.hasElemType() && OnnxTensors.isSupported(tt.getElemType())
+                    && OnnxTensors.dtypeOf(tt.getElemType()) != t.dtype()) {
+                throw new IllegalArgumentException("model input '" + name + "' is " + OnnxTensors.dtypeOf(tt.getElemType())
+                        + ", got " + t.describe());
+            }
+            if (tt.hasShape()) {
+                TensorShapeProto shape = tt.getShape();
+                if (shape.getDimCount() != t.rank()) {
+                    throw new IllegalArgumentException("model input '" + name + "' has rank " + shape.getDimCount()
+                            + ", got " + t.describe());
+                }
+                for (int i = 0; i < shape.getDimCount(); i++) {
+                    TensorShapeProto.Dimension d = shape.getDim(i);
+                    if (d.hasDimValue() && d.getDimValue() != t.size(i)) {
+                        throw new IllegalArgumentException("model input '" + name + "' needs size " + d.getDimValue()
+                                + " in dimension " + i + ", got " + t.describe());
+                    }
+                }
+            }
+        }
+    }
+
+    /** Names visible to a graph: its own values, then the enclosing graphs'. */
+    private static final class Env {
+        final Env parent;
+        final Map<String, Tensor> values = new HashMap<>();
+
+        Env(Env parent) {
+            this.parent = parent;
+        }
+
+        Tensor get(String name) {
+            for (Env e = this; e != null; e = e.parent) {
+                Tensor t = e.values.get(name);
+                if (t != null) {
+                    return t;
+                }
+            }
+            return null;
+        }
+    }
+
+    /** Runs {@code graph}'s nodes in order in {@code env}; returns its outputs in order. */
+    private List<Tensor> evaluate(GraphProto graph, Env env) {
+        for (NodeProto n : graph.getNodeList()) {
+            if (n.getOpType().equals("Constant") && OnnxOps.canonicalDomain(n.getDomain()).equals(OnnxOps.DEFAULT_DOMAIN)) {
+                continue; // made at load
+            }
+            Tensor[] inputs = new Tensor[n.getInputCount()];
+            for (int i = 0; i < inputs.length; i++) {
+                String name = n.getInput(i);
+                if (name.isEmpty()) {
+                    continue;
+                }
+                Tensor t = env.get(name);
+                if (t == null) {
+                    throw new IllegalArgumentException(n.getOpType() + nodeText(n) + ": input '" + name
+                            + "' is not defined before the node");
+                }
+                inputs[i] = t;
+            }
+            String domain = OnnxOps.canonicalDomain(n.getDomain());
+            OnnxNode node = new OnnxNode(n, inputs, opsets.get(domain), (g, args) -> runSubgraph(g, args, env));
+            Tensor[] outputs = OnnxOps.entry(domain, n.getOpType()).handler().run(node);
+            for (int i = 0; i < n.getOutputCount(); i++) {
+                String name = n.getOutput(i);
+                if (name.isEmpty()) {
+                    continue;
+                }
+                if (i >= outputs.length || outputs[i] == null) {
+                    throw new UnsupportedOperationException(node.describe() + ": output " + i + " ('" + name
+                            + "') is not produced by this handler");
+                }
+                env.values.put(name, outputs[i]);
+            }
+        }
+        List<Tensor> outs = new ArrayList<>();
+        for (ValueInfoProto out : graph.getOutputList()) {
+            Tensor t = env.get(out.getName());
+            if (t == null) {
+                throw new IllegalArgumentException("graph output '" + out.getName() + "' is never produced");
+            }
+            outs.add(t);
+        }
+        return outs;
+    }
+
+    private List<Tensor> runSubgraph(GraphProto graph, List<Tensor> args, Env outer) {
+        if (args.size() != graph.getInputCount()) {
+            throw new IllegalArgumentException("subgraph '" + graph.getName() + "' takes " + graph.getInputCount()
+                    + " inputs, given " + args.size());
+        }
+        Env env = new Env(outer);
+        Map<String, Tensor> own = constants.get(graph);
+        if (own != null) {
+            env.values.putAll(own);
+        }
+        for (int i = 0; i < args.size(); i++) {
+            env.values.put(graph.getInput(i).getName(), args.get(i));
+        }
+        return Collections.unmodifiableList(evaluate(graph, env));
+    }
+}
