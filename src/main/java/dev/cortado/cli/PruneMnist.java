@@ -71,7 +71,7 @@ final class PruneMnist {
             for (Method m : Method.values()) {
                 long t0 = System.nanoTime();
                 try (Sequential model = train(m, s, train)) {
-                    Row r = evaluateAndConvert(m, s, model, test);
+                    Row r = evaluateAndConvert(m, model, test);
                     rows.add(r);
                     System.out.printf(Locale.ROOT, "%-28s trained in %.0f s: t10k accuracy %.2f%%%n", r.label(),
                             (System.nanoTime() - t0) / 1e9, 100 * r.accuracy());
@@ -154,7 +154,7 @@ final class PruneMnist {
     }
 
     /** Evaluates {@code model}, converts it (consuming it) and evaluates the sparse modules. */
-    static Row evaluateAndConvert(Method method, Settings s, Sequential model, TensorDataset test) {
+    static Row evaluateAndConvert(Method method, Sequential model, TensorDataset test) {
         List<Tensor> all = weights(model);
         long nonzeros = 0;
         long weights = 0;

@@ -63,7 +63,7 @@ class PruneMnistTest {
             for (Tensor w : weights.subList(1, weights.size())) {
                 assertTwoOfFour(w);
             }
-            PruneMnist.Row row = PruneMnist.evaluateAndConvert(PruneMnist.Method.NM_SRSTE, SETTINGS, model, test);
+            PruneMnist.Row row = PruneMnist.evaluateAndConvert(PruneMnist.Method.NM_SRSTE, model, test);
             System.out.printf("PruneMnistTest: 2:4 SR-STE t10k accuracy %.4f (sparse modules %.4f), dense %.4f%n",
                     row.accuracy(), row.sparseAccuracy(), dense);
             assertTrue(row.accuracy() >= 0.95 && row.accuracy() >= dense - 0.005,
@@ -75,7 +75,7 @@ class PruneMnistTest {
     @Test
     void gradualMagnitudePruningTo90PercentMatchesDense() {
         try (Sequential model = PruneMnist.train(PruneMnist.Method.GRADUAL, SETTINGS, train)) {
-            PruneMnist.Row row = PruneMnist.evaluateAndConvert(PruneMnist.Method.GRADUAL, SETTINGS, model, test);
+            PruneMnist.Row row = PruneMnist.evaluateAndConvert(PruneMnist.Method.GRADUAL, model, test);
             System.out.printf("PruneMnistTest: 90%% gradual t10k accuracy %.4f (sparse modules %.4f), dense %.4f, "
                     + "%d of %d weights non-zero%n", row.accuracy(), row.sparseAccuracy(), dense, row.nonzeros(),
                     row.weights());
