@@ -364,6 +364,164 @@ inline void nm_columns(int64_t per_row, int n, int m, const uint8_t* meta, int64
   for (int64_t s = 0; s < per_row; ++s) idx[s] = (s / n) * m + meta[s];
 }
 
+/* ---- the float32 N:M GEMM: C [rows, ncols] = W · B, W N:M [rows, k] (values, meta), B [k, ncols].
+ *
+ * Cost: 2·rows·(k/m·n)·ncols FLOPs (n/m of the dense product); bytes: W's values and metadata
+ * once per column panel, B once per thread (packed), C once per k panel from L2.
+ *
+ * Why this shape: each output row picks its own n of every m rows of B, so rows cannot share
+ * loads of B the way a dense micro-kernel does; every FMA needs its own vector of B. The kernel is
+ * therefore built so that this vector comes from L1 as a memory operand of the FMA (the load ports
+ * do 2 vector loads per cycle, as many as the FMA units do FMAs):
+ *   - B is packed per thread into L1-sized panels of KC rows x NC columns (KC·NC·4 = 32 KiB,
+ *     contiguous rows of NC floats: no cache-set conflicts from B's leading dimension, zero padded
+ *     to a whole number of vectors);
+ *   - the metadata is decoded once per call into the byte offset of each kept entry's row inside
+ *     its panel (uint16), so the inner loop is: broadcast the value, load the offset, then one
+ *     FMA per accumulator with the panel row as memory operand, no index arithmetic;
+ *   - a panel-wide block of the output row (NC floats: 16 zmm / 8 ymm accumulators) stays in
+ *     registers while the row's kept entries of the panel stream by; it is added into C once per
+ *     k panel (C's column panel, rows·NC·4 bytes, stays in L2).
+ * Threads split the rows statically (the same rows in every panel, so the in-place accumulation
+ * into C needs no synchronisation); each packs the panels it uses. */
+template <int V> struct NmVec;  // V = floats per vector
+
+template <> struct NmVec<16> {
+  static constexpr int kAcc = 8;  // accumulators: NC = 128 columns, KC = 64
+  using reg = __m512;
+  CT_AVX512 static CT_INLINE reg zero() { return _mm512_setzero_ps(); }
+  CT_AVX512 static CT_INLINE reg bcast(const float* p) { return _mm512_set1_ps(*p); }
+  CT_AVX512 static CT_INLINE reg fma(reg a, const float* b, reg c) { return _mm512_fmadd_ps(a, _mm512_load_ps(b), c); }
+  CT_AVX512 static CT_INLINE reg add_load(reg acc, const float* c, int valid) {
+    const __mmask16 mk = valid >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << valid) - 1);
+    return _mm512_add_ps(acc, _mm512_maskz_loadu_ps(mk, c));
+  }
+  CT_AVX512 static CT_INLINE void store(float* c, reg v, int valid) {
+    const __mmask16 mk = valid >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << valid) - 1);
+    _mm512_mask_storeu_ps(c, mk, v);
+  }
+};
+
+template <> struct NmVec<8> {
+  static constexpr int kAcc = 8;  // NC = 64 columns (AVX2 has 16 ymm registers)
+  using reg = __m256;
+  static CT_INLINE reg zero() { return _mm256_setzero_ps(); }
+  static CT_INLINE reg bcast(const float* p) { return _mm256_broadcast_ss(p); }
+  static CT_INLINE reg fma(reg a, const float* b, reg c) { return _mm256_fmadd_ps(a, _mm256_load_ps(b), c); }
+  static CT_INLINE __m256i tail(int valid) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(valid), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+  static CT_INLINE reg add_load(reg acc, const float* c, int valid) {
+    return _mm256_add_ps(acc, valid >= 8 ? _mm256_loadu_ps(c) : _mm256_maskload_ps(c, tail(valid)));
+  }
+  static CT_INLINE void store(float* c, reg v, int valid) {
+    if (valid >= 8) _mm256_storeu_ps(c, v);
+    else _mm256_maskstore_ps(c, tail(valid), v);
+  }
+};
+
+/* The kernels of one vector width, defined once per ISA (ATTR: the target attribute, empty for
+ * AVX2, the x86-64-v3 baseline): nm_block_<S> is one output row's block over one panel,
+ * c[0:w] (+)= sum_e v[e] · panel[off[e]] in NA vector accumulators; nm_gemm_<S> the whole product. */
+#define CT_NM_GEMM(ATTR, V, S)                                                                                        \
+  template <int NA>                                                                                                    \
+  ATTR CT_INLINE void nm_block_##S(int64_t cnt, const float* v, const uint16_t* off, const float* panel, float* c,    \
+                                   int w, bool accumulate) {                                                           \
+    using O = NmVec<V>;                                                                                                \
+    typename O::reg acc[NA];                                                                                           \
+    _Pragma("GCC unroll 16") for (int t = 0; t < NA; ++t) acc[t] = O::zero();                                         \
+    for (int64_t e = 0; e < cnt; ++e) {                                                                                \
+      const typename O::reg a = O::bcast(v + e);                                                                       \
+      const float* row = (const float*)((const char*)panel + off[e]);                                                  \
+      _Pragma("GCC unroll 16") for (int t = 0; t < NA; ++t) acc[t] = O::fma(a, row + t * V, acc[t]);                  \
+    }                                                                                                                  \
+    _Pragma("GCC unroll 16") for (int t = 0; t < NA; ++t) {                                                            \
+      const int valid = w - t * V;                                                                                     \
+      if (accumulate) acc[t] = O::add_load(acc[t], c + t * V, valid);                                                  \
+      O::store(c + t * V, acc[t], valid);                                                                              \
+    }                                                                                                                  \
+  }                                                                                                                    \
+  /* rows [r0, r1) of one panel: their cnt slots each, stored row after row (the packed layout) */                  \
+  template <int NA>                                                                                                    \
+  ATTR void nm_rows_##S(int64_t r0, int64_t r1, int64_t cnt, const float* values, const uint16_t* off,               \
+                        const float* panel, float* c, int64_t ldc, int w, bool accumulate) {                           \
+    for (int64_t r = r0; r < r1; ++r) {                                                                                \
+      if (accumulate && r + 1 < r1) /* the next row's block of C, from L2 while this row computes */                  \
+        _Pragma("GCC unroll 16") for (int t = 0; t < NA; ++t)                                                          \
+          _mm_prefetch((const char*)(c + (r + 1 - r0) * ldc + t * V), _MM_HINT_T0);                                    \
+      nm_block_##S<NA>(cnt, values + r * cnt, off + r * cnt, panel, c + (r - r0) * ldc, w, accumulate);               \
+    }                                                                                                                  \
+  }                                                                                                                    \
+  template <int... NA>                                                                                                 \
+  ATTR void nm_rows_dispatch_##S(int na, std::integer_sequence<int, NA...>, int64_t r0, int64_t r1, int64_t cnt,     \
+                                 const float* values, const uint16_t* off, const float* panel, float* c, int64_t ldc, \
+                                 int w, bool accumulate) {                                                             \
+    ((na == NA + 1 ? nm_rows_##S<NA + 1>(r0, r1, cnt, values, off, panel, c, ldc, w, accumulate) : void()), ...);     \
+  }                                                                                                                    \
+  ATTR void nm_gemm_##S(int64_t rows, int64_t k, int64_t ncols, int n, int m, const float* values,                   \
+                        const uint8_t* meta, const float* b, float* c, int nt) {                                       \
+    constexpr int NC = V * NmVec<V>::kAcc;                                                                             \
+    const int64_t KC = std::max<int64_t>(m, (8192 / NC) / m * m); /* KC·NC floats = 32 KiB */                         \
+    const int64_t per_row = k / m * n, spp = KC / m * n;          /* kept slots per row, per panel */                 \
+    const int64_t RB = 2048; /* rows per block: its C tile, NC·RB·4 <= 1 MiB, stays in L2 */                          \
+    /* W packed once, panel-major: panel p holds every row's slots of k-panel p (cnt_p each, row after row), so     \
+     * the rows of a panel stream sequentially; the metadata decoded into the byte offset of each kept entry's B     \
+     * row inside its packed B panel. */                                                                               \
+    HostBuffer<float> vals(rows * per_row);                                                                            \
+    HostBuffer<uint16_t> off(rows * per_row);                                                                          \
+    _Pragma("omp parallel for schedule(static) num_threads(nt) if (nt > 1)") for (int64_t r = 0; r < rows; ++r) {     \
+      int64_t s = r * per_row;                                                                                         \
+      for (int64_t s0 = 0; s0 < per_row; s0 += spp) { /* panels */                                                     \
+        const int64_t cnt = std::min(spp, per_row - s0);                                                               \
+        int64_t d = s0 * rows + r * cnt;                                                                               \
+        for (int64_t g = 0; g < cnt / n; ++g) /* groups of the panel */                                                \
+          for (int t = 0; t < n; ++t, ++s, ++d) {                                                                      \
+            vals[d] = values[s];                                                                                       \
+            off[d] = (uint16_t)((g * m + meta[s]) * NC * (int64_t)sizeof(float));                                      \
+          }                                                                                                            \
+      }                                                                                                                \
+    }                                                                                                                  \
+    /* B packed once into panels of KC rows x NC columns (zero padded), panel (kp, jp) at (jp·kpanels + kp)·KC·NC */  \
+    const int64_t kpanels = (k + KC - 1) / KC, jpanels = (ncols + NC - 1) / NC;                                       \
+    HostBuffer<float> bp(kpanels * jpanels * KC * NC);                                                                 \
+    _Pragma("omp parallel for schedule(static) num_threads(nt) if (nt > 1)") for (int64_t q = 0; q < kpanels * jpanels; \
+                                                                               ++q) {                                  \
+      const int64_t k0 = q % kpanels * KC, j0 = q / kpanels * NC;                                                      \
+      const int64_t kr = std::min(KC, k - k0), w = std::min<int64_t>(NC, ncols - j0);                                  \
+      float* dst = bp.data() + q * KC * NC;                                                                            \
+      for (int64_t i = 0; i < kr; ++i) {                                                                               \
+        std::memcpy(dst + i * NC, b + (k0 + i) * ncols + j0, (size_t)w * sizeof(float));                              \
+        std::fill(dst + i * NC + w, dst + i * NC + (w + V - 1) / V * V, 0.0f); /* the read part of the pad */         \
+      }                                                                                                                \
+    }                                                                                                                  \
+    _Pragma("omp parallel num_threads(nt) if (nt > 1)") {                                                             \
+      HostBuffer<float> tile(std::min(RB, rows) * NC); /* the row block's C, contiguous: no TLB miss per row */       \
+      /* the same static split of the rows in every panel: each row's block of C has one owner */                     \
+      const int64_t t0 = rows * omp_get_thread_num() / omp_get_num_threads();                                          \
+      const int64_t t1 = rows * (omp_get_thread_num() + 1) / omp_get_num_threads();                                    \
+      for (int64_t r0 = t0; r0 < t1; r0 += RB) { /* row blocks: their C tile (RB x NC) stays in L2 */                 \
+        const int64_t r1 = std::min(t1, r0 + RB);                                                                      \
+        for (int64_t jp = 0; jp < jpanels; ++jp) {                                                                     \
+          const int64_t j0 = jp * NC;                                                                                  \
+          const int w = (int)std::min<int64_t>(NC, ncols - j0);                                                        \
+          const int na = (w + V - 1) / V;                                                                              \
+          for (int64_t kp = 0; kp < kpanels; ++kp) {                                                                   \
+            const int64_t k0 = kp * KC, s0 = k0 / m * n, cnt = std::min(KC, k - k0) / m * n;                           \
+            nm_rows_dispatch_##S(na, std::make_integer_sequence<int, NmVec<V>::kAcc>{}, r0, r1, cnt,                  \
+                                 vals.data() + s0 * rows, off.data() + s0 * rows,                                      \
+                                 bp.data() + (jp * kpanels + kp) * KC * NC, tile.data(), NC, w, kp > 0);               \
+          }                                                                                                            \
+          for (int64_t r = r0; r < r1; ++r)                                                                            \
+            std::memcpy(c + r * ncols + j0, tile.data() + (r - r0) * NC, (size_t)w * sizeof(float));                  \
+        }                                                                                                              \
+      }                                                                                                                \
+    }                                                                                                                  \
+  }
+
+CT_NM_GEMM(CT_AVX512, 16, avx512)
+CT_NM_GEMM(, 8, avx2)
+#undef CT_NM_GEMM
+
 /* |a| beats |b| in magnitude order: NaN largest, ties to the lower position (pa < pb). */
 template <class A> CT_INLINE bool beats(A a, int pa, A b, int pb) {
   const bool na = a != a, nb = b != b;
@@ -689,27 +847,24 @@ int ct_cpu_nm_matmul(int dtype, int64_t rows, int64_t k, int64_t ncols, int n, i
     const int64_t per_row = k / m * n;
     const bool avx = use_avx512();
     const int nt = threads_for(rows * per_row * ncols);
-    // float32: panels of B (kc rows x nc columns, 256 KiB) that stay in L2 while every row of the
-    // thread runs over them, C accumulated in place across the k panels (each row always on the
-    // same thread: static schedule); bfloat16 / float64: one panel (C rounded once).
-    const bool blocked = std::is_same_v<T, float>;
-    const int64_t kc = blocked ? std::max<int64_t>(m, 256 / m * m) : k;
-    const int64_t nc = blocked ? 256 : ncols;
+    // float32 products worth packing (at least 2^21 multiply-adds and a panel's worth of columns):
+    // the packed-panel kernel above; its packing costs more than it saves below that
+    if constexpr (std::is_same_v<T, float>) {
+      if (rows * per_row * ncols >= (int64_t(1) << 21) && ncols >= 48) {
+        if (avx) nm_gemm_avx512(rows, k, ncols, n, m, vp, meta, (const float*)b, (float*)c, nt);
+        else nm_gemm_avx2(rows, k, ncols, n, m, vp, meta, (const float*)b, (float*)c, nt);
+        return;
+      }
+    }
+    // bfloat16, float64 and small float32 products: the row kernel over each row's kept entries
+    // (C rounded once)
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
       std::vector<int64_t> idx((size_t)per_row);
-      for (int64_t j0 = 0; j0 < ncols; j0 += nc) {
-        const int64_t w = std::min(nc, ncols - j0);
-        for (int64_t k0 = 0; k0 < k; k0 += kc) {
-          const int64_t s0 = k0 / m * n, s1 = std::min(k0 + kc, k) / m * n;
-#pragma omp for schedule(static) nowait
-          for (int64_t r = 0; r < rows; ++r) {
-            nm_columns(s1 - s0, n, m, meta + r * per_row + s0, idx.data());
-            for (int64_t s = 0; s < s1 - s0; ++s) idx[(size_t)s] += k0;
-            row<T>(avx, s1 - s0, vp + r * per_row + s0, idx.data(), (const T*)b + j0, w, (T*)c + r * ncols + j0, ncols,
-                   k0 > 0);
-          }
-        }
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < rows; ++r) {
+        nm_columns(per_row, n, m, meta + r * per_row, idx.data());
+        row<T>(avx, per_row, vp + r * per_row, idx.data(), (const T*)b, ncols, (T*)c + r * ncols);
       }
     }
   });

@@ -25,6 +25,7 @@ import java.util.Locale;
  * <pre>
  *   java -jar cortado-cli.jar train-mnist  [--epochs N] [--batch-size N] [--lr X] [--compile] [--device D] [--threads N] [--seed S] [--out DIR]
  *   java -jar cortado-cli.jar train-charlm [--steps N] [--batch-size N] [--lr X] [--compile] [--device D] [--threads N] [--seed S] [--out DIR]
+ *   java -jar cortado-cli.jar prune-mnist [--epochs N] [--batch-size N] [--lr X] [--threads N] [--seed S]
  *   java -jar cortado-cli.jar demo [--device auto|cpu|cuda:N] [--threads N] [--size N] [--seed S]
  *   java -jar cortado-cli.jar info
  *   java -jar cortado-cli.jar launch --nproc N [--threads T] -- train-mnist ...   (data-parallel over MPI)
@@ -53,7 +54,7 @@ public final class Main {
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
             switch (a) {
-                case "demo", "info", "train-mnist", "train-charlm" -> command = a;
+                case "demo", "info", "train-mnist", "train-charlm", "prune-mnist" -> command = a;
                 case "--device" -> device = Device.parse(value(args, ++i, a));
                 case "--threads" -> threads = Integer.parseInt(value(args, ++i, a));
                 case "--size" -> size = Integer.parseInt(value(args, ++i, a));
@@ -90,6 +91,8 @@ public final class Main {
                     batchSize > 0 ? batchSize : 16, Double.isNaN(lr) ? 3e-3 : lr, seed,
                     trainingDevice(device, "train-charlm", Attention.SDPA_OP, Attention.ROPE_OP),
                     out != null ? out : java.nio.file.Path.of("runs", "train-charlm"), compile));
+            case "prune-mnist" -> PruneMnist.run(new PruneMnist.Settings(epochs > 0 ? epochs : 8,
+                    batchSize > 0 ? batchSize : 64, Double.isNaN(lr) ? 2e-3 : lr, seed, 0.9));
             default -> demo(target, size, seed);
         }
     }
@@ -140,6 +143,9 @@ public final class Main {
                   train-mnist   train a small CNN on 10k MNIST digits, test on the t10k split
                                 [--epochs 8] [--batch-size 64] [--lr 2e-3]
                                 [--compile] (evaluate through a compiled graph: dev.cortado.graph)
+                  prune-mnist   the train-mnist CNN dense, 2:4 with SR-STE (and with mask decay) and pruned
+                                to 90% gradually; then run on sparse modules (a table of accuracy,
+                                non-zeros, size and inference time) [--epochs 8] [--batch-size 64] [--lr 2e-3]
                   train-charlm  train a small GPT-style character model on Jane Austen, then sample from it
                                 [--steps 400] [--batch-size 16] [--lr 3e-3]
                                 [--compile] (evaluate through a compiled graph)

@@ -100,9 +100,8 @@ public final class MagnitudePruning implements AutoCloseable {
             if (!w.dtype().isFloatingPoint()) {
                 throw new IllegalArgumentException("MagnitudePruning: weight " + w.describe() + " is not floating point");
             }
-            if (pattern != null && (w.rank() != 2 || w.size(1) % pattern.m() != 0)) {
-                throw new IllegalArgumentException("MagnitudePruning: " + pattern + " pruning needs matrices [out, in] with in "
-                        + "a multiple of " + pattern.m() + "; got " + w.describe());
+            if (pattern != null) {
+                NmMasks.check("MagnitudePruning", w, pattern);
             }
         }
         this.weights = List.copyOf(weights);
@@ -140,7 +139,9 @@ public final class MagnitudePruning implements AutoCloseable {
         /**
          * N:M structured pruning instead of unstructured: on each pruning step every group of m
          * consecutive weights along a row keeps its n largest (the {@code nm_compress} kernel), a
-         * sparsity of 1 - n / m; the schedule then only says when the masks are recomputed.
+         * sparsity of 1 - n / m; the schedule then only says when the masks are recomputed. A
+         * weight of rank above 2 (a convolution kernel {@code [out, in, kh, kw]}) is read as
+         * {@code [out, in·kh·kw]}.
          */
         public Builder nm(int n, int m) {
             this.pattern = new NM(n, m);
@@ -177,8 +178,37 @@ public final class MagnitudePruning implements AutoCloseable {
             throw new IllegalStateException("MagnitudePruning.pruneTo: this pruning is " + pattern
                     + " structured; use pruneToPattern()");
         }
+        pruneBy(s, weights);
+    }
+
+    /**
+     * Recomputes the masks from saliency {@code scores} instead of the magnitudes (one tensor per
+     * weight, of its shape; the largest |score| are kept, per layer or overall), and applies them.
+     * {@link FisherPruning} chooses its masks this way.
+     */
+    public void pruneTo(double s, List<Tensor> scores) {
+        if (!(s >= 0 && s < 1)) {
+            throw new IllegalArgumentException("MagnitudePruning.pruneTo: sparsity " + s + " is not in [0, 1)");
+        }
+        if (pattern != null) {
+            throw new IllegalStateException("MagnitudePruning.pruneTo: this pruning is " + pattern + " structured");
+        }
+        if (scores.size() != weights.size()) {
+            throw new IllegalArgumentException("MagnitudePruning.pruneTo: " + scores.size() + " score tensors for "
+                    + weights.size() + " weights");
+        }
+        for (int i = 0; i < scores.size(); i++) {
+            if (!scores.get(i).shape().equals(weights.get(i).shape())) {
+                throw new IllegalArgumentException("MagnitudePruning.pruneTo: scores " + scores.get(i).describe()
+                        + " do not match weight " + weights.get(i).describe());
+            }
+        }
+        pruneBy(s, scores);
+    }
+
+    private void pruneBy(double s, List<Tensor> sources) {
         try (var g = Autograd.noGrad()) { // choosing the masks is not part of the model's graph
-            setMasks(scope == Scope.GLOBAL ? globalKeep(s) : perLayerKeep(s));
+            setMasks(scope == Scope.GLOBAL ? globalKeep(s, sources) : perLayerKeep(s, sources));
         }
         sparsity = s;
         applyMasks();
@@ -189,25 +219,12 @@ public final class MagnitudePruning implements AutoCloseable {
         if (pattern == null) {
             throw new IllegalStateException("MagnitudePruning.pruneToPattern: no N:M pattern was given (Builder.nm)");
         }
-        List<boolean[]> keep = new ArrayList<>();
-        for (Tensor w : weights) {
-            Tensor[] vm;
-            try (var g = Autograd.noGrad()) {
-                vm = Sparse.nmCompress(w, pattern);
-            }
-            try (Tensor v = vm[0]; Tensor meta = vm[1]) {
-                byte[] q = meta.toByteArray();
-                long per = w.size(1) / pattern.m() * pattern.n();
-                boolean[] k = new boolean[(int) w.numel()];
-                for (int slot = 0; slot < q.length; slot++) {
-                    long row = slot / per;
-                    long group = (slot % per) / pattern.n();
-                    k[(int) (row * w.size(1) + group * pattern.m() + (q[slot] & 0xff))] = true;
-                }
-                keep.add(k);
+        for (int i = 0; i < weights.size(); i++) {
+            Tensor old = masks.set(i, NmMasks.of(weights.get(i), pattern));
+            if (old != null) {
+                old.close();
             }
         }
-        setMasks(keep);
         sparsity = 1 - (double) pattern.n() / pattern.m();
         applyMasks();
     }
@@ -216,7 +233,9 @@ public final class MagnitudePruning implements AutoCloseable {
         for (int i = 0; i < weights.size(); i++) {
             Tensor w = weights.get(i);
             Tensor mask;
-            try (Tensor host = Tensor.of(keep.get(i), w.dims())) {
+            // the mask is kept across steps: created in no user scope
+            try (dev.cortado.tensor.Scope detached = dev.cortado.tensor.Scope.detached();
+                 Tensor host = Tensor.of(keep.get(i), w.dims())) {
                 mask = host.to(w.dtype(), w.device()); // bool to 1 / 0: always a new tensor
             }
             Tensor old = masks.set(i, mask);
@@ -283,9 +302,9 @@ public final class MagnitudePruning implements AutoCloseable {
     }
 
     // ------------------------------------------------------------------ mask selection
-    private List<boolean[]> perLayerKeep(double s) {
+    private static List<boolean[]> perLayerKeep(double s, List<Tensor> sources) {
         List<boolean[]> keep = new ArrayList<>();
-        for (Tensor w : weights) {
+        for (Tensor w : sources) {
             long n = w.numel();
             try (Tensor flat = magnitudes(w)) {
                 keep.add(largest(flat, n - Math.round(s * n), (int) n));
@@ -294,13 +313,13 @@ public final class MagnitudePruning implements AutoCloseable {
         return keep;
     }
 
-    private List<boolean[]> globalKeep(double s) {
-        Tensor[] flats = new Tensor[weights.size()];
+    private static List<boolean[]> globalKeep(double s, List<Tensor> sources) {
+        Tensor[] flats = new Tensor[sources.size()];
         long total = 0;
         try {
             for (int i = 0; i < flats.length; i++) {
-                flats[i] = magnitudes(weights.get(i));
-                total += weights.get(i).numel();
+                flats[i] = magnitudes(sources.get(i));
+                total += sources.get(i).numel();
             }
             if (total > Integer.MAX_VALUE - 8) {
                 throw new IllegalArgumentException("MagnitudePruning: " + total + " weights exceed a Java array");
@@ -311,7 +330,7 @@ public final class MagnitudePruning implements AutoCloseable {
             }
             List<boolean[]> keep = new ArrayList<>();
             int at = 0;
-            for (Tensor w : weights) {
+            for (Tensor w : sources) {
                 boolean[] k = new boolean[(int) w.numel()];
                 System.arraycopy(all, at, k, 0, k.length);
                 at += k.length;

@@ -148,6 +148,38 @@ class SparseOpsTest {
         }
     }
 
+    /**
+     * The packed-panel float32 N:M GEMM (products of at least 2^21 multiply-adds, 48 columns):
+     * 70 x 1036 x 173 runs 17 k-panels of 64 (AVX-512; 9 of 128 with AVX2), the last one partial,
+     * and column panels with a masked tail (173 = 128 + 45; AVX2 64 + 64 + 45); 2050 rows cross
+     * the 2048-row block; 1:3 and 3:8 have panels whose depth (63, 64 / 126, 128) is not a power
+     * of two.
+     */
+    @ParameterizedTest
+    @ValueSource(booleans = {true, false})
+    void nmGemmPackedPanels(boolean avx512) {
+        CpuBackend.setAvx512Enabled(avx512);
+        Random r = new Random(13);
+        int[][] shapes = {{70, 1036, 173, 2, 4}, {2050, 8, 512, 2, 4}, {50, 999, 130, 1, 3}, {30, 1040, 200, 3, 8}};
+        for (int[] shape : shapes) {
+            int rows = shape[0];
+            int k = shape[1];
+            int n = shape[2];
+            NM nm = new NM(shape[3], shape[4]);
+            double[] w = Reference.uniform(r, rows * k, -1, 1);
+            double[] b = Reference.uniform(r, k * n, -1, 1);
+            String what = " " + rows + "x" + k + "x" + n + " " + nm + " avx512=" + avx512;
+            try (Scope s = Scope.open()) {
+                Tensor[] c = Sparse.nmCompress(make(w, DType.FLOAT32, rows, k), nm);
+                double[][] ref = SparseRef.nmCompress(stored(w, DType.FLOAT32), rows, k, nm.n(), nm.m());
+                double[] dense = SparseRef.nmDense(ref[0], ref[1], rows, k, nm.n(), nm.m());
+                double[] want = SparseRef.matmul(dense, stored(b, DType.FLOAT32), rows, k, n);
+                assertCloseChecked(want, Reference.values(Sparse.nmMatmul(c[0], c[1], nm, make(b, DType.FLOAT32, k, n))),
+                        relativeTo(F32, want), "nm_matmul (packed panels)" + what);
+            }
+        }
+    }
+
     @Test
     void topkPutsNanFirstAndBreaksTiesByIndex() {
         try (Scope s = Scope.open()) {
