@@ -14,7 +14,7 @@ public final class OpRegistry {
 
     /** Families declared in packages above ops (loaded by name: ops may not depend on them). */
     private static final List<String> UPPER_FAMILIES = List.of("dev.cortado.quant.Quantization",
-            "dev.cortado.quant.Int8Gemm");
+            "dev.cortado.quant.Int8Gemm", "dev.cortado.quant.Int8Conv");
 
     private OpRegistry() {
     }

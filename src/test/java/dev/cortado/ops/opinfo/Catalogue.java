@@ -16,7 +16,8 @@ public final class Catalogue {
         List<List<OpInfo>> families = List.of(ElementwiseSamples.ENTRIES, ReductionSamples.ENTRIES,
                 NormalizationSamples.ENTRIES, IndexingSamples.ENTRIES, LinearAlgebraSamples.ENTRIES, RandomSamples.ENTRIES,
                 PoolingSamples.ENTRIES, BatchNormSamples.ENTRIES, ConvolutionSamples.ENTRIES, AttentionSamples.ENTRIES,
-                KvCacheSamples.ENTRIES, LossSamples.ENTRIES, SparseSamples.ENTRIES, QuantizationSamples.ENTRIES);
+                KvCacheSamples.ENTRIES, LossSamples.ENTRIES, SparseSamples.ENTRIES, QuantizationSamples.ENTRIES,
+                QuantConvSamples.ENTRIES);
         for (List<OpInfo> family : families) {
             for (OpInfo e : family) {
                 if (ENTRIES.putIfAbsent(e.name(), e) != null) {
