@@ -17,7 +17,9 @@ import dev.cortado.ops.Pooling;
 import dev.cortado.ops.DataLayout;
 import dev.cortado.ops.Pooling.PoolOptions;
 import dev.cortado.ops.Reductions;
+import dev.cortado.quant.Int8Conv;
 import dev.cortado.quant.Int8Gemm;
+import dev.cortado.quant.PackedInt8Conv;
 import dev.cortado.quant.PackedInt8Matrix;
 import dev.cortado.quant.QuantParams;
 import dev.cortado.quant.QuantScheme;
@@ -85,6 +87,8 @@ public final class OnnxOps {
         register("DynamicQuantizeLinear", n -> Quantization.DYNAMIC_QUANTIZE_OP.callMulti(null, n.required(0)));
         register("MatMulInteger", OnnxOps::matMulInteger);
         register("QLinearMatMul", OnnxOps::qLinearMatMul);
+        register("ConvInteger", OnnxOps::convInteger);
+        register("QLinearConv", OnnxOps::qLinearConv);
     }
 
     // ------------------------------------------------------------------ quantization
@@ -532,6 +536,14 @@ public final class OnnxOps {
         long[] k = kernelShape(n, w, nd);
         long[] s = longs(n, "strides", nd, 1);
         long[] d = longs(n, "dilations", nd, 1);
+        long[][] pad = convPads(n, x, k, s, d, nd);
+        ConvOptions o = ConvOptions.builder().stride(s).padding(pad[0], pad[1]).dilation(d)
+                .groups(n.attrInt("group", 1)).build();
+        return one(Convolution.CONV_OP.call(new ConvAttrs(nd, o), x, w, b));
+    }
+
+    /** {before, after} padding of a Conv-like node: pads, or auto_pad (VALID, SAME_UPPER, SAME_LOWER). */
+    private static long[][] convPads(Node n, Tensor x, long[] k, long[] s, long[] d, int nd) {
         long[] pads = longs(n, "pads", 2 * nd, 0);
         long[] before = Arrays.copyOfRange(pads, 0, nd);
         long[] after = Arrays.copyOfRange(pads, nd, 2 * nd);
@@ -553,9 +565,111 @@ public final class OnnxOps {
             }
             default -> throw n.error("unknown auto_pad '" + autoPad + "'");
         }
-        ConvOptions o = ConvOptions.builder().stride(s).padding(before, after).dilation(d)
-                .groups(n.attrInt("group", 1)).build();
-        return one(Convolution.CONV_OP.call(new ConvAttrs(nd, o), x, w, b));
+        return new long[][] {before, after};
+    }
+
+    /** The int8 convolution's geometry of a 2-d ConvInteger / QLinearConv node with filters w [M, C/group, kh, kw]. */
+    private static Int8Conv.Geometry qconvGeometry(Node n, Tensor x, Tensor w) {
+        if (x.rank() != 4 || w.rank() != 4) {
+            throw new UnsupportedOperationException(n.describe() + ": only 2-d convolutions run on the int8 kernel (x "
+                    + x.describe() + ")");
+        }
+        long[] k = kernelShape(n, w, 2);
+        long[] s = longs(n, "strides", 2, 1);
+        long[] d = longs(n, "dilations", 2, 1);
+        long[][] pad = convPads(n, x, k, s, d, 2);
+        return new Int8Conv.Geometry(k[0], k[1], s[0], s[1], pad[0][0], pad[0][1], pad[1][0], pad[1][1], d[0], d[1],
+                n.attrInt("group", 1), w.dims()[0]);
+    }
+
+    /** x NCHW as uint8 NHWC (int8 shifted by 128) and its zero point. */
+    private static Tensor qconvInput(Tensor x, int[] zx) {
+        Tensor u = x;
+        if (x.dtype() == DType.INT8) {
+            u = shifted(x, 128, DType.UINT8);
+            zx[0] += 128;
+        }
+        try (Tensor p = u.permute(0, 2, 3, 1)) {
+            return p.contiguous();
+        }
+    }
+
+    /**
+     * The filters packed for the int8 convolution with per-output-channel zero points and scales
+     * (ones when {@code scale} is null): uint8 filters become w - 128 with zero points zw - 128.
+     */
+    private static PackedInt8Conv qconvFilters(Tensor w, Tensor zw, Tensor scale, Int8Conv.Geometry g) {
+        long m = w.dims()[0];
+        int[] z = new int[(int) m];
+        if (zw != null) {
+            double[] zv = zw.toDoubleArray();
+            for (int o = 0; o < m; o++) {
+                z[o] = (int) zv[zv.length == 1 ? 0 : o];
+            }
+        }
+        Tensor w8 = w;
+        if (w.dtype() == DType.UINT8) {
+            w8 = shifted(w, -128, DType.INT8);
+            for (int o = 0; o < m; o++) {
+                z[o] -= 128;
+            }
+        }
+        float[] sc = new float[(int) m];
+        Arrays.fill(sc, 1f);
+        if (scale != null) {
+            float[] sv = scale.to(DType.FLOAT32).toFloatArray();
+            for (int o = 0; o < m; o++) {
+                sc[o] = sv[sv.length == 1 ? 0 : o];
+            }
+        }
+        QuantizedTensor q = QuantizedTensor.of(w8 == w ? w.copy() : w8, QuantParams.of(QuantScheme.perChannel(DType.INT8, 0),
+                Tensor.of(sc, w.device(), m), Tensor.of(z, w.device(), m)));
+        return PackedInt8Conv.pack(q, g);
+    }
+
+    /** ConvInteger (2-d): int32 sum (x - zx)(w - zw) on the int8 NHWC convolution; x, w uint8 or int8. */
+    private static Tensor[] convInteger(Node n) {
+        Tensor x = n.required(0);
+        Tensor w = n.required(1);
+        Int8Conv.Geometry g = qconvGeometry(n, x, w);
+        int[] zx = {scalarZeroPoint(n, n.input(2), "x_zero_point")};
+        Tensor xh = qconvInput(x, zx);
+        PackedInt8Conv p = qconvFilters(w, n.input(3), null, g);
+        try (Tensor y = Int8Conv.convInteger(xh, zx[0], p)) {
+            return one(y.permute(0, 3, 1, 2).contiguous());
+        }
+    }
+
+    /**
+     * QLinearConv (2-d): the int8 convolution whose epilogue requantizes to y's scale and zero point:
+     * scale[o] = sx sw[o] / sy, bias[o] = B[o] sx sw[o] / sy (B int32 on the scale sx sw).
+     */
+    private static Tensor[] qLinearConv(Node n) {
+        Tensor x = n.required(0);
+        Tensor w = n.required(3);
+        Int8Conv.Geometry g = qconvGeometry(n, x, w);
+        int[] zx = {scalarZeroPoint(n, n.input(2), "x_zero_point")};
+        Tensor xh = qconvInput(x, zx);
+        PackedInt8Conv p = qconvFilters(w, n.input(5), n.required(4), g);
+        Tensor yzp = n.input(7);
+        DType out = yzp == null ? DType.UINT8 : yzp.dtype();
+        QuantParams yp = QuantParams.perTensor(out, n.required(6).item(), yzp == null ? 0 : (int) yzp.item(), x.device());
+        QuantizedTensor xq = QuantizedTensor.of(xh, QuantParams.perTensor(DType.UINT8, n.required(1).item(), zx[0], x.device()));
+        Tensor bias = null;
+        Tensor b = n.input(8);
+        if (b != null) {
+            // the bias in real units: B * sx * sw[o] (the kernel divides by sy with the scale)
+            float sx = (float) n.required(1).item();
+            float[] sw = p.scale().toFloatArray();
+            double[] bv = b.toDoubleArray();
+            float[] real = new float[bv.length];
+            for (int o = 0; o < bv.length; o++) {
+                real[o] = (float) (bv[o] * ((double) sx * sw[o]));
+            }
+            bias = Tensor.of(real, x.device(), real.length);
+        }
+        QuantizedTensor y = Int8Conv.conv2d(xq, p, bias, false, yp);
+        return one(y.values().permute(0, 3, 1, 2).contiguous());
     }
 
     /**
