@@ -143,6 +143,12 @@ public abstract class QuantizedLayer extends Module {
         return this;
     }
 
+    /** The state keeps its dtypes under {@code to(DType)}: the integer kernels read int8 / float32. */
+    @Override
+    protected boolean keepsDType(String name) {
+        return true;
+    }
+
     String quantRepr() {
         int[] r = buffer("input_range").toIntArray();
         return "weight=" + weight().dtype() + ", weight_scale=" + Quantization.preview(weightScale()) + ", input=uint8 ["
