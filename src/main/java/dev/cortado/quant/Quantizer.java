@@ -69,6 +69,9 @@ public final class Quantizer {
                         + "; wrap it in a container (e.g. Sequential)");
             }
             Module parent = parentOf(model, path);
+            if (parent instanceof Observed || parent instanceof FakeQuantized) {
+                continue;  // already prepared
+            }
             String name = path.substring(path.lastIndexOf('.') + 1);
             Module wrapper = config.mode() == QuantConfig.Mode.POST_TRAINING
                     ? new Observed(m, bits, config.activationObserver(bits.activations()))
@@ -77,8 +80,8 @@ public final class Quantizer {
             wrapped++;
         }
         if (wrapped == 0) {
-            throw new IllegalArgumentException("Quantizer.prepare: " + config + " selects no Linear or Conv2d layer of "
-                    + model.getClass().getSimpleName());
+            throw new IllegalArgumentException("Quantizer.prepare: " + config + " selects no Linear or Conv2d layer "
+                    + "(not already prepared) of " + model.getClass().getSimpleName());
         }
         return model;
     }

@@ -281,6 +281,9 @@ class QuantizedModulesTest {
                 QuantConfig cfg = QuantConfig.builder().layer("7", 6, 8).build();  // mixed precision: 6-bit weights in "7"
                 Quantizer.prepare(model, cfg);
                 assertTrue(model.get(0) instanceof Quantizer.Observed, model.toString());
+                String once = model.toString();
+                assertThrows(IllegalArgumentException.class, () -> Quantizer.prepare(model, cfg), "nothing left to prepare");
+                assertEquals(once, model.toString(), "a second prepare wraps nothing twice");
                 Quantizer.calibrate(model, loader, 4);
                 Quantizer.convert(model);
                 assertTrue(model.get(0) instanceof QuantizedConv2d c && c.relu(), model.toString());
