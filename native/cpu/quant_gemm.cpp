@@ -4,9 +4,10 @@
  * fused epilogue (per-column scale, bias, ReLU; int32, float32, int8 or uint8 output).
  *
  * Algorithm:
- *   1. A is copied into a padded buffer Ap [m, Kp] (zeros after k) while its row sums are taken:
- *      m * k bytes read, m * Kp written; the 4-byte groups the kernels broadcast are then aligned
- *      and never read past a row.
+ *   1. A is copied into a padded panel Ap (zeros after k), 4096 rows at a time, while its row sums
+ *      are taken: m * k bytes read, m * Kp written; the 4-byte groups the kernels broadcast are
+ *      then aligned and never read past a row. The rows come from a callback (qgemm_rows,
+ *      quant_internal.h): a copy of A here, the im2col rows of the int8 convolution there.
  *   2. The output is cut into tiles of 64 rows x 64 columns spread over the threads; each tile
  *      walks k in blocks of 256 (a 64 x 256 B block is 16 KiB, L1/L2 resident) and its int32
  *      tile accumulator (16 KiB) collects each block's register tile.
@@ -26,6 +27,7 @@
 #include "cortado/quant.h"
 #include "internal.h"
 #include "quant_check.h"
+#include "quant_internal.h"
 #include "quant_math.h"
 
 namespace ct {
@@ -213,48 +215,62 @@ extern "C" int ct_cpu_qgemm_pack_b(const int8_t* b, int64_t k, int64_t n, int64_
   CT_CATCH(fn)
 }
 
+/* Step 1 for a chunk of at most kChunkRows rows (the panel is kChunkRows * Kp bytes), then
+ * steps 2-4 over the chunk's tiles; `fill` supplies the rows. */
+void ct::qgemm_rows(const ct_qgemm_args& full, const QgemmRowFill& fill) {
+  constexpr int64_t kChunkRows = 4096;  // a multiple of kTileM
+  if (full.m == 0 || full.n == 0) return;
+  const int64_t kp = round_up(full.k, 4), np = round_up(full.n, 32);
+  const int64_t out_bytes = (full.out_dtype == CT_I32 || full.out_dtype == CT_F32) ? 4 : 1;
+  const int64_t chunk = std::min(full.m, kChunkRows);
+  HostBuffer<uint8_t> ap(std::max<int64_t>(1, chunk * kp));
+  HostBuffer<int32_t> rowsum(chunk);
+  const int64_t max_tiles = ((chunk + kTileM - 1) / kTileM) * ((np + kTileN - 1) / kTileN);
+  int nt = threads_for(chunk * np * std::max<int64_t>(kp, 1) / 64);
+  if (nt > max_tiles) nt = (int)max_tiles;
+  if (nt < 1) nt = 1;
+  HostBuffer<int32_t> acc(nt * kTileM * kTileN);  // one tile accumulator per thread (no allocation inside the region)
+  for (int64_t r0 = 0; r0 < full.m; r0 += chunk) {
+    ct_qgemm_args g = full;
+    g.m = std::min(chunk, full.m - r0);
+    g.c = (char*)full.c + r0 * full.ldc * out_bytes;
+    parallel_range(g.m, kp, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        uint8_t* dst = ap.data() + i * kp;
+        fill(r0 + i, dst);
+        int32_t s = 0;
+        for (int64_t k = 0; k < g.k; ++k) s += dst[k];
+        for (int64_t k = g.k; k < kp; ++k) dst[k] = 0;
+        rowsum[i] = s;
+      }
+    });
+    Plan p{&g, ap.data(), rowsum.data(), kp, np, use_avx512() && has_vnni()};
+    const int64_t tm = (g.m + kTileM - 1) / kTileM, tn = (np + kTileN - 1) / kTileN;
+    const int nth = (int)std::min<int64_t>(nt, tm * tn);
+#pragma omp parallel num_threads(nth) if (nth > 1)
+    {
+      const int t = omp_get_thread_num(), T = omp_get_num_threads();
+      int32_t* mine = acc.data() + t * kTileM * kTileN;
+      for (int64_t tile = t; tile < tm * tn; tile += T) {
+        const int64_t i0 = (tile / tn) * kTileM, j0 = (tile % tn) * kTileN;
+        const int64_t rows = std::min(kTileM, g.m - i0), cols = std::min(kTileN, np - j0);
+        tile_sums(p, i0, rows, j0, cols, mine);
+        epilogue(p, i0, rows, j0, cols, mine);
+      }
+    }
+  }
+}
+
 extern "C" int ct_cpu_qgemm(const ct_qgemm_args* args, int64_t stream) {
   static const char* fn = "ct_cpu_qgemm";
   CT_TRY
   qm::Msg m;
   if (int st = qm::check_qgemm(fn, args, &m)) return fail(st, "%s", m.text);
   const ct_qgemm_args& g = *args;
-  if (g.m == 0 || g.n == 0) return CT_OK;
-  Plan p{&g, nullptr, nullptr, round_up(g.k, 4), round_up(g.n, 32), use_avx512() && has_vnni()};
-  HostBuffer<uint8_t> ap(std::max<int64_t>(1, g.m * p.kp));
-  HostBuffer<int32_t> rowsum(g.m);
-  parallel_range(g.m, p.kp, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const uint8_t* src = (const uint8_t*)g.a + i * g.lda;
-      uint8_t* dst = ap.data() + i * p.kp;
-      int32_t s = 0;
-      for (int64_t k = 0; k < g.k; ++k) {
-        dst[k] = src[k];
-        s += src[k];
-      }
-      for (int64_t k = g.k; k < p.kp; ++k) dst[k] = 0;
-      rowsum[i] = s;
-    }
+  const uint8_t* a = (const uint8_t*)g.a;
+  qgemm_rows(g, [&](int64_t i, uint8_t* dst) {
+    if (g.k > 0) std::memcpy(dst, a + i * g.lda, (size_t)g.k);
   });
-  p.ap = ap.data();
-  p.rowsum = rowsum.data();
-  const int64_t tm = (g.m + kTileM - 1) / kTileM, tn = (p.np + kTileN - 1) / kTileN;
-  const int64_t work = g.m * p.np * std::max<int64_t>(p.kp, 1);
-  int nt = threads_for(work / 64);
-  if (nt > tm * tn) nt = (int)(tm * tn);
-  if (nt < 1) nt = 1;
-  HostBuffer<int32_t> acc(nt * kTileM * kTileN);  // one tile accumulator per thread (no allocation inside the region)
-#pragma omp parallel num_threads(nt) if (nt > 1)
-  {
-    const int t = omp_get_thread_num(), T = omp_get_num_threads();
-    int32_t* mine = acc.data() + t * kTileM * kTileN;
-    for (int64_t tile = t; tile < tm * tn; tile += T) {
-      const int64_t i0 = (tile / tn) * kTileM, j0 = (tile % tn) * kTileN;
-      const int64_t rows = std::min(kTileM, g.m - i0), cols = std::min(kTileN, p.np - j0);
-      tile_sums(p, i0, rows, j0, cols, mine);
-      epilogue(p, i0, rows, j0, cols, mine);
-    }
-  }
   return CT_OK;
   CT_CATCH(fn)
 }

@@ -1014,6 +1014,7 @@ static void bench() {
 #include "gpu_check_sparse.cuh"
 #include "gpu_check_training.cuh"
 #include "gpu_check_quant.cuh"
+#include "gpu_check_qconv.cuh"
 
 /* The harness checks itself: compare() must reject a zeroed output where the result is not
  * zero, with the very tolerances check_reduce() uses for a mean and a sum of 2000003 values. */
@@ -1080,6 +1081,7 @@ int main(int argc, char** argv) {
     check_training();
     check_quant();
     check_qgemm();
+    check_qconv();
     check_sparse();
     print_checks();
   }

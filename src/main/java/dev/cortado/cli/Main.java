@@ -26,6 +26,7 @@ import java.util.Locale;
  *   java -jar cortado-cli.jar train-mnist  [--epochs N] [--batch-size N] [--lr X] [--compile] [--device D] [--threads N] [--seed S] [--out DIR]
  *   java -jar cortado-cli.jar train-charlm [--steps N] [--batch-size N] [--lr X] [--compile] [--device D] [--threads N] [--seed S] [--out DIR]
  *   java -jar cortado-cli.jar prune-mnist [--epochs N] [--batch-size N] [--lr X] [--threads N] [--seed S]
+ *   java -jar cortado-cli.jar quantize-mnist [--epochs N] [--checkpoint FILE] [--calibration-batches N] [--qat-epochs N] [--threads N] [--seed S]
  *   java -jar cortado-cli.jar demo [--device auto|cpu|cuda:N] [--threads N] [--size N] [--seed S]
  *   java -jar cortado-cli.jar info
  *   java -jar cortado-cli.jar launch --nproc N [--threads T] -- train-mnist ...   (data-parallel over MPI)
@@ -51,10 +52,16 @@ public final class Main {
         double lr = Double.NaN;
         java.nio.file.Path out = null;
         boolean compile = false;
+        java.nio.file.Path checkpoint = null;
+        int calibrationBatches = 8;
+        int qatEpochs = 1;
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
             switch (a) {
-                case "demo", "info", "train-mnist", "train-charlm", "prune-mnist" -> command = a;
+                case "demo", "info", "train-mnist", "train-charlm", "prune-mnist", "quantize-mnist" -> command = a;
+                case "--checkpoint" -> checkpoint = java.nio.file.Path.of(value(args, ++i, a));
+                case "--calibration-batches" -> calibrationBatches = Integer.parseInt(value(args, ++i, a));
+                case "--qat-epochs" -> qatEpochs = Integer.parseInt(value(args, ++i, a));
                 case "--device" -> device = Device.parse(value(args, ++i, a));
                 case "--threads" -> threads = Integer.parseInt(value(args, ++i, a));
                 case "--size" -> size = Integer.parseInt(value(args, ++i, a));
@@ -93,6 +100,9 @@ public final class Main {
                     out != null ? out : java.nio.file.Path.of("runs", "train-charlm"), compile));
             case "prune-mnist" -> PruneMnist.run(new PruneMnist.Settings(epochs > 0 ? epochs : 8,
                     batchSize > 0 ? batchSize : 64, Double.isNaN(lr) ? 2e-3 : lr, seed, 0.9));
+            case "quantize-mnist" -> QuantizeMnist.run(new QuantizeMnist.Settings(epochs > 0 ? epochs : 3,
+                    batchSize > 0 ? batchSize : 64, Double.isNaN(lr) ? 2e-3 : lr, seed, checkpoint, calibrationBatches,
+                    qatEpochs));
             default -> demo(target, size, seed);
         }
     }
@@ -149,6 +159,9 @@ public final class Main {
                   train-charlm  train a small GPT-style character model on Jane Austen, then sample from it
                                 [--steps 400] [--batch-size 16] [--lr 3e-3]
                                 [--compile] (evaluate through a compiled graph)
+                  quantize-mnist  the MNIST CNN (trained, or --checkpoint FILE from train-mnist) quantized:
+                                int8 post-training and 4-bit QAT on the integer kernels; accuracy,
+                                size and time per variant [--epochs 3] [--calibration-batches 8] [--qat-epochs 1]
                   demo          a few ops and a timed matmul [--size 1024]
                   info          devices and CPU features
                   launch        run a training command data-parallel as N MPI processes on this machine:

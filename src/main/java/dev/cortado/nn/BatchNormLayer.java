@@ -36,6 +36,11 @@ public abstract class BatchNormLayer extends Module {
         registerBuffer("num_batches_tracked", track ? unscoped(() -> Tensor.zeros(DType.INT64, d)) : null);
     }
 
+    /** The epsilon added to the variance. */
+    public double eps() {
+        return attrs.eps();
+    }
+
     /** Checks x's rank; throws with the expected shape. */
     protected abstract void checkInput(Tensor x);
 

@@ -122,6 +122,20 @@ public abstract class Module implements AutoCloseable {
         return m;
     }
 
+    /**
+     * Puts {@code replacement} in the place of the direct child {@code name} (same position in the
+     * order; model surgery such as quantization's prepare and convert) and returns the old child,
+     * which the caller now owns (it is not closed).
+     */
+    public final Module replaceChild(String name, Module replacement) {
+        Module old = child(name);
+        if (replacement == null) {
+            throw new IllegalArgumentException(getClass().getSimpleName() + ": replacement for child '" + name + "' is null");
+        }
+        children.put(name, replacement);
+        return old;
+    }
+
     /** Direct children in registration order. */
     public final Map<String, Module> children() {
         return java.util.Collections.unmodifiableMap(children);

@@ -14,8 +14,8 @@ public final class OpRegistry {
 
     /** Families declared in packages above ops (loaded by name: ops may not depend on them). */
     private static final List<String> UPPER_FAMILIES = List.of("dev.cortado.quant.Quantization",
-            "dev.cortado.quant.Int8Gemm", "dev.cortado.quant.WeightOnly", "dev.cortado.quant.Binary",
-            "dev.cortado.graph.FusedElementwise");
+            "dev.cortado.quant.Int8Gemm", "dev.cortado.quant.Int8Conv", "dev.cortado.quant.WeightOnly",
+            "dev.cortado.quant.Binary", "dev.cortado.graph.FusedElementwise");
 
     private OpRegistry() {
     }

@@ -24,7 +24,7 @@ import java.util.Arrays;
  * doubles per slot); the reductions run on the data's device. Immutable configuration, mutable
  * running state: one observer per tensor being calibrated.
  */
-public final class MinMaxObserver {
+public final class MinMaxObserver implements Observer {
     private final QuantScheme scheme;
     private final boolean symmetric;
     private final double averaging;
@@ -59,11 +59,13 @@ public final class MinMaxObserver {
         return new MinMaxObserver(scheme, symmetric, c);
     }
 
+    @Override
     public QuantScheme scheme() {
         return scheme;
     }
 
     /** Folds the extremes of {@code x} (floating, any shape the scheme fits) into the running range. */
+    @Override
     public void observe(Tensor x) {
         if (!x.dtype().isFloatingPoint() || x.dtype().isFloat8()) {
             throw new IllegalArgumentException("MinMaxObserver.observe: " + x.describe() + " is not a float tensor");
@@ -139,6 +141,7 @@ public final class MinMaxObserver {
     }
 
     /** The scales and zero points for the range seen so far, on {@code device}. */
+    @Override
     public QuantParams params(Device device) {
         if (lo == null) {
             throw new IllegalStateException("MinMaxObserver.params: nothing observed yet (" + scheme + ")");

@@ -1,0 +1,157 @@
+package dev.cortado.quant;
+
+import dev.cortado.nn.Module;
+import dev.cortado.tensor.DType;
+import dev.cortado.tensor.Tensor;
+
+/**
+ * What {@link QuantizedLinear} and {@link QuantizedConv2d} share: the integer weights (int8
+ * storage of a signed grid, symmetric per output channel), their float32 scales, an optional
+ * float32 bias, and the calibrated parameters of the input (a uint8 grid {@code [0, qmax]} with a
+ * scale and zero point, per tensor). All of it is module state (buffers), so it saves and loads
+ * with {@link Module#state()} through safetensors ({@link Quantizer#save}, {@link Quantizer#load});
+ * the packed weights the kernels read are derived from it on first use and by {@link #repack()}.
+ */
+public abstract class QuantizedLayer extends Module {
+    private final boolean relu;
+
+    QuantizedLayer(Tensor weight, Tensor weightScale, Tensor bias, Tensor inputScale, Tensor inputZeroPoint,
+                   Tensor inputRange, boolean relu) {
+        this.relu = relu;
+        registerBuffer("weight", weight);
+        registerBuffer("weight_scale", weightScale);
+        registerBuffer("bias", bias);
+        registerBuffer("input_scale", inputScale);
+        registerBuffer("input_zero_point", inputZeroPoint);
+        registerBuffer("input_range", inputRange);
+    }
+
+    /** The state tensors of a layer from the float weights quantized per output channel on {@code weightBits}. */
+    static Tensor[] quantizeWeights(Tensor weight, int weightBits) {
+        if (weightBits < 2 || weightBits > 8) {
+            throw new IllegalArgumentException("quantized layer: weight bits must be in [2, 8], got " + weightBits);
+        }
+        int qmax = (1 << (weightBits - 1)) - 1;
+        QuantScheme s = QuantScheme.perChannel(DType.INT8, 0).withRange(-qmax, qmax);
+        MinMaxObserver obs = MinMaxObserver.of(s).symmetric();
+        try (Tensor w = weight.detach(); Tensor w32 = w.to(DType.FLOAT32)) {
+            obs.observe(w32);
+            try (QuantParams p = obs.params(weight.device()); QuantizedTensor q = Quantization.quantize(w32, p)) {
+                return new Tensor[] {q.values().copy(), p.scale().copy()};
+            }
+        }
+    }
+
+    /**
+     * The state tensors from float weights and learned per-channel scales {@code scale [out]}
+     * (QAT): {@code clamp(rne(w / s), -2^(b-1), 2^(b-1))} (the upper end holds a grid point whose
+     * sign a folded negative batch-norm factor flipped).
+     */
+    static Tensor[] quantizeWeights(Tensor weight, Tensor scale, int weightBits) {
+        if (weightBits < 2 || weightBits > 8) {
+            throw new IllegalArgumentException("quantized layer: weight bits must be in [2, 8], got " + weightBits);
+        }
+        int half = 1 << (weightBits - 1);
+        QuantScheme s = QuantScheme.perChannel(DType.INT8, 0).withRange(-half, Math.min(127, half));
+        try (Tensor w = weight.detach(); Tensor w32 = w.to(DType.FLOAT32); Tensor sc = scale.reshape(-1);
+             QuantParams p = QuantParams.of(s, sc, null); QuantizedTensor q = Quantization.quantize(w32, p)) {
+            return new Tensor[] {q.values().copy(), sc.to(DType.FLOAT32)};
+        }
+    }
+
+    /** Input state tensors {scale (scalar float32), zero point (scalar int32), range int32 [qmin, qmax]}. */
+    static Tensor[] inputState(QuantParams input, dev.cortado.tensor.Device device) {
+        QuantScheme s = input.scheme();
+        if (s.granularity() != QuantScheme.Granularity.PER_TENSOR || s.storage() != DType.UINT8) {
+            throw new IllegalArgumentException("quantized layer: the input parameters must be uint8 per tensor, not " + s);
+        }
+        float scale = (float) input.scale().item();
+        int zp = input.zeroPoint() == null ? 0 : (int) input.zeroPoint().item();
+        return new Tensor[] {Tensor.of(new float[] {scale}, device), Tensor.of(new int[] {zp}, device),
+            Tensor.of(new int[] {s.qmin(), s.qmax()}, device, 2)};
+    }
+
+    /** Whether the layer applies ReLU in its epilogue (a following ReLU was fused). */
+    public final boolean relu() {
+        return relu;
+    }
+
+    /** The int8 weights (the signed grid's values). */
+    public final Tensor weight() {
+        return buffer("weight");
+    }
+
+    /** float32 [out]: the weights' scales. */
+    public final Tensor weightScale() {
+        return buffer("weight_scale");
+    }
+
+    /** float32 [out] or null. */
+    public final Tensor bias() {
+        return buffer("bias");
+    }
+
+    /** The input's quantization parameters (a new object the caller closes). */
+    public final QuantParams inputParams() {
+        int[] r = buffer("input_range").toIntArray();
+        return QuantParams.of(QuantScheme.perTensor(DType.UINT8).withRange(r[0], r[1]), buffer("input_scale"),
+                buffer("input_zero_point"));
+    }
+
+    final float inputScale() {
+        return (float) buffer("input_scale").item();
+    }
+
+    final int inputZeroPoint() {
+        return (int) buffer("input_zero_point").item();
+    }
+
+    /** The input quantized on its calibrated uint8 grid (raw values). */
+    final Tensor quantizeInput(Tensor x) {
+        int[] r = buffer("input_range").toIntArray();
+        return Quantization.quantize(x, buffer("input_scale"), buffer("input_zero_point"),
+                QuantScheme.perTensor(DType.UINT8).withRange(r[0], r[1]));
+    }
+
+    /** float32 [out]: input scale x weight scale, the epilogue's per-channel factor (a new tensor). */
+    final Tensor epilogueScale() {
+        float sx = inputScale();
+        float[] sw = weightScale().toFloatArray();
+        float[] out = new float[sw.length];
+        for (int j = 0; j < sw.length; j++) {
+            out[j] = sx * sw[j];
+        }
+        return unscoped(() -> Tensor.of(out, weight().device(), out.length));
+    }
+
+    /** Rebuilds the packed weights from the state (after the state was loaded or moved). */
+    public abstract void repack();
+
+    /** The bytes of the state as stored (weights, scales, bias, input parameters). */
+    public final long stateBytes() {
+        long n = 0;
+        for (Tensor t : state().values()) {
+            n += t.numel() * t.dtype().byteSize();
+        }
+        return n;
+    }
+
+    @Override
+    public Module to(dev.cortado.tensor.Device device) {
+        super.to(device);
+        repack();
+        return this;
+    }
+
+    /** The state keeps its dtypes under {@code to(DType)}: the integer kernels read int8 / float32. */
+    @Override
+    protected boolean keepsDType(String name) {
+        return true;
+    }
+
+    String quantRepr() {
+        int[] r = buffer("input_range").toIntArray();
+        return "weight=" + weight().dtype() + ", weight_scale=" + Quantization.preview(weightScale()) + ", input=uint8 ["
+                + r[0] + ", " + r[1] + "] scale=" + inputScale() + " zero_point=" + inputZeroPoint() + (relu ? ", relu" : "");
+    }
+}
