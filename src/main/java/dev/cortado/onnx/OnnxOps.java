@@ -15,9 +15,7 @@ import dev.cortado.ops.Pooling;
 import dev.cortado.ops.DataLayout;
 import dev.cortado.ops.Pooling.PoolOptions;
 import dev.cortado.ops.Reductions;
-import dev.cortado.quant.Int8Conv;
 import dev.cortado.quant.Int8Gemm;
-import dev.cortado.quant.PackedInt8Conv;
 import dev.cortado.quant.PackedInt8Matrix;
 import dev.cortado.quant.QuantParams;
 import dev.cortado.quant.QuantScheme;
@@ -669,14 +667,6 @@ final class OnnxOps {
         long[] k = kernelShape(n, w, nd);
         long[] s = longs(n, "strides", nd, 1);
         long[] d = longs(n, "dilations", nd, 1);
-        long[][] pad = convPads(n, x, k, s, d, nd);
-        ConvOptions o = ConvOptions.builder().stride(s).padding(pad[0], pad[1]).dilation(d)
-                .groups(n.attrInt("group", 1)).build();
-        return one(Convolution.CONV_OP.call(new ConvAttrs(nd, o), x, w, b));
-    }
-
-    /** {before, after} padding of a Conv-like node: pads, or auto_pad (VALID, SAME_UPPER, SAME_LOWER). */
-    private static long[][] convPads(Node n, Tensor x, long[] k, long[] s, long[] d, int nd) {
         long[] pads = longs(n, "pads", 2 * nd, 0);
         long[] before = Arrays.copyOfRange(pads, 0, nd);
         long[] after = Arrays.copyOfRange(pads, nd, 2 * nd);
