@@ -6,6 +6,7 @@ import dev.cortado.io.Checkpoint;
 import dev.cortado.io.DataLoader;
 import dev.cortado.io.Mnist;
 import dev.cortado.io.TensorDataset;
+import dev.cortado.nn.Linear;
 import dev.cortado.nn.Losses;
 import dev.cortado.nn.Module;
 import dev.cortado.nn.Sequential;
@@ -13,6 +14,8 @@ import dev.cortado.optim.Adam;
 import dev.cortado.optim.Optimizer;
 import dev.cortado.quant.QuantConfig;
 import dev.cortado.quant.Quantizer;
+import dev.cortado.quant.WeightOnly;
+import dev.cortado.quant.WeightOnlyLinear;
 import dev.cortado.tensor.Device;
 import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Tensor;
@@ -21,6 +24,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 
 /**
  * {@code quantize-mnist}: the MNIST CNN of {@code train-mnist} (trained here for a few epochs, or
@@ -60,7 +64,8 @@ final class QuantizeMnist {
                 new Variant("int8 PTQ (min-max)", (m, train, s) -> ptq(m, train, s, QuantConfig.int8())),
                 new Variant("int8 PTQ (percentile 99.99%)",
                         (m, train, s) -> ptq(m, train, s, QuantConfig.builder().percentile(0.9999).build())),
-                new Variant("w4a4 QAT (LSQ, 1st conv 8-bit)", QuantizeMnist::qat4));
+                new Variant("w4a4 QAT (LSQ, 1st conv 8-bit)", QuantizeMnist::qat4),
+                new Variant("int4 weight-only Linear (g=32)", QuantizeMnist::weightOnlyInt4));
     }
 
     static List<Row> run(Settings s) throws IOException {
@@ -160,6 +165,20 @@ final class QuantizeMnist {
         Quantizer.prepare(m, config);
         train(m, train, s.qatEpochs(), 64, 5e-4, s.seed() + 2);
         return Quantizer.convert(m);
+    }
+
+    /**
+     * Post-training weight-only int4: every Linear (96% of this CNN's weights) becomes a
+     * {@link WeightOnlyLinear} with signed 4-bit codes and a scale per group of 32 inputs, run by the
+     * weight-only kernels (activations stay float32); the convolutions stay float32.
+     */
+    static Module weightOnlyInt4(Sequential m, TensorDataset train, Settings s) {
+        for (Map.Entry<String, Module> c : new ArrayList<>(m.children().entrySet())) {
+            if (c.getValue() instanceof Linear linear) {
+                m.replaceChild(c.getKey(), new WeightOnlyLinear(linear, WeightOnly.Format.INT4, 32)).close();
+            }
+        }
+        return m;
     }
 
     /** Accuracy on t10k, state bytes and the time of one pass over t10k at batch 256. */

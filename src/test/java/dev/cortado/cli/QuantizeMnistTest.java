@@ -10,6 +10,7 @@ import dev.cortado.nn.Sequential;
 import dev.cortado.quant.QuantConfig;
 import dev.cortado.quant.QuantizedConv2d;
 import dev.cortado.quant.QuantizedLinear;
+import dev.cortado.quant.WeightOnlyLinear;
 import org.junit.jupiter.api.Test;
 
 /**
@@ -26,6 +27,7 @@ class QuantizeMnistTest {
         try (TensorDataset train = Mnist.train10k(true); TensorDataset test = Mnist.test(true);
              Sequential model = QuantizeMnist.floatModel(s, train);
              Sequential copy = QuantizeMnist.copyOf(model, 1);
+             Sequential copy4 = QuantizeMnist.copyOf(model, 1);
              DataLoader loader = DataLoader.builder(test).batchSize(500).build()) {
             double floatAcc = QuantizeMnist.evaluate(model, loader);
             Module q = QuantizeMnist.ptq(copy, train, s, QuantConfig.int8());
@@ -39,6 +41,13 @@ class QuantizeMnistTest {
             assertTrue(floatAcc >= 0.95, "float accuracy after one epoch: " + floatAcc);
             assertTrue(Math.abs(int8Acc - floatAcc) <= 0.003, "int8 " + int8Acc + " vs float " + floatAcc);
             assertTrue(i8.bytes() < 0.3 * f.bytes(), "int8 state " + i8.bytes() + " bytes vs float " + f.bytes());
+            // weight-only int4 (g = 32) on the linear layers: within 1.0 point (issue #14's bar)
+            Module w4 = QuantizeMnist.weightOnlyInt4(copy4, train, s);
+            long weightOnly = w4.namedModules().values().stream().filter(m -> m instanceof WeightOnlyLinear).count();
+            assertTrue(weightOnly == 2, "both linear layers weight-only int4:\n" + w4);
+            double int4Acc = QuantizeMnist.evaluate(w4, loader);
+            System.out.printf("weight-only int4 %.4f%n", int4Acc);
+            assertTrue(Math.abs(int4Acc - floatAcc) <= 0.01, "weight-only int4 " + int4Acc + " vs float " + floatAcc);
         }
     }
 }
