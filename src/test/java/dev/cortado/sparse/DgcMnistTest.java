@@ -30,7 +30,7 @@ import org.junit.jupiter.api.Test;
 
 /**
  * Deep Gradient Compression on MNIST in the single-process simulation of W = 4 data-parallel
- * workers: a small CNN (conv 8 - conv 16 - linear, batch norm, 9.2k parameters; the CNN of
+ * workers: a small CNN (conv 8 - conv 16 - linear, batch norm, 9.1k parameters; the CNN of
  * train-mnist is too slow for the suite on 2 cores, its figure is in docs/sparse.md) trained
  * with the same seed, steps and learning rate (0.05, cosine decay to 0) once with a dense exchange (SGD, momentum 0.9) and
  * once at 0.1% density after a short warm-up (SGD without momentum behind the compressors, which
