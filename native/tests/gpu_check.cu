@@ -1012,6 +1012,7 @@ static void bench() {
 #include "gpu_check_conv.cuh"
 #include "gpu_check_pool.cuh"
 #include "gpu_check_sparse.cuh"
+#include "gpu_check_moe.cuh"
 #include "gpu_check_training.cuh"
 #include "gpu_check_quant.cuh"
 #include "gpu_check_qconv.cuh"
@@ -1083,6 +1084,7 @@ int main(int argc, char** argv) {
     check_qgemm();
     check_qconv();
     check_sparse();
+    check_moe();
     print_checks();
   }
   if (benches) {
