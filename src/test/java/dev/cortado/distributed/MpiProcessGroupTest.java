@@ -90,6 +90,17 @@ class MpiProcessGroupTest {
         }
     }
 
+    /** Deep Gradient Compression's exchange over 2 and 4 processes, against every rank's compressions rebuilt locally. */
+    @ParameterizedTest(name = "{0} processes")
+    @ValueSource(ints = {2, 4})
+    void compressedAllReduceAveragesWhatEachRankSent(int processes) throws Exception {
+        Result r = launch(processes, "dgc", 180);
+        assertEquals(0, r.exit(), r.output());
+        for (int rank = 0; rank < processes; rank++) {
+            assertTrue(r.output().contains("rank " + rank + " of " + processes + ": 2 checks passed"), r.output());
+        }
+    }
+
     /** A rank that crashes ends the whole job (mpirun), naming the rank, instead of leaving rank 0 waiting. */
     @Test
     void aPeerThatDiesEndsTheJobQuickly() throws Exception {
