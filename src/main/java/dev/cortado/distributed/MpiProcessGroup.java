@@ -3,11 +3,6 @@ package dev.cortado.distributed;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Tensor;
 import java.nio.charset.StandardCharsets;
-import java.util.ArrayList;
-import java.util.List;
-import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
 import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
@@ -19,12 +14,9 @@ import java.util.concurrent.atomic.AtomicBoolean;
 final class MpiProcessGroup implements ProcessGroup {
     private static final AtomicBoolean STARTED = new AtomicBoolean();
 
-    private final Options options;
-    private final ExecutorService thread;
+    private final CommThread comm;
     private final int rank;
     private final int worldSize;
-    private final List<Work> pending = new ArrayList<>();
-    private boolean closed;
 
     static boolean available() {
         try {
@@ -47,17 +39,11 @@ final class MpiProcessGroup implements ProcessGroup {
     }
 
     private MpiProcessGroup(Options options) {
-        this.options = options;
-        this.thread = Executors.newSingleThreadExecutor(r -> {
-            Thread t = new Thread(r, "cortado-mpi");
-            t.setDaemon(true);
-            return t;
-        });
+        this.comm = new CommThread("cortado-mpi", options);
         int[] r = new int[1];
         int[] s = new int[1];
-        CompletableFuture<Void> init = CompletableFuture.runAsync(
-                () -> NativeComm.check(NativeComm.ct_comm_init(r, s), "ProcessGroup.mpi: MPI_Init_thread"), thread);
-        new Work("ProcessGroup.mpi: MPI initialisation", init, options.timeout()).await();
+        comm.runNow("ProcessGroup.mpi: MPI initialisation",
+                () -> NativeComm.check(NativeComm.ct_comm_init(r, s), "ProcessGroup.mpi: MPI_Init_thread"));
         this.rank = r[0];
         this.worldSize = s[0];
     }
@@ -75,9 +61,8 @@ final class MpiProcessGroup implements ProcessGroup {
     /** The MPI library's version string, e.g. {@code Open MPI v4.1.4, ...}. */
     String libraryVersion() {
         byte[] text = new byte[8192];
-        CompletableFuture<Void> call = CompletableFuture.runAsync(
-                () -> NativeComm.check(NativeComm.ct_comm_library_version(text, text.length), "MPI_Get_library_version"), thread);
-        new Work("MPI_Get_library_version", call, options.timeout()).await();
+        comm.runNow("MPI_Get_library_version",
+                () -> NativeComm.check(NativeComm.ct_comm_library_version(text, text.length), "MPI_Get_library_version"));
         int n = 0;
         while (n < text.length && text[n] != 0) {
             n++;
@@ -114,7 +99,7 @@ final class MpiProcessGroup implements ProcessGroup {
         String what = describe("all_gather", in) + " into " + out.describe();
         checkHost(what, "in", in);
         checkHost(what, "out", out);
-        checkParts(what, out, in, "out");
+        CommThread.checkParts(what, out, in, "out", worldSize);
         long from = in.dataAddress();
         long to = out.dataAddress();
         long count = in.numel();
@@ -128,7 +113,7 @@ final class MpiProcessGroup implements ProcessGroup {
         checkHost(what, "in", in);
         checkHost(what, "out", out);
         checkReducible(what, in.dtype(), op);
-        checkParts(what, in, out, "in");
+        CommThread.checkParts(what, in, out, "in", worldSize);
         long from = in.dataAddress();
         long to = out.dataAddress();
         long count = out.numel();
@@ -148,22 +133,9 @@ final class MpiProcessGroup implements ProcessGroup {
     }
 
     @Override
-    public synchronized void close() {
-        if (closed) {
-            return;
-        }
-        closed = true;
-        try {
-            for (Work w : pending) {
-                w.await();
-            }
-            pending.clear();
-            CompletableFuture<Void> end = CompletableFuture.runAsync(
-                    () -> NativeComm.check(NativeComm.ct_comm_finalize(), "ProcessGroup.close: MPI_Finalize"), thread);
-            new Work("ProcessGroup.close: MPI_Finalize at rank " + rank, end, options.timeout()).await();
-        } finally {
-            thread.shutdown();
-        }
+    public void close() {
+        comm.close("ProcessGroup.close: MPI_Finalize at rank " + rank,
+                () -> NativeComm.check(NativeComm.ct_comm_finalize(), "ProcessGroup.close: MPI_Finalize"));
     }
 
     @Override
@@ -175,36 +147,19 @@ final class MpiProcessGroup implements ProcessGroup {
         int run();
     }
 
-    private synchronized Work submit(String what, Call call, Tensor... operands) {
-        if (closed) {
-            throw new IllegalStateException(what + ": the process group is closed");
-        }
-        pending.removeIf(Work::isCompleted);
-        CompletableFuture<Void> done = CompletableFuture.runAsync(() -> {
-            // the operands stay referenced (so not collected) until the call has returned
-            for (Tensor t : operands) {
-                t.ensureOpen(what);
-            }
-            NativeComm.check(call.run(), what);
-        }, thread);
-        Work work = new Work(what, done, options.timeout());
-        pending.add(work);
-        return work;
+    private Work submit(String what, Call call, Tensor... operands) {
+        return comm.submit(what, () -> NativeComm.check(call.run(), what), operands);
     }
 
     private String describe(String op, Tensor t) {
-        return "ProcessGroup." + op + " of " + t.describe() + " at rank " + rank + " of " + worldSize;
+        return CommThread.describe(op, t, rank, worldSize);
     }
 
     private static void checkHost(String what, String argument, Tensor t) {
-        t.ensureOpen(what);
+        CommThread.checkOperand(what, argument, t);
         if (!t.device().isCpu()) {
             throw new IllegalArgumentException(what + ": " + argument + " is on " + t.device()
                     + "; the MPI group communicates host tensors (use the NCCL group for device tensors)");
-        }
-        if (!t.isContiguous()) {
-            throw new IllegalArgumentException(what + ": " + argument + " " + t.describe()
-                    + " is a non-contiguous view; communicate tensor.contiguous() and copy back");
         }
         if (t.dtype() == DType.INT4 || t.dtype().byteSize() == 0) {
             throw new IllegalArgumentException(what + ": " + argument + " has dtype " + t.dtype()
@@ -225,13 +180,4 @@ final class MpiProcessGroup implements ProcessGroup {
         }
     }
 
-    private void checkParts(String what, Tensor whole, Tensor part, String wholeName) {
-        if (whole.dtype() != part.dtype()) {
-            throw new IllegalArgumentException(what + ": dtypes differ (" + whole.dtype() + " vs " + part.dtype() + ")");
-        }
-        if (whole.numel() != part.numel() * worldSize) {
-            throw new IllegalArgumentException(what + ": " + wholeName + " must hold worldSize (" + worldSize
-                    + ") x " + part.numel() + " elements, but holds " + whole.numel());
-        }
-    }
 }

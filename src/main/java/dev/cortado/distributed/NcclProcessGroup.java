@@ -6,11 +6,7 @@ import dev.cortado.backend.cuda.CudaStream;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;
 import dev.cortado.tensor.Tensor;
-import java.util.ArrayList;
-import java.util.List;
 import java.util.concurrent.CompletableFuture;
-import java.util.concurrent.ExecutorService;
-import java.util.concurrent.Executors;
 import org.bytedeco.cuda.cudart.CUstream_st;
 import org.bytedeco.cuda.global.nccl;
 import org.bytedeco.cuda.nccl.ncclComm;
@@ -36,14 +32,12 @@ final class NcclProcessGroup implements ProcessGroup {
     private static final int UNIQUE_ID_BYTES = 128;   // NCCL_UNIQUE_ID_BYTES
 
     private final Device device;
-    private final Options options;
     private final int rank;
     private final int worldSize;
-    private final ExecutorService thread;
+    private final CommThread thread;
     private final ncclComm comm = new ncclComm();
-    private final List<Work> pending = new ArrayList<>();
+    private final ProcessGroup.Options options;
     private CudaStream stream;
-    private boolean closed;
 
     static NcclProcessGroup open(Device device, ProcessGroup bootstrap, Options options) {
         if (!device.isCuda()) {
@@ -80,18 +74,12 @@ final class NcclProcessGroup implements ProcessGroup {
                 id.internal(i, bytes[i]);
             }
         }
-        this.thread = Executors.newSingleThreadExecutor(r -> {
-            Thread t = new Thread(r, "cortado-nccl-" + device);
-            t.setDaemon(true);
-            return t;
-        });
-        CompletableFuture<Void> init = CompletableFuture.runAsync(() -> {
+        this.thread = new CommThread("cortado-nccl-" + device, options);
+        thread.runNow("ProcessGroup.nccl: communicator of rank " + rank + " of " + worldSize + " on " + device, () -> {
             CudaBackend.instance().activate(device.index());
             stream = CudaStream.create(device);
             check(nccl.ncclCommInitRank(comm, worldSize, id, rank), "ncclCommInitRank(rank " + rank + " of " + worldSize + ")");
-        }, thread);
-        new Work("ProcessGroup.nccl: communicator of rank " + rank + " of " + worldSize + " on " + device, init,
-                options.timeout()).await();
+        });
     }
 
     @Override
@@ -136,7 +124,7 @@ final class NcclProcessGroup implements ProcessGroup {
         String what = describe("all_gather", in) + " into " + out.describe();
         checkDevice(what, "in", in);
         checkDevice(what, "out", out);
-        checkParts(what, out, in, "out");
+        CommThread.checkParts(what, out, in, "out", worldSize);
         int type = ncclType(what, in.dtype());
         Pointer from = at(in.dataAddress());
         Pointer to = at(out.dataAddress());
@@ -149,7 +137,7 @@ final class NcclProcessGroup implements ProcessGroup {
         String what = describe("reduce_scatter(" + op.name().toLowerCase() + ")", in) + " into " + out.describe();
         checkDevice(what, "in", in);
         checkDevice(what, "out", out);
-        checkParts(what, in, out, "in");
+        CommThread.checkParts(what, in, out, "in", worldSize);
         int type = ncclType(what, in.dtype());
         Pointer from = at(in.dataAddress());
         Pointer to = at(out.dataAddress());
@@ -183,24 +171,11 @@ final class NcclProcessGroup implements ProcessGroup {
     }
 
     @Override
-    public synchronized void close() {
-        if (closed) {
-            return;
-        }
-        closed = true;
-        try {
-            for (Work w : pending) {
-                w.await();
-            }
-            pending.clear();
-            CompletableFuture<Void> end = CompletableFuture.runAsync(() -> {
-                check(nccl.ncclCommDestroy(comm), "ncclCommDestroy");
-                stream.close();
-            }, thread);
-            new Work("ProcessGroup.close (NCCL) at rank " + rank, end, options.timeout()).await();
-        } finally {
-            thread.shutdown();
-        }
+    public void close() {
+        thread.close("ProcessGroup.close (NCCL) at rank " + rank, () -> {
+            check(nccl.ncclCommDestroy(comm), "ncclCommDestroy");
+            stream.close();
+        });
     }
 
     @Override
@@ -208,54 +183,35 @@ final class NcclProcessGroup implements ProcessGroup {
         return "ProcessGroup(nccl, rank " + rank + " of " + worldSize + " on " + device + ")";
     }
 
-    private synchronized Work submit(String what, Collective call, Tensor... operands) {
-        if (closed) {
-            throw new IllegalStateException(what + ": the process group is closed");
-        }
-        pending.removeIf(Work::isCompleted);
+    private Work submit(String what, Collective call, Tensor... operands) {
         // the collective must see what the caller's stream has computed so far
         CudaBackend.instance().activate(device.index());
         CudaEvent ready = CudaEvent.create();
         ready.record();
-        CompletableFuture<Void> done = CompletableFuture.runAsync(() -> {
-            for (Tensor t : operands) {
-                t.ensureOpen(what);
-            }
-            try (ready; CudaEvent finished = CudaEvent.create()) {
-                stream.waitFor(ready);
-                check(call.run(new CUstream_st(at(stream.handle()))), what);
-                finished.record(stream);
-                finished.synchronize();
-            }
-        }, thread);
-        Work work = new Work(what, done, options.timeout());
-        pending.add(work);
-        return work;
+        try {
+            return thread.submit(what, () -> {
+                try (ready; CudaEvent finished = CudaEvent.create()) {
+                    stream.waitFor(ready);
+                    check(call.run(new CUstream_st(at(stream.handle()))), what);
+                    finished.record(stream);
+                    finished.synchronize();
+                }
+            }, operands);
+        } catch (RuntimeException e) {
+            ready.close();   // not queued: nobody else will close it
+            throw e;
+        }
     }
 
     private String describe(String op, Tensor t) {
-        return "ProcessGroup." + op + " of " + t.describe() + " at rank " + rank + " of " + worldSize + " (NCCL)";
+        return CommThread.describe(op, t, rank, worldSize) + " (NCCL)";
     }
 
     private void checkDevice(String what, String argument, Tensor t) {
-        t.ensureOpen(what);
+        CommThread.checkOperand(what, argument, t);
         if (!t.device().equals(device)) {
             throw new IllegalArgumentException(what + ": " + argument + " is on " + t.device() + ", the group's device is "
                     + device);
-        }
-        if (!t.isContiguous()) {
-            throw new IllegalArgumentException(what + ": " + argument + " " + t.describe()
-                    + " is a non-contiguous view; communicate tensor.contiguous() and copy back");
-        }
-    }
-
-    private void checkParts(String what, Tensor whole, Tensor part, String wholeName) {
-        if (whole.dtype() != part.dtype()) {
-            throw new IllegalArgumentException(what + ": dtypes differ (" + whole.dtype() + " vs " + part.dtype() + ")");
-        }
-        if (whole.numel() != part.numel() * worldSize) {
-            throw new IllegalArgumentException(what + ": " + wholeName + " must hold worldSize (" + worldSize
-                    + ") x " + part.numel() + " elements, but holds " + whole.numel());
         }
     }
 
