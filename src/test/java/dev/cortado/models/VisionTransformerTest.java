@@ -35,22 +35,13 @@ class VisionTransformerTest {
         }
     }
 
-    static Tensor images(int n, int c, int hw, long seed) {
-        SplittableRandom r = new SplittableRandom(seed);
-        float[] x = new float[n * c * hw * hw];
-        for (int i = 0; i < x.length; i++) {
-            x[i] = (float) r.nextGaussian();
-        }
-        return Tensor.of(x, n, c, hw, hw);
-    }
-
     @Test
     void shapesGradientsAndPositions() {
         try (Scope s = Scope.open();
              VisionTransformer vit = VisionTransformer.builder(28, 7).inChannels(1).classes(10).dim(32).depth(2)
                      .heads(4).positions(VisionTransformer.Positions.SINCOS).pooling(VisionTransformer.Pooling.MEAN)
                      .distillationToken(true).params(ParamOptions.seeded(2)).build()) {
-            Tensor x = images(3, 1, 28, 1);
+            Tensor x = ResNetTest.images(3, 1, 28, 1);
             Tensor[] both = vit.forwardBoth(x);
             assertArrayEquals(new long[] {3, 10}, both[0].shape().toArray());
             assertArrayEquals(new long[] {3, 18, 32}, vit.features(x).shape().toArray(), "2 prefix tokens + 16 patches");
@@ -93,8 +84,8 @@ class VisionTransformerTest {
              VisionTransformer vit = VisionTransformer.builder(16, 8).inChannels(1).classes(4).dim(32).depth(2).heads(2)
                      .params(ParamOptions.seeded(3)).build()) {
             vit.to(dev.cortado.tensor.DType.FLOAT64);
-            Tensor x = images(2, 1, 16, 1).to(dev.cortado.tensor.DType.FLOAT64);
-            Tensor w = images(1, 1, 2, 7).reshape(1, 4).to(dev.cortado.tensor.DType.FLOAT64);
+            Tensor x = ResNetTest.images(2, 1, 16, 1).to(dev.cortado.tensor.DType.FLOAT64);
+            Tensor w = ResNetTest.images(1, 1, 2, 7).reshape(1, 4).to(dev.cortado.tensor.DType.FLOAT64);
             vit.apply(x).mul(w).sum().backward();
             for (String name : new String[] {"cls_token", "pos_embed", "patch_embed.weight", "blocks.0.attn.wq.weight",
                     "blocks.1.mlp.fc1.weight"}) {
