@@ -12,20 +12,13 @@ import dev.cortado.tensor.Tensor;
  * optionally per-channel zero points and scales (from a {@link QuantizedTensor}). Owns its
  * tensors; {@link #close()} frees them.
  */
-public final class PackedInt8Conv implements AutoCloseable {
-    private final Tensor packed;
-    private final Tensor colsum;
-    private final Tensor zeroPoint;
-    private final Tensor scale;
+public final class PackedInt8Conv extends PackedInt8Weights {
     private final Int8Conv.Geometry geometry;
     private final long inChannels;
 
     private PackedInt8Conv(Tensor packed, Tensor colsum, Tensor zeroPoint, Tensor scale, Int8Conv.Geometry geometry,
                            long inChannels) {
-        this.packed = packed;
-        this.colsum = colsum;
-        this.zeroPoint = zeroPoint;
-        this.scale = scale;
+        super(packed, colsum, zeroPoint, scale);
         this.geometry = geometry;
         this.inChannels = inChannels;
     }
@@ -54,8 +47,8 @@ public final class PackedInt8Conv implements AutoCloseable {
         Tensor zp = null;
         Tensor[] pc = null;
         try {
-            sc = perChannel(w.params().scale(), oc, DType.FLOAT32);
-            zp = w.params().zeroPoint() == null ? null : perChannel(w.params().zeroPoint(), oc, DType.INT32);
+            sc = perColumn(w.params().scale(), oc, DType.FLOAT32);
+            zp = w.params().zeroPoint() == null ? null : perColumn(w.params().zeroPoint(), oc, DType.INT32);
             pc = packGroups(w.values(), geometry);
             return new PackedInt8Conv(pc[0], pc[1], zp, sc, geometry, w.shape().size(1) * geometry.groups());
         } catch (RuntimeException e) {
@@ -109,15 +102,9 @@ public final class PackedInt8Conv implements AutoCloseable {
         }
     }
 
-    private static Tensor perChannel(Tensor p, long n, DType t) {
-        try (Tensor flat = p.reshape(-1); Tensor wide = flat.expand(n)) {
-            return wide.dtype() == t ? wide.copy() : wide.to(t);
-        }
-    }
-
     /** float32 [OC]: sx * sw[o] / so (float32 arithmetic), on the weights' device. */
     Tensor channelScale(float sx, float so) {
-        float[] sw = scale.toFloatArray();
+        float[] sw = scale().toFloatArray();
         float[] out = new float[sw.length];
         for (int j = 0; j < sw.length; j++) {
             out[j] = sx * sw[j] / so;
@@ -134,46 +121,8 @@ public final class PackedInt8Conv implements AutoCloseable {
         return inChannels;
     }
 
-    public Device device() {
-        return packed.device();
-    }
-
-    /** The packed bytes of every group (int8). */
-    public Tensor packed() {
-        return packed;
-    }
-
-    /** int32 [OC]: the column sums. */
-    public Tensor colsum() {
-        return colsum;
-    }
-
-    /** int32 [OC] zero points, or null (all zero). */
-    public Tensor zeroPoint() {
-        return zeroPoint;
-    }
-
-    /** float32 [OC] scales, or null for raw filters. */
-    public Tensor scale() {
-        return scale;
-    }
-
-    @Override
-    public void close() {
-        packed.close();
-        colsum.close();
-        if (zeroPoint != null) {
-            zeroPoint.close();
-        }
-        if (scale != null) {
-            scale.close();
-        }
-    }
-
     @Override
     public String toString() {
-        return "PackedInt8Conv[" + inChannels + " -> " + geometry + ", on " + device() + (scale == null ? "" : ", scale="
-                + Quantization.preview(scale)) + (zeroPoint == null ? "" : ", zero_point=" + Quantization.preview(zeroPoint))
-                + "]";
+        return "PackedInt8Conv[" + inChannels + " -> " + geometry + ", " + describeParameters() + "]";
     }
 }

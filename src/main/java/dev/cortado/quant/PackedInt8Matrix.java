@@ -11,19 +11,12 @@ import dev.cortado.tensor.Tensor;
  * zero-point compensation, and optionally its per-column zero points and scales (from a
  * {@link QuantizedTensor}). Owns its tensors; {@link #close()} frees them.
  */
-public final class PackedInt8Matrix implements AutoCloseable {
-    private final Tensor packed;
-    private final Tensor colsum;
-    private final Tensor zeroPoint;
-    private final Tensor scale;
+public final class PackedInt8Matrix extends PackedInt8Weights {
     private final long k;
     private final long n;
 
     PackedInt8Matrix(Tensor packed, Tensor colsum, Tensor zeroPoint, Tensor scale, long k, long n) {
-        this.packed = packed;
-        this.colsum = colsum;
-        this.zeroPoint = zeroPoint;
-        this.scale = scale;
+        super(packed, colsum, zeroPoint, scale);
         this.k = k;
         this.n = n;
     }
@@ -64,13 +57,6 @@ public final class PackedInt8Matrix implements AutoCloseable {
         }
     }
 
-    /** A per-tensor (one element) or per-column parameter as a contiguous [n] vector of {@code t}. */
-    private static Tensor perColumn(Tensor p, long n, DType t) {
-        try (Tensor flat = p.reshape(-1); Tensor wide = flat.expand(n)) {
-            return wide.dtype() == t ? wide.copy() : wide.to(t);
-        }
-    }
-
     /** Rows of the matrix (the reduction length). */
     public long k() {
         return k;
@@ -81,45 +67,8 @@ public final class PackedInt8Matrix implements AutoCloseable {
         return n;
     }
 
-    public Device device() {
-        return packed.device();
-    }
-
-    /** The packed bytes (int8, Np * Kp elements). */
-    public Tensor packed() {
-        return packed;
-    }
-
-    /** int32 [n]: the column sums. */
-    public Tensor colsum() {
-        return colsum;
-    }
-
-    /** int32 [n] zero points, or null (all zero). */
-    public Tensor zeroPoint() {
-        return zeroPoint;
-    }
-
-    /** float32 [n] scales, or null for a raw matrix. */
-    public Tensor scale() {
-        return scale;
-    }
-
-    @Override
-    public void close() {
-        packed.close();
-        colsum.close();
-        if (zeroPoint != null) {
-            zeroPoint.close();
-        }
-        if (scale != null) {
-            scale.close();
-        }
-    }
-
     @Override
     public String toString() {
-        return "PackedInt8Matrix[k=" + k + ", n=" + n + ", on " + device() + (scale == null ? "" : ", scale="
-                + Quantization.preview(scale)) + (zeroPoint == null ? "" : ", zero_point=" + Quantization.preview(zeroPoint)) + "]";
+        return "PackedInt8Matrix[k=" + k + ", n=" + n + ", " + describeParameters() + "]";
     }
 }
