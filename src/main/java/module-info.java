@@ -50,4 +50,5 @@ module dev.cortado {
     exports dev.cortado.backend;
     exports dev.cortado.onnx;
     exports dev.cortado.onnx.proto;
+    exports dev.cortado.serve;
 }

@@ -32,6 +32,7 @@ class LayerRulesTest {
         {"quant", "distributed", "models"},
         {"graph"},
         {"onnx"},
+        {"serve"},
         {"cli"},
     };
 
@@ -74,6 +75,6 @@ class LayerRulesTest {
             }
         }
         return rule.because("arrows point down the layer table: tensor -> backend -> ops -> autograd/optim "
-                + "-> sparse -> nn/io -> quant -> graph -> onnx -> cli (docs/architecture.md)");
+                + "-> sparse -> nn/io -> quant -> graph -> onnx -> serve -> cli (docs/architecture.md)");
     }
 }
