@@ -134,6 +134,7 @@ public interface ProcessGroup extends AutoCloseable {
             return new Builder();
         }
 
+        /** The options of a process group (timeouts), set one by one. */
         public static final class Builder {
             private Duration timeout = Duration.ofMinutes(10);
 

@@ -70,12 +70,14 @@ public class Activation extends Module {
         }
     }
 
+    /** The hyperbolic tangent, elementwise. */
     public static final class Tanh extends Activation {
         public Tanh() {
             super("Tanh", Elementwise::tanh);
         }
     }
 
+    /** The logistic sigmoid {@code 1 / (1 + exp(-x))}, elementwise. */
     public static final class Sigmoid extends Activation {
         public Sigmoid() {
             super("Sigmoid", Elementwise::sigmoid);

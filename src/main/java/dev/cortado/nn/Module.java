@@ -366,10 +366,10 @@ public abstract class Module implements AutoCloseable {
     }
 
     // ------------------------------------------------------------------ gradients and lifetime
-    /** Clears the gradient of every parameter. */
+    /** Drops the gradient of every parameter and frees its memory ({@link Tensor#zeroGrad()}). */
     public final void zeroGrad() {
         for (Tensor p : namedParameters().values()) {
-            p.setGrad(null);
+            p.zeroGrad();
         }
     }
 

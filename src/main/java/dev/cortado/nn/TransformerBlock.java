@@ -31,6 +31,7 @@ public class TransformerBlock extends Module {
         return new Builder(dim, numHeads);
     }
 
+    /** The options of a transformer block, set one by one; {@code build()} creates its parameters. */
     public static final class Builder {
         private final MultiheadAttention.Builder attention;
         private long mlpHidden;

@@ -83,6 +83,7 @@ public final class Attention {
                     : "");
         }
 
+        /** The options of an attention call (layout, causality, scale, soft cap, dropout), set one by one. */
         public static final class Builder {
             private Layout layout = Layout.BHSD;
             private boolean causal;

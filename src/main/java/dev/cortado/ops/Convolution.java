@@ -70,6 +70,21 @@ public final class Convolution {
         }
     }
 
+    /** A pass of a convolution: the forward, or one of the two products of its backward. */
+    public enum Pass {
+        /** {@code y = conv(x, w)}. */
+        FORWARD,
+        /** {@code dx} from {@code dy} and {@code w} (a transposed convolution). */
+        BACKWARD_DATA,
+        /** {@code dw} (and the bias gradient) from {@code x} and {@code dy}. */
+        BACKWARD_WEIGHT;
+
+        /** The pass number of cortado/conv.h (0 forward, 1 backward-data, 2 backward-weight). */
+        int code() {
+            return ordinal();
+        }
+    }
+
     /** The CPU algorithms AUTOTUNE times (each native call answers UNSUPPORTED where it does not apply). */
     private static final List<Algorithm> TUNABLE =
             List.of(Algorithm.WINOGRAD, Algorithm.DIRECT_NHWC, Algorithm.IM2COL_GEMM, Algorithm.DEPTHWISE);
@@ -368,11 +383,8 @@ public final class Convolution {
                 new BackwardWeightAttrs(kernelSize.length, options, kernelSize.clone(), bias), x, dy);
     }
 
-    /**
-     * The algorithm AUTO runs for a forward (pass 0), backward-data (1) or backward-weight (2) of conv(x, weight)
-     * on x's device.
-     */
-    public static Algorithm chosenAlgorithm(Tensor x, Tensor weight, ConvOptions options, int pass) {
+    /** The algorithm AUTO runs for {@code pass} of conv(x, weight) on x's device. */
+    public static Algorithm chosenAlgorithm(Tensor x, Tensor weight, ConvOptions options, Pass pass) {
         Geometry g = forwardGeometry(CONV_OP, new ConvAttrs(weight.rank() - 2, options), x, weight, null);
         if (x.device().isCuda()) { // the rule of resolve() in native/cuda/conv.cu
             if (g.groups == g.c && g.k == g.c) {
@@ -381,7 +393,7 @@ public final class Convolution {
             return x.dtype() == DType.FLOAT64 ? Algorithm.REFERENCE : Algorithm.IMPLICIT_GEMM;
         }
         NativeArgs args = NativeArgs.get();
-        int r = NativeCpu.ct_cpu_conv_choose(x.dtype().code(), options.layout().code(), args.put(g.array()), pass, 0);
+        int r = NativeCpu.ct_cpu_conv_choose(x.dtype().code(), options.layout().code(), args.put(g.array()), pass.code(), 0);
         if (r < 0) {
             throw CpuBackend.failure(-r, "conv_choose(" + x.describe() + ", " + weight.describe() + ")");
         }

@@ -65,6 +65,7 @@ public final class PagedKvCache implements AutoCloseable {
         return new Builder();
     }
 
+    /** The sizes of a paged KV cache (layers, heads, head size, page size, pages), set one by one. */
     public static final class Builder {
         private int layers = 1;
         private int pages;

@@ -71,6 +71,7 @@ public final class Pooling {
                     + (countIncludePad ? ", count_include_pad" : "") + (ceilMode ? ", ceil_mode" : "") + ", " + layout;
         }
 
+        /** The options of a pooling call, set one by one; {@code build()} checks them. */
         public static final class Builder {
             private final int[] kernel;
             private int[] stride = new int[0];

@@ -44,7 +44,7 @@ public final class Sparse {
     public record TopKGrad(int dim, long length) {
     }
 
-    /** An N:M pattern: n kept of every m consecutive entries along a row, 1 <= n < m <= 16. */
+    /** An N:M pattern: n kept of every m consecutive entries along a row, {@code 1 <= n < m <= 16}. */
     public record NM(int n, int m) {
         public NM {
             if (n < 1 || m > 16 || n >= m) {

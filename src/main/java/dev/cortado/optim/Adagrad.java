@@ -28,6 +28,7 @@ public final class Adagrad extends Optimizer {
         return new Builder();
     }
 
+    /** The hyper-parameters of Adagrad, set one by one. */
     public static final class Builder {
         private double lr = 1e-2;
         private double lrDecay;

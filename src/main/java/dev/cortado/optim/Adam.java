@@ -46,6 +46,7 @@ public final class Adam extends Optimizer {
         return new Builder(true, 0.01);
     }
 
+    /** The hyper-parameters of Adam/AdamW, set one by one. */
     public static final class Builder {
         private double lr = 1e-3;
         private double beta1 = 0.9;

@@ -41,6 +41,7 @@ public final class GradScaler {
         return new Builder();
     }
 
+    /** The loss-scaling policy (initial scale, growth and back-off factors, growth interval), set one by one. */
     public static final class Builder {
         private double initScale = 65536.0;
         private double growthFactor = 2.0;

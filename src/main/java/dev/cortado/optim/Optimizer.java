@@ -289,19 +289,21 @@ public abstract class Optimizer implements AutoCloseable {
 
     /** Clears every parameter's gradient (sets it to null: the next backward allocates a new one). */
     public void zeroGrad() {
-        zeroGrad(true);
+        for (Tensor p : params) {
+            if (!p.isClosed()) {
+                p.zeroGrad();
+            }
+        }
     }
 
-    /** {@code setToNull}: drop the gradients; otherwise fill them with zeros in place. */
-    public void zeroGrad(boolean setToNull) {
+    /**
+     * Fills every parameter's gradient with zeros in place, keeping its memory (for code that holds
+     * on to {@code grad()} tensors); parameters without a gradient stay without one.
+     */
+    public void zeroGradInPlace() {
         for (Tensor p : params) {
             Tensor g = p.isClosed() ? null : p.grad();
-            if (g == null) {
-                continue;
-            }
-            if (setToNull) {
-                p.setGrad(null);
-            } else {
+            if (g != null) {
                 g.fillWith(0);
             }
         }

@@ -11,7 +11,7 @@ import dev.cortado.tensor.Tensor;
  * A fully connected layer with binary weights (and, by default, binary inputs), as in XNOR-Net:
  * {@code y = alpha (sign(x) sign(W)^T) + b} with {@code alpha[j] = mean |W[j, :]|} per output.
  * The float weights are the trained latent values. While training (a gradient is recorded) the
- * signs go through {@link Binary#signSte} (straight-through, clipped to |v| <= 1) and the product
+ * signs go through {@link Binary#signSte} (straight-through, clipped to {@code |v| <= 1}) and the product
  * is a float32 matmul of +-1 values, so every parameter gets its gradient (alpha too, through
  * mean |W|); otherwise the inputs and weights are bit-packed and multiplied by the XNOR + popcount
  * kernel ({@link Binary#matmul}), which gives the same values (the +-1 sums are exact in both).

@@ -122,6 +122,7 @@ public final class QuantConfig {
                 + (calibration == Calibration.PERCENTILE ? " " + percentile : "") + (noise > 0 ? ", noise " + noise : "") + ")";
     }
 
+    /** The choices of a quantization configuration, set one by one. */
     public static final class Builder {
         private Mode mode = Mode.POST_TRAINING;
         private Bits defaults = new Bits(8, 8);

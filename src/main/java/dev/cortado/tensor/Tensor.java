@@ -510,6 +510,15 @@ public final class Tensor implements AutoCloseable {
         return grad;
     }
 
+    /**
+     * Drops this tensor's gradient and frees its memory now (the next backward allocates a fresh
+     * one); a no-op when there is none. {@code Module.zeroGrad()} and {@code Optimizer.zeroGrad()}
+     * do this for every parameter.
+     */
+    public void zeroGrad() {
+        setGrad(null);
+    }
+
     /** Replaces the gradient (this tensor takes ownership; the previous one is closed); null clears it. */
     public void setGrad(Tensor gradient) {
         if (gradient != null && !gradient.shape.equals(shape)) {
@@ -578,6 +587,14 @@ public final class Tensor implements AutoCloseable {
     /** Backward from this scalar (the gradient of itself is 1); frees the tape behind it. */
     public void backward() {
         backward(null, false);
+    }
+
+    /**
+     * Backward from this tensor with {@code seed} as its gradient (same shape as this tensor; null
+     * means 1 for a scalar); frees the tape behind it.
+     */
+    public void backward(Tensor seed) {
+        backward(seed, false);
     }
 
     /**

@@ -272,6 +272,30 @@ class AutogradTest {
     }
 
     @Test
+    void backwardWithASeedAndZeroGradFreeingTheGradient() throws InterruptedException {
+        LeakCheck.settle();
+        try (Tensor x = Tensor.of(new double[] {0.5, -1, 2}, 3).requiresGrad(true);
+             Tensor seed = Tensor.of(new double[] {3, -2, 0.25}, 3)) {
+            long before = CpuBackend.allocatedBytes();
+            try (Scope s = Scope.open()) {
+                Elementwise.exp(x).backward(seed); // d exp(x) = exp(x) * seed, elementwise
+            }
+            assertArrayEquals(new double[] {3 * Math.exp(0.5), -2 * Math.exp(-1), 0.25 * Math.exp(2)},
+                    x.grad().toDoubleArray(), 1e-12);
+            assertEquals(before + 3 * 8, CpuBackend.allocatedBytes(), "only x.grad remains");
+            x.zeroGrad();
+            assertNull(x.grad());
+            assertEquals(before, CpuBackend.allocatedBytes(), "zeroGrad freed the gradient's memory");
+            x.zeroGrad(); // none: a no-op
+            try (Scope s = Scope.open()) {
+                Elementwise.exp(x).backward(seed);
+            }
+            assertEquals(3 * Math.exp(0.5), x.grad().toDoubleArray()[0], 1e-12, "a fresh gradient, not accumulated");
+            x.zeroGrad();
+        }
+    }
+
+    @Test
     void opsWithoutBackwardRuleFailAtBackwardNamingTheOp() {
         try (Tensor x = leaf(4); Scope s = Scope.open()) {
             Tensor y = Reductions.sum(Elementwise.mul(Elementwise.GELU_GRAD_OP.call(null, x, x), 1.0));

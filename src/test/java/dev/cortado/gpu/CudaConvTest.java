@@ -295,7 +295,7 @@ class CudaConvTest {
             ConvOptions ig = ConvOptions.builder().algorithm(Algorithm.IMPLICIT_GEMM).build();
             e = assertThrows(UnsupportedOperationException.class, () -> Convolution.conv2d(x64, wd, null, ig));
             assertTrue(e.getMessage().contains("float64"), e.getMessage());
-            assertEquals(Algorithm.IMPLICIT_GEMM, Convolution.chosenAlgorithm(xg, wg, ConvOptions.defaults(), 0));
+            assertEquals(Algorithm.IMPLICIT_GEMM, Convolution.chosenAlgorithm(xg, wg, ConvOptions.defaults(), Convolution.Pass.FORWARD));
         }
     }
 }

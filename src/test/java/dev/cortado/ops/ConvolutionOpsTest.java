@@ -712,23 +712,23 @@ public class ConvolutionOpsTest {
             Tensor wf = Tensor.of(new float[128 * 128 * 9], 128, 128, 3, 3);
             Tensor wd = Tensor.of(new float[128 * 9], 128, 1, 3, 3);
             ConvOptions o = ConvOptions.builder().padding(1).build();
-            assertEquals(Algorithm.WINOGRAD, Convolution.chosenAlgorithm(xf, wf, o, 0));
-            assertEquals(Algorithm.WINOGRAD, Convolution.chosenAlgorithm(xf, wf, o, 1));
-            assertEquals(Algorithm.WINOGRAD, Convolution.chosenAlgorithm(xf, wf, o, 2));
+            assertEquals(Algorithm.WINOGRAD, Convolution.chosenAlgorithm(xf, wf, o, Convolution.Pass.FORWARD));
+            assertEquals(Algorithm.WINOGRAD, Convolution.chosenAlgorithm(xf, wf, o, Convolution.Pass.BACKWARD_DATA));
+            assertEquals(Algorithm.WINOGRAD, Convolution.chosenAlgorithm(xf, wf, o, Convolution.Pass.BACKWARD_WEIGHT));
             // padding 3 > kernel - 1: backward-data cannot be the flipped forward
             assertEquals(Algorithm.IM2COL_GEMM,
-                    Convolution.chosenAlgorithm(xf, wf, ConvOptions.builder().padding(3).build(), 1));
+                    Convolution.chosenAlgorithm(xf, wf, ConvOptions.builder().padding(3).build(), Convolution.Pass.BACKWARD_DATA));
             assertEquals(Algorithm.DEPTHWISE,
-                    Convolution.chosenAlgorithm(xf, wd, ConvOptions.builder().padding(1).groups(128).build(), 0));
+                    Convolution.chosenAlgorithm(xf, wd, ConvOptions.builder().padding(1).groups(128).build(), Convolution.Pass.FORWARD));
             // fewer than 32 output channels: Winograd's 32-wide GEMM blocks would be mostly padding
             Tensor xs = Tensor.of(new float[1 * 8 * 8 * 32], 1, 8, 8, 32);
             Tensor ws = Tensor.of(new float[16 * 32 * 9], 16, 32, 3, 3);
             assertEquals(Algorithm.DIRECT_NHWC, Convolution.chosenAlgorithm(xs, ws,
-                    ConvOptions.builder().padding(1).layout(DataLayout.NHWC).build(), 0));
+                    ConvOptions.builder().padding(1).layout(DataLayout.NHWC).build(), Convolution.Pass.FORWARD));
             Tensor xd = Tensor.of(new double[1 * 8 * 8 * 32], 1, 8, 8, 32);
             Tensor wdd = Tensor.of(new double[32 * 32 * 9], 32, 32, 3, 3);
             assertEquals(Algorithm.IM2COL_GEMM, Convolution.chosenAlgorithm(xd, wdd,
-                    ConvOptions.builder().padding(1).layout(DataLayout.NHWC).build(), 0));
+                    ConvOptions.builder().padding(1).layout(DataLayout.NHWC).build(), Convolution.Pass.FORWARD));
         }
     }
 

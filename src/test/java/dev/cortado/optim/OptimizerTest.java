@@ -233,7 +233,7 @@ class OptimizerTest {
     void zeroGradClearsOrZeros() {
         try (Tensor p = Tensor.of(new double[] {1, 2}, 2); Sgd opt = Sgd.builder().build(List.of(p))) {
             p.setGrad(Tensor.of(new double[] {3, 4}, 2));
-            opt.zeroGrad(false);
+            opt.zeroGradInPlace();
             assertEquals(0.0, p.grad().toDoubleArray()[1]);
             opt.zeroGrad();
             assertNull(p.grad());

@@ -189,14 +189,15 @@ public class ConvBenchmark {
             if (torchBench) {
                 setupTorch(bench.endsWith(".torchForwardBackward"));
             } else {
-                System.out.println("# Cortado AUTO algorithm: forward " + chosen(0) + ", backward-data " + chosen(1)
-                        + ", backward-weight " + chosen(2) + " (" + options + ")");
+                System.out.println("# Cortado AUTO algorithm: forward " + chosen(Convolution.Pass.FORWARD)
+                        + ", backward-data " + chosen(Convolution.Pass.BACKWARD_DATA)
+                        + ", backward-weight " + chosen(Convolution.Pass.BACKWARD_WEIGHT) + " (" + options + ")");
             }
         }
     }
 
     /** The algorithm AUTO picks for a pass of the underlying convolution. */
-    private String chosen(int pass) {
+    private String chosen(Convolution.Pass pass) {
         if (transposed) {
             try (Tensor z = Tensor.zeros(DType.FLOAT32, Device.CPU, act(DataLayout.valueOf(layout), n, c, h))) {
                 return Convolution.chosenAlgorithm(z, w, options, pass).toString();
