@@ -53,6 +53,7 @@ public final class Main {
         java.nio.file.Path out = null;
         boolean compile = false;
         java.nio.file.Path checkpoint = null;
+        java.nio.file.Path resume = null;
         int calibrationBatches = 8;
         int qatEpochs = 1;
         for (int i = 0; i < args.length; i++) {
@@ -60,6 +61,7 @@ public final class Main {
             switch (a) {
                 case "demo", "info", "train-mnist", "train-charlm", "prune-mnist", "quantize-mnist" -> command = a;
                 case "--checkpoint" -> checkpoint = java.nio.file.Path.of(value(args, ++i, a));
+                case "--resume" -> resume = java.nio.file.Path.of(value(args, ++i, a));
                 case "--calibration-batches" -> calibrationBatches = Integer.parseInt(value(args, ++i, a));
                 case "--qat-epochs" -> qatEpochs = Integer.parseInt(value(args, ++i, a));
                 case "--device" -> device = Device.parse(value(args, ++i, a));
@@ -93,7 +95,7 @@ public final class Main {
                     batchSize > 0 ? batchSize : 64, Double.isNaN(lr) ? 2e-3 : lr, seed,
                     trainingDevice(device, "train-mnist", Convolution.CONV_OP, Pooling.MAX_POOL_OP,
                             BatchNorm.BATCH_NORM_TRAINING_OP),
-                    out != null ? out : java.nio.file.Path.of("runs", "train-mnist"), compile));
+                    out != null ? out : java.nio.file.Path.of("runs", "train-mnist"), compile, resume));
             case "train-charlm" -> TrainCharLm.run(new TrainCharLm.Settings(steps > 0 ? steps : 400,
                     batchSize > 0 ? batchSize : 16, Double.isNaN(lr) ? 3e-3 : lr, seed,
                     trainingDevice(device, "train-charlm", Attention.SDPA_OP, Attention.ROPE_OP),

@@ -47,9 +47,10 @@ final class TrainMnist {
      * Command-line settings (defaults finish in about a minute on 2 CPU cores); {@code compile}
      * runs the evaluations through a compiled graph ({@code --compile}).
      */
-    record Settings(int epochs, int batchSize, double lr, long seed, Device device, Path out, boolean compile) {
+    record Settings(int epochs, int batchSize, double lr, long seed, Device device, Path out, boolean compile,
+                    Path resume) {
         Settings(int epochs, int batchSize, double lr, long seed, Device device, Path out) {
-            this(epochs, batchSize, lr, seed, device, out, false);
+            this(epochs, batchSize, lr, seed, device, out, false, null);
         }
     }
 
@@ -138,64 +139,97 @@ final class TrainMnist {
                 System.out.printf(Locale.ROOT, "model: %,d parameters%n%s%n", model.numParameters(), model);
             }
             Optimizer opt = Adam.adamW().lr(s.lr()).weightDecay(1e-4).build(model.parameters());
-            int stepsPerEpoch = loader.size();
-            long total = (long) stepsPerEpoch * s.epochs();
-            CosineWithWarmup schedule = CosineWithWarmup.of(Math.min(100, total / 10), total);
-            long step = 0;
-            double accuracy = 0;
-            for (int epoch = 1; epoch <= s.epochs(); epoch++) {
-                model.train();
-                log.startEpoch(epoch, s.epochs(), stepsPerEpoch);
-                try (DataLoader.Epoch batches = loader.epoch(epoch - 1)) {
-                    for (Batch b : batches) {
-                        long t0 = System.nanoTime();
-                        schedule.apply(opt, step);
-                        double loss;
-                        double correct;
-                        try (b; Scope scope = Scope.open()) {
-                            Tensor logits = model.forward(b.input());
-                            Tensor l = Losses.crossEntropy(logits, b.target());
-                            opt.zeroGrad();
-                            if (ddp != null) {
-                                ddp.backward(l);
-                            } else {
-                                l.backward();
-                            }
-                            opt.step();
-                            loss = l.item();
-                            correct = countCorrect(logits, b.target());
-                        }
-                        double seconds = (System.nanoTime() - t0) / 1e9;
-                        log.step(epoch, step, loss, correct / b.size(), (double) b.size() * world / seconds,
-                                opt.groups().get(0).lr());
-                        step++;
+            try (opt) {   // its state (moments) is freed on every exit, an exception too
+                int stepsPerEpoch = loader.size();
+                long total = (long) stepsPerEpoch * s.epochs();
+                CosineWithWarmup schedule = CosineWithWarmup.of(Math.min(100, total / 10), total);
+                long step = 0;
+                double accuracy = 0;
+                Path ckpt = s.out().resolve("checkpoint.safetensors");
+                int firstEpoch = 1;
+                if (s.resume() != null) {   // every rank loads the file; DDP checks they loaded the same
+                    Map<String, String> info = ddp != null ? ddp.resume(s.resume(), opt) : resume(s.resume(), model, opt);
+                    step = Long.parseLong(info.getOrDefault("step", "0"));
+                    if (step % stepsPerEpoch != 0) {
+                        throw new IllegalArgumentException("train-mnist --resume " + s.resume() + ": step " + step
+                                + " is not at the end of an epoch of " + stepsPerEpoch + " steps (batch size or process"
+                                + " count changed?)");
+                    }
+                    firstEpoch = (int) (step / stepsPerEpoch) + 1;
+                    if (firstEpoch > s.epochs()) {
+                        throw new IllegalArgumentException("train-mnist --resume " + s.resume() + ": the checkpoint is"
+                                + " already after epoch " + (firstEpoch - 1) + "; ask for more --epochs than that");
+                    }
+                    if (rank == 0) {
+                        System.out.printf(Locale.ROOT, "resumed from %s at step %d: epochs %d to %d follow%s%n",
+                                s.resume(), step, firstEpoch, s.epochs(), world > 1 ? " (every rank loaded it)" : "");
                     }
                 }
-                log.endEpoch();
-                if (rank == 0) {   // the replicas are equal: rank 0 evaluates for the job
-                    double[] eval = evaluate(model, forward, testLoader, 10, Integer.MAX_VALUE);
-                    accuracy = eval[1];
-                    log.evaluation(epoch, step, eval[0], eval[1], "t10k test");
+                for (int epoch = firstEpoch; epoch <= s.epochs(); epoch++) {
+                    model.train();
+                    log.startEpoch(epoch, s.epochs(), stepsPerEpoch);
+                    try (DataLoader.Epoch batches = loader.epoch(epoch - 1)) {
+                        for (Batch b : batches) {
+                            long t0 = System.nanoTime();
+                            schedule.apply(opt, step);
+                            double loss;
+                            double correct;
+                            try (b; Scope scope = Scope.open()) {
+                                Tensor logits = model.forward(b.input());
+                                Tensor l = Losses.crossEntropy(logits, b.target());
+                                opt.zeroGrad();
+                                if (ddp != null) {
+                                    ddp.backward(l);
+                                } else {
+                                    l.backward();
+                                }
+                                opt.step();
+                                loss = l.item();
+                                correct = countCorrect(logits, b.target());
+                            }
+                            double seconds = (System.nanoTime() - t0) / 1e9;
+                            log.step(epoch, step, loss, correct / b.size(), (double) b.size() * world / seconds,
+                                    opt.groups().get(0).lr());
+                            step++;
+                        }
+                    }
+                    log.endEpoch();
+                    if (rank == 0) {   // the replicas are equal: rank 0 evaluates for the job
+                        double[] eval = evaluate(model, forward, testLoader, 10, Integer.MAX_VALUE);
+                        accuracy = eval[1];
+                        log.evaluation(epoch, step, eval[0], eval[1], "t10k test");
+                    }
+                    // after every epoch, atomically: a fault later leaves this one loadable (--resume)
+                    Map<String, String> info = new LinkedHashMap<>();
+                    info.put("step", Long.toString(step));
+                    info.put("seed", Long.toString(s.seed()));
+                    info.put("epochs", Integer.toString(epoch));
+                    info.put("test_accuracy", String.format(Locale.ROOT, "%.4f", accuracy));
+                    if (ddp != null) {
+                        ddp.saveCheckpoint(ckpt, opt, info);
+                    } else {
+                        try (Scope views = Scope.open()) {   // the optimizer's state() gives views; the scope closes them
+                            Checkpoint.save(ckpt, model.state(), opt.state(), info);
+                        }
+                    }
                 }
-            }
-            if (rank != 0) {
-                opt.close();
+                if (rank != 0) {
+                    return accuracy;
+                }
+                System.out.printf(Locale.ROOT, "test accuracy %.2f%% after %d steps in %.1f s%nwrote %s, %s, %s%n",
+                        100 * accuracy, step, log.elapsedSeconds(), s.out().resolve("metrics.csv"),
+                        s.out().resolve("training-curves.png"), ckpt);
                 return accuracy;
             }
-            Map<String, String> info = new LinkedHashMap<>();
-            info.put("step", Long.toString(step));
-            info.put("seed", Long.toString(s.seed()));
-            info.put("epochs", Integer.toString(s.epochs()));
-            info.put("test_accuracy", String.format(Locale.ROOT, "%.4f", accuracy));
-            Path ckpt = s.out().resolve("checkpoint.safetensors");
-            try (Scope views = Scope.open()) {   // state() gives views; the scope closes them
-                Checkpoint.save(ckpt, model.state(), opt.state(), info);
-            }
-            opt.close();
-            System.out.printf(Locale.ROOT, "test accuracy %.2f%% after %d steps in %.1f s%nwrote %s, %s, %s%n",
-                    100 * accuracy, step, log.elapsedSeconds(), s.out().resolve("metrics.csv"),
-                    s.out().resolve("training-curves.png"), ckpt);
-            return accuracy;
+        }
+    }
+
+    /** Loads a train-mnist checkpoint into the model and the optimizer; returns its info. */
+    private static Map<String, String> resume(Path file, Module model, Optimizer opt) throws IOException {
+        try (Checkpoint.Loaded loaded = Checkpoint.load(file, model.parameters().get(0).device())) {
+            model.loadState(loaded.model(), true);
+            opt.loadState(loaded.optimizer());
+            return Map.copyOf(loaded.info());
         }
     }
 

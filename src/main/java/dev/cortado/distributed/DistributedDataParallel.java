@@ -1,10 +1,15 @@
 package dev.cortado.distributed;
 
 import dev.cortado.autograd.Autograd;
+import dev.cortado.io.Checkpoint;
 import dev.cortado.nn.Module;
+import dev.cortado.optim.Optimizer;
 import dev.cortado.tensor.DType;
+import dev.cortado.tensor.Device;
 import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Tensor;
+import java.io.IOException;
+import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.IdentityHashMap;
 import java.util.List;
@@ -185,6 +190,79 @@ public final class DistributedDataParallel implements AutoCloseable {
         try (Autograd.GradMode off = Autograd.noGrad()) {
             return group.broadcast(t, 0);
         }
+    }
+
+    /**
+     * Writes the job's checkpoint: rank 0 saves the module's state, {@code optimizer}'s (null for
+     * none) and {@code info} to {@code path} with {@link Checkpoint#save}, which is atomic (a crash
+     * mid-write, of this process or of a peer that takes the job down, leaves the previous file
+     * intact); then every rank waits at a barrier, so none runs ahead of a checkpoint that is not
+     * complete. The replicas are equal, so rank 0's copy is the job's.
+     */
+    public void saveCheckpoint(Path path, Optimizer optimizer, Map<String, String> info) throws IOException {
+        Objects.requireNonNull(path, "path");
+        if (group.rank() == 0) {
+            try (Scope views = Scope.open()) { // the optimizer's state() gives views: the scope closes them
+                Checkpoint.save(path, module.state(), optimizer == null ? Map.of() : optimizer.state(), info);
+            }
+        }
+        group.barrier().await();
+    }
+
+    /**
+     * Resumes training on every rank from {@code path}: each process reads the file and loads it
+     * into the module (strictly) and into {@code optimizer} (null for none), so every replica has
+     * the same parameters, buffers and optimizer state (moments, step counts) again. The ranks
+     * then compare what they loaded, the checkpoint's step and a fingerprint of the parameters,
+     * and all of them throw an {@link IllegalStateException} giving both ranges when any differs (a
+     * rank that read another file, or an older copy of it). Returns the checkpoint's info.
+     */
+    public Map<String, String> resume(Path path, Optimizer optimizer) throws IOException {
+        Objects.requireNonNull(path, "path");
+        Map<String, String> info;
+        double step;
+        try (Checkpoint.Loaded loaded = Checkpoint.load(path, device())) {
+            module.loadState(loaded.model(), true);
+            if (optimizer != null) {
+                optimizer.loadState(loaded.optimizer());
+            }
+            info = Map.copyOf(loaded.info());
+            step = loaded.step().isPresent() ? loaded.step().getAsLong() : -1;
+        }
+        double fingerprint = 0;
+        int k = 0;
+        for (Tensor p : module.parameters()) {
+            double sum = 0;
+            for (double v : p.toDoubleArray()) {
+                sum += v;
+            }
+            fingerprint += ++k * sum;
+        }
+        double[] low;
+        double[] high;
+        try (Tensor min = Tensor.of(new double[] {step, fingerprint}, 2);
+             Tensor max = Tensor.of(new double[] {step, fingerprint}, 2)) {
+            Work a = group.allReduce(min, ReduceOp.MIN);
+            Work b = group.allReduce(max, ReduceOp.MAX);
+            a.await();
+            b.await();
+            low = min.toDoubleArray();
+            high = max.toDoubleArray();
+        }
+        if (low[0] != high[0] || low[1] != high[1]) {
+            throw new IllegalStateException("DistributedDataParallel.resume(" + path + "): the " + group.worldSize()
+                    + " ranks loaded different checkpoints: step " + (long) low[0] + " to " + (long) high[0]
+                    + ", parameter fingerprint " + low[1] + " to " + high[1] + " (this rank " + group.rank()
+                    + ": step " + (long) step + "); every rank must read the same file");
+        }
+        return info;
+    }
+
+    private Device device() {
+        for (Tensor p : module.parameters()) {
+            return p.device();
+        }
+        return Device.CPU;
     }
 
     /** The wrapped module (use it for forward as usual). */

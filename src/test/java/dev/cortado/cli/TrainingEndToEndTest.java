@@ -1,6 +1,7 @@
 package dev.cortado.cli;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -87,14 +88,31 @@ class TrainingEndToEndTest {
     }
 
     @Test
-    void theMnistDemoReachesNinetySevenAndAHalfPercentInTwoEpochs(@TempDir Path dir) throws Exception {
-        // train-mnist itself, 2 epochs (312 steps of batch 64, AdamW 2e-3, cosine schedule)
-        double accuracy = TrainMnist.run(new TrainMnist.Settings(2, 64, 2e-3, 1, Device.CPU, dir));
+    void theMnistDemoReachesNinetySevenAndAHalfPercentInTwoEpochsAcrossAResume(@TempDir Path dir) throws Exception {
+        // train-mnist itself, 2 epochs of 156 steps of batch 64 (AdamW 2e-3, cosine schedule): a run
+        // of 1 epoch, then --resume from the checkpoint written after it, asking for 2 epochs (the
+        // schedule of the second run spans 2 epochs; continuing exactly like an uninterrupted run is
+        // checked below, and across processes in MpiProcessGroupTest)
+        Path ckpt = dir.resolve("checkpoint.safetensors");
+        TrainMnist.run(new TrainMnist.Settings(1, 64, 2e-3, 1, Device.CPU, dir, false, null));
+        assertEquals("156", info(ckpt).get("step"), "the checkpoint after epoch 1");
+        double accuracy = TrainMnist.run(new TrainMnist.Settings(2, 64, 2e-3, 1, Device.CPU, dir, false, ckpt));
         assertTrue(accuracy >= 0.975, "t10k accuracy after 2 epochs: " + accuracy);
+        assertEquals("312", info(ckpt).get("step"), "the checkpoint after epoch 2");
         for (String f : new String[] {"metrics.csv", "training-curves.png", "checkpoint.safetensors"}) {
             assertTrue(java.nio.file.Files.size(dir.resolve(f)) > 0, f + " written");
         }
-        assertTrue(java.nio.file.Files.readAllLines(dir.resolve("metrics.csv")).size() > 300, "a row per step");
+        // a row per step of the resumed run (a resumed run writes its own metrics.csv and curves)
+        assertTrue(java.nio.file.Files.readAllLines(dir.resolve("metrics.csv")).size() > 150, "a row per step");
+        IllegalArgumentException done = assertThrows(IllegalArgumentException.class,
+                () -> TrainMnist.run(new TrainMnist.Settings(2, 64, 2e-3, 1, Device.CPU, dir, false, ckpt)));
+        assertTrue(done.getMessage().contains("already after epoch 2"), done.getMessage());
+    }
+
+    private static Map<String, String> info(Path checkpoint) throws java.io.IOException {
+        try (Checkpoint.Loaded loaded = Checkpoint.load(checkpoint, Device.CPU)) {
+            return loaded.info();
+        }
     }
 
     @Test

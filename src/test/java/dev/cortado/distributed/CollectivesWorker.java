@@ -30,6 +30,7 @@ final class CollectivesWorker {
                 case "nccl" -> nccl(group);
                 case "die" -> die(group);
                 case "dgc" -> dgc(group);
+                case "resume" -> DdpScenario.resume(group, java.nio.file.Path.of(args[1]));
                 default -> throw new IllegalArgumentException("unknown scenario " + scenario);
             };
             System.out.println("rank " + group.rank() + " of " + group.worldSize() + ": " + checks + " checks passed");

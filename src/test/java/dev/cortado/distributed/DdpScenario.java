@@ -131,6 +131,76 @@ final class DdpScenario {
         return checks;
     }
 
+    /**
+     * Resume on every rank: 2 DDP steps with AdamW, a checkpoint (rank 0 writes, all wait), then
+     * fresh replicas and optimizers (other seeds on every rank, fresh moments) resume from it and
+     * take 2 more steps; they must equal a single-process reference that never stopped (so every
+     * rank really loaded the optimizer's moments, which the broadcast at wrap time does not carry).
+     * Then ranks that read different checkpoints must all fail, naming the steps.
+     */
+    static int resume(ProcessGroup group, java.nio.file.Path dir) throws java.io.IOException {
+        int rank = group.rank();
+        int p = group.worldSize();
+        int global = PER_RANK * p;
+        java.nio.file.Path ckpt = dir.resolve("ddp.safetensors");
+        int checks = 0;
+        try (Sequential reference = model(7)) {
+            dev.cortado.optim.Optimizer refOpt = dev.cortado.optim.Adam.adamW().lr(0.05).weightDecay(0.01)
+                    .build(reference.parameters());
+            try (Sequential replica = model(rank == 0 ? 7 : 100 + rank);
+                 DistributedDataParallel ddp = DistributedDataParallel.builder(replica, group).bucketCapBytes(2048).build()) {
+                dev.cortado.optim.Optimizer opt = dev.cortado.optim.Adam.adamW().lr(0.05).weightDecay(0.01)
+                        .build(replica.parameters());
+                for (int step = 0; step < 2; step++) {
+                    step(ddp, opt, reference, refOpt, rank, global, step);
+                }
+                ddp.saveCheckpoint(ckpt, opt, Map.of("step", "2"));
+                opt.close();
+            }
+            try (Sequential fresh = model(200 + rank);
+                 DistributedDataParallel ddp = DistributedDataParallel.builder(fresh, group).bucketCapBytes(2048).build()) {
+                dev.cortado.optim.Optimizer opt = dev.cortado.optim.Adam.adamW().lr(0.05).weightDecay(0.01)
+                        .build(fresh.parameters());
+                Map<String, String> info = ddp.resume(ckpt, opt);
+                CollectivesWorker.check("2".equals(info.get("step")), "the checkpoint's step: " + info);
+                assertSame(fresh, reference, 2e-5, "right after resume");
+                for (int step = 2; step < 4; step++) {
+                    step(ddp, opt, reference, refOpt, rank, global, step);
+                }
+                assertSame(fresh, reference, 2e-5, "2 steps after resume");
+                checks += 2;
+                // rank 0 resumes from the step-2 file, the others from a later one: all fail
+                java.nio.file.Path later = dir.resolve("ddp-later.safetensors");
+                ddp.saveCheckpoint(later, opt, Map.of("step", "4"));
+                try {
+                    ddp.resume(rank == 0 ? ckpt : later, opt);
+                    CollectivesWorker.check(false, "ranks that loaded different checkpoints were not noticed");
+                } catch (IllegalStateException e) {
+                    CollectivesWorker.check(e.getMessage().contains("step 2 to 4")
+                            && e.getMessage().contains("every rank must read the same file"), e.getMessage());
+                }
+                checks++;
+                opt.close();
+            }
+            refOpt.close();
+        }
+        return checks;
+    }
+
+    private static void step(DistributedDataParallel ddp, dev.cortado.optim.Optimizer opt, Sequential reference,
+                             dev.cortado.optim.Optimizer refOpt, int rank, int global, int step) {
+        opt.zeroGrad();
+        refOpt.zeroGrad();
+        try (Tensor l = loss(ddp.module(), step, rank * PER_RANK, (rank + 1) * PER_RANK)) {
+            ddp.backward(l);
+        }
+        try (Tensor l = loss(reference, step, 0, global)) {
+            l.backward();
+        }
+        opt.step();
+        refOpt.step();
+    }
+
     /** Two children, forward through the first only. */
     static final class TwoParts extends Module {
         private final Module used;

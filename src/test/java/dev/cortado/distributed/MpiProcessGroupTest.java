@@ -14,6 +14,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
@@ -36,7 +37,8 @@ class MpiProcessGroupTest {
     }
 
     /** Runs {@code mpirun -np n java <worker> scenario}; returns exit code and output. */
-    static Result launch(int n, String scenario, int timeoutSeconds) throws IOException, InterruptedException {
+    static Result launch(int n, String scenario, int timeoutSeconds, String... arguments)
+            throws IOException, InterruptedException {
         Path mpirun = mpirun();
         assumeTrue(mpirun != null, "mpirun is not installed (apt-get install openmpi-bin libopenmpi-dev)");
         assumeTrue(ProcessGroup.mpiAvailable(), "this build of libcortado_comm has no MPI");
@@ -50,6 +52,7 @@ class MpiProcessGroupTest {
                 "--oversubscribe", "--allow-run-as-root", "--mca", "btl", "self,vader",
                 java, "-Xmx256m", "-XX:TieredStopAtLevel=1", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
                 "-cp", cp, CollectivesWorker.class.getName(), scenario));
+        command.addAll(List.of(arguments));
         ProcessBuilder builder = new ProcessBuilder(command).redirectErrorStream(true);
         // one OpenMP/BLAS thread per process: they share two cores
         builder.environment().put("OMP_NUM_THREADS", "1");
@@ -98,6 +101,16 @@ class MpiProcessGroupTest {
         assertEquals(0, r.exit(), r.output());
         for (int rank = 0; rank < processes; rank++) {
             assertTrue(r.output().contains("rank " + rank + " of " + processes + ": 2 checks passed"), r.output());
+        }
+    }
+
+    @ParameterizedTest(name = "{0} processes")
+    @ValueSource(ints = {2, 4})
+    void everyRankResumesFromTheCheckpoint(int processes, @TempDir Path dir) throws Exception {
+        Result r = launch(processes, "resume", 180, dir.toString());
+        assertEquals(0, r.exit(), r.output());
+        for (int rank = 0; rank < processes; rank++) {
+            assertTrue(r.output().contains("rank " + rank + " of " + processes + ": 3 checks passed"), r.output());
         }
     }
 
