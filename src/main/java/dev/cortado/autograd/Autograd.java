@@ -100,6 +100,35 @@ public final class Autograd {
         }
     }
 
+    /**
+     * The backward rule of a function recorded with {@link #recordFunction}: the gradients of its
+     * inputs (null where none) from the gradients of its outputs (null for an output no gradient
+     * reached), given the tensors the function saved. It runs with recording off; a rule may turn
+     * it on ({@link #enableGrad()}) and run a backward of its own, whose gradients accumulate into
+     * the leaves it reaches (how recomputing layers such as reversible or memory-efficient dense
+     * blocks give their parameters gradients without storing activations).
+     */
+    @FunctionalInterface
+    public interface FunctionBackward {
+        /** Input gradients (new tensors; the tape closes them), one per input. */
+        Tensor[] backward(Tensor[] saved, Tensor[] outputGradients);
+    }
+
+    /**
+     * Records a function computed outside the tape (typically under {@link #noGrad()}) as one node:
+     * gradients reaching {@code outputs} flow to {@code inputs} through {@code backward}. The node
+     * keeps aliases of {@code saved} (sharing storage) and frees them like an op's saved tensors:
+     * after backward has used them, or when no output can reach the node any more. Nothing is
+     * recorded when recording is off or no input requires gradients. Each output must be a fresh
+     * tensor the tape has not seen. A leaf that the rule's own backward gives a gradient to should
+     * also be an input (with a null gradient returned): {@link #onGradientReady} listeners hear of
+     * it once, when that input's edge is done (a nested backward announces nothing itself).
+     */
+    public static void recordFunction(String name, Tensor[] inputs, Tensor[] outputs, Tensor[] saved,
+            FunctionBackward backward) {
+        TAPE.recordFunction(name, inputs, outputs, saved, backward);
+    }
+
     /** Sums {@code gradient} over the dimensions it was broadcast along, down to {@code shape}. */
     public static Tensor sumToShape(Tensor gradient, Shape shape) {
         return TAPE.sumToShape(gradient, shape);
@@ -175,6 +204,52 @@ public final class Autograd {
             }
         }
 
+        void recordFunction(String name, Tensor[] inputs, Tensor[] outputs, Tensor[] saved, FunctionBackward backward) {
+            for (Tensor o : outputs) {
+                if (!o.isLeaf() || o.requiresGrad()) {
+                    throw new IllegalArgumentException("Autograd.recordFunction(" + name + "): output " + o.describe()
+                            + " is already on the tape");
+                }
+            }
+            if (!isGradEnabled() || !anyFloating(outputs)) {
+                return;
+            }
+            TapeNode.Edge[] edges = new TapeNode.Edge[inputs.length];
+            Shape[] shapes = new Shape[inputs.length];
+            DType[] dtypes = new DType[inputs.length];
+            boolean any = false;
+            for (int i = 0; i < inputs.length; i++) {
+                Tensor t = inputs[i];
+                shapes[i] = t.shape();
+                dtypes[i] = t.dtype();
+                if (t.requiresGrad() && t.dtype().isFloatingPoint()) {
+                    edges[i] = edgeTo(t);
+                    any = true;
+                }
+            }
+            if (!any) {
+                return;
+            }
+            Tensor[] kept;
+            try (Scope s = Scope.detached()) {
+                kept = aliases(saved);
+            }
+            int count = saved.length;
+            TapeNode node = new TapeNode(name, (n, g) -> {
+                Tensor[] view = new Tensor[count];
+                for (int i = 0; i < count; i++) {
+                    view[i] = n.input(i);
+                }
+                return backward.backward(view, g);
+            }, edges, shapes, dtypes, outputs, kept, null);
+            for (int i = 0; i < outputs.length; i++) {
+                if (outputs[i].dtype().isFloatingPoint()) {
+                    outputs[i].attachGradNode(node, i);
+                    node.addOutputReference();
+                }
+            }
+        }
+
         @Override
         public void recordView(String name, Tensor source, Tensor view, ViewBackward backward) {
             if (!isGradEnabled()) {
@@ -208,8 +283,25 @@ public final class Autograd {
             return out;
         }
 
+        /** Backward calls running on this thread: a rule's own backward (see recordFunction) is nested. */
+        private static final ThreadLocal<int[]> DEPTH = ThreadLocal.withInitial(() -> new int[1]);
+
         @Override
         public void backward(Tensor root, Tensor seed, boolean retainGraph) {
+            int[] depth = DEPTH.get();
+            depth[0]++;
+            try {
+                backward(root, seed, retainGraph, depth[0] > 1);
+            } finally {
+                depth[0]--;
+            }
+        }
+
+        /**
+         * A nested backward announces no leaf as ready: the enclosing node's edges to those leaves
+         * announce them once the rule (and so the nested backward) has run.
+         */
+        private void backward(Tensor root, Tensor seed, boolean retainGraph, boolean nested) {
             List<TapeNode> done = new ArrayList<>();
             try (Autograd.GradMode off = noGrad(); Scope s = Scope.detached()) {
                 Tensor seedGrad;
@@ -228,13 +320,15 @@ public final class Autograd {
                 }
                 if (root.isLeaf()) {
                     accumulate(root, seedGrad);
-                    gradientReady(root);
+                    if (!nested) {
+                        gradientReady(root);
+                    }
                     return;
                 }
                 TapeNode start = (TapeNode) root.gradNode();
                 Map<TapeNode, Integer> dependencies = countDependencies(start);
                 // edges into each listened-to leaf: its gradient is complete when the last is taken
-                Map<Tensor, Integer> leafEdges = READY.isEmpty() ? null : countLeafEdges(dependencies.keySet());
+                Map<Tensor, Integer> leafEdges = READY.isEmpty() || nested ? null : countLeafEdges(dependencies.keySet());
                 Map<TapeNode, Tensor[]> pending = new IdentityHashMap<>();
                 pending.put(start, new Tensor[start.outputCount]);
                 pending.get(start)[root.gradOutput()] = seedGrad;

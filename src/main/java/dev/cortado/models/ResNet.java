@@ -50,6 +50,7 @@ public final class ResNet extends Module {
     private final Sequential stages;
     private final Module head;
 
+    /** A builder for {@code depth}. */
     public static Builder builder(Depth depth) {
         return new Builder(depth);
     }
@@ -70,11 +71,13 @@ public final class ResNet extends Module {
             this.depth = depth;
         }
 
+        /** Number of classes of the classifier. */
         public Builder classes(int n) {
             this.classes = positive("classes", n);
             return this;
         }
 
+        /** Channels of the input images. */
         public Builder inChannels(int n) {
             this.inChannels = positive("inChannels", n);
             return this;
@@ -108,11 +111,13 @@ public final class ResNet extends Module {
             return this;
         }
 
+        /** Parameter dtype, device and initialisation generator. */
         public Builder params(ParamOptions p) {
             this.params = p;
             return this;
         }
 
+        /** The network. */
         public ResNet build() {
             return new ResNet(this);
         }

@@ -45,6 +45,7 @@ public final class VisionTransformer extends Module {
     private final Linear head;
     private final Linear distHead;
 
+    /** A builder for square images of side {@code imageSize} cut into {@code patchSize} patches. */
     public static Builder builder(int imageSize, int patchSize) {
         return new Builder(imageSize, patchSize);
     }
@@ -78,6 +79,7 @@ public final class VisionTransformer extends Module {
         private Pooling pooling = Pooling.CLASS_TOKEN;
         private boolean distillationToken;
         private double dropout;
+        private double layerScale;
         private ParamOptions params = ParamOptions.seeded(Generator.DEFAULT_SEED);
 
         private Builder(int imageSize, int patchSize) {
@@ -89,41 +91,49 @@ public final class VisionTransformer extends Module {
             this.patchSize = patchSize;
         }
 
+        /** Channels of the input images. */
         public Builder inChannels(int n) {
             inChannels = positive("inChannels", n);
             return this;
         }
 
+        /** Number of classes of the head. */
         public Builder classes(int n) {
             classes = positive("classes", n);
             return this;
         }
 
+        /** Width of the tokens. */
         public Builder dim(int n) {
             dim = positive("dim", n);
             return this;
         }
 
+        /** Number of transformer blocks. */
         public Builder depth(int n) {
             depth = positive("depth", n);
             return this;
         }
 
+        /** Attention heads per block (must divide the width). */
         public Builder heads(int n) {
             heads = positive("heads", n);
             return this;
         }
 
+        /** Hidden width of each block's MLP, in multiples of the token width (4). */
         public Builder mlpRatio(int n) {
             mlpRatio = positive("mlpRatio", n);
             return this;
         }
 
+        /** Learned or fixed sine-cosine position embeddings. */
         public Builder positions(Positions p) {
             positions = p;
             return this;
         }
 
+        /** What the head reads: the class token or the mean of the patch tokens. */
         public Builder pooling(Pooling p) {
             pooling = p;
             return this;
@@ -141,11 +151,25 @@ public final class VisionTransformer extends Module {
             return this;
         }
 
+        /** Parameter dtype, device and initialisation generator. */
         public Builder params(ParamOptions p) {
             params = p;
             return this;
         }
 
+        /**
+         * Layer scale (CaiT, DeiT III): every block multiplies its attention and MLP branches by
+         * learned per-channel factors starting at {@code init} (1e-5 to 1e-1; 0 = off, the default).
+         */
+        public Builder layerScale(double init) {
+            if (!(init >= 0) || Double.isInfinite(init)) {
+                throw new IllegalArgumentException("VisionTransformer: layer scale must be finite and >= 0, got " + init);
+            }
+            layerScale = init;
+            return this;
+        }
+
+        /** The model. */
         public VisionTransformer build() {
             if (dim % heads != 0) {
                 throw new IllegalArgumentException("VisionTransformer: dim " + dim + " is not divisible by heads " + heads);
@@ -184,7 +208,8 @@ public final class VisionTransformer extends Module {
         ModuleList<TransformerBlock> list = new ModuleList<>();
         for (int i = 0; i < b.depth; i++) {
             list.add(TransformerBlock.builder(b.dim, b.heads).mlp(dev.cortado.nn.MLP.Kind.GELU, (long) b.mlpRatio * b.dim)
-                    .norm(TransformerBlock.Norm.LAYER_NORM, 1e-6).dropout(b.dropout).params(p).build());
+                    .norm(TransformerBlock.Norm.LAYER_NORM, 1e-6).dropout(b.dropout).layerScale(b.layerScale).params(p)
+                    .build());
         }
         blocks = registerModule("blocks", list);
         norm = registerModule("norm", new LayerNorm(new long[] {b.dim}, 1e-6, true, true, p));
@@ -237,17 +262,67 @@ public final class VisionTransformer extends Module {
         }
     }
 
+    /** The width of the tokens. */
+    public int dim() {
+        return config.dim;
+    }
+
+    /** The side of a (square) patch, in pixels. */
+    public int patchSize() {
+        return config.patchSize;
+    }
+
     /** The final-normed token sequence [N, prefix + patches, dim] of [N, C, H, W] images. */
     public Tensor features(Tensor images) {
         long n = images.size(0);
-        // looked up by name each call: Module.to(...) replaces the tensors
-        Tensor positions = config.positions == Positions.LEARNED ? parameter("pos_embed") : buffer("pos_embed");
+        Tensor positions = positions();
         Tensor x;
         try (Tensor patches = embedPatches(images); Tensor cls = parameter("cls_token").expand(n, 1, config.dim);
              Tensor dist = config.distillationToken ? parameter("dist_token").expand(n, 1, config.dim) : null;
              Tensor seq = dist == null ? Indexing.concat(1, cls, patches) : Indexing.concat(1, cls, dist, patches)) {
             x = Elementwise.add(seq, positions);
         }
+        return encode(x);
+    }
+
+    /**
+     * MAE's encoder: the final-normed sequence [N, 1 + K, dim] of the class token and only the
+     * visible patches, {@code visible} int64 [N, K] holding each image's visible patch indices
+     * (0 to patches - 1, row-major), each patch with its own position. The blocks never see the
+     * other patches: their cost is that of a K-patch sequence.
+     */
+    public Tensor features(Tensor images, Tensor visible) {
+        if (config.distillationToken) {
+            throw new IllegalStateException("VisionTransformer.features(images, visible): not with a distillation token");
+        }
+        long n = images.size(0);
+        long l = patchCount();
+        if (visible.rank() != 2 || visible.size(0) != n || visible.dtype() != DType.INT64) {
+            throw new IllegalArgumentException("VisionTransformer.features: visible must be int64 [" + n + ", K], got "
+                    + visible.describe());
+        }
+        Tensor positions = positions();
+        Tensor x;
+        try (Tensor patches = embedPatches(images); Tensor patchPos = positions.narrow(1, 1, l);
+             Tensor posed = Elementwise.add(patches, patchPos); Tensor rows = posed.reshape(n * l, config.dim);
+             Tensor starts = Tensor.arange(0, n * l, l, DType.INT64, visible.device());
+             Tensor offsets = starts.reshape(n, 1);
+             Tensor index = Elementwise.add(visible, offsets); Tensor kept = Indexing.gather(rows, index, 0);
+             Tensor clsPos = positions.narrow(1, 0, 1); Tensor cls = Elementwise.add(parameter("cls_token"), clsPos);
+             Tensor clsN = cls.expand(n, 1, config.dim)) {
+            x = Indexing.concat(1, clsN, kept);
+        }
+        return encode(x);
+    }
+
+    /** Positions [1, prefix + patches, dim]; looked up by name each call: Module.to(...) replaces the tensors. */
+    private Tensor positions() {
+        return config.positions == Positions.LEARNED ? parameter("pos_embed") : buffer("pos_embed");
+    }
+
+    /** The blocks and the final norm over a token sequence (consumed: closed here). */
+    private Tensor encode(Tensor sequence) {
+        Tensor x = sequence;
         for (TransformerBlock block : blocks) {
             Tensor in = x;
             try {
@@ -301,6 +376,6 @@ public final class VisionTransformer extends Module {
     protected String extraRepr() {
         return "image=" + config.imageSize + ", patch=" + config.patchSize + ", dim=" + config.dim + ", depth="
                 + config.depth + ", heads=" + config.heads + ", " + config.positions + ", " + config.pooling
-                + (config.distillationToken ? ", distillation token" : "");
+                + (config.distillationToken ? ", distillation token" : "") + (config.layerScale > 0 ? ", layer scale" : "");
     }
 }

@@ -9,7 +9,10 @@ import dev.cortado.tensor.Tensor;
  * A pre-norm transformer block over x [B, T, C]:
  * {@code h = x + drop(attn(norm1(x)))}, {@code y = h + drop(mlp(norm2(h)))}. Children: {@code norm1},
  * {@code attn} ({@link MultiheadAttention}), {@code norm2}, {@code mlp} ({@link MLP}), and
- * {@code drop} ({@link Dropout}, residual dropout) when dropout > 0.
+ * {@code drop} ({@link Dropout}, residual dropout) when dropout > 0. With layer scale (CaiT,
+ * DeiT III) each branch is multiplied per channel by a learned vector before the residual sum,
+ * {@code h = x + ls1 * attn(...)}, {@code y = h + ls2 * mlp(...)}: parameters {@code ls1} and
+ * {@code ls2} [C], starting at a small value (1e-5 to 1e-1) so deep stacks start near identity.
  */
 public class TransformerBlock extends Module {
     /** Which normalization the block uses. */
@@ -19,7 +22,7 @@ public class TransformerBlock extends Module {
 
     /** Configuration; {@link #builder(long, long)} gives GPT-2-like defaults (LayerNorm, GELU MLP of 4*dim). */
     public record Options(MultiheadAttention.Options attention, long mlpHidden, MLP.Kind mlp, Norm norm, double eps,
-                          boolean mlpBias, double residualDropout) {
+                          boolean mlpBias, double residualDropout, double layerScale) {
         public Options {
             if (mlpHidden <= 0) {
                 mlpHidden = 4 * attention.dim();
@@ -40,6 +43,7 @@ public class TransformerBlock extends Module {
         private double eps = 1e-5;
         private boolean mlpBias = true;
         private double dropout;
+        private double layerScale;
         private ParamOptions params = ParamOptions.defaults();
 
         private Builder(long dim, long numHeads) {
@@ -109,6 +113,15 @@ public class TransformerBlock extends Module {
             return this;
         }
 
+        /** Layer scale: learned per-channel factors on both branches, starting at {@code init} (0 = off). */
+        public Builder layerScale(double init) {
+            if (!(init >= 0) || Double.isInfinite(init)) {
+                throw new IllegalArgumentException("TransformerBlock: layer scale must be finite and >= 0, got " + init);
+            }
+            layerScale = init;
+            return this;
+        }
+
         /** GPT-2 / LLaMA presets in one call: RMSNorm, SwiGLU, no bias, RoPE, causal. */
         public Builder llama(long hidden) {
             norm(Norm.RMS_NORM, 1e-6);
@@ -119,7 +132,7 @@ public class TransformerBlock extends Module {
         }
 
         public Options options() {
-            return new Options(attention.options(), mlpHidden, mlp, norm, eps, mlpBias, dropout);
+            return new Options(attention.options(), mlpHidden, mlp, norm, eps, mlpBias, dropout, layerScale);
         }
 
         public TransformerBlock build() {
@@ -138,6 +151,11 @@ public class TransformerBlock extends Module {
         registerModule("mlp", new MLP(dim, o.mlpHidden(), o.mlp(), o.mlpBias(), p));
         if (o.residualDropout() > 0) {
             registerModule("drop", new Dropout(o.residualDropout(), p.generator()));
+        }
+        if (o.layerScale() > 0) {
+            for (String name : new String[] {"ls1", "ls2"}) {
+                registerParameter(name, unscoped(() -> Tensor.full(o.layerScale(), p.dtype(), p.device(), dim)));
+            }
         }
     }
 
@@ -159,12 +177,18 @@ public class TransformerBlock extends Module {
     public Tensor forward(Tensor x, Tensor mask) {
         MultiheadAttention attn = (MultiheadAttention) child("attn");
         Tensor h;
-        try (Tensor n1 = child("norm1").forward(x); Tensor a = attn.forward(n1, mask); Tensor ad = drop(a)) {
-            h = Elementwise.add(x, ad);
+        try (Tensor n1 = child("norm1").forward(x); Tensor a = attn.forward(n1, mask); Tensor ad = drop(a);
+             Tensor as = scale(ad, "ls1")) {
+            h = Elementwise.add(x, as);
         }
-        try (h; Tensor n2 = child("norm2").forward(h); Tensor m = child("mlp").forward(n2); Tensor md = drop(m)) {
-            return Elementwise.add(h, md);
+        try (h; Tensor n2 = child("norm2").forward(h); Tensor m = child("mlp").forward(n2); Tensor md = drop(m);
+             Tensor ms = scale(md, "ls2")) {
+            return Elementwise.add(h, ms);
         }
+    }
+
+    private Tensor scale(Tensor branch, String name) {
+        return o.layerScale() > 0 ? Elementwise.mul(branch, parameter(name)) : F.identity(branch);
     }
 
     private Tensor drop(Tensor t) {
@@ -173,6 +197,6 @@ public class TransformerBlock extends Module {
 
     @Override
     protected String extraRepr() {
-        return o.norm() + ", " + o.mlp() + " hidden=" + o.mlpHidden();
+        return o.norm() + ", " + o.mlp() + " hidden=" + o.mlpHidden() + (o.layerScale() > 0 ? ", layer scale" : "");
     }
 }
