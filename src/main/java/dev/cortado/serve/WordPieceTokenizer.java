@@ -177,7 +177,12 @@ public final class WordPieceTokenizer {
         return new WordPieceTokenizer(object(root, "(root)", source), source);
     }
 
-    /** One text's tokens, special tokens included. */
+    /**
+     * One text's tokens, special tokens included.
+     *
+     * @param ids the token ids
+     * @param tokens the tokens (vocabulary strings) of the ids, in order
+     */
     public record Encoding(long[] ids, List<String> tokens) {
         /** A defensive copy of the ids and an immutable token list. */
         public Encoding {
