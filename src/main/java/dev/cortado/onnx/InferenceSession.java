@@ -1,5 +1,6 @@
 package dev.cortado.onnx;
 
+import dev.cortado.onnx.proto.Onnx.ModelProto;
 import dev.cortado.tensor.Device;
 import dev.cortado.tensor.Tensor;
 import java.io.IOException;
@@ -39,17 +40,27 @@ public final class InferenceSession implements AutoCloseable {
 
     /** A builder for a session of the model file {@code file}. */
     public static Builder builder(Path file) {
-        return new Builder(Objects.requireNonNull(file, "file"));
+        return new Builder(Objects.requireNonNull(file, "file"), null);
+    }
+
+    /**
+     * A builder for a session of a parsed model without external data (one read from inside a
+     * jar, for example).
+     */
+    public static Builder builder(ModelProto model) {
+        return new Builder(null, Objects.requireNonNull(model, "model"));
     }
 
     /** Options of a session. */
     public static final class Builder {
         private final Path file;
+        private final ModelProto proto;
         private Device device = Device.defaultDevice();
         private int maxConcurrentRuns = Runtime.getRuntime().availableProcessors();
 
-        private Builder(Path file) {
+        private Builder(Path file, ModelProto proto) {
             this.file = file;
+            this.proto = proto;
         }
 
         /** The device of the weights and of the runs (default: the default device). */
@@ -69,7 +80,8 @@ public final class InferenceSession implements AutoCloseable {
 
         /** Loads the model (all checks happen here: an unsupported op fails now, not on a request). */
         public InferenceSession build() throws IOException {
-            return new InferenceSession(OnnxModel.load(file, device), maxConcurrentRuns);
+            OnnxModel model = file != null ? OnnxModel.load(file, device) : OnnxModel.of(proto, null, device);
+            return new InferenceSession(model, maxConcurrentRuns);
         }
     }
 
