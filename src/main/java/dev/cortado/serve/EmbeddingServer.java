@@ -310,6 +310,12 @@ public final class EmbeddingServer implements AutoCloseable {
         inFlight.incrementAndGet();
         Answer answer;
         try {
+            if (method != null && !exchange.getRequestURI().getPath().equals(path)) {
+                // the JDK matches contexts by prefix: /v1/embeddings/x and /healthz are not ours
+                throw new HttpError(404, "invalid_request_error", null, "not_found",
+                        "no endpoint " + exchange.getRequestURI().getPath()
+                                + " (POST /v1/embeddings, GET /health, GET /metrics)");
+            }
             if (method != null && !method.equalsIgnoreCase(exchange.getRequestMethod())) {
                 exchange.getResponseHeaders().set("Allow", method);
                 throw new HttpError(405, "invalid_request_error", null, "method_not_allowed",

@@ -1,5 +1,6 @@
 package dev.cortado.serve;
 
+import com.fasterxml.jackson.core.io.JsonStringEncoder;
 import dev.cortado.onnx.InferenceMetrics;
 import java.io.IOException;
 import java.net.URI;
@@ -12,6 +13,8 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Objects;
 import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import java.util.function.Function;
 
 /**
@@ -158,35 +161,43 @@ public final class LoadGenerator {
                 try (EmbeddingServer server = EmbeddingServer.builder(new Unclosed(embedder)).host("127.0.0.1").port(0)
                         .maxBatchSize(options.maxBatchSize()).maxWait(options.maxWait())
                         .httpThreads(Math.max(16, clients + 4)).build().start()) {
-                    HttpClient http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1)
-                            .executor(java.util.concurrent.Executors.newFixedThreadPool(Math.min(clients, 16), r -> {
-                                Thread t = new Thread(r, "bench-http-client");
-                                t.setDaemon(true);
-                                return t;
-                            })).build();
-                    URI uri = URI.create("http://127.0.0.1:" + server.port() + "/v1/embeddings");
-                    com.fasterxml.jackson.core.io.JsonStringEncoder quote =
-                            com.fasterxml.jackson.core.io.JsonStringEncoder.getInstance();
-                    return drive(target, clients, options, text -> {
-                        String body = "{\"input\": \"" + new String(quote.quoteAsString(text)) + "\"}";
-                        HttpRequest req = HttpRequest.newBuilder(uri).header("Content-Type", "application/json")
-                                .POST(HttpRequest.BodyPublishers.ofString(body)).build();
-                        try {
-                            HttpResponse<String> r = http.send(req, HttpResponse.BodyHandlers.ofString());
-                            if (r.statusCode() != 200) {
-                                throw new IllegalStateException("HTTP " + r.statusCode() + ": " + r.body());
-                            }
-                        } catch (IOException e) {
-                            throw new IllegalStateException(e);
-                        } catch (InterruptedException e) {
-                            Thread.currentThread().interrupt();
-                            throw new IllegalStateException(e);
-                        }
-                        return null;
-                    }, () -> server.batcher().metrics().meanBatchSize());
+                    return overHttp(server, clients, options);
                 }
             }
             default -> throw new IllegalArgumentException("unknown target " + target);
+        }
+    }
+
+    /** Drives {@code server} over {@code java.net.http}, one text per request. */
+    private static Result overHttp(EmbeddingServer server, int clients, Options options) throws InterruptedException {
+        ExecutorService io = Executors.newFixedThreadPool(Math.min(clients, 16), r -> {
+            Thread t = new Thread(r, "bench-http-client");
+            t.setDaemon(true);
+            return t;
+        });
+        try {
+            HttpClient http = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1).executor(io).build();
+            URI uri = URI.create("http://127.0.0.1:" + server.port() + "/v1/embeddings");
+            JsonStringEncoder quote = JsonStringEncoder.getInstance();
+            return drive(Target.HTTP, clients, options, text -> {
+                String body = "{\"input\": \"" + new String(quote.quoteAsString(text)) + "\"}";
+                HttpRequest req = HttpRequest.newBuilder(uri).header("Content-Type", "application/json")
+                        .POST(HttpRequest.BodyPublishers.ofString(body)).build();
+                try {
+                    HttpResponse<String> r = http.send(req, HttpResponse.BodyHandlers.ofString());
+                    if (r.statusCode() != 200) {
+                        throw new IllegalStateException("HTTP " + r.statusCode() + ": " + r.body());
+                    }
+                } catch (IOException e) {
+                    throw new IllegalStateException(e);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new IllegalStateException(e);
+                }
+                return null;
+            }, () -> server.batcher().metrics().meanBatchSize());
+        } finally {
+            io.shutdownNow();
         }
     }
 

@@ -169,6 +169,10 @@ class EmbeddingServerTest {
             HttpResponse<String> missing = send(HttpRequest.newBuilder(uri(s, "/v2/nothing")).GET().build());
             assertEquals(404, missing.statusCode());
             assertTrue(JSON.readTree(missing.body()).get("error").get("message").asText().contains("/v2/nothing"));
+            // the JDK matches contexts by prefix; these are still unknown paths
+            assertEquals(404, send(HttpRequest.newBuilder(uri(s, "/healthz")).GET().build()).statusCode());
+            assertEquals(404, send(HttpRequest.newBuilder(uri(s, "/v1/embeddings/x"))
+                    .POST(HttpRequest.BodyPublishers.ofString("{\"input\": \"a\"}")).build()).statusCode());
         }
     }
 
