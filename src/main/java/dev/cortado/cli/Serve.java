@@ -3,6 +3,7 @@ package dev.cortado.cli;
 import dev.cortado.Cortado;
 import dev.cortado.serve.EmbeddingServer;
 import dev.cortado.serve.LoadGenerator;
+import dev.cortado.serve.SentenceEmbedder;
 import dev.cortado.serve.TextEmbedder;
 import java.io.IOException;
 import java.nio.file.Files;
@@ -186,8 +187,7 @@ final class Serve {
      * encoder and its {@code tokenizer.json}).
      */
     static TextEmbedder open(Path location) throws IOException {
-        throw new UnsupportedOperationException("serving " + location + " needs dev.cortado.serve.SentenceEmbedder"
-                + " (the all-MiniLM-L6-v2 sentence-embedding model), which this build does not have yet");
+        return SentenceEmbedder.open(location);
     }
 
     static void usage() {
