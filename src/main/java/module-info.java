@@ -28,6 +28,12 @@ module dev.cortado {
     requires com.fasterxml.jackson.core;
     // the ONNX importer (dev.cortado.onnx): the classes protoc generates from onnx.proto
     requires com.google.protobuf;
+    // the serving layer (dev.cortado.onnx, dev.cortado.serve): latency histograms (HdrHistogram's
+    // jar names no module: its file name does), the embedding server's HTTP endpoint, and the HTTP
+    // client of its load generator
+    requires HdrHistogram;
+    requires jdk.httpserver;
+    requires java.net.http;
 
     // the demos only (dev.cortado.cli); optional Maven dependencies
     requires static me.tongfei.progressbar;

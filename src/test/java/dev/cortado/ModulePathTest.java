@@ -63,7 +63,7 @@ class ModulePathTest {
             String name = Path.of(e).getFileName().toString();
             if (name.endsWith(".jar") && (name.startsWith("javacpp-") || name.startsWith("openblas-")
                     || name.startsWith("cuda-") || name.startsWith("slf4j-api-") || name.startsWith("jackson-core-")
-                    || name.startsWith("protobuf-java-"))) {
+                    || name.startsWith("protobuf-java-") || name.startsWith("HdrHistogram-"))) {
                 path.add(e);
             }
         }

@@ -30,6 +30,8 @@ import java.util.Locale;
  *   java -jar cortado-cli.jar demo [--device auto|cpu|cuda:N] [--threads N] [--size N] [--seed S]
  *   java -jar cortado-cli.jar info
  *   java -jar cortado-cli.jar launch --nproc N [--threads T] -- train-mnist ...   (data-parallel over MPI)
+ *   java -jar cortado-cli.jar serve --model DIR|JAR|G:A:V [--port 8080] ...          (an embedding server)
+ *   java -jar cortado-cli.jar bench-serve --model DIR|JAR|G:A:V [--clients 1,4,16,64] (its load generator)
  * </pre>
  */
 public final class Main {
@@ -40,6 +42,13 @@ public final class Main {
         System.setProperty("java.awt.headless", "true");
         if (args.length > 0 && args[0].equals("launch")) {
             System.exit(Launch.run(java.util.Arrays.copyOfRange(args, 1, args.length)));
+        }
+        if (args.length > 0 && (args[0].equals("serve") || args[0].equals("bench-serve"))) {
+            int status = Serve.run(args);
+            if (status != 0) {
+                System.exit(status);
+            }
+            return;
         }
         String command = "demo";
         Device device = null;
@@ -168,6 +177,9 @@ public final class Main {
                   info          devices and CPU features
                   launch        run a training command data-parallel as N MPI processes on this machine:
                                 launch --nproc 2 [--threads T] -- train-mnist --epochs 1
+                  serve         an OpenAI-compatible embedding server for a sentence-embedding model
+                                --model DIR|JAR|GROUP:ARTIFACT:VERSION [--port 8080] (serve --help lists all)
+                  bench-serve   throughput and p50/p99 latency at 1-64 clients: in-process, batched, HTTP
                 common: [--device auto|cpu|cuda:N] [--threads N] [--seed S] [--out DIR]""");
     }
 

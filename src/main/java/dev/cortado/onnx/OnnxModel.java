@@ -69,9 +69,15 @@ public final class OnnxModel implements AutoCloseable {
     private final List<String> inputNames;
     private final List<String> outputNames;
     private final Map<String, ValueInfoProto> inputInfo = new HashMap<>();
+    /** Main-graph nodes evaluated once at load ({@link #foldConstants}); a run skips them. */
+    private final Set<NodeProto> folded = Collections.newSetFromMap(new IdentityHashMap<>());
     private volatile boolean closed;
 
     private OnnxModel(ModelProto proto, Path folder, Device device) {
+        this(proto, folder, device, false);
+    }
+
+    private OnnxModel(ModelProto proto, Path folder, Device device, boolean foldConstants) {
         this.proto = proto;
         this.device = device;
         this.opset = defaultOpset(proto);
@@ -89,6 +95,9 @@ public final class OnnxModel implements AutoCloseable {
         }
         try (Scope detached = Scope.detached()) {
             loadConstants(graph, folder);
+            if (foldConstants) {
+                foldConstants(graph);
+            }
         } catch (RuntimeException | Error e) {
             freeConstants();
             throw e;
@@ -106,6 +115,16 @@ public final class OnnxModel implements AutoCloseable {
         return new OnnxModel(read(file), folder, device);
     }
 
+    /**
+     * Reads and imports {@code file} with its weights on {@code device}; with {@code foldConstants},
+     * the main graph's nodes whose inputs are all weights or constants are evaluated once, now
+     * (see {@link #foldConstants}).
+     */
+    static OnnxModel load(Path file, Device device, boolean foldConstants) throws IOException {
+        Path folder = file.toAbsolutePath().getParent();
+        return new OnnxModel(read(file), folder, device, foldConstants);
+    }
+
     /** Imports a parsed model that has no external data, with its weights on the default device. */
     public static OnnxModel of(ModelProto model) {
         return new OnnxModel(model, null, Device.defaultDevice());
@@ -114,6 +133,11 @@ public final class OnnxModel implements AutoCloseable {
     /** Imports a parsed model; external data files resolve in {@code folder} (null: none allowed). */
     public static OnnxModel of(ModelProto model, Path folder, Device device) {
         return new OnnxModel(model, folder == null ? null : folder.toAbsolutePath(), device);
+    }
+
+    /** {@link #of(ModelProto, Path, Device)}, with the constants folded at load when {@code foldConstants}. */
+    static OnnxModel of(ModelProto model, Path folder, Device device, boolean foldConstants) {
+        return new OnnxModel(model, folder == null ? null : folder.toAbsolutePath(), device, foldConstants);
     }
 
     /** Parses a {@code model.onnx} file; a truncated or corrupt file gives an {@link OnnxImportException}. */
@@ -302,6 +326,87 @@ public final class OnnxModel implements AutoCloseable {
         }
     }
 
+    /** Ops whose result must not be computed once for all runs (they draw random numbers). */
+    private static final Set<String> NOT_FOLDED = Set.of("RandomNormal", "RandomUniform", "RandomNormalLike",
+            "RandomUniformLike", "Bernoulli", "Multinomial");
+
+    /**
+     * Constant folding: every main-graph node of the default domain whose inputs are all
+     * initializers, {@code Constant} outputs or earlier folded results (and that draws no random
+     * numbers and has no subgraph) is run once here; its outputs join the graph's constants and
+     * {@link #evaluate} skips it. This is what exported models compute on every request for
+     * nothing: transposed or dequantized weights, shape arithmetic on constants. Folded values that
+     * only fed other folded nodes are freed again.
+     */
+    private void foldConstants(GraphProto graph) {
+        Map<String, Tensor> values = constants.get(graph);
+        boolean hasSubgraphs = false;
+        try (Scope scope = Scope.open()) {
+            for (NodeProto n : graph.getNodeList()) {
+                boolean subgraph = n.getAttributeList().stream().anyMatch(a -> a.hasG() || a.getGraphsCount() > 0);
+                hasSubgraphs |= subgraph;
+                if (subgraph || n.getOpType().equals("Constant") || NOT_FOLDED.contains(n.getOpType())
+                        || !OnnxOps.canonicalDomain(n.getDomain()).equals(OnnxOps.DEFAULT_DOMAIN)
+                        || n.getInputCount() == 0) {
+                    continue;
+                }
+                Tensor[] inputs = new Tensor[n.getInputCount()];
+                boolean allConstant = true;
+                for (int i = 0; i < inputs.length && allConstant; i++) {
+                    if (!n.getInput(i).isEmpty()) {
+                        // an initializer that is also a graph input is a default a caller may override
+                        inputs[i] = inputInfo.containsKey(n.getInput(i)) ? null : values.get(n.getInput(i));
+                        allConstant = inputs[i] != null;
+                    }
+                }
+                if (!allConstant) {
+                    continue;
+                }
+                Tensor[] outputs = OnnxOps.entry(n.getOpType()).handler().run(new OnnxNode(n, inputs, opset, null));
+                for (int i = 0; i < n.getOutputCount() && i < outputs.length; i++) {
+                    if (!n.getOutput(i).isEmpty() && outputs[i] != null) {
+                        Tensor t = outputs[i];
+                        values.put(n.getOutput(i), scope.owns(t) ? scope.keep(t) : t);
+                    }
+                }
+                folded.add(n);
+            }
+        }
+        if (hasSubgraphs || folded.isEmpty()) {
+            return; // a subgraph may read any outer name: keep every folded value
+        }
+        Set<String> used = new java.util.HashSet<>(outputNames);
+        for (NodeProto n : graph.getNodeList()) {
+            if (!folded.contains(n)) {
+                used.addAll(n.getInputList());
+            }
+        }
+        Map<Tensor, Boolean> kept = new IdentityHashMap<>();
+        for (Map.Entry<String, Tensor> e : values.entrySet()) {
+            if (used.contains(e.getKey())) {
+                kept.put(e.getValue(), true);
+            }
+        }
+        for (NodeProto n : folded) {
+            for (String out : n.getOutputList()) {
+                Tensor t = used.contains(out) ? null : values.remove(out);
+                if (t != null && !kept.containsKey(t) && !t.isClosed()) {
+                    t.close();
+                }
+            }
+        }
+    }
+
+    /** How many main-graph nodes were folded into constants at load (0 unless asked for). */
+    int foldedNodes() {
+        return folded.size();
+    }
+
+    /** The declared type of graph input {@code name} (null for an unknown name). */
+    ValueInfoProto inputInfo(String name) {
+        return inputInfo.get(name);
+    }
+
     private void freeConstants() {
         for (Map<String, Tensor> m : constants.values()) {
             for (Tensor t : m.values()) {
@@ -393,7 +498,8 @@ public final class OnnxModel implements AutoCloseable {
     /** Runs {@code graph}'s nodes in order in {@code env}; returns its outputs in order. */
     private List<Tensor> evaluate(GraphProto graph, Env env) {
         for (NodeProto n : graph.getNodeList()) {
-            if (n.getOpType().equals("Constant") && OnnxOps.canonicalDomain(n.getDomain()).equals(OnnxOps.DEFAULT_DOMAIN)) {
+            if (n.getOpType().equals("Constant") && OnnxOps.canonicalDomain(n.getDomain()).equals(OnnxOps.DEFAULT_DOMAIN)
+                    || folded.contains(n)) {
                 continue; // made at load
             }
             Tensor[] inputs = new Tensor[n.getInputCount()];
