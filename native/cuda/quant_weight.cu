@@ -394,8 +394,10 @@ extern "C" int ct_cuda_wq_gemm(const ct_wq_args* args, int64_t stream) {
   if (!aligned_to(a.w_packed, 4))
     return fail(CT_ERR_INVALID_ARG, "%s: w_packed %p is not 4-byte aligned (the packed rows are read as 32-bit words)",
                 fn, a.w_packed);
-  if (a.m > 2147483647LL * 8 || a.n > 2147483647LL * 4)
-    return fail(CT_ERR_INVALID_ARG, "%s: m=%lld, n=%lld exceed the grid", fn, (long long)a.m, (long long)a.n);
+  // grid: n / 16 (GEMM) or n / 4 (GEMV) blocks along x, m / 32 along y (at most 65535)
+  if ((a.m + 31) / 32 > 65535 || a.n > 2147483647LL * 4)
+    return fail(CT_ERR_INVALID_ARG, "%s: m=%lld (at most %d), n=%lld exceed the grid", fn, (long long)a.m, 65535 * 32,
+                (long long)a.n);
   const cudaStream_t st = as_stream(stream);
   int sms = 0;
   CT_TRY_STATUS(sm_count(fn, &sms));
