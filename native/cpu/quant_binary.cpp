@@ -21,6 +21,7 @@
 
 #include "cortado/quant_binary.h"
 #include "internal.h"
+#include "quant_weight_check.h"
 
 namespace ct {
 namespace {
@@ -154,11 +155,11 @@ using namespace ct;
 extern "C" int ct_cpu_binarize(const float* x, int64_t rows, int64_t k, int64_t ldx, uint64_t* bits, int64_t stream) {
   static const char* fn = "ct_cpu_binarize";
   CT_TRY
-  if (rows < 0 || k < 0 || ldx < k)
-    return fail(CT_ERR_INVALID_ARG, "%s: rows=%lld k=%lld ldx=%lld", fn, (long long)rows, (long long)k, (long long)ldx);
+  qm::Msg msg;
+  bool empty = false;
+  if (int st = qm::check_binarize(fn, x, rows, k, ldx, bits, &empty, &msg)) return fail(st, "%s", msg.text);
+  if (empty) return CT_OK;
   const int64_t kw = words(k);
-  if (rows * kw == 0) return CT_OK;
-  if (!x || !bits) return fail(CT_ERR_INVALID_ARG, "%s: a pointer is NULL", fn);
   parallel_range(rows, k, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const float* xr = x + r * ldx;
@@ -182,12 +183,11 @@ extern "C" int ct_cpu_binarize(const float* x, int64_t rows, int64_t k, int64_t 
 extern "C" int ct_cpu_binary_gemm(const ct_bgemm_args* args, int64_t stream) {
   static const char* fn = "ct_cpu_binary_gemm";
   CT_TRY
-  if (!args) return fail(CT_ERR_INVALID_ARG, "%s: args is NULL", fn);
+  qm::Msg msg;
+  bool empty = false;
+  if (int st = qm::check_bgemm(fn, args, &empty, &msg)) return fail(st, "%s", msg.text);
+  if (empty) return CT_OK;
   const ct_bgemm_args& g = *args;
-  if (g.m < 0 || g.n < 0 || g.k < 0)
-    return fail(CT_ERR_INVALID_ARG, "%s: m=%lld n=%lld k=%lld", fn, (long long)g.m, (long long)g.n, (long long)g.k);
-  if (g.m == 0 || g.n == 0) return CT_OK;
-  if (!g.y || (g.k > 0 && (!g.a || !g.b))) return fail(CT_ERR_INVALID_ARG, "%s: a pointer is NULL", fn);
   int64_t where = 0;
   if (!finite_scales((const float*)g.alpha, g.n, &where))
     return fail(CT_ERR_INVALID_ARG, "%s: alpha[%lld] is not finite", fn, (long long)where);
@@ -212,20 +212,12 @@ extern "C" int ct_cpu_binary_gemm(const ct_bgemm_args* args, int64_t stream) {
 extern "C" int ct_cpu_binary_conv2d(const ct_bconv_args* args, int64_t stream) {
   static const char* fn = "ct_cpu_binary_conv2d";
   CT_TRY
-  if (!args) return fail(CT_ERR_INVALID_ARG, "%s: args is NULL", fn);
+  qm::Msg msg;
+  bool empty = false;
+  if (int st = qm::check_bconv(fn, args, &empty, &msg)) return fail(st, "%s", msg.text);
+  if (empty) return CT_OK;
   const ct_bconv_args& p = *args;
-  if (p.batch < 0 || p.h < 0 || p.w_in < 0 || p.c < 0 || p.cout < 0 || p.kh < 1 || p.kw < 1 || p.stride_h < 1 ||
-      p.stride_w < 1 || p.pad_h < 0 || p.pad_w < 0 || p.oh != (p.h + 2 * p.pad_h - p.kh) / p.stride_h + 1 ||
-      p.ow != (p.w_in + 2 * p.pad_w - p.kw) / p.stride_w + 1 || p.oh < 0 || p.ow < 0)
-    return fail(CT_ERR_INVALID_ARG,
-                "%s: x [%lld, %lld, %lld, %lld], weight [%lld, %lld, %lld], stride %lld/%lld, pad %lld/%lld, "
-                "output %lld x %lld",
-                fn, (long long)p.batch, (long long)p.h, (long long)p.w_in, (long long)p.c, (long long)p.cout,
-                (long long)p.kh, (long long)p.kw, (long long)p.stride_h, (long long)p.stride_w, (long long)p.pad_h,
-                (long long)p.pad_w, (long long)p.oh, (long long)p.ow);
   const int64_t rows = p.batch * p.oh, cw = words(p.c);
-  if (rows * p.ow * p.cout == 0) return CT_OK;
-  if (!p.y || (cw > 0 && (!p.x || !p.w))) return fail(CT_ERR_INVALID_ARG, "%s: a pointer is NULL", fn);
   int64_t where = 0;
   if (!finite_scales((const float*)p.alpha, p.cout, &where))
     return fail(CT_ERR_INVALID_ARG, "%s: alpha[%lld] is not finite", fn, (long long)where);
@@ -299,9 +291,10 @@ bool is_float_dtype(int dtype) { return dtype == CT_F32 || dtype == CT_F64 || dt
 extern "C" int ct_cpu_sign_ste(const void* x, void* y, int32_t dtype, int64_t n, int64_t stream) {
   static const char* fn = "ct_cpu_sign_ste";
   CT_TRY
-  if (!is_float_dtype(dtype) || n < 0) return fail(CT_ERR_INVALID_ARG, "%s: dtype %s, n=%lld", fn, dtype_name(dtype), (long long)n);
-  if (n == 0) return CT_OK;
-  if (!x || !y) return fail(CT_ERR_INVALID_ARG, "%s: a pointer is NULL", fn);
+  qm::Msg msg;
+  bool empty = false;
+  if (int st = qm::check_sign(fn, dtype, n, x && y, &empty, &msg)) return fail(st, "%s", msg.text);
+  if (empty) return CT_OK;
   dispatch_dtype(dtype, [&](auto t) {
     using T = decltype(t);
     if constexpr (is_float_v<T>) sign_rows((const T*)x, (T*)y, n);
@@ -314,9 +307,10 @@ extern "C" int ct_cpu_sign_ste_backward(const void* g, const void* x, void* dx, 
                                         int64_t stream) {
   static const char* fn = "ct_cpu_sign_ste_backward";
   CT_TRY
-  if (!is_float_dtype(dtype) || n < 0) return fail(CT_ERR_INVALID_ARG, "%s: dtype %s, n=%lld", fn, dtype_name(dtype), (long long)n);
-  if (n == 0) return CT_OK;
-  if (!g || !x || !dx) return fail(CT_ERR_INVALID_ARG, "%s: a pointer is NULL", fn);
+  qm::Msg msg;
+  bool empty = false;
+  if (int st = qm::check_sign(fn, dtype, n, g && x && dx, &empty, &msg)) return fail(st, "%s", msg.text);
+  if (empty) return CT_OK;
   dispatch_dtype(dtype, [&](auto t) {
     using T = decltype(t);
     if constexpr (is_float_v<T>) sign_grad_rows((const T*)g, (const T*)x, (T*)dx, n);

@@ -24,6 +24,7 @@
 #include "cortado/quant_weight.h"
 #include "internal.h"
 #include "quant_math.h"
+#include "quant_weight_check.h"
 
 namespace ct {
 namespace {
@@ -269,16 +270,10 @@ extern "C" int ct_cpu_wq_pack(const void* q, int32_t q_dtype, int64_t n, int64_t
                               int32_t format, uint8_t* packed, int64_t stream) {
   static const char* fn = "ct_cpu_wq_pack";
   CT_TRY
-  if (format < CT_WQ_S4 || format > CT_WQ_E5M2) return fail(CT_ERR_INVALID_ARG, "%s: unknown format %d", fn, format);
-  const int want = format == CT_WQ_S4 ? CT_I8 : format == CT_WQ_U4 ? CT_U8 : format == CT_WQ_E4M3 ? CT_F8E4M3 : CT_F8E5M2;
-  if (q_dtype != want)
-    return fail(CT_ERR_INVALID_ARG, "%s: codes of dtype %s for format %d (expected %s)", fn, dtype_name(q_dtype), format,
-                dtype_name(want));
-  if (n < 0 || k < 0 || k % kBlock != 0 || ld_n < 0 || ld_k < 0)
-    return fail(CT_ERR_INVALID_ARG, "%s: n=%lld, k=%lld (a multiple of 32), strides %lld/%lld", fn, (long long)n,
-                (long long)k, (long long)ld_n, (long long)ld_k);
-  if (n * k == 0) return CT_OK;
-  if (!q || !packed) return fail(CT_ERR_INVALID_ARG, "%s: a pointer is NULL", fn);
+  qm::Msg msg;
+  bool empty = false;
+  if (int st = qm::check_wq_pack(fn, q, q_dtype, n, k, ld_n, ld_k, format, packed, &empty, &msg)) return fail(st, "%s", msg.text);
+  if (empty) return CT_OK;
   const int64_t rb = row_bytes(format, k);
   std::atomic<int64_t> bad{-1};
   parallel_range(n, k, [&](int64_t j0, int64_t j1) {
@@ -311,21 +306,11 @@ extern "C" int ct_cpu_wq_pack(const void* q, int32_t q_dtype, int64_t n, int64_t
 extern "C" int ct_cpu_wq_gemm(const ct_wq_args* args, int64_t stream) {
   static const char* fn = "ct_cpu_wq_gemm";
   CT_TRY
-  if (!args) return fail(CT_ERR_INVALID_ARG, "%s: args is NULL", fn);
+  qm::Msg msg;
+  bool empty = false;
+  if (int st = qm::check_wq_gemm(fn, args, &empty, &msg)) return fail(st, "%s", msg.text);
+  if (empty) return CT_OK;
   const ct_wq_args& a = *args;
-  if (a.format < CT_WQ_S4 || a.format > CT_WQ_E5M2) return fail(CT_ERR_INVALID_ARG, "%s: unknown format %d", fn, a.format);
-  if ((a.x_dtype != CT_F32 && a.x_dtype != CT_BF16) || (a.y_dtype != CT_F32 && a.y_dtype != CT_BF16))
-    return fail(CT_ERR_INVALID_ARG, "%s: x %s, y %s (float32 or bfloat16)", fn, dtype_name(a.x_dtype),
-                dtype_name(a.y_dtype));
-  if (a.m < 0 || a.n < 0 || a.k < 0 || a.group < kBlock || a.group % kBlock != 0 || a.k % a.group != 0 ||
-      a.ldx < a.k || a.ldy < a.n)
-    return fail(CT_ERR_INVALID_ARG,
-                "%s: m=%lld n=%lld k=%lld group=%lld (a multiple of 32 dividing k) ldx=%lld ldy=%lld", fn,
-                (long long)a.m, (long long)a.n, (long long)a.k, (long long)a.group, (long long)a.ldx, (long long)a.ldy);
-  if (!is_int4(a.format) && a.zero_point) return fail(CT_ERR_INVALID_ARG, "%s: fp8 weights take no zero point", fn);
-  if (a.m == 0 || a.n == 0) return CT_OK;
-  if (!a.y || (a.k > 0 && (!a.x || !a.w_packed || !a.scale)))
-    return fail(CT_ERR_INVALID_ARG, "%s: a pointer is NULL", fn);
   // float32 rows of x: x itself, or a widened copy of bfloat16 x
   const float* x = (const float*)a.x;
   int64_t ldx = a.ldx;
@@ -352,12 +337,9 @@ extern "C" int ct_cpu_wq_gemm(const ct_wq_args* args, int64_t stream) {
     const int64_t params = a.k / a.group * a.n;
     for (int64_t p = 0; p < params; ++p) {
       const float s = ((const float*)a.scale)[p];
-      if (!finite_positive(s))
-        return fail(CT_ERR_INVALID_ARG, "%s: scale[%lld] = %g is not finite and > 0", fn, (long long)p, (double)s);
       const int32_t z = a.zero_point ? ((const int32_t*)a.zero_point)[p] : 0;
-      if (a.format == CT_WQ_S4 ? (z < -8 || z > 7) : (z < 0 || z > 15))
-        return fail(CT_ERR_INVALID_ARG, "%s: zero_point[%lld] = %d is outside the range of %s", fn, (long long)p, z,
-                  a.format == CT_WQ_S4 ? "int4 [-8, 7]" : "uint4 [0, 15]");
+      if (!finite_positive(s) || (a.format == CT_WQ_S4 ? (z < -8 || z > 7) : (z < 0 || z > 15)))
+        return fail(qm::wq_param_error(fn, a.format, p, s, z, &msg), "%s", msg.text);
     }
   }
   return CT_OK;

@@ -1,5 +1,6 @@
 /*
- * Inline-PTX helpers of the tensor-core kernels (attention.cu, conv.cu), written once.
+ * Inline-PTX helpers of the tensor-core kernels (attention.cu, conv.cu, quant.cu, quant_weight.cu),
+ * written once.
  *
  *  cp_async16        16-byte global -> shared copy that bypasses registers (sm_80+, cp.async.cg);
  *                    pred = false zero-fills the 16 bytes (src-size 0) without reading gmem.
@@ -10,6 +11,7 @@
  *  ldsm_x4_t         ldmatrix .x4 .trans: four 8x8 b16 matrices from shared memory, transposed.
  *  mma16816<T>       d += a b, m16n8k16, A row-major 16x16, B col-major 16x8, T = __half or
  *                    __nv_bfloat16 inputs, float32 accumulators.
+ *  mma16832_u8s8     d += a b, m16n8k32, A uint8 row-major, B int8 col-major, int32 accumulators.
  *  mma1688_tf32      d += a b, m16n8k8 on TF32 inputs (to_tf32 rounds a float to nearest, ties away).
  *
  * Clobbers: every helper that reads or writes shared memory behind the compiler's back
@@ -65,6 +67,16 @@ __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], 
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
   }
+}
+
+/* d += a b, m16n8k32 on 8-bit integers: A uint8 row-major 16x32 (a[i] = 4 consecutive k of one
+ * row), B int8 col-major 32x8, exact int32 accumulators (quant.cu's int8 GEMM). */
+__device__ __forceinline__ void mma16832_u8s8(int32_t (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 __device__ __forceinline__ void mma1688_tf32(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {

@@ -16,6 +16,7 @@
 #include "common.cuh"
 #include "cortado/quant.h"
 #include "quant_check.h"
+#include "ptx.cuh"
 #include "quant_math.h"
 
 namespace ct {
@@ -253,10 +254,23 @@ extern "C" int ct_cuda_dynamic_quantize(const ct_tensor* y, const ct_tensor* x, 
 }
 
 // ================================================================== int8 GEMM (quant.h)
-/* CUDA twin of native/cpu/quant_gemm.cpp: same packed B layout, same compensation and epilogue.
- * One thread per output element: dp4a.u32.s32 over the 4-byte groups (A bytes loaded one by one,
- * so any lda works; the packed B group is one aligned 32-bit load). Tensor-core (mma.sync s8)
- * tiles are the next step; this kernel is the exact reference the GPU check compares against. */
+/* CUDA twin of native/cpu/quant_gemm.cpp: same packed B layout, same compensation and epilogue,
+ * on the integer tensor cores: mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 (A uint8 row-major
+ * 16 x 32, B int8 column-major 32 x 8, exact int32 accumulators).
+ *
+ * The packed B layout already is the mma's B fragment: lane (g = lane / 4, t = lane % 4) needs
+ * B[k0 + 4t .. + 3, j] and B[k0 + 16 + 4t .. + 3, j] of column j = tile + g, and the packing
+ * stores the 4 k of a column as one aligned 32-bit word (byte ((j / 16) Kp / 4 + k / 4) 64 +
+ * (j % 16) 4). A fragments are A[r, k0 + 4t .. + 3] and A[r, k0 + 16 + 4t .. + 3] of rows r = g and
+ * g + 8: one 32-bit load each when a and lda are 4-byte aligned (else 4 byte loads), zero past k
+ * (and past Kp for B, never read). Each lane also sums the A bytes it loads (dp4a with 0x01010101),
+ * and the 4 lanes of a row add theirs by shuffles: the row sums of the compensation
+ *     sum_k (a - za)(b - zb) = sum_k a b - za colsum[j] - zb[j] rowsum[i] + k za zb[j]
+ * in wrapping uint32 arithmetic, exact in int32 for k <= 32768 as on the CPU; then the epilogue
+ * (rescale, bias, ReLU, int8 / uint8 requantization) per element, shared with the CPU's math.
+ * Tiles: 64 x 64 outputs per block of 4 warps, each warp 32 x 32 (2 A x 4 B fragments, 8 mma per
+ * 32 k). Cost: 2 m n Kp integer ops on the tensor cores; A read n / 64 times and B m / 64 times
+ * (L2), C written once. */
 namespace ct {
 namespace {
 
@@ -277,42 +291,89 @@ __global__ void qgemm_pack_kernel(const int8_t* b, int64_t k, int64_t n, int64_t
   }
 }
 
-__device__ __forceinline__ uint32_t dp4a_us(uint32_t a, uint32_t b, uint32_t c) {
+__device__ __forceinline__ uint32_t dp4a_uu(uint32_t a, uint32_t b, uint32_t c) {
   uint32_t d;
-  asm("dp4a.u32.s32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  asm("dp4a.u32.u32 %0, %1, %2, %3;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
   return d;
 }
 
-__global__ void qgemm_kernel(ct_qgemm_args g, int64_t kp) {
-  const int64_t total = g.m * g.n;
-  const uint8_t* a = (const uint8_t*)g.a;
-  const int8_t* bp = (const int8_t*)g.b_packed;
-  for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
-    const int64_t row = e / g.n, col = e % g.n;
-    uint32_t acc = 0, rowsum = 0;
-    for (int64_t k0 = 0; k0 < kp; k0 += 4) {
-      uint32_t a4 = 0;
-      for (int q = 0; q < 4; ++q) {
-        const uint32_t v = k0 + q < g.k ? a[row * g.lda + k0 + q] : 0u;
-        a4 |= v << (8 * q);
-        rowsum += v;
-      }
-      const uint32_t b4 = *(const uint32_t*)(bp + packed_index(kp, k0, col));
-      acc = dp4a_us(a4, b4, acc);
-    }
-    const uint32_t za = (uint32_t)g.a_zero_point, kk = (uint32_t)g.k;
-    const uint32_t zbj = g.b_zero_point ? (uint32_t)((const int32_t*)g.b_zero_point)[col] : 0u;
-    const int32_t v = (int32_t)(acc - za * (uint32_t)((const int32_t*)g.b_colsum)[col] - zbj * rowsum + kk * za * zbj);
-    if (g.out_dtype == CT_I32) {
-      ((int32_t*)g.c)[row * g.ldc + col] = v;
-      continue;
-    }
-    float f = __fmaf_rn((float)v, ((const float*)g.scale)[col], g.bias ? ((const float*)g.bias)[col] : 0.0f);
-    if (g.relu) f = f > 0.0f ? f : 0.0f;
-    if (g.out_dtype == CT_F32) ((float*)g.c)[row * g.ldc + col] = f;
-    else if (g.out_dtype == CT_I8) ((int8_t*)g.c)[row * g.ldc + col] = (int8_t)qm::quantize_int(f, 1.0f, g.out_zero_point, -128, 127);
-    else ((uint8_t*)g.c)[row * g.ldc + col] = (uint8_t)qm::quantize_int(f, 1.0f, g.out_zero_point, 0, 255);
+/* A[row, kk .. kk + 3] as a little-endian word, zero past k (and for rows past m). */
+template <bool A4> __device__ __forceinline__ uint32_t load_a4(const ct_qgemm_args& g, int64_t row, int64_t kk) {
+  if (row >= g.m) return 0u;
+  const uint8_t* p = (const uint8_t*)g.a + row * g.lda + kk;
+  if (A4 && kk + 4 <= g.k) return *(const uint32_t*)p;
+  uint32_t v = 0;
+#pragma unroll
+  for (int q = 0; q < 4; ++q)
+    if (kk + q < g.k) v |= (uint32_t)p[q] << (8 * q);
+  return v;
+}
+
+/* The compensated sum and the epilogue of output (row, col), as on the CPU. */
+__device__ __forceinline__ void qgemm_store(const ct_qgemm_args& g, int64_t row, int64_t col, uint32_t acc,
+                                            uint32_t rowsum) {
+  const uint32_t za = (uint32_t)g.a_zero_point, kk = (uint32_t)g.k;
+  const uint32_t zbj = g.b_zero_point ? (uint32_t)((const int32_t*)g.b_zero_point)[col] : 0u;
+  const int32_t v = (int32_t)(acc - za * (uint32_t)((const int32_t*)g.b_colsum)[col] - zbj * rowsum + kk * za * zbj);
+  if (g.out_dtype == CT_I32) {
+    ((int32_t*)g.c)[row * g.ldc + col] = v;
+    return;
   }
+  float f = __fmaf_rn((float)v, ((const float*)g.scale)[col], g.bias ? ((const float*)g.bias)[col] : 0.0f);
+  if (g.relu) f = f > 0.0f ? f : 0.0f;
+  if (g.out_dtype == CT_F32) ((float*)g.c)[row * g.ldc + col] = f;
+  else if (g.out_dtype == CT_I8) ((int8_t*)g.c)[row * g.ldc + col] = (int8_t)qm::quantize_int(f, 1.0f, g.out_zero_point, -128, 127);
+  else ((uint8_t*)g.c)[row * g.ldc + col] = (uint8_t)qm::quantize_int(f, 1.0f, g.out_zero_point, 0, 255);
+}
+
+constexpr int kQTile = 64;
+
+template <bool A4> __global__ void __launch_bounds__(128) qgemm_mma_kernel(ct_qgemm_args g, int64_t kp, int64_t np) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gr = lane >> 2, t = lane & 3;
+  const int64_t i0 = (int64_t)blockIdx.x * kQTile + (warp >> 1) * 32, j0 = (int64_t)blockIdx.y * kQTile + (warp & 1) * 32;
+  const int8_t* bp = (const int8_t*)g.b_packed;
+  int32_t acc[2][4][4] = {};
+  uint32_t rs[2][2] = {};
+  for (int64_t k0 = 0; k0 < kp; k0 += 32) {
+    uint32_t a[2][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; ++mt) {
+      const int64_t r0 = i0 + mt * 16 + gr;
+      a[mt][0] = load_a4<A4>(g, r0, k0 + 4 * t);
+      a[mt][1] = load_a4<A4>(g, r0 + 8, k0 + 4 * t);
+      a[mt][2] = load_a4<A4>(g, r0, k0 + 16 + 4 * t);
+      a[mt][3] = load_a4<A4>(g, r0 + 8, k0 + 16 + 4 * t);
+      rs[mt][0] = dp4a_uu(a[mt][2], 0x01010101u, dp4a_uu(a[mt][0], 0x01010101u, rs[mt][0]));
+      rs[mt][1] = dp4a_uu(a[mt][3], 0x01010101u, dp4a_uu(a[mt][1], 0x01010101u, rs[mt][1]));
+    }
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt) {
+      const int64_t j = j0 + nt * 8 + gr;
+      const int64_t ka = k0 + 4 * t, kb = ka + 16;
+      const uint32_t b0 = (j < np && ka < kp) ? *(const uint32_t*)(bp + packed_index(kp, ka, j)) : 0u;
+      const uint32_t b1 = (j < np && kb < kp) ? *(const uint32_t*)(bp + packed_index(kp, kb, j)) : 0u;
+#pragma unroll
+      for (int mt = 0; mt < 2; ++mt) ptx::mma16832_u8s8(acc[mt][nt], a[mt], b0, b1);
+    }
+  }
+  // the row sums: the 4 lanes of a row (t = 0..3) hold disjoint k
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      rs[mt][h] += __shfl_xor_sync(0xffffffffu, rs[mt][h], 1);
+      rs[mt][h] += __shfl_xor_sync(0xffffffffu, rs[mt][h], 2);
+    }
+#pragma unroll
+  for (int mt = 0; mt < 2; ++mt)
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt)
+#pragma unroll
+      for (int c = 0; c < 4; ++c) {
+        // D fragment: c0, c1 at (row g, columns 2t, 2t + 1), c2, c3 at row g + 8
+        const int64_t row = i0 + mt * 16 + gr + (c >= 2 ? 8 : 0), col = j0 + nt * 8 + 2 * t + (c & 1);
+        if (row < g.m && col < g.n) qgemm_store(g, row, col, (uint32_t)acc[mt][nt][c], rs[mt][c >= 2 ? 1 : 0]);
+      }
 }
 
 }  // namespace
@@ -339,9 +400,15 @@ extern "C" int ct_cuda_qgemm(const ct_qgemm_args* args, int64_t stream) {
   if (int st = qm::check_qgemm(fn, args, &m)) return fail(st, "%s", m.text);
   const ct_qgemm_args& g = *args;
   if (g.m == 0 || g.n == 0) return CT_OK;
-  int sms = 0;
-  CT_TRY_STATUS(sm_count(fn, &sms));
-  qgemm_kernel<<<grid_for(g.m * g.n, sms), kThreads, 0, as_stream(stream)>>>(g, (g.k + 3) / 4 * 4);
+  if ((g.n + kQTile - 1) / kQTile > 65535)
+    return fail(CT_ERR_INVALID_ARG, "%s: n=%lld exceeds the grid (at most %d)", fn, (long long)g.n, 65535 * kQTile);
+  // the packed B is read as aligned 32-bit words (the packing's layout); A too when it allows
+  if (!aligned_to(g.b_packed, 4))
+    return fail(CT_ERR_INVALID_ARG, "%s: b_packed %p is not 4-byte aligned", fn, g.b_packed);
+  const int64_t kp = (g.k + 3) / 4 * 4, np = (g.n + 31) / 32 * 32;
+  const dim3 grid((unsigned)((g.m + kQTile - 1) / kQTile), (unsigned)((g.n + kQTile - 1) / kQTile));
+  if (aligned_to(g.a, 4) && g.lda % 4 == 0) qgemm_mma_kernel<true><<<grid, 128, 0, as_stream(stream)>>>(g, kp, np);
+  else qgemm_mma_kernel<false><<<grid, 128, 0, as_stream(stream)>>>(g, kp, np);
   return check_launch(fn);
 }
 

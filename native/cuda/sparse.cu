@@ -16,6 +16,9 @@
  * (float32 accumulation through a scratch buffer for bfloat16): the order of the additions is
  * not fixed, like index_add on CUDA.
  * SDDMM: one warp per stored entry, lanes striding over d, a warp reduction (compute_t).
+ * BSR (block CSR): the same kernels through BsrCols, which enumerates row r's entries as (block,
+ * column in block) pairs of its block row (A^T B by the atomic scatter); the BSR SDDMM is one warp
+ * per element of every stored block. Cost as CSR with nnz = nnzb block^2.
  * Row softmax and its backward: one warp per row (max, sum of exp, write; sum(y dy), write).
  * Top-k: one block per line; the line's (value key, position) pairs are bitonic-sorted in shared
  * memory (lines of up to 2048 elements), keys ordered as the CPU's (NaN largest, ties to the
@@ -26,6 +29,7 @@
  */
 #include "common.cuh"
 #include "cortado/sparse.h"
+#include "device_check.cuh"
 
 namespace ct {
 namespace {
@@ -87,33 +91,6 @@ __global__ void range_check(int64_t count, int64_t bound, const int64_t* __restr
   const int64_t step = (int64_t)gridDim.x * blockDim.x;
   for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < count; e += step)
     if (idx[e] < 0 || idx[e] >= bound) atomicMin(bad, (unsigned long long)e);
-}
-
-/* Runs launch(bad) on the stream and returns the first bad position (~0 when none) in *first. */
-template <class L> int first_bad(const char* fn, cudaStream_t st, L&& launch, unsigned long long* first) {
-  unsigned long long* bad = nullptr;
-  CT_CUDA_TRY(fn, cudaMallocAsync((void**)&bad, sizeof(unsigned long long), st));
-  int status = CT_OK;
-  cudaError_t err = cudaMemsetAsync(bad, 0xFF, sizeof(unsigned long long), st);
-  if (err != cudaSuccess) status = cuda_fail(fn, err);
-  if (status == CT_OK) {
-    launch(bad);
-    status = check_launch(fn);
-  }
-  *first = ~0ull;
-  if (status == CT_OK) {
-    err = cudaMemcpyAsync(first, bad, sizeof *first, cudaMemcpyDeviceToHost, st);
-    if (err == cudaSuccess) err = cudaStreamSynchronize(st);
-    if (err != cudaSuccess) status = cuda_fail(fn, err);
-  }
-  err = cudaFreeAsync(bad, st);
-  if (status == CT_OK && err != cudaSuccess) status = cuda_fail(fn, err);
-  return status;
-}
-
-template <class T> int read_one(const char* fn, const T* p, T* out) {
-  CT_CUDA_TRY(fn, cudaMemcpy(out, p, sizeof(T), cudaMemcpyDeviceToHost));
-  return CT_OK;
 }
 
 int check_csr(const char* fn, int64_t rows, int64_t cols, int64_t nnz, const int64_t* crow, const int64_t* col,
@@ -178,6 +155,7 @@ struct CsrCols {
   __device__ int64_t begin(int64_t r) const { return crow[r]; }
   __device__ int64_t end(int64_t r) const { return crow[r + 1]; }
   __device__ int64_t column(int64_t, int64_t e) const { return col[e]; }
+  __device__ int64_t vindex(int64_t, int64_t e) const { return e; }
 };
 struct NmCols {
   int64_t per_row;
@@ -189,6 +167,18 @@ struct NmCols {
     const int64_t s = e - r * per_row;
     return (s / n) * m + meta[e];
   }
+  __device__ int64_t vindex(int64_t, int64_t e) const { return e; }
+};
+/* BSR: row r of A is row a = r % block of its block row; its entries t run over (block
+ * e = t / block, q = t % block) of the block row, column col[e] block + q, value block e [a, q]. */
+struct BsrCols {
+  const int64_t* crow;
+  const int64_t* col;
+  int64_t block;
+  __device__ int64_t begin(int64_t r) const { return crow[r / block] * block; }
+  __device__ int64_t end(int64_t r) const { return crow[r / block + 1] * block; }
+  __device__ int64_t column(int64_t, int64_t t) const { return col[t / block] * block + t % block; }
+  __device__ int64_t vindex(int64_t r, int64_t t) const { return ((t / block) * block + r % block) * block + t % block; }
 };
 
 template <class T, class Cols>
@@ -207,7 +197,7 @@ spmm_rows(int64_t rows, int64_t n, Cols cols, const T* __restrict__ v, const T* 
     A my_v = 0;
     int64_t my_c = 0;
     if (e < e1) {
-      my_v = load(v[e]);
+      my_v = load(v[cols.vindex(r, e)]);
       my_c = cols.column(r, e);
     }
     const int cnt = e1 - base < 32 ? (int)(e1 - base) : 32;
@@ -220,11 +210,10 @@ spmm_rows(int64_t rows, int64_t n, Cols cols, const T* __restrict__ v, const T* 
   if (j < n) c[r * n + j] = store<T>(acc);
 }
 
-/* A^T B: C[col(e), :] += v[e] * B[r, :] with atomics into an accumulator of type Acc. */
-template <class T, class Acc>
+/* A^T B: C[column(r, e), :] += value(r, e) * B[r, :] with atomics into an accumulator of type Acc. */
+template <class T, class Acc, class Cols>
 __global__ void __launch_bounds__(kWarps * 32)
-spmm_t_rows(int64_t rows, int64_t n, const int64_t* __restrict__ crow, const int64_t* __restrict__ col,
-            const T* __restrict__ v, const T* __restrict__ b, Acc* __restrict__ c) {
+spmm_t_rows(int64_t rows, int64_t n, Cols cols, const T* __restrict__ v, const T* __restrict__ b, Acc* __restrict__ c) {
   const int lane = threadIdx.x & 31;
   const int64_t tiles = (n + 31) / 32;
   const int64_t item = (int64_t)blockIdx.x * kWarps + (threadIdx.x >> 5);
@@ -232,7 +221,8 @@ spmm_t_rows(int64_t rows, int64_t n, const int64_t* __restrict__ crow, const int
   const int64_t r = item / tiles, j = (item % tiles) * 32 + lane;
   if (j >= n) return;
   const Acc x = (Acc)load(b[r * n + j]);
-  for (int64_t e = crow[r]; e < crow[r + 1]; ++e) atomicAdd(c + col[e] * n + j, (Acc)load(v[e]) * x);
+  for (int64_t e = cols.begin(r); e < cols.end(r); ++e)
+    atomicAdd(c + cols.column(r, e) * n + j, (Acc)load(v[cols.vindex(r, e)]) * x);
 }
 
 template <class T> __global__ void from_float(int64_t count, const float* __restrict__ src, T* __restrict__ dst) {
@@ -261,6 +251,31 @@ sddmm_entries(int64_t rows, int64_t nnz, int64_t d, const int64_t* __restrict__ 
   for (int64_t j = lane; j < d; j += 32) s += (A)load(xr[j]) * (A)load(yr[j]);
   s = warp_allreduce(s, [](A a, A b) { return a + b; });
   if (lane == 0) out[e] = store<T>(s);
+}
+
+/* BSR SDDMM: one warp per output element (block e, a, q) = x[i block + a] . y[col[e] block + q],
+ * i the block row of e (binary search over crow). */
+template <class T>
+__global__ void __launch_bounds__(kWarps * 32)
+bsr_sddmm_entries(int64_t brows, int64_t nnzb, int64_t block, int64_t d, const int64_t* __restrict__ crow,
+                  const int64_t* __restrict__ col, const T* __restrict__ x, const T* __restrict__ y, T* __restrict__ out) {
+  using A = compute_t<T>;
+  const int lane = threadIdx.x & 31;
+  const int64_t o = (int64_t)blockIdx.x * kWarps + (threadIdx.x >> 5), bb = block * block;
+  if (o >= nnzb * bb) return;
+  const int64_t e = o / bb, a = (o % bb) / block, q = o % block;
+  int64_t lo = 0, hi = brows - 1;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi + 1) / 2;
+    if (crow[mid] <= e) lo = mid;
+    else hi = mid - 1;
+  }
+  const T* xr = x + (lo * block + a) * d;
+  const T* yr = y + (col[e] * block + q) * d;
+  A s = 0;
+  for (int64_t j = lane; j < d; j += 32) s += (A)load(xr[j]) * (A)load(yr[j]);
+  s = warp_allreduce(s, [](A p, A r) { return p + r; });
+  if (lane == 0) out[o] = store<T>(s);
 }
 
 template <class T>
@@ -454,6 +469,74 @@ __global__ void nm_db(int64_t rows, int64_t groups, int64_t ncols, int n, int m,
   }
 }
 
+/* C = A B (trans = 0, C [rows, n]) or A^T B (trans = 1, C [cols, n]) for the entries that `cols`
+ * enumerates (stored > 0 means A has entries): the warp-per-row-tile kernel, or the atomic scatter
+ * (float32 accumulator for bfloat16, converted at the end). */
+template <class Cols>
+int spmm_launch(const char* fn, int dtype, int trans, int64_t rows, int64_t cols, int64_t n, int64_t stored, Cols ec,
+                const void* values, const void* b, void* c, cudaStream_t st, int sms) {
+  const int64_t out_rows = trans ? cols : rows;
+  if (out_rows == 0 || n == 0) return CT_OK;
+  CT_TRY_STATUS(check_ptr(fn, "c", c));
+  const size_t esize = dtype == CT_F64 ? 8 : dtype == CT_F32 ? 4 : 2;
+  if (stored == 0) {
+    CT_CUDA_TRY(fn, cudaMemsetAsync(c, 0, (size_t)(out_rows * n) * esize, st));
+    return CT_OK;
+  }
+  CT_TRY_STATUS(check_ptr(fn, "values", values));
+  CT_TRY_STATUS(check_ptr(fn, "b", b));
+  const int64_t tiles = (n + 31) / 32;
+  int status = CT_OK;
+  dispatch_sparse(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if (!trans) {
+      spmm_rows<T, Cols><<<blocks_for_warps(rows * tiles), kWarps * 32, 0, st>>>(rows, n, ec, (const T*)values,
+                                                                                 (const T*)b, (T*)c);
+      status = check_launch(fn);
+    } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+      float* acc = nullptr;
+      cudaError_t err = cudaMallocAsync((void**)&acc, (size_t)(cols * n) * sizeof(float), st);
+      if (err != cudaSuccess) { status = cuda_fail(fn, err); return; }
+      err = cudaMemsetAsync(acc, 0, (size_t)(cols * n) * sizeof(float), st);
+      if (err == cudaSuccess) {
+        spmm_t_rows<T, float, Cols><<<blocks_for_warps(rows * tiles), kWarps * 32, 0, st>>>(rows, n, ec, (const T*)values,
+                                                                                           (const T*)b, acc);
+        from_float<T><<<grid_for(cols * n, sms), kThreads, 0, st>>>(cols * n, acc, (T*)c);
+        status = check_launch(fn);
+      } else {
+        status = cuda_fail(fn, err);
+      }
+      err = cudaFreeAsync(acc, st);
+      if (status == CT_OK && err != cudaSuccess) status = cuda_fail(fn, err);
+    } else {
+      cudaError_t err = cudaMemsetAsync(c, 0, (size_t)(cols * n) * sizeof(T), st);
+      if (err != cudaSuccess) { status = cuda_fail(fn, err); return; }
+      spmm_t_rows<T, T, Cols><<<blocks_for_warps(rows * tiles), kWarps * 32, 0, st>>>(rows, n, ec, (const T*)values,
+                                                                                       (const T*)b, (T*)c);
+      status = check_launch(fn);
+    }
+  });
+  return status;
+}
+
+/* The SDDMM operands: out always, x and y when d > 0. */
+int check_sddmm_ptrs(const char* fn, int64_t d, const void* x, const void* y, const void* out) {
+  CT_TRY_STATUS(check_ptr(fn, "out", out));
+  if (d > 0) {
+    CT_TRY_STATUS(check_ptr(fn, "x", x));
+    CT_TRY_STATUS(check_ptr(fn, "y", y));
+  }
+  return CT_OK;
+}
+
+/* BSR geometry: a positive block size dividing both dimensions (the CPU's message). */
+int check_bsr(const char* fn, int64_t rows, int64_t cols, int64_t block) {
+  if (block < 1 || rows % block != 0 || cols % block != 0)
+    return fail(CT_ERR_INVALID_ARG, "%s: block size %lld must be positive and divide rows %lld and cols %lld", fn,
+                (long long)block, (long long)rows, (long long)cols);
+  return CT_OK;
+}
+
 }  // namespace
 }  // namespace ct
 
@@ -470,48 +553,21 @@ int ct_cuda_csr_spmm(int dtype, int trans, int64_t rows, int64_t cols, int64_t n
   int sms = 0;
   CT_TRY_STATUS(sm_count(fn, &sms));
   CT_TRY_STATUS(check_csr(fn, rows, cols, nnz, crow, col, st, sms));
-  const int64_t out_rows = trans ? cols : rows;
-  if (out_rows == 0 || n == 0) return CT_OK;
-  CT_TRY_STATUS(check_ptr(fn, "c", c));
-  const size_t esize = dtype == CT_F64 ? 8 : dtype == CT_F32 ? 4 : 2;
-  if (nnz == 0) {
-    CT_CUDA_TRY(fn, cudaMemsetAsync(c, 0, (size_t)(out_rows * n) * esize, st));
-    return CT_OK;
-  }
-  CT_TRY_STATUS(check_ptr(fn, "values", values));
-  CT_TRY_STATUS(check_ptr(fn, "b", b));
-  const int64_t tiles = (n + 31) / 32;
-  int status = CT_OK;
-  dispatch_sparse(dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    if (!trans) {
-      spmm_rows<T, CsrCols><<<blocks_for_warps(rows * tiles), kWarps * 32, 0, st>>>(
-          rows, n, CsrCols{crow, col}, (const T*)values, (const T*)b, (T*)c);
-      status = check_launch(fn);
-    } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
-      float* acc = nullptr;
-      cudaError_t err = cudaMallocAsync((void**)&acc, (size_t)(cols * n) * sizeof(float), st);
-      if (err != cudaSuccess) { status = cuda_fail(fn, err); return; }
-      err = cudaMemsetAsync(acc, 0, (size_t)(cols * n) * sizeof(float), st);
-      if (err == cudaSuccess) {
-        spmm_t_rows<T, float><<<blocks_for_warps(rows * tiles), kWarps * 32, 0, st>>>(rows, n, crow, col, (const T*)values,
-                                                                                     (const T*)b, acc);
-        from_float<T><<<grid_for(cols * n, sms), kThreads, 0, st>>>(cols * n, acc, (T*)c);
-        status = check_launch(fn);
-      } else {
-        status = cuda_fail(fn, err);
-      }
-      err = cudaFreeAsync(acc, st);
-      if (status == CT_OK && err != cudaSuccess) status = cuda_fail(fn, err);
-    } else {
-      cudaError_t err = cudaMemsetAsync(c, 0, (size_t)(cols * n) * sizeof(T), st);
-      if (err != cudaSuccess) { status = cuda_fail(fn, err); return; }
-      spmm_t_rows<T, T><<<blocks_for_warps(rows * tiles), kWarps * 32, 0, st>>>(rows, n, crow, col, (const T*)values,
-                                                                                 (const T*)b, (T*)c);
-      status = check_launch(fn);
-    }
-  });
-  return status;
+  return spmm_launch(fn, dtype, trans, rows, cols, n, nnz, CsrCols{crow, col}, values, b, c, st, sms);
+}
+
+int ct_cuda_bsr_spmm(int dtype, int trans, int64_t rows, int64_t cols, int64_t block, int64_t n, int64_t nnzb,
+                     const int64_t* crow, const int64_t* col, const void* values, const void* b, void* c,
+                     int64_t stream) {
+  static const char* fn = "ct_cuda_bsr_spmm";
+  CT_TRY_STATUS(check_dtype(fn, dtype));
+  CT_TRY_STATUS(check_sizes(fn, {{"rows", rows}, {"cols", cols}, {"n", n}, {"nnzb", nnzb}}));
+  CT_TRY_STATUS(check_bsr(fn, rows, cols, block));
+  const cudaStream_t st = as_stream(stream);
+  int sms = 0;
+  CT_TRY_STATUS(sm_count(fn, &sms));
+  CT_TRY_STATUS(check_csr(fn, rows / block, cols / block, nnzb, crow, col, st, sms));
+  return spmm_launch(fn, dtype, trans, rows, cols, n, nnzb, BsrCols{crow, col, block}, values, b, c, st, sms);
 }
 
 int ct_cuda_csr_sddmm(int dtype, int64_t rows, int64_t cols, int64_t d, int64_t nnz, const int64_t* crow,
@@ -524,16 +580,34 @@ int ct_cuda_csr_sddmm(int dtype, int64_t rows, int64_t cols, int64_t d, int64_t 
   CT_TRY_STATUS(sm_count(fn, &sms));
   CT_TRY_STATUS(check_csr(fn, rows, cols, nnz, crow, col, st, sms));
   if (nnz == 0) return CT_OK;
-  CT_TRY_STATUS(check_ptr(fn, "out", out));
-  if (d > 0) {
-    CT_TRY_STATUS(check_ptr(fn, "x", x));
-    CT_TRY_STATUS(check_ptr(fn, "y", y));
-  }
+  CT_TRY_STATUS(check_sddmm_ptrs(fn, d, x, y, out));
   int status = CT_OK;
   dispatch_sparse(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;
     sddmm_entries<T><<<blocks_for_warps(nnz), kWarps * 32, 0, st>>>(rows, nnz, d, crow, col, (const T*)x, (const T*)y,
                                                                       (T*)out);
+    status = check_launch(fn);
+  });
+  return status;
+}
+
+int ct_cuda_bsr_sddmm(int dtype, int64_t rows, int64_t cols, int64_t block, int64_t d, int64_t nnzb, const int64_t* crow,
+                      const int64_t* col, const void* x, const void* y, void* out, int64_t stream) {
+  static const char* fn = "ct_cuda_bsr_sddmm";
+  CT_TRY_STATUS(check_dtype(fn, dtype));
+  CT_TRY_STATUS(check_sizes(fn, {{"rows", rows}, {"cols", cols}, {"d", d}, {"nnzb", nnzb}}));
+  CT_TRY_STATUS(check_bsr(fn, rows, cols, block));
+  const cudaStream_t st = as_stream(stream);
+  int sms = 0;
+  CT_TRY_STATUS(sm_count(fn, &sms));
+  CT_TRY_STATUS(check_csr(fn, rows / block, cols / block, nnzb, crow, col, st, sms));
+  if (nnzb == 0) return CT_OK;
+  CT_TRY_STATUS(check_sddmm_ptrs(fn, d, x, y, out));
+  int status = CT_OK;
+  dispatch_sparse(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    bsr_sddmm_entries<T><<<blocks_for_warps(nnzb * block * block), kWarps * 32, 0, st>>>(
+        rows / block, nnzb, block, d, crow, col, (const T*)x, (const T*)y, (T*)out);
     status = check_launch(fn);
   });
   return status;

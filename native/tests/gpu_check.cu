@@ -1016,6 +1016,8 @@ static void bench() {
 #include "gpu_check_training.cuh"
 #include "gpu_check_quant.cuh"
 #include "gpu_check_qconv.cuh"
+#include "gpu_check_qweight.cuh"
+#include "gpu_check_bsr.cuh"
 
 /* The harness checks itself: compare() must reject a zeroed output where the result is not
  * zero, with the very tolerances check_reduce() uses for a mean and a sum of 2000003 values. */
@@ -1083,6 +1085,9 @@ int main(int argc, char** argv) {
     check_quant();
     check_qgemm();
     check_qconv();
+    check_wq();
+    check_binary_kernels();
+    check_bsr_kernels();
     check_sparse();
     check_moe();
     print_checks();

@@ -153,7 +153,8 @@ static void check_quant() {
 
 static void check_qgemm() {
   struct Shape { int64_t m, k, n; };
-  const Shape shapes[] = {{5, 7, 3}, {70, 301, 100}, {1, 1, 1}, {9, 0, 4}};
+  // k % 4 != 0: the byte path of the tensor-core kernel; k % 4 == 0: its 32-bit A loads, one and several 64 x 64 tiles
+  const Shape shapes[] = {{5, 7, 3}, {70, 301, 100}, {1, 1, 1}, {9, 0, 4}, {64, 96, 64}, {130, 256, 65}};
   for (const Shape& sh : shapes) {
     const int64_t kp = (sh.k + 3) / 4 * 4, np = (sh.n + 31) / 32 * 32;
     Buf b(CT_I8, sh.k * sh.n), a(CT_U8, sh.m * sh.k), zb(CT_I32, sh.n), sc(CT_F32, sh.n), bias(CT_F32, sh.n);

@@ -89,6 +89,15 @@ int ct_cpu_binary_conv2d(const ct_bconv_args* args, int64_t stream);
 int ct_cpu_sign_ste(const void* x, void* y, int32_t dtype, int64_t n, int64_t stream);
 int ct_cpu_sign_ste_backward(const void* g, const void* x, void* dx, int32_t dtype, int64_t n, int64_t stream);
 
+/* The CUDA twins (native/cuda/quant_binary.cu), same contracts and results (integer popcounts,
+ * the same float epilogue); bit operands (bits, a, b, x, w) must be 8-byte aligned, and alpha /
+ * beta are checked finite on the device (one stream synchronization). k < 2^31. */
+int ct_cuda_binarize(const float* x, int64_t rows, int64_t k, int64_t ldx, uint64_t* bits, int64_t stream);
+int ct_cuda_binary_gemm(const ct_bgemm_args* args, int64_t stream);
+int ct_cuda_binary_conv2d(const ct_bconv_args* args, int64_t stream);
+int ct_cuda_sign_ste(const void* x, void* y, int32_t dtype, int64_t n, int64_t stream);
+int ct_cuda_sign_ste_backward(const void* g, const void* x, void* dx, int32_t dtype, int64_t n, int64_t stream);
+
 #pragma GCC visibility pop
 #ifdef __cplusplus
 }

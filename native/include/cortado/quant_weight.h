@@ -76,6 +76,15 @@ int ct_cpu_wq_pack(const void* q, int32_t q_dtype, int64_t n, int64_t k, int64_t
 /* y = x W^T + bias with W packed as above. */
 int ct_cpu_wq_gemm(const ct_wq_args* args, int64_t stream);
 
+/* The CUDA twins (native/cuda/quant_weight.cu): the same layout and contract; `reference` is
+ * ignored. m <= 4 runs a warp-per-channel GEMV, larger m a tensor-core GEMM (bfloat16 mma.sync
+ * m16n8k16 on the exact codes, the group scale applied to float32 partial sums; float32 x split
+ * into two bfloat16 halves). w_packed must be 4-byte aligned. Scales and zero points are checked
+ * on the device before the GEMM (one stream synchronization). */
+int ct_cuda_wq_pack(const void* q, int32_t q_dtype, int64_t n, int64_t k, int64_t ld_n, int64_t ld_k, int32_t format,
+                    uint8_t* packed, int64_t stream);
+int ct_cuda_wq_gemm(const ct_wq_args* args, int64_t stream);
+
 #pragma GCC visibility pop
 #ifdef __cplusplus
 }

@@ -88,7 +88,7 @@ int ct_cpu_nm_matmul_backward(int dtype, int64_t rows, int64_t k, int64_t ncols,
                               int64_t stream);
 
 /*
- * BSR (CPU only so far): A [rows, cols] of square block x block blocks, crow [rows / block + 1] and
+ * BSR: A [rows, cols] of square block x block blocks, crow [rows / block + 1] and
  * col [nnzb] over the block grid, values [nnzb, block, block] (row-major blocks). ct_cpu_bsr_spmm:
  * trans = 0: C[rows, n] = A B, B [cols, n]; trans = 1: C[cols, n] = A^T B, B [rows, n] (the
  * transposed block pattern by a counting sort). Each output row runs the CSR row kernel over its
@@ -130,6 +130,13 @@ int ct_cuda_nm_matmul(int dtype, int64_t rows, int64_t k, int64_t ncols, int n, 
 int ct_cuda_nm_matmul_backward(int dtype, int64_t rows, int64_t k, int64_t ncols, int n, int m, const void* values,
                                const uint8_t* meta, const void* b, const void* dc, void* dvalues, void* db,
                                int64_t stream);
+/* BSR twins: the CSR kernels over (block, column-in-block) entries; trans = 1 adds with atomics as
+ * csr_spmm does (no counting sort on the device). */
+int ct_cuda_bsr_spmm(int dtype, int trans, int64_t rows, int64_t cols, int64_t block, int64_t n, int64_t nnzb,
+                     const int64_t* crow, const int64_t* col, const void* values, const void* b, void* c,
+                     int64_t stream);
+int ct_cuda_bsr_sddmm(int dtype, int64_t rows, int64_t cols, int64_t block, int64_t d, int64_t nnzb, const int64_t* crow,
+                      const int64_t* col, const void* x, const void* y, void* out, int64_t stream);
 
 #pragma GCC visibility pop
 #ifdef __cplusplus

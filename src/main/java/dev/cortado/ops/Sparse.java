@@ -1,9 +1,6 @@
 package dev.cortado.ops;
 
-import dev.cortado.backend.cpu.CpuBackend;
-import dev.cortado.backend.cpu.NativeCpu;
 import dev.cortado.tensor.DType;
-import dev.cortado.tensor.DeviceType;
 import dev.cortado.tensor.Shape;
 import dev.cortado.tensor.Tensor;
 import java.util.function.Supplier;
@@ -283,7 +280,7 @@ public final class Sparse {
                 requireBlocks(op, "b", in[3], in[2].size(1));
                 return Op.one(Shape.of(rows, in[3].size(1)), in[2].dtype());
             })
-            .kernel(DeviceType.CPU, (a, in, out) -> bsrSpmm(0, in[0], in[1], in[2], in[3], in[3].size(0), out[0]))
+            .kernels((a, in, out) -> bsrSpmm(0, in[0], in[1], in[2], in[3], in[3].size(0), out[0]))
             .backward(Op.Saves.INPUTS, (a, sv, g) -> new Tensor[] {null, null,
                 sv.needsGradient(2) ? Sparse.BSR_SDDMM_OP.call(new Block((int) sv.inputShape(2).size(1)), sv.input(0),
                         sv.input(1), g[0], sv.input(3)) : null,
@@ -302,7 +299,7 @@ public final class Sparse {
                 }
                 return Op.one(Shape.of(a.cols(), in[3].size(1)), in[2].dtype());
             })
-            .kernel(DeviceType.CPU, (a, in, out) -> bsrSpmm(1, in[0], in[1], in[2], in[3], a.cols(), out[0]))
+            .kernels((a, in, out) -> bsrSpmm(1, in[0], in[1], in[2], in[3], a.cols(), out[0]))
             .backward(Op.Saves.INPUTS, (a, sv, g) -> new Tensor[] {null, null,
                 sv.needsGradient(2) ? Sparse.BSR_SDDMM_OP.call(new Block((int) sv.inputShape(2).size(1)), sv.input(0),
                         sv.input(1), sv.input(3), g[0]) : null,
@@ -322,7 +319,7 @@ public final class Sparse {
                 }
                 return Op.one(Shape.of(in[1].size(0), a.size(), a.size()), in[2].dtype());
             })
-            .kernel(DeviceType.CPU, (a, in, out) -> bsrSddmm(a, in[0], in[1], in[2], in[3], out[0]))
+            .kernels((a, in, out) -> bsrSddmm(a, in[0], in[1], in[2], in[3], out[0]))
             .backward(Op.Saves.INPUTS, (a, sv, g) -> new Tensor[] {null, null,
                 sv.needsGradient(2) ? Sparse.BSR_SPMM_OP.call(null, sv.input(0), sv.input(1), g[0], sv.input(3)) : null,
                 sv.needsGradient(3) ? Sparse.BSR_SPMM_T_OP.call(new Transposed(sv.inputShape(3).size(0)), sv.input(0),
@@ -459,28 +456,26 @@ public final class Sparse {
     }
 
     private static void bsrSpmm(int trans, Tensor crow0, Tensor col0, Tensor values0, Tensor b0, long cols, Tensor out) {
+        Launch l = Launch.on(out);
         try (Tensor crow = crow0.contiguous(); Tensor col = col0.contiguous(); Tensor v = values0.contiguous();
              Tensor b = b0.contiguous()) {
             long block = v.size(1);
             long rows = (crow.size(0) - 1) * block;
-            int status = NativeCpu.ct_cpu_bsr_spmm(v.dtype().code(), trans, rows, cols, block, b.size(1), col.size(0),
-                    crow.dataAddress(), col.dataAddress(), v.dataAddress(), b.dataAddress(), out.dataAddress(), 0);
-            if (status != 0) {
-                throw CpuBackend.failure(status, (trans == 0 ? "bsr_spmm(" : "bsr_spmm_t(") + "crow " + crow.describe()
-                        + ", col " + col.describe() + ", values " + v.describe() + ", b " + b.describe() + ")");
-            }
+            check(l, l.kernels.bsrSpmm(v.dtype().code(), trans, rows, cols, block, b.size(1), col.size(0), crow.dataAddress(),
+                    col.dataAddress(), v.dataAddress(), b.dataAddress(), out.dataAddress(), l.stream),
+                    () -> (trans == 0 ? "bsr_spmm(" : "bsr_spmm_t(") + "crow " + crow.describe() + ", col " + col.describe()
+                            + ", values " + v.describe() + ", b " + b.describe() + ")");
         }
     }
 
     private static void bsrSddmm(Block a, Tensor crow0, Tensor col0, Tensor x0, Tensor y0, Tensor out) {
+        Launch l = Launch.on(out);
         try (Tensor crow = crow0.contiguous(); Tensor col = col0.contiguous(); Tensor x = x0.contiguous();
              Tensor y = y0.contiguous()) {
-            int status = NativeCpu.ct_cpu_bsr_sddmm(x.dtype().code(), x.size(0), y.size(0), a.size(), x.size(1), col.size(0),
-                    crow.dataAddress(), col.dataAddress(), x.dataAddress(), y.dataAddress(), out.dataAddress(), 0);
-            if (status != 0) {
-                throw CpuBackend.failure(status, "bsr_sddmm(crow " + crow.describe() + ", col " + col.describe() + ", x "
-                        + x.describe() + ", y " + y.describe() + ", block " + a.size() + ")");
-            }
+            check(l, l.kernels.bsrSddmm(x.dtype().code(), x.size(0), y.size(0), a.size(), x.size(1), col.size(0),
+                    crow.dataAddress(), col.dataAddress(), x.dataAddress(), y.dataAddress(), out.dataAddress(), l.stream),
+                    () -> "bsr_sddmm(crow " + crow.describe() + ", col " + col.describe() + ", x " + x.describe() + ", y "
+                            + y.describe() + ", block " + a.size() + ")");
         }
     }
 

@@ -1,13 +1,11 @@
 package dev.cortado.quant;
 
-import dev.cortado.backend.cpu.NativeCpu;
 import dev.cortado.backend.kernels.NativeArgs;
 import dev.cortado.backend.kernels.NativeStructs.CtBconvArgs;
 import dev.cortado.backend.kernels.NativeStructs.CtBgemmArgs;
 import dev.cortado.ops.Launch;
 import dev.cortado.ops.Op;
 import dev.cortado.tensor.DType;
-import dev.cortado.tensor.DeviceType;
 import dev.cortado.tensor.Shape;
 import dev.cortado.tensor.Tensor;
 
@@ -44,7 +42,7 @@ public final class Binary {
                 d[d.length - 1] = rowBytes(d[d.length - 1]);
                 return Op.one(Shape.of(d), DType.UINT8);
             })
-            .kernel(DeviceType.CPU, (a, in, out) -> {
+            .kernels((a, in, out) -> {
                 Tensor x = in[0];
                 if (out[0].numel() == 0) {
                     return;
@@ -52,7 +50,7 @@ public final class Binary {
                 long k = x.dims()[x.shape().rank() - 1];
                 try (Tensor f = x.to(DType.FLOAT32); Tensor c = f.contiguous()) {
                     Launch l = Launch.on(x);
-                    l.check(NativeCpu.ct_cpu_binarize(c.dataAddress(), k == 0 ? 0 : x.numel() / k, k, k, out[0].dataAddress(),
+                    l.check(l.kernels().binarize(c.dataAddress(), k == 0 ? 0 : x.numel() / k, k, k, out[0].dataAddress(),
                             l.stream()), "binarize(x " + x.describe() + ")");
                 }
             })
@@ -78,7 +76,7 @@ public final class Binary {
                 vector(op, "beta", in.length > 3 ? in[3] : null, m);
                 return Op.one(Shape.of(m, n), DType.FLOAT32);
             })
-            .kernel(DeviceType.CPU, (k, in, out) -> matmulKernel(k, in, out, false))
+            .kernels((k, in, out) -> matmulKernel(k, in, out, false))
             .register();
 
     /** The convolution's attributes: input channels c, strides and zero padding (no dilation). */
@@ -119,7 +117,7 @@ public final class Binary {
                 vector(op, "alpha", in.length > 2 ? in[2] : null, w.dims()[0]);
                 return Op.one(Shape.of(x.dims()[0], oh, ow, w.dims()[0]), DType.FLOAT32);
             })
-            .kernel(DeviceType.CPU, Binary::convKernel)
+            .kernels(Binary::convKernel)
             .register();
 
     /**
@@ -132,14 +130,14 @@ public final class Binary {
                 op.requireDType("x", in[0], DType.FLOAT32, DType.FLOAT64, DType.FLOAT16, DType.BFLOAT16);
                 return Op.one(in[0].shape(), in[0].dtype());
             })
-            .kernel(DeviceType.CPU, (a, in, out) -> {
+            .kernels((a, in, out) -> {
                 Tensor x = in[0];
                 if (x.numel() == 0) {
                     return;
                 }
                 try (Tensor c = x.contiguous()) {
                     Launch l = Launch.on(x);
-                    l.check(NativeCpu.ct_cpu_sign_ste(c.dataAddress(), out[0].dataAddress(), x.dtype().code(), x.numel(),
+                    l.check(l.kernels().signSte(c.dataAddress(), out[0].dataAddress(), x.dtype().code(), x.numel(),
                             l.stream()), "sign_ste(x " + x.describe() + ")");
                 }
             })
@@ -156,14 +154,14 @@ public final class Binary {
                 }
                 return Op.one(in[1].shape(), in[1].dtype());
             })
-            .kernel(DeviceType.CPU, (a, in, out) -> {
+            .kernels((a, in, out) -> {
                 Tensor x = in[1];
                 if (x.numel() == 0) {
                     return;
                 }
                 try (Tensor gc = in[0].contiguous(); Tensor xc = x.contiguous()) {
                     Launch l = Launch.on(x);
-                    l.check(NativeCpu.ct_cpu_sign_ste_backward(gc.dataAddress(), xc.dataAddress(), out[0].dataAddress(),
+                    l.check(l.kernels().signSteBackward(gc.dataAddress(), xc.dataAddress(), out[0].dataAddress(),
                             x.dtype().code(), x.numel(), l.stream()), "sign_ste_backward(x " + x.describe() + ")");
                 }
             })
@@ -205,7 +203,7 @@ public final class Binary {
             args.putLong(s + CtBgemmArgs.N, y.dims()[1]);
             args.putLong(s + CtBgemmArgs.K, k);
             args.putInt(s + CtBgemmArgs.REFERENCE, reference ? 1 : 0);
-            l.check(NativeCpu.ct_cpu_binary_gemm(s, l.stream()), "binary_matmul(a " + in[0].describe() + ", b " + in[1].describe()
+            l.check(l.kernels().binaryGemm(s, l.stream()), "binary_matmul(a " + in[0].describe() + ", b " + in[1].describe()
                     + ", k " + k + ")");
         }
     }
@@ -237,7 +235,7 @@ public final class Binary {
             args.putLong(s + CtBconvArgs.PAD_W, p.padW());
             args.putLong(s + CtBconvArgs.OH, y.dims()[1]);
             args.putLong(s + CtBconvArgs.OW, y.dims()[2]);
-            l.check(NativeCpu.ct_cpu_binary_conv2d(s, l.stream()), "binary_conv2d(x " + in[0].describe() + ", weight "
+            l.check(l.kernels().binaryConv2d(s, l.stream()), "binary_conv2d(x " + in[0].describe() + ", weight "
                     + in[1].describe() + ", " + p + ")");
         }
     }

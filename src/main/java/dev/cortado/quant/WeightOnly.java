@@ -1,13 +1,11 @@
 package dev.cortado.quant;
 
-import dev.cortado.backend.cpu.NativeCpu;
 import dev.cortado.backend.kernels.NativeArgs;
 import dev.cortado.backend.kernels.NativeCodes;
 import dev.cortado.backend.kernels.NativeStructs.CtWqArgs;
 import dev.cortado.ops.Launch;
 import dev.cortado.ops.Op;
 import dev.cortado.tensor.DType;
-import dev.cortado.tensor.DeviceType;
 import dev.cortado.tensor.Shape;
 import dev.cortado.tensor.Tensor;
 
@@ -17,8 +15,9 @@ import dev.cortado.tensor.Tensor;
  * {@code W [n, k]} stored in 4 bits (signed or unsigned int4, two per byte) or 8 bits (fp8 E4M3 /
  * E5M2) with float32 scales per group of {@code g} consecutive k (g a multiple of 32 dividing k;
  * per channel is g = k) and, for int4, optional integer zero points. The weights are dequantized
- * in registers inside the kernel (AVX-512 or AVX2, chosen at run time) and never materialized;
- * the GEMV (m = 1) reads each packed byte once (native/include/cortado/quant_weight.h).
+ * in registers inside the kernel (AVX-512 or AVX2, chosen at run time; on CUDA a warp-per-channel
+ * GEMV for m <= 4 and bfloat16 tensor-core tiles above) and never materialized; the GEMV (m = 1)
+ * reads each packed byte once (native/include/cortado/quant_weight.h).
  * {@link PackedWeights} holds a packed matrix; {@link WeightOnlyLinear} is the module.
  */
 public final class WeightOnly {
@@ -100,14 +99,14 @@ public final class WeightOnly {
                 }
                 return Op.one(Shape.of(f.packedBytes(q.dims()[0], q.dims()[1])), DType.UINT8);
             })
-            .kernel(DeviceType.CPU, (f, in, out) -> {
+            .kernels((f, in, out) -> {
                 Tensor q = in[0];
                 if (q.numel() == 0) {
                     return;
                 }
                 Launch l = Launch.on(q);
                 long[] st = q.strides();
-                l.check(NativeCpu.ct_cpu_wq_pack(q.dataAddress(), q.dtype().code(), q.dims()[0], q.dims()[1], st[0], st[1],
+                l.check(l.kernels().wqPack(q.dataAddress(), q.dtype().code(), q.dims()[0], q.dims()[1], st[0], st[1],
                         f.code, out[0].dataAddress(), l.stream()), "wq_pack(q " + q.describe() + ", " + f + ")");
             })
             .register();
@@ -158,7 +157,7 @@ public final class WeightOnly {
                 }
                 return Op.one(Shape.of(x.dims()[0], n), x.dtype());
             })
-            .kernel(DeviceType.CPU, (s, in, out) -> matmulKernel(s, in, out, false))
+            .kernels((s, in, out) -> matmulKernel(s, in, out, false))
             .register();
 
     /** Runs the op's kernel, or (reference) the native scalar reference loop: for tests. */
@@ -196,7 +195,7 @@ public final class WeightOnly {
             args.putInt(a + CtWqArgs.X_DTYPE, x.dtype().code());
             args.putInt(a + CtWqArgs.Y_DTYPE, y.dtype().code());
             args.putInt(a + CtWqArgs.REFERENCE, reference ? 1 : 0);
-            l.check(NativeCpu.ct_cpu_wq_gemm(a, l.stream()), ctx);
+            l.check(l.kernels().wqGemm(a, l.stream()), ctx);
         }
     }
 
