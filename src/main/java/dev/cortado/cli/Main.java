@@ -24,7 +24,7 @@ import java.util.Locale;
  * The command line a new user runs first.
  * <pre>
  *   java -jar cortado-cli.jar train-mnist  [--epochs N] [--batch-size N] [--lr X] [--compile] [--device D] [--threads N] [--seed S] [--out DIR]
- *   java -jar cortado-cli.jar train-charlm [--steps N] [--batch-size N] [--lr X] [--compile] [--device D] [--threads N] [--seed S] [--out DIR]
+ *   java -jar cortado-cli.jar train-charlm [--steps N] [--batch-size N] [--lr X] [--compile] [--experts E --top-k K] [--device D] [--threads N] [--seed S] [--out DIR]
  *   java -jar cortado-cli.jar prune-mnist [--epochs N] [--batch-size N] [--lr X] [--threads N] [--seed S]
  *   java -jar cortado-cli.jar quantize-mnist [--epochs N] [--checkpoint FILE] [--calibration-batches N] [--qat-epochs N] [--threads N] [--seed S]
  *   java -jar cortado-cli.jar demo [--device auto|cpu|cuda:N] [--threads N] [--size N] [--seed S]
@@ -65,6 +65,8 @@ public final class Main {
         java.nio.file.Path resume = null;
         int calibrationBatches = 8;
         int qatEpochs = 1;
+        int experts = 0;
+        int topK = 2;
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
             switch (a) {
@@ -82,6 +84,8 @@ public final class Main {
                 case "--batch-size" -> batchSize = Integer.parseInt(value(args, ++i, a));
                 case "--lr" -> lr = Double.parseDouble(value(args, ++i, a));
                 case "--compile" -> compile = true;
+                case "--experts" -> experts = Integer.parseInt(value(args, ++i, a));
+                case "--top-k" -> topK = Integer.parseInt(value(args, ++i, a));
                 case "--out" -> out = java.nio.file.Path.of(value(args, ++i, a));
                 case "-h", "--help" -> {
                     usage();
@@ -108,7 +112,7 @@ public final class Main {
             case "train-charlm" -> TrainCharLm.run(new TrainCharLm.Settings(steps > 0 ? steps : 400,
                     batchSize > 0 ? batchSize : 16, Double.isNaN(lr) ? 3e-3 : lr, seed,
                     trainingDevice(device, "train-charlm", Attention.SDPA_OP, Attention.ROPE_OP),
-                    out != null ? out : java.nio.file.Path.of("runs", "train-charlm"), compile));
+                    out != null ? out : java.nio.file.Path.of("runs", "train-charlm"), compile, experts, topK));
             case "prune-mnist" -> PruneMnist.run(new PruneMnist.Settings(epochs > 0 ? epochs : 8,
                     batchSize > 0 ? batchSize : 64, Double.isNaN(lr) ? 2e-3 : lr, seed, 0.9));
             case "quantize-mnist" -> QuantizeMnist.run(new QuantizeMnist.Settings(epochs > 0 ? epochs : 3,
@@ -170,6 +174,8 @@ public final class Main {
                   train-charlm  train a small GPT-style character model on Jane Austen, then sample from it
                                 [--steps 400] [--batch-size 16] [--lr 3e-3]
                                 [--compile] (evaluate through a compiled graph)
+                                [--experts E --top-k K] (a mixture of E experts, top-K, in every block,
+                                at the dense model's active parameter count; docs/sparse.md)
                   quantize-mnist  the MNIST CNN (trained, or --checkpoint FILE from train-mnist) quantized:
                                 int8 post-training and 4-bit QAT on the integer kernels; accuracy,
                                 size and time per variant [--epochs 3] [--calibration-batches 8] [--qat-epochs 1]

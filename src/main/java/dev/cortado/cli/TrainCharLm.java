@@ -7,8 +7,10 @@ import dev.cortado.io.DataLoader;
 import dev.cortado.io.TextCorpus;
 import dev.cortado.nn.CausalLanguageModel;
 import dev.cortado.nn.Losses;
+import dev.cortado.nn.MoeFeedForward;
 import dev.cortado.nn.ParamOptions;
 import dev.cortado.nn.Sampling;
+import dev.cortado.ops.Elementwise;
 import dev.cortado.optim.Adam;
 import dev.cortado.optim.CosineWithWarmup;
 import dev.cortado.optim.GradClip;
@@ -28,14 +30,25 @@ import java.util.Random;
  * {@code train-charlm}: a small GPT-style character model (4 layers, causal attention with
  * grouped-query heads and RoPE, RMSNorm, SwiGLU) trained on Jane Austen's novels with AdamW,
  * a cosine schedule and gradient clipping; validation loss in nats per character on held-out
- * text; then a sample generated from the KV cache.
+ * text; then a sample generated from the KV cache. With {@code --experts E --top-k K} every block's
+ * feed-forward is a mixture of E SwiGLU experts (top-K routing) at the dense model's active
+ * parameter count, and the router losses are added to the training loss.
  */
 final class TrainCharLm {
-    record Settings(int steps, int batchSize, double lr, long seed, Device device, Path out, boolean compile) {
+    /** The run's settings; experts = 0 for the dense model, else a mixture of experts (top-k) in every block. */
+    record Settings(int steps, int batchSize, double lr, long seed, Device device, Path out, boolean compile, int experts,
+                    int topK) {
+        Settings(int steps, int batchSize, double lr, long seed, Device device, Path out, boolean compile) {
+            this(steps, batchSize, lr, seed, device, out, compile, 0, 0);
+        }
+
         Settings(int steps, int batchSize, double lr, long seed, Device device, Path out) {
             this(steps, batchSize, lr, seed, device, out, false);
         }
     }
+
+    static final int DIM = 128;
+    static final int MLP_HIDDEN = 384;
 
     static final int CONTEXT = 128;
     static final String PROMPT = "It is a truth universally acknowledged, that ";
@@ -44,7 +57,18 @@ final class TrainCharLm {
     }
 
     static CausalLanguageModel model(int vocab, long seed) {
-        return new CausalLanguageModel(new CausalLanguageModel.Config(vocab, 128, 4, 4, 2, 384, CONTEXT, 0.0),
+        return model(vocab, seed, 0, 0);
+    }
+
+    /**
+     * The dense model (experts = 0) or its mixture-of-experts twin at the same ACTIVE parameter
+     * count: each of the {@code experts} SwiGLU experts has hidden width MLP_HIDDEN / topK, so the
+     * topK experts a token runs through hold as many weights as the dense MLP (plus the router's
+     * dim x experts).
+     */
+    static CausalLanguageModel model(int vocab, long seed, int experts, int topK) {
+        MoeFeedForward.Options moe = experts == 0 ? null : MoeFeedForward.Options.of(experts, topK, MLP_HIDDEN / topK);
+        return new CausalLanguageModel(new CausalLanguageModel.Config(vocab, DIM, 4, 4, 2, MLP_HIDDEN, CONTEXT, 0.0, 0, moe),
                 ParamOptions.seeded(seed));
     }
 
@@ -53,12 +77,13 @@ final class TrainCharLm {
         TextCorpus corpus = TextCorpus.austen();
         TextCorpus.Split split = corpus.split(0.05);
         System.out.printf(Locale.ROOT, "train-charlm: %s, %,d characters, vocabulary %d; %d steps of batch %d x %d, "
-                + "AdamW lr %.3g, seed %d, on %s%n", corpus.name(), corpus.length(), corpus.vocabSize(), s.steps(),
-                s.batchSize(), CONTEXT, s.lr(), s.seed(), s.device());
+                + "AdamW lr %.3g, seed %d, on %s%s%n", corpus.name(), corpus.length(), corpus.vocabSize(), s.steps(),
+                s.batchSize(), CONTEXT, s.lr(), s.seed(), s.device(),
+                s.experts() == 0 ? "" : "; " + s.experts() + " experts, top-" + s.topK());
         int evalEvery = Math.max(1, s.steps() / 6);
         try (CharSequenceDataset train = new CharSequenceDataset(split.train(), CONTEXT);
              CharSequenceDataset validation = new CharSequenceDataset(split.validation(), CONTEXT, CONTEXT);
-             CausalLanguageModel model = model(corpus.vocabSize(), s.seed());
+             CausalLanguageModel model = model(corpus.vocabSize(), s.seed(), s.experts(), s.topK());
              DataLoader loader = DataLoader.builder(train).batchSize(s.batchSize()).shuffle(s.seed()).dropLast(true)
                      .prefetch(2).device(s.device()).build();
              DataLoader valLoader = DataLoader.builder(validation).batchSize(64).device(s.device()).build();
@@ -92,8 +117,9 @@ final class TrainCharLm {
                             Tensor flat = logits.reshape(-1, corpus.vocabSize());
                             Tensor targets = b.target().reshape(-1);
                             Tensor l = Losses.crossEntropy(flat, targets);
+                            Tensor aux = model.auxiliaryLoss();   // the router losses (null when dense)
                             opt.zeroGrad();
-                            l.backward();
+                            (aux == null ? l : Elementwise.add(l, aux)).backward();
                             GradClip.clipByGlobalNorm(opt.params(), 1.0);
                             opt.step();
                             loss = l.item();

@@ -23,14 +23,22 @@ public class CausalLanguageModel extends Module {
 
     /**
      * Sizes; {@code kvHeads} divides {@code heads} (GQA), head dim = dim / heads; {@code softcap}
-     * &gt; 0 soft-caps the attention scores (Gemma 2 style) in training and in KV-cache decoding.
+     * &gt; 0 soft-caps the attention scores (Gemma 2 style) in training and in KV-cache decoding;
+     * {@code moe} non-null makes every block's feed-forward a {@link MoeFeedForward} of SwiGLU
+     * experts (then {@code mlpHidden} is unused; {@link #auxiliaryLoss()} gives the router losses).
      */
     public record Config(int vocab, int dim, int layers, int heads, int kvHeads, int mlpHidden, int context,
-                         double dropout, double softcap) {
+                         double dropout, double softcap, MoeFeedForward.Options moe) {
+        /** A dense model. */
+        public Config(int vocab, int dim, int layers, int heads, int kvHeads, int mlpHidden, int context,
+                      double dropout, double softcap) {
+            this(vocab, dim, layers, heads, kvHeads, mlpHidden, context, dropout, softcap, null);
+        }
+
         /** Without soft-capping. */
         public Config(int vocab, int dim, int layers, int heads, int kvHeads, int mlpHidden, int context,
                       double dropout) {
-            this(vocab, dim, layers, heads, kvHeads, mlpHidden, context, dropout, 0);
+            this(vocab, dim, layers, heads, kvHeads, mlpHidden, context, dropout, 0, null);
         }
 
         public Config {
@@ -76,7 +84,7 @@ public class CausalLanguageModel extends Module {
         registerModule("blocks", blocks); // registered first: a failure in block i closes blocks 0..i-1
         for (int i = 0; i < c.layers(); i++) {
             blocks.add(TransformerBlock.builder(c.dim(), c.heads()).kvHeads(c.kvHeads()).llama(c.mlpHidden())
-                    .layout(Attention.Layout.BSHD).dropout(c.dropout()).softcap(c.softcap()).params(p).build());
+                    .layout(Attention.Layout.BSHD).dropout(c.dropout()).softcap(c.softcap()).moe(c.moe()).params(p).build());
         }
         registerModule("norm", new RMSNorm(new long[] {c.dim()}, 1e-6, true, p));
         registerModule("head", new Linear(c.dim(), c.vocab(), false, p));
@@ -113,6 +121,25 @@ public class CausalLanguageModel extends Module {
             }
             return s.keep(child("head").forward(child("norm").forward(h)));
         }
+    }
+
+    /**
+     * The sum of the blocks' router losses ({@link MoeFeedForward#auxiliaryLoss()}) of the last
+     * forward, a new scalar to add to the training loss; null for a dense model.
+     */
+    public Tensor auxiliaryLoss() {
+        if (config.moe() == null) {
+            return null;
+        }
+        Tensor total = null;
+        for (TransformerBlock b : blocks()) {
+            Tensor a = ((MoeFeedForward) b.child("mlp")).auxiliaryLoss();
+            if (a == null) {
+                throw new IllegalStateException("CausalLanguageModel: auxiliaryLoss() before the first forward");
+            }
+            total = total == null ? Elementwise.mul(a, 1.0) : Elementwise.add(total, a);
+        }
+        return total;
     }
 
     /** A KV cache sized for {@code sequences} sequences of up to {@code maxTokens} tokens each. */

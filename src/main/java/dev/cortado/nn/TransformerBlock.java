@@ -20,13 +20,25 @@ public class TransformerBlock extends Module {
         LAYER_NORM, RMS_NORM
     }
 
-    /** Configuration; {@link #builder(long, long)} gives GPT-2-like defaults (LayerNorm, GELU MLP of 4*dim). */
+    /**
+     * Configuration; {@link #builder(long, long)} gives GPT-2-like defaults (LayerNorm, GELU MLP of 4*dim).
+     * {@code layerScale}: the initial value of per-channel scales on both residual branches (CaiT /
+     * DeiT-III), 0 for none. {@code moe}: null for a dense MLP, else the options of a
+     * {@link MoeFeedForward} of experts of kind {@code mlp} used as the block's feed-forward (child
+     * {@code mlp}).
+     */
     public record Options(MultiheadAttention.Options attention, long mlpHidden, MLP.Kind mlp, Norm norm, double eps,
-                          boolean mlpBias, double residualDropout, double layerScale) {
+                          boolean mlpBias, double residualDropout, double layerScale, MoeFeedForward.Options moe) {
         public Options {
             if (mlpHidden <= 0) {
                 mlpHidden = 4 * attention.dim();
             }
+        }
+
+        /** A block with a dense MLP. */
+        public Options(MultiheadAttention.Options attention, long mlpHidden, MLP.Kind mlp, Norm norm, double eps,
+                       boolean mlpBias, double residualDropout) {
+            this(attention, mlpHidden, mlp, norm, eps, mlpBias, residualDropout, 0, null);
         }
     }
 
@@ -45,6 +57,7 @@ public class TransformerBlock extends Module {
         private double dropout;
         private double layerScale;
         private ParamOptions params = ParamOptions.defaults();
+        private MoeFeedForward.Options moe;
 
         private Builder(long dim, long numHeads) {
             attention = MultiheadAttention.builder(dim, numHeads);
@@ -107,6 +120,12 @@ public class TransformerBlock extends Module {
             return this;
         }
 
+        /** A mixture of experts (of the block's MLP kind) as the feed-forward; null for the dense MLP. */
+        public Builder moe(MoeFeedForward.Options o) {
+            moe = o;
+            return this;
+        }
+
         public Builder params(ParamOptions p) {
             params = p;
             attention.params(p);
@@ -132,7 +151,7 @@ public class TransformerBlock extends Module {
         }
 
         public Options options() {
-            return new Options(attention.options(), mlpHidden, mlp, norm, eps, mlpBias, dropout, layerScale);
+            return new Options(attention.options(), mlpHidden, mlp, norm, eps, mlpBias, dropout, layerScale, moe);
         }
 
         public TransformerBlock build() {
@@ -148,7 +167,8 @@ public class TransformerBlock extends Module {
         registerModule("norm1", norm(o, dim, p));
         registerModule("attn", new MultiheadAttention(o.attention()));
         registerModule("norm2", norm(o, dim, p));
-        registerModule("mlp", new MLP(dim, o.mlpHidden(), o.mlp(), o.mlpBias(), p));
+        registerModule("mlp", o.moe() == null ? new MLP(dim, o.mlpHidden(), o.mlp(), o.mlpBias(), p)
+                : new MoeFeedForward(dim, o.moe(), o.mlp(), p));
         if (o.residualDropout() > 0) {
             registerModule("drop", new Dropout(o.residualDropout(), p.generator()));
         }
@@ -197,6 +217,7 @@ public class TransformerBlock extends Module {
 
     @Override
     protected String extraRepr() {
-        return o.norm() + ", " + o.mlp() + " hidden=" + o.mlpHidden() + (o.layerScale() > 0 ? ", layer scale" : "");
+        return o.norm() + ", " + o.mlp() + (o.moe() == null ? " hidden=" + o.mlpHidden() : " experts")
+                + (o.layerScale() > 0 ? ", layer scale" : "");
     }
 }

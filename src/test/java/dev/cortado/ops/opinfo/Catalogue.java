@@ -17,7 +17,8 @@ public final class Catalogue {
                 NormalizationSamples.ENTRIES, IndexingSamples.ENTRIES, LinearAlgebraSamples.ENTRIES, RandomSamples.ENTRIES,
                 PoolingSamples.ENTRIES, BatchNormSamples.ENTRIES, ConvolutionSamples.ENTRIES, AttentionSamples.ENTRIES,
                 KvCacheSamples.ENTRIES, LossSamples.ENTRIES, SparseSamples.ENTRIES, QuantizationSamples.ENTRIES,
-                GraphSamples.ENTRIES, WeightOnlySamples.ENTRIES, BinarySamples.ENTRIES, QuantConvSamples.ENTRIES);
+                GraphSamples.ENTRIES, WeightOnlySamples.ENTRIES, BinarySamples.ENTRIES, QuantConvSamples.ENTRIES,
+                MoeSamples.ENTRIES);
         for (List<OpInfo> family : families) {
             for (OpInfo e : family) {
                 if (ENTRIES.putIfAbsent(e.name(), e) != null) {
