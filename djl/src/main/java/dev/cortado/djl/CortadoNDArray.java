@@ -159,7 +159,7 @@ public final class CortadoNDArray implements NDArray {
     /** {@inheritDoc} */
     @Override
     public void attach(NDManager target) {
-        detach();
+        manager.detachInternal(uid);
         this.manager = (CortadoNDManager) target;
         target.attachInternal(uid, this);
     }
@@ -167,7 +167,7 @@ public final class CortadoNDArray implements NDArray {
     /** {@inheritDoc} */
     @Override
     public void returnResource(NDManager target) {
-        detach();
+        manager.detachInternal(uid);
         this.manager = (CortadoNDManager) target;
         target.attachUncappedInternal(uid, this);
     }
@@ -176,16 +176,17 @@ public final class CortadoNDArray implements NDArray {
     @Override
     public void tempAttach(NDManager target) {
         NDManager original = this.manager;
-        detach();
+        manager.detachInternal(uid);
         this.manager = (CortadoNDManager) target;
         target.tempAttachInternal(original, uid, this);
     }
 
-    /** {@inheritDoc} The array then belongs to the caller, who closes it. */
+    /** {@inheritDoc} The array then belongs to the system manager (for the process's lifetime) until closed. */
     @Override
     public void detach() {
         manager.detachInternal(uid);
         manager = CortadoNDManager.system();
+        manager.attachUncappedInternal(uid, this);
     }
 
     /** {@inheritDoc} */

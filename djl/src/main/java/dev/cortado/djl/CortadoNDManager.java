@@ -226,27 +226,13 @@ public class CortadoNDManager extends BaseNDManager {
         return CortadoEngine.instance();
     }
 
-    /** The root manager: lives as long as the process. */
+    /**
+     * The root manager: lives as long as the process, and holds what is detached from other
+     * managers (as DJL's other engines do: DJL's optimizers detach their state arrays to it).
+     */
     private static final class SystemManager extends CortadoNDManager implements NDManager.SystemNDManager {
         SystemManager() {
             super(null, null);
-        }
-
-        @Override
-        public void attachInternal(String resourceId, AutoCloseable... resources) {
-            // the system manager does not hold arrays: what is detached to it belongs to the caller
-        }
-
-        @Override
-        public void attachUncappedInternal(String resourceId, AutoCloseable resource) {
-            if (resource instanceof NDManager) {
-                super.attachUncappedInternal(resourceId, resource);
-            }
-        }
-
-        @Override
-        public void detachInternal(String resourceId) {
-            super.detachInternal(resourceId);
         }
     }
 }
