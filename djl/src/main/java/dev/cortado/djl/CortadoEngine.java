@@ -90,6 +90,12 @@ public final class CortadoEngine extends Engine {
         return getGpuCount() > 0 ? Device.gpu() : Device.cpu();
     }
 
+    /** {@inheritDoc} Cortado reads no framework model files through DJL. */
+    @Override
+    public ai.djl.nn.SymbolBlock newSymbolBlock(NDManager manager) {
+        throw CortadoNDArray.unsupported("Engine.newSymbolBlock");
+    }
+
     /** {@inheritDoc} */
     @Override
     public Model newModel(String name, Device device) {

@@ -15,6 +15,7 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.Charset;
 import java.nio.file.Path;
+import ai.djl.util.PairList;
 
 /**
  * DJL's {@link NDManager} for the Cortado engine: creates {@link CortadoNDArray}s (Cortado tensors
@@ -194,6 +195,72 @@ public class CortadoNDManager extends BaseNDManager {
     @Override
     public NDArray randomMultinomial(int n, NDArray pValues, Shape shape) {
         throw CortadoNDArray.unsupported("NDManager.randomMultinomial");
+    }
+
+    /** {@inheritDoc} */
+    @Override
+    public NDArray createCSR(Buffer data, long[] indptr, long[] indices, Shape shape) {
+        throw CortadoNDArray.unsupported("NDManager.createCSR");
+    }
+
+    /** {@inheritDoc} */
+    @Override
+    public NDArray createRowSparse(Buffer data, Shape dataShape, long[] indices, Shape shape) {
+        throw CortadoNDArray.unsupported("NDManager.createRowSparse");
+    }
+
+    /** {@inheritDoc} */
+    @Override
+    public NDArray createCoo(Buffer data, long[][] indices, Shape shape) {
+        throw CortadoNDArray.unsupported("NDManager.createCoo");
+    }
+
+    /** {@inheritDoc} */
+    @Override
+    public NDArray sampleNormal(NDArray mu, NDArray sigma) {
+        throw CortadoNDArray.unsupported("NDManager.sampleNormal");
+    }
+
+    /** {@inheritDoc} */
+    @Override
+    public NDArray sampleNormal(NDArray mu, NDArray sigma, Shape shape) {
+        throw CortadoNDArray.unsupported("NDManager.sampleNormal");
+    }
+
+    /** {@inheritDoc} */
+    @Override
+    public NDArray samplePoisson(NDArray lam) {
+        throw CortadoNDArray.unsupported("NDManager.samplePoisson");
+    }
+
+    /** {@inheritDoc} */
+    @Override
+    public NDArray samplePoisson(NDArray lam, Shape shape) {
+        throw CortadoNDArray.unsupported("NDManager.samplePoisson");
+    }
+
+    /** {@inheritDoc} */
+    @Override
+    public NDArray sampleGamma(NDArray alpha, NDArray beta) {
+        throw CortadoNDArray.unsupported("NDManager.sampleGamma");
+    }
+
+    /** {@inheritDoc} */
+    @Override
+    public NDArray sampleGamma(NDArray alpha, NDArray beta, Shape shape) {
+        throw CortadoNDArray.unsupported("NDManager.sampleGamma");
+    }
+
+    /** {@inheritDoc} */
+    @Override
+    public void invoke(String operation, NDArray[] src, NDArray[] dest, PairList<String, ?> params) {
+        throw CortadoNDArray.unsupported("NDManager.invoke");
+    }
+
+    /** {@inheritDoc} */
+    @Override
+    public NDList invoke(String operation, NDList src, PairList<String, ?> params) {
+        throw CortadoNDArray.unsupported("NDManager.invoke");
     }
 
     /** {@inheritDoc} */
