@@ -59,6 +59,9 @@ public final class CortadoNDArray implements NDArray {
     /**
      * The Cortado tensor behind this array (owned by the array: do not close it). For mixing DJL code
      * with Cortado's own ops; a tensor computed from it belongs to the caller.
+     *
+     * @return the tensor
+     * @throws IllegalStateException if this array has been closed
      */
     public Tensor tensor() {
         if (tensor == null) {

@@ -353,6 +353,17 @@ class NDArrayOpsTest {
             b.set(new NDIndex(":, 0"), m.create(new float[] {7, 8}));
             assertArrayEquals(new float[] {7, 0, 0, 8, 5, 6}, b.toFloatArray());
             assertTrue(a.contentEquals(a.duplicate()));
+            NDArray target = m.zeros(new Shape(2, 3));
+            target.set(java.nio.FloatBuffer.wrap(new float[] {6, 5, 4, 3, 2, 1}));
+            assertArrayEquals(new float[] {6, 5, 4, 3, 2, 1}, target.toFloatArray());
+            NDArray replacement = m.ones(new Shape(4));
+            target.intern(replacement);
+            assertTrue(replacement.isReleased());
+            assertEquals(new Shape(4), target.getShape());
+            assertArrayEquals(new float[] {1, 1, 1, 1}, target.toFloatArray());
+            java.nio.ByteBuffer bytes = a.toByteBuffer();
+            assertEquals(24, bytes.remaining());
+            assertEquals(2f, bytes.order(java.nio.ByteOrder.nativeOrder()).asFloatBuffer().get(1));
             assertTrue(m.full(new Shape(2), 3f).contentEquals(3f));
             // average pooling that leaves the padding out of the count (DJL's PyTorch engine ignores
             // countIncludePad and always counts it: 4/9 in a 3x3 corner window)
