@@ -1605,8 +1605,9 @@ public final class CortadoNDArray implements NDArray {
                  Tensor idx = tensor().to(DType.INT64);
                  Tensor col = idx.unsqueeze(-1);
                  Tensor hit = col.eq(classes);
-                 Tensor f = hit.to(out)) {
-                return f.mul(onValue - offValue).add(offValue);
+                 Tensor f = hit.to(out);
+                 Tensor scaled = f.mul(onValue - offValue)) {
+                return scaled.add(offValue);
             }
         });
     }

@@ -24,8 +24,10 @@ import dev.cortado.tensor.Tensor;
 import java.util.Random;
 import java.util.function.Consumer;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.ExtendWith;
 
 /** The engine's registration, memory ownership, gradients, optimizer updates and unsupported methods. */
+@ExtendWith(NoLeaks.class)
 class EngineTest {
     @Test
     void isRegisteredThroughTheEngineProvider() {

@@ -10,6 +10,7 @@ import ai.djl.training.Trainer;
 import java.util.Locale;
 import java.util.function.Supplier;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.ExtendWith;
 
 /**
  * Trains the MNIST MLP and the small CNN through DJL's {@code Trainer} with Cortado as the engine,
@@ -17,6 +18,7 @@ import org.junit.jupiter.api.Test;
  * and requires the test accuracies to agree within 0.3 points and to clear a bar chance cannot
  * reach (10 % is chance). Shortened: one epoch over 10,000 digits (MLP) or the first 6,000 (CNN).
  */
+@ExtendWith(NoLeaks.class)
 class MnistTrainingTest {
     private static final double AGREEMENT = 0.3;
 

@@ -29,6 +29,7 @@ import java.util.stream.Stream;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.MethodSource;
+import org.junit.jupiter.api.extension.ExtendWith;
 
 /**
  * Each implemented NDArray / NDArrayEx / NDManager operation of the Cortado engine on fresh random
@@ -42,6 +43,7 @@ import org.junit.jupiter.params.provider.MethodSource;
  * norms: 1e-4 + 1e-4, as their summation order differs from libtorch's); integer and boolean
  * results exactly.
  */
+@ExtendWith(NoLeaks.class)
 class NDArrayOpsTest {
     /** An operation of the DJL API on its inputs; {@code grad} when it is differentiable in input 0. */
     record Case(String name, long[][] shapes, Domain domain, boolean grad, double tol, Function<NDList, NDArray> op) {
