@@ -48,7 +48,12 @@ public final class CortadoNDArray implements NDArray {
         this.manager = manager;
         this.tensor = tensor;
         this.uid = NDManager.nextUid();
-        manager.attachInternal(uid, this);
+        try {
+            manager.attachInternal(uid, this);
+        } catch (RuntimeException e) { // a closed or capped manager: the tensor is not kept
+            tensor.close();
+            throw e;
+        }
     }
 
     /** The exception for a DJL method the Cortado engine does not implement. */

@@ -65,6 +65,8 @@ class EngineTest {
         base.close();
         assertTrue(a.isReleased() && c.isReleased());
         assertEquals(before, liveBytes(), "every tensor of the managers is freed when they close");
+        assertThrows(IllegalStateException.class, () -> base.zeros(new Shape(8)), "a closed manager makes no arrays");
+        assertEquals(before, liveBytes(), "and keeps no memory for them");
     }
 
     /**
