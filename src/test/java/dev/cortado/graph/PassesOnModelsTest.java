@@ -37,9 +37,9 @@ import org.junit.jupiter.params.provider.MethodSource;
 
 /**
  * Every pass, alone, and the full pipeline, on every model the project has (the MLP, the MNIST
- * CNN, the character model, a ViT-style model, a small ResNet): on the inference graph of the
- * model's forward (eval mode) and on its gradients graph (loss and the backward, train mode:
- * batch norm on batch statistics). Each optimized graph is verified and must give the captured
+ * CNN, the character model, ViT-style models, a small ResNet): on the inference graph of the
+ * model's forward (eval mode) and on its training-step graph (loss, the backward and batch norm's
+ * buffer updates, train mode: batch norm on batch statistics). Each optimized graph is verified and must give the captured
  * graph's results, every output (the loss and each gradient), on the example and on fresh random
  * inputs. Tolerance 1e-4 relative + 1e-5 absolute for float32: the exact passes agree bit for bit,
  * folding, fused epilogues, NHWC convolutions and the fused attention sum in another order.
@@ -122,13 +122,26 @@ class PassesOnModelsTest {
                 new Case("character model", () -> new CausalLanguageModel(
                         new CausalLanguageModel.Config(vocab, 16, 2, 4, 2, 32, 8, 0.0), ParamOptions.seeded(13)),
                         s -> tokens(new long[] {2, 8}, vocab, s), s -> tokens(new long[] {2, 8}, vocab, s + 100), lmLoss),
-                new Case("ViT", () -> VisionTransformer.builder(8, 4).inChannels(1).dim(16).depth(1).heads(2).classes(3).dropout(0.0)
-                        .params(ParamOptions.seeded(19)).build(),
+                new Case("ViT (class token)", () -> VisionTransformer.builder(8, 4).inChannels(1).dim(16).depth(1).heads(2)
+                        .classes(3).dropout(0.0).params(ParamOptions.seeded(19)).build(),
                         s -> randn(2, 1, 8, 8), s -> labels(2, 3, s), Losses::crossEntropy),
+                new Case("ViT block", () -> dev.cortado.nn.TransformerBlock.builder(16, 4).params(ParamOptions.seeded(29))
+                        .build(), s -> randn(2, 5, 16), s -> randn(2, 5, 16), Losses::mse),
+                // 16x16 images: the last stage's batch norm then sees 8 values per channel (2 would make its
+                // backward so ill-conditioned that summation order alone moves the gradients by 1e-3)
                 new Case("ResNet", () -> ResNet.builder(ResNet.Depth.R18).smallImages(true).width(4).inChannels(1)
                         .classes(3).params(ParamOptions.seeded(23)).build(),
-                        s -> randn(2, 1, 8, 8), s -> labels(2, 3, s), Losses::crossEntropy))
+                        s -> randn(2, 1, 16, 16), s -> labels(2, 3, s), Losses::crossEntropy))
                 .map(Arguments::of);
+    }
+
+    /**
+     * The models whose training step can be captured: the whole ViT's backward writes gradients of
+     * views (the class token's {@code select}, the patch sequence's {@code slice}) into zeros in place,
+     * which a capture refuses; its encoder block (the ViT block) is there instead.
+     */
+    static Stream<Arguments> trainingModels() {
+        return models().filter(a -> !a.get()[0].toString().contains("class token"));
     }
 
     /** Every pass alone (the freezing ones too: parameters do not change while a graph is compared). */
@@ -147,7 +160,13 @@ class PassesOnModelsTest {
                 assertEquals(x.length, y.length, what);
                 for (int i = 0; i < x.length; i++) {
                     assertEquals(x[i].shape(), y[i].shape(), what + ", output " + i);
-                    Reference.assertCloseChecked(x[i].toDoubleArray(), y[i].toDoubleArray(), TOL, what + ", output " + i);
+                    // the loss is checked to be a value the tolerance can tell from zero; some gradients are
+                    // zero by symmetry (a key bias under softmax), so those are compared unchecked
+                    if (i == 0) {
+                        Reference.assertCloseChecked(x[i].toDoubleArray(), y[i].toDoubleArray(), TOL, what + ", output 0");
+                    } else {
+                        Reference.assertClose(x[i].toDoubleArray(), y[i].toDoubleArray(), TOL, what + ", output " + i);
+                    }
                 }
             } finally {
                 for (Tensor t : x) {
@@ -197,7 +216,7 @@ class PassesOnModelsTest {
     }
 
     @ParameterizedTest(name = "{0}")
-    @MethodSource("models")
+    @MethodSource("trainingModels")
     void everyPassOnTheTrainingGraph(Case c) {
         try (Scope s = Scope.open(); Module m = c.make().get(); Tensor x = c.input().apply(1L); Tensor y = c.target().apply(1L);
              Tensor x2 = c.input().apply(2L); Tensor y2 = c.target().apply(2L)) {
