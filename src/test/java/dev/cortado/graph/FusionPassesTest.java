@@ -31,12 +31,19 @@ import org.junit.jupiter.api.Test;
  * none of the ops it replaced, and must give the unrewritten graph's results (forward and, for
  * training graphs, every gradient) on fresh random inputs; patterns that differ must be left alone.
  * float32; batch norm + ReLU runs the same kernels in the same order (tolerance 1e-5 relative), the
- * fused attention sums in another order (1e-4 relative + 1e-5 absolute).
+ * fused attention and the NHWC convolutions sum in another order (1e-4 relative + 1e-5 absolute;
+ * gradients through the fused attention backward 1e-3 + 1e-4).
  */
 class FusionPassesTest {
     private static final Generator GEN = Generator.seeded(77);
     private static final Reference.Tol EXACTISH = new Reference.Tol(1e-5, 1e-6);
     private static final Reference.Tol REORDERED = new Reference.Tol(1e-4, 1e-5);
+    /**
+     * Gradients through the fused attention backward: dQ and dK accumulate over the keys and the
+     * queries in another order and the projection weights' gradients sum them over the batch with
+     * cancellation (elements near 1e-2 move by about 1e-5).
+     */
+    private static final Reference.Tol REORDERED_GRADIENTS = new Reference.Tol(1e-3, 1e-4);
 
     private static Tensor randn(long... dims) {
         return GEN.normal(0, 1, DType.FLOAT32, Device.CPU, dims);
@@ -315,8 +322,9 @@ class FusionPassesTest {
                         assertEquals(1, count(opt, "scaled_dot_product_attention"), opt.toString());
                         assertEquals(1, count(opt, "scaled_dot_product_attention_backward"), opt.toString());
                         assertEquals(0, count(opt, "softmax") + count(opt, "softmax_backward"), opt.toString());
-                        sameResults(g, opt, REORDERED, "attention training graph, loss and gradients", (Tensor[]) c[2]);
-                        sameResults(g, opt, REORDERED, "attention training graph, example", (Tensor[]) c[1]);
+                        sameResults(g, opt, REORDERED_GRADIENTS, "attention training graph, loss and gradients",
+                                (Tensor[]) c[2]);
+                        sameResults(g, opt, REORDERED_GRADIENTS, "attention training graph, example", (Tensor[]) c[1]);
                     }
                 }
             }
