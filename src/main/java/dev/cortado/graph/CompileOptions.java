@@ -45,12 +45,14 @@ public final class CompileOptions {
     private final Map<Tensor, String> parameters;
     private final double maxGradNorm;
     private final boolean fuseElementwise;
+    private final boolean propagateLayout;
     private final long memoryBudget;
 
     private CompileOptions(Builder b) {
         this.memoryBudget = b.memoryBudget;
         this.maxGradNorm = b.maxGradNorm;
         this.fuseElementwise = b.fuseElementwise;
+        this.propagateLayout = b.propagateLayout;
         this.level = b.level;
         this.freezeParameters = b.freezeParameters;
         this.guardPolicy = b.guardPolicy;
@@ -105,6 +107,11 @@ public final class CompileOptions {
         return fuseElementwise;
     }
 
+    /** Whether {@link LayoutPropagation} keeps chains of convolutions in NHWC (at {@link Level#DEFAULT}; on by default). */
+    public boolean propagateLayout() {
+        return propagateLayout;
+    }
+
     /**
      * The planned peak memory (bytes) above which {@link ActivationCheckpointing} recomputes cheap
      * activations instead of keeping them; {@code Long.MAX_VALUE} (the default) for no budget.
@@ -129,6 +136,7 @@ public final class CompileOptions {
         private final Map<Tensor, String> parameters = new IdentityHashMap<>();
         private double maxGradNorm = Double.POSITIVE_INFINITY;
         private boolean fuseElementwise = true;
+        private boolean propagateLayout = true;
         private long memoryBudget = Long.MAX_VALUE;
 
         private Builder() {
@@ -161,6 +169,7 @@ public final class CompileOptions {
             dynamicDims.addAll(o.dynamicDims);
             maxGradNorm = o.maxGradNorm;
             fuseElementwise = o.fuseElementwise;
+            propagateLayout = o.propagateLayout;
             memoryBudget = o.memoryBudget;
             return this;
         }
@@ -180,6 +189,12 @@ public final class CompileOptions {
         /** Fuse chains of elementwise ops into one kernel ({@link ElementwiseFusion}); on by default. */
         public Builder fuseElementwise(boolean on) {
             fuseElementwise = on;
+            return this;
+        }
+
+        /** Keep chains of convolutions in NHWC, transposing at their ends ({@link LayoutPropagation}); on by default. */
+        public Builder propagateLayout(boolean on) {
+            propagateLayout = on;
             return this;
         }
 

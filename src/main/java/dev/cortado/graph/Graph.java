@@ -77,6 +77,43 @@ public final class Graph implements AutoCloseable {
         return producers.get(v);
     }
 
+    /**
+     * {@code v} with the identity views over it taken away: while {@code v} is a view that reads its
+     * source exactly as it is (same sizes and strides, offset 0, such as the {@code detach} the tape
+     * makes of each tensor it saves), its source. Passes matching patterns compare values this way.
+     */
+    Value origin(Value v) {
+        while (v != null && producers.get(v) instanceof Node.View view && view.offset() == 0
+                && view.output().type().sameConcrete(view.source().type())
+                && Arrays.equals(view.strides(), strides(view.source()))) {
+            v = view.source();
+        }
+        return v;
+    }
+
+    /**
+     * The nodes that read each value, seen through identity views ({@link #origin}): keyed by the
+     * value under the views, identity views themselves left out, and each returned value read once
+     * more by a null entry. A view the tape made of a saved tensor that nothing reads does not count.
+     */
+    Map<Value, List<Node>> readersThroughIdentityViews() {
+        Map<Value, List<Node>> rd = new IdentityHashMap<>();
+        for (Node n : nodes) {
+            if (n instanceof Node.View v && origin(v.output()) != v.output()) {
+                continue;
+            }
+            for (Value v : n.inputs()) {
+                if (v != null) {
+                    rd.computeIfAbsent(origin(v), x -> new ArrayList<>()).add(n);
+                }
+            }
+        }
+        for (Value v : outputs) {
+            rd.computeIfAbsent(origin(v), x -> new ArrayList<>()).add(null);
+        }
+        return rd;
+    }
+
     /** How many times each value is read (node inputs and graph outputs). */
     public Map<Value, Integer> useCounts() {
         Map<Value, Integer> uses = new IdentityHashMap<>();

@@ -175,8 +175,12 @@ public final class Graphs {
             return List.of();
         }
         List<Pass> passes = new ArrayList<>(List.of(new AlgebraicSimplification(), new CommonSubexpressionElimination(),
-                new ConvBatchNormFolding(options.freezeParameters()), new ConstantFolding(options.freezeParameters()),
-                new AlgebraicSimplification(), new EpilogueFusion()));
+                new AttentionFusion(), new BatchNormReluFusion(), new ConvBatchNormFolding(options.freezeParameters()), new ConstantFolding(options.freezeParameters()),
+                new AlgebraicSimplification()));
+        if (options.propagateLayout()) {
+            passes.add(new LayoutPropagation());
+        }
+        passes.add(new EpilogueFusion());
         if (options.fuseElementwise()) {
             passes.add(new ElementwiseFusion());
         }

@@ -144,6 +144,71 @@ public final class BatchNorm {
             .kernels((a, in, out) -> backwardKernel(a, in, out))
             .register();
 
+    /**
+     * Training-mode batch norm followed by ReLU, as one node (what the graph pass
+     * {@code BatchNormReluFusion} makes of {@code relu(batch_norm_training(x))}): outputs
+     * {relu(y), save_mean, save_rstd}, running statistics updated in place as by
+     * {@link #BATCH_NORM_TRAINING_OP}. The normalized values are written once into the output
+     * and rectified there, so the pre-activation never exists as a tensor of its own. Its
+     * backward is {@link #BATCH_NORM_RELU_BACKWARD_OP}, which needs the output (the ReLU mask),
+     * x and the statistics: what the unfused pair saves, less the pre-activation.
+     */
+    public static final Op<BatchNormAttrs> BATCH_NORM_RELU_TRAINING_OP = Op.<BatchNormAttrs>declare("batch_norm_relu_training")
+            .inputs("x", "weight", "bias", "running_mean", "running_var").required(1)
+            .shape((op, a, in) -> BATCH_NORM_TRAINING_OP.infer(a, in))
+            .kernels((a, in, out) -> {
+                trainingKernel(a, in, out);
+                Tensor[] y = {out[0]};
+                Elementwise.RELU_OP.kernel(out[0].device().type()).run(Elementwise.Params.NONE, y, y); // in place, per element
+            })
+            .backward(Op.Saves.INPUTS_AND_OUTPUTS, (a, sv, g) -> {
+                Tensor[] r = new Tensor[sv.inputCount()];
+                if (g[0] == null) {
+                    return r;
+                }
+                Tensor weight = sv.inputCount() > 1 ? sv.input(1) : null;
+                Tensor[] d = BatchNorm.BATCH_NORM_RELU_BACKWARD_OP.callMulti(a, g[0], sv.output(0), sv.input(0), weight,
+                        sv.output(1), sv.output(2));
+                r[0] = d[0];
+                for (int i = 1; i < 3; i++) {
+                    if (r.length > i && sv.needsGradient(i)) {
+                        r[i] = d[i];
+                    } else {
+                        d[i].close();
+                    }
+                }
+                return r;
+            })
+            .register();
+
+    /**
+     * The backward of {@link #BATCH_NORM_RELU_TRAINING_OP}: {dx, dgamma, dbeta} from the gradient of
+     * its output {@code dy}, its output {@code y} (ReLU passes the gradient where {@code y > 0}),
+     * x, weight (optional) and the saved statistics. One node for what the unfused graph does with
+     * {@code relu_grad} and {@code batch_norm_backward}: the masked gradient is written into dx and
+     * the batch-norm backward runs in place on it (its last stage is per element, dx[i] from dy[i]),
+     * so no tensor of x's size is made besides dx.
+     */
+    public static final Op<BatchNormAttrs> BATCH_NORM_RELU_BACKWARD_OP = Op.<BatchNormAttrs>declare("batch_norm_relu_backward")
+            .inputs("dy", "y", "x", "weight", "save_mean", "save_rstd").required(3)
+            .shape((op, a, in) -> {
+                if (!in[1].shape().equals(in[2].shape()) || in[1].dtype() != in[2].dtype()) {
+                    throw op.error("y " + in[1].describe() + " must have the dtype and shape of x " + in[2].describe());
+                }
+                Tensor[] rest = new Tensor[] {in[0], in[2], in.length > 3 ? in[3] : null, in.length > 4 ? in[4] : null,
+                    in.length > 5 ? in[5] : null};
+                return BATCH_NORM_BACKWARD_OP.infer(a, rest);
+            })
+            .kernels((a, in, out) -> {
+                Tensor[] mask = {in[0], in[1]};
+                Tensor[] dx = {out[0]};
+                Elementwise.RELU_GRAD_OP.kernel(out[0].device().type()).run(null, mask, dx);
+                Tensor[] rest = {out[0], in[2], in.length > 3 ? in[3] : null, in.length > 4 ? in[4] : null,
+                    in.length > 5 ? in[5] : null};
+                backwardKernel(a, rest, out);
+            })
+            .register();
+
     // ------------------------------------------------------------------ eager entry points
     /**
      * Training-mode batch norm: returns {y, save_mean, save_rstd}; running statistics (float32 [C],
@@ -158,6 +223,12 @@ public final class BatchNorm {
     public static Tensor inference(Tensor x, Tensor weight, Tensor bias, Tensor runningMean, Tensor runningVar,
                                    BatchNormAttrs a) {
         return BATCH_NORM_INFERENCE_OP.call(a, x, weight, bias, runningMean, runningVar);
+    }
+
+    /** {@link #BATCH_NORM_RELU_TRAINING_OP}: returns {relu(y), save_mean, save_rstd}; running statistics updated in place. */
+    public static Tensor[] trainingRelu(Tensor x, Tensor weight, Tensor bias, Tensor runningMean, Tensor runningVar,
+                                        BatchNormAttrs a) {
+        return BATCH_NORM_RELU_TRAINING_OP.callMulti(a, x, weight, bias, runningMean, runningVar);
     }
 
     /** Returns {dx, dgamma, dbeta}. */

@@ -57,8 +57,10 @@ import org.openjdk.jmh.annotations.Warmup;
  *       budget of 40% of its eager peak (activation checkpointing; the bar: at most 1.35x the time).</li>
  * </ul>
  * The memory metrics are reported as secondary results of the step benchmarks ({@link StepMemory}:
- * planned peak of the compiled step, with checkpointing, and the eager peak of the same graph, in
- * bytes).
+ * planned peak of the compiled step, with checkpointing, the eager peak of the same graph, and the
+ * eager step's measured allocation peak, in bytes); the MLP's op counts as secondary results of the
+ * batch-1 benchmarks ({@link OpCounts}: host overhead per op is the time over the op count). Every
+ * figure at 1 and 2 threads ({@code threads}).
  * Run: {@code java -cp "target/benchmarks.jar:$(cat target/classpath.txt)" org.openjdk.jmh.Main GraphBenchmark}.
  */
 @BenchmarkMode(Mode.AverageTime)
@@ -99,13 +101,31 @@ public class GraphBenchmark {
     private Tensor tokens;
     private Tensor nextTokens;
 
-    /** Peak memory of the compiled training steps, reported next to their times (bytes, not rates). */
+    /**
+     * Peak memory of the compiled training steps, reported next to their times (bytes, not rates):
+     * the planned peak of the compiled step, with checkpointing, the eager peak of the same graph
+     * (every tensor freed right after its last read), and the peak the eager step was measured to
+     * allocate above what it started with ({@link #measuredEagerPeak}, once at setup).
+     */
     @AuxCounters(AuxCounters.Type.EVENTS)
     @State(Scope.Thread)
     public static class StepMemory {
         public long plannedPeakBytes;
         public long eagerPeakBytes;
         public long checkpointedPeakBytes;
+        public long eagerMeasuredPeakBytes;
+    }
+
+    /**
+     * The op counts behind "host overhead per op" of the batch-1 MLP: the op calls one eager forward
+     * makes (the nodes of the captured graph) and the nodes the compiled graph runs; the time of a
+     * call divided by these is the cost per op (the kernels at batch 1 take a small part of it).
+     */
+    @AuxCounters(AuxCounters.Type.EVENTS)
+    @State(Scope.Thread)
+    public static class OpCounts {
+        public long eagerOps;
+        public long compiledNodes;
     }
 
     private static final int VOCAB = 65;
@@ -137,6 +157,48 @@ public class GraphBenchmark {
     private static Optimizer adamW(Module m) {
         return Adam.adamW().lr(1e-3).weightDecay(0.01).build(m.parameters());
     }
+
+    /**
+     * Runs {@code step} once and returns the most host memory Cortado's CPU allocator held during it
+     * above what it held before: sampled at every tensor construction, view, copy and host read
+     * through a {@link dev.cortado.tensor.TensorTracer} (which records nothing; ops run as usual).
+     */
+    static long measuredEagerPeak(Runnable step) {
+        long base = dev.cortado.backend.cpu.CpuBackend.allocatedBytes();
+        long[] peak = {base};
+        dev.cortado.tensor.TensorTracer sampler = new dev.cortado.tensor.TensorTracer() {
+            private void sample() {
+                peak[0] = Math.max(peak[0], dev.cortado.backend.cpu.CpuBackend.allocatedBytes());
+            }
+
+            @Override
+            public void created(Tensor tensor) {
+                sample();
+            }
+
+            @Override
+            public void derived(String name, Tensor source, Tensor result) {
+                sample();
+            }
+
+            @Override
+            public void writing(String what, Tensor target) {
+                sample();
+            }
+
+            @Override
+            public void reading(String what, Tensor source) {
+                sample();
+            }
+        };
+        try (dev.cortado.tensor.TensorTracer.Installation i = dev.cortado.tensor.TensorTracer.install(sampler)) {
+            step.run();
+        }
+        return peak[0] - base;
+    }
+
+    private long cnnEagerMeasuredPeak;
+    private long lmEagerMeasuredPeak;
 
     private static double eagerStep(Module m, Optimizer opt, java.util.function.BiFunction<Tensor, Tensor, Tensor> loss,
             Tensor x, Tensor y) {
@@ -206,6 +268,13 @@ public class GraphBenchmark {
         tokens = Tensor.of(ids, 16, 128);
         nextTokens = Tensor.of(next, 16, 128);
         lmStep = Graphs.compileTrainingStep(lm, GraphBenchmark::charLoss, lmOpt, tokens, nextTokens, clipped);
+        // measured on throw-away copies, so that the timed eager models start from the same state
+        try (Module cm = mnistCnn(); Optimizer co = adamW(cm); Module lmm = charModel(); Optimizer lo = adamW(lmm)) {
+            eagerStep(cm, co, Losses::crossEntropy, stepImages, stepLabels); // optimizer state allocated
+            cnnEagerMeasuredPeak = measuredEagerPeak(() -> eagerStep(cm, co, Losses::crossEntropy, stepImages, stepLabels));
+            eagerStep(lmm, lo, GraphBenchmark::charLoss, tokens, nextTokens);
+            lmEagerMeasuredPeak = measuredEagerPeak(() -> eagerStep(lmm, lo, GraphBenchmark::charLoss, tokens, nextTokens));
+        }
         long budget = (long) (0.4 * lmStep.memoryPlan().eagerPeakBytes());
         lmStepCheckpointed = Graphs.compileTrainingStep(lmCheckpointed, GraphBenchmark::charLoss, lmCheckpointedOpt, tokens,
                 nextTokens, CompileOptions.builder().maxGradNorm(1.0).memoryBudget(budget).build());
@@ -253,7 +322,9 @@ public class GraphBenchmark {
     }
 
     @Benchmark
-    public long mlpBatch1Eager() {
+    public long mlpBatch1Eager(OpCounts c) {
+        c.eagerOps = mlpCompiled.capturedGraph().nodes().size();
+        c.compiledNodes = mlpCompiled.graph().nodes().size();
         try (Tensor y = mlp.forward(row)) {
             return y.dataAddress();
         }
@@ -286,7 +357,9 @@ public class GraphBenchmark {
     }
 
     @Benchmark
-    public long mlpBatch1Compiled() {
+    public long mlpBatch1Compiled(OpCounts c) {
+        c.eagerOps = mlpCompiled.capturedGraph().nodes().size();
+        c.compiledNodes = mlpCompiled.graph().nodes().size();
         try (Tensor y = mlpCompiled.apply(row)) {
             return y.dataAddress();
         }
@@ -301,6 +374,7 @@ public class GraphBenchmark {
     public double mnistCnnStepCompiled(StepMemory m) {
         m.plannedPeakBytes = cnnStep.memoryPlan().plannedPeakBytes();
         m.eagerPeakBytes = cnnStep.memoryPlan().eagerPeakBytes();
+        m.eagerMeasuredPeakBytes = cnnEagerMeasuredPeak;
         try (Tensor loss = cnnStep.run(stepImages, stepLabels)) {
             return loss.dataAddress();
         }
@@ -315,6 +389,7 @@ public class GraphBenchmark {
     public double charLmStepCompiled(StepMemory m) {
         m.plannedPeakBytes = lmStep.memoryPlan().plannedPeakBytes();
         m.eagerPeakBytes = lmStep.memoryPlan().eagerPeakBytes();
+        m.eagerMeasuredPeakBytes = lmEagerMeasuredPeak;
         try (Tensor loss = lmStep.run(tokens, nextTokens)) {
             return loss.dataAddress();
         }
@@ -324,6 +399,7 @@ public class GraphBenchmark {
     public double charLmStepCheckpointed(StepMemory m) {
         m.checkpointedPeakBytes = lmStepCheckpointed.memoryPlan().plannedPeakBytes();
         m.eagerPeakBytes = lmStep.memoryPlan().eagerPeakBytes();
+        m.eagerMeasuredPeakBytes = lmEagerMeasuredPeak;
         try (Tensor loss = lmStepCheckpointed.run(tokens, nextTokens)) {
             return loss.dataAddress();
         }

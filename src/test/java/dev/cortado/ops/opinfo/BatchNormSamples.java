@@ -60,7 +60,50 @@ final class BatchNormSamples {
                         int[] ncs = ncs(s.dims(1));
                         return BatchNormOpsTest.backwardRef(in[0], in[1], ncs[0], ncs[1], ncs[2], in[2], in[3], in[4]);
                     })
-                    .floats(1e-5).cuda(DType.FLOAT32, 1e-4, 1e-4).coveredBy("batch_norm_training").build());
+                    .floats(1e-5).cuda(DType.FLOAT32, 1e-4, 1e-4).coveredBy("batch_norm_training").build(),
+            OpInfo.of("batch_norm_relu_training", F, "relu(batch_norm_training(x)) as one node (the training-graph fusion); "
+                            + "returns relu(y), mean, 1/std and updates the running statistics in place")
+                    .samples((r, t) -> List.of(
+                            new Sample("odd [4, 3, 5]", ATTRS, ur(r, t, -2, 2, 4, 3, 5), w(r, 3), b(r, 3)),
+                            new Sample("2-d view, running stats", ATTRS, ur(r, t, -2, 2, 2, 3, 4, 5).view(), w(r, 3), b(r, 3),
+                                    b(r, 3), w(r, 3)),
+                            new Sample("[N, C], size-1 channel, no affine", ATTRS, ur(r, t, -2, 2, 8, 1))))
+                    .reference((s, in) -> {
+                        int[] ncs = ncs(s.dims(0));
+                        double[][] st = BatchNormOpsTest.stats(in[0], ncs[0], ncs[1], ncs[2]);
+                        double[] rstd = new double[ncs[1]];
+                        for (int c = 0; c < rstd.length; c++) {
+                            rstd[c] = 1 / Math.sqrt(st[1][c] + ATTRS.eps());
+                        }
+                        double[] y = BatchNormOpsTest.normalize(in[0], ncs[0], ncs[1], ncs[2], st[0], st[1], ATTRS.eps(),
+                                arg(in, 1, 1, ncs[1]), arg(in, 2, 0, ncs[1]));
+                        for (int i = 0; i < y.length; i++) {
+                            y[i] = Math.max(y[i], 0);
+                        }
+                        return new double[][] {y, st[0], rstd};
+                    })
+                    .floats(1e-5).cuda(DType.FLOAT32, 1e-4, 1e-4).gradCheck().build(),
+            OpInfo.of("batch_norm_relu_backward", F, "{dx, dweight, dbias} of batch_norm_relu_training: the gradient "
+                            + "masked where y > 0, then batch_norm_backward")
+                    .samples((r, t) -> List.of(reluBackward(r, t, "odd [4, 3, 5]", false, 4, 3, 5),
+                            reluBackward(r, t, "2-d view", true, 2, 3, 4, 5)))
+                    .reference((s, in) -> {
+                        int[] ncs = ncs(s.dims(2));
+                        double[] dy = in[0].clone();
+                        for (int i = 0; i < dy.length; i++) {
+                            dy[i] = in[1][i] > 0 ? dy[i] : 0;
+                        }
+                        return BatchNormOpsTest.backwardRef(dy, in[2], ncs[0], ncs[1], ncs[2], in[3], in[4], in[5]);
+                    })
+                    .floats(1e-5).cuda(DType.FLOAT32, 1e-4, 1e-4).coveredBy("batch_norm_relu_training").build());
+
+    /** dy, y (the ReLU output: half of it zero), x, weight and the float32 statistics of x. */
+    static Sample reluBackward(Random r, DType t, String label, boolean view, long... dims) {
+        Sample plain = backward(r, t, label, view, dims);
+        Arg y = ur(r, t, -1, 1, dims);
+        return new Sample(label, ATTRS, plain.args()[0], y, plain.args()[1], plain.args()[2],
+                plain.args()[3], plain.args()[4]);
+    }
 
     static Arg w(Random r, int c) {
         return ur(r, DType.FLOAT32, 0.5, 1.5, c).float32();
