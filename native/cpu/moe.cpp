@@ -86,6 +86,18 @@ int check_slots(const char* fn, int64_t choices, int64_t rows, const int64_t* sl
   return CT_OK;
 }
 
+/* The arguments every permutation kernel (dispatch, combine, gate gradient) shares: the dtype,
+   non-negative sizes whose products fit int64, and the slots (check_slots). */
+int check_permutation(const char* fn, int dtype, int64_t tokens, int64_t k, int64_t d, int64_t rows,
+                      const int64_t* slots) {
+  int st;
+  if ((st = check_dtype(fn, dtype, false)) || (st = check_sizes(fn, {{"tokens", tokens}, {"k", k}, {"d", d}, {"rows", rows}})) ||
+      (st = check_product(fn, "tokens*k", tokens, k)) || (st = check_product(fn, "rows*d", rows, d)) ||
+      (st = check_product(fn, "tokens*d", tokens, d)))
+    return st;
+  return check_slots(fn, tokens * k, rows, slots);
+}
+
 /* counts >= 0 with sum <= rows; writes the offsets (experts + 1 entries). */
 int check_counts(const char* fn, int64_t experts, int64_t rows, const int64_t* counts, std::vector<int64_t>& off) {
   int st;
@@ -194,11 +206,7 @@ extern "C" int ct_cpu_moe_dispatch(int dtype, int64_t tokens, int64_t k, int64_t
   static const char* fn = "ct_cpu_moe_dispatch";
   CT_TRY
   int st;
-  if ((st = check_dtype(fn, dtype, false)) || (st = check_sizes(fn, {{"tokens", tokens}, {"k", k}, {"d", d}, {"rows", rows}})) ||
-      (st = check_product(fn, "tokens*k", tokens, k)) || (st = check_product(fn, "rows*d", rows, d)) ||
-      (st = check_product(fn, "tokens*d", tokens, d)))
-    return st;
-  if ((st = check_slots(fn, tokens * k, rows, slots))) return st;
+  if ((st = check_permutation(fn, dtype, tokens, k, d, rows, slots))) return st;
   if (rows * d == 0) return CT_OK;
   if ((st = check_ptr(fn, "buf", buf))) return st;
   if (tokens * k > 0 && ((st = check_ptr(fn, "x", x)))) return st;
@@ -235,11 +243,7 @@ extern "C" int ct_cpu_moe_combine(int dtype, int64_t tokens, int64_t k, int64_t 
   static const char* fn = "ct_cpu_moe_combine";
   CT_TRY
   int st;
-  if ((st = check_dtype(fn, dtype, false)) || (st = check_sizes(fn, {{"tokens", tokens}, {"k", k}, {"d", d}, {"rows", rows}})) ||
-      (st = check_product(fn, "tokens*k", tokens, k)) || (st = check_product(fn, "rows*d", rows, d)) ||
-      (st = check_product(fn, "tokens*d", tokens, d)))
-    return st;
-  if ((st = check_slots(fn, tokens * k, rows, slots))) return st;
+  if ((st = check_permutation(fn, dtype, tokens, k, d, rows, slots))) return st;
   if (tokens * d == 0) return CT_OK;
   if ((st = check_ptr(fn, "out", out))) return st;
   if (rows * d > 0 && ((st = check_ptr(fn, "y", y)))) return st;
@@ -274,11 +278,7 @@ extern "C" int ct_cpu_moe_gate_grad(int dtype, int64_t tokens, int64_t k, int64_
   static const char* fn = "ct_cpu_moe_gate_grad";
   CT_TRY
   int st;
-  if ((st = check_dtype(fn, dtype, false)) || (st = check_sizes(fn, {{"tokens", tokens}, {"k", k}, {"d", d}, {"rows", rows}})) ||
-      (st = check_product(fn, "tokens*k", tokens, k)) || (st = check_product(fn, "rows*d", rows, d)) ||
-      (st = check_product(fn, "tokens*d", tokens, d)))
-    return st;
-  if ((st = check_slots(fn, tokens * k, rows, slots))) return st;
+  if ((st = check_permutation(fn, dtype, tokens, k, d, rows, slots))) return st;
   if (tokens * k == 0) return CT_OK;
   if ((st = check_ptr(fn, "dgates", dgates))) return st;
   if (d > 0 && ((st = check_ptr(fn, "dout", dout)) || (rows > 0 && (st = check_ptr(fn, "y", y))))) return st;

@@ -26,6 +26,7 @@
 
 #include "common.cuh"
 #include "cortado/moe.h"
+#include "device_check.cuh"
 
 namespace ct {
 namespace {
@@ -70,28 +71,6 @@ __global__ void slots_check(int64_t count, int64_t rows, const int64_t* __restri
     const int64_t s = slots[i];
     if (s < -1 || s >= rows || (s >= 0 && atomicAdd(claimed + s, 1) != 0)) atomicMin(bad, (unsigned long long)i);
   }
-}
-
-/* Runs launch(bad) on the stream and returns the first bad position (~0 when none) in *first. */
-template <class L> int first_bad(const char* fn, cudaStream_t st, L&& launch, unsigned long long* first) {
-  unsigned long long* bad = nullptr;
-  CT_CUDA_TRY(fn, cudaMallocAsync((void**)&bad, sizeof(unsigned long long), st));
-  int status = CT_OK;
-  cudaError_t err = cudaMemsetAsync(bad, 0xFF, sizeof(unsigned long long), st);
-  if (err != cudaSuccess) status = cuda_fail(fn, err);
-  if (status == CT_OK) {
-    launch(bad);
-    status = check_launch(fn);
-  }
-  *first = ~0ull;
-  if (status == CT_OK) {
-    err = cudaMemcpyAsync(first, bad, sizeof *first, cudaMemcpyDeviceToHost, st);
-    if (err == cudaSuccess) err = cudaStreamSynchronize(st);
-    if (err != cudaSuccess) status = cuda_fail(fn, err);
-  }
-  err = cudaFreeAsync(bad, st);
-  if (status == CT_OK && err != cudaSuccess) status = cuda_fail(fn, err);
-  return status;
 }
 
 int check_slots(const char* fn, int64_t choices, int64_t rows, const int64_t* slots, cudaStream_t st) {
