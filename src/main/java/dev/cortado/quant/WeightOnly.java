@@ -16,7 +16,7 @@ import dev.cortado.tensor.Tensor;
  * E5M2) with float32 scales per group of {@code g} consecutive k (g a multiple of 32 dividing k;
  * per channel is g = k) and, for int4, optional integer zero points. The weights are dequantized
  * in registers inside the kernel (AVX-512 or AVX2, chosen at run time; on CUDA a warp-per-channel
- * GEMV for m <= 4 and bfloat16 tensor-core tiles above) and never materialized; the GEMV (m = 1)
+ * GEMV for {@code m <= 4} and bfloat16 tensor-core tiles above) and never materialized; the GEMV (m = 1)
  * reads each packed byte once (native/include/cortado/quant_weight.h).
  * {@link PackedWeights} holds a packed matrix; {@link WeightOnlyLinear} is the module.
  */
