@@ -468,6 +468,38 @@ final class OnnxOps {
     }
 
     /**
+     * The padding {before, after} per spatial dimension of a convolution or pooling node: its
+     * pads [begin..., end...] (default 0), or auto_pad (VALID: none; SAME_UPPER / SAME_LOWER:
+     * output ceil(in / stride), the odd padding after / before) for kernel k, strides s and
+     * dilations d over x's spatial sizes.
+     */
+    static long[][] padding(OnnxNode n, Tensor x, long[] k, long[] s, long[] d) {
+        int nd = k.length;
+        long[] pads = longs(n, "pads", 2 * nd, 0);
+        long[] before = Arrays.copyOfRange(pads, 0, nd);
+        long[] after = Arrays.copyOfRange(pads, nd, 2 * nd);
+        String autoPad = n.attrString("auto_pad", "NOTSET");
+        switch (autoPad) {
+            case "NOTSET" -> { }
+            case "VALID" -> {
+                Arrays.fill(before, 0);
+                Arrays.fill(after, 0);
+            }
+            case "SAME_UPPER", "SAME_LOWER" -> {
+                for (int i = 0; i < nd; i++) {
+                    long in = x.size(2 + i);
+                    long out = (in + s[i] - 1) / s[i];
+                    long total = Math.max(0, (out - 1) * s[i] + d[i] * (k[i] - 1) + 1 - in);
+                    before[i] = autoPad.equals("SAME_UPPER") ? total / 2 : total - total / 2;
+                    after[i] = total - before[i];
+                }
+            }
+            default -> throw n.error("unknown auto_pad '" + autoPad + "'");
+        }
+        return new long[][] {before, after};
+    }
+
+    /**
      * ONNX pooling attributes as Cortado options: kernel_shape, strides (default 1), dilations,
      * pads [begin..., end...] or auto_pad (VALID: none; SAME_UPPER / SAME_LOWER: output
      * ceil(in / stride), the odd padding at the end / beginning), ceil_mode, count_include_pad.
@@ -484,29 +516,10 @@ final class OnnxOps {
         int[] k = ints(n, "kernel_shape", nd, 1);
         int[] s = ints(n, "strides", nd, 1);
         int[] d = ints(n, "dilations", nd, 1);
-        int[] pads = ints(n, "pads", 2 * nd, 0);
-        int[] before = Arrays.copyOfRange(pads, 0, nd);
-        int[] after = Arrays.copyOfRange(pads, nd, 2 * nd);
-        String autoPad = n.attrString("auto_pad", "NOTSET");
-        switch (autoPad) {
-            case "NOTSET" -> { }
-            case "VALID" -> {
-                Arrays.fill(before, 0);
-                Arrays.fill(after, 0);
-            }
-            case "SAME_UPPER", "SAME_LOWER" -> {
-                for (int i = 0; i < nd; i++) {
-                    long in = x.size(2 + i);
-                    long out = (in + s[i] - 1) / s[i];
-                    long eff = (long) d[i] * (k[i] - 1) + 1;
-                    int total = (int) Math.max(0, (out - 1) * s[i] + eff - in);
-                    int small = total / 2;
-                    before[i] = autoPad.equals("SAME_UPPER") ? small : total - small;
-                    after[i] = total - before[i];
-                }
-            }
-            default -> throw n.error("unknown auto_pad '" + autoPad + "'");
-        }
+        long[][] padding = padding(n, x, Arrays.stream(k).asLongStream().toArray(),
+                Arrays.stream(s).asLongStream().toArray(), Arrays.stream(d).asLongStream().toArray());
+        int[] before = Arrays.stream(padding[0]).mapToInt(Math::toIntExact).toArray();
+        int[] after = Arrays.stream(padding[1]).mapToInt(Math::toIntExact).toArray();
         return PoolOptions.builder(k).stride(s).padding(before).paddingAfter(after).dilation(d)
                 .ceilMode(n.attrInt("ceil_mode", 0) != 0)
                 .countIncludePad(avg && n.attrInt("count_include_pad", 0) != 0)
@@ -667,27 +680,9 @@ final class OnnxOps {
         long[] k = kernelShape(n, w, nd);
         long[] s = longs(n, "strides", nd, 1);
         long[] d = longs(n, "dilations", nd, 1);
-        long[] pads = longs(n, "pads", 2 * nd, 0);
-        long[] before = Arrays.copyOfRange(pads, 0, nd);
-        long[] after = Arrays.copyOfRange(pads, nd, 2 * nd);
-        String autoPad = n.attrString("auto_pad", "NOTSET");
-        switch (autoPad) {
-            case "NOTSET" -> { }
-            case "VALID" -> {
-                Arrays.fill(before, 0);
-                Arrays.fill(after, 0);
-            }
-            case "SAME_UPPER", "SAME_LOWER" -> {
-                for (int i = 0; i < nd; i++) {
-                    long in = x.size(2 + i);
-                    long out = (in + s[i] - 1) / s[i];
-                    long total = Math.max(0, (out - 1) * s[i] + d[i] * (k[i] - 1) + 1 - in);
-                    before[i] = autoPad.equals("SAME_UPPER") ? total / 2 : total - total / 2;
-                    after[i] = total - before[i];
-                }
-            }
-            default -> throw n.error("unknown auto_pad '" + autoPad + "'");
-        }
+        long[][] padding = padding(n, x, k, s, d);
+        long[] before = padding[0];
+        long[] after = padding[1];
         ConvOptions o = ConvOptions.builder().stride(s).padding(before, after).dilation(d)
                 .groups(n.attrInt("group", 1)).build();
         return Convolution.CONV_OP.call(new ConvAttrs(nd, o), x, w, b);
