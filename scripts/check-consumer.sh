@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Builds and runs a project that uses Cortado the way docs/getting-started.md tells a Maven user
 # to: the BOM imported in <dependencyManagement>, the library declared without a version, and the
-# "A first tensor" example of that page compiled and run as written. Needs the library and the
-# BOM in ~/.m2 (mvn install; mvn -f bom/pom.xml install).
+# "A first tensor" example of that page compiled and run as written. Then, when `gradle` is on the
+# PATH (.ci/run installs Debian's), the same example as a Gradle build in the form that page gives
+# for any Gradle version (the BOM through Spring's dependency-management plugin), also resolving
+# the CUDA natives by their classifier. Needs the library and the BOM in ~/.m2 (mvn install;
+# mvn -f bom/pom.xml install).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 version="$(sed -n 's|^  <version>\(.*\)</version>|\1|p' "$root/pom.xml" | head -1)"
@@ -57,3 +60,27 @@ last="$(tail -1 "$dir/out.txt")"
 awk -v v="$last" 'BEGIN { exit !(v > 0.999 && v < 1.001) }' \
   || { cat "$dir/out.txt"; echo "check-consumer: expected the last line to print 1.0, got '$last'" >&2; exit 1; }
 echo "check-consumer: a Maven project importing cortado-bom $version ran the getting-started example (printed $last)"
+
+command -v gradle >/dev/null || { echo "check-consumer: gradle not on the PATH, the Gradle form was not checked"; exit 0; }
+gdir="$(mktemp -d)"
+mkdir -p "$gdir/src/main/java"
+cp "$dir/src/main/java/FirstTensor.java" "$gdir/src/main/java/"
+# The build file of docs/getting-started.md ("Gradle, any version"), plus the run wiring.
+awk '/^Gradle, any version/ { on = 1 } on && /^```groovy/ { inblock = 1; next } inblock && /^```/ { exit } inblock { print }' \
+  "$root/docs/getting-started.md" \
+  | sed -e "s/0\.1\.0-SNAPSHOT/$version/g" -e "s|// on a GPU: ||" > "$gdir/build.gradle"
+grep -q "cortado-bom" "$gdir/build.gradle" \
+  || { echo "check-consumer: no groovy block under 'Gradle, any version' in getting-started.md" >&2; exit 1; }
+cat >> "$gdir/build.gradle" <<'GRADLE'
+apply plugin: 'application'
+mainClassName = 'FirstTensor'
+task runtimeJars { doLast { configurations.runtimeClasspath.each { println "jar: " + it.name } } }
+GRADLE
+( cd "$gdir" && gradle -q --no-daemon run runtimeJars > out.txt 2>&1 ) \
+  || { cat "$gdir/out.txt"; echo "check-consumer: the Gradle build of the getting-started example failed in $gdir" >&2; exit 1; }
+glast="$(grep -v '^jar: ' "$gdir/out.txt" | tail -1)"
+awk -v v="$glast" 'BEGIN { exit !(v > 0.999 && v < 1.001) }' \
+  || { cat "$gdir/out.txt"; echo "check-consumer: Gradle: expected the example to print 1.0, got '$glast'" >&2; exit 1; }
+grep -q "^jar: cortado-$version-linux-x86_64-cuda.jar" "$gdir/out.txt" \
+  || { cat "$gdir/out.txt"; echo "check-consumer: Gradle did not resolve the CUDA natives (classifier linux-x86_64-cuda)" >&2; exit 1; }
+echo "check-consumer: a Gradle $(gradle --version 2>/dev/null | sed -n 's/^Gradle //p') build importing cortado-bom $version ran the example (printed $glast) with the CUDA natives resolved"
