@@ -5,12 +5,16 @@
  * Forward, per work item (b, h, query block of BQ = 64 rows), OpenMP dynamic over items:
  *   Qs = scale * Q_blk (widened to the compute type C: float, or double for F64)
  *   m = -inf, l = 0, O = 0
- *   for each key block of BK = 64 keys (blocks wholly above the causal diagonal are skipped):
+ *   for each key block of BK = 64 keys (blocks wholly above the causal diagonal are skipped),
+ *   and within it for each strip of MS query rows (the micro-kernel's tile height: 12 rows with
+ *   AVX-512, 6 with AVX2), so that the key panel and the value block stay in L1 across strips:
  *     S = Qs K_blk^T                         register-blocked micro-kernel (6x16 AVX2 FMA,
- *                                            6x32 AVX-512 when present), K transposed once
+ *                                            12x32 AVX-512 when present), K transposed once into
+ *                                            contiguous [D][BK] panels
  *     S = c tanh(S / c)                      only with softcap c > 0
  *     S += additive mask / S = -inf where the boolean mask or causality forbids
  *     m' = max(m, rowmax S); a = exp(m - m'); P = exp(S - m'); l = a l + rowsum P; O *= a
+ *                                            (explicit AVX-512 for float: online_softmax_*)
  *     P *= dropout keep / (1 - p)            (Philox, element numbering of attention.h)
  *     O += P V_blk                           same micro-kernel
  *   o = O / l, lse = m + log l (rows with l = 0: o = 0, lse = -inf)
@@ -38,6 +42,7 @@
  * every (b, h) row at that position, in place; 6 FLOPs per pair.
  */
 #include <cstdlib>
+#include <type_traits>
 #include <vector>
 
 #include "cortado/attention.h"
@@ -273,6 +278,7 @@ template <class C> struct Ops;
 template <> struct Ops<float> {
   bool avx512;
   static constexpr int64_t W = 16;  // padding unit of N
+  int64_t strip_rows() const { return avx512 ? 12 : 6; }  // the micro-kernel's register tile height
   void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* Bm, int64_t ldb, float* Cm,
             int64_t ldc, bool acc) const {
     if (M <= 0 || N <= 0) return;
@@ -321,6 +327,7 @@ template <> struct Ops<float> {
 template <> struct Ops<double> {
   bool avx512;
   static constexpr int64_t W = 8;
+  int64_t strip_rows() const { return 4; }
   void gemm(int64_t M, int64_t N, int64_t K, const double* A, int64_t lda, const double* Bm, int64_t ldb, double* Cm,
             int64_t ldc, bool acc) const {
     if (M <= 0 || N <= 0) return;
@@ -364,24 +371,27 @@ CT_INLINE void load_rows(const T* src, int64_t rs, int64_t n, int64_t F, C* dst,
 }
 
 /* Every (b, kv head) slice of a [B, Hkv, L, F] operand (row stride st[2]) transposed and widened
- * once: dst[((b Hkv + hk) F + c) LP + j] = src[b, hk, j, c], zero for j in [L, LP), LP a multiple
- * of BK. The blocked kernels read key (value) block j0 from it at column j0 with leading dimension
- * LP, so a block is transposed once, not once per query block that reads it. Memory: the size of
- * the operand in the compute type (O(L) per head). */
+ * once, one contiguous [F][BK] panel per key block: dst[(b Hkv + hk) F LP + j0 F + c BK + r] =
+ * src[b, hk, j0 + r, c], zero for j0 + r in [L, LP), LP a multiple of BK. The blocked kernels read
+ * key (value) block j0 at offset j0 F with leading dimension BK, so a block is transposed once, not
+ * once per query block that reads it, and its F rows lie in 4F * BK contiguous bytes (with the
+ * leading dimension LP, a multiple of 4 KiB at L >= 1024, every row of the panel fell into the same
+ * L1 set and the micro-kernel's B loads missed L1). Memory: the size of the operand in the
+ * compute type (O(L) per head). */
 template <class T, class C>
-std::vector<C> transpose_all(const Problem& pb, const T* src, const int64_t* st, int64_t L, int64_t F, int64_t LP) {
-  std::vector<C> dst((size_t)(pb.B * pb.Hkv * F * LP));
+aligned_vector<C> transpose_all(const Problem& pb, const T* src, const int64_t* st, int64_t L, int64_t F, int64_t LP) {
+  aligned_vector<C> dst((size_t)(pb.B * pb.Hkv * F * LP));
   const int64_t nb = LP / BK;
   parallel_range(pb.B * pb.Hkv * nb, BK * F * 2, [&](int64_t w0, int64_t w1) {
     for (int64_t w = w0; w < w1; ++w) {
       const int64_t jb = w % nb, hk = (w / nb) % pb.Hkv, b = w / (nb * pb.Hkv);
       const int64_t j0 = jb * BK, n = L - j0 < BK ? (L - j0 > 0 ? L - j0 : 0) : BK;
       const T* sp = src + b * st[0] + hk * st[1] + j0 * st[2];
-      C* dp = dst.data() + (b * pb.Hkv + hk) * F * LP + j0;
+      C* dp = dst.data() + (b * pb.Hkv + hk) * F * LP + j0 * F;
       for (int64_t r = 0; r < n; ++r)
-        for (int64_t c = 0; c < F; ++c) dp[c * LP + r] = (C)load(sp + r * st[2] + c);
+        for (int64_t c = 0; c < F; ++c) dp[c * BK + r] = (C)load(sp + r * st[2] + c);
       for (int64_t c = 0; c < F; ++c)
-        for (int64_t r = n; r < BK; ++r) dp[c * LP + r] = 0;
+        for (int64_t r = n; r < BK; ++r) dp[c * BK + r] = 0;
     }
   });
   return dst;
@@ -442,21 +452,97 @@ CT_INLINE int64_t query_begin(const Problem& pb, int64_t j0) {
   return i < 0 ? 0 : (i > pb.Lq ? pb.Lq : i);
 }
 
+/* The online-softmax step of the forward for one score block S[nq][ld] (keys 0..nk), per row r:
+ *   mx = max(m[r], max_c S[r][c]); a row with mx = -inf (nothing visible yet) is zeroed;
+ *   otherwise alpha = exp(m[r] - mx), S[r][c] = exp(S[r][c] - mx) (exactly 0 where S = -inf),
+ *   l[r] = alpha l[r] + sum_c S[r][c], m[r] = mx, and O[r][0..no) *= alpha (O may be NULL).
+ * NaN scores are skipped by the maximum and propagate through exp. Cost per score: a max, an
+ * exp (~15 FLOPs) and an add, i.e. about 1/8 of the score's 2 x 2D matmul FLOPs at D = 64, so it
+ * must run at vector speed: the float version is explicit AVX-512 (GCC does not vectorize this
+ * loop shape; it had been as slow as both block matmuls together). */
+template <class C>
+void online_softmax_generic(int64_t nq, int64_t nk, C* S, int64_t ld, C* m, C* l, C* O, int64_t no) {
+  for (int64_t r = 0; r < nq; ++r) {
+    C* s = S + r * ld;
+    const C mx = Ops<C>::row_max(s, nk, m[r]);
+    if (mx == -INFINITY) {
+      for (int64_t c = 0; c < nk; ++c) s[c] = 0;
+      continue;
+    }
+    const C alpha = Ops<C>::exp1(m[r] - mx);
+    l[r] = l[r] * alpha + Ops<C>::exp_row(s, nk, mx);
+    m[r] = mx;
+    if (O && alpha != (C)1)
+      for (int64_t c = 0; c < no; ++c) O[r * no + c] *= alpha;
+  }
+}
+
+/* The same for float in AVX-512; no is a multiple of 16 (O's rows are padded to Ops<float>::W). */
+CT_AVX512 void online_softmax_f32_avx512(int64_t nq, int64_t nk, float* S, int64_t ld, float* m, float* l, float* O,
+                                         int64_t no) {
+  const int64_t full = nk & ~(int64_t)15;
+  const __mmask16 tail = (__mmask16)((1u << (nk & 15)) - 1u);
+  const __m512 ninf = _mm512_set1_ps(-INFINITY);
+  for (int64_t r = 0; r < nq; ++r) {
+    float* s = S + r * ld;
+    __m512 vm = _mm512_set1_ps(m[r]);
+    for (int64_t c = 0; c < full; c += 16) vm = _mm512_max_ps(_mm512_loadu_ps(s + c), vm);  // NaN: keeps vm
+    if (tail) vm = _mm512_max_ps(_mm512_mask_loadu_ps(ninf, tail, s + full), vm);
+    const float mx = _mm512_reduce_max_ps(vm);
+    if (mx == -INFINITY) {
+      for (int64_t c = 0; c < nk; ++c) s[c] = 0;
+      continue;
+    }
+    const float alpha = m[r] == -INFINITY ? 0.0f : exp_f32(m[r] - mx);
+    const __m512 vmx = _mm512_set1_ps(mx);
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t c = 0; c < full; c += 16) {
+      const __m512 x = _mm512_loadu_ps(s + c);
+      const __m512 e = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, ninf, _CMP_NEQ_UQ), exp_f32x16(_mm512_sub_ps(x, vmx)));
+      _mm512_storeu_ps(s + c, e);
+      sum = _mm512_add_ps(sum, e);
+    }
+    if (tail) {
+      const __m512 x = _mm512_mask_loadu_ps(ninf, tail, s + full);
+      const __m512 e = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, ninf, _CMP_NEQ_UQ), exp_f32x16(_mm512_sub_ps(x, vmx)));
+      _mm512_mask_storeu_ps(s + full, tail, e);
+      sum = _mm512_add_ps(sum, e);
+    }
+    l[r] = l[r] * alpha + _mm512_reduce_add_ps(sum);
+    m[r] = mx;
+    if (O && alpha != 1.0f) {
+      const __m512 va = _mm512_set1_ps(alpha);
+      float* orow = O + r * no;
+      for (int64_t c = 0; c < no; c += 16) _mm512_storeu_ps(orow + c, _mm512_mul_ps(_mm512_loadu_ps(orow + c), va));
+    }
+  }
+}
+
+template <class C>
+CT_INLINE void online_softmax_block(const Ops<C>& ops, int64_t nq, int64_t nk, C* S, int64_t ld, C* m, C* l, C* O,
+                                    int64_t no) {
+  if constexpr (std::is_same<C, float>::value) {
+    if (ops.avx512) return online_softmax_f32_avx512(nq, nk, S, ld, m, l, O, no);
+  }
+  online_softmax_generic(nq, nk, S, ld, m, l, O, no);
+}
+
 /* With o == NULL only lse is computed (the F64 backward recomputes an exact double lse). */
 template <class T, class C, class LseT>
 void blocked_forward(const Problem& pb, const T* q, const T* k, const T* v, T* o, LseT* lse) {
   const Ops<C> ops{use_avx512()};
   const int64_t W = Ops<C>::W;
   const int64_t Dvp = pad_to(pb.Dv, W), BKP = pad_to(BK, W);
+  const int64_t MS = ops.strip_rows();
   const size_t per = (size_t)(BQ * pb.D + BK * Dvp + BQ * BKP + BQ * Dvp + 2 * BQ + 16);
   const int64_t nqb = (pb.Lq + BQ - 1) / BQ;
   const int64_t items = pb.B * pb.Hq * nqb;
   const int64_t LkP = pad_to(pb.Lk, BK);
-  const std::vector<C> kt_all = transpose_all<T, C>(pb, k, pb.ks, pb.Lk, pb.D, LkP);
+  const aligned_vector<C> kt_all = transpose_all<T, C>(pb, k, pb.ks, pb.Lk, pb.D, LkP);
   int nt = threads();
   if (nt > items) nt = (int)items;
   if ((double)items * BQ * pb.Lk * (pb.D + pb.Dv) < 1e5) nt = 1;
-  std::vector<C> scratch((size_t)nt * per);
+  aligned_vector<C> scratch((size_t)nt * per);
 #pragma omp parallel num_threads(nt)
   {
     C* Qs = scratch.data() + (size_t)omp_get_thread_num() * per;
@@ -479,32 +565,25 @@ void blocked_forward(const Problem& pb, const T* q, const T* k, const T* v, T* o
         const int64_t nk = jend - j0 < BK ? jend - j0 : BK;
         const int64_t nkp = pad_to(nk, W);
         if (o) load_rows(vbase + j0 * pb.vs[2], pb.vs[2], nk, pb.Dv, Vb, Dvp, nk, (C)1);
-        ops.gemm(nq, nkp, pb.D, Qs, pb.D, kt + j0, LkP, S, BKP, false);
-        softcap_block<C>(pb, nq, nk, S, BKP, nullptr);
-        mask_block<T, C>(pb, b, h, i0, nq, j0, nk, S, BKP);
-        for (int64_t r = 0; r < nq; ++r) {
-          C* s = S + r * BKP;
-          const C mx = Ops<C>::row_max(s, nk, m[r]);
-          if (mx == -INFINITY) {  // nothing visible yet in this row
-            for (int64_t c = 0; c < nk; ++c) s[c] = 0;
-            continue;
-          }
-          const C alpha = Ops<C>::exp1(m[r] - mx);
-          const C sum = Ops<C>::exp_row(s, nk, mx);
-          l[r] = l[r] * alpha + sum;
-          m[r] = mx;
+        // Strips of MS query rows go through all three steps while the key panel and the value
+        // block (2 x 16 KiB at D = 64) stay in L1; the strip's Q, S and O rows add 3 x 3 KiB.
+        for (int64_t r0 = 0; r0 < nq; r0 += MS) {
+          const int64_t ms = nq - r0 < MS ? nq - r0 : MS;
+          C* Sr = S + r0 * BKP;
+          ops.gemm(ms, nkp, pb.D, Qs + r0 * pb.D, pb.D, kt + j0 * pb.D, BK, Sr, BKP, false);
+          softcap_block<C>(pb, ms, nk, Sr, BKP, nullptr);
+          mask_block<T, C>(pb, b, h, i0 + r0, ms, j0, nk, Sr, BKP);
+          online_softmax_block(ops, ms, nk, Sr, BKP, m + r0, l + r0, o ? O + r0 * Dvp : nullptr, Dvp);
           if (!o) continue;
-          if (alpha != (C)1) {
-            C* orow = O + r * Dvp;
-            for (int64_t c = 0; c < Dvp; ++c) orow[c] *= alpha;
-          }
-          if (pb.p > 0) {
-            Dropout dr{pb, (float)pb.p, elem_base(pb, b, h, i0 + r) + (uint64_t)j0};
-            const C zs = (C)(1.0 / (1.0 - pb.p));
-            for (int64_t c = 0; c < nk; ++c) s[c] = dr.keep(c) ? s[c] * zs : (C)0;
-          }
+          if (pb.p > 0)
+            for (int64_t r = 0; r < ms; ++r) {
+              C* s = Sr + r * BKP;
+              Dropout dr{pb, (float)pb.p, elem_base(pb, b, h, i0 + r0 + r) + (uint64_t)j0};
+              const C zs = (C)(1.0 / (1.0 - pb.p));
+              for (int64_t c = 0; c < nk; ++c) s[c] = dr.keep(c) ? s[c] * zs : (C)0;
+            }
+          ops.gemm(ms, Dvp, nk, Sr, BKP, Vb, Dvp, O + r0 * Dvp, Dvp, true);
         }
-        if (o) ops.gemm(nq, Dvp, nk, S, BKP, Vb, Dvp, O, Dvp, true);
       }
       for (int64_t r = 0; r < nq; ++r) {
         lse[(b * pb.Hq + h) * pb.Lq + i0 + r] = l[r] > 0 ? (LseT)(m[r] + std::log(l[r])) : (LseT)-INFINITY;
@@ -514,6 +593,20 @@ void blocked_forward(const Problem& pb, const T* q, const T* k, const T* v, T* o
         for (int64_t c = 0; c < pb.Dv; ++c) store<T>(orow + c, (compute_t<T>)(O[r * Dvp + c] * inv));
       }
     }
+  }
+}
+
+/* One row of softmax_grad_block without dropout or soft cap, for float in AVX-512 (the generic loop
+ * runs at scalar speed): s = exp(s - lse) (0 where s = -inf), dp = s (dp - delta). */
+CT_AVX512 void softmax_grad_row_f32_avx512(int64_t nk, float* s, float* dp, float lse, float delta) {
+  const __m512 ninf = _mm512_set1_ps(-INFINITY), vl = _mm512_set1_ps(lse), vd = _mm512_set1_ps(delta);
+  for (int64_t c = 0; c < nk; c += 16) {
+    const __mmask16 k = nk - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (nk - c)) - 1u);
+    const __m512 x = _mm512_mask_loadu_ps(ninf, k, s + c);
+    const __m512 e = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, ninf, _CMP_NEQ_UQ), exp_f32x16(_mm512_sub_ps(x, vl)));
+    _mm512_mask_storeu_ps(s + c, k, e);
+    const __m512 g = _mm512_maskz_loadu_ps(k, dp + c);
+    _mm512_mask_storeu_ps(dp + c, k, _mm512_mul_ps(e, _mm512_sub_ps(g, vd)));
   }
 }
 
@@ -532,8 +625,14 @@ CT_INLINE void softmax_grad_block(const Problem& pb, int64_t b, int64_t h, int64
       for (int64_t c = 0; c < nk; ++c) { s[c] = 0; dp[c] = 0; }
       continue;
     }
-    Ops<C>::exp_row(s, nk, L);
     const C dl = delta[r];
+    if constexpr (std::is_same<C, float>::value) {
+      if (pb.p == 0 && !(pb.softcap > 0) && use_avx512()) {
+        softmax_grad_row_f32_avx512(nk, s, dp, L, dl);
+        continue;
+      }
+    }
+    Ops<C>::exp_row(s, nk, L);
     if (pb.p > 0) {
       Dropout dr{pb, (float)pb.p, elem_base(pb, b, h, i0 + r) + (uint64_t)j0};
       const C zs = (C)(1.0 / (1.0 - pb.p));
@@ -572,7 +671,7 @@ void blocked_backward(const Problem& pb, const T* q, const T* k, const T* v, con
   const int64_t Dp = pad_to(pb.D, W), Dvp = pad_to(pb.Dv, W), BKP = pad_to(BK, W);
   // Delta = rowsum(dO * O) for every query row.
   const int64_t rows = pb.B * pb.Hq * pb.Lq;
-  std::vector<C> delta((size_t)rows);
+  aligned_vector<C> delta((size_t)rows);
   parallel_range(rows, pb.Dv * 2, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t i = r % pb.Lq, h = (r / pb.Lq) % pb.Hq, b = r / (pb.Lq * pb.Hq);
@@ -585,14 +684,14 @@ void blocked_backward(const Problem& pb, const T* q, const T* k, const T* v, con
   });
   // K and V transposed once (both passes read their blocks from there).
   const int64_t LkP = pad_to(pb.Lk, BK);
-  const std::vector<C> kt_all = transpose_all<T, C>(pb, k, pb.ks, pb.Lk, pb.D, LkP);
-  const std::vector<C> vt_all = transpose_all<T, C>(pb, v, pb.vs, pb.Lk, pb.Dv, LkP);
+  const aligned_vector<C> kt_all = transpose_all<T, C>(pb, k, pb.ks, pb.Lk, pb.D, LkP);
+  const aligned_vector<C> vt_all = transpose_all<T, C>(pb, v, pb.vs, pb.Lk, pb.Dv, LkP);
   // Scratch: Qs[BQ][Dp], dO[BQ][Dvp], Kb[BK][Dp], S/dP[BQ][BKP], dK[BK][Dp], dV[BK][Dvp] (pass 2
   // uses dK's space as dQ[BQ][Dp]), the soft-cap derivative Gc[BQ][BKP]. P^T and dS^T are read
   // in place (gemm_at), never transposed.
   const size_t per = (size_t)(BQ * Dp + BQ * Dvp + BK * Dp + 3 * BQ * BKP + (BK > BQ ? BK : BQ) * Dp + BK * Dvp + 16);
   int nt = threads();
-  std::vector<C> scratch((size_t)nt * per);
+  aligned_vector<C> scratch((size_t)nt * per);
   const bool small = (double)pb.B * pb.Hq * pb.Lq * pb.Lk * (pb.D + pb.Dv) < 2e5;
   if (small) nt = 1;
   const int64_t nkb = (pb.Lk + BK - 1) / BK, nqb = (pb.Lq + BQ - 1) / BQ;
@@ -612,8 +711,8 @@ void blocked_backward(const Problem& pb, const T* q, const T* k, const T* v, con
     for (int64_t it = 0; it < items1; ++it) {
       const int64_t kb = it % nkb, hk = (it / nkb) % pb.Hkv, b = it / (nkb * pb.Hkv);
       const int64_t j0 = kb * BK, nk = pb.Lk - j0 < BK ? pb.Lk - j0 : BK, nkp = pad_to(nk, W);
-      const C* Kt = kt_all.data() + (b * pb.Hkv + hk) * pb.D * LkP + j0;
-      const C* Vt = vt_all.data() + (b * pb.Hkv + hk) * pb.Dv * LkP + j0;
+      const C* Kt = kt_all.data() + (b * pb.Hkv + hk) * pb.D * LkP + j0 * pb.D;
+      const C* Vt = vt_all.data() + (b * pb.Hkv + hk) * pb.Dv * LkP + j0 * pb.Dv;
       for (int64_t x = 0; x < BK * Dp; ++x) dK[x] = 0;
       for (int64_t x = 0; x < BK * Dvp; ++x) dV[x] = 0;
       const int64_t ibeg = query_begin(pb, j0) / BQ * BQ;
@@ -624,10 +723,10 @@ void blocked_backward(const Problem& pb, const T* q, const T* k, const T* v, con
           const int64_t nq = pb.Lq - i0 < BQ ? pb.Lq - i0 : BQ;
           load_rows(q + b * pb.qs[0] + h * pb.qs[1] + i0 * pb.qs[2], pb.qs[2], nq, pb.D, Qs, Dp, nq, (C)pb.scale);
           load_rows(d_o + b * dos[0] + h * dos[1] + i0 * dos[2], dos[2], nq, pb.Dv, dO, Dvp, nq, (C)1);
-          ops.gemm(nq, nkp, pb.D, Qs, Dp, Kt, LkP, S, BKP, false);
+          ops.gemm(nq, nkp, pb.D, Qs, Dp, Kt, BK, S, BKP, false);
           softcap_block<C>(pb, nq, nk, S, BKP, Gc);
           mask_block<T, C>(pb, b, h, i0, nq, j0, nk, S, BKP);
-          ops.gemm(nq, nkp, pb.Dv, dO, Dvp, Vt, LkP, dP, BKP, false);
+          ops.gemm(nq, nkp, pb.Dv, dO, Dvp, Vt, BK, dP, BKP, false);
           softmax_grad_block<T, C, LseT>(pb, b, h, i0, nq, j0, nk, S, dP, BKP, lse_h + i0, delta_h + i0, Gc);
           ops.gemm_at(nk, Dvp, nq, S, BKP, dO, Dvp, dV, Dvp, true);   // dV += (P z)^T dO
           ops.gemm_at(nk, Dp, nq, dP, BKP, Qs, Dp, dK, Dp, true);    // dK += dS^T Qs
@@ -655,13 +754,13 @@ void blocked_backward(const Problem& pb, const T* q, const T* k, const T* v, con
       for (int64_t j0 = 0; j0 < jend; j0 += BK) {
         const int64_t nk = jend - j0 < BK ? jend - j0 : BK, nkp = pad_to(nk, W);
         const T* kr = k + b * pb.ks[0] + hk * pb.ks[1] + j0 * pb.ks[2];
-        const C* Kt = kt_all.data() + (b * pb.Hkv + hk) * pb.D * LkP + j0;
-        const C* Vt = vt_all.data() + (b * pb.Hkv + hk) * pb.Dv * LkP + j0;
+        const C* Kt = kt_all.data() + (b * pb.Hkv + hk) * pb.D * LkP + j0 * pb.D;
+        const C* Vt = vt_all.data() + (b * pb.Hkv + hk) * pb.Dv * LkP + j0 * pb.Dv;
         load_rows(kr, pb.ks[2], nk, pb.D, Kb, Dp, nk, (C)pb.scale);
-        ops.gemm(nq, nkp, pb.D, Qs, Dp, Kt, LkP, S, BKP, false);
+        ops.gemm(nq, nkp, pb.D, Qs, Dp, Kt, BK, S, BKP, false);
         softcap_block<C>(pb, nq, nk, S, BKP, Gc);
         mask_block<T, C>(pb, b, h, i0, nq, j0, nk, S, BKP);
-        ops.gemm(nq, nkp, pb.Dv, dO, Dvp, Vt, LkP, dP, BKP, false);
+        ops.gemm(nq, nkp, pb.Dv, dO, Dvp, Vt, BK, dP, BKP, false);
         softmax_grad_block<T, C, LseT>(pb, b, h, i0, nq, j0, nk, S, dP, BKP, lse_h, delta_h, Gc);
         ops.gemm(nq, Dp, nk, dP, BKP, Kb, Dp, dQ, Dp, true);
       }

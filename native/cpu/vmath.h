@@ -13,6 +13,12 @@
  * sign(x) (1 - e) / (1 + e) with e = exp(-2|x|) (no cancellation there: 1 - e >= 0.39); both are
  * computed and one selected, so loops stay vectorizable. ~3 ulp; +-1 for |x| -> inf; NaN -> NaN.
  * Cost: ~30 FLOPs per element.
+ *
+ * exp_f32x16: exp_f32 in explicit AVX-512 form, for hot loops whose shape GCC does not vectorize
+ * (the online softmax of attention: a running maximum, a sum and a select per element). The same
+ * reduction and polynomial; the 2^n scaling is vscalefps, which gives the subnormal range and the
+ * overflow to +inf in one instruction. Callers that need exp(-inf) = 0 exactly mask it. Same
+ * accuracy as exp_f32 (the polynomial is identical). ~12 instructions per 16 elements.
  */
 #ifndef CORTADO_CPU_VMATH_H
 #define CORTADO_CPU_VMATH_H
@@ -58,6 +64,24 @@ CT_INLINE float tanh_f32(float x) {
   float big = (1.0f - e) / (1.0f + e);
   big = x < 0 ? -big : big;
   return ax < 0.25f ? small : big;  // NaN: ax < 0.25 is false, big is NaN
+}
+
+/* exp_f32 of 16 lanes (see the header comment). Only for CT_AVX512 functions. */
+CT_AVX512 CT_INLINE __m512 exp_f32x16(__m512 x) {
+  x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x);  // vmaxps/vminps return the second operand
+  x = _mm512_min_ps(_mm512_set1_ps(89.0f), x);     // when one is NaN: NaN passes through
+  const __m512 fn = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(fn, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(fn, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+  return _mm512_scalef_ps(p, fn);
 }
 
 }  // namespace ct
