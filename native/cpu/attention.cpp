@@ -379,8 +379,7 @@ CT_INLINE void load_rows(const T* src, int64_t rs, int64_t n, int64_t F, C* dst,
  * L1 set and the micro-kernel's B loads missed L1). Memory: the size of the operand in the
  * compute type (O(L) per head). */
 template <class T, class C>
-aligned_vector<C> transpose_all(const Problem& pb, const T* src, const int64_t* st, int64_t L, int64_t F, int64_t LP) {
-  aligned_vector<C> dst((size_t)(pb.B * pb.Hkv * F * LP));
+void transpose_all(const Problem& pb, const T* src, const int64_t* st, int64_t L, int64_t F, int64_t LP, HostBuffer<C>& dst) {
   const int64_t nb = LP / BK;
   parallel_range(pb.B * pb.Hkv * nb, BK * F * 2, [&](int64_t w0, int64_t w1) {
     for (int64_t w = w0; w < w1; ++w) {
@@ -394,7 +393,6 @@ aligned_vector<C> transpose_all(const Problem& pb, const T* src, const int64_t* 
         for (int64_t r = n; r < BK; ++r) dp[c * BK + r] = 0;
     }
   });
-  return dst;
 }
 
 /* Soft-caps the score block S[nq][ld] (keys 0..nk) in place: S = c tanh(S / c); with dcap, also
@@ -538,11 +536,12 @@ void blocked_forward(const Problem& pb, const T* q, const T* k, const T* v, T* o
   const int64_t nqb = (pb.Lq + BQ - 1) / BQ;
   const int64_t items = pb.B * pb.Hq * nqb;
   const int64_t LkP = pad_to(pb.Lk, BK);
-  const aligned_vector<C> kt_all = transpose_all<T, C>(pb, k, pb.ks, pb.Lk, pb.D, LkP);
+  HostBuffer<C> kt_all(pb.B * pb.Hkv * pb.D * LkP);
+  transpose_all<T, C>(pb, k, pb.ks, pb.Lk, pb.D, LkP, kt_all);
   int nt = threads();
   if (nt > items) nt = (int)items;
   if ((double)items * BQ * pb.Lk * (pb.D + pb.Dv) < 1e5) nt = 1;
-  aligned_vector<C> scratch((size_t)nt * per);
+  HostBuffer<C> scratch((int64_t)nt * (int64_t)per);
 #pragma omp parallel num_threads(nt)
   {
     C* Qs = scratch.data() + (size_t)omp_get_thread_num() * per;
@@ -671,7 +670,7 @@ void blocked_backward(const Problem& pb, const T* q, const T* k, const T* v, con
   const int64_t Dp = pad_to(pb.D, W), Dvp = pad_to(pb.Dv, W), BKP = pad_to(BK, W);
   // Delta = rowsum(dO * O) for every query row.
   const int64_t rows = pb.B * pb.Hq * pb.Lq;
-  aligned_vector<C> delta((size_t)rows);
+  HostBuffer<C> delta(rows);
   parallel_range(rows, pb.Dv * 2, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t i = r % pb.Lq, h = (r / pb.Lq) % pb.Hq, b = r / (pb.Lq * pb.Hq);
@@ -684,14 +683,15 @@ void blocked_backward(const Problem& pb, const T* q, const T* k, const T* v, con
   });
   // K and V transposed once (both passes read their blocks from there).
   const int64_t LkP = pad_to(pb.Lk, BK);
-  const aligned_vector<C> kt_all = transpose_all<T, C>(pb, k, pb.ks, pb.Lk, pb.D, LkP);
-  const aligned_vector<C> vt_all = transpose_all<T, C>(pb, v, pb.vs, pb.Lk, pb.Dv, LkP);
+  HostBuffer<C> kt_all(pb.B * pb.Hkv * pb.D * LkP), vt_all(pb.B * pb.Hkv * pb.Dv * LkP);
+  transpose_all<T, C>(pb, k, pb.ks, pb.Lk, pb.D, LkP, kt_all);
+  transpose_all<T, C>(pb, v, pb.vs, pb.Lk, pb.Dv, LkP, vt_all);
   // Scratch: Qs[BQ][Dp], dO[BQ][Dvp], Kb[BK][Dp], S/dP[BQ][BKP], dK[BK][Dp], dV[BK][Dvp] (pass 2
   // uses dK's space as dQ[BQ][Dp]), the soft-cap derivative Gc[BQ][BKP]. P^T and dS^T are read
   // in place (gemm_at), never transposed.
   const size_t per = (size_t)(BQ * Dp + BQ * Dvp + BK * Dp + 3 * BQ * BKP + (BK > BQ ? BK : BQ) * Dp + BK * Dvp + 16);
   int nt = threads();
-  aligned_vector<C> scratch((size_t)nt * per);
+  HostBuffer<C> scratch((int64_t)nt * (int64_t)per);
   const bool small = (double)pb.B * pb.Hq * pb.Lq * pb.Lk * (pb.D + pb.Dv) < 2e5;
   if (small) nt = 1;
   const int64_t nkb = (pb.Lk + BK - 1) / BK, nqb = (pb.Lq + BQ - 1) / BQ;

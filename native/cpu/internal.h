@@ -20,7 +20,6 @@
 #include <cstring>
 #include <new>
 #include <type_traits>
-#include <vector>
 
 #include "cortado/common.h"
 #include "cortado/cpu.h"
@@ -44,20 +43,6 @@
   }
 
 namespace ct {
-
-/* std::vector storage aligned to a cache line (64 bytes): scratch and packed panels that vector
- * kernels read with 512-bit loads. glibc's malloc aligns large blocks to 16 bytes only, which
- * makes every 64-byte load of such a buffer span two cache lines. */
-template <class T> struct CacheAligned {
-  using value_type = T;
-  CacheAligned() = default;
-  template <class U> CacheAligned(const CacheAligned<U>&) {}
-  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
-  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
-  template <class U> bool operator==(const CacheAligned<U>&) const { return true; }
-  template <class U> bool operator!=(const CacheAligned<U>&) const { return false; }
-};
-template <class T> using aligned_vector = std::vector<T, CacheAligned<T>>;
 
 // ------------------------------------------------------------------ runtime (runtime.cpp)
 /* Formats the message into the thread-local error buffer and returns `status`. */
