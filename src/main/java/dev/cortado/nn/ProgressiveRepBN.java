@@ -109,7 +109,7 @@ public class ProgressiveRepBN extends Module {
      * {@code RepBN(x) = x scale + shift} with {@code scale = w / sqrt(var + eps) + eta} and
      * {@code shift = b - mean w / sqrt(var + eps)} from the running statistics.
      *
-     * @throws IllegalStateException while gamma > 0 (the LayerNorm branch is not affine) or when folded
+     * @throws IllegalStateException while gamma is above 0 (the LayerNorm branch is not affine) or when folded
      */
     public double[][] inferenceAffine() {
         if (folded || gamma() > 0) {

@@ -231,7 +231,7 @@ public class TransformerBlock extends Module {
      * layers ({@code fc1}, or {@code gate} and {@code up}); both norms then pass their input through.
      * Call in evaluation mode (it uses the running statistics).
      *
-     * @throws IllegalStateException without PREP_BN norms, with a mixture of experts, or while gamma > 0
+     * @throws IllegalStateException without PREP_BN norms, with a mixture of experts, or while gamma is above 0
      */
     public void reparameterize() {
         if (o.norm() != Norm.PREP_BN || o.moe() != null) {
