@@ -1018,6 +1018,7 @@ static void bench() {
 #include "gpu_check_qconv.cuh"
 #include "gpu_check_qweight.cuh"
 #include "gpu_check_bsr.cuh"
+#include "gpu_check_slab.cuh"
 
 /* The harness checks itself: compare() must reject a zeroed output where the result is not
  * zero, with the very tolerances check_reduce() uses for a mean and a sum of 2000003 values. */
@@ -1090,6 +1091,7 @@ int main(int argc, char** argv) {
     check_bsr_kernels();
     check_sparse();
     check_moe();
+    check_slab();
     print_checks();
   }
   if (benches) {

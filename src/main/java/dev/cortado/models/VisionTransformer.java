@@ -7,6 +7,8 @@ import dev.cortado.nn.Linear;
 import dev.cortado.nn.Module;
 import dev.cortado.nn.ModuleList;
 import dev.cortado.nn.ParamOptions;
+import dev.cortado.nn.ProgressiveRepBN;
+import dev.cortado.nn.SlabAttention;
 import dev.cortado.nn.TransformerBlock;
 import dev.cortado.ops.Convolution.ConvOptions;
 import dev.cortado.ops.Elementwise;
@@ -38,12 +40,20 @@ public final class VisionTransformer extends Module {
         LEARNED, SINCOS
     }
 
+    /** The token mixer of the blocks: softmax attention, or SLAB's linear attention ({@link SlabAttention}). */
+    public enum AttentionKind {
+        SOFTMAX, SLAB_LINEAR
+    }
+
+    /** The norms: LayerNorm, or SLAB's progressive re-parameterized BatchNorm ({@link ProgressiveRepBN}). */
+    public enum NormKind {
+        LAYER, PREP_BN
+    }
+
     private final Builder config;
     private final Conv2d patchEmbed;
     private final ModuleList<TransformerBlock> blocks;
-    private final LayerNorm norm;
-    private final Linear head;
-    private final Linear distHead;
+    private final boolean hasDistHead;
 
     /** A builder for square images of side {@code imageSize} cut into {@code patchSize} patches. */
     public static Builder builder(int imageSize, int patchSize) {
@@ -80,6 +90,10 @@ public final class VisionTransformer extends Module {
         private boolean distillationToken;
         private double dropout;
         private double layerScale;
+        private AttentionKind attention = AttentionKind.SOFTMAX;
+        private int slabKernel = 5;
+        private NormKind norm = NormKind.LAYER;
+        private long prepSteps;
         private ParamOptions params = ParamOptions.seeded(Generator.DEFAULT_SEED);
 
         private Builder(int imageSize, int patchSize) {
@@ -151,6 +165,39 @@ public final class VisionTransformer extends Module {
             return this;
         }
 
+        /**
+         * SLAB (Guo et al., ICML 2024): the blocks' attention is softmax (the default) or the
+         * ReLU-kernel linear attention with a {@code 5 x 5} depthwise convolution on V over the patch grid.
+         */
+        public Builder attention(AttentionKind kind) {
+            attention = kind;
+            return this;
+        }
+
+        /** The side of SLAB's depthwise convolution on V (odd; 5 by default). */
+        public Builder slabKernel(int k) {
+            slabKernel = k;
+            return this;
+        }
+
+        /** LayerNorm (the default) everywhere. */
+        public Builder layerNorm() {
+            norm = NormKind.LAYER;
+            return this;
+        }
+
+        /**
+         * SLAB's progressive re-parameterized BatchNorm in place of every LayerNorm, its LayerNorm
+         * share decaying from 1 to 0 over {@code decaySteps} optimizer steps (call
+         * {@link ProgressiveRepBN#stepAll} after each); fold it away for inference with
+         * {@link VisionTransformer#reparameterize()}.
+         */
+        public Builder prepBatchNorm(long decaySteps) {
+            norm = NormKind.PREP_BN;
+            prepSteps = decaySteps;
+            return this;
+        }
+
         /** Parameter dtype, device and initialisation generator. */
         public Builder params(ParamOptions p) {
             params = p;
@@ -207,14 +254,25 @@ public final class VisionTransformer extends Module {
         }
         ModuleList<TransformerBlock> list = new ModuleList<>();
         for (int i = 0; i < b.depth; i++) {
-            list.add(TransformerBlock.builder(b.dim, b.heads).mlp(dev.cortado.nn.MLP.Kind.GELU, (long) b.mlpRatio * b.dim)
-                    .norm(TransformerBlock.Norm.LAYER_NORM, 1e-6).dropout(b.dropout).layerScale(b.layerScale).params(p)
-                    .build());
+            TransformerBlock.Builder block = TransformerBlock.builder(b.dim, b.heads)
+                    .mlp(dev.cortado.nn.MLP.Kind.GELU, (long) b.mlpRatio * b.dim)
+                    .norm(TransformerBlock.Norm.LAYER_NORM, 1e-6).dropout(b.dropout).layerScale(b.layerScale).params(p);
+            if (b.norm == NormKind.PREP_BN) {
+                block.prepBn(b.prepSteps, 1e-6);
+            }
+            if (b.attention == AttentionKind.SLAB_LINEAR) {
+                block.slabAttention(b.imageSize / b.patchSize, prefixTokens(), b.slabKernel);
+            }
+            list.add(block.build());
         }
         blocks = registerModule("blocks", list);
-        norm = registerModule("norm", new LayerNorm(new long[] {b.dim}, 1e-6, true, true, p));
-        head = registerModule("head", new Linear(b.dim, b.classes, true, p));
-        distHead = b.distillationToken ? registerModule("head_dist", new Linear(b.dim, b.classes, true, p)) : null;
+        registerModule("norm", b.norm == NormKind.PREP_BN ? new ProgressiveRepBN(b.dim, 1e-6, b.prepSteps, p)
+                : new LayerNorm(new long[] {b.dim}, 1e-6, true, true, p));
+        registerModule("head", new Linear(b.dim, b.classes, true, p));
+        hasDistHead = b.distillationToken;
+        if (hasDistHead) {
+            registerModule("head_dist", new Linear(b.dim, b.classes, true, p));
+        }
     }
 
     /** Patches per image. */
@@ -332,7 +390,33 @@ public final class VisionTransformer extends Module {
             }
         }
         try (Tensor last = x) {
-            return norm.apply(last);
+            return child("norm").apply(last);
+        }
+    }
+
+    /**
+     * SLAB's inference re-parameterization, for a model built with {@link Builder#prepBatchNorm}
+     * whose norm schedule has ended: every PRepBN (evaluation-mode BatchNorm plus eta x, an affine
+     * map per channel) is folded into the linear layers that read it (each block's Q/K/V
+     * projections and first MLP layer, the heads for the final norm), leaving no normalization
+     * work at inference. Puts the model in evaluation mode; the outputs are unchanged up to
+     * rounding.
+     *
+     * @throws IllegalStateException when the model has LayerNorms or a norm's gamma is still above 0
+     */
+    public void reparameterize() {
+        if (config.norm != NormKind.PREP_BN) {
+            throw new IllegalStateException("VisionTransformer.reparameterize: the model was built with LayerNorm");
+        }
+        eval();
+        for (TransformerBlock block : blocks) {
+            block.reparameterize();
+        }
+        ProgressiveRepBN last = (ProgressiveRepBN) child("norm");
+        if (hasDistHead) {
+            last.foldInto(this, "head", "head_dist");
+        } else {
+            last.foldInto(this, "head");
         }
     }
 
@@ -342,9 +426,9 @@ public final class VisionTransformer extends Module {
      */
     @Override
     public Tensor forward(Tensor images) {
-        if (distHead == null || isTraining()) {
+        if (!hasDistHead || isTraining()) {
             try (Tensor f = features(images); Tensor pooled = pool(f)) {
-                return head.apply(pooled);
+                return child("head").apply(pooled);
             }
         }
         Tensor[] both = forwardBoth(images);
@@ -355,11 +439,11 @@ public final class VisionTransformer extends Module {
 
     /** DeiT: {class-head logits, distillation-head logits}, each [N, classes]. */
     public Tensor[] forwardBoth(Tensor images) {
-        if (distHead == null) {
+        if (!hasDistHead) {
             throw new IllegalStateException("VisionTransformer.forwardBoth: built without a distillation token");
         }
         try (Tensor f = features(images); Tensor c = f.select(1, 0); Tensor d = f.select(1, 1)) {
-            return new Tensor[] {head.apply(c), distHead.apply(d)};
+            return new Tensor[] {child("head").apply(c), child("head_dist").apply(d)};
         }
     }
 
@@ -376,6 +460,8 @@ public final class VisionTransformer extends Module {
     protected String extraRepr() {
         return "image=" + config.imageSize + ", patch=" + config.patchSize + ", dim=" + config.dim + ", depth="
                 + config.depth + ", heads=" + config.heads + ", " + config.positions + ", " + config.pooling
-                + (config.distillationToken ? ", distillation token" : "") + (config.layerScale > 0 ? ", layer scale" : "");
+                + (config.distillationToken ? ", distillation token" : "") + (config.layerScale > 0 ? ", layer scale" : "")
+                + (config.attention == AttentionKind.SLAB_LINEAR ? ", SLAB linear attention" : "")
+                + (config.norm == NormKind.PREP_BN ? ", PRepBN" : "");
     }
 }

@@ -3,6 +3,7 @@ package dev.cortado.nn;
 import dev.cortado.nn.functional.F;
 import dev.cortado.ops.Attention;
 import dev.cortado.ops.Elementwise;
+import dev.cortado.ops.LinearAttention;
 import dev.cortado.tensor.Tensor;
 
 /**
@@ -15,9 +16,13 @@ import dev.cortado.tensor.Tensor;
  * {@code ls2} [C], starting at a small value (1e-5 to 1e-1) so deep stacks start near identity.
  */
 public class TransformerBlock extends Module {
-    /** Which normalization the block uses. */
+    /**
+     * Which normalization the block uses: LayerNorm, RMSNorm, or SLAB's progressive
+     * re-parameterized BatchNorm ({@link ProgressiveRepBN}, foldable for inference by
+     * {@link #reparameterize()}).
+     */
     public enum Norm {
-        LAYER_NORM, RMS_NORM
+        LAYER_NORM, RMS_NORM, PREP_BN
     }
 
     /**
@@ -25,10 +30,13 @@ public class TransformerBlock extends Module {
      * {@code layerScale}: the initial value of per-channel scales on both residual branches (CaiT /
      * DeiT-III), 0 for none. {@code moe}: null for a dense MLP, else the options of a
      * {@link MoeFeedForward} of experts of kind {@code mlp} used as the block's feed-forward (child
-     * {@code mlp}).
+     * {@code mlp}). {@code slab}: null for softmax attention ({@link MultiheadAttention}), else the
+     * options of the {@link SlabAttention} used instead (child {@code attn}). {@code prepSteps}: the
+     * decay steps of the {@link ProgressiveRepBN} norms when {@code norm} is PREP_BN.
      */
     public record Options(MultiheadAttention.Options attention, long mlpHidden, MLP.Kind mlp, Norm norm, double eps,
-                          boolean mlpBias, double residualDropout, double layerScale, MoeFeedForward.Options moe) {
+                          boolean mlpBias, double residualDropout, double layerScale, MoeFeedForward.Options moe,
+                          SlabAttention.Options slab, long prepSteps) {
         public Options {
             if (mlpHidden <= 0) {
                 mlpHidden = 4 * attention.dim();
@@ -38,7 +46,7 @@ public class TransformerBlock extends Module {
         /** A block with a dense MLP. */
         public Options(MultiheadAttention.Options attention, long mlpHidden, MLP.Kind mlp, Norm norm, double eps,
                        boolean mlpBias, double residualDropout) {
-            this(attention, mlpHidden, mlp, norm, eps, mlpBias, residualDropout, 0, null);
+            this(attention, mlpHidden, mlp, norm, eps, mlpBias, residualDropout, 0, null, null, 0);
         }
     }
 
@@ -58,6 +66,8 @@ public class TransformerBlock extends Module {
         private double layerScale;
         private ParamOptions params = ParamOptions.defaults();
         private MoeFeedForward.Options moe;
+        private SlabAttention.Options slab;
+        private long prepSteps;
 
         private Builder(long dim, long numHeads) {
             attention = MultiheadAttention.builder(dim, numHeads);
@@ -113,6 +123,29 @@ public class TransformerBlock extends Module {
             return this;
         }
 
+        /**
+         * SLAB's progressive re-parameterized BatchNorm for both norms, its LayerNorm share decaying
+         * to 0 over {@code decaySteps} optimizer steps ({@link ProgressiveRepBN#stepAll}).
+         */
+        public Builder prepBn(long decaySteps, double lnEps) {
+            norm = Norm.PREP_BN;
+            eps = lnEps;
+            prepSteps = decaySteps;
+            return this;
+        }
+
+        /**
+         * SLAB's linear attention ({@link SlabAttention}) instead of softmax attention, over a
+         * sequence of {@code prefixTokens} tokens then a {@code gridSide x gridSide} patch grid, with a
+         * {@code kernel x kernel} depthwise convolution on V.
+         */
+        public Builder slabAttention(int gridSide, int prefixTokens, int kernel) {
+            MultiheadAttention.Options a = attention.options();
+            slab = new SlabAttention.Options(a.dim(), a.numHeads(), kernel, gridSide, prefixTokens,
+                    LinearAttention.DEFAULT_EPS, params);
+            return this;
+        }
+
         /** Dropout on the attention probabilities and on both residual branches. */
         public Builder dropout(double p) {
             attention.dropout(p);
@@ -129,6 +162,10 @@ public class TransformerBlock extends Module {
         public Builder params(ParamOptions p) {
             params = p;
             attention.params(p);
+            if (slab != null) {
+                slab = new SlabAttention.Options(slab.dim(), slab.heads(), slab.kernel(), slab.gridSide(),
+                        slab.prefixTokens(), slab.eps(), p);
+            }
             return this;
         }
 
@@ -151,7 +188,8 @@ public class TransformerBlock extends Module {
         }
 
         public Options options() {
-            return new Options(attention.options(), mlpHidden, mlp, norm, eps, mlpBias, dropout, layerScale, moe);
+            return new Options(attention.options(), mlpHidden, mlp, norm, eps, mlpBias, dropout, layerScale, moe, slab,
+                    prepSteps);
         }
 
         public TransformerBlock build() {
@@ -165,7 +203,7 @@ public class TransformerBlock extends Module {
         this.o = o;
         long dim = o.attention().dim();
         registerModule("norm1", norm(o, dim, p));
-        registerModule("attn", new MultiheadAttention(o.attention()));
+        registerModule("attn", o.slab() == null ? new MultiheadAttention(o.attention()) : new SlabAttention(o.slab()));
         registerModule("norm2", norm(o, dim, p));
         registerModule("mlp", o.moe() == null ? new MLP(dim, o.mlpHidden(), o.mlp(), o.mlpBias(), p)
                 : new MoeFeedForward(dim, o.moe(), o.mlp(), p));
@@ -180,8 +218,30 @@ public class TransformerBlock extends Module {
     }
 
     private static Module norm(Options o, long dim, ParamOptions p) {
-        return o.norm() == Norm.LAYER_NORM ? new LayerNorm(new long[] {dim}, o.eps(), true, true, p)
-                : new RMSNorm(new long[] {dim}, o.eps(), true, p);
+        return switch (o.norm()) {
+            case LAYER_NORM -> new LayerNorm(new long[] {dim}, o.eps(), true, true, p);
+            case RMS_NORM -> new RMSNorm(new long[] {dim}, o.eps(), true, p);
+            case PREP_BN -> new ProgressiveRepBN(dim, o.eps(), o.prepSteps(), p);
+        };
+    }
+
+    /**
+     * SLAB's inference re-parameterization: with PREP_BN norms whose schedule has ended, folds
+     * {@code norm1} into the attention's {@code wq, wk, wv} and {@code norm2} into the MLP's input
+     * layers ({@code fc1}, or {@code gate} and {@code up}); both norms then pass their input through.
+     * Call in evaluation mode (it uses the running statistics).
+     *
+     * @throws IllegalStateException without PREP_BN norms, with a mixture of experts, or while gamma is above 0
+     */
+    public void reparameterize() {
+        if (o.norm() != Norm.PREP_BN || o.moe() != null) {
+            throw new IllegalStateException("TransformerBlock.reparameterize: needs PREP_BN norms and a dense MLP, got "
+                    + o.norm() + (o.moe() != null ? " with experts" : ""));
+        }
+        ((ProgressiveRepBN) child("norm1")).foldInto(child("attn"), "wq", "wk", "wv");
+        Module mlp = child("mlp");
+        ((ProgressiveRepBN) child("norm2")).foldInto(mlp, mlp.children().containsKey("fc1")
+                ? new String[] {"fc1"} : new String[] {"gate", "up"});
     }
 
     public Options options() {
@@ -195,9 +255,8 @@ public class TransformerBlock extends Module {
 
     /** The block with an attention mask (see {@link MultiheadAttention#forward(Tensor, Tensor)}). */
     public Tensor forward(Tensor x, Tensor mask) {
-        MultiheadAttention attn = (MultiheadAttention) child("attn");
         Tensor h;
-        try (Tensor n1 = child("norm1").forward(x); Tensor a = attn.forward(n1, mask); Tensor ad = drop(a);
+        try (Tensor n1 = child("norm1").forward(x); Tensor a = attend(n1, mask); Tensor ad = drop(a);
              Tensor as = scale(ad, "ls1")) {
             h = Elementwise.add(x, as);
         }
@@ -205,6 +264,16 @@ public class TransformerBlock extends Module {
              Tensor ms = scale(md, "ls2")) {
             return Elementwise.add(h, ms);
         }
+    }
+
+    private Tensor attend(Tensor x, Tensor mask) {
+        if (child("attn") instanceof MultiheadAttention attn) {
+            return attn.forward(x, mask);
+        }
+        if (mask != null) {
+            throw new IllegalArgumentException("TransformerBlock: SLAB's linear attention takes no mask");
+        }
+        return child("attn").forward(x);
     }
 
     private Tensor scale(Tensor branch, String name) {

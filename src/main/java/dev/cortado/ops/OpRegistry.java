@@ -11,7 +11,7 @@ public final class OpRegistry {
     private static final Map<String, Op<?>> OPS = new TreeMap<>();
     private static final List<Class<?>> FAMILIES = List.of(Elementwise.class, Reductions.class, Normalization.class,
             Indexing.class, LinearAlgebra.class, Generator.class, Pooling.class, BatchNorm.class, Convolution.class, Attention.class, KvCache.class, CrossEntropy.class, Sparse.class,
-            MixtureOfExperts.class);
+            MixtureOfExperts.class, LinearAttention.class);
 
     /** Families declared in packages above ops (loaded by name: ops may not depend on them). */
     private static final List<String> UPPER_FAMILIES = List.of("dev.cortado.quant.Quantization",

@@ -18,7 +18,7 @@ public final class Catalogue {
                 PoolingSamples.ENTRIES, BatchNormSamples.ENTRIES, ConvolutionSamples.ENTRIES, AttentionSamples.ENTRIES,
                 KvCacheSamples.ENTRIES, LossSamples.ENTRIES, SparseSamples.ENTRIES, QuantizationSamples.ENTRIES,
                 GraphSamples.ENTRIES, WeightOnlySamples.ENTRIES, BinarySamples.ENTRIES, QuantConvSamples.ENTRIES,
-                MoeSamples.ENTRIES);
+                MoeSamples.ENTRIES, LinearAttentionSamples.ENTRIES);
         for (List<OpInfo> family : families) {
             for (OpInfo e : family) {
                 if (ENTRIES.putIfAbsent(e.name(), e) != null) {
