@@ -85,6 +85,15 @@ public final class ActivationCheckpointing implements Pass {
                 }
             }
         }
+        // parameters updated in place, by the position of their update: a recomputation after it would read the new value
+        Map<Value, Integer> updatedAt = new IdentityHashMap<>();
+        for (int i = 0; i < n; i++) {
+            if (nodes.get(i) instanceof Node.Update u) {
+                for (Value w : u.writes()) {
+                    updatedAt.put(w, i);
+                }
+            }
+        }
         long[] live = liveBytes(g, plan, n);
         long livePeak = 0;
         for (long l : live) {
@@ -107,7 +116,9 @@ public final class ActivationCheckpointing implements Pass {
                     spansPeak |= live[i] == livePeak;
                 }
                 if (spansPeak) {
-                    candidates.add(new Candidate(v, p, b.bytes()));
+                    if (!readsUpdatedBefore(g, producer, updatedAt, p)) {
+                        candidates.add(new Candidate(v, p, b.bytes()));
+                    }
                     break;
                 }
                 prev = p;
@@ -128,6 +139,17 @@ public final class ActivationCheckpointing implements Pass {
             next.close();
         }
         return null;
+    }
+
+    /** Whether {@code producer} reads a parameter (through views or not) that an update before position {@code at} writes. */
+    private static boolean readsUpdatedBefore(Graph g, Node producer, Map<Value, Integer> updatedAt, int at) {
+        for (Value in : producer.inputs()) {
+            Integer u = in == null ? null : updatedAt.get(MemoryPlan.root(g, in));
+            if (u != null && u < at) {
+                return true;
+            }
+        }
+        return false;
     }
 
     /** {@code g} with {@code v}'s producer run again before node {@code at}; reads from there on read the copy. */

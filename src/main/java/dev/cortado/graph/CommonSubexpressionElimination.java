@@ -9,7 +9,8 @@ import java.util.Map;
 /**
  * Merges nodes that compute the same thing: the same op with equal attributes (their records'
  * {@code equals}) on the same values, the same view of the same value, the same copy. Nodes are
- * pure, so the second is replaced by the first one's outputs. One forward walk with a table keyed
+ * pure, so the second is replaced by the first one's outputs; updates ({@link Node.Update}) are
+ * copied as they are. One forward walk with a table keyed
  * by (kind, op, attributes, inputs after replacement), so chains of duplicates merge in one pass.
  */
 public final class CommonSubexpressionElimination implements Pass {
@@ -27,6 +28,10 @@ public final class CommonSubexpressionElimination implements Pass {
         Rewriter r = new Rewriter(g);
         Map<Key, List<Value>> seen = new HashMap<>();
         for (Node n : g.nodes()) {
+            if (n instanceof Node.Update) {
+                r.copy(n); // a side effect: never merged, kept where it is
+                continue;
+            }
             List<Value> mapped = r.map(n.inputs());
             List<Object> ins = new ArrayList<>();
             for (Value v : mapped) {

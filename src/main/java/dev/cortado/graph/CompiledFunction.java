@@ -28,6 +28,7 @@ public final class CompiledFunction implements AutoCloseable {
     }
 
     private final Function<Tensor[], Tensor[]> fn;
+    private final java.util.function.UnaryOperator<Graph> complete;
     private final boolean gradients;
     private final boolean assignments;
     private final CompileOptions options;
@@ -51,6 +52,16 @@ public final class CompiledFunction implements AutoCloseable {
     /** {@code assignments}: the function's {@code copyFrom}s into parameters are recorded (see {@link Capture}). */
     CompiledFunction(Function<Tensor[], Tensor[]> fn, boolean gradients, boolean assignments, Tensor[] examples,
             CompileOptions options, Map<Tensor, String> parameters) {
+        this(fn, gradients, assignments, examples, options, parameters, null);
+    }
+
+    /**
+     * {@code complete}: turns each capture into the graph that is optimized and run (a training step
+     * appends its updates; it returns a new graph and leaves its argument to the caller), or null.
+     */
+    CompiledFunction(Function<Tensor[], Tensor[]> fn, boolean gradients, boolean assignments, Tensor[] examples,
+            CompileOptions options, Map<Tensor, String> parameters, java.util.function.UnaryOperator<Graph> complete) {
+        this.complete = complete;
         this.fn = fn;
         this.gradients = gradients;
         this.assignments = assignments;
@@ -164,6 +175,11 @@ public final class CompiledFunction implements AutoCloseable {
     private Specialization add(Graph captured) {
         Graph optimized = null;
         try {
+            if (complete != null) {
+                Graph whole = complete.apply(captured);
+                captured.close();
+                captured = whole;
+            }
             optimized = Graphs.optimize(captured, options);
             Executable exe = new Executable(optimized);
             Specialization s = new Specialization(captured, optimized, exe);

@@ -36,7 +36,7 @@ public final class ConstantFolding implements Pass {
         Rewriter r = new Rewriter(g);
         for (Node n : g.nodes()) {
             List<Value> in = r.map(n.inputs());
-            boolean foldable = !in.isEmpty();
+            boolean foldable = !in.isEmpty() && !(n instanceof Node.Update);
             for (Value v : in) {
                 if (v != null && !known(v)) {
                     foldable = false;

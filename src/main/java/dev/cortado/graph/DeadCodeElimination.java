@@ -6,10 +6,11 @@ import java.util.List;
 import java.util.Set;
 
 /**
- * Removes nodes none of whose outputs reach a graph output, and the parameters and constants
- * nothing reads any more. Every node is free of side effects (capture refuses the ops that are not),
- * so an unread result can go. One backward walk: a node is live when one of its outputs is read by a
- * live node or returned.
+ * Removes nodes none of whose outputs reach a graph output or an update, and the parameters and
+ * constants nothing reads any more. Every node but an {@link Node.Update} is free of side effects
+ * (capture refuses the ops that are not), so an unread result can go; updates are always live. One
+ * backward walk: a node is live when it is an update or one of its outputs is read by a live node or
+ * returned.
  */
 public final class DeadCodeElimination implements Pass {
     @Override
@@ -25,6 +26,7 @@ public final class DeadCodeElimination implements Pass {
         boolean[] keep = new boolean[nodes.size()];
         for (int i = nodes.size() - 1; i >= 0; i--) {
             Node n = nodes.get(i);
+            keep[i] = n instanceof Node.Update; // a side effect: always live
             for (Value out : n.outputs()) {
                 if (live.contains(out)) {
                     keep[i] = true;

@@ -143,6 +143,12 @@ public final class Executable implements AutoCloseable {
             int out = slot.get(c.output());
             return e -> e[out].copyFrom(e[src]);
         }
+        if (node instanceof Node.Update u) {
+            int[] reads = slots(u.reads());
+            int[] writes = slots(u.writes());
+            Node.UpdateRule rule = u.rule();
+            return e -> rule.run(tensors(reads, e), tensors(writes, e));
+        }
         Node.OpCall call = (Node.OpCall) node;
         Op<?> op = call.op();
         dev.cortado.tensor.Device device = call.outputs().get(0).type().device();
@@ -175,6 +181,12 @@ public final class Executable implements AutoCloseable {
             fill(outs, out, e);
             run(kernel, attrs, ins, outs);
         };
+    }
+
+    private static List<Tensor> tensors(int[] slots, Tensor[] env) {
+        Tensor[] t = new Tensor[slots.length];
+        fill(t, slots, env);
+        return java.util.Arrays.asList(t);
     }
 
     private static void fill(Tensor[] dst, int[] slots, Tensor[] env) {

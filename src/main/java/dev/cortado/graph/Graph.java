@@ -178,7 +178,7 @@ public final class Graph implements AutoCloseable {
             for (int i = 0; i < outs.size(); i++) {
                 s.append(i == 0 ? "" : ", ").append(outs.get(i));
             }
-            s.append(" = ").append(n.label()).append('(');
+            s.append(outs.isEmpty() ? "" : " = ").append(n.label()).append('(');
             List<Value> ins = n.inputs();
             for (int i = 0; i < ins.size(); i++) {
                 s.append(i == 0 ? "" : ", ").append(ins.get(i) == null ? "none" : ins.get(i).ref());
@@ -390,6 +390,11 @@ public final class Graph implements AutoCloseable {
             Value v = value(Value.Kind.NODE, type, null, null);
             nodes.add(new Node.Copy(kind, source, v));
             return v;
+        }
+
+        /** An in-place update of the parameters {@code writes} by {@code rule}, reading {@code reads} (see {@link Node.Update}). */
+        public void update(String kind, Node.UpdateRule rule, List<Value> reads, List<Value> writes) {
+            nodes.add(new Node.Update(kind, rule, reads, writes));
         }
 
         /** Appends a node whose outputs are fresh values of this builder (a rewriter re-adding a node). */

@@ -57,6 +57,31 @@ public final class MemoryAwareSchedule implements Pass {
             }
             rootsRead.add(roots);
         }
+        // updates: no data edge orders them, so each one waits for every node that reads what it writes (through views)
+        // and runs before every node placed after it that does; the update stays the last access in practice
+        for (int u = 0; u < n; u++) {
+            if (!(nodes.get(u) instanceof Node.Update update)) {
+                continue;
+            }
+            java.util.Set<Value> written = java.util.Collections.newSetFromMap(new IdentityHashMap<>());
+            written.addAll(update.writes());
+            for (int i = 0; i < n; i++) {
+                if (i == u) {
+                    continue;
+                }
+                boolean reads = false;
+                for (Value in : nodes.get(i).inputs()) {
+                    reads |= in != null && written.contains(MemoryPlan.root(g, in));
+                }
+                if (reads && i < u) {
+                    missing[u]++;
+                    consumers.get(i).add(u);
+                } else if (reads) {
+                    missing[i]++;
+                    consumers.get(u).add(i);
+                }
+            }
+        }
         Map<Value, Boolean> returned = new IdentityHashMap<>();
         for (Value out : g.outputs()) {
             returned.put(MemoryPlan.root(g, out), true);

@@ -7,12 +7,14 @@ import java.util.Collections;
 import java.util.List;
 
 /**
- * A step of a graph. Three kinds: a call of a registered op ({@link OpCall}, run by the op's own
- * kernel), a view ({@link View}: new sizes and strides over its source's memory, no data moved)
- * and a copy ({@link Copy}: a strided copy, possibly to another dtype or device), the last two being
- * what {@code Tensor}'s view and conversion methods do outside the op registry.
+ * A step of a graph. Four kinds: a call of a registered op ({@link OpCall}, run by the op's own
+ * kernel), a view ({@link View}: new sizes and strides over its source's memory, no data moved),
+ * a copy ({@link Copy}: a strided copy, possibly to another dtype or device), the last two being
+ * what {@code Tensor}'s view and conversion methods do outside the op registry, and an in-place
+ * update of parameters ({@link Update}: an optimizer step, a buffer assignment), the one kind with
+ * a side effect.
  */
-public sealed interface Node permits Node.OpCall, Node.View, Node.Copy {
+public sealed interface Node permits Node.OpCall, Node.View, Node.Copy, Node.Update {
 
     /** The values read, in order (an op's absent optional input is null). */
     List<Value> inputs();
@@ -154,6 +156,68 @@ public sealed interface Node permits Node.OpCall, Node.View, Node.Copy {
         @Override
         public String attributes() {
             return "";
+        }
+    }
+
+    /**
+     * What an {@link Update} node runs: writes new values into {@code writes} in place, reading
+     * {@code reads} (and the old values of {@code writes}). Runs at every execution of the graph,
+     * so it reads whatever changes per step (a learning rate, a step count) when it runs.
+     */
+    interface UpdateRule {
+        /**
+         * Runs the update.
+         *
+         * @param reads  the tensors of the node's {@code reads}, in order
+         * @param writes the tensors of the node's {@code writes} (the parameters themselves), in order
+         */
+        void run(List<dev.cortado.tensor.Tensor> reads, List<dev.cortado.tensor.Tensor> writes);
+    }
+
+    /**
+     * An in-place update: {@code rule} writes new values into {@code writes}, graph parameters
+     * (tensors held by reference, such as a model's weights and an optimizer's state), reading
+     * {@code reads} (node values such as gradients) and the old values of {@code writes}. It defines
+     * no value, so nothing reads its result through a data edge; the ordering rule that replaces
+     * that edge, checked by the {@link Verifier} and kept by every pass: an update is the last
+     * access of what it writes in the graph, after every node that reads those parameters (through
+     * views or not), and no other update writes them. Passes never drop, merge or recompute an
+     * update, and the memory plan never places a parameter in the arena.
+     *
+     * @param kind   what it is ({@code optimizer}, {@code assign}), for reading; the label is {@code update.<kind>}
+     * @param rule   what runs
+     * @param reads  the values read (gradients, assigned values)
+     * @param writes the parameters written in place
+     */
+    record Update(String kind, UpdateRule rule, List<Value> reads, List<Value> writes) implements Node {
+        public Update {
+            reads = List.copyOf(reads);
+            writes = List.copyOf(writes);
+        }
+
+        /** {@code reads} then {@code writes}: an update reads the old values of what it writes. */
+        @Override
+        public List<Value> inputs() {
+            List<Value> all = new ArrayList<>(reads);
+            all.addAll(writes);
+            return Collections.unmodifiableList(all);
+        }
+
+        /** None: an update defines no value. */
+        @Override
+        public List<Value> outputs() {
+            return List.of();
+        }
+
+        @Override
+        public String label() {
+            return "update." + kind;
+        }
+
+        /** The rule's text and which inputs are written. */
+        @Override
+        public String attributes() {
+            return "rule=" + rule + ", writes=" + writes.size() + " (last " + writes.size() + " inputs)";
         }
     }
 }

@@ -72,6 +72,8 @@ final class Rewriter {
             map.put(v.output(), builder.view(v.kind(), map(v.source()), v.output().type(), v.strides(), v.offset()));
         } else if (n instanceof Node.Copy c) {
             map.put(c.output(), builder.copy(c.kind(), map(c.source()), c.output().type()));
+        } else if (n instanceof Node.Update u) {
+            builder.update(u.kind(), u.rule(), map(u.reads()), map(u.writes()));
         }
     }
 

@@ -31,17 +31,18 @@ import java.util.function.Function;
  * }
  * }</pre>
  *
- * <p>What is captured, as one graph: the forward and the loss; the backward, made of the same
- * backward rules the tape runs (the capture runs {@code backward()} with the tape on, and the rules
- * are op calls); the in-place updates a module makes while training, as assignments: batch norm's
- * running statistics are written by its training kernel into the buffers it reads by reference,
- * and {@code num_batches_tracked.copyFrom(n + 1)} becomes an output that is copied into the buffer
- * after each run. The graph's outputs are {@code [loss, grad(p_1), ..., grad(p_n), assigned...]}
- * for the optimizer's parameters in its order. After the graph, on the same buffers: the gradients
- * are clipped by global norm ({@link CompileOptions#maxGradNorm()}, optional) with
- * {@link GradClip}'s kernels and the optimizer's own fused kernels update the parameters and its
- * state in place ({@link Optimizer#step()}): the numbers equal an eager step's, up to the rounding of
- * the graph passes.
+ * <p>One graph holds all of it: the forward and the loss; the backward, made of the same backward
+ * rules the tape runs (the capture runs {@code backward()} with the tape on, and the rules are op
+ * calls); the in-place updates a module makes while training (batch norm's running statistics,
+ * written by its training kernel into the buffers it reads by reference, and
+ * {@code num_batches_tracked.copyFrom(n + 1)}, an {@code update.assign} node); and the optimizer's
+ * update, one {@code update.optimizer} node ({@link Node.Update}) that reads the gradients where the
+ * memory plan put them, clips them by global norm ({@link CompileOptions#maxGradNorm()}, optional)
+ * with {@link GradClip}'s kernels and runs the optimizer's own fused kernels
+ * ({@link Optimizer#step(List)}), which write the parameters and the optimizer's state (graph
+ * parameters, held by reference) in place. The update nodes come after every read of the values
+ * they write; the verifier checks it and every pass keeps it. The graph returns the loss alone:
+ * the numbers equal an eager step's up to the rounding of the graph passes.
  *
  * <p>The capture runs the function once for real; the buffers it changes are restored afterwards,
  * so compiling has no effect on the model. The model's mode (train or eval) at compile time is the
@@ -77,7 +78,137 @@ public final class TrainingStep implements AutoCloseable {
         }
         List<Tensor> state = new ArrayList<>(buffers.values());
         Function<Tensor[], Tensor[]> fn = in -> captureStep(loss, in, state);
-        this.graph = new CompiledFunction(fn, true, true, examples, options, names);
+        this.graph = new CompiledFunction(fn, true, true, examples, options, names, this::withUpdates);
+    }
+
+    /**
+     * The captured graph ({@code [loss, grads..., assigned...]}) made whole: one {@code update.assign}
+     * per assigned buffer and one {@code update.optimizer} that clips the gradients and steps the
+     * optimizer, writing its parameters and state in place; the graph returns the loss alone.
+     */
+    private Graph withUpdates(Graph captured) {
+        int n = params.size();
+        List<Value> outs = captured.outputs();
+        if (outs.size() != 1 + n + assigned.size()) {
+            throw new GraphException("compileTrainingStep: the captured graph returns " + outs.size() + " values, expected "
+                    + (1 + n + assigned.size()));
+        }
+        Map<Tensor, Value> byTensor = new IdentityHashMap<>();
+        for (Value v : captured.parameters()) {
+            byTensor.put(v.tensor(), v);
+        }
+        Rewriter r = new Rewriter(captured);
+        for (Node node : captured.nodes()) {
+            r.copy(node);
+        }
+        Graph.Builder b = r.builder();
+        for (int j = 0; j < assigned.size(); j++) {
+            Tensor buffer = assigned.get(j);
+            Value target = byTensor.containsKey(buffer) ? r.map(byTensor.get(buffer))
+                    : b.parameter(buffer, "assigned" + j);
+            b.update("assign", ASSIGN, List.of(r.map(outs.get(1 + n + j))), List.of(target));
+        }
+        List<Value> grads = new ArrayList<>(n);
+        List<Value> written = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            grads.add(r.map(outs.get(1 + i)));
+            Value p = byTensor.get(params.get(i));
+            written.add(p != null ? r.map(p) : b.parameter(params.get(i), "param" + i));
+        }
+        List<Tensor> state = optimizer.stateTensors();
+        int perParam = n == 0 ? 0 : state.size() / n;
+        List<List<Value>> stateOf = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            List<Value> own = new ArrayList<>();
+            for (int k = 0; k < perParam; k++) {
+                own.add(b.parameter(state.get(i * perParam + k), optimizer.name() + ".state." + i + "." + k));
+            }
+            stateOf.add(own);
+        }
+        if (maxGradNorm != Double.POSITIVE_INFINITY) {
+            // clipping scales every gradient by their global norm: one update after all of them
+            int[] all = new int[n];
+            for (int i = 0; i < n; i++) {
+                all[i] = i;
+                written.addAll(stateOf.get(i));
+            }
+            b.update("optimizer", new OptimizerStep(all), grads, written);
+        } else {
+            // one update per parameter, which the schedule runs once its gradient is ready and its old value read
+            for (int i = 0; i < n; i++) {
+                List<Value> w = new ArrayList<>(List.of(written.get(i)));
+                w.addAll(stateOf.get(i));
+                b.update("optimizer", new OptimizerStep(new int[] {i}), List.of(grads.get(i)), w);
+            }
+        }
+        b.output(r.map(outs.get(0)));
+        return b.build();
+    }
+
+    /** {@code update.assign}: the buffer takes the value (num_batches_tracked = n + 1). */
+    private static final Node.UpdateRule ASSIGN = new Node.UpdateRule() {
+        @Override
+        public void run(List<Tensor> reads, List<Tensor> writes) {
+            writes.get(0).copyFrom(reads.get(0));
+        }
+
+        @Override
+        public String toString() {
+            return "copy";
+        }
+    };
+
+    /**
+     * {@code update.optimizer} of the optimizer's parameters {@code indices}: clips the gradients (the
+     * graph's values, read in place) by global norm when asked to (then {@code indices} are all of
+     * them) and runs the optimizer's fused kernels on them ({@link Optimizer#step(List, boolean)}),
+     * which update the parameters and their state in place with the learning rates and step counts
+     * of the moment (schedules and bias correction apply at each run). The update of parameter 0
+     * counts the optimizer's completed step.
+     */
+    private final class OptimizerStep implements Node.UpdateRule {
+        private final int[] indices;
+
+        OptimizerStep(int[] indices) {
+            this.indices = indices.clone();
+        }
+
+        @Override
+        @SuppressWarnings("try")
+        public void run(List<Tensor> reads, List<Tensor> writes) {
+            try (Autograd.GradMode off = Autograd.noGrad(); Scope detached = Scope.detached()) {
+                List<Tensor> grads = new ArrayList<>(reads.size());
+                List<Tensor> made = new ArrayList<>();
+                try {
+                    for (Tensor g : reads) {
+                        if (!g.isContiguous()) {
+                            g = g.contiguous();
+                            made.add(g);
+                        }
+                        grads.add(g);
+                    }
+                    if (maxGradNorm != Double.POSITIVE_INFINITY) {
+                        lastGradNorm = GradClip.clip(grads, maxGradNorm);
+                    }
+                    List<Tensor> byParam = new ArrayList<>(Collections.nCopies(params.size(), (Tensor) null));
+                    for (int k = 0; k < indices.length; k++) {
+                        byParam.set(indices[k], grads.get(k));
+                    }
+                    optimizer.step(byParam, indices[0] == 0);
+                } finally {
+                    for (Tensor t : made) {
+                        t.close();
+                    }
+                }
+            }
+        }
+
+        @Override
+        public String toString() {
+            String which = indices.length == params.size() && indices.length > 1 ? "all" : java.util.Arrays.toString(indices);
+            return optimizer.name() + " params " + which
+                    + (maxGradNorm == Double.POSITIVE_INFINITY ? "" : ", maxGradNorm=" + maxGradNorm);
+        }
     }
 
     /** The traced body: loss, backward, the gradients and the assigned buffers; the buffers are restored after. */
@@ -147,38 +278,10 @@ public final class TrainingStep implements AutoCloseable {
     /**
      * One step on {@code batch} (the example batch's kinds of inputs): returns the loss, a new
      * tensor the caller closes. The parameters, the optimizer's state and the module's buffers are
-     * updated in place.
+     * updated in place, by the graph's update nodes.
      */
-    @SuppressWarnings("try")
     public synchronized Tensor run(Tensor... batch) {
-        Tensor[] r = graph.applyAll(batch);
-        int n = params.size();
-        try (Autograd.GradMode off = Autograd.noGrad(); Scope detached = Scope.detached()) {
-            for (int j = 0; j < assigned.size(); j++) {
-                assigned.get(j).copyFrom(r[1 + n + j]);
-            }
-            for (int i = 0; i < n; i++) {
-                params.get(i).setGrad(r[1 + i]); // the parameter owns it; cleared below
-                r[1 + i] = null;
-            }
-            if (maxGradNorm != Double.POSITIVE_INFINITY) {
-                lastGradNorm = GradClip.clipByGlobalNorm(params, maxGradNorm);
-            }
-            optimizer.step();
-        } catch (RuntimeException | Error e) {
-            r[0].close();
-            throw e;
-        } finally {
-            for (Tensor p : params) {
-                p.setGrad(null);
-            }
-            for (int k = 1; k < r.length; k++) {
-                if (r[k] != null) {
-                    r[k].close();
-                }
-            }
-        }
-        return r[0];
+        return graph.applyAll(batch)[0];
     }
 
     /** The global gradient norm before clipping of the last {@link #run}, or NaN without clipping. */
@@ -186,12 +289,12 @@ public final class TrainingStep implements AutoCloseable {
         return lastGradNorm;
     }
 
-    /** The optimized graph of the latest capture: loss, gradients and assigned buffers. */
+    /** The optimized graph of the latest capture: forward, loss, backward and the update nodes; it returns the loss. */
     public Graph graph() {
         return graph.graph();
     }
 
-    /** The graph as captured. */
+    /** The graph as captured, with its update nodes, before the passes. */
     public Graph capturedGraph() {
         return graph.capturedGraph();
     }

@@ -17,7 +17,11 @@ import java.util.Set;
  * exactly the types its shape rule gives for its inputs' types, on its inputs' device; a view keeps
  * its source's dtype and device and stays inside the memory its source reads; a copy keeps the
  * sizes;</li>
- * <li>the outputs are defined.</li>
+ * <li>the outputs are defined;</li>
+ * <li>updates ({@link Node.Update}) write parameters only, each parameter is written by at most
+ * one update, and an update is the last access of what it writes: every other node that reads a
+ * written parameter or a view of it comes before the update, and no output is (a view of) it.
+ * This write-after-read order is what passes must keep, since no data edge carries it.</li>
  * </ul>
  */
 public final class Verifier {
@@ -61,6 +65,49 @@ public final class Verifier {
         for (Value v : g.outputs()) {
             if (!defined.contains(v)) {
                 throw new GraphException("output " + v + " is not defined by the graph");
+            }
+        }
+        checkUpdates(g);
+    }
+
+    /** The write-after-read rules of {@link Node.Update}. */
+    private static void checkUpdates(Graph g) {
+        List<Node> nodes = g.nodes();
+        Map<Value, Integer> writtenAt = new IdentityHashMap<>();
+        for (int i = 0; i < nodes.size(); i++) {
+            if (!(nodes.get(i) instanceof Node.Update u)) {
+                continue;
+            }
+            for (Value w : u.writes()) {
+                if (w == null || w.kind() != Value.Kind.PARAMETER) {
+                    throw new GraphException("node " + i + " (" + u.label() + ") writes " + w
+                            + ", which is not a parameter (updates write tensors held by reference only)");
+                }
+                Integer before = writtenAt.put(w, i);
+                if (before != null) {
+                    throw new GraphException("node " + i + " (" + u.label() + ") writes " + w + ", written already by node "
+                            + before);
+                }
+            }
+        }
+        if (writtenAt.isEmpty()) {
+            return;
+        }
+        for (int i = 0; i < nodes.size(); i++) {
+            Node n = nodes.get(i);
+            for (Value in : n.inputs()) {
+                Integer at = in == null ? null : writtenAt.get(MemoryPlan.root(g, in));
+                if (at != null && at != i && at < i) {
+                    throw new GraphException("node " + i + " (" + n.label() + ") reads " + in + " after node " + at
+                            + " (" + nodes.get(at).label() + ") updated it in place: an update must come after every read"
+                            + " of the old value");
+                }
+            }
+        }
+        for (Value v : g.outputs()) {
+            Integer at = writtenAt.get(MemoryPlan.root(g, v));
+            if (at != null) {
+                throw new GraphException("output " + v + " reads a parameter that node " + at + " updates in place");
             }
         }
     }

@@ -27,11 +27,30 @@ public final class GradClip {
         if (!(maxNorm >= 0)) {
             throw new IllegalArgumentException("GradClip.clipByGlobalNorm: maxNorm must be >= 0, got " + maxNorm);
         }
-        List<Tensor> grads = grads(params);
+        return clip(grads(params), maxNorm);
+    }
+
+    /**
+     * Clips {@code grads} (open, contiguous tensors) in place to global norm {@code maxNorm}, as
+     * {@link #clipByGlobalNorm} does with parameters' gradients; returns the norm before clipping.
+     * A tensor listed twice (one gradient shared by two parameters) counts twice in the norm and is
+     * scaled once.
+     */
+    public static double clip(List<Tensor> grads, double maxNorm) {
+        if (!(maxNorm >= 0)) {
+            throw new IllegalArgumentException("GradClip.clip: maxNorm must be >= 0, got " + maxNorm);
+        }
         double norm = Math.sqrt(OptimKernels.sumOfSquares(grads));
         double coef = maxNorm / (norm + 1e-6);
         if (coef < 1 && Double.isFinite(norm)) {
-            OptimKernels.scale(grads, coef);
+            java.util.Set<Tensor> distinct = java.util.Collections.newSetFromMap(new java.util.IdentityHashMap<>());
+            List<Tensor> once = new ArrayList<>(grads.size());
+            for (Tensor g : grads) {
+                if (distinct.add(g)) {
+                    once.add(g);
+                }
+            }
+            OptimKernels.scale(once, coef);
         }
         return norm;
     }

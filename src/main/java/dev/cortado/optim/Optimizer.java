@@ -169,11 +169,39 @@ public abstract class Optimizer implements AutoCloseable {
     }
 
     /** Updates every parameter that has a gradient. */
-    @SuppressWarnings("try")
     public void step() {
+        ensureOpen();
+        List<Tensor> grads = new ArrayList<>(params.size());
+        for (Tensor p : params) {
+            grads.add(p.isClosed() ? null : p.grad());
+        }
+        step(grads);
+    }
+
+    /**
+     * Updates every parameter with the gradient at its index in {@code grads} (aligned with
+     * {@link #params()}; a null entry skips its parameter) instead of {@code p.grad()}: the same
+     * checks, state, batching and kernels as {@link #step()}. For callers that hold gradients
+     * elsewhere, such as a compiled training step whose gradients live in its memory plan.
+     */
+    public void step(List<Tensor> gradients) {
+        step(gradients, true);
+    }
+
+    /**
+     * {@link #step(List)} for a caller that updates the parameters in several calls per step (a
+     * compiled training step updates each parameter as soon as its gradient is ready): each
+     * parameter's own step count advances as it is updated; {@link #stepCount()} counts completed
+     * steps and advances only when {@code completesStep} is true, which one call per step passes.
+     */
+    @SuppressWarnings("try")
+    public void step(List<Tensor> gradients, boolean completesStep) {
         ensureOpen();
         String op = name + ".step";
         int n = params.size();
+        if (gradients.size() != n) {
+            throw new IllegalArgumentException(op + ": " + gradients.size() + " gradients for " + n + " parameters");
+        }
         // pass 1: check everything, so that a bad parameter leaves all of them untouched
         Tensor[] grads = new Tensor[n];
         for (int i = 0; i < n; i++) {
@@ -181,7 +209,7 @@ public abstract class Optimizer implements AutoCloseable {
             if (p.isClosed()) {
                 throw new IllegalStateException(op + ": " + where(i) + " was closed");
             }
-            Tensor g = p.grad();
+            Tensor g = gradients.get(i);
             if (g == null) {
                 continue;
             }
@@ -236,7 +264,9 @@ public abstract class Optimizer implements AutoCloseable {
                 t.close();
             }
         }
-        stepCount++;
+        if (completesStep) {
+            stepCount++;
+        }
     }
 
     private void checkParam(String op, int i, Tensor p, Tensor g) {
@@ -270,6 +300,23 @@ public abstract class Optimizer implements AutoCloseable {
                     + " but the parameter is " + p.describe() + "; gradients must have the parameter's dtype,"
                     + " or float16/bfloat16 with float32 parameters");
         }
+    }
+
+    /**
+     * The state tensors of every parameter, parameter by parameter in {@link #stateNames()} order,
+     * allocating those not made yet with their initial values (as a first step would; the step
+     * counts stay as they are). The tensors are updated in place by every later step and kept by
+     * {@link #loadState}, so a caller may hold them by reference (a compiled training step does).
+     */
+    public List<Tensor> stateTensors() {
+        ensureOpen();
+        List<Tensor> all = new ArrayList<>();
+        try (Scope detached = Scope.detached()) {
+            for (int i = 0; i < params.size(); i++) {
+                all.addAll(java.util.Arrays.asList(ensureState(i, params.get(i)).tensors));
+            }
+        }
+        return Collections.unmodifiableList(all);
     }
 
     private ParamState ensureState(int i, Tensor p) {

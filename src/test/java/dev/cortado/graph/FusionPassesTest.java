@@ -59,11 +59,27 @@ class FusionPassesTest {
         return n;
     }
 
-    /** Runs both graphs on the same inputs and compares every output. */
+    /**
+     * Runs both graphs on the same inputs from the same parameters (a training step's graph updates
+     * them in place; they are put back after) and compares every output and the parameters each
+     * run leaves.
+     */
     private static void sameResults(Graph want, Graph got, Reference.Tol tol, String what, Tensor... inputs) {
-        try (Executable a = new Executable(want); Executable b = new Executable(got)) {
+        try (Executable a = new Executable(want); Executable b = new Executable(got);
+             ParameterSnapshot start = ParameterSnapshot.of(want)) {
             Tensor[] x = a.run(inputs);
-            Tensor[] y = b.run(inputs);
+            Tensor[] y;
+            try (ParameterSnapshot afterA = ParameterSnapshot.of(want)) {
+                start.restore();
+                y = b.run(inputs);
+                try (ParameterSnapshot afterB = ParameterSnapshot.of(want)) {
+                    start.restore();
+                    for (int i = 0; i < afterA.values().size(); i++) {
+                        Reference.assertClose(afterA.values().get(i).toDoubleArray(), afterB.values().get(i).toDoubleArray(),
+                                tol, what + ", parameter " + want.parameters().get(i) + " after the run");
+                    }
+                }
+            }
             try {
                 assertEquals(x.length, y.length, what);
                 for (int i = 0; i < x.length; i++) {

@@ -152,10 +152,27 @@ class PassesOnModelsTest {
                 new ElementwiseFusion(), new MemoryAwareSchedule(), new ActivationCheckpointing(budget));
     }
 
+    /**
+     * Runs both graphs from the same parameters and compares their outputs and, for a training step's
+     * graph with update nodes, the parameters and optimizer state each run leaves behind; the
+     * parameters are as before afterwards.
+     */
     private static void compare(Graph want, Graph got, Tensor[] inputs, String what) {
-        try (Executable a = new Executable(want); Executable b = new Executable(got)) {
+        try (Executable a = new Executable(want); Executable b = new Executable(got);
+             ParameterSnapshot start = ParameterSnapshot.of(want)) {
             Tensor[] x = a.run(inputs);
-            Tensor[] y = b.run(inputs);
+            Tensor[] y;
+            try (ParameterSnapshot afterA = ParameterSnapshot.of(want)) {
+                start.restore();
+                y = b.run(inputs);
+                try (ParameterSnapshot afterB = ParameterSnapshot.of(want)) {
+                    start.restore();
+                    for (int i = 0; i < afterA.values().size(); i++) {
+                        Reference.assertClose(afterA.values().get(i).toDoubleArray(), afterB.values().get(i).toDoubleArray(),
+                                TOL, what + ", parameter " + want.parameters().get(i) + " after the run");
+                    }
+                }
+            }
             try {
                 assertEquals(x.length, y.length, what);
                 for (int i = 0; i < x.length; i++) {
@@ -222,11 +239,13 @@ class PassesOnModelsTest {
              Tensor x2 = c.input().apply(2L); Tensor y2 = c.target().apply(2L)) {
             m.train();
             CompileOptions none = CompileOptions.builder().level(CompileOptions.Level.NONE).build();
-            // the training step's graph: loss, gradients and the buffers batch norm assigns (the update runs after it)
-            try (dev.cortado.optim.Optimizer opt = dev.cortado.optim.Sgd.builder().lr(0.1).build(m.parameters());
+            // the training step's whole graph: loss, gradients, batch norm's buffer updates and the optimizer's update
+            // nodes (SGD with momentum: parameters and momentum buffers written in place), compared after each run too
+            try (dev.cortado.optim.Optimizer opt = dev.cortado.optim.Sgd.builder().lr(0.1).momentum(0.9).build(m.parameters());
                  TrainingStep f = Graphs.compileTrainingStep(m, c.loss(), opt, x, y, none)) {
                 Graph g = f.capturedGraph().verify();
                 assertTrue(g.toString().contains("_backward"), g.toString());
+                assertTrue(g.toString().contains("update.optimizer("), g.toString());
                 everyPassKeepsResults(g, new Tensor[][] {{x, y}, {x2, y2}}, c.name() + " gradients");
             }
         }

@@ -20,6 +20,7 @@ import dev.cortado.ops.Generator;
 import dev.cortado.optim.Adam;
 import dev.cortado.optim.GradClip;
 import dev.cortado.optim.Optimizer;
+import dev.cortado.optim.Sgd;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;
 import dev.cortado.tensor.Tensor;
@@ -54,7 +55,13 @@ import org.openjdk.jmh.annotations.Warmup;
  *       statistics) at batch 64 and of the character model of {@code train-charlm} at batch 16 x 128
  *       tokens, eager against {@code Graphs.compileTrainingStep} (issue #16's bar: compiled at least
  *       1.2x eager); {@code charLmStepCheckpointed} compiles the character model's step with a memory
- *       budget of 40% of its eager peak (activation checkpointing; the bar: at most 1.35x the time).</li>
+ *       budget of 40% of its eager peak (activation checkpointing; the bar: at most 1.35x the time).
+ *       The compiled step is one graph: the optimizer's update is graph nodes ({@code update.optimizer},
+ *       one after all gradients when clipping).</li>
+ *   <li>{@code mnistCnnSgdStep*}: the MNIST CNN's step with SGD (momentum 0.9) and no clipping, where
+ *       the compiled graph updates each parameter as soon as its gradient is ready (one
+ *       {@code update.optimizer} node per parameter), so each gradient's memory is reused early;
+ *       eager against compiled, with the same memory counters.</li>
  * </ul>
  * The memory metrics are reported as secondary results of the step benchmarks ({@link StepMemory}:
  * planned peak of the compiled step, with checkpointing, the eager peak of the same graph, and the
@@ -100,6 +107,12 @@ public class GraphBenchmark {
     private TrainingStep lmStepCheckpointed;
     private Tensor tokens;
     private Tensor nextTokens;
+    private Module cnnSgd;
+    private Module cnnSgdEager;
+    private Optimizer cnnSgdOpt;
+    private Optimizer cnnSgdEagerOpt;
+    private TrainingStep cnnSgdStep;
+    private long cnnSgdEagerMeasuredPeak;
 
     /**
      * Peak memory of the compiled training steps, reported next to their times (bytes, not rates):
@@ -202,13 +215,24 @@ public class GraphBenchmark {
 
     private static double eagerStep(Module m, Optimizer opt, java.util.function.BiFunction<Tensor, Tensor, Tensor> loss,
             Tensor x, Tensor y) {
+        return eagerStep(m, opt, loss, x, y, true);
+    }
+
+    private static Optimizer sgd(Module m) {
+        return Sgd.builder().lr(0.01).momentum(0.9).build(m.parameters());
+    }
+
+    private static double eagerStep(Module m, Optimizer opt, java.util.function.BiFunction<Tensor, Tensor, Tensor> loss,
+            Tensor x, Tensor y, boolean clip) {
         opt.zeroGrad();
         double address;
         try (Tensor out = m.forward(x); Tensor l = loss.apply(out, y)) {
             l.backward();
             address = l.dataAddress();
         }
-        GradClip.clipByGlobalNorm(opt.params(), 1.0);
+        if (clip) {
+            GradClip.clipByGlobalNorm(opt.params(), 1.0);
+        }
         opt.step();
         opt.zeroGrad();
         return address;
@@ -275,6 +299,16 @@ public class GraphBenchmark {
             eagerStep(lmm, lo, GraphBenchmark::charLoss, tokens, nextTokens);
             lmEagerMeasuredPeak = measuredEagerPeak(() -> eagerStep(lmm, lo, GraphBenchmark::charLoss, tokens, nextTokens));
         }
+        cnnSgd = mnistCnn();
+        cnnSgdEager = mnistCnn();
+        cnnSgdOpt = sgd(cnnSgd);
+        cnnSgdEagerOpt = sgd(cnnSgdEager);
+        cnnSgdStep = Graphs.compileTrainingStep(cnnSgd, Losses::crossEntropy, cnnSgdOpt, stepImages, stepLabels);
+        try (Module cm = mnistCnn(); Optimizer co = sgd(cm)) {
+            eagerStep(cm, co, Losses::crossEntropy, stepImages, stepLabels, false); // momentum buffers allocated
+            cnnSgdEagerMeasuredPeak = measuredEagerPeak(() -> eagerStep(cm, co, Losses::crossEntropy, stepImages, stepLabels,
+                    false));
+        }
         long budget = (long) (0.4 * lmStep.memoryPlan().eagerPeakBytes());
         lmStepCheckpointed = Graphs.compileTrainingStep(lmCheckpointed, GraphBenchmark::charLoss, lmCheckpointedOpt, tokens,
                 nextTokens, CompileOptions.builder().maxGradNorm(1.0).memoryBudget(budget).build());
@@ -283,6 +317,11 @@ public class GraphBenchmark {
     @TearDown(Level.Trial)
     public void tearDown() {
         cnnStep.close();
+        cnnSgdStep.close();
+        cnnSgdOpt.close();
+        cnnSgdEagerOpt.close();
+        cnnSgd.close();
+        cnnSgdEager.close();
         lmStep.close();
         lmStepCheckpointed.close();
         for (Optimizer o : new Optimizer[] {cnnOpt, cnnEagerOpt, lmOpt, lmEagerOpt, lmCheckpointedOpt}) {
@@ -376,6 +415,21 @@ public class GraphBenchmark {
         m.eagerPeakBytes = cnnStep.memoryPlan().eagerPeakBytes();
         m.eagerMeasuredPeakBytes = cnnEagerMeasuredPeak;
         try (Tensor loss = cnnStep.run(stepImages, stepLabels)) {
+            return loss.dataAddress();
+        }
+    }
+
+    @Benchmark
+    public double mnistCnnSgdStepEager() {
+        return eagerStep(cnnSgdEager, cnnSgdEagerOpt, Losses::crossEntropy, stepImages, stepLabels, false);
+    }
+
+    @Benchmark
+    public double mnistCnnSgdStepCompiled(StepMemory m) {
+        m.plannedPeakBytes = cnnSgdStep.memoryPlan().plannedPeakBytes();
+        m.eagerPeakBytes = cnnSgdStep.memoryPlan().eagerPeakBytes();
+        m.eagerMeasuredPeakBytes = cnnSgdEagerMeasuredPeak;
+        try (Tensor loss = cnnSgdStep.run(stepImages, stepLabels)) {
             return loss.dataAddress();
         }
     }
