@@ -41,7 +41,8 @@ import java.util.function.Function;
  * are clipped by global norm ({@link CompileOptions#maxGradNorm()}, optional) with
  * {@link GradClip}'s kernels and the optimizer's own fused kernels update the parameters and its
  * state in place ({@link Optimizer#step()}): the numbers equal an eager step's, up to the rounding of
- * the graph passes.
+ * the graph passes. With {@link CompileOptions.Builder#dataParallel} the gradients are averaged
+ * over the processes of a {@code DistributedDataParallel} between the graph and the update.
  *
  * <p>The capture runs the function once for real; the buffers it changes are restored afterwards,
  * so compiling has no effect on the model. The model's mode (train or eval) at compile time is the
@@ -53,6 +54,7 @@ public final class TrainingStep implements AutoCloseable {
     private final Optimizer optimizer;
     private final List<Tensor> params;
     private final double maxGradNorm;
+    private final dev.cortado.distributed.DistributedDataParallel dataParallel;
     private List<Tensor> assigned;
     private double lastGradNorm = Double.NaN;
 
@@ -65,6 +67,7 @@ public final class TrainingStep implements AutoCloseable {
         this.optimizer = optimizer;
         this.params = List.copyOf(optimizer.params());
         this.maxGradNorm = options.maxGradNorm();
+        this.dataParallel = options.dataParallel();
         Map<Tensor, String> names = new IdentityHashMap<>(options.parameters());
         buffers.forEach((name, t) -> names.put(t, name));
         for (int i = 0; i < params.size(); i++) {
@@ -160,6 +163,9 @@ public final class TrainingStep implements AutoCloseable {
             for (int i = 0; i < n; i++) {
                 params.get(i).setGrad(r[1 + i]); // the parameter owns it; cleared below
                 r[1 + i] = null;
+            }
+            if (dataParallel != null) {
+                dataParallel.synchronizeGradients();
             }
             if (maxGradNorm != Double.POSITIVE_INFINITY) {
                 lastGradNorm = GradClip.clipByGlobalNorm(params, maxGradNorm);
