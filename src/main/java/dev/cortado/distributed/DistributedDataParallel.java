@@ -3,7 +3,10 @@ package dev.cortado.distributed;
 import dev.cortado.autograd.Autograd;
 import dev.cortado.io.Checkpoint;
 import dev.cortado.nn.Module;
+import dev.cortado.ops.Indexing;
 import dev.cortado.optim.Optimizer;
+import dev.cortado.sparse.CompressedGradients;
+import dev.cortado.sparse.DeepGradientCompression;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;
 import dev.cortado.tensor.Scope;
@@ -30,6 +33,16 @@ import java.util.Objects;
  * collectives match). {@link #backward(Tensor)} returns when every bucket is reduced and copied
  * back into the parameters' gradients.
  *
+ * <p>With {@link Builder#compression} a float bucket is not all-reduced: it is compressed (top-k
+ * with error feedback, {@link GradientCompression}) on the backward thread as soon as it is
+ * complete, and its (index, value) pairs are all-gathered on the communication thread while the
+ * backward goes on; at the end every process sums the pairs of every process in the same order.
+ * {@link StepReport} gives the bytes sent against a dense exchange.
+ *
+ * <p>Under a compiled training step ({@code dev.cortado.graph.TrainingStep}), which computes all
+ * gradients in one graph, {@link #synchronizeGradients()} averages them (bucketed, compressed if
+ * configured) before the optimizer update.
+ *
  * <pre>{@code
  * try (var group = ProcessGroup.mpi(); var ddp = DistributedDataParallel.builder(model, group).build()) {
  *     for (Batch b : loader.epoch(e)) {            // loader built with .shard(group.rank(), group.worldSize())
@@ -46,6 +59,8 @@ public final class DistributedDataParallel implements AutoCloseable {
     private final Module module;
     private final ProcessGroup group;
     private final boolean findUnusedParameters;
+    private final GradientCompression compression;
+    private boolean inBackward;
     private final List<Bucket> buckets = new ArrayList<>();
     private final Map<Tensor, Slot> slots = new IdentityHashMap<>();
     private final List<Autograd.Registration> registrations = new ArrayList<>();
@@ -66,6 +81,15 @@ public final class DistributedDataParallel implements AutoCloseable {
         int ready;
         Work work;
         long launchedNanos;
+        /** Top-k with error feedback (null: dense all-reduce); its residual is this bucket's. */
+        DeepGradientCompression compressor;
+        /** This step's compressed message and the gathered messages of every process (while in flight). */
+        CompressedGradients sent;
+        Tensor sentIndices;
+        Tensor gatheredValues;
+        Tensor gatheredIndices;
+        Work indicesWork;
+        long bytesSent;
 
         Bucket(int index, Tensor flat) {
             this.index = index;
@@ -76,10 +100,16 @@ public final class DistributedDataParallel implements AutoCloseable {
     /**
      * What the last synchronised backward did: when it started, when each bucket's all-reduce was
      * launched, when backward's own work ended and when the last reduction was done (System.nanoTime),
-     * and the bytes this process sent to the all-reduces.
+     * the bytes this process contributed to the collectives ({@code bytesSent}: its all-reduce inputs,
+     * or with compression its (index, value) pairs) and those of a dense all-reduce ({@code denseBytes}).
      */
     public record StepReport(long startNanos, long[] bucketLaunchNanos, long backwardEndNanos, long doneNanos,
-                             long gradientBytes) {
+                             long bytesSent, long denseBytes) {
+        /** The fraction of a dense exchange's bytes this process sent (1 without compression). */
+        public double sentFraction() {
+            return denseBytes == 0 ? 1 : (double) bytesSent / denseBytes;
+        }
+
         /** Buckets whose all-reduce started before the backward had finished: the overlap. */
         public int bucketsLaunchedDuringBackward() {
             int n = 0;
@@ -90,6 +120,7 @@ public final class DistributedDataParallel implements AutoCloseable {
         }
     }
 
+    /** Options for wrapping {@code module}, whose replicas live in the processes of {@code group}. */
     public static Builder builder(Module module, ProcessGroup group) {
         return new Builder(module, group);
     }
@@ -100,6 +131,7 @@ public final class DistributedDataParallel implements AutoCloseable {
         private final ProcessGroup group;
         private long bucketCapBytes = 25L << 20;
         private boolean findUnusedParameters;
+        private GradientCompression compression;
 
         private Builder(Module module, ProcessGroup group) {
             this.module = Objects.requireNonNull(module, "module");
@@ -125,6 +157,15 @@ public final class DistributedDataParallel implements AutoCloseable {
             return this;
         }
 
+        /**
+         * Compresses the float gradient buckets instead of all-reducing them (null, the default:
+         * dense all-reduce). See {@link GradientCompression}.
+         */
+        public Builder compression(GradientCompression options) {
+            this.compression = options;
+            return this;
+        }
+
         /** Broadcasts rank 0's parameters and buffers and builds the buckets (a collective: every rank calls it). */
         public DistributedDataParallel build() {
             return new DistributedDataParallel(this);
@@ -135,6 +176,7 @@ public final class DistributedDataParallel implements AutoCloseable {
         this.module = b.module;
         this.group = b.group;
         this.findUnusedParameters = b.findUnusedParameters;
+        this.compression = b.compression;
         Map<String, Tensor> named = module.namedParameters();
         List<Work> sync = new ArrayList<>();
         for (Map.Entry<String, Tensor> e : named.entrySet()) {
@@ -172,6 +214,9 @@ public final class DistributedDataParallel implements AutoCloseable {
                     bucket.members.add(slot);
                     slots.put(slot.parameter(), slot);
                     offset += slot.parameter().numel();
+                }
+                if (compression != null && dtype.isFloatingPoint()) {
+                    bucket.compressor = compression.compressorFor(bucket.flat);
                 }
                 buckets.add(bucket);
                 i = j;
@@ -282,28 +327,100 @@ public final class DistributedDataParallel implements AutoCloseable {
 
     /**
      * Runs {@code loss.backward()} and averages the gradients across processes, overlapping the
-     * all-reduces with the backward; returns when the parameters' gradients hold the average.
-     * Inside {@link #noSync()} it only accumulates locally.
+     * all-reduces (or, with compression, the all-gathers) with the backward; returns when the
+     * parameters' gradients hold the average. Inside {@link #noSync()} it only accumulates locally.
      */
     public void backward(Tensor loss) {
         if (!syncing) {
             loss.backward();
             return;
         }
-        stepStartNanos = System.nanoTime();
-        nextToLaunch = 0;
-        for (Bucket b : buckets) {
-            b.ready = 0;
-            b.work = null;
-            b.launchedNanos = 0;
-        }
+        beginStep();
+        inBackward = true;
         try {
             loss.backward();
         } catch (RuntimeException e) {
             drainLaunched();
             throw e;
+        } finally {
+            inBackward = false;
         }
-        long backwardEnd = System.nanoTime();
+        finishStep(System.nanoTime());
+    }
+
+    /**
+     * Averages the gradients the parameters already hold (computed by something other than an
+     * autograd backward under {@link #backward}, such as a compiled training step, which produces
+     * them all at once): every bucket is filled and its all-reduce (or compressed all-gather)
+     * started in bucket order, then all are awaited; nothing overlaps a backward here. A
+     * collective: every rank calls it at the same step. Parameters without a gradient are treated
+     * as in {@link #backward} (an error, or zeros with {@code findUnusedParameters}).
+     */
+    public void synchronizeGradients() {
+        synchronizeGradients(null);
+    }
+
+    /**
+     * {@link #synchronizeGradients()} for gradients the parameters do not hold: {@code gradients}
+     * maps each parameter (by identity) to the tensor holding its gradient, such as a value of a
+     * compiled training step's graph; those tensors are averaged in place and stay owned by the
+     * caller. A collective, like the other form.
+     *
+     * @param gradients parameter to gradient; a parameter missing from it counts as without gradient
+     */
+    public void synchronizeGradients(Map<Tensor, Tensor> gradients) {
+        external = gradients;
+        try {
+            synchronizeHeldGradients();
+        } finally {
+            external = null;
+        }
+    }
+
+    /** The gradient of {@code p} that this step averages: an external one, or the one p holds. */
+    private Tensor gradientOf(Tensor p) {
+        return external != null ? external.get(p) : p.grad();
+    }
+
+    private void synchronizeHeldGradients() {
+        beginStep();
+        long start = System.nanoTime();
+        List<String> missing = new ArrayList<>();
+        for (Bucket b : buckets) {
+            for (Slot s : b.members) {
+                if (gradientOf(s.parameter()) == null) {
+                    missing.add(s.name());
+                }
+            }
+        }
+        if (!missing.isEmpty() && !findUnusedParameters) {
+            throw new IllegalStateException("DistributedDataParallel.synchronizeGradients: parameter(s) " + missing
+                    + " hold no gradient (on rank " + group.rank() + "); every rank would wait for them. If that is"
+                    + " on purpose, build with findUnusedParameters(true)");
+        }
+        for (Bucket b : buckets) {
+            for (Slot s : b.members) {
+                fillSlot(s);
+            }
+            b.ready = b.members.size();
+            launchReady();
+        }
+        finishStep(start);
+    }
+
+    private void beginStep() {
+        stepStartNanos = System.nanoTime();
+        nextToLaunch = 0;
+        readyNow.clear();
+        for (Bucket b : buckets) {
+            b.ready = 0;
+            b.work = null;
+            b.launchedNanos = 0;
+        }
+    }
+
+    /** After the gradients are computed: the unused-parameter check, then await every bucket and copy back. */
+    private void finishStep(long backwardEnd) {
         List<String> unused = new ArrayList<>();
         for (Bucket b : buckets) {
             if (b.ready < b.members.size()) {
@@ -331,17 +448,29 @@ public final class DistributedDataParallel implements AutoCloseable {
             }
             launchReady();
         }
-        for (Bucket b : buckets) {
-            b.work.await();
-            copyBack(b);
-        }
         long[] launches = new long[buckets.size()];
         long bytes = 0;
+        long dense = 0;
+        try {
+            for (Bucket b : buckets) {
+                b.work.await();
+                if (b.compressor != null) {
+                    b.indicesWork.await();
+                    sumGathered(b);
+                }
+                copyBack(b);
+            }
+        } finally {
+            for (Bucket b : buckets) {
+                releaseMessage(b);
+            }
+        }
         for (Bucket b : buckets) {
             launches[b.index] = b.launchedNanos;
-            bytes += b.flat.numel() * b.flat.dtype().byteSize();
+            bytes += b.bytesSent;
+            dense += b.flat.numel() * b.flat.dtype().byteSize();
         }
-        lastStep = new StepReport(stepStartNanos, launches, backwardEnd, System.nanoTime(), bytes);
+        lastStep = new StepReport(stepStartNanos, launches, backwardEnd, System.nanoTime(), bytes, dense);
     }
 
     /**
@@ -360,14 +489,19 @@ public final class DistributedDataParallel implements AutoCloseable {
     }
 
     private final Map<Tensor, Boolean> readyNow = new IdentityHashMap<>();
+    /** The gradients of the synchronizeGradients(Map) call in progress, or null. */
+    private Map<Tensor, Tensor> external;
 
     private boolean readyThisStep(Slot s) {
         return readyNow.getOrDefault(s.parameter(), false);
     }
 
-    /** Called by the backward thread when a parameter's gradient is complete. */
+    /**
+     * Called by the backward thread when a parameter's gradient is complete; acts only inside
+     * {@link #backward} (not in a plain {@code loss.backward()} nor in a graph capture's).
+     */
     private void gradientReady(Tensor parameter) {
-        if (!syncing) {
+        if (!syncing || !inBackward) {
             return;
         }
         Slot s = slots.get(parameter);
@@ -383,7 +517,7 @@ public final class DistributedDataParallel implements AutoCloseable {
         readyNow.put(s.parameter(), true);
         try (Autograd.GradMode off = Autograd.noGrad();
              Tensor dst = s.bucket().flat.narrow(0, s.offset(), s.parameter().numel())) {
-            Tensor g = s.parameter().grad();
+            Tensor g = gradientOf(s.parameter());
             if (g == null) {
                 try (Tensor zero = Tensor.zeros(dst.dtype(), dst.device(), dst.numel())) {
                     dst.copyFrom(zero);
@@ -396,12 +530,61 @@ public final class DistributedDataParallel implements AutoCloseable {
         }
     }
 
-    /** Launches the all-reduces of complete buckets, in index order (the same on every rank). */
+    /**
+     * Launches the collectives of complete buckets, in index order (the same on every rank): an
+     * all-reduce (average), or with compression the bucket's top-k compressed here, on the
+     * backward thread, and its values and indices all-gathered.
+     */
     private void launchReady() {
         while (nextToLaunch < buckets.size() && buckets.get(nextToLaunch).ready == buckets.get(nextToLaunch).members.size()) {
             Bucket b = buckets.get(nextToLaunch++);
             b.launchedNanos = System.nanoTime();
-            b.work = group.allReduce(b.flat, b.flat.dtype().isFloatingPoint() ? ReduceOp.AVG : ReduceOp.SUM);
+            if (b.compressor == null) {
+                b.work = group.allReduce(b.flat, b.flat.dtype().isFloatingPoint() ? ReduceOp.AVG : ReduceOp.SUM);
+                b.bytesSent = b.flat.numel() * b.flat.dtype().byteSize();
+            } else {
+                launchCompressed(b);
+            }
+        }
+    }
+
+    private void launchCompressed(Bucket b) {
+        int p = group.worldSize();
+        try (Scope detached = Scope.detached(); Autograd.GradMode off = Autograd.noGrad()) {
+            b.sent = b.compressor.compress(List.of(b.flat));
+            CompressedGradients.Part part = b.sent.parts().get(0);
+            long k = part.count();
+            // int32 indices while they fit: half the bytes of int64 (index_add widens them back)
+            DType indexType = b.flat.numel() < (1L << 31) ? DType.INT32 : DType.INT64;
+            b.sentIndices = part.indices().to(indexType);
+            b.gatheredValues = Tensor.empty(part.values().dtype(), b.flat.device(), p * k);
+            b.gatheredIndices = Tensor.empty(indexType, b.flat.device(), p * k);
+            b.work = group.allGather(b.gatheredValues, part.values());
+            b.indicesWork = group.allGather(b.gatheredIndices, b.sentIndices);
+            b.bytesSent = k * (part.values().dtype().byteSize() + indexType.byteSize());
+        }
+    }
+
+    /** The bucket's average: the sum of every process's (index, value) pairs, in rank order, over p. */
+    private void sumGathered(Bucket b) {
+        try (Scope s = Scope.open(); Autograd.GradMode off = Autograd.noGrad()) {
+            Tensor indices = b.gatheredIndices.to(DType.INT64);
+            Tensor sum = Indexing.indexAdd(b.flat.numel(), 0, indices, b.gatheredValues);
+            b.flat.copyFrom(sum.mul(1.0 / group.worldSize()).to(b.flat.dtype()));
+        }
+    }
+
+    private static void releaseMessage(Bucket b) {
+        if (b.sent != null) {
+            b.sent.close();
+            b.sentIndices.close();
+            b.gatheredValues.close();
+            b.gatheredIndices.close();
+            b.sent = null;
+            b.sentIndices = null;
+            b.gatheredValues = null;
+            b.gatheredIndices = null;
+            b.indicesWork = null;
         }
     }
 
@@ -411,10 +594,11 @@ public final class DistributedDataParallel implements AutoCloseable {
                 readyNow.remove(s.parameter());
                 Tensor p = s.parameter();
                 try (Tensor part = b.flat.narrow(0, s.offset(), p.numel()); Tensor shaped = part.view(p.shape().toArray())) {
-                    if (p.grad() == null) {
+                    Tensor g = gradientOf(p);
+                    if (g != null) {
+                        g.copyFrom(shaped);
+                    } else if (external == null) {
                         p.setGrad(shaped.copy());
-                    } else {
-                        p.grad().copyFrom(shaped);
                     }
                 }
             }
@@ -427,16 +611,24 @@ public final class DistributedDataParallel implements AutoCloseable {
             if (b.work != null) {
                 b.work.await();
             }
+            if (b.indicesWork != null) {
+                b.indicesWork.await();
+            }
+            releaseMessage(b);
         }
         readyNow.clear();
     }
 
-    /** Stops listening to the gradients and frees the buckets (the group stays open). */
+    /** Stops listening to the gradients and frees the buckets and the compressors' residuals (the group stays open). */
     @Override
     public void close() {
         registrations.forEach(Autograd.Registration::close);
         registrations.clear();
         for (Bucket b : buckets) {
+            releaseMessage(b);
+            if (b.compressor != null) {
+                b.compressor.close();
+            }
             b.flat.close();
         }
         buckets.clear();

@@ -1,5 +1,6 @@
 package dev.cortado.graph;
 
+import dev.cortado.distributed.DistributedDataParallel;
 import dev.cortado.tensor.Tensor;
 import java.util.ArrayList;
 import java.util.IdentityHashMap;
@@ -47,9 +48,11 @@ public final class CompileOptions {
     private final boolean fuseElementwise;
     private final boolean propagateLayout;
     private final long memoryBudget;
+    private final DistributedDataParallel dataParallel;
 
     private CompileOptions(Builder b) {
         this.memoryBudget = b.memoryBudget;
+        this.dataParallel = b.dataParallel;
         this.maxGradNorm = b.maxGradNorm;
         this.fuseElementwise = b.fuseElementwise;
         this.propagateLayout = b.propagateLayout;
@@ -120,6 +123,15 @@ public final class CompileOptions {
         return memoryBudget;
     }
 
+    /**
+     * Training steps: the data-parallel wrapper whose processes average the gradients after the
+     * compiled backward and before the optimizer update ({@link DistributedDataParallel#synchronizeGradients()}),
+     * or null (the default) for a single process.
+     */
+    public DistributedDataParallel dataParallel() {
+        return dataParallel;
+    }
+
     /** Tensors read by reference, with their names (a copy). */
     public Map<Tensor, String> parameters() {
         return new IdentityHashMap<>(parameters);
@@ -138,6 +150,7 @@ public final class CompileOptions {
         private boolean fuseElementwise = true;
         private boolean propagateLayout = true;
         private long memoryBudget = Long.MAX_VALUE;
+        private DistributedDataParallel dataParallel;
 
         private Builder() {
         }
@@ -171,6 +184,7 @@ public final class CompileOptions {
             fuseElementwise = o.fuseElementwise;
             propagateLayout = o.propagateLayout;
             memoryBudget = o.memoryBudget;
+            dataParallel = o.dataParallel;
             return this;
         }
 
@@ -183,6 +197,17 @@ public final class CompileOptions {
                 throw new IllegalArgumentException("maxGradNorm must be > 0 (or +Infinity for none), got " + norm);
             }
             maxGradNorm = norm;
+            return this;
+        }
+
+        /**
+         * Training steps: average the gradients over the processes of {@code ddp} (bucketed, and
+         * compressed if {@code ddp} compresses) after the compiled backward, before clipping and the
+         * optimizer update, so every replica takes the same step as under eager
+         * {@link DistributedDataParallel#backward}. {@code ddp} must wrap the trained model; null: off.
+         */
+        public Builder dataParallel(DistributedDataParallel ddp) {
+            dataParallel = ddp;
             return this;
         }
 

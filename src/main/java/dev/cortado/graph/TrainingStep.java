@@ -42,7 +42,9 @@ import java.util.function.Function;
  * ({@link Optimizer#step(List)}), which write the parameters and the optimizer's state (graph
  * parameters, held by reference) in place. The update nodes come after every read of the values
  * they write; the verifier checks it and every pass keeps it. The graph returns the loss alone:
- * the numbers equal an eager step's up to the rounding of the graph passes.
+ * the numbers equal an eager step's up to the rounding of the graph passes. With
+ * {@link CompileOptions.Builder#dataParallel} the update node first averages the gradients over the
+ * processes of a {@code DistributedDataParallel} (bucketed, compressed if it compresses), in place.
  *
  * <p>The capture runs the function once for real; the buffers it changes are restored afterwards,
  * so compiling has no effect on the model. The model's mode (train or eval) at compile time is the
@@ -54,6 +56,7 @@ public final class TrainingStep implements AutoCloseable {
     private final Optimizer optimizer;
     private final List<Tensor> params;
     private final double maxGradNorm;
+    private final dev.cortado.distributed.DistributedDataParallel dataParallel;
     private List<Tensor> assigned;
     private double lastGradNorm = Double.NaN;
 
@@ -66,6 +69,7 @@ public final class TrainingStep implements AutoCloseable {
         this.optimizer = optimizer;
         this.params = List.copyOf(optimizer.params());
         this.maxGradNorm = options.maxGradNorm();
+        this.dataParallel = options.dataParallel();
         Map<Tensor, String> names = new IdentityHashMap<>(options.parameters());
         buffers.forEach((name, t) -> names.put(t, name));
         for (int i = 0; i < params.size(); i++) {
@@ -125,8 +129,9 @@ public final class TrainingStep implements AutoCloseable {
             }
             stateOf.add(own);
         }
-        if (maxGradNorm != Double.POSITIVE_INFINITY) {
-            // clipping scales every gradient by their global norm: one update after all of them
+        if (maxGradNorm != Double.POSITIVE_INFINITY || dataParallel != null) {
+            // clipping scales every gradient by their global norm, and the processes average them all
+            // in one collective step: one update after all of them
             int[] all = new int[n];
             for (int i = 0; i < n; i++) {
                 all[i] = i;
@@ -187,6 +192,13 @@ public final class TrainingStep implements AutoCloseable {
                         }
                         grads.add(g);
                     }
+                    if (dataParallel != null) {  // indices are all the parameters here
+                        Map<Tensor, Tensor> byParameter = new IdentityHashMap<>();
+                        for (int k = 0; k < indices.length; k++) {
+                            byParameter.put(params.get(indices[k]), grads.get(k));
+                        }
+                        dataParallel.synchronizeGradients(byParameter);
+                    }
                     if (maxGradNorm != Double.POSITIVE_INFINITY) {
                         lastGradNorm = GradClip.clip(grads, maxGradNorm);
                     }
@@ -206,7 +218,7 @@ public final class TrainingStep implements AutoCloseable {
         @Override
         public String toString() {
             String which = indices.length == params.size() && indices.length > 1 ? "all" : java.util.Arrays.toString(indices);
-            return optimizer.name() + " params " + which
+            return optimizer.name() + " params " + which + (dataParallel == null ? "" : ", averaged over processes")
                     + (maxGradNorm == Double.POSITIVE_INFINITY ? "" : ", maxGradNorm=" + maxGradNorm);
         }
     }

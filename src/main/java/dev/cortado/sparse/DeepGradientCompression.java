@@ -167,6 +167,26 @@ public final class DeepGradientCompression implements AutoCloseable {
      */
     public CompressedGradients compress() {
         ensureOpen();
+        List<Tensor> gradients = new ArrayList<>(params.size());
+        for (Tensor p : params) {
+            p.ensureOpen("DeepGradientCompression.compress");
+            gradients.add(p.grad());
+        }
+        return compress(gradients);
+    }
+
+    /**
+     * Compresses {@code gradients} (one per parameter, in the parameters' order, each of its
+     * parameter's shape, dtype and device; null counts as zero) instead of the parameters' own
+     * {@code grad}: for a caller that keeps the gradients elsewhere, such as the flat gradient
+     * buckets of a data-parallel wrapper. Updates the residuals; the caller owns the result.
+     */
+    public CompressedGradients compress(List<Tensor> gradients) {
+        ensureOpen();
+        if (gradients.size() != params.size()) {
+            throw new IllegalArgumentException("DeepGradientCompression.compress: " + gradients.size()
+                    + " gradients for " + params.size() + " parameters");
+        }
         double d = density.density(step);
         List<CompressedGradients.Part> parts = new ArrayList<>(params.size());
         long denseValues = 0;
@@ -178,7 +198,7 @@ public final class DeepGradientCompression implements AutoCloseable {
                 for (int i = 0; i < g.length; i++) {
                     Tensor p = params.get(i);
                     p.ensureOpen("DeepGradientCompression.compress");
-                    Tensor grad = p.grad();
+                    Tensor grad = gradients.get(i);
                     if (grad != null && (!grad.shape().equals(p.shape()) || grad.device() != p.device())) {
                         throw new IllegalArgumentException("DeepGradientCompression: gradient " + grad.describe()
                                 + " does not match parameter " + i + " " + p.describe());

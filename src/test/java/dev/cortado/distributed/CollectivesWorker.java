@@ -31,6 +31,10 @@ final class CollectivesWorker {
                 case "die" -> die(group);
                 case "dgc" -> dgc(group);
                 case "resume" -> DdpScenario.resume(group, java.nio.file.Path.of(args[1]));
+                case "ddp-compressed" -> CompressedDdpScenario.compressed(group);
+                case "error-feedback" -> CompressedDdpScenario.errorFeedback(group);
+                case "mnist-compressed" -> CompressedDdpScenario.mnist(group);
+                case "ddp-compiled" -> CompressedDdpScenario.compiled(group);
                 default -> throw new IllegalArgumentException("unknown scenario " + scenario);
             };
             System.out.println("rank " + group.rank() + " of " + group.worldSize() + ": " + checks + " checks passed");
