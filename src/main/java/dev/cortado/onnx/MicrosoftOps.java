@@ -9,6 +9,7 @@ import dev.cortado.onnx.proto.Onnx.TensorProto;
 import dev.cortado.onnx.proto.Onnx.ValueInfoProto;
 import dev.cortado.ops.Attention;
 import dev.cortado.ops.Elementwise;
+import dev.cortado.ops.Indexing;
 import dev.cortado.ops.LinearAlgebra;
 import dev.cortado.ops.Normalization;
 import dev.cortado.quant.Quantization;
@@ -26,6 +27,7 @@ import java.util.Arrays;
  *       optional bias, the optional mean, inverse standard deviation and sum outputs) and
  *       SimplifiedLayerNormalization (RMS norm; ONNX Runtime declares it in the default domain, so
  *       it is registered in both);</li>
+ *   <li>EmbedLayerNormalization (BERT's word + position + segment embeddings and layer norm);</li>
  *   <li>BiasAdd, FusedMatMul (transA, transB, alpha);</li>
  *   <li>Attention (one packed QKV projection, mask_index as key lengths, start/end positions, a
  *       2-d or 3-d 0/1 mask; attention_bias; unidirectional) and MultiHeadAttention (separate Q, K,
@@ -71,6 +73,7 @@ final class MicrosoftOps {
         r.register(DOMAIN, "SkipLayerNormalization", 1, n -> skipNorm(n, false));
         r.register(DOMAIN, "SkipSimplifiedLayerNormalization", 1, n -> skipNorm(n, true));
         r.register(DOMAIN, "SimplifiedLayerNormalization", 1, MicrosoftOps::simplifiedLayerNorm);
+        r.register(DOMAIN, "EmbedLayerNormalization", 1, MicrosoftOps::embedLayerNorm);
         r.register(OnnxOps.DEFAULT_DOMAIN, "SimplifiedLayerNormalization", 1, MicrosoftOps::simplifiedLayerNorm);
         r.register(DOMAIN, "BiasAdd", 1, n -> one(Elementwise.add(Elementwise.add(n.required(0), n.required(1)), n.required(2))));
         r.register(DOMAIN, "FusedMatMul", 1, MicrosoftOps::fusedMatMul);
@@ -294,6 +297,53 @@ final class MicrosoftOps {
             Tensor ms = Elementwise.mul(xs, xs).mean(axes);
             out[1] = Elementwise.rsqrt(Elementwise.add(ms, eps)).reshape(keptDims(x.dims(), axis));
         }
+        return out;
+    }
+
+    /**
+     * EmbedLayerNormalization (BERT's embedding block): s = word_embedding[input_ids] +
+     * position_embedding[position_ids, default 0 .. seq-1] (+ segment_embedding[segment_ids]), then
+     * layer norm over the hidden dimension (epsilon default 1e-12) · gamma + beta. Outputs: the
+     * result [batch, seq, hidden], mask_index [batch] int32 (the number of ones in each row of
+     * mask; zeros without a mask) and, optionally, s.
+     */
+    private static Tensor[] embedLayerNorm(OnnxNode n) {
+        Tensor ids = n.required(0);
+        Tensor segments = n.input(1);
+        Tensor words = n.required(2);
+        Tensor positions = n.required(3);
+        Tensor segmentTable = n.input(4);
+        Tensor gamma = n.required(5);
+        Tensor beta = n.input(6);
+        Tensor mask = n.input(7);
+        Tensor positionIds = n.input(8);
+        if (ids.rank() != 2 || words.rank() != 2 || positions.rank() != 2 || positions.size(1) != words.size(1)) {
+            throw n.error("input_ids " + ids.describe() + " must be [batch, seq], word_embedding " + words.describe()
+                    + " and position_embedding " + positions.describe() + " [rows, hidden]");
+        }
+        if ((segments == null) != (segmentTable == null)) {
+            throw n.error("segment_ids and segment_embedding come together");
+        }
+        long batch = ids.size(0);
+        long seq = ids.size(1);
+        if (positionIds == null && seq > positions.size(0)) {
+            throw n.error("sequence length " + seq + " is beyond position_embedding " + positions.describe());
+        }
+        Tensor sum = Indexing.gather(words, ids, 0);
+        sum = Elementwise.add(sum, positionIds == null ? positions.narrow(0, 0, seq) : Indexing.gather(positions, positionIds, 0));
+        if (segments != null) {
+            sum = Elementwise.add(sum, Indexing.gather(segmentTable, segments, 0));
+        }
+        Tensor[] out = new Tensor[3];
+        out[0] = normalize(sum, gamma, beta, n.attrFloat("epsilon", SKIP_NORM_EPSILON), false);
+        if (n.wantsOutput(1)) {
+            if (mask != null && (mask.rank() != 2 || mask.size(0) != batch || mask.size(1) != seq)) {
+                throw n.error("mask " + mask.describe() + " must be [" + batch + ", " + seq + "]");
+            }
+            out[1] = mask == null ? Tensor.zeros(DType.INT32, ids.device(), batch)
+                    : mask.to(DType.INT64).sum(new int[] {1}).to(DType.INT32);
+        }
+        out[2] = sum;
         return out;
     }
 

@@ -316,6 +316,86 @@ class MicrosoftOpsTest {
     }
 
     @Test
+    void embedLayerNormalization() throws OrtException {
+        int[] ids = new int[2 * 7];
+        int[] seg = new int[2 * 7];
+        int[] mask = new int[2 * 7];
+        for (int k = 0; k < ids.length; k++) {
+            ids[k] = RND.nextInt(30);
+            seg[k] = RND.nextInt(2);
+            mask[k] = k % 7 < 3 + 3 * (k / 7) ? 1 : 0;
+        }
+        In inputIds = new In("ids", DType.INT32, new long[] {2, 7}, ids);
+        In segmentIds = new In("seg", DType.INT32, new long[] {2, 7}, seg);
+        In words = In.f("words", 30, 16);
+        In positions = In.f("pos", 9, 16);
+        In segments = In.f("segs", 2, 16);
+        In gamma = In.f("gamma", 16);
+        In beta = In.f("beta", 16);
+        In m = new In("mask", DType.INT32, new long[] {2, 7}, mask);
+        List<In> ins = List.of(inputIds, segmentIds, words, positions, segments, gamma, beta, m);
+        checkEmbed(ins, List.of("y", "mask_index", "sum"));
+        // without segments and mask (BERT models without token types): mask_index is all zeros
+        checkEmbed(List.of(inputIds, In.absent(), words, positions, In.absent(), gamma, beta), List.of("y", "mask_index"));
+    }
+
+    private static void checkEmbed(List<In> ins, List<String> outputs) throws OrtException {
+        ModelProto model = model(MicrosoftOps.DOMAIN, "EmbedLayerNormalization", ins, outputs, f("epsilon", 1e-5));
+        model = model.toBuilder().setGraph(model.getGraph().toBuilder()
+                .setOutput(1, info("mask_index", DType.INT32, null))).build();
+        Map<String, float[]> want = runOrtMixed(model, ins);
+        Map<String, float[]> got = runCortado(model, ins);
+        for (String name : want.keySet()) {
+            float[] w = want.get(name);
+            float[] g = got.get(name);
+            assertEquals(w.length, g.length, name);
+            for (int k = 0; k < w.length; k++) {
+                assertEquals(w[k], g[k], NORM + NORM * Math.abs(w[k]), "EmbedLayerNormalization " + name + " element " + k);
+            }
+        }
+        assertEquals(want.keySet(), got.keySet());
+    }
+
+    /** {@link #runOrt} where some outputs are int32 (read as floats). */
+    private static Map<String, float[]> runOrtMixed(ModelProto m, List<In> inputs) throws OrtException {
+        Map<String, float[]> out = new LinkedHashMap<>();
+        try (OrtSession.SessionOptions opts = new OrtSession.SessionOptions()) {
+            opts.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.NO_OPT);
+            try (OrtSession s = env.createSession(m.toByteArray(), opts)) {
+                Map<String, OnnxTensor> feeds = new HashMap<>();
+                try {
+                    for (In in : inputs) {
+                        if (!in.name().isEmpty()) {
+                            feeds.put(in.name(), ortTensor(in));
+                        }
+                    }
+                    try (OrtSession.Result r = s.run(feeds)) {
+                        for (ValueInfoProto o : m.getGraph().getOutputList()) {
+                            OnnxTensor t = (OnnxTensor) r.get(o.getName()).orElseThrow();
+                            float[] v;
+                            if (t.getInfo().type == OnnxJavaType.INT32) {
+                                IntBuffer ib = t.getIntBuffer();
+                                v = new float[ib.remaining()];
+                                for (int k = 0; k < v.length; k++) {
+                                    v[k] = ib.get(k);
+                                }
+                            } else {
+                                FloatBuffer fb = t.getFloatBuffer();
+                                v = new float[fb.remaining()];
+                                fb.get(v);
+                            }
+                            out.put(o.getName(), v);
+                        }
+                    }
+                } finally {
+                    feeds.values().forEach(OnnxTensor::close);
+                }
+            }
+        }
+        return out;
+    }
+
+    @Test
     void biasAddAgainstFloat64() {
         In x = In.f("x", 2, 3, 8);
         In b = In.f("b", 8);
