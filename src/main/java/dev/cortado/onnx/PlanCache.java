@@ -85,6 +85,7 @@ final class PlanCache {
             }
         }
         OnnxModel loaded = loader.load();
+        Lease lease;
         synchronized (PLANS) {
             Plan p = PLANS.get(key);
             boolean raced = p != null;
@@ -94,12 +95,12 @@ final class PlanCache {
             }
             p.users++;
             p.retain |= retain;
-            if (!raced) {
-                return new Lease(loaded, false, p.warmedUp);
-            }
+            lease = new Lease(p.model, raced, p.warmedUp);
         }
-        loaded.close(); // another session loaded the same plan meanwhile: use that one
-        return acquire(key, retain, loader);
+        if (lease.model() != loaded) {
+            loaded.close(); // another session loaded the same plan meanwhile: use that one
+        }
+        return lease;
     }
 
     /** One user of {@code key}'s plan is done; the plan is freed when it was the last and nobody retains it. */

@@ -155,6 +155,40 @@ class PlanCacheTest {
         assertEquals(allocated, Cortado.memoryStats(Device.CPU).allocatedBytes(), "releasing frees the weights");
     }
 
+    /** Sessions built at the same time from many threads end on one plan, counted once each. */
+    @Test
+    void concurrentBuildsShareOnePlan(@TempDir Path dir) throws Exception {
+        java.util.Random r = new java.util.Random(9);
+        Path file = InferenceSessionTest.writeModel(dir, InferenceSessionTest.random(r, 64 * 64),
+                InferenceSessionTest.random(r, 64), 64, 64);
+        long allocated = Cortado.memoryStats(Device.CPU).allocatedBytes();
+        int threads = 6;
+        java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(threads);
+        java.util.concurrent.CyclicBarrier start = new java.util.concurrent.CyclicBarrier(threads);
+        java.util.List<java.util.concurrent.Future<InferenceSession>> built = new java.util.ArrayList<>();
+        try {
+            for (int t = 0; t < threads; t++) {
+                built.add(pool.submit(() -> {
+                    start.await();
+                    return InferenceSession.builder(file).device(Device.CPU).build();
+                }));
+            }
+            java.util.List<InferenceSession> sessions = new java.util.ArrayList<>();
+            for (java.util.concurrent.Future<InferenceSession> f : built) {
+                sessions.add(f.get());
+            }
+            for (InferenceSession s : sessions) {
+                assertSame(sessions.get(0).model(), s.model(), "one plan for all");
+            }
+            for (InferenceSession s : sessions) {
+                s.close();
+            }
+        } finally {
+            pool.shutdown();
+        }
+        assertEquals(allocated, Cortado.memoryStats(Device.CPU).allocatedBytes(), "the last close freed the one plan");
+    }
+
     @Test
     void openSessionsShareOnePlanAndTheLastCloseFreesIt(@TempDir Path dir) throws IOException {
         java.util.Random r = new java.util.Random(8);
