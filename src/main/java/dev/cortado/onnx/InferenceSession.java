@@ -47,6 +47,13 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * fails the runs still waiting for a slot the same way, waits for the runs already executing to
  * finish, then frees the weights, so no run ever reads freed memory.
  *
+ * <p><b>Plans.</b> What loading produces (the parsed graph, the weights on the device, the
+ * constants folded at load) is a plan, shared by every open session of the same model file,
+ * device and optimization level ({@link Builder#sharePlan}, on by default): the weights exist once
+ * however many sessions serve them. With {@link Builder#retainPlan} the plan also outlives its
+ * sessions, so creating a session of that model again costs next to nothing: the plan is loaded
+ * and already warm.
+ *
  * <p><b>Memory.</b> The imported model is interpreted node by node (it is not yet lowered to a
  * memory-planned graph), so each run allocates its intermediate tensors and frees them at its end
  * through a {@link Scope}. Blocks of 256 KiB and more come back from the host allocator's block
@@ -72,10 +79,20 @@ public final class InferenceSession implements AutoCloseable {
     private final int bucketDim;
     private final int[] buckets;
     private final InferenceMetrics metrics = new InferenceMetrics();
+    /** The shared plan this session uses (null: the model is this session's own). */
+    private final PlanCache.Key planKey;
+    private final boolean planFromCache;
+    /** The warm-up runs done on this session's plan (input shape -> runs), shared with the plan's other sessions. */
+    private final Map<String, Integer> warmedUp;
     private volatile boolean closed;
+    private boolean released;
 
-    private InferenceSession(OnnxModel model, Builder b) {
+    private InferenceSession(OnnxModel model, Builder b, PlanCache.Key planKey, boolean planFromCache,
+                             Map<String, Integer> warmedUp) {
         this.model = model;
+        this.planKey = planKey;
+        this.planFromCache = planFromCache;
+        this.warmedUp = warmedUp;
         this.slots = new Semaphore(b.maxConcurrentRuns, true);
         this.bucketDim = b.bucketDim;
         this.buckets = b.buckets;
@@ -105,6 +122,8 @@ public final class InferenceSession implements AutoCloseable {
         private int bucketDim = -1;
         private int[] buckets = new int[0];
         private int warmUpRuns;
+        private boolean sharePlan = true;
+        private boolean retainPlan;
 
         private Builder(Path file, ModelProto proto) {
             this.file = file;
@@ -171,7 +190,9 @@ public final class InferenceSession implements AutoCloseable {
          * Runs the model {@code runsPerShape} times on zero inputs before {@link #build()} returns:
          * once per shape bucket (or once at all without buckets), with every dimension the model
          * leaves open set to 1 except the bucket dimension. This pays the first-call costs (the
-         * allocator's cache, lazily loaded kernels, the JIT) before the first request.
+         * allocator's cache, lazily loaded kernels, the JIT) before the first request. Those costs
+         * are per process: on a shared plan ({@link #sharePlan}), the runs earlier sessions already
+         * did for a shape are not repeated.
          */
         public Builder warmUp(int runsPerShape) {
             if (runsPerShape < 0) {
@@ -181,14 +202,44 @@ public final class InferenceSession implements AutoCloseable {
             return this;
         }
 
+        /**
+         * Whether sessions of the same model file with the same device and optimization share one
+         * loaded plan (default true): the second session open at the same time as the first reads,
+         * parses and folds nothing, and the weights are in memory once. The plan is freed when its
+         * last session closes (unless {@link #retainPlan}). A session of a parsed {@code ModelProto}
+         * always has its own plan.
+         */
+        public Builder sharePlan(boolean share) {
+            this.sharePlan = share;
+            return this;
+        }
+
+        /**
+         * Keeps this model's plan in the JVM after its last session closes (default false), so that
+         * creating a session of the model again reads, parses, converts and folds nothing, and its
+         * warm-up skips the runs earlier sessions already did on the plan (see {@link #warmUp}). Implies {@link #sharePlan}. The plan's memory (the weights)
+         * stays in use until {@link InferenceSession#releaseRetainedPlans()}.
+         */
+        public Builder retainPlan(boolean retain) {
+            this.retainPlan = retain;
+            return this;
+        }
+
         /** Loads the model (all checks happen here: an unsupported op fails now, not on a request). */
         public InferenceSession build() throws IOException {
             if (threads > 0) {
                 Cortado.setThreads(threads);
             }
             boolean fold = optimization == Optimization.FOLD_CONSTANTS;
-            OnnxModel m = file != null ? OnnxModel.load(file, device, fold) : OnnxModel.of(proto, null, device, fold);
-            InferenceSession s = new InferenceSession(m, this);
+            InferenceSession s;
+            if (file != null && (sharePlan || retainPlan)) {
+                PlanCache.Key key = PlanCache.key(file, device, optimization);
+                PlanCache.Lease lease = PlanCache.acquire(key, retainPlan, () -> OnnxModel.load(file, device, fold));
+                s = new InferenceSession(lease.model(), this, key, lease.hit(), lease.warmedUp());
+            } else {
+                OnnxModel m = file != null ? OnnxModel.load(file, device, fold) : OnnxModel.of(proto, null, device, fold);
+                s = new InferenceSession(m, this, null, false, new java.util.concurrent.ConcurrentHashMap<>());
+            }
             try {
                 s.warmUp(warmUpRuns);
             } catch (RuntimeException | Error e) {
@@ -199,9 +250,28 @@ public final class InferenceSession implements AutoCloseable {
         }
     }
 
-    /** The imported model (its input and output names, opset). */
+    /**
+     * The imported model (its input and output names, opset). It may be shared with other sessions
+     * of the same model file ({@link Builder#sharePlan}): close the session, not the model.
+     */
     public OnnxModel model() {
         return model;
+    }
+
+    /**
+     * Whether this session found its model's plan already loaded (by another open session, or
+     * retained by {@link Builder#retainPlan}) instead of loading it.
+     */
+    public boolean planFromCache() {
+        return planFromCache;
+    }
+
+    /**
+     * Frees the retained plans ({@link Builder#retainPlan}) that no open session uses; a plan still
+     * in use is freed when its last session closes. Returns how many plans were freed now.
+     */
+    public static int releaseRetainedPlans() {
+        return PlanCache.releaseRetained();
     }
 
     /** The shape buckets, ascending (empty: feeds are not padded). */
@@ -322,7 +392,10 @@ public final class InferenceSession implements AutoCloseable {
         }
     }
 
-    /** Runs the model on zero feeds of each bucket shape, {@code runs} times each. */
+    /**
+     * Runs the model on zero feeds of each bucket shape, {@code runs} times each, less the runs
+     * already done on this plan by earlier sessions (a cached plan is already warm in this process).
+     */
     @SuppressWarnings("try") // the scope frees the feeds and outputs
     private void warmUp(int runs) {
         if (runs == 0) {
@@ -330,7 +403,8 @@ public final class InferenceSession implements AutoCloseable {
         }
         int[] lengths = buckets.length == 0 ? new int[] {-1} : buckets;
         for (int length : lengths) {
-            for (int r = 0; r < runs; r++) {
+            String shape = bucketDim + ":" + length;
+            for (int r = warmedUp.getOrDefault(shape, 0); r < runs; r++) {
                 try (Scope scope = Scope.open()) {
                     Map<String, Tensor> feeds = new HashMap<>();
                     for (String name : model.inputNames()) {
@@ -338,6 +412,7 @@ public final class InferenceSession implements AutoCloseable {
                     }
                     model.run(feeds);
                 }
+                warmedUp.merge(shape, r + 1, Math::max);
             }
         }
     }
@@ -370,7 +445,14 @@ public final class InferenceSession implements AutoCloseable {
         closed = true;
         lifecycle.writeLock().lock();
         try {
-            model.close();
+            if (!released) {
+                released = true;
+                if (planKey != null) {
+                    PlanCache.release(planKey);
+                } else {
+                    model.close();
+                }
+            }
         } finally {
             lifecycle.writeLock().unlock();
         }

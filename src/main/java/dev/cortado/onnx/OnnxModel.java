@@ -32,7 +32,8 @@ import java.util.Set;
  *
  * <p>Loading does all the checking: the model must import a default-domain opset in
  * [{@value #MIN_OPSET}, {@value #MAX_OPSET}]; every node (also inside If/Loop/Scan bodies) must
- * be in the default domain (or ai.onnx.preview.training, the optimizer steps) and have a handler
+ * be in the default domain (or ai.onnx.preview.training, the optimizer steps, or com.microsoft, ONNX
+ * Runtime's transformer ops: {@link MicrosoftOps}) and have a handler
  * in the op table that implements the imported version of its op, else {@link UnsupportedOnnxOpException} names the op, domain, opset and node.
  * Initializers (with their external data files, confined to the model's folder) and
  * {@code Constant} nodes become tensors once, at load, on the model's device; they are shared,
@@ -287,6 +288,7 @@ public final class OnnxModel implements AutoCloseable {
                         "op " + n.getOpType() + nodeText(n) + " (domain " + domain + ") is supported from opset "
                                 + e.since() + ", the model imports opset " + version);
             }
+            MicrosoftOps.checkAtLoad(graph, n, version);
             for (AttributeProto a : n.getAttributeList()) {
                 if (a.hasG()) {
                     checkNodes(a.getG(), opsets);

@@ -181,6 +181,8 @@ final class OnnxOps {
         register(OnnxTrainingOps.DOMAIN, "Adagrad", 1, OnnxTrainingOps::adagrad);
         register(OnnxTrainingOps.DOMAIN, "Adam", 1, OnnxTrainingOps::adam);
         register(OnnxTrainingOps.DOMAIN, "Momentum", 1, OnnxTrainingOps::momentum);
+        // ONNX Runtime's contributed transformer ops, domain com.microsoft (MicrosoftOps)
+        MicrosoftOps.registerAll(OnnxOps::register);
     }
 
     // ------------------------------------------------------------------ quantization
@@ -363,7 +365,7 @@ final class OnnxOps {
         return entry(DEFAULT_DOMAIN, opType);
     }
 
-    /** The domains with handlers: the default one and ai.onnx.preview.training. */
+    /** The domains with handlers: the default one, ai.onnx.preview.training and com.microsoft. */
     static Set<String> domains() {
         Set<String> d = new java.util.TreeSet<>();
         for (String key : HANDLERS.keySet()) {
