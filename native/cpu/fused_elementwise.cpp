@@ -22,11 +22,13 @@
  * tests compare the fused node with the unfused graph, which runs the eager kernels.
  */
 #include <cstdlib>
+#include <type_traits>
 
 #include "cortado/elementwise.h"
 #include "cortado/fused.h"
 #include "internal.h"
 #include "scalar_ops.h"
+#include "vmath.h"
 
 namespace ct {
 namespace {
@@ -66,6 +68,12 @@ CT_INLINE void binary_loop(int64_t n, C* d, const C* a, const C* b) {
 }
 
 template <class C> CT_INLINE void unary_tile(int code, int64_t n, C* d, const C* a, double p0, double p1) {
+  if constexpr (std::is_same_v<C, float>) {
+    if (code == CT_UNARY_GELU_ERF) {  // the vectorizable float32 erf GELU of vmath.h (libm's erfcf is scalar)
+      for (int64_t j = 0; j < n; ++j) d[j] = gelu_erf_f32(a[j]);
+      return;
+    }
+  }
   switch (code) {
 #define CT_UNARY_OP(ident, name, domain, functor, grad) \
   case CT_UNARY_##ident: unary_loop<C, sop::functor, sop::domain>(n, d, a, p0, p1); break;

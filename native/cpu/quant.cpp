@@ -314,6 +314,14 @@ extern "C" int ct_cpu_dynamic_quantize(const ct_tensor* y, const ct_tensor* x, f
       for (int64_t r = t * per; r < std::min(g.rows, (t + 1) * per); ++r) {
         row_coords(g, r, coord);
         const float* xr = (const float*)x->data + row_offset(g, coord, x->strides);
+        if (xs == 1) {  // contiguous rows (the usual activations): the same loop, vectorized
+          for (int64_t j = 0; j < g.n; ++j) {
+            const float v = xr[j];
+            l = v < l ? v : l;
+            h = v > h ? v : h;
+          }
+          continue;
+        }
         for (int64_t j = 0; j < g.n; ++j) {
           const float v = xr[j * xs];
           l = v < l ? v : l;
@@ -336,6 +344,23 @@ extern "C" int ct_cpu_dynamic_quantize(const ct_tensor* y, const ct_tensor* x, f
   *scale = s;
   *zero_point = (uint8_t)z;
   if (n == 0) return CT_OK;
+  if (xs == 1 && last_stride(y) == 1) {
+    // pass 2 over contiguous rows: quantize_int's arithmetic (rne(x / s) clamped to
+    // [-z, 255 - z], NaN -> z) in float32 and int32 only, so that it vectorizes
+    const float lo_q = (float)-z, hi_q = (float)(255 - z);
+    for_rows(g, [&](const int64_t* coord) {
+      const float* xr = (const float*)x->data + row_offset(g, coord, x->strides);
+      uint8_t* yr = (uint8_t*)y->data + row_offset(g, coord, y->strides);
+      for (int64_t j = 0; j < g.n; ++j) {
+        float r = qm::rne(xr[j] / s);
+        r = r == r ? r : 0.0f;
+        r = r < lo_q ? lo_q : r;
+        r = r > hi_q ? hi_q : r;
+        yr[j] = (uint8_t)((int32_t)r + z);
+      }
+    });
+    return CT_OK;
+  }
   ct_quant_map map{};
   map.scale = scale;
   map.zero_point = &z;

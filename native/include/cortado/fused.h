@@ -12,7 +12,8 @@
  *   CT_FUSED_STORE   output dst = r[a]
  * Unary ops of the BOOL domain and comparison/logical binary ops are refused (CT_ERR_UNSUPPORTED):
  * every register holds the compute type of `dtype`. The formulas are the eager kernels'
- * (ct::sop functors of native/shared/scalar_ops.h).
+ * (ct::sop functors of native/shared/scalar_ops.h), except the float32 erf GELU, which runs the
+ * vectorizable gelu_erf_f32 of native/cpu/vmath.h (within a few ulp of the libm form).
  *
  * Operands: every input and output is a ct_tensor of dtype `dtype` (float32, float64, float16 or
  * bfloat16; the 16-bit ones computed in float32 and rounded once, on store) whose shape is the

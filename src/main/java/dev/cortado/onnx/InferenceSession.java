@@ -68,7 +68,9 @@ public final class InferenceSession implements AutoCloseable {
         NONE,
         /**
          * Nodes whose inputs are all weights or constants (transposed or dequantized weights, shape
-         * arithmetic) are evaluated once at load instead of on every run. The default.
+         * arithmetic) are evaluated once at load instead of on every run, and the written-out
+         * GELU, LayerNorm and attention chains run as Cortado's fused ops (constant int8 weights
+         * packed once). The default.
          */
         FOLD_CONSTANTS
     }

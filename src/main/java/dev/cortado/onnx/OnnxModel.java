@@ -72,18 +72,25 @@ public final class OnnxModel implements AutoCloseable {
     private final Map<String, ValueInfoProto> inputInfo = new HashMap<>();
     /** Main-graph nodes evaluated once at load ({@link #foldConstants}); a run skips them. */
     private final Set<NodeProto> folded = Collections.newSetFromMap(new IdentityHashMap<>());
+    /** The main graph that runs: the model's, or its rewrite by {@link OnnxFusion}. */
+    private GraphProto main;
+    /** The handlers of the fused nodes of {@link #main} ({@link OnnxFusion}). */
+    private final Map<NodeProto, OnnxOps.Handler> fusedHandlers = new IdentityHashMap<>();
+    /** What the fused nodes hold (packed weights), freed with the constants. */
+    private final List<AutoCloseable> fusedResources = new ArrayList<>();
     private volatile boolean closed;
 
     private OnnxModel(ModelProto proto, Path folder, Device device) {
-        this(proto, folder, device, false);
+        this(proto, folder, device, false, true);
     }
 
-    private OnnxModel(ModelProto proto, Path folder, Device device, boolean foldConstants) {
+    private OnnxModel(ModelProto proto, Path folder, Device device, boolean foldConstants, boolean fuse) {
         this.proto = proto;
         this.device = device;
         this.opset = defaultOpset(proto);
         this.opsets = importedOpsets(proto);
         GraphProto graph = proto.getGraph();
+        this.main = graph;
         checkNodes(graph, opsets);
         this.inputNames = List.copyOf(feedNames(graph));
         List<String> outs = new ArrayList<>();
@@ -96,8 +103,15 @@ public final class OnnxModel implements AutoCloseable {
         }
         try (Scope detached = Scope.detached()) {
             loadConstants(graph, folder);
+            if (fuse) {
+                OnnxFusion.Result fused = OnnxFusion.apply(graph, constants.get(graph), inputInfo.keySet(), opset);
+                fusedHandlers.putAll(fused.handlers());
+                fusedResources.addAll(fused.resources());
+                main = fused.graph();
+                constants.put(main, constants.remove(graph));
+            }
             if (foldConstants) {
-                foldConstants(graph);
+                foldConstants(main);
             }
         } catch (RuntimeException | Error e) {
             freeConstants();
@@ -105,7 +119,11 @@ public final class OnnxModel implements AutoCloseable {
         }
     }
 
-    /** Reads and imports {@code file}; external data files resolve in its folder. */
+    /**
+     * Reads and imports {@code file}; external data files resolve in its folder. The known chains
+     * of small ops (the written-out GELU, LayerNorm and attention) run as Cortado's fused ops, and
+     * constant int8 weights are packed once (see {@code OnnxFusion}).
+     */
     public static OnnxModel load(Path file) throws IOException {
         return load(file, Device.defaultDevice());
     }
@@ -123,7 +141,7 @@ public final class OnnxModel implements AutoCloseable {
      */
     static OnnxModel load(Path file, Device device, boolean foldConstants) throws IOException {
         Path folder = file.toAbsolutePath().getParent();
-        return new OnnxModel(read(file), folder, device, foldConstants);
+        return new OnnxModel(read(file), folder, device, foldConstants, foldConstants);
     }
 
     /** Imports a parsed model that has no external data, with its weights on the default device. */
@@ -136,9 +154,12 @@ public final class OnnxModel implements AutoCloseable {
         return new OnnxModel(model, folder == null ? null : folder.toAbsolutePath(), device);
     }
 
-    /** {@link #of(ModelProto, Path, Device)}, with the constants folded at load when {@code foldConstants}. */
-    static OnnxModel of(ModelProto model, Path folder, Device device, boolean foldConstants) {
-        return new OnnxModel(model, folder == null ? null : folder.toAbsolutePath(), device, foldConstants);
+    /**
+     * {@link #of(ModelProto, Path, Device)}, with the constants folded and the op chains fused at
+     * load when {@code optimize}, the graph run as written otherwise.
+     */
+    static OnnxModel of(ModelProto model, Path folder, Device device, boolean optimize) {
+        return new OnnxModel(model, folder == null ? null : folder.toAbsolutePath(), device, optimize, optimize);
     }
 
     /** Parses a {@code model.onnx} file; a truncated or corrupt file gives an {@link OnnxImportException}. */
@@ -200,7 +221,7 @@ public final class OnnxModel implements AutoCloseable {
         if (closed) {
             throw new IllegalStateException("the ONNX model is closed");
         }
-        GraphProto graph = proto.getGraph();
+        GraphProto graph = main;
         checkFeeds(feeds);
         Map<String, Tensor> result = new LinkedHashMap<>();
         try (Scope scope = Scope.open()) {
@@ -399,6 +420,18 @@ public final class OnnxModel implements AutoCloseable {
         }
     }
 
+    /**
+     * The op types of the main graph as it runs, in order: after the load-time fusions (a fused
+     * node as {@code dev.cortado.fused.Gelu}, for example), before constant folding.
+     */
+    List<String> runningOps() {
+        List<String> ops = new ArrayList<>();
+        for (NodeProto n : main.getNodeList()) {
+            ops.add(n.getDomain().equals(OnnxFusion.DOMAIN) ? OnnxFusion.DOMAIN + "." + n.getOpType() : n.getOpType());
+        }
+        return ops;
+    }
+
     /** How many main-graph nodes were folded into constants at load (0 unless asked for). */
     int foldedNodes() {
         return folded.size();
@@ -410,6 +443,14 @@ public final class OnnxModel implements AutoCloseable {
     }
 
     private void freeConstants() {
+        for (AutoCloseable r : fusedResources) {
+            try {
+                r.close();
+            } catch (Exception e) {
+                throw new IllegalStateException("closing " + r + ": " + e.getMessage(), e);
+            }
+        }
+        fusedResources.clear();
         for (Map<String, Tensor> m : constants.values()) {
             for (Tensor t : m.values()) {
                 if (!t.isClosed()) {
@@ -518,8 +559,10 @@ public final class OnnxModel implements AutoCloseable {
                 inputs[i] = t;
             }
             String domain = OnnxOps.canonicalDomain(n.getDomain());
-            OnnxNode node = new OnnxNode(n, inputs, opsets.get(domain), (g, args) -> runSubgraph(g, args, env));
-            Tensor[] outputs = OnnxOps.entry(domain, n.getOpType()).handler().run(node);
+            OnnxOps.Handler fused = fusedHandlers.get(n);
+            OnnxNode node = new OnnxNode(n, inputs, fused != null ? opset : opsets.get(domain),
+                    (g, args) -> runSubgraph(g, args, env));
+            Tensor[] outputs = (fused != null ? fused : OnnxOps.entry(domain, n.getOpType()).handler()).run(node);
             for (int i = 0; i < n.getOutputCount(); i++) {
                 String name = n.getOutput(i);
                 if (name.isEmpty()) {

@@ -231,7 +231,7 @@ final class OnnxOps {
     }
 
     /** A scalar (one-element) zero point's value, or 0 when absent. */
-    private static int scalarZeroPoint(OnnxNode n, Tensor zp, String what) {
+    static int scalarZeroPoint(OnnxNode n, Tensor zp, String what) {
         if (zp == null) {
             return 0;
         }
@@ -242,7 +242,7 @@ final class OnnxOps {
     }
 
     /** uint8 values (a - 128 shifts an int8 operand into uint8 with its zero point + 128). */
-    private static Tensor shifted(Tensor t, int by, DType to) {
+    static Tensor shifted(Tensor t, int by, DType to) {
         try (Tensor wide = t.to(DType.INT32); Tensor moved = wide.add(by)) {
             return moved.to(to);
         }
@@ -252,7 +252,7 @@ final class OnnxOps {
      * The right operand as a packed int8 matrix with per-column zero points and scales: a uint8 b
      * becomes b - 128 with zero points zb - 128 (the differences b - zb are unchanged).
      */
-    private static PackedInt8Matrix packedRight(OnnxNode n, Tensor b, Tensor zb, Tensor scale) {
+    static PackedInt8Matrix packedRight(OnnxNode n, Tensor b, Tensor zb, Tensor scale) {
         if (b.shape().rank() != 2) {
             throw new UnsupportedOperationException(n.opType() + ": b " + b.describe() + " must be a matrix");
         }
@@ -281,6 +281,11 @@ final class OnnxOps {
 
     /** MatMulInteger: int32 sum_k (a - za)(b - zb); a uint8/int8 [..., k], b uint8/int8 [k, n]. */
     private static Tensor[] matMulInteger(OnnxNode n) {
+        return one(matMulInteger(n, packedRight(n, n.required(1), n.input(3), null)));
+    }
+
+    /** MatMulInteger with b already packed (OnnxFusion packs constant weights once, at load). */
+    static Tensor matMulInteger(OnnxNode n, PackedInt8Matrix b) {
         Tensor a = n.required(0);
         int za = scalarZeroPoint(n, n.input(2), "a_zero_point");
         Tensor a8 = a;
@@ -288,8 +293,7 @@ final class OnnxOps {
             a8 = shifted(a, 128, DType.UINT8);
             za += 128;
         }
-        PackedInt8Matrix b = packedRight(n, n.required(1), n.input(3), null);
-        return one(Int8Gemm.matmulInteger(a8, za, b));
+        return Int8Gemm.matmulInteger(a8, za, b);
     }
 
     /** QLinearMatMul: the int8 GEMM with its epilogue requantizing to y's scale and zero point (batches of b: one GEMM each). */

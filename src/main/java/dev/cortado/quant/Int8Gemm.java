@@ -166,6 +166,20 @@ public final class Int8Gemm {
     }
 
     /**
+     * ONNX MatMulInteger and the dequantization the dynamically quantized graphs write after it
+     * (Cast to float, Mul by the product of the two per-tensor scales, Add a bias), in the GEMM's
+     * float32 epilogue: {@code sum_k (a - aZeroPoint)(b - zb) * scale + bias[j]}, {@code a} uint8
+     * {@code [..., k]}, {@code bias} float32 {@code [n]} or null.
+     */
+    public static Tensor matmulIntegerScaled(Tensor a, int aZeroPoint, PackedInt8Matrix b, float scale, Tensor bias) {
+        float[] s = new float[Math.toIntExact(b.n())];
+        java.util.Arrays.fill(s, scale);
+        try (Tensor sc = Tensor.of(s, a.device(), b.n())) {
+            return run(a, b, new Epilogue(aZeroPoint, DType.FLOAT32, false, 0), b.zeroPoint(), sc, bias);
+        }
+    }
+
+    /**
      * The float32 product of a uint8 per-tensor quantized {@code a [..., k]} and a quantized packed
      * {@code b}: {@code (a - za)(b - zb) * sa * sb[j] + bias[j]}, then ReLU if asked; {@code bias}
      * float32 {@code [n]} or null.

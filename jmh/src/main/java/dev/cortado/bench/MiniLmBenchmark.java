@@ -42,7 +42,9 @@ import org.openjdk.jmh.annotations.Warmup;
  *   <li>{@code model}: {@code fp32} (the float32 graph, MatMul + Erf GELU + written-out
  *       LayerNorm) or {@code int8} (the {@code -q} graph: DynamicQuantizeLinear + MatMulInteger,
  *       uint8 activations x int8 weights).</li>
- *   <li>{@code cortado}: {@link OnnxModel#run} (the outputs closed each call).</li>
+ *   <li>{@code cortado}: {@link OnnxModel#run} (the outputs closed each call), with the importer's
+ *       load-time fusions (GELU, LayerNorm, attention, dense bias, int8 weights packed once with
+ *       their dequantization in the GEMM epilogue; see docs/onnx.md).</li>
  *   <li>{@code onnxRuntime}: {@code OrtSession.run} with all graph optimizations
  *       ({@code ALL_OPT}, ONNX Runtime's default: it fuses attention, GELU and LayerNorm),
  *       {@code threads} intra-op threads, sequential execution.</li>
