@@ -188,6 +188,7 @@ sp24_gemm(int64_t rows, int64_t k, int64_t ncols, const T* __restrict__ values, 
 #pragma unroll
     for (int mi = 0; mi < 2; ++mi) {
       const int64_t r0 = m0 + wm * 32 + mi * 16;  // a multiple of 16: one metadata tile row
+      if (r0 >= rows) continue;  // warp-uniform: no rows (and no metadata tile) here
       uint32_t a[4];
 #pragma unroll
       for (int q = 0; q < 4; ++q) {
@@ -197,6 +198,7 @@ sp24_gemm(int64_t rows, int64_t k, int64_t ncols, const T* __restrict__ values, 
       const uint32_t e = t < 2 ? meta.word(r0 / sp24::kTileRows, kt, 2 * g + t) : 0u;
 #pragma unroll
       for (int ni = 0; ni < 4; ++ni) {
+        if (n0 + wn * 32 + ni * 8 >= ncols) break;  // warp-uniform: the rest of the n tiles are past ncols
         const int nn = wn * 32 + ni * 8 + g;
         uint32_t bf[4];
 #pragma unroll
