@@ -6,12 +6,12 @@
  * synchronization per call that takes indices) and answers with the CPU's status and a message
  * naming the position and value. Nothing reads data through an index before that check passed.
  *
- * CSR SpMM (A B): one warp per (row, 32-column tile) of C. The warp stages the row's entries 32
- * at a time in registers (one coalesced load of 32 values and 32 column indices), then
- * broadcasts each by __shfl_sync; lane j accumulates C[row, tile + j] += v * B[col, tile + j],
- * a coalesced 128-byte read of a B row per entry (Sputnik's subwarp tiling, without its row
- * swizzle). Warps are independent, so short and long rows are spread over the SMs by the block
- * scheduler. Cost: 2 nnz n FLOPs; A is read ceil(n / 32) times, each touched B row once per entry.
+ * CSR SpMM (A B): Sputnik's design (csr_spmm_sputnik below): a subwarp of 8, 16 or 32 lanes per
+ * (row, column tile) of C, 16-byte vector loads of B's rows, the row's entries broadcast by
+ * __shfl_sync, and the row swizzle (rows in decreasing length) for load balance. N:M and BSR
+ * products (A B) run the warp-per-(row, 32-column tile) kernel spmm_rows: the warp stages 32
+ * entries in registers, broadcasts each by __shfl_sync, lane j accumulates C[row, tile + j].
+ * Cost: 2 nnz n FLOPs; A is read once per column tile, each touched B row once per entry.
  * A^T B: one warp per (row of A, 32-column tile), atomicAdd of v * B[row, :] into C[col, :]
  * (float32 accumulation through a scratch buffer for bfloat16): the order of the additions is
  * not fixed, like index_add on CUDA.
@@ -24,12 +24,16 @@
  * memory (lines of up to 2048 elements), keys ordered as the CPU's (NaN largest, ties to the
  * lower position). Top-k backward: one thread per line, adding dvalues in order (deterministic).
  * N:M: compress / decompress one thread per group (the CPU's rank rule, m <= 16); the N:M GEMM
- * is the SpMM warp kernel with column = group * m + meta; its dvalues one warp per kept entry,
+ * is the SpMM warp kernel with column = group * m + meta (bfloat16 2:4: the mma.sp kernel of
+ * sparse24.cu, its metadata built in registers from meta); its dvalues one warp per kept entry,
  * its db one thread per (group, column) with m accumulators in registers (deterministic).
  */
+#include <cub/device/device_radix_sort.cuh>
+
 #include "common.cuh"
 #include "cortado/sparse.h"
 #include "device_check.cuh"
+#include "sparse_internal.cuh"
 
 namespace ct {
 namespace {
@@ -469,6 +473,150 @@ __global__ void nm_db(int64_t rows, int64_t groups, int64_t ncols, int n, int m,
   }
 }
 
+// ------------------------------------------------------------------ CSR SpMM, Sputnik style
+/*
+ * C = A B for CSR A: one subwarp of S lanes (8, 16 or 32: the fewest that cover the columns)
+ * per (row, S V columns of C), lane l owning V adjacent columns (V = 16 bytes of T when n and
+ * the pointers allow: float4, 8 bfloat16, double2; else 1). The subwarp loads S of the row's
+ * entries at once (one coalesced load of values and column indices), broadcasts each with
+ * __shfl_sync over the subwarp, and every lane adds v * B[col, its V columns] with one vector
+ * load (a row segment of B read once per entry, S V contiguous elements per subwarp).
+ * Row swizzle (load balance): with at least kSwizzleMinRows rows the rows are taken in order of
+ * decreasing length (a CUB radix sort of (length, row) on the stream, O(rows), before the
+ * product), so the block scheduler hands out the long rows first and the short ones fill the
+ * tail, instead of one late long row running alone. Cost: 2 nnz n FLOPs; A read ceil(n / (S V))
+ * times, B nnz n elements; the sort 2 passes over rows int32 pairs.
+ */
+constexpr int kSpmmThreads = 128;
+constexpr int64_t kSwizzleMinRows = 1024;
+
+template <class T, int V, int S>
+__global__ void __launch_bounds__(kSpmmThreads)
+csr_spmm_subwarp(int64_t rows, int64_t n, const int64_t* __restrict__ crow, const int64_t* __restrict__ col,
+                 const T* __restrict__ v, const T* __restrict__ b, T* __restrict__ c, const int32_t* __restrict__ order) {
+  using A = compute_t<T>;
+  constexpr int kPerBlock = kSpmmThreads / S;
+  const int lane = threadIdx.x & 31, sl = lane & (S - 1);
+  const unsigned mask = S == 32 ? 0xffffffffu : (((1u << S) - 1u) << (lane & ~(S - 1)));
+  constexpr int64_t span = (int64_t)S * V;
+  const int64_t tiles = (n + span - 1) / span;
+  const int64_t item = (int64_t)blockIdx.x * kPerBlock + threadIdx.x / S;
+  if (item >= rows * tiles) return;  // the whole subwarp leaves together (its mask covers only it)
+  const int64_t slot = item / tiles;
+  const int64_t r = order ? (int64_t)order[slot] : slot;
+  const int64_t j0 = (item % tiles) * span + (int64_t)sl * V;
+  A acc[V];
+#pragma unroll
+  for (int q = 0; q < V; ++q) acc[q] = 0;
+  const int64_t e0 = crow[r], e1 = crow[r + 1];
+  for (int64_t base = e0; base < e1; base += S) {
+    const int64_t e = base + sl;
+    A my_v = 0;
+    int64_t my_c = 0;
+    if (e < e1) {
+      my_v = load(v[e]);
+      my_c = col[e];
+    }
+    const int cnt = e1 - base < S ? (int)(e1 - base) : S;
+    for (int t = 0; t < cnt; ++t) {
+      const A vv = __shfl_sync(mask, my_v, t, S);
+      const int64_t cc = __shfl_sync(mask, my_c, t, S);
+      const T* brow = b + cc * n + j0;
+      if constexpr (V > 1) {
+        if (j0 < n) {  // n % V == 0: the whole vector is inside the row
+          const vec_t<T, V> bv = *reinterpret_cast<const vec_t<T, V>*>(brow);
+#pragma unroll
+          for (int q = 0; q < V; ++q) acc[q] += vv * (A)load(bv.v[q]);
+        }
+      } else {
+        if (j0 < n) acc[0] += vv * (A)load(brow[0]);
+      }
+    }
+  }
+  if (j0 >= n) return;
+  if constexpr (V > 1) {
+    vec_t<T, V> out;
+#pragma unroll
+    for (int q = 0; q < V; ++q) out.v[q] = store<T>(acc[q]);
+    *reinterpret_cast<vec_t<T, V>*>(c + r * n + j0) = out;
+  } else {
+    c[r * n + j0] = store<T>(acc[0]);
+  }
+}
+
+__global__ void row_lengths(int64_t rows, const int64_t* __restrict__ crow, uint32_t* __restrict__ len,
+                            int32_t* __restrict__ idx) {
+  const int64_t step = (int64_t)gridDim.x * blockDim.x;
+  for (int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; r < rows; r += step) {
+    const int64_t l = crow[r + 1] - crow[r];
+    len[r] = l > 0xffffffffll ? 0xffffffffu : (uint32_t)l;
+    idx[r] = (int32_t)r;
+  }
+}
+
+template <class T, int V>
+void launch_subwarp(int64_t rows, int64_t n, const int64_t* crow, const int64_t* col, const T* v, const T* b, T* c,
+                    const int32_t* order, cudaStream_t st) {
+  const int64_t vecs = (n + V - 1) / V;
+  auto go = [&](auto s_tag) {
+    constexpr int S = decltype(s_tag)::value;
+    const int64_t items = rows * ((n + (int64_t)S * V - 1) / ((int64_t)S * V));
+    const int64_t blocks = (items + kSpmmThreads / S - 1) / (kSpmmThreads / S);
+    csr_spmm_subwarp<T, V, S><<<(unsigned)(blocks < 2147483647 ? blocks : 2147483647), kSpmmThreads, 0, st>>>(
+        rows, n, crow, col, v, b, c, order);
+  };
+  if (vecs <= 8) go(std::integral_constant<int, 8>{});
+  else if (vecs <= 16) go(std::integral_constant<int, 16>{});
+  else go(std::integral_constant<int, 32>{});
+}
+
+/* A B for CSR A (arguments validated, rows, n, nnz > 0): the row swizzle, then the subwarp kernel. */
+int csr_spmm_sputnik(const char* fn, int dtype, int64_t rows, int64_t cols, int64_t n, const int64_t* crow,
+                     const int64_t* col, const void* values, const void* b, void* c, cudaStream_t st, int sms) {
+  int32_t* order = nullptr;
+  void* scratch = nullptr;
+  if (rows >= kSwizzleMinRows && rows <= 2147483647) {
+    // (length, row) pairs sorted by decreasing length: keys up to cols need end_bit bits.
+    int end_bit = 1;
+    while (end_bit < 32 && (((uint64_t)1 << end_bit) <= (uint64_t)cols)) ++end_bit;
+    size_t temp = 0;
+    CT_CUDA_TRY(fn, cub::DeviceRadixSort::SortPairsDescending(nullptr, temp, (const uint32_t*)nullptr,
+                                                              (uint32_t*)nullptr, (const int32_t*)nullptr,
+                                                              (int32_t*)nullptr, (int)rows, 0, end_bit, st));
+    const size_t pairs = (size_t)rows * 4, align = 256;
+    const size_t bytes = 4 * ((pairs + align - 1) / align * align) + temp;
+    CT_CUDA_TRY(fn, cudaMallocAsync(&scratch, bytes, st));
+    char* p = (char*)scratch;
+    const size_t stride = (pairs + align - 1) / align * align;
+    uint32_t* len_in = (uint32_t*)p;
+    uint32_t* len_out = (uint32_t*)(p + stride);
+    int32_t* idx_in = (int32_t*)(p + 2 * stride);
+    order = (int32_t*)(p + 3 * stride);
+    row_lengths<<<grid_for(rows, sms), kThreads, 0, st>>>(rows, crow, len_in, idx_in);
+    cudaError_t err = cub::DeviceRadixSort::SortPairsDescending(p + 4 * stride, temp, len_in, len_out, idx_in, order,
+                                                                (int)rows, 0, end_bit, st);
+    if (err != cudaSuccess) {
+      cudaFreeAsync(scratch, st);
+      return cuda_fail(fn, err);
+    }
+  }
+  const size_t esize = dtype == CT_F64 ? 8 : dtype == CT_F32 ? 4 : 2;
+  const int vmax = (int)(16 / esize);
+  const bool vec = n % vmax == 0 && aligned16(b) && aligned16(c);
+  dispatch_sparse(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    constexpr int VM = 16 / (int)sizeof(T);
+    if (vec) launch_subwarp<T, VM>(rows, n, crow, col, (const T*)values, (const T*)b, (T*)c, order, st);
+    else launch_subwarp<T, 1>(rows, n, crow, col, (const T*)values, (const T*)b, (T*)c, order, st);
+  });
+  int status = check_launch(fn);
+  if (scratch) {
+    cudaError_t err = cudaFreeAsync(scratch, st);
+    if (status == CT_OK && err != cudaSuccess) status = cuda_fail(fn, err);
+  }
+  return status;
+}
+
 /* C = A B (trans = 0, C [rows, n]) or A^T B (trans = 1, C [cols, n]) for the entries that `cols`
  * enumerates (stored > 0 means A has entries): the warp-per-row-tile kernel, or the atomic scatter
  * (float32 accumulator for bfloat16, converted at the end). */
@@ -485,6 +633,8 @@ int spmm_launch(const char* fn, int dtype, int trans, int64_t rows, int64_t cols
   }
   CT_TRY_STATUS(check_ptr(fn, "values", values));
   CT_TRY_STATUS(check_ptr(fn, "b", b));
+  if constexpr (std::is_same_v<Cols, CsrCols>)
+    if (!trans) return csr_spmm_sputnik(fn, dtype, rows, cols, n, ec.crow, ec.col, values, b, c, st, sms);
   const int64_t tiles = (n + 31) / 32;
   int status = CT_OK;
   dispatch_sparse(dtype, [&](auto tag) {
@@ -541,6 +691,15 @@ int check_bsr(const char* fn, int64_t rows, int64_t cols, int64_t block) {
 }  // namespace ct
 
 using namespace ct;
+
+namespace ct {
+int check_csr_indices(const char* fn, int64_t rows, int64_t cols, int64_t nnz, const int64_t* crow, const int64_t* col,
+                      cudaStream_t st) {
+  int sms = 0;
+  CT_TRY_STATUS(sm_count(fn, &sms));
+  return check_csr(fn, rows, cols, nnz, crow, col, st, sms);
+}
+}  // namespace ct
 
 extern "C" {
 
@@ -785,6 +944,8 @@ int ct_cuda_nm_matmul(int dtype, int64_t rows, int64_t k, int64_t ncols, int n, 
   int sms = 0;
   CT_TRY_STATUS(sm_count(fn, &sms));
   CT_TRY_STATUS(check_meta(fn, rows, k, n, m, meta, st, sms));
+  if (n == 2 && m == 4 && sp24_applies(dtype, rows, ncols, values))  // the sparse tensor cores (sparse24.cu)
+    return sp24_matmul_positions(fn, dtype, rows, k, ncols, values, meta, b, c, st);
   const int64_t tiles = (ncols + 31) / 32;
   int status = CT_OK;
   dispatch_sparse(dtype, [&](auto tag) {

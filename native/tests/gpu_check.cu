@@ -1019,6 +1019,7 @@ static void bench() {
 #include "gpu_check_qweight.cuh"
 #include "gpu_check_bsr.cuh"
 #include "gpu_check_slab.cuh"
+#include "gpu_check_sp24.cuh"
 
 /* The harness checks itself: compare() must reject a zeroed output where the result is not
  * zero, with the very tolerances check_reduce() uses for a mean and a sum of 2000003 values. */
@@ -1090,6 +1091,7 @@ int main(int argc, char** argv) {
     check_binary_kernels();
     check_bsr_kernels();
     check_sparse();
+    check_sp24();
     check_moe();
     check_slab();
     print_checks();
@@ -1098,6 +1100,7 @@ int main(int argc, char** argv) {
     bench();
     bench_attention();
     bench_conv();
+    bench_sp24();
   }
   if (checks) printf("\nRESULT: %s (%d of %zu checks failed)\n", g_fail ? "FAIL" : "PASS", g_fail, g_rows.size());
   return g_fail ? 1 : 0;

@@ -55,17 +55,39 @@ public final class Sparse {
         }
     }
 
+    /**
+     * Which kernel runs a CSR {@code A b} ({@link #csrSpmm(Tensor, Tensor, Tensor, Tensor, SpmmBackend)}).
+     * The gradients always run Cortado's kernels.
+     */
+    public enum SpmmBackend {
+        /** Cortado's kernels: on CUDA the Sputnik-style subwarp kernel with the row swizzle. */
+        CORTADO,
+        /**
+         * cuSPARSE's {@code cusparseSpMM} (CSR_ALG2), CUDA tensors only: a baseline for benchmarks.
+         * The library is loaded at run time; without it (or on the CPU) the call throws an exception
+         * that says why.
+         */
+        CUSPARSE
+    }
+
     private static final DType[] FLOATS = {DType.FLOAT32, DType.FLOAT64, DType.BFLOAT16};
 
     // ------------------------------------------------------------------ CSR
-    public static final Op<Void> CSR_SPMM_OP = Op.<Void>declare("csr_spmm")
+    /** {@code A b} for CSR A; the attribute picks the backend (null: {@link SpmmBackend#CORTADO}). */
+    public static final Op<SpmmBackend> CSR_SPMM_OP = Op.<SpmmBackend>declare("csr_spmm")
             .inputs("crow", "col", "values", "b")
             .shape((op, a, in) -> {
                 long rows = checkCsr(op, in[0], in[1], in[2]);
                 checkDense(op, "b", in[3], in[2].dtype());
                 return Op.one(Shape.of(rows, in[3].size(1)), in[2].dtype());
             })
-            .kernels((a, in, out) -> spmm(0, in[0], in[1], in[2], in[3], in[3].size(0), out[0]))
+            .kernels((a, in, out) -> {
+                if (a == SpmmBackend.CUSPARSE) {
+                    cusparseSpmm(in[0], in[1], in[2], in[3], out[0]);
+                } else {
+                    spmm(0, in[0], in[1], in[2], in[3], in[3].size(0), out[0]);
+                }
+            })
             .backward(Op.Saves.INPUTS, (a, sv, g) -> new Tensor[] {null, null,
                 sv.needsGradient(2) ? Sparse.CSR_SDDMM_OP.call(null, sv.input(0), sv.input(1), g[0], sv.input(3)) : null,
                 sv.needsGradient(3) ? Sparse.CSR_SPMM_T_OP.call(new Transposed(sv.inputShape(3).size(0)), sv.input(0),
@@ -332,6 +354,14 @@ public final class Sparse {
         return Sparse.CSR_SPMM_OP.call(null, crow, col, values, b);
     }
 
+    /**
+     * {@code A b} for the CSR matrix (crow, col, values) with {@code b [cols, n]}, run by {@code backend}
+     * (the gradients by Cortado's kernels either way).
+     */
+    public static Tensor csrSpmm(Tensor crow, Tensor col, Tensor values, Tensor b, SpmmBackend backend) {
+        return Sparse.CSR_SPMM_OP.call(java.util.Objects.requireNonNull(backend, "backend"), crow, col, values, b);
+    }
+
     /** {@code A^T b} for the CSR matrix (crow, col, values) of {@code cols} columns, {@code b [rows, n]}. */
     public static Tensor csrSpmmTransposed(Tensor crow, Tensor col, Tensor values, long cols, Tensor b) {
         return Sparse.CSR_SPMM_T_OP.call(new Transposed(cols), crow, col, values, b);
@@ -489,6 +519,17 @@ public final class Sparse {
                     col.dataAddress(), v.dataAddress(), b.dataAddress(), out.dataAddress(), l.stream),
                     () -> (trans == 0 ? "csr_spmm(" : "csr_spmm_t(") + "crow " + crow.describe() + ", col " + col.describe()
                             + ", values " + v.describe() + ", b " + b.describe() + ")");
+        }
+    }
+
+    private static void cusparseSpmm(Tensor crow0, Tensor col0, Tensor values0, Tensor b0, Tensor out) {
+        Launch l = Launch.on(out);
+        try (Tensor crow = crow0.contiguous(); Tensor col = col0.contiguous(); Tensor v = values0.contiguous();
+             Tensor b = b0.contiguous()) {
+            check(l, l.kernels.cusparseCsrSpmm(v.dtype().code(), crow.size(0) - 1, b.size(0), b.size(1), col.size(0),
+                    crow.dataAddress(), col.dataAddress(), v.dataAddress(), b.dataAddress(), out.dataAddress(), l.stream),
+                    () -> "csr_spmm(backend CUSPARSE; crow " + crow.describe() + ", col " + col.describe() + ", values "
+                            + v.describe() + ", b " + b.describe() + ")");
         }
     }
 
