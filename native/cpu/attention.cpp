@@ -475,7 +475,8 @@ void online_softmax_generic(int64_t nq, int64_t nk, C* S, int64_t ld, C* m, C* l
   }
 }
 
-/* The same for float in AVX-512; no is a multiple of 16 (O's rows are padded to Ops<float>::W). */
+/* The same for float in AVX-512, with the same results bit for bit (exp_f32x16 is exp_f32, and the
+ * row sum keeps exp_row's order); no is a multiple of 16 (O's rows are padded to Ops<float>::W). */
 CT_AVX512 void online_softmax_f32_avx512(int64_t nq, int64_t nk, float* S, int64_t ld, float* m, float* l, float* O,
                                          int64_t no) {
   const int64_t full = nk & ~(int64_t)15;
@@ -500,13 +501,18 @@ CT_AVX512 void online_softmax_f32_avx512(int64_t nq, int64_t nk, float* S, int64
       _mm512_storeu_ps(s + c, e);
       sum = _mm512_add_ps(sum, e);
     }
+    // the sum in the generic order (Ops<float>::exp_row): the tail one by one, then the 16 lanes
+    float total = 0.0f;
     if (tail) {
       const __m512 x = _mm512_mask_loadu_ps(ninf, tail, s + full);
       const __m512 e = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, ninf, _CMP_NEQ_UQ), exp_f32x16(_mm512_sub_ps(x, vmx)));
       _mm512_mask_storeu_ps(s + full, tail, e);
-      sum = _mm512_add_ps(sum, e);
+      for (int64_t c = full; c < nk; ++c) total += s[c];
     }
-    l[r] = l[r] * alpha + _mm512_reduce_add_ps(sum);
+    alignas(64) float lane[16];
+    _mm512_store_ps(lane, sum);
+    for (int t = 0; t < 16; ++t) total += lane[t];
+    l[r] = l[r] * alpha + total;
     m[r] = mx;
     if (O && alpha != 1.0f) {
       const __m512 va = _mm512_set1_ps(alpha);
