@@ -803,16 +803,6 @@ int setup(const char* fn, Problem& pb, int dtype, const int64_t* dims, const voi
   return CT_OK;
 }
 
-template <class F> bool dispatch_float(int dtype, F&& f) {
-  switch (dtype) {
-    case CT_F32: f(float{}); return true;
-    case CT_F64: f(double{}); return true;
-    case CT_F16: f(f16{}); return true;
-    case CT_BF16: f(bf16{}); return true;
-    default: return false;
-  }
-}
-
 }  // namespace
 }  // namespace ct
 

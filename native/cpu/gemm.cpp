@@ -107,9 +107,7 @@ extern "C" int ct_cpu_gemm(int dtype, int trans_a, int trans_b, int64_t batch, i
                            int64_t batch_stride_c, int64_t /*stream*/) {
   static const char* fn = "ct_cpu_gemm";
   CT_TRY
-  if (dtype != CT_F32 && dtype != CT_F64 && dtype != CT_F16 && dtype != CT_BF16)
-    return fail(CT_ERR_UNSUPPORTED, "%s: dtype %s (%d) is not supported (F32, F64, F16, BF16)", fn,
-                dtype_name(dtype), dtype);
+  if (int st = check_float_dtype(fn, dtype)) return st;
   if (batch < 0 || m < 0 || n < 0 || k < 0)
     return fail(CT_ERR_INVALID_ARG, "%s: negative size (batch=%lld m=%lld n=%lld k=%lld)", fn, (long long)batch,
                 (long long)m, (long long)n, (long long)k);

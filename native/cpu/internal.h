@@ -182,6 +182,26 @@ template <class F> inline bool dispatch_dtype(int dtype, F&& f) {
   }
 }
 
+/* CT_OK for a floating-point dtype (F32, F64, F16, BF16), else CT_ERR_UNSUPPORTED with a message
+ * naming fn and the dtype. */
+inline int check_float_dtype(const char* fn, int dtype) {
+  if (dtype == CT_F32 || dtype == CT_F64 || dtype == CT_F16 || dtype == CT_BF16) return CT_OK;
+  return fail(CT_ERR_UNSUPPORTED, "%s: dtype %s (%d) is not supported (F32, F64, F16, BF16 only)", fn,
+              dtype_name(dtype), dtype);
+}
+
+/* Calls f(T{}) with T the storage type of a floating-point dtype (F32, F64, F16, BF16); returns
+ * false for the other codes. */
+template <class F> inline bool dispatch_float(int dtype, F&& f) {
+  switch (dtype) {
+    case CT_F32: f(float{}); return true;
+    case CT_F64: f(double{}); return true;
+    case CT_F16: f(f16{}); return true;
+    case CT_BF16: f(bf16{}); return true;
+    default: return false;
+  }
+}
+
 /* bfloat16 GEMM (gemm_bf16.cpp): the kernel to use now (CT_BF16_GEMM_WIDEN, _DPBF16 or _AMX), and
  * the DPBF16 / AMX kernels on ct_cpu_gemm's arguments, already validated (m, n, k, batch > 0). */
 int bf16_gemm_kernel();

@@ -222,16 +222,6 @@ void ce_backward(int target_dtype, int64_t rows, int64_t C, const T* x, const vo
   });
 }
 
-template <class F> bool dispatch_float(int dtype, F&& f) {
-  switch (dtype) {
-    case CT_F32: f(float{}); return true;
-    case CT_F64: f(double{}); return true;
-    case CT_F16: f(f16{}); return true;
-    case CT_BF16: f(bf16{}); return true;
-    default: return false;
-  }
-}
-
 }  // namespace
 }  // namespace ct
 

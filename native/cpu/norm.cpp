@@ -340,22 +340,6 @@ void norm_backward_typed(int64_t rows, int64_t cols, const T* x, const T* gamma,
   });
 }
 
-template <class F> bool dispatch_float(int dtype, F&& f) {
-  switch (dtype) {
-    case CT_F32: f(float{}); return true;
-    case CT_F64: f(double{}); return true;
-    case CT_F16: f(f16{}); return true;
-    case CT_BF16: f(bf16{}); return true;
-    default: return false;
-  }
-}
-
-int check_float(const char* fn, int dtype) {
-  if (dtype == CT_F32 || dtype == CT_F64 || dtype == CT_F16 || dtype == CT_BF16) return CT_OK;
-  return fail(CT_ERR_UNSUPPORTED, "%s: dtype %s (%d) is not supported (F32, F64, F16, BF16 only)", fn,
-              dtype_name(dtype), dtype);
-}
-
 int check_size(const char* fn, const char* name, int64_t v) {
   return v >= 0 ? CT_OK : fail(CT_ERR_INVALID_ARG, "%s: %s=%lld is negative", fn, name, (long long)v);
 }
@@ -371,7 +355,7 @@ int ct_cpu_softmax(int dtype, int log, int64_t outer, int64_t dim, int64_t inner
   static const char* fn = "ct_cpu_softmax";
   CT_TRY
   int st;
-  if ((st = check_float(fn, dtype)) || (st = check_size(fn, "outer", outer)) || (st = check_size(fn, "dim", dim)) ||
+  if ((st = check_float_dtype(fn, dtype)) || (st = check_size(fn, "outer", outer)) || (st = check_size(fn, "dim", dim)) ||
       (st = check_size(fn, "inner", inner)))
     return st;
   int64_t t;
@@ -393,7 +377,7 @@ int ct_cpu_layernorm(int dtype, int64_t rows, int64_t cols, const void* x, const
   static const char* fn = "ct_cpu_layernorm";
   CT_TRY
   int st;
-  if ((st = check_float(fn, dtype)) || (st = check_size(fn, "rows", rows)) || (st = check_size(fn, "cols", cols)))
+  if ((st = check_float_dtype(fn, dtype)) || (st = check_size(fn, "rows", rows)) || (st = check_size(fn, "cols", cols)))
     return st;
   if (rows == 0) return CT_OK;
   if (cols == 0) {  // empty rows: mean 0 / rstd of eps only is meaningless; report NaN like 0/0
@@ -415,7 +399,7 @@ int ct_cpu_rmsnorm(int dtype, int64_t rows, int64_t cols, const void* x, const v
   static const char* fn = "ct_cpu_rmsnorm";
   CT_TRY
   int st;
-  if ((st = check_float(fn, dtype)) || (st = check_size(fn, "rows", rows)) || (st = check_size(fn, "cols", cols)))
+  if ((st = check_float_dtype(fn, dtype)) || (st = check_size(fn, "rows", rows)) || (st = check_size(fn, "cols", cols)))
     return st;
   if (rows == 0) return CT_OK;
   if (cols == 0) {
@@ -438,7 +422,7 @@ static int norm_backward_entry(const char* fn, int dtype, int64_t rows, int64_t 
                                double eps, const void* dy, void* dx, void* dgamma, void* dbeta) {
   CT_TRY
   int st;
-  if ((st = check_float(fn, dtype)) || (st = check_size(fn, "rows", rows)) || (st = check_size(fn, "cols", cols)))
+  if ((st = check_float_dtype(fn, dtype)) || (st = check_size(fn, "rows", rows)) || (st = check_size(fn, "cols", cols)))
     return st;
   int64_t t;
   if (__builtin_mul_overflow(rows, cols, &t)) return fail(CT_ERR_INVALID_ARG, "%s: rows*cols overflows int64", fn);
@@ -471,7 +455,7 @@ int ct_cpu_softmax_backward(int dtype, int log, int64_t outer, int64_t dim, int6
   static const char* fn = "ct_cpu_softmax_backward";
   CT_TRY
   int st;
-  if ((st = check_float(fn, dtype)) || (st = check_size(fn, "outer", outer)) || (st = check_size(fn, "dim", dim)) ||
+  if ((st = check_float_dtype(fn, dtype)) || (st = check_size(fn, "outer", outer)) || (st = check_size(fn, "dim", dim)) ||
       (st = check_size(fn, "inner", inner)))
     return st;
   int64_t t;

@@ -22,21 +22,6 @@
 namespace ct {
 namespace {
 
-template <class F> bool dispatch_sp24(int dtype, F&& f) {
-  switch (dtype) {
-    case CT_F32: f(float{}); return true;
-    case CT_F64: f(double{}); return true;
-    case CT_F16: f(f16{}); return true;
-    case CT_BF16: f(bf16{}); return true;
-    default: return false;
-  }
-}
-
-int check_dtype(const char* fn, int dtype) {
-  if (dtype == CT_F32 || dtype == CT_F64 || dtype == CT_F16 || dtype == CT_BF16) return CT_OK;
-  return fail(CT_ERR_UNSUPPORTED, "%s: dtype %s (%d) is not supported (F32, F64, F16, BF16)", fn, dtype_name(dtype),
-              dtype);
-}
 
 /* rows, k >= 0, k % 4 == 0, and the sizes the packed array and B need fit int64. */
 int check_shape24(const char* fn, int64_t rows, int64_t k, int64_t ncols) {
@@ -115,12 +100,12 @@ int ct_cpu_sp24_unpack(int dtype, int64_t rows, int64_t k, const void* values, c
   static const char* fn = "ct_cpu_sp24_unpack";
   CT_TRY
   int st;
-  if ((st = check_dtype(fn, dtype)) || (st = check_shape24(fn, rows, k, 0))) return st;
+  if ((st = check_float_dtype(fn, dtype)) || (st = check_shape24(fn, rows, k, 0))) return st;
   if (rows == 0 || k == 0) return CT_OK;
   if ((st = check_ptr(fn, "values", values)) || (st = check_ptr(fn, "packed", packed)) || (st = check_ptr(fn, "x", x)) ||
       (st = check_packed(fn, rows, k, packed)))
     return st;
-  dispatch_sp24(dtype, [&](auto z) {
+  dispatch_float(dtype, [&](auto z) {
     using T = decltype(z);
     using A = compute_t<T>;
     const T* v = (const T*)values;
@@ -147,7 +132,7 @@ int ct_cpu_sp24_matmul(int dtype, int64_t rows, int64_t k, int64_t ncols, const 
   static const char* fn = "ct_cpu_sp24_matmul";
   CT_TRY
   int st;
-  if ((st = check_dtype(fn, dtype)) || (st = check_shape24(fn, rows, k, ncols))) return st;
+  if ((st = check_float_dtype(fn, dtype)) || (st = check_shape24(fn, rows, k, ncols))) return st;
   if (rows == 0 || ncols == 0) return CT_OK;
   if ((st = check_ptr(fn, "c", c))) return st;
   if (k > 0) {
@@ -155,7 +140,7 @@ int ct_cpu_sp24_matmul(int dtype, int64_t rows, int64_t k, int64_t ncols, const 
         (st = check_ptr(fn, "b", b)) || (st = check_packed(fn, rows, k, packed)))
       return st;
   }
-  dispatch_sp24(dtype, [&](auto z) {
+  dispatch_float(dtype, [&](auto z) {
     using T = decltype(z);
     using A = compute_t<T>;
     const T* v = (const T*)values;
