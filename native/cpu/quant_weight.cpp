@@ -476,8 +476,9 @@ extern "C" int ct_cpu_wq_gemm(const ct_wq_args* args, int64_t stream) {
     ldx = a.k;
   }
   // int4 weights run on vdpbf16ps where the CPU has it, with the rows of x rearranged once; every
-  // row takes the same instructions whatever m is, so a row's result does not depend on the batch
-  const bool bf16_gemv = is_int4(a.format) && !a.reference && use_avx512_bf16();
+  // row takes the same instructions whatever m is, so a row's result does not depend on the batch.
+  // Its steps of 64 codes lie in one group or hold two groups of 32 (g = 96, 160, ... take the tiles)
+  const bool bf16_gemv = is_int4(a.format) && !a.reference && use_avx512_bf16() && (a.group == 32 || a.group % 64 == 0);
   const int64_t steps = (a.k + 63) / 64, G = a.k / a.group;
   HostBuffer<uint16_t> parts(bf16_gemv ? a.m * steps * 128 : 1);
   HostBuffer<float> gsum(bf16_gemv ? std::max<int64_t>(1, a.m * G) : 1);

@@ -68,13 +68,15 @@ class WeightOnlyTest {
     @Test
     void registerTilesMatchTheScalarReference() {
         Random r = new Random(11);
-        int[][] shapes = {{1, 7, 256}, {5, 9, 96}, {4, 8, 128}, {9, 33, 64}, {2, 1, 32}, {3, 4096 / 64, 4096}};
+        // {m, n, k[, group]}: group 96 and odd block counts (k / 32) reach every path of the int4 kernels
+        int[][] shapes = {{1, 7, 256}, {5, 9, 96}, {4, 8, 128}, {9, 33, 64}, {2, 1, 32}, {3, 4096 / 64, 4096},
+                {2, 5, 192, 96}, {1, 3, 160, 32}};
         for (WeightOnly.Format f : WeightOnly.Format.values()) {
             for (int[] sh : shapes) {
                 int m = sh[0];
                 int n = sh[1];
                 int k = sh[2];
-                int group = k % 64 == 0 ? 64 : 32;
+                int group = sh.length > 3 ? sh[3] : k % 64 == 0 ? 64 : 32;
                 bothPaths(() -> {
                     try (Scope scope = Scope.open()) {
                         PackedWeights w = PackedWeights.quantize(randn(r, 0.3, n, k), f, group);
