@@ -45,8 +45,6 @@
 // GCC 12's AVX-512 intrinsic headers trip -Wmaybe-uninitialized (their undefined-vector idiom)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
-#define CT_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,prefer-vector-width=512")))
-
 namespace ct {
 namespace {
 

@@ -239,7 +239,6 @@ void tile256(const ct_wq_args& a, const float* x, int64_t ldx, int64_t i0, int64
 /* The codes are one stream (row j + 1 follows row j); a prefetch this many bytes ahead keeps
  * enough cache-line misses in flight for one core (prefetching past the end is harmless). */
 constexpr int64_t kGemvPrefetch = 1024;
-#define CT_AVX512BF16_WQ __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,prefer-vector-width=512")))
 
 struct GemvX {
   int64_t steps = 0;           // ceil(k / 64)
@@ -272,7 +271,7 @@ void gemv_prepare(const ct_wq_args& a, const float* x, bool split, uint16_t* par
 /* acc[0..3] += the 64 codes of one step (32 bytes at p; only the first 16 when half) times x: four
  * independent chains (low / high nibbles times the h / l parts), as a single chain of vdpbf16ps
  * would wait ~5 cycles per instruction. */
-CT_AVX512BF16_WQ CT_INLINE void gemv_step(__m512* acc, const uint8_t* p, bool half, const uint16_t* xp, bool split,
+CT_AVX512BF16 CT_INLINE void gemv_step(__m512* acc, const uint8_t* p, bool half, const uint16_t* xp, bool split,
                                            __m512i table) {
   _mm_prefetch((const char*)p + kGemvPrefetch, _MM_HINT_T0);
   const __m256i bytes = half ? _mm256_maskz_loadu_epi8(0xFFFFu, p) : _mm256_loadu_si256((const __m256i*)p);
@@ -287,12 +286,12 @@ CT_AVX512BF16_WQ CT_INLINE void gemv_step(__m512* acc, const uint8_t* p, bool ha
   }
 }
 
-CT_AVX512BF16_WQ CT_INLINE __m512 gemv_sum(const __m512* acc) {
+CT_AVX512BF16 CT_INLINE __m512 gemv_sum(const __m512* acc) {
   return _mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3]));
 }
 
 /* Scales (finite, > 0) and zero points (in the format's range) of column j are valid. */
-CT_AVX512BF16_WQ bool gemv_params_ok(const ct_wq_args& a, int64_t j) {
+CT_AVX512BF16 bool gemv_params_ok(const ct_wq_args& a, int64_t j) {
   const int64_t G = a.k / a.group;
   const float* s = (const float*)a.scale + j * G;
   const int32_t* z = a.zero_point ? (const int32_t*)a.zero_point + j * G : nullptr;
@@ -315,7 +314,7 @@ CT_AVX512BF16_WQ bool gemv_params_ok(const ct_wq_args& a, int64_t j) {
 
 /* y[i, j] without bias for one column (codes `row`, scales sc, zero points z or NULL) and one
  * prepared row of x. */
-CT_AVX512BF16_WQ CT_INLINE float gemv_dot(const ct_wq_args& a, const GemvX& gx, const uint8_t* row, const float* sc,
+CT_AVX512BF16 CT_INLINE float gemv_dot(const ct_wq_args& a, const GemvX& gx, const uint8_t* row, const float* sc,
                                           const int32_t* z, const uint16_t* xparts, const float* gsum, __m512i table) {
   const int64_t G = a.k / a.group, full = a.k / 64;
   const bool odd = gx.steps > full;  // a last step of one block
@@ -349,7 +348,7 @@ CT_AVX512BF16_WQ CT_INLINE float gemv_dot(const ct_wq_args& a, const GemvX& gx, 
   return v;
 }
 
-CT_AVX512BF16_WQ void gemv_bf16_rows(const ct_wq_args& a, const GemvX& gx, int64_t j0, int64_t j1, bool& bad) {
+CT_AVX512BF16 void gemv_bf16_rows(const ct_wq_args& a, const GemvX& gx, int64_t j0, int64_t j1, bool& bad) {
   const int64_t rb = a.k / 2, G = a.k / a.group;
   alignas(64) uint16_t tab[32];
   for (int u = 0; u < 32; ++u) tab[u] = f32_to_bf16((float)((u & 15) - 8));
