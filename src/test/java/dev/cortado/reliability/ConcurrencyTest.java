@@ -123,8 +123,7 @@ class ConcurrencyTest {
     @Test
     void sixteenThreadsOnOneMiniLmSessionGetBitwiseTheSingleThreadResults() throws Exception {
         var proto = MiniLmModels.model(MiniLmModels.Variant.FP32);
-        long[][] ids = {{101, 7592, 2088, 102}, {101, 1996, 4248, 2829, 4419, 14523, 2058, 1996, 13971, 3899, 102},
-                {101, 2023, 2003, 1037, 3231, 1012, 102}};
+        long[][] ids = {{101, 7592, 2088, 102}, {101, 2023, 2003, 1037, 3231, 1012, 102}}; // two short sentences: 34 runs
         try (InferenceSession s = InferenceSession.builder(proto).device(Device.CPU).maxConcurrentRuns(THREADS)
                 .build()) {
             Function<Integer, int[][]> all = t -> {
