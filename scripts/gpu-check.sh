@@ -57,6 +57,14 @@ if [[ " $* " != *" --bench-only "* ]]; then
   fi
 fi
 
+# The destructive half of gpu_check_fault.cuh (an illegal-address fault breaks the process's CUDA
+# context), in its own process: it must report the fault and the lost context, and not hang.
+if [[ " $* " != *" --bench-only "* ]]; then
+  { echo; echo "## fault injection (--fault-only)"; echo; echo '```'
+    timeout 120 "$BIN" --fault-only 2>&1 | tail -n 12; echo "exit ${PIPESTATUS[0]}"; echo '```'; } | tee -a "$REPORT"
+  grep -q '^exit 0$' <(tail -n 2 "$REPORT") || { echo "gpu-check: the fault-injection check failed" >&2; status=1; }
+fi
+
 if [[ "${SANITIZE:-0}" == "1" ]]; then
   SAN="$(command -v compute-sanitizer || echo "$(dirname "$NVCC")/compute-sanitizer")"
   [[ -x "$SAN" ]] || die "compute-sanitizer not found next to nvcc"

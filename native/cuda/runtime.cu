@@ -20,6 +20,7 @@ namespace ct {
 
 namespace {
 thread_local char g_error[1024] = "";
+thread_local int g_error_code = 0;  // cudaError_t of the last failed CUDA call on this thread
 constexpr int kMaxDevices = 64;
 std::atomic<int> g_sm_count[kMaxDevices];  // 0 = not cached yet
 }  // namespace
@@ -33,6 +34,7 @@ int fail(int status, const char* fmt, ...) {
 }
 
 int cuda_fail(const char* fn, cudaError_t err) {
+  g_error_code = (int)err;
   (void)cudaGetLastError();  // clear a non-sticky error so the next call starts clean
   int status = (err == cudaErrorMemoryAllocation) ? CT_ERR_OUT_OF_MEMORY : CT_ERR_CUDA;
   return fail(status, "%s: CUDA error %d (%s): %s", fn, (int)err, cudaGetErrorName(err),
@@ -331,3 +333,32 @@ int ct_cuda_event_elapsed_ms(int64_t start, int64_t end, float* ms) {
 }
 
 }  // extern "C"
+
+// ------------------------------------------------------------------ fault injection (test only)
+namespace {
+/* kind NONE: writes 1 to scratch[0]. kind ILLEGAL_ADDRESS: writes through a pointer into the
+ * top of the 64-bit address space, where no allocation lives: the SM raises an illegal-address
+ * exception (cudaErrorIllegalAddress, sticky). One thread; cost nil. */
+__global__ void debug_fault_kernel(int kind, int* scratch) {
+  if (kind == CT_DEBUG_FAULT_ILLEGAL_ADDRESS) {
+    volatile int* bad = reinterpret_cast<volatile int*>(static_cast<uintptr_t>(0xFFFFFFFFFFF00000ull));
+    *bad = 42;
+  } else {
+    scratch[0] = 1;
+  }
+}
+}  // namespace
+
+extern "C" int ct_cuda_last_error_code(void) { return ct::g_error_code; }
+
+extern "C" int ct_cuda_debug_fault_kernel(int kind, int64_t scratch, int64_t stream) {
+  const char* fn = "ct_cuda_debug_fault_kernel";
+  if (kind != CT_DEBUG_FAULT_NONE && kind != CT_DEBUG_FAULT_ILLEGAL_ADDRESS)
+    return ct::fail(CT_ERR_INVALID_ARG, "%s: unknown fault kind %d", fn, kind);
+  if (kind == CT_DEBUG_FAULT_NONE && scratch == 0)
+    return ct::fail(CT_ERR_INVALID_ARG, "%s: scratch is NULL", fn);
+  debug_fault_kernel<<<1, 1, 0, ct::as_stream(stream)>>>(kind, reinterpret_cast<int*>(static_cast<intptr_t>(scratch)));
+  CT_TRY_STATUS(ct::check_launch(fn));
+  CT_CUDA_TRY(fn, cudaStreamSynchronize(ct::as_stream(stream)));
+  return CT_OK;
+}

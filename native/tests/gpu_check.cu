@@ -1020,6 +1020,7 @@ static void bench() {
 #include "gpu_check_bsr.cuh"
 #include "gpu_check_slab.cuh"
 #include "gpu_check_sp24.cuh"
+#include "gpu_check_fault.cuh"
 
 /* The harness checks itself: compare() must reject a zeroed output where the result is not
  * zero, with the very tolerances check_reduce() uses for a mean and a sum of 2000003 values. */
@@ -1045,12 +1046,13 @@ static void check_harness() {
 }
 
 int main(int argc, char** argv) {
-  bool checks = true, benches = true;
+  bool checks = true, benches = true, fault_only = false;
   for (int i = 1; i < argc; ++i) {
     if (!strcmp(argv[i], "--check-only")) benches = false;
     else if (!strcmp(argv[i], "--bench-only")) checks = false;
+    else if (!strcmp(argv[i], "--fault-only")) fault_only = true;  // gpu_check_fault.cuh: breaks the context
     else {
-      fprintf(stderr, "usage: %s [--check-only | --bench-only]\n", argv[0]);
+      fprintf(stderr, "usage: %s [--check-only | --bench-only | --fault-only]\n", argv[0]);
       return 2;
     }
   }
@@ -1067,6 +1069,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   printf("# Cortado GPU check: %s, compute capability %lld.%lld\n", name, (long long)info[1], (long long)info[2]);
+  if (fault_only) return check_fault_illegal_address();
   if (checks) {
     check_harness();
     check_runtime();
@@ -1094,6 +1097,7 @@ int main(int argc, char** argv) {
     check_sp24();
     check_moe();
     check_slab();
+    check_fault();
     print_checks();
   }
   if (benches) {

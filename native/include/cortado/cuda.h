@@ -58,6 +58,21 @@ int ct_cuda_event_record(int64_t event, int64_t stream);
 int ct_cuda_event_synchronize(int64_t event);
 int ct_cuda_event_elapsed_ms(int64_t start, int64_t end, float* ms);
 
+/* The cudaError_t code of this thread's last failed CUDA call (0 if none yet): lets the caller
+ * tell a sticky error (a kernel fault such as cudaErrorIllegalAddress = 700, after which the
+ * device's context is unusable until the process exits) from an ordinary failed call. */
+int ct_cuda_last_error_code(void);
+
+/* TEST-ONLY fault injection (docs/reliability.md#cuda-fault-injection): launches a debug kernel
+ * on `stream` and waits for it, so that its failure is reported by this call.
+ * CT_DEBUG_FAULT_NONE: one thread writes to `scratch` (a device pointer to >= 4 bytes), a
+ * correct launch, returns CT_OK. CT_DEBUG_FAULT_ILLEGAL_ADDRESS: one thread writes through an
+ * address no allocation holds, so the kernel faults with cudaErrorIllegalAddress (700) and the
+ * device's context is lost for the rest of the process. Never called by the engine itself. */
+#define CT_DEBUG_FAULT_NONE 0
+#define CT_DEBUG_FAULT_ILLEGAL_ADDRESS 1
+int ct_cuda_debug_fault_kernel(int kind, int64_t scratch, int64_t stream);
+
 #pragma GCC visibility pop
 #ifdef __cplusplus
 }

@@ -65,7 +65,9 @@ public final class Launch {
 
     /** The exception for a failed call: the native message with {@code context} (op and arguments). */
     public RuntimeException failure(int status, String context) {
-        return NativeStatus.toException(status, kernels.lastError(), context);
+        RuntimeException e = NativeStatus.toException(status, kernels.lastError(), context);
+        // a kernel fault breaks the device's context: CudaBackend marks it unusable from now on
+        return isCuda() ? CudaBackend.instance().afterFailure(status, e) : e;
     }
 
     /** Throws {@link #failure} unless {@code status} is OK; build {@code context} only on failure paths. */

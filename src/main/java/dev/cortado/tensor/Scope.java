@@ -16,6 +16,9 @@ import java.util.ArrayList;
  * }</pre>
  *
  * Scopes nest and belong to the thread that opened them; they must be closed innermost first.
+ * Using a scope ({@link #keep}, {@link #close}) or closing a tensor it owns from another thread
+ * throws {@link IllegalStateException} naming the threads (and the tensor), instead of racing the
+ * owner thread's bookkeeping.
  */
 public final class Scope implements AutoCloseable {
     private static final ThreadLocal<Scope> CURRENT = new ThreadLocal<>();
@@ -115,8 +118,23 @@ public final class Scope implements AutoCloseable {
         if (closed) {
             throw new IllegalStateException("scope is closed");
         }
-        if (Thread.currentThread() != owner) {
-            throw new IllegalStateException("scope belongs to thread " + owner.getName());
+        Thread caller = Thread.currentThread();
+        if (caller != owner) {
+            throw new IllegalStateException("scope opened on thread '" + owner.getName()
+                    + "' cannot be used from thread '" + caller.getName() + "' (a scope belongs to its thread)");
+        }
+    }
+
+    /**
+     * Throws unless the caller is this scope's thread: {@code what} (e.g. close) of the owned
+     * {@code tensor} from another thread would race the scope's own bookkeeping and close.
+     */
+    void checkThread(String what, Tensor tensor) {
+        Thread caller = Thread.currentThread();
+        if (caller != owner) {
+            throw new IllegalStateException(what + ": tensor " + tensor.describe() + " belongs to a scope of thread '"
+                    + owner.getName() + "' and cannot be closed from thread '" + caller.getName()
+                    + "' (close it on its thread, or keep() it out of the scope before handing it over)");
         }
     }
 

@@ -25,7 +25,15 @@ import org.slf4j.LoggerFactory;
  * <p>Compute ops live in {@code dev.cortado.ops}; this class holds data, views and transfers,
  * and the common ops as methods ({@code x.matmul(w).add(b).relu()}, {@code x.sum(1)},
  * {@code x.softmax(-1)}), each the family call of the same name (see {@link TensorOps}).
- * Tensors are not thread-safe; a tensor may be used from any thread but not concurrently.
+ *
+ * <p><b>Threads.</b> Reading a tensor (as an op input, {@code toFloatArray()}, views) is safe from
+ * any number of threads at once, so one model's weights serve concurrent inference. Writing
+ * (in-place ops, {@code copyFrom}, gradients) is not synchronized: one writer at a time, and no
+ * reader while it writes. A tensor created inside a {@link Scope} belongs to the scope's thread:
+ * closing it, or {@linkplain Scope#keep keeping} it, from another thread throws
+ * {@link IllegalStateException} naming the tensor and both threads. Tensors created outside any
+ * scope (model parameters, results handed to another thread) may be closed from any thread
+ * ({@code docs/reliability.md#concurrency}).
  */
 public final class Tensor implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(Tensor.class);
@@ -55,6 +63,17 @@ public final class Tensor implements AutoCloseable {
         final Shape shape;
         final Throwable createdAt;
         volatile boolean closed;
+
+        /** close() claims the resource with one compare-and-set, so racing closes free once. */
+        static final java.lang.invoke.VarHandle CLOSED;
+
+        static {
+            try {
+                CLOSED = java.lang.invoke.MethodHandles.lookup().findVarHandle(Resource.class, "closed", boolean.class);
+            } catch (ReflectiveOperationException e) {
+                throw new ExceptionInInitializerError(e);
+            }
+        }
 
         Resource(Storage storage, DType dtype, Shape shape) {
             this.storage = storage;
@@ -450,13 +469,25 @@ public final class Tensor implements AutoCloseable {
 
     // ================================================================ lifetime
 
-    /** Frees this view's reference to the storage; idempotent. */
+    /**
+     * Frees this view's reference to the storage; idempotent. A tensor owned by a {@link Scope}
+     * belongs to the scope's thread: closing it from another thread throws
+     * {@link IllegalStateException} naming the tensor and both threads (it would race the scope's
+     * own close). Unowned tensors may be closed from any thread; of two racing closes exactly one
+     * frees.
+     */
     @Override
     public void close() {
         if (resource.closed) {
             return;
         }
-        resource.closed = true;
+        Scope scope = owner;
+        if (scope != null) {
+            scope.checkThread("close", this);
+        }
+        if (!Resource.CLOSED.compareAndSet(resource, false, true)) {
+            return;
+        }
         cleanable.clean();
         if (grad != null) {
             grad.close();

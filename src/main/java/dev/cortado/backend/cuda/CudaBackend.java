@@ -2,6 +2,7 @@ package dev.cortado.backend.cuda;
 
 import dev.cortado.backend.Backend;
 import dev.cortado.backend.BackendUnavailableException;
+import dev.cortado.backend.CudaException;
 import dev.cortado.backend.kernels.NativeArgs;
 import dev.cortado.backend.kernels.NativeCodes;
 import dev.cortado.backend.kernels.NativeStatus;
@@ -25,6 +26,10 @@ public final class CudaBackend implements Backend {
     private final CachingAllocator[] allocators;
     private final ThreadLocal<int[]> currentDevice = ThreadLocal.withInitial(() -> new int[] {-1});
     private final ThreadLocal<CudaStream> currentStream = new ThreadLocal<>();
+    /** Per device: why its CUDA context is lost (a kernel fault), or null while it is usable. */
+    private final String[] lost;
+    /** Whether any entry of {@link #lost} is set: the one read {@link #activate} adds per launch. */
+    private volatile boolean anyLost;
 
     private CudaBackend() {
         String reason = null;
@@ -52,6 +57,7 @@ public final class CudaBackend implements Backend {
         unavailableReason = reason;
         devices = List.copyOf(found);
         allocators = new CachingAllocator[devices.size()];
+        lost = new String[devices.size()];
         for (int i = 0; i < allocators.length; i++) {
             int index = i;
             allocators[i] = new CachingAllocator("cuda:" + i, new CachingAllocator.RawMemory() {
@@ -69,6 +75,9 @@ public final class CudaBackend implements Backend {
 
                 @Override
                 public void free(long address) {
+                    if (lostReason(index) != null) {
+                        return; // the context is gone, and its memory with it
+                    }
                     activate(index);
                     check(NativeCuda.ct_cuda_free(address), "cudaFree on cuda:" + index);
                 }
@@ -140,7 +149,91 @@ public final class CudaBackend implements Backend {
     }
 
     public static RuntimeException failure(int status, String context) {
-        return NativeStatus.toException(status, NativeCuda.ct_cuda_last_error().getString(), context);
+        RuntimeException e = NativeStatus.toException(status, NativeCuda.ct_cuda_last_error().getString(), context);
+        CudaBackend b = instance;
+        return b == null ? e : b.afterFailure(status, e);
+    }
+
+    /**
+     * CUDA errors after which the device's context stays broken for the rest of the process
+     * ("sticky"): a kernel fault (illegal address 700, launch timeout 702, device-side assert 710,
+     * hardware stack 714, illegal instruction 715, misaligned address 716, invalid address space
+     * 717, invalid PC 718, launch failure 719).
+     */
+    static boolean isSticky(int cudaError) {
+        return switch (cudaError) {
+            case 700, 702, 710, 714, 715, 716, 717, 718, 719 -> true;
+            default -> false;
+        };
+    }
+
+    /**
+     * Looks at a failed CUDA call of this thread: when its error is sticky, marks this thread's
+     * current device as lost, so that every later use of it fails at once with a clear
+     * {@link CudaException} instead of running (or hanging) on a broken context, and returns the
+     * exception with that said; other failures come back unchanged.
+     */
+    public RuntimeException afterFailure(int status, RuntimeException e) {
+        if (status != NativeStatus.CUDA_ERROR) {
+            return e;
+        }
+        int code = NativeCuda.ct_cuda_last_error_code();
+        if (!isSticky(code)) {
+            return e;
+        }
+        int device = Math.max(currentDevice.get()[0], 0);
+        String reason = e.getMessage();
+        synchronized (lost) {
+            if (device < lost.length && lost[device] == null) {
+                lost[device] = reason;
+                anyLost = true;
+            }
+        }
+        return new CudaException(reason + "; cuda:" + device + " is now unusable (sticky CUDA error " + code
+                + ": its context is lost until the process exits)");
+    }
+
+    /** Why {@code cuda:index} can no longer be used (an earlier kernel fault), or null while it can. */
+    public String lostReason(int index) {
+        if (!anyLost) {
+            return null;
+        }
+        synchronized (lost) {
+            return index >= 0 && index < lost.length ? lost[index] : null;
+        }
+    }
+
+    /** Whether {@code cuda:index} exists here and has not been lost to a kernel fault. */
+    public boolean isUsable(int index) {
+        return unavailableReason == null && index >= 0 && index < devices.size() && lostReason(index) == null;
+    }
+
+    private void requireNotLost(int index) {
+        String reason = lostReason(index);
+        if (reason != null) {
+            throw new CudaException("cuda:" + index + " is unusable: an earlier kernel fault broke its CUDA context ("
+                    + reason + "); restart the process to use it again");
+        }
+    }
+
+    /**
+     * TEST-ONLY fault injection (docs/reliability.md#cuda-fault-injection): runs the native debug
+     * kernel on {@code device}'s current stream and waits for it. With {@code illegalAddress}
+     * false it is a correct launch; with true it writes through an address no allocation holds,
+     * which faults (CUDA error 700), throws a {@link CudaException} naming this op, and leaves
+     * the device unusable for the rest of the process. Never called by the engine.
+     */
+    public void debugFaultKernelForTesting(Device device, boolean illegalAddress) {
+        CachingAllocator alloc = allocator(device);
+        activate(device.index());
+        long scratch = alloc.allocate(4, currentStream());
+        try {
+            check(NativeCuda.ct_cuda_debug_fault_kernel(illegalAddress ? NativeCodes.DEBUG_FAULT_ILLEGAL_ADDRESS
+                            : NativeCodes.DEBUG_FAULT_NONE, scratch, currentStream()),
+                    "debugFaultKernel(" + (illegalAddress ? "ILLEGAL_ADDRESS" : "NONE") + ") on " + device);
+        } finally {
+            alloc.free(scratch);
+        }
     }
 
     public static void check(int status, String context) {
@@ -165,6 +258,9 @@ public final class CudaBackend implements Backend {
 
     /** Makes {@code index} the current device of this thread (cheap when it already is). */
     public void activate(int index) {
+        if (anyLost) {
+            requireNotLost(index);
+        }
         int[] cur = currentDevice.get();
         if (cur[0] != index) {
             check(NativeCuda.ct_cuda_set_device(index), "cudaSetDevice(" + index + ")");
@@ -255,6 +351,7 @@ public final class CudaBackend implements Backend {
         check(NativeCuda.ct_cuda_int4_pack(count, int8Src, packedDst, currentStream()), "int4 pack on " + device);
     }
 
+    /** Whether CUDA can run here (a device lost to a fault is reported by {@link #isUsable(int)}). */
     @Override
     public boolean isAvailable() {
         return unavailableReason == null;

@@ -1,0 +1,233 @@
+package dev.cortado.reliability;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.cortado.backend.cpu.CpuBackend;
+import dev.cortado.nn.Activation;
+import dev.cortado.nn.Linear;
+import dev.cortado.nn.Losses;
+import dev.cortado.nn.Module;
+import dev.cortado.nn.Sequential;
+import dev.cortado.onnx.InferenceSession;
+import dev.cortado.onnx.proto.Onnx.ModelProto;
+import dev.cortado.ops.Generator;
+import dev.cortado.optim.Adam;
+import dev.cortado.serve.DynamicBatcher;
+import dev.cortado.tensor.DType;
+import dev.cortado.tensor.Device;
+import dev.cortado.tensor.Scope;
+import dev.cortado.tensor.Tensor;
+import dev.cortado.testing.LeakCheck;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
+import java.util.concurrent.TimeUnit;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Test;
+
+/**
+ * Trains and serves in a loop and checks that nothing grows (docs/reliability.md#soak). Each
+ * iteration: a few training steps of a small MLP with AdamW, 32 requests from 4 client threads
+ * through a {@link DynamicBatcher} over an {@link InferenceSession}, and every 8th iteration a
+ * second session and batcher loaded, used and closed (the churn of a server reloading a model).
+ * After a warm-up (a quarter of the run, and at least 16 iterations: two reloads) the baseline is taken; then, at the end of every
+ * iteration, the engine's host memory (bytes and live blocks) must equal the baseline exactly,
+ * and at the end the process's resident memory, threads and open files must be within their
+ * bounds of the baseline, and the Cleaner safety net must have freed no tensor.
+ *
+ * <p>{@code -Dsoak.seconds=N} (default 30) sets the length ({@code scripts/soak.sh} runs it for
+ * minutes); {@code -Dsoak.injectLeak=true} leaves one tensor unclosed per iteration, to see it
+ * fail. The figures go to {@code target/soak-report.txt}.
+ */
+@SuppressWarnings("try") // Scope blocks free what the body creates without naming the scope
+class SoakTest {
+    /** Bounds on growth after the warm-up (see docs/reliability.md#soak for why these). */
+    static final long RSS_BOUND_KB = 96 * 1024;
+    static final int THREAD_BOUND = 4;
+    static final int FD_BOUND = 4;
+
+    static final int IN = 64;
+    static final int CLASSES = 10;
+
+    static long statusKb(String key) throws IOException {
+        for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
+            if (line.startsWith(key + ":")) {
+                return Long.parseLong(line.replaceAll("[^0-9]", ""));
+            }
+        }
+        return -1;
+    }
+
+    static long openFiles() throws IOException {
+        try (Stream<Path> fds = Files.list(Path.of("/proc/self/fd"))) {
+            return fds.count();
+        }
+    }
+
+    /** One sample of everything the soak bounds. */
+    record Sample(long engineBytes, long engineBlocks, long rssKb, long threads, long fds) {
+        static Sample now() throws IOException {
+            return new Sample(CpuBackend.allocatedBytes(), CpuBackend.liveAllocations(), statusKb("VmRSS"),
+                    statusKb("Threads"), openFiles());
+        }
+    }
+
+    /** A served model: session + batcher; rows of IN floats in, CLASSES probabilities out. */
+    static final class Server implements AutoCloseable {
+        final InferenceSession session;
+        final DynamicBatcher<float[], float[]> batcher;
+
+        Server(ModelProto model, String name) throws IOException {
+            session = InferenceSession.builder(model).device(Device.CPU).maxConcurrentRuns(2).build();
+            batcher = DynamicBatcher.<float[], float[]>builder(this::runBatch).maxBatchSize(16)
+                    .maxWait(Duration.ofMillis(1)).maxConcurrentBatches(2).name(name).build();
+        }
+
+        List<float[]> runBatch(List<float[]> rows) {
+            float[] x = new float[rows.size() * IN];
+            for (int i = 0; i < rows.size(); i++) {
+                System.arraycopy(rows.get(i), 0, x, i * IN, IN);
+            }
+            try (Scope scope = Scope.open()) {
+                float[] y = session.run(Map.of("x", Tensor.of(x, Device.CPU, rows.size(), IN))).get("y").toFloatArray();
+                List<float[]> out = new ArrayList<>();
+                for (int i = 0; i < rows.size(); i++) {
+                    float[] row = new float[CLASSES];
+                    System.arraycopy(y, i * CLASSES, row, 0, CLASSES);
+                    out.add(row);
+                }
+                return out;
+            }
+        }
+
+        @Override
+        public void close() {
+            batcher.close();
+            session.close();
+        }
+    }
+
+    /** Sends {@code n} requests from the client pool; checks each answer is a distribution. */
+    static void serve(Server server, ExecutorService clients, int n, SplittableRandom r) throws Exception {
+        List<CompletableFuture<float[]>> answers = new ArrayList<>();
+        for (int i = 0; i < n; i++) {
+            float[] row = TestModels.gaussian(r, IN, 1.0);
+            answers.add(CompletableFuture.supplyAsync(() -> server.batcher.call(row), clients));
+        }
+        for (CompletableFuture<float[]> a : answers) {
+            float[] p = a.get(60, TimeUnit.SECONDS);
+            double sum = 0;
+            for (float v : p) {
+                sum += v;
+            }
+            assertEquals(1.0, sum, 1e-4, "a served answer is a probability distribution");
+        }
+    }
+
+    @Test
+    void trainingAndServingInALoopGrowNothing() throws Exception {
+        double seconds = Double.parseDouble(System.getProperty("soak.seconds", "30"));
+        boolean injectLeak = Boolean.getBoolean("soak.injectLeak");
+        long warmUpNanos = (long) (seconds * 0.25e9);
+        long endNanos = (long) (seconds * 1e9);
+        long leaked0 = LeakCheck.settle();
+        SplittableRandom r = new SplittableRandom(30);
+        ModelProto served = TestModels.mlp(31, IN, 128, CLASSES);
+        ExecutorService clients = Executors.newFixedThreadPool(4, t -> {
+            Thread th = new Thread(t, "soak-client");
+            th.setDaemon(true);
+            return th;
+        });
+        List<Tensor> leaks = new ArrayList<>();
+        long iterations = 0;
+        long steps = 0;
+        long requests = 0;
+        Sample base = null;
+        Sample peak = null;
+        double firstLoss = Double.NaN;
+        double lastLoss = Double.NaN;
+        Generator data = Generator.seeded(32);
+        try (Module model = new Sequential(new Linear(IN, 128), Activation.relu(), new Linear(128, CLASSES));
+             Adam opt = Adam.adamW().lr(1e-3).build(model.parameters());
+             Server server = new Server(served, "soak")) {
+            long start = System.nanoTime();
+            while (System.nanoTime() - start < endNanos) {
+                for (int s = 0; s < 4; s++, steps++) {
+                    try (Scope scope = Scope.open()) {
+                        Tensor x = data.normal(0, 1, DType.FLOAT32, Device.CPU, 32, IN);
+                        long[] labels = new long[32];
+                        for (int i = 0; i < labels.length; i++) {
+                            labels[i] = r.nextInt(CLASSES);
+                        }
+                        Tensor loss = Losses.crossEntropy(model.forward(x), Tensor.of(labels, Device.CPU, 32));
+                        opt.zeroGrad();
+                        loss.backward();
+                        opt.step();
+                        lastLoss = loss.item();
+                        if (Double.isNaN(firstLoss)) {
+                            firstLoss = lastLoss;
+                        }
+                    }
+                }
+                serve(server, clients, 32, r);
+                requests += 32;
+                if (iterations % 8 == 7) { // reload churn: a second model served and closed
+                    try (Server other = new Server(served, "soak-reload")) {
+                        serve(other, clients, 8, r);
+                        requests += 8;
+                    }
+                }
+                if (injectLeak) {
+                    leaks.add(Tensor.zeros(DType.FLOAT32, Device.CPU, 1024)); // never closed: the bug to catch
+                }
+                iterations++;
+                Sample now = Sample.now();
+                if (base == null && System.nanoTime() - start >= warmUpNanos && iterations >= 16) {
+                    base = now;
+                    peak = now;
+                } else if (base != null) {
+                    peak = new Sample(Math.max(peak.engineBytes, now.engineBytes),
+                            Math.max(peak.engineBlocks, now.engineBlocks), Math.max(peak.rssKb, now.rssKb),
+                            Math.max(peak.threads, now.threads), Math.max(peak.fds, now.fds));
+                    assertEquals(base.engineBytes, now.engineBytes, "iteration " + iterations
+                            + ": engine host bytes differ from the baseline after the warm-up (a tensor leaks)");
+                    assertEquals(base.engineBlocks, now.engineBlocks, "iteration " + iterations
+                            + ": live engine blocks differ from the baseline after the warm-up (a tensor leaks)");
+                }
+            }
+        } finally {
+            clients.shutdownNow();
+            clients.awaitTermination(10, TimeUnit.SECONDS);
+            leaks.forEach(Tensor::close);
+        }
+        Sample end = Sample.now();
+        long leaked = LeakCheck.settle() - leaked0;
+        String report = String.format(java.util.Locale.ROOT,
+                "soak: %.0f s, %d iterations, %d training steps (loss %.4f -> %.4f), %d requests served%n"
+                        + "after warm-up: engine %d B in %d blocks (end of every iteration equal), RSS %d kB -> peak %d kB"
+                        + " (+%d kB, bound %d kB), threads %d -> peak %d (bound +%d), open files %d -> peak %d (bound +%d);"
+                        + " after the models closed: engine %d B, threads %d, files %d; Cleaner-freed tensors %d%n",
+                seconds, iterations, steps, firstLoss, lastLoss, requests, base == null ? -1 : base.engineBytes,
+                base == null ? -1 : base.engineBlocks, base == null ? -1 : base.rssKb, peak == null ? -1 : peak.rssKb,
+                base == null ? 0 : peak.rssKb - base.rssKb, RSS_BOUND_KB, base == null ? -1 : base.threads,
+                peak == null ? -1 : peak.threads, THREAD_BOUND, base == null ? -1 : base.fds,
+                peak == null ? -1 : peak.fds, FD_BOUND, end.engineBytes, end.threads, end.fds, leaked);
+        System.out.print(report);
+        Files.createDirectories(Path.of("target"));
+        Files.writeString(Path.of("target/soak-report.txt"), report);
+        assertTrue(base != null && iterations >= 8, "the soak ran past its warm-up: " + report);
+        assertTrue(peak.rssKb - base.rssKb <= RSS_BOUND_KB, "resident memory grew past its bound: " + report);
+        assertTrue(peak.threads - base.threads <= THREAD_BOUND, "threads grew past their bound: " + report);
+        assertTrue(peak.fds - base.fds <= FD_BOUND, "open files grew past their bound: " + report);
+        assertEquals(0, leaked, "tensors freed by the Cleaner safety net: " + report);
+    }
+}
