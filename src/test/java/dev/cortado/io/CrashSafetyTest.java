@@ -47,10 +47,10 @@ import org.junit.jupiter.api.io.TempDir;
  * </ul>
  *
  * <p>{@code -Dcortado.crashTrials=N} sets the number of kills (default {@value #DEFAULT_TRIALS},
- * about a minute on 2 busy cores); {@code scripts/crash-safety.sh N} runs only this class with N.
+ * about two minutes on 2 cores shared with other builds); {@code scripts/crash-safety.sh N} runs only this class with N.
  */
 class CrashSafetyTest {
-    static final int DEFAULT_TRIALS = 120;
+    static final int DEFAULT_TRIALS = 60;
     /** Children running at once (each on its own file): overlaps JVM start-up with the others' saves. */
     static final int LANES = 3;
 
