@@ -70,14 +70,19 @@ if [[ "${SANITIZE:-0}" == "1" ]]; then
   [[ -x "$SAN" ]] || die "compute-sanitizer not found next to nvcc"
   for tool in memcheck racecheck; do
     echo "gpu-check: compute-sanitizer --tool $tool" >&2
+    # (the tool's own exit status decides: inside a { ...; } | tee group it would be lost)
+    san_log="$BUILD_DIR/compute-sanitizer-$tool.log"
+    san_status=0
+    "$SAN" --tool "$tool" --error-exitcode 3 "$BIN" --check-only >"$san_log" 2>&1 || san_status=$?
     {
       echo
-      echo "## compute-sanitizer --tool $tool (--check-only)"
+      echo "## compute-sanitizer --tool $tool (--check-only): exit $san_status"
       echo
       echo '```'
-      "$SAN" --tool "$tool" --error-exitcode 3 "$BIN" --check-only 2>&1 | grep -v '^|' | tail -n 30
+      grep -v '^|' "$san_log" | tail -n 30
       echo '```'
-    } | tee -a "$REPORT" || status=$?
+    } | tee -a "$REPORT"
+    [[ "$san_status" == 0 ]] || status="$san_status"
   done
 fi
 echo "gpu-check: report in $REPORT (exit $status)" >&2

@@ -325,7 +325,9 @@ CT_AVX512BF16 CT_INLINE float gemv_dot(const ct_wq_args& a, const GemvX& gx, con
       const bool half = odd && t == full;
       __m512 d[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
       gemv_step(d, row + 32 * t, half, xparts + 128 * t, gx.split, table);
-      const __m128 s2 = half ? _mm_load_ss(sc + 2 * t) : _mm_castpd_ps(_mm_load_sd((const double*)(sc + 2 * t)));
+      // two group scales in the low 64 bits: _mm_loadl_epi64 takes an unaligned, may-alias pointer
+      // (a float* read as double*, as _mm_load_sd needs, is misaligned at odd t: UBSan reports it)
+      const __m128 s2 = half ? _mm_load_ss(sc + 2 * t) : _mm_castsi128_ps(_mm_loadl_epi64((const __m128i*)(sc + 2 * t)));
       total = _mm512_fmadd_ps(gemv_sum(d), _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(s2)), total);
     }
   } else {

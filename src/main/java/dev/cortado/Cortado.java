@@ -14,6 +14,7 @@ import dev.cortado.tensor.Device;
  * Cortado.setThreads(4);                      // or -Dcortado.threads=4, or OMP_NUM_THREADS=4
  * Cortado.setDefaultDevice(Device.cuda(0));   // or -Dcortado.device=cuda:0
  * Cortado.MemoryStats m = Cortado.memoryStats(Device.CPU);
+ * Cortado.setHostMemoryBudget(8L << 30);     // or -Dcortado.hostMemoryBudget=8g
  * }</pre>
  */
 public final class Cortado {
@@ -72,6 +73,23 @@ public final class Cortado {
         CachingAllocator allocator = CudaBackend.instance().allocator(device);
         CachingAllocator.Stats s = allocator.stats();
         return new MemoryStats(s.allocatedBytes(), allocator.liveAllocations(), s.reservedBytes() - s.allocatedBytes());
+    }
+
+    /**
+     * Caps the host memory that live CPU tensors may hold together, in bytes ({@code 0}: no cap,
+     * the default unless {@code -Dcortado.hostMemoryBudget=SIZE} is set, e.g. {@code 8g}). An
+     * allocation that would pass the cap throws a
+     * {@link dev.cortado.backend.DeviceOutOfMemoryException} naming the requested bytes, the
+     * budget and the bytes in use, so a runaway allocation fails as an exception instead of the
+     * operating system killing the process; freeing tensors returns their bytes to the budget.
+     */
+    public static void setHostMemoryBudget(long bytes) {
+        CpuBackend.setMemoryBudget(bytes);
+    }
+
+    /** The host-memory budget in bytes, {@code 0} when there is none (see {@link #setHostMemoryBudget}). */
+    public static long hostMemoryBudget() {
+        return CpuBackend.memoryBudget();
     }
 
     /** Returns the cached (freed, kept for reuse) memory of {@code device}'s allocator to the system. */

@@ -14,7 +14,8 @@ import java.util.OptionalLong;
 
 /**
  * Training checkpoints: a model's tensors, the optimizer's state and a few strings (step, seed,
- * anything else) in one safetensors file, written atomically (see {@link Safetensors}).
+ * anything else) in one safetensors file, written atomically and with a CRC32C per tensor that
+ * loading verifies (see {@link Safetensors}).
  *
  * <p>In the file the model's tensors are named {@code model.<name>} and the optimizer's
  * {@code optim.<name>}; the metadata holds {@code format = cortado.checkpoint},
@@ -65,7 +66,7 @@ public final class Checkpoint {
                 meta.put(e.getKey(), e.getValue());
             }
         }
-        Safetensors.write(path, all, meta);
+        Safetensors.write(path, all, meta, true);
     }
 
     private static void put(Map<String, Tensor> all, String prefix, Map<String, Tensor> part) {

@@ -40,6 +40,7 @@ import java.util.NoSuchElementException;
 import java.util.Objects;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.function.Predicate;
+import java.util.zip.CRC32C;
 
 /**
  * Reads and writes the <a href="https://github.com/huggingface/safetensors">safetensors</a>
@@ -61,9 +62,22 @@ import java.util.function.Predicate;
  * {@code "cortado.int4:<name>": "[d0, d1, ...]"} records its real shape; Cortado reads it back as
  * int4 (and hides that entry from {@link Contents#metadata()}), other tools see the U8 bytes.
  *
+ * <p><b>Checksums.</b> On request ({@link #write(Path, Map, Map, boolean)}; {@link Checkpoint#save}
+ * always asks) the writer records the CRC32C of each tensor's bytes in the metadata, as
+ * {@code "cortado.crc32c:<name>": "<8 hex digits>"} (other tools see ordinary metadata strings);
+ * the reader checks every tensor it reads against its entry, when there is one, and throws
+ * {@link CheckpointFormatException} naming the file and the tensor on a mismatch (a file damaged
+ * after it was written: a flipped bit on disk, a bad copy). Files without those entries (written
+ * by other tools) are read without that check. The entries are hidden from
+ * {@link Contents#metadata()}.
+ *
  * <p><b>Writing</b> ({@link #write}) is atomic: the data goes to a temporary file beside the
- * target, is forced to disk, and is renamed over the target, so the target is either the old
- * file or the complete new one, never a mix; on failure the temporary file is deleted. Tensors
+ * target, is forced to disk (fsync), and is renamed over the target, and the directory is then
+ * forced too, so the target is either the old file or the complete new one, never a mix, even
+ * if the process is killed at any point (tested with SIGKILL, {@code CrashSafetyTest}); on
+ * failure the temporary file is deleted and the error (a full disk, an I/O error) is thrown. A
+ * process killed mid-save can leave its temporary file {@code .NAME.RANDOM.tmp} beside the
+ * target, never a damaged target. Tensors
  * may be on any device and need not be contiguous; data is streamed in pieces of
  * {@value #CHUNK_BYTES} bytes (one host staging buffer for device tensors), never doubling the
  * memory of the checkpoint. Tensors are stored largest element size first (in the map's order
@@ -85,6 +99,8 @@ public final class Safetensors {
     public static final String METADATA_KEY = "__metadata__";
     /** Metadata key prefix that marks a U8 tensor as packed int4 (the value is the int4 shape). */
     public static final String INT4_KEY_PREFIX = "cortado.int4:";
+    /** Metadata key prefix of a tensor's CRC32C (the value: 8 lowercase hex digits). */
+    public static final String CRC32C_KEY_PREFIX = "cortado.crc32c:";
     /** Piece size of the streamed copies between tensors and the file. */
     public static final int CHUNK_BYTES = 8 << 20;
 
@@ -118,10 +134,18 @@ public final class Safetensors {
      * A parsed and validated header: tensors in file order, the metadata, and where the data
      * starts in the file.
      */
-    public record Header(List<TensorInfo> tensors, Map<String, String> metadata, long dataStart) {
+    public record Header(List<TensorInfo> tensors, Map<String, String> metadata, long dataStart,
+                         Map<String, Integer> checksums) {
+        /** Copies the lists and maps; {@code checksums} maps tensor names to their CRC32C. */
         public Header {
             tensors = List.copyOf(tensors);
             metadata = Collections.unmodifiableMap(new LinkedHashMap<>(metadata));
+            checksums = Map.copyOf(checksums);
+        }
+
+        /** A header without checksums. */
+        public Header(List<TensorInfo> tensors, Map<String, String> metadata, long dataStart) {
+            this(tensors, metadata, dataStart, Map.of());
         }
     }
 
@@ -245,8 +269,13 @@ public final class Safetensors {
                         continue;
                     }
                     long filePos = header.dataStart() + info.begin();
+                    Integer expected = header.checksums().get(info.name());
+                    CRC32C crc = expected == null ? null : new CRC32C();
                     if (device.isCpu()) {
                         readFully(ch, filePos, t.dataAddress(), bytes, source, info.name());
+                        if (crc != null) {
+                            update(crc, t.dataAddress(), bytes);
+                        }
                     } else {
                         if (staging == null) {
                             staging = Tensor.empty(DType.UINT8, Device.CPU, stagingBytes(header.tensors()));
@@ -255,8 +284,16 @@ public final class Safetensors {
                         for (long off = 0; off < bytes; off += CHUNK_BYTES) {
                             long n = Math.min(CHUNK_BYTES, bytes - off);
                             readFully(ch, filePos + off, staging.dataAddress(), n, source, info.name());
+                            if (crc != null) {
+                                update(crc, staging.dataAddress(), n);
+                            }
                             device.backend().copyFromHost(device, dst + off, staging.dataAddress(), n);
                         }
+                    }
+                    if (crc != null && (int) crc.getValue() != expected) {
+                        throw problem(source, "tensor \"" + info.name() + "\" is damaged: its " + bytes
+                                + " bytes (file offset " + filePos + ") have CRC32C " + hex((int) crc.getValue())
+                                + " but the header records " + hex(expected) + " (the file changed after it was written)");
                     }
                 }
             } catch (IOException | RuntimeException | Error e) {
@@ -346,9 +383,51 @@ public final class Safetensors {
         }
         checkLayout(entries, source, dataLength);
         entries = applyInt4Markers(entries, metadata, source);
+        Map<String, Integer> checksums = takeChecksums(entries, metadata, source);
         List<TensorInfo> fileOrder = new ArrayList<>(entries);
         fileOrder.sort(Comparator.comparingLong(TensorInfo::begin).thenComparingLong(TensorInfo::end));
-        return new Header(fileOrder, metadata, dataStart);
+        return new Header(fileOrder, metadata, dataStart, checksums);
+    }
+
+    /** Removes the {@code cortado.crc32c:} entries from {@code metadata}; checks each names a tensor. */
+    private static Map<String, Integer> takeChecksums(List<TensorInfo> entries, Map<String, String> metadata,
+                                                      String source) throws CheckpointFormatException {
+        Map<String, Integer> out = new HashMap<>();
+        for (var it = metadata.entrySet().iterator(); it.hasNext(); ) {
+            Map.Entry<String, String> e = it.next();
+            if (!e.getKey().startsWith(CRC32C_KEY_PREFIX)) {
+                continue;
+            }
+            String v = e.getValue();
+            if (v.length() != 8 || !v.chars().allMatch(c -> (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) {
+                throw problem(source, "metadata \"" + e.getKey() + "\" = \"" + v
+                        + "\" is not a CRC32C (8 lowercase hex digits)");
+            }
+            out.put(e.getKey().substring(CRC32C_KEY_PREFIX.length()), Integer.parseUnsignedInt(v, 16));
+            it.remove();
+        }
+        if (!out.isEmpty()) {
+            Map<String, Integer> unknown = new HashMap<>(out);
+            for (TensorInfo i : entries) {
+                unknown.remove(i.name());
+            }
+            if (!unknown.isEmpty()) {
+                throw problem(source, "metadata has checksums of tensors that do not exist: "
+                        + abbreviate(unknown.keySet(), 10));
+            }
+        }
+        return out;
+    }
+
+    private static String hex(int crc) {
+        return String.format("%08x", crc);
+    }
+
+    /** Adds {@code bytes} of host memory at {@code address} to {@code crc}. */
+    private static void update(CRC32C crc, long address, long bytes) {
+        for (long off = 0; off < bytes; off += CHUNK_BYTES) {
+            crc.update(HostMemory.view(address + off, Math.min(CHUNK_BYTES, bytes - off)));
+        }
     }
 
     /** Turns the U8 tensors named by {@code cortado.int4:} metadata into int4 entries; removes those keys. */
@@ -600,6 +679,16 @@ public final class Safetensors {
      * On failure the previous file at {@code path}, if any, is unchanged.
      */
     public static void write(Path path, Map<String, Tensor> tensors, Map<String, String> metadata) throws IOException {
+        write(path, tensors, metadata, false);
+    }
+
+    /**
+     * As {@link #write(Path, Map, Map)}; with {@code checksums}, also records each tensor's CRC32C
+     * in the metadata ({@value #CRC32C_KEY_PREFIX}{@code <name>}), which {@link #read} verifies.
+     * Without, the file is byte for byte what the reference implementation writes.
+     */
+    public static void write(Path path, Map<String, Tensor> tensors, Map<String, String> metadata, boolean checksums)
+            throws IOException {
         Objects.requireNonNull(path, "path");
         Objects.requireNonNull(tensors, "tensors");
         requireLittleEndian();
@@ -608,9 +697,11 @@ public final class Safetensors {
             for (Map.Entry<String, String> e : metadata.entrySet()) {
                 requireText(e.getKey(), "metadata key");
                 requireText(e.getValue(), "metadata value of \"" + e.getKey() + "\"");
-                if (e.getKey().startsWith(INT4_KEY_PREFIX)) {
-                    throw new IllegalArgumentException("Safetensors.write: metadata keys starting with \""
-                            + INT4_KEY_PREFIX + "\" are reserved (\"" + e.getKey() + "\")");
+                for (String reserved : List.of(INT4_KEY_PREFIX, CRC32C_KEY_PREFIX)) {
+                    if (e.getKey().startsWith(reserved)) {
+                        throw new IllegalArgumentException("Safetensors.write: metadata keys starting with \""
+                                + reserved + "\" are reserved (\"" + e.getKey() + "\")");
+                    }
                 }
                 meta.put(e.getKey(), e.getValue());
             }
@@ -649,6 +740,13 @@ public final class Safetensors {
             infos.add(new TensorInfo(e.getKey(), stored(t.dtype()), shape, offset, offset + bytes));
             offset += bytes;
         }
+        // each tensor's CRC32C goes into the header, which precedes the data: the header is written
+        // with placeholders of the same length and rewritten in place once the data is out
+        if (checksums) {
+            for (TensorInfo i : infos) {
+                meta.put(CRC32C_KEY_PREFIX + i.name(), hex(0));
+            }
+        }
         byte[] header = encodeHeader(infos, meta);
         long maxBytes = 0;
         for (TensorInfo i : infos) {
@@ -662,12 +760,26 @@ public final class Safetensors {
             Tensor[] stage = new Tensor[1];
             try {
                 for (Map.Entry<String, Tensor> e : order) {
-                    writeTensor(ch, e.getKey(), e.getValue(), stage, staging);
+                    int crc = writeTensor(ch, e.getKey(), e.getValue(), stage, staging);
+                    if (checksums) {
+                        meta.put(CRC32C_KEY_PREFIX + e.getKey(), hex(crc));
+                    }
                 }
             } finally {
                 if (stage[0] != null) {
                     stage[0].close();
                 }
+            }
+            if (!checksums) {
+                return;
+            }
+            byte[] withSums = encodeHeader(infos, meta);
+            if (withSums.length != header.length) {
+                throw new IllegalStateException("Safetensors.write: the header changed length when its checksums were filled in");
+            }
+            ByteBuffer hb = ByteBuffer.wrap(withSums);
+            for (long pos = 8; hb.hasRemaining(); ) {
+                pos += ch.write(hb, pos);
             }
         });
     }
@@ -716,11 +828,13 @@ public final class Safetensors {
         return out.toByteArray();
     }
 
-    private static void writeTensor(FileChannel ch, String name, Tensor t, Tensor[] stage, long stagingBytes)
+    /** Appends the bytes of {@code t} to {@code ch}; returns their CRC32C. */
+    private static int writeTensor(FileChannel ch, String name, Tensor t, Tensor[] stage, long stagingBytes)
             throws IOException {
         long bytes = t.dtype().bytesFor(t.numel());
+        CRC32C crc = new CRC32C();
         if (bytes == 0) {
-            return;
+            return (int) crc.getValue();
         }
         Tensor copy = t.isContiguous() ? null : t.contiguous();
         try {
@@ -734,14 +848,18 @@ public final class Safetensors {
                     hook.beforeWrite(name, ch.position());
                 }
                 if (device.isCpu()) {
-                    writeFully(ch, HostMemory.view(src + off, n));
+                    ByteBuffer piece = HostMemory.view(src + off, n);
+                    crc.update(piece.duplicate());
+                    writeFully(ch, piece);
                 } else {
                     if (stage[0] == null) {
                         stage[0] = Tensor.empty(DType.UINT8, Device.CPU, stagingBytes);
                     }
                     long host = stage[0].dataAddress();
                     device.backend().copyToHost(device, host, src + off, n);
-                    writeFully(ch, HostMemory.view(host, n));
+                    ByteBuffer piece = HostMemory.view(host, n);
+                    crc.update(piece.duplicate());
+                    writeFully(ch, piece);
                 }
             }
         } finally {
@@ -749,6 +867,7 @@ public final class Safetensors {
                 copy.close();
             }
         }
+        return (int) crc.getValue();
     }
 
     // ================================================================ atomic files

@@ -13,6 +13,13 @@ import dev.cortado.tensor.Device;
  * can compare against a baseline), OpenMP kernels, OpenBLAS for GEMM.
  */
 public final class CpuBackend implements Backend {
+    /** The system property that sets the host-memory budget at startup (a byte count: 512m, 8g). */
+    public static final String BUDGET_PROPERTY = "cortado.hostMemoryBudget";
+    /** Bytes of live host blocks handed out by {@link #allocate} (requested sizes), always counted. */
+    private static final java.util.concurrent.atomic.AtomicLong inUse = new java.util.concurrent.atomic.AtomicLong();
+    /** The host-memory budget in bytes (0: none); see {@link #setMemoryBudget}. */
+    private static volatile long budget = startupBudget();
+
     public static final CpuBackend INSTANCE = new CpuBackend();
 
     private final String unavailableReason;
@@ -49,6 +56,51 @@ public final class CpuBackend implements Backend {
             }
         }
         return 0;
+    }
+
+    /** The budget asked for at startup: {@code -Dcortado.hostMemoryBudget=SIZE}, else 0 (none). */
+    static long startupBudget() {
+        String v = System.getProperty(BUDGET_PROPERTY);
+        return v == null || v.isBlank() ? 0 : parseBytes(v, BUDGET_PROPERTY);
+    }
+
+    /**
+     * A byte count written as a number with an optional binary suffix: {@code 1073741824},
+     * {@code 512m}, {@code 8g}, {@code 64k}, {@code 1t} (k = 1024; case-insensitive, an optional
+     * trailing {@code b} or {@code ib}, as in {@code 8GiB}).
+     */
+    static long parseBytes(String text, String what) {
+        String t = text.trim().toLowerCase(java.util.Locale.ROOT).replace("_", "");
+        if (t.endsWith("ib")) {
+            t = t.substring(0, t.length() - 2);
+        } else if (t.endsWith("b")) {
+            t = t.substring(0, t.length() - 1);
+        }
+        int shift = 0;
+        if (!t.isEmpty()) {
+            switch (t.charAt(t.length() - 1)) {
+                case 'k' -> shift = 10;
+                case 'm' -> shift = 20;
+                case 'g' -> shift = 30;
+                case 't' -> shift = 40;
+                default -> shift = -1;
+            }
+            if (shift >= 0) {
+                t = t.substring(0, t.length() - 1).trim();
+            } else {
+                shift = 0;
+            }
+        }
+        try {
+            long n = Long.parseLong(t);
+            if (n < 0 || n > (Long.MAX_VALUE >> shift)) {
+                throw new NumberFormatException();
+            }
+            return n << shift;
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException(what + " = \"" + text + "\" is not a byte count (a whole number of "
+                    + "bytes, optionally with k, m, g or t: 512m, 8g)");
+        }
     }
 
     /** Throws the exception that fits a failed native call; {@code context} names op and arguments. */
@@ -115,6 +167,33 @@ public final class CpuBackend implements Backend {
         check(NativeCpu.ct_cpu_set_cache_limit(bytes), "cpu.setCacheLimit(" + bytes + ")");
     }
 
+    /**
+     * Sets the host-memory budget: the most bytes that live host tensors (every block of
+     * {@link #allocate}) may hold together; an allocation that would go past it throws a
+     * {@link DeviceOutOfMemoryException} naming the request, the budget and the bytes in use,
+     * instead of growing until the operating system kills the process. {@code 0} removes the
+     * budget (the default, unless {@code -Dcortado.hostMemoryBudget} is set). Lowering it below
+     * what is in use is allowed: only new allocations are refused until enough is freed. Freed
+     * blocks kept for reuse ({@link #cachedBytes}) are not counted; their own cap is
+     * {@link #setCacheLimit}.
+     */
+    public static void setMemoryBudget(long bytes) {
+        if (bytes < 0) {
+            throw new IllegalArgumentException("cpu.setMemoryBudget: bytes = " + bytes + " is negative (0 removes the budget)");
+        }
+        budget = bytes;
+    }
+
+    /** The host-memory budget in bytes, 0 when there is none (see {@link #setMemoryBudget}). */
+    public static long memoryBudget() {
+        return budget;
+    }
+
+    /** Bytes of live host tensor memory counted against the budget (requested sizes). */
+    public static long budgetedBytes() {
+        return inUse.get();
+    }
+
     /** Whether the AVX-512 kernel paths are in use on this CPU. */
     public static boolean avx512() {
         INSTANCE.requireAvailable();
@@ -157,6 +236,35 @@ public final class CpuBackend implements Backend {
 
     @Override
     public long allocate(Device device, long bytes) {
+        long counted = Math.max(0, bytes); // a negative size is refused by the native call
+        reserve(counted);
+        try {
+            return allocateNative(bytes);
+        } catch (RuntimeException | Error e) {
+            inUse.addAndGet(-counted);
+            throw e;
+        }
+    }
+
+    /** Counts {@code bytes} as in use, or throws if that would pass the budget. */
+    private static void reserve(long bytes) {
+        long limit = budget;
+        if (limit <= 0) {
+            inUse.addAndGet(bytes);
+            return;
+        }
+        long now;
+        do {
+            now = inUse.get();
+            if (bytes > limit - now) {
+                throw new DeviceOutOfMemoryException("cpu: allocating " + bytes + " bytes would exceed the host memory budget of "
+                        + limit + " bytes (" + now + " bytes in use by live tensors, " + Math.max(0, limit - now)
+                        + " left; the budget is set by -D" + BUDGET_PROPERTY + " or Cortado.setHostMemoryBudget)", bytes);
+            }
+        } while (!inUse.compareAndSet(now, now + bytes));
+    }
+
+    private long allocateNative(long bytes) {
         Slot slot = ALLOC_SLOT.get();
         int status = NativeCpu.ct_cpu_alloc_at(bytes, slot.address);
         if (status == NativeStatus.OUT_OF_MEMORY) {
@@ -171,6 +279,9 @@ public final class CpuBackend implements Backend {
     @Override
     public void free(Device device, long address, long bytes) {
         check(NativeCpu.ct_cpu_free(address, bytes), "cpu.free");
+        if (address != 0 && bytes >= 0) {
+            inUse.addAndGet(-bytes);
+        }
     }
 
     @Override
