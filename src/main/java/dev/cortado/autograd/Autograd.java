@@ -1,6 +1,7 @@
 package dev.cortado.autograd;
 
 import dev.cortado.ops.Elementwise;
+import dev.cortado.ops.Indexing;
 import dev.cortado.ops.Op;
 import dev.cortado.ops.Reductions;
 import dev.cortado.tensor.AutogradHook;
@@ -502,6 +503,18 @@ public final class Autograd {
         @Override
         public Tensor sumToShape(Tensor gradient, Shape shape) {
             return sumToShape(gradient, shape, "sumToShape", -1);
+        }
+
+        /**
+         * {@code index_add} of the gradient into zeros at {@code start, start + step, ...} of {@code dim}:
+         * an op call, so that a graph capture records it (a zero tensor written in place could not be).
+         */
+        @Override
+        public Tensor sliceBackward(Tensor gradient, Shape shape, int dim, long start, long step) {
+            long len = gradient.size(dim);
+            try (Tensor at = Tensor.arange(start, start + len * step, step, DType.INT64, gradient.device())) {
+                return Indexing.INDEX_ADD_OP.call(new Indexing.IndexAddAttrs(dim, shape.size(dim)), gradient, at);
+            }
         }
 
         private static Tensor sumToShape(Tensor g, Shape shape, String op, int input) {

@@ -31,6 +31,13 @@ public interface AutogradHook {
     /** Sums {@code gradient} over broadcast dimensions down to {@code shape}. */
     Tensor sumToShape(Tensor gradient, Shape shape);
 
+    /**
+     * The gradient of a tensor of {@code shape} from the gradient of its slice
+     * {@code start, start + step, ...} along {@code dim} ({@code gradient}'s size along {@code dim}
+     * is the slice's length): zeros with {@code gradient} written into the slice's elements.
+     */
+    Tensor sliceBackward(Tensor gradient, Shape shape, int dim, long start, long step);
+
     /** The installed tape; loads {@code dev.cortado.autograd.Autograd} on first use. */
     static AutogradHook get() {
         AutogradHook h = Installed.hook;

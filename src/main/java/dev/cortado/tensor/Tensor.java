@@ -663,18 +663,6 @@ public final class Tensor implements AutoCloseable {
         return g.to(dtype, storage.device);
     }
 
-    /** A zero tensor shaped like this one with {@code g} written into the region {@code region} selects. */
-    private Tensor scatteredBack(Tensor g, java.util.function.Function<Tensor, Tensor> region) {
-        Tensor z = zeros(g.dtype, g.device(), shape.toArray());
-        try (Tensor part = region.apply(z)) {
-            part.copyFrom(g);
-        } catch (RuntimeException e) {
-            z.close();
-            throw e;
-        }
-        return z;
-    }
-
     // ================================================================ views
 
     private Tensor view(Shape newShape, long[] newStrides, long newOffset) {
@@ -895,7 +883,7 @@ public final class Tensor implements AutoCloseable {
         ns[d] = strides[d] * step;
         long first = s;
         return traced("slice", view(Shape.wrap(nd), ns, len == 0 ? offset : offset + s * strides[d]),
-                g -> scatteredBack(g, z -> z.slice(d, first, first + len * step, step)));
+                g -> AutogradHook.get().sliceBackward(g, shape, d, first, step));
     }
 
     /** The sub-tensor at {@code index} of {@code dim}, which is removed. */
@@ -917,7 +905,11 @@ public final class Tensor implements AutoCloseable {
             }
         }
         return traced("select", view(Shape.wrap(nd), ns, offset + i * strides[d]),
-                g -> scatteredBack(g, z -> z.select(d, i)));
+                g -> {
+                    try (Tensor row = g.unsqueeze(d)) {
+                        return AutogradHook.get().sliceBackward(row, shape, d, i, 1);
+                    }
+                });
     }
 
     /** Broadcasts size-1 dimensions (and new leading ones) to {@code dims}; -1 keeps a size. */

@@ -135,15 +135,6 @@ class PassesOnModelsTest {
                 .map(Arguments::of);
     }
 
-    /**
-     * The models whose training step can be captured: the whole ViT's backward writes gradients of
-     * views (the class token's {@code select}, the patch sequence's {@code slice}) into zeros in place,
-     * which a capture refuses; its encoder block (the ViT block) is there instead.
-     */
-    static Stream<Arguments> trainingModels() {
-        return models().filter(a -> !a.get()[0].toString().contains("class token"));
-    }
-
     /** Every pass alone (the freezing ones too: parameters do not change while a graph is compared). */
     private static List<Pass> everyPass(long budget) {
         return List.of(new DeadCodeElimination(), new CommonSubexpressionElimination(), new ConstantFolding(false),
@@ -233,7 +224,7 @@ class PassesOnModelsTest {
     }
 
     @ParameterizedTest(name = "{0}")
-    @MethodSource("trainingModels")
+    @MethodSource("models")
     void everyPassOnTheTrainingGraph(Case c) {
         try (Scope s = Scope.open(); Module m = c.make().get(); Tensor x = c.input().apply(1L); Tensor y = c.target().apply(1L);
              Tensor x2 = c.input().apply(2L); Tensor y2 = c.target().apply(2L)) {

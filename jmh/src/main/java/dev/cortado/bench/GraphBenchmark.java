@@ -62,6 +62,14 @@ import org.openjdk.jmh.annotations.Warmup;
  *       the compiled graph updates each parameter as soon as its gradient is ready (one
  *       {@code update.optimizer} node per parameter), so each gradient's memory is reused early;
  *       eager against compiled, with the same memory counters.</li>
+ *   <li>{@code mnistCnnStepCompiledNchw}, {@code resnetStep*}: layout propagation in training graphs.
+ *       The compiled CNN steps run NHWC from the images to the flatten, backward included (three
+ *       transposes per step); the {@code *Nchw} variants compile the same step with
+ *       {@code propagateLayout(false)}. {@code resnetStep*} is a CIFAR ResNet-18 of width 16 at
+ *       batch 32 x 3 x 32 x 32 (SGD with momentum), where the convolutions dominate.</li>
+ *   <li>{@code vitStep*}: the whole ViT training step (patch embedding, class token, 4 pre-norm blocks
+ *       of dim 192 and 3 heads, 64 patches of 4 x 4 from 32 x 32 images, the head, cross-entropy,
+ *       backward, clipping to norm 1, AdamW) at batch 16, eager against one compiled graph.</li>
  * </ul>
  * The memory metrics are reported as secondary results of the step benchmarks ({@link StepMemory}:
  * planned peak of the compiled step, with checkpointing, the eager peak of the same graph, and the
@@ -113,6 +121,26 @@ public class GraphBenchmark {
     private Optimizer cnnSgdEagerOpt;
     private TrainingStep cnnSgdStep;
     private long cnnSgdEagerMeasuredPeak;
+    private Module cnnNchw;
+    private Optimizer cnnNchwOpt;
+    private TrainingStep cnnNchwStep;
+    private Module resnet;
+    private Module resnetEager;
+    private Module resnetNchw;
+    private Optimizer resnetOpt;
+    private Optimizer resnetEagerOpt;
+    private Optimizer resnetNchwOpt;
+    private TrainingStep resnetStep;
+    private TrainingStep resnetNchwStep;
+    private Tensor cifar;
+    private Tensor cifarLabels;
+    private Module vit;
+    private Module vitEager;
+    private Optimizer vitOpt;
+    private Optimizer vitEagerOpt;
+    private TrainingStep vitStep;
+    private Tensor vitImages;
+    private Tensor vitLabels;
 
     /**
      * Peak memory of the compiled training steps, reported next to their times (bytes, not rates):
@@ -157,6 +185,20 @@ public class GraphBenchmark {
                 new Conv2d(32, 64, new long[] {3, 3}, same, false, p), new BatchNorm2d(64), Activation.relu(),
                 new Pool.MaxPool2d(2),
                 new Flatten(), new Linear(64 * 7 * 7, 128, true, p), Activation.relu(), new Linear(128, 10, true, p));
+        m.train();
+        return m;
+    }
+
+    private static Module resnet() {
+        Module m = dev.cortado.models.ResNet.builder(dev.cortado.models.ResNet.Depth.R18).smallImages(true).width(16)
+                .classes(10).params(ParamOptions.seeded(6)).build();
+        m.train();
+        return m;
+    }
+
+    private static Module vit() {
+        Module m = dev.cortado.models.VisionTransformer.builder(32, 4).dim(192).depth(4).heads(3).classes(10)
+                .params(ParamOptions.seeded(8)).build();
         m.train();
         return m;
     }
@@ -309,6 +351,30 @@ public class GraphBenchmark {
             cnnSgdEagerMeasuredPeak = measuredEagerPeak(() -> eagerStep(cm, co, Losses::crossEntropy, stepImages, stepLabels,
                     false));
         }
+        CompileOptions nchw = CompileOptions.builder().maxGradNorm(1.0).propagateLayout(false).build();
+        cnnNchw = mnistCnn();
+        cnnNchwOpt = adamW(cnnNchw);
+        cnnNchwStep = Graphs.compileTrainingStep(cnnNchw, Losses::crossEntropy, cnnNchwOpt, stepImages, stepLabels, nchw);
+        cifar = g.uniform(0, 1, DType.FLOAT32, Device.CPU, 32, 3, 32, 32);
+        cifarLabels = Tensor.of(java.util.Arrays.copyOf(classes, 32), 32);
+        resnet = resnet();
+        resnetEager = resnet();
+        resnetNchw = resnet();
+        resnetOpt = sgd(resnet);
+        resnetEagerOpt = sgd(resnetEager);
+        resnetNchwOpt = sgd(resnetNchw);
+        resnetStep = Graphs.compileTrainingStep(resnet, Losses::crossEntropy, resnetOpt, cifar, cifarLabels);
+        resnetNchwStep = Graphs.compileTrainingStep(resnetNchw, Losses::crossEntropy, resnetNchwOpt, cifar, cifarLabels,
+                CompileOptions.builder().propagateLayout(false).build());
+        vit = vit();
+        vitEager = vit();
+        vitOpt = adamW(vit);
+        vitEagerOpt = adamW(vitEager);
+        try (Tensor images16 = cifar.narrow(0, 0, 16); Tensor labels16 = cifarLabels.narrow(0, 0, 16)) {
+            vitImages = images16.contiguous();
+            vitLabels = labels16.contiguous();
+        }
+        vitStep = Graphs.compileTrainingStep(vit, Losses::crossEntropy, vitOpt, vitImages, vitLabels, clipped);
         long budget = (long) (0.4 * lmStep.memoryPlan().eagerPeakBytes());
         lmStepCheckpointed = Graphs.compileTrainingStep(lmCheckpointed, GraphBenchmark::charLoss, lmCheckpointedOpt, tokens,
                 nextTokens, CompileOptions.builder().maxGradNorm(1.0).memoryBudget(budget).build());
@@ -316,6 +382,15 @@ public class GraphBenchmark {
 
     @TearDown(Level.Trial)
     public void tearDown() {
+        for (AutoCloseable c : new AutoCloseable[] {cnnNchwStep, cnnNchwOpt, cnnNchw, resnetStep, resnetNchwStep, resnetOpt,
+            resnetEagerOpt, resnetNchwOpt, resnet, resnetEager, resnetNchw, cifar, cifarLabels, vitStep, vitOpt, vitEagerOpt,
+            vit, vitEager, vitImages, vitLabels}) {
+            try {
+                c.close();
+            } catch (Exception e) {
+                throw new IllegalStateException(e);
+            }
+        }
         cnnStep.close();
         cnnSgdStep.close();
         cnnSgdOpt.close();
@@ -455,6 +530,46 @@ public class GraphBenchmark {
         m.eagerPeakBytes = lmStep.memoryPlan().eagerPeakBytes();
         m.eagerMeasuredPeakBytes = lmEagerMeasuredPeak;
         try (Tensor loss = lmStepCheckpointed.run(tokens, nextTokens)) {
+            return loss.dataAddress();
+        }
+    }
+
+    @Benchmark
+    public double mnistCnnStepCompiledNchw() {
+        try (Tensor loss = cnnNchwStep.run(stepImages, stepLabels)) {
+            return loss.dataAddress();
+        }
+    }
+
+    @Benchmark
+    public double resnetStepEager() {
+        return eagerStep(resnetEager, resnetEagerOpt, Losses::crossEntropy, cifar, cifarLabels, false);
+    }
+
+    @Benchmark
+    public double resnetStepCompiled() {
+        try (Tensor loss = resnetStep.run(cifar, cifarLabels)) {
+            return loss.dataAddress();
+        }
+    }
+
+    @Benchmark
+    public double resnetStepCompiledNchw() {
+        try (Tensor loss = resnetNchwStep.run(cifar, cifarLabels)) {
+            return loss.dataAddress();
+        }
+    }
+
+    @Benchmark
+    public double vitStepEager() {
+        return eagerStep(vitEager, vitEagerOpt, Losses::crossEntropy, vitImages, vitLabels);
+    }
+
+    @Benchmark
+    public double vitStepCompiled(StepMemory m) {
+        m.plannedPeakBytes = vitStep.memoryPlan().plannedPeakBytes();
+        m.eagerPeakBytes = vitStep.memoryPlan().eagerPeakBytes();
+        try (Tensor loss = vitStep.run(vitImages, vitLabels)) {
             return loss.dataAddress();
         }
     }
