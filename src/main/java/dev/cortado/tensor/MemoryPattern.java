@@ -131,6 +131,16 @@ public final class MemoryPattern {
         return new Recording(Objects.requireNonNull(device, "device"));
     }
 
+    /**
+     * How many tensor storages this process has allocated from a backend (any device) since it
+     * started: a replayed allocation, a slice of an arena, is not one; an arena is. Kernel
+     * workspaces are not tensor storage and are not counted here (the host allocator's own
+     * counters, {@code Cortado.hostAllocationCounts()}, count them too).
+     */
+    public static long storageAllocations() {
+        return Storage.FROM_BACKEND.sum();
+    }
+
     /** The device of the recorded allocations. */
     public Device device() {
         return device;

@@ -27,6 +27,8 @@ final class Storage {
     }
 
     private static final ThreadLocal<Interceptor> INTERCEPTOR = new ThreadLocal<>();
+    /** Storages allocated from a backend since the class loaded ({@link MemoryPattern#storageAllocations()}). */
+    static final java.util.concurrent.atomic.LongAdder FROM_BACKEND = new java.util.concurrent.atomic.LongAdder();
 
     final Device device;
     final long address;
@@ -58,6 +60,7 @@ final class Storage {
     static Storage fromBackend(Device device, long bytes, Releaser releaser) {
         Backend backend = device.backend();
         long address = backend.allocate(device, bytes);
+        FROM_BACKEND.increment();
         return new Storage(device, backend, address, bytes, releaser == null ? null : s -> {
             backend.free(device, address, bytes);
             releaser.released(s);

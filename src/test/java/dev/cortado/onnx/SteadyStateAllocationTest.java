@@ -18,6 +18,7 @@ import dev.cortado.onnx.proto.Onnx.TypeProto;
 import dev.cortado.onnx.proto.Onnx.ValueInfoProto;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;
+import dev.cortado.tensor.MemoryPattern;
 import dev.cortado.tensor.Tensor;
 import java.io.IOException;
 import java.io.OutputStream;
@@ -176,14 +177,20 @@ class SteadyStateAllocationTest {
                 s.run(q.feeds(), q.outputs());
             }
         }
+        LAST_STORAGES = MemoryPattern.storageAllocations();
         Cortado.AllocationCounts before = Cortado.hostAllocationCounts();
         for (int i = 0; i < rounds; i++) {
             for (Request q : requests) {
                 s.run(q.feeds(), q.outputs());
             }
         }
-        return Cortado.hostAllocationCounts().minus(before);
+        Cortado.AllocationCounts host = Cortado.hostAllocationCounts().minus(before);
+        LAST_STORAGES = MemoryPattern.storageAllocations() - LAST_STORAGES;
+        return host;
     }
+
+    /** The tensor storages the last {@link #steadyAllocations} loop allocated from the backend. */
+    private static long LAST_STORAGES;
 
     @Test
     void aSteadyStreamOfRequestsAllocatesNoNativeMemory(@TempDir Path dir) throws IOException {
@@ -221,6 +228,44 @@ class SteadyStateAllocationTest {
             }
         } finally {
             requests.forEach(Request::close);
+        }
+    }
+
+    /**
+     * all-MiniLM-L6-v2, fp32 and int8 (skipped without the model jars): after warm-up, requests of
+     * 2 x 20 tokens padded to the 32 bucket allocate nothing on the host, every kernel workspace
+     * included.
+     */
+    @org.junit.jupiter.params.ParameterizedTest
+    @org.junit.jupiter.params.provider.EnumSource(MiniLmModels.Variant.class)
+    void miniLmRequestsAllocateNoNativeMemory(MiniLmModels.Variant variant) throws IOException {
+        ModelProto proto = MiniLmModels.model(variant);
+        SplittableRandom r = new SplittableRandom(9);
+        long[] ids = new long[2 * 20];
+        long[] mask = new long[ids.length];
+        for (int i = 0; i < ids.length; i++) {
+            ids[i] = i % 20 == 0 ? 101 : 1000 + r.nextInt(20000);
+            mask[i] = 1;
+        }
+        try (InferenceSession s = InferenceSession.builder(proto).device(Device.CPU).shapeBuckets(1, 32, 128).warmUp(1)
+                .build();
+             Tensor idsT = Tensor.of(ids, Device.CPU, 2, 20);
+             Tensor maskT = Tensor.of(mask, Device.CPU, 2, 20);
+             Tensor typesT = Tensor.zeros(DType.INT64, Device.CPU, 2, 20)) {
+            Map<String, Tensor> feeds = new LinkedHashMap<>();
+            for (String name : s.model().inputNames()) {
+                feeds.put(name, name.contains("mask") ? maskT : name.contains("type") ? typesT : idsT);
+            }
+            String output = s.model().outputNames().get(0);
+            try (Tensor out = Tensor.empty(DType.FLOAT32, Device.CPU, 2, 32, 384)) {
+                Request q = new Request(feeds, Map.of(output, out));
+                Cortado.AllocationCounts steady = steadyAllocations(s, List.of(q), 10);
+                long storages = LAST_STORAGES;
+                System.out.printf("SteadyStateAllocationTest: MiniLM %s, 10 requests: %d host allocations (%d from the"
+                        + " system), %d tensor storages%n", variant, steady.allocations(), steady.systemAllocations(),
+                        storages);
+                assertEquals(0, storages, variant + ": tensor storages allocated over 10 requests");
+            }
         }
     }
 
