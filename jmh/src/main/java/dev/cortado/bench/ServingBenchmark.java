@@ -53,9 +53,10 @@ import org.openjdk.jmh.annotations.Warmup;
  *       tokens x 256 features) through {@code run(feeds, outputs)}, with memory patterns
  *       ({@code reuse=true}: no allocation) and without; {@link Allocations} reports the host
  *       allocator's count per operation as a secondary result.</li>
- *   <li>{@code firstRequestAfterWarmUp}: a fresh session built with {@code warmUp(1)} and its first
- *       request (single shot per invocation), to compare with {@code steadyRequest}: "the first
- *       request after warm-up is no slower than the thousandth".</li>
+ *   <li>{@code firstRequestAfterWarmUp}: the first request of a fresh session after one warm-up run
+ *       of its shape (made in the per-invocation setup; single shot), to compare with
+ *       {@code steadyRequest}: "the first request after warm-up is no slower than the
+ *       thousandth".</li>
  * </ul>
  * Run: {@code java -jar jmh/target/benchmarks.jar ServingBenchmark -f 1 -wi 3 -i 5}.
  */
