@@ -27,6 +27,12 @@
 #include <cstring>
 #include <thread>
 
+#include <cerrno>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "cortado/cpu.h"
 #include "internal.h"
 
@@ -35,6 +41,8 @@ namespace ct {
 static thread_local char g_error[512];
 static std::atomic<int64_t> g_bytes{0};
 static std::atomic<int64_t> g_allocs{0};
+static std::atomic<int64_t> g_alloc_count{0};         // cumulative: every ct_cpu_alloc
+static std::atomic<int64_t> g_system_alloc_count{0};  // cumulative: those that called posix_memalign
 static std::atomic<int> g_threads{0};        // 0 = not set yet: all cores
 static std::atomic<int> g_avx512_enabled{1};
 
@@ -235,14 +243,18 @@ int ct_cpu_alloc(int64_t bytes, int64_t* out_address) {
     return ct::fail(CT_ERR_OUT_OF_MEMORY, "ct_cpu_alloc: cannot allocate %lld bytes", (long long)bytes);
   uint64_t cls = ct::size_class(size);
   void* p = cls >= ct::kCacheMin ? ct::cache_take(cls) : nullptr;
-  if (!p && posix_memalign(&p, 64, (size_t)cls) != 0) {
-    ct::cache_empty();
-    if (posix_memalign(&p, 64, (size_t)cls) != 0) p = nullptr;
+  if (!p) {
+    if (posix_memalign(&p, 64, (size_t)cls) != 0) {
+      ct::cache_empty();
+      if (posix_memalign(&p, 64, (size_t)cls) != 0) p = nullptr;
+    }
+    if (p) ct::g_system_alloc_count.fetch_add(1, std::memory_order_relaxed);
   }
   if (!p)
     return ct::fail(CT_ERR_OUT_OF_MEMORY, "ct_cpu_alloc: cannot allocate %lld bytes", (long long)bytes);
   ct::g_bytes.fetch_add(bytes, std::memory_order_relaxed);
   ct::g_allocs.fetch_add(1, std::memory_order_relaxed);
+  ct::g_alloc_count.fetch_add(1, std::memory_order_relaxed);
   *out_address = (int64_t)(intptr_t)p;
   return CT_OK;
 }
@@ -283,6 +295,45 @@ int ct_cpu_set_cache_limit(int64_t bytes) {
   return CT_OK;
 }
 int64_t ct_cpu_live_allocations(void) { return ct::g_allocs.load(std::memory_order_relaxed); }
+int64_t ct_cpu_allocation_count(void) { return ct::g_alloc_count.load(std::memory_order_relaxed); }
+int64_t ct_cpu_system_allocation_count(void) {
+  return ct::g_system_alloc_count.load(std::memory_order_relaxed);
+}
+
+int ct_cpu_map_file(const char* path, int64_t* out_address, int64_t* out_length) {
+  if (!path || !out_address || !out_length)
+    return ct::fail(CT_ERR_INVALID_ARG, "ct_cpu_map_file: path, out_address or out_length is NULL");
+  *out_address = 0;
+  *out_length = 0;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return ct::fail(CT_ERR_INVALID_ARG, "ct_cpu_map_file: cannot open %s: %s", path, strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    close(fd);
+    return ct::fail(CT_ERR_INVALID_ARG, "ct_cpu_map_file: cannot stat %s: %s", path, strerror(e));
+  }
+  if (!S_ISREG(st.st_mode) || st.st_size <= 0) {
+    close(fd);
+    return ct::fail(CT_ERR_INVALID_ARG, "ct_cpu_map_file: %s is not a non-empty regular file", path);
+  }
+  void* p = mmap(nullptr, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+  int e = errno;
+  close(fd);  // the mapping keeps the file open
+  if (p == MAP_FAILED) return ct::fail(CT_ERR_INVALID_ARG, "ct_cpu_map_file: cannot map %s: %s", path, strerror(e));
+  *out_address = (int64_t)(intptr_t)p;
+  *out_length = (int64_t)st.st_size;
+  return CT_OK;
+}
+
+int ct_cpu_unmap(int64_t address, int64_t length) {
+  if (address == 0 || length <= 0)
+    return ct::fail(CT_ERR_INVALID_ARG, "ct_cpu_unmap: address=%lld length=%lld", (long long)address,
+                    (long long)length);
+  if (munmap((void*)(intptr_t)address, (size_t)length) != 0)
+    return ct::fail(CT_ERR_INVALID_ARG, "ct_cpu_unmap: %s", strerror(errno));
+  return CT_OK;
+}
 
 int ct_cpu_set_num_threads(int n) {
   int procs = omp_get_num_procs();

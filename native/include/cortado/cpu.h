@@ -22,6 +22,18 @@ int ct_cpu_free(int64_t address, int64_t bytes);
 /* Bytes currently allocated through ct_cpu_alloc, and the number of live allocations. */
 int64_t ct_cpu_allocated_bytes(void);
 int64_t ct_cpu_live_allocations(void);
+/* Cumulative counters since the library loaded: every successful ct_cpu_alloc, and those of them
+ * that took fresh memory from the system (posix_memalign) instead of the block cache below. A
+ * steady loop that allocates nothing leaves both unchanged (the serving tests assert it). */
+int64_t ct_cpu_allocation_count(void);
+int64_t ct_cpu_system_allocation_count(void);
+/* Maps the whole file `path` (NUL-terminated, UTF-8) read-only into memory (mmap, MAP_PRIVATE):
+ * *out_address is its first byte (page aligned), *out_length its size in bytes. The pages are
+ * read on first touch and shared with the page cache; nothing is copied. An empty file, a missing
+ * or unreadable one fails with CT_ERR_INVALID_ARG and the path and errno text. Unmap with
+ * ct_cpu_unmap(address, length). The counters above do not count mappings. */
+int ct_cpu_map_file(const char* path, int64_t* out_address, int64_t* out_length);
+int ct_cpu_unmap(int64_t address, int64_t length);
 /* Freed blocks of 256 KiB and more are kept for reuse (no fresh page faults in hot loops):
  * bytes held by that cache, emptying it, and its limit (default 1 GiB; 0 disables it). */
 int64_t ct_cpu_cached_bytes(void);

@@ -92,6 +92,29 @@ public final class Cortado {
         return CpuBackend.memoryBudget();
     }
 
+    /**
+     * Cumulative counts of the host allocator since the library loaded.
+     *
+     * @param allocations       successful allocations (tensor storage and kernel workspaces)
+     * @param systemAllocations those of them that took fresh memory from the system instead of
+     *                          the block cache
+     */
+    public record AllocationCounts(long allocations, long systemAllocations) {
+        /** What happened between {@code before} and this count. */
+        public AllocationCounts minus(AllocationCounts before) {
+            return new AllocationCounts(allocations - before.allocations, systemAllocations - before.systemAllocations);
+        }
+    }
+
+    /**
+     * The host allocator's cumulative counts: a loop that allocates no host memory leaves them
+     * unchanged (the serving tests check a steady stream of requests that way).
+     */
+    public static AllocationCounts hostAllocationCounts() {
+        long[] c = CpuBackend.allocationCounts();
+        return new AllocationCounts(c[0], c[1]);
+    }
+
     /** Returns the cached (freed, kept for reuse) memory of {@code device}'s allocator to the system. */
     public static void emptyCache(Device device) {
         if (device.isCpu()) {

@@ -44,4 +44,19 @@ public interface Backend {
     boolean isAvailable();
 
     String unavailableReason();
+
+    /**
+     * Maps all of {@code file} read-only into host memory ({@code mmap}); returns its address and
+     * length in bytes. Host backends only.
+     *
+     * @throws IllegalArgumentException when the file cannot be opened or mapped (the message says why)
+     */
+    default long[] mapFile(java.nio.file.Path file) {
+        throw new UnsupportedOperationException("this backend does not map files");
+    }
+
+    /** Unmaps what {@link #mapFile} mapped. */
+    default void unmapFile(long address, long length) {
+        throw new UnsupportedOperationException("this backend does not map files");
+    }
 }

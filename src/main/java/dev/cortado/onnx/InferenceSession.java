@@ -2,11 +2,13 @@ package dev.cortado.onnx;
 
 import dev.cortado.onnx.proto.Onnx.ModelProto;
 import dev.cortado.Cortado;
+import dev.cortado.backend.cuda.CudaStream;
 import dev.cortado.onnx.proto.Onnx.TensorShapeProto;
 import dev.cortado.onnx.proto.Onnx.TypeProto;
 import dev.cortado.onnx.proto.Onnx.ValueInfoProto;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;
+import dev.cortado.tensor.MemoryPattern;
 import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Tensor;
 import java.io.IOException;
@@ -16,7 +18,10 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.Semaphore;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 
 /**
@@ -54,12 +59,13 @@ import java.util.concurrent.locks.ReentrantReadWriteLock;
  * sessions, so creating a session of that model again costs next to nothing: the plan is loaded
  * and already warm.
  *
- * <p><b>Memory.</b> The imported model is interpreted node by node (it is not yet lowered to a
- * memory-planned graph), so each run allocates its intermediate tensors and frees them at its end
- * through a {@link Scope}. Blocks of 256 KiB and more come back from the host allocator's block
- * cache, so a steady stream of requests of the bucket shapes reuses the same memory and causes no
- * fresh page faults; resident memory stays flat (a test runs 100 load/close cycles and thousands
- * of requests against {@code VmRSS}).
+ * <p><b>Memory.</b> The imported model is interpreted node by node, and each run's allocations are
+ * planned ({@link Builder#reuseMemory}, on by default): the first run of an input shape records
+ * them as a {@link MemoryPattern}, planned into one arena; later runs of that shape take every
+ * intermediate tensor from an arena of the pattern (one per run executing at once, kept between
+ * runs). With the outputs copied into the caller's tensors ({@link #run(Map, Map)}), a request of
+ * a seen shape allocates no native memory at all; a run that strays from its pattern falls back to
+ * the allocator and the shape is recorded again.
  */
 public final class InferenceSession implements AutoCloseable {
     /** What is done to the model at load. */
@@ -86,11 +92,33 @@ public final class InferenceSession implements AutoCloseable {
     private final boolean planFromCache;
     /** The warm-up runs done on this session's plan (input shape -> runs), shared with the plan's other sessions. */
     private final Map<String, Integer> warmedUp;
+    /** One stream per run executing at once, on a CUDA device (null on the CPU). */
+    private final StreamPool<CudaStream> streams;
+    /** Memory patterns by input shapes ({@link Builder#reuseMemory}); null when off. */
+    private final Map<String, ShapePlan> patterns;
+    /** Bytes of the arenas waiting in {@link ShapePlan#idle} queues. */
+    private final java.util.concurrent.atomic.AtomicLong idleArenaBytes = new java.util.concurrent.atomic.AtomicLong();
     private volatile boolean closed;
     private boolean released;
+    private boolean planFromDisk;
+    private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(InferenceSession.class);
+
+    /** The most input shapes a session keeps memory patterns for; runs of further shapes allocate as usual. */
+    static final int MAX_PATTERNS = 32;
+    /**
+     * The most memory the idle arenas of a session keep (1 GiB): an arena given back beyond it is
+     * freed, and the next run of its shape allocates a new one (one allocation instead of one per
+     * tensor). Shapes without buckets (every batch padded to its own longest text) can be many.
+     */
+    static final long MAX_IDLE_ARENA_BYTES = 1L << 30;
+    /** Divergent replays after which a shape is run without a pattern (its allocations vary from run to run). */
+    static final int MAX_DIVERGENCES = 3;
 
     private InferenceSession(OnnxModel model, Builder b, PlanCache.Key planKey, boolean planFromCache,
                              Map<String, Integer> warmedUp) {
+        this.patterns = b.reuseMemory ? new ConcurrentHashMap<>() : null;
+        Device device = model.device();
+        this.streams = device.isCuda() ? new StreamPool<>(b.maxConcurrentRuns, () -> CudaStream.create(device)) : null;
         this.model = model;
         this.planKey = planKey;
         this.planFromCache = planFromCache;
@@ -126,6 +154,8 @@ public final class InferenceSession implements AutoCloseable {
         private int warmUpRuns;
         private boolean sharePlan = true;
         private boolean retainPlan;
+        private boolean reuseMemory = true;
+        private Path planCache;
 
         private Builder(Path file, ModelProto proto) {
             this.file = file;
@@ -227,6 +257,42 @@ public final class InferenceSession implements AutoCloseable {
             return this;
         }
 
+        /**
+         * Whether runs reuse planned memory (default true). The first run of each input shape (the
+         * shapes after bucket padding) records its allocations and plans them into one arena
+         * ({@link MemoryPattern}); later runs of that shape take every tensor from an arena of
+         * that plan, one arena per run executing at once, kept between runs. A request of a seen
+         * shape then allocates no native memory when its outputs go into the caller's tensors
+         * ({@link InferenceSession#run(Map, Map)}); {@link InferenceSession#run(Map)} allocates
+         * only the returned outputs. Memory held: one arena (the run's planned peak) per shape and
+         * concurrent run, for at most {@value InferenceSession#MAX_PATTERNS} shapes, freed by
+         * {@link InferenceSession#close()}.
+         */
+        public Builder reuseMemory(boolean reuse) {
+            this.reuseMemory = reuse;
+            return this;
+        }
+
+        /**
+         * A folder for plans on disk (default: none). The first session of a model file writes its
+         * plan there (the fused and folded graph and its constants, {@code <hash>.plan}, written to
+         * a temporary file and renamed); a later process, or a later session once the in-memory
+         * plan is gone, loads it instead of the model: no parsing, no tensor conversion, no
+         * folding, the constants mapped from the file rather than copied. A plan is keyed like the
+         * in-memory cache (the model file's path, size, modification time and file key, the device,
+         * the optimization level) plus the engine version; a corrupted, truncated or stale file is
+         * detected (checksum, length, key), logged, deleted and rebuilt. Sessions of a parsed
+         * {@code ModelProto} and models with subgraphs (If, Loop, Scan) do not use it.
+         */
+        public Builder planCache(Path folder) {
+            this.planCache = folder;
+            return this;
+        }
+
+        private OnnxModel load(PlanCache.Key key, boolean fold, boolean[] fromDisk) throws IOException {
+            return loadFrom(planCache, key, file, fold, fromDisk);
+        }
+
         /** Loads the model (all checks happen here: an unsupported op fails now, not on a request). */
         public InferenceSession build() throws IOException {
             if (threads > 0) {
@@ -236,10 +302,17 @@ public final class InferenceSession implements AutoCloseable {
             InferenceSession s;
             if (file != null && (sharePlan || retainPlan)) {
                 PlanCache.Key key = PlanCache.key(file, device, optimization);
-                PlanCache.Lease lease = PlanCache.acquire(key, retainPlan, () -> OnnxModel.load(file, device, fold));
+                boolean[] fromDisk = new boolean[1];
+                PlanCache.Lease lease = PlanCache.acquire(key, retainPlan, () -> load(key, fold, fromDisk));
                 s = new InferenceSession(lease.model(), this, key, lease.hit(), lease.warmedUp());
+                s.planFromDisk = fromDisk[0];
+            } else if (file != null) {
+                boolean[] fromDisk = new boolean[1];
+                OnnxModel m = load(PlanCache.key(file, device, optimization), fold, fromDisk);
+                s = new InferenceSession(m, this, null, false, new java.util.concurrent.ConcurrentHashMap<>());
+                s.planFromDisk = fromDisk[0];
             } else {
-                OnnxModel m = file != null ? OnnxModel.load(file, device, fold) : OnnxModel.of(proto, null, device, fold);
+                OnnxModel m = OnnxModel.of(proto, null, device, fold);
                 s = new InferenceSession(m, this, null, false, new java.util.concurrent.ConcurrentHashMap<>());
             }
             try {
@@ -250,6 +323,39 @@ public final class InferenceSession implements AutoCloseable {
             }
             return s;
         }
+    }
+
+    /**
+     * The model of {@code key}: from the plan folder when it holds a valid plan ({@code fromDisk[0]}
+     * set), else loaded from the model file (and its plan written to the folder, if any).
+     */
+    private static OnnxModel loadFrom(Path folder, PlanCache.Key key, Path file, boolean fold, boolean[] fromDisk)
+            throws IOException {
+        if (folder != null) {
+            OnnxModel m = PlanFile.read(folder, key.diskKey(), key.device());
+            if (m != null) {
+                fromDisk[0] = true;
+                return m;
+            }
+        }
+        OnnxModel m = OnnxModel.load(file, key.device(), fold);
+        if (folder != null) {
+            try {
+                PlanFile.write(m, key.diskKey(), folder);
+            } catch (IOException | RuntimeException e) {
+                // the session serves from the model it loaded; the next one tries again
+                LOG.warn("plan cache: cannot write the plan of {} into {}: {}", file, folder, e.toString());
+            }
+        }
+        return m;
+    }
+
+    /**
+     * Whether this session's plan was loaded from the plan folder ({@link Builder#planCache})
+     * rather than from the model file (false also when it came from the in-memory cache).
+     */
+    public boolean planFromDisk() {
+        return planFromDisk;
     }
 
     /**
@@ -301,6 +407,18 @@ public final class InferenceSession implements AutoCloseable {
                 + Arrays.toString(buckets) + ")");
     }
 
+    /** How many input shapes have a memory pattern (0 with {@link Builder#reuseMemory} off). */
+    public int memoryPatterns() {
+        if (patterns == null) {
+            return 0;
+        }
+        int n = 0;
+        for (ShapePlan p : patterns.values()) {
+            n += p.pattern == null ? 0 : 1;
+        }
+        return n;
+    }
+
     /** The requests, batch sizes and latency percentiles of this session's runs so far. */
     public InferenceMetrics.Snapshot metrics() {
         return metrics.snapshot();
@@ -314,6 +432,31 @@ public final class InferenceSession implements AutoCloseable {
      * the largest shape bucket.
      */
     public Map<String, Tensor> run(Map<String, Tensor> feeds) {
+        return guardedRun(feeds, null);
+    }
+
+    /**
+     * Runs the model on {@code feeds} and copies the outputs into {@code outputs} (output name ->
+     * a tensor of that output's dtype and shape, the bucket length included; a subset of the
+     * outputs may be asked for). With {@link Builder#reuseMemory} on (the default), a run of an
+     * input shape seen before allocates no native memory at all: every intermediate comes from
+     * the shape's planned arena and the results go into the caller's tensors. Thread-safe; fails
+     * as {@link #run(Map)} does, and with {@link IllegalArgumentException} for an unknown output
+     * name or a tensor of the wrong dtype or shape (nothing is written then).
+     */
+    public void run(Map<String, Tensor> feeds, Map<String, Tensor> outputs) {
+        Objects.requireNonNull(outputs, "outputs");
+        for (Map.Entry<String, Tensor> e : outputs.entrySet()) {
+            if (!model.outputNames().contains(e.getKey())) {
+                throw new IllegalArgumentException("'" + e.getKey() + "' is not an output of the model; its outputs are "
+                        + model.outputNames());
+            }
+            Objects.requireNonNull(e.getValue(), "outputs: the tensor of '" + e.getKey() + "'");
+        }
+        guardedRun(feeds, outputs);
+    }
+
+    private Map<String, Tensor> guardedRun(Map<String, Tensor> feeds, Map<String, Tensor> into) {
         long start = System.nanoTime();
         ReentrantReadWriteLock.ReadLock read = lifecycle.readLock();
         if (closed || !read.tryLock()) {
@@ -331,7 +474,7 @@ public final class InferenceSession implements AutoCloseable {
                 if (closed) {
                     throw new IllegalStateException("the inference session was closed while this run waited for a slot");
                 }
-                Map<String, Tensor> out = buckets.length == 0 ? model.run(feeds) : runPadded(feeds);
+                Map<String, Tensor> out = runOnce(feeds, into);
                 metrics.recordBatch(batchSize(feeds));
                 ok = true;
                 return out;
@@ -350,6 +493,247 @@ public final class InferenceSession implements AutoCloseable {
             return t.rank() == 0 ? 1 : (int) Math.min(Integer.MAX_VALUE, t.size(0));
         }
         return 1;
+    }
+
+    /** One input shape's memory pattern and its idle arenas (null pattern: the shape runs unplanned). */
+    private static final class ShapePlan {
+        final MemoryPattern pattern;
+        final ConcurrentLinkedQueue<MemoryPattern.Arena> idle = new ConcurrentLinkedQueue<>();
+        final AtomicInteger divergences;
+
+        ShapePlan(MemoryPattern pattern, AtomicInteger divergences) {
+            this.pattern = pattern;
+            this.divergences = divergences;
+        }
+
+        MemoryPattern.Arena take(java.util.concurrent.atomic.AtomicLong idleBytes) {
+            for (MemoryPattern.Arena a; (a = idle.poll()) != null; ) {
+                idleBytes.addAndGet(-pattern.arenaBytes());
+                if (a.reusable()) {
+                    return a;
+                }
+                a.close();
+            }
+            return pattern.newArena();
+        }
+
+        /** Keeps {@code a} for the next run of the shape if the session's idle arenas stay within their budget. */
+        void give(MemoryPattern.Arena a, java.util.concurrent.atomic.AtomicLong idleBytes) {
+            if (idleBytes.addAndGet(pattern.arenaBytes()) <= MAX_IDLE_ARENA_BYTES) {
+                idle.offer(a);
+            } else {
+                idleBytes.addAndGet(-pattern.arenaBytes());
+                a.close();
+            }
+        }
+
+        void closeIdle(java.util.concurrent.atomic.AtomicLong idleBytes) {
+            for (MemoryPattern.Arena a; (a = idle.poll()) != null; ) {
+                idleBytes.addAndGet(-pattern.arenaBytes());
+                a.close();
+            }
+        }
+    }
+
+    /**
+     * {@link #execute} on the CPU; on a GPU on a stream of its own, taken from the session's pool
+     * for the run and given back once the run has synchronized it, so runs executing at once (the
+     * batches of a dynamic batcher with several in flight) overlap on the device.
+     */
+    @SuppressWarnings("try") // the stream is current for the block
+    private Map<String, Tensor> runOnce(Map<String, Tensor> feeds, Map<String, Tensor> into) {
+        if (streams == null) {
+            return execute(feeds, into, null);
+        }
+        CudaStream stream;
+        try {
+            stream = streams.take();
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt();
+            throw new IllegalStateException("interrupted while waiting for a stream", e);
+        }
+        try (CudaStream.Use use = stream.use()) {
+            return execute(feeds, into, stream);
+        } finally {
+            streams.give(stream);
+        }
+    }
+
+    /** How many CUDA streams this session has made (0 on the CPU): at most one per run executing at once. */
+    public int streamsCreated() {
+        return streams == null ? 0 : streams.created();
+    }
+
+    private static void synchronize(CudaStream stream) {
+        if (stream != null) {
+            stream.synchronize();
+        }
+    }
+
+    /**
+     * Runs the model (padding the feeds to their bucket) and delivers the outputs: into the
+     * caller's tensors when {@code into} is given (returns an empty map), else as new tensors.
+     * With memory reuse, the first run of a shape records its pattern and later ones replay it.
+     */
+    private Map<String, Tensor> execute(Map<String, Tensor> feeds, Map<String, Tensor> into, CudaStream stream) {
+        if (patterns == null) {
+            Map<String, Tensor> result = deliver(unplanned(feeds), into, false);
+            synchronize(stream);
+            return result;
+        }
+        String key = shapeKey(feeds);
+        ShapePlan plan = patterns.get(key);
+        if (plan == null && patterns.size() < MAX_PATTERNS) {
+            Map<String, Tensor> out;
+            MemoryPattern pattern;
+            try (MemoryPattern.Recording recording = MemoryPattern.record(model.device())) {
+                out = unplanned(feeds);
+                pattern = recording.finish();
+            }
+            patterns.putIfAbsent(key, new ShapePlan(pattern, new AtomicInteger()));
+            Map<String, Tensor> result = deliver(out, into, false);
+            synchronize(stream);
+            return result;
+        }
+        if (plan == null || plan.pattern == null) {
+            Map<String, Tensor> result = deliver(unplanned(feeds), into, false);
+            synchronize(stream);
+            return result;
+        }
+        MemoryPattern.Arena arena = plan.take(idleArenaBytes);
+        boolean diverged = true;
+        Map<String, Tensor> out = null;
+        try {
+            try (MemoryPattern.Replay replay = arena.replay()) {
+                try {
+                    out = unplanned(feeds);
+                } finally {
+                    replay.close();
+                    diverged = replay.diverged();
+                }
+            }
+            Map<String, Tensor> result = deliver(out, into, true);
+            out = null;
+            return result;
+        } finally {
+            if (out != null) {
+                closeAll(out);
+            }
+            try {
+                synchronize(stream); // the run's kernels are done with the arena before another run gets it
+            } catch (RuntimeException | Error e) {
+                diverged = true; // the arena is not reused
+                throw e;
+            } finally {
+                releaseArena(plan, key, arena, diverged);
+            }
+        }
+    }
+
+    /** Back to the shape's idle arenas, or closed (and the shape recorded again) after a divergence. */
+    private void releaseArena(ShapePlan plan, String key, MemoryPattern.Arena arena, boolean diverged) {
+        if (!diverged && !closed && arena.reusable()) {
+            plan.give(arena, idleArenaBytes);
+        } else {
+            arena.close();
+        }
+        if (diverged && patterns.remove(key, plan)) {
+            // record the shape again on its next run, or give up on it after a few tries
+            plan.closeIdle(idleArenaBytes);
+            int n = plan.divergences.incrementAndGet();
+            if (n >= MAX_DIVERGENCES) {
+                patterns.put(key, new ShapePlan(null, plan.divergences));
+            }
+        }
+    }
+
+    /** The outputs of a run: copied into {@code into} (then closed), or returned (copied out of the arena when {@code planned}). */
+    private Map<String, Tensor> deliver(Map<String, Tensor> out, Map<String, Tensor> into, boolean planned) {
+        try {
+            if (into != null) {
+                for (Map.Entry<String, Tensor> e : into.entrySet()) {
+                    Tensor result = out.get(e.getKey());
+                    Tensor dst = e.getValue();
+                    if (dst.dtype() != result.dtype() || !dst.shape().equals(result.shape())) {
+                        throw new IllegalArgumentException("output '" + e.getKey() + "' is " + result.describe()
+                                + "; the tensor given for it is " + dst.describe());
+                    }
+                }
+                for (Map.Entry<String, Tensor> e : into.entrySet()) {
+                    e.getValue().copyFrom(out.get(e.getKey()));
+                }
+                return Map.of();
+            }
+            if (!planned) {
+                Map<String, Tensor> kept = out;
+                out = null;
+                return kept;
+            }
+            Map<String, Tensor> copies = new java.util.LinkedHashMap<>();
+            try {
+                for (Map.Entry<String, Tensor> e : out.entrySet()) {
+                    copies.put(e.getKey(), e.getValue().copy()); // out of the arena: the caller keeps it
+                }
+            } catch (RuntimeException | Error e) {
+                closeAll(copies);
+                throw e;
+            }
+            return copies;
+        } finally {
+            if (out != null) {
+                closeAll(out);
+            }
+        }
+    }
+
+    private static void closeAll(Map<String, Tensor> tensors) {
+        for (Tensor t : tensors.values()) {
+            if (!t.isClosed()) {
+                t.close();
+            }
+        }
+    }
+
+    /** The model's outputs for {@code feeds}, padded to their bucket, allocated as the run goes. */
+    private Map<String, Tensor> unplanned(Map<String, Tensor> feeds) {
+        return buckets.length == 0 ? model.run(feeds) : runPadded(feeds);
+    }
+
+    /** The input shapes the model sees for {@code feeds} (after padding), in input order: a memory pattern's key. */
+    private String shapeKey(Map<String, Tensor> feeds) {
+        int target = -1;
+        if (buckets.length > 0) {
+            long longest = 0;
+            for (Tensor t : feeds.values()) {
+                if (t.rank() > bucketDim) {
+                    longest = Math.max(longest, t.size(bucketDim));
+                }
+            }
+            target = longest == 0 ? -1 : paddedLengthOrZero(longest);
+        }
+        StringBuilder key = new StringBuilder();
+        for (String name : model.inputNames()) {
+            Tensor t = feeds.get(name);
+            if (t == null) {
+                continue; // the model's check names it
+            }
+            key.append(t.dtype().ordinal()).append(t.device()).append('[');
+            for (int d = 0; d < t.rank(); d++) {
+                key.append(d == bucketDim && target > 0 ? target : t.size(d)).append(',');
+            }
+            key.append(']');
+        }
+        return key.toString();
+    }
+
+    /** {@link #paddedLength}, or 0 beyond the largest bucket (the run reports it). */
+    private int paddedLengthOrZero(long length) {
+        for (int b : buckets) {
+            if (b >= length) {
+                return b;
+            }
+        }
+        return 0;
     }
 
     @SuppressWarnings("try") // the scope frees the padded copies
@@ -371,12 +755,12 @@ public final class InferenceSession implements AutoCloseable {
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException("input '" + longestName + "': " + e.getMessage(), e);
         }
-        Map<String, Tensor> padded = new HashMap<>();
+        Map<String, Tensor> padded = new HashMap<>(feeds);
         try (Scope scope = Scope.open()) {
-            for (Map.Entry<String, Tensor> e : feeds.entrySet()) {
-                Tensor t = e.getValue();
-                if (t.rank() <= bucketDim || t.size(bucketDim) == target) {
-                    padded.put(e.getKey(), t);
+            // in the model's input order, whatever the map's: a memory pattern replays the order
+            for (String name : model.inputNames()) {
+                Tensor t = feeds.get(name);
+                if (t == null || t.rank() <= bucketDim || t.size(bucketDim) == target) {
                     continue;
                 }
                 long[] dims = t.dims();
@@ -385,7 +769,7 @@ public final class InferenceSession implements AutoCloseable {
                 try (Tensor head = p.narrow(bucketDim, 0, t.size(bucketDim))) {
                     head.copyFrom(t);
                 }
-                padded.put(e.getKey(), p);
+                padded.put(name, p);
             }
             Map<String, Tensor> out = model.run(padded);
             // the outputs were made inside this scope: hand them to the caller's
@@ -412,7 +796,7 @@ public final class InferenceSession implements AutoCloseable {
                     for (String name : model.inputNames()) {
                         feeds.put(name, zeroFeed(name, length));
                     }
-                    model.run(feeds);
+                    runOnce(feeds, null);
                 }
                 warmedUp.merge(shape, r + 1, Math::max);
             }
@@ -449,6 +833,13 @@ public final class InferenceSession implements AutoCloseable {
         try {
             if (!released) {
                 released = true;
+                if (patterns != null) {
+                    patterns.values().forEach(p -> p.closeIdle(idleArenaBytes));
+                    patterns.clear();
+                }
+                if (streams != null) {
+                    streams.close();
+                }
                 if (planKey != null) {
                     PlanCache.release(planKey);
                 } else {

@@ -236,8 +236,7 @@ final class OnnxFusion {
         }
 
         /** Replaces the nodes {@code chain} (the last one is the anchor, whose outputs the fused node takes over). */
-        private void fuse(List<NodeProto> chain, String op, List<String> inputs, List<AttributeProto> attrs,
-                          OnnxOps.Handler handler) {
+        private void fuse(List<NodeProto> chain, String op, List<String> inputs, List<AttributeProto> attrs) {
             NodeProto anchor = chain.get(chain.size() - 1);
             NodeProto fused = NodeProto.newBuilder().setOpType(op).setDomain(DOMAIN)
                     .setName("fused_" + op + "_" + fusedCount++ + (anchor.getName().isEmpty() ? "" : "_" + anchor.getName()))
@@ -246,12 +245,11 @@ final class OnnxFusion {
                 replaced.put(n, null);
             }
             replaced.put(anchor, fused);
-            handlers.put(fused, handler);
+            handlers.put(fused, handler(fused, this::constant, opset, resources));
         }
 
-        private static AttributeProto floatAttr(String name, double v) {
-            return AttributeProto.newBuilder().setName(name).setType(AttributeProto.AttributeType.FLOAT)
-                    .setF((float) v).build();
+        private static AttributeProto intAttr(String name, long v) {
+            return AttributeProto.newBuilder().setName(name).setType(AttributeProto.AttributeType.INT).setI(v).build();
         }
 
         // -------------------------------------------------------------- GELU
@@ -345,8 +343,7 @@ final class OnnxFusion {
             chain.add(inner);
             chain.add(y);
             boolean biased = inputs.size() == 2;
-            fuse(chain, biased ? "BiasGelu" : "Gelu", inputs, List.of(),
-                    n -> OnnxOps.one(OnnxFusion.biasGelu(n.required(0), biased ? n.required(1) : null)));
+            fuse(chain, biased ? "BiasGelu" : "Gelu", inputs, List.of());
             if (!biased) {
                 uses.merge(x, -1, Integer::sum); // x fed the scale and one Mul, now the fused node only
             }
@@ -474,15 +471,8 @@ final class OnnxFusion {
             if (beta != null) {
                 inputs.add(beta);
             }
-            final double epsilon = eps;
-            final boolean hasGamma = gamma != null;
-            final boolean hasBeta = beta != null;
-            fuse(chain, "LayerNorm", inputs, List.of(floatAttr("epsilon", eps)), n -> {
-                Tensor in = n.required(0);
-                Tensor g = hasGamma ? n.required(1) : null;
-                Tensor b = hasBeta ? n.required(hasGamma ? 2 : 1) : null;
-                return OnnxOps.one(layerNormLastAxis(in, g, b, epsilon));
-            });
+            fuse(chain, "LayerNorm", inputs, List.of(doubleAttr("epsilon", eps), intAttr("gamma", gamma != null ? 1 : 0),
+                    intAttr("beta", beta != null ? 1 : 0)));
             uses.merge(x, -1, Integer::sum); // x fed ReduceMean and Sub; now the fused node only
         }
 
@@ -551,11 +541,7 @@ final class OnnxFusion {
             if (mask != null) {
                 inputs.add(mask);
             }
-            final double sc = scale;
-            final boolean masked = mask != null;
-            fuse(chain, "Attention", inputs, List.of(floatAttr("scale", scale)),
-                    n -> OnnxOps.one(OnnxFusion.attention(n.required(0), n.required(1), n.required(2),
-                            masked ? n.required(3) : null, sc, axis)));
+            fuse(chain, "Attention", inputs, List.of(doubleAttr("scale", scale), intAttr("axis", axis)));
         }
 
         /** Whether {@code name} is made by a MatMul, or by a Div or Mul of a MatMul's output by a constant. */
@@ -590,8 +576,7 @@ final class OnnxFusion {
             if (bias == null || bias.equals(mm.getOutput(0)) || !isVector(bias) || constant(bias).numel() != w.size(1)) {
                 return;
             }
-            fuse(List.of(mm, add), "MatMulBias", List.of(mm.getInput(0), mm.getInput(1), bias), List.of(),
-                    n -> OnnxOps.one(OnnxFusion.matMulBias(n.required(0), n.required(1), n.required(2))));
+            fuse(List.of(mm, add), "MatMulBias", List.of(mm.getInput(0), mm.getInput(1), bias), List.of());
         }
 
         // -------------------------------------------------------------- int8 weights
@@ -610,22 +595,9 @@ final class OnnxFusion {
             if (zeroPoint) {
                 in[3] = constant(n.getInput(3));
             }
-            OnnxNode at = new OnnxNode(n, in, opset, null);
             if (in[1].rank() != 2 || in[1].dtype() != DType.INT8 && in[1].dtype() != DType.UINT8) {
                 return; // the table's handler reports it when it runs
             }
-            PackedInt8Matrix packed;
-            try (Scope scope = Scope.open()) {
-                // the temporaries of the packing are freed here; the packed tensors belong to the
-                // packed matrix, which the model closes
-                packed = OnnxOps.packedRight(at, in[1], in[3], null);
-                for (Tensor t : new Tensor[] {packed.packed(), packed.colsum(), packed.zeroPoint(), packed.scale()}) {
-                    if (t != null && scope.owns(t)) {
-                        scope.keep(t);
-                    }
-                }
-            }
-            resources.add(packed);
             // the dequantization after it: Cast to float, Mul by a scale, optionally Add a bias vector
             NodeProto cast = onlyReader(n.getOutput(0), "Cast");
             boolean toFloat = cast != null
@@ -633,8 +605,7 @@ final class OnnxFusion {
             NodeProto mul = toFloat ? onlyReader(cast.getOutput(0), "Mul") : null;
             String scale = mul == null ? null : other(mul, cast.getOutput(0));
             if (mul == null || scale == null || scale.equals(cast.getOutput(0))) {
-                fuse(List.of(n), "MatMulInteger", n.getInputList(), n.getAttributeList(),
-                        node -> OnnxOps.one(OnnxOps.matMulInteger(node, packed)));
+                fuse(List.of(n), "MatMulInteger", n.getInputList(), n.getAttributeList());
                 return;
             }
             List<NodeProto> chain = new ArrayList<>(List.of(n, cast, mul));
@@ -650,9 +621,105 @@ final class OnnxFusion {
                 chain.add(add);
                 inputs.add(bias);
             }
-            fuse(chain, "MatMulIntegerToFloat", inputs, List.of(),
-                    node -> OnnxOps.one(OnnxFusion.integerToFloat(node, packed, node.required(4), biased ? node.required(5) : null)));
+            fuse(chain, "MatMulIntegerToFloat", inputs, List.of());
         }
+    }
+
+    /**
+     * A double attribute as a fused node carries it: the float value (for printing) and the exact
+     * bits ({@code <name>_bits}), which {@link #doubleOf} reads.
+     */
+    private static AttributeProto doubleAttr(String name, double v) {
+        return AttributeProto.newBuilder().setName(name).setType(AttributeProto.AttributeType.FLOAT).setF((float) v)
+                .setI(Double.doubleToRawLongBits(v)).build();
+    }
+
+    private static double doubleOf(NodeProto node, String name) {
+        for (AttributeProto a : node.getAttributeList()) {
+            if (a.getName().equals(name)) {
+                return Double.longBitsToDouble(a.getI());
+            }
+        }
+        throw new OnnxImportException("fused node '" + node.getName() + "' has no attribute " + name);
+    }
+
+    /**
+     * The handler of a fused node ({@link #DOMAIN}): everything it needs is in the node (its
+     * attributes and inputs) and in the graph's constants ({@code constant}: name -> tensor, null
+     * for a name that is not a constant), so a fused graph saved and loaded again
+     * ({@link PlanFile}) gets the handlers this rewrite made. A packed int8 weight is packed here,
+     * once, and added to {@code resources}, which the model frees.
+     *
+     * @throws OnnxImportException for an op of the domain this version does not know
+     */
+    static OnnxOps.Handler handler(NodeProto fused, java.util.function.Function<String, Tensor> constant, int opset,
+                                   List<AutoCloseable> resources) {
+        OnnxNode at = new OnnxNode(fused, new Tensor[0], opset, null);
+        switch (fused.getOpType()) {
+            case "Gelu":
+                return n -> OnnxOps.one(biasGelu(n.required(0), null));
+            case "BiasGelu":
+                return n -> OnnxOps.one(biasGelu(n.required(0), n.required(1)));
+            case "LayerNorm": {
+                double epsilon = doubleOf(fused, "epsilon");
+                boolean hasGamma = at.attrInt("gamma", 0) == 1;
+                boolean hasBeta = at.attrInt("beta", 0) == 1;
+                return n -> {
+                    Tensor g = hasGamma ? n.required(1) : null;
+                    Tensor b = hasBeta ? n.required(hasGamma ? 2 : 1) : null;
+                    return OnnxOps.one(layerNormLastAxis(n.required(0), g, b, epsilon));
+                };
+            }
+            case "Attention": {
+                double scale = doubleOf(fused, "scale");
+                long axis = at.attrInt("axis", -1);
+                boolean masked = fused.getInputCount() > 3;
+                return n -> OnnxOps.one(attention(n.required(0), n.required(1), n.required(2),
+                        masked ? n.required(3) : null, scale, axis));
+            }
+            case "MatMulBias":
+                return n -> OnnxOps.one(matMulBias(n.required(0), n.required(1), n.required(2)));
+            case "MatMulInteger": {
+                PackedInt8Matrix packed = pack(fused, constant, opset, resources);
+                return n -> OnnxOps.one(OnnxOps.matMulInteger(n, packed));
+            }
+            case "MatMulIntegerToFloat": {
+                PackedInt8Matrix packed = pack(fused, constant, opset, resources);
+                boolean biased = fused.getInputCount() > 5;
+                return n -> OnnxOps.one(integerToFloat(n, packed, n.required(4), biased ? n.required(5) : null));
+            }
+            default:
+                throw new OnnxImportException("fused op " + DOMAIN + "." + fused.getOpType() + " (node '"
+                        + fused.getName() + "') is not known to this version of the importer");
+        }
+    }
+
+    /** b (input 1) and its zero point (input 3, optional) of a MatMulInteger-like node, packed for the int8 GEMM. */
+    private static PackedInt8Matrix pack(NodeProto fused, java.util.function.Function<String, Tensor> constant, int opset,
+                                         List<AutoCloseable> resources) {
+        Tensor[] in = new Tensor[Math.max(4, fused.getInputCount())];
+        in[1] = constant.apply(fused.getInput(1));
+        if (fused.getInputCount() > 3 && !fused.getInput(3).isEmpty()) {
+            in[3] = constant.apply(fused.getInput(3));
+        }
+        if (in[1] == null) {
+            throw new OnnxImportException("fused node '" + fused.getName() + "': its int8 weight '" + fused.getInput(1)
+                    + "' is not a constant");
+        }
+        OnnxNode at = new OnnxNode(fused, in, opset, null);
+        PackedInt8Matrix packed;
+        try (Scope scope = Scope.open()) {
+            // the temporaries of the packing are freed here; the packed tensors belong to the
+            // packed matrix, which the model closes
+            packed = OnnxOps.packedRight(at, in[1], in[3], null);
+            for (Tensor t : new Tensor[] {packed.packed(), packed.colsum(), packed.zeroPoint(), packed.scale()}) {
+                if (t != null && scope.owns(t)) {
+                    scope.keep(t);
+                }
+            }
+        }
+        resources.add(packed);
+        return packed;
     }
 
     // ------------------------------------------------------------------ the fused computations

@@ -120,6 +120,89 @@ public final class OnnxModel implements AutoCloseable {
     }
 
     /**
+     * A model from a saved plan ({@link PlanFile}): {@code plan} is the model with its optimized
+     * main graph (fused nodes, no folded or Constant nodes, no initializers), {@code constants}
+     * the graph's initializers and folded values (taken over: freed by {@link #close()}).
+     */
+    private OnnxModel(ModelProto plan, Device device, Map<String, Tensor> constants) {
+        this.proto = plan;
+        this.device = device;
+        this.opset = defaultOpset(plan);
+        this.opsets = importedOpsets(plan);
+        GraphProto graph = plan.getGraph();
+        this.main = graph;
+        this.constants.put(graph, new HashMap<>(constants));
+        try {
+            checkNodes(graph, opsets, true);
+            List<String> feeds = new ArrayList<>();
+            for (ValueInfoProto v : graph.getInputList()) {
+                inputInfo.put(v.getName(), v);
+                if (!constants.containsKey(v.getName())) {
+                    feeds.add(v.getName());
+                }
+            }
+            this.inputNames = List.copyOf(feeds);
+            List<String> outs = new ArrayList<>();
+            for (ValueInfoProto v : graph.getOutputList()) {
+                outs.add(v.getName());
+            }
+            this.outputNames = List.copyOf(outs);
+            try (Scope detached = Scope.detached()) {
+                for (NodeProto n : graph.getNodeList()) {
+                    if (n.getDomain().equals(OnnxFusion.DOMAIN)) {
+                        fusedHandlers.put(n, OnnxFusion.handler(n,
+                                name -> inputInfo.containsKey(name) ? null : constants.get(name), opset, fusedResources));
+                    }
+                }
+            }
+        } catch (RuntimeException | Error e) {
+            freeConstants();
+            throw e;
+        }
+    }
+
+    /** A model from a saved plan (see the constructor); the constants are taken over, also on failure. */
+    static OnnxModel ofPlan(ModelProto plan, Map<String, Tensor> constants, Device device) {
+        return new OnnxModel(plan, device, constants);
+    }
+
+    /**
+     * What a saved plan holds ({@link PlanFile}): the model with the main graph as it runs (fused,
+     * without the folded and Constant nodes, whose values are constants, and without
+     * initializers), and the constants that graph reads, by name. Null when the model has
+     * subgraphs (If, Loop, Scan), whose constants a plan does not hold.
+     */
+    PlanContent planContent() {
+        if (hasSubgraphs(main)) {
+            return null;
+        }
+        GraphProto.Builder g = main.toBuilder().clearNode().clearInitializer();
+        for (NodeProto n : main.getNodeList()) {
+            boolean constantNode = n.getOpType().equals("Constant")
+                    && OnnxOps.canonicalDomain(n.getDomain()).equals(OnnxOps.DEFAULT_DOMAIN);
+            if (!folded.contains(n) && !constantNode) {
+                g.addNode(n);
+            }
+        }
+        return new PlanContent(proto.toBuilder().setGraph(g).build(), Collections.unmodifiableMap(constants.get(main)));
+    }
+
+    /** A plan's graph and constants ({@link #planContent()}). */
+    record PlanContent(ModelProto model, Map<String, Tensor> constants) {
+    }
+
+    private static boolean hasSubgraphs(GraphProto graph) {
+        for (NodeProto n : graph.getNodeList()) {
+            for (AttributeProto a : n.getAttributeList()) {
+                if (a.hasG() || a.getGraphsCount() > 0) {
+                    return true;
+                }
+            }
+        }
+        return false;
+    }
+
+    /**
      * Reads and imports {@code file}; external data files resolve in its folder. The known chains
      * of small ops (the written-out GELU, LayerNorm and attention) run as Cortado's fused ops, and
      * constant int8 weights are packed once (see {@code OnnxFusion}).
@@ -285,7 +368,15 @@ public final class OnnxModel implements AutoCloseable {
 
     /** Every node of {@code graph} and its subgraphs has a handler for the imported version. */
     private static void checkNodes(GraphProto graph, Map<String, Integer> opsets) {
+        checkNodes(graph, opsets, false);
+    }
+
+    /** {@link #checkNodes(GraphProto, Map)}; with {@code fused}, the nodes of a saved plan's fusions are allowed too. */
+    private static void checkNodes(GraphProto graph, Map<String, Integer> opsets, boolean fused) {
         for (NodeProto n : graph.getNodeList()) {
+            if (fused && n.getDomain().equals(OnnxFusion.DOMAIN)) {
+                continue; // its handler is made from it (OnnxFusion.handler), which refuses an unknown one
+            }
             String where = n.getName().isEmpty() ? null : n.getName();
             String domain = OnnxOps.canonicalDomain(n.getDomain());
             Integer version = opsets.get(domain);

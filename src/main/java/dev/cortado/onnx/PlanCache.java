@@ -34,6 +34,11 @@ final class PlanCache {
     /** What identifies a plan: the model file as it is on disk, the device, the optimization level. */
     record Key(Path realPath, long size, long modifiedNanos, Object fileKey, Device device,
                InferenceSession.Optimization optimization) {
+        /** The key of the plan on disk ({@link PlanFile}): this one and the engine's version. */
+        String diskKey() {
+            return "model=" + realPath + ";size=" + size + ";mtime=" + modifiedNanos + ";file=" + fileKey + ";device="
+                    + device + ";optimization=" + optimization + ";engine=" + PlanFile.engineVersion();
+        }
     }
 
     /** A loaded model, the warm-up it has had and how many open sessions use it. */

@@ -177,6 +177,11 @@ public final class Tensor implements AutoCloseable {
         return empty(dtype, Device.defaultDevice(), dims);
     }
 
+    /** A contiguous tensor over all of {@code storage}, taking over its one reference ({@link MappedFile}). */
+    static Tensor over(Storage storage, DType dtype, Shape shape) {
+        return new Tensor(storage, dtype, shape, shape.contiguousStrides(), 0);
+    }
+
     public static Tensor full(double value, DType dtype, Device device, long... dims) {
         Tensor t = empty(dtype, device, dims);
         t.fillWith(value);

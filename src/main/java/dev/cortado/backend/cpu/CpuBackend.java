@@ -149,6 +149,16 @@ public final class CpuBackend implements Backend {
         return NativeCpu.ct_cpu_live_allocations();
     }
 
+    /**
+     * Successful host allocations since the library loaded (cumulative; every storage and every
+     * kernel workspace), and how many of them took fresh memory from the system rather than the
+     * block cache: {@code {allocations, systemAllocations}}.
+     */
+    public static long[] allocationCounts() {
+        INSTANCE.requireAvailable();
+        return new long[] {NativeCpu.ct_cpu_allocation_count(), NativeCpu.ct_cpu_system_allocation_count()};
+    }
+
     /** Bytes of freed large host blocks kept for reuse. */
     public static long cachedBytes() {
         INSTANCE.requireAvailable();
@@ -274,6 +284,25 @@ public final class CpuBackend implements Backend {
         }
         check(status, "cpu.allocate(" + bytes + " bytes)");
         return slot.buffer.getLong(0);
+    }
+
+    @Override
+    public long[] mapFile(java.nio.file.Path file) {
+        requireAvailable();
+        byte[] utf8 = file.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        byte[] path = java.util.Arrays.copyOf(utf8, utf8.length + 1); // NUL-terminated
+        long[] address = new long[1];
+        long[] length = new long[1];
+        int status = NativeCpu.ct_cpu_map_file(path, address, length);
+        if (status != NativeStatus.OK) {
+            throw failure(status, "cpu.mapFile(" + file + ")");
+        }
+        return new long[] {address[0], length[0]};
+    }
+
+    @Override
+    public void unmapFile(long address, long length) {
+        check(NativeCpu.ct_cpu_unmap(address, length), "cpu.unmapFile(" + length + " bytes)");
     }
 
     @Override
