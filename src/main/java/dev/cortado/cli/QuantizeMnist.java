@@ -37,8 +37,10 @@ import java.util.Map;
  * t10k split: int8 post-training quantization (min-max and percentile calibration; conv + batch
  * norm folded, ReLU fused, the int8 convolution and GEMM kernels), and 4-bit weights and
  * activations trained with LSQ quantization-aware training then run on the same integer
- * kernels. Prints accuracy, model size (the bytes of the saved state) and the inference time of
- * the 10,000 test images at batch 256 per variant. More variants are rows of {@link #variants}.
+ * kernels; weight-only int4 linear layers; and binary-weight CNNs (XNOR-Net and BiPer) trained
+ * from the float model. Prints accuracy, model size (the bytes of the saved state) and the
+ * inference time of the 10,000 test images at batch 256 per variant. More variants are rows of
+ * {@link #variants}.
  */
 final class QuantizeMnist {
     /** Settings: float training (when no checkpoint), calibration batches, QAT epochs and binary-weight training epochs. */
