@@ -16,11 +16,13 @@
  * the pixel's x words; it walks the taps inside the image and their cw words. Cost: batch oh ow
  * cout kh kw cw word operations.
  * sign_ste and its backward: grid-stride elementwise, computed in compute_t (float for 16-bit
- * types) as on the CPU. alpha / beta are checked finite on the device first (device_check.cuh).
+ * types) as on the CPU. BiPer and its backward: grid-stride elementwise, sin / cos in double
+ * (biper_math.h, shared with the CPU), one rounding to the dtype. alpha / beta are checked finite on the device first (device_check.cuh).
  */
 #include "common.cuh"
 #include "cortado/quant_binary.h"
 #include "device_check.cuh"
+#include "biper_math.h"
 #include "quant_weight_check.h"
 
 namespace ct {
@@ -139,6 +141,23 @@ __global__ void sign_grad_kernel(const T* __restrict__ g, const T* __restrict__ 
   }
 }
 
+template <class T> __global__ void biper_kernel(const T* __restrict__ x, T* __restrict__ y, int64_t n, double omega) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    y[i] = store<T>((compute_t<T>)biper::wave((double)load(x[i]), omega));
+}
+
+template <class T>
+__global__ void biper_grad_kernel(const T* __restrict__ g, const T* __restrict__ x, T* __restrict__ dx, int64_t n,
+                                  double omega) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    dx[i] = store<T>((compute_t<T>)biper::grad((double)load(g[i]), (double)load(x[i]), omega));
+}
+
+int check_omega(const char* fn, double omega) {
+  if (biper::valid_omega(omega)) return CT_OK;
+  return fail(CT_ERR_INVALID_ARG, "%s: the frequency omega = %g must be finite and > 0", fn, omega);
+}
+
 /* Runs launch(type_tag<T>, grid, stream) for a float dtype over a grid-stride loop of n items. */
 template <class L> int launch_float(const char* fn, int dtype, int64_t n, int64_t stream, L&& launch) {
   int sms = 0;
@@ -227,5 +246,32 @@ extern "C" int ct_cuda_sign_ste_backward(const void* g, const void* x, void* dx,
   return launch_float(fn, dtype, n, stream, [&](auto t, unsigned grid, cudaStream_t st) {
     using T = typename decltype(t)::type;
     sign_grad_kernel<T><<<grid, kThreads, 0, st>>>((const T*)g, (const T*)x, (T*)dx, n);
+  });
+}
+
+extern "C" int ct_cuda_biper(const void* x, void* y, int32_t dtype, int64_t n, double omega, int64_t stream) {
+  static const char* fn = "ct_cuda_biper";
+  qm::Msg msg;
+  bool empty = false;
+  if (int st = qm::check_sign(fn, dtype, n, x && y, &empty, &msg)) return fail(st, "%s", msg.text);
+  if (int st = check_omega(fn, omega)) return st;
+  if (empty) return CT_OK;
+  return launch_float(fn, dtype, n, stream, [&](auto t, unsigned grid, cudaStream_t st) {
+    using T = typename decltype(t)::type;
+    biper_kernel<T><<<grid, kThreads, 0, st>>>((const T*)x, (T*)y, n, omega);
+  });
+}
+
+extern "C" int ct_cuda_biper_backward(const void* g, const void* x, void* dx, int32_t dtype, int64_t n, double omega,
+                                      int64_t stream) {
+  static const char* fn = "ct_cuda_biper_backward";
+  qm::Msg msg;
+  bool empty = false;
+  if (int st = qm::check_sign(fn, dtype, n, g && x && dx, &empty, &msg)) return fail(st, "%s", msg.text);
+  if (int st = check_omega(fn, omega)) return st;
+  if (empty) return CT_OK;
+  return launch_float(fn, dtype, n, stream, [&](auto t, unsigned grid, cudaStream_t st) {
+    using T = typename decltype(t)::type;
+    biper_grad_kernel<T><<<grid, kThreads, 0, st>>>((const T*)g, (const T*)x, (T*)dx, n, omega);
   });
 }

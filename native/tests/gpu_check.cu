@@ -1021,6 +1021,7 @@ static void bench() {
 #include "gpu_check_slab.cuh"
 #include "gpu_check_sp24.cuh"
 #include "gpu_check_fault.cuh"
+#include "gpu_check_biper.cuh"
 
 /* The harness checks itself: compare() must reject a zeroed output where the result is not
  * zero, with the very tolerances check_reduce() uses for a mean and a sum of 2000003 values. */
@@ -1098,6 +1099,7 @@ int main(int argc, char** argv) {
     check_moe();
     check_slab();
     check_fault();
+    check_biper();
     print_checks();
   }
   if (benches) {

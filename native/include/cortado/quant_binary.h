@@ -89,6 +89,19 @@ int ct_cpu_binary_conv2d(const ct_bconv_args* args, int64_t stream);
 int ct_cpu_sign_ste(const void* x, void* y, int32_t dtype, int64_t n, int64_t stream);
 int ct_cpu_sign_ste_backward(const void* g, const void* x, void* dx, int32_t dtype, int64_t n, int64_t stream);
 
+/*
+ * BiPer binarization (Vargas et al., CVPR 2024, "Binary neural networks using a periodic
+ * function"): forward y = sign(sin(omega x)), a square wave of period 2 pi / omega (+1 where
+ * sin(omega x) >= 0, -1 below; NaN stays NaN); backward the derivative of the sine it replaces,
+ * dx = g omega cos(omega x). The sine and cosine are taken in double precision (omega x rounded
+ * once) and the result rounded to the dtype once. omega must be finite and > 0. x, y, g, dx: n
+ * contiguous elements of one dtype (CT_F32, CT_F64, CT_F16, CT_BF16). Cost: one sin (or cos)
+ * per element, 2 (or 3) element reads/writes.
+ */
+int ct_cpu_biper(const void* x, void* y, int32_t dtype, int64_t n, double omega, int64_t stream);
+int ct_cpu_biper_backward(const void* g, const void* x, void* dx, int32_t dtype, int64_t n, double omega,
+                          int64_t stream);
+
 /* The CUDA twins (native/cuda/quant_binary.cu), same contracts and results (integer popcounts,
  * the same float epilogue); bit operands (bits, a, b, x, w) must be 8-byte aligned, and alpha /
  * beta are checked finite on the device (one stream synchronization). k < 2^31. */
@@ -97,6 +110,9 @@ int ct_cuda_binary_gemm(const ct_bgemm_args* args, int64_t stream);
 int ct_cuda_binary_conv2d(const ct_bconv_args* args, int64_t stream);
 int ct_cuda_sign_ste(const void* x, void* y, int32_t dtype, int64_t n, int64_t stream);
 int ct_cuda_sign_ste_backward(const void* g, const void* x, void* dx, int32_t dtype, int64_t n, int64_t stream);
+int ct_cuda_biper(const void* x, void* y, int32_t dtype, int64_t n, double omega, int64_t stream);
+int ct_cuda_biper_backward(const void* g, const void* x, void* dx, int32_t dtype, int64_t n, double omega,
+                           int64_t stream);
 
 #pragma GCC visibility pop
 #ifdef __cplusplus

@@ -27,6 +27,7 @@ import java.util.Locale;
  *   java -jar cortado-cli.jar train-charlm [--steps N] [--batch-size N] [--lr X] [--compile] [--experts E --top-k K] [--device D] [--threads N] [--seed S] [--out DIR]
  *   java -jar cortado-cli.jar prune-mnist [--epochs N] [--batch-size N] [--lr X] [--threads N] [--seed S]
  *   java -jar cortado-cli.jar quantize-mnist [--epochs N] [--checkpoint FILE] [--calibration-batches N] [--qat-epochs N] [--threads N] [--seed S]
+ *   java -jar cortado-cli.jar quantize-charlm [--checkpoint FILE] [--steps N] [--group G] [--seed S]
  *   java -jar cortado-cli.jar demo [--device auto|cpu|cuda:N] [--threads N] [--size N] [--seed S]
  *   java -jar cortado-cli.jar info
  *   java -jar cortado-cli.jar launch --nproc N [--threads T] -- train-mnist ...   (data-parallel over MPI)
@@ -65,16 +66,20 @@ public final class Main {
         java.nio.file.Path resume = null;
         int calibrationBatches = 8;
         int qatEpochs = 1;
+        int binaryEpochs = QuantizeMnist.BINARY_EPOCHS;
+        int group = 32;
         int experts = 0;
         int topK = 2;
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
             switch (a) {
-                case "demo", "info", "train-mnist", "train-charlm", "prune-mnist", "quantize-mnist" -> command = a;
+                case "demo", "info", "train-mnist", "train-charlm", "prune-mnist", "quantize-mnist", "quantize-charlm" -> command = a;
                 case "--checkpoint" -> checkpoint = java.nio.file.Path.of(value(args, ++i, a));
                 case "--resume" -> resume = java.nio.file.Path.of(value(args, ++i, a));
                 case "--calibration-batches" -> calibrationBatches = Integer.parseInt(value(args, ++i, a));
                 case "--qat-epochs" -> qatEpochs = Integer.parseInt(value(args, ++i, a));
+                case "--binary-epochs" -> binaryEpochs = Integer.parseInt(value(args, ++i, a));
+                case "--group" -> group = Integer.parseInt(value(args, ++i, a));
                 case "--device" -> device = Device.parse(value(args, ++i, a));
                 case "--threads" -> threads = Integer.parseInt(value(args, ++i, a));
                 case "--size" -> size = Integer.parseInt(value(args, ++i, a));
@@ -117,7 +122,11 @@ public final class Main {
                     batchSize > 0 ? batchSize : 64, Double.isNaN(lr) ? 2e-3 : lr, seed, 0.9));
             case "quantize-mnist" -> QuantizeMnist.run(new QuantizeMnist.Settings(epochs > 0 ? epochs : 3,
                     batchSize > 0 ? batchSize : 64, Double.isNaN(lr) ? 2e-3 : lr, seed, checkpoint, calibrationBatches,
-                    qatEpochs));
+                    qatEpochs, binaryEpochs));
+            case "quantize-charlm" -> QuantizeCharLm.run(new QuantizeCharLm.Settings(checkpoint, steps > 0 ? steps : 400,
+                    batchSize > 0 ? batchSize : 16, Double.isNaN(lr) ? 3e-3 : lr, seed,
+                    out != null ? out : java.nio.file.Path.of("runs", "train-charlm"), group,
+                    Integer.MAX_VALUE));
             default -> demo(target, size, seed);
         }
     }
@@ -179,6 +188,10 @@ public final class Main {
                   quantize-mnist  the MNIST CNN (trained, or --checkpoint FILE from train-mnist) quantized:
                                 int8 post-training and 4-bit QAT on the integer kernels; accuracy,
                                 size and time per variant [--epochs 3] [--calibration-batches 8] [--qat-epochs 1]
+                                [--binary-epochs 4] (binary-weight rows: XNOR-Net and BiPer)
+                  quantize-charlm the train-charlm model (--checkpoint FILE, else trained first into --out)
+                                with int4 weight-only attention and FFN projections: validation loss
+                                and size [--group 32]
                   demo          a few ops and a timed matmul [--size 1024]
                   info          devices and CPU features
                   launch        run a training command data-parallel as N MPI processes on this machine:

@@ -10,8 +10,13 @@ import dev.cortado.nn.Linear;
 import dev.cortado.nn.Losses;
 import dev.cortado.nn.Module;
 import dev.cortado.nn.Sequential;
+import dev.cortado.nn.ParamOptions;
 import dev.cortado.optim.Adam;
+import dev.cortado.optim.CosineWithWarmup;
 import dev.cortado.optim.Optimizer;
+import dev.cortado.quant.BinaryConv2d;
+import dev.cortado.quant.BinaryLinear;
+import dev.cortado.quant.BinaryWeights;
 import dev.cortado.quant.QuantConfig;
 import dev.cortado.quant.Quantizer;
 import dev.cortado.quant.WeightOnly;
@@ -32,14 +37,23 @@ import java.util.Map;
  * t10k split: int8 post-training quantization (min-max and percentile calibration; conv + batch
  * norm folded, ReLU fused, the int8 convolution and GEMM kernels), and 4-bit weights and
  * activations trained with LSQ quantization-aware training then run on the same integer
- * kernels. Prints accuracy, model size (the bytes of the saved state) and the inference time of
- * the 10,000 test images at batch 256 per variant. More variants are rows of {@link #variants}.
+ * kernels; weight-only int4 linear layers; and binary-weight CNNs (XNOR-Net and BiPer) trained
+ * from the float model. Prints accuracy, model size (the bytes of the saved state) and the
+ * inference time of the 10,000 test images at batch 256 per variant. More variants are rows of
+ * {@link #variants}.
  */
 final class QuantizeMnist {
-    /** Settings: float training (when no checkpoint), calibration batches and QAT epochs. */
+    /** Settings: float training (when no checkpoint), calibration batches, QAT epochs and binary-weight training epochs. */
     record Settings(int epochs, int batchSize, double lr, long seed, Path checkpoint, int calibrationBatches,
-                    int qatEpochs) {
+                    int qatEpochs, int binaryEpochs) {
+        /** The settings with {@link #BINARY_EPOCHS} epochs of binary-weight training. */
+        Settings(int epochs, int batchSize, double lr, long seed, Path checkpoint, int calibrationBatches, int qatEpochs) {
+            this(epochs, batchSize, lr, seed, checkpoint, calibrationBatches, qatEpochs, BINARY_EPOCHS);
+        }
     }
+
+    /** Default epochs of training for the binary-weight rows. */
+    static final int BINARY_EPOCHS = 4;
 
     /** One row of the table. */
     record Row(String variant, double accuracy, long bytes, double millis) {
@@ -65,7 +79,11 @@ final class QuantizeMnist {
                 new Variant("int8 PTQ (percentile 99.99%)",
                         (m, train, s) -> ptq(m, train, s, QuantConfig.builder().percentile(0.9999).build())),
                 new Variant("w4a4 QAT (LSQ, 1st conv 8-bit)", QuantizeMnist::qat4),
-                new Variant("int4 weight-only Linear (g=32)", QuantizeMnist::weightOnlyInt4));
+                new Variant("int4 weight-only Linear (g=32)", QuantizeMnist::weightOnlyInt4),
+                new Variant("binary weights, XNOR-Net (sign, STE)",
+                        (m, train, s) -> binaryWeights(m, train, s, BinaryWeights.xnor())),
+                new Variant("binary weights, BiPer (omega 20)",
+                        (m, train, s) -> binaryWeights(m, train, s, BinaryWeights.biper())));
     }
 
     static List<Row> run(Settings s) throws IOException {
@@ -179,6 +197,47 @@ final class QuantizeMnist {
             }
         }
         return m;
+    }
+
+    /**
+     * A binary-weight CNN: the second convolution (32 to 64 channels) and the first linear layer
+     * (3136 to 128), 98% of the weights, become {@link BinaryConv2d} / {@link BinaryLinear} with
+     * binary weights (signs times a scale per output channel) and real inputs; the first
+     * convolution and the last linear layer stay float32, as usual for binary networks. The
+     * binary layers' latent weights start as their binarizer says (XNOR-Net: PyTorch's default;
+     * BiPer: He-normal), the rest from the float model; the whole network then trains for
+     * {@code s.binaryEpochs()} epochs of AdamW with a cosine rate from {@code s.lr()}.
+     */
+    static Module binaryWeights(Sequential m, TensorDataset train, Settings s, BinaryWeights w) {
+        ParamOptions p = ParamOptions.seeded(s.seed() + 3);
+        m.replaceChild("4", new BinaryConv2d(32, 64, 3, 1, 1, false, false, w, p)).close();
+        m.replaceChild("9", new BinaryLinear(64 * 7 * 7, 128, true, false, w, p)).close();
+        trainCosine(m, train, s.binaryEpochs(), 64, s.lr(), s.seed() + 3);
+        return m;
+    }
+
+    /** AdamW over the training digits with a cosine rate from {@code lr} to 0. */
+    static void trainCosine(Module model, TensorDataset train, int epochs, int batchSize, double lr, long seed) {
+        try (DataLoader loader = DataLoader.builder(train).batchSize(batchSize).shuffle(seed).dropLast(true).build();
+             Optimizer opt = Adam.adamW().lr(lr).weightDecay(1e-4).build(model.parameters())) {
+            CosineWithWarmup schedule = new CosineWithWarmup(0, (long) epochs * (train.size() / batchSize), 0);
+            long step = 0;
+            model.train();
+            for (int epoch = 0; epoch < epochs; epoch++) {
+                try (DataLoader.Epoch batches = loader.epoch(epoch)) {
+                    for (Batch b : batches) {
+                        try (b; Scope scope = Scope.open()) {
+                            schedule.apply(opt, step++);
+                            Tensor l = Losses.crossEntropy(model.forward(b.input()), b.target());
+                            opt.zeroGrad();
+                            l.backward();
+                            opt.step();
+                        }
+                    }
+                }
+            }
+            model.eval();
+        }
     }
 
     /** Accuracy on t10k, state bytes and the time of one pass over t10k at batch 256. */

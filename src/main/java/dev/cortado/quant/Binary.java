@@ -167,6 +167,67 @@ public final class Binary {
             })
             .register();
 
+    /** BiPer's frequency in the paper's CIFAR-10 setting (the official code's {@code --freq 20}). */
+    public static final double BIPER_OMEGA = 20;
+
+    /**
+     * BiPer (Vargas et al., CVPR 2024): the square wave {@code sign(sin(omega x))} (+1 where the sine
+     * is >= 0, else -1; NaN for a NaN or infinite x), trained through the sine it replaces: its
+     * surrogate gradient is {@code dx = g omega cos(omega x)}. The attribute is the frequency omega
+     * (finite, > 0). Near 0 (|omega x| < pi) the wave is sign(x).
+     */
+    public static final Op<Double> BIPER_OP = Op.<Double>declare("biper")
+            .inputs("x")
+            .shape((op, omega, in) -> {
+                omega(op, omega);
+                op.requireDType("x", in[0], DType.FLOAT32, DType.FLOAT64, DType.FLOAT16, DType.BFLOAT16);
+                return Op.one(in[0].shape(), in[0].dtype());
+            })
+            .kernels((omega, in, out) -> {
+                Tensor x = in[0];
+                if (x.numel() == 0) {
+                    return;
+                }
+                try (Tensor c = x.contiguous()) {
+                    Launch l = Launch.on(x);
+                    l.check(l.kernels().biper(c.dataAddress(), out[0].dataAddress(), x.dtype().code(), x.numel(), omega,
+                            l.stream()), "biper(x " + x.describe() + ", omega " + omega + ")");
+                }
+            })
+            .backward(Op.Saves.INPUTS, (omega, sv, g) -> new Tensor[] {Binary.BIPER_BACKWARD_OP.call(omega, g[0], sv.input(0))})
+            .register();
+
+    /** {@code dx = g omega cos(omega x)}: the backward of {@link #BIPER_OP}. */
+    public static final Op<Double> BIPER_BACKWARD_OP = Op.<Double>declare("biper_backward")
+            .inputs("g", "x")
+            .shape((op, omega, in) -> {
+                omega(op, omega);
+                op.requireDType("x", in[1], DType.FLOAT32, DType.FLOAT64, DType.FLOAT16, DType.BFLOAT16);
+                if (!in[0].shape().equals(in[1].shape()) || in[0].dtype() != in[1].dtype()) {
+                    throw op.error("g " + in[0].describe() + " must have x's shape and dtype (x " + in[1].describe() + ")");
+                }
+                return Op.one(in[1].shape(), in[1].dtype());
+            })
+            .kernels((omega, in, out) -> {
+                Tensor x = in[1];
+                if (x.numel() == 0) {
+                    return;
+                }
+                try (Tensor gc = in[0].contiguous(); Tensor xc = x.contiguous()) {
+                    Launch l = Launch.on(x);
+                    l.check(l.kernels().biperBackward(gc.dataAddress(), xc.dataAddress(), out[0].dataAddress(),
+                            x.dtype().code(), x.numel(), omega, l.stream()), "biper_backward(x " + x.describe() + ", omega "
+                            + omega + ")");
+                }
+            })
+            .register();
+
+    private static void omega(Op<?> op, Double omega) {
+        if (omega == null || !(omega > 0) || omega.isInfinite()) {
+            throw op.error("the frequency omega = " + omega + " must be finite and > 0");
+        }
+    }
+
     private static void bitMatrix(Op<?> op, String name, Tensor t, long bytes, long k) {
         op.requireDType(name, t, DType.UINT8);
         if (t.shape().rank() != 2 || t.dims()[1] != bytes) {
@@ -249,6 +310,11 @@ public final class Binary {
     /** {@code sign(x)} with the clipped straight-through gradient. */
     public static Tensor signSte(Tensor x) {
         return SIGN_STE_OP.call(null, x);
+    }
+
+    /** {@code sign(sin(omega x))} with BiPer's surrogate gradient {@code omega cos(omega x)}. */
+    public static Tensor biper(Tensor x, double omega) {
+        return BIPER_OP.call(omega, x);
     }
 
     /** The binary product of packed rows: {@code [m, n]} float32, alpha / beta optional. */

@@ -130,12 +130,16 @@ class BinaryTest {
 
     /** Mean loss of the last 30 of 300 Adam steps on y = sign(w* . sign(x)) with w* a fixed random +-1 vector of 32. */
     private static double signTaskLoss(boolean trainBinaryLayer) {
+        return signTaskLoss(trainBinaryLayer, BinaryWeights.xnor());
+    }
+
+    private static double signTaskLoss(boolean trainBinaryLayer, BinaryWeights weights) {
         Random r = new Random(12);
         float[] wstar = new float[32];
         for (int j = 0; j < 32; j++) {
             wstar[j] = r.nextBoolean() ? 1 : -1;
         }
-        try (Scope scope = Scope.open(); BinaryLinear lin = new BinaryLinear(32, 16, true, true,
+        try (Scope scope = Scope.open(); BinaryLinear lin = new BinaryLinear(32, 16, true, true, weights,
                 dev.cortado.nn.ParamOptions.seeded(5));
              dev.cortado.nn.Linear head = new dev.cortado.nn.Linear(16, 1, true, dev.cortado.nn.ParamOptions.seeded(6))) {
             java.util.List<Tensor> params = new java.util.ArrayList<>(head.parameters());
@@ -182,6 +186,99 @@ class BinaryTest {
     }
 
     @Test
+    void biperIsASquareWaveTrainedThroughItsSine() {
+        try (Scope scope = Scope.open()) {
+            double omega = 20;
+            // omega x = 0, 1, 4 (sin < 0 although x > 0), -1, -4 (sin > 0 although x < 0), 7
+            float[] xs = {0f, 0.05f, 0.2f, -0.05f, -0.2f, 0.35f};
+            Tensor x = Tensor.of(xs, xs.length);
+            x.requiresGrad(true);
+            Tensor y = Binary.biper(x, omega);
+            assertArrayEquals(new float[] {1, 1, -1, -1, 1, 1}, y.toFloatArray());
+            Tensor g = Tensor.of(new float[] {1, 2, -1, 0.5f, 3, -2}, xs.length);
+            y.mul(g).sum().backward();
+            float[] gx = x.grad().toFloatArray();
+            float[] gv = g.toFloatArray();
+            for (int i = 0; i < xs.length; i++) {
+                double want = gv[i] * omega * Math.cos(omega * (double) xs[i]);
+                assertEquals(want, gx[i], 1e-5 * Math.abs(want) + 1e-6, "d biper / dx at " + xs[i]);
+            }
+        }
+    }
+
+    /** y [m, n] = alpha_j sum_i x_i s_ji + b_j with s = sign(sin(omega W)), alpha = mean_i |sin(omega W_ji)|, in double. */
+    private static double[] biperLinearReference(float[] x, float[] w, float[] b, int m, int k, int n, double omega) {
+        double[] y = new double[m * n];
+        for (int j = 0; j < n; j++) {
+            double alpha = 0;
+            for (int i = 0; i < k; i++) {
+                alpha += Math.abs(Math.sin(omega * w[j * k + i])) / k;
+            }
+            for (int r = 0; r < m; r++) {
+                double sum = 0;
+                for (int i = 0; i < k; i++) {
+                    sum += x[r * k + i] * (Math.sin(omega * w[j * k + i]) >= 0 ? 1 : -1);
+                }
+                y[r * n + j] = alpha * sum + b[j];
+            }
+        }
+        return y;
+    }
+
+    @Test
+    void biperLayersMatchTheirDefinitionOnBothPaths() {
+        double omega = Binary.BIPER_OMEGA;
+        for (boolean binaryInputs : new boolean[] {false, true}) {
+            try (Scope scope = Scope.open(); BinaryLinear lin = new BinaryLinear(100, 37, true, binaryInputs,
+                    BinaryWeights.biper(), dev.cortado.nn.ParamOptions.seeded(8))) {
+                // the paper's initialization: He-normal, std sqrt(2 / fan_in)
+                float[] w = lin.weight().toFloatArray();
+                double var = 0;
+                for (float v : w) {
+                    var += (double) v * v / w.length;
+                }
+                assertEquals(Math.sqrt(2.0 / 100), Math.sqrt(var), 0.01, "He-normal latent weights");
+                Tensor x = randn(new Random(3), 6, 100);
+                float[] xv = x.toFloatArray();
+                if (binaryInputs) {
+                    for (int i = 0; i < xv.length; i++) {
+                        xv[i] = xv[i] >= 0 ? 1 : -1;
+                    }
+                }
+                double[] want = biperLinearReference(xv, w, lin.bias().toFloatArray(), 6, 100, 37, omega);
+                float[] wantF = new float[want.length];
+                for (int i = 0; i < want.length; i++) {
+                    wantF[i] = (float) want[i];
+                }
+                Tensor train = lin.forward(x);
+                assertClose(wantF, train.toFloatArray(), 1e-5, "BiPer BinaryLinear (training path), binary inputs " + binaryInputs);
+                try (var ng = Autograd.noGrad()) {
+                    assertClose(wantF, lin.forward(x).toFloatArray(), 1e-5,
+                            "BiPer BinaryLinear (inference path), binary inputs " + binaryInputs);
+                }
+                train.sum().backward();
+                assertNotNull(lin.weight().grad(), "the latent weights get BiPer's gradient");
+            }
+            try (Scope scope = Scope.open(); BinaryConv2d conv = new BinaryConv2d(70, 5, 3, 2, 1, true, binaryInputs,
+                    BinaryWeights.biper(3), dev.cortado.nn.ParamOptions.seeded(9))) {
+                Tensor x = randn(new Random(4), 2, 70, 7, 6);
+                Tensor train = conv.forward(x);
+                try (var ng = Autograd.noGrad()) {
+                    assertClose(train.toFloatArray(), conv.forward(x).toFloatArray(), 1e-5,
+                            "BiPer BinaryConv2d paths, binary inputs " + binaryInputs);
+                }
+            }
+        }
+    }
+
+    @Test
+    void binaryLinearLearnsThroughBiper() {
+        double frozen = signTaskLoss(false, BinaryWeights.biper());
+        double trained = signTaskLoss(true, BinaryWeights.biper());
+        assertTrue(trained < 0.7 * frozen, "BiPer: loss with the binary layer trained " + trained + ", frozen " + frozen);
+    }
+
+    @Test
     void badInputIsAClearException() {
         try (Scope scope = Scope.open()) {
             Random r = new Random(2);
@@ -206,6 +303,14 @@ class BinaryTest {
             assertTrue(m.contains("binary_conv2d") && m.contains("200 channels"), m);
             m = assertThrows(IllegalArgumentException.class, () -> Binary.signSte(Tensor.of(new int[] {1}, 1))).getMessage();
             assertTrue(m.contains("sign_ste"), m);
+            Tensor f = randn(r, 3);
+            for (double omega : new double[] {0, -1, Double.NaN, Double.POSITIVE_INFINITY}) {
+                m = assertThrows(IllegalArgumentException.class, () -> Binary.biper(f, omega)).getMessage();
+                assertTrue(m.contains("biper") && m.contains("omega"), m);
+                assertThrows(IllegalArgumentException.class, () -> BinaryWeights.biper(omega));
+            }
+            m = assertThrows(IllegalArgumentException.class, () -> Binary.biper(Tensor.of(new int[] {1}, 1), 20)).getMessage();
+            assertTrue(m.contains("biper") && m.contains("'x'"), m);
         }
     }
 }

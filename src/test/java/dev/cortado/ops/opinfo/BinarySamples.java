@@ -88,7 +88,45 @@ final class BinarySamples {
                     .reference((s, in) -> new double[][] {steGrad(in[0], in[1])})
                     .dtype(DType.FLOAT64, 0, 0).dtype(DType.FLOAT32, 0, 0).halves(0, 0)
                     .coveredBy("sign_ste")
+                    .build(),
+            OpInfo.of("biper", F, "BiPer's square wave sign(sin(omega x)) with the surrogate gradient g omega cos(omega x)")
+                    .samples((r, t) -> List.of(
+                            new Sample("omega 20 [5, 7]", Binary.BIPER_OMEGA, Gen.ur(r, t, -0.4, 0.4, 5, 7)),
+                            new Sample("omega 3, transposed view [4, 6]", 3.0, Gen.ur(r, t, -3, 3, 4, 6).view()),
+                            new Sample("omega 0.5 [13]", 0.5, Gen.ur(r, t, -9, 9, 13)),
+                            new Sample("size-1 [1, 1]", 7.0, Gen.ur(r, t, -1, 1, 1, 1)),
+                            new Sample("empty [0, 3]", Binary.BIPER_OMEGA, Gen.ur(r, t, -1, 1, 0, 3))))
+                    .reference((s, in) -> {
+                        double omega = (Double) s.attrs();
+                        double[] y = new double[in[0].length];
+                        for (int i = 0; i < y.length; i++) {
+                            y[i] = Math.sin(omega * in[0][i]) >= 0 ? 1 : -1;
+                        }
+                        return new double[][] {y};
+                    })
+                    .dtype(DType.FLOAT64, 0, 0).dtype(DType.FLOAT32, 0, 0).halves(0, 0)
+                    .surrogateGradient("the sine's derivative: g omega cos(omega x)",
+                            (s, in, g) -> new double[][] {biperGrad((Double) s.attrs(), g, in[0])})
+                    .build(),
+            OpInfo.of("biper_backward", F, "dx = g omega cos(omega x) (the backward of biper)")
+                    .samples((r, t) -> List.of(
+                            new Sample("omega 20 [5, 7]", Binary.BIPER_OMEGA, Gen.ur(r, t, -1, 1, 5, 7).noGrad(),
+                                    Gen.ur(r, t, -0.4, 0.4, 5, 7)),
+                            new Sample("omega 2, views [4, 6]", 2.0, Gen.ur(r, t, -1, 1, 4, 6).view().noGrad(),
+                                    Gen.ur(r, t, -3, 3, 4, 6).view()),
+                            new Sample("empty [0]", 1.0, Gen.ur(r, t, -1, 1, 0).noGrad(), Gen.ur(r, t, -1, 1, 0))))
+                    .reference((s, in) -> new double[][] {biperGrad((Double) s.attrs(), in[0], in[1])})
+                    .dtype(DType.FLOAT64, 1e-15, 1e-15).dtype(DType.FLOAT32, 1e-6, 1e-6).halves(1e-2, 1e-2)
+                    .coveredBy("biper")
                     .build());
+
+    private static double[] biperGrad(double omega, double[] g, double[] x) {
+        double[] dx = new double[x.length];
+        for (int i = 0; i < x.length; i++) {
+            dx[i] = g[i] * omega * Math.cos(omega * x[i]);
+        }
+        return dx;
+    }
 
     private static double[] steGrad(double[] g, double[] x) {
         double[] dx = new double[x.length];
