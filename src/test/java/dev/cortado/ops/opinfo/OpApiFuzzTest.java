@@ -123,6 +123,24 @@ class OpApiFuzzTest {
         }
     }
 
+    /**
+     * Finding of the op-api target (2026-12-06, 9 of 8,720 inputs): {@code concat} with a null
+     * tensor after the first threw a NullPointerException from its shape rule; now an
+     * IllegalArgumentException naming the op and the position.
+     */
+    @Test
+    void concatWithANullTensorIsRefused() {
+        @SuppressWarnings("unchecked")
+        Op<Object> concat = (Op<Object>) dev.cortado.ops.OpRegistry.get("concat");
+        try (Scope scope = Scope.open()) {
+            Tensor a = Tensor.zeros(DType.FLOAT32, Device.CPU, 2, 3);
+            Object attrs = Catalogue.get("concat").samples(1, DType.FLOAT32).get(0).attrs();
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> concat.callMulti(attrs, a, null, a));
+            assertTrue(e.getMessage().contains("concat") && e.getMessage().contains("tensor 1"), e.getMessage());
+        }
+    }
+
     @SuppressWarnings("unchecked")
     static void callOnce(OpInfo info, Choices c) throws Exception {
         Op<Object> op = (Op<Object>) info.op();
