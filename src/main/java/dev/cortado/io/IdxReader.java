@@ -31,8 +31,8 @@ import java.util.Arrays;
  * <p>So MNIST images (magic 0x00000803) load as uint8 [N, 28, 28] and labels (0x00000801) as
  * uint8 [N]. Any rank from 0 to 255 is read. Malformed input throws {@link IdxFormatException}
  * naming the file: a bad magic, an unknown type, absurd sizes (negative, or more than
- * {@link #MAX_BYTES} bytes of data), fewer data bytes than the sizes announce (truncated), or
- * bytes after the data (trailing garbage).
+ * {@link #MAX_BYTES} bytes of data, or of tensor once int16 is widened to int32), fewer data
+ * bytes than the sizes announce (truncated), or bytes after the data (trailing garbage).
  */
 public final class IdxReader {
     /** Largest payload read: what one Java array holds. */
@@ -120,7 +120,9 @@ public final class IdxReader {
             count = d == 0 ? 0 : (count > MAX_BYTES / d ? MAX_BYTES + 1 : count * d);
         }
         long bytes = count > MAX_BYTES / elementBytes ? MAX_BYTES + 1 : count * elementBytes;
-        if (bytes > MAX_BYTES) {
+        // int16 data widens to int32: the tensor needs twice the bytes the file holds
+        long tensorBytes = count > MAX_BYTES / dtype.byteSize() ? MAX_BYTES + 1 : count * dtype.byteSize();
+        if (bytes > MAX_BYTES || tensorBytes > MAX_BYTES) {
             throw new IdxFormatException(name + ": absurd IDX sizes " + Arrays.toString(dims) + ": more than "
                     + MAX_BYTES + " bytes of data");
         }

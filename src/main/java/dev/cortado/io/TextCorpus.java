@@ -51,7 +51,12 @@ public final class TextCorpus {
 
     /** Reads UTF-8 (gzipped or not) from {@code in} to its end; {@code name} names it in messages. */
     public static TextCorpus read(InputStream in, String name) throws IOException {
-        byte[] bytes = Resources.maybeGunzip(in).readAllBytes();
+        byte[] bytes;
+        try {
+            bytes = Resources.maybeGunzip(in).readAllBytes();
+        } catch (java.io.EOFException | java.util.zip.ZipException e) {
+            throw new IOException(name + ": truncated or corrupt gzip data: " + e.getMessage(), e);
+        }
         String text;
         try {
             text = StandardCharsets.UTF_8.newDecoder().onMalformedInput(CodingErrorAction.REPORT)

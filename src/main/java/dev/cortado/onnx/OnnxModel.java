@@ -12,6 +12,7 @@ import dev.cortado.onnx.proto.Onnx.ValueInfoProto;
 import dev.cortado.tensor.Device;
 import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Tensor;
+import com.google.protobuf.CodedInputStream;
 import com.google.protobuf.InvalidProtocolBufferException;
 import java.io.IOException;
 import java.io.InputStream;
@@ -245,10 +246,23 @@ public final class OnnxModel implements AutoCloseable {
         return new OnnxModel(model, folder == null ? null : folder.toAbsolutePath(), device, optimize, optimize);
     }
 
-    /** Parses a {@code model.onnx} file; a truncated or corrupt file gives an {@link OnnxImportException}. */
+    /**
+     * The deepest protobuf message nesting {@link #read} accepts. A model nests ModelProto,
+     * GraphProto, NodeProto, AttributeProto, then GraphProto again per level of {@code If}/
+     * {@code Loop}/{@code Scan} subgraph (three messages a level), so 64 allows about 20 levels of
+     * control flow; deeper input is refused before the importer's recursive walks could overflow the
+     * stack.
+     */
+    public static final int MAX_NESTING = 64;
+
+    /**
+     * Parses a {@code model.onnx} file; a truncated or corrupt file, one whose messages nest deeper
+     * than {@link #MAX_NESTING} or declare more bytes than the file has, gives an
+     * {@link OnnxImportException}.
+     */
     public static ModelProto read(Path file) throws IOException {
         try (InputStream in = Files.newInputStream(file)) {
-            ModelProto m = ModelProto.parseFrom(in);
+            ModelProto m = ModelProto.parseFrom(limited(in, Files.size(file)));
             if (!m.hasGraph()) {
                 throw new OnnxImportException(file + " is not an ONNX model (no graph)");
             }
@@ -256,6 +270,18 @@ public final class OnnxModel implements AutoCloseable {
         } catch (InvalidProtocolBufferException e) {
             throw new OnnxImportException(file + " is not a readable ONNX model: " + e.getMessage(), e);
         }
+    }
+
+    /**
+     * A protobuf reader of {@code in} ({@code size} bytes) that refuses messages nested deeper than
+     * {@link #MAX_NESTING} and lengths past the end of the input (protobuf-java's recursion and size
+     * limits; its parsers then never allocate more than they have read).
+     */
+    static CodedInputStream limited(InputStream in, long size) {
+        CodedInputStream c = CodedInputStream.newInstance(in);
+        c.setRecursionLimit(MAX_NESTING);
+        c.setSizeLimit((int) Math.min(Integer.MAX_VALUE, size));
+        return c;
     }
 
     public ModelProto proto() {

@@ -3,6 +3,7 @@ package dev.cortado.onnx;
 import dev.cortado.onnx.proto.Onnx.TensorProto;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;
+import dev.cortado.tensor.Shape;
 import dev.cortado.tensor.Tensor;
 import java.io.IOException;
 import java.io.InputStream;
@@ -103,7 +104,7 @@ public final class OnnxTensors {
 
     public static TensorProto read(Path pb) throws IOException {
         try (InputStream in = Files.newInputStream(pb)) {
-            return TensorProto.parseFrom(in);
+            return TensorProto.parseFrom(OnnxModel.limited(in, Files.size(pb)));
         }
     }
 
@@ -115,12 +116,20 @@ public final class OnnxTensors {
         return d;
     }
 
+    /** The element count of {@code dims}: an IllegalArgumentException for a negative size or an overflowing product. */
     static long numel(long[] dims) {
-        long n = 1;
-        for (long d : dims) {
-            n *= d;
+        return Shape.of(dims).numel();
+    }
+
+    /** The element count of {@code p}'s dims; a negative size or an overflowing product names the tensor. */
+    static long numel(TensorProto p) {
+        long[] dims = dims(p);
+        try {
+            return numel(dims);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("tensor '" + p.getName() + "' has dims " + Arrays.toString(dims)
+                    + ": " + e.getMessage(), e);
         }
-        return n;
     }
 
     static int byteSize(int onnxType) {
@@ -142,10 +151,11 @@ public final class OnnxTensors {
         if (p.hasDataLocation() && p.getDataLocation() == TensorProto.DataLocation.EXTERNAL) {
             throw new OnnxImportException("tensor '" + p.getName() + "' uses external data: resolve it first (withExternalData)");
         }
-        long n = numel(dims(p));
+        long n = numel(p);
         int size = byteSize(type);
-        if (n * size > Integer.MAX_VALUE - 8) {
-            throw new IllegalArgumentException("tensor '" + p.getName() + "' is too large");
+        if (n > (Integer.MAX_VALUE - 8) / size) {
+            throw new IllegalArgumentException("tensor '" + p.getName() + "' " + typeName(type) + Arrays.toString(dims(p))
+                    + " is too large: " + n + " elements of " + size + " bytes; an ONNX tensor holds less than 2 GiB");
         }
         ByteBuffer out = ByteBuffer.allocate((int) (n * size)).order(ByteOrder.LITTLE_ENDIAN);
         if (type == INT4) {
@@ -282,7 +292,7 @@ public final class OnnxTensors {
         try (var ch = java.nio.channels.FileChannel.open(file)) {
             long size = ch.size();
             long n = length >= 0 ? length : size - offset;
-            if (offset < 0 || n < 0 || offset + n > size || n > Integer.MAX_VALUE - 8) {
+            if (offset < 0 || n < 0 || offset > size || n > size - offset || n > Integer.MAX_VALUE - 8) {
                 throw new OnnxImportException(what + ": external data range offset " + offset + ", length " + n
                         + " does not fit in " + file + " (" + size + " bytes)");
             }

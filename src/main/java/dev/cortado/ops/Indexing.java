@@ -92,6 +92,9 @@ public final class Indexing {
                 DType type = first.dtype();
                 for (int k = 1; k < in.length; k++) {
                     Tensor t = in[k];
+                    if (t == null) {
+                        throw op.error("tensor " + k + " is null (every tensor concatenated must be given)");
+                    }
                     if (t.rank() != first.rank()) {
                         throw op.error("tensor " + k + " " + t.describe() + " has rank " + t.rank() + ", tensor 0 "
                                 + first.describe() + " has rank " + first.rank());

@@ -276,7 +276,7 @@ public final class EmbeddingServer implements AutoCloseable {
     // ------------------------------------------------------------------ requests
 
     /** An answer other than 200: its status and the OpenAI error fields. */
-    private static final class HttpError extends RuntimeException {
+    static final class HttpError extends RuntimeException {
         private static final long serialVersionUID = 1L;
         final int status;
         final String type;
@@ -374,11 +374,12 @@ public final class EmbeddingServer implements AutoCloseable {
     }
 
     /** A parsed {@code POST /v1/embeddings} body. */
-    private record EmbeddingRequest(List<String> input, boolean base64) {
+    record EmbeddingRequest(List<String> input, boolean base64) {
     }
 
     private Answer embeddings(HttpExchange exchange) throws IOException {
-        EmbeddingRequest req = parse(readBody(exchange));
+        EmbeddingRequest req = parse(readBody(exchange), options.maxInputs, options.maxTextChars,
+                embedder.dimension(), embedder.modelName());
         int promptTokens = 0;
         for (int i = 0; i < req.input().size(); i++) {
             try {
@@ -445,7 +446,12 @@ public final class EmbeddingServer implements AutoCloseable {
                 "the request body is larger than " + options.maxBodyBytes + " bytes");
     }
 
-    private EmbeddingRequest parse(byte[] body) {
+    /**
+     * Parses a {@code POST /v1/embeddings} body: a pure function of the bytes and the limits (the
+     * fuzz target {@code EmbeddingRequestFuzzTest} calls it). Every refusal is an {@link HttpError}
+     * with status 400 and a message.
+     */
+    static EmbeddingRequest parse(byte[] body, int maxInputs, int maxTextChars, int dimension, String modelName) {
         if (body.length == 0) {
             throw HttpError.invalid(null, "the request body is empty; send a JSON object with an 'input' field");
         }
@@ -459,7 +465,7 @@ public final class EmbeddingServer implements AutoCloseable {
                 String field = p.currentName();
                 JsonToken t = p.nextToken();
                 switch (field) {
-                    case "input" -> input = parseInput(p, t);
+                    case "input" -> input = parseInput(p, t, maxInputs, maxTextChars);
                     case "model", "user" -> {
                         if (t != JsonToken.VALUE_STRING) {
                             throw HttpError.invalid(field, "'" + field + "' must be a string");
@@ -474,9 +480,9 @@ public final class EmbeddingServer implements AutoCloseable {
                         base64 = f.equals("base64");
                     }
                     case "dimensions" -> {
-                        if (t != JsonToken.VALUE_NUMBER_INT || p.getLongValue() != embedder.dimension()) {
-                            throw HttpError.invalid(field, "'dimensions' is not supported: " + embedder.modelName()
-                                    + " gives " + embedder.dimension() + "-dimensional embeddings and does not shorten them");
+                        if (t != JsonToken.VALUE_NUMBER_INT || p.getLongValue() != dimension) {
+                            throw HttpError.invalid(field, "'dimensions' is not supported: " + modelName
+                                    + " gives " + dimension + "-dimensional embeddings and does not shorten them");
                         }
                     }
                     default -> throw HttpError.invalid(field, "unrecognized request argument: '" + field + "'");
@@ -497,10 +503,11 @@ public final class EmbeddingServer implements AutoCloseable {
         return new EmbeddingRequest(input, base64);
     }
 
-    private List<String> parseInput(JsonParser p, JsonToken t) throws IOException {
+    private static List<String> parseInput(JsonParser p, JsonToken t, int maxInputs, int maxTextChars)
+            throws IOException {
         List<String> input = new ArrayList<>();
         if (t == JsonToken.VALUE_STRING) {
-            input.add(checkText(p.getText(), -1));
+            input.add(checkText(p.getText(), -1, maxTextChars));
         } else if (t == JsonToken.START_ARRAY) {
             for (JsonToken e = p.nextToken(); e != JsonToken.END_ARRAY; e = p.nextToken()) {
                 if (e == JsonToken.VALUE_NUMBER_INT || e == JsonToken.START_ARRAY) {
@@ -510,11 +517,11 @@ public final class EmbeddingServer implements AutoCloseable {
                     throw HttpError.invalid("input", "input[" + input.size() + "] must be a string, got "
                             + describe(e));
                 }
-                if (input.size() == options.maxInputs) {
-                    throw HttpError.invalid("input", "too many inputs: at most " + options.maxInputs
+                if (input.size() == maxInputs) {
+                    throw HttpError.invalid("input", "too many inputs: at most " + maxInputs
                             + " texts per request");
                 }
-                input.add(checkText(p.getText(), input.size()));
+                input.add(checkText(p.getText(), input.size(), maxTextChars));
             }
             if (input.isEmpty()) {
                 throw HttpError.invalid("input", "'input' must not be an empty array");
@@ -536,14 +543,14 @@ public final class EmbeddingServer implements AutoCloseable {
         };
     }
 
-    private String checkText(String text, int index) {
+    private static String checkText(String text, int index, int maxTextChars) {
         String where = index < 0 ? "'input'" : "input[" + index + "]";
         if (text.isEmpty()) {
             throw HttpError.invalid("input", where + " is an empty string");
         }
-        if (text.length() > options.maxTextChars) {
+        if (text.length() > maxTextChars) {
             throw HttpError.invalid("input", where + " has " + text.length() + " characters, more than the "
-                    + options.maxTextChars + " allowed");
+                    + maxTextChars + " allowed");
         }
         return text;
     }

@@ -58,9 +58,25 @@ public enum DType {
         return bits / 8;
     }
 
-    /** Bytes needed to store {@code count} elements. */
+    /**
+     * Bytes needed to store {@code count} elements.
+     *
+     * @throws IllegalArgumentException when {@code count} is negative or the byte count does not
+     *     fit in a long (checked before anything is allocated with it)
+     */
     public long bytesFor(long count) {
-        return this == INT4 ? (count + 1) / 2 : count * (bits / 8);
+        if (count < 0) {
+            throw new IllegalArgumentException(displayName + ": negative element count " + count);
+        }
+        if (this == INT4) {
+            return count / 2 + (count & 1);
+        }
+        int size = bits / 8;
+        if (count > Long.MAX_VALUE / size) {
+            throw new IllegalArgumentException(displayName + ": " + count + " elements need more than 2^63 - 1 bytes ("
+                    + size + " bytes each)");
+        }
+        return count * size;
     }
 
     public boolean isFloatingPoint() {

@@ -16,10 +16,31 @@ public final class Shape {
                 throw new IllegalArgumentException("negative size " + dims[i] + " in dimension " + i
                         + " of shape " + Arrays.toString(dims));
             }
-            n = Math.multiplyExact(n, dims[i]);
+            if (dims[i] != 0 && n > Long.MAX_VALUE / dims[i]) {
+                // keep checking for a later 0 or negative size: [2^40, 2^40, 0] is a valid empty shape
+                n = overflow(dims, i);
+                break;
+            }
+            n *= dims[i];
         }
         this.dims = dims;
         this.numel = n;
+    }
+
+    /** 0 when a size from {@code at} on is 0 (the product is then 0); else throws for a negative size or the overflow. */
+    private static long overflow(long[] dims, int at) {
+        boolean empty = false;
+        for (int i = at; i < dims.length; i++) {
+            if (dims[i] < 0) {
+                throw new IllegalArgumentException("negative size " + dims[i] + " in dimension " + i
+                        + " of shape " + Arrays.toString(dims));
+            }
+            empty |= dims[i] == 0;
+        }
+        if (empty) {
+            return 0;
+        }
+        throw new IllegalArgumentException("shape " + Arrays.toString(dims) + " has more than 2^63 - 1 elements");
     }
 
     public static Shape of(long... dims) {

@@ -147,13 +147,20 @@ public final class Tensor implements AutoCloseable {
             return;
         }
         long last = offset;
+        boolean overflow = false;
         for (int i = 0; i < strides.length; i++) {
             if (strides[i] < 0) {
                 throw new IllegalArgumentException("negative stride " + strides[i] + " in dimension " + i);
             }
-            last += (shape.raw()[i] - 1) * strides[i];
+            try {
+                last = Math.addExact(last, Math.multiplyExact(shape.raw()[i] - 1, strides[i]));
+            } catch (ArithmeticException e) {
+                overflow = true; // the last element's index does not fit in a long: far past any storage
+            }
         }
-        if (dtype.bytesFor(last + 1) > storage.bytes) {
+        // elements the storage holds; compared as element indices so that nothing here can overflow
+        long capacity = dtype.isPacked() ? storage.bytes * 2 : storage.bytes / dtype.byteSize();
+        if (overflow || last >= capacity) {
             throw new IllegalArgumentException("view " + dtype + shape + " with strides " + Arrays.toString(strides)
                     + " and offset " + offset + " reaches past its storage of " + storage.bytes + " bytes");
         }
