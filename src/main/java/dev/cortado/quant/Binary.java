@@ -172,9 +172,9 @@ public final class Binary {
 
     /**
      * BiPer (Vargas et al., CVPR 2024): the square wave {@code sign(sin(omega x))} (+1 where the sine
-     * is >= 0, else -1; NaN for a NaN or infinite x), trained through the sine it replaces: its
+     * is {@code >= 0}, else -1; NaN for a NaN or infinite x), trained through the sine it replaces: its
      * surrogate gradient is {@code dx = g omega cos(omega x)}. The attribute is the frequency omega
-     * (finite, > 0). Near 0 (|omega x| < pi) the wave is sign(x).
+     * (finite, {@code > 0}). Near 0 ({@code |omega x| < pi}) the wave is sign(x).
      */
     public static final Op<Double> BIPER_OP = Op.<Double>declare("biper")
             .inputs("x")
