@@ -448,12 +448,12 @@ public final class OnnxModel implements AutoCloseable {
         constants.put(graph, values);
         for (TensorProto init : graph.getInitializerList()) {
             TensorProto data = OnnxTensors.withExternalData(init, folder);
-            values.put(init.getName(), OnnxTensors.toTensor(data, device));
+            keep(values, init.getName(), OnnxTensors.toTensor(data, device));
         }
         for (NodeProto n : graph.getNodeList()) {
             if (n.getOpType().equals("Constant") && OnnxOps.canonicalDomain(n.getDomain()).equals(OnnxOps.DEFAULT_DOMAIN)) {
                 Tensor t = OnnxOps.entry("Constant").handler().run(new OnnxNode(n, new Tensor[0], opset, null))[0];
-                values.put(n.getOutput(0), t.device().equals(device) ? t : t.to(device));
+                keep(values, n.getOutput(0), t.device().equals(device) ? t : t.to(device));
             }
             for (AttributeProto a : n.getAttributeList()) {
                 if (a.hasG()) {
@@ -463,6 +463,14 @@ public final class OnnxModel implements AutoCloseable {
                     loadConstants(g, folder);
                 }
             }
+        }
+    }
+
+    /** Puts a constant, closing one it replaces (a repeated name in a malformed model, found by fuzzing). */
+    private static void keep(Map<String, Tensor> values, String name, Tensor t) {
+        Tensor previous = values.put(name, t);
+        if (previous != null && previous != t) {
+            previous.close();
         }
     }
 

@@ -215,8 +215,8 @@ public final class Op<A> {
         for (int i = 0; i < inputs.length; i++) {
             Tensor t = inputs[i];
             if (t == null) {
-                if (i < requiredInputs) {
-                    throw new IllegalArgumentException(name + ": input '" + inputName(i) + "' is required");
+                if (!isOptionalInput(i) || i >= inputNames.size()) {   // a variadic tail has no optional slots
+                    throw new IllegalArgumentException(name + ": input '" + inputName(i) + "' is required (got null)");
                 }
                 continue;
             }

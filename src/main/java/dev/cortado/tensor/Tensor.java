@@ -1069,6 +1069,7 @@ public final class Tensor implements AutoCloseable {
     /** Contiguous copy, possibly to another dtype and device. */
     private Tensor copyAs(DType targetType, Device targetDevice) {
         if (!targetDevice.equals(storage.device)) {
+            targetDevice.backend();   // an unavailable device fails first (BackendUnavailableException), whatever the view
             // Cross-device: make it contiguous here, move the bytes, convert there.
             try (Tensor src = isContiguous() ? view(shape, strides.clone(), offset) : copyAs(dtype, storage.device)) {
                 Tensor dst = empty(dtype, targetDevice, shape);
