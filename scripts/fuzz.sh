@@ -10,7 +10,7 @@
 #   scripts/fuzz.sh -k -t 15             the CI budget: stop at the first finding, as a failure
 #
 # Targets: safetensors checkpoint idx text-corpus onnx-import tokenizer-json tokenizer-encode
-# http-request op-api.
+# http-request http-server op-api.
 #
 # By default every input is counted and a finding does not stop the run: its stack trace (and the
 # input of a byte[] target) goes to target/fuzz/<target>-findings/. With -k the first finding ends
@@ -43,9 +43,10 @@ declare -A TESTS=(
   [tokenizer-json]="dev.cortado.serve.WordPieceTokenizerFuzzTest#fromJson"
   [tokenizer-encode]="dev.cortado.serve.WordPieceTokenizerFuzzTest#encode"
   [http-request]="dev.cortado.serve.EmbeddingRequestFuzzTest#parse"
+  [http-server]="dev.cortado.serve.EmbeddingHttpFuzzTest#request"
   [op-api]="dev.cortado.ops.opinfo.OpApiFuzzTest#call"
 )
-ORDER=(safetensors checkpoint idx text-corpus onnx-import tokenizer-json tokenizer-encode http-request op-api)
+ORDER=(safetensors checkpoint idx text-corpus onnx-import tokenizer-json tokenizer-encode http-request http-server op-api)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${ORDER[@]}")
 for t in "${targets[@]}"; do

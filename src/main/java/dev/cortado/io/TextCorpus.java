@@ -42,20 +42,54 @@ public final class TextCorpus {
         return new TextCorpus("text", text, text.getBytes(StandardCharsets.UTF_8).length);
     }
 
-    /** Reads a UTF-8 file, gzipped or not; malformed UTF-8 throws naming the file. */
+    /**
+     * The most bytes of text {@link #read(Path)} takes by default, after decompression: 256 MiB.
+     * A gzip file expands up to about 1000 times, so without a cap a small file (a "gzip bomb")
+     * could ask for more memory than the JVM has; a corpus this size already takes 2 GiB of token
+     * and code point arrays. {@link #read(Path, long)} sets another cap.
+     */
+    public static final long DEFAULT_MAX_BYTES = 256L << 20;
+
+    /** Reads a UTF-8 file, gzipped or not, of at most {@link #DEFAULT_MAX_BYTES} bytes of text. */
     public static TextCorpus read(Path path) throws IOException {
+        return read(path, DEFAULT_MAX_BYTES);
+    }
+
+    /**
+     * Reads a UTF-8 file, gzipped or not. Malformed UTF-8, corrupt gzip data and a text of more
+     * than {@code maxBytes} bytes (counted after decompression, and refused before they are all
+     * read) throw an {@link IOException} naming the file.
+     */
+    public static TextCorpus read(Path path, long maxBytes) throws IOException {
         try (InputStream in = Files.newInputStream(path)) {
-            return read(in, path.toString());
+            return read(in, path.toString(), maxBytes);
         }
     }
 
-    /** Reads UTF-8 (gzipped or not) from {@code in} to its end; {@code name} names it in messages. */
+    /** Reads UTF-8 (gzipped or not) from {@code in} to its end, at most {@link #DEFAULT_MAX_BYTES} bytes. */
     public static TextCorpus read(InputStream in, String name) throws IOException {
+        return read(in, name, DEFAULT_MAX_BYTES);
+    }
+
+    /**
+     * Reads UTF-8 (gzipped or not) from {@code in} to its end; {@code name} names it in messages, and a
+     * text of more than {@code maxBytes} bytes after decompression is refused (an {@link IOException})
+     * once {@code maxBytes + 1} bytes are read.
+     */
+    public static TextCorpus read(InputStream in, String name, long maxBytes) throws IOException {
+        if (maxBytes < 0 || maxBytes > Integer.MAX_VALUE - 9) {
+            throw new IllegalArgumentException("TextCorpus.read: maxBytes " + maxBytes + " is not in [0, "
+                    + (Integer.MAX_VALUE - 9) + "] (a Java array's limit)");
+        }
         byte[] bytes;
         try {
-            bytes = Resources.maybeGunzip(in).readAllBytes();
+            bytes = Resources.maybeGunzip(in).readNBytes((int) maxBytes + 1);
         } catch (java.io.EOFException | java.util.zip.ZipException e) {
             throw new IOException(name + ": truncated or corrupt gzip data: " + e.getMessage(), e);
+        }
+        if (bytes.length > maxBytes) {
+            throw new IOException(name + ": more than " + maxBytes + " bytes of text after decompression (the cap;"
+                    + " TextCorpus.read(path, maxBytes) sets another)");
         }
         String text;
         try {

@@ -9,6 +9,7 @@ import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
 import java.util.zip.GZIPOutputStream;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -46,5 +47,45 @@ class UntrustedFilesTest {
         IOException c = assertThrows(IOException.class,
                 () -> TextCorpus.read(new ByteArrayInputStream(corrupt), "austen.txt.gz"));
         assertTrue(c.getMessage().contains("austen.txt.gz"), c.getMessage());
+    }
+
+    /** One gzip member of {@code n} bytes of 'a' (it compresses about 1000 to 1). */
+    private static byte[] gzipOfA(int n) throws IOException {
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        try (GZIPOutputStream gz = new GZIPOutputStream(bytes)) {
+            byte[] a = new byte[1 << 16];
+            Arrays.fill(a, (byte) 'a');
+            for (int left = n; left > 0; left -= a.length) {
+                gz.write(a, 0, Math.min(left, a.length));
+            }
+        }
+        return bytes.toByteArray();
+    }
+
+    @Test
+    void aGzipBombIsRefusedAtTheCapNamingTheFile() throws IOException {
+        // 257 concatenated members of 1 MiB each (GZIPInputStream reads them as one stream):
+        // about 260 KiB of file that would expand to 257 MiB, over the 256 MiB default cap
+        byte[] member = gzipOfA(1 << 20);
+        ByteArrayOutputStream bomb = new ByteArrayOutputStream();
+        for (int i = 0; i < 257; i++) {
+            bomb.write(member);
+        }
+        byte[] file = bomb.toByteArray();
+        assertTrue(file.length < 2 << 20, "the file is small: " + file.length);
+        IOException e = assertThrows(IOException.class,
+                () -> TextCorpus.read(new ByteArrayInputStream(file), "bomb.txt.gz"));
+        assertTrue(e.getMessage().contains("bomb.txt.gz") && e.getMessage().contains("more than "
+                + TextCorpus.DEFAULT_MAX_BYTES + " bytes"), e.getMessage());
+
+        // a cap of one's own: exactly at the cap is read, one byte over is refused
+        byte[] small = gzipOfA(5000);
+        assertEquals(5000, TextCorpus.read(new ByteArrayInputStream(small), "a.txt.gz", 5000).length());
+        IOException over = assertThrows(IOException.class,
+                () -> TextCorpus.read(new ByteArrayInputStream(small), "a.txt.gz", 4999));
+        assertTrue(over.getMessage().contains("a.txt.gz") && over.getMessage().contains("more than 4999"),
+                over.getMessage());
+        assertThrows(IllegalArgumentException.class,
+                () -> TextCorpus.read(new ByteArrayInputStream(small), "a.txt.gz", -1));
     }
 }
