@@ -21,11 +21,8 @@ import java.nio.charset.CharacterCodingException;
 import java.nio.charset.CharsetDecoder;
 import java.nio.charset.CodingErrorAction;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.AtomicMoveNotSupportedException;
-import java.nio.file.FileAlreadyExistsException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -38,7 +35,6 @@ import java.util.List;
 import java.util.Map;
 import java.util.NoSuchElementException;
 import java.util.Objects;
-import java.util.concurrent.ThreadLocalRandom;
 import java.util.function.Predicate;
 import java.util.zip.CRC32C;
 
@@ -753,7 +749,7 @@ public final class Safetensors {
             maxBytes = Math.max(maxBytes, i.byteSize());
         }
         long staging = Math.max(1, Math.min(CHUNK_BYTES, maxBytes));
-        writeAtomically(path, ch -> {
+        AtomicFiles.write(path, ch -> {
             ByteBuffer len = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(0, header.length);
             writeFully(ch, len);
             writeFully(ch, ByteBuffer.wrap(header));
@@ -868,72 +864,6 @@ public final class Safetensors {
             }
         }
         return (int) crc.getValue();
-    }
-
-    // ================================================================ atomic files
-
-    /** Writes the content of a file through a channel. */
-    interface ChannelWriter {
-        void write(FileChannel channel) throws IOException;
-    }
-
-    /**
-     * Writes {@code target} atomically: {@code body} writes a temporary file in the same
-     * directory, which is forced to disk and renamed over the target (an atomic rename where the
-     * file system supports it, else a replacing move); then the directory is forced so the rename
-     * itself survives a power loss (where the platform allows opening a directory). On any failure
-     * the temporary file is deleted and the target is untouched.
-     */
-    static void writeAtomically(Path target, ChannelWriter body) throws IOException {
-        Path abs = target.toAbsolutePath();
-        Path dir = abs.getParent();
-        if (dir == null || !Files.isDirectory(dir)) {
-            throw new java.nio.file.NoSuchFileException(String.valueOf(dir), null, "the directory of " + target
-                    + " does not exist");
-        }
-        Path tmp = createTemp(dir, abs.getFileName().toString());
-        try {
-            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.WRITE)) {
-                body.write(ch);
-                ch.force(true);
-            }
-            try {
-                Files.move(tmp, abs, StandardCopyOption.ATOMIC_MOVE);
-            } catch (AtomicMoveNotSupportedException e) {
-                Files.move(tmp, abs, StandardCopyOption.REPLACE_EXISTING);
-            }
-        } catch (IOException | RuntimeException | Error e) {
-            try {
-                Files.deleteIfExists(tmp);
-            } catch (IOException d) {
-                e.addSuppressed(d);
-            }
-            throw e;
-        }
-        forceDirectory(dir);
-    }
-
-    /** A new empty file {@code .NAME.RANDOM.tmp} in {@code dir}, created with default permissions. */
-    private static Path createTemp(Path dir, String name) throws IOException {
-        for (int attempt = 0; ; attempt++) {
-            Path tmp = dir.resolve("." + name + "." + Long.toHexString(ThreadLocalRandom.current().nextLong()) + ".tmp");
-            try {
-                return Files.createFile(tmp);
-            } catch (FileAlreadyExistsException e) {
-                if (attempt >= 100) {
-                    throw e;
-                }
-            }
-        }
-    }
-
-    private static void forceDirectory(Path dir) {
-        try (FileChannel d = FileChannel.open(dir, StandardOpenOption.READ)) {
-            d.force(true);
-        } catch (IOException | UnsupportedOperationException e) {
-            // Not possible on this platform (e.g. Windows): the rename is still atomic; only its
-            // durability across a power loss right after the write depends on the file system.
-        }
     }
 
     // ================================================================ helpers

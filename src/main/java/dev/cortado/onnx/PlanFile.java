@@ -1,5 +1,6 @@
 package dev.cortado.onnx;
 
+import dev.cortado.io.AtomicFiles;
 import dev.cortado.onnx.proto.Onnx.ModelProto;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;
@@ -15,11 +16,9 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.nio.file.StandardOpenOption;
 import java.security.MessageDigest;
 import java.security.NoSuchAlgorithmException;
@@ -148,36 +147,25 @@ final class PlanFile {
         byte[] metadata = meta.toByteArray();
         long length = Math.max(at, dataStart);
 
-        Path tmp = Files.createTempFile(folder, target.getFileName().toString(), ".tmp");
-        try {
+        AtomicFiles.write(target, out -> {
             CRC32C crc = new CRC32C();
-            try (FileChannel out = FileChannel.open(tmp, StandardOpenOption.WRITE, StandardOpenOption.TRUNCATE_EXISTING)) {
-                out.position(HEADER);
-                writeFully(out, ByteBuffer.wrap(metadata), crc);
-                ByteBuffer chunk = ByteBuffer.allocateDirect(1 << 22).order(ByteOrder.LITTLE_ENDIAN);
-                long pos = HEADER + metadata.length;
-                for (int i = 0; i < names.size(); i++) {
-                    pos = pad(out, pos, offsets[i], crc);
-                    Tensor c = plan.constants().get(names.get(i));
-                    pos += writeTensor(out, c, chunk, crc);
-                }
-                pad(out, pos, length, crc);
-                ByteBuffer header = ByteBuffer.allocate(HEADER).order(ByteOrder.LITTLE_ENDIAN);
-                header.put(MAGIC).putLong(metadata.length).putLong(crc.getValue()).putLong(length).flip();
-                out.position(0);
-                while (header.hasRemaining()) {
-                    out.write(header);
-                }
-                out.force(true);
+            out.position(HEADER);
+            writeFully(out, ByteBuffer.wrap(metadata), crc);
+            ByteBuffer chunk = ByteBuffer.allocateDirect(1 << 22).order(ByteOrder.LITTLE_ENDIAN);
+            long pos = HEADER + metadata.length;
+            for (int i = 0; i < names.size(); i++) {
+                pos = pad(out, pos, offsets[i], crc);
+                Tensor c = plan.constants().get(names.get(i));
+                pos += writeTensor(out, c, chunk, crc);
             }
-            try {
-                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-            } catch (AtomicMoveNotSupportedException e) {
-                Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING);
+            pad(out, pos, length, crc);
+            ByteBuffer header = ByteBuffer.allocate(HEADER).order(ByteOrder.LITTLE_ENDIAN);
+            header.put(MAGIC).putLong(metadata.length).putLong(crc.getValue()).putLong(length).flip();
+            out.position(0);
+            while (header.hasRemaining()) {
+                out.write(header);
             }
-        } finally {
-            Files.deleteIfExists(tmp);
-        }
+        });
         return true;
     }
 

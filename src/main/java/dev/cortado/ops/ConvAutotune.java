@@ -1,14 +1,13 @@
 package dev.cortado.ops;
 
 import dev.cortado.backend.kernels.NativeStatus;
+import dev.cortado.io.AtomicFiles;
 import dev.cortado.ops.Convolution.Algorithm;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.Collections;
 import java.util.List;
@@ -151,17 +150,7 @@ public final class ConvAutotune {
         try {
             Path dir = f.toAbsolutePath().getParent();
             Files.createDirectories(dir);
-            Path tmp = Files.createTempFile(dir, f.getFileName().toString(), ".tmp");
-            try {
-                Files.write(tmp, lines, StandardCharsets.UTF_8);
-                try {
-                    Files.move(tmp, f, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-                } catch (AtomicMoveNotSupportedException e) {
-                    Files.move(tmp, f, StandardCopyOption.REPLACE_EXISTING);
-                }
-            } finally {
-                Files.deleteIfExists(tmp);
-            }
+            AtomicFiles.write(f, (String.join("\n", lines) + "\n").getBytes(StandardCharsets.UTF_8));
         } catch (IOException e) {
             throw new UncheckedIOException("conv autotune: cannot write " + f, e);
         }
