@@ -79,6 +79,12 @@ public final class WordPieceTokenizer {
         int maxId = -1;
         for (Map.Entry<String, Object> e : v.entrySet()) {
             int id = integer(e.getValue(), "model.vocab." + e.getKey(), source);
+            if (id < 0 || id >= v.size()) {
+                // ids number the entries 0..n-1; a negative or larger one would index (or size)
+                // the id-to-token table from the file (found by the tokenizer-json fuzz target)
+                throw new IllegalArgumentException(source + ": model.vocab." + e.getKey() + " has id " + id
+                        + ", not in [0, " + v.size() + ") (the vocabulary has " + v.size() + " entries)");
+            }
             ids.put(e.getKey(), id);
             maxId = Math.max(maxId, id);
         }

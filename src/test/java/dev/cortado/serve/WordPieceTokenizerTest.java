@@ -198,6 +198,15 @@ class WordPieceTokenizerTest {
         e = assertThrows(IllegalArgumentException.class,
                 () -> WordPieceTokenizer.fromJson(new ByteArrayInputStream(badVocab.getBytes(StandardCharsets.UTF_8)), "t.json"));
         assertTrue(e.getMessage().contains("model.vocab.a"), e.getMessage());
+        // ids outside 0..n-1 (found by the tokenizer-json fuzz target: a negative id indexed the id
+        // table, a huge one would have sized it)
+        for (String id : new String[] {"-2", "2", "2147483647"}) {
+            String outside = "{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"[UNK]\": 0, \"a\": " + id + "}}}";
+            e = assertThrows(IllegalArgumentException.class,
+                    () -> WordPieceTokenizer.fromJson(new ByteArrayInputStream(outside.getBytes(StandardCharsets.UTF_8)), "t.json"));
+            assertTrue(e.getMessage().contains("model.vocab.a has id " + id) && e.getMessage().contains("[0, 2)"),
+                    e.getMessage());
+        }
     }
 
     static String escape(String s) {
