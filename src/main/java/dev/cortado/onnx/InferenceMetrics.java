@@ -25,8 +25,11 @@ public final class InferenceMetrics {
     private final LongAdder failed = new LongAdder();
     private final LongAdder rejected = new LongAdder();
     private final LongAdder items = new LongAdder();
-    private final Histogram latency = new ConcurrentHistogram(1, MAX_NANOS, 3);
-    private final Histogram batchSizes = new ConcurrentHistogram(1, 1 << 20, 3);
+    // Two significant digits (values within 1 %; batch sizes exact below 256) and latencies from
+    // 1 us: about 4,000 buckets to copy and read per snapshot instead of 45,000 at three digits
+    // from 1 ns, which made each GET /metrics cost milliseconds.
+    private final Histogram latency = new ConcurrentHistogram(1_000, MAX_NANOS, 2);
+    private final Histogram batchSizes = new ConcurrentHistogram(1, 1 << 20, 2);
 
     /** New, empty metrics. */
     public InferenceMetrics() {

@@ -34,7 +34,7 @@ class InferenceMetricsTest {
     void onePassEqualsHdrHistogramsOwnReadings() {
         Random r = new Random(20261206);
         for (int trial = 0; trial < 200; trial++) {
-            Histogram h = new ConcurrentHistogram(1, TimeUnit.HOURS.toNanos(1), 3);
+            Histogram h = new ConcurrentHistogram(1_000, TimeUnit.HOURS.toNanos(1), 2);
             int n = trial < 3 ? trial : 1 + r.nextInt(trial < 100 ? 50 : 20_000);
             for (int i = 0; i < n; i++) {
                 // latencies from microseconds to seconds, log-uniform, with repeats
@@ -59,8 +59,8 @@ class InferenceMetricsTest {
         assertEquals(2, s.batches());
         assertEquals(4.0, s.meanBatchSize(), 1e-3);
         assertEquals(5, s.maxBatchSize());
-        assertEquals(500e-6, s.p50(), 500e-6 * 1e-3);   // 3 significant digits
-        assertEquals(990e-6, s.p99(), 990e-6 * 1e-3);
-        assertEquals(500.5e-6, s.meanLatency(), 500.5e-6 * 1e-3);
+        assertEquals(500e-6, s.p50(), 500e-6 * 1e-2);   // 2 significant digits
+        assertEquals(990e-6, s.p99(), 990e-6 * 1e-2);
+        assertEquals(500.5e-6, s.meanLatency(), 500.5e-6 * 1e-2);
     }
 }
