@@ -195,7 +195,7 @@ public final class Main {
                   demo          a few ops and a timed matmul [--size 1024]
                   info          devices and CPU features
                   launch        run a training command data-parallel as N MPI processes on this machine:
-                                launch --nproc 2 [--threads T] -- train-mnist --epochs 1
+                                launch --nproc 2 [--threads T] [--bind core|none] -- train-mnist --epochs 1
                   serve         an OpenAI-compatible embedding server for a sentence-embedding model
                                 --model DIR|JAR|GROUP:ARTIFACT:VERSION [--port 8080] (serve --help lists all)
                   bench-serve   throughput and p50/p99 latency at 1-64 clients: in-process, batched, HTTP
