@@ -8,6 +8,7 @@ import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.core.JsonToken;
 import com.fasterxml.jackson.core.StreamReadConstraints;
 import dev.cortado.backend.kernels.HostMemory;
+import dev.cortado.tensor.AtomicFiles;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;
 import dev.cortado.tensor.Shape;

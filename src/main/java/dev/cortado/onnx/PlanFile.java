@@ -1,6 +1,6 @@
 package dev.cortado.onnx;
 
-import dev.cortado.io.AtomicFiles;
+import dev.cortado.tensor.AtomicFiles;
 import dev.cortado.onnx.proto.Onnx.ModelProto;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;

@@ -1,7 +1,7 @@
 package dev.cortado.ops;
 
 import dev.cortado.backend.kernels.NativeStatus;
-import dev.cortado.io.AtomicFiles;
+import dev.cortado.tensor.AtomicFiles;
 import dev.cortado.ops.Convolution.Algorithm;
 import java.io.IOException;
 import java.io.UncheckedIOException;

@@ -1,4 +1,4 @@
-package dev.cortado.io;
+package dev.cortado.tensor;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -16,7 +16,8 @@ import java.util.concurrent.ThreadLocalRandom;
  * Files written so that a crash, a full disk or an I/O error at any point leaves either the old
  * file or the new one, complete, never a mix: the one way Cortado writes a file others will read
  * back (checkpoints and safetensors, ONNX plan caches, the convolution autotune cache;
- * docs/reliability.md#crash-safe-files).
+ * docs/reliability.md#crash-safe-files). It lives in the lowest layer, beside {@link MappedFile},
+ * so that every layer that writes a file (ops' autotune cache, io, onnx) can use it.
  *
  * <p>The content goes to a new temporary file {@code .NAME.RANDOM.tmp} in the target's directory
  * (so the rename below stays on one file system), which is forced to disk and renamed over the

@@ -1,4 +1,4 @@
-package dev.cortado.io;
+package dev.cortado.tensor;
 
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
