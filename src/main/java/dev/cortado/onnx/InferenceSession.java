@@ -13,6 +13,7 @@ import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Tensor;
 import java.io.IOException;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
@@ -417,6 +418,34 @@ public final class InferenceSession implements AutoCloseable {
             n += p.pattern == null ? 0 : 1;
         }
         return n;
+    }
+
+    /**
+     * Bytes of the memory arenas this session keeps between runs ({@link Builder#reuseMemory}):
+     * memory it holds on purpose, at most one arena per input shape and run executing at once
+     * (and within {@link #MAX_IDLE_ARENA_BYTES}). Counts the arenas not in use by a run now.
+     */
+    public long idleArenaBytes() {
+        long bytes = 0;
+        for (MemoryPattern.Arena a : idleArenaList()) {
+            bytes += a.bytes();
+        }
+        return bytes;
+    }
+
+    /** How many memory arenas this session keeps between runs now ({@link #idleArenaBytes}): one allocation each. */
+    public int idleArenas() {
+        return idleArenaList().size();
+    }
+
+    private List<MemoryPattern.Arena> idleArenaList() {
+        List<MemoryPattern.Arena> all = new ArrayList<>();
+        if (patterns != null) {
+            for (ShapePlan p : patterns.values()) {
+                all.addAll(p.idle);
+            }
+        }
+        return all;
     }
 
     /** The requests, batch sizes and latency percentiles of this session's runs so far. */

@@ -253,6 +253,11 @@ public final class MemoryPattern {
             return pattern;
         }
 
+        /** The bytes this arena holds on its device (one allocation: the pattern's arena, at least one alignment unit). */
+        public long bytes() {
+            return backing.bytes;
+        }
+
         /**
          * Whether a replay may start: no replay is running and no tensor of an earlier replay is
          * still open (its memory would be handed out again).

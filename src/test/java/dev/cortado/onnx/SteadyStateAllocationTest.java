@@ -206,6 +206,12 @@ class SteadyStateAllocationTest {
             assertEquals(0, steady.allocations(), "host allocations over " + rounds * requests.size() + " requests");
             assertEquals(0, steady.systemAllocations(), "fresh system memory over the requests");
             assertTrue(planned.memoryPatterns() >= requests.size(), "a pattern per shape: " + planned.memoryPatterns());
+            // one run at a time: at most one arena kept per planned shape (none for a shape only the
+            // warm-up ran, which recorded it), none without reuse
+            assertTrue(planned.idleArenas() >= 1 && planned.idleArenas() <= planned.memoryPatterns(),
+                    planned.idleArenas() + " idle arenas for " + planned.memoryPatterns() + " patterns");
+            assertTrue(planned.idleArenaBytes() >= 64L * planned.idleArenas(), "arena bytes " + planned.idleArenaBytes());
+            assertEquals(0, unplanned.idleArenas(), "a session without memory reuse keeps no arena");
 
             // the check can fail: without memory reuse every request allocates its intermediates
             Cortado.AllocationCounts plain = steadyAllocations(unplanned, requests, 5);
