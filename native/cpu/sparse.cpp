@@ -10,10 +10,11 @@
  * block of c in registers (AVX2: 4 x 8 floats; AVX-512: 4 x 16 floats, masked tail)
  * and streams the entries through broadcast-FMA: per entry one broadcast and 4 FMAs against one
  * row segment of b, no write of c until the block is done. So c is written once per pass, b rows
- * are read once per (entry, block) and A once per column block. float32 products over a b larger
- * than one 256 x 256 panel (256 KiB) run panel by panel (the panel stays in L2 while the thread's
- * rows pass over it; c accumulated across the row panels): CSR when each row's indices are sorted
- * (a cursor per row), N:M always (a panel's groups are contiguous slots).
+ * are read once per (entry, block) and A once per column block. float32 CSR products over a b
+ * larger than one panel (256 columns by half of L2: 1,024 rows on a 2 MiB L2) run panel by panel
+ * when each row's indices are sorted (a cursor per row): the panel stays in L2 while the thread's
+ * rows pass over it, c is accumulated across the row panels (read and written once per panel).
+ * The N:M GEMM has its own packed path below.
  *
  * SDDMM is one dot product per stored entry (float32: 2 AVX2 / AVX-512 accumulators; reference:
  * compute_t). Row softmax and top-k are per-row scalar loops (top-k: std::partial_sort of the
@@ -23,6 +24,8 @@
  * Parallelism: OpenMP over output rows (dynamic chunks: CSR rows have unequal lengths), over
  * entries' rows for SDDMM, over lines for top-k and over groups for the N:M backward.
  */
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -258,9 +261,18 @@ CT_INLINE void row(bool avx512, int64_t cnt, const T* v, const int64_t* idx, con
   }
 }
 
+/* The per-core L2 size (sysconf; 1 MiB when unknown), clamped to [256 KiB, 8 MiB]. */
+int64_t l2_bytes() {
+  static const int64_t bytes = [] {
+    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return std::clamp<int64_t>(l2 > 0 ? l2 : (1 << 20), 256 << 10, 8 << 20);
+  }();
+  return bytes;
+}
+
 /* Output rows r in [0, rows): entries [ptr[r], ptr[r+1]) of (v, idx) over b [brows, n].
- * float32 with indices non-decreasing within each row: panels of b (256 rows x 256 columns,
- * 256 KiB, kept in L2 while the thread's rows run over them), each row's entries of the panel
+ * float32 with indices non-decreasing within each row: panels of b (256 columns by half of L2 in
+ * rows, kept in L2 while the thread's rows run over them), each row's entries of the panel
  * found by a cursor, c accumulated in place across the panels (static schedule: a row always on
  * the same thread). Otherwise (unsorted indices, bfloat16, float64): whole rows, spread dynamically. */
 template <class T>
@@ -268,7 +280,10 @@ void gather_rows(int64_t rows, const int64_t* ptr, const T* v, const int64_t* id
                  T* c, int64_t work) {
   const bool z = use_avx512();
   const int nt = threads_for(work);
-  constexpr int64_t kc = 256, nc = 256;
+  // the panel: nc = 256 columns by as many rows of b as fill half of L2 (at least 256): c is read
+  // and written once per panel, so fewer panels, fewer passes over c
+  constexpr int64_t nc = 256;
+  const int64_t kc = std::max<int64_t>(256, l2_bytes() / 2 / (nc * (int64_t)sizeof(T)));
   bool blocked = std::is_same_v<T, float> && (brows > kc || n > nc);
   for (int64_t r = 0; r < rows && blocked; ++r)
     for (int64_t e = ptr[r] + 1; e < ptr[r + 1]; ++e)

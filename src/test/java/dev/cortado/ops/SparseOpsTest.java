@@ -53,15 +53,16 @@ class SparseOpsTest {
     }
 
     /**
-     * Block sizes (70 x 130, n = 200), and 40 x 600 with n = 300: three 256-row panels of b and two
-     * column panels of the blocked float32 path (A b and A^T b), unsorted indices (the unblocked path).
+     * Block sizes (70 x 130, n = 200), and 40 x 2100 with n = 300: several row panels of b (256
+     * columns by half of L2 in rows: 3 panels of 1,024 rows on a 2 MiB L2, 5 of 512 on 1 MiB) and
+     * two column panels of the blocked float32 path (A b and A^T b), unsorted indices (the unblocked path).
      */
     @ParameterizedTest
     @ValueSource(booleans = {true, false})
     void csrProductsAtBlockSizes(boolean avx512) {
         CpuBackend.setAvx512Enabled(avx512);
         Random r = new Random(11);
-        for (int[] geo : new int[][] {{70, 130, 200}, {40, 600, 300}}) {
+        for (int[] geo : new int[][] {{70, 130, 200}, {40, 2100, 300}}) {
             int rows = geo[0];
             int cols = geo[1];
             int n = geo[2];

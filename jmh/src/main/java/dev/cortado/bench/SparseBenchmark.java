@@ -36,7 +36,7 @@ import org.openjdk.jmh.annotations.Warmup;
  * (4 MiB) and C written once (4 MiB); at 10% that is 20 MiB + 8 MiB, so the bandwidth bound is
  * that over the machine's read bandwidth (BandwidthBenchmark measures it in the same run).
  * Run: {@code java -jar target/benchmarks.jar SparseBenchmark} with OMP_NUM_THREADS set (see
- * docs/benchmarks.md); not yet run for numbers.
+ * docs/benchmarks.md, run H).
  */
 @BenchmarkMode(Mode.AverageTime)
 @OutputTimeUnit(TimeUnit.MILLISECONDS)
