@@ -134,9 +134,7 @@ public final class BatchNorm {
                 if (in.length < 5 || in[3] == null || in[4] == null) {
                     throw op.error("needs save_mean and save_rstd (x " + x.describe() + ")");
                 }
-                if (!dy.shape().equals(x.shape()) || dy.dtype() != x.dtype()) {
-                    throw op.error("dy " + dy.describe() + " must have the dtype and shape of x " + x.describe());
-                }
+                op.requireLike("dy", dy, "x", x);
                 Shape cs = Shape.of(c);
                 return new TensorSpec[] {new TensorSpec(x.shape(), x.dtype()), new TensorSpec(cs, DType.FLOAT32),
                     new TensorSpec(cs, DType.FLOAT32)};
@@ -192,9 +190,7 @@ public final class BatchNorm {
     public static final Op<BatchNormAttrs> BATCH_NORM_RELU_BACKWARD_OP = Op.<BatchNormAttrs>declare("batch_norm_relu_backward")
             .inputs("dy", "y", "x", "weight", "save_mean", "save_rstd").required(3)
             .shape((op, a, in) -> {
-                if (!in[1].shape().equals(in[2].shape()) || in[1].dtype() != in[2].dtype()) {
-                    throw op.error("y " + in[1].describe() + " must have the dtype and shape of x " + in[2].describe());
-                }
+                op.requireLike("y", in[1], "x", in[2]);
                 Tensor[] rest = new Tensor[] {in[0], in[2], in.length > 3 ? in[3] : null, in.length > 4 ? in[4] : null,
                     in.length > 5 ? in[5] : null};
                 return BATCH_NORM_BACKWARD_OP.infer(a, rest);

@@ -61,10 +61,7 @@ public final class LinearAttention {
             .inputs("do", "q", "k", "v")
             .shape((op, a, in) -> {
                 check(op, in[1], in[2], in[3]);
-                if (!in[0].shape().equals(in[1].shape()) || in[0].dtype() != in[1].dtype()) {
-                    throw op.error("'do' " + in[0].describe() + " must be " + in[1].dtype() + in[1].shape()
-                            + " (the output of q " + in[1].describe() + ")");
-                }
+                op.requireLike("do", in[0], "q", in[1]); // the output has q's shape and dtype
                 return new TensorSpec[] {new TensorSpec(in[1].shape(), in[1].dtype()),
                     new TensorSpec(in[1].shape(), in[1].dtype()), new TensorSpec(in[1].shape(), in[1].dtype())};
             })

@@ -326,6 +326,14 @@ public final class Op<A> {
                 + "); expected one of " + Arrays.toString(allowed));
     }
 
+    /** Throws unless {@code t} has {@code like}'s shape and dtype (a gradient {@code g} of an input {@code x}). */
+    public void requireLike(String input, Tensor t, String likeName, Tensor like) {
+        if (!t.shape().equals(like.shape()) || t.dtype() != like.dtype()) {
+            throw error(input + " " + t.describe() + " must have " + likeName + "'s shape and dtype (" + likeName + " "
+                    + like.describe() + ")");
+        }
+    }
+
     /** NumPy broadcasting of two shapes; the error names this op. */
     public Shape broadcast(Shape a, Shape b) {
         try {

@@ -146,9 +146,7 @@ public final class Sparse {
             .shape((op, a, in) -> {
                 checkCrow(op, in[0]);
                 checkValues(op, in[1]);
-                if (!in[2].shape().equals(in[1].shape()) || in[2].dtype() != in[1].dtype()) {
-                    throw op.error("dy " + in[2].describe() + " must match y " + in[1].describe());
-                }
+                op.requireLike("dy", in[2], "y", in[1]);
                 return Op.one(in[1].shape(), in[1].dtype());
             })
             .kernels((a, in, out) -> softmaxBackward(in[0], in[1], in[2], out[0]))

@@ -149,9 +149,7 @@ public final class Binary {
             .inputs("g", "x")
             .shape((op, a, in) -> {
                 op.requireDType("x", in[1], DType.FLOAT32, DType.FLOAT64, DType.FLOAT16, DType.BFLOAT16);
-                if (!in[0].shape().equals(in[1].shape()) || in[0].dtype() != in[1].dtype()) {
-                    throw op.error("g " + in[0].describe() + " must have x's shape and dtype (x " + in[1].describe() + ")");
-                }
+                op.requireLike("g", in[0], "x", in[1]);
                 return Op.one(in[1].shape(), in[1].dtype());
             })
             .kernels((a, in, out) -> {
@@ -203,9 +201,7 @@ public final class Binary {
             .shape((op, omega, in) -> {
                 omega(op, omega);
                 op.requireDType("x", in[1], DType.FLOAT32, DType.FLOAT64, DType.FLOAT16, DType.BFLOAT16);
-                if (!in[0].shape().equals(in[1].shape()) || in[0].dtype() != in[1].dtype()) {
-                    throw op.error("g " + in[0].describe() + " must have x's shape and dtype (x " + in[1].describe() + ")");
-                }
+                op.requireLike("g", in[0], "x", in[1]);
                 return Op.one(in[1].shape(), in[1].dtype());
             })
             .kernels((omega, in, out) -> {

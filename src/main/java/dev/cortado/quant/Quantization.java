@@ -104,9 +104,7 @@ public final class Quantization {
                 Tensor g = in[0];
                 Tensor x = in[1];
                 checkFakeQuant(op, s, x);
-                if (!g.shape().equals(x.shape()) || g.dtype() != x.dtype()) {
-                    throw op.error("g " + g.describe() + " must have x's shape and dtype (x " + x.describe() + ")");
-                }
+                op.requireLike("g", g, "x", x);
                 checkParams(op, s, x, in[2], opt(in, 3));
                 return new TensorSpec[] {new TensorSpec(x.shape(), x.dtype()), new TensorSpec(x.shape(), DType.FLOAT32)};
             })

@@ -311,6 +311,15 @@ class BinaryTest {
             }
             m = assertThrows(IllegalArgumentException.class, () -> Binary.biper(Tensor.of(new int[] {1}, 1), 20)).getMessage();
             assertTrue(m.contains("biper") && m.contains("'x'"), m);
+            // the backward ops: a gradient that is not x's shape and dtype
+            Tensor x = randn(r, 3, 4);
+            m = assertThrows(IllegalArgumentException.class,
+                    () -> Binary.SIGN_STE_BACKWARD_OP.call(null, randn(r, 4, 3), x)).getMessage();
+            assertTrue(m.startsWith("sign_ste_backward: g ") && m.contains("must have x's shape and dtype")
+                    && m.contains("[4, 3]") && m.contains("[3, 4]"), m);
+            m = assertThrows(IllegalArgumentException.class,
+                    () -> Binary.BIPER_BACKWARD_OP.call(20.0, x.to(DType.FLOAT64), x)).getMessage();
+            assertTrue(m.startsWith("biper_backward: g float64[3, 4]") && m.contains("x's shape and dtype"), m);
         }
     }
 }
