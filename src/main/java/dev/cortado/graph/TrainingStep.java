@@ -45,6 +45,8 @@ import java.util.function.Function;
  * the numbers equal an eager step's up to the rounding of the graph passes. With
  * {@link CompileOptions.Builder#dataParallel} the update node first averages the gradients over the
  * processes of a {@code DistributedDataParallel} (bucketed, compressed if it compresses), in place.
+ * Optimizer parameters the loss does not reach (a frozen head, an unused branch) get no gradient
+ * and no update, as in an eager step; a re-capture must reach the same ones.
  *
  * <p>The capture runs the function once for real; the buffers it changes are restored afterwards,
  * so compiling has no effect on the model. The model's mode (train or eval) at compile time is the
@@ -58,7 +60,10 @@ public final class TrainingStep implements AutoCloseable {
     private final double maxGradNorm;
     private final dev.cortado.distributed.DistributedDataParallel dataParallel;
     private List<Tensor> assigned;
+    /** The indices of the optimizer's parameters the loss reaches (the others get no gradient and no update, as in an eager step). */
+    private int[] reached;
     private double lastGradNorm = Double.NaN;
+    private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(TrainingStep.class);
 
     TrainingStep(Function<Tensor[], Tensor> loss, Tensor[] examples, Optimizer optimizer, Map<String, Tensor> buffers,
             CompileOptions options) {
@@ -91,7 +96,7 @@ public final class TrainingStep implements AutoCloseable {
      * optimizer, writing its parameters and state in place; the graph returns the loss alone.
      */
     private Graph withUpdates(Graph captured) {
-        int n = params.size();
+        int n = reached.length;
         List<Value> outs = captured.outputs();
         if (outs.size() != 1 + n + assigned.size()) {
             throw new GraphException("compileTrainingStep: the captured graph returns " + outs.size() + " values, expected "
@@ -114,15 +119,17 @@ public final class TrainingStep implements AutoCloseable {
         }
         List<Value> grads = new ArrayList<>(n);
         List<Value> written = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
-            grads.add(r.map(outs.get(1 + i)));
+        for (int j = 0; j < n; j++) {
+            int i = reached[j];
+            grads.add(r.map(outs.get(1 + j)));
             Value p = byTensor.get(params.get(i));
             written.add(p != null ? r.map(p) : b.parameter(params.get(i), "param" + i));
         }
         List<Tensor> state = optimizer.stateTensors();
-        int perParam = n == 0 ? 0 : state.size() / n;
+        int perParam = params.isEmpty() ? 0 : state.size() / params.size();
         List<List<Value>> stateOf = new ArrayList<>();
-        for (int i = 0; i < n; i++) {
+        for (int j = 0; j < n; j++) {
+            int i = reached[j];
             List<Value> own = new ArrayList<>();
             for (int k = 0; k < perParam; k++) {
                 own.add(b.parameter(state.get(i * perParam + k), optimizer.name() + ".state." + i + "." + k));
@@ -132,18 +139,16 @@ public final class TrainingStep implements AutoCloseable {
         if (maxGradNorm != Double.POSITIVE_INFINITY || dataParallel != null) {
             // clipping scales every gradient by their global norm, and the processes average them all
             // in one collective step: one update after all of them
-            int[] all = new int[n];
-            for (int i = 0; i < n; i++) {
-                all[i] = i;
-                written.addAll(stateOf.get(i));
+            for (int j = 0; j < n; j++) {
+                written.addAll(stateOf.get(j));
             }
-            b.update("optimizer", new OptimizerStep(all), grads, written);
+            b.update("optimizer", new OptimizerStep(reached), grads, written);
         } else {
             // one update per parameter, which the schedule runs once its gradient is ready and its old value read
-            for (int i = 0; i < n; i++) {
-                List<Value> w = new ArrayList<>(List.of(written.get(i)));
-                w.addAll(stateOf.get(i));
-                b.update("optimizer", new OptimizerStep(new int[] {i}), List.of(grads.get(i)), w);
+            for (int j = 0; j < n; j++) {
+                List<Value> w = new ArrayList<>(List.of(written.get(j)));
+                w.addAll(stateOf.get(j));
+                b.update("optimizer", new OptimizerStep(new int[] {reached[j]}), List.of(grads.get(j)), w);
             }
         }
         b.output(r.map(outs.get(0)));
@@ -168,8 +173,8 @@ public final class TrainingStep implements AutoCloseable {
      * graph's values, read in place) by global norm when asked to (then {@code indices} are all of
      * them) and runs the optimizer's fused kernels on them ({@link Optimizer#step(List, boolean)}),
      * which update the parameters and their state in place with the learning rates and step counts
-     * of the moment (schedules and bias correction apply at each run). The update of parameter 0
-     * counts the optimizer's completed step.
+     * of the moment (schedules and bias correction apply at each run). The update of the first
+     * parameter the loss reaches counts the optimizer's completed step.
      */
     private final class OptimizerStep implements Node.UpdateRule {
         private final int[] indices;
@@ -206,7 +211,7 @@ public final class TrainingStep implements AutoCloseable {
                     for (int k = 0; k < indices.length; k++) {
                         byParam.set(indices[k], grads.get(k));
                     }
-                    optimizer.step(byParam, indices[0] == 0);
+                    optimizer.step(byParam, indices[0] == reached[0]);
                 } finally {
                     for (Tensor t : made) {
                         t.close();
@@ -218,6 +223,9 @@ public final class TrainingStep implements AutoCloseable {
         @Override
         public String toString() {
             String which = indices.length == params.size() && indices.length > 1 ? "all" : java.util.Arrays.toString(indices);
+            if (indices.length == reached.length && indices.length < params.size()) {
+                which = "reached " + java.util.Arrays.toString(indices);
+            }
             return optimizer.name() + " params " + which + (dataParallel == null ? "" : ", averaged over processes")
                     + (maxGradNorm == Double.POSITIVE_INFINITY ? "" : ", maxGradNorm=" + maxGradNorm);
         }
@@ -248,18 +256,31 @@ public final class TrainingStep implements AutoCloseable {
                         + ") than the first (" + assigned.size() + ")");
             }
             assigned = written;
-            Tensor[] out = new Tensor[1 + params.size() + written.size()];
-            out[0] = l;
-            for (int i = 0; i < params.size(); i++) {
-                Tensor g = params.get(i).grad();
-                if (g == null) {
-                    throw new CaptureException("compileTrainingStep: the loss does not depend on optimizer parameter "
-                            + i + " (" + params.get(i).describe() + ")");
+            int[] withGrad = java.util.stream.IntStream.range(0, params.size())
+                    .filter(i -> params.get(i).grad() != null).toArray();
+            if (withGrad.length == 0) {
+                throw new CaptureException("compileTrainingStep: the loss depends on none of the optimizer's "
+                        + params.size() + " parameters");
+            }
+            if (reached == null) {
+                reached = withGrad;
+                if (withGrad.length < params.size()) {
+                    LOG.info("compileTrainingStep: the loss reaches {} of the optimizer's {} parameters; the others are not"
+                            + " updated, as an eager step skips a parameter without a gradient", withGrad.length,
+                            params.size());
                 }
-                out[1 + i] = g.detach();
+            } else if (!java.util.Arrays.equals(reached, withGrad)) {
+                throw new CaptureException("compileTrainingStep: a new capture reaches other optimizer parameters ("
+                        + java.util.Arrays.toString(withGrad) + ") than the first (" + java.util.Arrays.toString(reached)
+                        + ")");
+            }
+            Tensor[] out = new Tensor[1 + reached.length + written.size()];
+            out[0] = l;
+            for (int j = 0; j < reached.length; j++) {
+                out[1 + j] = params.get(reached[j]).grad().detach();
             }
             for (int j = 0; j < written.size(); j++) {
-                out[1 + params.size() + j] = written.get(j); // reads the value assigned last
+                out[1 + reached.length + j] = written.get(j); // reads the value assigned last
             }
             return out;
         } finally {

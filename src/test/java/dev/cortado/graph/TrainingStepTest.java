@@ -184,6 +184,62 @@ class TrainingStepTest {
         }
     }
 
+    /**
+     * An optimizer that also holds a layer the loss never uses (listed first, so the step count must
+     * come from the first parameter that is reached): the compiled step updates the MLP as the eager
+     * step does, without and with clipping, and leaves the unused layer bit for bit as it was, as
+     * AdamW's eager step does (no gradient, no decay); a capture that reaches no parameter is refused.
+     */
+    @Test
+    void parametersTheLossDoesNotReachAreLeftAsAnEagerStepLeavesThem() {
+        LongFunction<Module> mlp = seed -> new Sequential(new Linear(6, 16, true, ParamOptions.seeded(3)), Activation.relu(),
+                new Linear(16, 3, true, ParamOptions.seeded(4)));
+        for (double clip : new double[] {Double.POSITIVE_INFINITY, 0.05}) {
+            try (Scope s = Scope.open(); Tensor x1 = randn(9, 6); Tensor x2 = randn(9, 6);
+                 Module compiled = mlp.apply(0); Module eager = mlp.apply(0);
+                 Linear unusedC = new Linear(6, 4, true, ParamOptions.seeded(5));
+                 Linear unusedE = new Linear(6, 4, true, ParamOptions.seeded(5))) {
+                Tensor[][] batches = {{x1, labels(9, 3, 1)}, {x2, labels(9, 3, 2)}};
+                List<Tensor> pc = new java.util.ArrayList<>(unusedC.parameters());
+                pc.addAll(compiled.parameters());
+                List<Tensor> pe = new java.util.ArrayList<>(unusedE.parameters());
+                pe.addAll(eager.parameters());
+                double[] before = unusedC.parameters().get(0).toDoubleArray();
+                CompileOptions.Builder o = CompileOptions.builder().verify(true);
+                if (clip != Double.POSITIVE_INFINITY) {
+                    o.maxGradNorm(clip);
+                }
+                String what = "unused layer, maxGradNorm " + clip;
+                try (Optimizer oc = Adam.adamW().lr(1e-2).weightDecay(0.1).build(pc);
+                     Optimizer oe = Adam.adamW().lr(1e-2).weightDecay(0.1).build(pe);
+                     TrainingStep step = Graphs.compileTrainingStep(compiled, Losses::crossEntropy, oc, x1, batches[0][1],
+                             o.build())) {
+                    assertEquals(clip != Double.POSITIVE_INFINITY ? 1 : compiled.parameters().size(),
+                            countUpdates(step.graph(), "optimizer"), step.graph().toString());
+                    for (int k = 0; k < STEPS; k++) {
+                        Tensor[] batch = batches[k % 2];
+                        try (Tensor want = eagerStep(eager, oe, Losses::crossEntropy, batch, clip);
+                             Tensor got = step.run(batch)) {
+                            Reference.assertCloseChecked(want.toDoubleArray(), got.toDoubleArray(), TOL, what + " loss, step " + k);
+                        }
+                    }
+                    assertEquals(STEPS, oc.stepCount(), what);
+                    assertAllClose(eager, compiled, TOL, what + " after " + STEPS + " steps");
+                    assertArrayEquals(before, unusedC.parameters().get(0).toDoubleArray(), what + ": the unused weight");
+                    assertArrayEquals(unusedE.parameters().get(1).toDoubleArray(),
+                            unusedC.parameters().get(1).toDoubleArray(), what + ": the unused bias, as eager left it");
+                }
+                if (clip == Double.POSITIVE_INFINITY) {
+                    try (Optimizer only = Adam.adamW().lr(1e-2).build(unusedC.parameters())) {
+                        CaptureException e = assertThrows(CaptureException.class, () -> Graphs.compileTrainingStep(compiled,
+                                Losses::crossEntropy, only, x1, batches[0][1], CompileOptions.builder().build()).close());
+                        assertTrue(e.getMessage().contains("depends on none of the optimizer's 2 parameters"), e.getMessage());
+                    }
+                }
+            }
+        }
+    }
+
     @Test
     void mnistCnnWithBatchNormAndAdamWMatchesEager() {
         Convolution.ConvOptions same = Convolution.ConvOptions.builder().padding(1).build();
