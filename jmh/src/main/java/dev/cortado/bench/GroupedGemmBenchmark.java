@@ -35,7 +35,7 @@ import org.openjdk.jmh.annotations.Warmup;
  * rows, as a router after a few steps of training gives). The ratio to report is
  * denseMatmul / groupedMatmul time in the same run.
  * Run: {@code java -jar target/benchmarks.jar GroupedGemmBenchmark} with OMP_NUM_THREADS set (see
- * docs/benchmarks.md); not yet run for numbers.
+ * docs/benchmarks.md, runs J and K).
  */
 @BenchmarkMode(Mode.AverageTime)
 @OutputTimeUnit(TimeUnit.MILLISECONDS)
