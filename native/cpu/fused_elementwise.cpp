@@ -8,7 +8,9 @@
  * every instruction is a loop over the tile (load an input with its stride, 0 = broadcast; apply
  * one ct::sop functor; store), so each instruction's dispatch costs one switch per tile, the loops
  * are the eager kernels' loops (GCC vectorizes them; the AVX-512 build of the same interpreter
- * runs when the CPU has it) and the registers, 16 tiles of 1 KiB, stay in L1. The formulas are the
+ * runs when the CPU has it) and the registers, 16 tiles of 1 KiB, stay in L1. A contiguous input
+ * already in the compute type is not copied into a tile: the instructions read it in place (unless
+ * an output overlaps it). The formulas are the
  * functors of native/shared/scalar_ops.h, the same the eager ct_cpu_unary / ct_cpu_binary and
  * the CUDA kernels use; the dispatch switches are expansions of ops/unary.def and ops/binary.def.
  * float16/bfloat16 are computed in float32 and rounded once, on store (the unfused chain rounds
@@ -97,8 +99,12 @@ template <class C> CT_INLINE void binary_tile(int code, int64_t n, C* d, const C
  * stride s[k] (inputs first, then outputs). */
 template <class T>
 CT_INLINE void exec_tile(const Program& P, int64_t n, char* const* p, const int64_t* s,
-                         compute_t<T> (*r)[kTileBytes / sizeof(compute_t<T>)]) {
+                         compute_t<T> (*r)[kTileBytes / sizeof(compute_t<T>)], bool alias) {
   using C = compute_t<T>;
+  // what each register reads from: its tile, or (with `alias`: a contiguous input of the compute
+  // type, loaded without conversion, that no output overlaps) the input's memory itself, so that
+  // such a load copies nothing
+  const C* v[CT_FUSED_MAX_REGS];
   for (int i = 0; i < P.n; ++i) {
     const Instr& in = P.ins[i];
     C* d = r[in.dst];
@@ -106,6 +112,12 @@ CT_INLINE void exec_tile(const Program& P, int64_t n, char* const* p, const int6
       case CT_FUSED_LOAD: {
         const T* x = (const T*)p[in.a];
         const int64_t sx = s[in.a];
+        if constexpr (std::is_same_v<T, C>) {
+          if (sx == 1 && alias) {
+            v[in.dst] = x;
+            continue;
+          }
+        }
         if (sx == 1) {
           for (int64_t j = 0; j < n; ++j) d[j] = load(x + j);
         } else if (sx == 0) {
@@ -121,21 +133,22 @@ CT_INLINE void exec_tile(const Program& P, int64_t n, char* const* p, const int6
         for (int64_t j = 0; j < n; ++j) d[j] = v;
         break;
       }
-      case CT_FUSED_UNARY: unary_tile<C>(in.code, n, d, r[in.a], in.p0, in.p1); break;
-      case CT_FUSED_BINARY: binary_tile<C>(in.code, n, d, r[in.a], r[in.b]); break;
+      case CT_FUSED_UNARY: unary_tile<C>(in.code, n, d, v[in.a], in.p0, in.p1); break;
+      case CT_FUSED_BINARY: binary_tile<C>(in.code, n, d, v[in.a], v[in.b]); break;
       case CT_FUSED_STORE: {
         T* o = (T*)p[P.n_inputs + in.dst];
         const int64_t so = s[P.n_inputs + in.dst];
-        const C* v = r[in.a];
+        const C* x = v[in.a];
         if (so == 1) {
-          for (int64_t j = 0; j < n; ++j) store<T>(o + j, v[j]);
+          for (int64_t j = 0; j < n; ++j) store<T>(o + j, x[j]);
         } else {
-          for (int64_t j = 0; j < n; ++j) store<T>(o + j * so, v[j]);
+          for (int64_t j = 0; j < n; ++j) store<T>(o + j * so, x[j]);
         }
-        break;
+        continue;  // a store writes no register
       }
       default: break;
     }
+    v[in.dst] = d;
   }
 }
 
@@ -148,12 +161,26 @@ CT_INLINE void exec_tile(const Program& P, int64_t n, char* const* p, const int6
   for (int64_t off = 0; off < n; off += tile) {                                      \
     const int64_t len = n - off < tile ? n - off : tile;                             \
     for (int k = 0; k < kOperands; ++k) q[k] = p[k] + off * s[k] * (int64_t)sizeof(T); \
-    exec_tile<T>(P, len, q, s, r);                                                   \
+    exec_tile<T>(P, len, q, s, r, alias);                                            \
   }
 
-template <class T> void row(const Program& P, int64_t n, char* const* p, const int64_t* s) { CT_FUSED_ROW_BODY }
-template <class T> CT_AVX512 void row_avx512(const Program& P, int64_t n, char* const* p, const int64_t* s) {
+template <class T> void row(const Program& P, int64_t n, char* const* p, const int64_t* s, bool alias) {
   CT_FUSED_ROW_BODY
+}
+template <class T>
+CT_AVX512 void row_avx512(const Program& P, int64_t n, char* const* p, const int64_t* s, bool alias) {
+  CT_FUSED_ROW_BODY
+}
+
+/* The bytes [lo, hi) a strided operand touches over the iteration shape. */
+void span(const ct_tensor& t, int ndim, const int64_t* shape, int64_t es, uintptr_t* lo, uintptr_t* hi) {
+  int64_t a = 0, b = 0;
+  for (int d = 0; d < ndim; ++d) {
+    const int64_t e = (shape[d] - 1) * t.strides[d];
+    (e < 0 ? a : b) += e;
+  }
+  *lo = (uintptr_t)t.data + (uintptr_t)(a * es);
+  *hi = (uintptr_t)t.data + (uintptr_t)((b + 1) * es);
 }
 
 template <class T>
@@ -171,10 +198,20 @@ void run(const Program& P, int ndim, const int64_t* shape, int64_t numel, const 
     base[k] = t ? (char*)t->data : (char*)dummy;
     es[k] = (int64_t)sizeof(T);
   }
+  // inputs are read in place (no copy into a tile) unless an output overlaps them: a store could
+  // then change what a later instruction of the same tile reads
+  bool alias = true;
+  for (int i = 0; i < P.n_inputs && alias; ++i)
+    for (int o = 0; o < n_outputs && alias; ++o) {
+      uintptr_t il, ih, ol, oh;
+      span(inputs[i], ndim, shape, (int64_t)sizeof(T), &il, &ih);
+      span(outputs[o], ndim, shape, (int64_t)sizeof(T), &ol, &oh);
+      if (il < oh && ol < ih) alias = false;
+    }
   const bool wide = use_avx512();
   for_each_row<kOperands>(ndim, shape, st, base, es, numel, [&](int64_t n, char* const* p, const int64_t* s) {
-    if (wide) row_avx512<T>(P, n, p, s);
-    else row<T>(P, n, p, s);
+    if (wide) row_avx512<T>(P, n, p, s, alias);
+    else row<T>(P, n, p, s, alias);
   });
 }
 
