@@ -6,6 +6,8 @@
 #
 #   scripts/soak.sh [SECONDS]          default 600 (10 minutes)
 #   SOAK_INJECT_LEAK=1 scripts/soak.sh 60   leaves one tensor unclosed per iteration: must FAIL
+#   SOAK_INJECT_NATIVE_LEAK=1 scripts/soak.sh 30   leaves 64 KiB malloc'd per iteration, outside the
+#                                                  engine's accounting: the resident bound must FAIL
 #
 # Needs the native build (mvn -B -q package -DskipTests -Dnative.cuda=OFF once). The figures are
 # printed and written to target/soak-report.txt.
@@ -17,6 +19,7 @@ mkdir -p target
 status=0
 mvn -B verify -Dnative.cuda=OFF -Dtest=SoakTest -Dsurefire.failIfNoSpecifiedTests=false \
     -Dsoak.seconds="$SECONDS_ARG" -Dsoak.injectLeak="$([[ "${SOAK_INJECT_LEAK:-0}" == 1 ]] && echo true || echo false)" \
+    -Dsoak.injectNativeLeak="$([[ "${SOAK_INJECT_NATIVE_LEAK:-0}" == 1 ]] && echo true || echo false)" \
     -Dsurefire.timeout=$((SECONDS_ARG * 2 + 600)) > "$LOG" 2>&1 || status=$?
 grep -E '^soak:|^after warm-up|Tests run:|FAIL|expected:' "$LOG" | head -n 20 || true
 [[ -f target/soak-report.txt ]] && cat target/soak-report.txt

@@ -13,6 +13,7 @@
  * is reported as out of memory. Live-byte accounting counts requested bytes in use only.
  */
 #include <cblas.h>
+#include <malloc.h>
 #include <cpuid.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -294,6 +295,20 @@ int ct_cpu_set_cache_limit(int64_t bytes) {
   if ((uint64_t)ct_cpu_cached_bytes() > (uint64_t)bytes) ct::cache_empty();
   return CT_OK;
 }
+int ct_cpu_malloc_stats(int64_t* out_in_use, int64_t* out_free_held) {
+  if (!out_in_use || !out_free_held)
+    return ct::fail(CT_ERR_INVALID_ARG, "ct_cpu_malloc_stats: an output pointer is NULL");
+  struct mallinfo2 mi = mallinfo2();
+  *out_in_use = (int64_t)(mi.uordblks + mi.hblkhd);  // arena blocks in use + mmapped blocks
+  *out_free_held = (int64_t)mi.fordblks;             // free bytes inside the arenas
+  return CT_OK;
+}
+
+int ct_cpu_release_free_memory(void) {
+  malloc_trim(0);
+  return CT_OK;
+}
+
 int64_t ct_cpu_live_allocations(void) { return ct::g_allocs.load(std::memory_order_relaxed); }
 int64_t ct_cpu_allocation_count(void) { return ct::g_alloc_count.load(std::memory_order_relaxed); }
 int64_t ct_cpu_system_allocation_count(void) {

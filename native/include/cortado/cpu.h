@@ -39,6 +39,13 @@ int ct_cpu_unmap(int64_t address, int64_t length);
 int64_t ct_cpu_cached_bytes(void);
 int ct_cpu_empty_cache(void);
 int ct_cpu_set_cache_limit(int64_t bytes);
+/* The C heap of the whole process (glibc malloc, every arena; the JVM's and the BLAS library's own
+ * mallocs included, the block cache above too): bytes in use by live malloc blocks, and bytes that
+ * malloc holds free (freed blocks not yet given back to the system, resident where touched). */
+int ct_cpu_malloc_stats(int64_t* out_in_use, int64_t* out_free_held);
+/* Gives the free memory malloc holds back to the system (glibc malloc_trim(0): every arena, free
+ * pages in the middle of an arena too). Leaves the block cache alone; nothing in use moves. */
+int ct_cpu_release_free_memory(void);
 
 /* Threads used by OpenMP regions and by OpenBLAS (bounded together). n <= 0 means all cores. */
 int ct_cpu_set_num_threads(int n);

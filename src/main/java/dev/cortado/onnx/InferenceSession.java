@@ -97,8 +97,8 @@ public final class InferenceSession implements AutoCloseable {
     private final StreamPool<CudaStream> streams;
     /** Memory patterns by input shapes ({@link Builder#reuseMemory}); null when off. */
     private final Map<String, ShapePlan> patterns;
-    /** Bytes of the arenas waiting in {@link ShapePlan#idle} queues. */
-    private final java.util.concurrent.atomic.AtomicLong idleArenaBytes = new java.util.concurrent.atomic.AtomicLong();
+    /** The arenas waiting in the {@link ShapePlan#idle} queues, counted as they come and go. */
+    private final IdleArenas idleTally = new IdleArenas();
     private volatile boolean closed;
     private boolean released;
     private boolean planFromDisk;
@@ -426,26 +426,12 @@ public final class InferenceSession implements AutoCloseable {
      * (and within {@link #MAX_IDLE_ARENA_BYTES}). Counts the arenas not in use by a run now.
      */
     public long idleArenaBytes() {
-        long bytes = 0;
-        for (MemoryPattern.Arena a : idleArenaList()) {
-            bytes += a.bytes();
-        }
-        return bytes;
+        return idleTally.bytes.get();
     }
 
     /** How many memory arenas this session keeps between runs now ({@link #idleArenaBytes}): one allocation each. */
     public int idleArenas() {
-        return idleArenaList().size();
-    }
-
-    private List<MemoryPattern.Arena> idleArenaList() {
-        List<MemoryPattern.Arena> all = new ArrayList<>();
-        if (patterns != null) {
-            for (ShapePlan p : patterns.values()) {
-                all.addAll(p.idle);
-            }
-        }
-        return all;
+        return idleTally.count.get();
     }
 
     /** The requests, batch sizes and latency percentiles of this session's runs so far. */
@@ -535,9 +521,9 @@ public final class InferenceSession implements AutoCloseable {
             this.divergences = divergences;
         }
 
-        MemoryPattern.Arena take(java.util.concurrent.atomic.AtomicLong idleBytes) {
+        MemoryPattern.Arena take(IdleArenas tally) {
             for (MemoryPattern.Arena a; (a = idle.poll()) != null; ) {
-                idleBytes.addAndGet(-pattern.arenaBytes());
+                tally.remove(a);
                 if (a.reusable()) {
                     return a;
                 }
@@ -547,20 +533,40 @@ public final class InferenceSession implements AutoCloseable {
         }
 
         /** Keeps {@code a} for the next run of the shape if the session's idle arenas stay within their budget. */
-        void give(MemoryPattern.Arena a, java.util.concurrent.atomic.AtomicLong idleBytes) {
-            if (idleBytes.addAndGet(pattern.arenaBytes()) <= MAX_IDLE_ARENA_BYTES) {
+        void give(MemoryPattern.Arena a, IdleArenas tally) {
+            if (tally.add(a)) {
                 idle.offer(a);
             } else {
-                idleBytes.addAndGet(-pattern.arenaBytes());
                 a.close();
             }
         }
 
-        void closeIdle(java.util.concurrent.atomic.AtomicLong idleBytes) {
+        void closeIdle(IdleArenas tally) {
             for (MemoryPattern.Arena a; (a = idle.poll()) != null; ) {
-                idleBytes.addAndGet(-pattern.arenaBytes());
+                tally.remove(a);
                 a.close();
             }
+        }
+    }
+
+    /** Bytes and number of a session's idle arenas, within {@link #MAX_IDLE_ARENA_BYTES}. */
+    private static final class IdleArenas {
+        final java.util.concurrent.atomic.AtomicLong bytes = new java.util.concurrent.atomic.AtomicLong();
+        final AtomicInteger count = new AtomicInteger();
+
+        /** Counts {@code a} in if the budget allows it; false (nothing counted) if it does not. */
+        boolean add(MemoryPattern.Arena a) {
+            if (bytes.addAndGet(a.bytes()) > MAX_IDLE_ARENA_BYTES) {
+                bytes.addAndGet(-a.bytes());
+                return false;
+            }
+            count.incrementAndGet();
+            return true;
+        }
+
+        void remove(MemoryPattern.Arena a) {
+            bytes.addAndGet(-a.bytes());
+            count.decrementAndGet();
         }
     }
 
@@ -629,7 +635,7 @@ public final class InferenceSession implements AutoCloseable {
             synchronize(stream);
             return result;
         }
-        MemoryPattern.Arena arena = plan.take(idleArenaBytes);
+        MemoryPattern.Arena arena = plan.take(idleTally);
         boolean diverged = true;
         Map<String, Tensor> out = null;
         try {
@@ -662,13 +668,13 @@ public final class InferenceSession implements AutoCloseable {
     /** Back to the shape's idle arenas, or closed (and the shape recorded again) after a divergence. */
     private void releaseArena(ShapePlan plan, String key, MemoryPattern.Arena arena, boolean diverged) {
         if (!diverged && !closed && arena.reusable()) {
-            plan.give(arena, idleArenaBytes);
+            plan.give(arena, idleTally);
         } else {
             arena.close();
         }
         if (diverged && patterns.remove(key, plan)) {
             // record the shape again on its next run, or give up on it after a few tries
-            plan.closeIdle(idleArenaBytes);
+            plan.closeIdle(idleTally);
             int n = plan.divergences.incrementAndGet();
             if (n >= MAX_DIVERGENCES) {
                 patterns.put(key, new ShapePlan(null, plan.divergences));
@@ -863,7 +869,7 @@ public final class InferenceSession implements AutoCloseable {
             if (!released) {
                 released = true;
                 if (patterns != null) {
-                    patterns.values().forEach(p -> p.closeIdle(idleArenaBytes));
+                    patterns.values().forEach(p -> p.closeIdle(idleTally));
                     patterns.clear();
                 }
                 if (streams != null) {

@@ -42,13 +42,15 @@ import org.junit.jupiter.api.Test;
  * After a warm-up (a quarter of the run, and at least 16 iterations: two reloads) the baseline is taken; then, at the end of every
  * iteration, the engine's host memory (bytes and live blocks) outside the memory arenas the served
  * session keeps on purpose must equal the baseline exactly, those arenas must stay within one per
- * batch size and run at once,
- * and at the end the process's resident memory, threads and open files must be within their
- * bounds of the baseline, and the Cleaner safety net must have freed no tensor.
+ * batch size and run at once; at the end, threads and open files must be within their bounds of
+ * the baseline, resident memory outside the Java heap must not have grown from the first quarter of
+ * the run to the last by more than its bound (lowest sample of each quarter, taken after malloc's
+ * free memory is given back), and the Cleaner safety net must have freed no tensor.
  *
  * <p>{@code -Dsoak.seconds=N} (default 30) sets the length ({@code scripts/soak.sh} runs it for
  * minutes); {@code -Dsoak.injectLeak=true} leaves one tensor unclosed per iteration, to see it
- * fail. The figures go to {@code target/soak-report.txt}.
+ * fail, and {@code -Dsoak.injectNativeLeak=true} leaves 64 KiB of malloc'd memory per iteration
+ * that the engine does not count, to see the resident bound fail. The figures go to {@code target/soak-report.txt}.
  */
 @SuppressWarnings("try") // Scope blocks free what the body creates without naming the scope
 class SoakTest {
@@ -69,6 +71,51 @@ class SoakTest {
         return -1;
     }
 
+    /**
+     * Resident kB per mapping of this process ({@code /proc/self/smaps}), keyed by address range and
+     * name: two of these, at the baseline and at the end, show which mapping grew when the resident
+     * bound fails (the Java heap, a malloc arena, the code cache, a thread stack...).
+     */
+    static Map<String, Long> residentByMapping() throws IOException {
+        Map<String, Long> rss = new java.util.LinkedHashMap<>();
+        String mapping = null;
+        for (String line : Files.readAllLines(Path.of("/proc/self/smaps"))) {
+            if (line.matches("^[0-9a-f]+-[0-9a-f]+ .*")) {
+                String[] f = line.trim().split("\\s+");
+                String[] range = f[0].split("-");
+                long sizeKb = (Long.parseUnsignedLong(range[1], 16) - Long.parseUnsignedLong(range[0], 16)) / 1024;
+                mapping = f[0] + " " + (f.length > 5 ? f[5] : "[anon " + sizeKb + " kB]");
+            } else if (mapping != null && line.startsWith("Rss:")) {
+                rss.merge(mapping, Long.parseLong(line.replaceAll("[^0-9]", "")), Long::sum);
+            }
+        }
+        return rss;
+    }
+
+    /** The mappings whose resident memory grew most from {@code before} to {@code after}. */
+    static String residentGrowth(Map<String, Long> before, Map<String, Long> after, int top) {
+        return after.entrySet().stream()
+                .map(e -> Map.entry(e.getKey(), e.getValue() - before.getOrDefault(e.getKey(), 0L)))
+                .filter(e -> e.getValue() > 0)
+                .sorted((a, b) -> Long.compare(b.getValue(), a.getValue())).limit(top)
+                .map(e -> "+" + e.getValue() + " kB " + e.getKey())
+                .collect(java.util.stream.Collectors.joining("; "));
+    }
+
+    /**
+     * The lowest value in each quarter of {@code samples}: a leak raises every quarter's lowest
+     * sample; memory that comes and goes does not (the JIT compilers' working memory: C2 takes tens
+     * of MiB of malloc'd arena chunks while it compiles, and the JVM frees them seconds later).
+     */
+    static long[] quarterMinima(List<Long> samples) {
+        long[] lowest = {-1, -1, -1, -1};
+        for (int q = 0; q < 4 && samples.size() >= 4; q++) {
+            lowest[q] = samples.subList(q * samples.size() / 4, (q + 1) * samples.size() / 4).stream()
+                    .mapToLong(Long::longValue).min().orElseThrow();
+        }
+        return lowest;
+    }
+
     static long openFiles() throws IOException {
         try (Stream<Path> fds = Files.list(Path.of("/proc/self/fd"))) {
             return fds.count();
@@ -84,6 +131,7 @@ class SoakTest {
     record Sample(long engineBytes, long engineBlocks, long arenas, long rssKb, long outsideHeapKb, long threads,
             long fds) {
         static Sample now(InferenceSession served) throws IOException {
+            CpuBackend.releaseFreeMemory(); // memory freed but kept by malloc is not a leak
             long rss = statusKb("VmRSS");
             long heap = Runtime.getRuntime().totalMemory() / 1024; // the committed Java heap
             return new Sample(CpuBackend.allocatedBytes() - served.idleArenaBytes(),
@@ -147,10 +195,45 @@ class SoakTest {
         }
     }
 
+    /**
+     * What the resident bound stands on: {@link CpuBackend#mallocStats} sees native blocks come and
+     * go, and {@link CpuBackend#releaseFreeMemory} gives their memory back to the system. 256 MiB in
+     * 64 KiB blocks (under malloc's mmap threshold: they live in its arenas), touched; slack 64 MiB
+     * for what the JVM's own threads (the JIT compilers) malloc and free meanwhile.
+     */
+    @Test
+    void mallocStatsSeeNativeBlocksAndReleaseFreeMemoryGivesThemBack() throws IOException {
+        int blocks = 4096;
+        int size = 64 * 1024;
+        long total = (long) blocks * size;
+        long slack = 64L << 20;
+        CpuBackend.releaseFreeMemory();
+        CpuBackend.MallocStats before = CpuBackend.mallocStats();
+        long outside0 = statusKb("VmRSS") - Runtime.getRuntime().totalMemory() / 1024;
+        List<org.bytedeco.javacpp.BytePointer> held = new ArrayList<>();
+        for (int i = 0; i < blocks; i++) {
+            held.add(new org.bytedeco.javacpp.BytePointer(size).fill(1));
+        }
+        CpuBackend.MallocStats during = CpuBackend.mallocStats();
+        long outside1 = statusKb("VmRSS") - Runtime.getRuntime().totalMemory() / 1024;
+        held.forEach(org.bytedeco.javacpp.Pointer::close);
+        CpuBackend.releaseFreeMemory();
+        CpuBackend.MallocStats after = CpuBackend.mallocStats();
+        long outside2 = statusKb("VmRSS") - Runtime.getRuntime().totalMemory() / 1024;
+        String seen = before + " -> " + during + " -> " + after + "; resident outside the heap " + outside0 + " -> "
+                + outside1 + " -> " + outside2 + " kB";
+        assertTrue(during.inUseBytes() - before.inUseBytes() >= total - slack, "in use while held: " + seen);
+        assertTrue(after.inUseBytes() - before.inUseBytes() <= slack, "in use after the blocks are freed: " + seen);
+        assertTrue(outside1 - outside0 >= (total - slack) / 1024, "resident while held: " + seen);
+        assertTrue(outside2 - outside0 <= slack / 1024, "resident after releaseFreeMemory: " + seen);
+    }
+
     @Test
     void trainingAndServingInALoopGrowNothing() throws Exception {
         double seconds = Double.parseDouble(System.getProperty("soak.seconds", "30"));
         boolean injectLeak = Boolean.getBoolean("soak.injectLeak");
+        boolean injectNativeLeak = Boolean.getBoolean("soak.injectNativeLeak");
+        List<org.bytedeco.javacpp.BytePointer> nativeLeaks = new ArrayList<>();
         long warmUpNanos = (long) (seconds * 0.25e9);
         long endNanos = (long) (seconds * 1e9);
         long leaked0 = LeakCheck.settle();
@@ -167,6 +250,9 @@ class SoakTest {
         long requests = 0;
         Sample base = null;
         Sample peak = null;
+        List<Long> outsideHeapKb = new ArrayList<>(); // one per iteration from the baseline on
+        Map<String, Long> baseMappings = null;
+        Map<String, Long> endMappings = null;
         double firstLoss = Double.NaN;
         double lastLoss = Double.NaN;
         Generator data = Generator.seeded(32);
@@ -203,12 +289,18 @@ class SoakTest {
                 if (injectLeak) {
                     leaks.add(Tensor.zeros(DType.FLOAT32, Device.CPU, 1024)); // never closed: the bug to catch
                 }
+                if (injectNativeLeak) { // 64 KiB malloc'd and touched, outside the engine's accounting
+                    nativeLeaks.add(new org.bytedeco.javacpp.BytePointer(64 * 1024).fill(1));
+                }
                 iterations++;
                 Sample now = Sample.now(server.session);
                 if (base == null && System.nanoTime() - start >= warmUpNanos && iterations >= 16) {
                     base = now;
                     peak = now;
+                    baseMappings = residentByMapping();
+                    outsideHeapKb.add(now.outsideHeapKb);
                 } else if (base != null) {
+                    outsideHeapKb.add(now.outsideHeapKb);
                     peak = new Sample(Math.max(peak.engineBytes, now.engineBytes),
                             Math.max(peak.engineBlocks, now.engineBlocks), Math.max(peak.arenas, now.arenas),
                             Math.max(peak.rssKb, now.rssKb), Math.max(peak.outsideHeapKb, now.outsideHeapKb),
@@ -219,33 +311,42 @@ class SoakTest {
                             + ": live engine blocks differ from the baseline after the warm-up (a tensor leaks)");
                 }
             }
+            endMappings = residentByMapping();
         } finally {
             clients.shutdownNow();
             clients.awaitTermination(10, TimeUnit.SECONDS);
             leaks.forEach(Tensor::close);
+            nativeLeaks.forEach(org.bytedeco.javacpp.Pointer::close);
         }
         long endBytes = CpuBackend.allocatedBytes();
         long endThreads = statusKb("Threads");
         long endFds = openFiles();
         long leaked = LeakCheck.settle() - leaked0;
+        long[] outside = quarterMinima(outsideHeapKb);
         String report = String.format(java.util.Locale.ROOT,
                 "soak: %.0f s, %d iterations, %d training steps (loss %.4f -> %.4f), %d requests served%n"
                         + "after warm-up: engine %d B in %d blocks outside the served session's idle arenas (end of every iteration equal), RSS %d kB -> peak %d kB,"
-                        + " resident outside the Java heap %d kB -> peak %d kB (+%d kB, bound %d kB), threads %d -> peak %d (bound +%d), open files %d -> peak %d (bound +%d),"
+                        + " resident outside the Java heap (malloc's free memory given back before each sample) lowest per quarter of the run %d, %d, %d, %d kB"
+                        + " (first to last quarter %+d kB, bound %d kB; peak %d kB), threads %d -> peak %d (bound +%d), open files %d -> peak %d (bound +%d),"
                         +  " served session's idle arenas %d -> peak %d (bound %d);"
                         + " after the models closed: engine %d B, threads %d, files %d; Cleaner-freed tensors %d%n",
                 seconds, iterations, steps, firstLoss, lastLoss, requests, base == null ? -1 : base.engineBytes,
                 base == null ? -1 : base.engineBlocks, base == null ? -1 : base.rssKb, peak == null ? -1 : peak.rssKb,
-                base == null ? -1 : base.outsideHeapKb, peak == null ? -1 : peak.outsideHeapKb,
-                base == null ? 0 : peak.outsideHeapKb - base.outsideHeapKb, OUTSIDE_HEAP_BOUND_KB, base == null ? -1 : base.threads,
+                outside[0], outside[1], outside[2], outside[3], outside[3] - outside[0], OUTSIDE_HEAP_BOUND_KB,
+                peak == null ? -1 : peak.outsideHeapKb, base == null ? -1 : base.threads,
                 peak == null ? -1 : peak.threads, THREAD_BOUND, base == null ? -1 : base.fds,
                 peak == null ? -1 : peak.fds, FD_BOUND, base == null ? -1 : base.arenas,
                 peak == null ? -1 : peak.arenas, ARENA_BOUND, endBytes, endThreads, endFds, leaked);
+        if (baseMappings != null && endMappings != null) {
+            report += "resident growth from the baseline to the end, by mapping: "
+                    + residentGrowth(baseMappings, endMappings, 8) + "; engine block cache "
+                    + CpuBackend.cachedBytes() + " B" + System.lineSeparator();
+        }
         System.out.print(report);
         Files.createDirectories(Path.of("target"));
         Files.writeString(Path.of("target/soak-report.txt"), report);
-        assertTrue(base != null && iterations >= 8, "the soak ran past its warm-up: " + report);
-        assertTrue(peak.outsideHeapKb - base.outsideHeapKb <= OUTSIDE_HEAP_BOUND_KB,
+        assertTrue(base != null && outsideHeapKb.size() >= 8, "the soak ran past its warm-up: " + report);
+        assertTrue(outside[3] - outside[0] <= OUTSIDE_HEAP_BOUND_KB,
                 "resident memory outside the Java heap grew past its bound: " + report);
         assertTrue(peak.threads - base.threads <= THREAD_BOUND, "threads grew past their bound: " + report);
         assertTrue(peak.fds - base.fds <= FD_BOUND, "open files grew past their bound: " + report);

@@ -291,12 +291,35 @@ class NDArrayOpsTest {
         }
     }
 
+    /** Whether two results have the same shape, type, values and gradient, within the case's tolerance. */
+    private static boolean agrees(Result expected, Result actual, Case k) {
+        return expected.shape().equals(actual.shape()) && expected.type() == actual.type()
+                && close(expected.values(), actual.values(), k.tol())
+                && (!k.grad() || close(expected.gradient(), actual.gradient(), k.tol()));
+    }
+
+    private static boolean close(double[] expected, double[] actual, double tol) {
+        if (expected.length != actual.length) {
+            return false;
+        }
+        for (int i = 0; i < expected.length; i++) {
+            if (!close(expected[i], actual[i], tol)) {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    private static boolean close(double e, double a, double tol) {
+        return (Double.isNaN(e) && Double.isNaN(a)) || e == a || Math.abs(e - a) <= tol + tol * Math.abs(e);
+    }
+
     private static void assertClose(String what, double[] expected, double[] actual, double tol) {
         assertEquals(expected.length, actual.length, what + ": sizes");
         for (int i = 0; i < expected.length; i++) {
             double e = expected[i];
             double a = actual[i];
-            boolean ok = (Double.isNaN(e) && Double.isNaN(a)) || e == a || Math.abs(e - a) <= tol + tol * Math.abs(e);
+            boolean ok = close(e, a, tol);
             int at = i;
             assertTrue(ok, () -> what + ": element " + at + " is " + a + ", PyTorch gives " + e + " (tolerance " + tol + ")");
         }
@@ -309,6 +332,16 @@ class NDArrayOpsTest {
         List<float[]> values = inputs(k, k.name().hashCode());
         Result ours = run(Engines.cortado(), k, values);
         Result theirs = run(torch, k, values);
+        if (!agrees(theirs, ours, k)) {
+            // The peer is asked once more before Cortado is judged: in one CI run PyTorch (through
+            // DJL) gave an all-zero gradient for maximumScalar, and the right one when run again.
+            // Cortado's answer is deterministic; if it is wrong, the second answer disagrees too.
+            Result again = run(torch, k, values);
+            if (!agrees(theirs, again, k)) {
+                System.err.println(k.name() + ": PyTorch gave two different answers to the same inputs; the second is used");
+            }
+            theirs = again;
+        }
         assertEquals(theirs.shape(), ours.shape(), k.name() + ": shape");
         assertEquals(theirs.type(), ours.type(), k.name() + ": data type");
         assertClose(k.name(), theirs.values(), ours.values(), k.tol());

@@ -171,6 +171,33 @@ public final class CpuBackend implements Backend {
         check(NativeCpu.ct_cpu_empty_cache(), "cpu.emptyCache");
     }
 
+    /**
+     * The process's C heap (glibc malloc, every arena): bytes in live malloc blocks and bytes
+     * malloc holds free. It counts every native user of the process, the JVM's own mallocs (the
+     * JIT compilers' arenas among them) and the BLAS library's, and the block cache above.
+     */
+    public record MallocStats(long inUseBytes, long freeHeldBytes) {}
+
+    /** The C heap as malloc sees it now (see {@link MallocStats}). */
+    public static MallocStats mallocStats() {
+        INSTANCE.requireAvailable();
+        long[] inUse = new long[1];
+        long[] freeHeld = new long[1];
+        check(NativeCpu.ct_cpu_malloc_stats(inUse, freeHeld), "cpu.mallocStats");
+        return new MallocStats(inUse[0], freeHeld[0]);
+    }
+
+    /**
+     * Gives the free memory malloc holds back to the operating system ({@code malloc_trim}): what a
+     * long-running server calls after a burst, and what a resident-memory check calls before it
+     * reads the resident size, so that memory freed but kept by malloc is not taken for a leak.
+     * The block cache is left alone ({@link #emptyCache} empties it).
+     */
+    public static void releaseFreeMemory() {
+        INSTANCE.requireAvailable();
+        check(NativeCpu.ct_cpu_release_free_memory(), "cpu.releaseFreeMemory");
+    }
+
     /** Caps the host block cache (0 disables it). */
     public static void setCacheLimit(long bytes) {
         INSTANCE.requireAvailable();
