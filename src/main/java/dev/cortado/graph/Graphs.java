@@ -188,6 +188,8 @@ public final class Graphs {
         passes.add(new MemoryAwareSchedule());
         if (options.memoryBudget() != Long.MAX_VALUE) {
             passes.add(new ActivationCheckpointing(options.memoryBudget()));
+        } else if (options.recomputeActivations()) {
+            passes.add(ActivationCheckpointing.free());
         }
         return List.copyOf(passes);
     }

@@ -19,8 +19,11 @@ import dev.cortado.tensor.Tensor;
  * identity: inference pays no normalization at all.
  *
  * <p>Children {@code ln} ({@link LayerNorm}) and {@code bn} ({@link BatchNorm1d}, eps 1e-5,
- * momentum 0.1); parameter {@code eta} [1]. Cost in training: both norms (the LN part is skipped
- * once gamma reaches 0).
+ * momentum 0.1); parameter {@code eta} [1]; buffer {@code gamma} [1], the current gamma, written by
+ * {@link #step()} and {@link #setSteps}: a compiled training step reads it at every run, so one
+ * compile follows the whole schedule. (Once gamma is 0 the LayerNorm branch is left out of what is
+ * captured; a step compiled then does not bring it back if {@link #setSteps} raises gamma again.)
+ * Cost in training: both norms (the LN part is skipped once gamma reaches 0).
  */
 public class ProgressiveRepBN extends Module {
     private final long dim;
@@ -42,6 +45,18 @@ public class ProgressiveRepBN extends Module {
         registerModule("ln", new LayerNorm(new long[] {dim}, lnEps, true, true, p));
         registerModule("bn", new BatchNorm1d(dim, 1e-5, 0.1, true, true, p));
         registerParameter("eta", unscoped(() -> Tensor.full(1.0, p.dtype(), p.device(), 1)));
+        registerBuffer("gamma", unscoped(() -> Tensor.full(gamma(), p.dtype(), p.device(), 1)));
+    }
+
+    /**
+     * Writes {@link #gamma()} into the {@code gamma} buffer, the value the blend reads: a compiled
+     * graph reads buffers by reference, so a step compiled once sees every later gamma (a host
+     * number would be a constant of the graph).
+     */
+    private void refreshGamma() {
+        try (Autograd.GradMode off = Autograd.noGrad()) {
+            buffer("gamma").fillWith(gamma());
+        }
     }
 
     /** The weight of the LayerNorm branch now: 1 - steps / decaySteps, at least 0. */
@@ -52,6 +67,7 @@ public class ProgressiveRepBN extends Module {
     /** Advances the schedule by one optimizer step. */
     public void step() {
         steps++;
+        refreshGamma();
     }
 
     /** Sets the number of steps taken (resuming a run). */
@@ -60,6 +76,7 @@ public class ProgressiveRepBN extends Module {
             throw new IllegalArgumentException("ProgressiveRepBN: steps must be >= 0, got " + n);
         }
         steps = n;
+        refreshGamma();
     }
 
     /** Calls {@link #step()} on every PRepBN in {@code model} (itself included). */
@@ -89,8 +106,10 @@ public class ProgressiveRepBN extends Module {
             if (g == 0) {
                 return F.identity(rep);
             }
-            try (Tensor ln = child("ln").forward(x); Tensor a = Elementwise.mul(ln, g); Tensor b = Elementwise.mul(rep, 1 - g)) {
-                return Elementwise.add(a, b);
+            // rep + gamma (ln - rep), gamma read from the buffer (see refreshGamma)
+            try (Tensor ln = child("ln").forward(x); Tensor d = Elementwise.sub(ln, rep);
+                 Tensor blend = Elementwise.mul(d, buffer("gamma"))) {
+                return Elementwise.add(rep, blend);
             }
         }
     }

@@ -68,13 +68,21 @@ class TrainingStepTest {
     /** Steps a compiled copy and an eager copy on the same batches and compares them, with the default passes and with none. */
     private static void compare(LongFunction<Module> make, Function<List<Tensor>, Optimizer> optimizer,
             BiFunction<Tensor, Tensor, Tensor> loss, Tensor[][] batches, double maxGradNorm, String what) {
-        compare(make, optimizer, loss, batches, maxGradNorm, CompileOptions.Level.DEFAULT, TOL, what);
-        compare(make, optimizer, loss, batches, maxGradNorm, CompileOptions.Level.NONE, TIGHT, what + ", no passes");
+        compare(make, optimizer, loss, batches, maxGradNorm, m -> { }, what);
+    }
+
+    /** As above, with {@code afterStep} run on both models after every step (a schedule the module keeps). */
+    private static void compare(LongFunction<Module> make, Function<List<Tensor>, Optimizer> optimizer,
+            BiFunction<Tensor, Tensor, Tensor> loss, Tensor[][] batches, double maxGradNorm,
+            java.util.function.Consumer<Module> afterStep, String what) {
+        compare(make, optimizer, loss, batches, maxGradNorm, CompileOptions.Level.NONE, TIGHT, afterStep,
+                what + ", no passes");
+        compare(make, optimizer, loss, batches, maxGradNorm, CompileOptions.Level.DEFAULT, TOL, afterStep, what);
     }
 
     private static void compare(LongFunction<Module> make, Function<List<Tensor>, Optimizer> optimizer,
             BiFunction<Tensor, Tensor, Tensor> loss, Tensor[][] batches, double maxGradNorm, CompileOptions.Level level,
-            Reference.Tol tol, String what) {
+            Reference.Tol tol, java.util.function.Consumer<Module> afterStep, String what) {
         try (Module compiled = make.apply(0); Module eager = make.apply(0);
              Optimizer oc = optimizer.apply(compiled.parameters()); Optimizer oe = optimizer.apply(eager.parameters())) {
             compiled.train();
@@ -96,6 +104,8 @@ class TrainingStepTest {
                     try (Tensor want = eagerStep(eager, oe, loss, batch, maxGradNorm); Tensor got = step.run(batch)) {
                         Reference.assertCloseChecked(want.toDoubleArray(), got.toDoubleArray(), tol, what + " loss, step " + k);
                     }
+                    afterStep.accept(eager);
+                    afterStep.accept(compiled);
                 }
                 assertEquals(STEPS, oc.stepCount());
                 assertAllClose(eager, compiled, tol, what + " after " + STEPS + " steps");
@@ -330,7 +340,7 @@ class TrainingStepTest {
             Tensor y2 = labels(6, 10, 6);
             Tensor[][] batches = {{x1, y1}, {x2, y2}};
             compare(cnn, ps -> Adam.adamW().lr(1e-2).weightDecay(0.05).build(ps), Losses::crossEntropy, batches, 1.0,
-                    CompileOptions.Level.DEFAULT, TOL, "NHWC CNN, AdamW, clipped");
+                    CompileOptions.Level.DEFAULT, TOL, m -> { }, "NHWC CNN, AdamW, clipped");
             try (Module m = cnn.apply(0); Optimizer opt = Adam.adamW().lr(1e-2).build(m.parameters())) {
                 m.train();
                 CompileOptions o = CompileOptions.builder().maxGradNorm(1.0).verify(true).build();
@@ -411,6 +421,20 @@ class TrainingStepTest {
                 return m;
             };
             compare(slab, ps -> Adam.adamW().lr(3e-3).weightDecay(0.05).build(ps), Losses::crossEntropy, batches, 1.0, "ViT (SLAB linear attention, PRepBN), AdamW, clipped");
+            // the schedule goes on between steps: LayerNorm's share 0.875, 0.75, 0.625, 0.5 at the runs
+            // of one compiled step (it reads the share from its buffer at every run; a constant of the
+            // graph would keep 0.875)
+            LongFunction<Module> stepped = seed -> {
+                Module m = VisionTransformer.builder(12, 4).inChannels(2).dim(16).depth(2).heads(2).classes(5)
+                        .attention(VisionTransformer.AttentionKind.SLAB_LINEAR).slabKernel(3).prepBatchNorm(8)
+                        .params(ParamOptions.seeded(37)).build();
+                dev.cortado.nn.ProgressiveRepBN.stepAll(m);
+                return m;
+            };
+            // (SGD: AdamW's normalization would magnify the last-bit differences of the patch convolution's
+            // autotuned algorithms in the parameters whose gradients are near zero)
+            compare(stepped, ps -> Sgd.builder().lr(0.05).momentum(0.9).build(ps), Losses::crossEntropy, batches, 1.0,
+                    dev.cortado.nn.ProgressiveRepBN::stepAll, "ViT (SLAB, PRepBN stepped after every step), SGD, clipped");
         }
     }
 
@@ -606,6 +630,123 @@ class TrainingStepTest {
                 }
             }
             mlp.close();
+        }
+    }
+
+    static final int LM_VOCAB = 13;
+
+    /** Cross-entropy of a language model's logits [batch, time, vocab] against next tokens [batch, time]. */
+    static BiFunction<Tensor, Tensor, Tensor> lmLoss(int vocab) {
+        return (logits, t) -> {
+            try (Tensor flat = logits.reshape(-1, vocab); Tensor ft = t.reshape(-1)) {
+                return Losses.crossEntropy(flat, ft);
+            }
+        };
+    }
+
+    /** A 3-layer SwiGLU transformer (dim 32, 4 heads over 2 key-value heads, context 24) over {@link #LM_VOCAB} tokens. */
+    static CausalLanguageModel smallLm(long seed) {
+        return new CausalLanguageModel(new CausalLanguageModel.Config(LM_VOCAB, 32, 3, 4, 2, 96, 24, 0.0),
+                ParamOptions.seeded(seed));
+    }
+
+    /** A batch of 3 x 24 random tokens below {@link #LM_VOCAB}. */
+    static Tensor lmTokens(long seed) {
+        java.util.SplittableRandom r = new java.util.SplittableRandom(seed);
+        long[] ids = new long[3 * 24];
+        for (int i = 0; i < ids.length; i++) {
+            ids[i] = r.nextInt(LM_VOCAB);
+        }
+        return Tensor.of(ids, 3, 24);
+    }
+
+    /**
+     * Free recomputation (on by default): a SwiGLU transformer's gradients graph keeps neither
+     * {@code silu(gate)}, {@code silu(gate) * up} nor the RMS-normalized inputs from the forward to
+     * the backward but computes them again from values the backward reads anyway, so its planned
+     * peak drops and its eager peak by the same plan too; loss and gradients are unchanged.
+     */
+    @Test
+    void freeRecomputationLowersTheTransformerPeakAndKeepsTheGradients() {
+        BiFunction<Tensor, Tensor, Tensor> loss = lmLoss(LM_VOCAB);
+        try (Scope s = Scope.open(); CausalLanguageModel lm = smallLm(43)) {
+            Tensor x = lmTokens(41);
+            Tensor y = lmTokens(42);
+            CompileOptions options = CompileOptions.builder().verify(true).build();
+            try (CompiledFunction f = Graphs.compileGradients(lm, loss, x, y, options)) {
+                List<Pass> passes = Graphs.passes(options);
+                assertEquals("recompute-free-activations", passes.get(passes.size() - 1).name(), passes.toString());
+                assertTrue(Graphs.passes(CompileOptions.builder().recomputeActivations(false).build()).stream()
+                        .noneMatch(p -> p.name().equals("recompute-free-activations")), "the option turns it off");
+                Graph kept = f.capturedGraph();
+                boolean owned = false;
+                for (Pass p : passes.subList(0, passes.size() - 1)) {
+                    Graph next2 = p.apply(kept).verify();
+                    if (next2 != kept) {
+                        if (owned) {
+                            kept.close();
+                        }
+                        kept = next2;
+                        owned = true;
+                    }
+                }
+                try (Graph freed = ActivationCheckpointing.free().apply(kept).verify()) {
+                    MemoryPlan before = MemoryPlan.plan(kept);
+                    MemoryPlan after = MemoryPlan.plan(freed);
+                    assertTrue(after.plannedPeakBytes() < 0.85 * before.plannedPeakBytes(), before + "\n" + after);
+                    assertTrue(after.eagerPeakBytes() < before.eagerPeakBytes(), before + "\n" + after);
+                    long recomputed = freed.nodes().size() - kept.nodes().size();
+                    assertTrue(recomputed >= 3, recomputed + " nodes recomputed:\n" + freed);
+                    try (Executable a = new Executable(kept); Executable b = new Executable(freed)) {
+                        Tensor[] want = a.run(new Tensor[] {x, y});
+                        Tensor[] got = b.run(new Tensor[] {x, y});
+                        assertEquals(want.length, got.length);
+                        for (int i = 0; i < want.length; i++) {
+                            Reference.assertCloseChecked(want[i].toDoubleArray(), got[i].toDoubleArray(), TOL,
+                                    "output " + i + " with free recomputation");
+                        }
+                    }
+                } finally {
+                    if (owned) {
+                        kept.close();
+                    }
+                }
+            }
+        }
+    }
+
+    /**
+     * Under a budget, segments are computed again: a projection's product ({@code matmul}) from the
+     * RMS-normalized block input, recomputed from the block input the backward keeps anyway. The
+     * planned peak goes well below the default compile's, more products run, and the loss and
+     * gradients are the default compile's.
+     */
+    @Test
+    void aBudgetRecomputesProjectionSegmentsAndKeepsTheGradients() {
+        BiFunction<Tensor, Tensor, Tensor> loss = lmLoss(LM_VOCAB);
+        try (Scope s = Scope.open(); CausalLanguageModel lm = smallLm(53)) {
+            Tensor x = lmTokens(47);
+            Tensor y = lmTokens(48);
+            CompileOptions plain = CompileOptions.builder().verify(true).build();
+            try (CompiledFunction f = Graphs.compileGradients(lm, loss, x, y, plain)) {
+                long budget = f.memoryPlan().plannedPeakBytes() * 3 / 4;
+                try (CompiledFunction c = Graphs.compileGradients(lm, loss, x, y,
+                        CompileOptions.builder().verify(true).memoryBudget(budget).build())) {
+                    assertTrue(c.memoryPlan().plannedPeakBytes() < budget * 1.05,
+                            "budget " + budget + ":\n" + f.memoryPlan() + "\n" + c.memoryPlan());
+                    long products = f.graph().nodes().stream()
+                            .filter(n -> n instanceof Node.OpCall o && o.op().name().equals("matmul")).count();
+                    long recomputedProducts = c.graph().nodes().stream()
+                            .filter(n -> n instanceof Node.OpCall o && o.op().name().equals("matmul")).count();
+                    assertTrue(recomputedProducts > products, products + " -> " + recomputedProducts + " products:\n" + c.graph());
+                    Tensor[] want = f.applyAll(x, y);
+                    Tensor[] got = c.applyAll(x, y);
+                    for (int i = 0; i < want.length; i++) {
+                        Reference.assertCloseChecked(want[i].toDoubleArray(), got[i].toDoubleArray(), TOL,
+                                "output " + i + " with recomputed segments");
+                    }
+                }
+            }
         }
     }
 }

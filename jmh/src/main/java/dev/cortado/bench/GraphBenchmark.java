@@ -25,7 +25,6 @@ import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;
 import dev.cortado.tensor.Tensor;
 import java.util.concurrent.TimeUnit;
-import org.openjdk.jmh.annotations.AuxCounters;
 import org.openjdk.jmh.annotations.Benchmark;
 import org.openjdk.jmh.annotations.BenchmarkMode;
 import org.openjdk.jmh.annotations.Fork;
@@ -55,7 +54,7 @@ import org.openjdk.jmh.annotations.Warmup;
  *       statistics) at batch 64 and of the character model of {@code train-charlm} at batch 16 x 128
  *       tokens, eager against {@code Graphs.compileTrainingStep} (issue #16's bar: compiled at least
  *       1.2x eager); {@code charLmStepCheckpointed} compiles the character model's step with a memory
- *       budget of 40% of its eager peak (activation checkpointing; the bar: at most 1.35x the time).
+ *       budget of 40% of the eager step's measured peak (activation checkpointing; the bar: at most 1.35x the time).
  *       The compiled step is one graph: the optimizer's update is graph nodes ({@code update.optimizer},
  *       one after all gradients when clipping).</li>
  *   <li>{@code mnistCnnSgdStep*}: the MNIST CNN's step with SGD (momentum 0.9) and no clipping, where
@@ -71,11 +70,12 @@ import org.openjdk.jmh.annotations.Warmup;
  *       of dim 192 and 3 heads, 64 patches of 4 x 4 from 32 x 32 images, the head, cross-entropy,
  *       backward, clipping to norm 1, AdamW) at batch 16, eager against one compiled graph.</li>
  * </ul>
- * The memory metrics are reported as secondary results of the step benchmarks ({@link StepMemory}:
- * planned peak of the compiled step, with checkpointing, the eager peak of the same graph, and the
- * eager step's measured allocation peak, in bytes); the MLP's op counts as secondary results of the
- * batch-1 benchmarks ({@link OpCounts}: host overhead per op is the time over the op count). Every
- * figure at 1 and 2 threads ({@code threads}).
+ * The memory figures (planned peak of each compiled step, with checkpointing, the eager peak of the
+ * same graph and the eager step's measured allocation peak, in bytes) and the batch-1 MLP's op counts
+ * (host overhead per op is the time over the op count) do not change with time: each trial prints them
+ * once, on a line starting {@code GraphBenchmark figures}. (They were JMH secondary results before;
+ * JMH sums an {@code EVENTS} counter over the measurement iterations, which multiplied them by the
+ * iteration count.) Every timing at 1 and 2 threads ({@code threads}).
  * Run: {@code java -cp "target/benchmarks.jar:$(cat target/classpath.txt)" org.openjdk.jmh.Main GraphBenchmark}.
  */
 @BenchmarkMode(Mode.AverageTime)
@@ -148,27 +148,6 @@ public class GraphBenchmark {
      * (every tensor freed right after its last read), and the peak the eager step was measured to
      * allocate above what it started with ({@link #measuredEagerPeak}, once at setup).
      */
-    @AuxCounters(AuxCounters.Type.EVENTS)
-    @State(Scope.Thread)
-    public static class StepMemory {
-        public long plannedPeakBytes;
-        public long eagerPeakBytes;
-        public long checkpointedPeakBytes;
-        public long eagerMeasuredPeakBytes;
-    }
-
-    /**
-     * The op counts behind "host overhead per op" of the batch-1 MLP: the op calls one eager forward
-     * makes (the nodes of the captured graph) and the nodes the compiled graph runs; the time of a
-     * call divided by these is the cost per op (the kernels at batch 1 take a small part of it).
-     */
-    @AuxCounters(AuxCounters.Type.EVENTS)
-    @State(Scope.Thread)
-    public static class OpCounts {
-        public long eagerOps;
-        public long compiledNodes;
-    }
-
     private static final int VOCAB = 65;
 
     private static Module charModel() {
@@ -375,9 +354,20 @@ public class GraphBenchmark {
             vitLabels = labels16.contiguous();
         }
         vitStep = Graphs.compileTrainingStep(vit, Losses::crossEntropy, vitOpt, vitImages, vitLabels, clipped);
-        long budget = (long) (0.4 * lmStep.memoryPlan().eagerPeakBytes());
+        long budget = (long) (0.4 * lmEagerMeasuredPeak); // issue #16: at most 0.4x the eager step's measured peak
         lmStepCheckpointed = Graphs.compileTrainingStep(lmCheckpointed, GraphBenchmark::charLoss, lmCheckpointedOpt, tokens,
                 nextTokens, CompileOptions.builder().maxGradNorm(1.0).memoryBudget(budget).build());
+        System.out.printf(java.util.Locale.ROOT, "GraphBenchmark figures (bytes; threads %d): character-model step planned"
+                + " %d, checkpointed %d, eager by the same plan %d, eager measured %d; MNIST CNN step (AdamW) planned %d,"
+                + " eager by the plan %d, eager measured %d; MNIST CNN step (SGD) planned %d, eager by the plan %d, eager"
+                + " measured %d; ViT step planned %d, eager by the plan %d; batch-1 MLP: %d captured op calls, %d compiled"
+                + " nodes%n", threads, lmStep.memoryPlan().plannedPeakBytes(),
+                lmStepCheckpointed.memoryPlan().plannedPeakBytes(), lmStep.memoryPlan().eagerPeakBytes(),
+                lmEagerMeasuredPeak, cnnStep.memoryPlan().plannedPeakBytes(), cnnStep.memoryPlan().eagerPeakBytes(),
+                cnnEagerMeasuredPeak, cnnSgdStep.memoryPlan().plannedPeakBytes(),
+                cnnSgdStep.memoryPlan().eagerPeakBytes(), cnnSgdEagerMeasuredPeak,
+                vitStep.memoryPlan().plannedPeakBytes(), vitStep.memoryPlan().eagerPeakBytes(),
+                mlpCompiled.capturedGraph().nodes().size(), mlpCompiled.graph().nodes().size());
     }
 
     @TearDown(Level.Trial)
@@ -436,9 +426,7 @@ public class GraphBenchmark {
     }
 
     @Benchmark
-    public long mlpBatch1Eager(OpCounts c) {
-        c.eagerOps = mlpCompiled.capturedGraph().nodes().size();
-        c.compiledNodes = mlpCompiled.graph().nodes().size();
+    public long mlpBatch1Eager() {
         try (Tensor y = mlp.forward(row)) {
             return y.dataAddress();
         }
@@ -471,9 +459,7 @@ public class GraphBenchmark {
     }
 
     @Benchmark
-    public long mlpBatch1Compiled(OpCounts c) {
-        c.eagerOps = mlpCompiled.capturedGraph().nodes().size();
-        c.compiledNodes = mlpCompiled.graph().nodes().size();
+    public long mlpBatch1Compiled() {
         try (Tensor y = mlpCompiled.apply(row)) {
             return y.dataAddress();
         }
@@ -485,10 +471,7 @@ public class GraphBenchmark {
     }
 
     @Benchmark
-    public double mnistCnnStepCompiled(StepMemory m) {
-        m.plannedPeakBytes = cnnStep.memoryPlan().plannedPeakBytes();
-        m.eagerPeakBytes = cnnStep.memoryPlan().eagerPeakBytes();
-        m.eagerMeasuredPeakBytes = cnnEagerMeasuredPeak;
+    public double mnistCnnStepCompiled() {
         try (Tensor loss = cnnStep.run(stepImages, stepLabels)) {
             return loss.dataAddress();
         }
@@ -500,10 +483,7 @@ public class GraphBenchmark {
     }
 
     @Benchmark
-    public double mnistCnnSgdStepCompiled(StepMemory m) {
-        m.plannedPeakBytes = cnnSgdStep.memoryPlan().plannedPeakBytes();
-        m.eagerPeakBytes = cnnSgdStep.memoryPlan().eagerPeakBytes();
-        m.eagerMeasuredPeakBytes = cnnSgdEagerMeasuredPeak;
+    public double mnistCnnSgdStepCompiled() {
         try (Tensor loss = cnnSgdStep.run(stepImages, stepLabels)) {
             return loss.dataAddress();
         }
@@ -515,20 +495,14 @@ public class GraphBenchmark {
     }
 
     @Benchmark
-    public double charLmStepCompiled(StepMemory m) {
-        m.plannedPeakBytes = lmStep.memoryPlan().plannedPeakBytes();
-        m.eagerPeakBytes = lmStep.memoryPlan().eagerPeakBytes();
-        m.eagerMeasuredPeakBytes = lmEagerMeasuredPeak;
+    public double charLmStepCompiled() {
         try (Tensor loss = lmStep.run(tokens, nextTokens)) {
             return loss.dataAddress();
         }
     }
 
     @Benchmark
-    public double charLmStepCheckpointed(StepMemory m) {
-        m.checkpointedPeakBytes = lmStepCheckpointed.memoryPlan().plannedPeakBytes();
-        m.eagerPeakBytes = lmStep.memoryPlan().eagerPeakBytes();
-        m.eagerMeasuredPeakBytes = lmEagerMeasuredPeak;
+    public double charLmStepCheckpointed() {
         try (Tensor loss = lmStepCheckpointed.run(tokens, nextTokens)) {
             return loss.dataAddress();
         }
@@ -566,9 +540,7 @@ public class GraphBenchmark {
     }
 
     @Benchmark
-    public double vitStepCompiled(StepMemory m) {
-        m.plannedPeakBytes = vitStep.memoryPlan().plannedPeakBytes();
-        m.eagerPeakBytes = vitStep.memoryPlan().eagerPeakBytes();
+    public double vitStepCompiled() {
         try (Tensor loss = vitStep.run(vitImages, vitLabels)) {
             return loss.dataAddress();
         }
