@@ -21,7 +21,9 @@
  * group of a few hundred rows still splits into enough tasks for the threads while each task
  * stays large enough (>= ~2^21 FLOPs at the sizes of an FFN) to run near the GEMM's peak. With one
  * thread each group is one BLAS call. The weight gradient tiles dB_e [k, n] the same way (each
- * task reduces over all of the group's rows). Cost: 2 sum(counts) k n FLOPs either way.
+ * task reduces over all of the group's rows), or, when every group with rows is large (its rows
+ * are the product's depth: g k n >= 2^26), makes one OpenBLAS call per expert, threaded by
+ * OpenBLAS, as the forward does. Cost: 2 sum(counts) k n FLOPs either way.
  * The float64 reference is the Java triple loop of the tests (MoeRef), on fresh random inputs.
  */
 #include <cblas.h>
@@ -399,8 +401,11 @@ extern "C" int ct_cpu_grouped_gemm_wgrad(int dtype, int64_t experts, int64_t row
       // dB_e [k, n]: every expert has k rows of output; an expert without tokens gets zeros
       std::vector<int64_t> m_of((size_t)experts, k);
       const double flops = 2.0 * (double)used * (double)k * (double)n + (double)experts * k * n;
-      const bool whole = threads_for((int64_t)std::min(flops / 4.0, 9e18)) <= 1;
-      run_tasks(tile(experts, m_of, n, whole), flops, [&](const Task& t) {
+      // every expert with tokens a large product (its g tokens are the product's depth): one BLAS
+      // call per expert, threaded by OpenBLAS, as in the forward
+      const bool large = large_groups(std::vector<int64_t>(counts, counts + experts), k, n);
+      const bool whole = threads_for((int64_t)std::min(flops / 4.0, 9e18)) <= 1 || large;
+      auto task = [&](const Task& t) {
         const int64_t g = counts[t.e], r = off[(size_t)t.e], m = t.r1 - t.r0, w = t.c1 - t.c0;
         T* out = dp + t.e * k * n + t.r0 * n + t.c0;
         if (g == 0) {
@@ -409,7 +414,12 @@ extern "C" int ct_cpu_grouped_gemm_wgrad(int dtype, int64_t experts, int64_t row
         }
         // dB_e[r0:r1, c0:c1] = A_e[:, r0:r1]^T dC_e[:, c0:c1]
         blas<T>(true, false, m, w, g, ap + r * k + t.r0, k, gp + r * n + t.c0, n, out, n);
-      });
+      };
+      if (large) {
+        for (const Task& t : tile(experts, m_of, n, true)) task(t);
+      } else {
+        run_tasks(tile(experts, m_of, n, whole), flops, task);
+      }
     }
   });
   return CT_OK;

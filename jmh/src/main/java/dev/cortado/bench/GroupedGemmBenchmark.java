@@ -30,6 +30,11 @@ import org.openjdk.jmh.annotations.Warmup;
  *   <li>{@code groupedMatmul}: {@link MixtureOfExperts#groupedMatmul} (the {@code grouped_matmul}
  *       op: the counts check, the (expert, tile) tasks on the threads, output allocation);</li>
  *   <li>{@code denseMatmul}: {@link LinearAlgebra#matmul} of the same x with one weight.</li>
+ *   <li>{@code groupedBackward}: the {@code grouped_matmul_backward} op on an output gradient dy
+ *       [4096, 1024]: dx (a grouped GEMM with each w[e] transposed) and dw (per expert
+ *       x_e^T dy_e, the weight gradient, reducing over the group's rows); 17.2 GFLOP.</li>
+ *   <li>{@code denseBackward}: the dense layer's two backward products of the same sizes,
+ *       dy w0^T and x^T dy (transposed views, no copies); 17.2 GFLOP.</li>
  * </ul>
  * Groups: {@code even} (8 x 512 rows) or {@code skewed} (1024, 896, 640, 512, 384, 320, 192, 128
  * rows, as a router after a few steps of training gives). The ratio to report is
@@ -60,6 +65,7 @@ public class GroupedGemmBenchmark {
     private Tensor w;
     private Tensor w0;
     private Tensor counts;
+    private Tensor dy;
 
     @Setup(Level.Trial)
     public void setup() {
@@ -71,6 +77,7 @@ public class GroupedGemmBenchmark {
         x = g.uniform(-1, 1, DType.FLOAT32, Device.CPU, ROWS, K);
         w = g.uniform(-1, 1, DType.FLOAT32, Device.CPU, EXPERTS, K, N);
         w0 = g.uniform(-1, 1, DType.FLOAT32, Device.CPU, K, N);
+        dy = g.uniform(-1, 1, DType.FLOAT32, Device.CPU, ROWS, N);
         verify(c);
     }
 
@@ -108,11 +115,30 @@ public class GroupedGemmBenchmark {
         }
     }
 
+    @Benchmark
+    public float groupedBackward() {
+        Tensor[] d = MixtureOfExperts.GROUPED_MATMUL_BACKWARD_OP.callMulti(null, x, w, counts, dy);
+        float r = d[0].dataAddress() == 0 || d[1].dataAddress() == 0 ? 0 : 1;
+        for (Tensor t : d) {
+            t.close();
+        }
+        return r;
+    }
+
+    @Benchmark
+    public float denseBackward() {
+        try (Tensor w0t = w0.transpose(0, 1); Tensor xt = x.transpose(0, 1); Tensor dx = LinearAlgebra.matmul(dy, w0t);
+             Tensor dw = LinearAlgebra.matmul(xt, dy)) {
+            return dx.dataAddress() == 0 || dw.dataAddress() == 0 ? 0 : 1;
+        }
+    }
+
     @TearDown(Level.Trial)
     public void tearDown() {
         x.close();
         w.close();
         w0.close();
         counts.close();
+        dy.close();
     }
 }

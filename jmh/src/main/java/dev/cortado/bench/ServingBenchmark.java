@@ -144,7 +144,11 @@ public class ServingBenchmark {
         }
     }
 
-    /** Host allocations per operation of {@code steadyRequest} (0 with memory patterns). */
+    /**
+     * Host allocations of {@code steadyRequest}, counted over every measured operation (JMH sums an
+     * {@code EVENTS} counter over the iterations: a total, not a count per operation; 0 with memory
+     * patterns).
+     */
     @AuxCounters(AuxCounters.Type.EVENTS)
     @State(Scope.Thread)
     public static class Allocations {
