@@ -201,13 +201,15 @@ void run(const Program& P, int ndim, const int64_t* shape, int64_t numel, const 
   // inputs are read in place (no copy into a tile) unless an output overlaps them: a store could
   // then change what a later instruction of the same tile reads
   bool alias = true;
-  for (int i = 0; i < P.n_inputs && alias; ++i)
+  for (int i = 0; i < P.n_inputs && alias; ++i) {
+    uintptr_t il, ih;
+    span(inputs[i], ndim, shape, (int64_t)sizeof(T), &il, &ih);
     for (int o = 0; o < n_outputs && alias; ++o) {
-      uintptr_t il, ih, ol, oh;
-      span(inputs[i], ndim, shape, (int64_t)sizeof(T), &il, &ih);
+      uintptr_t ol, oh;
       span(outputs[o], ndim, shape, (int64_t)sizeof(T), &ol, &oh);
       if (il < oh && ol < ih) alias = false;
     }
+  }
   const bool wide = use_avx512();
   for_each_row<kOperands>(ndim, shape, st, base, es, numel, [&](int64_t n, char* const* p, const int64_t* s) {
     if (wide) row_avx512<T>(P, n, p, s, alias);

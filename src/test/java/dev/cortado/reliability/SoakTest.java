@@ -298,9 +298,7 @@ class SoakTest {
                     base = now;
                     peak = now;
                     baseMappings = residentByMapping();
-                    outsideHeapKb.add(now.outsideHeapKb);
                 } else if (base != null) {
-                    outsideHeapKb.add(now.outsideHeapKb);
                     peak = new Sample(Math.max(peak.engineBytes, now.engineBytes),
                             Math.max(peak.engineBlocks, now.engineBlocks), Math.max(peak.arenas, now.arenas),
                             Math.max(peak.rssKb, now.rssKb), Math.max(peak.outsideHeapKb, now.outsideHeapKb),
@@ -309,6 +307,9 @@ class SoakTest {
                             + ": engine host bytes differ from the baseline after the warm-up (a tensor leaks)");
                     assertEquals(base.engineBlocks, now.engineBlocks, "iteration " + iterations
                             + ": live engine blocks differ from the baseline after the warm-up (a tensor leaks)");
+                }
+                if (base != null) {
+                    outsideHeapKb.add(now.outsideHeapKb);
                 }
             }
             endMappings = residentByMapping();
