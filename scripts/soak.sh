@@ -6,7 +6,7 @@
 #
 #   scripts/soak.sh [SECONDS]          default 600 (10 minutes)
 #   SOAK_INJECT_LEAK=1 scripts/soak.sh 60   leaves one tensor unclosed per iteration: must FAIL
-#   SOAK_INJECT_NATIVE_LEAK=1 scripts/soak.sh 30   leaves 64 KiB malloc'd per iteration, outside the
+#   SOAK_INJECT_NATIVE_LEAK=1 scripts/soak.sh 30   leaves 128 KiB malloc'd per iteration, outside the
 #                                                  engine's accounting: the resident bound must FAIL
 #
 # Needs the native build (mvn -B -q package -DskipTests -Dnative.cuda=OFF once). The figures are

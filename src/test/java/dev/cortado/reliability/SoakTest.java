@@ -49,7 +49,7 @@ import org.junit.jupiter.api.Test;
  *
  * <p>{@code -Dsoak.seconds=N} (default 30) sets the length ({@code scripts/soak.sh} runs it for
  * minutes); {@code -Dsoak.injectLeak=true} leaves one tensor unclosed per iteration, to see it
- * fail, and {@code -Dsoak.injectNativeLeak=true} leaves 64 KiB of malloc'd memory per iteration
+ * fail, and {@code -Dsoak.injectNativeLeak=true} leaves 128 KiB of malloc'd memory per iteration
  * that the engine does not count, to see the resident bound fail. The figures go to {@code target/soak-report.txt}.
  */
 @SuppressWarnings("try") // Scope blocks free what the body creates without naming the scope
@@ -69,6 +69,60 @@ class SoakTest {
             }
         }
         return -1;
+    }
+
+    /** The Java heap's reserved address range, [lo, hi), from the JVM's {@code GC.heap_info}. */
+    static final long[] JAVA_HEAP_RANGE = javaHeapRange();
+
+    static long[] javaHeapRange() {
+        String info;
+        try { // by reflection: the tests compile patched into dev.cortado, which does not read java.management
+            Class<?> objectName = Class.forName("javax.management.ObjectName");
+            Object server = Class.forName("java.lang.management.ManagementFactory")
+                    .getMethod("getPlatformMBeanServer").invoke(null);
+            info = String.valueOf(Class.forName("javax.management.MBeanServerConnection")
+                    .getMethod("invoke", objectName, String.class, Object[].class, String[].class)
+                    .invoke(server, objectName.getConstructor(String.class).newInstance(
+                            "com.sun.management:type=DiagnosticCommand"), "gcHeapInfo", new Object[] {null},
+                            new String[] {String[].class.getName()}));
+        } catch (ReflectiveOperationException e) {
+            throw new IllegalStateException("GC.heap_info", e);
+        }
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("\\[(0x[0-9a-f]+),\\s*(0x[0-9a-f]+)[,)]")
+                .matcher(info);
+        long lo = Long.MAX_VALUE;
+        long hi = 0;
+        while (m.find()) { // G1 prints one range; the generational collectors one per generation
+            lo = Math.min(lo, Long.parseUnsignedLong(m.group(1).substring(2), 16));
+            hi = Math.max(hi, Long.parseUnsignedLong(m.group(2).substring(2), 16));
+        }
+        if (hi == 0) {
+            throw new IllegalStateException("no heap range in GC.heap_info: " + info);
+        }
+        return new long[] {lo, hi};
+    }
+
+    /**
+     * Resident kB of every mapping of this process outside the Java heap's reserved range
+     * ({@code /proc/self/smaps}): malloc's arenas, thread stacks, the code cache, metaspace, mapped
+     * files. Not the resident size less the committed heap: the heap commits and uncommits regions
+     * as it sizes itself, and that difference moved by hundreds of MiB with nothing leaking.
+     */
+    static long residentOutsideHeapKb() throws IOException {
+        long kb = 0;
+        boolean inHeap = false;
+        for (String line : Files.readAllLines(Path.of("/proc/self/smaps"))) {
+            char c = line.isEmpty() ? ' ' : line.charAt(0);
+            if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) { // a mapping's header; its fields start upper case
+                String[] range = line.substring(0, line.indexOf(' ')).split("-");
+                long lo = Long.parseUnsignedLong(range[0], 16);
+                long hi = Long.parseUnsignedLong(range[1], 16);
+                inHeap = lo < JAVA_HEAP_RANGE[1] && hi > JAVA_HEAP_RANGE[0];
+            } else if (!inHeap && line.startsWith("Rss:")) {
+                kb += Long.parseLong(line.replaceAll("[^0-9]", ""));
+            }
+        }
+        return kb;
     }
 
     /**
@@ -132,10 +186,9 @@ class SoakTest {
             long fds) {
         static Sample now(InferenceSession served) throws IOException {
             CpuBackend.releaseFreeMemory(); // memory freed but kept by malloc is not a leak
-            long rss = statusKb("VmRSS");
-            long heap = Runtime.getRuntime().totalMemory() / 1024; // the committed Java heap
             return new Sample(CpuBackend.allocatedBytes() - served.idleArenaBytes(),
-                    CpuBackend.liveAllocations() - served.idleArenas(), served.idleArenas(), rss, rss - heap,
+                    CpuBackend.liveAllocations() - served.idleArenas(), served.idleArenas(), statusKb("VmRSS"),
+                    residentOutsideHeapKb(),
                     statusKb("Threads"), openFiles());
         }
     }
@@ -209,17 +262,17 @@ class SoakTest {
         long slack = 64L << 20;
         CpuBackend.releaseFreeMemory();
         CpuBackend.MallocStats before = CpuBackend.mallocStats();
-        long outside0 = statusKb("VmRSS") - Runtime.getRuntime().totalMemory() / 1024;
+        long outside0 = residentOutsideHeapKb();
         List<org.bytedeco.javacpp.BytePointer> held = new ArrayList<>();
         for (int i = 0; i < blocks; i++) {
             held.add(new org.bytedeco.javacpp.BytePointer(size).fill(1));
         }
         CpuBackend.MallocStats during = CpuBackend.mallocStats();
-        long outside1 = statusKb("VmRSS") - Runtime.getRuntime().totalMemory() / 1024;
+        long outside1 = residentOutsideHeapKb();
         held.forEach(org.bytedeco.javacpp.Pointer::close);
         CpuBackend.releaseFreeMemory();
         CpuBackend.MallocStats after = CpuBackend.mallocStats();
-        long outside2 = statusKb("VmRSS") - Runtime.getRuntime().totalMemory() / 1024;
+        long outside2 = residentOutsideHeapKb();
         String seen = before + " -> " + during + " -> " + after + "; resident outside the heap " + outside0 + " -> "
                 + outside1 + " -> " + outside2 + " kB";
         assertTrue(during.inUseBytes() - before.inUseBytes() >= total - slack, "in use while held: " + seen);
@@ -289,7 +342,8 @@ class SoakTest {
                 if (injectLeak) {
                     leaks.add(Tensor.zeros(DType.FLOAT32, Device.CPU, 1024)); // never closed: the bug to catch
                 }
-                if (injectNativeLeak) { // 64 KiB malloc'd and touched, outside the engine's accounting
+                if (injectNativeLeak) { // 2 x 64 KiB malloc'd and touched, outside the engine's accounting
+                    nativeLeaks.add(new org.bytedeco.javacpp.BytePointer(64 * 1024).fill(1));
                     nativeLeaks.add(new org.bytedeco.javacpp.BytePointer(64 * 1024).fill(1));
                 }
                 iterations++;
