@@ -176,13 +176,13 @@ public final class Main {
                 usage: java -jar cortado-cli.jar COMMAND [options]
                   train-mnist   train a small CNN on 10k MNIST digits, test on the t10k split
                                 [--epochs 8] [--batch-size 64] [--lr 2e-3]
-                                [--compile] (evaluate through a compiled graph: dev.cortado.graph)
+                                [--compile] (train and evaluate through compiled graphs: dev.cortado.graph)
                   prune-mnist   the train-mnist CNN dense, 2:4 with SR-STE (and with mask decay) and pruned
                                 to 90% gradually; then run on sparse modules (a table of accuracy,
                                 non-zeros, size and inference time) [--epochs 8] [--batch-size 64] [--lr 2e-3]
                   train-charlm  train a small GPT-style character model on Jane Austen, then sample from it
                                 [--steps 400] [--batch-size 16] [--lr 3e-3]
-                                [--compile] (evaluate through a compiled graph)
+                                [--compile] (train and evaluate through compiled graphs)
                                 [--experts E --top-k K] (a mixture of E experts, top-K, in every block,
                                 at the dense model's active parameter count; docs/sparse.md)
                   quantize-mnist  the MNIST CNN (trained, or --checkpoint FILE from train-mnist) quantized:

@@ -1,5 +1,8 @@
 package dev.cortado.cli;
 
+import dev.cortado.autograd.Autograd;
+import dev.cortado.graph.CompileOptions;
+import dev.cortado.graph.TrainingStep;
 import dev.cortado.io.Batch;
 import dev.cortado.io.CharSequenceDataset;
 import dev.cortado.io.Checkpoint;
@@ -25,6 +28,7 @@ import java.util.LinkedHashMap;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Random;
+import java.util.function.BiFunction;
 
 /**
  * {@code train-charlm}: a small GPT-style character model (4 layers, causal attention with
@@ -72,6 +76,19 @@ final class TrainCharLm {
                 ParamOptions.seeded(seed));
     }
 
+    /**
+     * The loss a training step minimizes, of the logits [B, T, vocab] and the next characters
+     * [B, T]: the mean cross-entropy plus, for a mixture of experts, the router losses of the
+     * forward that made the logits.
+     */
+    static BiFunction<Tensor, Tensor, Tensor> loss(CausalLanguageModel model, int vocab) {
+        return (logits, target) -> {
+            Tensor l = Losses.crossEntropy(logits.reshape(-1, vocab), target.reshape(-1));
+            Tensor aux = model.auxiliaryLoss();
+            return aux == null ? l : Elementwise.add(l, aux);
+        };
+    }
+
     /** Trains, evaluates, samples, plots and saves; returns the final validation loss (nats/char). */
     static double run(Settings s) throws IOException {
         TextCorpus corpus = TextCorpus.austen();
@@ -93,12 +110,17 @@ final class TrainCharLm {
             System.out.printf(Locale.ROOT, "model: %,d parameters%n%s%n", model.numParameters(), model);
             Optimizer opt = Adam.adamW().lr(s.lr()).betas(0.9, 0.95).weightDecay(0.1).build(model.parameters());
             CosineWithWarmup schedule = new CosineWithWarmup(Math.min(50, s.steps() / 10), s.steps(), 0.1);
+            int vocab = corpus.vocabSize();
+            // --compile: forward, loss (with the router losses of a mixture of experts), backward,
+            // clipping to global norm 1 and the AdamW update as one graph
+            TrainMnist.CompiledStep compiledStep = s.compile() ? new TrainMnist.CompiledStep(model, loss(model, vocab), opt,
+                    CompileOptions.builder().maxGradNorm(1.0).build(), false) : null;
             long step = 0;
             double valLoss = Double.NaN;
             int epoch = 0;
             int chunks = (s.steps() + evalEvery - 1) / evalEvery;
             DataLoader.Epoch batches = loader.epoch(epoch);
-            try {
+            try (compiledStep) {
                 for (int chunk = 1; chunk <= chunks; chunk++) {
                     int n = (int) Math.min(evalEvery, s.steps() - step);
                     log.startEpoch(chunk, chunks, n);
@@ -112,17 +134,29 @@ final class TrainCharLm {
                         double loss;
                         double accuracy;
                         int tokens;
-                        try (Batch b = batches.next(); Scope scope = Scope.open()) {
-                            Tensor logits = model.forward(b.input());
-                            Tensor flat = logits.reshape(-1, corpus.vocabSize());
+                        try (Batch b = batches.next(); Scope scope = Scope.open();
+                             TrainingStep.Output stepped = compiledStep == null ? null
+                                     : compiledStep.run(b.input(), b.target())) {
+                            Tensor flat;
+                            if (stepped != null) {
+                                flat = stepped.modelOutput().reshape(-1, vocab);
+                            } else {
+                                flat = model.forward(b.input()).reshape(-1, vocab);
+                            }
                             Tensor targets = b.target().reshape(-1);
-                            Tensor l = Losses.crossEntropy(flat, targets);
-                            Tensor aux = model.auxiliaryLoss();   // the router losses (null when dense)
-                            opt.zeroGrad();
-                            (aux == null ? l : Elementwise.add(l, aux)).backward();
-                            GradClip.clipByGlobalNorm(opt.params(), 1.0);
-                            opt.step();
-                            loss = l.item();
+                            if (stepped != null) { // logged as eagerly: the cross-entropy, without the router losses
+                                try (Autograd.GradMode off = Autograd.noGrad()) {
+                                    loss = Losses.crossEntropy(flat, targets).item();
+                                }
+                            } else {
+                                Tensor l = Losses.crossEntropy(flat, targets);
+                                Tensor aux = model.auxiliaryLoss();   // the router losses (null when dense)
+                                opt.zeroGrad();
+                                (aux == null ? l : Elementwise.add(l, aux)).backward();
+                                GradClip.clipByGlobalNorm(opt.params(), 1.0);
+                                opt.step();
+                                loss = l.item();
+                            }
                             tokens = (int) targets.numel();
                             accuracy = TrainMnist.countCorrect(flat, targets) / tokens;
                         }

@@ -3,9 +3,11 @@ package dev.cortado.cli;
 import dev.cortado.autograd.Autograd;
 import dev.cortado.distributed.DistributedDataParallel;
 import dev.cortado.distributed.ProcessGroup;
+import dev.cortado.graph.CaptureException;
 import dev.cortado.graph.CompileOptions;
 import dev.cortado.graph.CompiledFunction;
 import dev.cortado.graph.Graphs;
+import dev.cortado.graph.TrainingStep;
 import dev.cortado.io.Batch;
 import dev.cortado.io.Checkpoint;
 import dev.cortado.io.DataLoader;
@@ -35,6 +37,7 @@ import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.Locale;
 import java.util.Map;
+import java.util.function.BiFunction;
 import java.util.function.Function;
 
 /**
@@ -45,7 +48,7 @@ import java.util.function.Function;
 final class TrainMnist {
     /**
      * Command-line settings (defaults finish in about a minute on 2 CPU cores); {@code compile}
-     * runs the evaluations through a compiled graph ({@code --compile}).
+     * runs the training steps and the evaluations as compiled graphs ({@code --compile}).
      */
     record Settings(int epochs, int batchSize, double lr, long seed, Device device, Path out, boolean compile,
                     Path resume) {
@@ -84,6 +87,63 @@ final class TrainMnist {
         public void close() {
             if (compiled != null) {
                 compiled.close();
+            }
+        }
+    }
+
+    /**
+     * The training step compiled on its first batch ({@link Graphs#compileTrainingStep}: forward,
+     * loss, backward, clipping, the data-parallel gradient average and the optimizer update as one
+     * graph, the logits returned for the training accuracy); used by {@code --compile} of
+     * train-mnist and train-charlm. A model the graph layer cannot capture is stepped eagerly by
+     * the caller, with the reason printed once. The batch size must not change (the loaders drop
+     * the last, smaller batch).
+     */
+    static final class CompiledStep implements AutoCloseable {
+        private final Module model;
+        private final BiFunction<Tensor, Tensor, Tensor> loss;
+        private final Optimizer optimizer;
+        private final CompileOptions options;
+        private final boolean quiet;
+        private TrainingStep step;
+        private boolean refused;
+
+        CompiledStep(Module model, BiFunction<Tensor, Tensor, Tensor> loss, Optimizer optimizer, CompileOptions options,
+                boolean quiet) {
+            this.model = model;
+            this.loss = loss;
+            this.optimizer = optimizer;
+            this.options = CompileOptions.builder().from(options).returnModelOutput(true).build();
+            this.quiet = quiet;
+        }
+
+        /**
+         * One compiled step on {@code (x, y)}: the loss and the model's output, which the caller
+         * closes; null when the model cannot be captured (the caller steps eagerly).
+         */
+        TrainingStep.Output run(Tensor x, Tensor y) {
+            if (step == null && !refused) {
+                long t0 = System.nanoTime();
+                try {
+                    step = Graphs.compileTrainingStep(model, loss, optimizer, x, y, options);
+                } catch (CaptureException e) {
+                    refused = true;
+                    System.out.println("--compile: the training step cannot be captured (" + e.getMessage()
+                            + "); it runs eagerly");
+                    return null;
+                }
+                if (!quiet) {
+                    System.out.printf(Locale.ROOT, "training steps run a compiled graph: %d nodes, %s; compiled in %.2f s%n",
+                            step.graph().nodes().size(), step.memoryPlan(), (System.nanoTime() - t0) / 1e9);
+                }
+            }
+            return step == null ? null : step.runWithOutput(x, y);
+        }
+
+        @Override
+        public void close() {
+            if (step != null) {
+                step.close();
             }
         }
     }
@@ -139,7 +199,10 @@ final class TrainMnist {
                 System.out.printf(Locale.ROOT, "model: %,d parameters%n%s%n", model.numParameters(), model);
             }
             Optimizer opt = Adam.adamW().lr(s.lr()).weightDecay(1e-4).build(model.parameters());
-            try (opt) {   // its state (moments) is freed on every exit, an exception too
+            // --compile: the whole step as one graph, the gradients averaged over the processes inside it
+            CompiledStep compiledStep = s.compile() ? new CompiledStep(model, Losses::crossEntropy, opt,
+                    CompileOptions.builder().dataParallel(ddp).build(), rank != 0) : null;
+            try (opt; compiledStep) {   // the optimizer's state (moments) is freed on every exit, an exception too
                 int stepsPerEpoch = loader.size();
                 long total = (long) stepsPerEpoch * s.epochs();
                 CosineWithWarmup schedule = CosineWithWarmup.of(Math.min(100, total / 10), total);
@@ -174,18 +237,25 @@ final class TrainMnist {
                             schedule.apply(opt, step);
                             double loss;
                             double correct;
-                            try (b; Scope scope = Scope.open()) {
-                                Tensor logits = model.forward(b.input());
-                                Tensor l = Losses.crossEntropy(logits, b.target());
-                                opt.zeroGrad();
-                                if (ddp != null) {
-                                    ddp.backward(l);
+                            try (b; Scope scope = Scope.open();
+                                 TrainingStep.Output stepped = compiledStep == null ? null
+                                         : compiledStep.run(b.input(), b.target())) {
+                                if (stepped != null) {
+                                    loss = stepped.loss().item();
+                                    correct = countCorrect(stepped.modelOutput(), b.target());
                                 } else {
-                                    l.backward();
+                                    Tensor logits = model.forward(b.input());
+                                    Tensor l = Losses.crossEntropy(logits, b.target());
+                                    opt.zeroGrad();
+                                    if (ddp != null) {
+                                        ddp.backward(l);
+                                    } else {
+                                        l.backward();
+                                    }
+                                    opt.step();
+                                    loss = l.item();
+                                    correct = countCorrect(logits, b.target());
                                 }
-                                opt.step();
-                                loss = l.item();
-                                correct = countCorrect(logits, b.target());
                             }
                             double seconds = (System.nanoTime() - t0) / 1e9;
                             log.step(epoch, step, loss, correct / b.size(), (double) b.size() * world / seconds,

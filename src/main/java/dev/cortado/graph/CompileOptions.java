@@ -50,8 +50,10 @@ public final class CompileOptions {
     private final boolean propagateLayout;
     private final long memoryBudget;
     private final DistributedDataParallel dataParallel;
+    private final boolean returnModelOutput;
 
     private CompileOptions(Builder b) {
+        this.returnModelOutput = b.returnModelOutput;
         this.memoryBudget = b.memoryBudget;
         this.dataParallel = b.dataParallel;
         this.maxGradNorm = b.maxGradNorm;
@@ -143,6 +145,15 @@ public final class CompileOptions {
         return dataParallel;
     }
 
+    /**
+     * Training steps: whether the compiled step also returns the model's output
+     * ({@link TrainingStep#runWithOutput}, for a training accuracy or any other metric of the
+     * batch); off by default, where the output is a temporary whose memory the plan reuses.
+     */
+    public boolean returnModelOutput() {
+        return returnModelOutput;
+    }
+
     /** Tensors read by reference, with their names (a copy). */
     public Map<Tensor, String> parameters() {
         return new IdentityHashMap<>(parameters);
@@ -163,6 +174,7 @@ public final class CompileOptions {
         private boolean propagateLayout = true;
         private long memoryBudget = Long.MAX_VALUE;
         private DistributedDataParallel dataParallel;
+        private boolean returnModelOutput;
 
         private Builder() {
         }
@@ -198,6 +210,7 @@ public final class CompileOptions {
             propagateLayout = o.propagateLayout;
             memoryBudget = o.memoryBudget;
             dataParallel = o.dataParallel;
+            returnModelOutput = o.returnModelOutput;
             return this;
         }
 
@@ -221,6 +234,15 @@ public final class CompileOptions {
          */
         public Builder dataParallel(DistributedDataParallel ddp) {
             dataParallel = ddp;
+            return this;
+        }
+
+        /**
+         * Training steps: the compiled step also returns the model's output, read with
+         * {@link TrainingStep#runWithOutput} (one more graph output; off by default).
+         */
+        public Builder returnModelOutput(boolean on) {
+            returnModelOutput = on;
             return this;
         }
 

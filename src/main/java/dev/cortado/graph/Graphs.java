@@ -135,7 +135,9 @@ public final class Graphs {
      * Compiles a whole training step of {@code model}: {@code loss(model(x), y)}, its backward, the
      * module's buffer updates, optional gradient clipping ({@link CompileOptions#maxGradNorm()}) and
      * {@code optimizer}'s update of its parameters; {@code step.run(x, y)} returns the loss. See
-     * {@link TrainingStep}. The model's current mode (train or eval) is the one captured.
+     * {@link TrainingStep}. The model's current mode (train or eval) is the one captured. With
+     * {@link CompileOptions.Builder#returnModelOutput} the step also returns {@code model(x)}
+     * ({@link TrainingStep#runWithOutput}).
      */
     public static TrainingStep compileTrainingStep(Module model, BiFunction<Tensor, Tensor, Tensor> loss,
             dev.cortado.optim.Optimizer optimizer, Tensor input, Tensor target, CompileOptions options) {
@@ -145,9 +147,14 @@ public final class Graphs {
         model.namedParameters().forEach(named::put);
         options.parameters().forEach((t, name) -> named.put(name, t));
         b.parameters(named);
+        boolean withOutput = options.returnModelOutput();
         return new TrainingStep(in -> {
-            try (Tensor y = model.forward(in[0])) {
-                return loss.apply(y, in[1]);
+            Tensor y = model.forward(in[0]);
+            if (withOutput) {
+                return new Tensor[] {loss.apply(y, in[1]), y};
+            }
+            try (y) {
+                return new Tensor[] {loss.apply(y, in[1])};
             }
         }, new Tensor[] {input, target}, optimizer, byReference, b.build());
     }

@@ -63,9 +63,12 @@ public final class TrainingStep implements AutoCloseable {
     /** The indices of the optimizer's parameters the loss reaches (the others get no gradient and no update, as in an eager step). */
     private int[] reached;
     private double lastGradNorm = Double.NaN;
+    /** How many values the step returns after the loss (1 with the model's output, else 0). */
+    private int extras = -1;
     private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(TrainingStep.class);
 
-    TrainingStep(Function<Tensor[], Tensor> loss, Tensor[] examples, Optimizer optimizer, Map<String, Tensor> buffers,
+    /** {@code loss} returns the loss first, then the values the step returns with it (the model's output). */
+    TrainingStep(Function<Tensor[], Tensor[]> loss, Tensor[] examples, Optimizer optimizer, Map<String, Tensor> buffers,
             CompileOptions options) {
         if (options.freezeParameters()) {
             throw new IllegalArgumentException("compileTrainingStep: parameters change at every step; freezeParameters"
@@ -91,16 +94,18 @@ public final class TrainingStep implements AutoCloseable {
     }
 
     /**
-     * The captured graph ({@code [loss, grads..., assigned...]}) made whole: one {@code update.assign}
-     * per assigned buffer and one {@code update.optimizer} that clips the gradients and steps the
-     * optimizer, writing its parameters and state in place; the graph returns the loss alone.
+     * The captured graph ({@code [loss, extras..., grads..., assigned...]}) made whole: one
+     * {@code update.assign} per assigned buffer and one {@code update.optimizer} that clips the
+     * gradients and steps the optimizer, writing its parameters and state in place; the graph
+     * returns the loss and the extras.
      */
     private Graph withUpdates(Graph captured) {
         int n = reached.length;
+        int first = 1 + extras; // the first gradient
         List<Value> outs = captured.outputs();
-        if (outs.size() != 1 + n + assigned.size()) {
+        if (outs.size() != first + n + assigned.size()) {
             throw new GraphException("compileTrainingStep: the captured graph returns " + outs.size() + " values, expected "
-                    + (1 + n + assigned.size()));
+                    + (first + n + assigned.size()));
         }
         Map<Tensor, Value> byTensor = new IdentityHashMap<>();
         for (Value v : captured.parameters()) {
@@ -115,13 +120,13 @@ public final class TrainingStep implements AutoCloseable {
             Tensor buffer = assigned.get(j);
             Value target = byTensor.containsKey(buffer) ? r.map(byTensor.get(buffer))
                     : b.parameter(buffer, "assigned" + j);
-            b.update("assign", ASSIGN, List.of(r.map(outs.get(1 + n + j))), List.of(target));
+            b.update("assign", ASSIGN, List.of(r.map(outs.get(first + n + j))), List.of(target));
         }
         List<Value> grads = new ArrayList<>(n);
         List<Value> written = new ArrayList<>();
         for (int j = 0; j < n; j++) {
             int i = reached[j];
-            grads.add(r.map(outs.get(1 + j)));
+            grads.add(r.map(outs.get(first + j)));
             Value p = byTensor.get(params.get(i));
             written.add(p != null ? r.map(p) : b.parameter(params.get(i), "param" + i));
         }
@@ -151,7 +156,9 @@ public final class TrainingStep implements AutoCloseable {
                 b.update("optimizer", new OptimizerStep(new int[] {reached[j]}), List.of(grads.get(j)), w);
             }
         }
-        b.output(r.map(outs.get(0)));
+        for (int j = 0; j < first; j++) {
+            b.output(r.map(outs.get(j)));
+        }
         return b.build();
     }
 
@@ -233,7 +240,7 @@ public final class TrainingStep implements AutoCloseable {
 
     /** The traced body: loss, backward, the gradients and the assigned buffers; the buffers are restored after. */
     @SuppressWarnings("try")
-    private Tensor[] captureStep(Function<Tensor[], Tensor> loss, Tensor[] in, List<Tensor> buffers) {
+    private Tensor[] captureStep(Function<Tensor[], Tensor[]> loss, Tensor[] in, List<Tensor> buffers) {
         for (int i = 0; i < params.size(); i++) {
             if (params.get(i).grad() != null) {
                 throw new IllegalStateException("compileTrainingStep: optimizer parameter " + i + " ("
@@ -248,7 +255,9 @@ public final class TrainingStep implements AutoCloseable {
             }
         }
         try {
-            Tensor l = loss.apply(in);
+            Tensor[] returned = loss.apply(in);
+            Tensor l = returned[0];
+            extras = returned.length - 1;
             l.backward();
             List<Tensor> written = Capture.assignedParameters();
             if (assigned != null && !sameTensors(assigned, written)) {
@@ -274,13 +283,13 @@ public final class TrainingStep implements AutoCloseable {
                         + java.util.Arrays.toString(withGrad) + ") than the first (" + java.util.Arrays.toString(reached)
                         + ")");
             }
-            Tensor[] out = new Tensor[1 + reached.length + written.size()];
-            out[0] = l;
+            Tensor[] out = new Tensor[returned.length + reached.length + written.size()];
+            System.arraycopy(returned, 0, out, 0, returned.length);
             for (int j = 0; j < reached.length; j++) {
-                out[1 + j] = params.get(reached[j]).grad().detach();
+                out[returned.length + j] = params.get(reached[j]).grad().detach();
             }
             for (int j = 0; j < written.size(); j++) {
-                out[1 + reached.length + j] = written.get(j); // reads the value assigned last
+                out[returned.length + reached.length + j] = written.get(j); // reads the value assigned last
             }
             return out;
         } finally {
@@ -314,7 +323,35 @@ public final class TrainingStep implements AutoCloseable {
      * updated in place, by the graph's update nodes.
      */
     public synchronized Tensor run(Tensor... batch) {
-        return graph.applyAll(batch)[0];
+        Tensor[] out = graph.applyAll(batch);
+        for (int i = 1; i < out.length; i++) {
+            out[i].close();
+        }
+        return out[0];
+    }
+
+    /** The loss of a step and the model's output on its batch; closing it closes both. */
+    public record Output(Tensor loss, Tensor modelOutput) implements AutoCloseable {
+        @Override
+        public void close() {
+            try (loss) {
+                modelOutput.close();
+            }
+        }
+    }
+
+    /**
+     * One step, as {@link #run}, that also returns the model's output on the batch (computed by the
+     * step's forward, not again): for a step compiled with
+     * {@link CompileOptions.Builder#returnModelOutput}.
+     */
+    public synchronized Output runWithOutput(Tensor... batch) {
+        if (extras == 0) {
+            throw new IllegalStateException("TrainingStep.runWithOutput: the step was compiled without"
+                    + " CompileOptions.returnModelOutput(true); it returns the loss alone (use run)");
+        }
+        Tensor[] out = graph.applyAll(batch);
+        return new Output(out[0], out[1]);
     }
 
     /** The global gradient norm before clipping of the last {@link #run}, or NaN without clipping. */

@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.cortado.autograd.Autograd;
 import dev.cortado.models.VisionTransformer;
 import dev.cortado.nn.Activation;
 import dev.cortado.nn.BatchNorm2d;
@@ -246,6 +247,52 @@ class TrainingStepTest {
                         assertTrue(e.getMessage().contains("depends on none of the optimizer's 2 parameters"), e.getMessage());
                     }
                 }
+            }
+        }
+    }
+
+    /**
+     * {@code returnModelOutput}: the step returns the model's output on the batch (the logits a
+     * training accuracy is counted from) with the loss, equal to the eager forward's, and steps the
+     * model as {@link TrainingStep#run} would; a step compiled without it refuses
+     * {@code runWithOutput} before running anything.
+     */
+    @Test
+    void aStepCompiledToReturnTheModelOutputReturnsTheEagerForwardsOutput() {
+        LongFunction<Module> mlp = seed -> new Sequential(new Linear(6, 16, true, ParamOptions.seeded(3)), Activation.gelu(),
+                new Linear(16, 3, true, ParamOptions.seeded(4)));
+        try (Scope s = Scope.open(); Tensor x1 = randn(9, 6); Tensor x2 = randn(9, 6);
+             Module compiled = mlp.apply(0); Module eager = mlp.apply(0);
+             Optimizer oc = Adam.adamW().lr(1e-2).weightDecay(0.1).build(compiled.parameters());
+             Optimizer oe = Adam.adamW().lr(1e-2).weightDecay(0.1).build(eager.parameters())) {
+            Tensor[][] batches = {{x1, labels(9, 3, 1)}, {x2, labels(9, 3, 2)}};
+            try (TrainingStep step = Graphs.compileTrainingStep(compiled, Losses::crossEntropy, oc, x1, batches[0][1],
+                    CompileOptions.builder().verify(true).maxGradNorm(0.5).returnModelOutput(true).build())) {
+                assertEquals(2, step.graph().outputs().size(), step.graph().toString());
+                for (int k = 0; k < STEPS; k++) {
+                    Tensor[] batch = batches[k % 2];
+                    double[] logits;
+                    try (Autograd.GradMode off = Autograd.noGrad(); Tensor y = eager.forward(batch[0])) {
+                        logits = y.toDoubleArray(); // before the step, as the step's forward sees the weights
+                    }
+                    try (Tensor want = eagerStep(eager, oe, Losses::crossEntropy, batch, 0.5);
+                         TrainingStep.Output got = step.runWithOutput(batch)) {
+                        Reference.assertCloseChecked(want.toDoubleArray(), got.loss().toDoubleArray(), TOL, "loss, step " + k);
+                        assertArrayEquals(new long[] {9, 3}, got.modelOutput().dims(), "the output's shape");
+                        Reference.assertCloseChecked(logits, got.modelOutput().toDoubleArray(), TOL, "the output, step " + k);
+                    }
+                }
+                assertEquals(STEPS, oc.stepCount());
+                assertAllClose(eager, compiled, TOL, "after " + STEPS + " steps with the output returned");
+                try (Tensor l = step.run(batches[0])) { // run() drops the output
+                    assertTrue(Double.isFinite(l.item()));
+                }
+            }
+            try (TrainingStep step = Graphs.compileTrainingStep(compiled, Losses::crossEntropy, oc, x1, batches[0][1])) {
+                long steps = oc.stepCount();
+                IllegalStateException e = assertThrows(IllegalStateException.class, () -> step.runWithOutput(batches[0]));
+                assertTrue(e.getMessage().contains("returnModelOutput"), e.getMessage());
+                assertEquals(steps, oc.stepCount(), "the refused call ran no step");
             }
         }
     }
