@@ -38,6 +38,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -648,6 +649,122 @@ int ct_cpu_conv_forward(int dtype, int layout, int algorithm, const int64_t* gv,
   if (algo == CT_CONV_ALGO_DEPTHWISE) depthwise_forward(g, xx, ww, bb, activation, yy);
   else if (algo == CT_CONV_ALGO_DIRECT_NHWC) direct_nhwc_forward(g, xx, ww, bb, activation, yy);
   else winograd_forward(g, xx, ww, bb, activation, yy);
+  return CT_OK;
+  CT_CATCH(fn)
+}
+
+}  // extern "C"
+
+namespace {
+constexpr int64_t PACK_HEADER = 16;           // floats before the packed weight
+constexpr int32_t PACK_MAGIC = 0x57505443;    // "CTPW"
+
+/* The algorithm a packed weight is for: `algorithm`, AUTO resolved; -1 when it has no packed layout. */
+int packed_algo(int dtype, int algorithm, const Geo& g) {
+  const int algo = algorithm == CT_CONV_ALGO_AUTO ? choose(dtype, g, 0) : algorithm;
+  if (dtype != CT_F32 || (algo != CT_CONV_ALGO_DIRECT_NHWC && algo != CT_CONV_ALGO_WINOGRAD)) return -1;
+  return algo;
+}
+
+int64_t packed_body(int algo, const Geo& g) {
+  return algo == CT_CONV_ALGO_WINOGRAD ? winograd_packed_len(g) : direct_nhwc_packed_len(g);
+}
+
+/* Parses the geometry of a pack call; *algo: the algorithm packed for (AUTO resolved), -1 if it has no packed layout. */
+int pack_geometry(const char* fn, int dtype, int layout, int algorithm, const int64_t* gv, Geo* g, int* algo) {
+  int st = parse(fn, dtype, layout, gv, g);
+  if (st == CT_OK) st = check_algo(fn, algorithm);
+  if (st != CT_OK) return st;
+  *algo = packed_algo(dtype, algorithm, *g);
+  return *algo < 0 ? CT_OK : check_fast(fn, *algo, dtype, *g);
+}
+
+/* The header words: magic, algorithm, groups, K and C per group, taps, block width. */
+void header_of(int algo, const Geo& g, int32_t* h) {
+  const int64_t v[7] = {PACK_MAGIC, algo, g.G, g.Kg, g.Cg, g.KS,
+                        algo == CT_CONV_ALGO_WINOGRAD ? 32 : direct_nhwc_block()};
+  for (int i = 0; i < 16; ++i) h[i] = i < 7 ? (int32_t)v[i] : 0;
+}
+}  // namespace
+
+extern "C" {
+
+int64_t ct_cpu_conv_packed_len(int dtype, int layout, int algorithm, const int64_t* gv, int64_t /*stream*/) {
+  static const char* fn = "conv_packed_len";
+  int64_t len = 0;
+  const int status = [&]() -> int {
+    CT_TRY
+    Geo g;
+    int algo;
+    const int st = pack_geometry(fn, dtype, layout, algorithm, gv, &g, &algo);
+    if (st == CT_OK && algo >= 0) len = PACK_HEADER + packed_body(algo, g);  // no packed layout: length 0
+    return st;
+    CT_CATCH(fn)
+  }();
+  return status == CT_OK ? len : -(int64_t)status;
+}
+
+int ct_cpu_conv_pack_weight(int dtype, int layout, int algorithm, const int64_t* gv, const void* w, void* packed,
+                            int64_t packed_len, int64_t /*stream*/) {
+  static const char* fn = "conv_pack_weight";
+  CT_TRY
+  Geo g;
+  int algo;
+  int st = pack_geometry(fn, dtype, layout, algorithm, gv, &g, &algo);
+  if (st != CT_OK) return st;
+  if (algo < 0)
+    return fail(CT_ERR_UNSUPPORTED, "%s: algorithm %s (%s) has no packed weight layout", fn,
+                algo_name(algorithm == CT_CONV_ALGO_AUTO ? choose(dtype, g, 0) : algorithm), dtype_name(dtype));
+  if ((st = check_ptr(fn, "w", w)) || (st = check_ptr(fn, "packed", packed))) return st;
+  const int64_t want = PACK_HEADER + packed_body(algo, g);
+  if (packed_len != want)
+    return fail(CT_ERR_INVALID_ARG, "%s: packed has %lld floats, the %s layout of this geometry needs %lld", fn,
+                (long long)packed_len, algo_name(algo), (long long)want);
+  float* out = (float*)packed;
+  int32_t h[16];
+  header_of(algo, g, h);
+  std::memcpy(out, h, sizeof h);
+  if (algo == CT_CONV_ALGO_WINOGRAD) winograd_pack(g, (const float*)w, out + PACK_HEADER);
+  else direct_nhwc_pack(g, (const float*)w, out + PACK_HEADER);
+  return CT_OK;
+  CT_CATCH(fn)
+}
+
+int ct_cpu_conv_forward_packed(int dtype, int layout, const int64_t* gv, const void* x, const void* packed,
+                               int64_t packed_len, const void* bias, int activation, void* y, int64_t /*stream*/) {
+  static const char* fn = "conv_forward_packed";
+  CT_TRY
+  Geo g;
+  int st = parse(fn, dtype, layout, gv, &g);
+  if (st != CT_OK) return st;
+  if (activation < CT_ACTIVATION_NONE || activation >= CT_ACTIVATION_COUNT)
+    return fail(CT_ERR_INVALID_ARG, "%s: unknown activation %d", fn, activation);
+  if ((st = check_ptr(fn, "packed", packed))) return st;
+  if (packed_len < PACK_HEADER)
+    return fail(CT_ERR_INVALID_ARG, "%s: packed has %lld floats, fewer than its %lld-float header", fn,
+                (long long)packed_len, (long long)PACK_HEADER);
+  int32_t have[16];
+  std::memcpy(have, packed, sizeof have);
+  if (have[0] != PACK_MAGIC) return fail(CT_ERR_INVALID_ARG, "%s: packed is not a packed convolution weight", fn);
+  const int algo = have[1];
+  if (algo != CT_CONV_ALGO_DIRECT_NHWC && algo != CT_CONV_ALGO_WINOGRAD)
+    return fail(CT_ERR_INVALID_ARG, "%s: packed names algorithm %d, which has no packed layout", fn, algo);
+  if ((st = check_fast(fn, algo, dtype, g))) return st;
+  int32_t want[16];
+  header_of(algo, g, want);
+  if (std::memcmp(have, want, sizeof have) != 0 || packed_len != PACK_HEADER + packed_body(algo, g))
+    return fail(CT_ERR_INVALID_ARG,
+                "%s: packed is for %s with groups %d, K/group %d, C/group %d, %d taps, block %d (%lld floats); "
+                "this geometry needs groups %lld, K/group %lld, C/group %lld, %lld taps, block %d (%lld floats)",
+                fn, algo_name(algo), have[2], have[3], have[4], have[5], have[6], (long long)packed_len,
+                (long long)g.G, (long long)g.Kg, (long long)g.Cg, (long long)g.KS, want[6],
+                (long long)(PACK_HEADER + packed_body(algo, g)));
+  if (g.N == 0) return CT_OK;
+  if ((st = check_ptr(fn, "x", x)) || (st = check_ptr(fn, "y", y))) return st;
+  auto xx = (const float*)x; auto bb = (const float*)bias; auto yy = (float*)y;
+  const float* body = (const float*)packed + PACK_HEADER;
+  if (algo == CT_CONV_ALGO_DIRECT_NHWC) direct_nhwc_forward(g, xx, nullptr, bb, activation, yy, body);
+  else winograd_forward(g, xx, nullptr, bb, activation, yy, body);
   return CT_OK;
   CT_CATCH(fn)
 }

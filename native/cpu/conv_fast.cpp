@@ -270,20 +270,40 @@ void tile256(int np, const float* const* xs, const int64_t* taps, int64_t ntaps,
 }
 }  // namespace
 
-void direct_nhwc_forward(const Geo& g, const float* x, const float* w, const float* bias, int act, float* y) {
+int64_t direct_nhwc_block() { return use_avx512() ? 32 : 16; }
+
+int64_t direct_nhwc_packed_len(const Geo& g) {
+  const int64_t KB = direct_nhwc_block(), nkb = (g.Kg + KB - 1) / KB;
+  return g.G * nkb * g.KS * g.Cg * KB;
+}
+
+/* The weight [K][Cg][tap] packed [grp][K block][tap][c][KB], zero columns beyond Kg: one pass over
+ * it, in parallel over (group, output channel); G*K*Cg*KS*4 bytes read, the packed length written. */
+void direct_nhwc_pack(const Geo& g, const float* w, float* wpk) {
+  const int64_t KB = direct_nhwc_block(), Cg = g.Cg, Kg = g.Kg, KS = g.KS, nkb = (Kg + KB - 1) / KB;
+  if (Kg % KB) std::fill(wpk, wpk + direct_nhwc_packed_len(g), 0.0f);
+  parallel_range(g.G * Kg, Cg * KS, [&](int64_t i0, int64_t i1) {
+    for (int64_t gk = i0; gk < i1; ++gk) {
+      const int64_t grp = gk / Kg, kk = gk % Kg;
+      for (int64_t c = 0; c < Cg; ++c)
+        for (int64_t r = 0; r < KS; ++r)
+          wpk[(((grp * nkb + kk / KB) * KS + r) * Cg + c) * KB + kk % KB] = w[(gk * Cg + c) * KS + r];
+    }
+  });
+}
+
+void direct_nhwc_forward(const Geo& g, const float* x, const float* w, const float* bias, int act, float* y,
+                         const float* packed) {
   // register tile: PB output pixels x KB output channels (AVX-512: 12 x 32, AVX2: 6 x 16)
   const bool z = use_avx512();
-  const int64_t KB = z ? 32 : 16, PB = z ? 12 : 6;
+  const int64_t KB = direct_nhwc_block(), PB = z ? 12 : 6;
   const int64_t C = g.C, K = g.K, Cg = g.Cg, Kg = g.Kg, KS = g.KS;
   const int64_t Dp = g.in[0] + g.pb[0] + g.pa[0], Hp = g.in[1] + g.pb[1] + g.pa[1], Wp = g.in[2] + g.pb[2] + g.pa[2];
   const int64_t nkb = (Kg + KB - 1) / KB;
-  // packed weight [grp][kb][tap][c][KB]
-  std::vector<float> wpk(g.G * nkb * KS * Cg * KB, 0.0f);
-  for (int64_t grp = 0; grp < g.G; ++grp)
-    for (int64_t kk = 0; kk < Kg; ++kk)
-      for (int64_t c = 0; c < Cg; ++c)
-        for (int64_t r = 0; r < KS; ++r)
-          wpk[(((grp * nkb + kk / KB) * KS + r) * Cg + c) * KB + kk % KB] = w[((grp * Kg + kk) * Cg + c) * KS + r];
+  // packed weight [grp][kb][tap][c][KB]: packed here unless the caller packed it once (a pre-packed weight)
+  Workspace own(packed ? 0 : direct_nhwc_packed_len(g));
+  if (!packed) direct_nhwc_pack(g, w, own.data());
+  const float* wpk = packed ? packed : own.data();
   // tap offsets in the padded image (elements)
   std::vector<int64_t> taps(KS);
   for (int64_t kd = 0; kd < g.k[0]; ++kd)
@@ -322,7 +342,7 @@ void direct_nhwc_forward(const Geo& g, const float* x, const float* w, const flo
         const float* xs[12];
         for (int j = 0; j < PB; ++j) xs[j] = base + (ow0 + std::min<int64_t>(j, np - 1)) * g.s[2] * C + grp * Cg;
         for (int64_t kb = 0; kb < nkb; ++kb) {
-          const float* wp = wpk.data() + (grp * nkb + kb) * KS * Cg * KB;
+          const float* wp = wpk + (grp * nkb + kb) * KS * Cg * KB;
           if (z) tile512((int)np, xs, taps.data(), KS, Cg, wp, tile);
           else tile256((int)np, xs, taps.data(), KS, Cg, wp, tile);
           const int64_t k0 = grp * Kg + kb * KB, kn = std::min<int64_t>(KB, Kg - kb * KB);

@@ -72,8 +72,17 @@ template <class T> void epilogue(const Geo& g, T* y, const T* bias, int act);
 void depthwise_forward(const Geo& g, const float* x, const float* w, const float* bias, int act, float* y);
 void depthwise_backward_data(const Geo& g, const float* dy, const float* w, float* dx);
 void depthwise_backward_weight(const Geo& g, const float* x, const float* dy, float* dw);
-void direct_nhwc_forward(const Geo& g, const float* x, const float* w, const float* bias, int act, float* y);
-void winograd_forward(const Geo& g, const float* x, const float* w, const float* bias, int act, float* y);
+/* packed: the weight as direct_nhwc_pack / winograd_pack left it (then w is not read), or null. */
+void direct_nhwc_forward(const Geo& g, const float* x, const float* w, const float* bias, int act, float* y,
+                         const float* packed = nullptr);
+void winograd_forward(const Geo& g, const float* x, const float* w, const float* bias, int act, float* y,
+                      const float* packed = nullptr);
+/* Pre-packing: floats of the packed weight for this geometry (and this CPU's vector width), and the packing. */
+int64_t direct_nhwc_block();
+int64_t direct_nhwc_packed_len(const Geo& g);
+void direct_nhwc_pack(const Geo& g, const float* w, float* packed);
+int64_t winograd_packed_len(const Geo& g);
+void winograd_pack(const Geo& g, const float* w, float* packed);
 void winograd_backward_weight(const Geo& g, const float* x, const float* dy, float* dw);
 
 }  // namespace conv

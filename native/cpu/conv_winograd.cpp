@@ -222,12 +222,12 @@ CT_INLINE void tile_inputs(const Wino& w, const float* x, int64_t gt, int64_t c0
  * then written plane by plane. No whole-tensor transposes, so NCHW costs one extra pass over
  * data already in cache.
  */
-template <bool AVX512>
-void forward(const Wino& w, bool nchw, const float* x, const float* wt, const float* bias, int act, float* y) {
-  const int64_t Kp = round_up(std::max<int64_t>(w.Kg, 1), NR), nkb = Kp / NR, ldv = round_up(w.Cg, 16);
-  // U packed [grp][xi][kb][c][NR] (zero columns beyond Kg)
-  Workspace U(w.G * 16 * Kp * w.Cg);
-  if (Kp != w.Kg) std::fill(U.data(), U.data() + w.G * 16 * Kp * w.Cg, 0.0f);
+/* The filter transform U = G g G^T of every (k, c) 3x3 filter, packed [grp][xi][kb][c][NR] (zero
+ * columns beyond Kg): ~40 additions and 16 stores per filter; G*Kg*Cg*36 bytes read,
+ * G*16*Kp*Cg*4 written (16/9 of the weight, more with the padding to NR). */
+void pack_filters(const Wino& w, const float* wt, float* U) {
+  const int64_t Kp = round_up(std::max<int64_t>(w.Kg, 1), NR), nkb = Kp / NR;
+  if (Kp != w.Kg) std::fill(U, U + w.G * 16 * Kp * w.Cg, 0.0f);
   parallel_range(w.G * w.Kg, w.Cg * 40, [&](int64_t i0, int64_t i1) {
     for (int64_t gk = i0; gk < i1; ++gk) {
       const int64_t grp = gk / w.Kg, k = gk % w.Kg;
@@ -249,6 +249,16 @@ void forward(const Wino& w, bool nchw, const float* x, const float* wt, const fl
       }
     }
   });
+}
+
+template <bool AVX512>
+void forward(const Wino& w, bool nchw, const float* x, const float* wt, const float* bias, int act, float* y,
+             const float* packed) {
+  const int64_t Kp = round_up(std::max<int64_t>(w.Kg, 1), NR), nkb = Kp / NR, ldv = round_up(w.Cg, 16);
+  // U packed [grp][xi][kb][c][NR]: transformed here unless the caller did it once (a pre-packed weight)
+  Workspace own(packed ? 0 : w.G * 16 * Kp * w.Cg);
+  if (!packed) pack_filters(w, wt, own.data());
+  const float* U = packed ? packed : own.data();
   const int64_t total = w.N * w.T, TB = chunk_tiles(ldv, Kp, nchw ? w.T : total);
   const int64_t per_img = (w.T + TB - 1) / TB, nch = nchw ? w.N * per_img : (total + TB - 1) / TB;
   const bool relu = act == CT_ACTIVATION_RELU, other_act = act != CT_ACTIVATION_NONE && !relu;
@@ -291,7 +301,7 @@ void forward(const Wino& w, bool nchw, const float* x, const float* wt, const fl
       for (int xi = 0; xi < 16; ++xi)
         for (int64_t kb = 0; kb < nkb; ++kb) {
           const float* a = V.data() + xi * TB * ldv;
-          const float* b = U.data() + ((grp * 16 + xi) * nkb + kb) * w.Cg * NR;
+          const float* b = U + ((grp * 16 + xi) * nkb + kb) * w.Cg * NR;
           float* c = M.data() + xi * TB * Kp + kb * NR;
           if (AVX512) panel_avx512(tn, w.Cg, a, ldv, 1, b, NR, c, Kp, false);
           else panel_avx2(tn, w.Cg, a, ldv, 1, b, NR, c, Kp, false);
@@ -402,11 +412,18 @@ void backward_weight_nhwc(const Wino& w, const float* x, const float* dy, float*
 
 }  // namespace
 
-void winograd_forward(const Geo& g, const float* x, const float* w, const float* bias, int act, float* y) {
+int64_t winograd_packed_len(const Geo& g) {
+  return g.G * 16 * round_up(std::max<int64_t>(g.Kg, 1), NR) * g.Cg;
+}
+
+void winograd_pack(const Geo& g, const float* w, float* packed) { pack_filters(Wino(g), w, packed); }
+
+void winograd_forward(const Geo& g, const float* x, const float* w, const float* bias, int act, float* y,
+                      const float* packed) {
   const Wino wg(g);
   const bool nchw = g.layout == CT_LAYOUT_NCHW;
-  if (use_avx512()) forward<true>(wg, nchw, x, w, bias, act, y);
-  else forward<false>(wg, nchw, x, w, bias, act, y);
+  if (use_avx512()) forward<true>(wg, nchw, x, w, bias, act, y, packed);
+  else forward<false>(wg, nchw, x, w, bias, act, y, packed);
 }
 
 void winograd_backward_weight(const Geo& g, const float* x, const float* dy, float* dw) {

@@ -68,6 +68,26 @@ int ct_cpu_conv_choose(int dtype, int layout, const int64_t* g, int pass, int64_
 int ct_cpu_conv_forward(int dtype, int layout, int algorithm, const int64_t* g,
                         const void* x, const void* w, const void* bias, int activation, void* y, int64_t stream);
 
+/*
+ * Pre-packed weights (CPU, float32, inference). DIRECT_NHWC packs the weight into register-tile
+ * blocks and WINOGRAD transforms every 3x3 filter (16/9 of the weight written) at every call;
+ * with a weight that does not change, do it once: ct_cpu_conv_pack_weight, then
+ * ct_cpu_conv_forward_packed with the packed buffer in place of the weight. The buffer starts with
+ * a 16-float header (algorithm, groups, channels per group, taps, block width) that the forward
+ * checks against its geometry; the layout also depends on this CPU's vector width, so a packed
+ * weight is for this process only.
+ * ct_cpu_conv_packed_len: floats of the packed weight for `algorithm` (AUTO: the one the forward
+ * would choose), header included; 0 when that algorithm has no packed layout (reference, im2col,
+ * depthwise, float64); a negative status on bad arguments.
+ */
+int64_t ct_cpu_conv_packed_len(int dtype, int layout, int algorithm, const int64_t* g, int64_t stream);
+/* Packs w [K, C/groups, kernel...] into packed (packed_len floats, as ct_cpu_conv_packed_len gave). */
+int ct_cpu_conv_pack_weight(int dtype, int layout, int algorithm, const int64_t* g, const void* w, void* packed,
+                            int64_t packed_len, int64_t stream);
+/* y = act(conv(x, w) + bias), w given packed (the algorithm is the one it was packed for). */
+int ct_cpu_conv_forward_packed(int dtype, int layout, const int64_t* g, const void* x, const void* packed,
+                               int64_t packed_len, const void* bias, int activation, void* y, int64_t stream);
+
 /* dx = conv^T(dy, w): overwrites dx (shape of x). */
 int ct_cpu_conv_backward_data(int dtype, int layout, int algorithm, const int64_t* g,
                               const void* dy, const void* w, void* dx, int64_t stream);

@@ -51,8 +51,10 @@ public final class CompileOptions {
     private final long memoryBudget;
     private final DistributedDataParallel dataParallel;
     private final boolean returnModelOutput;
+    private final boolean prepackWeights;
 
     private CompileOptions(Builder b) {
+        this.prepackWeights = b.prepackWeights;
         this.returnModelOutput = b.returnModelOutput;
         this.memoryBudget = b.memoryBudget;
         this.dataParallel = b.dataParallel;
@@ -123,6 +125,15 @@ public final class CompileOptions {
         return recomputeActivations;
     }
 
+    /**
+     * Whether {@link WeightPrepacking} packs the weights of convolutions once at compile time (at
+     * {@link Level#DEFAULT}; on by default; it applies to constant weights and, with
+     * {@link #freezeParameters}, parameters).
+     */
+    public boolean prepackWeights() {
+        return prepackWeights;
+    }
+
     /** Whether {@link LayoutPropagation} keeps chains of convolutions in NHWC (at {@link Level#DEFAULT}; on by default). */
     public boolean propagateLayout() {
         return propagateLayout;
@@ -175,6 +186,7 @@ public final class CompileOptions {
         private long memoryBudget = Long.MAX_VALUE;
         private DistributedDataParallel dataParallel;
         private boolean returnModelOutput;
+        private boolean prepackWeights = true;
 
         private Builder() {
         }
@@ -211,6 +223,7 @@ public final class CompileOptions {
             memoryBudget = o.memoryBudget;
             dataParallel = o.dataParallel;
             returnModelOutput = o.returnModelOutput;
+            prepackWeights = o.prepackWeights;
             return this;
         }
 
@@ -260,6 +273,16 @@ public final class CompileOptions {
          */
         public Builder recomputeActivations(boolean on) {
             recomputeActivations = on;
+            return this;
+        }
+
+        /**
+         * Pack the weights of convolutions once at compile time where their kernel has a packed
+         * layout ({@link WeightPrepacking}: DIRECT_NHWC and Winograd, float32 on the CPU, constant
+         * or frozen weights); on by default.
+         */
+        public Builder prepackWeights(boolean on) {
+            prepackWeights = on;
             return this;
         }
 

@@ -188,6 +188,9 @@ public final class Graphs {
             passes.add(new LayoutPropagation());
         }
         passes.add(new EpilogueFusion());
+        if (options.prepackWeights()) {
+            passes.add(new WeightPrepacking(options.freezeParameters()));
+        }
         if (options.fuseElementwise()) {
             passes.add(new ElementwiseFusion());
         }

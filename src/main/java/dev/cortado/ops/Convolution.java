@@ -6,6 +6,8 @@ import dev.cortado.backend.cpu.CpuBackend;
 import dev.cortado.backend.cpu.NativeCpu;
 import dev.cortado.backend.cuda.Cudnn;
 import dev.cortado.tensor.DType;
+import dev.cortado.tensor.Device;
+import dev.cortado.tensor.DeviceType;
 import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Shape;
 import dev.cortado.tensor.Tensor;
@@ -223,6 +225,29 @@ public final class Convolution {
     public record ConvAttrs(int spatialDims, ConvOptions options) {
     }
 
+    /**
+     * Attributes of {@code conv_prepacked}: the convolution's, and the shape [K, C/groups, kernel...]
+     * of the weight that was packed.
+     */
+    public record PrepackedAttrs(int spatialDims, ConvOptions options, long[] weightShape) {
+        @Override
+        public boolean equals(Object o) {
+            return o instanceof PrepackedAttrs p && p.spatialDims == spatialDims && p.options.equals(options)
+                    && Arrays.equals(p.weightShape, weightShape);
+        }
+
+        @Override
+        public int hashCode() {
+            return 31 * (31 * spatialDims + options.hashCode()) + Arrays.hashCode(weightShape);
+        }
+
+        @Override
+        public String toString() {
+            return "PrepackedAttrs[spatialDims=" + spatialDims + ", options=" + options + ", weightShape="
+                    + Arrays.toString(weightShape) + "]";
+        }
+    }
+
     /** Attributes of {@code conv_backward_data}: {@code inputSize} is the spatial size of x. */
     public record BackwardDataAttrs(int spatialDims, ConvOptions options, long[] inputSize) {
     }
@@ -239,6 +264,23 @@ public final class Convolution {
             })
             .kernels((a, in, out) -> forwardKernel(a, in, out[0]))
             .backward(Op.Saves.INPUTS_AND_OUTPUTS, Convolution::convGrad)
+            .register();
+
+    /**
+     * {@code conv} with its weight pre-packed by {@link #packWeight}: float32 on the CPU, for
+     * inference (no backward). The DIRECT_NHWC kernel packs its weight into register-tile blocks,
+     * and Winograd transforms every 3x3 filter (16/9 of the weight written), at every call of
+     * {@code conv}; a graph with frozen parameters does it once at compile time
+     * ({@code dev.cortado.graph.WeightPrepacking}) and calls this op. The packed buffer names the
+     * algorithm it is for; the kernel checks it against the geometry.
+     */
+    public static final Op<PrepackedAttrs> CONV_PREPACKED_OP = Op.<PrepackedAttrs>declare("conv_prepacked")
+            .inputs("x", "packed_weight", "bias").required(2)
+            .shape((op, a, in) -> {
+                Geometry g = prepackedGeometry(op, a, in[0], in[1], in.length > 2 ? in[2] : null);
+                return Op.one(activationShape(a.options().layout(), a.spatialDims(), g.n, g.k, g.out), in[0].dtype());
+            })
+            .kernel(DeviceType.CPU, (a, in, out) -> prepackedKernel(a, in, out[0]))
             .register();
 
     public static final Op<ConvAttrs> CONV_TRANSPOSE_OP = Op.<ConvAttrs>declare("conv_transpose")
@@ -575,32 +617,41 @@ public final class Convolution {
     }
 
     static Geometry forwardGeometry(Op<?> op, ConvAttrs a, Tensor x, Tensor w, Tensor bias) {
+        requireFloat(op, "x", x);
+        sameType(op, "weight", w, x, "x");
+        return forwardGeometry(op, a, x, w.dims(), w.describe(), bias);
+    }
+
+    /** The forward geometry with the weight given by its shape {@code w} (described as {@code wDesc}). */
+    private static Geometry forwardGeometry(Op<?> op, ConvAttrs a, Tensor x, long[] w, String wDesc, Tensor bias) {
         int s = a.spatialDims();
         checkSpatial(op, s);
         ConvOptions o = a.options();
-        String ctx = "x " + x.describe() + ", weight " + w.describe() + (bias != null ? ", bias " + bias.describe() : "")
+        String ctx = "x " + x.describe() + ", weight " + wDesc + (bias != null ? ", bias " + bias.describe() : "")
                 + ", " + o;
         requireFloat(op, "x", x);
-        sameType(op, "weight", w, x, "x");
         if (bias != null) {
             sameType(op, "bias", bias, x, "x");
         }
         requireRank(op, "x", x, s + 2, layoutDims(o.layout(), s, "C"), ctx);
-        requireRank(op, "weight", w, s + 2, "[K, C/groups, kernel...]", ctx);
+        if (w.length != s + 2) {
+            throw op.error("input 'weight' must have rank " + (s + 2) + " [K, C/groups, kernel...], got " + wDesc + " ("
+                    + ctx + ")");
+        }
         Geometry g = new Geometry();
         g.spatial = s;
         g.n = x.size(0);
         g.c = channelsOf(o.layout(), x);
-        g.k = w.size(0);
+        g.k = w[0];
         g.groups = o.groups();
         for (int i = 0; i < s; i++) {
             g.in[3 - s + i] = spatialOf(o.layout(), x, i);
-            g.ks[3 - s + i] = w.size(2 + i);
+            g.ks[3 - s + i] = w[2 + i];
         }
         groupsCheck(op, g, ctx);
-        if (w.size(1) * g.groups != g.c) {
-            throw op.error("x has " + g.c + " channels but weight expects " + w.size(1) + " per group x " + g.groups
-                    + " groups = " + w.size(1) * g.groups + " (" + ctx + ")");
+        if (w[1] * g.groups != g.c) {
+            throw op.error("x has " + g.c + " channels but weight expects " + w[1] + " per group x " + g.groups
+                    + " groups = " + w[1] * g.groups + " (" + ctx + ")");
         }
         if (bias != null && (bias.rank() != 1 || bias.size(0) != g.k)) {
             throw op.error("bias must have shape [" + g.k + "], got " + bias.describe() + " (" + ctx + ")");
@@ -868,6 +919,78 @@ public final class Convolution {
                     run.stream));
             if (status != 0) {
                 throw run.failure(status, describe("conv", in, o));
+            }
+        }
+    }
+
+    /**
+     * {@code weight} packed for the CPU forward of a {@code spatialDims}-d convolution with
+     * {@code options} on inputs shaped like {@code x} (only its channels and spatial sizes matter:
+     * an empty batch will do), for {@link #CONV_PREPACKED_OP}: a float32 tensor of the packed
+     * length, or null when the algorithm the forward would run has no packed layout (im2col,
+     * depthwise, the reference, float64, AUTOTUNE's choice) or the tensors are not float32 CPU
+     * tensors. The packed layout also depends on this CPU's vector width: it is for this process.
+     */
+    public static Tensor packWeight(Tensor x, Tensor weight, int spatialDims, ConvOptions options) {
+        Algorithm algo = options.algorithm();
+        if (!x.device().isCpu() || !weight.device().isCpu() || x.dtype() != DType.FLOAT32
+                || weight.dtype() != DType.FLOAT32 || (algo != Algorithm.AUTO && algo != Algorithm.IMPLICIT_GEMM
+                && algo != Algorithm.WINOGRAD && algo != Algorithm.DIRECT_NHWC)) {
+            return null;
+        }
+        ConvAttrs a = new ConvAttrs(spatialDims, options);
+        Geometry g = forwardGeometry(CONV_OP, a, x, weight, null);
+        int code = algo == Algorithm.IMPLICIT_GEMM ? Algorithm.AUTO.code() : algo.code();
+        int dt = DType.FLOAT32.code();
+        int layout = options.layout().code();
+        long len = NativeCpu.ct_cpu_conv_packed_len(dt, layout, code, NativeArgs.get().put(g.array()), 0);
+        if (len < 0) {
+            throw CpuBackend.failure((int) -len, "conv_packed_len(" + x.describe() + ", " + weight.describe() + ", " + options + ")");
+        }
+        if (len == 0) {
+            return null;
+        }
+        Tensor packed = Tensor.empty(DType.FLOAT32, Device.CPU, len);
+        try (Tensor wc = weight.contiguous()) {
+            int status = NativeCpu.ct_cpu_conv_pack_weight(dt, layout, code, NativeArgs.get().put(g.array()),
+                    wc.dataAddress(), packed.dataAddress(), len, 0);
+            if (status != 0) {
+                throw CpuBackend.failure(status, "conv_pack_weight(" + weight.describe() + ", " + options + ")");
+            }
+            return packed;
+        } catch (RuntimeException e) {
+            packed.close();
+            throw e;
+        }
+    }
+
+    private static Geometry prepackedGeometry(Op<?> op, PrepackedAttrs a, Tensor x, Tensor packed, Tensor bias) {
+        if (!x.device().isCpu() || x.dtype() != DType.FLOAT32) {
+            throw op.error("takes float32 CPU tensors (weights are packed for the CPU kernels), got x " + x.describe());
+        }
+        if (packed.dtype() != DType.FLOAT32 || packed.rank() != 1 || !packed.device().isCpu()) {
+            throw op.error("input 'packed_weight' must be the 1-d float32 CPU tensor packWeight made, got "
+                    + packed.describe());
+        }
+        return forwardGeometry(op, new ConvAttrs(a.spatialDims(), a.options()), x, a.weightShape(),
+                "packed for " + Arrays.toString(a.weightShape()), bias);
+    }
+
+    private static void prepackedKernel(PrepackedAttrs a, Tensor[] in, Tensor out) {
+        Tensor bias = in.length > 2 ? in[2] : null;
+        Geometry g = prepackedGeometry(CONV_PREPACKED_OP, a, in[0], in[1], bias);
+        if (out.numel() == 0) {
+            return;
+        }
+        ConvOptions o = a.options();
+        try (Tensor xc = in[0].contiguous(); Tensor pc = in[1].contiguous();
+             Tensor bc = bias == null ? null : bias.contiguous()) {
+            int status = NativeCpu.ct_cpu_conv_forward_packed(DType.FLOAT32.code(), o.layout().code(),
+                    NativeArgs.get().put(g.array()), xc.dataAddress(), pc.dataAddress(), pc.numel(),
+                    bc == null ? 0 : bc.dataAddress(), o.activation().code(), out.dataAddress(), 0);
+            if (status != 0) {
+                throw CpuBackend.failure(status, "conv_prepacked(x " + in[0].describe() + ", weight packed for "
+                        + Arrays.toString(a.weightShape()) + ", " + o + ")");
             }
         }
     }

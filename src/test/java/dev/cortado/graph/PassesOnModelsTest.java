@@ -140,7 +140,7 @@ class PassesOnModelsTest {
         return List.of(new DeadCodeElimination(), new CommonSubexpressionElimination(), new ConstantFolding(false),
                 new ConstantFolding(true), new AlgebraicSimplification(), new ConvBatchNormFolding(true),
                 new BatchNormReluFusion(), new AttentionFusion(), new LayoutPropagation(1), new EpilogueFusion(),
-                new ElementwiseFusion(), new MemoryAwareSchedule(), new ActivationCheckpointing(budget),
+                new WeightPrepacking(true), new ElementwiseFusion(), new MemoryAwareSchedule(), new ActivationCheckpointing(budget),
                 ActivationCheckpointing.free());
     }
 

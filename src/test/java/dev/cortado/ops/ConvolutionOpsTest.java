@@ -43,16 +43,16 @@ public class ConvolutionOpsTest {
             return o;
         }
 
-        int inVol() {
+        public int inVol() {
             return in[0] * in[1] * in[2];
         }
 
-        int outVol() {
+        public int outVol() {
             int[] o = out();
             return o[0] * o[1] * o[2];
         }
 
-        int kVol() {
+        public int kVol() {
             return ks[0] * ks[1] * ks[2];
         }
 
@@ -76,7 +76,7 @@ public class ConvolutionOpsTest {
             return ConvOptions.builder().stride(tail(st)).dilation(tail(dil)).padding(tail(pb), tail(pa)).groups(groups);
         }
 
-        long[] actDims(DataLayout l, int ch, int[] sp) {
+        public long[] actDims(DataLayout l, int ch, int[] sp) {
             long[] d = new long[spatial + 2];
             d[0] = n;
             long[] t = tail(sp);
@@ -303,7 +303,7 @@ public class ConvolutionOpsTest {
 
     // ------------------------------------------------------------------ helpers
     /** canonical [N, C, S] -> layout order. */
-    static double[] toLayout(double[] a, int n, int ch, int s, DataLayout l) {
+    public static double[] toLayout(double[] a, int n, int ch, int s, DataLayout l) {
         if (l == DataLayout.NCHW) {
             return a;
         }
@@ -318,7 +318,7 @@ public class ConvolutionOpsTest {
         return r;
     }
 
-    static double[] fromLayout(double[] a, int n, int ch, int s, DataLayout l) {
+    public static double[] fromLayout(double[] a, int n, int ch, int s, DataLayout l) {
         if (l == DataLayout.NCHW) {
             return a;
         }

@@ -2,14 +2,20 @@ package dev.cortado.ops.opinfo;
 
 import static dev.cortado.ops.opinfo.Gen.u;
 
+import dev.cortado.ops.Convolution;
 import dev.cortado.ops.Convolution.Activation;
+import dev.cortado.ops.Convolution.Algorithm;
+import dev.cortado.ops.Convolution.PrepackedAttrs;
 import dev.cortado.ops.Convolution.BackwardDataAttrs;
 import dev.cortado.ops.Convolution.BackwardWeightAttrs;
 import dev.cortado.ops.Convolution.ConvAttrs;
 import dev.cortado.ops.Convolution.ConvOptions;
 import dev.cortado.ops.ConvolutionOpsTest;
 import dev.cortado.ops.ConvolutionOpsTest.Case;
+import dev.cortado.ops.DataLayout;
 import dev.cortado.tensor.DType;
+import dev.cortado.tensor.Device;
+import dev.cortado.tensor.Tensor;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
@@ -37,6 +43,12 @@ final class ConvolutionSamples {
                     new int[] {1, 1, 2}, new int[] {0, 0, 2}, new int[] {0, 0, 2}),
             new Case("3-d", 3, 1, 2, 3, 1, new int[] {4, 5, 3}, new int[] {2, 3, 2}, new int[] {1, 1, 1},
                     new int[] {1, 1, 1}, new int[] {0, 1, 1}, new int[] {0, 1, 0}));
+
+    /** DIRECT_NHWC geometries (NHWC, not a plain 1x1, at least 8 output channels per group): odd, grouped, partial blocks. */
+    static final List<Case> PREPACKED = List.of(
+            ConvolutionOpsTest.c2("prepacked 3x3 s2 pad 1, 3->10", 2, 3, 10, 1, 9, 7, 3, 3, 2, 1, 1, 1),
+            ConvolutionOpsTest.c2("prepacked 5x5 groups 2 pad 2/1, 4->33", 1, 4, 33 + 1, 2, 6, 8, 5, 5, 1, 1, 2, 1),
+            ConvolutionOpsTest.c2("prepacked 1x1 s2, 5->9", 1, 5, 9, 1, 5, 5, 1, 1, 2, 1, 0, 0));
 
     static final List<OpInfo> ENTRIES = List.of(
             OpInfo.of("conv", F, "N-d convolution (stride, padding, dilation, groups, bias, fused activation), NCHW or NHWC")
@@ -81,7 +93,75 @@ final class ConvolutionSamples {
                         return new double[][] {Arrays.copyOf(wb, nw), Arrays.copyOfRange(wb, nw, wb.length)};
                     })
                     .floats(1e-4).cuda(DType.FLOAT32, 4e-3, 1e-3).cuda(DType.BFLOAT16, 1.6e-2, 4e-3)
-                    .cuda(DType.FLOAT16, 4e-3, 1e-3).coveredBy("conv").build());
+                    .cuda(DType.FLOAT16, 4e-3, 1e-3).coveredBy("conv").build(),
+            OpInfo.of("conv_prepacked", F, "conv on a weight packed once (Convolution.packWeight; CPU float32 inference)")
+                    .samples((r, t) -> PREPACKED.stream().map(c -> {
+                        Arg x = u(r, t, nhwcDims(c, c.c(), c.in()));
+                        Arg w = u(r, t, wDims(c));
+                        double[] packed;
+                        try (Tensor wt = Tensor.of(toFloats(w.values()), wDims(c));
+                             Tensor probe = Tensor.empty(DType.FLOAT32, Device.CPU, nhwcDims(c, c.c(), c.in()));
+                             Tensor p = Convolution.packWeight(probe, wt, c.spatial(), nhwc(c))) {
+                            packed = p.toDoubleArray(); // DIRECT_NHWC here: a permutation of the weight, after a header
+                        }
+                        Arg pk = Arg.of(packed, DType.FLOAT32, packed.length).float32();
+                        PrepackedAttrs a = new PrepackedAttrs(c.spatial(), nhwc(c), wDims(c));
+                        return c.k() % 2 == 0 ? new Sample(c.name(), a, x, pk, u(r, t, c.k()))
+                                : new Sample(c.name() + ", view", a, x.view(), pk);
+                    }).toList())
+                    .reference((s, in) -> {
+                        Case c = PREPACKED.stream().filter(k -> s.label().startsWith(k.name())).findFirst().orElseThrow();
+                        int n = c.n();
+                        double[] x = ConvolutionOpsTest.fromLayout(in[0], n, c.c(), c.inVol(), DataLayout.NHWC);
+                        double[] y = ConvolutionOpsTest.refForward(c, x, unpackDirect(c, in[1]), in.length > 2 ? in[2] : null,
+                                Activation.NONE, false);
+                        return new double[][] {ConvolutionOpsTest.toLayout(y, n, c.k(), c.outVol(), DataLayout.NHWC)};
+                    })
+                    .dtype(DType.FLOAT32, 1e-4, 1e-4)
+                    .notDifferentiable("inference only: the weight is a packed constant (a graph with frozen parameters)")
+                    .build());
+
+    static ConvOptions nhwc(Case c) {
+        return ConvOptions.builder().stride(tail(c, c.st())).dilation(tail(c, c.dil())).padding(tail(c, c.pb()), tail(c, c.pa()))
+                .groups(c.groups()).layout(DataLayout.NHWC).algorithm(Algorithm.DIRECT_NHWC).build();
+    }
+
+    static long[] nhwcDims(Case c, int ch, int[] sp) {
+        return c.actDims(DataLayout.NHWC, ch, sp);
+    }
+
+    static float[] toFloats(double[] v) {
+        float[] f = new float[v.length];
+        for (int i = 0; i < v.length; i++) {
+            f[i] = (float) v[i];
+        }
+        return f;
+    }
+
+    /**
+     * The weight [K][Cg][taps] back from a DIRECT_NHWC packed buffer: a 16-float header whose word 6
+     * is the block width KB, then [group][K block][tap][c][KB].
+     */
+    static double[] unpackDirect(Case c, double[] packed) {
+        int kb = Float.floatToRawIntBits((float) packed[6]);
+        int g = c.groups();
+        int kg = c.k() / g;
+        int cg = c.c() / g;
+        int taps = c.kVol();
+        int nkb = (kg + kb - 1) / kb;
+        double[] w = new double[c.k() * cg * taps];
+        for (int grp = 0; grp < g; grp++) {
+            for (int kk = 0; kk < kg; kk++) {
+                for (int ch = 0; ch < cg; ch++) {
+                    for (int t = 0; t < taps; t++) {
+                        w[((grp * kg + kk) * cg + ch) * taps + t] =
+                                packed[16 + (((grp * nkb + kk / kb) * taps + t) * cg + ch) * kb + kk % kb];
+                    }
+                }
+            }
+        }
+        return w;
+    }
 
     interface PerCase {
         Sample make(Case c, int index);
