@@ -263,13 +263,23 @@ void forward(const Wino& w, bool nchw, const float* x, const float* wt, const fl
   const int64_t per_img = (w.T + TB - 1) / TB, nch = nchw ? w.N * per_img : (total + TB - 1) / TB;
   const bool relu = act == CT_ACTIVATION_RELU, other_act = act != CT_ACTIVATION_NONE && !relu;
   const int64_t stage_rows = nchw ? std::min(w.H, 2 * (TB / std::max<int64_t>(w.tW, 1)) + 6) : 0;
+  // Few (group, chunk) items for the threads (a small batch: ResNet's 7 x 7 stage at batch 1 is
+  // one chunk, its 14 x 14 stage three): each chunk's output channels are split into slices of
+  // whole NR blocks too, up to 4 items per thread so that uneven chunk counts balance. A slice
+  // transforms its chunk's input again (16*TB*Cg adds against the slice's 16*TB*Cg*kn*2 FLOPs);
+  // every output is computed exactly as without slices.
+  const int64_t chunks = w.G * nch, nt = threads();
+  const int64_t nslice = nt <= 1 || chunks >= 4 * nt ? 1 : std::min<int64_t>(nkb, (4 * nt + chunks - 1) / chunks);
+  const int64_t kbs = (nkb + nslice - 1) / nslice;  // column blocks per slice
   // the work items' body, compiled into the AVX-512 or the AVX2 caller below (so its vector
   // loops, the transforms, are vectorized for that ISA)
   auto items = [&](int64_t i0, int64_t i1) __attribute__((always_inline)) {
     Workspace V(16 * TB * ldv), M(16 * TB * Kp), xs(nchw ? stage_rows * w.W * w.Cg : 0), ys(nchw ? 4 * TB * w.Kg : 0);
     std::vector<float> zero(std::max(w.Cg, w.Kg) + 16, 0.0f), sink(Kp);
     for (int64_t it = i0; it < i1; ++it) {
-      const int64_t grp = it / nch, ch = it % nch;
+      const int64_t grp = it / (nch * nslice), ch = (it / nslice) % nch, kb0 = (it % nslice) * kbs;
+      const int64_t kb1 = std::min(nkb, kb0 + kbs), k0 = kb0 * NR, k1 = std::min(w.Kg, kb1 * NR), kn = k1 - k0;
+      if (kn <= 0) continue;
       const int64_t t0 = nchw ? (ch / per_img) * w.T + (ch % per_img) * TB : ch * TB;
       const int64_t tn = std::min(TB, nchw ? w.T - (ch % per_img) * TB : total - t0);
       // input transform into V[xi][t][c]
@@ -299,7 +309,7 @@ void forward(const Wino& w, bool nchw, const float* x, const float* wt, const fl
       }
       // 16 GEMMs: M[xi] (tn x Kp) = V[xi] (tn x Cg) * U[grp][xi] (Cg x Kp)
       for (int xi = 0; xi < 16; ++xi)
-        for (int64_t kb = 0; kb < nkb; ++kb) {
+        for (int64_t kb = kb0; kb < kb1; ++kb) {
           const float* a = V.data() + xi * TB * ldv;
           const float* b = U + ((grp * 16 + xi) * nkb + kb) * w.Cg * NR;
           float* c = M.data() + xi * TB * Kp + kb * NR;
@@ -315,19 +325,18 @@ void forward(const Wino& w, bool nchw, const float* x, const float* wt, const fl
           for (int b = 0; b < 2; ++b) {
             const int64_t oh = oh0 + a, ow = ow0 + b;
             const bool in = oh < w.oH && ow < w.oW;
-            out[a * 2 + b] = nchw ? ys.data() + (ti * 4 + a * 2 + b) * w.Kg
-                                  : in ? y + ((n * w.oH + oh) * w.oW + ow) * w.K + grp * w.Kg : sink.data();
+            out[a * 2 + b] = nchw ? ys.data() + (ti * 4 + a * 2 + b) * w.Kg + k0
+                                  : in ? y + ((n * w.oH + oh) * w.oW + ow) * w.K + grp * w.Kg + k0 : sink.data();
           }
-        output_tf(M.data() + ti * Kp, TB * Kp, w.Kg, bg, relu, out);
-        if (other_act && !nchw)
+        output_tf(M.data() + ti * Kp + k0, TB * Kp, kn, bg ? bg + k0 : nullptr, relu, out);
+        if (other_act)
           for (int q = 0; q < 4; ++q)
             if (out[q] != sink.data())
-              act_rows(out[q], w.Kg, act);
+              act_rows(out[q], kn, act);
       }
-      if (nchw && other_act) act_rows(ys.data(), tn * 4 * w.Kg, act);
       if (nchw) {  // [tile][2x2][Kg] -> planes
         const int64_t n = t0 / w.T, P = w.oH * w.oW;
-        for (int64_t k = 0; k < w.Kg; ++k) {
+        for (int64_t k = k0; k < k1; ++k) {
           float* yk = y + (n * w.K + grp * w.Kg + k) * P;
           for (int64_t ti = 0; ti < tn; ++ti) {
             const int64_t t = (t0 + ti) % w.T, oh0 = 2 * (t / w.tW), ow0 = 2 * (t % w.tW);
@@ -343,9 +352,9 @@ void forward(const Wino& w, bool nchw, const float* x, const float* wt, const fl
       }
     }
   };
-  const int64_t work = TB * 16 * Kp * w.Cg * 2;
-  if constexpr (AVX512) parallel_range(w.G * nch, work, [&](int64_t i0, int64_t i1) CT_AVX512 { items(i0, i1); });
-  else parallel_range(w.G * nch, work, items);
+  const int64_t work = TB * 16 * kbs * NR * w.Cg * 2;
+  if constexpr (AVX512) parallel_range(chunks * nslice, work, [&](int64_t i0, int64_t i1) CT_AVX512 { items(i0, i1); });
+  else parallel_range(chunks * nslice, work, items);
 }
 
 // ------------------------------------------------------------------ backward-weight (NHWC)

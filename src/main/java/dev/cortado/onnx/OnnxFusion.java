@@ -6,6 +6,8 @@ import dev.cortado.onnx.proto.Onnx.NodeProto;
 import dev.cortado.backend.kernels.NativeCodes;
 import dev.cortado.graph.FusedElementwise;
 import dev.cortado.ops.Attention;
+import dev.cortado.ops.Convolution;
+import dev.cortado.ops.Convolution.ConvOptions;
 import dev.cortado.ops.Elementwise;
 import dev.cortado.ops.LinearAlgebra;
 import dev.cortado.ops.Normalization;
@@ -50,6 +52,11 @@ import java.util.Set;
  *       every run; the dequantization the quantizer writes after it ({@code Cast} to float,
  *       {@code Mul} by the scale, optionally {@code Add} a bias vector) joins the GEMM's float32
  *       epilogue.</li>
+ *   <li><b>Conv with a constant float32 weight</b> (CPU): its weight is packed for the DIRECT_NHWC
+ *       or Winograd kernel once per input geometry (channels and image size, at the first run of
+ *       each; at most {@value PackedConvWeights#MAX_GEOMETRIES}) and shared by every run and
+ *       thread ({@link PackedConvWeights}), instead of being packed or transformed at every
+ *       call; where the kernel AUTO picks has no packed layout it runs as Conv does.</li>
  * </ul>
  *
  * <p>A chain is only fused when every intermediate value has exactly the one consumer the
@@ -145,6 +152,7 @@ final class OnnxFusion {
                     case "Add" -> layerNorm(n);
                     case "MatMul" -> attention(n);
                     case "MatMulInteger" -> packedMatMulInteger(n);
+                    case "Conv" -> packedConv(n);
                     default -> { }
                 }
             }
@@ -579,6 +587,17 @@ final class OnnxFusion {
             fuse(List.of(mm, add), "MatMulBias", List.of(mm.getInput(0), mm.getInput(1), bias), List.of());
         }
 
+        // -------------------------------------------------------------- packed weights
+
+        /** Conv whose weight is a float32 constant on the CPU: packed per input geometry by its handler. */
+        private void packedConv(NodeProto n) {
+            Tensor w = n.getInputCount() < 2 ? null : constant(n.getInput(1));
+            if (w == null || w.dtype() != DType.FLOAT32 || w.device().type() != DeviceType.CPU) {
+                return;
+            }
+            fuse(List.of(n), "PackedConv", n.getInputList(), n.getAttributeList()); // a fed bias is read at run time
+        }
+
         // -------------------------------------------------------------- int8 weights
 
         /** MatMulInteger whose b (and b zero point) are constants: b packed once, now. */
@@ -679,6 +698,16 @@ final class OnnxFusion {
             }
             case "MatMulBias":
                 return n -> OnnxOps.one(matMulBias(n.required(0), n.required(1), n.required(2)));
+            case "PackedConv": {
+                Tensor w = constant.apply(fused.getInput(1));
+                if (w == null) {
+                    throw new OnnxImportException("fused node '" + fused.getName() + "': its weight '" + fused.getInput(1)
+                            + "' is not a constant");
+                }
+                PackedConvWeights packed = new PackedConvWeights(w);
+                resources.add(packed);
+                return n -> OnnxOps.one(packed.conv(n, n.required(0), n.input(2)));
+            }
             case "MatMulInteger": {
                 PackedInt8Matrix packed = pack(fused, constant, opset, resources);
                 return n -> OnnxOps.one(OnnxOps.matMulInteger(n, packed));
@@ -720,6 +749,70 @@ final class OnnxFusion {
         }
         resources.add(packed);
         return packed;
+    }
+
+    /**
+     * A constant Conv weight packed for the CPU convolution kernels ({@link Convolution#packWeight})
+     * once per input geometry (the channels and image size: the padding of auto_pad depends on
+     * it, and so may the kernel AUTO picks), on the first run that meets it; shared by every run
+     * and thread. At most {@link #MAX_GEOMETRIES} geometries are kept (a server fed arbitrary
+     * image sizes must not grow without bound): past them, and where the chosen kernel has no
+     * packed layout, the node runs as Conv does.
+     */
+    static final class PackedConvWeights implements AutoCloseable {
+        static final int MAX_GEOMETRIES = 16;
+        private final Tensor weight;
+        private final java.util.concurrent.ConcurrentHashMap<List<Long>, java.util.Optional<Tensor>> byGeometry =
+                new java.util.concurrent.ConcurrentHashMap<>();
+        private volatile boolean closed;
+
+        PackedConvWeights(Tensor weight) {
+            this.weight = weight;
+        }
+
+        Tensor conv(OnnxNode n, Tensor x, Tensor b) {
+            ConvOptions o = OnnxOps.convOptions(n, x, weight);
+            int nd = x.rank() - 2;
+            Tensor packed = x.dtype() == DType.FLOAT32 && x.device().type() == DeviceType.CPU ? packedFor(x, nd, o) : null;
+            if (packed == null) {
+                return Convolution.CONV_OP.call(new Convolution.ConvAttrs(nd, o), x, weight, b);
+            }
+            return Convolution.CONV_PREPACKED_OP.call(new Convolution.PrepackedAttrs(nd, o, weight.dims()), x, packed, b);
+        }
+
+        private Tensor packedFor(Tensor x, int nd, ConvOptions o) {
+            long[] dims = x.dims();
+            List<Long> key = new ArrayList<>(dims.length - 1);
+            for (int i = 1; i < dims.length; i++) {
+                key.add(dims[i]);
+            }
+            java.util.Optional<Tensor> have = byGeometry.get(key);
+            if (have == null) {
+                if (byGeometry.size() >= MAX_GEOMETRIES || closed) {
+                    return null;
+                }
+                have = byGeometry.computeIfAbsent(key, k -> {
+                    long[] empty = dims.clone();
+                    empty[0] = 0; // only the channels and the image size matter: an empty batch allocates nothing
+                    try (Scope detached = Scope.detached(); Tensor probe = Tensor.empty(DType.FLOAT32, x.device(), empty)) {
+                        return java.util.Optional.ofNullable(Convolution.packWeight(probe, weight, nd, o));
+                    }
+                });
+            }
+            return have.orElse(null);
+        }
+
+        /** How many geometries have a packed weight (for tests). */
+        int packedGeometries() {
+            return (int) byGeometry.values().stream().filter(java.util.Optional::isPresent).count();
+        }
+
+        @Override
+        public void close() {
+            closed = true;
+            byGeometry.values().forEach(p -> p.ifPresent(Tensor::close));
+            byGeometry.clear();
+        }
     }
 
     // ------------------------------------------------------------------ the fused computations

@@ -545,6 +545,11 @@ public final class OnnxModel implements AutoCloseable {
         }
     }
 
+    /** What the load-time fusions keep for the model's lifetime (packed weights), freed by {@link #close}. */
+    List<AutoCloseable> resources() {
+        return java.util.Collections.unmodifiableList(fusedResources);
+    }
+
     /**
      * The op types of the main graph as it runs, in order: after the load-time fusions (a fused
      * node as {@code dev.cortado.fused.Gelu}, for example), before constant folding.

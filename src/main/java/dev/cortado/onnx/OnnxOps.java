@@ -679,6 +679,11 @@ final class OnnxOps {
 
     /** Conv of the node's attributes on the given operands (also ConvInteger's and QLinearConv's). */
     static Tensor conv(OnnxNode n, Tensor x, Tensor w, Tensor b) {
+        return Convolution.CONV_OP.call(new ConvAttrs(x.rank() - 2, convOptions(n, x, w)), x, w, b);
+    }
+
+    /** The convolution options of a Conv node's attributes for input x and weight w (x's rank checked). */
+    static ConvOptions convOptions(OnnxNode n, Tensor x, Tensor w) {
         int nd = x.rank() - 2;
         if (nd < 1 || nd > 3) {
             throw new UnsupportedOperationException(n.describe() + ": input " + x.describe() + " is not 1-d, 2-d or 3-d");
@@ -687,11 +692,8 @@ final class OnnxOps {
         long[] s = longs(n, "strides", nd, 1);
         long[] d = longs(n, "dilations", nd, 1);
         long[][] padding = padding(n, x, k, s, d);
-        long[] before = padding[0];
-        long[] after = padding[1];
-        ConvOptions o = ConvOptions.builder().stride(s).padding(before, after).dilation(d)
+        return ConvOptions.builder().stride(s).padding(padding[0], padding[1]).dilation(d)
                 .groups(n.attrInt("group", 1)).build();
-        return Convolution.CONV_OP.call(new ConvAttrs(nd, o), x, w, b);
     }
 
     /**

@@ -633,6 +633,98 @@ class OnnxFusionTest {
         }
     }
 
+    // ------------------------------------------------------------------ convolution weights
+
+    /**
+     * x [1, 16, H, W] (H and W symbolic) -> y = Conv(x, w [32, 16, 3, 3], bias [32]) with
+     * {@code attrs}; the weight an initializer, or also a graph input ({@code wFed}).
+     */
+    private static ModelProto convModel(float[] w, float[] bias, boolean wFed, AttributeProto... attrs) {
+        TensorShapeProto.Builder sh = TensorShapeProto.newBuilder()
+                .addDim(TensorShapeProto.Dimension.newBuilder().setDimValue(1))
+                .addDim(TensorShapeProto.Dimension.newBuilder().setDimValue(16))
+                .addDim(TensorShapeProto.Dimension.newBuilder().setDimParam("H"))
+                .addDim(TensorShapeProto.Dimension.newBuilder().setDimParam("W"));
+        ValueInfoProto x = ValueInfoProto.newBuilder().setName("x").setType(TypeProto.newBuilder().setTensorType(
+                TypeProto.Tensor.newBuilder().setElemType(OnnxTensors.FLOAT).setShape(sh))).build();
+        GraphProto.Builder g = GraphProto.newBuilder().setName("conv").addInput(x)
+                .addOutput(ValueInfoProto.newBuilder().setName("y").setType(TypeProto.newBuilder().setTensorType(
+                        TypeProto.Tensor.newBuilder().setElemType(OnnxTensors.FLOAT))))
+                .addInitializer(floats("w", w, 32, 16, 3, 3)).addInitializer(floats("bias", bias, 32));
+        if (wFed) {
+            g.addInput(value("w", OnnxTensors.FLOAT, 32, 16, 3, 3));
+        }
+        g.addNode(node("Conv", List.of("x", "w", "bias"), "y", attrs));
+        return model(g, 13);
+    }
+
+    /** y [1, 32, oh, ow] of a 3x3 convolution with stride s and symmetric padding p, in float64. */
+    private static double[] convReference(float[] x, int h, int wd, float[] w, float[] bias, int s, int p) {
+        int oh = (h + 2 * p - 3) / s + 1;
+        int ow = (wd + 2 * p - 3) / s + 1;
+        double[] y = new double[32 * oh * ow];
+        for (int k = 0; k < 32; k++) {
+            for (int i = 0; i < oh; i++) {
+                for (int j = 0; j < ow; j++) {
+                    double acc = bias[k];
+                    for (int c = 0; c < 16; c++) {
+                        for (int u = 0; u < 3; u++) {
+                            for (int v = 0; v < 3; v++) {
+                                int ih = i * s - p + u;
+                                int iw = j * s - p + v;
+                                if (ih >= 0 && ih < h && iw >= 0 && iw < wd) {
+                                    acc += (double) x[(c * h + ih) * wd + iw] * w[((k * 16 + c) * 3 + u) * 3 + v];
+                                }
+                            }
+                        }
+                    }
+                    y[(k * oh + i) * ow + j] = acc;
+                }
+            }
+        }
+        return y;
+    }
+
+    /**
+     * A Conv with a constant float32 weight runs on a weight packed once per input geometry (here
+     * Winograd: 3x3, stride 1, 16 -> 32 channels, NCHW), within float32 rounding of the float64
+     * reference (1e-4 relative + 1e-4 absolute), for two image sizes (two packed geometries) and
+     * again (reused); a stride-2 Conv, whose kernel has no packed layout in NCHW, runs as Conv; a
+     * weight the caller may feed is not packed.
+     */
+    @Test
+    void constantConvolutionWeightsArePackedOncePerGeometry() {
+        Random r = new Random(18);
+        float[] w = gaussian(r, 32 * 16 * 9, 3);
+        float[] bias = gaussian(r, 32, 3);
+        AttributeProto pad1 = ints("pads", 1, 1, 1, 1);
+        try (OnnxModel m = OnnxModel.of(convModel(w, bias, false, pad1), null, CPU)) {
+            assertEquals(List.of(FUSED + "PackedConv"), m.runningOps());
+            for (int[] hw : new int[][] {{9, 7}, {6, 11}, {9, 7}}) {
+                float[] x = gaussian(r, 16 * hw[0] * hw[1], 3);
+                assertClose(convReference(x, hw[0], hw[1], w, bias, 1, 1),
+                        run(m, "y", Map.of("x", x), Map.of("x", new long[] {1, 16, hw[0], hw[1]})), 1e-4,
+                        "3x3 conv on " + hw[0] + "x" + hw[1]);
+            }
+            assertEquals(2, packedGeometries(m), "two image sizes, two packed weights");
+        }
+        try (OnnxModel m = OnnxModel.of(convModel(w, bias, false, pad1, ints("strides", 2, 2)), null, CPU)) {
+            float[] x = gaussian(r, 16 * 9 * 8, 3);
+            assertClose(convReference(x, 9, 8, w, bias, 2, 1),
+                    run(m, "y", Map.of("x", x), Map.of("x", new long[] {1, 16, 9, 8})), 1e-4, "stride 2");
+            assertEquals(0, packedGeometries(m), "im2col has no packed layout");
+        }
+        try (OnnxModel m = OnnxModel.of(convModel(w, bias, true, pad1), null, CPU)) {
+            assertEquals(List.of("Conv"), m.runningOps(), "a weight the caller may feed");
+        }
+    }
+
+    /** How many packed convolution weights the model's fused nodes hold. */
+    private static int packedGeometries(OnnxModel m) {
+        return m.resources().stream().filter(o -> o instanceof OnnxFusion.PackedConvWeights)
+                .mapToInt(o -> ((OnnxFusion.PackedConvWeights) o).packedGeometries()).sum();
+    }
+
     // ------------------------------------------------------------------ int8 weights
 
     /** a uint8 [6, 40] (zero point az fed) x b int8 [40, 9] (zero point 3) -> int32; b an initializer, or also a graph input. */

@@ -803,6 +803,39 @@ public class ConvolutionOpsTest {
         }
     }
 
+    /**
+     * Winograd's forward at batch 1 (one chunk of tiles) splits the output channels over the
+     * threads; every output is computed as without the split: bit for bit on 1, 2 and 3 threads,
+     * NCHW and NHWC, with a fused SiLU (applied per slice) and a partial last channel block.
+     */
+    @Test
+    void winogradForwardDoesNotDependOnThreadCount() {
+        int before = CpuBackend.threads();
+        try (var scope = Scope.open()) {
+            Random r = new Random(12);
+            for (DataLayout l : DataLayout.values()) {
+                Case c = c2("slices", 1, 24, 100, 1, 7, 9, 3, 3, 1, 1, 1, 1);
+                Tensor x = tensor(toLayout(rand(r, 24 * 63), 1, 24, 63, l), DType.FLOAT32, c.actDims(l, 24, c.in));
+                Tensor w = tensor(rand(r, 100 * 24 * 9), DType.FLOAT32, 100, 24, 3, 3);
+                Tensor b = tensor(rand(r, 100), DType.FLOAT32, 100);
+                ConvOptions o = c.options().layout(l).algorithm(Algorithm.WINOGRAD).activation(Activation.SILU).build();
+                double[][] got = new double[3][];
+                for (int t = 1; t <= 3; t++) {
+                    CpuBackend.setThreads(t);
+                    got[t - 1] = Convolution.conv2d(x, w, b, o).toDoubleArray();
+                }
+                assertArrayEquals(got[0], got[1], l + ": 1 and 2 threads");
+                assertArrayEquals(got[0], got[2], l + ": 1 and 3 threads");
+                double[] xs = fromLayout(read(x), 1, 24, 63, l);
+                assertNear(l + " against float64", fromLayout(got[1], 1, 100, c.outVol(), l),
+                        refForward(c, xs, read(w), read(b), Activation.SILU, false),
+                        refForward(c, xs, read(w), read(b), Activation.SILU, true), 1e-4);
+            }
+        } finally {
+            CpuBackend.setThreads(before);
+        }
+    }
+
     static void expectError(String opName, Runnable r, String... fragments) {
         IllegalArgumentException e = assertThrows(IllegalArgumentException.class, r::run);
         String m = e.getMessage();
