@@ -752,13 +752,13 @@ int ct_cpu_conv_forward_packed(int dtype, int layout, const int64_t* gv, const v
   if ((st = check_fast(fn, algo, dtype, g))) return st;
   int32_t want[16];
   header_of(algo, g, want);
-  if (std::memcmp(have, want, sizeof have) != 0 || packed_len != PACK_HEADER + packed_body(algo, g))
+  const int64_t want_len = PACK_HEADER + packed_body(algo, g);
+  if (std::memcmp(have, want, sizeof have) != 0 || packed_len != want_len)
     return fail(CT_ERR_INVALID_ARG,
                 "%s: packed is for %s with groups %d, K/group %d, C/group %d, %d taps, block %d (%lld floats); "
                 "this geometry needs groups %lld, K/group %lld, C/group %lld, %lld taps, block %d (%lld floats)",
                 fn, algo_name(algo), have[2], have[3], have[4], have[5], have[6], (long long)packed_len,
-                (long long)g.G, (long long)g.Kg, (long long)g.Cg, (long long)g.KS, want[6],
-                (long long)(PACK_HEADER + packed_body(algo, g)));
+                (long long)g.G, (long long)g.Kg, (long long)g.Cg, (long long)g.KS, want[6], (long long)want_len);
   if (g.N == 0) return CT_OK;
   if ((st = check_ptr(fn, "x", x)) || (st = check_ptr(fn, "y", y))) return st;
   auto xx = (const float*)x; auto bb = (const float*)bias; auto yy = (float*)y;

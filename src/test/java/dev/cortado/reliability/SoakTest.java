@@ -102,6 +102,12 @@ class SoakTest {
         return new long[] {lo, hi};
     }
 
+    /** Whether a line of {@code /proc/self/smaps} starts a mapping (its address range; the fields start upper case). */
+    static boolean isMappingHeader(String line) {
+        char c = line.isEmpty() ? ' ' : line.charAt(0);
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+    }
+
     /**
      * Resident kB of every mapping of this process outside the Java heap's reserved range
      * ({@code /proc/self/smaps}): malloc's arenas, thread stacks, the code cache, metaspace, mapped
@@ -112,8 +118,7 @@ class SoakTest {
         long kb = 0;
         boolean inHeap = false;
         for (String line : Files.readAllLines(Path.of("/proc/self/smaps"))) {
-            char c = line.isEmpty() ? ' ' : line.charAt(0);
-            if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) { // a mapping's header; its fields start upper case
+            if (isMappingHeader(line)) {
                 String[] range = line.substring(0, line.indexOf(' ')).split("-");
                 long lo = Long.parseUnsignedLong(range[0], 16);
                 long hi = Long.parseUnsignedLong(range[1], 16);
@@ -134,7 +139,7 @@ class SoakTest {
         Map<String, Long> rss = new java.util.LinkedHashMap<>();
         String mapping = null;
         for (String line : Files.readAllLines(Path.of("/proc/self/smaps"))) {
-            if (line.matches("^[0-9a-f]+-[0-9a-f]+ .*")) {
+            if (isMappingHeader(line)) {
                 String[] f = line.trim().split("\\s+");
                 String[] range = f[0].split("-");
                 long sizeKb = (Long.parseUnsignedLong(range[1], 16) - Long.parseUnsignedLong(range[0], 16)) / 1024;
