@@ -25,6 +25,7 @@ import java.util.Locale;
  * <pre>
  *   java -jar cortado-cli.jar train-mnist  [--epochs N] [--batch-size N] [--lr X] [--compile] [--device D] [--threads N] [--seed S] [--out DIR]
  *   java -jar cortado-cli.jar train-charlm [--steps N] [--batch-size N] [--lr X] [--compile] [--experts E --top-k K] [--device D] [--threads N] [--seed S] [--out DIR]
+ *   java -jar cortado-cli.jar train-vision --model resnet18|vit-tiny [--mae-epochs M] [--epochs N] [--width W] [--patch P] [--batch-size N] [--lr X] [--threads N] [--seed S] [--out DIR]
  *   java -jar cortado-cli.jar prune-mnist [--epochs N] [--batch-size N] [--lr X] [--threads N] [--seed S]
  *   java -jar cortado-cli.jar quantize-mnist [--epochs N] [--checkpoint FILE] [--calibration-batches N] [--qat-epochs N] [--threads N] [--seed S]
  *   java -jar cortado-cli.jar quantize-charlm [--checkpoint FILE] [--steps N] [--group G] [--seed S]
@@ -70,10 +71,14 @@ public final class Main {
         int group = 32;
         int experts = 0;
         int topK = 2;
+        String model = "resnet18";
+        int maeEpochs = 0;
+        int width = -1;
+        int patch = -1;
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
             switch (a) {
-                case "demo", "info", "train-mnist", "train-charlm", "prune-mnist", "quantize-mnist", "quantize-charlm" -> command = a;
+                case "demo", "info", "train-mnist", "train-charlm", "train-vision", "prune-mnist", "quantize-mnist", "quantize-charlm" -> command = a;
                 case "--checkpoint" -> checkpoint = java.nio.file.Path.of(value(args, ++i, a));
                 case "--resume" -> resume = java.nio.file.Path.of(value(args, ++i, a));
                 case "--calibration-batches" -> calibrationBatches = Integer.parseInt(value(args, ++i, a));
@@ -91,6 +96,10 @@ public final class Main {
                 case "--compile" -> compile = true;
                 case "--experts" -> experts = Integer.parseInt(value(args, ++i, a));
                 case "--top-k" -> topK = Integer.parseInt(value(args, ++i, a));
+                case "--model" -> model = value(args, ++i, a);
+                case "--mae-epochs" -> maeEpochs = Integer.parseInt(value(args, ++i, a));
+                case "--width" -> width = Integer.parseInt(value(args, ++i, a));
+                case "--patch" -> patch = Integer.parseInt(value(args, ++i, a));
                 case "--out" -> out = java.nio.file.Path.of(value(args, ++i, a));
                 case "-h", "--help" -> {
                     usage();
@@ -118,6 +127,14 @@ public final class Main {
                     batchSize > 0 ? batchSize : 16, Double.isNaN(lr) ? 3e-3 : lr, seed,
                     trainingDevice(device, "train-charlm", Attention.SDPA_OP, Attention.ROPE_OP),
                     out != null ? out : java.nio.file.Path.of("runs", "train-charlm"), compile, experts, topK));
+            case "train-vision" -> {
+                TrainVision.Arch arch = TrainVision.Arch.parse(model);
+                TrainVision.Settings d = TrainVision.Settings.defaults(arch,
+                        out != null ? out : java.nio.file.Path.of("runs", "train-vision-" + model));
+                TrainVision.run(d.with(epochs > 0 ? epochs : d.epochs(), maeEpochs,
+                        batchSize > 0 ? batchSize : d.batchSize(), Double.isNaN(lr) ? d.lr() : lr,
+                        width > 0 ? width : d.width(), patch > 0 ? patch : d.patch(), seed));
+            }
             case "prune-mnist" -> PruneMnist.run(new PruneMnist.Settings(epochs > 0 ? epochs : 8,
                     batchSize > 0 ? batchSize : 64, Double.isNaN(lr) ? 2e-3 : lr, seed, 0.9));
             case "quantize-mnist" -> QuantizeMnist.run(new QuantizeMnist.Settings(epochs > 0 ? epochs : 3,
@@ -177,6 +194,11 @@ public final class Main {
                   train-mnist   train a small CNN on 10k MNIST digits, test on the t10k split
                                 [--epochs 8] [--batch-size 64] [--lr 2e-3]
                                 [--compile] (train and evaluate through compiled graphs: dev.cortado.graph)
+                  train-vision  ResNet-18 or a ViT-Tiny-sized transformer on the same digits, RandAugment,
+                                label smoothing, AdamW with a cosine schedule
+                                --model resnet18 [--epochs 10] [--width 64] [--lr 2e-3]
+                                --model vit-tiny [--epochs 30] [--patch 7] [--lr 1e-3] [--mae-epochs M] (MAE
+                                pre-training for M of the epochs, then fine-tuning) [--batch-size 64]
                   prune-mnist   the train-mnist CNN dense, 2:4 with SR-STE (and with mask decay) and pruned
                                 to 90% gradually; then run on sparse modules (a table of accuracy,
                                 non-zeros, size and inference time) [--epochs 8] [--batch-size 64] [--lr 2e-3]
