@@ -73,7 +73,14 @@ public final class Main {
         int topK = 2;
         String model = "resnet18";
         int maeEpochs = 0;
+        double maeLr = Double.NaN;
+        double maskRatio = 0.75;
+        double layerDecay = 1;
+        int maeBatchScale = 1;
         int width = -1;
+        int dim = -1;
+        int depth = -1;
+        int heads = -1;
         int patch = -1;
         for (int i = 0; i < args.length; i++) {
             String a = args[i];
@@ -98,7 +105,14 @@ public final class Main {
                 case "--top-k" -> topK = Integer.parseInt(value(args, ++i, a));
                 case "--model" -> model = value(args, ++i, a);
                 case "--mae-epochs" -> maeEpochs = Integer.parseInt(value(args, ++i, a));
+                case "--mae-lr" -> maeLr = Double.parseDouble(value(args, ++i, a));
+                case "--mask-ratio" -> maskRatio = Double.parseDouble(value(args, ++i, a));
+                case "--layer-decay" -> layerDecay = Double.parseDouble(value(args, ++i, a));
+                case "--mae-batch-scale" -> maeBatchScale = Integer.parseInt(value(args, ++i, a));
                 case "--width" -> width = Integer.parseInt(value(args, ++i, a));
+                case "--dim" -> dim = Integer.parseInt(value(args, ++i, a));
+                case "--depth" -> depth = Integer.parseInt(value(args, ++i, a));
+                case "--heads" -> heads = Integer.parseInt(value(args, ++i, a));
                 case "--patch" -> patch = Integer.parseInt(value(args, ++i, a));
                 case "--out" -> out = java.nio.file.Path.of(value(args, ++i, a));
                 case "-h", "--help" -> {
@@ -131,9 +145,13 @@ public final class Main {
                 TrainVision.Arch arch = TrainVision.Arch.parse(model);
                 TrainVision.Settings d = TrainVision.Settings.defaults(arch,
                         out != null ? out : java.nio.file.Path.of("runs", "train-vision-" + model));
-                TrainVision.run(d.with(epochs > 0 ? epochs : d.epochs(), maeEpochs,
-                        batchSize > 0 ? batchSize : d.batchSize(), Double.isNaN(lr) ? d.lr() : lr,
-                        width > 0 ? width : d.width(), patch > 0 ? patch : d.patch(), seed));
+                double rate = Double.isNaN(lr) ? d.lr() : lr;
+                TrainVision.run(d.with(epochs > 0 ? epochs : d.epochs(), new TrainVision.Pretraining(maeEpochs,
+                                Double.isNaN(maeLr) ? rate : maeLr, maskRatio, layerDecay, maeBatchScale),
+                        batchSize > 0 ? batchSize : d.batchSize(), rate,
+                        width > 0 ? width : d.width(), patch > 0 ? patch : d.patch(), seed)
+                        .withTransformer(dim > 0 ? dim : d.dim(), depth > 0 ? depth : d.depth(),
+                                heads > 0 ? heads : d.heads()));
             }
             case "prune-mnist" -> PruneMnist.run(new PruneMnist.Settings(epochs > 0 ? epochs : 8,
                     batchSize > 0 ? batchSize : 64, Double.isNaN(lr) ? 2e-3 : lr, seed, 0.9));
@@ -197,8 +215,12 @@ public final class Main {
                   train-vision  ResNet-18 or a ViT-Tiny-sized transformer on the same digits, RandAugment,
                                 label smoothing, AdamW with a cosine schedule
                                 --model resnet18 [--epochs 10] [--width 64] [--lr 2e-3]
-                                --model vit-tiny [--epochs 30] [--patch 7] [--lr 1e-3] [--mae-epochs M] (MAE
-                                pre-training for M of the epochs, then fine-tuning) [--batch-size 64]
+                                --model vit-tiny [--epochs 30] [--patch 7] [--lr 1e-3] [--dim 192] [--depth 12]
+                                [--heads 3] [--mae-epochs M] (MAE
+                                pre-training for M of the epochs, then fine-tuning) [--mae-lr X]
+                                [--mask-ratio 0.75] [--layer-decay 1] (fine-tuning rates by depth)
+                                [--mae-batch-scale 1] (MAE batches this many times the classifier's)
+                                [--batch-size 64]
                   prune-mnist   the train-mnist CNN dense, 2:4 with SR-STE (and with mask decay) and pruned
                                 to 90% gradually; then run on sparse modules (a table of accuracy,
                                 non-zeros, size and inference time) [--epochs 8] [--batch-size 64] [--lr 2e-3]

@@ -17,10 +17,12 @@ import dev.cortado.ops.Elementwise;
 import dev.cortado.optim.Adam;
 import dev.cortado.optim.CosineWithWarmup;
 import dev.cortado.optim.Optimizer;
+import dev.cortado.optim.ParamGroup;
 import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Tensor;
 import java.io.IOException;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.function.Function;
@@ -36,7 +38,10 @@ import java.util.function.Function;
  *   <li>{@code --model vit-tiny --mae-epochs M}: the same ViT, first pre-trained for {@code M} of the
  *       {@code --epochs} as a masked autoencoder (75% of the patches removed, a 2-block decoder of
  *       width 128, per-patch normalised pixel targets) on the same images without their labels, then
- *       fine-tuned as a classifier for the remaining epochs: the same number of steps in all.</li>
+ *       fine-tuned as a classifier for the remaining epochs: the same number of steps in all.
+ *       {@code --mae-lr}, {@code --mask-ratio} and {@code --mae-batch-scale} set the pre-training's
+ *       rate, mask and batch (a multiple of the classifier's), {@code --layer-decay} the fine-tuning's
+ *       layer-wise rate decay.</li>
  * </ul>
  * Every run: RandAugment (two of rotation, shears, translations and identity per image, magnitude
  * 6, in the loader's prefetch thread), AdamW (weight decay 0.05), a cosine schedule after a linear
@@ -58,19 +63,38 @@ final class TrainVision {
     }
 
     /**
+     * MAE pre-training before the classifier: {@code epochs} of the run's epochs (0: none) at peak
+     * rate {@code lr}, {@code maskRatio} of the patches removed; the fine-tuning that follows scales
+     * the rate of block {@code i} of {@code depth} by {@code layerDecay^(depth - i)} (embeddings
+     * {@code layerDecay^(depth + 1)}, the final norm and head 1), as BEiT and MAE fine-tune.
+     */
+    record Pretraining(int epochs, double lr, double maskRatio, double layerDecay, int batchScale) {
+        static final Pretraining NONE = new Pretraining(0, 1e-3, 0.75, 1, 1);
+
+        Pretraining {
+            if (epochs < 0 || !(lr > 0) || !(maskRatio > 0 && maskRatio < 1) || !(layerDecay > 0 && layerDecay <= 1)
+                    || batchScale < 1) {
+                throw new IllegalArgumentException("train-vision: MAE pre-training needs --mae-epochs >= 0, --mae-lr > 0,"
+                        + " 0 < --mask-ratio < 1, 0 < --layer-decay <= 1 and --mae-batch-scale >= 1, got " + epochs + ", "
+                        + lr + ", " + maskRatio + ", " + layerDecay + " and " + batchScale);
+            }
+        }
+    }
+
+    /**
      * A run. {@code width}: ResNet's first-stage channels (64 in the paper); {@code dim},
      * {@code depth}, {@code heads}, {@code patch}: the ViT's (192, 12, 3 for ViT-Tiny);
-     * {@code maeEpochs}: how many of the {@code epochs} pre-train the ViT as a masked autoencoder;
+     * {@code mae}: how many of the {@code epochs} pre-train the ViT as a masked autoencoder, and how;
      * {@code trainImages}, {@code testImages}: so many of each split, evenly spaced (shortened runs).
      */
-    record Settings(Arch arch, int epochs, int maeEpochs, int batchSize, double lr, int width, int dim, int depth,
+    record Settings(Arch arch, int epochs, Pretraining mae, int batchSize, double lr, int width, int dim, int depth,
                     int heads, int patch, long seed, int trainImages, int testImages, Path out) {
         Settings {
-            if (epochs < 1 || maeEpochs < 0 || maeEpochs >= epochs) {
+            if (epochs < 1 || mae.epochs() >= epochs) {
                 throw new IllegalArgumentException("train-vision: need --epochs >= 1 and 0 <= --mae-epochs < --epochs, got "
-                        + epochs + " and " + maeEpochs);
+                        + epochs + " and " + mae.epochs());
             }
-            if (maeEpochs > 0 && arch != Arch.VIT_TINY) {
+            if (mae.epochs() > 0 && arch != Arch.VIT_TINY) {
                 throw new IllegalArgumentException("train-vision: --mae-epochs pre-trains a ViT; --model is " + arch);
             }
             if (28 % patch != 0) {
@@ -81,13 +105,23 @@ final class TrainVision {
         /** The command-line defaults for {@code arch}. */
         static Settings defaults(Arch arch, Path out) {
             boolean resnet = arch == Arch.RESNET18;
-            return new Settings(arch, resnet ? 10 : 30, 0, 64, resnet ? 2e-3 : 1e-3, 64, 192, 12, 3, 7, 1, 10_000,
-                    10_000, out);
+            return new Settings(arch, resnet ? 10 : 30, Pretraining.NONE, 64, resnet ? 2e-3 : 1e-3, 64, 192, 12, 3, 7, 1,
+                    10_000, 10_000, out);
         }
 
-        Settings with(int epochs, int maeEpochs, int batchSize, double lr, int width, int patch, long seed) {
-            return new Settings(arch, epochs, maeEpochs, batchSize, lr, width, dim, depth, heads, patch, seed,
+        Settings with(int epochs, Pretraining mae, int batchSize, double lr, int width, int patch, long seed) {
+            return new Settings(arch, epochs, mae, batchSize, lr, width, dim, depth, heads, patch, seed,
                     trainImages, testImages, out);
+        }
+
+        /** The same run with a transformer of width {@code dim}, {@code depth} blocks and {@code heads} heads. */
+        Settings withTransformer(int dim, int depth, int heads) {
+            return new Settings(arch, epochs, mae, batchSize, lr, width, dim, depth, heads, patch, seed, trainImages,
+                    testImages, out);
+        }
+
+        int maeEpochs() {
+            return mae.epochs();
         }
     }
 
@@ -134,10 +168,11 @@ final class TrainVision {
             System.out.printf(Locale.ROOT, "model: %,d parameters%n", model.numParameters());
             // the autoencoder (closed last) holds the decoder; its encoder is the model fine-tuned next
             double[] maeLoss = new double[s.maeEpochs()];
-            MaskedAutoencoder mae = s.maeEpochs() > 0 ? pretrain((VisionTransformer) model, loader, s, log, maeLoss) : null;
+            MaskedAutoencoder mae = s.maeEpochs() > 0 ? pretrain((VisionTransformer) model,
+                    augmented(spread(train, s.trainImages()), s.seed() + 4), loader.size(), s, log, maeLoss) : null;
             int epochs = s.epochs() - s.maeEpochs();
             double[] accuracy = new double[epochs];
-            Optimizer opt = Adam.adamW().lr(s.lr()).weightDecay(0.05).build(model.parameters());
+            Optimizer opt = Adam.adamW().lr(s.lr()).weightDecay(0.05).buildGroups(layerGroups(model, s));
             try (mae; opt) {
                 int stepsPerEpoch = loader.size();
                 long total = (long) stepsPerEpoch * epochs;
@@ -168,8 +203,10 @@ final class TrainVision {
                                 loss = l.item();
                                 correct = TrainMnist.countCorrect(logits, b.target());
                             }
+                            // the last group is the head's: the run's rate (the lower blocks' scaled by --layer-decay)
                             log.step(epoch, step + (long) stepsPerEpoch * s.maeEpochs(), loss, correct / b.size(),
-                                    b.size() / ((System.nanoTime() - ts) / 1e9), opt.groups().get(0).lr());
+                                    b.size() / ((System.nanoTime() - ts) / 1e9),
+                                    opt.groups().get(opt.groups().size() - 1).lr());
                             step++;
                         }
                     }
@@ -188,54 +225,101 @@ final class TrainVision {
     }
 
     /**
-     * MAE pre-training of {@code vit} for {@code s.maeEpochs()} epochs of the same loader (labels
-     * unused); the reconstruction loss on the removed patches is logged as the training loss and its
-     * mean per epoch written to {@code meanLoss}.
+     * MAE pre-training of {@code vit} for {@code s.maeEpochs()} epochs' worth of the classifier's
+     * steps ({@code stepsPerEpoch} each) on {@code images} (labels unused), each step a batch
+     * {@code s.mae().batchScale()} times the classifier's; the reconstruction loss on the removed
+     * patches is logged as the training loss and its mean per epoch written to {@code meanLoss}.
      * Returns the autoencoder, which the caller closes after fine-tuning {@code vit}.
      */
-    private static MaskedAutoencoder pretrain(VisionTransformer vit, DataLoader loader, Settings s, TrainingLog log,
-            double[] meanLoss) {
-        MaskedAutoencoder mae = MaskedAutoencoder.builder(vit).channels(1).decoder(128, 2, 4).maskRatio(0.75)
+    private static MaskedAutoencoder pretrain(VisionTransformer vit, Dataset<Example> images, int stepsPerEpoch,
+            Settings s, TrainingLog log, double[] meanLoss) {
+        MaskedAutoencoder mae = MaskedAutoencoder.builder(vit).channels(1).decoder(128, 2, 4).maskRatio(s.mae().maskRatio())
                 .generator(dev.cortado.ops.Generator.seeded(s.seed() + 1))
                 .params(ParamOptions.seeded(s.seed() + 2)).build();
-        Optimizer opt = Adam.adamW().lr(s.lr()).betas(0.9, 0.95).weightDecay(0.05).build(mae.parameters());
-        try (opt) {
-            int stepsPerEpoch = loader.size();
+        Optimizer opt = Adam.adamW().lr(s.mae().lr()).betas(0.9, 0.95).weightDecay(0.05).build(mae.parameters());
+        try (opt; DataLoader loader = DataLoader.builder(images).batchSize(s.batchSize() * s.mae().batchScale())
+                .shuffle(s.seed() + 3).dropLast(true).prefetch(2).build()) {
+            if (loader.size() == 0) {
+                throw new IllegalArgumentException("train-vision: an MAE batch of " + s.batchSize() * s.mae().batchScale()
+                        + " images is more than the " + images.size() + " training images");
+            }
             long total = (long) stepsPerEpoch * s.maeEpochs();
             CosineWithWarmup schedule = CosineWithWarmup.of(Math.min(200, total / 10), total);
             long step = 0;
+            int pass = 0;
+            DataLoader.Epoch batches = loader.epoch(pass++);
             mae.train();
-            for (int epoch = 1; epoch <= s.maeEpochs(); epoch++) {
-                log.startEpoch(epoch, s.epochs(), stepsPerEpoch);
-                double sum = 0;
-                try (DataLoader.Epoch batches = loader.epoch(epoch - 1)) {
-                    for (Batch b : batches) {
+            try {
+                for (int epoch = 1; epoch <= s.maeEpochs(); epoch++) {
+                    log.startEpoch(epoch, s.epochs(), stepsPerEpoch);
+                    double sum = 0;
+                    for (int i = 0; i < stepsPerEpoch; i++) {
+                        if (!batches.hasNext()) {
+                            batches.close();
+                            batches = loader.epoch(pass++);
+                        }
                         long ts = System.nanoTime();
                         schedule.apply(opt, step);
                         double loss;
-                        try (b; Scope scope = Scope.open()) {
+                        try (Batch b = batches.next(); Scope scope = Scope.open()) {
                             Tensor l = mae.forward(normalize(b.input()));
                             opt.zeroGrad();
                             l.backward();
                             opt.step();
                             loss = l.item();
+                            log.step(epoch, step, loss, Double.NaN, b.size() / ((System.nanoTime() - ts) / 1e9),
+                                    opt.groups().get(0).lr());
                         }
                         sum += loss;
-                        log.step(epoch, step, loss, Double.NaN, b.size() / ((System.nanoTime() - ts) / 1e9),
-                                opt.groups().get(0).lr());
                         step++;
                     }
+                    log.endEpoch();
+                    meanLoss[epoch - 1] = sum / stepsPerEpoch;
+                    System.out.printf(Locale.ROOT, "MAE pre-training epoch %d: mean reconstruction loss %.4f%n", epoch,
+                            meanLoss[epoch - 1]);
                 }
-                log.endEpoch();
-                meanLoss[epoch - 1] = sum / stepsPerEpoch;
-                System.out.printf(Locale.ROOT, "MAE pre-training epoch %d: mean reconstruction loss %.4f%n", epoch,
-                        meanLoss[epoch - 1]);
+            } finally {
+                batches.close();
             }
         } catch (RuntimeException | Error e) {
             mae.close();
             throw e;
         }
         return mae;
+    }
+
+    /**
+     * The classifier's parameter groups: one group at the run's rate, or with layer-wise decay
+     * ({@code s.mae().layerDecay() < 1} after pre-training) one group per depth, each its scaled rate.
+     */
+    static List<ParamGroup> layerGroups(Module model, Settings s) {
+        double decay = s.mae().layerDecay();
+        if (s.maeEpochs() == 0 || decay == 1) {
+            return List.of(ParamGroup.of(model.parameters()));
+        }
+        int top = s.depth() + 1;
+        List<List<Tensor>> byLayer = new ArrayList<>();
+        for (int i = 0; i <= top; i++) {
+            byLayer.add(new ArrayList<>());
+        }
+        model.namedParameters().forEach((name, p) -> {
+            int layer;
+            if (name.startsWith("blocks.")) {
+                layer = Integer.parseInt(name.substring(7, name.indexOf('.', 7))) + 1;
+            } else if (name.startsWith("patch_embed.") || name.equals("cls_token") || name.equals("pos_embed")) {
+                layer = 0;
+            } else {
+                layer = top;
+            }
+            byLayer.get(layer).add(p);
+        });
+        List<ParamGroup> groups = new ArrayList<>();
+        for (int i = 0; i <= top; i++) {
+            if (!byLayer.get(i).isEmpty()) {
+                groups.add(ParamGroup.of(byLayer.get(i)).lr(s.lr() * Math.pow(decay, top - i)));
+            }
+        }
+        return groups;
     }
 
     /** Pixels in [0, 1] to MNIST's standardised values. */
