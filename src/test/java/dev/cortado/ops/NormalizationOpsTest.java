@@ -162,6 +162,78 @@ public class NormalizationOpsTest {
         return y;
     }
 
+    /**
+     * Outputs of 32 MiB and more with rows of whole cache lines go out with non-temporal stores
+     * (softmax through a per-thread scratch row); rows of 1000 floats take the ordinary stores at
+     * the same size. float32 against the float64 references, the tolerance of the small cases.
+     */
+    @Test
+    void largeOutputsStreamedPastTheCaches() {
+        for (int cols : new int[] {1024, 1000}) {
+            int rows = (int) ((33L << 20) / 4 / cols) + 3;
+            Random r = new Random(cols);
+            float[] xf = new float[rows * cols];
+            double[] x = new double[xf.length];
+            for (int i = 0; i < xf.length; i++) {
+                xf[i] = (float) (r.nextGaussian() * 3 + 0.5);
+                x[i] = xf[i];
+            }
+            double[] w = new double[cols];
+            double[] b = new double[cols];
+            float[] wf = new float[cols];
+            float[] bf = new float[cols];
+            for (int c = 0; c < cols; c++) {
+                wf[c] = (float) (0.5 + r.nextDouble());
+                bf[c] = (float) r.nextGaussian();
+                w[c] = wf[c];
+                b[c] = bf[c];
+            }
+            Tol tol = tol(DType.FLOAT32);
+            String shape = "[" + rows + ", " + cols + "]";
+            try (Scope scope = Scope.open()) {
+                Tensor xt = Tensor.of(xf, rows, cols);
+                Tensor wt = Tensor.of(wf, cols);
+                Tensor bt = Tensor.of(bf, cols);
+                long[] dims = {rows, cols};
+                assertClose(softmaxRef(x, dims, 1, false), Normalization.softmax(xt, 1).toDoubleArray(), tol,
+                        "softmax " + shape);
+                assertClose(softmaxRef(x, dims, 1, true), Normalization.logSoftmax(xt, 1).toDoubleArray(), tol,
+                        "logSoftmax " + shape);
+                assertClose(layerNormRef(x, cols, w, b, 1e-5, false),
+                        Normalization.layerNorm(xt, wt, bt, 1, 1e-5).toDoubleArray(), tol, "layerNorm " + shape);
+                assertClose(layerNormRef(x, cols, w, null, 1e-5, true),
+                        Normalization.rmsNorm(xt, wt, 1, 1e-5).toDoubleArray(), tol, "rmsNorm " + shape);
+            }
+        }
+    }
+
+    /**
+     * The float32 layer norm takes the mean and variance in one pass, shifted by the row's first
+     * value: rows far from zero (mean 1e4, deviation 1), and rows whose first value is an outlier
+     * (1e6 among values of deviation 1), against the two-pass float64 reference.
+     */
+    @Test
+    void layerNormOfRowsFarFromZeroAndWithOutliers() {
+        int rows = 6;
+        int cols = 333;
+        Random r = new Random(5);
+        float[] xf = new float[rows * cols];
+        double[] x = new double[xf.length];
+        for (int i = 0; i < xf.length; i++) {
+            int row = i / cols;
+            boolean first = i % cols == 0;
+            double v = row < 3 ? 1e4 + r.nextGaussian() : (first ? 1e6 : r.nextGaussian());
+            xf[i] = (float) v;
+            x[i] = xf[i];
+        }
+        try (Scope scope = Scope.open()) {
+            Tensor xt = Tensor.of(xf, rows, cols);
+            assertClose(layerNormRef(x, cols, null, null, 1e-5, false),
+                    Normalization.layerNorm(xt, null, null, 1, 1e-5).toDoubleArray(), tol(DType.FLOAT32),
+                    "layerNorm of rows far from zero / with an outlier first");
+        }
+    }
+
     @TestFactory
     List<DynamicTest> layerNormAndRmsNorm() {
         List<DynamicTest> tests = new ArrayList<>();

@@ -29,8 +29,9 @@ import org.openjdk.jmh.annotations.Warmup;
 import org.openjdk.jmh.infra.BenchmarkParams;
 
 /**
- * Scaled-dot-product attention, float32, layout BHSD, B = 4, H = 8, D = 64, sequence length
- * {@code len}, optionally causal, no dropout, scale 1/sqrt(D). FLOPs: 4*B*H*L^2*D for the forward
+ * Scaled-dot-product attention, float32, layout BHSD, B = 4, H = 8, head dim D = {@code headDim}
+ * (64 unless given; issue #22 also measures 128), sequence length {@code len}, optionally causal, no
+ * dropout, scale 1/sqrt(D). FLOPs: 4*B*H*L^2*D for the forward
  * (half of it when causal); the backward is reported against the same count (its own work is
  * about 2.5x that).
  * <ul>
@@ -61,10 +62,12 @@ import org.openjdk.jmh.infra.BenchmarkParams;
 public class AttentionBenchmark {
     static final int B = 4;
     static final int H = 8;
-    static final int D = 64;
-
     @Param({"512", "2048"})
     public int len;
+
+    /** Head dim D. */
+    @Param({"64"})
+    public int headDim;
 
     @Param({"false", "true"})
     public boolean causal;
@@ -95,8 +98,8 @@ public class AttentionBenchmark {
     private NDArray tMask;
 
     /** Forward FLOPs as the brief counts them: 4*B*H*L^2*D, half when causal. */
-    public static double flops(int len, boolean causal) {
-        double f = 4.0 * B * H * (double) len * len * D;
+    public static double flops(int len, int headDim, boolean causal) {
+        double f = 4.0 * B * H * (double) len * len * headDim;
         return causal ? f / 2 : f;
     }
 
@@ -115,12 +118,12 @@ public class AttentionBenchmark {
     public void setup(BenchmarkParams params) {
         BenchSupport.setThreads(threads);
         options = Attention.Options.builder().causal(causal).softcap(softcap).build();
-        scale = 1.0 / Math.sqrt(D);
+        scale = 1.0 / Math.sqrt(headDim);
         Generator g = Generator.seeded(7);
-        q = g.normal(0, 1, DType.FLOAT32, Device.CPU, B, H, len, D);
-        k = g.normal(0, 1, DType.FLOAT32, Device.CPU, B, H, len, D);
-        v = g.normal(0, 1, DType.FLOAT32, Device.CPU, B, H, len, D);
-        dO = g.normal(0, 1, DType.FLOAT32, Device.CPU, B, H, len, D);
+        q = g.normal(0, 1, DType.FLOAT32, Device.CPU, B, H, len, headDim);
+        k = g.normal(0, 1, DType.FLOAT32, Device.CPU, B, H, len, headDim);
+        v = g.normal(0, 1, DType.FLOAT32, Device.CPU, B, H, len, headDim);
+        dO = g.normal(0, 1, DType.FLOAT32, Device.CPU, B, H, len, headDim);
         kT = k.transpose(-2, -1);
         String bench = params.getBenchmark();
         if (causal && (bench.endsWith(".cortadoUnfusedForward") || bench.contains(".torch"))) {
@@ -297,6 +300,10 @@ public class AttentionBenchmark {
         @Param({"8192"})
         public int len;
 
+        /** Head dim D. */
+        @Param({"64"})
+        public int headDim;
+
         @Param({"false", "true"})
         public boolean causal;
 
@@ -313,9 +320,9 @@ public class AttentionBenchmark {
             BenchSupport.setThreads(threads);
             options = Attention.Options.builder().causal(causal).build();
             Generator g = Generator.seeded(7);
-            q = g.normal(0, 1, DType.FLOAT32, Device.CPU, B, H, len, D);
-            k = g.normal(0, 1, DType.FLOAT32, Device.CPU, B, H, len, D);
-            v = g.normal(0, 1, DType.FLOAT32, Device.CPU, B, H, len, D);
+            q = g.normal(0, 1, DType.FLOAT32, Device.CPU, B, H, len, headDim);
+            k = g.normal(0, 1, DType.FLOAT32, Device.CPU, B, H, len, headDim);
+            v = g.normal(0, 1, DType.FLOAT32, Device.CPU, B, H, len, headDim);
         }
 
         @TearDown(Level.Trial)

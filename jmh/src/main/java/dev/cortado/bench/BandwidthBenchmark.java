@@ -33,6 +33,12 @@ import org.openjdk.jmh.annotations.Warmup;
  *   <li>{@code softmax}: {@link Normalization#softmax} over rows of 1024 ([16384, 1024], last
  *       axis), allocating the output, 64 MiB read + 64 MiB written = 128 MiB;</li>
  *   <li>{@code softmaxKernel}: the native {@code ct_cpu_softmax} into a preallocated output;</li>
+ *   <li>{@code layerNorm} and {@code rmsNorm}: {@link Normalization#layerNorm} (weight and bias)
+ *       and {@link Normalization#rmsNorm} (weight) over the same rows of 1024, allocating the output,
+ *       128 MiB (the 4 KiB weight and bias stay in L1);</li>
+ *   <li>{@code transposedCopy}: {@link Tensor#contiguous()} of the transposed view
+ *       {@code x.transpose(0, 1)} ([1024, 16384] with strides (1, 1024)), allocating: a copy of a
+ *       strided view, 128 MiB;</li>
  *   <li>ceilings, 64 MiB read + 64 MiB written = 128 MiB each: {@code copyTensor}
  *       ({@link Tensor#copy()}, allocates), {@code copyInto} ({@link Tensor#copyFrom} into a
  *       preallocated tensor), {@code ctMemcpy} (Cortado's threaded {@code ct_cpu_memcpy}) and
@@ -60,6 +66,8 @@ public class BandwidthBenchmark {
     private Tensor b;
     private Tensor x;
     private Tensor out;
+    private Tensor gamma;
+    private Tensor beta;
     private LongPointer shape;
     private LongPointer strides;
     private Pointer src;
@@ -73,6 +81,8 @@ public class BandwidthBenchmark {
         x = dev.cortado.ops.Generator.seeded(7).uniform(-4, 4, DType.FLOAT32, dev.cortado.tensor.Device.CPU,
                 ROWS, ROW);
         out = BenchSupport.filled(0.0f, N);
+        gamma = dev.cortado.ops.Generator.seeded(8).uniform(0.5, 1.5, DType.FLOAT32, dev.cortado.tensor.Device.CPU, ROW);
+        beta = dev.cortado.ops.Generator.seeded(9).uniform(-1, 1, DType.FLOAT32, dev.cortado.tensor.Device.CPU, ROW);
         shape = new LongPointer(1).put(0, N);
         strides = new LongPointer(1).put(0, 1);
         src = BenchSupport.bytes(a.dataAddress(), BYTES);
@@ -96,6 +106,8 @@ public class BandwidthBenchmark {
         b.close();
         x.close();
         out.close();
+        gamma.close();
+        beta.close();
         shape.close();
         strides.close();
     }
@@ -124,6 +136,27 @@ public class BandwidthBenchmark {
     @Benchmark
     public int softmaxKernel() {
         return NativeCpu.ct_cpu_softmax(DType.FLOAT32.code(), 0, ROWS, ROW, 1, x.dataAddress(), out.dataAddress(), 0);
+    }
+
+    @Benchmark
+    public long layerNorm() {
+        try (Tensor z = Normalization.layerNorm(x, gamma, beta, 1, 1e-5)) {
+            return z.dataAddress();
+        }
+    }
+
+    @Benchmark
+    public long rmsNorm() {
+        try (Tensor z = Normalization.rmsNorm(x, gamma, 1, 1e-6)) {
+            return z.dataAddress();
+        }
+    }
+
+    @Benchmark
+    public long transposedCopy() {
+        try (Tensor t = x.transpose(0, 1); Tensor z = t.contiguous()) {
+            return z.dataAddress();
+        }
     }
 
     @Benchmark
