@@ -8,10 +8,14 @@
  *   Backward-data scatters the same taps (planes / channel blocks own their outputs: no races);
  *   backward-weight reduces x * dy per channel over (n, o).
  * DIRECT_NHWC: the image is copied into a zero-padded NHWC buffer ((D+pads)(H+pads)(W+pads)C*4
- *   bytes per thread) so the inner kernel has no bounds checks; the weight is packed
+ *   bytes per image) so the inner kernel has no bounds checks (an NCHW image is transposed by the
+ *   same copy, and the epilogue writes each output channel's run of pixels into its NCHW plane:
+ *   the layout change costs two passes over the data, not an im2col buffer); the weight is packed
  *   [group][K block][tap][c][K block]. The register tile is 12 output pixels x 32 output channels
  *   (24 zmm accumulators) with AVX-512, 6 x 16 (12 ymm) on the AVX2 baseline; per input channel
- *   and tap it loads 2 weight vectors, broadcasts 12 (6) inputs and issues 24 (12) FMAs.
+ *   and tap it loads 2 weight vectors, broadcasts 12 (6) inputs and issues 24 (12) FMAs. With unit
+ *   W dilation and one group, the KW taps of a kernel row form one segment of KW*C steps (few
+ *   input channels, e.g. the RGB stem, no longer pay a segment switch every C steps).
  *   F FLOPs; reads the padded image KS*Kblocks times from L1/L2.
  * WINOGRAD: conv_winograd.cpp.
  */
@@ -257,6 +261,25 @@ CT_AVX512 void tile512(int np, const float* const* xs, const int64_t* taps, int6
     default: return direct_tile512<1>(xs, taps, ntaps, Cg, wp, out);
   }
 }
+/* The kernel's np x kn tile ([pixel][KB = 32 channels], rows np..15 zero) into NCHW planes: channel
+ * v's np pixels are the contiguous run y + v P; + bias, ReLU inline, other activations by act_rows.
+ * Two 16 x 16 register transposes instead of 384 strided scalar moves (the scalar epilogue took
+ * 15% of the stem's time). */
+CT_AVX512 void store_tile_nchw512(const float* tile, int64_t np, int64_t kn, const float* bias, int act, float* y,
+                                  int64_t P) {
+  alignas(64) float t[32 * 16];  // [channel][pixel]
+  mk::transpose16x16<false>(t, 16, tile, 32);
+  mk::transpose16x16<false>(t + 16 * 16, 16, tile + 16, 32);
+  const __mmask16 m = (__mmask16)((1u << np) - 1);
+  for (int64_t v = 0; v < kn; ++v) {
+    __m512 r = _mm512_load_ps(t + v * 16);
+    if (bias) r = _mm512_add_ps(r, _mm512_set1_ps(bias[v]));
+    if (act == CT_ACTIVATION_RELU) r = _mm512_max_ps(r, _mm512_setzero_ps());
+    _mm512_mask_storeu_ps(y + v * P, m, r);
+    if (act != CT_ACTIVATION_NONE && act != CT_ACTIVATION_RELU) act_rows(y + v * P, np, act);
+  }
+}
+
 void tile256(int np, const float* const* xs, const int64_t* taps, int64_t ntaps, int64_t Cg, const float* wp,
              float* out) {
   switch (np) {
@@ -304,18 +327,26 @@ void direct_nhwc_forward(const Geo& g, const float* x, const float* w, const flo
   Workspace own(packed ? 0 : direct_nhwc_packed_len(g));
   if (!packed) direct_nhwc_pack(g, w, own.data());
   const float* wpk = packed ? packed : own.data();
-  // tap offsets in the padded image (elements)
-  std::vector<int64_t> taps(KS);
+  // Segments of the reduction: one per tap, Cg steps each, at these offsets in the padded image
+  // (elements). With unit dilation along W and one group, a pixel's KW taps of one kernel row are
+  // KW*C contiguous floats, and the packed [tap][c] order is already [kd kh][kw*C + c]: KD*KH
+  // segments of KW*C steps instead (the ResNet stem, C = 3: 7 of 21 steps instead of 49 of 3).
+  const bool merge_w = g.d[2] == 1 && g.G == 1;
+  const int64_t kws = merge_w ? 1 : g.k[2], nseg = KS / g.k[2] * kws, seg_len = merge_w ? g.k[2] * Cg : Cg;
+  std::vector<int64_t> taps(nseg);
   for (int64_t kd = 0; kd < g.k[0]; ++kd)
     for (int64_t kh = 0; kh < g.k[1]; ++kh)
-      for (int64_t kw = 0; kw < g.k[2]; ++kw)
-        taps[(kd * g.k[1] + kh) * g.k[2] + kw] = ((kd * g.d[0] * Hp + kh * g.d[1]) * Wp + kw * g.d[2]) * C;
+      for (int64_t kw = 0; kw < kws; ++kw)
+        taps[(kd * g.k[1] + kh) * kws + kw] = ((kd * g.d[0] * Hp + kh * g.d[1]) * Wp + kw * g.d[2]) * C;
   const int64_t oD = g.out[0], oH = g.out[1], oW = g.out[2];
   const int64_t padsz = Dp * Hp * Wp * C;
   const bool nopad = g.pb[0] == 0 && g.pb[1] == 0 && g.pb[2] == 0 && g.pa[0] == 0 && g.pa[1] == 0 && g.pa[2] == 0;
-  Workspace padded(nopad ? 0 : g.N * padsz);  // every element is written below
-  // zero-padded copy of the whole batch (cheap next to the convolution)
-  if (!nopad) {
+  // NCHW: the copy below also turns the image into NHWC, and the epilogue writes NCHW rows
+  const bool nchw = g.layout == CT_LAYOUT_NCHW;
+  const int64_t S = g.in[0] * g.in[1] * g.in[2];  // input plane size (NCHW)
+  Workspace padded(nopad && !nchw ? 0 : g.N * padsz);  // every element is written below
+  // zero-padded NHWC copy of the whole batch (cheap next to the convolution)
+  if (!nopad || nchw) {
     parallel_range(g.N * Dp * Hp, Wp * C, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t hp = r % Hp, dp = (r / Hp) % Dp, n = r / (Hp * Dp);
@@ -323,15 +354,24 @@ void direct_nhwc_forward(const Geo& g, const float* x, const float* w, const flo
         const int64_t id = dp - g.pb[0], ih = hp - g.pb[1];
         if (id < 0 || id >= g.in[0] || ih < 0 || ih >= g.in[1]) { std::fill(dst, dst + Wp * C, 0.0f); continue; }
         std::fill(dst, dst + g.pb[2] * C, 0.0f);
-        std::memcpy(dst + g.pb[2] * C, x + (((n * g.in[0] + id) * g.in[1] + ih) * g.in[2]) * C, g.in[2] * C * 4);
+        if (nchw) {
+          const float* src = x + n * C * S + (id * g.in[1] + ih) * g.in[2];
+          float* d = dst + g.pb[2] * C;
+          for (int64_t c = 0; c < C; ++c)
+            for (int64_t iw = 0; iw < g.in[2]; ++iw) d[iw * C + c] = src[c * S + iw];
+        } else {
+          std::memcpy(dst + g.pb[2] * C, x + (((n * g.in[0] + id) * g.in[1] + ih) * g.in[2]) * C, g.in[2] * C * 4);
+        }
         std::fill(dst + (g.pb[2] + g.in[2]) * C, dst + Wp * C, 0.0f);
       }
     });
   }
-  const float* xsrc = nopad ? x : padded.data();
+  const float* xsrc = nopad && !nchw ? x : padded.data();
+  const int64_t P = oD * oH * oW;  // output plane size (NCHW)
   const int64_t nwb = (oW + PB - 1) / PB;
   parallel_range(g.N * oD * oH * nwb, KS * Cg * K * PB * 2, [&](int64_t i0, int64_t i1) {
-    alignas(64) float tile[12 * 32];
+    alignas(64) float tile[16 * 32];  // rows 12..15 stay zero: store_tile_nchw512 transposes 16 rows
+    std::fill(tile + 12 * 32, tile + 16 * 32, 0.0f);
     for (int64_t it = i0; it < i1; ++it) {
       const int64_t wb = it % nwb, row = it / nwb;
       const int64_t oh = row % oH, od = (row / oH) % oD, n = row / (oH * oD);
@@ -343,14 +383,29 @@ void direct_nhwc_forward(const Geo& g, const float* x, const float* w, const flo
         for (int j = 0; j < PB; ++j) xs[j] = base + (ow0 + std::min<int64_t>(j, np - 1)) * g.s[2] * C + grp * Cg;
         for (int64_t kb = 0; kb < nkb; ++kb) {
           const float* wp = wpk + (grp * nkb + kb) * KS * Cg * KB;
-          if (z) tile512((int)np, xs, taps.data(), KS, Cg, wp, tile);
-          else tile256((int)np, xs, taps.data(), KS, Cg, wp, tile);
+          if (z) tile512((int)np, xs, taps.data(), nseg, seg_len, wp, tile);
+          else tile256((int)np, xs, taps.data(), nseg, seg_len, wp, tile);
           const int64_t k0 = grp * Kg + kb * KB, kn = std::min<int64_t>(KB, Kg - kb * KB);
+          if (nchw) {  // channel k0 + v of pixels ow0 .. ow0 + np: a contiguous run of each output plane
+            float* yp = y + (n * K + k0) * P + (od * oH + oh) * oW + ow0;
+            if (z) {
+              store_tile_nchw512(tile, np, kn, bias ? bias + k0 : nullptr, act, yp, P);
+              continue;
+            }
+            for (int64_t v = 0; v < kn; ++v) {
+              const float b = bias ? bias[k0 + v] : 0.0f;
+              for (int64_t j = 0; j < np; ++j) yp[v * P + j] = act_f(tile[j * KB + v] + b, act);
+            }
+            continue;
+          }
+          // bias in one vectorizable loop per pixel, the activation by act_rows (act_f's switch per
+          // element kept these loops scalar)
           for (int64_t j = 0; j < np; ++j) {
             float* yp = yrow + j * K + k0;
             const float* tp = tile + j * KB;
-            if (bias) for (int64_t v = 0; v < kn; ++v) yp[v] = act_f(tp[v] + bias[k0 + v], act);
-            else for (int64_t v = 0; v < kn; ++v) yp[v] = act_f(tp[v], act);
+            if (bias) for (int64_t v = 0; v < kn; ++v) yp[v] = tp[v] + bias[k0 + v];
+            else std::memcpy(yp, tp, (size_t)kn * 4);
+            if (act != CT_ACTIVATION_NONE) act_rows(yp, kn, act);
           }
         }
       }

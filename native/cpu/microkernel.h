@@ -172,6 +172,41 @@ CT_INLINE void f64_avx2(int64_t nseg, int64_t K, const A a, const double* b, int
   }
 }
 
+/* A 16-float row of the transposed tile; NT: a non-temporal store (d 64-byte aligned). */
+template <bool NT> CT_AVX512 CT_INLINE void store16(float* d, __m512 v) {
+  if constexpr (NT) _mm512_stream_ps(d, v);
+  else _mm512_storeu_ps(d, v);
+}
+
+/* A 16 x 16 tile of 4-byte elements transposed in registers (the blocked strided copy of
+ * elementwise.cpp, the NCHW epilogue of conv_fast.cpp's direct kernel): rows r[i] = s + i ssa,
+ * out row j = d + j dsb. Unpacks pair rows (4-byte, then 8-byte granules), after which u[4k + c] holds in its 128-bit lane L the rows 4k..4k+3 of
+ * column 4L + c; a 4 x 4 transpose of 128-bit lanes (shuffle_f32x4) finishes each column. */
+template <bool NT> CT_AVX512 CT_INLINE void transpose16x16(float* d, int64_t dsb, const float* s, int64_t ssa) {
+  __m512 r[16], t[16], u[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(s + i * ssa);
+  for (int k = 0; k < 8; ++k) {
+    t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+    t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+  }
+  for (int k = 0; k < 4; ++k) {
+    const __m512d t0 = _mm512_castps_pd(t[4 * k]), t1 = _mm512_castps_pd(t[4 * k + 1]);
+    const __m512d t2 = _mm512_castps_pd(t[4 * k + 2]), t3 = _mm512_castps_pd(t[4 * k + 3]);
+    u[4 * k] = _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2));
+    u[4 * k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2));
+    u[4 * k + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3));
+    u[4 * k + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3));
+  }
+  for (int c = 0; c < 4; ++c) {
+    const __m512 p0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x44), p1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xEE);
+    const __m512 p2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x44), p3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xEE);
+    store16<NT>(d + (0 + c) * dsb, _mm512_shuffle_f32x4(p0, p2, 0x88));
+    store16<NT>(d + (4 + c) * dsb, _mm512_shuffle_f32x4(p0, p2, 0xDD));
+    store16<NT>(d + (8 + c) * dsb, _mm512_shuffle_f32x4(p1, p3, 0x88));
+    store16<NT>(d + (12 + c) * dsb, _mm512_shuffle_f32x4(p1, p3, 0xDD));
+  }
+}
+
 }  // namespace mk
 }  // namespace ct
 

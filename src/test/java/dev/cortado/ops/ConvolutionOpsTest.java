@@ -397,7 +397,8 @@ public class ConvolutionOpsTest {
         }
         return switch (a) {
             case DEPTHWISE -> c.groups == c.c && c.k == c.c;
-            case DIRECT_NHWC -> l == DataLayout.NHWC && (pass == 0 || (pass == 1 && flipOk));
+            // NCHW too: the kernel's padded copy transposes the image, its epilogue writes NCHW planes
+            case DIRECT_NHWC -> pass == 0 || (pass == 1 && flipOk);
             case WINOGRAD -> c.spatial == 2 && c.ks[1] == 3 && c.ks[2] == 3 && c.st[1] == 1 && c.st[2] == 1
                     && c.dil[1] == 1 && c.dil[2] == 1 && (pass != 1 || flipOk);
             default -> true;
@@ -729,6 +730,18 @@ public class ConvolutionOpsTest {
             Tensor wdd = Tensor.of(new double[32 * 32 * 9], 32, 32, 3, 3);
             assertEquals(Algorithm.IM2COL_GEMM, Convolution.chosenAlgorithm(xd, wdd,
                     ConvOptions.builder().padding(1).layout(DataLayout.NHWC).build(), Convolution.Pass.FORWARD));
+            // an NCHW RGB stem: the direct kernel, which transposes the image in its padded copy; its
+            // backward passes and NCHW images of many channels stay on im2col
+            Tensor xrgb = Tensor.of(new float[1 * 3 * 16 * 16], 1, 3, 16, 16);
+            Tensor wstem = Tensor.of(new float[64 * 3 * 49], 64, 3, 7, 7);
+            ConvOptions stem = ConvOptions.builder().stride(2).padding(3).build();
+            assertEquals(Algorithm.DIRECT_NHWC, Convolution.chosenAlgorithm(xrgb, wstem, stem, Convolution.Pass.FORWARD));
+            assertEquals(Algorithm.IM2COL_GEMM,
+                    Convolution.chosenAlgorithm(xrgb, wstem, stem, Convolution.Pass.BACKWARD_WEIGHT));
+            Tensor x32 = Tensor.of(new float[1 * 32 * 8 * 8], 1, 32, 8, 8);
+            Tensor w32 = Tensor.of(new float[16 * 32 * 9], 16, 32, 3, 3);
+            assertEquals(Algorithm.IM2COL_GEMM,
+                    Convolution.chosenAlgorithm(x32, w32, ConvOptions.builder().padding(1).build(), Convolution.Pass.FORWARD));
         }
     }
 
@@ -884,8 +897,8 @@ public class ConvolutionOpsTest {
                     ConvOptions.builder().stride(2).outputPadding(2).build()), "output_padding");
             // an algorithm that does not apply: unsupported, naming it
             UnsupportedOperationException u = assertThrows(UnsupportedOperationException.class,
-                    () -> Convolution.conv2d(x, w3, null, ConvOptions.builder().algorithm(Algorithm.DIRECT_NHWC).build()));
-            assertTrue(u.getMessage().contains("DIRECT_NHWC"), u.getMessage());
+                    () -> Convolution.conv2d(x, w3, null, ConvOptions.builder().algorithm(Algorithm.DEPTHWISE).build()));
+            assertTrue(u.getMessage().contains("DEPTHWISE"), u.getMessage());
         }
     }
 

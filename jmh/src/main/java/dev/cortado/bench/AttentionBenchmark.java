@@ -50,8 +50,8 @@ import org.openjdk.jmh.infra.BenchmarkParams;
  *       q, k, v, no copy) and backward(o, dO), computing dq, dk, dv. PyTorch's backward alone is
  *       reported as torchForwardBackward - torchForward.</li>
  * </ul>
- * L = 8192 runs in {@link Long8192} (Cortado's fused forward only): the composed path would hold the
- * scores, 4*8*8192*8192*4 B = 8.6 GB per copy, and several copies are alive at once.
+ * L = 8192 runs in {@link Long8192} (Cortado's fused forward and backward only): the composed path
+ * would hold the scores, 4*8*8192*8192*4 B = 8.6 GB per copy, and several copies are alive at once.
  */
 @BenchmarkMode(Mode.AverageTime)
 @OutputTimeUnit(TimeUnit.MILLISECONDS)
@@ -248,6 +248,12 @@ public class AttentionBenchmark {
 
     @Benchmark
     public long cortadoFusedBackward() {
+        return fusedBackward(dO, q, k, v, o, lse, options);
+    }
+
+    /** dq, dk, dv from the forward's o and lse, closed at once; the address of dq. */
+    static long fusedBackward(Tensor dO, Tensor q, Tensor k, Tensor v, Tensor o, Tensor lse,
+            Attention.Options options) {
         Tensor[] g = Attention.scaledDotProductAttentionBackward(dO, q, k, v, o, lse, null, options);
         long r = g[0].dataAddress();
         for (Tensor t : g) {
@@ -289,7 +295,10 @@ public class AttentionBenchmark {
         }
     }
 
-    /** L = 8192: Cortado's fused forward only (see the class comment for why PyTorch's composition is skipped). */
+    /**
+     * L = 8192: Cortado's fused forward and backward only (see the class comment for why PyTorch's
+     * composition is skipped).
+     */
     @BenchmarkMode(Mode.AverageTime)
     @OutputTimeUnit(TimeUnit.MILLISECONDS)
     @Fork(value = 1, jvmArgsAppend = {"-Xms512m", "-Xmx512m"})
@@ -314,22 +323,33 @@ public class AttentionBenchmark {
         private Tensor q;
         private Tensor k;
         private Tensor v;
+        private Tensor dO;
+        private Tensor o;
+        private Tensor lse;
 
         @Setup(Level.Trial)
-        public void setup() {
+        public void setup(BenchmarkParams params) {
             BenchSupport.setThreads(threads);
             options = Attention.Options.builder().causal(causal).build();
             Generator g = Generator.seeded(7);
             q = g.normal(0, 1, DType.FLOAT32, Device.CPU, B, H, len, headDim);
             k = g.normal(0, 1, DType.FLOAT32, Device.CPU, B, H, len, headDim);
             v = g.normal(0, 1, DType.FLOAT32, Device.CPU, B, H, len, headDim);
+            if (params.getBenchmark().endsWith(".cortadoFusedBackward")) {
+                dO = g.normal(0, 1, DType.FLOAT32, Device.CPU, B, H, len, headDim);
+                Tensor[] r = Attention.scaledDotProductAttentionWithLse(q, k, v, null, options);
+                o = r[0];
+                lse = r[1];
+            }
         }
 
         @TearDown(Level.Trial)
         public void tearDown() {
-            q.close();
-            k.close();
-            v.close();
+            for (Tensor t : new Tensor[] {q, k, v, dO, o, lse}) {
+                if (t != null) {
+                    t.close();
+                }
+            }
         }
 
         @Benchmark
@@ -337,6 +357,11 @@ public class AttentionBenchmark {
             try (Tensor out = Attention.scaledDotProductAttention(q, k, v, null, options)) {
                 return out.dataAddress();
             }
+        }
+
+        @Benchmark
+        public long cortadoFusedBackward() {
+            return fusedBackward(dO, q, k, v, o, lse, options);
         }
     }
 }

@@ -2,8 +2,10 @@ package dev.cortado.bench;
 
 import dev.cortado.backend.cpu.NativeCpu;
 import dev.cortado.ops.Elementwise;
+import dev.cortado.ops.Generator;
 import dev.cortado.ops.Normalization;
 import dev.cortado.tensor.DType;
+import dev.cortado.tensor.Device;
 import dev.cortado.tensor.Tensor;
 import java.util.concurrent.TimeUnit;
 import org.bytedeco.javacpp.LongPointer;
@@ -81,8 +83,8 @@ public class BandwidthBenchmark {
         x = dev.cortado.ops.Generator.seeded(7).uniform(-4, 4, DType.FLOAT32, dev.cortado.tensor.Device.CPU,
                 ROWS, ROW);
         out = BenchSupport.filled(0.0f, N);
-        gamma = dev.cortado.ops.Generator.seeded(8).uniform(0.5, 1.5, DType.FLOAT32, dev.cortado.tensor.Device.CPU, ROW);
-        beta = dev.cortado.ops.Generator.seeded(9).uniform(-1, 1, DType.FLOAT32, dev.cortado.tensor.Device.CPU, ROW);
+        gamma = Generator.seeded(8).uniform(0.5, 1.5, DType.FLOAT32, Device.CPU, ROW);
+        beta = Generator.seeded(9).uniform(-1, 1, DType.FLOAT32, Device.CPU, ROW);
         shape = new LongPointer(1).put(0, N);
         strides = new LongPointer(1).put(0, 1);
         src = BenchSupport.bytes(a.dataAddress(), BYTES);

@@ -86,6 +86,14 @@ public class ConvBenchmark {
     @Param({"1", "2"})
     public int threads;
 
+    /**
+     * Cortado's algorithm ({@link Convolution.Algorithm}); AUTO unless given, e.g. {@code -p
+     * algorithm=AUTO,DIRECT_NHWC,IM2COL_GEMM} to compare the forward paths (a forced algorithm
+     * applies to the backward benchmarks too, which fail where it has no such pass).
+     */
+    @Param({"AUTO"})
+    public String algorithm;
+
     /** Cortado's activation layout, from the benchmark's name (the PyTorch benchmarks: NCHW). */
     private String layout;
 
@@ -170,7 +178,8 @@ public class ConvBenchmark {
         BenchSupport.setThreads(threads);
         layout = params.getBenchmark().endsWith("NHWC") ? "NHWC" : "NCHW";
         DataLayout l = DataLayout.valueOf(layout);
-        options = ConvOptions.builder().stride(stride).padding(pad).groups(groups).layout(l).build();
+        options = ConvOptions.builder().stride(stride).padding(pad).groups(groups).layout(l)
+                .algorithm(Convolution.Algorithm.valueOf(algorithm)).build();
         nchw = ConvOptions.builder().stride(stride).padding(pad).groups(groups).layout(DataLayout.NCHW).build();
         Generator g = Generator.seeded(42);
         // data in NCHW, then converted: the underlying conv's input z [n, c, h, h], its output gradient [n, k, oh, oh]
