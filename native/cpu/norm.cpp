@@ -283,7 +283,7 @@ CT_AVX512 CT_INLINE void row_moments_f32_avx512(const float* x, int64_t n, bool 
   const double md = sd / (double)n;
   *mean = center ? K + md : 0.0;
   const double v = center ? sq / (double)n - md * md : sq / (double)n;
-  *var = v > 0 ? v : 0.0;
+  *var = v < 0 ? 0.0 : v;  // rounding may leave a tiny negative; NaN (a NaN in the row) stays NaN
 }
 
 /* y = (x - mean) rstd gamma + beta over one float32 row (gamma, beta optional), in AVX-512; the

@@ -208,6 +208,34 @@ public class NormalizationOpsTest {
     }
 
     /**
+     * A NaN anywhere in a row makes the whole normalized row NaN (as PyTorch does), in layer norm and
+     * RMS norm alike, for rows that take the vector path (long rows) and the tail; the other rows
+     * are unaffected.
+     */
+    @Test
+    void aNanInARowMakesThatRowNan() {
+        for (int cols : new int[] {7, 64, 333}) {
+            float[] xf = new float[3 * cols];
+            Random r = new Random(cols);
+            for (int i = 0; i < xf.length; i++) {
+                xf[i] = (float) r.nextGaussian();
+            }
+            xf[cols + cols / 2] = Float.NaN;
+            try (Scope scope = Scope.open()) {
+                Tensor xt = Tensor.of(xf, 3, cols);
+                for (Tensor y : new Tensor[] {Normalization.layerNorm(xt, null, null, 1, 1e-5),
+                        Normalization.rmsNorm(xt, null, 1, 1e-5)}) {
+                    float[] v = y.toFloatArray();
+                    for (int i = 0; i < v.length; i++) {
+                        boolean nanRow = i / cols == 1;
+                        assertEquals(nanRow, Float.isNaN(v[i]), "cols " + cols + ", element " + i + ": " + v[i]);
+                    }
+                }
+            }
+        }
+    }
+
+    /**
      * The float32 layer norm takes the mean and variance in one pass, shifted by the row's first
      * value: rows far from zero (mean 1e4, deviation 1), and rows whose first value is an outlier
      * (1e6 among values of deviation 1), against the two-pass float64 reference.
