@@ -344,9 +344,10 @@ void direct_nhwc_forward(const Geo& g, const float* x, const float* w, const flo
   // NCHW: the copy below also turns the image into NHWC, and the epilogue writes NCHW rows
   const bool nchw = g.layout == CT_LAYOUT_NCHW;
   const int64_t S = g.in[0] * g.in[1] * g.in[2];  // input plane size (NCHW)
-  Workspace padded(nopad && !nchw ? 0 : g.N * padsz);  // every element is written below
+  const bool copy_image = !nopad || nchw;
+  Workspace padded(copy_image ? g.N * padsz : 0);  // every element is written below
   // zero-padded NHWC copy of the whole batch (cheap next to the convolution)
-  if (!nopad || nchw) {
+  if (copy_image) {
     parallel_range(g.N * Dp * Hp, Wp * C, [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const int64_t hp = r % Hp, dp = (r / Hp) % Dp, n = r / (Hp * Dp);
@@ -366,7 +367,7 @@ void direct_nhwc_forward(const Geo& g, const float* x, const float* w, const flo
       }
     });
   }
-  const float* xsrc = nopad && !nchw ? x : padded.data();
+  const float* xsrc = copy_image ? padded.data() : x;
   const int64_t P = oD * oH * oW;  // output plane size (NCHW)
   const int64_t nwb = (oW + PB - 1) / PB;
   parallel_range(g.N * oD * oH * nwb, KS * Cg * K * PB * 2, [&](int64_t i0, int64_t i1) {

@@ -314,19 +314,23 @@ CT_AVX512 void norm_row_f32_avx512(const float* x, const float* gamma, const flo
   }
 }
 
+/* Layer norm (center) or RMS norm over [rows, cols] float32 rows with the AVX-512 row, the output
+ * streamed when stream_rows allows it. */
+void norm_rows_f32_avx512(int64_t rows, int64_t cols, const float* x, const float* gamma, const float* beta,
+                          double eps, bool center, float* y, float* mean_out, float* rstd_out) {
+  const bool stream = stream_rows(rows, cols, x, y);
+  parallel_range(rows, cols * (center ? 3 : 2), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      norm_row_f32_avx512(x + r * cols, gamma, beta, cols, eps, center, y + r * cols,
+                          mean_out ? mean_out + r : nullptr, rstd_out ? rstd_out + r : nullptr, stream);
+    if (stream) _mm_sfence();
+  });
+}
+
 template <class T> void layernorm_typed(int64_t rows, int64_t cols, const T* x, const T* gamma, const T* beta,
                                         double eps, T* y, float* mean_out, float* rstd_out) {
   if constexpr (std::is_same_v<T, float>) {
-    if (use_avx512()) {
-      const bool stream = stream_rows(rows, cols, x, y);
-      parallel_range(rows, cols * 3, [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r)
-          norm_row_f32_avx512(x + r * cols, gamma, beta, cols, eps, true, y + r * cols,
-                              mean_out ? mean_out + r : nullptr, rstd_out ? rstd_out + r : nullptr, stream);
-        if (stream) _mm_sfence();
-      });
-      return;
-    }
+    if (use_avx512()) return norm_rows_f32_avx512(rows, cols, x, gamma, beta, eps, true, y, mean_out, rstd_out);
   }
   parallel_range(rows, cols * 3, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
@@ -352,16 +356,7 @@ template <class T> void layernorm_typed(int64_t rows, int64_t cols, const T* x, 
 template <class T> void rmsnorm_typed(int64_t rows, int64_t cols, const T* x, const T* gamma, double eps, T* y,
                                       float* rstd_out) {
   if constexpr (std::is_same_v<T, float>) {
-    if (use_avx512()) {
-      const bool stream = stream_rows(rows, cols, x, y);
-      parallel_range(rows, cols * 2, [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r)
-          norm_row_f32_avx512(x + r * cols, gamma, nullptr, cols, eps, false, y + r * cols, nullptr,
-                              rstd_out ? rstd_out + r : nullptr, stream);
-        if (stream) _mm_sfence();
-      });
-      return;
-    }
+    if (use_avx512()) return norm_rows_f32_avx512(rows, cols, x, gamma, nullptr, eps, false, y, nullptr, rstd_out);
   }
   parallel_range(rows, cols * 2, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {

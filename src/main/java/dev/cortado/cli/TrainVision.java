@@ -178,6 +178,8 @@ final class TrainVision {
                 long total = (long) stepsPerEpoch * epochs;
                 CosineWithWarmup schedule = CosineWithWarmup.of(Math.min(200, total / 10), total);
                 long step = 0;
+                // the log counts steps from the start of the run, pre-training included
+                long loggedBefore = (long) stepsPerEpoch * s.maeEpochs();
                 Function<Tensor, Tensor> forward = x -> {
                     try (Tensor normalized = normalize(x)) {
                         return model.forward(normalized);
@@ -204,7 +206,7 @@ final class TrainVision {
                                 correct = TrainMnist.countCorrect(logits, b.target());
                             }
                             // the last group is the head's: the run's rate (the lower blocks' scaled by --layer-decay)
-                            log.step(epoch, step + (long) stepsPerEpoch * s.maeEpochs(), loss, correct / b.size(),
+                            log.step(epoch, loggedBefore + step, loss, correct / b.size(),
                                     b.size() / ((System.nanoTime() - ts) / 1e9),
                                     opt.groups().get(opt.groups().size() - 1).lr());
                             step++;
@@ -213,7 +215,7 @@ final class TrainVision {
                     log.endEpoch();
                     double[] eval = TrainMnist.evaluate(model, forward, testLoader, 10, Integer.MAX_VALUE);
                     accuracy[e - 1] = eval[1];
-                    log.evaluation(epoch, step + (long) stepsPerEpoch * s.maeEpochs(), eval[0], eval[1], "t10k test");
+                    log.evaluation(epoch, loggedBefore + step, eval[0], eval[1], "t10k test");
                 }
             }
             double seconds = (System.nanoTime() - t0) / 1e9;
