@@ -459,25 +459,46 @@ static void gemm_backward_data(const Geo& g, const T* dy, const T* w, T* dx) {
   });
 }
 
-/* dbias[k] = sum of dy over images and positions, in float64 (fixed order). */
+/* dbias[k] = sum over (n, p) of dy: float64 sums, vectorized (omp simd) along the contiguous dim.
+ * NCHW: threads split the channels (each channel is N runs of P); NHWC: threads split the N*P
+ * rows of K channels and keep float64 partial sums, added at the end. Reads N*K*P elements once. */
 template <class T> static void bias_gradient(const Geo& g, const T* dy, T* dbias) {
-  std::vector<double> b(g.K, 0.0);
-  for (int64_t n = 0; n < g.N; ++n) {
-    if (g.layout == CT_LAYOUT_NCHW) {
-      for (int64_t k = 0; k < g.K; ++k) {
-        const T* r = dy + (n * g.K + k) * g.P;
+  const int64_t N = g.N, K = g.K, P = g.P;
+  if (g.layout == CT_LAYOUT_NCHW) {
+    parallel_range(K, N * P, [&](int64_t k0, int64_t k1) {
+      for (int64_t k = k0; k < k1; ++k) {
         double s = 0;
-        for (int64_t p = 0; p < g.P; ++p) s += r[p];
-        b[k] += s;
+        for (int64_t n = 0; n < N; ++n) {
+          const T* r = dy + (n * K + k) * P;
+          double a = 0;
+#pragma omp simd reduction(+ : a)
+          for (int64_t p = 0; p < P; ++p) a += (double)r[p];
+          s += a;
+        }
+        dbias[k] = (T)s;
       }
-    } else {
-      for (int64_t p = 0; p < g.P; ++p) {
-        const T* r = dy + (n * g.P + p) * g.K;
-        for (int64_t k = 0; k < g.K; ++k) b[k] += r[k];
+    });
+    return;
+  }
+  const int64_t rows = N * P;
+  const int nt = std::max(1, std::min<int>(threads_for(rows * K), (int)std::min<int64_t>(rows, 1 << 20)));
+  std::vector<double> part((size_t)nt * K, 0.0);
+  parallel_range(nt, rows * K / nt, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      double* b = part.data() + t * K;
+      const int64_t r0 = rows * t / nt, r1 = rows * (t + 1) / nt;
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* row = dy + r * K;
+#pragma omp simd
+        for (int64_t k = 0; k < K; ++k) b[k] += (double)row[k];
       }
     }
+  });
+  for (int64_t k = 0; k < K; ++k) {
+    double s = 0;
+    for (int t = 0; t < nt; ++t) s += part[(size_t)t * K + k];
+    dbias[k] = (T)s;
   }
-  for (int64_t k = 0; k < g.K; ++k) dbias[k] = (T)b[k];
 }
 
 template <class T>

@@ -133,40 +133,49 @@ CT_INLINE void grad_tf(const float* const* dy, int64_t n, float* dM, int64_t mst
 }
 
 // ------------------------------------------------------------------ layout
-/* dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols: 8x8 register transposes (AVX2). */
-void transpose_block(const float* src, int64_t lds, float* dst, int64_t ldd, int64_t rows, int64_t cols) {
-  int64_t i = 0;
-  for (; i + 8 <= rows; i += 8) {
-    int64_t j = 0;
-    for (; j + 8 <= cols; j += 8) {
-      __m256 r[8], t[8];
-      for (int q = 0; q < 8; ++q) r[q] = _mm256_loadu_ps(src + (i + q) * lds + j);
-      for (int q = 0; q < 8; q += 2) {
-        t[q] = _mm256_unpacklo_ps(r[q], r[q + 1]);
-        t[q + 1] = _mm256_unpackhi_ps(r[q], r[q + 1]);
-      }
-      for (int q = 0; q < 8; q += 4) {
-        r[q] = _mm256_shuffle_ps(t[q], t[q + 2], 0x44);
-        r[q + 1] = _mm256_shuffle_ps(t[q], t[q + 2], 0xEE);
-        r[q + 2] = _mm256_shuffle_ps(t[q + 1], t[q + 3], 0x44);
-        r[q + 3] = _mm256_shuffle_ps(t[q + 1], t[q + 3], 0xEE);
-      }
-      // each 128-bit lane now holds 4 of a column's rows: combine the lanes
-      t[0] = _mm256_permute2f128_ps(r[0], r[4], 0x20);
-      t[1] = _mm256_permute2f128_ps(r[1], r[5], 0x20);
-      t[2] = _mm256_permute2f128_ps(r[2], r[6], 0x20);
-      t[3] = _mm256_permute2f128_ps(r[3], r[7], 0x20);
-      t[4] = _mm256_permute2f128_ps(r[0], r[4], 0x31);
-      t[5] = _mm256_permute2f128_ps(r[1], r[5], 0x31);
-      t[6] = _mm256_permute2f128_ps(r[2], r[6], 0x31);
-      t[7] = _mm256_permute2f128_ps(r[3], r[7], 0x31);
-      for (int q = 0; q < 8; ++q) _mm256_storeu_ps(dst + (j + q) * ldd + i, t[q]);
-    }
-    for (; j < cols; ++j)
-      for (int q = 0; q < 8; ++q) dst[j * ldd + i + q] = src[(i + q) * lds + j];
+/* The first n lanes set (n <= 8): the mask of AVX's vmaskmovps. */
+CT_INLINE __m256i lanes8(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* One 8 x 8 register transpose of an nr x nc corner (nr, nc <= 8): dst[j * ldd + i] = src[i * lds + j].
+ * Full tiles take plain loads and stores; edge tiles masked ones, so nothing outside the corner
+ * is read or written. */
+CT_INLINE void transpose8x8(const float* src, int64_t lds, float* dst, int64_t ldd, int64_t nr, int64_t nc) {
+  const bool full = nr == 8 && nc == 8;
+  const __m256i mc = lanes8(nc), mr = lanes8(nr);
+  __m256 r[8], t[8];
+  for (int q = 0; q < 8; ++q)
+    r[q] = q >= nr ? _mm256_setzero_ps() : full ? _mm256_loadu_ps(src + q * lds) : _mm256_maskload_ps(src + q * lds, mc);
+  for (int q = 0; q < 8; q += 2) {
+    t[q] = _mm256_unpacklo_ps(r[q], r[q + 1]);
+    t[q + 1] = _mm256_unpackhi_ps(r[q], r[q + 1]);
   }
-  for (; i < rows; ++i)
-    for (int64_t j = 0; j < cols; ++j) dst[j * ldd + i] = src[i * lds + j];
+  for (int q = 0; q < 8; q += 4) {
+    r[q] = _mm256_shuffle_ps(t[q], t[q + 2], 0x44);
+    r[q + 1] = _mm256_shuffle_ps(t[q], t[q + 2], 0xEE);
+    r[q + 2] = _mm256_shuffle_ps(t[q + 1], t[q + 3], 0x44);
+    r[q + 3] = _mm256_shuffle_ps(t[q + 1], t[q + 3], 0xEE);
+  }
+  // each 128-bit lane now holds 4 of a column's rows: combine the lanes
+  for (int q = 0; q < 4; ++q) {
+    t[q] = _mm256_permute2f128_ps(r[q], r[q + 4], 0x20);
+    t[q + 4] = _mm256_permute2f128_ps(r[q], r[q + 4], 0x31);
+  }
+  for (int q = 0; q < nc; ++q) {
+    if (full) _mm256_storeu_ps(dst + q * ldd, t[q]);
+    else _mm256_maskstore_ps(dst + q * ldd, mr, t[q]);
+  }
+}
+
+/* dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols: 8x8 register transposes (AVX2),
+ * masked at the edges (the 14 x 14 maps of small CNNs leave 6-wide edges, which a scalar loop
+ * used to copy). */
+void transpose_block(const float* src, int64_t lds, float* dst, int64_t ldd, int64_t rows, int64_t cols) {
+  for (int64_t i = 0; i < rows; i += 8)
+    for (int64_t j = 0; j < cols; j += 8)
+      transpose8x8(src + i * lds + j, lds, dst + j * ldd + i, ldd, std::min<int64_t>(8, rows - i),
+                   std::min<int64_t>(8, cols - j));
 }
 
 /* [N][C][S] <-> [N][S][C] (to_nhwc), 64x64 blocks over the threads. */

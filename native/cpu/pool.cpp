@@ -1,7 +1,8 @@
 /*
  * Pooling family (pool.h): max pooling with indices, average pooling (padding counted or
  * not), adaptive average pooling; forward and backward; 1-d/2-d/3-d through the conv
- * geometry g[25] of conv.h; layouts NCHW and NHWC; float32 and float64.
+ * geometry g[25] of conv.h; layouts NCHW and NHWC; float32 and float64 (and uint8 codes for max
+ * pooling without indices: max_codes).
  *
  * Algorithm. Each spatial dimension gets a window table once per call: for output o the
  * first input coordinate base(o) = o*stride - pad_before and the range [r0, r1) of kernel
@@ -12,11 +13,13 @@
  * taps inside). Max: NaN propagates (v > m || v != v takes v; the last NaN's index wins, as
  * PyTorch); the initial index is the window's first element, so a window of -inf gives it.
  *  - NCHW: OpenMP over the N*C planes; per output a direct loop over its clipped window
- *    (max pooling with D == 1 has a dedicated loop without per-tap calls).
+ *    (max pooling with D == 1 has a dedicated loop without per-tap calls; the plain 2x2 / stride 2
+ *    window of float32 runs 16 outputs per AVX-512 step: max_plane_2x2_f32_avx512).
  *  - NHWC: OpenMP over (n, od, oh) output rows; per output position the window's taps are
  *    rows of C contiguous channels: accumulators for a block of channels stay in registers
  *    while the taps stream by (the channel loop vectorizes; AVX2 intrinsics for float32 max
- *    pooling with indices).
+ *    pooling with indices; the plain 2x2 / stride 2 window of float32 in AVX-512 with masked
+ *    channel tails: max_2x2_nhwc_f32_avx512).
  *  - Backward = scatter-add of dy into the zeroed dx: per plane (NCHW) or per (n, channel
  *    block) (NHWC), so no two threads write the same dx element.
  * The *_ref functions beside each fast path are the plain definition (one generic loop
@@ -232,17 +235,67 @@ CT_INLINE bool is_plain_2x2(const Geo& g) {
          g.dil[2] == 1 && g.pb[1] == 0 && g.pb[2] == 0 && 2 * g.out[1] <= g.in[1] && 2 * g.out[2] <= g.in[2];
 }
 
+/* max_plane_2x2 for float32 in AVX-512: 16 outputs per step. The row pair's 32 + 32 inputs are
+ * split into even and odd columns with vpermt2ps; the same three compares in the same order as the
+ * scalar loop (so NaN and tie handling are identical), indices kept as int32 (the plane has fewer
+ * than 2^31 elements) and widened when stored. Masked loads and stores for the row's tail. */
+CT_AVX512 void max_plane_2x2_f32_avx512(const Geo& g, const float* xp, float* yp, int64_t* ip) {
+  const int64_t W = g.in[2], oH = g.out[1], oW = g.out[2];
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  const __m512i lane2 = _mm512_slli_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), 1);
+  for (int64_t oh = 0; oh < oH; ++oh) {
+    const float* r0 = xp + 2 * oh * W;
+    const float* r1 = r0 + W;
+    float* yr = yp + oh * oW;
+    int64_t* ir = ip ? ip + oh * oW : nullptr;
+    for (int64_t ow = 0; ow < oW; ow += 16) {
+      const int64_t n = std::min<int64_t>(16, oW - ow);
+      const __mmask16 mo = (__mmask16)((1u << n) - 1);
+      const __mmask16 mlo = (__mmask16)(n >= 8 ? 0xFFFF : (1u << (2 * n)) - 1);
+      const __mmask16 mhi = (__mmask16)(n <= 8 ? 0 : (1u << (2 * (n - 8))) - 1);
+      const int64_t c0 = 2 * ow;
+      const __m512 a0 = _mm512_maskz_loadu_ps(mlo, r0 + c0), a1 = _mm512_maskz_loadu_ps(mhi, r0 + c0 + 16);
+      const __m512 b0 = _mm512_maskz_loadu_ps(mlo, r1 + c0), b1 = _mm512_maskz_loadu_ps(mhi, r1 + c0 + 16);
+      const __m512 v[4] = {_mm512_permutex2var_ps(a0, even, a1), _mm512_permutex2var_ps(a0, odd, a1),
+                           _mm512_permutex2var_ps(b0, even, b1), _mm512_permutex2var_ps(b0, odd, b1)};
+      __m512 m = v[0];
+      const __m512i base = _mm512_add_epi32(_mm512_set1_epi32((int)(2 * oh * W + c0)), lane2);
+      __m512i mi = base;
+      const int off[3] = {1, (int)W, (int)W + 1};
+      for (int t = 1; t < 4; ++t) {
+        const __mmask16 take =
+            _mm512_cmp_ps_mask(v[t], m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v[t], v[t], _CMP_UNORD_Q);
+        m = _mm512_mask_blend_ps(take, m, v[t]);
+        mi = _mm512_mask_blend_epi32(take, mi, _mm512_add_epi32(base, _mm512_set1_epi32(off[t - 1])));
+      }
+      _mm512_mask_storeu_ps(yr + ow, mo, m);
+      if (ir) {
+        _mm512_mask_storeu_epi64(ir + ow, (__mmask8)(mo & 0xFF), _mm512_cvtepi32_epi64(_mm512_castsi512_si256(mi)));
+        _mm512_mask_storeu_epi64(ir + ow + 8, (__mmask8)(mo >> 8), _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(mi, 1)));
+      }
+    }
+  }
+}
+
 template <class T>
 void forward_nchw(const Geo& g, const Win* w, Kind kind, bool include_pad, const T* x, T* y, int64_t* idx) {
   const int64_t P = g.P, OP = g.OP;
   const int64_t planes = g.N * g.C;
   const bool plain_2x2 = is_plain_2x2(g);
+  const bool fast_2x2_f32 = plain_2x2 && use_avx512() && P < ((int64_t)1 << 31);
   parallel_range(planes, P + OP * (kind == MAXP ? g.taps : g.taps + 4), [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       const T* xp = x + p * P;
       T* yp = y + p * OP;
       int64_t* ip = idx ? idx + p * OP : nullptr;
       if (kind == MAXP && plain_2x2) {
+        if constexpr (std::is_same_v<T, float>) {
+          if (fast_2x2_f32) {
+            max_plane_2x2_f32_avx512(g, xp, yp, ip);
+            continue;
+          }
+        }
         if (ip) max_plane_2x2<T, true>(g, xp, yp, ip);
         else max_plane_2x2<T, false>(g, xp, yp, nullptr);
         continue;
@@ -378,9 +431,55 @@ CT_INLINE void max_block_f32_idx_avx2(const Geo& g, const Win* w, int64_t od, in
   }
 }
 
+/* Max pooling 2x2 / stride 2 of NHWC float32 (the max pool of most CNNs, in channels-last models
+ * and behind the int8 NHWC convolutions) in AVX-512: per output pixel the four taps are rows of C
+ * channels, 16 channels a step with a masked tail, compared in max_plane_2x2's order (so NaN and
+ * ties resolve the same); the chosen tap's plane index is blended in int32 and widened to int64
+ * when stored. Reads the input once, writes y and the indices once. */
+CT_AVX512 void max_2x2_nhwc_f32_avx512(const Geo& g, const float* x, float* y, int64_t* idx, int64_t r0, int64_t r1) {
+  const int64_t W = g.in[2], C = g.C, oH = g.out[1], oW = g.out[2];
+  {
+    for (int64_t r = r0; r < r1; ++r) {  // output rows (n, oh)
+      const int64_t n = r / oH, oh = r % oH;
+      const float* xn = x + n * g.P * C;
+      for (int64_t ow = 0; ow < oW; ++ow) {
+        const int64_t s0 = 2 * oh * W + 2 * ow;
+        const int64_t s[4] = {s0, s0 + 1, s0 + W, s0 + W + 1};
+        const float* t[4] = {xn + s[0] * C, xn + s[1] * C, xn + s[2] * C, xn + s[3] * C};
+        const int64_t o = (n * oH + oh) * oW + ow;
+        float* yr = y + o * C;
+        int64_t* ir = idx ? idx + o * C : nullptr;
+        for (int64_t c = 0; c < C; c += 16) {
+          const __mmask16 mk = (__mmask16)(C - c >= 16 ? 0xFFFF : (1u << (C - c)) - 1);
+          __m512 m = _mm512_maskz_loadu_ps(mk, t[0] + c);
+          __m512i mi = _mm512_set1_epi32((int)s[0]);
+          for (int k = 1; k < 4; ++k) {
+            const __m512 v = _mm512_maskz_loadu_ps(mk, t[k] + c);
+            const __mmask16 take = _mm512_cmp_ps_mask(v, m, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+            m = _mm512_mask_blend_ps(take, m, v);
+            mi = _mm512_mask_blend_epi32(take, mi, _mm512_set1_epi32((int)s[k]));
+          }
+          _mm512_mask_storeu_ps(yr + c, mk, m);
+          if (ir) {
+            _mm512_mask_storeu_epi64(ir + c, (__mmask8)(mk & 0xFF), _mm512_cvtepi32_epi64(_mm512_castsi512_si256(mi)));
+            _mm512_mask_storeu_epi64(ir + c + 8, (__mmask8)(mk >> 8), _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(mi, 1)));
+          }
+        }
+      }
+    }
+  }
+}
+
 template <class T>
 void forward_nhwc(const Geo& g, const Win* w, Kind kind, bool include_pad, const T* x, T* y, int64_t* idx) {
   const int64_t P = g.P, OP = g.OP, C = g.C;
+  if constexpr (std::is_same_v<T, float>) {
+    if (kind == MAXP && is_plain_2x2(g) && use_avx512() && P < ((int64_t)1 << 31)) {
+      parallel_range(g.N * g.out[1], g.out[2] * C * 6,
+                     [&](int64_t r0, int64_t r1) { max_2x2_nhwc_f32_avx512(g, x, y, idx, r0, r1); });
+      return;
+    }
+  }
   const int64_t rows = g.N * g.out[0] * g.out[1];
   const int64_t per_row = g.out[2] * C * (kind == MAXP ? g.taps : g.taps + 4);
   parallel_range(rows, per_row, [&](int64_t r0, int64_t r1) {
@@ -472,6 +571,70 @@ bool use_reference() {
   return ref;
 }
 
+/* max_codes for the plain 2x2 / stride 2 window in NHWC: the four taps' rows of C bytes, 64 channels
+ * per vpmaxub step (masked tail). Output rows [r0, r1) of (n, oh). */
+CT_AVX512 void max_codes_2x2_nhwc_avx512(const Geo& g, const uint8_t* x, uint8_t* y, int64_t r0, int64_t r1) {
+  const int64_t W = g.in[2], C = g.C, oH = g.out[1], oW = g.out[2];
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t n = r / oH, oh = r % oH;
+    const uint8_t* a = x + (n * g.P + 2 * oh * W) * C;
+    const uint8_t* b = a + W * C;
+    uint8_t* yr = y + r * oW * C;
+    for (int64_t ow = 0; ow < oW; ++ow, a += 2 * C, b += 2 * C, yr += C)
+      for (int64_t c = 0; c < C; c += 64) {
+        const __mmask64 m = C - c >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (C - c)) - 1);
+        const __m512i v = _mm512_max_epu8(_mm512_max_epu8(_mm512_maskz_loadu_epi8(m, a + c), _mm512_maskz_loadu_epi8(m, a + C + c)),
+                                          _mm512_max_epu8(_mm512_maskz_loadu_epi8(m, b + c), _mm512_maskz_loadu_epi8(m, b + C + c)));
+        _mm512_mask_storeu_epi8(yr + c, m, v);
+      }
+  }
+}
+
+/* Max pooling of uint8 codes, values only (the activations between int8 layers: quantization on one
+ * scale is monotone, so the max of the codes is the code of the max). Either layout; 0, the smallest
+ * code, is the identity, so a window of only padding gives 0. NHWC keeps a row of C maxima while the
+ * taps stream by (vpmaxub over the channels; the plain 2x2 / stride 2 window 64 channels per AVX-512
+ * step); NCHW walks each output's window. */
+void max_codes(const Geo& g, const Win* w, int layout, const uint8_t* x, uint8_t* y) {
+  const int64_t P = g.P, OP = g.OP, C = g.C;
+  if (layout == CT_LAYOUT_NCHW) {
+    parallel_range(g.N * C, P + OP * g.taps, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        const uint8_t* xp = x + p * P;
+        uint8_t* yp = y + p * OP;
+        int64_t o = 0;
+        for (int64_t od = 0; od < g.out[0]; ++od)
+          for (int64_t oh = 0; oh < g.out[1]; ++oh)
+            for (int64_t ow = 0; ow < g.out[2]; ++ow, ++o) {
+              uint8_t m = 0;
+              for_taps(g, w, od, oh, ow, [&](int64_t s) { m = xp[s] > m ? xp[s] : m; });
+              yp[o] = m;
+            }
+      }
+    });
+    return;
+  }
+  if (is_plain_2x2(g) && use_avx512()) {
+    parallel_range(g.N * g.out[1], g.out[2] * C * 5,
+                   [&](int64_t r0, int64_t r1) { max_codes_2x2_nhwc_avx512(g, x, y, r0, r1); });
+    return;
+  }
+  parallel_range(g.N * g.out[0] * g.out[1], g.out[2] * C * g.taps, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t oh = r % g.out[1], od = (r / g.out[1]) % g.out[0], n = r / (g.out[1] * g.out[0]);
+      const uint8_t* xn = x + n * P * C;
+      for (int64_t ow = 0; ow < g.out[2]; ++ow) {
+        uint8_t* yr = y + (n * OP + (od * g.out[1] + oh) * g.out[2] + ow) * C;
+        std::memset(yr, 0, (size_t)C);
+        for_taps(g, w, od, oh, ow, [&](int64_t s) {
+          const uint8_t* xr = xn + s * C;
+          for (int64_t c = 0; c < C; ++c) yr[c] = xr[c] > yr[c] ? xr[c] : yr[c];
+        });
+      }
+    }
+  });
+}
+
 template <class T>
 void run_forward(const Geo& g, int layout, Kind kind, bool include_pad, const void* x, void* y, int64_t* idx) {
   if (use_reference()) {
@@ -511,11 +674,21 @@ int check_indices(const char* fn, const Geo& g, const int64_t* idx) {
 int pool_forward(const char* fn, Kind kind, int dtype, int layout, const int64_t* g, int include_pad, const void* x,
                  void* y, int64_t* idx) {
   int st;
-  if ((st = check_common(fn, dtype, layout, g))) return st;
+  const bool codes = kind == MAXP && dtype == CT_U8;  // uint8 codes: max pooling without indices
+  if (codes && idx)
+    return fail(CT_ERR_UNSUPPORTED, "%s: uint8 max pooling computes no indices (pass NULL; float32 or float64 for the "
+                "backward's indices)", fn);
+  if ((st = check_common(fn, codes ? CT_F32 : dtype, layout, g))) return st;
   Geo geo;
   if ((st = read_geo(fn, g, kind, &geo))) return st;
   if (geo.N == 0 || geo.C == 0) return CT_OK;
   if ((st = check_ptr(fn, "x", x)) || (st = check_ptr(fn, "y", y))) return st;
+  if (codes) {
+    Win w[3];
+    make_wins(geo, kind, w);
+    max_codes(geo, w, layout, (const uint8_t*)x, (uint8_t*)y);
+    return CT_OK;
+  }
   if (dtype == CT_F32) run_forward<float>(geo, layout, kind, include_pad != 0, x, y, idx);
   else run_forward<double>(geo, layout, kind, include_pad != 0, x, y, idx);
   return CT_OK;

@@ -10,7 +10,9 @@
  * elements). Backward spreads dy evenly.
  * Adaptive average pooling to (oD, oH, oW): window of output i along a dim of size L is
  * [floor(i*L/o), ceil((i+1)*L/o)). Global average pooling is adaptive to 1x1x1.
- * Layouts as conv.h. dtypes F32, F64. Cost: reads each input once per window covering it.
+ * Layouts as conv.h. dtypes F32, F64; the CPU's max pooling also takes U8 (quantization codes)
+ * with indices NULL: the max of the codes, 0 for a window of only padding.
+ * Cost: reads each input once per window covering it.
  */
 #ifndef CORTADO_POOL_H
 #define CORTADO_POOL_H

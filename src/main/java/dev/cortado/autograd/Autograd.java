@@ -156,6 +156,11 @@ public final class Autograd {
     private static final class Tape implements AutogradHook, Op.Recorder {
 
         @Override
+        public boolean recording() {
+            return isGradEnabled();
+        }
+
+        @Override
         public <A> void record(Op<A> op, A attrs, Tensor[] inputs, Tensor[] outputs) {
             if (!isGradEnabled() || !anyFloating(outputs)) {
                 return;

@@ -23,9 +23,10 @@ import java.util.Set;
  * <ul>
  *   <li>forward: {@code conv} (2-d, any fused activation), {@code batch_norm_inference},
  *       {@code batch_norm_training}, {@code batch_norm_relu_training}, {@code max_pool},
- *       {@code avg_pool}, the adaptive and global average pools, the elementwise unary ops
- *       ({@code relu}, {@code gelu}, ...) and the elementwise binary ops whose operands are chain
- *       activations of the output's shape or scalar constants (the residual add of a ResNet block);</li>
+ *       {@code max_pool_values}, {@code avg_pool}, the adaptive and global average pools, the
+ *       elementwise unary ops ({@code relu}, {@code gelu}, ...) and the elementwise binary ops whose
+ *       operands are chain activations of the output's shape or scalar constants (the residual add
+ *       of a ResNet block);</li>
  *   <li>backward: {@code conv_backward_data}, {@code conv_backward_weight} (its weight and bias
  *       gradients keep their shape: only its inputs are activations), {@code batch_norm_backward},
  *       {@code batch_norm_relu_backward}, {@code max_pool_backward}, {@code avg_pool_backward},
@@ -206,7 +207,7 @@ public final class LayoutPropagation implements Pass {
             return ((Pooling.PoolOptions) a).layout() == DataLayout.NCHW
                     ? new Form(new int[] {0, 1}, new int[] {0}, new int[] {2}, new int[0], true) : null;
         }
-        if (op == Pooling.AVG_POOL_OP) {
+        if (op == Pooling.AVG_POOL_OP || op == Pooling.MAX_POOL_VALUES_OP) {
             return ((Pooling.PoolOptions) a).layout() == DataLayout.NCHW ? Form.of(new int[] {0}, new int[] {0}) : null;
         }
         if (op == Pooling.AVG_POOL_BACKWARD_OP) {

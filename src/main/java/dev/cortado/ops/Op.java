@@ -82,6 +82,9 @@ public final class Op<A> {
     /** Records calls on the autograd tape; installed by {@code dev.cortado.autograd}. */
     public interface Recorder {
         <A> void record(Op<A> op, A attrs, Tensor[] inputs, Tensor[] outputs);
+
+        /** Whether a call on this thread would be recorded now (gradients enabled). */
+        boolean recording();
     }
 
     /**
@@ -100,6 +103,16 @@ public final class Op<A> {
     }
 
     private static volatile Recorder recorder;
+
+    /**
+     * Whether a call with {@code x} among its inputs can be asked for a gradient: the tape records
+     * on this thread and x requires one. Ops whose outputs only a backward needs (max pooling's
+     * indices) skip them otherwise.
+     */
+    public static boolean gradientPossible(Tensor x) {
+        Recorder r = recorder;
+        return r != null && x.requiresGrad() && r.recording();
+    }
 
     /** Installs the tape (called once by the autograd package). */
     public static void installRecorder(Recorder r) {

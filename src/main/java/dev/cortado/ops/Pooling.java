@@ -48,6 +48,11 @@ public final class Pooling {
             }
         }
 
+        /** The same options in {@code l}. */
+        public PoolOptions withLayout(DataLayout l) {
+            return new PoolOptions(kernel, stride, padding, paddingAfter, dilation, countIncludePad, ceilMode, l);
+        }
+
         /** Whether the padding after is given separately. */
         public boolean asymmetric() {
             return paddingAfter.length > 0;
@@ -157,6 +162,19 @@ public final class Pooling {
                 Pooling.MAX_POOL_BACKWARD_OP.call(a, g[0], sv.input(0), sv.output(1))})
             .register();
 
+    /**
+     * Max pooling without the indices, for inference: the same kernel with no index output (the
+     * int64 indices are twice the bytes of a float32 output: they tripled what an inference max
+     * pool wrote). On the CPU it also takes uint8 quantization codes (the activations an int8
+     * layer hands the next one: the max of the codes is the code of the max). No backward:
+     * {@link #maxPool} takes it only when no gradient can be asked for.
+     */
+    public static final Op<PoolOptions> MAX_POOL_VALUES_OP = Op.<PoolOptions>declare("max_pool_values")
+            .inputs("x")
+            .shape((op, a, in) -> Op.one(outShape(in[0], poolGeometry(op.name(), a, in[0], true), a.layout()), in[0].dtype()))
+            .kernels((a, in, out) -> maxForward(a, in, out))
+            .register();
+
     public static final Op<PoolOptions> MAX_POOL_BACKWARD_OP = Op.<PoolOptions>declare("max_pool_backward")
             .inputs("dy", "x", "indices")
             .shape((op, a, in) -> {
@@ -205,16 +223,77 @@ public final class Pooling {
             .register();
 
     // ------------------------------------------------------------------ eager entry points
-    /** Max pooling over the trailing spatial dimensions of x (rank 3, 4 or 5): {y, indices}. */
+    /**
+     * Max pooling over the trailing spatial dimensions of x (rank 3, 4 or 5): {y, indices}. An NCHW
+     * call on a channels-last view (an NHWC tensor permuted to NCHW, as an NHWC layer hands back to
+     * an NCHW model) runs the NHWC kernel on the memory as it lies and returns its outputs as the
+     * same kind of view, instead of copying the input into NCHW order first (the indices are
+     * positions within a plane in either layout, so they are the same).
+     */
     public static Tensor[] maxPoolWithIndices(Tensor x, PoolOptions o) {
-        return MAX_POOL_OP.callMulti(o, x);
+        return callAsItLies(MAX_POOL_OP, x, o);
     }
 
-    /** Max pooling; the indices are computed and dropped. */
+    /**
+     * Max pooling. When a gradient can be asked for (gradients enabled and x requires one), the
+     * indices the backward needs are computed and kept on the tape; otherwise the values-only op
+     * runs. Channels-last views run the NHWC kernel as in {@link #maxPoolWithIndices}.
+     */
     public static Tensor maxPool(Tensor x, PoolOptions o) {
-        Tensor[] r = MAX_POOL_OP.callMulti(o, x);
+        if (!Op.gradientPossible(x)) {
+            return callAsItLies(MAX_POOL_VALUES_OP, x, o)[0];
+        }
+        Tensor[] r = maxPoolWithIndices(x, o);
         r[1].close();
         return r[0];
+    }
+
+    /** op on x; an NCHW call on a channels-last view runs in NHWC and returns channels-last views. */
+    private static Tensor[] callAsItLies(Op<PoolOptions> op, Tensor x, PoolOptions o) {
+        int[] toLast = channelsLastOrder(x, o);
+        if (toLast == null) {
+            return op.callMulti(o, x);
+        }
+        Tensor[] r;
+        try (Tensor xl = x.permute(toLast)) {
+            r = op.callMulti(o.withLayout(DataLayout.NHWC), xl);
+        }
+        int[] back = inverse(toLast);
+        Tensor[] out = new Tensor[r.length];
+        for (int i = 0; i < r.length; i++) {
+            try (Tensor t = r[i]) {
+                out[i] = t.permute(back);
+            }
+        }
+        return out;
+    }
+
+    /**
+     * For an NCHW call on x whose memory is channels-last (x not dense, x with its channel dim moved
+     * last dense): that permutation; otherwise null.
+     */
+    private static int[] channelsLastOrder(Tensor x, PoolOptions o) {
+        int rank = x.rank();
+        if (o.layout() != DataLayout.NCHW || rank < 3 || x.isContiguous()) {
+            return null;
+        }
+        int[] order = new int[rank];
+        order[0] = 0;
+        for (int d = 1; d < rank - 1; d++) {
+            order[d] = d + 1;
+        }
+        order[rank - 1] = 1;
+        try (Tensor v = x.permute(order)) {
+            return v.isContiguous() ? order : null;
+        }
+    }
+
+    private static int[] inverse(int[] order) {
+        int[] inv = new int[order.length];
+        for (int d = 0; d < order.length; d++) {
+            inv[order[d]] = d;
+        }
+        return inv;
     }
 
     public static Tensor maxPool1d(Tensor x, PoolOptions o) {
@@ -307,6 +386,9 @@ public final class Pooling {
     }
 
     private static void requireFloat(String op, String input, Tensor t) {
+        if (t.dtype() == DType.UINT8 && op.equals("max_pool_values") && t.device().isCpu()) {
+            return;  // quantization codes (max commutes with a one-scale quantization)
+        }
         if (t.dtype() != DType.FLOAT32 && t.dtype() != DType.FLOAT64) {
             throw err(op, "input '" + input + "' must be float32 or float64, got " + t.describe());
         }
@@ -538,11 +620,13 @@ public final class Pooling {
         }
     }
 
+    /** max_pool's kernel (out = {y, indices}) and max_pool_values' (out = {y}: no indices written). */
     private static void maxForward(PoolOptions a, Tensor[] in, Tensor[] out) {
         int layout = a.layout().code();
         long y = out[0].dataAddress();
-        long idx = out[1].dataAddress();
-        launch("max_pool", a, in[0], poolGeometry("max_pool", a, in[0], true), in[0], out[0],
+        long idx = out.length > 1 ? out[1].dataAddress() : 0L;
+        String name = out.length > 1 ? "max_pool" : "max_pool_values";
+        launch(name, a, in[0], poolGeometry(name, a, in[0], true), in[0], out[0],
                 (k, dt, gp, x, stream) ->
                 k.maxpoolForward(dt, layout, gp, x, y, idx, stream));
     }

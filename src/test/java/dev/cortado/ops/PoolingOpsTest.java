@@ -410,15 +410,20 @@ public class PoolingOpsTest {
         }
     }
 
-    /** The plain 2x2 stride-2 kernel (its own fast path): odd planes, ties, NaNs, exact values and indices. */
+    /**
+     * The plain 2x2 stride-2 kernel (its own fast path; float32 in AVX-512 16 outputs at a time):
+     * odd planes, rows of 4, 12 and 35 outputs (a partial vector below and above 8, two full ones
+     * and a tail), 5 and 37 channels (NHWC in AVX-512 16 channels at a time), ties, NaNs, exact
+     * values and indices.
+     */
     @Test
     void maxPool2x2Stride2MatchesTheDefinition() {
         try (var scope = Scope.open()) {
             Random r = new Random(17);
             int n = 3;
-            int c = 5;
-            int[] sp = {7, 9};
+            for (int[] sp : new int[][] {{7, 9}, {4, 25}, {5, 70}})
             for (DType t : new DType[] {DType.FLOAT32, DType.FLOAT64}) {
+                int c = sp[0] == 7 ? 5 : 37;   // NHWC: a channel tail alone, and two full vectors and a tail
                 for (DataLayout l : DataLayout.values()) {
                     double[] xv = new double[n * c * prod(sp)];
                     for (int i = 0; i < xv.length; i++) {
@@ -676,6 +681,64 @@ public class PoolingOpsTest {
                 Reductions.sum(pool.apply(x)).backward();
                 assertArrayEquals(new long[] {0, 3, 9, 7}, x.grad().dims());
             }
+        }
+    }
+
+    /**
+     * An NCHW max pool of a channels-last view (an NHWC tensor permuted to NCHW) runs the NHWC
+     * kernel on the memory as it lies: the values, the indices and the gradient equal those of
+     * the same pool on a dense NCHW copy, and the output is again a channels-last view.
+     */
+    @Test
+    void maxPoolOfAChannelsLastViewEqualsThePlainOne() {
+        try (Scope s = Scope.open()) {
+            Random r = new Random(23);
+            double[] v = Reference.uniform(r, 2 * 9 * 7 * 5, -1, 1);
+            Tensor nhwc = Reference.make(v, DType.FLOAT32, 2, 9, 7, 5).requiresGrad(true);
+            Tensor view = nhwc.permute(0, 3, 1, 2);   // NCHW shape [2, 5, 9, 7], channels-last memory
+            Tensor dense = view.detach().contiguous().requiresGrad(true);
+            PoolOptions o = PoolOptions.builder(2).stride(2).build();
+            Tensor[] a = Pooling.maxPoolWithIndices(view, o);
+            Tensor[] b = Pooling.maxPoolWithIndices(dense, o);
+            assertArrayEquals(b[0].dims(), a[0].dims());
+            Reference.assertExact(b[0].toDoubleArray(), a[0].contiguous().toDoubleArray(), "channels-last max_pool");
+            Reference.assertExact(b[1].toDoubleArray(), a[1].contiguous().toDoubleArray(), "channels-last indices");
+            assertTrue(!a[0].isContiguous() && a[0].permute(0, 2, 3, 1).isContiguous(), "output stays channels-last");
+            double[] w = Reference.uniform(r, (int) b[0].numel(), -1, 1);
+            Tensor wt = Reference.make(w, DType.FLOAT32, b[0].dims());
+            Reductions.sum(Elementwise.mul(a[0], wt)).backward();
+            Reductions.sum(Elementwise.mul(b[0], wt)).backward();
+            Reference.assertExact(dense.grad().toDoubleArray(), nhwc.grad().permute(0, 3, 1, 2).contiguous().toDoubleArray(),
+                    "channels-last max_pool gradient");
+        }
+    }
+
+    /**
+     * uint8 codes (the activations between int8 layers) pool without indices: the max of the codes
+     * in both layouts, with padding, equal to the float max pool of the same values; asking for
+     * indices or a gradient of codes is refused.
+     */
+    @Test
+    void maxPoolOfUint8CodesIsTheMaxOfTheCodes() {
+        try (Scope s = Scope.open()) {
+            Random r = new Random(29);
+            double[] v = new double[2 * 19 * 9 * 7];
+            for (int i = 0; i < v.length; i++) {
+                v[i] = r.nextInt(256);
+            }
+            Tensor nchw = Reference.make(v, DType.FLOAT32, 2, 19, 9, 7);
+            for (DataLayout l : DataLayout.values())
+            for (PoolOptions o : new PoolOptions[] {PoolOptions.builder(3).stride(2).padding(1).layout(l).build(),
+                    PoolOptions.builder(2).stride(2).layout(l).build()}) {   // the 2x2 fast path: odd planes, 19 channels
+                Tensor x = toLayout(nchw, l);
+                Tensor codes = x.to(DType.UINT8);
+                Tensor want = Pooling.maxPool(x, o);
+                Tensor got = Pooling.maxPool(codes, o);
+                assertEquals(DType.UINT8, got.dtype());
+                Reference.assertExact(want.toDoubleArray(), got.toDoubleArray(), "uint8 max_pool " + o);
+            }
+            Tensor codes = nchw.to(DType.UINT8);
+            assertBad(() -> Pooling.maxPoolWithIndices(codes, PoolOptions.of(2)), "max_pool", "uint8");
         }
     }
 

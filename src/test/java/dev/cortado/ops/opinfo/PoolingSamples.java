@@ -65,6 +65,15 @@ final class PoolingSamples {
                         return PoolingOpsTest.poolRef(in[0], g.n(), g.c(), g.in(), g.k(), g.s(), g.p(), g.d(), 0, false);
                     })
                     .floats(0).gradCheck().build(),
+            OpInfo.of("max_pool_values", F, "max pooling without the indices (inference: Pooling.maxPool when no "
+                            + "gradient can be asked for)")
+                    .samples((r, t) -> forGeos(r, t, (g, x, rr) -> new Sample(g.label(), g.options(false), x)))
+                    .reference((s, in) -> {
+                        Geo g = geo(s);
+                        return new double[][] {PoolingOpsTest.poolRef(in[0], g.n(), g.c(), g.in(), g.k(), g.s(), g.p(),
+                                g.d(), 0, false)[0]};
+                    })
+                    .floats(0).notDifferentiable("inference only: max_pool, with its indices, is the differentiable form").build(),
             OpInfo.of("max_pool_backward", F, "dx of max_pool: dy scattered to the saved argmax indices")
                     .samples((r, t) -> forGeos(r, t, (g, x, rr) -> {
                         double[] idx = PoolingOpsTest.poolRef(x.stored(), g.n(), g.c(), g.in(), g.k(), g.s(), g.p(), g.d(), 0,
