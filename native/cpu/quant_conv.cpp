@@ -63,6 +63,15 @@ void depthwise(const ct_qconv_args& a) {
   });
 }
 
+/* memcpy for the short runs of an im2col row: a byte loop below 16 bytes (libc's call costs more). */
+CT_INLINE void copy_bytes(uint8_t* dst, const uint8_t* src, int64_t n) {
+  if (n >= 16) {
+    std::memcpy(dst, src, (size_t)n);
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+}
+
 void implicit_gemm(const ct_qconv_args& a) {
   const int64_t cg = a.c / a.groups, og = a.oc / a.groups, k = a.kh * a.kw * cg;
   const int64_t out_bytes = (a.out_dtype == CT_I32 || a.out_dtype == CT_F32) ? 4 : 1;
@@ -87,14 +96,41 @@ void implicit_gemm(const ct_qconv_args& a) {
     g.relu = a.relu;
     g.out_zero_point = a.out_zero_point;
     const int64_t c0 = grp * cg;
-    qgemm_rows(g, [&](int64_t row, uint8_t* dst) {
-      const int64_t b = row / (a.oh * a.ow), oy = (row / a.ow) % a.oh, ox = row % a.ow;
-      for (int64_t ky = 0; ky < a.kh; ++ky) {
-        const int64_t iy = oy * a.stride_h - a.pad_h + ky * a.dil_h;
-        for (int64_t kx = 0; kx < a.kw; ++kx, dst += cg) {
-          const int64_t ix = ox * a.stride_w - a.pad_w + kx * a.dil_w;
-          if (iy < 0 || iy >= a.h || ix < 0 || ix >= a.w) std::memset(dst, zx, (size_t)cg);
-          else std::memcpy(dst, x + ((b * a.h + iy) * a.w + ix) * a.c + c0, (size_t)cg);
+    // Without groups and with unit W dilation, a kernel row's kw taps inside the image are one
+    // run of kw * c bytes of x: one copy instead of kw (with c = 1, as in a first layer, the
+    // per-tap copies were single-byte libc calls).
+    const bool runs = a.groups == 1 && a.dil_w == 1;
+    qgemm_rows(g, [&](int64_t row0, int64_t rows, uint8_t* strip, int64_t ld) {
+      int64_t b = row0 / (a.oh * a.ow), oy = (row0 / a.ow) % a.oh, ox = row0 % a.ow;  // then stepped
+      for (int64_t r = 0; r < rows; ++r) {
+        uint8_t* dst = strip + r * ld;
+        const int64_t ix0 = ox * a.stride_w - a.pad_w;
+        const bool inside_w = ix0 >= 0 && ix0 + (a.kw - 1) * a.dil_w < a.w;
+        for (int64_t ky = 0; ky < a.kh; ++ky) {
+          const int64_t iy = oy * a.stride_h - a.pad_h + ky * a.dil_h;
+          if (iy < 0 || iy >= a.h) {
+            std::memset(dst, zx, (size_t)(a.kw * cg));
+            dst += a.kw * cg;
+            continue;
+          }
+          const uint8_t* xr = x + (b * a.h + iy) * a.w * a.c + c0;
+          if (runs && inside_w) {
+            copy_bytes(dst, xr + ix0 * a.c, a.kw * cg);
+            dst += a.kw * cg;
+            continue;
+          }
+          for (int64_t kx = 0; kx < a.kw; ++kx, dst += cg) {
+            const int64_t ix = ix0 + kx * a.dil_w;
+            if (ix < 0 || ix >= a.w) std::memset(dst, zx, (size_t)cg);
+            else copy_bytes(dst, xr + ix * a.c, cg);
+          }
+        }
+        if (++ox == a.ow) {
+          ox = 0;
+          if (++oy == a.oh) {
+            oy = 0;
+            ++b;
+          }
         }
       }
     });

@@ -10,8 +10,9 @@
  *      tile reads its 8 rows' broadcasts as one contiguous stream: with rows Kp bytes apart, a
  *      64-row tile's k block fell into Kp / 64 of L1's 64 sets and missed L1 from Kp = 1024 on
  *      (measured: 1024^3 ran at 8% of the VNNI peak, 512^3 at 44%). The rows come from a
- *      callback (qgemm_rows, quant_internal.h): a copy of A here, the im2col rows of the int8
- *      convolution there.
+ *      callback (qgemm_rows, quant_internal.h), a strip of 8 at a time: a copy of A here, the
+ *      im2col rows of the int8 convolution there; a strip is interleaved by 8 x 4 transposes of
+ *      32-bit words in registers (interleave_strip).
  *   2. The output is cut into tiles of 64 rows x 64 columns spread over the threads; each tile
  *      walks k in blocks of 256 (a 64 x 256 B block is 16 KiB, L1/L2 resident) and its int32
  *      tile accumulator (16 KiB) collects each block's register tile.
@@ -51,6 +52,30 @@ inline int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; 
 /* Byte offset of B[k, j] in the packed layout (quant.h). */
 inline int64_t packed_index(int64_t kp, int64_t k, int64_t j) {
   return ((j / 16) * (kp / 4) + k / 4) * 64 + (j % 16) * 4 + k % 4;
+}
+
+/* A strip of 8 padded rows (row r at s + r * kp) into the panel's interleaved order
+ * out[q][r][0..4) = s[r * kp + 4q ..]: four 4-byte groups of all 8 rows per step, as an 8 x 4
+ * transpose of 32-bit words in AVX2 registers (rows r and r + 4 share a register, one per
+ * 128-bit lane), so each output group of 32 bytes is one store. */
+void interleave_strip(const uint8_t* s, int64_t kp, uint8_t* out) {
+  const int64_t groups = kp / 4;
+  int64_t q = 0;
+  for (; q + 4 <= groups; q += 4) {
+    __m256i a[4];
+    for (int r = 0; r < 4; ++r)
+      a[r] = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i*)(s + r * kp + 4 * q))),
+                                     _mm_loadu_si128((const __m128i*)(s + (r + 4) * kp + 4 * q)), 1);
+    const __m256i t0 = _mm256_unpacklo_epi32(a[0], a[1]), t1 = _mm256_unpackhi_epi32(a[0], a[1]);
+    const __m256i t2 = _mm256_unpacklo_epi32(a[2], a[3]), t3 = _mm256_unpackhi_epi32(a[2], a[3]);
+    __m256i* o = (__m256i*)(out + q * kStrip * 4);
+    _mm256_storeu_si256(o + 0, _mm256_unpacklo_epi64(t0, t2));
+    _mm256_storeu_si256(o + 1, _mm256_unpackhi_epi64(t0, t2));
+    _mm256_storeu_si256(o + 2, _mm256_unpacklo_epi64(t1, t3));
+    _mm256_storeu_si256(o + 3, _mm256_unpackhi_epi64(t1, t3));
+  }
+  for (; q < groups; ++q)
+    for (int64_t r = 0; r < kStrip; ++r) std::memcpy(out + (q * kStrip + r) * 4, s + r * kp + 4 * q, 4);
 }
 
 bool has_vnni() {
@@ -279,19 +304,25 @@ extern "C" int ct_cpu_qgemm_pack_b(const int8_t* b, int64_t k, int64_t n, int64_
   CT_CATCH(fn)
 }
 
-/* Step 1 for a chunk of at most kChunkRows rows (the panel is kChunkRows * Kp bytes), then
+/* Step 1 for a chunk of rows whose panel is about 1 MiB (at least 4096 rows), then
  * steps 2-4 over the chunk's tiles; `fill` supplies the rows. */
 void ct::qgemm_rows(const ct_qgemm_args& full, const QgemmRowFill& fill) {
-  constexpr int64_t kChunkRows = 4096;  // a multiple of kTileM
+  // Rows per chunk: a panel of ~1 MiB, a multiple of kTileM. Each chunk costs two parallel regions
+  // (pack, then tiles), and waking the other threads for one is ~tens of microseconds: a first
+  // layer's k of 12 took 49 chunks of 4096 rows for a batch of 256 28 x 28 images.
+  const int64_t kChunkRows = std::max<int64_t>(4096, ((int64_t)1 << 20) / round_up(std::max<int64_t>(full.k, 1), 4) / kTileM * kTileM);
   if (full.m == 0 || full.n == 0) return;
   const int64_t kp = round_up(full.k, 4), np = round_up(full.n, 32);
   const int64_t out_bytes = (full.out_dtype == CT_I32 || full.out_dtype == CT_F32) ? 4 : 1;
   const int64_t chunk = std::min(full.m, kChunkRows);
   HostBuffer<uint8_t> ap(std::max<int64_t>(1, round_up(chunk, kStrip) * kp));
-  HostBuffer<uint8_t> row_scratch(std::max<int64_t>(1, (int64_t)threads() * kp));  // one padded row per thread
+  HostBuffer<uint8_t> row_scratch(std::max<int64_t>(1, (int64_t)threads() * kStrip * kp));  // one strip per thread
   HostBuffer<int32_t> rowsum(chunk);
   const int64_t max_tiles = ((chunk + kTileM - 1) / kTileM) * ((np + kTileN - 1) / kTileN);
-  int nt = threads_for(chunk * np * std::max<int64_t>(kp, 1) / 64);
+  // work: the multiply-adds (k / 64 per output, in the register tiles' units) and the epilogue
+  // (about one unit per output): a first layer's k of 9 to 27 is all epilogue, and counting only
+  // k kept its GEMM on one thread
+  int nt = threads_for(chunk * np * (std::max<int64_t>(kp, 1) / 64 + 1));
   if (nt > max_tiles) nt = (int)max_tiles;
   if (nt < 1) nt = 1;
   HostBuffer<int32_t> acc(nt * kTileM * kTileN);  // one tile accumulator per thread (no allocation inside the region)
@@ -301,17 +332,23 @@ void ct::qgemm_rows(const ct_qgemm_args& full, const QgemmRowFill& fill) {
     g.c = (char*)full.c + r0 * full.ldc * out_bytes;
     const int64_t strips = (g.m + kStrip - 1) / kStrip;
     parallel_range(strips, kStrip * kp, [&](int64_t s0, int64_t s1) {
-      uint8_t* row = row_scratch.data() + (int64_t)omp_get_thread_num() * kp;
-      for (int64_t strip = s0; strip < s1; ++strip)
-        for (int64_t i = strip * kStrip; i < std::min(g.m, (strip + 1) * kStrip); ++i) {
-          fill(r0 + i, row);
+      uint8_t* rows = row_scratch.data() + (int64_t)omp_get_thread_num() * kStrip * kp;
+      for (int64_t strip = s0; strip < s1; ++strip) {
+        const int64_t i0 = strip * kStrip, n = std::min(g.m - i0, kStrip);
+        fill(r0 + i0, n, rows, kp);
+        for (int64_t r = 0; r < kStrip; ++r) {
+          uint8_t* row = rows + r * kp;
+          if (r >= n) {
+            std::memset(row, 0, (size_t)kp);
+            continue;
+          }
           int32_t s = 0;
           for (int64_t k = 0; k < g.k; ++k) s += row[k];
           for (int64_t k = g.k; k < kp; ++k) row[k] = 0;
-          rowsum[i] = s;
-          uint8_t* dst = ap.data() + panel_index(kp, i, 0);
-          for (int64_t q = 0; q < kp / 4; ++q) std::memcpy(dst + q * (kStrip * 4), row + q * 4, 4);
+          rowsum[i0 + r] = s;
         }
+        interleave_strip(rows, kp, ap.data() + panel_index(kp, i0, 0));
+      }
     });
     Plan p{&g, ap.data(), rowsum.data(), kp, np, use_avx512() && has_vnni()};
     const int64_t tm = (g.m + kTileM - 1) / kTileM, tn = (np + kTileN - 1) / kTileN;
@@ -337,8 +374,9 @@ extern "C" int ct_cpu_qgemm(const ct_qgemm_args* args, int64_t stream) {
   if (int st = qm::check_qgemm(fn, args, &m)) return fail(st, "%s", m.text);
   const ct_qgemm_args& g = *args;
   const uint8_t* a = (const uint8_t*)g.a;
-  qgemm_rows(g, [&](int64_t i, uint8_t* dst) {
-    if (g.k > 0) std::memcpy(dst, a + i * g.lda, (size_t)g.k);
+  qgemm_rows(g, [&](int64_t i0, int64_t rows, uint8_t* dst, int64_t ld) {
+    if (g.k > 0)
+      for (int64_t r = 0; r < rows; ++r) std::memcpy(dst + r * ld, a + (i0 + r) * g.lda, (size_t)g.k);
   });
   return CT_OK;
   CT_CATCH(fn)

@@ -14,8 +14,10 @@
 
 namespace ct {
 
-/* Writes row `row` of A (g.k uint8 values) to dst; called concurrently for different rows. */
-using QgemmRowFill = std::function<void(int64_t row, uint8_t* dst)>;
+/* Writes rows [row0, row0 + rows) of A (g.k uint8 values each; rows <= 8, one strip of the panel)
+ * to dst, row r at dst + r * ld; called concurrently for different strips. A strip at a time lets
+ * a caller walk its row coordinates incrementally and pays one indirect call per 8 rows. */
+using QgemmRowFill = std::function<void(int64_t row0, int64_t rows, uint8_t* dst, int64_t ld)>;
 
 /* The GEMM of quant.h with A given by `fill` instead of g.a (g.a and g.lda are ignored); the
  * arguments must have passed qm::check_qgemm (with any non-null g.a). */

@@ -8,7 +8,8 @@ import dev.cortado.tensor.Tensor;
  * A 2-d convolution on the integer kernels ({@link Int8Conv}): the float input (NCHW or NHWC, as
  * the float layer it replaces) is quantized on its calibrated uint8 grid, convolved with the int8
  * weights (per output channel scales) in exact int32 sums, and the epilogue rescales, adds the
- * bias and applies the fused ReLU, giving float32 in the input's layout. Made by
+ * bias and applies the fused ReLU, giving float32 in the input's layout (for NCHW: the kernel's
+ * NHWC output as an NCHW view, which the next layer of this kind and max pooling take as it lies). Made by
  * {@link Quantizer#convert} (batch norm folded in first) or from float weights by
  * {@link #fromFloat}; printing shows the quantization parameters.
  */
@@ -17,7 +18,6 @@ public final class QuantizedConv2d extends QuantizedLayer {
     private final long inChannels;
     private final DataLayout layout;
     private PackedInt8Conv packed;
-    private Tensor scale;
 
     private QuantizedConv2d(long inChannels, Int8Conv.Geometry geometry, DataLayout layout, Tensor[] w, Tensor bias,
                             Tensor[] in, boolean relu) {
@@ -81,16 +81,16 @@ public final class QuantizedConv2d extends QuantizedLayer {
     public void repack() {
         if (packed != null) {
             packed.close();
-            scale.close();
             packed = null;
         }
+        closeEpilogue();
         unscoped(() -> {
             try (Tensor s = weightScale().reshape(-1);
                  QuantizedTensor q = QuantizedTensor.of(weight().copy(), QuantParams.of(QuantScheme.perChannel(DType.INT8, 0),
                          s, null))) {
                 packed = PackedInt8Conv.pack(q, geometry);
             }
-            scale = epilogueScale();
+            refreshEpilogue();
             return null;
         });
     }
@@ -105,9 +105,9 @@ public final class QuantizedConv2d extends QuantizedLayer {
             throw new IllegalArgumentException("QuantizedConv2d: x " + x.describe() + " is not " + layout + " with "
                     + inChannels + " channels");
         }
-        try (Tensor nhwc = nchw ? x.permute(0, 2, 3, 1) : null; Tensor q = quantizeInput(nchw ? nhwc : x)) {
-            Tensor y = Int8Conv.CONV_OP.call(new Int8Conv.Attrs(geometry, new Int8Gemm.Epilogue(inputZeroPoint(),
-                    DType.FLOAT32, relu(), 0)), q, packed.packed(), packed.colsum(), null, scale, bias());
+        try (Tensor q = quantizeNhwc(x, nchw)) {
+            Tensor y = Int8Conv.CONV_OP.call(new Int8Conv.Attrs(geometry, epilogue()), q, packed.packed(), packed.colsum(),
+                    null, epilogueScale(), epilogueBias());
             if (!nchw) {
                 return y;
             }
@@ -117,13 +117,38 @@ public final class QuantizedConv2d extends QuantizedLayer {
         }
     }
 
+    /**
+     * x quantized, in NHWC order for the kernel. The input grid is one scale for the tensor, so
+     * quantizing commutes with any permutation: an NCHW x that is dense is quantized as it lies
+     * (one contiguous pass) and its bytes, a quarter of the floats, are what gets transposed; a
+     * channels-last view (what an NCHW layer of this kind returns) is already NHWC in memory.
+     */
+    private Tensor quantizeNhwc(Tensor x, boolean nchw) {
+        if (!nchw) {
+            return quantizeInput(x);
+        }
+        if (x.dtype() == DType.UINT8) {   // codes from the layer before: already on this layer's grid
+            try (Tensor nhwc = x.permute(0, 2, 3, 1)) {
+                return nhwc.contiguous();
+            }
+        }
+        try (Tensor nhwc = x.permute(0, 2, 3, 1)) {
+            if (nhwc.isContiguous() || !x.isContiguous()) {
+                return quantizeInput(nhwc);
+            }
+        }
+        try (Tensor q = quantizeInput(x); Tensor qt = q.permute(0, 2, 3, 1)) {
+            return qt.contiguous();
+        }
+    }
+
     @Override
     public void close() {
         if (packed != null) {
             packed.close();
-            scale.close();
             packed = null;
         }
+        closeEpilogue();
         super.close();
     }
 

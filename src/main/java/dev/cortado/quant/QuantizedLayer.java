@@ -14,6 +14,10 @@ import dev.cortado.tensor.Tensor;
  */
 public abstract class QuantizedLayer extends Module {
     private final boolean relu;
+    /** The layer whose input grid this one writes its output on (uint8 codes), or null: float32 out. */
+    private QuantizedLayer codesFor;
+    private Tensor epilogueScale;
+    private Tensor epilogueBias;
 
     QuantizedLayer(Tensor weight, Tensor weightScale, Tensor bias, Tensor inputScale, Tensor inputZeroPoint,
                    Tensor inputRange, boolean relu) {
@@ -106,22 +110,92 @@ public abstract class QuantizedLayer extends Module {
         return (int) buffer("input_zero_point").item();
     }
 
-    /** The input quantized on its calibrated uint8 grid (raw values). */
+    /**
+     * The input quantized on its calibrated uint8 grid (raw values). A uint8 x is taken as codes
+     * already on that grid (what the layer before writes when {@link Quantizer#convert} chained the
+     * two) and handed back as it is.
+     */
     final Tensor quantizeInput(Tensor x) {
+        if (x.dtype() == DType.UINT8) {
+            return x.contiguous();
+        }
         int[] r = buffer("input_range").toIntArray();
         return Quantization.quantize(x, buffer("input_scale"), buffer("input_zero_point"),
                 QuantScheme.perTensor(DType.UINT8).withRange(r[0], r[1]));
     }
 
-    /** float32 [out]: input scale x weight scale, the epilogue's per-channel factor (a new tensor). */
+    /**
+     * Makes this layer write its output as uint8 codes on {@code next}'s input grid instead of
+     * float32 (null: float32 again): the epilogue divides its scale and bias by the next layer's
+     * input scale, adds its zero point, rounds and clamps to [0, 255], which is what the next layer's
+     * input quantization would have done to the float output (up to the rounding of the folded
+     * division). Only for a next layer with the full uint8 input range; {@link Quantizer#convert}
+     * links the layers of a Sequential with nothing between them but max pooling, flattening and
+     * the fused placeholders, all of which commute with the quantization.
+     */
+    final void writeCodesFor(QuantizedLayer next) {
+        if (next != null) {
+            int[] r = next.buffer("input_range").toIntArray();
+            if (r[0] != 0 || r[1] != 255) {
+                throw new IllegalArgumentException("quantized layer: the next layer's input range [" + r[0] + ", " + r[1]
+                        + "] is not uint8's [0, 255]");
+            }
+        }
+        codesFor = next;
+        refreshEpilogue();
+    }
+
+    /** The layer this one writes codes for, or null. */
+    final QuantizedLayer codesFor() {
+        return codesFor;
+    }
+
+    /** The fused epilogue: float32 out, or uint8 codes on the next layer's grid. */
+    final Int8Gemm.Epilogue epilogue() {
+        return codesFor == null ? new Int8Gemm.Epilogue(inputZeroPoint(), DType.FLOAT32, relu, 0)
+                : new Int8Gemm.Epilogue(inputZeroPoint(), DType.UINT8, relu, codesFor.inputZeroPoint());
+    }
+
+    /** float32 [out]: input scale x weight scale (/ the next layer's input scale when writing codes). */
     final Tensor epilogueScale() {
+        return epilogueScale;
+    }
+
+    /** float32 [out] or null: the bias (/ the next layer's input scale when writing codes). */
+    final Tensor epilogueBias() {
+        return epilogueBias;
+    }
+
+    /** Recomputes the epilogue's scale and bias from the state (after a repack or a new link). */
+    final void refreshEpilogue() {
+        closeEpilogue();
         float sx = inputScale();
+        float so = codesFor == null ? 1f : codesFor.inputScale();
         float[] sw = weightScale().toFloatArray();
         float[] out = new float[sw.length];
         for (int j = 0; j < sw.length; j++) {
-            out[j] = sx * sw[j];
+            out[j] = sx * sw[j] / so;
         }
-        return unscoped(() -> Tensor.of(out, weight().device(), out.length));
+        epilogueScale = unscoped(() -> Tensor.of(out, weight().device(), out.length));
+        Tensor b = bias();
+        if (b != null) {
+            float[] bv = b.toFloatArray();
+            for (int j = 0; j < bv.length; j++) {
+                bv[j] /= so;
+            }
+            epilogueBias = unscoped(() -> Tensor.of(bv, b.device(), bv.length));
+        }
+    }
+
+    final void closeEpilogue() {
+        if (epilogueScale != null) {
+            epilogueScale.close();
+            epilogueScale = null;
+        }
+        if (epilogueBias != null) {
+            epilogueBias.close();
+            epilogueBias = null;
+        }
     }
 
     /** Rebuilds the packed weights from the state (after the state was loaded or moved). */

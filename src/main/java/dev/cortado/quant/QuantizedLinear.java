@@ -14,7 +14,6 @@ public final class QuantizedLinear extends QuantizedLayer {
     private final long in;
     private final long out;
     private PackedInt8Matrix packed;
-    private Tensor scale;
 
     private QuantizedLinear(long in, long out, Tensor[] w, Tensor bias, Tensor[] input, boolean relu) {
         super(w[0], w[1], bias, input[0], input[1], input[2], relu);
@@ -74,14 +73,14 @@ public final class QuantizedLinear extends QuantizedLayer {
     public void repack() {
         if (packed != null) {
             packed.close();
-            scale.close();
             packed = null;
         }
+        closeEpilogue();
         unscoped(() -> {
             try (Tensor t = weight().transpose(0, 1)) {
                 packed = PackedInt8Matrix.pack(t);
             }
-            scale = epilogueScale();
+            refreshEpilogue();
             return null;
         });
     }
@@ -97,8 +96,8 @@ public final class QuantizedLinear extends QuantizedLayer {
         }
         long m = x.numel() / Math.max(1, in);
         try (Tensor q = quantizeInput(x); Tensor q2 = q.reshape(m, in)) {
-            Tensor y = Int8Gemm.GEMM_OP.call(new Int8Gemm.Epilogue(inputZeroPoint(), DType.FLOAT32, relu(), 0), q2,
-                    packed.packed(), packed.colsum(), null, scale, bias());
+            Tensor y = Int8Gemm.GEMM_OP.call(epilogue(), q2, packed.packed(), packed.colsum(), null, epilogueScale(),
+                    epilogueBias());
             if (d.length == 2) {
                 return y;
             }
@@ -114,9 +113,9 @@ public final class QuantizedLinear extends QuantizedLayer {
     public void close() {
         if (packed != null) {
             packed.close();
-            scale.close();
             packed = null;
         }
+        closeEpilogue();
         super.close();
     }
 

@@ -188,7 +188,43 @@ public final class Quantizer {
         if (converted == 0) {
             throw new IllegalArgumentException("Quantizer.convert: the model has no prepared layer; call prepare first");
         }
+        chainCodes(model);
         return model;
+    }
+
+    /**
+     * In every Sequential of the model, a quantized layer followed by another with only max pooling,
+     * flattening, dropout (identity in evaluation) and fused placeholders between them writes its
+     * output as uint8 codes on the next layer's input grid (when that grid is the full uint8 range):
+     * those modules commute with a one-scale quantization, so the next layer reads the same codes
+     * it would have computed from the float output (up to the rounding of the folded scale), and the
+     * activations between the two move as bytes instead of float32 and are never quantized again.
+     */
+    private static void chainCodes(Module model) {
+        for (Module m : model.namedModules().values()) {
+            if (!(m instanceof Sequential s)) {
+                continue;
+            }
+            for (int i = 0; i < s.size(); i++) {
+                if (!(s.get(i) instanceof QuantizedLayer from)) {
+                    continue;
+                }
+                int j = i + 1;
+                while (j < s.size() && (s.get(j) instanceof Fused || s.get(j) instanceof Pool.MaxPool2d
+                        || s.get(j) instanceof Flatten || s.get(j) instanceof Dropout)) {
+                    j++;
+                }
+                if (j < s.size() && s.get(j) instanceof QuantizedLayer to && fullUint8Input(to)) {
+                    from.writeCodesFor(to);
+                }
+            }
+        }
+    }
+
+    private static boolean fullUint8Input(QuantizedLayer q) {
+        try (QuantParams p = q.inputParams()) {
+            return p.scheme().qmin() == 0 && p.scheme().qmax() == 255;
+        }
     }
 
     private static QuantizedLayer quantized(Module wrapper, Module layer, BatchNorm2d bn, boolean relu, boolean placeholder) {

@@ -121,6 +121,54 @@ class QuantizationTest {
         }
     }
 
+    /**
+     * Dense float32 with one scale (the activations before an int8 layer) takes a flat AVX-512
+     * pass (quant.cpp, quantize_flat): against the reference bit for bit, for int8 and uint8, a
+     * length that leaves a tail, values exactly halfway between grid points (ties to even), values
+     * far past the range, infinities and NaN; and the same codes with AVX-512 switched off.
+     */
+    @Test
+    void denseFloat32PerTensorMatchesTheReferenceBitForBit() {
+        Random r = new Random(5);
+        int n = 3 * 4099;
+        double[] x = new double[n];
+        float scale = 0.05f;
+        for (int i = 0; i < n; i++) {
+            x[i] = switch (i % 5) {
+                case 0 -> (r.nextInt(200) - 100 + 0.5) * scale;   // a tie in x / s (up to float rounding)
+                case 1 -> r.nextGaussian() * 20;                  // often clamped
+                default -> r.nextGaussian() * 3;
+            };
+        }
+        x[7] = Double.NaN;
+        x[100] = Double.POSITIVE_INFINITY;
+        x[n - 1] = Double.NEGATIVE_INFINITY;
+        x[n - 2] = Double.NaN;
+        for (boolean avx512 : new boolean[] {true, false}) {
+            dev.cortado.backend.cpu.CpuBackend.setAvx512Enabled(avx512);
+            try (Scope scope = Scope.open()) {
+                Tensor xt = Tensor.of(toFloats(x), 3, 4099);
+                for (QuantParams p : new QuantParams[] {QuantParams.perTensor(DType.UINT8, scale, 131),
+                        QuantParams.perTensor(DType.INT8, scale, -3)}) {
+                    QuantizedTensor q = Quantization.quantize(xt, p);
+                    double[] ref = QuantizationReference.quantize(p.scheme(), new long[] {3, 4099}, x, new double[] {scale},
+                            new double[] {p.zeroPoint().item()});
+                    assertArrayEquals(ref, q.values().toDoubleArray(), 0.0, p.scheme() + " AVX-512 " + avx512);
+                }
+            } finally {
+                dev.cortado.backend.cpu.CpuBackend.setAvx512Enabled(true);
+            }
+        }
+    }
+
+    private static float[] toFloats(double[] x) {
+        float[] f = new float[x.length];
+        for (int i = 0; i < x.length; i++) {
+            f[i] = (float) x[i];
+        }
+        return f;
+    }
+
     @Test
     void requantizeEqualsDequantizeThenQuantize() {
         Random r = new Random(11);

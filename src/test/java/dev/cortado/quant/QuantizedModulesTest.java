@@ -22,6 +22,7 @@ import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Tensor;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Random;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -320,6 +321,32 @@ class QuantizedModulesTest {
                         assertEquals(got[i], again[i], 0.0, "loaded output " + i);
                     }
                 }
+
+                // the layers pass uint8 codes along (through the max pool and the flatten); unchained,
+                // each quantizes the float output of the one before: the same logits up to the
+                // rounding of the folded scales (a code here and there moves by one)
+                QuantizedConv2d c0 = (QuantizedConv2d) model.get(0);
+                QuantizedConv2d c4 = (QuantizedConv2d) model.get(4);
+                QuantizedLinear l9 = (QuantizedLinear) model.get(9);
+                assertTrue(c0.codesFor() == c4 && c4.codesFor() == l7 && l7.codesFor() == l9 && l9.codesFor() == null,
+                        "chained layers");
+                try (Autograd.GradMode off = Autograd.noGrad(); Tensor mid = c0.forward(data)) {
+                    assertEquals(DType.UINT8, mid.dtype(), "codes between the layers");
+                }
+                for (QuantizedLayer q : List.of(c0, c4, l7)) {
+                    q.writeCodesFor(null);
+                }
+                double[] unchained;
+                try (Autograd.GradMode off = Autograd.noGrad()) {
+                    unchained = model.forward(data).toDoubleArray();
+                }
+                double diff = 0;
+                double size = 0;
+                for (int i = 0; i < got.length; i++) {
+                    diff += (got[i] - unchained[i]) * (got[i] - unchained[i]);
+                    size += unchained[i] * unchained[i];
+                }
+                assertTrue(Math.sqrt(diff / size) < 5e-3, "chained against unchained logits " + Math.sqrt(diff / size));
             }
         }
     }
