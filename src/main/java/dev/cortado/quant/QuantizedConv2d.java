@@ -8,8 +8,9 @@ import dev.cortado.tensor.Tensor;
  * A 2-d convolution on the integer kernels ({@link Int8Conv}): the float input (NCHW or NHWC, as
  * the float layer it replaces) is quantized on its calibrated uint8 grid, convolved with the int8
  * weights (per output channel scales) in exact int32 sums, and the epilogue rescales, adds the
- * bias and applies the fused ReLU, giving float32 in the input's layout (for NCHW: the kernel's
- * NHWC output as an NCHW view, which the next layer of this kind and max pooling take as it lies). Made by
+ * bias and applies the fused ReLU, giving float32 (or, chained by {@link Quantizer#convert}, uint8
+ * codes on the next layer's grid) in the input's layout: for NCHW, the kernel's NHWC output as an
+ * NCHW view, which the next layer of this kind and max pooling take as it lies. Made by
  * {@link Quantizer#convert} (batch norm folded in first) or from float weights by
  * {@link #fromFloat}; printing shows the quantization parameters.
  */

@@ -134,15 +134,19 @@ public abstract class QuantizedLayer extends Module {
      * the fused placeholders, all of which commute with the quantization.
      */
     final void writeCodesFor(QuantizedLayer next) {
-        if (next != null) {
+        if (next != null && !next.fullUint8Input()) {
             int[] r = next.buffer("input_range").toIntArray();
-            if (r[0] != 0 || r[1] != 255) {
-                throw new IllegalArgumentException("quantized layer: the next layer's input range [" + r[0] + ", " + r[1]
-                        + "] is not uint8's [0, 255]");
-            }
+            throw new IllegalArgumentException("quantized layer: the next layer's input range [" + r[0] + ", " + r[1]
+                    + "] is not uint8's [0, 255]");
         }
         codesFor = next;
         refreshEpilogue();
+    }
+
+    /** Whether the input grid is the full uint8 range [0, 255] (codes of another layer fit it). */
+    final boolean fullUint8Input() {
+        int[] r = buffer("input_range").toIntArray();
+        return r[0] == 0 && r[1] == 255;
     }
 
     /** The layer this one writes codes for, or null. */

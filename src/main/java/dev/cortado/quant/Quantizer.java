@@ -214,18 +214,13 @@ public final class Quantizer {
                         || s.get(j) instanceof Flatten || s.get(j) instanceof Dropout)) {
                     j++;
                 }
-                if (j < s.size() && s.get(j) instanceof QuantizedLayer to && fullUint8Input(to)) {
+                if (j < s.size() && s.get(j) instanceof QuantizedLayer to && to.fullUint8Input()) {
                     from.writeCodesFor(to);
                 }
             }
         }
     }
 
-    private static boolean fullUint8Input(QuantizedLayer q) {
-        try (QuantParams p = q.inputParams()) {
-            return p.scheme().qmin() == 0 && p.scheme().qmax() == 255;
-        }
-    }
 
     private static QuantizedLayer quantized(Module wrapper, Module layer, BatchNorm2d bn, boolean relu, boolean placeholder) {
         Tensor weight;
