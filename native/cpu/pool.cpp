@@ -235,6 +235,9 @@ CT_INLINE bool is_plain_2x2(const Geo& g) {
          g.dil[2] == 1 && g.pb[1] == 0 && g.pb[2] == 0 && 2 * g.out[1] <= g.in[1] && 2 * g.out[2] <= g.in[2];
 }
 
+/* The AVX-512 2x2 paths of either layout apply: plain 2x2 windows, AVX-512, int32 plane indices. */
+CT_INLINE bool avx512_2x2(const Geo& g) { return is_plain_2x2(g) && use_avx512() && g.P < ((int64_t)1 << 31); }
+
 /* max_plane_2x2 for float32 in AVX-512: 16 outputs per step. The row pair's 32 + 32 inputs are
  * split into even and odd columns with vpermt2ps; the same three compares in the same order as the
  * scalar loop (so NaN and tie handling are identical), indices kept as int32 (the plane has fewer
@@ -283,7 +286,7 @@ void forward_nchw(const Geo& g, const Win* w, Kind kind, bool include_pad, const
   const int64_t P = g.P, OP = g.OP;
   const int64_t planes = g.N * g.C;
   const bool plain_2x2 = is_plain_2x2(g);
-  const bool fast_2x2_f32 = plain_2x2 && use_avx512() && P < ((int64_t)1 << 31);
+  const bool fast_2x2_f32 = avx512_2x2(g);
   parallel_range(planes, P + OP * (kind == MAXP ? g.taps : g.taps + 4), [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       const T* xp = x + p * P;
@@ -474,7 +477,7 @@ template <class T>
 void forward_nhwc(const Geo& g, const Win* w, Kind kind, bool include_pad, const T* x, T* y, int64_t* idx) {
   const int64_t P = g.P, OP = g.OP, C = g.C;
   if constexpr (std::is_same_v<T, float>) {
-    if (kind == MAXP && is_plain_2x2(g) && use_avx512() && P < ((int64_t)1 << 31)) {
+    if (kind == MAXP && avx512_2x2(g)) {
       parallel_range(g.N * g.out[1], g.out[2] * C * 6,
                      [&](int64_t r0, int64_t r1) { max_2x2_nhwc_f32_avx512(g, x, y, idx, r0, r1); });
       return;
@@ -614,7 +617,7 @@ void max_codes(const Geo& g, const Win* w, int layout, const uint8_t* x, uint8_t
     });
     return;
   }
-  if (is_plain_2x2(g) && use_avx512()) {
+  if (avx512_2x2(g)) {
     parallel_range(g.N * g.out[1], g.out[2] * C * 5,
                    [&](int64_t r0, int64_t r1) { max_codes_2x2_nhwc_avx512(g, x, y, r0, r1); });
     return;

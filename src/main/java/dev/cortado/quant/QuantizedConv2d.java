@@ -128,13 +128,9 @@ public final class QuantizedConv2d extends QuantizedLayer {
         if (!nchw) {
             return quantizeInput(x);
         }
-        if (x.dtype() == DType.UINT8) {   // codes from the layer before: already on this layer's grid
-            try (Tensor nhwc = x.permute(0, 2, 3, 1)) {
-                return nhwc.contiguous();
-            }
-        }
         try (Tensor nhwc = x.permute(0, 2, 3, 1)) {
-            if (nhwc.isContiguous() || !x.isContiguous()) {
+            // uint8 codes from the layer before pass through quantizeInput as they are
+            if (x.dtype() == DType.UINT8 || nhwc.isContiguous() || !x.isContiguous()) {
                 return quantizeInput(nhwc);
             }
         }

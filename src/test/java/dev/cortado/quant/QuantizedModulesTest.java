@@ -295,17 +295,9 @@ class QuantizedModulesTest {
                 for (double v : l7.weight().toDoubleArray()) {
                     assertTrue(Math.abs(v) <= 31, "6-bit weights in [-31, 31]: " + v);
                 }
-                double[] got;
-                try (Autograd.GradMode off = Autograd.noGrad()) {
-                    got = model.forward(data).toDoubleArray();
-                }
-                double err = 0;
-                double norm = 0;
-                for (int i = 0; i < want.length; i++) {
-                    err += (got[i] - want[i]) * (got[i] - want[i]);
-                    norm += want[i] * want[i];
-                }
-                assertTrue(Math.sqrt(err / norm) < 0.05, "relative error of the quantized logits " + Math.sqrt(err / norm));
+                double[] got = logits(model, data);
+                double err = relativeError(got, want);
+                assertTrue(err < 0.05, "relative error of the quantized logits " + err);
                 assertTrue(model.toString().contains("weight_scale="), model.toString());
 
                 // save, load into a freshly prepared float model: identical outputs
@@ -336,19 +328,27 @@ class QuantizedModulesTest {
                 for (QuantizedLayer q : List.of(c0, c4, l7)) {
                     q.writeCodesFor(null);
                 }
-                double[] unchained;
-                try (Autograd.GradMode off = Autograd.noGrad()) {
-                    unchained = model.forward(data).toDoubleArray();
-                }
-                double diff = 0;
-                double size = 0;
-                for (int i = 0; i < got.length; i++) {
-                    diff += (got[i] - unchained[i]) * (got[i] - unchained[i]);
-                    size += unchained[i] * unchained[i];
-                }
-                assertTrue(Math.sqrt(diff / size) < 5e-3, "chained against unchained logits " + Math.sqrt(diff / size));
+                double diff = relativeError(got, logits(model, data));
+                assertTrue(diff < 5e-3, "chained against unchained logits " + diff);
             }
         }
+    }
+
+    private static double[] logits(Module model, Tensor data) {
+        try (Autograd.GradMode off = Autograd.noGrad(); Tensor y = model.forward(data)) {
+            return y.toDoubleArray();
+        }
+    }
+
+    /** ||got - want|| / ||want||. */
+    private static double relativeError(double[] got, double[] want) {
+        double err = 0;
+        double norm = 0;
+        for (int i = 0; i < want.length; i++) {
+            err += (got[i] - want[i]) * (got[i] - want[i]);
+            norm += want[i] * want[i];
+        }
+        return Math.sqrt(err / norm);
     }
 
     private static double scaleOf(Observer o) {
