@@ -5,15 +5,17 @@
  * GEMM algorithm: threads split the n columns; each takes blocks of 64 rows of b (64 * kw words,
  * 32 KiB at k = 4096: L1 resident) and walks all rows of a in steps of 4 against them in 4 x 4
  * register tiles. AVX-512 VPOPCNTDQ tile: per 8 words of k, 4 loads of a, 4 of b, 16 XOR +
- * VPOPCNTQ + VPADDQ (8192 sign multiply-adds), 64-bit lane accumulators summed at the end; a
- * masked load takes the last kw % 8 words; the epilogue sums two rows' 8 accumulators in one
- * reduction tree (unpack + shuffle_i64x2) and stores 4 + 4 floats. The scalar path (the
- * reference, and the fallback on CPUs without VPOPCNTDQ) does the same tile one word at a time
- * with popcnt.
+ * VPOPCNTQ + VPADDQ (8192 sign multiply-adds), 64-bit lane accumulators summed at the end; the
+ * last 1 to 8 words are a masked tail that also clears the bits past k (all 24 operands stay in
+ * registers: see add_popcount for what GCC made of the plain form); the epilogue sums two rows'
+ * 8 accumulators in one reduction tree (unpack + shuffle_i64x2) and stores 4 + 4 floats. The
+ * scalar path (the reference, and the fallback on CPUs without VPOPCNTDQ) does the same tile one
+ * word at a time with popcnt.
  * Convolution: threads split the output rows (batch * oh); per output pixel the taps inside the
  * image are gathered (pointer and weight offset), then 4 output channels at a time accumulate
  * popcount(x XOR w) over the taps' words, one x load per 4 weight words.
- * Cost: see the header; the GEMM is bound by VPOPCNTQ (one per cycle on port 5).
+ * Cost: see the header; 3 vector ops per 512 sign products, all in the ALU pipes: on a Zen 4 core
+ * the 4096^3 GEMM ran at 0.9 T products/s, 16.8x our float32 matmul (benchmarks.md, run X).
  */
 #include <algorithm>
 #include <atomic>
@@ -83,26 +85,58 @@ CT_AVX512_POPCNT CT_INLINE __m512i sum8(__m512i c0, __m512i c1, __m512i c2, __m5
   return blocks(blocks(pairs(c0, c1), pairs(c2, c3)), blocks(pairs(c4, c5), pairs(c6, c7)));
 }
 
+/* acc += popcount(x): vpopcntq into a temporary, vpaddq in place (asm: GCC 12 kept the 16
+ * accumulators of the 4 x 4 tile on the stack, a store per accumulator per step, and copied a
+ * register before each vpternlogq). */
+CT_AVX512_POPCNT CT_INLINE void add_popcount(__m512i& acc, __m512i x) {
+  __m512i t;
+  asm("vpopcntq %1, %0" : "=v"(t) : "v"(x));
+  asm("vpaddq %1, %0, %0" : "+v"(acc) : "v"(t));
+}
+
 template <int MR, int NR>
 CT_AVX512_POPCNT void tile_popcnt(const ct_bgemm_args& g, int64_t i0, int64_t j0) {
   const int64_t kw = words(g.k);
   const uint64_t* a = (const uint64_t*)g.a + i0 * kw;
   const uint64_t* b = (const uint64_t*)g.b + j0 * kw;
   __m512i acc[MR][NR];
+#pragma GCC unroll 4
   for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
     for (int c = 0; c < NR; ++c) acc[r][c] = _mm512_setzero_si512();
-  const __m512i ones = _mm512_set1_epi64(-1);
-  // the last chunk keeps only the valid bits of the row's last word (lane (kw - 1) % 8)
-  const __m512i last = _mm512_mask_set1_epi64(ones, (__mmask8)(1u << ((kw - 1) % 8)), (long long)tail_mask(g.k));
-  for (int64_t w = 0; w < kw; w += 8) {
-    const __mmask8 mask = kw - w >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (kw - w)) - 1);
-    const __m512i keep = w + 8 >= kw ? last : ones;
+  // whole chunks of 8 words: vpxorq, vpopcntq, vpaddq per pair (3 ops per 512 sign products)
+  const int64_t whole = (kw - 1) / 8 * 8;  // the last chunk (1 to 8 words) is the masked tail
+  for (int64_t w = 0; w < whole; w += 8) {
     __m512i av[MR], bv[NR];
-    for (int r = 0; r < MR; ++r) av[r] = _mm512_maskz_loadu_epi64(mask, a + r * kw + w);
-    for (int c = 0; c < NR; ++c) bv[c] = _mm512_maskz_loadu_epi64(mask, b + c * kw + w);
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r) {
+      av[r] = _mm512_loadu_si512((const void*)(a + r * kw + w));
+      asm("" : "+v"(av[r]));  // held in a register: GCC otherwise reloaded it for every pair
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < NR; ++c) {
+      bv[c] = _mm512_loadu_si512((const void*)(b + c * kw + w));
+      asm("" : "+v"(bv[c]));
+    }
+#pragma GCC unroll 4
     for (int r = 0; r < MR; ++r)
-      for (int c = 0; c < NR; ++c)
-        acc[r][c] = _mm512_add_epi64(acc[r][c], _mm512_popcnt_epi64(_mm512_ternarylogic_epi64(av[r], bv[c], keep, 0x28)));
+#pragma GCC unroll 4
+      for (int c = 0; c < NR; ++c) add_popcount(acc[r][c], _mm512_xor_si512(av[r], bv[c]));
+  }
+  {
+    // the tail keeps only the row's valid words and, in its last word, the valid bits
+    const int64_t w = whole;
+    const __mmask8 mask = (__mmask8)((1u << (kw - w)) - 1);
+    const __m512i keep = _mm512_mask_set1_epi64(_mm512_set1_epi64(-1), (__mmask8)(1u << ((kw - 1) % 8)), (long long)tail_mask(g.k));
+    __m512i av[MR], bv[NR];
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r) av[r] = _mm512_maskz_loadu_epi64(mask, a + r * kw + w);
+#pragma GCC unroll 4
+    for (int c = 0; c < NR; ++c) bv[c] = _mm512_maskz_loadu_epi64(mask, b + c * kw + w);
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+      for (int c = 0; c < NR; ++c) add_popcount(acc[r][c], _mm512_ternarylogic_epi64(av[r], bv[c], keep, 0x28));
   }
   if constexpr (MR == 4 && NR == 4) {
     // two rows at a time: their 8 accumulators summed into one vector (21 instructions instead of
@@ -110,6 +144,7 @@ CT_AVX512_POPCNT void tile_popcnt(const ct_bgemm_args& g, int64_t i0, int64_t j0
     const float* alpha = (const float*)g.alpha;
     const float* beta = (const float*)g.beta;
     const __m256 av = alpha ? _mm256_broadcast_ps((const __m128*)(alpha + j0)) : _mm256_set1_ps(1.0f);
+#pragma GCC unroll 2
     for (int r = 0; r < 4; r += 2) {
       const __m512i pop = sum8(acc[r][0], acc[r][1], acc[r][2], acc[r][3], acc[r + 1][0], acc[r + 1][1], acc[r + 1][2],
                                acc[r + 1][3]);
@@ -121,7 +156,9 @@ CT_AVX512_POPCNT void tile_popcnt(const ct_bgemm_args& g, int64_t i0, int64_t j0
       _mm_storeu_ps(y + g.n, _mm256_extractf128_ps(v, 1));
     }
   } else {
+#pragma GCC unroll 4
     for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
       for (int c = 0; c < NR; ++c) store_out(g, i0 + r, j0 + c, _mm512_reduce_add_epi64(acc[r][c]));
   }
 }

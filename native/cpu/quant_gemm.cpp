@@ -13,17 +13,21 @@
  *      callback (qgemm_rows, quant_internal.h), a strip of 8 at a time: a copy of A here, the
  *      im2col rows of the int8 convolution there; a strip is interleaved by 8 x 4 transposes of
  *      32-bit words in registers (interleave_strip).
- *   2. The output is cut into tiles of 64 rows x 64 columns spread over the threads; each tile
- *      walks k in blocks of 256 (a 64 x 256 B block is 16 KiB, L1/L2 resident) and its int32
- *      tile accumulator (16 KiB) collects each block's register tile.
+ *      The packing and the tiles of all chunks run in one parallel region, phases separated by
+ *      barriers.
+ *   2. The output is cut into tiles of 64 rows x 64 columns spread over the threads; each
+ *      register tile of a tile runs the whole k (vnni_tile_with_epilogue) and its int32 sums go
+ *      through the epilogue at once, from a 16 KiB per-thread buffer still in L1.
  *   3. Register tiles: AVX-512 VNNI 8 rows x 32 columns (16 zmm accumulators; per 4 k, 2 B loads
- *      of 16 columns x 4 k, 8 broadcasts of 4 A bytes, 16 vpdpbusd = 2048 multiply-adds); AVX2
- *      2 rows x 16 columns with exact 16-bit products (B widened with vpmovsxbw, 4 A bytes
- *      widened and repeated, vpmaddwd gives pairs of k per int32 lane, folded by vphaddd at the
- *      end of the block). vpmaddubsw is not used: its int16 pair sums saturate (255*127*2).
- *   4. The epilogue applies the compensation -za*colsum[j] - zb[j]*rowsum[i] + k*za*zb[j], then
- *      scale/bias/ReLU and the output conversion, once per element (16 at a time with AVX-512:
- *      a scalar epilogue cost about a third of the kernel's time at k = 1024).
+ *      of 16 columns x 4 k, 8 broadcasts of 4 A bytes, 16 vpdpbusd = 2048 multiply-adds; the
+ *      vpdpbusd written as asm, see dpbusd); AVX2 2 rows x 16 columns with exact 16-bit products
+ *      (B widened with vpmovsxbw, 4 A bytes widened and repeated, vpmaddwd gives pairs of k per
+ *      int32 lane, folded by vphaddd at the end). vpmaddubsw is not used: its int16 pair sums
+ *      saturate (255*127*2). Over the largest k (32768) no int32 lane overflows: |sum| <= 2^30.
+ *   4. The epilogue applies the compensation -za*colsum[j] - zb[j]*rowsum[i] + k*za*zb[j] (the
+ *      column part computed once per tile), then scale/bias/ReLU and the output conversion, 16
+ *      elements at a time with AVX-512 (a scalar epilogue cost about a third of the kernel's time
+ *      at k = 1024); full 16-lane groups use plain stores, the masked forms only the last one.
  * Cost: 2 m n k integer ops; bytes: A once, B once per 64-row tile (n * Kp * ceil(m / 64)),
  * C once. The exact reference (one product at a time, in int64) is the Java test's
  * (QuantizedGemmTest), which checks both register tiles on odd shapes.
@@ -39,7 +43,7 @@
 namespace ct {
 namespace {
 
-constexpr int64_t kTileM = 64, kTileN = 64, kBlockK = 256;  // kBlockK is a multiple of 4
+constexpr int64_t kTileM = 64, kTileN = 64;
 constexpr int64_t kStrip = 8;                                 // rows per interleaved strip of Ap
 
 /* Byte offset of A[i, k] in the interleaved panel Ap (step 1). */
@@ -84,28 +88,42 @@ bool has_vnni() {
 }
 
 // ------------------------------------------------------------------ AVX-512 VNNI
+/* c += a (uint8) . b (int8), four products per int32 lane, in place. GCC 12 compiles the
+ * intrinsic _mm512_dpbusd_epi32 in an unrolled tile as a new register plus a move per
+ * accumulator (and spilled two of the 16 to the stack): 16 moves per 16 vpdpbusd held the kernel
+ * at ~75% of the VNNI peak. The asm ties the accumulator to its register. */
+__attribute__((target("avx512f,avx512vnni"))) CT_INLINE void dpbusd(__m512i& c, __m512i a, __m512i b) {
+  asm("vpdpbusd %2, %1, %0" : "+v"(c) : "v"(a), "v"(b));
+}
+
 /* Rows 0..MR-1 of an Ap strip (ap at the first group) times columns j..j+31 (b0, b1). */
 template <int MR>
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) void vnni_tile(const uint8_t* ap, const int8_t* b0,
                                                                        const int8_t* b1, int64_t groups, int32_t* acc,
                                                                        int64_t ldacc) {
   __m512i c[MR][2];
-  for (int r = 0; r < MR; ++r) c[r][0] = c[r][1] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r) {  // each zero in its own register (the empty asm), none shared
+    c[r][0] = _mm512_setzero_si512();
+    c[r][1] = _mm512_setzero_si512();
+    asm("" : "+v"(c[r][0]), "+v"(c[r][1]));
+  }
   for (int64_t g = 0; g < groups; ++g) {
     const __m512i v0 = _mm512_loadu_si512((const void*)(b0 + g * 64));
     const __m512i v1 = _mm512_loadu_si512((const void*)(b1 + g * 64));
+#pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       int32_t a4;
       std::memcpy(&a4, ap + g * (kStrip * 4) + r * 4, 4);
       const __m512i a = _mm512_set1_epi32(a4);
-      c[r][0] = _mm512_dpbusd_epi32(c[r][0], a, v0);
-      c[r][1] = _mm512_dpbusd_epi32(c[r][1], a, v1);
+      dpbusd(c[r][0], a, v0);
+      dpbusd(c[r][1], a, v1);
     }
   }
+#pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) {
-    int32_t* o = acc + r * ldacc;
-    _mm512_storeu_si512((void*)o, _mm512_add_epi32(_mm512_loadu_si512((const void*)o), c[r][0]));
-    _mm512_storeu_si512((void*)(o + 16), _mm512_add_epi32(_mm512_loadu_si512((const void*)(o + 16)), c[r][1]));
+    _mm512_storeu_si512((void*)(acc + r * ldacc), c[r][0]);
+    _mm512_storeu_si512((void*)(acc + r * ldacc + 16), c[r][1]);
   }
 }
 
@@ -114,7 +132,7 @@ const VnniTile kVnni[9] = {nullptr, vnni_tile<1>, vnni_tile<2>, vnni_tile<3>, vn
                            vnni_tile<5>, vnni_tile<6>, vnni_tile<7>, vnni_tile<8>};
 
 // ------------------------------------------------------------------ AVX2 (exact 16-bit products)
-/* Columns j..j+15 of one 16-column block: acc[r][0..15] += sum_g A4 . B4. */
+/* Columns j..j+15 of one 16-column block: acc[r][0..15] = sum_g A4 . B4. */
 template <int MR>
 void avx2_tile(const uint8_t* ap, const int8_t* b, int64_t groups, int32_t* acc, int64_t ldacc) {
   // c[r][q]: columns 4q..4q+3, lanes (col, k0+k1), (col, k2+k3)
@@ -141,7 +159,7 @@ void avx2_tile(const uint8_t* ap, const int8_t* b, int64_t groups, int32_t* acc,
       __m256i s = _mm256_hadd_epi32(c[r][2 * h], c[r][2 * h + 1]);
       s = _mm256_permute4x64_epi64(s, 0xD8);
       __m256i* p = (__m256i*)(o + 8 * h);
-      _mm256_storeu_si256(p, _mm256_add_epi32(_mm256_loadu_si256(p), s));
+      _mm256_storeu_si256(p, s);
     }
   }
 }
@@ -152,51 +170,58 @@ struct Plan {
   const uint8_t* ap;     // padded A, interleaved strips [m / 8][kp / 4][8][4]
   const int32_t* rowsum; // [m]
   int64_t kp, np;
-  bool vnni;
 };
 
 /* int32 tile sums over all k for rows [i0, i0 + rows) and columns [j0, j0 + cols) (cols a
- * multiple of 32, inside the padded np). */
-void tile_sums(const Plan& p, int64_t i0, int64_t rows, int64_t j0, int64_t cols, int32_t* acc) {
+ * multiple of 32, inside the padded np), AVX2. */
+void tile_sums_avx2(const Plan& p, int64_t i0, int64_t rows, int64_t j0, int64_t cols, int32_t* acc) {
   const int8_t* bp = (const int8_t*)p.g->b_packed;
-  std::fill(acc, acc + rows * cols, 0);
-  for (int64_t k0 = 0; k0 < p.kp; k0 += kBlockK) {
-    const int64_t k1 = std::min(p.kp, k0 + kBlockK), groups = (k1 - k0) / 4;
-    for (int64_t j = 0; j < cols; j += 32) {
-      const int8_t* b0 = bp + packed_index(p.kp, k0, j0 + j);
-      const int8_t* b1 = bp + packed_index(p.kp, k0, j0 + j + 16);
-      for (int64_t i = 0; i < rows;) {
-        const uint8_t* a = p.ap + panel_index(p.kp, i0 + i, k0);  // i0 and 8-row steps stay strip-aligned
-        if (p.vnni) {
-          const int mr = (int)std::min<int64_t>(kStrip, rows - i);
-          kVnni[mr](a, b0, b1, groups, acc + i * cols + j, cols);
-          i += mr;
-        } else if (rows - i >= 2) {
-          avx2_tile<2>(a, b0, groups, acc + i * cols + j, cols);
-          avx2_tile<2>(a, b1, groups, acc + i * cols + j + 16, cols);
-          i += 2;
-        } else {
-          avx2_tile<1>(a, b0, groups, acc + i * cols + j, cols);
-          avx2_tile<1>(a, b1, groups, acc + i * cols + j + 16, cols);
-          i += 1;
-        }
+  const int64_t groups = p.kp / 4;
+  for (int64_t j = 0; j < cols; j += 32) {
+    const int8_t* b0 = bp + packed_index(p.kp, 0, j0 + j);
+    const int8_t* b1 = bp + packed_index(p.kp, 0, j0 + j + 16);
+    for (int64_t i = 0; i < rows;) {
+      const uint8_t* a = p.ap + panel_index(p.kp, i0 + i, 0);  // i0 and 8-row steps stay strip-aligned
+      const int mr = rows - i >= 2 ? 2 : 1;
+      for (int h = 0; h < 2; ++h) {
+        if (mr == 2)
+          avx2_tile<2>(a, h ? b1 : b0, groups, acc + i * cols + j + 16 * h, cols);
+        else
+          avx2_tile<1>(a, h ? b1 : b0, groups, acc + i * cols + j + 16 * h, cols);
       }
+      i += mr;
     }
   }
 }
 
-/* The epilogue of one tile, 16 columns per step: the scalar one's arithmetic, lane by lane (the
- * compensation in wrapping int32, one fma, max(f, 0) for ReLU, which like the scalar form maps
- * NaN and -0 to +0, and quantize_int's rounding, clamping and NaN rule). */
-__attribute__((target("avx512f,avx512bw"))) void epilogue_avx512(const Plan& p, int64_t i0, int64_t rows, int64_t j0,
-                                                                  int64_t cols, const int32_t* acc) {
-  const ct_qgemm_args& g = *p.g;
+/* The row-independent part of the compensation, k za zb[j] - za colsum[j], for the columns
+ * [j0, j0 + cols) (cols <= kTileN) of a tile. */
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void column_terms_avx512(const ct_qgemm_args& g, int64_t j0,
+                                                                             int64_t cols, int32_t* colterm) {
   const int32_t* colsum = (const int32_t*)g.b_colsum;
+  const int32_t* zb = (const int32_t*)g.b_zero_point;
+  const __m512i za = _mm512_set1_epi32(g.a_zero_point), kza = _mm512_set1_epi32((int32_t)((uint32_t)g.k * (uint32_t)g.a_zero_point));
+  const int64_t jn = std::min(cols, g.n - j0);
+  for (int64_t j = 0; j < jn; j += 16) {
+    const __mmask16 m = (__mmask16)(jn - j >= 16 ? 0xFFFF : (1u << (jn - j)) - 1);
+    const __m512i zbj = zb ? _mm512_maskz_loadu_epi32(m, zb + j0 + j) : _mm512_setzero_si512();
+    _mm512_store_si512((void*)(colterm + j), _mm512_sub_epi32(_mm512_mullo_epi32(kza, zbj),
+                                                              _mm512_mullo_epi32(za, _mm512_maskz_loadu_epi32(m, colsum + j0 + j))));
+  }
+}
+
+/* The epilogue of rows [i0, i0 + rows) x columns [j0, j0 + cols), 16 columns per step, from the
+ * int32 sums acc (row stride ldacc) and the column terms: the scalar one's arithmetic, lane by
+ * lane (the compensation in wrapping int32, one fma, max(f, 0) for ReLU, which like the scalar
+ * form maps NaN and -0 to +0, and quantize_int's rounding, clamping and NaN rule). */
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void epilogue_avx512(const Plan& p, const int32_t* colterm, int64_t i0,
+                                                                          int64_t rows, int64_t j0, int64_t cols,
+                                                                          const int32_t* acc, int64_t ldacc) {
+  const ct_qgemm_args& g = *p.g;
   const int32_t* zb = (const int32_t*)g.b_zero_point;
   const float* scale = (const float*)g.scale;
   const float* bias = (const float*)g.bias;
   const int64_t jn = std::min(cols, g.n - j0);
-  const __m512i za = _mm512_set1_epi32(g.a_zero_point), kza = _mm512_set1_epi32((int32_t)((uint32_t)g.k * (uint32_t)g.a_zero_point));
   const bool is_u8 = g.out_dtype == CT_U8;
   const int32_t qmin = is_u8 ? 0 : -128, qmax = is_u8 ? 255 : 127, ozp = g.out_zero_point;
   const __m512 lo = _mm512_set1_ps((float)((int64_t)qmin - ozp)), hi = _mm512_set1_ps((float)((int64_t)qmax - ozp));
@@ -206,20 +231,27 @@ __attribute__((target("avx512f,avx512bw"))) void epilogue_avx512(const Plan& p, 
     for (int64_t j = 0; j < jn; j += 16) {
       const __mmask16 m = (__mmask16)(jn - j >= 16 ? 0xFFFF : (1u << (jn - j)) - 1);
       const int64_t col = j0 + j;
-      const __m512i zbj = zb ? _mm512_maskz_loadu_epi32(m, zb + col) : _mm512_setzero_si512();
-      __m512i v = _mm512_loadu_si512((const void*)(acc + i * cols + j));
-      v = _mm512_sub_epi32(v, _mm512_mullo_epi32(za, _mm512_maskz_loadu_epi32(m, colsum + col)));
-      v = _mm512_sub_epi32(v, _mm512_mullo_epi32(zbj, rs));
-      v = _mm512_add_epi32(v, _mm512_mullo_epi32(kza, zbj));
+      __m512i v = _mm512_add_epi32(_mm512_loadu_si512((const void*)(acc + i * ldacc + j)),
+                                   _mm512_loadu_si512((const void*)(colterm + j)));
+      if (zb) v = _mm512_sub_epi32(v, _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(m, zb + col), rs));
+      const bool full = m == 0xFFFF;  // plain stores where they can: the masked forms cost more on AMD
       if (g.out_dtype == CT_I32) {
-        _mm512_mask_storeu_epi32((int32_t*)g.c + row * g.ldc + col, m, v);
+        int32_t* o = (int32_t*)g.c + row * g.ldc + col;
+        if (full)
+          _mm512_storeu_si512((void*)o, v);
+        else
+          _mm512_mask_storeu_epi32(o, m, v);
         continue;
       }
       const __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + col) : _mm512_setzero_ps();
       __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_maskz_loadu_ps(m, scale + col), b);
       if (g.relu) f = _mm512_max_ps(f, _mm512_setzero_ps());
       if (g.out_dtype == CT_F32) {
-        _mm512_mask_storeu_ps((float*)g.c + row * g.ldc + col, m, f);
+        float* o = (float*)g.c + row * g.ldc + col;
+        if (full)
+          _mm512_storeu_ps(o, f);
+        else
+          _mm512_mask_storeu_ps(o, m, f);
         continue;
       }
       const __mmask16 nan = _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q);
@@ -228,17 +260,18 @@ __attribute__((target("avx512f,avx512bw"))) void epilogue_avx512(const Plan& p, 
       __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(r), _mm512_set1_epi32(ozp));
       q = _mm512_mask_mov_epi32(q, nan, _mm512_set1_epi32(ozp));
       q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(qmin)), _mm512_set1_epi32(qmax));
-      _mm512_mask_cvtepi32_storeu_epi8((uint8_t*)g.c + row * g.ldc + col, m, q);
+      const __m128i bytes = _mm512_cvtepi32_epi8(q);  // vpmovdb to a register, then one store
+      uint8_t* o = (uint8_t*)g.c + row * g.ldc + col;
+      if (full)
+        _mm_storeu_si128((__m128i*)o, bytes);
+      else
+        _mm_mask_storeu_epi8(o, m, bytes);
     }
   }
 }
 
-/* Compensation and epilogue of one tile into C. */
-void epilogue(const Plan& p, int64_t i0, int64_t rows, int64_t j0, int64_t cols, const int32_t* acc) {
-  if (p.vnni) {
-    epilogue_avx512(p, i0, rows, j0, cols, acc);
-    return;
-  }
+/* Compensation and epilogue of one tile into C (the AVX2 path; acc's row stride is cols). */
+void epilogue_scalar(const Plan& p, int64_t i0, int64_t rows, int64_t j0, int64_t cols, const int32_t* acc) {
   const ct_qgemm_args& g = *p.g;
   const int32_t* colsum = (const int32_t*)g.b_colsum;
   const int32_t* zb = (const int32_t*)g.b_zero_point;
@@ -304,65 +337,99 @@ extern "C" int ct_cpu_qgemm_pack_b(const int8_t* b, int64_t k, int64_t n, int64_
   CT_CATCH(fn)
 }
 
-/* Step 1 for a chunk of rows whose panel is about 1 MiB (at least 4096 rows), then
- * steps 2-4 over the chunk's tiles; `fill` supplies the rows. */
+/* A tile on the VNNI path: each 8 x 32 register tile over the whole k, then its epilogue at
+ * once, so that its C stores (missing cache for outputs larger than L2) drain while the next
+ * register tile computes. Each register tile runs the whole k: its 32 columns of B (kp * 32
+ * bytes) stay in L2 across the tile's 8 strips and stream in as 2 lines per 16 vpdpbusd, well
+ * within L2's bandwidth. The earlier forms, k blocked by 256 with the accumulators loaded and
+ * stored per block, and the epilogue run once per 64 x 64 tile, measured 5-10% slower at
+ * k = 1024 (a profile had 7% of the time in the epilogue's stores). */
+void vnni_tile_with_epilogue(const Plan& p, int64_t i0, int64_t rows, int64_t j0, int64_t cols, int32_t* acc) {
+  const int8_t* bp = (const int8_t*)p.g->b_packed;
+  const int64_t groups = p.kp / 4;
+  alignas(64) int32_t colterm[kTileN];
+  column_terms_avx512(*p.g, j0, cols, colterm);
+  for (int64_t j = 0; j < cols; j += 32) {
+    const int8_t* b0 = bp + packed_index(p.kp, 0, j0 + j);
+    const int8_t* b1 = bp + packed_index(p.kp, 0, j0 + j + 16);
+    for (int64_t i = 0; i < rows; i += kStrip) {
+      const int mr = (int)std::min<int64_t>(kStrip, rows - i);
+      kVnni[mr](p.ap + panel_index(p.kp, i0 + i, 0), b0, b1, groups, acc + i * cols + j, cols);
+      epilogue_avx512(p, colterm + j, i0 + i, mr, j0 + j, 32, acc + i * cols + j, cols);
+    }
+  }
+}
+
+/* Step 1 of a strip: its rows from `fill`, their sums, zeros after k, interleaved into the panel
+ * (rows is one thread's kStrip x kp scratch). */
+void pack_strip(const ct_qgemm_args& g, int64_t r0, int64_t kp, int64_t strip, const QgemmRowFill& fill, uint8_t* rows,
+                uint8_t* ap, int32_t* rowsum) {
+  const int64_t i0 = strip * kStrip, n = std::min(g.m - i0, kStrip);
+  fill(r0 + i0, n, rows, kp);
+  for (int64_t r = 0; r < kStrip; ++r) {
+    uint8_t* row = rows + r * kp;
+    if (r >= n) {
+      std::memset(row, 0, (size_t)kp);
+      continue;
+    }
+    int32_t s = 0;
+    for (int64_t k = 0; k < g.k; ++k) s += row[k];
+    for (int64_t k = g.k; k < kp; ++k) row[k] = 0;
+    rowsum[i0 + r] = s;
+  }
+  interleave_strip(rows, kp, ap + panel_index(kp, i0, 0));
+}
+
+/* Step 1 for a chunk of rows whose panel is about 1 MiB (at least 4096 rows), then steps 2-4
+ * over the chunk's tiles; `fill` supplies the rows. All chunks run in one parallel region, the
+ * phases separated by barriers: a region per phase (as before) woke the other thread twice per
+ * chunk, and the second conv of the MNIST CNN (k = 288, 49 chunks) spent ~15% of its samples in
+ * those wake-ups on two threads. */
 void ct::qgemm_rows(const ct_qgemm_args& full, const QgemmRowFill& fill) {
-  // Rows per chunk: a panel of ~1 MiB, a multiple of kTileM. Each chunk costs two parallel regions
-  // (pack, then tiles), and waking the other threads for one is ~tens of microseconds: a first
-  // layer's k of 12 took 49 chunks of 4096 rows for a batch of 256 28 x 28 images.
   const int64_t kChunkRows = std::max<int64_t>(4096, ((int64_t)1 << 20) / round_up(std::max<int64_t>(full.k, 1), 4) / kTileM * kTileM);
   if (full.m == 0 || full.n == 0) return;
   const int64_t kp = round_up(full.k, 4), np = round_up(full.n, 32);
   const int64_t out_bytes = (full.out_dtype == CT_I32 || full.out_dtype == CT_F32) ? 4 : 1;
   const int64_t chunk = std::min(full.m, kChunkRows);
-  HostBuffer<uint8_t> ap(std::max<int64_t>(1, round_up(chunk, kStrip) * kp));
-  HostBuffer<uint8_t> row_scratch(std::max<int64_t>(1, (int64_t)threads() * kStrip * kp));  // one strip per thread
-  HostBuffer<int32_t> rowsum(chunk);
   const int64_t max_tiles = ((chunk + kTileM - 1) / kTileM) * ((np + kTileN - 1) / kTileN);
-  // work: the multiply-adds (k / 64 per output, in the register tiles' units) and the epilogue
-  // (about one unit per output): a first layer's k of 9 to 27 is all epilogue, and counting only
-  // k kept its GEMM on one thread
+  // work: the multiply-adds (k / 64 per output, in the register tiles' units), the epilogue (about
+  // one unit per output) and the packing: a first layer's k of 9 to 27 is all epilogue, and
+  // counting only k kept its GEMM on one thread
   int nt = threads_for(chunk * np * (std::max<int64_t>(kp, 1) / 64 + 1));
   if (nt > max_tiles) nt = (int)max_tiles;
   if (nt < 1) nt = 1;
+  HostBuffer<uint8_t> ap(std::max<int64_t>(1, round_up(chunk, kStrip) * kp));
+  HostBuffer<uint8_t> row_scratch(std::max<int64_t>(1, (int64_t)nt * kStrip * kp));  // one strip per thread
+  HostBuffer<int32_t> rowsum(chunk);
   HostBuffer<int32_t> acc(nt * kTileM * kTileN);  // one tile accumulator per thread (no allocation inside the region)
-  for (int64_t r0 = 0; r0 < full.m; r0 += chunk) {
-    ct_qgemm_args g = full;
-    g.m = std::min(chunk, full.m - r0);
-    g.c = (char*)full.c + r0 * full.ldc * out_bytes;
-    const int64_t strips = (g.m + kStrip - 1) / kStrip;
-    parallel_range(strips, kStrip * kp, [&](int64_t s0, int64_t s1) {
-      uint8_t* rows = row_scratch.data() + (int64_t)omp_get_thread_num() * kStrip * kp;
-      for (int64_t strip = s0; strip < s1; ++strip) {
-        const int64_t i0 = strip * kStrip, n = std::min(g.m - i0, kStrip);
-        fill(r0 + i0, n, rows, kp);
-        for (int64_t r = 0; r < kStrip; ++r) {
-          uint8_t* row = rows + r * kp;
-          if (r >= n) {
-            std::memset(row, 0, (size_t)kp);
-            continue;
-          }
-          int32_t s = 0;
-          for (int64_t k = 0; k < g.k; ++k) s += row[k];
-          for (int64_t k = g.k; k < kp; ++k) row[k] = 0;
-          rowsum[i0 + r] = s;
-        }
-        interleave_strip(rows, kp, ap.data() + panel_index(kp, i0, 0));
-      }
-    });
-    Plan p{&g, ap.data(), rowsum.data(), kp, np, use_avx512() && has_vnni()};
-    const int64_t tm = (g.m + kTileM - 1) / kTileM, tn = (np + kTileN - 1) / kTileN;
-    const int nth = (int)std::min<int64_t>(nt, tm * tn);
-#pragma omp parallel num_threads(nth) if (nth > 1)
-    {
-      const int t = omp_get_thread_num(), T = omp_get_num_threads();
-      int32_t* mine = acc.data() + t * kTileM * kTileN;
+  const bool vnni = use_avx512() && has_vnni();
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int t = omp_get_thread_num(), T = omp_get_num_threads();
+    uint8_t* rows = row_scratch.data() + (int64_t)t * kStrip * kp;
+    int32_t* mine = acc.data() + (int64_t)t * kTileM * kTileN;
+    for (int64_t r0 = 0; r0 < full.m; r0 += chunk) {
+      ct_qgemm_args g = full;
+      g.m = std::min(chunk, full.m - r0);
+      g.c = (char*)full.c + r0 * full.ldc * out_bytes;
+      const int64_t strips = (g.m + kStrip - 1) / kStrip;
+      const int64_t per = strips / T, rem = strips % T, s0 = t * per + std::min<int64_t>(t, rem);
+      for (int64_t strip = s0; strip < s0 + per + (t < rem ? 1 : 0); ++strip)
+        pack_strip(g, r0, kp, strip, fill, rows, ap.data(), rowsum.data());
+#pragma omp barrier
+      Plan p{&g, ap.data(), rowsum.data(), kp, np};
+      const int64_t tm = (g.m + kTileM - 1) / kTileM, tn = (np + kTileN - 1) / kTileN;
       for (int64_t tile = t; tile < tm * tn; tile += T) {
         const int64_t i0 = (tile / tn) * kTileM, j0 = (tile % tn) * kTileN;
-        const int64_t rows = std::min(kTileM, g.m - i0), cols = std::min(kTileN, np - j0);
-        tile_sums(p, i0, rows, j0, cols, mine);
-        epilogue(p, i0, rows, j0, cols, mine);
+        const int64_t tile_rows = std::min(kTileM, g.m - i0), cols = std::min(kTileN, np - j0);
+        if (vnni) {
+          vnni_tile_with_epilogue(p, i0, tile_rows, j0, cols, mine);
+        } else {
+          tile_sums_avx2(p, i0, tile_rows, j0, cols, mine);
+          epilogue_scalar(p, i0, tile_rows, j0, cols, mine);
+        }
       }
+#pragma omp barrier  // the next chunk's packing overwrites the panel
     }
   }
 }

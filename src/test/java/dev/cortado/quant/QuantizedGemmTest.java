@@ -16,9 +16,10 @@ import org.junit.jupiter.api.Test;
  * The int8 GEMM beyond the OpInfo samples: both CPU register tiles (AVX-512 VNNI and the exact
  * AVX2 path, switched with CpuBackend.setAvx512Enabled) against exact long-arithmetic sums on
  * shapes that cross every tile edge (m not a multiple of 8 or 64, n not a multiple of 16/32/64,
- * k not a multiple of 4 and longer than one 256-block), extreme values (a = 255, b = -128: the
- * products that would saturate vpmaddubsw), and the quantized-tensor entry points against a
- * float64 reference.
+ * k not a multiple of 4), m over several 4096-row chunks of the packed panel (the phases of one
+ * parallel region), extreme values (a = 255, b = -128: the products that would saturate
+ * vpmaddubsw) up to the largest k (32768, whose sums come within a factor of 2 of int32's range),
+ * and the quantized-tensor entry points against a float64 reference.
  */
 class QuantizedGemmTest {
 
@@ -83,6 +84,45 @@ class QuantizedGemmTest {
                 }
             });
         }
+    }
+
+    @Test
+    void rowsOverSeveralPanelChunksAreExact() {
+        Random r = new Random(11);
+        int m = 8200; // chunks of 4096, 4096 and 8 rows at k = 300
+        int k = 300;
+        int n = 40;
+        double[] a = randomInts(r, m * k, 0, 255);
+        double[] b = randomInts(r, k * n, -128, 127);
+        int za = 77;
+        long[] want = exact(a, b, m, k, n, za, null);
+        bothPaths(() -> {
+            try (Scope scope = Scope.open()) {
+                PackedInt8Matrix packed = PackedInt8Matrix.pack(bytes(b, DType.INT8, k, n));
+                assertArrayEquals(want, Int8Gemm.matmulInteger(bytes(a, DType.UINT8, m, k), za, packed).toLongArray(),
+                        "avx512=" + CpuBackend.avx512());
+            }
+        });
+    }
+
+    @Test
+    void extremeProductsOverTheLongestKStayExact() {
+        int m = 2;
+        int k = 32768;
+        int n = 17;
+        double[] a = new double[m * k];
+        double[] b = new double[k * n];
+        java.util.Arrays.fill(a, 255);
+        java.util.Arrays.fill(b, -128);
+        long[] want = exact(a, b, m, k, n, 0, null);
+        assertEquals(255L * -128 * k, want[0]);
+        bothPaths(() -> {
+            try (Scope scope = Scope.open()) {
+                PackedInt8Matrix packed = PackedInt8Matrix.pack(bytes(b, DType.INT8, k, n));
+                assertArrayEquals(want, Int8Gemm.matmulInteger(bytes(a, DType.UINT8, m, k), 0, packed).toLongArray(),
+                        "avx512=" + CpuBackend.avx512());
+            }
+        });
     }
 
     @Test

@@ -1,5 +1,19 @@
 package dev.cortado.bench;
 
+import ai.onnxruntime.OnnxJavaType;
+import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OrtEnvironment;
+import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtSession;
+import com.google.protobuf.ByteString;
+import dev.cortado.onnx.proto.Onnx.GraphProto;
+import dev.cortado.onnx.proto.Onnx.ModelProto;
+import dev.cortado.onnx.proto.Onnx.NodeProto;
+import dev.cortado.onnx.proto.Onnx.OperatorSetIdProto;
+import dev.cortado.onnx.proto.Onnx.TensorProto;
+import dev.cortado.onnx.proto.Onnx.TensorShapeProto;
+import dev.cortado.onnx.proto.Onnx.TypeProto;
+import dev.cortado.onnx.proto.Onnx.ValueInfoProto;
 import dev.cortado.ops.Generator;
 import dev.cortado.ops.LinearAlgebra;
 import dev.cortado.quant.Int8Gemm;
@@ -7,6 +21,9 @@ import dev.cortado.quant.PackedInt8Matrix;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;
 import dev.cortado.tensor.Tensor;
+import java.nio.ByteBuffer;
+import java.nio.IntBuffer;
+import java.util.Map;
 import java.util.Random;
 import java.util.concurrent.TimeUnit;
 import org.openjdk.jmh.annotations.Benchmark;
@@ -32,7 +49,11 @@ import org.openjdk.jmh.annotations.Warmup;
  *   <li>{@code int8GemmInt32}: {@link Int8Gemm#matmulInteger} (int32 output, as ONNX MatMulInteger);</li>
  *   <li>{@code int8GemmFloat32}: the same product with the fused float32 epilogue (per-column scale,
  *       bias, ReLU);</li>
- *   <li>{@code float32Matmul}: {@link LinearAlgebra#matmul} on float32 operands of the same shape.</li>
+ *   <li>{@code float32Matmul}: {@link LinearAlgebra#matmul} on float32 operands of the same shape;</li>
+ *   <li>{@code ortMatMulInteger}: the peer, ONNX Runtime 1.29 (Java API) running a one-node
+ *       MatMulInteger model of the same operands (B an initializer, so ORT pre-packs it as we do;
+ *       a_zero_point 3; int32 output), one intra-op thread per benchmark thread; its output is
+ *       checked against ours in setup.</li>
  * </ul>
  * Packing B is done once in setup (it is a weight). Thread count {@code threads}; run with
  * OMP_NUM_THREADS / OPENBLAS_NUM_THREADS set (jmh/run-main-table.sh does).
@@ -56,11 +77,14 @@ public class Int8GemmBenchmark {
     private Tensor bias;
     private Tensor af;
     private Tensor bf;
+    private OrtEnvironment env;
+    private OrtSession ort;
+    private Map<String, OnnxTensor> ortFeeds;
     private byte[] aBytes;
     private byte[] bBytes;
 
     @Setup(Level.Trial)
-    public void setup() {
+    public void setup() throws OrtException {
         BenchSupport.setThreads(threads);
         Random r = new Random(42);
         aBytes = new byte[n * n];
@@ -77,6 +101,48 @@ public class Int8GemmBenchmark {
         af = g.uniform(-1, 1, DType.FLOAT32, Device.CPU, n, n);
         bf = g.uniform(-1, 1, DType.FLOAT32, Device.CPU, n, n);
         verify();
+        env = OrtEnvironment.getEnvironment();
+        try (OrtSession.SessionOptions o = new OrtSession.SessionOptions()) {
+            o.setIntraOpNumThreads(threads);
+            o.setInterOpNumThreads(1);
+            o.setExecutionMode(OrtSession.SessionOptions.ExecutionMode.SEQUENTIAL);
+            o.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT);
+            ort = env.createSession(matMulIntegerModel(n, bBytes).toByteArray(), o);
+        }
+        ortFeeds = Map.of("a", OnnxTensor.createTensor(env, ByteBuffer.wrap(aBytes), new long[] {n, n}, OnnxJavaType.UINT8));
+        try (OrtSession.Result res = ort.run(ortFeeds); Tensor c = Int8Gemm.matmulInteger(a8, 3, b8)) {
+            IntBuffer got = ((OnnxTensor) res.get(0)).getIntBuffer();
+            int[] ours = c.toIntArray();
+            for (int i = 0; i < ours.length; i++) {
+                if (got.get(i) != ours[i]) {
+                    throw new IllegalStateException("ONNX Runtime differs at " + i + ": " + got.get(i) + " vs " + ours[i]);
+                }
+            }
+        }
+    }
+
+    /** y = MatMulInteger(a, b, a_zero_point = 3): a uint8 [n, n] input, b an int8 initializer. */
+    static ModelProto matMulIntegerModel(int n, byte[] b) {
+        GraphProto g = GraphProto.newBuilder().setName("matmul_integer")
+                .addInput(value("a", TensorProto.DataType.UINT8_VALUE, n, n))
+                .addInitializer(TensorProto.newBuilder().setName("b").setDataType(TensorProto.DataType.INT8_VALUE)
+                        .addDims(n).addDims(n).setRawData(ByteString.copyFrom(b)))
+                .addInitializer(TensorProto.newBuilder().setName("a_zero_point")
+                        .setDataType(TensorProto.DataType.UINT8_VALUE).setRawData(ByteString.copyFrom(new byte[] {3})))
+                .addNode(NodeProto.newBuilder().setOpType("MatMulInteger").addInput("a").addInput("b")
+                        .addInput("a_zero_point").addOutput("y"))
+                .addOutput(value("y", TensorProto.DataType.INT32_VALUE, n, n)).build();
+        return ModelProto.newBuilder().setIrVersion(8).addOpsetImport(OperatorSetIdProto.newBuilder().setVersion(13))
+                .setGraph(g).build();
+    }
+
+    private static ValueInfoProto value(String name, int elemType, long... dims) {
+        TensorShapeProto.Builder s = TensorShapeProto.newBuilder();
+        for (long d : dims) {
+            s.addDim(TensorShapeProto.Dimension.newBuilder().setDimValue(d));
+        }
+        return ValueInfoProto.newBuilder().setName(name).setType(TypeProto.newBuilder().setTensorType(
+                TypeProto.Tensor.newBuilder().setElemType(elemType).setShape(s))).build();
     }
 
     /** A few elements of the int8 product against exact sums (guards against timing a no-op). */
@@ -100,7 +166,9 @@ public class Int8GemmBenchmark {
     }
 
     @TearDown(Level.Trial)
-    public void tearDown() {
+    public void tearDown() throws OrtException {
+        ortFeeds.values().forEach(OnnxTensor::close);
+        ort.close();
         a8.close();
         b8.close();
         scale.close();
@@ -128,6 +196,13 @@ public class Int8GemmBenchmark {
     public long float32Matmul() {
         try (Tensor c = LinearAlgebra.matmul(af, bf)) {
             return c.dataAddress();
+        }
+    }
+
+    @Benchmark
+    public int ortMatMulInteger() throws OrtException {
+        try (OrtSession.Result res = ort.run(ortFeeds)) {
+            return res.size();
         }
     }
 }
