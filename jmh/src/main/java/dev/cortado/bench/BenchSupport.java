@@ -1,6 +1,12 @@
 package dev.cortado.bench;
 
+import ai.onnxruntime.OrtEnvironment;
+import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtSession;
 import dev.cortado.backend.cpu.CpuBackend;
+import dev.cortado.onnx.proto.Onnx.TensorShapeProto;
+import dev.cortado.onnx.proto.Onnx.TypeProto;
+import dev.cortado.onnx.proto.Onnx.ValueInfoProto;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Device;
 import dev.cortado.tensor.Tensor;
@@ -24,6 +30,31 @@ final class BenchSupport {
         openblas_nolapack.blas_set_num_threads(threads);
         if (CpuBackend.threads() != threads) {
             throw new IllegalStateException("CpuBackend.threads() = " + CpuBackend.threads() + ", wanted " + threads);
+        }
+    }
+
+    /** A graph input or output of the one-node ONNX models built in the benchmarks. */
+    static ValueInfoProto onnxValue(String name, int elemType, long... dims) {
+        TensorShapeProto.Builder shape = TensorShapeProto.newBuilder();
+        for (long d : dims) {
+            shape.addDim(TensorShapeProto.Dimension.newBuilder().setDimValue(d));
+        }
+        return ValueInfoProto.newBuilder().setName(name).setType(TypeProto.newBuilder().setTensorType(
+                TypeProto.Tensor.newBuilder().setElemType(elemType).setShape(shape))).build();
+    }
+
+    /**
+     * The ONNX Runtime peer's session as the benchmarks run it: {@code threads} intra-op threads
+     * (the benchmark's thread count), one inter-op thread, sequential execution, all graph
+     * optimizations.
+     */
+    static OrtSession ortSession(OrtEnvironment env, byte[] model, int threads) throws OrtException {
+        try (OrtSession.SessionOptions o = new OrtSession.SessionOptions()) {
+            o.setIntraOpNumThreads(threads);
+            o.setInterOpNumThreads(1);
+            o.setExecutionMode(OrtSession.SessionOptions.ExecutionMode.SEQUENTIAL);
+            o.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT);
+            return env.createSession(model, o);
         }
     }
 

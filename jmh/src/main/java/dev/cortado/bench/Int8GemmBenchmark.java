@@ -11,9 +11,6 @@ import dev.cortado.onnx.proto.Onnx.ModelProto;
 import dev.cortado.onnx.proto.Onnx.NodeProto;
 import dev.cortado.onnx.proto.Onnx.OperatorSetIdProto;
 import dev.cortado.onnx.proto.Onnx.TensorProto;
-import dev.cortado.onnx.proto.Onnx.TensorShapeProto;
-import dev.cortado.onnx.proto.Onnx.TypeProto;
-import dev.cortado.onnx.proto.Onnx.ValueInfoProto;
 import dev.cortado.ops.Generator;
 import dev.cortado.ops.LinearAlgebra;
 import dev.cortado.quant.Int8Gemm;
@@ -102,13 +99,7 @@ public class Int8GemmBenchmark {
         bf = g.uniform(-1, 1, DType.FLOAT32, Device.CPU, n, n);
         verify();
         env = OrtEnvironment.getEnvironment();
-        try (OrtSession.SessionOptions o = new OrtSession.SessionOptions()) {
-            o.setIntraOpNumThreads(threads);
-            o.setInterOpNumThreads(1);
-            o.setExecutionMode(OrtSession.SessionOptions.ExecutionMode.SEQUENTIAL);
-            o.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT);
-            ort = env.createSession(matMulIntegerModel(n, bBytes).toByteArray(), o);
-        }
+        ort = BenchSupport.ortSession(env, matMulIntegerModel(n, bBytes).toByteArray(), threads);
         ortFeeds = Map.of("a", OnnxTensor.createTensor(env, ByteBuffer.wrap(aBytes), new long[] {n, n}, OnnxJavaType.UINT8));
         try (OrtSession.Result res = ort.run(ortFeeds); Tensor c = Int8Gemm.matmulInteger(a8, 3, b8)) {
             IntBuffer got = ((OnnxTensor) res.get(0)).getIntBuffer();
@@ -124,25 +115,16 @@ public class Int8GemmBenchmark {
     /** y = MatMulInteger(a, b, a_zero_point = 3): a uint8 [n, n] input, b an int8 initializer. */
     static ModelProto matMulIntegerModel(int n, byte[] b) {
         GraphProto g = GraphProto.newBuilder().setName("matmul_integer")
-                .addInput(value("a", TensorProto.DataType.UINT8_VALUE, n, n))
+                .addInput(BenchSupport.onnxValue("a", TensorProto.DataType.UINT8_VALUE, n, n))
                 .addInitializer(TensorProto.newBuilder().setName("b").setDataType(TensorProto.DataType.INT8_VALUE)
                         .addDims(n).addDims(n).setRawData(ByteString.copyFrom(b)))
                 .addInitializer(TensorProto.newBuilder().setName("a_zero_point")
                         .setDataType(TensorProto.DataType.UINT8_VALUE).setRawData(ByteString.copyFrom(new byte[] {3})))
                 .addNode(NodeProto.newBuilder().setOpType("MatMulInteger").addInput("a").addInput("b")
                         .addInput("a_zero_point").addOutput("y"))
-                .addOutput(value("y", TensorProto.DataType.INT32_VALUE, n, n)).build();
+                .addOutput(BenchSupport.onnxValue("y", TensorProto.DataType.INT32_VALUE, n, n)).build();
         return ModelProto.newBuilder().setIrVersion(8).addOpsetImport(OperatorSetIdProto.newBuilder().setVersion(13))
                 .setGraph(g).build();
-    }
-
-    private static ValueInfoProto value(String name, int elemType, long... dims) {
-        TensorShapeProto.Builder s = TensorShapeProto.newBuilder();
-        for (long d : dims) {
-            s.addDim(TensorShapeProto.Dimension.newBuilder().setDimValue(d));
-        }
-        return ValueInfoProto.newBuilder().setName(name).setType(TypeProto.newBuilder().setTensorType(
-                TypeProto.Tensor.newBuilder().setElemType(elemType).setShape(s))).build();
     }
 
     /** A few elements of the int8 product against exact sums (guards against timing a no-op). */

@@ -104,13 +104,7 @@ public class MiniLmBenchmark {
         feeds.put("attention_mask", Tensor.of(mask, Device.CPU, batch, SEQ));
         feeds.put("token_type_ids", Tensor.of(types, Device.CPU, batch, SEQ));
         env = OrtEnvironment.getEnvironment();
-        try (OrtSession.SessionOptions o = new OrtSession.SessionOptions()) {
-            o.setIntraOpNumThreads(threads);
-            o.setInterOpNumThreads(1);
-            o.setExecutionMode(OrtSession.SessionOptions.ExecutionMode.SEQUENTIAL);
-            o.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT);
-            ort = env.createSession(bytes, o);
-        }
+        ort = BenchSupport.ortSession(env, bytes, threads);
         long[] shape = {batch, SEQ};
         ortFeeds = new LinkedHashMap<>();
         ortFeeds.put("input_ids", OnnxTensor.createTensor(env, LongBuffer.wrap(ids), shape));

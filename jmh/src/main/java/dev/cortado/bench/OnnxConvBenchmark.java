@@ -12,9 +12,6 @@ import dev.cortado.onnx.proto.Onnx.ModelProto;
 import dev.cortado.onnx.proto.Onnx.NodeProto;
 import dev.cortado.onnx.proto.Onnx.OperatorSetIdProto;
 import dev.cortado.onnx.proto.Onnx.TensorProto;
-import dev.cortado.onnx.proto.Onnx.TensorShapeProto;
-import dev.cortado.onnx.proto.Onnx.TypeProto;
-import dev.cortado.onnx.proto.Onnx.ValueInfoProto;
 import dev.cortado.tensor.Device;
 import dev.cortado.tensor.Tensor;
 import java.nio.ByteBuffer;
@@ -74,7 +71,8 @@ public class OnnxConvBenchmark {
 
     static ModelProto model(int c, int hw) {
         Random r = new Random(1);
-        GraphProto.Builder g = GraphProto.newBuilder().setName("convs").addInput(value("x", 1, c, hw, hw));
+        GraphProto.Builder g = GraphProto.newBuilder().setName("convs")
+                .addInput(BenchSupport.onnxValue("x", TensorProto.DataType.FLOAT_VALUE, 1, c, hw, hw));
         AttributeProto pads = AttributeProto.newBuilder().setName("pads").setType(AttributeProto.AttributeType.INTS)
                 .addInts(1).addInts(1).addInts(1).addInts(1).build();
         String prev = "x";
@@ -90,18 +88,9 @@ public class OnnxConvBenchmark {
             g.addNode(NodeProto.newBuilder().setOpType("Relu").addInput("c" + i).addOutput("r" + i));
             prev = "r" + i;
         }
-        g.addOutput(value(prev, 1, c, hw, hw));
+        g.addOutput(BenchSupport.onnxValue(prev, TensorProto.DataType.FLOAT_VALUE, 1, c, hw, hw));
         return ModelProto.newBuilder().setIrVersion(8).addOpsetImport(OperatorSetIdProto.newBuilder().setVersion(13))
                 .setGraph(g).build();
-    }
-
-    private static ValueInfoProto value(String name, long... dims) {
-        TensorShapeProto.Builder s = TensorShapeProto.newBuilder();
-        for (long d : dims) {
-            s.addDim(TensorShapeProto.Dimension.newBuilder().setDimValue(d));
-        }
-        return ValueInfoProto.newBuilder().setName(name).setType(TypeProto.newBuilder().setTensorType(
-                TypeProto.Tensor.newBuilder().setElemType(1).setShape(s))).build();
     }
 
     @Setup(Level.Trial)
@@ -119,13 +108,7 @@ public class OnnxConvBenchmark {
         }
         x = Tensor.of(in, Device.CPU, 1, c, hw, hw);
         env = OrtEnvironment.getEnvironment();
-        try (OrtSession.SessionOptions o = new OrtSession.SessionOptions()) {
-            o.setIntraOpNumThreads(threads);
-            o.setInterOpNumThreads(1);
-            o.setExecutionMode(OrtSession.SessionOptions.ExecutionMode.SEQUENTIAL);
-            o.setOptimizationLevel(OrtSession.SessionOptions.OptLevel.ALL_OPT);
-            ort = env.createSession(m.toByteArray(), o);
-        }
+        ort = BenchSupport.ortSession(env, m.toByteArray(), threads);
         ortFeeds = Map.of("x", OnnxTensor.createTensor(env, FloatBuffer.wrap(in), new long[] {1, c, hw, hw}));
         float[] want;
         try (OrtSession.Result res = ort.run(ortFeeds)) {
