@@ -183,6 +183,60 @@ bool quantize_flat(const ct_tensor* y, const ct_tensor* x, const ct_quant_map* q
   return true;
 }
 
+/* The range of n contiguous float32, widened to hold 0, 16 lanes at a time: min_ps(v, l) returns l
+ * when v is NaN, as the scalar `v < l ? v : l` does, so NaN elements are skipped the same way. */
+CT_AVX512 void range_avx512(const float* x, int64_t n, float* lo, float* hi) {
+  __m512 l = _mm512_setzero_ps(), h = _mm512_setzero_ps();
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const __m512 v = _mm512_loadu_ps(x + j);
+    l = _mm512_min_ps(v, l);
+    h = _mm512_max_ps(v, h);
+  }
+  if (j < n) {
+    const __mmask16 m = (__mmask16)((1u << (n - j)) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(m, x + j);  // masked-off lanes are 0: inside the range
+    l = _mm512_min_ps(v, l);
+    h = _mm512_max_ps(v, h);
+  }
+  *lo = _mm512_reduce_min_ps(l);
+  *hi = _mm512_reduce_max_ps(h);
+}
+
+/* DynamicQuantizeLinear of dense float32 into dense uint8 (the activations of an int8 transformer
+ * layer): the range pass and the quantize pass each one flat AVX-512 run split over the threads.
+ * Returns false where it does not apply. */
+bool dynamic_quantize_flat(const ct_tensor* y, const ct_tensor* x, int64_t n, float* scale, uint8_t* zero_point) {
+  if (x->dtype != CT_F32 || !use_avx512() || !dense(x) || !dense(y)) return false;
+  const float* xp = (const float*)x->data;
+  const int64_t block = 1 << 14, blocks = (n + block - 1) / block;
+  float los[256], his[256];
+  for (int t = 0; t < 256; ++t) los[t] = his[t] = 0.0f;
+  parallel_range(blocks, block, [&](int64_t b0, int64_t b1) {
+    const int t = omp_get_thread_num() & 255;
+    const int64_t i0 = b0 * block, i1 = std::min(n, b1 * block);
+    range_avx512(xp + i0, i1 - i0, &los[t], &his[t]);
+  });
+  float lo = 0.0f, hi = 0.0f;
+  for (int t = 0; t < 256; ++t) {
+    lo = std::min(lo, los[t]);
+    hi = std::max(hi, his[t]);
+  }
+  // ONNX: s = (hi - lo) / (qmax - qmin); z = saturate(rne(qmin - lo / s)); s = 1 for an all-zero range
+  const float s = hi > lo ? (hi - lo) / 255.0f : 1.0f;
+  float zf = qm::rne(0.0f - lo / s);
+  zf = zf < 0.0f ? 0.0f : (zf > 255.0f ? 255.0f : zf);
+  const int32_t z = (int32_t)zf;
+  *scale = s;
+  *zero_point = (uint8_t)z;
+  uint8_t* yp = (uint8_t*)y->data;
+  parallel_range(blocks, block, [&](int64_t b0, int64_t b1) {
+    const int64_t i0 = b0 * block, i1 = std::min(n, b1 * block);
+    quantize_bytes_avx512(xp + i0, yp + i0, i1 - i0, s, z, 0, 255);
+  });
+  return true;
+}
+
 template <class TX> void quantize_x(const ct_tensor* y, const ct_tensor* x, const ct_quant_map* q, int32_t qmin,
                                     int32_t qmax, const Rows& g) {
   switch (y->dtype) {
@@ -358,6 +412,7 @@ extern "C" int ct_cpu_dynamic_quantize(const ct_tensor* y, const ct_tensor* x, f
   int64_t n = 0;
   int st = qm::check_dynamic_quantize(fn, y, x, scale, zero_point, &n, &m);
   if (st) return report(st, m);
+  if (n > 0 && dynamic_quantize_flat(y, x, n, scale, zero_point)) return CT_OK;
   // pass 1: the range, widened to hold 0 (NaN elements are skipped by the comparisons)
   Rows g = rows_of(x, n);
   const int64_t xs = last_stride(x);

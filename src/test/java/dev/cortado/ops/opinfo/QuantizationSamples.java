@@ -81,6 +81,8 @@ final class QuantizationSamples {
                             new Sample("mixed signs [7, 9]", null, Gen.ur(r, DType.FLOAT32, -3, 5, 7, 9).float32()),
                             new Sample("positive, transposed view [6, 5]", null, Gen.ur(r, DType.FLOAT32, 0.5, 4, 6, 5).float32().view()),
                             new Sample("negative [11]", null, Gen.ur(r, DType.FLOAT32, -6, -1, 11).float32()),
+                            new Sample("mixed signs [130, 257]: several blocks of the flat AVX-512 passes", null,
+                                    Gen.ur(r, DType.FLOAT32, -2, 7, 130, 257).float32()),
                             new Sample("empty [0]", null, Gen.ur(r, DType.FLOAT32, -1, 1, 0).float32())))
                     .reference((s, in) -> QuantizationReference.dynamic(in[0]))
                     .dtype(DType.FLOAT64, 0, 0).dtype(DType.FLOAT32, 0, 0)
