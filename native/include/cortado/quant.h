@@ -114,8 +114,8 @@ int ct_cuda_fake_quantize_backward(const ct_tensor* dx, const ct_tensor* ds, con
  * CPU: AVX-512 VNNI (vpdpbusd, 8 x 32 register tile) when the CPU has it and AVX-512 is enabled,
  * else AVX2 with exact 16-bit products (vpmovsxbw/vpmovzxbw + vpmaddwd: vpmaddubsw would saturate
  * its int16 pair sums, 255 * 127 * 2 > 32767). Cost: 2 m n k integer ops; A is read once into a
- * padded copy (m * Kp bytes) with its row sums; B (Np * Kp bytes) streams through the cache in
- * blocks of 256 k x 64 columns; C is written once.
+ * padded copy (m * Kp bytes) with its row sums; B (Np * Kp bytes) streams through L2 once per 64
+ * rows of C, 32 columns at a time over the whole k; C is written once.
  */
 typedef struct ct_qgemm_args {
   const void* a;
