@@ -183,6 +183,18 @@ bool quantize_flat(const ct_tensor* y, const ct_tensor* x, const ct_quant_map* q
   return true;
 }
 
+/* DynamicQuantizeLinear's parameters from the data's range [lo, hi] (widened to hold 0), as ONNX
+ * defines them: s = (hi - lo) / (qmax - qmin), z = saturate(rne(qmin - lo / s)), s = 1 for an
+ * all-zero range. Stored in *scale and *zero_point; z is returned. */
+int32_t dynamic_params(float lo, float hi, float* scale, uint8_t* zero_point) {
+  const float s = hi > lo ? (hi - lo) / 255.0f : 1.0f;
+  float zf = qm::rne(0.0f - lo / s);
+  zf = zf < 0.0f ? 0.0f : (zf > 255.0f ? 255.0f : zf);
+  *scale = s;
+  *zero_point = (uint8_t)zf;
+  return (int32_t)zf;
+}
+
 /* The range of n contiguous float32, widened to hold 0, 16 lanes at a time: min_ps(v, l) returns l
  * when v is NaN, as the scalar `v < l ? v : l` does, so NaN elements are skipped the same way. */
 CT_AVX512 void range_avx512(const float* x, int64_t n, float* lo, float* hi) {
@@ -222,13 +234,8 @@ bool dynamic_quantize_flat(const ct_tensor* y, const ct_tensor* x, int64_t n, fl
     lo = std::min(lo, los[t]);
     hi = std::max(hi, his[t]);
   }
-  // ONNX: s = (hi - lo) / (qmax - qmin); z = saturate(rne(qmin - lo / s)); s = 1 for an all-zero range
-  const float s = hi > lo ? (hi - lo) / 255.0f : 1.0f;
-  float zf = qm::rne(0.0f - lo / s);
-  zf = zf < 0.0f ? 0.0f : (zf > 255.0f ? 255.0f : zf);
-  const int32_t z = (int32_t)zf;
-  *scale = s;
-  *zero_point = (uint8_t)z;
+  const int32_t z = dynamic_params(lo, hi, scale, zero_point);
+  const float s = *scale;
   uint8_t* yp = (uint8_t*)y->data;
   parallel_range(blocks, block, [&](int64_t b0, int64_t b1) {
     const int64_t i0 = b0 * block, i1 = std::min(n, b1 * block);
@@ -451,13 +458,8 @@ extern "C" int ct_cpu_dynamic_quantize(const ct_tensor* y, const ct_tensor* x, f
       hi = std::max(hi, his[t]);
     }
   }
-  // ONNX: s = (hi - lo) / (qmax - qmin); z = saturate(rne(qmin - lo / s)); s = 1 for an all-zero range
-  const float s = hi > lo ? (hi - lo) / 255.0f : 1.0f;
-  float zf = qm::rne(0.0f - lo / s);
-  zf = zf < 0.0f ? 0.0f : (zf > 255.0f ? 255.0f : zf);
-  const int32_t z = (int32_t)zf;
-  *scale = s;
-  *zero_point = (uint8_t)z;
+  const int32_t z = dynamic_params(lo, hi, scale, zero_point);
+  const float s = *scale;
   if (n == 0) return CT_OK;
   if (xs == 1 && last_stride(y) == 1) {
     // pass 2 over contiguous rows: quantize_int's arithmetic (rne(x / s) clamped to
