@@ -19,6 +19,7 @@ import java.io.InputStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.HashMap;
 import java.util.IdentityHashMap;
@@ -79,6 +80,8 @@ public final class OnnxModel implements AutoCloseable {
     private final Map<NodeProto, OnnxOps.Handler> fusedHandlers = new IdentityHashMap<>();
     /** What the fused nodes hold (packed weights), freed with the constants. */
     private final List<AutoCloseable> fusedResources = new ArrayList<>();
+    /** Per graph that has run, when each value it computes is freed ({@link #releasePlan}). */
+    private final Map<GraphProto, List<String>[]> releasePlans = Collections.synchronizedMap(new IdentityHashMap<>());
     private volatile boolean closed;
 
     private OnnxModel(ModelProto proto, Path folder, Device device) {
@@ -668,9 +671,22 @@ public final class OnnxModel implements AutoCloseable {
         }
     }
 
-    /** Runs {@code graph}'s nodes in order in {@code env}; returns its outputs in order. */
+    /**
+     * Runs {@code graph}'s nodes in order in {@code env}; returns its outputs in order.
+     *
+     * <p>Memory follows the values' lifetimes, as a planned run would: each node runs in its own
+     * {@link Scope}, so whatever its handler allocates besides its outputs is freed as soon as it
+     * returns, and each output a node made is closed right after the last node that reads it
+     * ({@link #releasePlan}), instead of when the run ends. Only tensors a node of this graph
+     * made are closed here, once no live name is bound to them; a handler that passes an input
+     * through (Identity), a weight, a feed or a value of an enclosing graph keep theirs.
+     */
     private List<Tensor> evaluate(GraphProto graph, Env env) {
-        for (NodeProto n : graph.getNodeList()) {
+        List<String>[] release = releasePlans.computeIfAbsent(graph, OnnxModel::releasePlan);
+        Map<Tensor, int[]> liveNames = new IdentityHashMap<>();
+        Map<Tensor, Boolean> created = new IdentityHashMap<>();
+        for (int index = 0; index < graph.getNodeCount(); index++) {
+            NodeProto n = graph.getNode(index);
             if (n.getOpType().equals("Constant") && OnnxOps.canonicalDomain(n.getDomain()).equals(OnnxOps.DEFAULT_DOMAIN)
                     || folded.contains(n)) {
                 continue; // made at load
@@ -692,7 +708,17 @@ public final class OnnxModel implements AutoCloseable {
             OnnxOps.Handler fused = fusedHandlers.get(n);
             OnnxNode node = new OnnxNode(n, inputs, fused != null ? opset : opsets.get(domain),
                     (g, args) -> runSubgraph(g, args, env));
-            Tensor[] outputs = (fused != null ? fused : OnnxOps.entry(domain, n.getOpType()).handler()).run(node);
+            OnnxOps.Handler handler = fused != null ? fused : OnnxOps.entry(domain, n.getOpType()).handler();
+            Tensor[] outputs;
+            created.clear();
+            try (Scope nodeScope = Scope.open()) {
+                outputs = handler.run(node);
+                for (Tensor t : outputs) {
+                    if (t != null && nodeScope.owns(t)) {
+                        created.put(nodeScope.keep(t), Boolean.TRUE);
+                    }
+                }
+            }
             for (int i = 0; i < n.getOutputCount(); i++) {
                 String name = n.getOutput(i);
                 if (name.isEmpty()) {
@@ -702,7 +728,19 @@ public final class OnnxModel implements AutoCloseable {
                     throw new UnsupportedOperationException(node.describe() + ": output " + i + " ('" + name
                             + "') is not produced by this handler");
                 }
-                env.values.put(name, outputs[i]);
+                Tensor t = outputs[i];
+                if (created.containsKey(t) || liveNames.containsKey(t)) {
+                    liveNames.computeIfAbsent(t, k -> new int[1])[0]++;
+                }
+                env.values.put(name, t);
+            }
+            for (String name : release[index]) {
+                Tensor t = env.values.remove(name);
+                int[] count = t == null ? null : liveNames.get(t);
+                if (count != null && --count[0] == 0) {
+                    liveNames.remove(t);
+                    t.close();
+                }
             }
         }
         List<Tensor> outs = new ArrayList<>();
@@ -714,6 +752,68 @@ public final class OnnxModel implements AutoCloseable {
             outs.add(t);
         }
         return outs;
+    }
+
+    /**
+     * For each node of {@code graph}, by position, the values its nodes produce whose last reader
+     * it is (a node reads its inputs and every name its subgraphs read, at any depth), or that it
+     * produces and nothing reads. The graph's outputs are never in it.
+     */
+    @SuppressWarnings("unchecked")
+    private static List<String>[] releasePlan(GraphProto graph) {
+        Map<String, Integer> lastUse = new HashMap<>();
+        for (int i = 0; i < graph.getNodeCount(); i++) {
+            NodeProto n = graph.getNode(i);
+            for (String out : n.getOutputList()) {
+                if (!out.isEmpty()) {
+                    lastUse.put(out, i);
+                }
+            }
+        }
+        for (int i = 0; i < graph.getNodeCount(); i++) {
+            for (String name : namesRead(graph.getNode(i), new java.util.HashSet<>())) {
+                Integer last = lastUse.get(name);
+                if (last != null && last < i) {
+                    lastUse.put(name, i);
+                }
+            }
+        }
+        for (ValueInfoProto out : graph.getOutputList()) {
+            lastUse.remove(out.getName());
+        }
+        List<String>[] plan = new List[graph.getNodeCount()];
+        Arrays.fill(plan, List.of());
+        lastUse.forEach((name, i) -> {
+            if (plan[i].isEmpty()) {
+                plan[i] = new ArrayList<>();
+            }
+            plan[i].add(name);
+        });
+        return plan;
+    }
+
+    /** The names {@code n} reads: its inputs and, through its subgraphs, any name they read. */
+    private static Set<String> namesRead(NodeProto n, Set<String> into) {
+        for (String in : n.getInputList()) {
+            if (!in.isEmpty()) {
+                into.add(in);
+            }
+        }
+        for (AttributeProto a : n.getAttributeList()) {
+            List<GraphProto> graphs = new ArrayList<>(a.getGraphsList());
+            if (a.hasG()) {
+                graphs.add(a.getG());
+            }
+            for (GraphProto g : graphs) {
+                for (NodeProto inner : g.getNodeList()) {
+                    namesRead(inner, into);
+                }
+                for (ValueInfoProto out : g.getOutputList()) {
+                    into.add(out.getName()); // a subgraph may return an outer value as it is
+                }
+            }
+        }
+        return into;
     }
 
     private List<Tensor> runSubgraph(GraphProto graph, List<Tensor> args, Env outer) {
