@@ -862,12 +862,14 @@ final class OnnxFusion {
 
     /**
      * MatMulInteger (inputs of {@code n}: a, -, a zero point) with b packed, then times
-     * {@code scale} and plus {@code bias}: the int8 GEMM's float32 epilogue for a one-element
-     * float32 scale and a float32 bias of b's width; otherwise the int32 product, cast, Mul, Add.
+     * {@code scale} and plus {@code bias}: the int8 GEMM's float32 epilogue for a float32 scale
+     * per tensor or per column (one element, or b's width along the last axis: the per-channel
+     * weights of quantize_dynamic) and a float32 bias of b's width; otherwise the int32 product,
+     * cast, Mul, Add.
      */
     static Tensor integerToFloat(OnnxNode n, PackedInt8Matrix b, Tensor scale, Tensor bias) {
         Tensor a = n.required(0);
-        boolean fits = scale.numel() == 1 && scale.dtype() == DType.FLOAT32
+        boolean fits = Int8Gemm.isColumnScale(scale, b.n()) && scale.device().equals(a.device())
                 && (bias == null || bias.dtype() == DType.FLOAT32 && bias.rank() == 1 && bias.numel() == b.n()
                 && bias.device().equals(a.device()));
         if (fits) {
@@ -877,7 +879,7 @@ final class OnnxFusion {
                 a8 = OnnxOps.shifted(a, 128, DType.UINT8);
                 za += 128;
             }
-            return Int8Gemm.matmulIntegerScaled(a8, za, b, (float) scale.item(), bias);
+            return Int8Gemm.matmulIntegerScaled(a8, za, b, scale, bias);
         }
         Tensor y = Elementwise.mul(OnnxOps.matMulInteger(n, b).to(DType.FLOAT32), scale);
         return bias == null ? y : Elementwise.add(y, bias);

@@ -167,16 +167,35 @@ public final class Int8Gemm {
 
     /**
      * ONNX MatMulInteger and the dequantization the dynamically quantized graphs write after it
-     * (Cast to float, Mul by the product of the two per-tensor scales, Add a bias), in the GEMM's
-     * float32 epilogue: {@code sum_k (a - aZeroPoint)(b - zb) * scale + bias[j]}, {@code a} uint8
-     * {@code [..., k]}, {@code bias} float32 {@code [n]} or null.
+     * (Cast to float, Mul by the product of the activation's and the weight's scales, Add a bias),
+     * in the GEMM's float32 epilogue: {@code sum_k (a - aZeroPoint)(b - zb) * scale[j] + bias[j]},
+     * {@code a} uint8 {@code [..., k]}; {@code scale} float32 with one element (per-tensor weights)
+     * or {@code n} along its last axis (per-column weights, any leading sizes 1); {@code bias}
+     * float32 {@code [n]} or null.
      */
-    public static Tensor matmulIntegerScaled(Tensor a, int aZeroPoint, PackedInt8Matrix b, float scale, Tensor bias) {
-        float[] s = new float[Math.toIntExact(b.n())];
-        java.util.Arrays.fill(s, scale);
-        try (Tensor sc = Tensor.of(s, a.device(), b.n())) {
-            return run(a, b, new Epilogue(aZeroPoint, DType.FLOAT32, false, 0), b.zeroPoint(), sc, bias);
+    public static Tensor matmulIntegerScaled(Tensor a, int aZeroPoint, PackedInt8Matrix b, Tensor scale, Tensor bias) {
+        if (!isColumnScale(scale, b.n()) || !scale.device().equals(a.device())) {
+            throw new IllegalArgumentException("Int8Gemm.matmulIntegerScaled: scale " + scale.describe()
+                    + " must be float32 on " + a.device() + " with one element or " + b.n() + " along its last axis (b "
+                    + b + ")");
         }
+        Tensor epilogueScale;
+        if (scale.numel() == 1 && b.n() != 1) {
+            float[] s = new float[Math.toIntExact(b.n())];
+            java.util.Arrays.fill(s, (float) scale.item());
+            epilogueScale = Tensor.of(s, a.device(), b.n());
+        } else {
+            epilogueScale = scale.reshape(b.n()).contiguous();
+        }
+        try (epilogueScale) {
+            return run(a, b, new Epilogue(aZeroPoint, DType.FLOAT32, false, 0), b.zeroPoint(), epilogueScale, bias);
+        }
+    }
+
+    /** Whether {@code scale} is a float32 per-tensor ({@code 1} element) or per-column ({@code [1.., n]}) scale. */
+    public static boolean isColumnScale(Tensor scale, long n) {
+        return scale.dtype() == DType.FLOAT32
+                && (scale.numel() == 1 || scale.numel() == n && scale.size(scale.rank() - 1) == n);
     }
 
     /**

@@ -21,6 +21,7 @@ import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
+import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.Random;
@@ -786,11 +787,12 @@ class OnnxFusionTest {
 
     /**
      * The -q graphs' dequantization after MatMulInteger: y = Cast(acc, float) * s + bias (s fed,
-     * one element; bias [9] an initializer). {@code castOut}: the Cast output is a graph output too.
+     * of sizes {@code sDims}: one element, or one per column; bias [9] an initializer).
+     * {@code castOut}: the Cast output is a graph output too.
      */
-    private static ModelProto dequantizedModel(byte[] b, float[] bias, boolean castOut) {
+    private static ModelProto dequantizedModel(byte[] b, float[] bias, boolean castOut, long... sDims) {
         GraphProto.Builder g = matMulIntegerModel(b, false).getGraph().toBuilder().clearOutput()
-                .addInput(value("s", OnnxTensors.FLOAT)).addInitializer(floats("bias", bias, 9))
+                .addInput(value("s", OnnxTensors.FLOAT, sDims)).addInitializer(floats("bias", bias, 9))
                 .addOutput(value("z", OnnxTensors.FLOAT, 6, 9));
         g.addNode(node("Cast", List.of("y"), "yf", intAttr("to", OnnxTensors.FLOAT)));
         g.addNode(node("Mul", List.of("s", "yf"), "ys"));
@@ -813,37 +815,46 @@ class OnnxFusionTest {
             a[i] = r.nextInt(256);
         }
         float[] bias = gaussian(r, 9, 3);
-        float scale = 0.0123f;
-        int az = 117;
-        double[] want = new double[6 * 9];
-        for (int i = 0; i < 6; i++) {
-            for (int j = 0; j < 9; j++) {
-                long acc = 0;
-                for (int k = 0; k < 40; k++) {
-                    acc += (long) (a[i * 40 + k] - az) * (b[k * 9 + j] - 3);
-                }
-                want[i * 9 + j] = acc * (double) scale + bias[j];
-            }
+        float[] columnScale = new float[9];
+        for (int j = 0; j < 9; j++) {
+            columnScale[j] = 0.0123f * (1 + r.nextFloat());
         }
-        for (boolean castOut : new boolean[] {false, true}) {
-            try (OnnxModel m = OnnxModel.of(dequantizedModel(b, bias, castOut), null, CPU);
-                 Tensor at = Tensor.of(a, CPU, 6, 40);
-                 Tensor a8 = at.to(DType.UINT8);
-                 Tensor azt = Tensor.scalar(az, DType.UINT8, CPU);
-                 Tensor st = Tensor.scalar(scale, DType.FLOAT32, CPU)) {
-                assertEquals(castOut ? List.of(FUSED + "MatMulInteger", "Cast", "Mul", "Add")
-                        : List.of(FUSED + "MatMulIntegerToFloat"), m.runningOps());
-                Map<String, Tensor> out = m.run(Map.of("a", a8, "az", azt, "s", st));
-                try {
-                    float[] got = out.get("z").toFloatArray();
-                    double[] g = new double[got.length];
-                    for (int i = 0; i < got.length; i++) {
-                        g[i] = got[i];
+        int az = 117;
+        // the scale per tensor (one element, as a scalar and as [1]) and per column ([9], [1, 9])
+        for (long[] sDims : new long[][] {{}, {1}, {9}, {1, 9}}) {
+            boolean perColumn = sDims.length > 0 && sDims[sDims.length - 1] == 9;
+            float[] s = perColumn ? columnScale : new float[] {columnScale[0]};
+            double[] want = new double[6 * 9];
+            for (int i = 0; i < 6; i++) {
+                for (int j = 0; j < 9; j++) {
+                    long acc = 0;
+                    for (int k = 0; k < 40; k++) {
+                        acc += (long) (a[i * 40 + k] - az) * (b[k * 9 + j] - 3);
                     }
-                    // |acc| < 2^21 is exact in float32; two roundings of values up to ~1e4 * 0.0123
-                    assertClose(want, g, 1e-6, "dequantized product" + (castOut ? " (Cast read)" : ""));
-                } finally {
-                    out.values().forEach(Tensor::close);
+                    want[i * 9 + j] = acc * (double) s[perColumn ? j : 0] + bias[j];
+                }
+            }
+            for (boolean castOut : new boolean[] {false, true}) {
+                String what = "dequantized product, scale " + Arrays.toString(sDims) + (castOut ? " (Cast read)" : "");
+                try (OnnxModel m = OnnxModel.of(dequantizedModel(b, bias, castOut, sDims), null, CPU);
+                     Tensor at = Tensor.of(a, CPU, 6, 40);
+                     Tensor a8 = at.to(DType.UINT8);
+                     Tensor azt = Tensor.scalar(az, DType.UINT8, CPU);
+                     Tensor st = Tensor.of(s, CPU, sDims)) {
+                    assertEquals(castOut ? List.of(FUSED + "MatMulInteger", "Cast", "Mul", "Add")
+                            : List.of(FUSED + "MatMulIntegerToFloat"), m.runningOps(), what);
+                    Map<String, Tensor> out = m.run(Map.of("a", a8, "az", azt, "s", st));
+                    try {
+                        float[] got = out.get("z").toFloatArray();
+                        double[] g = new double[got.length];
+                        for (int i = 0; i < got.length; i++) {
+                            g[i] = got[i];
+                        }
+                        // |acc| < 2^21 is exact in float32; two roundings of values up to ~1e4 * 0.025
+                        assertClose(want, g, 1e-6, what);
+                    } finally {
+                        out.values().forEach(Tensor::close);
+                    }
                 }
             }
         }
