@@ -185,7 +185,9 @@ public final class Int8Gemm {
             java.util.Arrays.fill(s, (float) scale.item());
             epilogueScale = Tensor.of(s, a.device(), b.n());
         } else {
-            epilogueScale = scale.reshape(b.n()).contiguous();
+            try (Tensor flat = scale.reshape(b.n())) {
+                epilogueScale = flat.contiguous(); // a handle of its own
+            }
         }
         try (epilogueScale) {
             return run(a, b, new Epilogue(aZeroPoint, DType.FLOAT32, false, 0), b.zeroPoint(), epilogueScale, bias);

@@ -236,6 +236,14 @@ class QuantizedGemmTest {
             QuantizedTensor a8 = Quantization.quantize(Tensor.zeros(DType.FLOAT32, 2, 6), QuantParams.perTensor(DType.INT8, 0.1, 0));
             e = assertThrows(IllegalArgumentException.class, () -> Int8Gemm.matmul(a8, packed, null, false));
             assertTrue(e.getMessage().contains("must be uint8 quantized per tensor"), e.getMessage());
+            // the dequantizing form's scale: one element or one per column (n = 4), float32
+            for (Tensor badScale : new Tensor[] {Tensor.ones(DType.FLOAT32, 3), Tensor.ones(DType.FLOAT32, 4, 2),
+                    Tensor.ones(DType.FLOAT64, 4)}) {
+                e = assertThrows(IllegalArgumentException.class,
+                        () -> Int8Gemm.matmulIntegerScaled(Tensor.zeros(DType.UINT8, 3, 6), 0, packed, badScale, null));
+                assertTrue(e.getMessage().startsWith("Int8Gemm.matmulIntegerScaled: scale " + badScale.describe()),
+                        e.getMessage());
+            }
         }
     }
 
