@@ -91,11 +91,14 @@ struct BlasSingleThreaded {
 template <class T> class HostBuffer {
  public:
   explicit HostBuffer(int64_t n) : bytes_(n * (int64_t)sizeof(T)) {
+    if (bytes_ == 0) return;  // an unused workspace allocates nothing (and counts no allocation)
     int64_t address = 0;
     if (ct_cpu_alloc(bytes_, &address) != CT_OK) throw std::bad_alloc();
     p_ = (T*)(intptr_t)address;
   }
-  ~HostBuffer() { ct_cpu_free((int64_t)(intptr_t)p_, bytes_); }
+  ~HostBuffer() {
+    if (bytes_ != 0) ct_cpu_free((int64_t)(intptr_t)p_, bytes_);
+  }
   HostBuffer(const HostBuffer&) = delete;
   HostBuffer& operator=(const HostBuffer&) = delete;
   T* data() const { return p_; }

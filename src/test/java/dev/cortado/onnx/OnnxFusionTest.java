@@ -336,14 +336,26 @@ class OnnxFusionTest {
      * {@code wFed}: w is a graph input (no constant).
      */
     private static ModelProto denseModel(float[] w, float[] bias, boolean gelu, boolean wFed) {
+        return denseModel(w, bias, gelu, wFed, new long[] {2, 3, 5}, 4);
+    }
+
+    /** x of sizes {@code xDims} (last k) times w [k, n], plus bias [n] (none when null), then the GELU if asked. */
+    private static ModelProto denseModel(float[] w, float[] bias, boolean gelu, boolean wFed, long[] xDims, long n) {
+        long k = xDims[xDims.length - 1];
+        long[] yDims = xDims.clone();
+        yDims[yDims.length - 1] = n;
         GraphProto.Builder g = GraphProto.newBuilder().setName("dense")
-                .addInput(value("x", OnnxTensors.FLOAT, 2, 3, 5)).addOutput(value(gelu ? "y" : "z", OnnxTensors.FLOAT, 2, 3, 4))
-                .addInitializer(floats("bias", bias, 4));
+                .addInput(value("x", OnnxTensors.FLOAT, xDims)).addOutput(value(gelu ? "y" : "z", OnnxTensors.FLOAT, yDims));
         if (wFed) {
-            g.addInput(value("w", OnnxTensors.FLOAT, 5, 4));
+            g.addInput(value("w", OnnxTensors.FLOAT, k, n));
         } else {
-            g.addInitializer(floats("w", w, 5, 4));
+            g.addInitializer(floats("w", w, k, n));
         }
+        if (bias == null) {
+            g.addNode(node("MatMul", List.of("x", "w"), "z"));
+            return model(g, 13);
+        }
+        g.addInitializer(floats("bias", bias, n));
         g.addNode(node("MatMul", List.of("x", "w"), "mm"));
         g.addNode(node("Add", List.of("bias", "mm"), "z"));
         if (gelu) {
@@ -387,8 +399,65 @@ class OnnxFusionTest {
         }
         // before a GELU the bias joins the GELU pass instead
         try (OnnxModel m = OnnxModel.of(denseModel(w, bias, true, false), null, CPU)) {
-            assertEquals(List.of("MatMul", FUSED + "BiasGelu"), m.runningOps());
+            assertEquals(List.of(FUSED + "PackedMatMul", FUSED + "BiasGelu"), m.runningOps());
             assertClose(wantGelu, run(m, "y", Map.of("x", x), dims), 1e-5, "gelu(x @ w + bias)");
+        }
+    }
+
+    /**
+     * The packed float32 GEMM behind MatMulBias and PackedMatMul, against float64 on sizes that
+     * are no multiple of its 12 x 32 register tile: rows 1, 13, 111; k 1, 70; n 1, 45, 97; x of
+     * rank 1, 2 and 3. float32 tolerance: 1e-5 relative to the sum of |x w| terms plus |bias|.
+     */
+    @Test
+    void constantFloat32WeightsArePackedOnceForAnyRowCount() {
+        Random r = new Random(23);
+        long[][] xShapes = {{70}, {1, 70}, {13, 70}, {3, 37, 70}, {2, 1}, {111, 1}};
+        for (long[] xDims : xShapes) {
+            for (long n : new long[] {1, 45, 97}) {
+                for (boolean biased : new boolean[] {false, true}) {
+                    int k = (int) xDims[xDims.length - 1];
+                    int rows = 1;
+                    for (int i = 0; i < xDims.length - 1; i++) {
+                        rows *= (int) xDims[i];
+                    }
+                    float[] x = gaussian(r, rows * k, 1);
+                    float[] w = gaussian(r, (int) (k * n), 1);
+                    float[] bias = biased ? gaussian(r, (int) n, 1) : null;
+                    double[] want = new double[(int) (rows * n)];
+                    double[] scale = new double[want.length];
+                    for (int i = 0; i < rows; i++) {
+                        for (int j = 0; j < n; j++) {
+                            double acc = biased ? bias[j] : 0;
+                            double mag = biased ? Math.abs(bias[j]) : 0;
+                            for (int q = 0; q < k; q++) {
+                                double t = (double) x[i * k + q] * w[(int) (q * n + j)];
+                                acc += t;
+                                mag += Math.abs(t);
+                            }
+                            want[(int) (i * n + j)] = acc;
+                            scale[(int) (i * n + j)] = mag;
+                        }
+                    }
+                    String what = "x " + Arrays.toString(xDims) + " @ w [" + k + ", " + n + "]" + (biased ? " + bias" : "");
+                    try (OnnxModel m = OnnxModel.of(denseModel(w, bias, false, false, xDims, n), null, CPU)) {
+                        assertEquals(List.of(FUSED + (biased ? "MatMulBias" : "PackedMatMul")), m.runningOps(), what);
+                        assertEquals(1, m.resources().size(), what + ": one packed weight");
+                        OnnxFusion.PackedMatMulWeights packer = (OnnxFusion.PackedMatMulWeights) m.resources().get(0);
+                        assertFalse(packer.isPacked(), what + ": packed at the first run, not at load");
+                        for (int rep = 0; rep < 2; rep++) { // the packed weight serves every run
+                            double[] got = run(m, "z", Map.of("x", x), Map.of("x", xDims));
+                            assertEquals(want.length, got.length, what);
+                            for (int i = 0; i < want.length; i++) {
+                                if (!(Math.abs(got[i] - want[i]) <= 1e-5 * scale[i] + 1e-6)) {
+                                    throw new AssertionError(what + ": element " + i + " is " + got[i] + ", want " + want[i]);
+                                }
+                            }
+                            assertTrue(packer.isPacked(), what + ": run " + rep + " used the packed weight");
+                        }
+                    }
+                }
+            }
         }
     }
 
