@@ -774,14 +774,6 @@ final class OnnxFusion {
     }
 
     /**
-     * A constant Conv weight packed for the CPU convolution kernels ({@link Convolution#packWeight})
-     * once per input geometry (the channels and image size: the padding of auto_pad depends on
-     * it, and so may the kernel AUTO picks), on the first run that meets it; shared by every run
-     * and thread. At most {@link #MAX_GEOMETRIES} geometries are kept (a server fed arbitrary
-     * image sizes must not grow without bound): past them, and where the chosen kernel has no
-     * packed layout, the node runs as Conv does.
-     */
-    /**
      * A float32 weight matrix w {@code [k, n]} on the CPU, packed once for the register-tile GEMM
      * that the direct NHWC convolution runs ({@code native/cpu/conv_fast.cpp}, the 12 x 32
      * AVX-512 tile of microkernel.h): {@code x @ w + bias} over the rows of x is a 1-d NHWC
@@ -887,6 +879,14 @@ final class OnnxFusion {
         }
     }
 
+    /**
+     * A constant Conv weight packed for the CPU convolution kernels ({@link Convolution#packWeight})
+     * once per input geometry (the channels and image size: the padding of auto_pad depends on
+     * it, and so may the kernel AUTO picks), on the first run that meets it; shared by every run
+     * and thread. At most {@link #MAX_GEOMETRIES} geometries are kept (a server fed arbitrary
+     * image sizes must not grow without bound): past them, and where the chosen kernel has no
+     * packed layout, the node runs as Conv does.
+     */
     static final class PackedConvWeights implements AutoCloseable {
         static final int MAX_GEOMETRIES = 16;
         private final Tensor weight;
