@@ -811,6 +811,21 @@ class OnnxFusionTest {
         return model(g, 13);
     }
 
+    /** The exact int32 product of {@link #matMulIntegerModel}: (a [6, 40] - az)(b [40, 9] - 3). */
+    private static long[] int8Product(int[] a, int az, byte[] b) {
+        long[] c = new long[6 * 9];
+        for (int i = 0; i < 6; i++) {
+            for (int j = 0; j < 9; j++) {
+                long acc = 0;
+                for (int k = 0; k < 40; k++) {
+                    acc += (long) (a[i * 40 + k] - az) * (b[k * 9 + j] - 3);
+                }
+                c[i * 9 + j] = acc;
+            }
+        }
+        return c;
+    }
+
     @Test
     void constantInt8WeightsArePackedOnceAndComputeExactly() {
         Random r = new Random(17);
@@ -823,16 +838,7 @@ class OnnxFusionTest {
             a[i] = r.nextInt(256);
         }
         int az = 131;
-        long[] want = new long[6 * 9];
-        for (int i = 0; i < 6; i++) {
-            for (int j = 0; j < 9; j++) {
-                long acc = 0;
-                for (int k = 0; k < 40; k++) {
-                    acc += (long) (a[i * 40 + k] - az) * (b[k * 9 + j] - 3);
-                }
-                want[i * 9 + j] = acc;
-            }
-        }
+        long[] want = int8Product(a, az, b);
         for (boolean overridable : new boolean[] {false, true}) {
             try (OnnxModel m = OnnxModel.of(matMulIntegerModel(b, overridable), null, CPU);
                  Tensor at = Tensor.of(a, CPU, 6, 40);
@@ -893,15 +899,10 @@ class OnnxFusionTest {
         for (long[] sDims : new long[][] {{}, {1}, {9}, {1, 9}}) {
             boolean perColumn = sDims.length > 0 && sDims[sDims.length - 1] == 9;
             float[] s = perColumn ? columnScale : new float[] {columnScale[0]};
+            long[] acc = int8Product(a, az, b);
             double[] want = new double[6 * 9];
-            for (int i = 0; i < 6; i++) {
-                for (int j = 0; j < 9; j++) {
-                    long acc = 0;
-                    for (int k = 0; k < 40; k++) {
-                        acc += (long) (a[i * 40 + k] - az) * (b[k * 9 + j] - 3);
-                    }
-                    want[i * 9 + j] = acc * (double) s[perColumn ? j : 0] + bias[j];
-                }
+            for (int i = 0; i < want.length; i++) {
+                want[i] = acc[i] * (double) s[perColumn ? i % 9 : 0] + bias[i % 9];
             }
             for (boolean castOut : new boolean[] {false, true}) {
                 String what = "dequantized product, scale " + Arrays.toString(sDims) + (castOut ? " (Cast read)" : "");
