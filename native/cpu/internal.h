@@ -57,9 +57,12 @@ bool use_avx512_bf16();
  * AVX-512 enabled. Every thread that runs tile instructions calls amx_begin() / amx_end(). */
 bool cpu_has_amx_bf16();
 bool use_amx_bf16();
+/* The same for AMX-INT8 (tdpbusd tiles, quant_gemm.cpp). */
+bool cpu_has_amx_int8();
+bool use_amx_int8();
 /* Functions that also use AVX512_BF16 (vdpbf16ps); called only after use_avx512_bf16() said yes. */
 #define CT_AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,prefer-vector-width=512")))
-#define CT_AMX __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512dq,avx512vl,avx512bf16")))
+#define CT_AMX __attribute__((target("amx-tile,amx-bf16,amx-int8,avx512f,avx512bw,avx512dq,avx512vl,avx512bf16")))
 /* Configures all 8 tiles as 16 rows x 64 bytes (palette 1) on the calling thread. */
 CT_AMX inline void amx_begin() {
   struct alignas(64) {

@@ -120,6 +120,37 @@ CT_AMX double amx_bf16(int64_t steps) {
   return sum;
 }
 
+/* The same four independent products with tdpbusd (uint8 A x int8 B, int32 C), all bytes 1. */
+CT_AMX double amx_int8(int64_t steps) {
+  alignas(64) uint8_t ones[16 * 64];
+  std::memset(ones, 1, sizeof ones);
+  amx_begin();
+  _tile_loadd(4, ones, 64);
+  _tile_loadd(5, ones, 64);
+  _tile_loadd(6, ones, 64);
+  _tile_loadd(7, ones, 64);
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  for (int64_t s = 0; s < steps; ++s) {
+    _tile_dpbusd(0, 4, 6);
+    _tile_dpbusd(1, 4, 7);
+    _tile_dpbusd(2, 5, 6);
+    _tile_dpbusd(3, 5, 7);
+  }
+  alignas(64) int32_t c[4][256];
+  _tile_stored(0, c[0], 64);
+  _tile_stored(1, c[1], 64);
+  _tile_stored(2, c[2], 64);
+  _tile_stored(3, c[3], 64);
+  amx_end();
+  double sum = 0;
+  for (auto& t : c)
+    for (int32_t x : t) sum += x;
+  return sum;
+}
+
 int check_steps(const char* fn, int64_t steps, int64_t max_steps, const double* out) {
   if (steps < 0 || steps >= max_steps)
     return fail(CT_ERR_INVALID_ARG, "%s: steps=%lld outside [0, %lld) (the sums must stay exact)", fn,
@@ -156,6 +187,15 @@ int ct_cpu_probe_amx_bf16(int64_t steps, double* out_sum) {
   if (!ct::cpu_has_amx_bf16())
     return ct::fail(CT_ERR_UNSUPPORTED, "%s: this CPU has no AMX-BF16 (or Linux refused the tile state)", fn);
   *out_sum = ct::amx_bf16(steps);
+  return CT_OK;
+}
+
+int ct_cpu_probe_amx_int8(int64_t steps, double* out_sum) {
+  static const char* fn = "ct_cpu_probe_amx_int8";
+  if (int st = ct::check_steps(fn, steps, int64_t(1) << 24, out_sum)) return st;
+  if (!ct::cpu_has_amx_int8())
+    return ct::fail(CT_ERR_UNSUPPORTED, "%s: this CPU has no AMX-INT8 (or Linux refused the tile state)", fn);
+  *out_sum = ct::amx_int8(steps);
   return CT_OK;
 }
 

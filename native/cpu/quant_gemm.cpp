@@ -24,15 +24,20 @@
  *      (B widened with vpmovsxbw, 4 A bytes widened and repeated, vpmaddwd gives pairs of k per
  *      int32 lane, folded by vphaddd at the end). vpmaddubsw is not used: its int16 pair sums
  *      saturate (255*127*2). Over the largest k (32768) no int32 lane overflows: |sum| <= 2^30.
+ *   3a. AMX-INT8 (where the CPU has it; the section "AMX-INT8" below): A is packed row-major
+ *      instead (rows of k rounded up to 64, 32-row strips) and each 64 x 64 tile runs as four
+ *      32 x 32 blocks of 16 x 16 tdpbusd tiles, B's tiles loaded straight from the packed layout
+ *      (16 groups of 16 columns x 4 k are one 1 KiB tile); the same epilogue follows.
  *   4. The epilogue applies the compensation -za*colsum[j] - zb[j]*rowsum[i] + k*za*zb[j] (the
  *      column part computed once per tile), then scale/bias/ReLU and the output conversion, 16
  *      elements at a time with AVX-512 (a scalar epilogue cost about a third of the kernel's time
  *      at k = 1024); full 16-lane groups use plain stores, the masked forms only the last one.
  * Cost: 2 m n k integer ops; bytes: A once, B once per 64-row tile (n * Kp * ceil(m / 64)),
  * C once. The exact reference (one product at a time, in int64) is the Java test's
- * (QuantizedGemmTest), which checks both register tiles on odd shapes.
+ * (QuantizedGemmTest), which checks every kernel this CPU runs (AMX, VNNI, AVX2) on odd shapes.
  */
 #include <algorithm>
+#include <atomic>
 
 #include "cortado/quant.h"
 #include "internal.h"
@@ -185,9 +190,10 @@ void avx2_tile(const uint8_t* ap, const int8_t* b, int64_t groups, int32_t* acc,
 // ------------------------------------------------------------------ driver
 struct Plan {
   const ct_qgemm_args* g;
-  const uint8_t* ap;     // padded A, interleaved strips [m / 8][kp / 4][8][4]
-  const int32_t* rowsum; // [m]
+  const uint8_t* ap;     // padded A: VNNI/AVX2 interleaved strips [m / 8][kp / 4][8][4]; AMX rows of ldp bytes
+  const int32_t* rowsum; // [m] (AMX: only when B has zero points)
   int64_t kp, np;
+  int64_t ldp;           // AMX: row stride of the panel (kq + 64)
 };
 
 /* int32 tile sums over all k for rows [i0, i0 + rows) and columns [j0, j0 + cols) (cols a
@@ -245,7 +251,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void epilogue_avx512(const 
   const __m512 lo = _mm512_set1_ps((float)((int64_t)qmin - ozp)), hi = _mm512_set1_ps((float)((int64_t)qmax - ozp));
   for (int64_t i = 0; i < rows; ++i) {
     const int64_t row = i0 + i;
-    const __m512i rs = _mm512_set1_epi32(p.rowsum[row]);
+    const __m512i rs = _mm512_set1_epi32(zb ? p.rowsum[row] : 0);
     for (int64_t j = 0; j < jn; j += 16) {
       const __mmask16 m = (__mmask16)(jn - j >= 16 ? 0xFFFF : (1u << (jn - j)) - 1);
       const int64_t col = j0 + j;
@@ -288,6 +294,100 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void epilogue_avx512(const 
   }
 }
 
+// ------------------------------------------------------------------ AMX-INT8
+/* The AMX path (tdpbusd: a 16 x 16 int32 tile C += A (16 rows x 64 uint8) . B (64 k x 16 columns
+ * int8, stored as 16 rows of 16 columns x 4 k: exactly one 16-column block of the packed B over
+ * 16 groups, so B tiles load straight from the packed matrix with a 64-byte stride).
+ * A's panel is row-major, rows of kq = k rounded up to 64 (zeros after k), kAmxStrip rows per
+ * strip (zero rows past m), row stride ldp = kq + 64: with a power-of-two stride the 16 rows of an
+ * A tile would fall into a few L1 sets. A 32 x 32 block of C lives in tiles 0 1 / 2 3, from A
+ * tiles 4 (rows 0-15), 5 (16-31) and B tiles 6 (columns 0-15), 7 (16-31): per k-block of 64,
+ * 4 KiB of loads for 4 tdpbusd = 65536 multiply-adds. A 64 x 64 output tile walks k in cache
+ * blocks of kAmxKcb k-blocks (B's 32-column micro-panel, 16 KiB, stays in L1 across the row
+ * blocks), its int32 block sums in the per-thread accumulator (stored and reloaded per cache
+ * block), then its epilogue at once. When kp is not a multiple of 64, B's last k-block has fewer
+ * than 16 groups: they are copied into a zeroed 1 KiB tile per 16 columns (btail), so that no
+ * load reads past the packed matrix (A's matching bytes are zero). */
+constexpr int64_t kAmxStrip = 32;  // rows per packed strip = rows of a C block (two A tiles)
+constexpr int64_t kAmxKcb = 8;     // k-blocks of 64 per cache block
+
+__attribute__((target("avx512f,avx512bw"))) int32_t byte_sum(const uint8_t* s, int64_t n) {  // n a multiple of 64
+  __m512i acc = _mm512_setzero_si512();
+  for (int64_t q = 0; q < n; q += 64) acc = _mm512_add_epi64(acc, _mm512_sad_epu8(_mm512_loadu_si512((const void*)(s + q)), _mm512_setzero_si512()));
+  return (int32_t)_mm512_reduce_add_epi64(acc);
+}
+
+/* Step 1 of the AMX path for strip `strip` (kAmxStrip rows): the rows straight into the panel,
+ * zeros after k and for the rows past the end, and the row sums when B has zero points. */
+void pack_strip_amx(const ct_qgemm_args& g, int64_t r0, int64_t kq, int64_t ldp, int64_t strip, const QgemmRowFill& fill,
+                    uint8_t* ap, int32_t* rowsum) {
+  const int64_t i0 = strip * kAmxStrip, n = std::min(g.m - i0, kAmxStrip);
+  uint8_t* dst = ap + i0 * ldp;
+  if (g.k > 0) fill(r0 + i0, n, dst, ldp);
+  for (int64_t r = 0; r < kAmxStrip; ++r) {
+    if (r >= n)
+      std::memset(dst + r * ldp, 0, (size_t)kq);
+    else
+      std::memset(dst + r * ldp + g.k, 0, (size_t)(kq - g.k));
+  }
+  if (g.b_zero_point)
+    for (int64_t r = 0; r < n; ++r) rowsum[i0 + r] = byte_sum(dst + r * ldp, kq);
+}
+
+CT_AMX void amx_tile_with_epilogue(const Plan& p, int64_t i0, int64_t rows, int64_t j0, int64_t cols, int32_t* acc,
+                                   int8_t* btail) {
+  const int8_t* bp = (const int8_t*)p.g->b_packed;
+  const int64_t groups = p.kp / 4, full = groups / 16, kb = (groups + 15) / 16, tail = groups - full * 16;
+  if (tail)
+    for (int64_t jb = 0; jb < cols / 16; ++jb) {
+      std::memcpy(btail + jb * 1024, bp + (((j0 / 16) + jb) * groups + full * 16) * 64, (size_t)(tail * 64));
+      std::memset(btail + jb * 1024 + tail * 64, 0, (size_t)((16 - tail) * 64));
+    }
+  constexpr int64_t ldc = kTileN * sizeof(int32_t);
+  const int64_t ldp = p.ldp;
+  for (int64_t b0 = 0; b0 < kb; b0 += kAmxKcb) {
+    const int64_t b1 = std::min(kb, b0 + kAmxKcb);
+    for (int64_t j = 0; j < cols; j += 32) {
+      const int8_t* bl = bp + ((j0 + j) / 16) * groups * 64;  // columns j..j+15; j+16.. one block further
+      const int8_t* bh = bl + groups * 64;
+      for (int64_t i = 0; i < rows; i += 32) {
+        const uint8_t* a = p.ap + (i0 + i) * ldp;
+        int32_t* c = acc + i * kTileN + j;
+        if (b0 == 0) {
+          _tile_zero(0);
+          _tile_zero(1);
+          _tile_zero(2);
+          _tile_zero(3);
+        } else {
+          _tile_loadd(0, c, ldc);
+          _tile_loadd(1, c + 16, ldc);
+          _tile_loadd(2, c + 16 * kTileN, ldc);
+          _tile_loadd(3, c + 16 * kTileN + 16, ldc);
+        }
+        for (int64_t b = b0; b < b1; ++b) {
+          const int8_t* t0 = b < full ? bl + b * 1024 : btail + (j / 16) * 1024;
+          const int8_t* t1 = b < full ? bh + b * 1024 : btail + (j / 16 + 1) * 1024;
+          _tile_loadd(4, a + 64 * b, ldp);
+          _tile_loadd(6, t0, 64);
+          _tile_dpbusd(0, 4, 6);
+          _tile_loadd(7, t1, 64);
+          _tile_dpbusd(1, 4, 7);
+          _tile_loadd(5, a + 16 * ldp + 64 * b, ldp);
+          _tile_dpbusd(2, 5, 6);
+          _tile_dpbusd(3, 5, 7);
+        }
+        _tile_stored(0, c, ldc);
+        _tile_stored(1, c + 16, ldc);
+        _tile_stored(2, c + 16 * kTileN, ldc);
+        _tile_stored(3, c + 16 * kTileN + 16, ldc);
+      }
+    }
+  }
+  alignas(64) int32_t colterm[kTileN];
+  column_terms_avx512(*p.g, j0, cols, colterm);
+  epilogue_avx512(p, colterm, i0, rows, j0, cols, acc, kTileN);
+}
+
 /* Compensation and epilogue of one tile into C (the AVX2 path; acc's row stride is cols). */
 void epilogue_scalar(const Plan& p, int64_t i0, int64_t rows, int64_t j0, int64_t cols, const int32_t* acc) {
   const ct_qgemm_args& g = *p.g;
@@ -321,6 +421,27 @@ void epilogue_scalar(const Plan& p, int64_t i0, int64_t rows, int64_t j0, int64_
       }
     }
   }
+}
+
+/* The kernel of ct_cpu_qgemm (quant.h): a forced one while it can run (AVX-512 may have been
+ * switched off since), else AMX where it runs, else VNNI, else AVX2. */
+std::atomic<int> g_qgemm_forced{CT_QGEMM_AUTO};
+
+bool qgemm_kernel_runs(int kernel) {
+  switch (kernel) {
+    case CT_QGEMM_AUTO:
+    case CT_QGEMM_AVX2: return true;
+    case CT_QGEMM_VNNI: return use_avx512() && has_vnni();
+    case CT_QGEMM_AMX: return use_amx_int8();
+    default: return false;
+  }
+}
+
+int qgemm_kernel() {
+  const int forced = g_qgemm_forced.load(std::memory_order_relaxed);
+  if (forced != CT_QGEMM_AUTO && qgemm_kernel_runs(forced)) return forced;
+  if (use_amx_int8()) return CT_QGEMM_AMX;
+  return use_avx512() && has_vnni() ? CT_QGEMM_VNNI : CT_QGEMM_AVX2;
 }
 
 }  // namespace
@@ -413,31 +534,47 @@ void ct::qgemm_rows(const ct_qgemm_args& full, const QgemmRowFill& fill) {
   int nt = threads_for(chunk * np * (std::max<int64_t>(kp, 1) / 64 + 1));
   if (nt > max_tiles) nt = (int)max_tiles;
   if (nt < 1) nt = 1;
-  HostBuffer<uint8_t> ap(std::max<int64_t>(1, round_up(chunk, kStrip) * kp));
-  HostBuffer<uint8_t> row_scratch(std::max<int64_t>(1, (int64_t)nt * kStrip * kp));  // one strip per thread
+  int kernel = qgemm_kernel();
+  // AUTO: below 8 rows AMX's 32-row blocks are mostly padding, and VNNI measured faster (m = 1 and
+  // 4 at n = 1536, k = 384: 14 vs 10 and 14 vs 13 us; m = 8: AMX 16, VNNI 19 us)
+  if (kernel == CT_QGEMM_AMX && full.m < 8 && g_qgemm_forced.load(std::memory_order_relaxed) == CT_QGEMM_AUTO &&
+      qgemm_kernel_runs(CT_QGEMM_VNNI))
+    kernel = CT_QGEMM_VNNI;
+  const bool amx = kernel == CT_QGEMM_AMX, vnni = kernel == CT_QGEMM_VNNI;
+  // AMX: row-major panel (kq = k rounded up to 64, stride kq + 64, strips of 32 rows) filled in place
+  const int64_t kq = round_up(kp, 64), ldp = amx ? kq + 64 : kp, strip_rows = amx ? kAmxStrip : kStrip;
+  HostBuffer<uint8_t> ap(std::max<int64_t>(1, round_up(chunk, strip_rows) * ldp));
+  HostBuffer<uint8_t> row_scratch(amx ? 0 : std::max<int64_t>(1, (int64_t)nt * kStrip * kp));  // one strip per thread
+  HostBuffer<int8_t> btail(amx ? (int64_t)nt * (kTileN / 16) * 1024 : 0);
   HostBuffer<int32_t> rowsum(chunk);
   HostBuffer<int32_t> acc(nt * kTileM * kTileN);  // one tile accumulator per thread (no allocation inside the region)
-  const bool vnni = use_avx512() && has_vnni();
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int t = omp_get_thread_num(), T = omp_get_num_threads();
-    uint8_t* rows = row_scratch.data() + (int64_t)t * kStrip * kp;
+    uint8_t* rows = amx ? nullptr : row_scratch.data() + (int64_t)t * kStrip * kp;
     int32_t* mine = acc.data() + (int64_t)t * kTileM * kTileN;
+    if (amx) amx_begin();
     for (int64_t r0 = 0; r0 < full.m; r0 += chunk) {
       ct_qgemm_args g = full;
       g.m = std::min(chunk, full.m - r0);
       g.c = (char*)full.c + r0 * full.ldc * out_bytes;
-      const int64_t strips = (g.m + kStrip - 1) / kStrip;
+      const int64_t strips = (g.m + strip_rows - 1) / strip_rows;
       const int64_t per = strips / T, rem = strips % T, s0 = t * per + std::min<int64_t>(t, rem);
-      for (int64_t strip = s0; strip < s0 + per + (t < rem ? 1 : 0); ++strip)
-        pack_strip(g, r0, kp, strip, fill, rows, ap.data(), rowsum.data());
+      for (int64_t strip = s0; strip < s0 + per + (t < rem ? 1 : 0); ++strip) {
+        if (amx)
+          pack_strip_amx(g, r0, kq, ldp, strip, fill, ap.data(), rowsum.data());
+        else
+          pack_strip(g, r0, kp, strip, fill, rows, ap.data(), rowsum.data());
+      }
 #pragma omp barrier
-      Plan p{&g, ap.data(), rowsum.data(), kp, np};
+      Plan p{&g, ap.data(), rowsum.data(), kp, np, ldp};
       const int64_t tm = (g.m + kTileM - 1) / kTileM, tn = (np + kTileN - 1) / kTileN;
       for (int64_t tile = t; tile < tm * tn; tile += T) {
         const int64_t i0 = (tile / tn) * kTileM, j0 = (tile % tn) * kTileN;
         const int64_t tile_rows = std::min(kTileM, g.m - i0), cols = std::min(kTileN, np - j0);
-        if (vnni) {
+        if (amx) {
+          amx_tile_with_epilogue(p, i0, tile_rows, j0, cols, mine, btail.data() + (int64_t)t * (kTileN / 16) * 1024);
+        } else if (vnni) {
           vnni_tile_with_epilogue(p, i0, tile_rows, j0, cols, mine);
         } else {
           tile_sums_avx2(p, i0, tile_rows, j0, cols, mine);
@@ -446,6 +583,7 @@ void ct::qgemm_rows(const ct_qgemm_args& full, const QgemmRowFill& fill) {
       }
 #pragma omp barrier  // the next chunk's packing overwrites the panel
     }
+    if (amx) amx_end();
   }
 }
 
@@ -462,4 +600,16 @@ extern "C" int ct_cpu_qgemm(const ct_qgemm_args* args, int64_t stream) {
   });
   return CT_OK;
   CT_CATCH(fn)
+}
+
+extern "C" int ct_cpu_qgemm_kernel(void) { return ct::qgemm_kernel(); }
+
+extern "C" int ct_cpu_set_qgemm_kernel(int kernel) {
+  if (kernel < CT_QGEMM_AUTO || kernel > CT_QGEMM_AMX)
+    return ct::fail(CT_ERR_INVALID_ARG, "ct_cpu_set_qgemm_kernel: kernel=%d is not one of CT_QGEMM_*", kernel);
+  if (!ct::qgemm_kernel_runs(kernel))
+    return ct::fail(CT_ERR_UNSUPPORTED, "ct_cpu_set_qgemm_kernel: kernel %s cannot run on this CPU%s",
+                    kernel == CT_QGEMM_AMX ? "AMX" : "VNNI", ct::use_avx512() ? "" : " (AVX-512 is switched off)");
+  ct::g_qgemm_forced.store(kernel, std::memory_order_relaxed);
+  return CT_OK;
 }

@@ -70,21 +70,35 @@ bool cpu_has_avx512_bf16() {
 
 bool use_avx512_bf16() { return use_avx512() && cpu_has_avx512_bf16(); }
 
-/* AMX-TILE and AMX-BF16 (CPUID.7.0:EDX bits 24 and 22), the OS saving the tile state (XCR0 bits 17
- * and 18), and the tile data granted to this process by Linux (arch_prctl ARCH_REQ_XCOMP_PERM for
- * XFEATURE_XTILEDATA; refused, for example, while a thread has a too small sigaltstack). */
-bool cpu_has_amx_bf16() {
-  static const bool has = [] {
+/* AMX-TILE (CPUID.7.0:EDX bit 24) with the unit `bit` of the same word (AMX-BF16 22, AMX-INT8
+ * 25), the OS saving the tile state (XCR0 bits 17 and 18), and the tile data granted to this
+ * process by Linux (arch_prctl ARCH_REQ_XCOMP_PERM for XFEATURE_XTILEDATA, asked once; refused,
+ * for example, while a thread has a too small sigaltstack). */
+static bool cpu_has_amx_unit(int bit) {
+  static const bool tiles = [] {
     unsigned a, b, c, d;
     if (!cpu_has_avx512() || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
-    if (!((d >> 24) & 1u) || !((d >> 22) & 1u)) return false;
+    if (!((d >> 24) & 1u)) return false;
     unsigned lo, hi;
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     if ((lo & (3u << 17)) != (3u << 17)) return false;
     return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
   }();
+  unsigned a, b, c, d;
+  return tiles && __get_cpuid_count(7, 0, &a, &b, &c, &d) && ((d >> bit) & 1u);
+}
+
+bool cpu_has_amx_bf16() {
+  static const bool has = cpu_has_amx_unit(22);
   return has;
 }
+
+bool cpu_has_amx_int8() {
+  static const bool has = cpu_has_amx_unit(25);
+  return has;
+}
+
+bool use_amx_int8() { return use_avx512() && cpu_has_amx_int8(); }
 
 bool use_amx_bf16() { return use_avx512() && cpu_has_amx_bf16(); }
 
@@ -368,6 +382,7 @@ int ct_cpu_has_avx512(void) { return ct::use_avx512() ? 1 : 0; }
 
 int ct_cpu_has_avx512_bf16(void) { return ct::use_avx512_bf16() ? 1 : 0; }
 int ct_cpu_has_amx_bf16(void) { return ct::use_amx_bf16() ? 1 : 0; }
+int ct_cpu_has_amx_int8(void) { return ct::use_amx_int8() ? 1 : 0; }
 
 int ct_cpu_set_avx512_enabled(int enabled) {
   ct::g_avx512_enabled.store(enabled ? 1 : 0, std::memory_order_relaxed);

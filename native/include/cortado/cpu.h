@@ -66,6 +66,8 @@ int ct_cpu_has_avx512_bf16(void);
 /* 1 if the AMX-BF16 paths (tdpbf16ps tiles) may run: the CPU has AMX-TILE and AMX-BF16, the kernel
  * granted this process the tile state (arch_prctl ARCH_REQ_XCOMP_PERM), and AVX-512 is enabled. */
 int ct_cpu_has_amx_bf16(void);
+/* 1 if the AMX-INT8 paths (tdpbusd tiles) may run: as above, with AMX-INT8. */
+int ct_cpu_has_amx_int8(void);
 
 /* The bfloat16 GEMM kernel of ct_cpu_gemm (gemm_bf16.cpp):
  *  WIDEN   inputs widened to float32, OpenBLAS sgemm (every CPU);
@@ -83,6 +85,21 @@ int ct_cpu_bf16_gemm_kernel(void);
 /* Forces one kernel (tests, benchmarks) or AUTO; CT_ERR_UNSUPPORTED when this CPU cannot run it. */
 int ct_cpu_set_bf16_gemm_kernel(int kernel);
 
+/* The int8 GEMM kernel of ct_cpu_qgemm (quant_gemm.cpp; the int8 convolution runs on it too):
+ *  AVX2  exact 16-bit products (every CPU);
+ *  VNNI  AVX-512 VNNI vpdpbusd register tiles;
+ *  AMX   AMX-INT8 tdpbusd tiles.
+ * AUTO (the default) takes AMX where it runs (VNNI for calls of fewer than 8 rows, where AMX's
+ * 32-row blocks are mostly padding), else VNNI, else AVX2. All give the same exact int32 sums. */
+#define CT_QGEMM_AUTO 0
+#define CT_QGEMM_AVX2 1
+#define CT_QGEMM_VNNI 2
+#define CT_QGEMM_AMX  3
+/* The kernel ct_cpu_qgemm uses now (never AUTO). */
+int ct_cpu_qgemm_kernel(void);
+/* Forces one kernel (tests, benchmarks) or AUTO; CT_ERR_UNSUPPORTED when this CPU cannot run it. */
+int ct_cpu_set_qgemm_kernel(int kernel);
+
 /* Compute-ceiling probes (probe.cpp), run on the calling thread: `steps` steps of 24 independent
  * accumulator chains of 512-bit vectors, enough to hide the instruction latency on two pipes.
  *  - bf16_dot: acc = vdpbf16ps(acc, a, b), 32 bfloat16 products per instruction, counted as
@@ -97,6 +114,10 @@ int ct_cpu_probe_bf16_dot(int64_t steps, double* out_sum);
  * Every product is 1 x 1: *out_sum = 4 x 256 x 32 x steps (exact for steps < 2^19).
  * CT_ERR_UNSUPPORTED without AMX-BF16 or when the kernel refuses the tile state. */
 int ct_cpu_probe_amx_bf16(int64_t steps, double* out_sum);
+/* The same with tdpbusd (uint8 x int8 into int32 tiles, 16 x 16 x 64 products per instruction):
+ * 4 x 16 x 16 x 64 x 2 = 131072 integer ops per step; all bytes 1, so *out_sum = 4 x 256 x 64 x
+ * steps (steps < 2^24). CT_ERR_UNSUPPORTED without AMX-INT8 or the tile state. */
+int ct_cpu_probe_amx_int8(int64_t steps, double* out_sum);
 int ct_cpu_probe_fma_f32(int64_t steps, double* out_sum);
 /* VNNI: acc = vpdpbusd(acc, a, b) on 24 int32 chains: 64 uint8 x int8 products per instruction,
  * counted as 2 operations each (the int8 GEMM's 2 m n k): 128 x 24 x steps. All bytes are 1, so

@@ -111,8 +111,9 @@ int ct_cuda_fake_quantize_backward(const ct_tensor* dx, const ct_tensor* ds, con
  * store clamp(rne(v) + out_zero_point) in the dtype's range. For an int8 output the caller folds
  * the output scale into scale (sa * sb[j] / so) and bias (bias / so).
  *
- * CPU: AVX-512 VNNI (vpdpbusd, 8 x 32 register tile) when the CPU has it and AVX-512 is enabled,
- * else AVX2 with exact 16-bit products (vpmovsxbw/vpmovzxbw + vpmaddwd: vpmaddubsw would saturate
+ * CPU: AMX-INT8 (tdpbusd, a 32 x 32 block of four 16 x 16 tiles) where the CPU has it and Linux
+ * grants the tile state, else AVX-512 VNNI (vpdpbusd, 8 x 32 register tile) when the CPU has it and
+ * AVX-512 is enabled, else AVX2 with exact 16-bit products (vpmovsxbw/vpmovzxbw + vpmaddwd: vpmaddubsw would saturate
  * its int16 pair sums, 255 * 127 * 2 > 32767). Cost: 2 m n k integer ops; A is read once into a
  * padded copy (m * Kp bytes) with its row sums; B (Np * Kp bytes) streams through L2 once per 64
  * rows of C, 32 columns at a time over the whole k; C is written once.

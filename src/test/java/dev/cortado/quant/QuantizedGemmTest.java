@@ -6,6 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.cortado.backend.cpu.CpuBackend;
+import dev.cortado.backend.cpu.NativeCpu;
+import dev.cortado.backend.kernels.NativeCodes;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Tensor;
@@ -13,10 +15,10 @@ import java.util.Random;
 import org.junit.jupiter.api.Test;
 
 /**
- * The int8 GEMM beyond the OpInfo samples: both CPU register tiles (AVX-512 VNNI and the exact
- * AVX2 path, switched with CpuBackend.setAvx512Enabled) against exact long-arithmetic sums on
- * shapes that cross every tile edge (m not a multiple of 8 or 64, n not a multiple of 16/32/64,
- * k not a multiple of 4), m over several 4096-row chunks of the packed panel (the phases of one
+ * The int8 GEMM beyond the OpInfo samples: every CPU kernel this machine runs (AMX-INT8 tiles,
+ * AVX-512 VNNI and the exact AVX2 path, each forced with ct_cpu_set_qgemm_kernel) against exact
+ * long-arithmetic sums on shapes that cross every tile edge (m not a multiple of 8, 32 or 64, n
+ * not a multiple of 16/32/64, k not a multiple of 4 or 64: AMX's copied last k-block), m over several 4096-row chunks of the packed panel (the phases of one
  * parallel region), extreme values (a = 255, b = -128: the products that would saturate
  * vpmaddubsw) up to the largest k (32768, whose sums come within a factor of 2 of int32's range),
  * and the quantized-tensor entry points against a float64 reference.
@@ -48,21 +50,32 @@ class QuantizedGemmTest {
         return out;
     }
 
-    private static void bothPaths(Runnable check) {
-        check.run();
-        boolean was = CpuBackend.avx512();
-        CpuBackend.setAvx512Enabled(false);
+    /** Runs {@code check} once per int8 GEMM kernel this CPU runs; AVX2 always runs. */
+    private static void allKernels(Runnable check) {
+        int[] kernels = {NativeCodes.QGEMM_AVX2, NativeCodes.QGEMM_VNNI, NativeCodes.QGEMM_AMX};
+        int ran = 0;
         try {
-            check.run();
+            for (int kernel : kernels) {
+                if (NativeCpu.ct_cpu_set_qgemm_kernel(kernel) != 0) {
+                    assertTrue(kernel != NativeCodes.QGEMM_AVX2, "the AVX2 kernel runs everywhere");
+                    assertTrue(kernel != NativeCodes.QGEMM_AMX || NativeCpu.ct_cpu_has_amx_int8() == 0,
+                            "the CPU has AMX-INT8 but the AMX kernel was refused");
+                    continue;
+                }
+                assertEquals(kernel, NativeCpu.ct_cpu_qgemm_kernel());
+                check.run();
+                ran++;
+            }
         } finally {
-            CpuBackend.setAvx512Enabled(was);
+            NativeCpu.ct_cpu_set_qgemm_kernel(NativeCodes.QGEMM_AUTO);
         }
+        assertTrue(ran >= 1);
     }
 
     @Test
-    void int32SumsAreExactOnBothRegisterTiles() {
+    void int32SumsAreExactOnEveryKernel() {
         Random r = new Random(3);
-        int[][] shapes = {{70, 301, 100}, {9, 513, 33}, {1, 3, 1}, {65, 4, 64}, {8, 256, 32}};
+        int[][] shapes = {{70, 301, 100}, {9, 513, 33}, {1, 3, 1}, {65, 4, 64}, {8, 256, 32}, {97, 640, 96}, {33, 1100, 70}};
         for (int[] sh : shapes) {
             int m = sh[0];
             int k = sh[1];
@@ -72,15 +85,15 @@ class QuantizedGemmTest {
             double[] zb = randomInts(r, n, -128, 127);
             int za = r.nextInt(256);
             long[] want = exact(a, b, m, k, n, za, zb);
-            bothPaths(() -> {
+            allKernels(() -> {
                 try (Scope scope = Scope.open()) {
                     Tensor bq = bytes(b, DType.INT8, k, n);
                     QuantizedTensor w = QuantizedTensor.of(bq, QuantParams.of(QuantScheme.perChannel(DType.INT8, 1),
                             Tensor.ones(DType.FLOAT32, n), Tensor.of(toInts(zb), n)));
                     PackedInt8Matrix packed = PackedInt8Matrix.pack(w);
                     Tensor c = Int8Gemm.matmulInteger(bytes(a, DType.UINT8, m, k), za, packed);
-                    assertArrayEquals(want, c.toLongArray(), "m=" + m + " k=" + k + " n=" + n + " avx512="
-                            + CpuBackend.avx512());
+                    assertArrayEquals(want, c.toLongArray(), "m=" + m + " k=" + k + " n=" + n + " kernel="
+                            + CpuBackend.int8GemmKernel());
                 }
             });
         }
@@ -96,11 +109,11 @@ class QuantizedGemmTest {
         double[] b = randomInts(r, k * n, -128, 127);
         int za = 77;
         long[] want = exact(a, b, m, k, n, za, null);
-        bothPaths(() -> {
+        allKernels(() -> {
             try (Scope scope = Scope.open()) {
                 PackedInt8Matrix packed = PackedInt8Matrix.pack(bytes(b, DType.INT8, k, n));
                 assertArrayEquals(want, Int8Gemm.matmulInteger(bytes(a, DType.UINT8, m, k), za, packed).toLongArray(),
-                        "avx512=" + CpuBackend.avx512());
+                        "kernel=" + CpuBackend.int8GemmKernel());
             }
         });
     }
@@ -116,11 +129,11 @@ class QuantizedGemmTest {
         java.util.Arrays.fill(b, -128);
         long[] want = exact(a, b, m, k, n, 0, null);
         assertEquals(255L * -128 * k, want[0]);
-        bothPaths(() -> {
+        allKernels(() -> {
             try (Scope scope = Scope.open()) {
                 PackedInt8Matrix packed = PackedInt8Matrix.pack(bytes(b, DType.INT8, k, n));
                 assertArrayEquals(want, Int8Gemm.matmulInteger(bytes(a, DType.UINT8, m, k), 0, packed).toLongArray(),
-                        "avx512=" + CpuBackend.avx512());
+                        "kernel=" + CpuBackend.int8GemmKernel());
             }
         });
     }
@@ -138,7 +151,7 @@ class QuantizedGemmTest {
             b[i] = 127;
         }
         long[] want = exact(a, b, m, k, n, 0, null);
-        bothPaths(() -> {
+        allKernels(() -> {
             try (Scope scope = Scope.open()) {
                 PackedInt8Matrix packed = PackedInt8Matrix.pack(bytes(b, DType.INT8, k, n));
                 assertArrayEquals(want, Int8Gemm.matmulInteger(bytes(a, DType.UINT8, m, k), 0, packed).toLongArray());

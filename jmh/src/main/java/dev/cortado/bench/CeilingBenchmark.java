@@ -49,7 +49,7 @@ import org.openjdk.jmh.annotations.Warmup;
  *       float array into another, split across the threads; bytes = 64 MiB read + 64 MiB
  *       written (write-allocate traffic not counted, as in {@link BandwidthBenchmark}).</li>
  * </ul>
- * Java has no bfloat16 dot product, so three compute ceilings come from the native probes of
+ * Java has no bfloat16 dot product, so five compute ceilings come from the native probes of
  * {@code native/cpu/probe.cpp} (hand-written chains of one instruction, on the Java worker threads
  * like the FMA probe; each op {@link #FLOP_PER_THREAD} per thread too, so the summarizer's
  * arithmetic is the same):
@@ -59,6 +59,8 @@ import org.openjdk.jmh.annotations.Warmup;
  *       On AMD Zen 4/5 it is twice the FMA rate; on the Intel Xeon (AMX) hosts it measured half.</li>
  *   <li>{@code amxBf16}: AMX-BF16 {@code tdpbf16ps}, four independent 16 x 16 tile products
  *       (16384 FLOPs each) per step: the ceiling of the AMX kernel, ~12x the FMA rate there.</li>
+ *   <li>{@code amxInt8}: AMX-INT8 {@code tdpbusd}, the same four tile products (16 x 16 x 64
+ *       uint8 x int8 products, 32768 operations each): the ceiling of the int8 GEMM's AMX kernel.</li>
  *   <li>{@code vnniU8s8}: AVX512_VNNI {@code vpdpbusd} on 24 zmm chains, 64 uint8 x int8
  *       products per instruction counted as 2 operations each (the int8 GEMM's 2 m n k): the
  *       ceiling of the int8 GEMM's VNNI kernel, in GOP/s.</li>
@@ -211,6 +213,8 @@ public class CeilingBenchmark {
     static final long BF16_DOT_STEPS = FLOP_PER_THREAD / (64 * 24);
     /** AMX steps per op: 4 x 16384 FLOPs per step. */
     static final long AMX_STEPS = FLOP_PER_THREAD / 65536;
+    /** AMX int8 steps per op: 4 x 32768 integer operations per step. */
+    static final long AMX_INT8_STEPS = FLOP_PER_THREAD / 131072;
     /** VNNI steps per op: 128 integer operations x 24 chains per step. */
     static final long VNNI_STEPS = FLOP_PER_THREAD / (128 * 24);
     /** Native FMA steps per op: 32 FLOPs x 24 chains per step. */
@@ -253,6 +257,11 @@ public class CeilingBenchmark {
     @Benchmark
     public double amxBf16() {
         return nativeProbe("amxBf16", NativeCpu::ct_cpu_probe_amx_bf16, AMX_STEPS, 4.0 * 256 * 32 * AMX_STEPS);
+    }
+
+    @Benchmark
+    public double amxInt8() {
+        return nativeProbe("amxInt8", NativeCpu::ct_cpu_probe_amx_int8, AMX_INT8_STEPS, 4.0 * 256 * 64 * AMX_INT8_STEPS);
     }
 
     @Benchmark

@@ -6,6 +6,8 @@ import ai.onnxruntime.OrtEnvironment;
 import ai.onnxruntime.OrtException;
 import ai.onnxruntime.OrtSession;
 import com.google.protobuf.ByteString;
+import dev.cortado.backend.cpu.NativeCpu;
+import dev.cortado.backend.kernels.NativeCodes;
 import dev.cortado.onnx.proto.Onnx.GraphProto;
 import dev.cortado.onnx.proto.Onnx.ModelProto;
 import dev.cortado.onnx.proto.Onnx.NodeProto;
@@ -68,6 +70,10 @@ public class Int8GemmBenchmark {
     @Param({"1", "2"})
     public int threads;
 
+    /** The int8 GEMM kernel ({@code ct_cpu_set_qgemm_kernel}): auto, amx, vnni or avx2. */
+    @Param({"auto"})
+    public String kernel;
+
     private Tensor a8;
     private PackedInt8Matrix b8;
     private Tensor scale;
@@ -83,6 +89,16 @@ public class Int8GemmBenchmark {
     @Setup(Level.Trial)
     public void setup() throws OrtException {
         BenchSupport.setThreads(threads);
+        int code = switch (kernel) {
+            case "auto" -> NativeCodes.QGEMM_AUTO;
+            case "amx" -> NativeCodes.QGEMM_AMX;
+            case "vnni" -> NativeCodes.QGEMM_VNNI;
+            case "avx2" -> NativeCodes.QGEMM_AVX2;
+            default -> throw new IllegalArgumentException("kernel " + kernel + ": not auto, amx, vnni or avx2");
+        };
+        if (NativeCpu.ct_cpu_set_qgemm_kernel(code) != 0) {
+            throw new IllegalStateException("kernel " + kernel + ": " + NativeCpu.ct_cpu_last_error().getString());
+        }
         Random r = new Random(42);
         aBytes = new byte[n * n];
         bBytes = new byte[n * n];
@@ -157,6 +173,7 @@ public class Int8GemmBenchmark {
         bias.close();
         af.close();
         bf.close();
+        NativeCpu.ct_cpu_set_qgemm_kernel(NativeCodes.QGEMM_AUTO);
     }
 
     @Benchmark

@@ -251,6 +251,20 @@ public final class CpuBackend implements Backend {
         };
     }
 
+    /**
+     * The int8 GEMM kernel in use (native/cpu/quant_gemm.cpp; the int8 convolution runs on it too):
+     * {@code "AMX"} (AMX-INT8 tiles), {@code "AVX512_VNNI"} (vpdpbusd register tiles) or
+     * {@code "AVX2"} (exact 16-bit products). All three give the same exact int32 sums.
+     */
+    public static String int8GemmKernel() {
+        INSTANCE.requireAvailable();
+        return switch (NativeCpu.ct_cpu_qgemm_kernel()) {
+            case NativeCodes.QGEMM_AMX -> "AMX";
+            case NativeCodes.QGEMM_VNNI -> "AVX512_VNNI";
+            default -> "AVX2";
+        };
+    }
+
     /** Enables or disables the AVX-512 paths (the AVX2 baseline is used when disabled). */
     public static void setAvx512Enabled(boolean enabled) {
         INSTANCE.requireAvailable();
