@@ -18,7 +18,8 @@ import org.junit.jupiter.api.Test;
  * The int8 GEMM beyond the OpInfo samples: every CPU kernel this machine runs (AMX-INT8 tiles,
  * AVX-512 VNNI and the exact AVX2 path, each forced with ct_cpu_set_qgemm_kernel) against exact
  * long-arithmetic sums on shapes that cross every tile edge (m not a multiple of 8, 32 or 64, n
- * not a multiple of 16/32/64, k not a multiple of 4 or 64: AMX's copied last k-block), m over several 4096-row chunks of the packed panel (the phases of one
+ * not a multiple of 16/32/64, k not a multiple of 4 or 64: AMX's copied last k-block; k = 2050 and
+ * n = 300: AMX's column groups of 3 and 2 tiles), m over several 4096-row chunks of the packed panel (the phases of one
  * parallel region), extreme values (a = 255, b = -128: the products that would saturate
  * vpmaddubsw) up to the largest k (32768, whose sums come within a factor of 2 of int32's range),
  * and the quantized-tensor entry points against a float64 reference.
@@ -50,8 +51,13 @@ class QuantizedGemmTest {
         return out;
     }
 
-    /** Runs {@code check} once per int8 GEMM kernel this CPU runs; AVX2 always runs. */
-    private static void allKernels(Runnable check) {
+    /**
+     * Runs {@code check} once per int8 GEMM kernel this CPU runs (AVX2 always runs), passing the
+     * run's index. A check whose inputs do not vary with the index can pass on a kernel that writes
+     * nothing: the output allocation may get the previous run's block back, holding its right
+     * answer. The int32 checks therefore take a different A zero point per run.
+     */
+    private static void allKernels(java.util.function.IntConsumer check) {
         int[] kernels = {NativeCodes.QGEMM_AVX2, NativeCodes.QGEMM_VNNI, NativeCodes.QGEMM_AMX};
         int ran = 0;
         try {
@@ -63,8 +69,7 @@ class QuantizedGemmTest {
                     continue;
                 }
                 assertEquals(kernel, NativeCpu.ct_cpu_qgemm_kernel());
-                check.run();
-                ran++;
+                check.accept(ran++);
             }
         } finally {
             NativeCpu.ct_cpu_set_qgemm_kernel(NativeCodes.QGEMM_AUTO);
@@ -75,7 +80,7 @@ class QuantizedGemmTest {
     @Test
     void int32SumsAreExactOnEveryKernel() {
         Random r = new Random(3);
-        int[][] shapes = {{70, 301, 100}, {9, 513, 33}, {1, 3, 1}, {65, 4, 64}, {8, 256, 32}, {97, 640, 96}, {33, 1100, 70}};
+        int[][] shapes = {{70, 301, 100}, {9, 513, 33}, {1, 3, 1}, {65, 4, 64}, {8, 256, 32}, {97, 640, 96}, {33, 1100, 70}, {70, 2050, 300}};
         for (int[] sh : shapes) {
             int m = sh[0];
             int k = sh[1];
@@ -83,9 +88,10 @@ class QuantizedGemmTest {
             double[] a = randomInts(r, m * k, 0, 255);
             double[] b = randomInts(r, k * n, -128, 127);
             double[] zb = randomInts(r, n, -128, 127);
-            int za = r.nextInt(256);
-            long[] want = exact(a, b, m, k, n, za, zb);
-            allKernels(() -> {
+            int za0 = r.nextInt(256);
+            allKernels(run -> {
+                int za = (za0 + 37 * run) % 256;
+                long[] want = exact(a, b, m, k, n, za, zb);
                 try (Scope scope = Scope.open()) {
                     Tensor bq = bytes(b, DType.INT8, k, n);
                     QuantizedTensor w = QuantizedTensor.of(bq, QuantParams.of(QuantScheme.perChannel(DType.INT8, 1),
@@ -107,9 +113,9 @@ class QuantizedGemmTest {
         int n = 40;
         double[] a = randomInts(r, m * k, 0, 255);
         double[] b = randomInts(r, k * n, -128, 127);
-        int za = 77;
-        long[] want = exact(a, b, m, k, n, za, null);
-        allKernels(() -> {
+        allKernels(run -> {
+            int za = 77 + run;
+            long[] want = exact(a, b, m, k, n, za, null);
             try (Scope scope = Scope.open()) {
                 PackedInt8Matrix packed = PackedInt8Matrix.pack(bytes(b, DType.INT8, k, n));
                 assertArrayEquals(want, Int8Gemm.matmulInteger(bytes(a, DType.UINT8, m, k), za, packed).toLongArray(),
@@ -129,7 +135,7 @@ class QuantizedGemmTest {
         java.util.Arrays.fill(b, -128);
         long[] want = exact(a, b, m, k, n, 0, null);
         assertEquals(255L * -128 * k, want[0]);
-        allKernels(() -> {
+        allKernels(run -> {
             try (Scope scope = Scope.open()) {
                 PackedInt8Matrix packed = PackedInt8Matrix.pack(bytes(b, DType.INT8, k, n));
                 assertArrayEquals(want, Int8Gemm.matmulInteger(bytes(a, DType.UINT8, m, k), 0, packed).toLongArray(),
@@ -151,7 +157,7 @@ class QuantizedGemmTest {
             b[i] = 127;
         }
         long[] want = exact(a, b, m, k, n, 0, null);
-        allKernels(() -> {
+        allKernels(run -> {
             try (Scope scope = Scope.open()) {
                 PackedInt8Matrix packed = PackedInt8Matrix.pack(bytes(b, DType.INT8, k, n));
                 assertArrayEquals(want, Int8Gemm.matmulInteger(bytes(a, DType.UINT8, m, k), 0, packed).toLongArray());
