@@ -370,10 +370,18 @@ void direct_nhwc_forward(const Geo& g, const float* x, const float* w, const flo
   const float* xsrc = copy_image ? padded.data() : x;
   const int64_t P = oD * oH * oW;  // output plane size (NCHW)
   const int64_t nwb = (oW + PB - 1) / PB;
-  parallel_range(g.N * oD * oH * nwb, KS * Cg * K * PB * 2, [&](int64_t i0, int64_t i1) {
+  // Work items: pixel blocks, each over all output-channel blocks; with few pixel blocks (a 128-row
+  // matmul run as this convolution has 11) the channel blocks are split too, one per item, items
+  // channel-block-major: 11 items on two threads left one thread idle a sixth of the time (17% of
+  // a 2-thread MiniLM batch-1 run in libgomp's spin), and consecutive items then share a weight panel.
+  const int64_t units = g.N * oD * oH * nwb;
+  const int64_t kchunks = units < 8 * threads() ? nkb : 1;
+  parallel_range(units * kchunks, KS * Cg * K * PB * 2 / kchunks, [&](int64_t i0, int64_t i1) {
     alignas(64) float tile[16 * 32];  // rows 12..15 stay zero: store_tile_nchw512 transposes 16 rows
     std::fill(tile + 12 * 32, tile + 16 * 32, 0.0f);
-    for (int64_t it = i0; it < i1; ++it) {
+    for (int64_t item = i0; item < i1; ++item) {
+      const int64_t it = item % units, kc = item / units;
+      const int64_t kb0 = kc * nkb / kchunks, kb1 = (kc + 1) * nkb / kchunks;
       const int64_t wb = it % nwb, row = it / nwb;
       const int64_t oh = row % oH, od = (row / oH) % oD, n = row / (oH * oD);
       const int64_t ow0 = wb * PB, np = std::min<int64_t>(PB, oW - ow0);
@@ -382,7 +390,7 @@ void direct_nhwc_forward(const Geo& g, const float* x, const float* w, const flo
       for (int64_t grp = 0; grp < g.G; ++grp) {
         const float* xs[12];
         for (int j = 0; j < PB; ++j) xs[j] = base + (ow0 + std::min<int64_t>(j, np - 1)) * g.s[2] * C + grp * Cg;
-        for (int64_t kb = 0; kb < nkb; ++kb) {
+        for (int64_t kb = kb0; kb < kb1; ++kb) {
           const float* wp = wpk + (grp * nkb + kb) * KS * Cg * KB;
           if (z) tile512((int)np, xs, taps.data(), nseg, seg_len, wp, tile);
           else tile256((int)np, xs, taps.data(), nseg, seg_len, wp, tile);
