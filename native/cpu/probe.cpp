@@ -18,9 +18,13 @@
  *    64 products per instruction, 2 operations each; a = b = bytes of 1, so every step adds 4.
  *  - amx_bf16: four independent tdpbf16ps per step, each a 16 x 16 float32 tile += a 16 x 32
  *    bfloat16 tile times a 32 x 16 one: 16384 FLOPs per instruction, all products 1 x 1.
- * Cost: 64 x 24 FLOPs (bf16_dot), 32 x 24 (fma_f32), 128 x 24 integer operations (vnni_u8s8) or
- * 65536 FLOPs (amx_bf16) per step, no memory traffic.
+ *  - amx_int8: the same with tdpbusd, a 16 x 16 int32 tile += 16 x 64 uint8 times 64 x 16 int8:
+ *    32768 operations per instruction, all products 1 x 1.
+ * Cost: 64 x 24 FLOPs (bf16_dot), 32 x 24 (fma_f32), 128 x 24 integer operations (vnni_u8s8),
+ * 65536 FLOPs (amx_bf16) or 131072 integer operations (amx_int8) per step, no memory traffic.
  */
+#include <type_traits>
+
 #include "internal.h"
 
 namespace ct {
@@ -89,10 +93,12 @@ __attribute__((target("avx512f,avx512vnni"))) double vnni_u8s8(int64_t steps) {
 }
 
 /* Four independent tile products per step (C tiles 0..3 from A tiles 4, 5 and B tiles 6, 7): a
- * tdpbf16ps has a latency of several times its issue interval, and four in flight cover it. */
-CT_AMX double amx_bf16(int64_t steps) {
+ * tile product has a latency of several times its issue interval, and four in flight cover it.
+ * Int8: tdpbusd (uint8 A x int8 B, int32 C, all bytes 1); else tdpbf16ps (bfloat16 1.0, float C).
+ * Returns the sum of C's elements. */
+template <bool Int8> CT_AMX double amx_chains(int64_t steps) {
   alignas(64) uint16_t ones[16 * 32];
-  for (auto& x : ones) x = 0x3f80;  // bfloat16 1.0
+  for (auto& x : ones) x = Int8 ? 0x0101 : 0x3f80;  // bytes 1, or bfloat16 1.0
   amx_begin();
   _tile_loadd(4, ones, 64);
   _tile_loadd(5, ones, 64);
@@ -103,12 +109,20 @@ CT_AMX double amx_bf16(int64_t steps) {
   _tile_zero(2);
   _tile_zero(3);
   for (int64_t s = 0; s < steps; ++s) {
-    _tile_dpbf16ps(0, 4, 6);
-    _tile_dpbf16ps(1, 4, 7);
-    _tile_dpbf16ps(2, 5, 6);
-    _tile_dpbf16ps(3, 5, 7);
+    if constexpr (Int8) {
+      _tile_dpbusd(0, 4, 6);
+      _tile_dpbusd(1, 4, 7);
+      _tile_dpbusd(2, 5, 6);
+      _tile_dpbusd(3, 5, 7);
+    } else {
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(1, 4, 7);
+      _tile_dpbf16ps(2, 5, 6);
+      _tile_dpbf16ps(3, 5, 7);
+    }
   }
-  alignas(64) float c[4][256];
+  using Acc = std::conditional_t<Int8, int32_t, float>;
+  alignas(64) Acc c[4][256];
   _tile_stored(0, c[0], 64);
   _tile_stored(1, c[1], 64);
   _tile_stored(2, c[2], 64);
@@ -116,38 +130,7 @@ CT_AMX double amx_bf16(int64_t steps) {
   amx_end();
   double sum = 0;
   for (auto& t : c)
-    for (float x : t) sum += x;
-  return sum;
-}
-
-/* The same four independent products with tdpbusd (uint8 A x int8 B, int32 C), all bytes 1. */
-CT_AMX double amx_int8(int64_t steps) {
-  alignas(64) uint8_t ones[16 * 64];
-  std::memset(ones, 1, sizeof ones);
-  amx_begin();
-  _tile_loadd(4, ones, 64);
-  _tile_loadd(5, ones, 64);
-  _tile_loadd(6, ones, 64);
-  _tile_loadd(7, ones, 64);
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_zero(2);
-  _tile_zero(3);
-  for (int64_t s = 0; s < steps; ++s) {
-    _tile_dpbusd(0, 4, 6);
-    _tile_dpbusd(1, 4, 7);
-    _tile_dpbusd(2, 5, 6);
-    _tile_dpbusd(3, 5, 7);
-  }
-  alignas(64) int32_t c[4][256];
-  _tile_stored(0, c[0], 64);
-  _tile_stored(1, c[1], 64);
-  _tile_stored(2, c[2], 64);
-  _tile_stored(3, c[3], 64);
-  amx_end();
-  double sum = 0;
-  for (auto& t : c)
-    for (int32_t x : t) sum += x;
+    for (Acc x : t) sum += x;
   return sum;
 }
 
@@ -186,7 +169,7 @@ int ct_cpu_probe_amx_bf16(int64_t steps, double* out_sum) {
   if (int st = ct::check_steps(fn, steps, int64_t(1) << 19, out_sum)) return st;
   if (!ct::cpu_has_amx_bf16())
     return ct::fail(CT_ERR_UNSUPPORTED, "%s: this CPU has no AMX-BF16 (or Linux refused the tile state)", fn);
-  *out_sum = ct::amx_bf16(steps);
+  *out_sum = ct::amx_chains<false>(steps);
   return CT_OK;
 }
 
@@ -195,7 +178,7 @@ int ct_cpu_probe_amx_int8(int64_t steps, double* out_sum) {
   if (int st = ct::check_steps(fn, steps, int64_t(1) << 24, out_sum)) return st;
   if (!ct::cpu_has_amx_int8())
     return ct::fail(CT_ERR_UNSUPPORTED, "%s: this CPU has no AMX-INT8 (or Linux refused the tile state)", fn);
-  *out_sum = ct::amx_int8(steps);
+  *out_sum = ct::amx_chains<true>(steps);
   return CT_OK;
 }
 

@@ -190,7 +190,7 @@ void avx2_tile(const uint8_t* ap, const int8_t* b, int64_t groups, int32_t* acc,
 // ------------------------------------------------------------------ driver
 struct Plan {
   const ct_qgemm_args* g;
-  const uint8_t* ap;     // padded A: VNNI/AVX2 interleaved strips [m / 8][kp / 4][8][4]; AMX rows of ldp bytes
+  const uint8_t* ap;     // padded A: VNNI/AVX2 strips [m / 8][kp / 4][8][4]; AMX rows of ldp bytes
   const int32_t* rowsum; // [m] (AMX: only when B has zero points)
   int64_t kp, np;
   int64_t ldp;           // AMX: row stride of the panel (kq + 64)
@@ -305,15 +305,18 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void epilogue_avx512(const 
  * 4 KiB of loads for 4 tdpbusd = 65536 multiply-adds. A 64 x 64 output tile walks k in cache
  * blocks of kAmxKcb k-blocks (B's 32-column micro-panel, 16 KiB, stays in L1 across the row
  * blocks), its int32 block sums in the per-thread accumulator (stored and reloaded per cache
- * block), then its epilogue at once. When kp is not a multiple of 64, B's last k-block has fewer
+ * block); its epilogue then runs during the thread's next tile (PendingEpilogue). The tiles are
+ * visited in column groups whose B stays in L2 (qgemm_rows). When kp is not a multiple of 64, B's last k-block has fewer
  * than 16 groups: they are copied into a zeroed 1 KiB tile per 16 columns (btail), so that no
  * load reads past the packed matrix (A's matching bytes are zero). */
 constexpr int64_t kAmxStrip = 32;  // rows per packed strip = rows of a C block (two A tiles)
 constexpr int64_t kAmxKcb = 8;     // k-blocks of 64 per cache block
 
-__attribute__((target("avx512f,avx512bw"))) int32_t byte_sum(const uint8_t* s, int64_t n) {  // n a multiple of 64
-  __m512i acc = _mm512_setzero_si512();
-  for (int64_t q = 0; q < n; q += 64) acc = _mm512_add_epi64(acc, _mm512_sad_epu8(_mm512_loadu_si512((const void*)(s + q)), _mm512_setzero_si512()));
+/* The sum of n bytes (n a multiple of 64): vpsadbw against zero, 8 partial sums per register. */
+__attribute__((target("avx512f,avx512bw"))) int32_t byte_sum(const uint8_t* s, int64_t n) {
+  const __m512i zero = _mm512_setzero_si512();
+  __m512i acc = zero;
+  for (int64_t q = 0; q < n; q += 64) acc = _mm512_add_epi64(acc, _mm512_sad_epu8(_mm512_loadu_si512((const void*)(s + q)), zero));
   return (int32_t)_mm512_reduce_add_epi64(acc);
 }
 

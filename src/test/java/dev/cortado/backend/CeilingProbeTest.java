@@ -48,6 +48,7 @@ class CeilingProbeTest {
             check("fma_f32", NativeCpu::ct_cpu_probe_fma_f32, steps, n -> chains(0x1p-12, n));
             check("vnni_u8s8", NativeCpu::ct_cpu_probe_vnni_u8s8, steps, n -> chains(4, n));
             check("amx_bf16", NativeCpu::ct_cpu_probe_amx_bf16, steps, n -> 4.0 * 256 * 32 * n);
+            check("amx_int8", NativeCpu::ct_cpu_probe_amx_int8, steps, n -> 4.0 * 256 * 64 * n);
         }
     }
 }
