@@ -466,11 +466,15 @@ bool qgemm_kernel_runs(int kernel) {
   }
 }
 
-int qgemm_kernel() {
+/* The kernel for a GEMM of m rows. AUTO: below 8 rows AMX's 32-row blocks are mostly padding,
+ * and VNNI measured faster (m = 1 and 4 at n = 1536, k = 384: 14 vs 10 and 14 vs 13 us; m = 8:
+ * AMX 16, VNNI 19 us). */
+int qgemm_kernel(int64_t m) {
   const int forced = g_qgemm_forced.load(std::memory_order_relaxed);
   if (forced != CT_QGEMM_AUTO && qgemm_kernel_runs(forced)) return forced;
-  if (use_amx_int8()) return CT_QGEMM_AMX;
-  return use_avx512() && has_vnni() ? CT_QGEMM_VNNI : CT_QGEMM_AVX2;
+  const bool vnni = use_avx512() && has_vnni();
+  if (use_amx_int8() && (m >= 8 || !vnni)) return CT_QGEMM_AMX;
+  return vnni ? CT_QGEMM_VNNI : CT_QGEMM_AVX2;
 }
 
 }  // namespace
@@ -563,12 +567,7 @@ void ct::qgemm_rows(const ct_qgemm_args& full, const QgemmRowFill& fill) {
   int nt = threads_for(chunk * np * (std::max<int64_t>(kp, 1) / 64 + 1));
   if (nt > max_tiles) nt = (int)max_tiles;
   if (nt < 1) nt = 1;
-  int kernel = qgemm_kernel();
-  // AUTO: below 8 rows AMX's 32-row blocks are mostly padding, and VNNI measured faster (m = 1 and
-  // 4 at n = 1536, k = 384: 14 vs 10 and 14 vs 13 us; m = 8: AMX 16, VNNI 19 us)
-  if (kernel == CT_QGEMM_AMX && full.m < 8 && g_qgemm_forced.load(std::memory_order_relaxed) == CT_QGEMM_AUTO &&
-      qgemm_kernel_runs(CT_QGEMM_VNNI))
-    kernel = CT_QGEMM_VNNI;
+  const int kernel = qgemm_kernel(full.m);
   const bool amx = kernel == CT_QGEMM_AMX, vnni = kernel == CT_QGEMM_VNNI;
   // AMX: row-major panel (kq = k rounded up to 64, stride kq + 64, strips of 32 rows) filled in place
   const int64_t kq = round_up(kp, 64), ldp = amx ? kq + 64 : kp, strip_rows = amx ? kAmxStrip : kStrip;
@@ -644,7 +643,7 @@ extern "C" int ct_cpu_qgemm(const ct_qgemm_args* args, int64_t stream) {
   CT_CATCH(fn)
 }
 
-extern "C" int ct_cpu_qgemm_kernel(void) { return ct::qgemm_kernel(); }
+extern "C" int ct_cpu_qgemm_kernel(void) { return ct::qgemm_kernel(INT64_MAX); }
 
 extern "C" int ct_cpu_set_qgemm_kernel(int kernel) {
   if (kernel < CT_QGEMM_AUTO || kernel > CT_QGEMM_AMX)

@@ -95,7 +95,7 @@ int ct_cpu_set_bf16_gemm_kernel(int kernel);
 #define CT_QGEMM_AVX2 1
 #define CT_QGEMM_VNNI 2
 #define CT_QGEMM_AMX  3
-/* The kernel ct_cpu_qgemm uses now (never AUTO). */
+/* The kernel ct_cpu_qgemm uses now for calls of 8 rows or more (never AUTO). */
 int ct_cpu_qgemm_kernel(void);
 /* Forces one kernel (tests, benchmarks) or AUTO; CT_ERR_UNSUPPORTED when this CPU cannot run it. */
 int ct_cpu_set_qgemm_kernel(int kernel);
