@@ -74,7 +74,7 @@ CT_INLINE void copy_bytes(uint8_t* dst, const uint8_t* src, int64_t n) {
 
 void implicit_gemm(const ct_qconv_args& a) {
   const int64_t cg = a.c / a.groups, og = a.oc / a.groups, k = a.kh * a.kw * cg;
-  const int64_t out_bytes = (a.out_dtype == CT_I32 || a.out_dtype == CT_F32) ? 4 : 1;
+  const int64_t out_bytes = qgemm_out_bytes(a.out_dtype);
   const uint8_t* x = (const uint8_t*)a.x;
   const uint8_t zx = (uint8_t)a.x_zero_point;
   for (int64_t grp = 0; grp < a.groups; ++grp) {
@@ -93,7 +93,7 @@ void implicit_gemm(const ct_qconv_args& a) {
     g.ldc = a.oc;
     g.a_zero_point = a.x_zero_point;
     g.out_dtype = a.out_dtype;
-    g.relu = a.relu;
+    g.activation = a.activation;
     g.out_zero_point = a.out_zero_point;
     const int64_t c0 = grp * cg;
     // Without groups and with unit W dilation, a kernel row's kw taps inside the image are one

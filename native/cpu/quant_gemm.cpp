@@ -1,7 +1,8 @@
 /*
  * int8 GEMM of the quantization family (quant.h), CPU: C = epilogue(sum_k (A - za)(B - zb)),
  * A uint8 [m, k], B int8 [k, n] packed once, int32 accumulation, zero-point compensation and a
- * fused epilogue (per-column scale, bias, ReLU; int32, float32, int8 or uint8 output).
+ * fused epilogue (per-column scale, bias, an activation: ReLU, GELU, SiLU; int32, float32,
+ * bfloat16, int8 or uint8 output).
  *
  * Algorithm:
  *   1. A is copied into a padded panel Ap, 4096 rows at a time, while its row sums are taken:
@@ -29,9 +30,11 @@
  *      32 x 32 blocks of 16 x 16 tdpbusd tiles, B's tiles loaded straight from the packed layout
  *      (16 groups of 16 columns x 4 k are one 1 KiB tile); the same epilogue follows.
  *   4. The epilogue applies the compensation -za*colsum[j] - zb[j]*rowsum[i] + k*za*zb[j] (the
- *      column part computed once per tile), then scale/bias/ReLU and the output conversion, 16
- *      elements at a time with AVX-512 (a scalar epilogue cost about a third of the kernel's time
- *      at k = 1024); full 16-lane groups use plain stores, the masked forms only the last one.
+ *      column part computed once per tile), then scale/bias/activation and the output
+ *      conversion, 16 elements at a time with AVX-512 (a scalar epilogue cost about a third of the
+ *      kernel's time at k = 1024); full 16-lane groups use plain stores, the masked forms only the
+ *      last one. GELU costs ~60 FLOPs an output; on the AMX path it runs between the next tile's
+ *      tile products (PendingEpilogue), on the AVX-512 ports the tiles leave idle.
  * Cost: 2 m n k integer ops; bytes: A once, B once per 64-row tile (n * Kp * ceil(m / 64)),
  * C once. The exact reference (one product at a time, in int64) is the Java test's
  * (QuantizedGemmTest), which checks every kernel this CPU runs (AMX, VNNI, AVX2) on odd shapes.
@@ -44,6 +47,8 @@
 #include "quant_check.h"
 #include "quant_internal.h"
 #include "quant_math.h"
+#include "scalar_ops.h"
+#include "vmath.h"
 
 namespace ct {
 namespace {
@@ -234,21 +239,75 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void column_terms_avx512(co
   }
 }
 
+/* GELU (erf) or SiLU over n floats in place (n a multiple of 16), in the vectorized float32 forms
+ * of vmath.h: gelu_erf_f32 (~60 FLOPs an element) and x sigmoid_f32(x) (~20). */
+CT_AVX512 void activate_avx512(float* v, int64_t n, int act) {
+  if (act == CT_ACTIVATION_GELU) {
+    for (int64_t i = 0; i < n; ++i) v[i] = gelu_erf_f32(v[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) v[i] = v[i] * sigmoid_f32(v[i]);
+  }
+}
+
+/* One 16-lane group of epilogue values f into C at (row, col): float32, bfloat16 (round to
+ * nearest even, NaN made quiet: the integer form, as qm::bf16_rne; vcvtneps2bf16 would flush
+ * subnormals) or int8 / uint8 (quantize_int's rounding, clamping and NaN rule). Full groups use
+ * plain stores, the last one the masked forms (which cost more on AMD). */
+CT_AVX512 CT_INLINE void store_group(const ct_qgemm_args& g, int64_t row, int64_t col, __m512 f, __mmask16 m) {
+  const bool full = m == 0xFFFF;
+  if (g.out_dtype == CT_F32) {
+    float* o = (float*)g.c + row * g.ldc + col;
+    if (full)
+      _mm512_storeu_ps(o, f);
+    else
+      _mm512_mask_storeu_ps(o, m, f);
+    return;
+  }
+  if (g.out_dtype == CT_BF16) {
+    const __m512i u = _mm512_castps_si512(f);
+    const __mmask16 nan = _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+    r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40)));
+    const __m256i half = _mm512_cvtepi32_epi16(r);
+    uint16_t* o = (uint16_t*)g.c + row * g.ldc + col;
+    if (full)
+      _mm256_storeu_si256((__m256i*)o, half);
+    else
+      _mm256_mask_storeu_epi16(o, m, half);
+    return;
+  }
+  const bool is_u8 = g.out_dtype == CT_U8;
+  const int32_t qmin = is_u8 ? 0 : -128, qmax = is_u8 ? 255 : 127, ozp = g.out_zero_point;
+  const __mmask16 nan = _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q);
+  __m512 r = _mm512_roundscale_ps(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  r = _mm512_min_ps(_mm512_max_ps(r, _mm512_set1_ps((float)((int64_t)qmin - ozp))), _mm512_set1_ps((float)((int64_t)qmax - ozp)));
+  __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(r), _mm512_set1_epi32(ozp));
+  q = _mm512_mask_mov_epi32(q, nan, _mm512_set1_epi32(ozp));
+  q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(qmin)), _mm512_set1_epi32(qmax));
+  const __m128i bytes = _mm512_cvtepi32_epi8(q);  // vpmovdb to a register, then one store
+  uint8_t* o = (uint8_t*)g.c + row * g.ldc + col;
+  if (full)
+    _mm_storeu_si128((__m128i*)o, bytes);
+  else
+    _mm_mask_storeu_epi8(o, m, bytes);
+}
+
 /* The epilogue of rows [i0, i0 + rows) x columns [j0, j0 + cols), 16 columns per step, from the
  * int32 sums acc (row stride ldacc) and the column terms: the scalar one's arithmetic, lane by
- * lane (the compensation in wrapping int32, one fma, max(f, 0) for ReLU, which like the scalar
- * form maps NaN and -0 to +0, and quantize_int's rounding, clamping and NaN rule). */
-__attribute__((target("avx512f,avx512bw,avx512vl"))) void epilogue_avx512(const Plan& p, const int32_t* colterm, int64_t i0,
-                                                                          int64_t rows, int64_t j0, int64_t cols,
-                                                                          const int32_t* acc, int64_t ldacc) {
+ * lane (the compensation in wrapping int32, one fma, ReLU as x < 0 ? 0 : x, which like the scalar
+ * form keeps NaN and -0, and the output conversion of store_group). GELU and SiLU take a row's
+ * values (at most kTileN) through a buffer in L1 and activate_avx512. */
+CT_AVX512 void epilogue_avx512(const Plan& p, const int32_t* colterm, int64_t i0, int64_t rows, int64_t j0, int64_t cols,
+                               const int32_t* acc, int64_t ldacc) {
   const ct_qgemm_args& g = *p.g;
   const int32_t* zb = (const int32_t*)g.b_zero_point;
   const float* scale = (const float*)g.scale;
   const float* bias = (const float*)g.bias;
   const int64_t jn = std::min(cols, g.n - j0);
-  const bool is_u8 = g.out_dtype == CT_U8;
-  const int32_t qmin = is_u8 ? 0 : -128, qmax = is_u8 ? 255 : 127, ozp = g.out_zero_point;
-  const __m512 lo = _mm512_set1_ps((float)((int64_t)qmin - ozp)), hi = _mm512_set1_ps((float)((int64_t)qmax - ozp));
+  const bool relu = g.activation == CT_ACTIVATION_RELU;
+  const bool buffered = g.activation != CT_ACTIVATION_NONE && !relu;
+  alignas(64) float buf[kTileN];
   for (int64_t i = 0; i < rows; ++i) {
     const int64_t row = i0 + i;
     const __m512i rs = _mm512_set1_epi32(zb ? p.rowsum[row] : 0);
@@ -258,10 +317,9 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void epilogue_avx512(const 
       __m512i v = _mm512_add_epi32(_mm512_loadu_si512((const void*)(acc + i * ldacc + j)),
                                    _mm512_loadu_si512((const void*)(colterm + j)));
       if (zb) v = _mm512_sub_epi32(v, _mm512_mullo_epi32(_mm512_maskz_loadu_epi32(m, zb + col), rs));
-      const bool full = m == 0xFFFF;  // plain stores where they can: the masked forms cost more on AMD
       if (g.out_dtype == CT_I32) {
         int32_t* o = (int32_t*)g.c + row * g.ldc + col;
-        if (full)
+        if (m == 0xFFFF)
           _mm512_storeu_si512((void*)o, v);
         else
           _mm512_mask_storeu_epi32(o, m, v);
@@ -269,27 +327,18 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void epilogue_avx512(const 
       }
       const __m512 b = bias ? _mm512_maskz_loadu_ps(m, bias + col) : _mm512_setzero_ps();
       __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), _mm512_maskz_loadu_ps(m, scale + col), b);
-      if (g.relu) f = _mm512_max_ps(f, _mm512_setzero_ps());
-      if (g.out_dtype == CT_F32) {
-        float* o = (float*)g.c + row * g.ldc + col;
-        if (full)
-          _mm512_storeu_ps(o, f);
-        else
-          _mm512_mask_storeu_ps(o, m, f);
-        continue;
-      }
-      const __mmask16 nan = _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q);
-      __m512 r = _mm512_roundscale_ps(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      r = _mm512_min_ps(_mm512_max_ps(r, lo), hi);
-      __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(r), _mm512_set1_epi32(ozp));
-      q = _mm512_mask_mov_epi32(q, nan, _mm512_set1_epi32(ozp));
-      q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_set1_epi32(qmin)), _mm512_set1_epi32(qmax));
-      const __m128i bytes = _mm512_cvtepi32_epi8(q);  // vpmovdb to a register, then one store
-      uint8_t* o = (uint8_t*)g.c + row * g.ldc + col;
-      if (full)
-        _mm_storeu_si128((__m128i*)o, bytes);
+      if (relu) f = _mm512_max_ps(_mm512_setzero_ps(), f);  // vmaxps returns its second operand for NaN and +-0
+      if (buffered)
+        _mm512_store_ps(buf + j, f);
       else
-        _mm_mask_storeu_epi8(o, m, bytes);
+        store_group(g, row, col, f, m);
+    }
+    if (!buffered || g.out_dtype == CT_I32) continue;
+    const int64_t groups = (jn + 15) / 16;
+    activate_avx512(buf, groups * 16, g.activation);
+    for (int64_t q = 0; q < groups; ++q) {
+      const int64_t j = q * 16;
+      store_group(g, row, j0 + j, _mm512_load_ps(buf + j), (__mmask16)(jn - j >= 16 ? 0xFFFF : (1u << (jn - j)) - 1));
     }
   }
 }
@@ -439,10 +488,11 @@ void epilogue_scalar(const Plan& p, int64_t i0, int64_t rows, int64_t j0, int64_
         ((int32_t*)g.c)[row * g.ldc + col] = v;
         continue;
       }
-      float f = std::fma((float)v, scale[col], bias ? bias[col] : 0.0f);
-      if (g.relu) f = f > 0.0f ? f : 0.0f;
+      const float f = sop::activation(g.activation, std::fma((float)v, scale[col], bias ? bias[col] : 0.0f));
       if (g.out_dtype == CT_F32) {
         ((float*)g.c)[row * g.ldc + col] = f;
+      } else if (g.out_dtype == CT_BF16) {
+        ((uint16_t*)g.c)[row * g.ldc + col] = qm::bf16_rne(f);
       } else if (g.out_dtype == CT_I8) {
         ((int8_t*)g.c)[row * g.ldc + col] = (int8_t)qm::quantize_int(f, 1.0f, g.out_zero_point, -128, 127);
       } else {
@@ -558,7 +608,7 @@ void ct::qgemm_rows(const ct_qgemm_args& full, const QgemmRowFill& fill) {
   const int64_t kChunkRows = std::max<int64_t>(4096, ((int64_t)1 << 20) / round_up(std::max<int64_t>(full.k, 1), 4) / kTileM * kTileM);
   if (full.m == 0 || full.n == 0) return;
   const int64_t kp = round_up(full.k, 4), np = round_up(full.n, 32);
-  const int64_t out_bytes = (full.out_dtype == CT_I32 || full.out_dtype == CT_F32) ? 4 : 1;
+  const int64_t out_bytes = qgemm_out_bytes(full.out_dtype);
   const int64_t chunk = std::min(full.m, kChunkRows);
   const int64_t max_tiles = ((chunk + kTileM - 1) / kTileM) * ((np + kTileN - 1) / kTileN);
   // work: the multiply-adds (k / 64 per output, in the register tiles' units), the epilogue (about

@@ -25,5 +25,10 @@ using QgemmRowFill = std::function<void(int64_t row0, int64_t rows, uint8_t* dst
  * arguments must have passed qm::check_qgemm (with any non-null g.a). */
 void qgemm_rows(const ct_qgemm_args& g, const QgemmRowFill& fill);
 
+/* Bytes of one output element of the epilogue's out_dtype (CT_I32, CT_F32, CT_BF16, CT_I8, CT_U8). */
+inline int64_t qgemm_out_bytes(int32_t out_dtype) {
+  return out_dtype == CT_I32 || out_dtype == CT_F32 ? 4 : out_dtype == CT_BF16 ? 2 : 1;
+}
+
 }  // namespace ct
 #endif

@@ -18,6 +18,7 @@
 #include "quant_check.h"
 #include "ptx.cuh"
 #include "quant_math.h"
+#include "scalar_ops.h"
 
 namespace ct {
 namespace {
@@ -319,9 +320,10 @@ __device__ __forceinline__ void qgemm_store(const ct_qgemm_args& g, int64_t row,
     ((int32_t*)g.c)[row * g.ldc + col] = v;
     return;
   }
-  float f = __fmaf_rn((float)v, ((const float*)g.scale)[col], g.bias ? ((const float*)g.bias)[col] : 0.0f);
-  if (g.relu) f = f > 0.0f ? f : 0.0f;
+  const float f = sop::activation(
+      g.activation, __fmaf_rn((float)v, ((const float*)g.scale)[col], g.bias ? ((const float*)g.bias)[col] : 0.0f));
   if (g.out_dtype == CT_F32) ((float*)g.c)[row * g.ldc + col] = f;
+  else if (g.out_dtype == CT_BF16) ((uint16_t*)g.c)[row * g.ldc + col] = qm::bf16_rne(f);
   else if (g.out_dtype == CT_I8) ((int8_t*)g.c)[row * g.ldc + col] = (int8_t)qm::quantize_int(f, 1.0f, g.out_zero_point, -128, 127);
   else ((uint8_t*)g.c)[row * g.ldc + col] = (uint8_t)qm::quantize_int(f, 1.0f, g.out_zero_point, 0, 255);
 }

@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 
+#include "cortado/conv.h"  // CT_ACTIVATION_*
 #include "cortado/quant.h"
 #include "quant_math.h"
 
@@ -171,6 +172,24 @@ inline int check_dynamic_quantize(const char* fn, const ct_tensor* y, const ct_t
   return st;
 }
 
+/* The epilogue of the int8 GEMM and convolution: an output dtype it writes and a CT_ACTIVATION_*. */
+inline int check_epilogue(const char* fn, int32_t out_dtype, int32_t activation, Msg* m) {
+  if (out_dtype != CT_I32 && out_dtype != CT_F32 && out_dtype != CT_BF16 && out_dtype != CT_I8 && out_dtype != CT_U8) {
+    snprintf(m->text, sizeof m->text, "%s: output dtype %s; expected int32, float32, bfloat16, int8 or uint8", fn,
+             dtype_name(out_dtype));
+    return CT_ERR_UNSUPPORTED;
+  }
+  if (activation < 0 || activation >= CT_ACTIVATION_COUNT) {
+    snprintf(m->text, sizeof m->text, "%s: activation %d is not one of CT_ACTIVATION_*", fn, activation);
+    return CT_ERR_INVALID_ARG;
+  }
+  if (out_dtype == CT_I32 && activation != CT_ACTIVATION_NONE) {
+    snprintf(m->text, sizeof m->text, "%s: an int32 output (the raw sums) takes no activation (got %d)", fn, activation);
+    return CT_ERR_INVALID_ARG;
+  }
+  return CT_OK;
+}
+
 /* ct_*_qgemm: sizes (k at most 32768, so int32 sums are exact), leading dimensions, the output dtype, a's zero
  * point, and the pointers a non-empty product reads. */
 inline int check_qgemm(const char* fn, const ct_qgemm_args* args, Msg* m) {
@@ -184,11 +203,7 @@ inline int check_qgemm(const char* fn, const ct_qgemm_args* args, Msg* m) {
              (long long)g.m, (long long)g.n, (long long)g.k, (long long)g.lda, (long long)g.ldc);
     return CT_ERR_INVALID_ARG;
   }
-  if (g.out_dtype != CT_I32 && g.out_dtype != CT_F32 && g.out_dtype != CT_I8 && g.out_dtype != CT_U8) {
-    snprintf(m->text, sizeof m->text, "%s: output dtype %s; expected int32, float32, int8 or uint8", fn,
-             dtype_name(g.out_dtype));
-    return CT_ERR_UNSUPPORTED;
-  }
+  if (int st = check_epilogue(fn, g.out_dtype, g.activation, m)) return st;
   if (g.a_zero_point < 0 || g.a_zero_point > 255) {
     snprintf(m->text, sizeof m->text, "%s: a_zero_point %d is not a uint8 value", fn, g.a_zero_point);
     return CT_ERR_INVALID_ARG;

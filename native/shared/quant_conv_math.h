@@ -1,7 +1,7 @@
 /*
  * Shared pieces of the int8 convolution (quant_conv.h) for the CPU and CUDA libraries: the
  * argument check (same rejections, same messages), the packed weight index and the epilogue of
- * one output element (bit for bit the int8 GEMM's, quant.h).
+ * one output element (the int8 GEMM's scalar one, quant.h).
  */
 #ifndef CORTADO_QUANT_CONV_MATH_H
 #define CORTADO_QUANT_CONV_MATH_H
@@ -11,6 +11,7 @@
 #include "cortado/quant_conv.h"
 #include "quant_check.h"
 #include "quant_math.h"
+#include "scalar_ops.h"  // sop::activation
 
 namespace ct {
 namespace qm {
@@ -37,8 +38,9 @@ CT_QM_HD void qconv_store(const ct_qconv_args& a, int64_t idx, int64_t o, int32_
 #else
   float f = std::fma((float)v, ((const float*)a.scale)[o], a.bias ? ((const float*)a.bias)[o] : 0.0f);
 #endif
-  if (a.relu) f = f > 0.0f ? f : 0.0f;
+  f = sop::activation(a.activation, f);
   if (a.out_dtype == CT_F32) ((float*)a.y)[idx] = f;
+  else if (a.out_dtype == CT_BF16) ((uint16_t*)a.y)[idx] = bf16_rne(f);
   else if (a.out_dtype == CT_I8) ((int8_t*)a.y)[idx] = (int8_t)quantize_int(f, 1.0f, a.out_zero_point, -128, 127);
   else ((uint8_t*)a.y)[idx] = (uint8_t)quantize_int(f, 1.0f, a.out_zero_point, 0, 255);
 }
@@ -71,11 +73,7 @@ inline int check_qconv(const char* fn, const ct_qconv_args* args, Msg* m) {
              (long long)(a.kh * a.kw * (a.c / a.groups)));
     return CT_ERR_INVALID_ARG;
   }
-  if (a.out_dtype != CT_I32 && a.out_dtype != CT_F32 && a.out_dtype != CT_I8 && a.out_dtype != CT_U8) {
-    snprintf(m->text, sizeof m->text, "%s: output dtype %s; expected int32, float32, int8 or uint8", fn,
-             dtype_name(a.out_dtype));
-    return CT_ERR_UNSUPPORTED;
-  }
+  if (int st = check_epilogue(fn, a.out_dtype, a.activation, m)) return st;
   if (a.x_zero_point < 0 || a.x_zero_point > 255) {
     snprintf(m->text, sizeof m->text, "%s: x_zero_point %d is not a uint8 value", fn, a.x_zero_point);
     return CT_ERR_INVALID_ARG;

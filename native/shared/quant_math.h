@@ -54,6 +54,14 @@ CT_QM_HD float float_of(uint32_t u) {
 #endif
 }
 
+/* float32 -> bfloat16 bits, round to nearest even; a NaN stays a NaN (made quiet). */
+CT_QM_HD uint16_t bf16_rne(float x) {
+  uint32_t u = bits_of(x);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+
 /* Round half to even in float32 (the default rounding mode on both sides). */
 CT_QM_HD float rne(float x) {
 #ifdef __CUDA_ARCH__

@@ -44,7 +44,7 @@ static void check_qconv() {
     zw.up();
     sc.up();
     bias.up();
-    for (int out : {CT_I32, CT_F32, CT_I8, CT_U8}) {
+    for (int out : {CT_I32, CT_F32, CT_BF16, CT_I8, CT_U8}) {
       Buf yc(out, cs.n * oh * ow * cs.oc), yg(out, cs.n * oh * ow * cs.oc);
       ct_qconv_args h{};
       h.x = x.hp();
@@ -59,7 +59,7 @@ static void check_qconv() {
       h.groups = cs.groups;
       h.x_zero_point = 77;
       h.out_dtype = out;
-      h.relu = out == CT_U8 || out == CT_F32;
+      h.activation = out == CT_U8 || out == CT_F32 || out == CT_BF16 ? CT_ACTIVATION_RELU : CT_ACTIVATION_NONE;
       h.out_zero_point = out == CT_I8 ? -4 : out == CT_U8 ? 100 : 0;
       ct_qconv_args d = h;
       d.x = x.d;

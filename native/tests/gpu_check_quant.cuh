@@ -178,7 +178,12 @@ static void check_qgemm() {
     if (!status_ok("qgemm_pack_b", CT_I8, kase, s1, s2)) continue;
     compare("qgemm_pack_b packed", CT_I8, kase, pc.hp(), pg.down().data(), kp * np, 0, 0);
     compare("qgemm_pack_b colsum", CT_I32, kase, cc.hp(), cg.down().data(), sh.n, 0, 0);
-    for (int out : {CT_I32, CT_F32, CT_I8, CT_U8}) {
+    // (output, activation): the exact epilogues bit for bit; GELU (the CPU's vectorized float32
+    // form against CUDA's erfcf) within 1e-6 relative
+    const int cases[][2] = {{CT_I32, CT_ACTIVATION_NONE}, {CT_F32, CT_ACTIVATION_NONE}, {CT_I8, CT_ACTIVATION_NONE},
+                            {CT_U8, CT_ACTIVATION_RELU}, {CT_BF16, CT_ACTIVATION_RELU}, {CT_F32, CT_ACTIVATION_GELU}};
+    for (const auto& oa : cases) {
+      const int out = oa[0];
       Buf oc(out, sh.m * sh.n), og(out, sh.m * sh.n);
       ct_qgemm_args h{};
       h.a = a.hp();
@@ -195,7 +200,7 @@ static void check_qgemm() {
       h.ldc = sh.n;
       h.a_zero_point = 131;
       h.out_dtype = out;
-      h.relu = out == CT_U8;
+      h.activation = oa[1];
       h.out_zero_point = out == CT_I8 ? -4 : out == CT_U8 ? 100 : 0;
       ct_qgemm_args d = h;
       d.a = a.d;
@@ -207,7 +212,10 @@ static void check_qgemm() {
       d.c = og.d;
       int x1 = ct_cpu_qgemm(&h, 0);
       int x2 = ct_cuda_qgemm(&d, 0);
-      if (status_ok("qgemm", out, kase, x1, x2)) compare("qgemm", out, kase, oc.hp(), og.down().data(), sh.m * sh.n, 0, 0);
+      const bool gelu = oa[1] == CT_ACTIVATION_GELU;
+      const std::string k2 = gelu ? kase + " gelu" : kase;
+      if (status_ok("qgemm", out, k2, x1, x2))
+        compare("qgemm", out, k2, oc.hp(), og.down().data(), sh.m * sh.n, gelu ? 1e-6 : 0, gelu ? 1e-6 : 0);
     }
   }
 }

@@ -107,9 +107,13 @@ int ct_cuda_fake_quantize_backward(const ct_tensor* dx, const ct_tensor* ds, con
  * k <= 32768, so every sum (|a - za| <= 255, |b - zb| <= 255) is exact in int32.
  *
  * Epilogue (out_dtype): CT_I32 stores the compensated sum; otherwise v = fma((float)acc,
- * scale[j], bias[j]) (bias NULL: 0), then max(v, 0) if relu, then CT_F32 stores v, CT_I8/CT_U8
- * store clamp(rne(v) + out_zero_point) in the dtype's range. For an int8 output the caller folds
- * the output scale into scale (sa * sb[j] / so) and bias (bias / so).
+ * scale[j], bias[j]) (bias NULL: 0), then the activation (CT_ACTIVATION_*, cortado/conv.h and
+ * ops/activation.def: none, ReLU max(v, 0), the erf GELU, SiLU; in float32), then CT_F32 stores v,
+ * CT_BF16 stores v rounded to nearest even (NaN stays a quiet NaN), CT_I8/CT_U8 store
+ * clamp(rne(v) + out_zero_point) in the dtype's range. For an int8 output the caller folds the
+ * output scale into scale (sa * sb[j] / so) and bias (bias / so). GELU and SiLU are evaluated with
+ * the vectorized float32 forms on the CPU's AVX-512 paths (gelu_erf_f32 and exp_f32 of
+ * native/cpu/vmath.h: within ~6 ulp of the float64 functions), libm's elsewhere.
  *
  * CPU: AMX-INT8 (tdpbusd, a 32 x 32 block of four 16 x 16 tiles) where the CPU has it and Linux
  * grants the tile state, else AVX-512 VNNI (vpdpbusd, 8 x 32 register tile) when the CPU has it and
@@ -133,7 +137,7 @@ typedef struct ct_qgemm_args {
   int64_t ldc;
   int32_t a_zero_point;
   int32_t out_dtype;
-  int32_t relu;
+  int32_t activation;
   int32_t out_zero_point;
 } ct_qgemm_args;
 

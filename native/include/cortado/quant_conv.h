@@ -6,7 +6,8 @@
  * (they read as zx). pad_h / pad_w are the padding before; the padding after is implied by the
  * output size oh x ow the caller chose (asymmetric padding as ONNX allows). x uint8 [n, h, w, c] contiguous; y [n, oh, ow, oc] contiguous; the epilogue is
  * the int8 GEMM's (quant.h): int32 stores the sum, else v = fma((float)acc, scale[o], bias[o]),
- * ReLU, then float32, or int8/uint8 as clamp(rne(v) + out_zero_point).
+ * the activation (CT_ACTIVATION_*), then float32, bfloat16, or int8/uint8 as
+ * clamp(rne(v) + out_zero_point).
  *
  * Weights. For each group g the weights form the GEMM operand B_g [K, oc / groups] with
  * K = kh * kw * (c / groups) in the patch order of NHWC (k = (ky * kw + kx) * cg + ci); each B_g is
@@ -60,7 +61,7 @@ typedef struct ct_qconv_args {
   int64_t groups;
   int32_t x_zero_point;
   int32_t out_dtype;
-  int32_t relu;
+  int32_t activation;
   int32_t out_zero_point;
 } ct_qconv_args;
 

@@ -7,6 +7,7 @@ import dev.cortado.backend.kernels.NativeCodes;
 import dev.cortado.graph.FusedElementwise;
 import dev.cortado.ops.Attention;
 import dev.cortado.ops.Convolution;
+import dev.cortado.ops.Convolution.Activation;
 import dev.cortado.ops.Convolution.ConvOptions;
 import dev.cortado.ops.DataLayout;
 import dev.cortado.ops.Elementwise;
@@ -53,7 +54,7 @@ import java.util.Set;
  *       packed for the int8 GEMM once, here, and shared by every run and thread, instead of on
  *       every run; the dequantization the quantizer writes after it ({@code Cast} to float,
  *       {@code Mul} by the scale, optionally {@code Add} a bias vector) joins the GEMM's float32
- *       epilogue.</li>
+ *       epilogue, and so does a GELU (the pattern above) that reads only its result.</li>
  *   <li><b>Conv with a constant float32 weight</b> (CPU): its weight is packed for the DIRECT_NHWC
  *       or Winograd kernel once per input geometry (channels and image size, at the first run of
  *       each; at most {@value PackedConvWeights#MAX_GEOMETRIES}) and shared by every run and
@@ -88,7 +89,8 @@ final class OnnxFusion {
     static Result apply(GraphProto graph, Map<String, Tensor> constants, Set<String> overridable, int opset) {
         Rewrite r = new Rewrite(graph, constants, overridable, opset);
         r.run();
-        return new Result(r.result(), r.handlers, r.resources);
+        GraphProto rewritten = r.result(); // builds the handlers
+        return new Result(rewritten, r.handlers, r.resources);
     }
 
     /** One rewrite of one graph. */
@@ -189,7 +191,11 @@ final class OnnxFusion {
                 if (!replaced.containsKey(n)) {
                     nodes.add(n);
                 } else if (replaced.get(n) != null) {
-                    nodes.add(replaced.get(n));
+                    NodeProto fused = replaced.get(n);
+                    nodes.add(fused);
+                    // built now, not at the match: a later match may still grow a fused node (a GELU
+                    // joining the int8 GEMM's epilogue), and a weight is packed once
+                    handlers.put(fused, handler(fused, this::constant, opset, resources));
                 }
             }
             return graph.toBuilder().clearNode().addAllNode(nodes).build();
@@ -258,7 +264,6 @@ final class OnnxFusion {
                 replaced.put(n, null);
             }
             replaced.put(anchor, fused);
-            handlers.put(fused, handler(fused, this::constant, opset, resources));
         }
 
         private static AttributeProto intAttr(String name, long v) {
@@ -337,6 +342,22 @@ final class OnnxFusion {
 
         private void fuseGelu(List<NodeProto> term, NodeProto inner, NodeProto y, String x) {
             List<NodeProto> chain = new ArrayList<>();
+            // x from the int8 GEMM's float32 epilogue (MatMulIntegerToFloat, fused before: it comes
+            // first in node order), read only by the GELU: the GELU joins that epilogue
+            NodeProto source = producer.get(x);
+            NodeProto gemm = source == null ? null : replaced.get(source);
+            if (gemm != null && gemm.getOpType().equals("MatMulIntegerToFloat") && gemm.getOutput(0).equals(x)
+                    && uses.getOrDefault(x, 0) == 2) {
+                chain.addAll(term);
+                chain.add(inner);
+                chain.add(y);
+                for (NodeProto n : chain) {
+                    replaced.put(n, null);
+                }
+                replaced.put(source, gemm.toBuilder().clearOutput().addAllOutput(y.getOutputList())
+                        .addAttribute(intAttr("activation", Activation.GELU.code())).build());
+                return;
+            }
             List<String> inputs = List.of(x);
             // x = Add(h, bias) read only by the GELU (the FFN's bias): one pass computes both
             NodeProto add = producer.get(x);
@@ -737,7 +758,14 @@ final class OnnxFusion {
             case "MatMulIntegerToFloat": {
                 PackedInt8Matrix packed = pack(fused, constant, opset, resources);
                 boolean biased = fused.getInputCount() > 5;
-                return n -> OnnxOps.one(integerToFloat(n, packed, n.required(4), biased ? n.required(5) : null));
+                Activation act = Activation.NONE;
+                for (AttributeProto a : fused.getAttributeList()) {
+                    if (a.getName().equals("activation")) {
+                        act = a.getI() == Activation.GELU.code() ? Activation.GELU : Activation.NONE;
+                    }
+                }
+                Activation activation = act;
+                return n -> OnnxOps.one(integerToFloat(n, packed, n.required(4), biased ? n.required(5) : null, activation));
             }
             default:
                 throw new OnnxImportException("fused op " + DOMAIN + "." + fused.getOpType() + " (node '"
@@ -993,9 +1021,10 @@ final class OnnxFusion {
      * {@code scale} and plus {@code bias}: the int8 GEMM's float32 epilogue for a float32 scale
      * per tensor or per column (one element, or b's width along the last axis: the per-channel
      * weights of quantize_dynamic) and a float32 bias of b's width; otherwise the int32 product,
-     * cast, Mul, Add.
+     * cast, Mul, Add. {@code activation} NONE, or GELU (the erf GELU a fused chain read from the
+     * result: in the same epilogue, or after the fallback's Add).
      */
-    static Tensor integerToFloat(OnnxNode n, PackedInt8Matrix b, Tensor scale, Tensor bias) {
+    static Tensor integerToFloat(OnnxNode n, PackedInt8Matrix b, Tensor scale, Tensor bias, Activation activation) {
         Tensor a = n.required(0);
         boolean fits = Int8Gemm.isColumnScale(scale, b.n()) && scale.device().equals(a.device())
                 && (bias == null || bias.dtype() == DType.FLOAT32 && bias.rank() == 1 && bias.numel() == b.n()
@@ -1007,9 +1036,14 @@ final class OnnxFusion {
                 a8 = OnnxOps.shifted(a, 128, DType.UINT8);
                 za += 128;
             }
-            return Int8Gemm.matmulIntegerScaled(a8, za, b, scale, bias);
+            return Int8Gemm.matmulIntegerScaled(a8, za, b, scale, bias, activation);
         }
         Tensor y = Elementwise.mul(OnnxOps.matMulInteger(n, b).to(DType.FLOAT32), scale);
+        if (activation == Activation.GELU) {
+            try (Tensor h = y) {
+                return biasGelu(h, bias);
+            }
+        }
         return bias == null ? y : Elementwise.add(y, bias);
     }
 

@@ -327,7 +327,7 @@ final class OnnxOps {
                 QuantParams.perTensor(DType.UINT8, n.required(1).item(), za, a.device()));
         PackedInt8Matrix packed = packedRight(n, b, n.input(5), n.required(4));
         QuantParams out = QuantParams.perTensor(yzp.dtype(), n.required(6).item(), (int) yzp.item(), a.device());
-        return Int8Gemm.matmul(aq, packed, null, false, out).values();
+        return Int8Gemm.matmul(aq, packed, null, Convolution.Activation.NONE, out).values();
     }
 
     private static Tensor[] dequantizeLinear(OnnxNode n) {

@@ -113,7 +113,7 @@ public final class Convolution {
         }
 
         /** The CT_ACTIVATION_* code of cortado/conv.h. */
-        int code() {
+        public int code() {
             return code;
         }
     }

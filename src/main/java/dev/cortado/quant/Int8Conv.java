@@ -2,6 +2,7 @@ package dev.cortado.quant;
 
 import dev.cortado.backend.kernels.NativeArgs;
 import dev.cortado.backend.kernels.NativeStructs.CtQconvArgs;
+import dev.cortado.ops.Convolution.Activation;
 import dev.cortado.ops.Launch;
 import dev.cortado.ops.Op;
 import dev.cortado.tensor.DType;
@@ -166,7 +167,7 @@ public final class Int8Conv {
             args.putLong(s + CtQconvArgs.GROUPS, g.groups());
             args.putInt(s + CtQconvArgs.X_ZERO_POINT, e.aZeroPoint());
             args.putInt(s + CtQconvArgs.OUT_DTYPE, e.out().code());
-            args.putInt(s + CtQconvArgs.RELU, e.relu() ? 1 : 0);
+            args.putInt(s + CtQconvArgs.ACTIVATION, e.activation().code());
             args.putInt(s + CtQconvArgs.OUT_ZERO_POINT, e.outZeroPoint());
             l.check(l.kernels().qconv2d(s, l.stream()), "qconv2d(x " + x.describe() + ", " + g + ", " + e + ")");
         }
@@ -186,14 +187,14 @@ public final class Int8Conv {
     }
 
     /**
-     * The float32 convolution {@code (x - zx)(w - zw) * sx * sw[o] + bias[o]} (then ReLU if asked)
+     * The float32 convolution {@code activation((x - zx)(w - zw) * sx * sw[o] + bias[o])}
      * of a uint8 per-tensor quantized NHWC {@code x} and quantized packed weights; {@code bias}
      * float32 {@code [OC]} or null. Output {@code [N, OH, OW, OC]}.
      */
-    public static Tensor conv2d(QuantizedTensor x, PackedInt8Conv w, Tensor bias, boolean relu) {
+    public static Tensor conv2d(QuantizedTensor x, PackedInt8Conv w, Tensor bias, Activation activation) {
         float sx = activationScale(x, w);
         try (Tensor scale = w.channelScale(sx, 1f)) {
-            return run(x.values(), w, w.geometry(), new Int8Gemm.Epilogue(zeroPoint(x), DType.FLOAT32, relu, 0),
+            return run(x.values(), w, w.geometry(), new Int8Gemm.Epilogue(zeroPoint(x), DType.FLOAT32, activation, 0),
                     w.zeroPoint(), scale, bias);
         }
     }
@@ -202,7 +203,8 @@ public final class Int8Conv {
      * The same convolution requantized in the epilogue to {@code out} (uint8 or int8 per tensor):
      * the integer output of a quantized layer, never materialized in float.
      */
-    public static QuantizedTensor conv2d(QuantizedTensor x, PackedInt8Conv w, Tensor bias, boolean relu, QuantParams out) {
+    public static QuantizedTensor conv2d(QuantizedTensor x, PackedInt8Conv w, Tensor bias, Activation activation,
+                                         QuantParams out) {
         QuantScheme s = out.scheme();
         if (s.granularity() != QuantScheme.Granularity.PER_TENSOR || (s.storage() != DType.INT8 && s.storage() != DType.UINT8)) {
             throw new IllegalArgumentException("Int8Conv.conv2d: the output parameters must be int8 or uint8 per tensor, not " + s);
@@ -211,7 +213,7 @@ public final class Int8Conv {
         float so = (float) out.scale().item();
         int zo = out.zeroPoint() == null ? 0 : (int) out.zeroPoint().item();
         try (Tensor scale = w.channelScale(sx, so); Tensor biasScaled = bias == null ? null : bias.div(so)) {
-            Tensor v = run(x.values(), w, w.geometry(), new Int8Gemm.Epilogue(zeroPoint(x), s.storage(), relu, zo),
+            Tensor v = run(x.values(), w, w.geometry(), new Int8Gemm.Epilogue(zeroPoint(x), s.storage(), activation, zo),
                     w.zeroPoint(), scale, biasScaled);
             try {
                 return QuantizedTensor.of(v, out.copy());

@@ -2,6 +2,7 @@ package dev.cortado.quant;
 
 import dev.cortado.backend.kernels.NativeArgs;
 import dev.cortado.backend.kernels.NativeStructs.CtQgemmArgs;
+import dev.cortado.ops.Convolution.Activation;
 import dev.cortado.ops.Launch;
 import dev.cortado.ops.Op;
 import dev.cortado.ops.TensorSpec;
@@ -13,25 +14,34 @@ import dev.cortado.tensor.Tensor;
  * The int8 GEMM: {@code C = epilogue(sum_k (A - za)(B - zb))} with A uint8 {@code [m, k]}, B an
  * int8 {@code [k, n]} matrix packed once ({@link PackedInt8Matrix}), exact int32 accumulation
  * (AVX-512 VNNI {@code vpdpbusd} when the CPU has it, else AVX2; {@code dp4a} on CUDA), the
- * zero-point compensation, and a fused epilogue: per-column scale, bias and ReLU, with an int32,
- * float32, int8 or uint8 output (native/include/cortado/quant.h). {@code k} is at most 32768.
+ * zero-point compensation, and a fused epilogue: per-column scale, bias and an activation (ReLU,
+ * the erf GELU, SiLU), with an int32, float32, bfloat16, int8 or uint8 output
+ * (native/include/cortado/quant.h). {@code k} is at most 32768.
  */
 public final class Int8Gemm {
     private Int8Gemm() {
     }
 
     /**
-     * The epilogue: {@code za} the zero point of A; {@code out} INT32 (the compensated sums),
-     * FLOAT32 ({@code fma(acc, scale[j], bias[j])}, then ReLU), INT8 or UINT8 (that value rounded
-     * half to even plus {@code outZeroPoint}, saturated).
+     * The epilogue: {@code za} the zero point of A; {@code out} INT32 (the compensated sums, no
+     * activation), FLOAT32 ({@code activation(fma(acc, scale[j], bias[j]))}, in float32), BFLOAT16
+     * (that value rounded to nearest even), INT8 or UINT8 (that value rounded half to even plus
+     * {@code outZeroPoint}, saturated). GELU and SiLU run in the vectorized float32 forms on the
+     * CPU (within ~6 ulp of the exact functions).
      */
-    public record Epilogue(int aZeroPoint, DType out, boolean relu, int outZeroPoint) {
+    public record Epilogue(int aZeroPoint, DType out, Activation activation, int outZeroPoint) {
         public Epilogue {
             if (aZeroPoint < 0 || aZeroPoint > 255) {
                 throw new IllegalArgumentException("Int8Gemm.Epilogue: a zero point " + aZeroPoint + " is not a uint8 value");
             }
-            if (out != DType.INT32 && out != DType.FLOAT32 && out != DType.INT8 && out != DType.UINT8) {
-                throw new IllegalArgumentException("Int8Gemm.Epilogue: output " + out + "; expected int32, float32, int8 or uint8");
+            if (out != DType.INT32 && out != DType.FLOAT32 && out != DType.BFLOAT16 && out != DType.INT8 && out != DType.UINT8) {
+                throw new IllegalArgumentException("Int8Gemm.Epilogue: output " + out
+                        + "; expected int32, float32, bfloat16, int8 or uint8");
+            }
+            java.util.Objects.requireNonNull(activation, "Int8Gemm.Epilogue: activation");
+            if (out == DType.INT32 && activation != Activation.NONE) {
+                throw new IllegalArgumentException("Int8Gemm.Epilogue: an int32 output (the raw sums) takes no activation, got "
+                        + activation);
             }
             int lo = out == DType.INT8 ? -128 : 0;
             int hi = out == DType.INT8 ? 127 : out == DType.UINT8 ? 255 : 0;
@@ -43,7 +53,7 @@ public final class Int8Gemm {
 
         /** The raw compensated int32 sums (ONNX MatMulInteger). */
         public static Epilogue int32(int aZeroPoint) {
-            return new Epilogue(aZeroPoint, DType.INT32, false, 0);
+            return new Epilogue(aZeroPoint, DType.INT32, Activation.NONE, 0);
         }
     }
 
@@ -145,7 +155,7 @@ public final class Int8Gemm {
             args.putLong(s + CtQgemmArgs.LDC, c.dims()[1]);
             args.putInt(s + CtQgemmArgs.A_ZERO_POINT, e.aZeroPoint());
             args.putInt(s + CtQgemmArgs.OUT_DTYPE, e.out().code());
-            args.putInt(s + CtQgemmArgs.RELU, e.relu() ? 1 : 0);
+            args.putInt(s + CtQgemmArgs.ACTIVATION, e.activation().code());
             args.putInt(s + CtQgemmArgs.OUT_ZERO_POINT, e.outZeroPoint());
             l.check(l.kernels().qgemm(s, l.stream()), "qgemm(a " + a.describe() + ", b_packed " + in[1].describe() + ", " + e + ")");
         }
@@ -174,6 +184,16 @@ public final class Int8Gemm {
      * float32 {@code [n]} or null.
      */
     public static Tensor matmulIntegerScaled(Tensor a, int aZeroPoint, PackedInt8Matrix b, Tensor scale, Tensor bias) {
+        return matmulIntegerScaled(a, aZeroPoint, b, scale, bias, Activation.NONE);
+    }
+
+    /**
+     * {@link #matmulIntegerScaled(Tensor, int, PackedInt8Matrix, Tensor, Tensor)} followed by an
+     * activation in the same epilogue (e.g. the erf GELU the dynamically quantized transformers
+     * write after their first feed-forward matmul).
+     */
+    public static Tensor matmulIntegerScaled(Tensor a, int aZeroPoint, PackedInt8Matrix b, Tensor scale, Tensor bias,
+                                             Activation activation) {
         if (!isColumnScale(scale, b.n()) || !scale.device().equals(a.device())) {
             throw new IllegalArgumentException("Int8Gemm.matmulIntegerScaled: scale " + scale.describe()
                     + " must be float32 on " + a.device() + " with one element or " + b.n() + " along its last axis (b "
@@ -190,7 +210,7 @@ public final class Int8Gemm {
             }
         }
         try (epilogueScale) {
-            return run(a, b, new Epilogue(aZeroPoint, DType.FLOAT32, false, 0), b.zeroPoint(), epilogueScale, bias);
+            return run(a, b, new Epilogue(aZeroPoint, DType.FLOAT32, activation, 0), b.zeroPoint(), epilogueScale, bias);
         }
     }
 
@@ -202,13 +222,25 @@ public final class Int8Gemm {
 
     /**
      * The float32 product of a uint8 per-tensor quantized {@code a [..., k]} and a quantized packed
-     * {@code b}: {@code (a - za)(b - zb) * sa * sb[j] + bias[j]}, then ReLU if asked; {@code bias}
-     * float32 {@code [n]} or null.
+     * {@code b}: {@code activation((a - za)(b - zb) * sa * sb[j] + bias[j])}; {@code bias} float32
+     * {@code [n]} or null.
      */
-    public static Tensor matmul(QuantizedTensor a, PackedInt8Matrix b, Tensor bias, boolean relu) {
+    public static Tensor matmul(QuantizedTensor a, PackedInt8Matrix b, Tensor bias, Activation activation) {
+        return matmul(a, b, bias, activation, DType.FLOAT32);
+    }
+
+    /**
+     * The same product in a float output: FLOAT32, or BFLOAT16 (the float32 value rounded to nearest
+     * even in the epilogue: half the bytes for the next bfloat16 layer).
+     */
+    public static Tensor matmul(QuantizedTensor a, PackedInt8Matrix b, Tensor bias, Activation activation, DType out) {
+        if (out != DType.FLOAT32 && out != DType.BFLOAT16) {
+            throw new IllegalArgumentException("Int8Gemm.matmul: a float output is float32 or bfloat16, not " + out
+                    + " (int8 outputs take QuantParams)");
+        }
         float sa = activationScale(a, b);
         try (Tensor scale = columnScale(b, sa, 1f)) {
-            return run(a.values(), b, new Epilogue(activationZeroPoint(a), DType.FLOAT32, relu, 0), b.zeroPoint(), scale, bias);
+            return run(a.values(), b, new Epilogue(activationZeroPoint(a), out, activation, 0), b.zeroPoint(), scale, bias);
         }
     }
 
@@ -216,7 +248,8 @@ public final class Int8Gemm {
      * The same product requantized to {@code out} (int8 or uint8 per tensor) in the epilogue: the
      * int8 output of a quantized layer, never materialized in float.
      */
-    public static QuantizedTensor matmul(QuantizedTensor a, PackedInt8Matrix b, Tensor bias, boolean relu, QuantParams out) {
+    public static QuantizedTensor matmul(QuantizedTensor a, PackedInt8Matrix b, Tensor bias, Activation activation,
+                                         QuantParams out) {
         QuantScheme s = out.scheme();
         if (s.granularity() != QuantScheme.Granularity.PER_TENSOR || (s.storage() != DType.INT8 && s.storage() != DType.UINT8)) {
             throw new IllegalArgumentException("Int8Gemm.matmul: the output parameters must be int8 or uint8 per tensor, not " + s);
@@ -225,7 +258,7 @@ public final class Int8Gemm {
         float so = (float) out.scale().item();
         int zo = out.zeroPoint() == null ? 0 : (int) out.zeroPoint().item();
         try (Tensor scale = columnScale(b, sa, so); Tensor biasScaled = bias == null ? null : scaled(bias, so)) {
-            Tensor v = run(a.values(), b, new Epilogue(activationZeroPoint(a), s.storage(), relu, zo), b.zeroPoint(), scale,
+            Tensor v = run(a.values(), b, new Epilogue(activationZeroPoint(a), s.storage(), activation, zo), b.zeroPoint(), scale,
                     biasScaled);
             try {
                 return QuantizedTensor.of(v, out.copy());

@@ -1,6 +1,7 @@
 package dev.cortado.quant;
 
 import dev.cortado.nn.Module;
+import dev.cortado.ops.Convolution.Activation;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Tensor;
 
@@ -156,8 +157,9 @@ public abstract class QuantizedLayer extends Module {
 
     /** The fused epilogue: float32 out, or uint8 codes on the next layer's grid. */
     final Int8Gemm.Epilogue epilogue() {
-        return codesFor == null ? new Int8Gemm.Epilogue(inputZeroPoint(), DType.FLOAT32, relu, 0)
-                : new Int8Gemm.Epilogue(inputZeroPoint(), DType.UINT8, relu, codesFor.inputZeroPoint());
+        Activation act = relu ? Activation.RELU : Activation.NONE;
+        return codesFor == null ? new Int8Gemm.Epilogue(inputZeroPoint(), DType.FLOAT32, act, 0)
+                : new Int8Gemm.Epilogue(inputZeroPoint(), DType.UINT8, act, codesFor.inputZeroPoint());
     }
 
     /** float32 [out]: input scale x weight scale (/ the next layer's input scale when writing codes). */

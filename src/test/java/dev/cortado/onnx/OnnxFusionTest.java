@@ -930,6 +930,68 @@ class OnnxFusionTest {
         }
     }
 
+    /**
+     * The FFN of the -q graphs: the dequantized product z, then the erf GELU (Div sqrt 2, Erf,
+     * Add 1, Mul, Mul 0.5) into g. Read only by the GELU, z never exists: the GELU runs in the
+     * int8 GEMM's epilogue. When z is a graph output too, the GELU stays a pass of its own.
+     */
+    @Test
+    void aGeluAfterTheDequantizedProductJoinsTheGemmEpilogue() {
+        Random r = new Random(23);
+        byte[] b = new byte[40 * 9];
+        for (int i = 0; i < b.length; i++) {
+            b[i] = (byte) (r.nextInt(256) - 128);
+        }
+        int[] a = new int[6 * 40];
+        for (int i = 0; i < a.length; i++) {
+            a[i] = r.nextInt(256);
+        }
+        float[] bias = gaussian(r, 9, 1);
+        float s = 1.5e-4f; // z mostly in [-4, 4]: GELU's curved part
+        int az = 117;
+        long[] acc = int8Product(a, az, b);
+        double[] want = new double[6 * 9];
+        for (int i = 0; i < want.length; i++) {
+            double z = (float) Math.fma((float) acc[i], s, bias[i % 9]);
+            want[i] = 0.5 * z * (1 + erf(z / Math.sqrt(2)));
+        }
+        for (boolean zOut : new boolean[] {false, true}) {
+            ModelProto base = dequantizedModel(b, bias, false);
+            GraphProto.Builder g = base.getGraph().toBuilder().clearOutput().addOutput(value("g", OnnxTensors.FLOAT, 6, 9))
+                    .addInitializer(scalar("one", 1)).addInitializer(scalar("half", 0.5))
+                    .addInitializer(scalar("c", Math.sqrt(2)));
+            g.addNode(node("Div", List.of("z", "c"), "gs"));
+            g.addNode(node("Erf", List.of("gs"), "ge"));
+            g.addNode(node("Add", List.of("ge", "one"), "ga"));
+            g.addNode(node("Mul", List.of("z", "ga"), "gm"));
+            g.addNode(node("Mul", List.of("gm", "half"), "g"));
+            if (zOut) {
+                g.addOutput(value("z", OnnxTensors.FLOAT, 6, 9));
+            }
+            String what = "GELU after the dequantized product" + (zOut ? " (z read too)" : "");
+            try (OnnxModel m = OnnxModel.of(model(g, 13), null, CPU);
+                 Tensor at = Tensor.of(a, CPU, 6, 40);
+                 Tensor a8 = at.to(DType.UINT8);
+                 Tensor azt = Tensor.scalar(az, DType.UINT8, CPU);
+                 Tensor st = Tensor.of(new float[] {s}, CPU)) {
+                assertEquals(zOut ? List.of(FUSED + "MatMulIntegerToFloat", FUSED + "Gelu") : List.of(FUSED + "MatMulIntegerToFloat"),
+                        m.runningOps(), what);
+                Map<String, Tensor> out = m.run(Map.of("a", a8, "az", azt, "s", st));
+                try {
+                    float[] got = out.get("g").toFloatArray();
+                    double[] gd = new double[got.length];
+                    for (int i = 0; i < got.length; i++) {
+                        gd[i] = got[i];
+                    }
+                    // the float32 GELU: a few ulp of the float64 one on the same float32 z
+                    assertClose(want, gd, 2e-6, what);
+                } finally {
+                    out.values().forEach(Tensor::close);
+                }
+            }
+        }
+    }
+
     @Test
     void sessionsWithoutOptimizationRunTheGraphAsWritten() {
         try (OnnxModel m = OnnxModel.of(geluModel(0, 0.5, false), null, CPU, false)) {

@@ -1,5 +1,6 @@
 package dev.cortado.quant;
 
+import dev.cortado.ops.ElementwiseOpsTest;
 import dev.cortado.tensor.DType;
 
 /**
@@ -150,11 +151,12 @@ public final class QuantizationReference {
 
     /**
      * The int8 GEMM from its definition: exact sums of (a - za)(b - zb) in long arithmetic, then
-     * the epilogue in float32 (Math.fma on floats: one rounding, as fmaf).
+     * {@link #epilogue} per element.
      */
-    public static double[] qgemm(double[] a, double[] b, int m, int k, int n, int za, double[] zb, double[] scale,
-                                 double[] bias, DType out, boolean relu, int zo) {
+    public static double[] qgemm(double[] a, double[] b, int m, int k, int n, double[] zb, double[] scale,
+                                 double[] bias, Int8Gemm.Epilogue e) {
         double[] c = new double[m * n];
+        int za = e.aZeroPoint();
         for (int i = 0; i < m; i++) {
             for (int j = 0; j < n; j++) {
                 long s = 0;
@@ -162,23 +164,49 @@ public final class QuantizationReference {
                 for (int kk = 0; kk < k; kk++) {
                     s += ((long) a[i * k + kk] - za) * ((long) b[kk * n + j] - zbj);
                 }
-                if (out == DType.INT32) {
-                    c[i * n + j] = s;
-                    continue;
-                }
-                float f = Math.fma((float) s, (float) scale[j], bias == null ? 0f : (float) bias[j]);
-                if (relu) {
-                    f = Math.max(f, 0f);
-                }
-                if (out == DType.FLOAT32) {
-                    c[i * n + j] = f;
-                } else {
-                    int lo = out == DType.INT8 ? -128 : 0;
-                    int hi = out == DType.INT8 ? 127 : 255;
-                    c[i * n + j] = Math.max(lo, Math.min(hi, Math.rint(f) + zo));
-                }
+                c[i * n + j] = epilogue(s, scale == null ? 0 : scale[j], bias == null ? 0 : bias[j], e);
             }
         }
         return c;
+    }
+
+    /**
+     * The epilogue of the int8 GEMM and convolution on one compensated sum: {@code f = fma(s,
+     * scale, bias)} in float32 (Math.fma on floats: one rounding, as fmaf), then the activation
+     * (ReLU in float32, exact; GELU and SiLU in float64 from f, so the kernels' float32 forms differ
+     * by a few ulp), then the output: float32 as is, bfloat16 rounded to nearest even (in float32
+     * bits; after GELU/SiLU from the float64 value rounded to float32), int8/uint8 as
+     * {@code clamp(rint(v) + zo)}.
+     */
+    public static double epilogue(long s, double scale, double bias, Int8Gemm.Epilogue e) {
+        if (e.out() == DType.INT32) {
+            return s;
+        }
+        float f = Math.fma((float) s, (float) scale, (float) bias);
+        double v = switch (e.activation()) {
+            case NONE -> f;
+            case RELU -> f < 0 ? 0f : f;
+            case GELU -> ElementwiseOpsTest.geluErf(f);
+            case SILU -> f * ElementwiseOpsTest.sigmoid(f);
+        };
+        if (e.out() == DType.FLOAT32) {
+            return v;
+        }
+        if (e.out() == DType.BFLOAT16) {
+            return bf16((float) v);
+        }
+        int lo = e.out() == DType.INT8 ? -128 : 0;
+        int hi = e.out() == DType.INT8 ? 127 : 255;
+        return Math.max(lo, Math.min(hi, Math.rint(v) + e.outZeroPoint()));
+    }
+
+    /** float32 to bfloat16, round to nearest even on the bits (NaN stays NaN), as a double. */
+    public static double bf16(float x) {
+        if (Float.isNaN(x)) {
+            return Double.NaN;
+        }
+        int u = Float.floatToRawIntBits(x);
+        u += 0x7fff + ((u >>> 16) & 1);
+        return Float.intBitsToFloat(u & 0xffff0000);
     }
 }

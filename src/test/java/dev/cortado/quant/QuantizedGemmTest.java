@@ -8,6 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.cortado.backend.cpu.CpuBackend;
 import dev.cortado.backend.cpu.NativeCpu;
 import dev.cortado.backend.kernels.NativeCodes;
+import dev.cortado.ops.Convolution.Activation;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Scope;
 import dev.cortado.tensor.Tensor;
@@ -43,7 +44,7 @@ class QuantizedGemmTest {
     }
 
     private static long[] exact(double[] a, double[] b, int m, int k, int n, int za, double[] zb) {
-        double[] c = QuantizationReference.qgemm(a, b, m, k, n, za, zb, null, null, DType.INT32, false, 0);
+        double[] c = QuantizationReference.qgemm(a, b, m, k, n, zb, null, null, Int8Gemm.Epilogue.int32(za));
         long[] out = new long[c.length];
         for (int i = 0; i < c.length; i++) {
             out[i] = (long) c[i];
@@ -165,6 +166,129 @@ class QuantizedGemmTest {
         });
     }
 
+    /**
+     * Every epilogue (no activation, ReLU, GELU, SiLU; float32, bfloat16, int8 and uint8 out) on
+     * every kernel, against QuantizationReference.epilogue on the exact sums. Tolerances: none and
+     * ReLU are bit for bit in float32 and bfloat16 (the same float32 fma and rounding) and exact in
+     * int8; GELU and SiLU (the kernels' float32 forms) within 1e-6 relative plus 1e-7 of the largest
+     * |value| in float32, one bfloat16 step (2^-8 relative) in bfloat16, one integer step in int8.
+     * The shapes cross the 16-lane groups, the 64-column tiles and AMX's column groups, with zero
+     * points on both sides and a bias; the values f = fma(acc, scale, bias) span about [-8, 8] on
+     * the first two shapes and about [-60, 60] on the last (GELU's selected tails past |f| = 12.87).
+     */
+    @Test
+    void everyEpilogueOnEveryKernel() {
+        Random r = new Random(21);
+        int[][] shapes = {{37, 70, 45}, {70, 300, 100}, {1, 9, 17}, {9, 64, 40}};
+        DType[] outs = {DType.FLOAT32, DType.BFLOAT16, DType.INT8, DType.UINT8};
+        for (int[] sh : shapes) {
+            int m = sh[0];
+            int k = sh[1];
+            int n = sh[2];
+            double[] a = randomInts(r, m * k, 0, 255);
+            double[] b = randomInts(r, k * n, -128, 127);
+            double[] zb = randomInts(r, n, -20, 20);
+            double[] scale = new double[n];
+            double[] bias = new double[n];
+            for (int j = 0; j < n; j++) {
+                scale[j] = (float) ((k == 64 ? 30.0 : 4.0) / (128 * 80 * Math.sqrt(k)) * (0.5 + r.nextDouble()));
+                bias[j] = (float) (r.nextDouble() * 4 - 2);
+            }
+            allKernels(run -> {
+                for (Activation act : Activation.values()) {
+                    for (DType out : outs) {
+                        int za = (11 * run + 7 * act.ordinal() + 3 * out.ordinal() + 90) % 256;
+                        int zo = out == DType.INT8 ? -3 : out == DType.UINT8 ? 100 : 0;
+                        // int8 out: values in code units (scale folded as the callers do: so = 1/16)
+                        double fold = out == DType.INT8 || out == DType.UINT8 ? 16 : 1;
+                        double[] sc = new double[n];
+                        double[] bi = new double[n];
+                        for (int j = 0; j < n; j++) {
+                            sc[j] = (float) (scale[j] * fold);
+                            bi[j] = (float) (bias[j] * fold);
+                        }
+                        Int8Gemm.Epilogue e = new Int8Gemm.Epilogue(za, out, act, zo);
+                        double[] want = QuantizationReference.qgemm(a, b, m, k, n, zb, sc, bi, e);
+                        try (Scope scope = Scope.open()) {
+                            Tensor bq = bytes(b, DType.INT8, k, n);
+                            QuantizedTensor w = QuantizedTensor.of(bq, QuantParams.of(QuantScheme.perChannel(DType.INT8, 1),
+                                    Tensor.ones(DType.FLOAT32, n), Tensor.of(toInts(zb), n)));
+                            PackedInt8Matrix p = PackedInt8Matrix.pack(w);
+                            Tensor c = Int8Gemm.GEMM_OP.call(e, bytes(a, DType.UINT8, m, k), p.packed(), p.colsum(),
+                                    p.zeroPoint(), Tensor.of(toFloats(sc), n), Tensor.of(toFloats(bi), n));
+                            assertEquals(out, c.dtype());
+                            double[] got = c.toDoubleArray();
+                            boolean exact = act == Activation.NONE || act == Activation.RELU;
+                            double largest = 0;
+                            for (double v : want) {
+                                largest = Math.max(largest, Math.abs(v));
+                            }
+                            for (int i = 0; i < got.length; i++) {
+                                double tol;
+                                if (exact) {
+                                    tol = 0;
+                                } else if (out == DType.FLOAT32) {
+                                    tol = 1e-6 * Math.abs(want[i]) + 1e-7 * largest;
+                                } else if (out == DType.BFLOAT16) {
+                                    tol = Math.abs(want[i]) / 256 + 1e-7 * largest;
+                                } else {
+                                    tol = 1;
+                                }
+                                if (!(Math.abs(got[i] - want[i]) <= tol)) {
+                                    throw new AssertionError(act + " " + out + " m=" + m + " k=" + k + " n=" + n + " kernel="
+                                            + CpuBackend.int8GemmKernel() + ": element " + i + " is " + got[i] + ", want "
+                                            + want[i] + " (tolerance " + tol + ")");
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    }
+
+    @Test
+    void epilogueArgumentsAreChecked() {
+        var e = assertThrows(IllegalArgumentException.class, () -> new Int8Gemm.Epilogue(0, DType.INT32, Activation.RELU, 0));
+        assertTrue(e.getMessage().contains("int32 output") && e.getMessage().contains("RELU"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> new Int8Gemm.Epilogue(0, DType.FLOAT16, Activation.NONE, 0));
+        assertTrue(e.getMessage().contains("float16") || e.getMessage().contains("FLOAT16"), e.getMessage());
+        try (Scope scope = Scope.open()) {
+            Random r = new Random(4);
+            float[] x = new float[12 * 6];
+            float[] wf = new float[6 * 4];
+            for (int i = 0; i < x.length; i++) {
+                x[i] = r.nextFloat() * 20;
+            }
+            for (int i = 0; i < wf.length; i++) {
+                wf[i] = r.nextFloat() * 2 - 1;
+            }
+            QuantizedTensor a8 = Quantization.quantize(Tensor.of(x, 12, 6), QuantParams.perTensor(DType.UINT8, 0.1, 0));
+            QuantizedTensor w = Quantization.quantize(Tensor.of(wf, 6, 4),
+                    QuantParams.of(QuantScheme.perChannel(DType.INT8, 1), Tensor.full(0.01, DType.FLOAT32, 4), null));
+            PackedInt8Matrix packed = PackedInt8Matrix.pack(w);
+            e = assertThrows(IllegalArgumentException.class, () -> Int8Gemm.matmul(a8, packed, null, Activation.NONE, DType.INT8));
+            assertTrue(e.getMessage().contains("float32 or bfloat16"), e.getMessage());
+            // the bfloat16 entry point: the float32 result rounded to nearest even
+            Tensor f = Int8Gemm.matmul(a8, packed, null, Activation.GELU);
+            Tensor h = Int8Gemm.matmul(a8, packed, null, Activation.GELU, DType.BFLOAT16);
+            assertEquals(DType.BFLOAT16, h.dtype());
+            double[] fv = f.toDoubleArray();
+            double[] hv = h.toDoubleArray();
+            for (int i = 0; i < fv.length; i++) {
+                assertEquals(QuantizationReference.bf16((float) fv[i]), hv[i], 0.0, "element " + i);
+            }
+        }
+    }
+
+    private static float[] toFloats(double[] v) {
+        float[] o = new float[v.length];
+        for (int i = 0; i < v.length; i++) {
+            o[i] = (float) v[i];
+        }
+        return o;
+    }
+
     @Test
     void quantizedLinearMatchesTheFloat64ReferenceInFloat32AndInt8() {
         Random r = new Random(5);
@@ -212,7 +336,7 @@ class QuantizedGemmTest {
                     maxAbs = Math.max(maxAbs, Math.abs(ref[i * n + j]));
                 }
             }
-            Tensor y = Int8Gemm.matmul(xq, packed, bt, true);
+            Tensor y = Int8Gemm.matmul(xq, packed, bt, Activation.RELU);
             assertArrayEquals(new long[] {1, m, n}, y.dims());
             double[] got = y.toDoubleArray();
             // float32: one rounding of the scale product and one of the fma, relative to the output's magnitude
@@ -221,7 +345,7 @@ class QuantizedGemmTest {
             }
             // int8 output: the float result quantized, up to one step where rounding meets a tie
             QuantParams out = QuantParams.perTensor(DType.INT8, maxAbs / 100, -5);
-            QuantizedTensor yq = Int8Gemm.matmul(xq, packed, bt, true, out);
+            QuantizedTensor yq = Int8Gemm.matmul(xq, packed, bt, Activation.RELU, out);
             assertEquals(DType.INT8, yq.dtype());
             long[] q = yq.values().toLongArray();
             int same = 0;
@@ -253,7 +377,7 @@ class QuantizedGemmTest {
             e = assertThrows(IllegalArgumentException.class, () -> PackedInt8Matrix.pack(grouped));
             assertTrue(e.getMessage().contains("per group"), e.getMessage());
             QuantizedTensor a8 = Quantization.quantize(Tensor.zeros(DType.FLOAT32, 2, 6), QuantParams.perTensor(DType.INT8, 0.1, 0));
-            e = assertThrows(IllegalArgumentException.class, () -> Int8Gemm.matmul(a8, packed, null, false));
+            e = assertThrows(IllegalArgumentException.class, () -> Int8Gemm.matmul(a8, packed, null, Activation.NONE));
             assertTrue(e.getMessage().contains("must be uint8 quantized per tensor"), e.getMessage());
             // the dequantizing form's scale: one element or one per column (n = 4), float32
             for (Tensor badScale : new Tensor[] {Tensor.ones(DType.FLOAT32, 3), Tensor.ones(DType.FLOAT32, 4, 2),

@@ -13,6 +13,7 @@ import dev.cortado.onnx.proto.Onnx.ModelProto;
 import dev.cortado.onnx.proto.Onnx.NodeProto;
 import dev.cortado.onnx.proto.Onnx.OperatorSetIdProto;
 import dev.cortado.onnx.proto.Onnx.TensorProto;
+import dev.cortado.ops.Convolution.Activation;
 import dev.cortado.ops.Generator;
 import dev.cortado.ops.LinearAlgebra;
 import dev.cortado.quant.Int8Gemm;
@@ -48,6 +49,9 @@ import org.openjdk.jmh.annotations.Warmup;
  *   <li>{@code int8GemmInt32}: {@link Int8Gemm#matmulInteger} (int32 output, as ONNX MatMulInteger);</li>
  *   <li>{@code int8GemmFloat32}: the same product with the fused float32 epilogue (per-column scale,
  *       bias, ReLU);</li>
+ *   <li>{@code int8GemmGelu}: the float32 epilogue with the erf GELU instead of ReLU (~60 FLOPs an
+ *       output);</li>
+ *   <li>{@code int8GemmBf16}: the ReLU epilogue with a bfloat16 output (half the bytes of C);</li>
  *   <li>{@code float32Matmul}: {@link LinearAlgebra#matmul} on float32 operands of the same shape;</li>
  *   <li>{@code ortMatMulInteger}: the peer, ONNX Runtime 1.29 (Java API) running a one-node
  *       MatMulInteger model of the same operands (B an initializer, so ORT pre-packs it as we do;
@@ -185,8 +189,22 @@ public class Int8GemmBenchmark {
 
     @Benchmark
     public long int8GemmFloat32() {
-        try (Tensor c = Int8Gemm.GEMM_OP.call(new Int8Gemm.Epilogue(3, DType.FLOAT32, true, 0), a8, b8.packed(),
-                b8.colsum(), null, scale, bias)) {
+        return epilogue(DType.FLOAT32, Activation.RELU);
+    }
+
+    @Benchmark
+    public long int8GemmGelu() {
+        return epilogue(DType.FLOAT32, Activation.GELU);
+    }
+
+    @Benchmark
+    public long int8GemmBf16() {
+        return epilogue(DType.BFLOAT16, Activation.RELU);
+    }
+
+    private long epilogue(DType out, Activation act) {
+        try (Tensor c = Int8Gemm.GEMM_OP.call(new Int8Gemm.Epilogue(3, out, act, 0), a8, b8.packed(), b8.colsum(), null, scale,
+                bias)) {
             return c.dataAddress();
         }
     }

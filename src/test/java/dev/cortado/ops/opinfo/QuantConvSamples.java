@@ -1,6 +1,7 @@
 package dev.cortado.ops.opinfo;
 
 import dev.cortado.quant.Int8Conv;
+import dev.cortado.ops.Convolution.Activation;
 import dev.cortado.quant.Int8Gemm;
 import dev.cortado.quant.QuantizationReference;
 import dev.cortado.tensor.DType;
@@ -12,9 +13,10 @@ import java.util.Random;
  * The int8 convolution (dev.cortado.quant.Int8Conv, NHWC): the reference sums
  * {@code (x - zx)(w - zw)} one product at a time in int64 over the in-image taps (the filters
  * unpacked from the packed bytes the sample holds), then applies the GEMM's epilogue
- * (QuantizationReference.qgemm's float32 fma, ReLU, round half to even, saturation). Integer
- * outputs must match exactly and so must float32 ones (tolerance 0: the kernels compute the same
- * float32 operations on the same exact int32 sums). Samples: 3x3 with padding, asymmetric padding
+ * (QuantizationReference.epilogue: the float32 fma, ReLU, bfloat16 rounding to nearest even, or
+ * round half to even and saturation). Integer outputs must match exactly and so must float32 and
+ * bfloat16 ones (tolerance 0: the kernels compute the same float32 operations on the same exact
+ * int32 sums; GELU and SiLU, a few ulp from float64, are QuantizationSamples' qgemm's). Samples: 3x3 with padding, asymmetric padding
  * with stride and dilation on a 3x2 kernel, groups, depthwise (the direct kernel) with and
  * without a channel multiplier, a reduction of two k blocks, more rows than one GEMM chunk
  * (4096), a non-contiguous x, size 1 and an empty batch.
@@ -31,31 +33,35 @@ final class QuantConvSamples {
                             + "epilogue (per-channel scale, bias, ReLU; int32, float32, int8 or uint8 output)")
                     .samples((r, t) -> List.of(
                             conv(r, "3x3 pad 1, float32 out with bias and relu, zw per channel", 2, 7, 6, 5,
-                                    Int8Conv.Geometry.of(3, 1, 1, 1, 1, 7), new Int8Gemm.Epilogue(17, DType.FLOAT32, true, 0),
+                                    Int8Conv.Geometry.of(3, 1, 1, 1, 1, 7), new Int8Gemm.Epilogue(17, DType.FLOAT32, Activation.RELU, 0),
                                     true, true, true, false),
                             conv(r, "3x3 stride 2 pad 1, one input channel (a first layer: rows of taps copied as runs)",
                                     2, 9, 11, 1, Int8Conv.Geometry.of(3, 2, 1, 1, 1, 4),
-                                    new Int8Gemm.Epilogue(5, DType.FLOAT32, true, 0), true, true, true, false),
+                                    new Int8Gemm.Epilogue(5, DType.FLOAT32, Activation.RELU, 0), true, true, true, false),
                             conv(r, "3x2 stride 2/1, dilation 2/1, padding 1/0/2/1, int32 out", 1, 9, 8, 4,
                                     new Int8Conv.Geometry(3, 2, 2, 1, 1, 0, 2, 1, 2, 1, 1, 6), Int8Gemm.Epilogue.int32(200),
                                     true, false, false, false),
                             conv(r, "groups 2, int8 out zero point -5", 2, 5, 5, 6, Int8Conv.Geometry.of(3, 1, 1, 1, 2, 4),
-                                    new Int8Gemm.Epilogue(128, DType.INT8, false, -5), false, true, true, false),
+                                    new Int8Gemm.Epilogue(128, DType.INT8, Activation.NONE, -5), false, true, true, false),
                             conv(r, "depthwise 9 channels, stride 2, uint8 out with relu", 2, 7, 7, 9,
-                                    Int8Conv.Geometry.of(3, 2, 1, 1, 9, 9), new Int8Gemm.Epilogue(3, DType.UINT8, true, 10),
+                                    Int8Conv.Geometry.of(3, 2, 1, 1, 9, 9), new Int8Gemm.Epilogue(3, DType.UINT8, Activation.RELU, 10),
                                     true, true, true, false),
                             conv(r, "depthwise with channel multiplier 2 (grouped GEMM)", 1, 5, 6, 3,
-                                    Int8Conv.Geometry.of(3, 1, 1, 2, 3, 6), new Int8Gemm.Epilogue(0, DType.FLOAT32, false, 0),
+                                    Int8Conv.Geometry.of(3, 1, 1, 2, 3, 6), new Int8Gemm.Epilogue(0, DType.FLOAT32, Activation.NONE, 0),
                                     true, true, false, false),
                             conv(r, "1x1, 300 channels (two k blocks), int32 out", 1, 3, 2, 300,
                                     Int8Conv.Geometry.of(1, 1, 0, 1, 1, 33), Int8Gemm.Epilogue.int32(255), true, false,
                                     false, false),
                             conv(r, "70x70 (4900 rows: two GEMM chunks), float32 out", 1, 70, 70, 3,
-                                    Int8Conv.Geometry.of(3, 1, 1, 1, 1, 5), new Int8Gemm.Epilogue(50, DType.FLOAT32, false, 0),
+                                    Int8Conv.Geometry.of(3, 1, 1, 1, 1, 5), new Int8Gemm.Epilogue(50, DType.FLOAT32, Activation.NONE, 0),
                                     false, true, true, false),
                             conv(r, "non-contiguous x (transposed view), int32 out", 2, 4, 5, 3,
                                     Int8Conv.Geometry.of(2, 1, 0, 1, 1, 4), Int8Gemm.Epilogue.int32(9), true, false, false,
                                     true),
+                            conv(r, "bfloat16 out with relu, 3x3 pad 1", 1, 6, 5, 8, Int8Conv.Geometry.of(3, 1, 1, 1, 1, 12),
+                                    new Int8Gemm.Epilogue(40, DType.BFLOAT16, Activation.RELU, 0), true, true, true, false),
+                            conv(r, "depthwise 5 channels, bfloat16 out", 1, 5, 5, 5, Int8Conv.Geometry.of(3, 1, 1, 1, 5, 5),
+                                    new Int8Gemm.Epilogue(7, DType.BFLOAT16, Activation.NONE, 0), true, true, true, false),
                             conv(r, "size 1: 1x1x1x1, 1x1 kernel", 1, 1, 1, 1, Int8Conv.Geometry.of(1, 1, 0, 1, 1, 1),
                                     Int8Gemm.Epilogue.int32(1), true, false, false, false),
                             conv(r, "empty batch", 0, 4, 4, 2, Int8Conv.Geometry.of(3, 1, 1, 1, 1, 3),
@@ -113,7 +119,7 @@ final class QuantConvSamples {
         if (scale || bias) {
             double[] sc = new double[oc];
             for (int j = 0; j < oc; j++) {
-                sc[j] = (float) ((e.out() == DType.FLOAT32 ? 1e-4 : 1e-5) * (0.5 + r.nextDouble()));
+                sc[j] = (float) ((e.out() == DType.FLOAT32 || e.out() == DType.BFLOAT16 ? 1e-4 : 1e-5) * (0.5 + r.nextDouble()));
             }
             args.add(Arg.of(sc, DType.FLOAT32, oc).float32());
         }
@@ -171,27 +177,11 @@ final class QuantConvSamples {
                                 }
                             }
                         }
-                        y[((b * oh + oy) * ow + ox) * oc + o] = epilogue(s, o, e, scale, bias);
+                        y[((b * oh + oy) * ow + ox) * oc + o] = QuantizationReference.epilogue(s, scale == null ? 0 : scale[o], bias == null ? 0 : bias[o], e);
                     }
                 }
             }
         }
         return y;
-    }
-
-    private static double epilogue(long s, int o, Int8Gemm.Epilogue e, double[] scale, double[] bias) {
-        if (e.out() == DType.INT32) {
-            return s;
-        }
-        float f = Math.fma((float) s, (float) scale[o], bias == null ? 0f : (float) bias[o]);
-        if (e.relu()) {
-            f = Math.max(f, 0f);
-        }
-        if (e.out() == DType.FLOAT32) {
-            return f;
-        }
-        int lo = e.out() == DType.INT8 ? -128 : 0;
-        int hi = e.out() == DType.INT8 ? 127 : 255;
-        return Math.max(lo, Math.min(hi, Math.rint(f) + e.outZeroPoint()));
     }
 }

@@ -1,5 +1,6 @@
 package dev.cortado.ops.opinfo;
 
+import dev.cortado.ops.Convolution.Activation;
 import dev.cortado.quant.Int8Gemm;
 import dev.cortado.quant.QuantScheme;
 import dev.cortado.quant.Quantization;
@@ -104,16 +105,23 @@ final class QuantizationSamples {
                     .notDifferentiable("integer data layout")
                     .build(),
             OpInfo.of("qgemm", F, "int8 GEMM: sum_k (a - za)(b - zb) exact in int32 (a uint8, b int8 packed), then "
-                            + "per-column scale, bias, ReLU; int32, float32, int8 or uint8 output")
+                            + "per-column scale, bias, an activation (ReLU, GELU, SiLU); int32, float32, bfloat16, int8 or "
+                            + "uint8 output")
                     .samples((r, t) -> List.of(
                             gemm(r, "int32 out, za 7, zb per column, [5, 7] x [7, 3]", 5, 7, 3, 7, true,
                                     Int8Gemm.Epilogue.int32(7), false, false),
                             gemm(r, "float32 out, scale, bias, relu, [9, 37] x [37, 45]", 9, 37, 45, 128, false,
-                                    new Int8Gemm.Epilogue(128, DType.FLOAT32, true, 0), true, true),
+                                    new Int8Gemm.Epilogue(128, DType.FLOAT32, Activation.RELU, 0), true, true),
                             gemm(r, "int8 out, zero point -3, [17, 300] x [300, 33] (two k blocks)", 17, 300, 33, 100, true,
-                                    new Int8Gemm.Epilogue(100, DType.INT8, false, -3), true, true),
+                                    new Int8Gemm.Epilogue(100, DType.INT8, Activation.NONE, -3), true, true),
                             gemm(r, "uint8 out with relu, [3, 4] x [4, 70]", 3, 4, 70, 0, false,
-                                    new Int8Gemm.Epilogue(0, DType.UINT8, true, 128), true, false),
+                                    new Int8Gemm.Epilogue(0, DType.UINT8, Activation.RELU, 128), true, false),
+                            gemm(r, "bfloat16 out with relu, [11, 40] x [40, 35]", 11, 40, 35, 90, true,
+                                    new Int8Gemm.Epilogue(90, DType.BFLOAT16, Activation.RELU, 0), true, true),
+                            gemm(r, "float32 out, bias, GELU, [10, 65] x [65, 50]", 10, 65, 50, 130, true,
+                                    new Int8Gemm.Epilogue(130, DType.FLOAT32, Activation.GELU, 0), true, true),
+                            gemm(r, "float32 out, SiLU, [4, 20] x [20, 17]", 4, 20, 17, 60, false,
+                                    new Int8Gemm.Epilogue(60, DType.FLOAT32, Activation.SILU, 0), true, false),
                             gemm(r, "size 1 [1, 1] x [1, 1]", 1, 1, 1, 255, true, Int8Gemm.Epilogue.int32(255), false, false),
                             gemm(r, "k = 0", 2, 0, 3, 5, false, Int8Gemm.Epilogue.int32(5), false, false),
                             gemm(r, "m = 0", 0, 5, 3, 5, false, Int8Gemm.Epilogue.int32(5), false, false)))
@@ -124,11 +132,13 @@ final class QuantizationSamples {
                         int k = (int) ad[1];
                         int n = (int) s.dims(2)[0];
                         double[] b = unpack(in[1], k, n);
-                        return new double[][] {QuantizationReference.qgemm(in[0], b, m, k, n, e.aZeroPoint(),
-                                in.length > 3 ? in[3] : null, in.length > 4 ? in[4] : null, in.length > 5 ? in[5] : null,
-                                e.out(), e.relu(), e.outZeroPoint())};
+                        return new double[][] {QuantizationReference.qgemm(in[0], b, m, k, n,
+                                in.length > 3 ? in[3] : null, in.length > 4 ? in[4] : null, in.length > 5 ? in[5] : null, e)};
                     })
-                    .dtype(DType.FLOAT64, 0, 0).dtype(DType.FLOAT32, 0, 0)
+                    // integer outputs exact; float outputs within 1e-6 relative (1e-7 of the largest |value| for
+                    // GELU's and SiLU's underflowing tails): GELU and SiLU are the kernels' float32 forms, a few ulp
+                    // from the float64 functions. QuantizedGemmTest checks the other float epilogues bit for bit.
+                    .dtype(DType.FLOAT64, 1e-6, 1e-7).dtype(DType.FLOAT32, 1e-6, 1e-7)
                     .notDifferentiable("integer inputs")
                     .build(),
             OpInfo.of("fake_quantize", F, "(clamp(rne(x / scale) + zero_point, qmin, qmax) - zero_point) * scale in x's "
@@ -264,7 +274,7 @@ final class QuantizationSamples {
         if (scale || bias) {
             double[] sc = new double[n];
             for (int j = 0; j < n; j++) {
-                sc[j] = (float) ((e.out() == DType.FLOAT32 ? 1e-4 : 1e-5) * (0.5 + r.nextDouble()));
+                sc[j] = (float) ((e.out() == DType.FLOAT32 || e.out() == DType.BFLOAT16 ? 1e-4 : 1e-5) * (0.5 + r.nextDouble()));
             }
             args.add(Arg.of(sc, DType.FLOAT32, n).float32());
         }
