@@ -141,6 +141,24 @@ class OnnxFusionTest {
         }
     }
 
+    /** n int8 values, uniform over [-128, 127]. */
+    private static byte[] randomInt8(Random r, int n) {
+        byte[] b = new byte[n];
+        for (int i = 0; i < n; i++) {
+            b[i] = (byte) (r.nextInt(256) - 128);
+        }
+        return b;
+    }
+
+    /** n uint8 values (as ints), uniform over [0, 255]. */
+    private static int[] randomUint8(Random r, int n) {
+        int[] a = new int[n];
+        for (int i = 0; i < n; i++) {
+            a[i] = r.nextInt(256);
+        }
+        return a;
+    }
+
     private static long fusedCount(OnnxModel m, String op) {
         return m.runningOps().stream().filter(o -> o.equals(FUSED + op)).count();
     }
@@ -829,14 +847,8 @@ class OnnxFusionTest {
     @Test
     void constantInt8WeightsArePackedOnceAndComputeExactly() {
         Random r = new Random(17);
-        byte[] b = new byte[40 * 9];
-        for (int i = 0; i < b.length; i++) {
-            b[i] = (byte) (r.nextInt(256) - 128);
-        }
-        int[] a = new int[6 * 40];
-        for (int i = 0; i < a.length; i++) {
-            a[i] = r.nextInt(256);
-        }
+        byte[] b = randomInt8(r, 40 * 9);
+        int[] a = randomUint8(r, 6 * 40);
         int az = 131;
         long[] want = int8Product(a, az, b);
         for (boolean overridable : new boolean[] {false, true}) {
@@ -881,14 +893,8 @@ class OnnxFusionTest {
     @Test
     void theDequantizationJoinsThePackedGemmUnlessItIsReadElsewhere() {
         Random r = new Random(19);
-        byte[] b = new byte[40 * 9];
-        for (int i = 0; i < b.length; i++) {
-            b[i] = (byte) (r.nextInt(256) - 128);
-        }
-        int[] a = new int[6 * 40];
-        for (int i = 0; i < a.length; i++) {
-            a[i] = r.nextInt(256);
-        }
+        byte[] b = randomInt8(r, 40 * 9);
+        int[] a = randomUint8(r, 6 * 40);
         float[] bias = gaussian(r, 9, 3);
         float[] columnScale = new float[9];
         for (int j = 0; j < 9; j++) {
@@ -938,14 +944,8 @@ class OnnxFusionTest {
     @Test
     void aGeluAfterTheDequantizedProductJoinsTheGemmEpilogue() {
         Random r = new Random(23);
-        byte[] b = new byte[40 * 9];
-        for (int i = 0; i < b.length; i++) {
-            b[i] = (byte) (r.nextInt(256) - 128);
-        }
-        int[] a = new int[6 * 40];
-        for (int i = 0; i < a.length; i++) {
-            a[i] = r.nextInt(256);
-        }
+        byte[] b = randomInt8(r, 40 * 9);
+        int[] a = randomUint8(r, 6 * 40);
         float[] bias = gaussian(r, 9, 1);
         float s = 1.5e-4f; // z mostly in [-4, 4]: GELU's curved part
         int az = 117;

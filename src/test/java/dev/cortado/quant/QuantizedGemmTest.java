@@ -43,6 +43,13 @@ class QuantizedGemmTest {
         return Tensor.of(b, t, dims);
     }
 
+    /** b [k, n] packed with per-column zero points zb (unit scales), in the caller's scope. */
+    private static PackedInt8Matrix packedWithZeroPoints(double[] b, int k, int n, double[] zb) {
+        QuantizedTensor w = QuantizedTensor.of(bytes(b, DType.INT8, k, n), QuantParams.of(QuantScheme.perChannel(DType.INT8, 1),
+                Tensor.ones(DType.FLOAT32, n), Tensor.of(toInts(zb), n)));
+        return PackedInt8Matrix.pack(w);
+    }
+
     private static long[] exact(double[] a, double[] b, int m, int k, int n, int za, double[] zb) {
         double[] c = QuantizationReference.qgemm(a, b, m, k, n, zb, null, null, Int8Gemm.Epilogue.int32(za));
         long[] out = new long[c.length];
@@ -94,10 +101,7 @@ class QuantizedGemmTest {
                 int za = (za0 + 37 * run) % 256;
                 long[] want = exact(a, b, m, k, n, za, zb);
                 try (Scope scope = Scope.open()) {
-                    Tensor bq = bytes(b, DType.INT8, k, n);
-                    QuantizedTensor w = QuantizedTensor.of(bq, QuantParams.of(QuantScheme.perChannel(DType.INT8, 1),
-                            Tensor.ones(DType.FLOAT32, n), Tensor.of(toInts(zb), n)));
-                    PackedInt8Matrix packed = PackedInt8Matrix.pack(w);
+                    PackedInt8Matrix packed = packedWithZeroPoints(b, k, n, zb);
                     Tensor c = Int8Gemm.matmulInteger(bytes(a, DType.UINT8, m, k), za, packed);
                     assertArrayEquals(want, c.toLongArray(), "m=" + m + " k=" + k + " n=" + n + " kernel="
                             + CpuBackend.int8GemmKernel());
@@ -210,10 +214,7 @@ class QuantizedGemmTest {
                         Int8Gemm.Epilogue e = new Int8Gemm.Epilogue(za, out, act, zo);
                         double[] want = QuantizationReference.qgemm(a, b, m, k, n, zb, sc, bi, e);
                         try (Scope scope = Scope.open()) {
-                            Tensor bq = bytes(b, DType.INT8, k, n);
-                            QuantizedTensor w = QuantizedTensor.of(bq, QuantParams.of(QuantScheme.perChannel(DType.INT8, 1),
-                                    Tensor.ones(DType.FLOAT32, n), Tensor.of(toInts(zb), n)));
-                            PackedInt8Matrix p = PackedInt8Matrix.pack(w);
+                            PackedInt8Matrix p = packedWithZeroPoints(b, k, n, zb);
                             Tensor c = Int8Gemm.GEMM_OP.call(e, bytes(a, DType.UINT8, m, k), p.packed(), p.colsum(),
                                     p.zeroPoint(), Tensor.of(toFloats(sc), n), Tensor.of(toFloats(bi), n));
                             assertEquals(out, c.dtype());
