@@ -370,18 +370,26 @@ void direct_nhwc_forward(const Geo& g, const float* x, const float* w, const flo
   const float* xsrc = copy_image ? padded.data() : x;
   const int64_t P = oD * oH * oW;  // output plane size (NCHW)
   const int64_t nwb = (oW + PB - 1) / PB;
-  // Work items: pixel blocks, each over all output-channel blocks; with few pixel blocks (a 128-row
-  // matmul run as this convolution has 11) the channel blocks are split too, one per item, items
-  // channel-block-major: 11 items on two threads left one thread idle a sixth of the time (17% of
-  // a 2-thread MiniLM batch-1 run in libgomp's spin), and consecutive items then share a weight panel.
+  // Work items: one pixel block (unit) x one output-channel block, in chunks of cu units whose
+  // input (PB pixels x the taps' channels each, an upper bound) fills about half of L2; within a
+  // chunk channel-block-major, so that one weight panel (KS Cg KB floats) serves the chunk's units
+  // from L1/L2 while their input stays in L2. The weights then stream once per chunk. Pixel-block-
+  // major items (a unit over all channel blocks) streamed all of them from L3 once per unit: a
+  // 384 x 1536 float32 weight (2.4 MB) outgrows a 2 MiB L2, and MiniLM at batch 1 ran 10% slower.
+  // With one chunk (few units: a 128-row matmul run as this convolution has 11) the items also
+  // split the channel blocks over the threads: 11 pixel blocks on two threads had left one idle
+  // a sixth of the time (17% of a 2-thread MiniLM batch-1 run in libgomp's spin).
   const int64_t units = g.N * oD * oH * nwb;
-  const int64_t kchunks = units < 8 * threads() ? nkb : 1;
-  parallel_range(units * kchunks, KS * Cg * K * PB * 2 / kchunks, [&](int64_t i0, int64_t i1) {
+  const int64_t unit_bytes = PB * KS * C * (int64_t)sizeof(float);
+  const int64_t cu = std::clamp<int64_t>(l2_bytes() / 2 / unit_bytes, 1, units);
+  const int64_t per_chunk = cu * nkb;
+  parallel_range(units * nkb, KS * Cg * KB * PB * 2, [&](int64_t i0, int64_t i1) {
     alignas(64) float tile[16 * 32];  // rows 12..15 stay zero: store_tile_nchw512 transposes 16 rows
     std::fill(tile + 12 * 32, tile + 16 * 32, 0.0f);
     for (int64_t item = i0; item < i1; ++item) {
-      const int64_t it = item % units, kc = item / units;
-      const int64_t kb0 = kc * nkb / kchunks, kb1 = (kc + 1) * nkb / kchunks;
+      const int64_t chunk = item / per_chunk, u0 = chunk * cu, w = std::min(cu, units - u0);
+      const int64_t r = item - chunk * per_chunk, kb0 = r / w, kb1 = kb0 + 1;
+      const int64_t it = u0 + r % w;
       const int64_t wb = it % nwb, row = it / nwb;
       const int64_t oh = row % oH, od = (row / oH) % oD, n = row / (oH * oD);
       const int64_t ow0 = wb * PB, np = std::min<int64_t>(PB, oW - ow0);

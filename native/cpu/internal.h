@@ -81,6 +81,8 @@ CT_AMX inline void amx_begin() {
 CT_AMX inline void amx_end() { _tile_release(); }
 /* Thread count for OpenMP regions (set by ct_cpu_set_num_threads; all cores by default). */
 int threads();
+/* The per-core L2 size (sysconf; 1 MiB when unknown), clamped to [256 KiB, 8 MiB]. */
+int64_t l2_bytes();
 /* Turns OpenBLAS threading off while an OpenMP region calls BLAS, restores it on exit. */
 struct BlasSingleThreaded {
   int saved;

@@ -18,6 +18,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <unordered_map>
@@ -105,6 +106,14 @@ bool use_amx_bf16() { return use_avx512() && cpu_has_amx_bf16(); }
 int threads() {
   int t = g_threads.load(std::memory_order_relaxed);
   return t > 0 ? t : omp_get_num_procs();
+}
+
+int64_t l2_bytes() {
+  static const int64_t bytes = [] {
+    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return std::clamp<int64_t>(l2 > 0 ? l2 : (1 << 20), 256 << 10, 8 << 20);
+  }();
+  return bytes;
 }
 
 /*

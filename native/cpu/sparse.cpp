@@ -261,15 +261,6 @@ CT_INLINE void row(bool avx512, int64_t cnt, const T* v, const int64_t* idx, con
   }
 }
 
-/* The per-core L2 size (sysconf; 1 MiB when unknown), clamped to [256 KiB, 8 MiB]. */
-int64_t l2_bytes() {
-  static const int64_t bytes = [] {
-    const long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
-    return std::clamp<int64_t>(l2 > 0 ? l2 : (1 << 20), 256 << 10, 8 << 20);
-  }();
-  return bytes;
-}
-
 /* Output rows r in [0, rows): entries [ptr[r], ptr[r+1]) of (v, idx) over b [brows, n].
  * float32 with indices non-decreasing within each row: panels of b (256 columns by half of L2 in
  * rows, kept in L2 while the thread's rows run over them), each row's entries of the panel
