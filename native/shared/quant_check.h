@@ -187,6 +187,14 @@ inline int check_epilogue(const char* fn, int32_t out_dtype, int32_t activation,
     snprintf(m->text, sizeof m->text, "%s: an int32 output (the raw sums) takes no activation (got %d)", fn, activation);
     return CT_ERR_INVALID_ARG;
   }
+  // an int8 output's scale is folded into scale and bias: only activations with f(x / s) = f(x) / s
+  if ((out_dtype == CT_I8 || out_dtype == CT_U8) && activation != CT_ACTIVATION_NONE && activation != CT_ACTIVATION_RELU) {
+    snprintf(m->text, sizeof m->text,
+             "%s: an %s output takes no activation %d (its scale, folded into scale and bias, does not commute with "
+             "GELU or SiLU): write float32 or bfloat16",
+             fn, dtype_name(out_dtype), activation);
+    return CT_ERR_INVALID_ARG;
+  }
   return CT_OK;
 }
 

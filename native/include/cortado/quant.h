@@ -111,7 +111,8 @@ int ct_cuda_fake_quantize_backward(const ct_tensor* dx, const ct_tensor* ds, con
  * ops/activation.def: none, ReLU max(v, 0), the erf GELU, SiLU; in float32), then CT_F32 stores v,
  * CT_BF16 stores v rounded to nearest even (NaN stays a quiet NaN), CT_I8/CT_U8 store
  * clamp(rne(v) + out_zero_point) in the dtype's range. For an int8 output the caller folds the
- * output scale into scale (sa * sb[j] / so) and bias (bias / so). GELU and SiLU are evaluated with
+ * output scale into scale (sa * sb[j] / so) and bias (bias / so); as that does not commute with GELU
+ * or SiLU, an int8 / uint8 output takes no activation but ReLU (CT_ERR_INVALID_ARG). GELU and SiLU are evaluated with
  * the vectorized float32 forms on the CPU's AVX-512 paths (gelu_erf_f32 and exp_f32 of
  * native/cpu/vmath.h: within ~6 ulp of the float64 functions), libm's elsewhere.
  *

@@ -58,8 +58,16 @@ public class Activation extends Module {
 
     /** x * Phi(x) (erf form), or the tanh approximation. */
     public static final class GELU extends Activation {
+        private final boolean tanhApproximation;
+
         public GELU(boolean tanhApproximation) {
             super(tanhApproximation ? "GELU(tanh)" : "GELU", tanhApproximation ? Elementwise::geluTanh : Elementwise::gelu);
+            this.tanhApproximation = tanhApproximation;
+        }
+
+        /** Whether this is the tanh approximation (else the exact erf form). */
+        public boolean tanhApproximation() {
+            return tanhApproximation;
         }
     }
 

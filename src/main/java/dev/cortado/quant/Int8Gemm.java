@@ -26,7 +26,8 @@ public final class Int8Gemm {
      * The epilogue: {@code za} the zero point of A; {@code out} INT32 (the compensated sums, no
      * activation), FLOAT32 ({@code activation(fma(acc, scale[j], bias[j]))}, in float32), BFLOAT16
      * (that value rounded to nearest even), INT8 or UINT8 (that value rounded half to even plus
-     * {@code outZeroPoint}, saturated). GELU and SiLU run in the vectorized float32 forms on the
+     * {@code outZeroPoint}, saturated; the output scale is folded into scale and bias, so an
+     * integer output takes only NONE or RELU). GELU and SiLU run in the vectorized float32 forms on the
      * CPU (within ~6 ulp of the exact functions).
      */
     public record Epilogue(int aZeroPoint, DType out, Activation activation, int outZeroPoint) {
@@ -42,6 +43,11 @@ public final class Int8Gemm {
             if (out == DType.INT32 && activation != Activation.NONE) {
                 throw new IllegalArgumentException("Int8Gemm.Epilogue: an int32 output (the raw sums) takes no activation, got "
                         + activation);
+            }
+            if ((out == DType.INT8 || out == DType.UINT8) && activation != Activation.NONE && activation != Activation.RELU) {
+                throw new IllegalArgumentException("Int8Gemm.Epilogue: an " + out + " output takes no " + activation
+                        + " (its scale, folded into the epilogue's scale and bias, does not commute with it): write float32 "
+                        + "or bfloat16");
             }
             int lo = out == DType.INT8 ? -128 : 0;
             int hi = out == DType.INT8 ? 127 : out == DType.UINT8 ? 255 : 0;

@@ -1,5 +1,6 @@
 package dev.cortado.quant;
 
+import dev.cortado.ops.Convolution.Activation;
 import dev.cortado.ops.DataLayout;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Tensor;
@@ -21,8 +22,8 @@ public final class QuantizedConv2d extends QuantizedLayer {
     private PackedInt8Conv packed;
 
     private QuantizedConv2d(long inChannels, Int8Conv.Geometry geometry, DataLayout layout, Tensor[] w, Tensor bias,
-                            Tensor[] in, boolean relu) {
-        super(w[0], w[1], bias, in[0], in[1], in[2], relu);
+                            Tensor[] in, Activation activation) {
+        super(w[0], w[1], bias, in[0], in[1], in[2], activation);
         this.inChannels = inChannels;
         this.geometry = geometry;
         this.layout = layout;
@@ -34,7 +35,7 @@ public final class QuantizedConv2d extends QuantizedLayer {
      * {@code input}'s uint8 per-tensor grid.
      */
     public static QuantizedConv2d fromFloat(Tensor weight, Tensor bias, Int8Conv.Geometry geometry, DataLayout layout,
-                                            QuantParams input, int weightBits, boolean relu) {
+                                            QuantParams input, int weightBits, Activation activation) {
         long[] d = weight.dims();
         if (d.length != 4 || d[0] != geometry.outChannels() || d[2] != geometry.kh() || d[3] != geometry.kw()) {
             throw new IllegalArgumentException("QuantizedConv2d: filters " + weight.describe() + " do not match " + geometry);
@@ -48,13 +49,13 @@ public final class QuantizedConv2d extends QuantizedLayer {
                 }
             }
             return new QuantizedConv2d(d[1] * geometry.groups(), geometry, layout, w, b, inputState(input, weight.device()),
-                    relu);
+                    activation);
         });
     }
 
     /** The layer for float filters and learned per-channel weight scales {@code weightScale [OC]} (after QAT). */
     public static QuantizedConv2d fromFloat(Tensor weight, Tensor bias, Int8Conv.Geometry geometry, DataLayout layout,
-                                            QuantParams input, Tensor weightScale, int weightBits, boolean relu) {
+                                            QuantParams input, Tensor weightScale, int weightBits, Activation activation) {
         long[] d = weight.dims();
         if (d.length != 4 || d[0] != geometry.outChannels() || d[2] != geometry.kh() || d[3] != geometry.kw()
                 || weightScale.numel() != d[0]) {
@@ -70,7 +71,7 @@ public final class QuantizedConv2d extends QuantizedLayer {
                 }
             }
             return new QuantizedConv2d(d[1] * geometry.groups(), geometry, layout, w, b, inputState(input, weight.device()),
-                    relu);
+                    activation);
         });
     }
 

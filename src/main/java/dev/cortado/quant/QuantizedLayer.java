@@ -14,15 +14,15 @@ import dev.cortado.tensor.Tensor;
  * the packed weights the kernels read are derived from it on first use and by {@link #repack()}.
  */
 public abstract class QuantizedLayer extends Module {
-    private final boolean relu;
+    private final Activation activation;
     /** The layer whose input grid this one writes its output on (uint8 codes), or null: float32 out. */
     private QuantizedLayer codesFor;
     private Tensor epilogueScale;
     private Tensor epilogueBias;
 
     QuantizedLayer(Tensor weight, Tensor weightScale, Tensor bias, Tensor inputScale, Tensor inputZeroPoint,
-                   Tensor inputRange, boolean relu) {
-        this.relu = relu;
+                   Tensor inputRange, Activation activation) {
+        this.activation = java.util.Objects.requireNonNull(activation, "activation");
         registerBuffer("weight", weight);
         registerBuffer("weight_scale", weightScale);
         registerBuffer("bias", bias);
@@ -76,9 +76,9 @@ public abstract class QuantizedLayer extends Module {
             Tensor.of(new int[] {s.qmin(), s.qmax()}, device, 2)};
     }
 
-    /** Whether the layer applies ReLU in its epilogue (a following ReLU was fused). */
-    public final boolean relu() {
-        return relu;
+    /** The activation the layer applies in its epilogue (a following ReLU, erf GELU or SiLU module was fused), or NONE. */
+    public final Activation activation() {
+        return activation;
     }
 
     /** The int8 weights (the signed grid's values). */
@@ -157,9 +157,8 @@ public abstract class QuantizedLayer extends Module {
 
     /** The fused epilogue: float32 out, or uint8 codes on the next layer's grid. */
     final Int8Gemm.Epilogue epilogue() {
-        Activation act = relu ? Activation.RELU : Activation.NONE;
-        return codesFor == null ? new Int8Gemm.Epilogue(inputZeroPoint(), DType.FLOAT32, act, 0)
-                : new Int8Gemm.Epilogue(inputZeroPoint(), DType.UINT8, act, codesFor.inputZeroPoint());
+        return codesFor == null ? new Int8Gemm.Epilogue(inputZeroPoint(), DType.FLOAT32, activation, 0)
+                : new Int8Gemm.Epilogue(inputZeroPoint(), DType.UINT8, activation, codesFor.inputZeroPoint());
     }
 
     /** float32 [out]: input scale x weight scale (/ the next layer's input scale when writing codes). */
@@ -232,6 +231,7 @@ public abstract class QuantizedLayer extends Module {
     String quantRepr() {
         int[] r = buffer("input_range").toIntArray();
         return "weight=" + weight().dtype() + ", weight_scale=" + Quantization.preview(weightScale()) + ", input=uint8 ["
-                + r[0] + ", " + r[1] + "] scale=" + inputScale() + " zero_point=" + inputZeroPoint() + (relu ? ", relu" : "");
+                + r[0] + ", " + r[1] + "] scale=" + inputScale() + " zero_point=" + inputZeroPoint()
+                + (activation == Activation.NONE ? "" : ", " + activation.name().toLowerCase(java.util.Locale.ROOT));
     }
 }

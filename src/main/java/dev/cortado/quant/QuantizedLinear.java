@@ -1,5 +1,6 @@
 package dev.cortado.quant;
 
+import dev.cortado.ops.Convolution.Activation;
 import dev.cortado.tensor.DType;
 import dev.cortado.tensor.Tensor;
 
@@ -15,8 +16,8 @@ public final class QuantizedLinear extends QuantizedLayer {
     private final long out;
     private PackedInt8Matrix packed;
 
-    private QuantizedLinear(long in, long out, Tensor[] w, Tensor bias, Tensor[] input, boolean relu) {
-        super(w[0], w[1], bias, input[0], input[1], input[2], relu);
+    private QuantizedLinear(long in, long out, Tensor[] w, Tensor bias, Tensor[] input, Activation activation) {
+        super(w[0], w[1], bias, input[0], input[1], input[2], activation);
         this.in = in;
         this.out = out;
     }
@@ -26,7 +27,7 @@ public final class QuantizedLinear extends QuantizedLayer {
      * quantized symmetrically per output channel on {@code weightBits}, inputs on {@code input}'s
      * uint8 per-tensor grid.
      */
-    public static QuantizedLinear fromFloat(Tensor weight, Tensor bias, QuantParams input, int weightBits, boolean relu) {
+    public static QuantizedLinear fromFloat(Tensor weight, Tensor bias, QuantParams input, int weightBits, Activation activation) {
         if (weight.shape().rank() != 2) {
             throw new IllegalArgumentException("QuantizedLinear: weight " + weight.describe() + " is not [out, in]");
         }
@@ -38,13 +39,13 @@ public final class QuantizedLinear extends QuantizedLayer {
                     b = bd.to(DType.FLOAT32);
                 }
             }
-            return new QuantizedLinear(weight.dims()[1], weight.dims()[0], w, b, inputState(input, weight.device()), relu);
+            return new QuantizedLinear(weight.dims()[1], weight.dims()[0], w, b, inputState(input, weight.device()), activation);
         });
     }
 
     /** The layer for float weights and learned per-channel weight scales {@code weightScale [out]} (after QAT). */
     public static QuantizedLinear fromFloat(Tensor weight, Tensor bias, QuantParams input, Tensor weightScale,
-                                            int weightBits, boolean relu) {
+                                            int weightBits, Activation activation) {
         if (weight.shape().rank() != 2 || weightScale.numel() != weight.dims()[0]) {
             throw new IllegalArgumentException("QuantizedLinear: weight " + weight.describe() + " with scales "
                     + weightScale.describe() + " is not [out, in] with [out] scales");
@@ -57,7 +58,7 @@ public final class QuantizedLinear extends QuantizedLayer {
                     b = bd.to(DType.FLOAT32);
                 }
             }
-            return new QuantizedLinear(weight.dims()[1], weight.dims()[0], w, b, inputState(input, weight.device()), relu);
+            return new QuantizedLinear(weight.dims()[1], weight.dims()[0], w, b, inputState(input, weight.device()), activation);
         });
     }
 

@@ -40,8 +40,8 @@ import java.util.Map;
  *       gradients) so that the observers see the activations; for QAT, train the prepared model
  *       instead;</li>
  *   <li>{@link #convert}: inside a {@link Sequential}, a conv followed by {@link BatchNorm2d} has the
- *       normalization folded into its weights and bias, and a following ReLU is fused into the
- *       layer's epilogue (the folded and fused modules become {@link Fused} placeholders); each
+ *       normalization folded into its weights and bias, and a following ReLU, erf GELU or SiLU is
+ *       fused into the layer's epilogue (the folded and fused modules become {@link Fused} placeholders); each
  *       wrapper becomes a {@link QuantizedLinear} / {@link QuantizedConv2d} running the integer
  *       kernels: weights per output channel (min-max symmetric after PTQ, the learned LSQ step after
  *       QAT), inputs on the calibrated (or learned) uint8 grid.</li>
@@ -143,7 +143,10 @@ public final class Quantizer {
     }
 
     // ------------------------------------------------------------------ convert
-    /** Replaces the prepared layers by quantized ones (batch norm folded, ReLU fused); returns {@code model}. */
+    /**
+     * Replaces the prepared layers by quantized ones (batch norm folded, a following ReLU, erf GELU
+     * or SiLU fused); returns {@code model}.
+     */
     public static <M extends Module> M convert(M model) {
         return convert(model, false);
     }
@@ -160,24 +163,25 @@ public final class Quantizer {
             Module parent = parentOf(model, path);
             String name = path.substring(path.lastIndexOf('.') + 1);
             Module layer = m.child("module");
-            // the modules after it in a Sequential: batch norm to fold, then ReLU to fuse
+            // the modules after it in a Sequential: batch norm to fold, then an activation the
+            // epilogue computes (ReLU, the erf GELU, SiLU) to fuse
             List<String> fusedNames = new ArrayList<>();
             BatchNorm2d bn = null;
-            boolean relu = false;
+            Convolution.Activation act = Convolution.Activation.NONE;
             if (parent instanceof Sequential s) {
                 int i = Integer.parseInt(name) + 1;
                 if (layer instanceof Conv2d && i < s.size() && s.get(i) instanceof BatchNorm2d b) {
                     bn = b;
                     fusedNames.add(Integer.toString(i++));
                 }
-                if (i < s.size() && s.get(i) instanceof Activation.ReLU) {
-                    relu = true;
+                act = i < s.size() ? epilogueActivation(s.get(i)) : Convolution.Activation.NONE;
+                if (act != Convolution.Activation.NONE) {
                     fusedNames.add(Integer.toString(i));
                 }
             }
             QuantizedLayer q;
             try (Scope scope = Scope.open()) {
-                q = quantized(m, layer, bn, relu, placeholder);
+                q = quantized(m, layer, bn, act, placeholder);
             }
             parent.replaceChild(name, q).close();
             for (String f : fusedNames) {
@@ -199,6 +203,7 @@ public final class Quantizer {
      * those modules commute with a one-scale quantization, so the next layer reads the same codes
      * it would have computed from the float output (up to the rounding of the folded scale), and the
      * activations between the two move as bytes instead of float32 and are never quantized again.
+     * Not after a fused GELU or SiLU: the folded scale does not commute with them.
      */
     private static void chainCodes(Module model) {
         for (Module m : model.namedModules().values()) {
@@ -214,7 +219,10 @@ public final class Quantizer {
                         || s.get(j) instanceof Flatten || s.get(j) instanceof Dropout)) {
                     j++;
                 }
-                if (j < s.size() && s.get(j) instanceof QuantizedLayer to && to.fullUint8Input()) {
+                // codes fold the next layer's input scale into the epilogue: ReLU commutes with it, GELU and SiLU not
+                boolean homogeneous = from.activation() == Convolution.Activation.NONE
+                        || from.activation() == Convolution.Activation.RELU;
+                if (homogeneous && j < s.size() && s.get(j) instanceof QuantizedLayer to && to.fullUint8Input()) {
                     from.writeCodesFor(to);
                 }
             }
@@ -222,7 +230,22 @@ public final class Quantizer {
     }
 
 
-    private static QuantizedLayer quantized(Module wrapper, Module layer, BatchNorm2d bn, boolean relu, boolean placeholder) {
+    /** The epilogue activation that computes module {@code m}, or NONE (the tanh GELU, or not an activation the epilogue has). */
+    private static Convolution.Activation epilogueActivation(Module m) {
+        if (m instanceof Activation.ReLU) {
+            return Convolution.Activation.RELU;
+        }
+        if (m instanceof Activation.GELU g && !g.tanhApproximation()) {
+            return Convolution.Activation.GELU;
+        }
+        if (m instanceof Activation.SiLU) {
+            return Convolution.Activation.SILU;
+        }
+        return Convolution.Activation.NONE;
+    }
+
+    private static QuantizedLayer quantized(Module wrapper, Module layer, BatchNorm2d bn, Convolution.Activation act,
+                                            boolean placeholder) {
         Tensor weight;
         Tensor bias;
         Tensor w0 = layer instanceof Linear l ? l.weight() : ((Conv2d) layer).weight();
@@ -256,14 +279,14 @@ public final class Quantizer {
         Bitwidth bw = wrapper instanceof Observed o ? new Bitwidth(o.bits(), null, null) : ((FakeQuantized) wrapper).learned(factor);
         try (QuantParams input = placeholder ? placeholderInput(bw) : inputParams(wrapper, bw, w0.device())) {
             if (layer instanceof Linear) {
-                return bw.weightScale == null ? QuantizedLinear.fromFloat(weight, bias, input, bw.bits.weights(), relu)
-                        : QuantizedLinear.fromFloat(weight, bias, input, bw.weightScale, bw.bits.weights(), relu);
+                return bw.weightScale == null ? QuantizedLinear.fromFloat(weight, bias, input, bw.bits.weights(), act)
+                        : QuantizedLinear.fromFloat(weight, bias, input, bw.weightScale, bw.bits.weights(), act);
             }
             Conv2d c = (Conv2d) layer;
             Int8Conv.Geometry g = geometry(c.options(), weight.dims(), c.getClass().getSimpleName());
             DataLayout layout = c.options().layout() == null ? DataLayout.NCHW : c.options().layout();
-            return bw.weightScale == null ? QuantizedConv2d.fromFloat(weight, bias, g, layout, input, bw.bits.weights(), relu)
-                    : QuantizedConv2d.fromFloat(weight, bias, g, layout, input, bw.weightScale, bw.bits.weights(), relu);
+            return bw.weightScale == null ? QuantizedConv2d.fromFloat(weight, bias, g, layout, input, bw.bits.weights(), act)
+                    : QuantizedConv2d.fromFloat(weight, bias, g, layout, input, bw.weightScale, bw.bits.weights(), act);
         }
     }
 
